@@ -1,0 +1,115 @@
+"""Fine-tune a causal LM on one Phased IFT stage (or the One-off baseline) with the paper's template.
+
+Usage, from the repository root:
+
+    python trainer/train.py CONFIG.json
+
+CONFIG.json holds the fields of `ScriptArguments`, `ModelArguments` and `PiftTrainingArguments`
+(see trainer/pift/config.py and trainer/README.md), for example:
+
+    {"train_file": "stage1.jsonl", "final_dir": "out/stage1/final", "output_dir": "out/stage1/ckpt",
+     "model_name_or_path": "builtin:tiny-llama", "max_steps": 30, "per_device_train_batch_size": 4,
+     "learning_rate": 3e-3, "save_steps": 10}
+
+stdout carries only JSON protocol lines (start, progress, checkpoint, done, error); logs go to
+stderr. Exit codes: 0 done, 65 bad config or data, 143 stopped by SIGTERM after a checkpoint,
+anything else a crash worth retrying.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from transformers import HfArgumentParser, Trainer  # noqa: E402
+from transformers.trainer_utils import TrainOutput  # noqa: E402
+
+from pift.callbacks import ProtocolCallback, SigtermSaveCallback  # noqa: E402
+from pift.config import ModelArguments, PiftTrainingArguments, ScriptArguments  # noqa: E402
+from pift.data import InstructionDataset, read_instruction_rows  # noqa: E402
+from pift.errors import ConfigError, Terminated  # noqa: E402
+from pift.job import run_job  # noqa: E402
+from pift.models import load_model, load_tokenizer  # noqa: E402
+from pift.parent_watch import watch_parent  # noqa: E402
+from pift.protocol import emit  # noqa: E402
+from pift.template import ResponseOnlyCollator  # noqa: E402
+from pift.termination import state as termination  # noqa: E402
+
+MAX_REPORTED_LOSSES = 200
+LOSS_SUMMARY_WINDOW = 5
+
+
+def parse_args(config_path: str) -> tuple[ScriptArguments, ModelArguments, PiftTrainingArguments]:
+    parser = HfArgumentParser((ScriptArguments, ModelArguments, PiftTrainingArguments))
+    script_args, model_args, training_args = parser.parse_json_file(config_path)
+    if script_args.progress_every is not None:
+        training_args.logging_steps = script_args.progress_every
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, "trainer_state.json")):
+        raise ConfigError(f'field "resume_from_checkpoint": {checkpoint} is not a complete checkpoint directory')
+    return script_args, model_args, training_args
+
+
+def main(script_args: ScriptArguments, model_args: ModelArguments, training_args: PiftTrainingArguments) -> None:
+    watch_parent(script_args.parent_pid)
+    rows = read_instruction_rows(script_args.train_file, require_output=True)
+    tokenizer = load_tokenizer(model_args.model_name_or_path)
+    train_dataset = InstructionDataset(rows, tokenizer, script_args.max_length)
+    # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage launches.
+    model = load_model(model_args.model_name_or_path, tokenizer, seed=model_args.model_seed)
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=ResponseOnlyCollator(pad_token_id=tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[ProtocolCallback(num_examples=len(train_dataset)), SigtermSaveCallback()],
+    )
+    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if termination.requested and trainer.state.global_step < trainer.state.max_steps:
+        raise Terminated()
+
+    save_final(trainer, script_args.final_dir)
+    report_done(trainer, train_output, script_args.final_dir)
+
+
+def save_final(trainer: Trainer, final_dir: str) -> None:
+    """Write to a sibling directory first, so `final_dir` is either complete or absent."""
+    staging_dir = f"{final_dir.rstrip(os.sep)}.incomplete"
+    shutil.rmtree(staging_dir, ignore_errors=True)
+    trainer.save_model(staging_dir)  # also saves the tokenizer, passed as processing_class
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.replace(staging_dir, final_dir)
+
+
+def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> None:
+    # log_history includes the entries restored from a checkpoint, so this covers the whole stage.
+    history = [(entry["step"], float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
+    losses = [loss for _, loss in history]
+    window = max(1, min(LOSS_SUMMARY_WINDOW, len(losses) // 4))
+    stride = max(1, -(-len(history) // MAX_REPORTED_LOSSES))
+    sampled = history[::stride]
+    if history and sampled[-1] != history[-1]:
+        sampled[-1] = history[-1]
+    emit(
+        "done",
+        total_steps=trainer.state.global_step,
+        final_dir=os.path.abspath(final_dir),
+        loss_first=sum(losses[:window]) / window if losses else None,
+        loss_last=sum(losses[-window:]) / window if losses else None,
+        losses=[loss for _, loss in sampled],
+        loss_steps=[step for step, _ in sampled],
+        train_runtime=float(train_output.metrics.get("train_runtime", 0.0)),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_job("trainer/train.py", parse_args, main, sys.argv))
