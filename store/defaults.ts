@@ -1,0 +1,13 @@
+/** Store settings in one place; everything else reads them from here. */
+export const storeDefaults = {
+  /** Region when neither PIFT_S3_REGION nor AWS_REGION is set (MinIO and SeaweedFS accept any). */
+  s3Region: 'us-east-1',
+  /** Size of one multipart part; S3 requires at least 5 MiB for all parts but the last. */
+  multipartPartSize: 8 * 1024 * 1024,
+  /** Parts uploaded at once per file: enough to fill a link, few enough for a 2-core worker. */
+  multipartQueueSize: 4,
+  /** Keys per ListObjectsV2 page; S3 caps it at 1000. */
+  listPageSize: 1000,
+  /** Keys per DeleteObjects request; S3 caps it at 1000. */
+  deleteBatchSize: 1000,
+} as const;

@@ -1,0 +1,141 @@
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { writeFileAtomically } from './atomic-file';
+import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
+import { NotFoundError, type ObjectStore } from './object-store';
+
+/** A directory used as an object store: the embedded default, needing no server. */
+export class LocalStore implements ObjectStore {
+  readonly root: string;
+  private readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = path.resolve(dir);
+    this.root = pathToFileURL(this.dir).href;
+  }
+
+  uriFor(key: string): string {
+    return pathToFileURL(this.pathFor(key)).href;
+  }
+
+  async put(key: string, body: string | Uint8Array): Promise<void> {
+    await writeFileAtomically(this.pathFor(key), (tmp) => fs.writeFile(tmp, body));
+  }
+
+  async putFile(key: string, localPath: string): Promise<void> {
+    await writeFileAtomically(this.pathFor(key), (tmp) => fs.copyFile(localPath, tmp));
+  }
+
+  async get(key: string): Promise<Buffer> {
+    return this.mapNotFound(key, () => fs.readFile(this.pathFor(key)));
+  }
+
+  async getText(key: string): Promise<string> {
+    return (await this.get(key)).toString('utf8');
+  }
+
+  async getFile(key: string, localPath: string): Promise<void> {
+    // Checked first so that a problem with the destination is never reported as a missing object.
+    if (!(await this.exists(key))) {
+      throw new NotFoundError(this.uriFor(key));
+    }
+    const source = this.pathFor(key);
+    await writeFileAtomically(path.resolve(localPath), (tmp) => fs.copyFile(source, tmp));
+  }
+
+  async head(key: string): Promise<{ size: number } | null> {
+    try {
+      const stat = await fs.stat(this.pathFor(key));
+      return stat.isFile() ? { size: stat.size } : null;
+    } catch (err) {
+      if (isNotFoundCode(err)) {
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== null;
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const folder = validatePrefix(prefix);
+    const keys: string[] = [];
+    await this.walk(folder === '' ? this.dir : this.pathFor(folder), folder, keys);
+    return keys.sort();
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    const folder = validatePrefix(prefix);
+    if (folder === '') {
+      throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
+    }
+    const dir = this.pathFor(folder);
+    // A file at exactly `prefix` is an object, not a folder, and is kept (same as on S3).
+    const stat = await fs.stat(dir).catch((err: unknown) => (isNotFoundCode(err) ? null : Promise.reject(err)));
+    if (stat?.isDirectory()) {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private pathFor(key: string): string {
+    const full = path.resolve(this.dir, validateKey(key));
+    // validateKey already rules out '..' and absolute keys; this is the last line of defence.
+    if (!full.startsWith(this.dir + path.sep)) {
+      throw new Error(`object key ${JSON.stringify(key)} resolves outside the store root ${this.root}`);
+    }
+    return full;
+  }
+
+  private async walk(dir: string, keyPrefix: string, keys: string[]): Promise<void> {
+    let entries;
+    try {
+      entries = await fs.readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (isNotFoundCode(err)) {
+        return;
+      }
+      throw err;
+    }
+    for (const entry of entries) {
+      if (entry.name.endsWith(TEMP_SUFFIX)) {
+        continue;
+      }
+      const key = keyPrefix === '' ? entry.name : `${keyPrefix}/${entry.name}`;
+      const full = path.join(dir, entry.name);
+      // Follow symlinks so a dataset linked into the store is listed like a copied one.
+      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await isDirectory(full)));
+      if (isDir) {
+        await this.walk(full, key, keys);
+      } else if (entry.isFile() || entry.isSymbolicLink()) {
+        keys.push(key);
+      }
+    }
+  }
+
+  private async mapNotFound<T>(key: string, read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      if (isNotFoundCode(err)) {
+        throw new NotFoundError(this.uriFor(key), { cause: err });
+      }
+      throw err;
+    }
+  }
+}
+
+/** ENOTDIR and EISDIR too: a key below a file, or a key that is really a folder, names no object. */
+function isNotFoundCode(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
+}
+
+async function isDirectory(p: string): Promise<boolean> {
+  return fs.stat(p).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}

@@ -1,0 +1,201 @@
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  paginateListObjectsV2,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { writeFileAtomically } from './atomic-file';
+import { storeDefaults } from './defaults';
+import { validateKey, validatePrefix } from './keys';
+import { NotFoundError, type ObjectStore } from './object-store';
+
+export interface S3StoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Folder inside the bucket that acts as the store root; '' for the whole bucket. */
+  prefix?: string;
+  /** Keys per ListObjectsV2 page (tests lower it to exercise pagination). */
+  listPageSize?: number;
+}
+
+/** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
+export class S3Store implements ObjectStore {
+  readonly root: string;
+  readonly bucket: string;
+  private readonly client: S3Client;
+  private readonly prefix: string;
+  private readonly listPageSize: number;
+
+  constructor(options: S3StoreOptions) {
+    this.client = options.client;
+    this.bucket = options.bucket;
+    this.prefix = validatePrefix(options.prefix ?? '');
+    this.listPageSize = options.listPageSize ?? storeDefaults.listPageSize;
+    this.root = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+  }
+
+  uriFor(key: string): string {
+    return `s3://${this.bucket}/${this.objectKey(key)}`;
+  }
+
+  async put(key: string, body: string | Uint8Array): Promise<void> {
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body }));
+  }
+
+  async putFile(key: string, localPath: string): Promise<void> {
+    // Upload sends one PutObject for small files and a parallel multipart upload for big ones, aborting the
+    // multipart upload on failure so no orphaned parts keep costing storage.
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.objectKey(key), Body: createReadStream(localPath) },
+      partSize: storeDefaults.multipartPartSize,
+      queueSize: storeDefaults.multipartQueueSize,
+      leavePartsOnError: false,
+    });
+    await upload.done();
+  }
+
+  async get(key: string): Promise<Buffer> {
+    const body = await this.getBody(key);
+    const bytes = await body.transformToByteArray();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  async getText(key: string): Promise<string> {
+    return (await this.get(key)).toString('utf8');
+  }
+
+  async getFile(key: string, localPath: string): Promise<void> {
+    const body = await this.getBody(key);
+    if (!(body instanceof Readable)) {
+      throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+    }
+    await writeFileAtomically(path.resolve(localPath), (tmp) => pipeline(body, createWriteStream(tmp)));
+  }
+
+  async head(key: string): Promise<{ size: number } | null> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      return { size: out.ContentLength ?? 0 };
+    } catch (err) {
+      if (isNotFound(err)) {
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== null;
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const folder = validatePrefix(prefix);
+    const rootPrefix = this.prefix ? `${this.prefix}/` : '';
+    const keys: string[] = [];
+    for await (const objectKey of this.listObjectKeys(folder)) {
+      const key = objectKey.slice(rootPrefix.length);
+      // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
+      if (isValidKey(key)) {
+        keys.push(key);
+      }
+    }
+    return keys.sort();
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    const folder = validatePrefix(prefix);
+    if (folder === '') {
+      throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
+    }
+    let batch: string[] = [];
+    for await (const objectKey of this.listObjectKeys(folder)) {
+      batch.push(objectKey);
+      if (batch.length === storeDefaults.deleteBatchSize) {
+        await this.deleteObjects(batch);
+        batch = [];
+      }
+    }
+    if (batch.length > 0) {
+      await this.deleteObjects(batch);
+    }
+  }
+
+  /** Every raw object key below `folder` of this store, page by page. */
+  private async *listObjectKeys(folder: string): AsyncGenerator<string> {
+    const fullFolder = [this.prefix, folder].filter((s) => s !== '').join('/');
+    const pages = paginateListObjectsV2(
+      { client: this.client, pageSize: this.listPageSize },
+      { Bucket: this.bucket, Prefix: fullFolder === '' ? undefined : `${fullFolder}/` },
+    );
+    for await (const page of pages) {
+      for (const object of page.Contents ?? []) {
+        if (object.Key !== undefined) {
+          yield object.Key;
+        }
+      }
+    }
+  }
+
+  private async deleteObjects(objectKeys: string[]): Promise<void> {
+    const out = await this.client.send(
+      new DeleteObjectsCommand({
+        Bucket: this.bucket,
+        Delete: { Objects: objectKeys.map((Key) => ({ Key })), Quiet: true },
+      }),
+    );
+    const errors = out.Errors ?? [];
+    if (errors.length > 0) {
+      const sample = errors.slice(0, 3).map((e) => `${e.Key}: ${e.Code} ${e.Message}`);
+      throw new Error(`failed to delete ${errors.length} objects from s3://${this.bucket}: ${sample.join('; ')}`);
+    }
+  }
+
+  private async getBody(key: string) {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      if (!out.Body) {
+        throw new Error(`empty response body for ${this.uriFor(key)}`);
+      }
+      return out.Body;
+    } catch (err) {
+      if (isNotFound(err)) {
+        throw new NotFoundError(this.uriFor(key), { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private objectKey(key: string): string {
+    validateKey(key);
+    return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+}
+
+/**
+ * NoSuchKey from GetObject, a bare 404 from HeadObject (which has no body to name the error). A missing bucket is a
+ * deployment mistake, not a missing object, so it keeps its own error.
+ */
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  if (e?.name === 'NoSuchBucket') {
+    return false;
+  }
+  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+}
+
+function isValidKey(key: string): boolean {
+  try {
+    validateKey(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
