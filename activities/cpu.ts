@@ -1,0 +1,19 @@
+import type { PipelineInput, ResolvedInput } from '../common/input';
+import type { ActivityDeps } from './deps';
+import { withDataErrorsAsFailures } from './failures';
+import { evaluate } from './evaluate';
+import { prepareBenchmarks } from './prepare-benchmarks';
+import { resolvePipelineInput } from './resolve-input';
+import { scoreDifficulty } from './score-difficulty';
+import { segmentStages } from './segment-stages';
+import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
+
+/** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
+export const createCpuActivities = (deps: ActivityDeps) => ({
+  resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
+    withDataErrorsAsFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
+  scoreDifficulty: (input: ScoreInput) => withDataErrorsAsFailures(() => scoreDifficulty(deps, input)),
+  segmentStages: (input: SegmentInput) => withDataErrorsAsFailures(() => segmentStages(deps, input)),
+  prepareBenchmarks: (input: PrepareBenchmarksInput) => withDataErrorsAsFailures(() => prepareBenchmarks(deps, input)),
+  evaluate: (input: EvaluateInput) => withDataErrorsAsFailures(() => evaluate(deps, input)),
+});

@@ -1,0 +1,28 @@
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** What activities take from the worker process (never from workflow input): paths, endpoints, secrets. */
+export interface ActivityDeps {
+  /** The worker's environment: LLM endpoint and key, S3 endpoint and credentials. */
+  env: NodeJS.ProcessEnv;
+  /** Local scratch space for downloads, checkpoints and trainer configs. */
+  workDir: string;
+  python: string;
+  trainerDir: string;
+  /** Trainer progress is signalled to the workflow at most this often (each signal is a history event). */
+  progressSignalEveryMs: number;
+}
+
+const repoRoot = resolve(__dirname, '..');
+
+export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps {
+  const venvPython = join(repoRoot, '.venv', 'bin', 'python');
+  return {
+    env,
+    workDir: env.PIFT_WORKDIR ?? join(tmpdir(), 'pift-work'),
+    python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
+    trainerDir: env.PIFT_TRAINER_DIR ?? join(repoRoot, 'trainer'),
+    progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 15_000),
+  };
+}

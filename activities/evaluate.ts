@@ -1,0 +1,170 @@
+import { Context } from '@temporalio/activity';
+import pLimit from 'p-limit';
+import { openObject, openStore } from '../store';
+import type { BenchmarkPrompt } from './datasets';
+import type { ActivityDeps } from './deps';
+import { InvalidDataError } from './errors';
+import { hashInputs, sha256 } from './hashing';
+import { fromJsonl, toJsonl } from './jsonl';
+import {
+  buildJudgeRequest,
+  buildWinRateReport,
+  countOutcomes,
+  judgeQuestion,
+  JUDGE_PROMPT_VERSION,
+  OFFLINE_JUDGE_LABEL,
+  offlineJudgeReply,
+  renderWinRateMarkdown,
+  verdictFromReplies,
+  type PairVerdict,
+} from './judging';
+import { judgeModel, llmEndpoint } from './llm-client';
+import { commitManifest, finishedStep, type OutputEntry } from './manifest';
+import type { EvaluateInput, EvaluateResult, GenerateResult } from './types';
+
+/** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
+interface Judgment extends PairVerdict {
+  id: string;
+  replyOrder1: string;
+  replyOrder2: string;
+  candidateChars: number;
+  baselineChars: number;
+}
+
+/** A judge sees (question, Assistant 1's answer, Assistant 2's answer, reference) and replies "s1 s2". */
+type Judge = { label: string; offline: boolean; reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string> };
+
+function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
+  const endpoint = input.judge === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: 6, timeoutSeconds: 120 });
+  if (input.judge === 'openai' && !endpoint) {
+    throw new InvalidDataError('input.evaluation.judge is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY', { field: 'input.evaluation.judge' });
+  }
+  if (!endpoint) {
+    return {
+      label: OFFLINE_JUDGE_LABEL,
+      offline: true,
+      reply: async (question, answer1, answer2, reference) => offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
+    };
+  }
+  const model = judgeModel(deps.env, input.judgeModel);
+  return {
+    label: model,
+    offline: false,
+    reply: async (question, answer1, answer2) => {
+      const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
+      const completion = await endpoint.client.chat.completions.create(request);
+      return completion.choices?.[0]?.message?.content ?? '';
+    },
+  };
+}
+
+async function readJsonl<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
+  const { store, key } = openObject(uri, deps.env);
+  return fromJsonl<T>(await store.getText(key));
+}
+
+/**
+ * The paper's pairwise evaluation: every candidate (each stage's model) against the same One-off baseline, each prompt
+ * judged in both orders, win / tie / loss by the two-order rule, win rate = 100·(W + T/2)/N − 50 per benchmark and on
+ * average. Judgments are committed per (candidate, benchmark), so a retry only judges what is missing.
+ */
+export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promise<EvaluateResult> {
+  const ctx = Context.current();
+  const store = openStore(input.store, deps.env);
+  const base = `${input.runId}/evaluate`;
+  const judge = makeJudge(deps, input);
+  const inputsHash = hashInputs({
+    judge: judge.label,
+    prompt: JUDGE_PROMPT_VERSION,
+    benchmarks: input.benchmarks.map((b) => b.uri),
+    baseline: input.baseline.answers,
+    candidates: input.candidates.map((c) => c.answers),
+  });
+  const done = await finishedStep<EvaluateResult>(store, `${base}/manifest.json`, inputsHash);
+  if (done) return done;
+
+  const prompts = new Map<string, BenchmarkPrompt[]>();
+  for (const b of input.benchmarks) {
+    const rows = await readJsonl<BenchmarkPrompt>(deps, b.uri);
+    if (judge.offline && rows.some((r) => r.reference === undefined)) {
+      throw new InvalidDataError(
+        `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
+          'configure an OpenAI-compatible judge (PIFT_OPENAI_BASE_URL) or give reference answers',
+        { field: `input.evaluation.benchmarks.${b.name}` },
+      );
+    }
+    prompts.set(b.name, rows);
+  }
+  const answersOf = async (model: GenerateResult, bench: string) =>
+    new Map((await readJsonl<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]));
+
+  const limit = pLimit(input.concurrency);
+  const outputs: OutputEntry[] = [];
+  const comparisons = [];
+  let judged = 0;
+  const total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
+  for (const candidate of input.candidates) {
+    const perBenchmark = [];
+    for (const bench of input.benchmarks) {
+      const key = `${base}/judgments/${candidate.name}/${bench.name}.${inputsHash.slice(0, 12)}.jsonl`;
+      let judgments: Judgment[];
+      if (await store.exists(key)) {
+        judgments = fromJsonl<Judgment>(await store.getText(key));
+      } else {
+        const [mine, theirs] = await Promise.all([answersOf(candidate, bench.name), answersOf(input.baseline, bench.name)]);
+        judgments = await Promise.all(
+          prompts.get(bench.name)!.map((p) =>
+            limit(async () => {
+              const question = judgeQuestion(p.instruction, p.input);
+              const cand = mine.get(p.id) ?? '';
+              const baseAns = theirs.get(p.id) ?? '';
+              // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).
+              const [replyOrder1, replyOrder2] = await Promise.all([
+                judge.reply(question, baseAns, cand, p.reference),
+                judge.reply(question, cand, baseAns, p.reference),
+              ]);
+              judged += 1;
+              if (judged % 20 === 0) ctx.heartbeat({ judged, total });
+              const verdict = verdictFromReplies(replyOrder1, replyOrder2);
+              return { id: p.id, ...verdict, replyOrder1, replyOrder2, candidateChars: cand.length, baselineChars: baseAns.length };
+            }),
+          ),
+        );
+        await store.put(key, toJsonl(judgments));
+      }
+      const text = await store.getText(key);
+      outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+      perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
+      ctx.heartbeat({ judged, total });
+    }
+    comparisons.push({ model: candidate.name, perBenchmark });
+  }
+
+  const report = buildWinRateReport({ judge: judge.label, judgePromptVersion: JUDGE_PROMPT_VERSION, baseline: input.baseline.name, comparisons });
+  const markdown =
+    (judge.offline ? '> Offline evaluation: scores come from a reference-based judge, not from the paper\'s GPT-4 judge.\n\n' : '') +
+    renderWinRateMarkdown(report);
+  const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
+  await store.put(`${base}/results.json`, resultsJson);
+  await store.put(`${base}/results.md`, markdown);
+  outputs.push(
+    { key: `${base}/results.json`, bytes: Buffer.byteLength(resultsJson), sha256: sha256(resultsJson) },
+    { key: `${base}/results.md`, bytes: Buffer.byteLength(markdown), sha256: sha256(markdown) },
+  );
+  const winRates: Record<string, Record<string, number>> = {};
+  for (const c of report.comparisons) {
+    winRates[c.model] = Object.fromEntries([...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]), ['average', round1(c.average)]]);
+  }
+  const result: EvaluateResult = {
+    resultsUri: store.uriFor(`${base}/results.json`),
+    markdownUri: store.uriFor(`${base}/results.md`),
+    judge: judge.label,
+    offline: judge.offline,
+    winRates,
+    markdown,
+  };
+  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: 'evaluate', inputsHash, outputs, result });
+  return result;
+}
+
+const round1 = (x: number) => Math.round(x * 10) / 10;

@@ -1,0 +1,85 @@
+import { Context } from '@temporalio/activity';
+import type { Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openObject, openStore } from '../store';
+import type { ActivityDeps } from './deps';
+import { hashInputs, sha256 } from './hashing';
+import { commitManifest, finishedStep, type OutputEntry } from './manifest';
+import { downloadPrefix } from './transfer';
+import { runTrainerProcess } from './trainer-process';
+import type { GenerateInput, GenerateResult } from './types';
+
+/**
+ * Answers every benchmark prompt with one model using the paper's decoding (greedy, max length 1024 counting the
+ * prompt). Each benchmark's answers are committed on their own, so a retry only redoes the unfinished ones.
+ */
+export async function generateAnswers(deps: ActivityDeps, input: GenerateInput): Promise<GenerateResult> {
+  const ctx = Context.current();
+  const store = openStore(input.store, deps.env);
+  const base = `${input.runId}/generate/${input.name}`;
+  const inputsHash = hashInputs({
+    modelUri: input.modelUri,
+    benchmarks: input.benchmarks.map((b) => ({ name: b.name, uri: b.uri, prompts: b.prompts })),
+    maxLength: input.maxLength,
+    maxNewTokens: input.maxNewTokens,
+  });
+  const done = await finishedStep<GenerateResult>(store, `${base}/manifest.json`, inputsHash);
+  if (done) return { ...done, reused: true };
+
+  const work = join(deps.workDir, input.runId, 'generate', input.name);
+  await mkdir(work, { recursive: true });
+  let modelDir = input.modelUri;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(input.modelUri)) {
+    const { store: modelStore, key } = openObject(input.modelUri, deps.env);
+    modelDir = join(work, 'model');
+    await rm(modelDir, { recursive: true, force: true });
+    if ((await downloadPrefix(modelStore, key.replace(/\/$/, ''), modelDir)) === 0) throw new Error(`no model files under ${input.modelUri}`);
+  }
+
+  const answers: Record<string, string> = {};
+  const outputs: OutputEntry[] = [];
+  for (const bench of input.benchmarks) {
+    const key = `${base}/${bench.name}.jsonl`;
+    answers[bench.name] = store.uriFor(key);
+    const partKey = `${base}/${bench.name}.${inputsHash.slice(0, 12)}.done`;
+    if (!(await store.exists(partKey))) {
+      const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
+      const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
+      const outFile = join(work, `${bench.name}.answers.jsonl`);
+      await benchStore.getFile(benchKey, promptsFile);
+      const configPath = join(work, `${bench.name}.config.json`);
+      const config = {
+        model_dir: modelDir,
+        input_file: promptsFile,
+        output_file: outFile,
+        max_length: input.maxLength,
+        ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
+        parent_pid: process.pid,
+      };
+      await writeFile(configPath, JSON.stringify(config, null, 2));
+      let progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
+      await runTrainerProcess({
+        python: deps.python,
+        script: join(deps.trainerDir, 'generate.py'),
+        configPath,
+        cwd: work,
+        env: deps.env,
+        progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+        heartbeat: () => ctx.heartbeat(progress),
+        onEvent: (e) => {
+          if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+        },
+      });
+      await store.putFile(key, outFile);
+      await store.put(partKey, '');
+    }
+    const text = await store.getText(key);
+    outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+  }
+  const result: GenerateResult = { name: input.name, answers, reused: false };
+  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: `generate/${input.name}`, inputsHash, outputs, result });
+  await rm(work, { recursive: true, force: true });
+  return result;
+}

@@ -1,0 +1,61 @@
+import { InvalidDataError } from './errors';
+import type { ObjectStore } from '../store';
+
+export interface OutputEntry {
+  key: string;
+  bytes: number;
+  sha256: string;
+}
+
+/** Committed last by every step: its presence means every listed output was completely written. */
+export interface StepManifest<R> {
+  version: 1;
+  runId: string;
+  step: string;
+  inputsHash: string;
+  createdAt: string;
+  outputs: OutputEntry[];
+  result: R;
+}
+
+export async function readManifest<R>(store: ObjectStore, key: string): Promise<StepManifest<R> | null> {
+  if (!(await store.exists(key))) return null;
+  return JSON.parse(await store.getText(key)) as StepManifest<R>;
+}
+
+/** Every output still present with its recorded size (a cheap check; sha256 stays in the manifest for audits). */
+export async function outputsIntact(store: ObjectStore, outputs: OutputEntry[]): Promise<boolean> {
+  for (const out of outputs) {
+    const head = await store.head(out.key);
+    if (!head || head.size !== out.bytes) return false;
+  }
+  return true;
+}
+
+/**
+ * The result of a finished step with the same inputs, or undefined when the step must run.
+ * A finished step with *different* inputs is refused: silently mixing two configurations under one run id
+ * would make its results meaningless.
+ */
+export async function finishedStep<R>(store: ObjectStore, key: string, inputsHash: string): Promise<R | undefined> {
+  const manifest = await readManifest<R>(store, key);
+  if (!manifest) return undefined;
+  if (manifest.inputsHash !== inputsHash) {
+    throw new InvalidDataError(
+      `${store.uriFor(key)} was produced from different inputs (dataset, settings or upstream results changed); ` +
+        `start a new run id, or delete ${store.uriFor(key.replace(/manifest\.json$/, ''))} to recompute this step`,
+      { field: 'runId' },
+    );
+  }
+  if (!(await outputsIntact(store, manifest.outputs))) return undefined;
+  return manifest.result;
+}
+
+export async function commitManifest<R>(
+  store: ObjectStore,
+  key: string,
+  m: Omit<StepManifest<R>, 'version' | 'createdAt'>,
+): Promise<void> {
+  const manifest: StepManifest<R> = { version: 1, createdAt: new Date().toISOString(), ...m };
+  await store.put(key, JSON.stringify(manifest, null, 2));
+}

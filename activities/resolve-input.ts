@@ -1,0 +1,69 @@
+import Ajv, { type ErrorObject } from 'ajv';
+import { resolve } from 'node:path';
+import { pipelineInputSchema, resolveTrainingDefaults, runIdProblem, type PipelineInput, type ResolvedInput } from '../common/input';
+import { InvalidDataError } from './errors';
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const validateInput = ajv.compile(pipelineInputSchema);
+
+function fieldOf(e: ErrorObject): string {
+  const path = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : '';
+  const missing = e.keyword === 'required' ? (e.params as { missingProperty: string }).missingProperty : '';
+  return [path, extra || missing].filter(Boolean).join('.') || '(input)';
+}
+
+function describe(e: ErrorObject): string {
+  if (e.keyword === 'additionalProperties') return 'is not a known setting';
+  if (e.keyword === 'required') return 'is required';
+  return e.message ?? 'is invalid';
+}
+
+/**
+ * Validates the workflow input and fills every default (they live in the JSON schema). Errors name the field,
+ * e.g. `input.training.epochs: must be >= 1`, and are never retried.
+ */
+export function resolvePipelineInput(raw: unknown, workflowId: string, env: NodeJS.ProcessEnv): ResolvedInput {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new InvalidDataError('input must be one JSON object such as { "dataset": "s3://bucket/train.jsonl" }', { field: 'input' });
+  }
+  const input = structuredClone(raw) as PipelineInput;
+  if (!validateInput(input)) {
+    const errors = validateInput.errors ?? [];
+    const first = errors[0];
+    throw new InvalidDataError(errors.map((e) => `input.${fieldOf(e)}: ${describe(e)}`).join('; '), {
+      field: first ? `input.${fieldOf(first)}` : 'input',
+    });
+  }
+  const runId = input.runId ?? workflowId;
+  const runIdError = runIdProblem(runId);
+  if (runIdError) throw new InvalidDataError(`input.runId: ${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`, { field: 'input.runId' });
+
+  const stages = input.stages as ResolvedInput['stages'];
+  if (stages.rule === 'thresholds') {
+    const t = stages.thresholds;
+    if (t.length !== stages.count - 1) {
+      throw new InvalidDataError(`input.stages.thresholds: ${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`, {
+        field: 'input.stages.thresholds',
+      });
+    }
+    if (t.some((v, i) => i > 0 && v <= t[i - 1])) {
+      throw new InvalidDataError('input.stages.thresholds: must be strictly ascending', { field: 'input.stages.thresholds' });
+    }
+  }
+  const baseline = input.baseline as ResolvedInput['baseline'];
+  if (baseline.mode === 'existing' && !baseline.checkpoint) {
+    throw new InvalidDataError('input.baseline.checkpoint: is required when baseline.mode is "existing"', { field: 'input.baseline.checkpoint' });
+  }
+  const store = input.store ?? env.PIFT_STORE ?? `file://${resolve('.pift', 'store')}`;
+  return {
+    ...(input as Required<Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'gpuTaskQueue'>>),
+    runId,
+    store,
+    scorer: input.scorer as ResolvedInput['scorer'],
+    stages,
+    training: resolveTrainingDefaults(input.training as ResolvedInput['training']),
+    baseline,
+    evaluation: input.evaluation as ResolvedInput['evaluation'],
+  };
+}

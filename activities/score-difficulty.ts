@@ -1,0 +1,170 @@
+import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import pLimit from 'p-limit';
+import { basename } from 'node:path';
+import { NotFoundError, openObject, openStore, type ObjectStore } from '../store';
+import { parseAlpaca, type AlpacaRow } from './datasets';
+import type { ActivityDeps } from './deps';
+import { InvalidDataError } from './errors';
+import { hashInputs, sha256 } from './hashing';
+import { fromJsonl, toJsonl } from './jsonl';
+import { llmEndpoint, scorerModel, type LlmEndpoint } from './llm-client';
+import { commitManifest, finishedStep } from './manifest';
+import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './scoring/offline-heuristic-scorer';
+import { parseScore } from './scoring/parse-score';
+import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './scoring/score-prompt';
+import type { ScoreInput, ScoreResult } from './types';
+
+/** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
+export interface ScoreRow {
+  id: string;
+  score: number | null;
+  scorer: string;
+  promptSha256: string;
+  /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
+  raw?: string;
+  error?: string;
+}
+
+/** Rows per committed part: a retried activity rescores only the parts that were not committed. */
+const PART_ROWS = 100;
+
+type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Promise<ScoreRow> };
+
+function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
+  const kind = input.scorer.kind;
+  const endpoint = kind === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: input.scorer.requestRetries, timeoutSeconds: input.scorer.timeoutSeconds });
+  if (kind === 'openai' && !endpoint) {
+    throw new InvalidDataError('input.scorer.kind is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY', { field: 'input.scorer.kind' });
+  }
+  if (!endpoint) {
+    return {
+      label: OFFLINE_SCORER_LABEL,
+      offline: true,
+      score: async (row) => ({ id: row.id, score: offlineHeuristicScore(row), scorer: OFFLINE_SCORER_LABEL, promptSha256: SCORE_PROMPT_SHA256 }),
+    };
+  }
+  const model = scorerModel(deps.env, input.scorer.model);
+  return { label: model, offline: false, score: (row) => askScore(endpoint, model, row, input.scorer.parseRetries) };
+}
+
+async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, parseRetries: number): Promise<ScoreRow> {
+  let raw = '';
+  let reason = '';
+  for (let attempt = 0; attempt <= parseRetries; attempt++) {
+    // Transport faults (429, 5xx, timeouts) are retried inside the client; what reaches here is a real answer.
+    const reply = await endpoint.client.chat.completions.create({
+      model,
+      messages: buildScoreMessages(row.instruction, row.input),
+      temperature: 0,
+      n: 1,
+      max_tokens: 8,
+    });
+    raw = reply.choices?.[0]?.message?.content ?? '';
+    const parsed = parseScore(raw);
+    if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256: SCORE_PROMPT_SHA256 };
+    reason = parsed.reason;
+  }
+  return { id: row.id, score: null, scorer: model, promptSha256: SCORE_PROMPT_SHA256, raw, error: `unparseable answer: ${reason}` };
+}
+
+async function readDataset(deps: ActivityDeps, uri: string): Promise<{ text: string; source: string }> {
+  const { store, key } = openObject(uri, deps.env);
+  try {
+    return { text: await store.getText(key), source: basename(key) };
+  } catch (err) {
+    if (err instanceof NotFoundError) throw new InvalidDataError(`input.dataset: ${uri} does not exist`, { field: 'input.dataset', file: uri });
+    throw err;
+  }
+}
+
+/**
+ * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
+ * one; answers that stay unparseable are recorded as such and counted, never replaced.
+ */
+export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
+  const ctx = Context.current();
+  const store = openStore(input.store, deps.env);
+  const base = `${input.runId}/score`;
+  const { text, source } = await readDataset(deps, input.dataset);
+  if (input.datasetFormat === 'alpaca-json' && !text.trimStart().startsWith('[')) {
+    throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, { file: source, field: 'input.datasetFormat' });
+  }
+  // Every row is checked before a single request is sent.
+  const rows = parseAlpaca(text, source);
+  const scorer = makeScorer(input, deps);
+  const inputsHash = hashInputs({ dataset: sha256(text), scorer: scorer.label, prompt: SCORE_PROMPT_SHA256, parseRetries: input.scorer.parseRetries });
+  const done = await finishedStep<ScoreResult>(store, `${base}/manifest.json`, inputsHash);
+  if (done) return done;
+
+  const datasetJsonl = toJsonl(rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })));
+  await store.put(`${base}/dataset.jsonl`, datasetJsonl);
+  await store.put(`${base}/prompt.txt`, SCORE_PROMPT_TEMPLATE);
+
+  const limit = pLimit(input.scorer.concurrency);
+  const parts = Math.ceil(rows.length / PART_ROWS);
+  const partKey = (i: number) => `${base}/parts/${inputsHash.slice(0, 12)}-${String(i).padStart(5, '0')}.jsonl`;
+  const all: ScoreRow[] = [];
+  for (let i = 0; i < parts; i++) {
+    const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
+    let scored = await readPart(store, partKey(i), chunk.length);
+    if (!scored) {
+      scored = await Promise.all(chunk.map((row) => limit(() => scorer.score(row))));
+      await store.put(partKey(i), toJsonl(scored));
+    }
+    all.push(...scored);
+    ctx.heartbeat({ scored: all.length, total: rows.length });
+  }
+
+  const failed = all.filter((r) => r.score === null);
+  if (failed.length > input.scorer.maxFailedFraction * rows.length) {
+    // Drop the parts holding failures so that a resumed run asks again for just those rows.
+    for (let i = 0; i < parts; i++) {
+      if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null)) await store.deletePrefix(partKey(i));
+    }
+    throw ApplicationFailure.nonRetryable(
+      `${failed.length} of ${rows.length} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
+        `e.g. row ${failed[0].id}: ${JSON.stringify(failed[0].raw)}`,
+      'UnparseableScores',
+      { failed: failed.length, rows: rows.length },
+    );
+  }
+  if (failed.length) log.warn('some difficulty answers were unparseable; those rows are left out of every stage', { failed: failed.length });
+
+  const histogram: Record<string, number> = {};
+  for (const r of all) {
+    const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
+    histogram[bucket] = (histogram[bucket] ?? 0) + 1;
+  }
+  const scoresJsonl = toJsonl(all);
+  await store.put(`${base}/scores.jsonl`, scoresJsonl);
+  const result: ScoreResult = {
+    datasetUri: store.uriFor(`${base}/dataset.jsonl`),
+    scoresUri: store.uriFor(`${base}/scores.jsonl`),
+    rows: rows.length,
+    scored: rows.length - failed.length,
+    failed: failed.length,
+    scorer: scorer.label,
+    offline: scorer.offline,
+    promptSha256: SCORE_PROMPT_SHA256,
+    histogram,
+    sha256: sha256(scoresJsonl),
+  };
+  await commitManifest(store, `${base}/manifest.json`, {
+    runId: input.runId,
+    step: 'score',
+    inputsHash,
+    outputs: [
+      { key: `${base}/dataset.jsonl`, bytes: Buffer.byteLength(datasetJsonl), sha256: sha256(datasetJsonl) },
+      { key: `${base}/scores.jsonl`, bytes: Buffer.byteLength(scoresJsonl), sha256: result.sha256 },
+    ],
+    result,
+  });
+  return result;
+}
+
+async function readPart(store: ObjectStore, key: string, expectedRows: number): Promise<ScoreRow[] | undefined> {
+  if (!(await store.exists(key))) return undefined;
+  const rows = fromJsonl<ScoreRow>(await store.getText(key));
+  return rows.length === expectedRows ? rows : undefined;
+}

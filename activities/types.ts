@@ -1,0 +1,135 @@
+// Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
+import type { BenchmarkRef, ResolvedInput } from '../common/input';
+
+export interface StepRef {
+  runId: string;
+  store: string;
+}
+
+export interface ScoreInput extends StepRef {
+  dataset: string;
+  datasetFormat: ResolvedInput['datasetFormat'];
+  scorer: ResolvedInput['scorer'];
+}
+
+export interface ScoreResult {
+  /** Normalised rows (id, instruction, input, output) as read from the dataset. */
+  datasetUri: string;
+  scoresUri: string;
+  rows: number;
+  scored: number;
+  failed: number;
+  /** Who scored: the model name, or the offline scorer's label. */
+  scorer: string;
+  offline: boolean;
+  promptSha256: string;
+  histogram: Record<string, number>;
+  sha256: string;
+}
+
+export interface SegmentInput extends StepRef {
+  score: Pick<ScoreResult, 'datasetUri' | 'scoresUri' | 'sha256'>;
+  stages: ResolvedInput['stages'];
+  /** Held-out split taken before staging; 0 when the user supplies benchmarks. */
+  heldoutFraction: number;
+  heldoutMax: number;
+}
+
+export interface StageSplit {
+  stage: number;
+  uri: string;
+  rows: number;
+  minScore: number | null;
+  maxScore: number | null;
+  sha256: string;
+}
+
+export interface SegmentResult {
+  stages: StageSplit[];
+  oneOff: { uri: string; rows: number; sha256: string };
+  heldout?: { uri: string; rows: number };
+  thresholds: number[];
+  unscored: number;
+  summaryUri: string;
+}
+
+export interface PrepareBenchmarksInput extends StepRef {
+  benchmarks: BenchmarkRef[];
+  heldout?: { uri: string };
+}
+
+export interface PreparedBenchmark {
+  name: string;
+  uri: string;
+  prompts: number;
+  withReferences: number;
+}
+
+export interface TrainInput extends StepRef {
+  /** 'stage-1'... or 'one-off'. */
+  name: string;
+  dataUri: string;
+  dataSha256: string;
+  /** 'builtin:…', a local directory, or the store URI of a previous training's final weights. */
+  initModel: string;
+  maxSteps: number;
+  training: ResolvedInput['training'];
+}
+
+export interface TrainResult {
+  name: string;
+  modelUri: string;
+  steps: number;
+  lossFirst: number;
+  lossLast: number;
+  /** Step the last attempt resumed from (0 = from scratch); > 0 shows a checkpoint was used. */
+  resumedFromStep: number;
+  attempts: number;
+  reused: boolean;
+}
+
+export interface GenerateInput extends StepRef {
+  /** 'stage-1'... or 'one-off'. */
+  name: string;
+  modelUri: string;
+  benchmarks: PreparedBenchmark[];
+  maxLength: number;
+  maxNewTokens?: number;
+  progressTimeout: string;
+}
+
+export interface GenerateResult {
+  name: string;
+  answers: Record<string, string>;
+  reused: boolean;
+}
+
+export interface EvaluateInput extends StepRef {
+  benchmarks: PreparedBenchmark[];
+  baseline: GenerateResult;
+  candidates: GenerateResult[];
+  judge: ResolvedInput['evaluation']['judge'];
+  judgeModel?: string;
+  concurrency: number;
+}
+
+export interface EvaluateResult {
+  resultsUri: string;
+  markdownUri: string;
+  judge: string;
+  offline: boolean;
+  /** Win rate (signed, -50..+50) of each candidate per benchmark plus 'average'. */
+  winRates: Record<string, Record<string, number>>;
+  markdown: string;
+}
+
+/** What the trainer reports, carried by heartbeats and the progress signal. */
+export interface TrainerProgress {
+  name: string;
+  step: number;
+  totalSteps: number;
+  loss?: number;
+  learningRate?: number;
+  resumedFromStep?: number;
+  pid?: number;
+}

@@ -1,0 +1,3 @@
+export * from './start-run';
+export { describeProgress, followProgress } from './progress-display';
+export type { PipelineInput } from '../common/input';

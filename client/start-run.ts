@@ -1,0 +1,73 @@
+import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { CPU_TASK_QUEUE, PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
+import type { PipelineInput } from '../common/input';
+import { phasedIftPipeline, progressQuery, type PipelineResult, type Progress } from '../workflows';
+
+export interface StartOptions {
+  /** Task queue of the CPU worker that hosts the workflow. */
+  taskQueue?: string;
+  /** Web UI base, for the link printed to users. */
+  uiUrl?: string;
+}
+
+export interface StartedRun {
+  handle: WorkflowHandle<typeof phasedIftPipeline>;
+  runId: string;
+  uiLink: string;
+}
+
+export const uiLink = (uiUrl: string, namespace: string, workflowId: string): string =>
+  `${uiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+
+/**
+ * Starts a Phased IFT run. The run id is the workflow id, so one run id is one durable run: starting it again after
+ * it closed re-uses every finished step. This is the function other services call.
+ */
+export async function startRun(client: Client, input: PipelineInput, opts: StartOptions = {}): Promise<StartedRun> {
+  const runId = input.runId ?? `pift-${new Date().toISOString().replace(/[:.]/g, '-').toLowerCase()}`;
+  const handle = await client.workflow.start(phasedIftPipeline, {
+    taskQueue: opts.taskQueue ?? CPU_TASK_QUEUE,
+    workflowId: runId,
+    args: [{ ...input, runId }],
+    typedSearchAttributes: [{ key: PIFT_STEP, value: 'validate' }],
+  });
+  return { handle, runId, uiLink: uiLink(opts.uiUrl ?? 'http://localhost:8233', client.options.namespace, runId) };
+}
+
+/** The input and task queue a run was started with, read from its history (works for runs started in the Web UI). */
+export async function runStartInput(client: Client, runId: string): Promise<{ input: PipelineInput; taskQueue: string; status: string }> {
+  const handle = client.workflow.getHandle(runId);
+  const [history, description] = await Promise.all([handle.fetchHistory(), handle.describe()]);
+  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+  const payload = started?.input?.payloads?.[0];
+  if (!started || !payload) throw new Error(`run ${runId} has no start input in its history`);
+  if (started.workflowType?.name !== WORKFLOW_TYPE) throw new Error(`${runId} is a ${started.workflowType?.name} workflow, not a ${WORKFLOW_TYPE} run`);
+  return {
+    input: defaultPayloadConverter.fromPayload<PipelineInput>(payload),
+    taskQueue: started.taskQueue?.name ?? CPU_TASK_QUEUE,
+    status: description.status.name,
+  };
+}
+
+/**
+ * Restarts a failed, cancelled or terminated run under the same run id with the same input: finished steps return
+ * their committed results at once, and the interrupted training continues from its newest stored checkpoint.
+ */
+export async function resumeRun(client: Client, runId: string, opts: StartOptions & { force?: boolean } = {}): Promise<StartedRun> {
+  const { input, taskQueue, status } = await runStartInput(client, runId);
+  if (status === 'RUNNING') throw new Error(`run ${runId} is still running; nothing to resume`);
+  if (status === 'COMPLETED' && !opts.force) throw new Error(`run ${runId} already completed; pass --force to re-run it (finished steps are reused)`);
+  try {
+    return await startRun(client, { ...input, runId }, { ...opts, taskQueue: opts.taskQueue ?? taskQueue });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new Error(`run ${runId} was resumed by someone else meanwhile`);
+    throw err;
+  }
+}
+
+export async function runProgress(client: Client, runId: string): Promise<Progress> {
+  return client.workflow.getHandle(runId).query(progressQuery);
+}
+
+export type { PipelineResult, Progress };

@@ -1,0 +1,17 @@
+// Names shared by workflows, workers and clients. Workflow-safe: no Node built-ins here.
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+/** Workflows, scoring, segmentation and judging run here (the CPU worker). */
+export const CPU_TASK_QUEUE = 'pift-cpu';
+/** Training and generation run here (one GPU worker process per GPU, one activity at a time). */
+export const GPU_TASK_QUEUE = 'pift-gpu';
+
+export const WORKFLOW_TYPE = 'phasedIftPipeline';
+
+/** The step a run is in, so the Web UI can filter runs with `PiftStep="stage-2"`. */
+export const PIFT_STEP = defineSearchAttributeKey('PiftStep', SearchAttributeType.KEYWORD);
+
+/** Label of the One-off baseline model everywhere (store keys, reports). */
+export const ONE_OFF = 'one-off';
+
+export const stageName = (k: number): string => `stage-${k}`;

@@ -1,0 +1,35 @@
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
+
+interface CommonOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  deps: ActivityDeps;
+}
+
+/** The CPU worker hosts the workflow and the scoring, segmentation and judging activities. */
+export function createCpuWorker(opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] }): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    activities: createCpuActivities(opts.deps),
+  });
+}
+
+/**
+ * The GPU worker runs training and generation only: one activity at a time, because one trainer owns the GPU.
+ * Start one process per GPU with CUDA_VISIBLE_DEVICES set. On shutdown, running trainers get time to save.
+ */
+export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: opts.taskQueue,
+    activities: createGpuActivities(opts.deps),
+    maxConcurrentActivityTaskExecutions: 1,
+    shutdownGraceTime: '30 seconds',
+  });
+}

@@ -1,0 +1,2 @@
+export * from './phased-ift-pipeline';
+export * from './messages';

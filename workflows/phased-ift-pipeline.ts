@@ -1,0 +1,199 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+// Only import the activity types: activity code must never reach the workflow bundle.
+import type { createCpuActivities } from '../activities/cpu';
+import type { createGpuActivities } from '../activities/gpu';
+import type { GenerateResult, TrainResult } from '../activities/types';
+import type { Duration } from '@temporalio/common';
+import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
+import { optimizerSteps, type PipelineInput } from '../common/input';
+import { progressQuery, trainerProgressSignal, type Progress } from './messages';
+
+type CpuActivities = ReturnType<typeof createCpuActivities>;
+type GpuActivities = ReturnType<typeof createGpuActivities>;
+
+export interface PipelineResult {
+  runId: string;
+  store: string;
+  scorer: string;
+  stages: Array<{ stage: number; rows: number; minScore: number | null; maxScore: number | null }>;
+  training: TrainResult[];
+  evaluation?: { resultsUri: string; markdownUri: string; judge: string; winRates: Record<string, Record<string, number>>; markdown: string };
+}
+
+const { resolveInput } = proxyLocalActivities<CpuActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidDataError'] },
+});
+
+/**
+ * Phased IFT (Pang et al. 2024): score → segment → stage 1 → … → stage N, a One-off baseline as its own branch,
+ * then pairwise evaluation. Every step is an idempotent activity that commits a manifest in the store, so a re-run
+ * with the same run id skips finished steps and continues training from its newest checkpoint.
+ */
+export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineResult> {
+  const progress: Progress = { runId: input?.runId ?? workflowInfo().workflowId, step: 'validate', training: {}, finished: [] };
+  setHandler(progressQuery, () => progress);
+  setHandler(trainerProgressSignal, (p) => {
+    progress.training[p.name] = p;
+  });
+  const enter = (step: string, stage?: number) => {
+    progress.step = step;
+    progress.stage = stage;
+    upsertSearchAttributes([{ key: PIFT_STEP, value: step }]);
+  };
+
+  try {
+    enter('validate');
+    const cfg = await resolveInput(input, workflowInfo().workflowId);
+    progress.runId = cfg.runId;
+    progress.stages = cfg.stages.count;
+    const ref = { runId: cfg.runId, store: cfg.store };
+
+    const cpu = proxyActivities<CpuActivities>({
+      startToCloseTimeout: '1 day',
+      heartbeatTimeout: '2 minutes',
+      retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['InvalidDataError'] },
+    });
+    const gpu = proxyActivities<GpuActivities>({
+      taskQueue: cfg.gpuTaskQueue,
+      // Long trainings are bounded by the heartbeat (a dead worker is noticed within it), not by a wall clock.
+      startToCloseTimeout: '30 days',
+      heartbeatTimeout: cfg.training.heartbeatTimeout as Duration,
+      retry: {
+        initialInterval: '5 seconds',
+        maximumInterval: '5 minutes',
+        maximumAttempts: cfg.training.maxAttempts,
+        nonRetryableErrorTypes: ['InvalidDataError'],
+      },
+    });
+
+    enter('score');
+    const score = await cpu.scoreDifficulty({ ...ref, dataset: cfg.dataset, datasetFormat: cfg.datasetFormat, scorer: cfg.scorer });
+    progress.finished.push('score');
+
+    enter('segment');
+    const useHeldout = cfg.baseline.mode !== 'skip' && cfg.evaluation.benchmarks.length === 0;
+    const seg = await cpu.segmentStages({
+      ...ref,
+      score,
+      stages: cfg.stages,
+      heldoutFraction: useHeldout ? cfg.evaluation.heldoutFraction : 0,
+      heldoutMax: cfg.evaluation.heldoutMax,
+    });
+    progress.finished.push('segment');
+
+    // Benchmarks are read and checked before hours of training, so a bad prompt file fails the run at once.
+    const benchmarks =
+      cfg.baseline.mode === 'skip'
+        ? []
+        : await cpu.prepareBenchmarks({ ...ref, benchmarks: cfg.evaluation.benchmarks, heldout: seg.heldout });
+
+    const stageSteps = seg.stages.map((s) => (s.rows > 0 ? optimizerSteps(s.rows, cfg.training) : 0));
+    const totalSteps = stageSteps.reduce((a, b) => a + b, 0);
+
+    // The One-off baseline is its own branch: all rows, shuffled, the same total number of optimizer steps.
+    const baselineTraining: Promise<TrainResult | undefined> =
+      cfg.baseline.mode === 'train'
+        ? gpu.trainStage({
+            ...ref,
+            name: ONE_OFF,
+            dataUri: seg.oneOff.uri,
+            dataSha256: seg.oneOff.sha256,
+            initModel: cfg.training.baseModel,
+            maxSteps: totalSteps,
+            training: cfg.training,
+          })
+        : Promise.resolve(undefined);
+    // Keep a failure of the branch from being unobserved while the stages run; it is awaited below.
+    baselineTraining.catch(() => undefined);
+
+    const stageModels: TrainResult[] = [];
+    let initModel = cfg.training.baseModel;
+    for (const split of seg.stages) {
+      if (split.rows === 0) continue; // only possible with stages.allowEmpty
+      const name = stageName(split.stage);
+      enter(name, split.stage);
+      // Each stage is a fresh training run from the previous stage's final weights: new optimizer, warmup, cosine.
+      const trained = await gpu.trainStage({
+        ...ref,
+        name,
+        dataUri: split.uri,
+        dataSha256: split.sha256,
+        initModel,
+        maxSteps: stageSteps[split.stage - 1],
+        training: cfg.training,
+      });
+      stageModels.push(trained);
+      progress.finished.push(name);
+      initModel = trained.modelUri;
+    }
+    const baseline = await baselineTraining;
+    if (baseline) progress.finished.push(ONE_OFF);
+
+    const result: PipelineResult = {
+      runId: cfg.runId,
+      store: cfg.store,
+      scorer: score.scorer,
+      stages: seg.stages.map(({ stage, rows, minScore, maxScore }) => ({ stage, rows, minScore, maxScore })),
+      training: baseline ? [...stageModels, baseline] : stageModels,
+    };
+    if (cfg.baseline.mode === 'skip') {
+      enter('done');
+      return result;
+    }
+
+    enter('generate');
+    const baselineModel = baseline ? baseline.modelUri : cfg.baseline.checkpoint!;
+    const candidates = cfg.evaluation.perStage ? stageModels : stageModels.slice(-1);
+    const generation = { ...ref, benchmarks, maxLength: cfg.evaluation.maxLength, maxNewTokens: cfg.evaluation.maxNewTokens, progressTimeout: cfg.training.progressTimeout };
+    const baselineAnswers = await gpu.generateAnswers({ ...generation, name: ONE_OFF, modelUri: baselineModel });
+    const candidateAnswers: GenerateResult[] = [];
+    for (const model of candidates) {
+      candidateAnswers.push(await gpu.generateAnswers({ ...generation, name: model.name, modelUri: model.modelUri }));
+    }
+    progress.finished.push('generate');
+
+    enter('evaluate');
+    const evaluation = await cpu.evaluate({
+      ...ref,
+      benchmarks,
+      baseline: baselineAnswers,
+      candidates: candidateAnswers,
+      judge: cfg.evaluation.judge,
+      judgeModel: cfg.evaluation.judgeModel,
+      concurrency: cfg.evaluation.concurrency,
+    });
+    progress.finished.push('evaluate');
+    enter('done');
+    return { ...result, evaluation };
+  } catch (err) {
+    if (isCancellation(err)) {
+      progress.step = 'cancelled';
+      // The search attribute update must still happen on a cancelled workflow.
+      await CancellationScope.nonCancellable(async () => upsertSearchAttributes([{ key: PIFT_STEP, value: 'cancelled' }]));
+      throw err;
+    }
+    progress.error = describeFailure(err);
+    log.error('pipeline failed', { step: progress.step, error: progress.error });
+    upsertSearchAttributes([{ key: PIFT_STEP, value: 'failed' }]);
+    progress.step = 'failed';
+    throw err;
+  }
+}
+
+function describeFailure(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return describeFailure(err.cause);
+  if (err instanceof ApplicationFailure) return `${err.type ?? 'Error'}: ${err.message}`;
+  return err instanceof Error ? err.message : String(err);
+}
