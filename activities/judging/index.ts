@@ -1,0 +1,7 @@
+export * from './judge-prompt';
+export * from './parse-verdict';
+export * from './verdict';
+export * from './win-rate';
+export * from './offline-reference-judge';
+export * from './report';
+export { sha256Hex } from './sha256';

@@ -1,0 +1,124 @@
+/**
+ * The win-rate report: a JSON-ready object and a Markdown table, one row per compared model (e.g. each stage's
+ * model) against the same baseline (One-off), one column per benchmark, then the average and the outcome counts.
+ */
+import { InvalidDataError } from '../errors';
+import { summariseWinRates, type BenchmarkWinRate, type OutcomeCounts } from './win-rate';
+
+export const WIN_RATE_RULE =
+  'two orders per prompt (baseline shown first, then candidate shown first); ' +
+  'win = better in one order and not worse in the other, tie = tied in both or better in one and worse in the other, ' +
+  'loss otherwise; failed = a reply did not parse; win rate = 100 * (W + T/2) / N - 50 with N counting every prompt, failed included';
+
+export interface WinRateReportInput {
+  /** The judge: a model name such as `gpt-4-0613`, or the offline judge's label. */
+  judge: string;
+  judgePromptVersion?: string;
+  /** The model every row is compared against, e.g. `one-off`. */
+  baseline: string;
+  comparisons: ReadonlyArray<{
+    model: string;
+    perBenchmark: ReadonlyArray<{ benchmark: string; counts: OutcomeCounts }>;
+  }>;
+}
+
+export interface WinRateComparison {
+  model: string;
+  baseline: string;
+  benchmarks: BenchmarkWinRate[];
+  /** Plain mean of this row's benchmark win rates. */
+  average: number;
+  /** Counts summed over this row's benchmarks. */
+  totals: OutcomeCounts;
+}
+
+export interface WinRateReport {
+  judge: string;
+  judgePromptVersion?: string;
+  rule: string;
+  baseline: string;
+  /** Column order: every benchmark in first-seen order. */
+  benchmarks: string[];
+  comparisons: WinRateComparison[];
+}
+
+function sumCounts(all: OutcomeCounts[]): OutcomeCounts {
+  const total: OutcomeCounts = { win: 0, tie: 0, loss: 0, failed: 0, n: 0, positionInconsistent: 0 };
+  for (const c of all) {
+    total.win += c.win;
+    total.tie += c.tie;
+    total.loss += c.loss;
+    total.failed += c.failed;
+    total.n += c.n;
+    total.positionInconsistent += c.positionInconsistent;
+  }
+  return total;
+}
+
+export function buildWinRateReport(input: WinRateReportInput): WinRateReport {
+  if (input.comparisons.length === 0) throw new InvalidDataError('win-rate report: no comparisons');
+  const benchmarks: string[] = [];
+  const comparisons = input.comparisons.map(({ model, perBenchmark }) => {
+    const seen = new Set<string>();
+    for (const { benchmark } of perBenchmark) {
+      if (seen.has(benchmark)) throw new InvalidDataError(`win-rate report: ${model} lists ${benchmark} twice`);
+      seen.add(benchmark);
+      if (!benchmarks.includes(benchmark)) benchmarks.push(benchmark);
+    }
+    const summary = summariseWinRates(perBenchmark);
+    return {
+      model,
+      baseline: input.baseline,
+      benchmarks: summary.benchmarks,
+      average: summary.average,
+      totals: sumCounts(summary.benchmarks.map((b) => b.counts)),
+    };
+  });
+  const report: WinRateReport = {
+    judge: input.judge,
+    rule: WIN_RATE_RULE,
+    baseline: input.baseline,
+    benchmarks,
+    comparisons,
+  };
+  if (input.judgePromptVersion !== undefined) report.judgePromptVersion = input.judgePromptVersion;
+  return report;
+}
+
+/** Signed, one decimal: `+3.8`, `-1.2`, `+0.0` (never `-0.0`). */
+export function formatWinRate(value: number): string {
+  const fixed = value.toFixed(1);
+  if (fixed === '-0.0') return '+0.0';
+  return fixed.startsWith('-') ? fixed : `+${fixed}`;
+}
+
+function cell(text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
+}
+
+/**
+ * Markdown: a header naming the judge and the rule, then the table. A benchmark a row lacks shows `—`;
+ * that row's average is then over fewer benchmarks than the others'.
+ */
+export function renderWinRateMarkdown(report: WinRateReport): string {
+  const version = report.judgePromptVersion ? ` (prompt ${report.judgePromptVersion})` : '';
+  const lines = [
+    `Judge: ${report.judge}${version}. Rule: ${report.rule}.`,
+    '',
+    `| Model vs ${cell(report.baseline)} | ${report.benchmarks.map(cell).join(' | ')} | Average | W/T/L/F | Orders disagree |`,
+    `|---|${report.benchmarks.map(() => '---:|').join('')}---:|---|---:|`,
+  ];
+  for (const row of report.comparisons) {
+    const byName = new Map(row.benchmarks.map((b) => [b.benchmark, b]));
+    const rates = report.benchmarks.map((name) => {
+      const b = byName.get(name);
+      return b === undefined ? '—' : formatWinRate(b.winRate);
+    });
+    const t = row.totals;
+    lines.push(
+      `| ${cell(row.model)} | ${rates.join(' | ')} | ${formatWinRate(row.average)} | ` +
+        `${t.win}/${t.tie}/${t.loss}/${t.failed} | ${t.positionInconsistent} |`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,3 @@
+export * from './score-prompt';
+export * from './parse-score';
+export * from './offline-heuristic-scorer';
