@@ -46,7 +46,11 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: string | Uint8Array): Promise<void> {
-    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body }));
+    // An explicit length: the SDK cannot infer one for an empty body and would warn about streams.
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    await this.client.send(
+      new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body, ContentLength: length }),
+    );
   }
 
   async putFile(key: string, localPath: string): Promise<void> {
