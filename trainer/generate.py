@@ -1,0 +1,133 @@
+"""Answer instruction prompts with a fine-tuned model, greedily, in the paper's prompt template.
+
+Usage, from the repository root:
+
+    python trainer/generate.py CONFIG.json
+
+CONFIG.json holds the fields of `GenerateArguments` (trainer/pift/config.py), for example:
+
+    {"model_dir": "out/stage1/final", "input_file": "vicuna.jsonl", "output_file": "answers.jsonl",
+     "max_length": 1024, "batch_size": 8}
+
+Each output line is {"id", "answer", "prompt_tokens", "answer_tokens"}. Re-running with the same
+output_file keeps its complete lines and answers only the missing ids. stdout carries only JSON
+protocol lines (start, progress, done, error). Exit codes: 0 done, 65 bad config or data,
+143 SIGTERM, anything else a crash worth retrying.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
+
+from pift.answers import Answer, append_answers, completed_answer_ids, id_key  # noqa: E402
+from pift.config import GenerateArguments  # noqa: E402
+from pift.data import InstructionRow, read_instruction_rows  # noqa: E402
+from pift.errors import ConfigError  # noqa: E402
+from pift.job import run_job  # noqa: E402
+from pift.models import load_model, load_tokenizer  # noqa: E402
+from pift.parent_watch import watch_parent  # noqa: E402
+from pift.protocol import emit  # noqa: E402
+from pift.template import encode_generation_prompt  # noqa: E402
+
+
+def parse_args(config_path: str) -> tuple[GenerateArguments]:
+    (args,) = HfArgumentParser((GenerateArguments,)).parse_json_file(config_path)
+    if not os.path.isdir(args.model_dir):
+        raise ConfigError(f'field "model_dir": no such local directory {args.model_dir}')
+    return (args,)
+
+
+def main(args: GenerateArguments) -> None:
+    watch_parent(args.parent_pid)
+    rows = read_instruction_rows(args.input_file, require_output=False, unique_ids=True, field_name="input_file")
+    done_ids = completed_answer_ids(args.output_file)
+    pending = [row for row in rows if id_key(row.id) not in done_ids]
+    emit("start", total=len(rows), already_done=len(rows) - len(pending))
+    if pending:
+        answer_pending(args, pending, already_done=len(rows) - len(pending), total=len(rows))
+    emit("done", total=len(rows), output_file=os.path.abspath(args.output_file))
+
+
+def answer_pending(args: GenerateArguments, pending: list[InstructionRow], already_done: int, total: int) -> None:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
+    model = load_model(args.model_dir, tokenizer, dtype=dtype, field_name="model_dir").to(device).eval()
+
+    prompts = [encode_generation_prompt(tokenizer, row.instruction, row.input, prompt_budget(args)) for row in pending]
+    # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
+    order = sorted(range(len(pending)), key=lambda index: -len(prompts[index]))
+    answered = already_done
+    for start in range(0, len(order), args.batch_size):
+        batch = order[start : start + args.batch_size]
+        answers = answer_batch(model, tokenizer, [pending[i] for i in batch], [prompts[i] for i in batch], args)
+        append_answers(args.output_file, answers)
+        answered += len(answers)
+        emit("progress", done=answered, total=total)
+
+
+def prompt_budget(args: GenerateArguments) -> int:
+    """Prompt tokens allowed: `max_length` counts the prompt, so an over-long prompt is cut to leave room.
+
+    The room kept for the answer [ours] is a quarter of max_length, or max_new_tokens if smaller.
+    """
+    room = args.max_length // 4 if args.max_new_tokens is None else min(args.max_new_tokens, args.max_length // 4)
+    return args.max_length - max(1, room)
+
+
+@torch.inference_mode()
+def answer_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[InstructionRow],
+    prompts: list[list[int]],
+    args: GenerateArguments,
+) -> list[Answer]:
+    width = max(len(prompt) for prompt in prompts)
+    # Left padding keeps every prompt's last token adjacent to its first generated token.
+    input_ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        attention_mask[row, width - len(prompt) :] = 1
+    new_tokens = args.max_length - width
+    if args.max_new_tokens is not None:
+        new_tokens = min(new_tokens, args.max_new_tokens)
+    generation_config = GenerationConfig(
+        do_sample=False,
+        max_new_tokens=max(1, new_tokens),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    output = model.generate(
+        input_ids=input_ids.to(model.device),
+        attention_mask=attention_mask.to(model.device),
+        generation_config=generation_config,
+    )
+    return [
+        to_answer(tokenizer, row, prompt, generated.tolist())
+        for row, prompt, generated in zip(rows, prompts, output[:, width:].cpu())
+    ]
+
+
+def to_answer(tokenizer: PreTrainedTokenizerBase, row: InstructionRow, prompt: list[int], generated: list[int]) -> Answer:
+    """The text after the prompt, cut at the first `</s>` and stripped."""
+    if tokenizer.eos_token_id in generated:
+        generated = generated[: generated.index(tokenizer.eos_token_id)]
+    text = tokenizer.decode(generated, skip_special_tokens=True)
+    # A tokenizer may also spell "</s>" with ordinary tokens.
+    text = text.split(tokenizer.eos_token, 1)[0]
+    return Answer(id=row.id, answer=text.strip(), prompt_tokens=len(prompt), answer_tokens=len(generated))
+
+
+if __name__ == "__main__":
+    sys.exit(run_job("trainer/generate.py", parse_args, main, sys.argv))

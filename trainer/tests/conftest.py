@@ -1,0 +1,106 @@
+"""Shared helpers: run the entry scripts as real subprocesses and parse their stdout protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TRAINER_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = TRAINER_DIR.parent
+sys.path.insert(0, str(TRAINER_DIR))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TRAIN_STEPS = 30
+SAVE_STEPS = 10
+
+
+@dataclass
+class ScriptResult:
+    returncode: int
+    events: list[dict[str, Any]]
+    stderr: str
+
+    def of(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.events if line["event"] == event]
+
+
+def parse_protocol(stdout: str) -> list[dict[str, Any]]:
+    """Every stdout line must be one JSON object with an event name."""
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert all(isinstance(event, dict) and "event" in event for event in events)
+    return events
+
+
+def script_command(script: str, config_path: Path) -> list[str]:
+    return [sys.executable, str(TRAINER_DIR / script), str(config_path)]
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return path
+
+
+def run_script(script: str, config: dict[str, Any], workdir: Path, timeout: float = 120) -> ScriptResult:
+    config_path = write_config(workdir / f"{Path(script).stem}-config.json", config)
+    completed = subprocess.run(
+        script_command(script, config_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    return ScriptResult(completed.returncode, parse_protocol(completed.stdout), completed.stderr)
+
+
+def write_copy_task(path: Path, rows: int = 32) -> Path:
+    """Short copy-the-word rows the tiny model learns quickly."""
+    rng = random.Random(7)
+    with open(path, "w", encoding="utf-8") as handle:
+        for index in range(rows):
+            word = "".join(rng.choice("abcdef") for _ in range(6))
+            handle.write(
+                json.dumps({"id": f"row-{index}", "instruction": "Copy the word.", "input": word, "output": word})
+                + "\n"
+            )
+    return path
+
+
+def train_config(workdir: Path, **overrides: Any) -> dict[str, Any]:
+    config = {
+        "train_file": str(workdir / "train.jsonl"),
+        "final_dir": str(workdir / "final"),
+        "output_dir": str(workdir / "checkpoints"),
+        "model_name_or_path": "builtin:tiny-llama",
+        "model_seed": 1,
+        "max_length": 256,
+        "max_steps": TRAIN_STEPS,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 3e-3,
+        "save_steps": SAVE_STEPS,
+        "logging_steps": 1,
+        "report_to": "none",
+    }
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class TrainedRun:
+    workdir: Path
+    config: dict[str, Any]
+    result: ScriptResult
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    """One real 30-step training run shared by the train, resume and generate tests."""
+    workdir = tmp_path_factory.mktemp("trained")
+    write_copy_task(workdir / "train.jsonl")
+    config = train_config(workdir)
+    result = run_script("train.py", config, workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return TrainedRun(workdir, config, result)
