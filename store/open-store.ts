@@ -29,7 +29,9 @@ export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env): Ob
     const { bucket, prefix } = splitS3Uri(uri);
     return new S3Store({ client: s3ClientFor(s3SettingsFromEnv(env)), bucket, prefix });
   }
-  throw new Error(`unsupported store URI ${JSON.stringify(uri)}: use a directory, file:///abs/dir or s3://bucket/prefix`);
+  throw new Error(
+    `unsupported store URI ${JSON.stringify(uri)}: use a directory, file:///abs/dir or s3://bucket/prefix`,
+  );
 }
 
 /**

@@ -178,7 +178,8 @@ describe('S3Store', () => {
 
   it('follows continuation tokens when a listing spans several pages', async () => {
     const client = s3ClientFor(s3SettingsFromEnv(s3.env));
-    const store = new S3Store({ client, bucket: s3.bucket, prefix: `pages-${randomBytes(4).toString('hex')}`, listPageSize: 2 });
+    const prefix = `pages-${randomBytes(4).toString('hex')}`;
+    const store = new S3Store({ client, bucket: s3.bucket, prefix, listPageSize: 2 });
     const keys = ['p/1', 'p/2', 'p/3', 'p/4', 'p/5/6'];
     await Promise.all(keys.map((key) => store.put(key, key)));
     assert.deepEqual(await store.list('p'), keys);

@@ -187,7 +187,8 @@ async function waitUntilReady(
     }
   }
   throw new Error(
-    `SeaweedFS S3 was not ready within ${READY_TIMEOUT_MS / 1000} s (last error: ${String(lastError)})\n${await describe()}`,
+    `SeaweedFS S3 was not ready within ${READY_TIMEOUT_MS / 1000} s (last error: ${String(lastError)})\n` +
+      (await describe()),
   );
 }
 
