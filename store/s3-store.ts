@@ -81,7 +81,11 @@ export class S3Store implements ObjectStore {
     if (!(body instanceof Readable)) {
       throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
     }
-    await writeFileAtomically(path.resolve(localPath), (tmp) => pipeline(body, createWriteStream(tmp)));
+    try {
+      await writeFileAtomically(path.resolve(localPath), (tmp) => pipeline(body, createWriteStream(tmp)));
+    } finally {
+      body.destroy(); // frees the connection if we failed before reading the body (a no-op after pipeline)
+    }
   }
 
   async head(key: string): Promise<{ size: number } | null> {
