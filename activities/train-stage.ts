@@ -136,9 +136,10 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     env: deps.env,
     progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
     heartbeat: () => ctx.heartbeat(latest),
+    onSpawn: (pid) => (latest = { ...latest, pid }),
     onEvent: async (e) => {
       if (e.event === 'start') {
-        latest = { ...latest, totalSteps: Number(e.total_steps), resumedFromStep: Number(e.resumed_from_step ?? 0), pid: undefined };
+        latest = { ...latest, totalSteps: Number(e.total_steps), resumedFromStep: Number(e.resumed_from_step ?? 0) };
         ctx.heartbeat(latest);
         await signalProgress(true);
       } else if (e.event === 'progress') {

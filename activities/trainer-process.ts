@@ -22,6 +22,8 @@ export interface TrainerRun {
   graceMs?: number;
   heartbeatEveryMs?: number;
   heartbeat: () => void;
+  /** The trainer's pid, which is also its process group id. */
+  onSpawn?: (pid: number) => void;
 }
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
@@ -39,6 +41,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     detached: true, // its own process group, so a kill reaches the trainer's own children too
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  if (child.pid) run.onSpawn?.(child.pid);
   const killGroup = (signal: NodeJS.Signals) => {
     try {
       if (child.pid) process.kill(-child.pid, signal);

@@ -1,0 +1,128 @@
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, type Worker } from '@temporalio/worker';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { depsFromEnv } from '../../activities/deps';
+import { openStore, type ObjectStore } from '../../store';
+import { createCpuWorker } from '../../workers/create-workers';
+import { onGlobalTeardown } from '../hooks';
+import { startFakeOpenAI, type FakeOpenAI } from './fake-openai';
+import { sharedS3, type S3Server } from './s3-server';
+import { repoRoot, sharedTemporal } from './temporal';
+
+export interface Harness {
+  temporal: TestWorkflowEnvironment;
+  s3: S3Server;
+  llm: FakeOpenAI;
+  store: ObjectStore;
+  storeUri: string;
+  cpuQueue: string;
+  gpuQueue: string;
+  /** The env of a worker process: S3 endpoint and keys, LLM endpoint and key. */
+  workerEnv: NodeJS.ProcessEnv;
+  startGpuWorker(): Promise<ChildProcess>;
+  upload(key: string, text: string): Promise<string>;
+}
+
+let bundle: Promise<{ code: string }> | undefined;
+
+/**
+ * Everything a pipeline test needs, all real and on loopback: the Temporal dev server, SeaweedFS, an
+ * OpenAI-compatible server the test controls, an in-process CPU worker and GPU workers as child processes
+ * (so a test can SIGKILL one mid-training).
+ */
+export async function startHarness(): Promise<Harness> {
+  const [temporal, s3, llm] = await Promise.all([sharedTemporal(), sharedS3(), startFakeOpenAI({ apiKey: `sk-test-${randomUUID()}` })]);
+  onGlobalTeardown(() => llm.stop());
+  const cpuQueue = `cpu-${randomUUID()}`;
+  const gpuQueue = `gpu-${randomUUID()}`;
+  const workDir = mkdtempSync(join(tmpdir(), 'pift-test-'));
+  const workerEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...s3.env,
+    PIFT_OPENAI_BASE_URL: llm.baseURL,
+    OPENAI_API_KEY: llm.apiKey,
+    PIFT_WORKDIR: workDir,
+    PIFT_PROGRESS_SIGNAL_MS: '300',
+    TEMPORAL_ADDRESS: temporal.address,
+    TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
+    PIFT_GPU_TASK_QUEUE: gpuQueue,
+    TS_NODE_TRANSPILE_ONLY: 'true',
+  };
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  const cpuWorker: Worker = await createCpuWorker({
+    connection: temporal.nativeConnection,
+    namespace: temporal.namespace ?? 'default',
+    taskQueue: cpuQueue,
+    deps: { ...depsFromEnv(workerEnv), env: workerEnv },
+    workflowBundle: await bundle,
+  });
+  const running = cpuWorker.run();
+  onGlobalTeardown(async () => {
+    cpuWorker.shutdown();
+    await running;
+  });
+
+  const gpuWorkers: ChildProcess[] = [];
+  onGlobalTeardown(async () => {
+    for (const w of gpuWorkers) if (w.exitCode === null) w.kill('SIGKILL');
+  });
+  const storeUri = `s3://${s3.bucket}/runs`;
+  const store = openStore(storeUri, workerEnv);
+  const data = openStore(`s3://${s3.bucket}/datasets`, workerEnv);
+  return {
+    temporal,
+    s3,
+    llm,
+    store,
+    storeUri,
+    cpuQueue,
+    gpuQueue,
+    workerEnv,
+    async startGpuWorker() {
+      const child = spawn(process.execPath, ['-r', 'ts-node/register', join(repoRoot, 'workers', 'gpu.ts')], {
+        cwd: repoRoot,
+        env: workerEnv,
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      gpuWorkers.push(child);
+      await new Promise<void>((resolve, reject) => {
+        const lines: string[] = [];
+        createInterface({ input: child.stderr! }).on('line', (line) => {
+          lines.push(line);
+          if (line.includes('gpu worker polling')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`gpu worker exited with ${code}:\n${lines.slice(-20).join('\n')}`)));
+      });
+      return child;
+    },
+    async upload(key: string, text: string) {
+      await data.put(key, text);
+      return data.uriFor(key);
+    },
+  };
+}
+
+const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as any;
+
+/** The demo dataset's rows: `[{ id, family, level, instruction, input, output }]`. */
+export function demoRows(file: 'train' | 'heldout'): Array<Record<string, string>> {
+  return readFileSync(join(repoRoot, 'data', 'demo', `${file}.jsonl`), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+/** `perFamily` training rows of each of the 12 demo families (4 easy, 4 medium, 4 hard), in file order. */
+export function balancedDemo(perFamily: number): Array<Record<string, string>> {
+  const seen = new Map<string, number>();
+  return demoRows('train').filter((r) => {
+    const n = seen.get(r.family) ?? 0;
+    seen.set(r.family, n + 1);
+    return n < perFamily;
+  });
+}

@@ -1,0 +1,189 @@
+import assert from 'node:assert/strict';
+import { WorkflowFailedError } from '@temporalio/client';
+import { after, before, describe, it } from 'mocha';
+import type { PipelineInput } from '../common/input';
+import { startRun } from '../client';
+import { progressQuery } from '../workflows';
+import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+
+const LEVEL_SCORE: Record<string, string> = { easy: '1', medium: '2.5', hard: '4.25' };
+
+/** Innermost failure message of a failed workflow (ActivityFailure → ApplicationFailure). */
+function rootMessage(err: unknown): string {
+  let e = err as { message?: string; cause?: unknown };
+  while (e.cause) e = e.cause as { message?: string; cause?: unknown };
+  return e.message ?? String(err);
+}
+
+const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+
+/** 96 training rows, 8 of each of the 12 demo families, and 12 held-out prompts with references. */
+function smallDemo() {
+  return { train: balancedDemo(8), heldout: demoRows('heldout').slice(0, 12) };
+}
+
+describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function () {
+  this.timeout(15 * 60_000);
+  let h: Harness;
+  let datasetUri: string;
+  let heldoutUri: string;
+  const levelOf = new Map<string, string>();
+
+  before(async () => {
+    h = await startHarness();
+    await h.startGpuWorker();
+    const { train, heldout } = smallDemo();
+    for (const r of [...train, ...heldout]) levelOf.set(`${r.instruction}\n${r.input}`, r.level);
+    datasetUri = await h.upload('small/train.jsonl', toJsonl(train));
+    heldoutUri = await h.upload('small/heldout.jsonl', toJsonl(heldout));
+  });
+
+  const baseInput = (runId: string, extra: Partial<PipelineInput> = {}): PipelineInput => ({
+    dataset: datasetUri,
+    runId,
+    store: h.storeUri,
+    gpuTaskQueue: h.gpuQueue,
+    training: { epochs: 3, saveSteps: 4, heartbeatTimeout: '15 seconds' },
+    evaluation: { benchmarks: [{ name: 'heldout', uri: heldoutUri }], maxNewTokens: 24 },
+    ...extra,
+  });
+
+  describe('a whole run', () => {
+    const runId = 'e2e-run';
+    let result: Awaited<ReturnType<typeof execute>>;
+    const execute = async (input: PipelineInput) => {
+      const run = await startRun(h.temporal.client, input, { taskQueue: h.cpuQueue });
+      return run.handle.result();
+    };
+    let firstRequests = 0;
+
+    before(async () => {
+      let call = 0;
+      h.llm.handle((req) => {
+        call += 1;
+        const system = String(req.messages.find((m) => m.role === 'system')?.content ?? '');
+        const user = String(req.messages.find((m) => m.role === 'user')?.content ?? '');
+        if (system.includes('checking the quality of the answer')) {
+          // A judge that prefers longer answers, and one prompt whose reply never parses.
+          if (user.includes('Repeat the letter')) return { content: 'Both answers are fine.' };
+          const answers = [...user.matchAll(/Answer\]\n([\s\S]*?)\n\n\[The End/g)].map((m) => m[1]);
+          return { content: `${Math.min(10, 1 + answers[0].length % 9)} ${Math.min(10, 1 + answers[1].length % 9)}` };
+        }
+        // Transient faults the client must ride out, and one unparseable answer it must re-ask.
+        if (call === 1) return { status: 429, retryAfterSeconds: 0 };
+        if (call === 2) return { status: 503 };
+        if (call === 3) return { content: 'It is quite hard, maybe a four?' };
+        const key = [...levelOf.keys()].find((k) => user.includes(k.split('\n')[0]) && user.includes(k.split('\n')[1]));
+        return { content: LEVEL_SCORE[levelOf.get(key ?? '') ?? 'medium'] };
+      });
+      result = await execute(baseInput(runId));
+      firstRequests = h.llm.requests.length;
+    });
+
+    it('scores with the OpenAI-compatible endpoint and splits 3 stages by the paper thresholds', async () => {
+      assert.equal(result.scorer, 'gpt-4-0613');
+      assert.deepEqual(
+        result.stages.map((s) => s.rows),
+        [32, 32, 32],
+      );
+      assert.deepEqual(result.stages.map((s) => [s.minScore, s.maxScore]), [[1, 1], [2.5, 2.5], [4.25, 4.25]]);
+      for (const k of [1, 2, 3]) {
+        const text = await h.store.getText(`${runId}/segment/stage-${k}.jsonl`);
+        assert.equal(text.trim().split('\n').length, 32);
+      }
+      const scores = (await h.store.getText(`${runId}/score/scores.jsonl`)).trim().split('\n').map((l) => JSON.parse(l));
+      assert.equal(scores.length, 96);
+      assert.ok(scores.every((s) => typeof s.score === 'number' && s.scorer === 'gpt-4-0613' && /^[0-9a-f]{64}$/.test(s.promptSha256)));
+    });
+
+    it('trains every stage from the previous one, with checkpoints in S3 and a falling loss', async () => {
+      assert.deepEqual(result.training.map((t) => t.name), ['stage-1', 'stage-2', 'stage-3', 'one-off']);
+      const stageSteps = result.training.slice(0, 3).map((t) => t.steps);
+      assert.deepEqual(stageSteps, [12, 12, 12]);
+      assert.equal(result.training[3].steps, 36, 'the One-off baseline takes as many optimizer steps as all stages');
+      for (const t of result.training) {
+        assert.ok(t.lossLast < t.lossFirst, `${t.name}: loss ${t.lossFirst} → ${t.lossLast} did not fall`);
+        const keys = await h.store.list(`${runId}/train/${t.name}/`);
+        assert.ok(keys.some((k) => /checkpoints\/step-\d+\/manifest\.json$/.test(k)), `${t.name} has no committed checkpoint`);
+        assert.ok(keys.some((k) => k.endsWith('/final/model.safetensors')), `${t.name} has no final weights`);
+      }
+      const stage2Config = JSON.parse(await h.store.getText(`${runId}/train/stage-2/manifest.json`));
+      assert.equal(stage2Config.result.name, 'stage-2');
+    });
+
+    it('judges both orders and reports win rates by the paper rule', async () => {
+      const ev = result.evaluation!;
+      assert.ok(ev.markdown.includes('| stage-1 |') && ev.markdown.includes('| stage-3 |'), ev.markdown);
+      const md = await h.store.getText(`${runId}/evaluate/results.md`);
+      assert.equal(md, ev.markdown);
+      const results = JSON.parse(await h.store.getText(`${runId}/evaluate/results.json`));
+      for (const row of results.comparisons) {
+        const c = row.totals;
+        assert.equal(c.win + c.tie + c.loss + c.failed, 12);
+        assert.ok(c.failed >= 1, 'the unparseable judge reply is counted as a failure');
+        const expected = (100 * (c.win + c.tie / 2)) / c.n - 50;
+        assert.ok(Math.abs(row.average - expected) < 1e-9);
+      }
+      // Every judged prompt was asked in both orders.
+      const judgeCalls = h.llm.requests.filter((r) => r.rawBody.includes('checking the quality'));
+      assert.equal(judgeCalls.length, 3 * 12 * 2);
+    });
+
+    it('re-running the finished run recomputes nothing', async () => {
+      const again = await execute(baseInput(runId));
+      assert.equal(h.llm.requests.length, firstRequests, 'no new LLM call');
+      assert.ok(again.training.every((t) => t.reused), 'no training ran again');
+      assert.deepEqual(again.evaluation?.winRates, result.evaluation?.winRates);
+    });
+  });
+
+  describe('bad input fails at once with the problem named', () => {
+    const cases: Array<[string, () => Promise<Partial<PipelineInput>>, RegExp]> = [
+      ['a malformed JSONL line', async () => ({ dataset: await h.upload('bad/malformed.jsonl', '{"instruction":"a","output":"b"}\n{"instruction": oops}\n') }), /malformed\.jsonl line 2/],
+      ['a missing field', async () => ({ dataset: await h.upload('bad/missing.jsonl', '{"instruction":"a","output":"b"}\n{"instruction":"c"}\n') }), /missing\.jsonl line 2.*"output"/],
+      ['an empty dataset', async () => ({ dataset: await h.upload('bad/empty.jsonl', '\n') }), /empty\.jsonl.*empty/],
+      ['an invalid setting', async () => ({ training: { epochs: 0 } }), /input\.training\.epochs/],
+      ['an unknown setting', async () => ({ training: { epoch: 3 } as never }), /input\.training\.epoch\b.*not a known setting/],
+      ['a run id escaping its prefix', async () => ({ runId: '../escape' }), /runId/],
+    ];
+    for (const [name, input, expected] of cases) {
+      it(name, async () => {
+        const extra = await input();
+        const started = Date.now();
+        const err = await h.temporal.client.workflow
+          .execute('phasedIftPipeline', {
+            taskQueue: h.cpuQueue,
+            workflowId: `bad-${Math.random().toString(36).slice(2)}`,
+            args: [{ ...baseInput(`bad-${Math.random().toString(36).slice(2)}`), ...extra }],
+          })
+          .then(() => undefined, (e) => e);
+        assert.ok(err instanceof WorkflowFailedError, `expected a failed run, got ${err}`);
+        assert.match(rootMessage(err), expected);
+        assert.ok(Date.now() - started < 30_000, 'bad input must not be retried');
+      });
+    }
+  });
+
+  after(() => h?.llm.handle(() => ({ content: '3' })));
+
+  describe('cancellation', () => {
+    it('kills the trainer process group', async () => {
+      const run = await startRun(
+        h.temporal.client,
+        baseInput('cancel-run', { scorer: { kind: 'offline' }, baseline: { mode: 'skip' }, training: { epochs: 500, saveSteps: 1000 } }),
+        { taskQueue: h.cpuQueue },
+      );
+      let pid: number | undefined;
+      for (let i = 0; i < 600 && !pid; i++) {
+        pid = (await run.handle.query(progressQuery)).training['stage-1']?.pid;
+        if (!pid) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(pid, 'the trainer started');
+      assert.doesNotThrow(() => process.kill(-pid!, 0), 'the trainer group is alive before the cancel');
+      await run.handle.cancel();
+      const err = await run.handle.result().then(() => undefined, (e) => e);
+      assert.ok(err instanceof WorkflowFailedError);
+      assert.throws(() => process.kill(-pid!, 0), /ESRCH/, 'no process of the trainer group is left');
+    });
+  });
+});

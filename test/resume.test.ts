@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { before, describe, it } from 'mocha';
+import { startRun } from '../client';
+import type { TrainResult } from '../activities/types';
+import { progressQuery } from '../workflows';
+import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe('a GPU worker killed in the middle of stage 2', function () {
+  this.timeout(15 * 60_000);
+  let h: Harness;
+
+  before(async () => {
+    h = await startHarness();
+  });
+
+  it('finishes the run without retraining stage 1, continuing stage 2 from its last checkpoint', async () => {
+    const rows = balancedDemo(8);
+    const dataset = await h.upload('resume/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n'));
+    const runId = 'resume-run';
+    const firstWorker = await h.startGpuWorker();
+    const run = await startRun(
+      h.temporal.client,
+      {
+        dataset,
+        runId,
+        store: h.storeUri,
+        gpuTaskQueue: h.gpuQueue,
+        scorer: { kind: 'offline' },
+        baseline: { mode: 'skip' },
+        // A dead worker is noticed when its heartbeats stop; keep that short for the test.
+        training: { epochs: 8, saveSteps: 3, heartbeatTimeout: '8 seconds' },
+      },
+      { taskQueue: h.cpuQueue },
+    );
+
+    // Wait for a committed stage-2 checkpoint, then kill the worker as hard as a machine failure would.
+    const checkpointPrefix = `${runId}/train/stage-2/checkpoints/`;
+    let committed: number[] = [];
+    for (let i = 0; i < 1200 && committed.length === 0; i++) {
+      committed = (await h.store.list(checkpointPrefix))
+        .flatMap((k) => /step-(\d+)\/manifest\.json$/.exec(k)?.[1] ?? [])
+        .map(Number);
+      if (committed.length === 0) await sleep(100);
+    }
+    assert.ok(committed.length > 0, 'stage 2 committed a checkpoint');
+    const progress = await run.handle.query(progressQuery);
+    const trainerPid = progress.training['stage-2']?.pid;
+    assert.ok(trainerPid && alive(trainerPid), 'the stage-2 trainer is running');
+    const stage1Manifest = await h.store.getText(`${runId}/train/stage-1/manifest.json`);
+    firstWorker.kill('SIGKILL');
+
+    // The orphaned trainer notices its parent is gone and exits, freeing the GPU.
+    for (let i = 0; i < 100 && alive(trainerPid); i++) await sleep(100);
+    assert.ok(!alive(trainerPid), 'the trainer exited with its worker');
+
+    await h.startGpuWorker();
+    const result = await run.handle.result();
+    const byName = new Map<string, TrainResult>(result.training.map((t) => [t.name, t]));
+    const stage1 = byName.get('stage-1')!;
+    const stage2 = byName.get('stage-2')!;
+    assert.equal(stage1.attempts, 1, 'stage 1 ran once');
+    assert.equal(await h.store.getText(`${runId}/train/stage-1/manifest.json`), stage1Manifest, 'stage 1 was not retrained');
+    assert.ok(stage2.attempts >= 2, 'stage 2 was retried on the new worker');
+    assert.ok(stage2.resumedFromStep >= Math.max(...committed), `stage 2 resumed from step ${stage2.resumedFromStep}, not from 0`);
+    assert.equal(stage2.steps, 32);
+    assert.ok(byName.get('stage-3'), 'the run went on to stage 3');
+  });
+});
