@@ -26,7 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from transformers import HfArgumentParser, Trainer  # noqa: E402
+from transformers import HfArgumentParser, Trainer, TrainerState  # noqa: E402
+from transformers.trainer import TRAINER_STATE_NAME  # noqa: E402
 from transformers.trainer_utils import TrainOutput  # noqa: E402
 
 from pift.callbacks import ProtocolCallback, SigtermSaveCallback  # noqa: E402
@@ -38,6 +39,7 @@ from pift.models import load_model, load_tokenizer  # noqa: E402
 from pift.parent_watch import watch_parent  # noqa: E402
 from pift.protocol import emit  # noqa: E402
 from pift.template import ResponseOnlyCollator  # noqa: E402
+from pift.termination import SigtermMode, set_sigterm_mode  # noqa: E402
 from pift.termination import state as termination  # noqa: E402
 
 MAX_REPORTED_LOSSES = 200
@@ -50,7 +52,7 @@ def parse_args(config_path: str) -> tuple[ScriptArguments, ModelArguments, PiftT
     if script_args.progress_every is not None:
         training_args.logging_steps = script_args.progress_every
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, "trainer_state.json")):
+    if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
         raise ConfigError(f'field "resume_from_checkpoint": {checkpoint} is not a complete checkpoint directory')
     return script_args, model_args, training_args
 
@@ -60,25 +62,43 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     rows = read_instruction_rows(script_args.train_file, require_output=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     train_dataset = InstructionDataset(rows, tokenizer, script_args.max_length)
+    finished_state = finished_checkpoint_state(training_args)
     # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage launches.
-    model = load_model(model_args.model_name_or_path, tokenizer, seed=model_args.model_seed)
+    model_source = training_args.resume_from_checkpoint if finished_state else model_args.model_name_or_path
+    model = load_model(model_source, tokenizer, seed=model_args.model_seed)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
 
+    protocol_callback = ProtocolCallback(num_examples=len(train_dataset))
     trainer = Trainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         data_collator=ResponseOnlyCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[ProtocolCallback(num_examples=len(train_dataset)), SigtermSaveCallback()],
+        callbacks=[protocol_callback, SigtermSaveCallback()],
     )
-    train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    if termination.requested and trainer.state.global_step < trainer.state.max_steps:
-        raise Terminated()
+    if finished_state is None:
+        train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if termination.requested and trainer.state.global_step < trainer.state.max_steps:
+            raise Terminated()
+    else:
+        # Trainer.train would run one extra step past max_steps here; the checkpoint already is the result.
+        set_sigterm_mode(SigtermMode.FINISH)
+        trainer.state = finished_state
+        protocol_callback.emit_start(training_args, finished_state)
+        train_output = TrainOutput(finished_state.global_step, 0.0, {"train_runtime": 0.0})
 
     save_final(trainer, script_args.final_dir)
     report_done(trainer, train_output, script_args.final_dir)
+
+
+def finished_checkpoint_state(training_args: PiftTrainingArguments) -> TrainerState | None:
+    """The resume checkpoint's state when it already reached max_steps (killed before the final save)."""
+    if training_args.resume_from_checkpoint is None:
+        return None
+    state = TrainerState.load_from_json(os.path.join(training_args.resume_from_checkpoint, TRAINER_STATE_NAME))
+    return state if state.global_step >= training_args.max_steps else None
 
 
 def save_final(trainer: Trainer, final_dir: str) -> None:

@@ -25,6 +25,9 @@ class ProtocolCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ) -> None:
         # The Trainer has restored the checkpoint's state by now, so global_step is the resume point.
+        self.emit_start(args, state)
+
+    def emit_start(self, args: TrainingArguments, state: TrainerState) -> None:
         emit(
             "start",
             total_steps=state.max_steps,

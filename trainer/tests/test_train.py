@@ -244,3 +244,21 @@ def test_bad_config_exits_65_naming_the_field(tmp_path: Path) -> None:
     result = run_script("train.py", train_config(tmp_path, max_steps=0), tmp_path)
     assert result.returncode == 65
     assert 'field "max_steps"' in result.of("error")[0]["message"]
+
+
+def test_resume_from_the_last_checkpoint_only_saves(trained_run: TrainedRun, tmp_path: Path) -> None:
+    # A run killed between its last checkpoint and the final save must not train an extra step.
+    checkpoint = trained_run.workdir / "checkpoints" / f"checkpoint-{TRAIN_STEPS}"
+    config = dict(
+        trained_run.config,
+        resume_from_checkpoint=str(checkpoint),
+        output_dir=str(tmp_path / "checkpoints"),
+        final_dir=str(tmp_path / "final"),
+    )
+    result = run_script("train.py", config, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [event["event"] for event in result.events] == ["start", "done"]
+    assert result.of("start")[0]["resumed_from_step"] == TRAIN_STEPS
+    assert result.of("done")[0]["total_steps"] == TRAIN_STEPS
+    assert result.of("done")[0]["losses"] == trained_run.result.of("done")[0]["losses"]
+    assert (tmp_path / "final" / "model.safetensors").is_file()
