@@ -1,4 +1,5 @@
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -67,6 +68,8 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     });
     const gpu = proxyActivities<GpuActivities>({
       taskQueue: cfg.gpuTaskQueue,
+      // A cancelled run waits until the trainer's process group is gone and its last checkpoint is stored.
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       // Long trainings are bounded by the heartbeat (a dead worker is noticed within it), not by a wall clock.
       startToCloseTimeout: '30 days',
       heartbeatTimeout: cfg.training.heartbeatTimeout as Duration,

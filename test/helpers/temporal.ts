@@ -24,7 +24,7 @@ export function sharedTemporal(): Promise<TestWorkflowEnvironment> {
   shared ??= (async () => {
     // Runtime is a process singleton: quiet it before any connection or worker exists.
     try {
-      Runtime.install({ logger: new DefaultLogger('WARN') });
+      Runtime.install({ logger: new DefaultLogger('ERROR') });
     } catch {
       /* already installed */
     }
