@@ -18,6 +18,7 @@ anything else a crash worth retrying.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -63,7 +64,8 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     tokenizer = load_tokenizer(model_args.model_name_or_path)
     train_dataset = InstructionDataset(rows, tokenizer, script_args.max_length)
     finished_state = finished_checkpoint_state(training_args)
-    # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage launches.
+    # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage
+    # launches; a checkpoint that already reached max_steps holds the final weights instead.
     model_source = training_args.resume_from_checkpoint if finished_state else model_args.model_name_or_path
     model = load_model(model_source, tokenizer, seed=model_args.model_seed)
     if training_args.gradient_checkpointing:
@@ -80,14 +82,10 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     )
     if finished_state is None:
         train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        if termination.requested and trainer.state.global_step < trainer.state.max_steps:
-            raise Terminated()
     else:
-        # Trainer.train would run one extra step past max_steps here; the checkpoint already is the result.
-        set_sigterm_mode(SigtermMode.FINISH)
-        trainer.state = finished_state
-        protocol_callback.emit_start(training_args, finished_state)
-        train_output = TrainOutput(finished_state.global_step, 0.0, {"train_runtime": 0.0})
+        train_output = skip_finished_training(trainer, protocol_callback, finished_state)
+    if termination.requested and trainer.state.global_step < trainer.state.max_steps:
+        raise Terminated()  # SigtermSaveCallback has written a resumable checkpoint
 
     save_final(trainer, script_args.final_dir)
     report_done(trainer, train_output, script_args.final_dir)
@@ -99,6 +97,16 @@ def finished_checkpoint_state(training_args: PiftTrainingArguments) -> TrainerSt
         return None
     state = TrainerState.load_from_json(os.path.join(training_args.resume_from_checkpoint, TRAINER_STATE_NAME))
     return state if state.global_step >= training_args.max_steps else None
+
+
+def skip_finished_training(
+    trainer: Trainer, protocol_callback: ProtocolCallback, finished_state: TrainerState
+) -> TrainOutput:
+    # Trainer.train would run one step past max_steps when resumed from the last checkpoint.
+    set_sigterm_mode(SigtermMode.FINISH)
+    trainer.state = finished_state
+    protocol_callback.emit_start(trainer.args, finished_state)
+    return TrainOutput(finished_state.global_step, 0.0, {"train_runtime": 0.0})
 
 
 def save_final(trainer: Trainer, final_dir: str) -> None:
@@ -115,7 +123,7 @@ def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> 
     history = [(entry["step"], float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
     losses = [loss for _, loss in history]
     window = max(1, min(LOSS_SUMMARY_WINDOW, len(losses) // 4))
-    stride = max(1, -(-len(history) // MAX_REPORTED_LOSSES))
+    stride = max(1, math.ceil(len(history) / MAX_REPORTED_LOSSES))
     sampled = history[::stride]
     if history and sampled[-1] != history[-1]:
         sampled[-1] = history[-1]
