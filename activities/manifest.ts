@@ -43,7 +43,7 @@ export async function finishedStep<R>(store: ObjectStore, key: string, inputsHas
   if (manifest.inputsHash !== inputsHash) {
     throw new InvalidDataError(
       `${store.uriFor(key)} was produced from different inputs (dataset, settings or upstream results changed); ` +
-        `start a new run id, or delete ${store.uriFor(key.replace(/manifest\.json$/, ''))} to recompute this step`,
+        `start a new run id, or delete ${store.uriFor(key)} to recompute this step`,
       { field: 'runId' },
     );
   }

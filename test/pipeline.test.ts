@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
 import { after, before, describe, it } from 'mocha';
 import type { PipelineInput } from '../common/input';
-import { startRun } from '../client';
+import { resumeRun, startRun } from '../client';
 import { progressQuery } from '../workflows';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 
@@ -130,7 +130,10 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
     });
 
     it('re-running the finished run recomputes nothing', async () => {
-      const again = await execute(baseInput(runId));
+      await assert.rejects(resumeRun(h.temporal.client, runId), /already completed/);
+      // resume reads the input back from the run's history, as it would for a run started in the Web UI.
+      const rerun = await resumeRun(h.temporal.client, runId, { force: true });
+      const again = await rerun.handle.result();
       assert.equal(h.llm.requests.length, firstRequests, 'no new LLM call');
       assert.ok(again.training.every((t) => t.reused), 'no training ran again');
       assert.deepEqual(again.evaluation?.winRates, result.evaluation?.winRates);
