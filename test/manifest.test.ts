@@ -47,7 +47,7 @@ describe('step manifests', () => {
     await ckpt(50, { hash: 'other' }); // another configuration
     // It runs inside the training activity (it logs the checkpoints it skips).
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const found = await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h');
+    const found = (await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h')) as { step: number } | undefined;
     assert.equal(found?.step, 20);
     assert.equal(await env.run(newestCompleteCheckpoint, store, 'r/train/stage-2/checkpoints', 'h'), undefined);
   });
