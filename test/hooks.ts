@@ -1,3 +1,8 @@
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+
+// Runtime is a process singleton: quiet the SDK's own logs before any test creates a connection or a worker.
+Runtime.install({ logger: new DefaultLogger('ERROR') });
+
 // Root hooks shared by every mocha test file: servers started lazily by helpers are stopped once, at the very end.
 const teardowns: Array<() => Promise<void>> = [];
 

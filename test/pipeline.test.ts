@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import type { PipelineInput } from '../common/input';
 import { resumeRun, startRun } from '../client';
@@ -127,6 +131,13 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       // Every judged prompt was asked in both orders.
       const judgeCalls = h.llm.requests.filter((r) => r.rawBody.includes('checking the quality'));
       assert.equal(judgeCalls.length, 3 * 12 * 2);
+    });
+
+    it('replays its own history with the current workflow code', async () => {
+      const history = await h.temporal.client.workflow.getHandle(runId).fetchHistory();
+      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows'), replayName: runId }, history, runId);
+      // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
+      if (process.env.PIFT_RECORD_HISTORIES) writeFileSync(join(__dirname, 'histories', `${runId}.pb`), temporal.api.history.v1.History.encode(history).finish());
     });
 
     it('re-running the finished run recomputes nothing', async () => {

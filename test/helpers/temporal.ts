@@ -1,5 +1,4 @@
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -22,12 +21,6 @@ let shared: Promise<TestWorkflowEnvironment> | undefined;
 /** One real dev server per test process, with the PiftStep search attribute registered. */
 export function sharedTemporal(): Promise<TestWorkflowEnvironment> {
   shared ??= (async () => {
-    // Runtime is a process singleton: quiet it before any connection or worker exists.
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* already installed */
-    }
     const path = findTemporalBinary();
     let lastError: unknown;
     // The SDK allows the server 5 s to start, which a cold 2-core CI machine can miss (sdk-core #722).
