@@ -32,18 +32,27 @@ interface Judgment extends PairVerdict {
 }
 
 /** A judge sees (question, Assistant 1's answer, Assistant 2's answer, reference) and replies "s1 s2". */
-type Judge = { label: string; offline: boolean; reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string> };
+type Judge = {
+  label: string;
+  offline: boolean;
+  reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
+};
 
 function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
-  const endpoint = input.judge === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: 6, timeoutSeconds: 120 });
+  const endpoint =
+    input.judge === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: 6, timeoutSeconds: 120 });
   if (input.judge === 'openai' && !endpoint) {
-    throw new InvalidDataError('input.evaluation.judge is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY', { field: 'input.evaluation.judge' });
+    throw new InvalidDataError(
+      'input.evaluation.judge is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY',
+      { field: 'input.evaluation.judge' },
+    );
   }
   if (!endpoint) {
     return {
       label: OFFLINE_JUDGE_LABEL,
       offline: true,
-      reply: async (question, answer1, answer2, reference) => offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
+      reply: async (question, answer1, answer2, reference) =>
+        offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
     };
   }
   const model = judgeModel(deps.env, input.judgeModel);
@@ -111,7 +120,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       if (await store.exists(key)) {
         judgments = fromJsonl<Judgment>(await store.getText(key));
       } else {
-        const [mine, theirs] = await Promise.all([answersOf(candidate, bench.name), answersOf(input.baseline, bench.name)]);
+        const [mine, theirs] = await Promise.all([
+          answersOf(candidate, bench.name),
+          answersOf(input.baseline, bench.name),
+        ]);
         judgments = await Promise.all(
           prompts.get(bench.name)!.map((p) =>
             limit(async () => {
@@ -124,9 +136,16 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
                 judge.reply(question, cand, baseAns, p.reference),
               ]);
               judged += 1;
-              if (judged % 20 === 0) ctx.heartbeat({ judged, total });
+              ctx.heartbeat({ judged, total });
               const verdict = verdictFromReplies(replyOrder1, replyOrder2);
-              return { id: p.id, ...verdict, replyOrder1, replyOrder2, candidateChars: cand.length, baselineChars: baseAns.length };
+              return {
+                id: p.id,
+                ...verdict,
+                replyOrder1,
+                replyOrder2,
+                candidateChars: cand.length,
+                baselineChars: baseAns.length,
+              };
             }),
           ),
         );
@@ -140,10 +159,16 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     comparisons.push({ model: candidate.name, perBenchmark });
   }
 
-  const report = buildWinRateReport({ judge: judge.label, judgePromptVersion: JUDGE_PROMPT_VERSION, baseline: input.baseline.name, comparisons });
+  const report = buildWinRateReport({
+    judge: judge.label,
+    judgePromptVersion: JUDGE_PROMPT_VERSION,
+    baseline: input.baseline.name,
+    comparisons,
+  });
   const markdown =
-    (judge.offline ? '> Offline evaluation: scores come from a reference-based judge, not from the paper\'s GPT-4 judge.\n\n' : '') +
-    renderWinRateMarkdown(report);
+    (judge.offline
+      ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
+      : '') + renderWinRateMarkdown(report);
   const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
   await store.put(`${base}/results.json`, resultsJson);
   await store.put(`${base}/results.md`, markdown);
@@ -153,7 +178,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   );
   const winRates: Record<string, Record<string, number>> = {};
   for (const c of report.comparisons) {
-    winRates[c.model] = Object.fromEntries([...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]), ['average', round1(c.average)]]);
+    winRates[c.model] = Object.fromEntries([
+      ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
+      ['average', round1(c.average)],
+    ]);
   }
   const result: EvaluateResult = {
     resultsUri: store.uriFor(`${base}/results.json`),
@@ -163,7 +191,13 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     winRates,
     markdown,
   };
-  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: 'evaluate', inputsHash, outputs, result });
+  await commitManifest(store, `${base}/manifest.json`, {
+    runId: input.runId,
+    step: 'evaluate',
+    inputsHash,
+    outputs,
+    result,
+  });
   return result;
 }
 

@@ -6,7 +6,8 @@ export async function withDataErrorsAsFailures<T>(fn: () => Promise<T>): Promise
   try {
     return await fn();
   } catch (err) {
-    if (err instanceof InvalidDataError) throw ApplicationFailure.nonRetryable(err.message, 'InvalidDataError', err.where);
+    if (err instanceof InvalidDataError)
+      throw ApplicationFailure.nonRetryable(err.message, 'InvalidDataError', err.where);
     throw err;
   }
 }

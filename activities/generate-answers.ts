@@ -9,6 +9,7 @@ import { hashInputs, sha256 } from './hashing';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
 import { downloadPrefix } from './transfer';
 import { runTrainerProcess } from './trainer-process';
+import { whileHeartbeating } from './heartbeat';
 import type { GenerateInput, GenerateResult } from './types';
 
 /**
@@ -27,59 +28,71 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
   });
   const done = await finishedStep<GenerateResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return { ...done, reused: true };
+  let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
+  return whileHeartbeating(
+    () => progress,
+    async () => {
+      const work = join(deps.workDir, input.runId, 'generate', input.name);
+      await mkdir(work, { recursive: true });
+      let modelDir = input.modelUri;
+      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(input.modelUri)) {
+        const { store: modelStore, key } = openObject(input.modelUri, deps.env);
+        modelDir = join(work, 'model');
+        await rm(modelDir, { recursive: true, force: true });
+        if ((await downloadPrefix(modelStore, key.replace(/\/$/, ''), modelDir)) === 0)
+          throw new Error(`no model files under ${input.modelUri}`);
+      }
 
-  const work = join(deps.workDir, input.runId, 'generate', input.name);
-  await mkdir(work, { recursive: true });
-  let modelDir = input.modelUri;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(input.modelUri)) {
-    const { store: modelStore, key } = openObject(input.modelUri, deps.env);
-    modelDir = join(work, 'model');
-    await rm(modelDir, { recursive: true, force: true });
-    if ((await downloadPrefix(modelStore, key.replace(/\/$/, ''), modelDir)) === 0) throw new Error(`no model files under ${input.modelUri}`);
-  }
-
-  const answers: Record<string, string> = {};
-  const outputs: OutputEntry[] = [];
-  for (const bench of input.benchmarks) {
-    const key = `${base}/${bench.name}.jsonl`;
-    answers[bench.name] = store.uriFor(key);
-    const partKey = `${base}/${bench.name}.${inputsHash.slice(0, 12)}.done`;
-    if (!(await store.exists(partKey))) {
-      const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
-      const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
-      const outFile = join(work, `${bench.name}.answers.jsonl`);
-      await benchStore.getFile(benchKey, promptsFile);
-      const configPath = join(work, `${bench.name}.config.json`);
-      const config = {
-        model_dir: modelDir,
-        input_file: promptsFile,
-        output_file: outFile,
-        max_length: input.maxLength,
-        ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
-        parent_pid: process.pid,
-      };
-      await writeFile(configPath, JSON.stringify(config, null, 2));
-      let progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
-      await runTrainerProcess({
-        python: deps.python,
-        script: join(deps.trainerDir, 'generate.py'),
-        configPath,
-        cwd: work,
-        env: deps.env,
-        progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
-        heartbeat: () => ctx.heartbeat(progress),
-        onEvent: (e) => {
-          if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
-        },
+      const answers: Record<string, string> = {};
+      const outputs: OutputEntry[] = [];
+      for (const bench of input.benchmarks) {
+        const key = `${base}/${bench.name}.jsonl`;
+        answers[bench.name] = store.uriFor(key);
+        const partKey = `${base}/${bench.name}.${inputsHash.slice(0, 12)}.done`;
+        if (!(await store.exists(partKey))) {
+          const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
+          const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
+          const outFile = join(work, `${bench.name}.answers.jsonl`);
+          await benchStore.getFile(benchKey, promptsFile);
+          const configPath = join(work, `${bench.name}.config.json`);
+          const config = {
+            model_dir: modelDir,
+            input_file: promptsFile,
+            output_file: outFile,
+            max_length: input.maxLength,
+            ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
+            parent_pid: process.pid,
+          };
+          await writeFile(configPath, JSON.stringify(config, null, 2));
+          progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
+          await runTrainerProcess({
+            python: deps.python,
+            script: join(deps.trainerDir, 'generate.py'),
+            configPath,
+            cwd: work,
+            env: deps.env,
+            progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+            heartbeat: () => ctx.heartbeat(progress),
+            onEvent: (e) => {
+              if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+            },
+          });
+          await store.putFile(key, outFile);
+          await store.put(partKey, '');
+        }
+        const text = await store.getText(key);
+        outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+      }
+      const result: GenerateResult = { name: input.name, answers, reused: false };
+      await commitManifest(store, `${base}/manifest.json`, {
+        runId: input.runId,
+        step: `generate/${input.name}`,
+        inputsHash,
+        outputs,
+        result,
       });
-      await store.putFile(key, outFile);
-      await store.put(partKey, '');
-    }
-    const text = await store.getText(key);
-    outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
-  }
-  const result: GenerateResult = { name: input.name, answers, reused: false };
-  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: `generate/${input.name}`, inputsHash, outputs, result });
-  await rm(work, { recursive: true, force: true });
-  return result;
+      await rm(work, { recursive: true, force: true });
+      return result;
+    },
+  );
 }

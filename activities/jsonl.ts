@@ -1,5 +1,6 @@
 /** Our own artifacts are JSONL written by us; user files go through datasets.ts, which reports file and line. */
-export const toJsonl = (rows: readonly unknown[]): string => rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
+export const toJsonl = (rows: readonly unknown[]): string =>
+  rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
 
 export function fromJsonl<T>(text: string): T[] {
   return text

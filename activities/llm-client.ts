@@ -9,17 +9,27 @@ export interface LlmEndpoint {
  * The OpenAI-compatible endpoint configured in the worker's environment, or undefined for offline mode.
  * Base URL and key never come from workflow input, so they never reach history, logs or artifacts.
  */
-export function llmEndpoint(env: NodeJS.ProcessEnv, opts: { maxRetries: number; timeoutSeconds: number }): LlmEndpoint | undefined {
+export function llmEndpoint(
+  env: NodeJS.ProcessEnv,
+  opts: { maxRetries: number; timeoutSeconds: number },
+): LlmEndpoint | undefined {
   const baseURL = env.PIFT_OPENAI_BASE_URL ?? env.OPENAI_BASE_URL;
   const apiKey = env.PIFT_OPENAI_API_KEY ?? env.OPENAI_API_KEY;
   if (!baseURL && !apiKey) return undefined;
   return {
     // The client retries 408/409/429/5xx and connection errors with exponential backoff, honouring Retry-After.
-    client: new OpenAI({ baseURL, apiKey: apiKey ?? 'unset', maxRetries: opts.maxRetries, timeout: opts.timeoutSeconds * 1000 }),
+    client: new OpenAI({
+      baseURL,
+      apiKey: apiKey ?? 'unset',
+      maxRetries: opts.maxRetries,
+      timeout: opts.timeoutSeconds * 1000,
+    }),
     baseURL: baseURL ?? 'https://api.openai.com/v1',
   };
 }
 
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */
-export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? env.PIFT_SCORER_MODEL ?? 'gpt-4-0613';
-export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? env.PIFT_JUDGE_MODEL ?? 'gpt-4-0613';
+export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
+  fromInput ?? env.PIFT_SCORER_MODEL ?? 'gpt-4-0613';
+export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
+  fromInput ?? env.PIFT_JUDGE_MODEL ?? 'gpt-4-0613';

@@ -9,7 +9,10 @@ import { commitManifest, finishedStep, type OutputEntry } from './manifest';
 import type { PrepareBenchmarksInput, PreparedBenchmark } from './types';
 
 /** Reads every benchmark prompt file once, in whichever public format it comes, into one normalised JSONL each. */
-export async function prepareBenchmarks(deps: ActivityDeps, input: PrepareBenchmarksInput): Promise<PreparedBenchmark[]> {
+export async function prepareBenchmarks(
+  deps: ActivityDeps,
+  input: PrepareBenchmarksInput,
+): Promise<PreparedBenchmark[]> {
   const store = openStore(input.store, deps.env);
   const base = `${input.runId}/benchmarks`;
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
@@ -20,7 +23,9 @@ export async function prepareBenchmarks(deps: ActivityDeps, input: PrepareBenchm
       text = await s.getText(key);
     } catch (err) {
       if (err instanceof NotFoundError) {
-        throw new InvalidDataError(`input.evaluation.benchmarks[${i}].uri: ${bench.uri} does not exist`, { field: `input.evaluation.benchmarks[${i}].uri` });
+        throw new InvalidDataError(`input.evaluation.benchmarks[${i}].uri: ${bench.uri} does not exist`, {
+          field: `input.evaluation.benchmarks[${i}].uri`,
+        });
       }
       throw err;
     }
@@ -29,10 +34,16 @@ export async function prepareBenchmarks(deps: ActivityDeps, input: PrepareBenchm
   if (input.heldout) {
     const { store: s, key } = openObject(input.heldout.uri, deps.env);
     const rows = fromJsonl<{ id: string; instruction: string; input: string; output: string }>(await s.getText(key));
-    sources.push({ name: 'heldout', prompts: rows.map((r) => ({ id: r.id, instruction: r.instruction, input: r.input, reference: r.output })) });
+    sources.push({
+      name: 'heldout',
+      prompts: rows.map((r) => ({ id: r.id, instruction: r.instruction, input: r.input, reference: r.output })),
+    });
   }
   if (sources.length === 0) {
-    throw new InvalidDataError('no benchmark to evaluate on: give input.evaluation.benchmarks or a heldoutFraction > 0', { field: 'input.evaluation' });
+    throw new InvalidDataError(
+      'no benchmark to evaluate on: give input.evaluation.benchmarks or a heldoutFraction > 0',
+      { field: 'input.evaluation' },
+    );
   }
   const texts = sources.map((s) => ({ name: s.name, text: toJsonl(s.prompts) }));
   const inputsHash = hashInputs(texts.map((t) => ({ name: t.name, sha: sha256(t.text) })));
@@ -46,8 +57,19 @@ export async function prepareBenchmarks(deps: ActivityDeps, input: PrepareBenchm
     await store.put(key, text);
     outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
     const prompts = sources[i].prompts;
-    result.push({ name, uri: store.uriFor(key), prompts: prompts.length, withReferences: prompts.filter((p) => p.reference !== undefined).length });
+    result.push({
+      name,
+      uri: store.uriFor(key),
+      prompts: prompts.length,
+      withReferences: prompts.filter((p) => p.reference !== undefined).length,
+    });
   }
-  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: 'benchmarks', inputsHash, outputs, result });
+  await commitManifest(store, `${base}/manifest.json`, {
+    runId: input.runId,
+    step: 'benchmarks',
+    inputsHash,
+    outputs,
+    result,
+  });
   return result;
 }

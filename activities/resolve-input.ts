@@ -1,6 +1,12 @@
 import Ajv, { type ErrorObject } from 'ajv';
 import { resolve } from 'node:path';
-import { pipelineInputSchema, resolveTrainingDefaults, runIdProblem, type PipelineInput, type ResolvedInput } from '../common/input';
+import {
+  pipelineInputSchema,
+  resolveTrainingDefaults,
+  runIdProblem,
+  type PipelineInput,
+  type ResolvedInput,
+} from '../common/input';
 import { InvalidDataError } from './errors';
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
@@ -8,7 +14,8 @@ const validateInput = ajv.compile(pipelineInputSchema);
 
 function fieldOf(e: ErrorObject): string {
   const path = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
-  const extra = e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : '';
+  const extra =
+    e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : '';
   const missing = e.keyword === 'required' ? (e.params as { missingProperty: string }).missingProperty : '';
   return [path, extra || missing].filter(Boolean).join('.') || '(input)';
 }
@@ -25,7 +32,9 @@ function describe(e: ErrorObject): string {
  */
 export function resolvePipelineInput(raw: unknown, workflowId: string, env: NodeJS.ProcessEnv): ResolvedInput {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new InvalidDataError('input must be one JSON object such as { "dataset": "s3://bucket/train.jsonl" }', { field: 'input' });
+    throw new InvalidDataError('input must be one JSON object such as { "dataset": "s3://bucket/train.jsonl" }', {
+      field: 'input',
+    });
   }
   const input = structuredClone(raw) as PipelineInput;
   if (!validateInput(input)) {
@@ -37,23 +46,33 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const runId = input.runId ?? workflowId;
   const runIdError = runIdProblem(runId);
-  if (runIdError) throw new InvalidDataError(`input.runId: ${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`, { field: 'input.runId' });
+  if (runIdError)
+    throw new InvalidDataError(`input.runId: ${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`, {
+      field: 'input.runId',
+    });
 
   const stages = input.stages as ResolvedInput['stages'];
   if (stages.rule === 'thresholds') {
     const t = stages.thresholds;
     if (t.length !== stages.count - 1) {
-      throw new InvalidDataError(`input.stages.thresholds: ${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`, {
-        field: 'input.stages.thresholds',
-      });
+      throw new InvalidDataError(
+        `input.stages.thresholds: ${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`,
+        {
+          field: 'input.stages.thresholds',
+        },
+      );
     }
     if (t.some((v, i) => i > 0 && v <= t[i - 1])) {
-      throw new InvalidDataError('input.stages.thresholds: must be strictly ascending', { field: 'input.stages.thresholds' });
+      throw new InvalidDataError('input.stages.thresholds: must be strictly ascending', {
+        field: 'input.stages.thresholds',
+      });
     }
   }
   const baseline = input.baseline as ResolvedInput['baseline'];
   if (baseline.mode === 'existing' && !baseline.checkpoint) {
-    throw new InvalidDataError('input.baseline.checkpoint: is required when baseline.mode is "existing"', { field: 'input.baseline.checkpoint' });
+    throw new InvalidDataError('input.baseline.checkpoint: is required when baseline.mode is "existing"', {
+      field: 'input.baseline.checkpoint',
+    });
   }
   const store = input.store ?? env.PIFT_STORE ?? `file://${resolve('.pift', 'store')}`;
   return {

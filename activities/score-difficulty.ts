@@ -33,15 +33,26 @@ type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Prom
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   const kind = input.scorer.kind;
-  const endpoint = kind === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: input.scorer.requestRetries, timeoutSeconds: input.scorer.timeoutSeconds });
+  const endpoint =
+    kind === 'offline'
+      ? undefined
+      : llmEndpoint(deps.env, { maxRetries: input.scorer.requestRetries, timeoutSeconds: input.scorer.timeoutSeconds });
   if (kind === 'openai' && !endpoint) {
-    throw new InvalidDataError('input.scorer.kind is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY', { field: 'input.scorer.kind' });
+    throw new InvalidDataError(
+      'input.scorer.kind is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY',
+      { field: 'input.scorer.kind' },
+    );
   }
   if (!endpoint) {
     return {
       label: OFFLINE_SCORER_LABEL,
       offline: true,
-      score: async (row) => ({ id: row.id, score: offlineHeuristicScore(row), scorer: OFFLINE_SCORER_LABEL, promptSha256: SCORE_PROMPT_SHA256 }),
+      score: async (row) => ({
+        id: row.id,
+        score: offlineHeuristicScore(row),
+        scorer: OFFLINE_SCORER_LABEL,
+        promptSha256: SCORE_PROMPT_SHA256,
+      }),
     };
   }
   const model = scorerModel(deps.env, input.scorer.model);
@@ -65,7 +76,14 @@ async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, pa
     if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256: SCORE_PROMPT_SHA256 };
     reason = parsed.reason;
   }
-  return { id: row.id, score: null, scorer: model, promptSha256: SCORE_PROMPT_SHA256, raw, error: `unparseable answer: ${reason}` };
+  return {
+    id: row.id,
+    score: null,
+    scorer: model,
+    promptSha256: SCORE_PROMPT_SHA256,
+    raw,
+    error: `unparseable answer: ${reason}`,
+  };
 }
 
 async function readDataset(deps: ActivityDeps, uri: string): Promise<{ text: string; source: string }> {
@@ -73,7 +91,8 @@ async function readDataset(deps: ActivityDeps, uri: string): Promise<{ text: str
   try {
     return { text: await store.getText(key), source: basename(key) };
   } catch (err) {
-    if (err instanceof NotFoundError) throw new InvalidDataError(`input.dataset: ${uri} does not exist`, { field: 'input.dataset', file: uri });
+    if (err instanceof NotFoundError)
+      throw new InvalidDataError(`input.dataset: ${uri} does not exist`, { field: 'input.dataset', file: uri });
     throw err;
   }
 }
@@ -88,16 +107,26 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const base = `${input.runId}/score`;
   const { text, source } = await readDataset(deps, input.dataset);
   if (input.datasetFormat === 'alpaca-json' && !text.trimStart().startsWith('[')) {
-    throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, { file: source, field: 'input.datasetFormat' });
+    throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, {
+      file: source,
+      field: 'input.datasetFormat',
+    });
   }
   // Every row is checked before a single request is sent.
   const rows = parseAlpaca(text, source);
   const scorer = makeScorer(input, deps);
-  const inputsHash = hashInputs({ dataset: sha256(text), scorer: scorer.label, prompt: SCORE_PROMPT_SHA256, parseRetries: input.scorer.parseRetries });
+  const inputsHash = hashInputs({
+    dataset: sha256(text),
+    scorer: scorer.label,
+    prompt: SCORE_PROMPT_SHA256,
+    parseRetries: input.scorer.parseRetries,
+  });
   const done = await finishedStep<ScoreResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return done;
 
-  const datasetJsonl = toJsonl(rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })));
+  const datasetJsonl = toJsonl(
+    rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })),
+  );
   await store.put(`${base}/dataset.jsonl`, datasetJsonl);
   await store.put(`${base}/prompt.txt`, SCORE_PROMPT_TEMPLATE);
 
@@ -109,7 +138,17 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
     let scored = await readPart(store, partKey(i), chunk.length);
     if (!scored) {
-      scored = await Promise.all(chunk.map((row) => limit(() => scorer.score(row))));
+      let answered = all.length;
+      scored = await Promise.all(
+        chunk.map((row) =>
+          limit(async () => {
+            const s = await scorer.score(row);
+            // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+            ctx.heartbeat({ scored: ++answered, total: rows.length });
+            return s;
+          }),
+        ),
+      );
       await store.put(partKey(i), toJsonl(scored));
     }
     all.push(...scored);
@@ -120,7 +159,8 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   if (failed.length > input.scorer.maxFailedFraction * rows.length) {
     // Drop the parts holding failures so that a resumed run asks again for just those rows.
     for (let i = 0; i < parts; i++) {
-      if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null)) await store.deletePrefix(partKey(i));
+      if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null))
+        await store.deletePrefix(partKey(i));
     }
     throw ApplicationFailure.nonRetryable(
       `${failed.length} of ${rows.length} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
@@ -129,7 +169,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       { failed: failed.length, rows: rows.length },
     );
   }
-  if (failed.length) log.warn('some difficulty answers were unparseable; those rows are left out of every stage', { failed: failed.length });
+  if (failed.length)
+    log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
+      failed: failed.length,
+    });
 
   const histogram: Record<string, number> = {};
   for (const r of all) {

@@ -37,7 +37,11 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
   const store = openStore(input.store, deps.env);
   const base = `${input.runId}/segment`;
-  const inputsHash = hashInputs({ scores: input.score.sha256, stages: input.stages, heldout: [input.heldoutFraction, input.heldoutMax] });
+  const inputsHash = hashInputs({
+    scores: input.score.sha256,
+    stages: input.stages,
+    heldout: [input.heldoutFraction, input.heldoutMax],
+  });
   const done = await finishedStep<SegmentResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return done;
 
@@ -58,7 +62,12 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
   if (scored.length === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
 
   const thresholds =
-    input.stages.rule === 'quantiles' ? quantileThresholds(scored.map((r) => scores.get(r.id)!), count) : input.stages.thresholds;
+    input.stages.rule === 'quantiles'
+      ? quantileThresholds(
+          scored.map((r) => scores.get(r.id)!),
+          count,
+        )
+      : input.stages.thresholds;
   const byStage: Row[][] = Array.from({ length: count }, () => []);
   for (const r of scored) byStage[stageOf(scores.get(r.id)!, thresholds) - 1].push(r);
 
@@ -119,6 +128,12 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     heldout: heldout.length,
     unscored,
   });
-  await commitManifest(store, `${base}/manifest.json`, { runId: input.runId, step: 'segment', inputsHash, outputs, result });
+  await commitManifest(store, `${base}/manifest.json`, {
+    runId: input.runId,
+    step: 'segment',
+    inputsHash,
+    outputs,
+    result,
+  });
   return result;
 }

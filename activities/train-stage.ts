@@ -9,6 +9,7 @@ import type { ActivityDeps } from './deps';
 import { hashInputs, sha256 } from './hashing';
 import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from './manifest';
 import { downloadPrefix, uploadDir } from './transfer';
+import { whileHeartbeating } from './heartbeat';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
 import type { TrainerProgress, TrainInput, TrainResult } from './types';
 
@@ -21,8 +22,15 @@ interface CheckpointManifest {
 const pad = (step: number) => String(step).padStart(9, '0');
 
 /** Newest checkpoint whose manifest (committed last) matches these inputs and whose files are all there. */
-export async function newestCompleteCheckpoint(store: ObjectStore, prefix: string, inputsHash: string): Promise<{ step: number; key: string } | undefined> {
-  const manifests = (await store.list(`${prefix}/`)).filter((k) => /\/step-\d+\/manifest\.json$/.test(k)).sort().reverse();
+export async function newestCompleteCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+  inputsHash: string,
+): Promise<{ step: number; key: string } | undefined> {
+  const manifests = (await store.list(`${prefix}/`))
+    .filter((k) => /\/step-\d+\/manifest\.json$/.test(k))
+    .sort()
+    .reverse();
   for (const key of manifests) {
     const m = JSON.parse(await store.getText(key)) as CheckpointManifest;
     if (m.inputsHash !== inputsHash) continue;
@@ -47,7 +55,6 @@ async function materializeModel(deps: ActivityDeps, model: string, localDir: str
  * writes them, each committed by a manifest, and a retried or restarted activity resumes from the newest complete one.
  */
 export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise<TrainResult> {
-  const ctx = Context.current();
   const store = openStore(input.store, deps.env);
   const base = `${input.runId}/train/${input.name}`;
   const t = input.training;
@@ -56,10 +63,37 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     dataSha256: input.dataSha256,
     initModel: input.initModel,
     maxSteps: input.maxSteps,
-    hyper: { ...t, progressTimeout: undefined, heartbeatTimeout: undefined, maxAttempts: undefined, keepCheckpoints: undefined },
+    hyper: {
+      ...t,
+      progressTimeout: undefined,
+      heartbeatTimeout: undefined,
+      maxAttempts: undefined,
+      keepCheckpoints: undefined,
+    },
   });
   const done = await finishedStep<TrainResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return { ...done, reused: true };
+  const progress: { latest: TrainerProgress } = {
+    latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
+  };
+  return whileHeartbeating(
+    () => progress.latest,
+    () => train(deps, input, { store, base, inputsHash, progress }),
+  );
+}
+
+async function train(
+  deps: ActivityDeps,
+  input: TrainInput,
+  {
+    store,
+    base,
+    inputsHash,
+    progress,
+  }: { store: ObjectStore; base: string; inputsHash: string; progress: { latest: TrainerProgress } },
+): Promise<TrainResult> {
+  const ctx = Context.current();
+  const t = input.training;
 
   const work = join(deps.workDir, input.runId, 'train', input.name);
   const checkpointsDir = join(work, 'checkpoints');
@@ -112,7 +146,7 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
   const configPath = join(work, 'config.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));
 
-  let latest: TrainerProgress = { name: input.name, step: resume?.step ?? 0, totalSteps: input.maxSteps, resumedFromStep: resume?.step ?? 0 };
+  progress.latest = { ...progress.latest, step: resume?.step ?? 0, resumedFromStep: resume?.step ?? 0 };
   let doneEvent: TrainerEvent | undefined;
   let lastSignal = 0;
   const uploaded: number[] = [];
@@ -124,7 +158,7 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     // Progress is best effort: a failed signal must never fail hours of training.
     await ctx.client.workflow
       .getHandle(workflowId)
-      .signal(trainerProgressSignal, latest)
+      .signal(trainerProgressSignal, progress.latest)
       .catch((err) => log.warn('progress signal failed', { error: String(err) }));
   };
 
@@ -135,25 +169,38 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     cwd: work,
     env: deps.env,
     progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
-    heartbeat: () => ctx.heartbeat(latest),
-    onSpawn: (pid) => (latest = { ...latest, pid }),
+    heartbeat: () => ctx.heartbeat(progress.latest),
+    onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
     onEvent: async (e) => {
       if (e.event === 'start') {
-        latest = { ...latest, totalSteps: Number(e.total_steps), resumedFromStep: Number(e.resumed_from_step ?? 0) };
-        ctx.heartbeat(latest);
+        progress.latest = {
+          ...progress.latest,
+          totalSteps: Number(e.total_steps),
+          resumedFromStep: Number(e.resumed_from_step ?? 0),
+        };
+        ctx.heartbeat(progress.latest);
         await signalProgress(true);
       } else if (e.event === 'progress') {
-        latest = { ...latest, step: Number(e.step), totalSteps: Number(e.total_steps), loss: Number(e.loss), learningRate: Number(e.learning_rate) };
-        ctx.heartbeat(latest);
+        progress.latest = {
+          ...progress.latest,
+          step: Number(e.step),
+          totalSteps: Number(e.total_steps),
+          loss: Number(e.loss),
+          learningRate: Number(e.learning_rate),
+        };
+        ctx.heartbeat(progress.latest);
         await signalProgress();
       } else if (e.event === 'checkpoint') {
         const step = Number(e.step);
         const prefix = `${base}/checkpoints/step-${pad(step)}`;
         const files = await uploadDir(store, String(e.path), prefix);
         // The manifest goes last: a checkpoint without one is never resumed from.
-        await store.put(`${prefix}/manifest.json`, JSON.stringify({ step, inputsHash, files } satisfies CheckpointManifest));
+        await store.put(
+          `${prefix}/manifest.json`,
+          JSON.stringify({ step, inputsHash, files } satisfies CheckpointManifest),
+        );
         uploaded.push(step);
-        ctx.heartbeat(latest);
+        ctx.heartbeat(progress.latest);
         await signalProgress(true);
         await pruneCheckpoints(store, `${base}/checkpoints`, t.keepCheckpoints);
         // The local copy is no longer needed once it is safe in the store.
@@ -173,7 +220,7 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     steps: Number(doneEvent.total_steps ?? input.maxSteps),
     lossFirst: losses.first,
     lossLast: losses.last,
-    resumedFromStep: latest.resumedFromStep ?? 0,
+    resumedFromStep: progress.latest.resumedFromStep ?? 0,
     attempts: ctx.info.attempt,
     reused: false,
   };
@@ -183,7 +230,10 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
     runId: input.runId,
     step: `train/${input.name}`,
     inputsHash,
-    outputs: [...outputs, { key: `${base}/losses.json`, bytes: Buffer.byteLength(lossesJson), sha256: sha256(lossesJson) }],
+    outputs: [
+      ...outputs,
+      { key: `${base}/losses.json`, bytes: Buffer.byteLength(lossesJson), sha256: sha256(lossesJson) },
+    ],
     result,
   });
   await signalProgress(true);
@@ -193,7 +243,9 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
 
 /** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */
 async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number): Promise<void> {
-  const steps = [...new Set((await store.list(`${prefix}/`)).flatMap((k) => /\/(step-\d+)\//.exec(k)?.[1] ?? []))].sort();
+  const steps = [
+    ...new Set((await store.list(`${prefix}/`)).flatMap((k) => /\/(step-\d+)\//.exec(k)?.[1] ?? [])),
+  ].sort();
   const committed: string[] = [];
   for (const s of steps) if (await store.exists(`${prefix}/${s}/manifest.json`)) committed.push(s);
   const doomed = committed.slice(0, Math.max(0, committed.length - keep));

@@ -101,7 +101,10 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     await pending;
     if (eventFailure) throw eventFailure;
     if (hung) {
-      throw ApplicationFailure.retryable(`trainer printed nothing for ${run.progressTimeoutMs} ms and was killed`, 'TrainerHung');
+      throw ApplicationFailure.retryable(
+        `trainer printed nothing for ${run.progressTimeoutMs} ms and was killed`,
+        'TrainerHung',
+      );
     }
     if (outcome.code === 0) return;
     const detail = lastError ?? stderrTail.slice(-15).join('\n');
@@ -120,7 +123,10 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     if (child.exitCode === null && child.signalCode === null) {
       // SIGTERM first: the trainer saves a resumable checkpoint when it can.
       killGroup('SIGTERM');
-      const gone = await Promise.race([exited.then(() => true), sleep(cancelled ? run.graceMs ?? 10_000 : 2_000).then(() => false)]);
+      const gone = await Promise.race([
+        exited.then(() => true),
+        sleep(cancelled ? (run.graceMs ?? 10_000) : 2_000).then(() => false),
+      ]);
       if (!gone) killGroup('SIGKILL');
       await exited.catch(() => undefined);
       // A checkpoint saved on SIGTERM is still uploaded, so a cancelled run can be resumed from it.

@@ -26,7 +26,12 @@ export async function uploadDir(store: ObjectStore, localDir: string, prefix: st
 }
 
 /** Downloads every object under `prefix` into `localDir`, keeping relative paths. */
-export async function downloadPrefix(store: ObjectStore, prefix: string, localDir: string, skip?: (key: string) => boolean): Promise<number> {
+export async function downloadPrefix(
+  store: ObjectStore,
+  prefix: string,
+  localDir: string,
+  skip?: (key: string) => boolean,
+): Promise<number> {
   const keys = await store.list(`${prefix}/`);
   await mkdir(localDir, { recursive: true });
   let n = 0;

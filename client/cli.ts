@@ -24,7 +24,8 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 }
 
 /** A local path becomes an absolute file URI, since the workers may run in another directory. */
-const asUri = (pathOrUri: string) => (/^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : `file://${resolve(pathOrUri)}`);
+const asUri = (pathOrUri: string) =>
+  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : `file://${resolve(pathOrUri)}`;
 
 async function waitAndReport(run: StartedRun, wait: boolean): Promise<void> {
   console.log(`run ${run.runId} started\nWeb UI: ${run.uiLink}`);
@@ -35,7 +36,9 @@ async function waitAndReport(run: StartedRun, wait: boolean): Promise<void> {
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      console.error(`\nrun ${run.runId} failed: ${failureText(err)}\nresume it with: npm run pift -- resume ${run.runId}`);
+      console.error(
+        `\nrun ${run.runId} failed: ${failureText(err)}\nresume it with: npm run pift -- resume ${run.runId}`,
+      );
       process.exitCode = 1;
       return;
     }
@@ -73,7 +76,9 @@ program
       ...(opts.runId ? { runId: opts.runId } : {}),
       ...(opts.store ? { store: asUri(opts.store) } : {}),
     };
-    await withClient(async (client) => waitAndReport(await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }), opts.wait));
+    await withClient(async (client) =>
+      waitAndReport(await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }), opts.wait),
+    );
   });
 
 program
@@ -82,7 +87,9 @@ program
   .option('--force', 're-run a completed run (nothing finished is recomputed)')
   .option('--no-wait', 'do not follow')
   .action(async (runId: string, opts: { force?: boolean; wait: boolean }) => {
-    await withClient(async (client) => waitAndReport(await resumeRun(client, runId, { uiUrl: cfg.uiUrl, force: opts.force }), opts.wait));
+    await withClient(async (client) =>
+      waitAndReport(await resumeRun(client, runId, { uiUrl: cfg.uiUrl, force: opts.force }), opts.wait),
+    );
   });
 
 program

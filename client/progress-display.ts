@@ -6,7 +6,9 @@ import { progressQuery, type Progress } from '../workflows/messages';
 export function describeProgress(p: Progress): string {
   const stage = p.stage && p.stages ? ` (${p.stage}/${p.stages})` : '';
   const t = p.training[p.step] ?? Object.values(p.training).at(-1);
-  const trainer = t ? ` | ${t.name} step ${t.step}/${t.totalSteps}${t.loss !== undefined ? ` loss ${t.loss.toFixed(3)}` : ''}` : '';
+  const trainer = t
+    ? ` | ${t.name} step ${t.step}/${t.totalSteps}${t.loss !== undefined ? ` loss ${t.loss.toFixed(3)}` : ''}`
+    : '';
   const done = p.finished.length ? ` | done: ${p.finished.join(', ')}` : '';
   return `${p.step}${stage}${trainer}${done}`;
 }
@@ -15,9 +17,15 @@ export function describeProgress(p: Progress): string {
  * Polls the run's `progress` query until it closes: a live bar of trainer steps on a terminal, a line per change
  * otherwise (logs, CI).
  */
-export async function followProgress<T>(handle: WorkflowHandle, result: Promise<T>, opts: { everyMs?: number; stream?: NodeJS.WriteStream } = {}): Promise<T> {
+export async function followProgress<T>(
+  handle: WorkflowHandle,
+  result: Promise<T>,
+  opts: { everyMs?: number; stream?: NodeJS.WriteStream } = {},
+): Promise<T> {
   const stream = opts.stream ?? process.stderr;
-  const bar = stream.isTTY ? new SingleBar({ format: '{bar} {value}/{total} {status}', hideCursor: true, stream }, Presets.shades_classic) : undefined;
+  const bar = stream.isTTY
+    ? new SingleBar({ format: '{bar} {value}/{total} {status}', hideCursor: true, stream }, Presets.shades_classic)
+    : undefined;
   let last = '';
   let started = false;
   let closed = false;

@@ -36,13 +36,17 @@ export async function startRun(client: Client, input: PipelineInput, opts: Start
 }
 
 /** The input and task queue a run was started with, read from its history (works for runs started in the Web UI). */
-export async function runStartInput(client: Client, runId: string): Promise<{ input: PipelineInput; taskQueue: string; status: string }> {
+export async function runStartInput(
+  client: Client,
+  runId: string,
+): Promise<{ input: PipelineInput; taskQueue: string; status: string }> {
   const handle = client.workflow.getHandle(runId);
   const [history, description] = await Promise.all([handle.fetchHistory(), handle.describe()]);
   const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
   const payload = started?.input?.payloads?.[0];
   if (!started || !payload) throw new Error(`run ${runId} has no start input in its history`);
-  if (started.workflowType?.name !== WORKFLOW_TYPE) throw new Error(`${runId} is a ${started.workflowType?.name} workflow, not a ${WORKFLOW_TYPE} run`);
+  if (started.workflowType?.name !== WORKFLOW_TYPE)
+    throw new Error(`${runId} is a ${started.workflowType?.name} workflow, not a ${WORKFLOW_TYPE} run`);
   return {
     input: defaultPayloadConverter.fromPayload<PipelineInput>(payload),
     taskQueue: started.taskQueue?.name ?? CPU_TASK_QUEUE,
@@ -54,14 +58,20 @@ export async function runStartInput(client: Client, runId: string): Promise<{ in
  * Restarts a failed, cancelled or terminated run under the same run id with the same input: finished steps return
  * their committed results at once, and the interrupted training continues from its newest stored checkpoint.
  */
-export async function resumeRun(client: Client, runId: string, opts: StartOptions & { force?: boolean } = {}): Promise<StartedRun> {
+export async function resumeRun(
+  client: Client,
+  runId: string,
+  opts: StartOptions & { force?: boolean } = {},
+): Promise<StartedRun> {
   const { input, taskQueue, status } = await runStartInput(client, runId);
   if (status === 'RUNNING') throw new Error(`run ${runId} is still running; nothing to resume`);
-  if (status === 'COMPLETED' && !opts.force) throw new Error(`run ${runId} already completed; pass --force to re-run it (finished steps are reused)`);
+  if (status === 'COMPLETED' && !opts.force)
+    throw new Error(`run ${runId} already completed; pass --force to re-run it (finished steps are reused)`);
   try {
     return await startRun(client, { ...input, runId }, { ...opts, taskQueue: opts.taskQueue ?? taskQueue });
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new Error(`run ${runId} was resumed by someone else meanwhile`);
+    if (err instanceof WorkflowExecutionAlreadyStartedError)
+      throw new Error(`run ${runId} was resumed by someone else meanwhile`);
     throw err;
   }
 }

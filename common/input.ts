@@ -191,7 +191,10 @@ export const pipelineInputSchema = {
             type: 'object',
             additionalProperties: false,
             required: ['name', 'uri'],
-            properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }, uri: { type: 'string', minLength: 1 } },
+            properties: {
+              name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' },
+              uri: { type: 'string', minLength: 1 },
+            },
           },
         },
         heldoutFraction: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.1 },
@@ -223,7 +226,10 @@ export function resolveTrainingDefaults(t: TrainingOptions): ResolvedInput['trai
 }
 
 /** Optimizer steps the HF Trainer takes for `rows` rows: ceil(ceil(rows / batch) / accumulation) per epoch. */
-export function optimizerSteps(rows: number, t: Pick<ResolvedInput['training'], 'batchSize' | 'gradientAccumulation' | 'epochs'>): number {
+export function optimizerSteps(
+  rows: number,
+  t: Pick<ResolvedInput['training'], 'batchSize' | 'gradientAccumulation' | 'epochs'>,
+): number {
   const perEpoch = Math.ceil(Math.ceil(rows / t.batchSize) / t.gradientAccumulation);
   return Math.max(1, perEpoch) * t.epochs;
 }

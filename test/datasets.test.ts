@@ -15,7 +15,8 @@ function throwsInvalid(fn: () => unknown, message: RegExp, where: { file?: strin
   });
 }
 
-const jsonl = (...rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
+const jsonl = (...rows: unknown[]) =>
+  rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
 
 describe('parseAlpaca', () => {
   it('reads JSONL with blank lines; ids from the row or L<line>; input defaults to ""', () => {
@@ -60,14 +61,22 @@ describe('parseAlpaca', () => {
   const good = { instruction: 'Copy.', input: 'a', output: 'a' };
 
   it('invalid JSON names the file and line', () => {
-    throwsInvalid(() => parseAlpaca(jsonl(good, good, '{"instruction": "x", }'), 'train.jsonl'), /^train\.jsonl line 3: invalid JSON \(.+\)$/, {
-      file: 'train.jsonl',
-      line: 3,
-    });
+    throwsInvalid(
+      () => parseAlpaca(jsonl(good, good, '{"instruction": "x", }'), 'train.jsonl'),
+      /^train\.jsonl line 3: invalid JSON \(.+\)$/,
+      {
+        file: 'train.jsonl',
+        line: 3,
+      },
+    );
   });
 
   it('a line that is not an object names the line', () => {
-    throwsInvalid(() => parseAlpaca(jsonl(good, '[1, 2]'), 'train.jsonl'), /^train\.jsonl line 2: expected a JSON object$/, { line: 2 });
+    throwsInvalid(
+      () => parseAlpaca(jsonl(good, '[1, 2]'), 'train.jsonl'),
+      /^train\.jsonl line 2: expected a JSON object$/,
+      { line: 2 },
+    );
     throwsInvalid(() => parseAlpaca(jsonl('null'), 'train.jsonl'), /line 1: expected a JSON object/, { line: 1 });
   });
 
@@ -77,10 +86,14 @@ describe('parseAlpaca', () => {
       /^train\.jsonl line 3: missing required field "output"$/,
       { file: 'train.jsonl', line: 3, field: 'output' },
     );
-    throwsInvalid(() => parseAlpaca(jsonl({ output: 'x' }), 'train.jsonl'), /line 1: missing required field "instruction"/, {
-      line: 1,
-      field: 'instruction',
-    });
+    throwsInvalid(
+      () => parseAlpaca(jsonl({ output: 'x' }), 'train.jsonl'),
+      /line 1: missing required field "instruction"/,
+      {
+        line: 1,
+        field: 'instruction',
+      },
+    );
   });
 
   it('wrong types and empty instructions name the line and field', () => {
@@ -89,15 +102,27 @@ describe('parseAlpaca', () => {
       /^train\.jsonl line 4: field "input" must be a string$/,
       { line: 4, field: 'input' },
     );
-    throwsInvalid(() => parseAlpaca(jsonl({ instruction: 'x', output: ['y'] }), 'train.jsonl'), /line 1: field "output" must be a string/, {
-      field: 'output',
-    });
-    throwsInvalid(() => parseAlpaca(jsonl({ instruction: '  ', output: 'y' }), 'train.jsonl'), /line 1: field "instruction" must not be empty/, {
-      field: 'instruction',
-    });
-    throwsInvalid(() => parseAlpaca(jsonl({ instruction: 'x', output: 'y', id: {} }), 'train.jsonl'), /line 1: field "id" must be/, {
-      field: 'id',
-    });
+    throwsInvalid(
+      () => parseAlpaca(jsonl({ instruction: 'x', output: ['y'] }), 'train.jsonl'),
+      /line 1: field "output" must be a string/,
+      {
+        field: 'output',
+      },
+    );
+    throwsInvalid(
+      () => parseAlpaca(jsonl({ instruction: '  ', output: 'y' }), 'train.jsonl'),
+      /line 1: field "instruction" must not be empty/,
+      {
+        field: 'instruction',
+      },
+    );
+    throwsInvalid(
+      () => parseAlpaca(jsonl({ instruction: 'x', output: 'y', id: {} }), 'train.jsonl'),
+      /line 1: field "id" must be/,
+      {
+        field: 'id',
+      },
+    );
   });
 
   it('duplicate ids name both lines', () => {
@@ -107,30 +132,43 @@ describe('parseAlpaca', () => {
       { line: 3, field: 'id' },
     );
     // A given id may not collide with a generated one either.
-    throwsInvalid(() => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'), /line 2: duplicate id "L1"/, { line: 2 });
+    throwsInvalid(() => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'), /line 2: duplicate id "L1"/, {
+      line: 2,
+    });
   });
 
   it('an empty dataset is an error', () => {
     throwsInvalid(() => parseAlpaca('', 'train.jsonl'), /^train\.jsonl: dataset is empty$/, { file: 'train.jsonl' });
-    throwsInvalid(() => parseAlpaca('\n  \n\n', 'train.jsonl'), /^train\.jsonl: dataset is empty$/, { file: 'train.jsonl' });
+    throwsInvalid(() => parseAlpaca('\n  \n\n', 'train.jsonl'), /^train\.jsonl: dataset is empty$/, {
+      file: 'train.jsonl',
+    });
     throwsInvalid(() => parseAlpaca('[]', 'alpaca.json'), /^alpaca\.json: dataset is empty$/, { file: 'alpaca.json' });
   });
 
   it('JSON-array errors name the element line', () => {
-    const text = '[\n  {"instruction": "A", "output": "a"},\n  {"instruction": "B, [x]", "output": "b"},\n  {"instruction": "C"}\n]';
+    const text =
+      '[\n  {"instruction": "A", "output": "a"},\n  {"instruction": "B, [x]", "output": "b"},\n  {"instruction": "C"}\n]';
     throwsInvalid(() => parseAlpaca(text, 'alpaca.json'), /^alpaca\.json line 4: missing required field "output"$/, {
       line: 4,
       field: 'output',
     });
-    throwsInvalid(() => parseAlpaca('[\n{"instruction": "A", "output": "a"},\n 3\n]', 'alpaca.json'), /line 3: item 1 must be a JSON object/, {
-      line: 3,
-    });
+    throwsInvalid(
+      () => parseAlpaca('[\n{"instruction": "A", "output": "a"},\n 3\n]', 'alpaca.json'),
+      /line 3: item 1 must be a JSON object/,
+      {
+        line: 3,
+      },
+    );
   });
 
   it('an unparseable JSON array names the file (and the line when the parser gives a position)', () => {
-    throwsInvalid(() => parseAlpaca('[\n{"instruction": "A",}\n]', 'alpaca.json'), /^alpaca\.json( line 2)?: invalid JSON \(/, {
-      file: 'alpaca.json',
-    });
+    throwsInvalid(
+      () => parseAlpaca('[\n{"instruction": "A",}\n]', 'alpaca.json'),
+      /^alpaca\.json( line 2)?: invalid JSON \(/,
+      {
+        file: 'alpaca.json',
+      },
+    );
   });
 });
 
@@ -144,12 +182,19 @@ describe('parseBenchmark', () => {
 
   it('Koala: prompt + id', () => {
     const text = jsonl({ id: 'koala_1', prompt: 'Write a haiku.' });
-    assert.deepEqual(parseBenchmark(text, 'koala_test_set.jsonl', 'koala'), [{ id: 'koala_1', instruction: 'Write a haiku.', input: '' }]);
+    assert.deepEqual(parseBenchmark(text, 'koala_test_set.jsonl', 'koala'), [
+      { id: 'koala_1', instruction: 'Write a haiku.', input: '' },
+    ]);
   });
 
   it('Self-Instruct: instruction + instances[0].input, instances[0].output as the reference', () => {
     const text = jsonl(
-      { id: 'user_oriented_task_0', motivation_app: 'Grammarly', instruction: 'Fix the grammar.', instances: [{ input: 'me go', output: 'I go.' }] },
+      {
+        id: 'user_oriented_task_0',
+        motivation_app: 'Grammarly',
+        instruction: 'Fix the grammar.',
+        instances: [{ input: 'me go', output: 'I go.' }],
+      },
       { id: 'user_oriented_task_1', instruction: 'Tell a joke.', instances: [{ input: '', output: 'Knock knock.' }] },
     );
     assert.deepEqual(parseBenchmark(text, 'sinstruct_test_set.jsonl', 'sinstruct'), [
@@ -157,7 +202,12 @@ describe('parseBenchmark', () => {
       { id: 'user_oriented_task_1', instruction: 'Tell a joke.', input: '', reference: 'Knock knock.' },
     ]);
     throwsInvalid(
-      () => parseBenchmark(jsonl({ id: 'a', instruction: 'x', instances: [{ input: 'a' }, { input: 'b' }] }), 's.jsonl', 'sinstruct'),
+      () =>
+        parseBenchmark(
+          jsonl({ id: 'a', instruction: 'x', instances: [{ input: 'a' }, { input: 'b' }] }),
+          's.jsonl',
+          'sinstruct',
+        ),
       /^s\.jsonl line 1: field "instances" must be an array holding exactly one object$/,
       { line: 1, field: 'instances' },
     );
@@ -170,12 +220,17 @@ describe('parseBenchmark', () => {
 
   it('WizardLM: Instruction + idx', () => {
     const text = jsonl({ idx: 1, Skill: 'Math', Difficulty: 1, Instruction: 'What is 2+2?' });
-    assert.deepEqual(parseBenchmark(text, 'wizardlm_test_set.jsonl', 'wizardlm'), [{ id: '1', instruction: 'What is 2+2?', input: '' }]);
+    assert.deepEqual(parseBenchmark(text, 'wizardlm_test_set.jsonl', 'wizardlm'), [
+      { id: '1', instruction: 'What is 2+2?', input: '' },
+    ]);
   });
 
   it('Anthropic HH and OASST: instruction + input + id', () => {
     for (const name of ['anthropic', 'oasst']) {
-      const text = jsonl({ id: 3, instruction: 'Summarise.', input: 'Long text.' }, { id: 4, instruction: 'Hi?', input: '' });
+      const text = jsonl(
+        { id: 3, instruction: 'Summarise.', input: 'Long text.' },
+        { id: 4, instruction: 'Hi?', input: '' },
+      );
       assert.deepEqual(parseBenchmark(text, `${name}_test_set.jsonl`, name), [
         { id: '3', instruction: 'Summarise.', input: 'Long text.' },
         { id: '4', instruction: 'Hi?', input: '' },
@@ -214,9 +269,13 @@ describe('parseBenchmark', () => {
       /^mine\.jsonl line 1: missing a prompt field \(one of "instruction", "Instruction", "prompt", "text"\)$/,
       { line: 1 },
     );
-    throwsInvalid(() => parseBenchmark(jsonl({ prompt: 'x', reference: 3 }), 'mine.jsonl', 'mine'), /line 1: field "reference" must be a string/, {
-      field: 'reference',
-    });
+    throwsInvalid(
+      () => parseBenchmark(jsonl({ prompt: 'x', reference: 3 }), 'mine.jsonl', 'mine'),
+      /line 1: field "reference" must be a string/,
+      {
+        field: 'reference',
+      },
+    );
   });
 
   it('reads a JSON array too, with I<index> ids', () => {
@@ -227,20 +286,31 @@ describe('parseBenchmark', () => {
   });
 
   it('reads the demo held-out split with references', () => {
-    const prompts = parseBenchmark(readFileSync(join(__dirname, '..', 'data', 'demo', 'heldout.jsonl'), 'utf8'), 'heldout.jsonl', 'heldout');
+    const prompts = parseBenchmark(
+      readFileSync(join(__dirname, '..', 'data', 'demo', 'heldout.jsonl'), 'utf8'),
+      'heldout.jsonl',
+      'heldout',
+    );
     assert.equal(prompts.length, 48);
     assert.ok(prompts.every((p) => p.reference !== undefined && p.id.startsWith('heldout-')));
   });
 
   it('same error style: invalid JSON, duplicate ids, empty', () => {
-    throwsInvalid(() => parseBenchmark(jsonl({ text: 'a', question_id: 1 }, 'oops'), 'vicuna.jsonl', 'vicuna'), /^vicuna\.jsonl line 2: invalid JSON/, {
-      line: 2,
-    });
     throwsInvalid(
-      () => parseBenchmark(jsonl({ text: 'a', question_id: 1 }, { text: 'b', question_id: 1 }), 'vicuna.jsonl', 'vicuna'),
+      () => parseBenchmark(jsonl({ text: 'a', question_id: 1 }, 'oops'), 'vicuna.jsonl', 'vicuna'),
+      /^vicuna\.jsonl line 2: invalid JSON/,
+      {
+        line: 2,
+      },
+    );
+    throwsInvalid(
+      () =>
+        parseBenchmark(jsonl({ text: 'a', question_id: 1 }, { text: 'b', question_id: 1 }), 'vicuna.jsonl', 'vicuna'),
       /line 2: duplicate id "1" \(first used on line 1\)/,
       { line: 2, field: 'question_id' },
     );
-    throwsInvalid(() => parseBenchmark('\n', 'koala.jsonl', 'koala'), /^koala\.jsonl: dataset is empty$/, { file: 'koala.jsonl' });
+    throwsInvalid(() => parseBenchmark('\n', 'koala.jsonl', 'koala'), /^koala\.jsonl: dataset is empty$/, {
+      file: 'koala.jsonl',
+    });
   });
 });

@@ -40,7 +40,10 @@ function repliesFor(p1: Preference, p2: Preference): [string, string] {
 
 describe('judge prompt (PhasedSFT evaluation/eval.py)', () => {
   it('uses the exact system message and decoding settings', () => {
-    assert.equal(JUDGE_SYSTEM_PROMPT, 'You are a helpful and precise assistant for checking the quality of the answer.');
+    assert.equal(
+      JUDGE_SYSTEM_PROMPT,
+      'You are a helpful and precise assistant for checking the quality of the answer.',
+    );
     assert.deepEqual(JUDGE_DECODING, { model: 'gpt-4-0613', temperature: 0, top_p: 1, max_tokens: 256 });
     const request = buildJudgeRequest('Q', 'A1', 'A2');
     assert.equal(request.model, 'gpt-4-0613');
@@ -126,7 +129,18 @@ describe('parseVerdict', () => {
       assert.deepEqual(parseVerdict(reply), { ok: true, score1: s1, score2: s2 });
     });
   }
-  for (const reply of ['8', '8 9 10', 'Assistant 1: 8, Assistant 2: 9', 'eight nine', '', '   ', 'Scores:\n8 9', '8 nan', '-1 5', '0 7']) {
+  for (const reply of [
+    '8',
+    '8 9 10',
+    'Assistant 1: 8, Assistant 2: 9',
+    'eight nine',
+    '',
+    '   ',
+    'Scores:\n8 9',
+    '8 nan',
+    '-1 5',
+    '0 7',
+  ]) {
     it(`rejects ${JSON.stringify(reply)}`, () => {
       const parsed = parseVerdict(reply);
       assert.equal(parsed.ok, false);
@@ -171,7 +185,8 @@ describe('two-order verdict (paper.md table, from the candidate side)', () => {
   it('is the baseline-side table read from the other side (a baseline win is a candidate loss)', () => {
     const flip = { better: 'worse', tie: 'tie', worse: 'better' } as const;
     const mirror = { win: 'loss', tie: 'tie', loss: 'win' } as const;
-    for (const [p1, p2, outcome] of table) assert.equal(decideOutcome(flip[p1], flip[p2]), mirror[outcome as 'win' | 'tie' | 'loss']);
+    for (const [p1, p2, outcome] of table)
+      assert.equal(decideOutcome(flip[p1], flip[p2]), mirror[outcome as 'win' | 'tie' | 'loss']);
   });
 
   it('fails when either order does not parse, naming the order', () => {
@@ -195,12 +210,14 @@ describe('two-order verdict (paper.md table, from the candidate side)', () => {
 describe('win rate', () => {
   const outcomes = (win: number, tie: number, loss: number, failed: number) =>
     countOutcomes(
-      ([] as Outcome[]).concat(
-        Array<Outcome>(win).fill('win'),
-        Array<Outcome>(tie).fill('tie'),
-        Array<Outcome>(loss).fill('loss'),
-        Array<Outcome>(failed).fill('failed'),
-      ).map((outcome) => ({ outcome, positionInconsistent: false })),
+      ([] as Outcome[])
+        .concat(
+          Array<Outcome>(win).fill('win'),
+          Array<Outcome>(tie).fill('tie'),
+          Array<Outcome>(loss).fill('loss'),
+          Array<Outcome>(failed).fill('failed'),
+        )
+        .map((outcome) => ({ outcome, positionInconsistent: false })),
     );
 
   it('all wins → +50, all losses → -50, all ties → 0', () => {
@@ -244,7 +261,10 @@ describe('win rate', () => {
   });
 
   it('refuses an empty benchmark', () => {
-    assert.throws(() => winRate(outcomes(0, 0, 0, 0), 'koala'), (err: unknown) => err instanceof InvalidDataError && /koala/.test(err.message));
+    assert.throws(
+      () => winRate(outcomes(0, 0, 0, 0), 'koala'),
+      (err: unknown) => err instanceof InvalidDataError && /koala/.test(err.message),
+    );
   });
 });
 
@@ -300,7 +320,8 @@ describe('offline reference judge', () => {
   });
 
   it('candidate with the right answer wins, with the wrong one loses, equal answers tie', () => {
-    const reply = (answer1: string, answer2: string) => offlineJudgeReply({ question, reference: 'daerb', answer1, answer2 });
+    const reply = (answer1: string, answer2: string) =>
+      offlineJudgeReply({ question, reference: 'daerb', answer1, answer2 });
     // baseline wrong, candidate right
     assert.equal(verdictFromReplies(reply('bread', 'daerb'), reply('daerb', 'bread')).outcome, 'win');
     assert.equal(verdictFromReplies(reply('daerb', 'bread'), reply('bread', 'daerb')).outcome, 'loss');

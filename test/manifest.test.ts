@@ -24,9 +24,16 @@ describe('step manifests', () => {
       result: { n: 1 },
     });
     assert.deepEqual(await finishedStep(store, 'r/score/manifest.json', 'h1'), { n: 1 });
-    await assert.rejects(finishedStep(store, 'r/score/manifest.json', 'h2'), (e) => e instanceof InvalidDataError && /different inputs/.test(e.message));
+    await assert.rejects(
+      finishedStep(store, 'r/score/manifest.json', 'h2'),
+      (e) => e instanceof InvalidDataError && /different inputs/.test(e.message),
+    );
     await store.put('r/score/scores.jsonl', 'abcd');
-    assert.equal(await finishedStep(store, 'r/score/manifest.json', 'h1'), undefined, 'a damaged output means the step runs again');
+    assert.equal(
+      await finishedStep(store, 'r/score/manifest.json', 'h1'),
+      undefined,
+      'a damaged output means the step runs again',
+    );
     assert.equal(await finishedStep(store, 'r/other/manifest.json', 'h1'), undefined);
   });
 
@@ -47,7 +54,8 @@ describe('step manifests', () => {
     await ckpt(50, { hash: 'other' }); // another configuration
     // It runs inside the training activity (it logs the checkpoints it skips).
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const found = (await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h')) as { step: number } | undefined;
+    const found = (await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h')) as
+      { step: number } | undefined;
     assert.equal(found?.step, 20);
     assert.equal(await env.run(newestCompleteCheckpoint, store, 'r/train/stage-2/checkpoints', 'h'), undefined);
   });

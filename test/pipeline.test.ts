@@ -71,7 +71,9 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
           // A judge that prefers longer answers, and one prompt whose reply never parses.
           if (user.includes('Repeat the letter')) return { content: 'Both answers are fine.' };
           const answers = [...user.matchAll(/Answer\]\n([\s\S]*?)\n\n\[The End/g)].map((m) => m[1]);
-          return { content: `${Math.min(10, 1 + answers[0].length % 9)} ${Math.min(10, 1 + answers[1].length % 9)}` };
+          return {
+            content: `${Math.min(10, 1 + (answers[0].length % 9))} ${Math.min(10, 1 + (answers[1].length % 9))}`,
+          };
         }
         // Transient faults the client must ride out, and one unparseable answer it must re-ask.
         if (call === 1) return { status: 429, retryAfterSeconds: 0 };
@@ -90,26 +92,49 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         result.stages.map((s) => s.rows),
         [32, 32, 32],
       );
-      assert.deepEqual(result.stages.map((s) => [s.minScore, s.maxScore]), [[1, 1], [2.5, 2.5], [4.25, 4.25]]);
+      assert.deepEqual(
+        result.stages.map((s) => [s.minScore, s.maxScore]),
+        [
+          [1, 1],
+          [2.5, 2.5],
+          [4.25, 4.25],
+        ],
+      );
       for (const k of [1, 2, 3]) {
         const text = await h.store.getText(`${runId}/segment/stage-${k}.jsonl`);
         assert.equal(text.trim().split('\n').length, 32);
       }
-      const scores = (await h.store.getText(`${runId}/score/scores.jsonl`)).trim().split('\n').map((l) => JSON.parse(l));
+      const scores = (await h.store.getText(`${runId}/score/scores.jsonl`))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       assert.equal(scores.length, 96);
-      assert.ok(scores.every((s) => typeof s.score === 'number' && s.scorer === 'gpt-4-0613' && /^[0-9a-f]{64}$/.test(s.promptSha256)));
+      assert.ok(
+        scores.every(
+          (s) => typeof s.score === 'number' && s.scorer === 'gpt-4-0613' && /^[0-9a-f]{64}$/.test(s.promptSha256),
+        ),
+      );
     });
 
     it('trains every stage from the previous one, with checkpoints in S3 and a falling loss', async () => {
-      assert.deepEqual(result.training.map((t) => t.name), ['stage-1', 'stage-2', 'stage-3', 'one-off']);
+      assert.deepEqual(
+        result.training.map((t) => t.name),
+        ['stage-1', 'stage-2', 'stage-3', 'one-off'],
+      );
       const stageSteps = result.training.slice(0, 3).map((t) => t.steps);
       assert.deepEqual(stageSteps, [12, 12, 12]);
       assert.equal(result.training[3].steps, 36, 'the One-off baseline takes as many optimizer steps as all stages');
       for (const t of result.training) {
         assert.ok(t.lossLast < t.lossFirst, `${t.name}: loss ${t.lossFirst} → ${t.lossLast} did not fall`);
         const keys = await h.store.list(`${runId}/train/${t.name}/`);
-        assert.ok(keys.some((k) => /checkpoints\/step-\d+\/manifest\.json$/.test(k)), `${t.name} has no committed checkpoint`);
-        assert.ok(keys.some((k) => k.endsWith('/final/model.safetensors')), `${t.name} has no final weights`);
+        assert.ok(
+          keys.some((k) => /checkpoints\/step-\d+\/manifest\.json$/.test(k)),
+          `${t.name} has no committed checkpoint`,
+        );
+        assert.ok(
+          keys.some((k) => k.endsWith('/final/model.safetensors')),
+          `${t.name} has no final weights`,
+        );
       }
       const stage2Config = JSON.parse(await h.store.getText(`${runId}/train/stage-2/manifest.json`));
       assert.equal(stage2Config.result.name, 'stage-2');
@@ -135,9 +160,17 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
 
     it('replays its own history with the current workflow code', async () => {
       const history = await h.temporal.client.workflow.getHandle(runId).fetchHistory();
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows'), replayName: runId }, history, runId);
+      await Worker.runReplayHistory(
+        { workflowsPath: require.resolve('../workflows'), replayName: runId },
+        history,
+        runId,
+      );
       // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
-      if (process.env.PIFT_RECORD_HISTORIES) writeFileSync(join(__dirname, 'histories', `${runId}.pb`), temporal.api.history.v1.History.encode(history).finish());
+      if (process.env.PIFT_RECORD_HISTORIES)
+        writeFileSync(
+          join(__dirname, 'histories', `${runId}.pb`),
+          temporal.api.history.v1.History.encode(history).finish(),
+        );
     });
 
     it('re-running the finished run recomputes nothing', async () => {
@@ -146,18 +179,37 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       const rerun = await resumeRun(h.temporal.client, runId, { force: true });
       const again = await rerun.handle.result();
       assert.equal(h.llm.requests.length, firstRequests, 'no new LLM call');
-      assert.ok(again.training.every((t) => t.reused), 'no training ran again');
+      assert.ok(
+        again.training.every((t) => t.reused),
+        'no training ran again',
+      );
       assert.deepEqual(again.evaluation?.winRates, result.evaluation?.winRates);
     });
   });
 
   describe('bad input fails at once with the problem named', () => {
     const cases: Array<[string, () => Promise<Partial<PipelineInput>>, RegExp]> = [
-      ['a malformed JSONL line', async () => ({ dataset: await h.upload('bad/malformed.jsonl', '{"instruction":"a","output":"b"}\n{"instruction": oops}\n') }), /malformed\.jsonl line 2/],
-      ['a missing field', async () => ({ dataset: await h.upload('bad/missing.jsonl', '{"instruction":"a","output":"b"}\n{"instruction":"c"}\n') }), /missing\.jsonl line 2.*"output"/],
+      [
+        'a malformed JSONL line',
+        async () => ({
+          dataset: await h.upload('bad/malformed.jsonl', '{"instruction":"a","output":"b"}\n{"instruction": oops}\n'),
+        }),
+        /malformed\.jsonl line 2/,
+      ],
+      [
+        'a missing field',
+        async () => ({
+          dataset: await h.upload('bad/missing.jsonl', '{"instruction":"a","output":"b"}\n{"instruction":"c"}\n'),
+        }),
+        /missing\.jsonl line 2.*"output"/,
+      ],
       ['an empty dataset', async () => ({ dataset: await h.upload('bad/empty.jsonl', '\n') }), /empty\.jsonl.*empty/],
       ['an invalid setting', async () => ({ training: { epochs: 0 } }), /input\.training\.epochs/],
-      ['an unknown setting', async () => ({ training: { epoch: 3 } as never }), /input\.training\.epoch\b.*not a known setting/],
+      [
+        'an unknown setting',
+        async () => ({ training: { epoch: 3 } as never }),
+        /input\.training\.epoch\b.*not a known setting/,
+      ],
       ['a run id escaping its prefix', async () => ({ runId: '../escape' }), /runId/],
     ];
     for (const [name, input, expected] of cases) {
@@ -170,7 +222,10 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
             workflowId: `bad-${Math.random().toString(36).slice(2)}`,
             args: [{ ...baseInput(`bad-${Math.random().toString(36).slice(2)}`), ...extra }],
           })
-          .then(() => undefined, (e) => e);
+          .then(
+            () => undefined,
+            (e) => e,
+          );
         assert.ok(err instanceof WorkflowFailedError, `expected a failed run, got ${err}`);
         assert.match(rootMessage(err), expected);
         assert.ok(Date.now() - started < 30_000, 'bad input must not be retried');
@@ -184,7 +239,11 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
     it('kills the trainer process group', async () => {
       const run = await startRun(
         h.temporal.client,
-        baseInput('cancel-run', { scorer: { kind: 'offline' }, baseline: { mode: 'skip' }, training: { epochs: 500, saveSteps: 1000 } }),
+        baseInput('cancel-run', {
+          scorer: { kind: 'offline' },
+          baseline: { mode: 'skip' },
+          training: { epochs: 500, saveSteps: 1000 },
+        }),
         { taskQueue: h.cpuQueue },
       );
       let pid: number | undefined;
@@ -195,7 +254,10 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       assert.ok(pid, 'the trainer started');
       assert.doesNotThrow(() => process.kill(-pid!, 0), 'the trainer group is alive before the cancel');
       await run.handle.cancel();
-      const err = await run.handle.result().then(() => undefined, (e) => e);
+      const err = await run.handle.result().then(
+        () => undefined,
+        (e) => e,
+      );
       assert.ok(err instanceof WorkflowFailedError);
       assert.throws(() => process.kill(-pid!, 0), /ESRCH/, 'no process of the trainer group is left');
     });

@@ -21,7 +21,11 @@ describe('recorded workflow histories replay deterministically', function () {
     it(file, async () => {
       const history = temporal.api.history.v1.History.decode(readFileSync(join(dir, file)));
       const workflowId = file.replace(/\.pb$/, '');
-      await Worker.runReplayHistory({ workflowsPath: require.resolve('../workflows'), replayName: workflowId }, history, workflowId);
+      await Worker.runReplayHistory(
+        { workflowsPath: require.resolve('../workflows'), replayName: workflowId },
+        history,
+        workflowId,
+      );
     });
   }
 });

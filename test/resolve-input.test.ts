@@ -3,21 +3,35 @@ import { describe, it } from 'mocha';
 import { InvalidDataError } from '../activities/errors';
 import { resolvePipelineInput } from '../activities/resolve-input';
 
-const resolve = (input: unknown, workflowId = 'wf-1') => resolvePipelineInput(input, workflowId, { PIFT_STORE: 's3://b/runs' });
+const resolve = (input: unknown, workflowId = 'wf-1') =>
+  resolvePipelineInput(input, workflowId, { PIFT_STORE: 's3://b/runs' });
 const fails = (input: unknown, field: RegExp, workflowId?: string) =>
-  assert.throws(() => resolve(input, workflowId), (err: unknown) => err instanceof InvalidDataError && field.test(err.message));
+  assert.throws(
+    () => resolve(input, workflowId),
+    (err: unknown) => err instanceof InvalidDataError && field.test(err.message),
+  );
 
 describe('workflow input', () => {
   it('fills every default from just a dataset (the Web UI form)', () => {
     const cfg = resolve({ dataset: 's3://b/train.jsonl' });
     assert.equal(cfg.runId, 'wf-1');
     assert.equal(cfg.store, 's3://b/runs');
-    assert.deepEqual(cfg.stages, { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 3517 });
+    assert.deepEqual(cfg.stages, {
+      count: 3,
+      rule: 'thresholds',
+      thresholds: [1.5, 3.5],
+      allowEmpty: false,
+      seed: 3517,
+    });
     assert.equal(cfg.scorer.kind, 'auto');
     assert.equal(cfg.training.epochs, 3);
     assert.equal(cfg.training.adamBeta2, 0.95);
     assert.equal(cfg.training.learningRate, 3e-3, 'the builtin tiny model gets its CPU preset');
-    assert.equal(resolve({ dataset: 'x', training: { baseModel: '/models/llama' } }).training.learningRate, 5e-6, 'paper lr for real models');
+    assert.equal(
+      resolve({ dataset: 'x', training: { baseModel: '/models/llama' } }).training.learningRate,
+      5e-6,
+      'paper lr for real models',
+    );
     assert.equal(cfg.evaluation.maxLength, 1024);
     assert.equal(cfg.baseline.mode, 'train');
   });

@@ -69,9 +69,16 @@ describe('a GPU worker killed in the middle of stage 2', function () {
     const stage1 = byName.get('stage-1')!;
     const stage2 = byName.get('stage-2')!;
     assert.equal(stage1.attempts, 1, 'stage 1 ran once');
-    assert.equal(await h.store.getText(`${runId}/train/stage-1/manifest.json`), stage1Manifest, 'stage 1 was not retrained');
+    assert.equal(
+      await h.store.getText(`${runId}/train/stage-1/manifest.json`),
+      stage1Manifest,
+      'stage 1 was not retrained',
+    );
     assert.ok(stage2.attempts >= 2, 'stage 2 was retried on the new worker');
-    assert.ok(stage2.resumedFromStep >= Math.max(...committed), `stage 2 resumed from step ${stage2.resumedFromStep}, not from 0`);
+    assert.ok(
+      stage2.resumedFromStep >= Math.max(...committed),
+      `stage 2 resumed from step ${stage2.resumedFromStep}, not from 0`,
+    );
     assert.equal(stage2.steps, 32);
     assert.ok(byName.get('stage-3'), 'the run went on to stage 3');
   });

@@ -151,7 +151,10 @@ describe('offline heuristic scorer', () => {
         byFamily.set(family, entry);
       }
       assert.equal(byFamily.size, 12);
-      const families = [...byFamily.values()].map((f) => ({ level: LEVELS.indexOf(f.level as never), mean: mean(f.scores) }));
+      const families = [...byFamily.values()].map((f) => ({
+        level: LEVELS.indexOf(f.level as never),
+        mean: mean(f.scores),
+      }));
       // Every family of a lower level has a lower mean score than every family of a higher level.
       for (const a of families) {
         for (const b of families) {
@@ -159,7 +162,8 @@ describe('offline heuristic scorer', () => {
         }
       }
       // Spearman correlation between intended level and family mean (ties by average rank).
-      const rank = (xs: number[]) => xs.map((x) => xs.filter((y) => y < x).length + (xs.filter((y) => y === x).length + 1) / 2);
+      const rank = (xs: number[]) =>
+        xs.map((x) => xs.filter((y) => y < x).length + (xs.filter((y) => y === x).length + 1) / 2);
       const rl = rank(families.map((f) => f.level));
       const rm = rank(families.map((f) => f.mean));
       const cov = (x: number[], y: number[]) => mean(x.map((v, i) => (v - mean(x)) * (y[i] - mean(y))));

@@ -6,7 +6,10 @@ import { optimizerSteps } from '../common/input';
 describe('segmentation rules', () => {
   it('puts scores into the paper stages: < 1.5, [1.5, 3.5), >= 3.5', () => {
     const t = [1.5, 3.5];
-    assert.deepEqual([1, 1.49, 1.5, 3.49, 3.5, 5].map((s) => stageOf(s, t)), [1, 1, 2, 2, 3, 3]);
+    assert.deepEqual(
+      [1, 1.49, 1.5, 3.49, 3.5, 5].map((s) => stageOf(s, t)),
+      [1, 1, 2, 2, 3, 3],
+    );
   });
 
   it('cuts quantiles so stages are about equal and equal scores share a stage', () => {
@@ -22,8 +25,14 @@ describe('segmentation rules', () => {
     const a = seededOrder(rows, 'seed:stage-1').map((r) => r.id);
     const b = seededOrder([...rows].reverse(), 'seed:stage-1').map((r) => r.id);
     assert.deepEqual(a, b);
-    assert.notDeepEqual(a, rows.map((r) => r.id));
-    assert.notDeepEqual(seededOrder(rows, 'other:stage-1').map((r) => r.id), a);
+    assert.notDeepEqual(
+      a,
+      rows.map((r) => r.id),
+    );
+    assert.notDeepEqual(
+      seededOrder(rows, 'other:stage-1').map((r) => r.id),
+      a,
+    );
   });
 
   it('counts optimizer steps as the HF Trainer does', () => {

@@ -10,7 +10,12 @@ async function run() {
   await ensureSearchAttributes(cfg.address, cfg.namespace);
   const connection = await NativeConnection.connect({ address: cfg.address });
   try {
-    const worker = await createCpuWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.cpuTaskQueue, deps: depsFromEnv() });
+    const worker = await createCpuWorker({
+      connection,
+      namespace: cfg.namespace,
+      taskQueue: cfg.cpuTaskQueue,
+      deps: depsFromEnv(),
+    });
     console.error(`pift cpu worker polling ${cfg.cpuTaskQueue} on ${cfg.address}`);
     await worker.run();
   } finally {

@@ -9,12 +9,16 @@ interface CommonOptions {
 }
 
 /** The CPU worker hosts the workflow and the scoring, segmentation and judging activities. */
-export function createCpuWorker(opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] }): Promise<Worker> {
+export function createCpuWorker(
+  opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] },
+): Promise<Worker> {
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
     taskQueue: opts.taskQueue,
-    ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+    ...(opts.workflowBundle
+      ? { workflowBundle: opts.workflowBundle }
+      : { workflowsPath: require.resolve('../workflows') }),
     activities: createCpuActivities(opts.deps),
   });
 }

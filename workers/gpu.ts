@@ -8,7 +8,12 @@ async function run() {
   const cfg = temporalConfigFromEnv();
   const connection = await NativeConnection.connect({ address: cfg.address });
   try {
-    const worker = await createGpuWorker({ connection, namespace: cfg.namespace, taskQueue: cfg.gpuTaskQueue, deps: depsFromEnv() });
+    const worker = await createGpuWorker({
+      connection,
+      namespace: cfg.namespace,
+      taskQueue: cfg.gpuTaskQueue,
+      deps: depsFromEnv(),
+    });
     console.error(`pift gpu worker polling ${cfg.gpuTaskQueue} on ${cfg.address}`);
     await worker.run();
   } finally {

@@ -29,7 +29,13 @@ export interface PipelineResult {
   scorer: string;
   stages: Array<{ stage: number; rows: number; minScore: number | null; maxScore: number | null }>;
   training: TrainResult[];
-  evaluation?: { resultsUri: string; markdownUri: string; judge: string; winRates: Record<string, Record<string, number>>; markdown: string };
+  evaluation?: {
+    resultsUri: string;
+    markdownUri: string;
+    judge: string;
+    winRates: Record<string, Record<string, number>>;
+    markdown: string;
+  };
 }
 
 const { resolveInput } = proxyLocalActivities<CpuActivities>({
@@ -43,7 +49,12 @@ const { resolveInput } = proxyLocalActivities<CpuActivities>({
  * with the same run id skips finished steps and continues training from its newest checkpoint.
  */
 export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineResult> {
-  const progress: Progress = { runId: input?.runId ?? workflowInfo().workflowId, step: 'validate', training: {}, finished: [] };
+  const progress: Progress = {
+    runId: input?.runId ?? workflowInfo().workflowId,
+    step: 'validate',
+    training: {},
+    finished: [],
+  };
   setHandler(progressQuery, () => progress);
   setHandler(trainerProgressSignal, (p) => {
     progress.training[p.name] = p;
@@ -64,7 +75,12 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const cpu = proxyActivities<CpuActivities>({
       startToCloseTimeout: '1 day',
       heartbeatTimeout: '2 minutes',
-      retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['InvalidDataError'] },
+      retry: {
+        initialInterval: '2 seconds',
+        maximumInterval: '1 minute',
+        maximumAttempts: 10,
+        nonRetryableErrorTypes: ['InvalidDataError'],
+      },
     });
     const gpu = proxyActivities<GpuActivities>({
       taskQueue: cfg.gpuTaskQueue,
@@ -82,7 +98,12 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     });
 
     enter('score');
-    const score = await cpu.scoreDifficulty({ ...ref, dataset: cfg.dataset, datasetFormat: cfg.datasetFormat, scorer: cfg.scorer });
+    const score = await cpu.scoreDifficulty({
+      ...ref,
+      dataset: cfg.dataset,
+      datasetFormat: cfg.datasetFormat,
+      scorer: cfg.scorer,
+    });
     progress.finished.push('score');
 
     enter('segment');
@@ -159,7 +180,13 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     enter('generate');
     const baselineModel = baseline ? baseline.modelUri : cfg.baseline.checkpoint!;
     const candidates = cfg.evaluation.perStage ? stageModels : stageModels.slice(-1);
-    const generation = { ...ref, benchmarks, maxLength: cfg.evaluation.maxLength, maxNewTokens: cfg.evaluation.maxNewTokens, progressTimeout: cfg.training.progressTimeout };
+    const generation = {
+      ...ref,
+      benchmarks,
+      maxLength: cfg.evaluation.maxLength,
+      maxNewTokens: cfg.evaluation.maxNewTokens,
+      progressTimeout: cfg.training.progressTimeout,
+    };
     const baselineAnswers = await gpu.generateAnswers({ ...generation, name: ONE_OFF, modelUri: baselineModel });
     const candidateAnswers: GenerateResult[] = [];
     for (const model of candidates) {
@@ -184,7 +211,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     if (isCancellation(err)) {
       progress.step = 'cancelled';
       // The search attribute update must still happen on a cancelled workflow.
-      await CancellationScope.nonCancellable(async () => upsertSearchAttributes([{ key: PIFT_STEP, value: 'cancelled' }]));
+      await CancellationScope.nonCancellable(async () =>
+        upsertSearchAttributes([{ key: PIFT_STEP, value: 'cancelled' }]),
+      );
       throw err;
     }
     progress.error = describeFailure(err);

@@ -22,7 +22,10 @@ export function parseVerdict(reply: string): ParsedVerdict {
   const firstLine = text.split(/\r?\n/, 1)[0];
   const fields = firstLine.replace(/,/g, ' ').trim().split(/\s+/);
   if (fields.length !== 2) {
-    return { ok: false, reason: `expected two scores on the first line, found ${fields.length} fields: ${quoted(firstLine)}` };
+    return {
+      ok: false,
+      reason: `expected two scores on the first line, found ${fields.length} fields: ${quoted(firstLine)}`,
+    };
   }
   const bad = fields.find((f) => !NUMBER.test(f));
   if (bad !== undefined) return { ok: false, reason: `not a number: ${quoted(bad)} in ${quoted(firstLine)}` };

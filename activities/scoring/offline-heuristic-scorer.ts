@@ -37,19 +37,79 @@
 
 export const OFFLINE_SCORER_LABEL = "offline-heuristic-v1 (not the paper's GPT-4 scorer)";
 
-const LIGHT = ['copy', 'repeat', 'echo', 'give', 'name', 'list', 'write', 'print', 'state', 'uppercase', 'lowercase', 'capitalize'];
+const LIGHT = [
+  'copy',
+  'repeat',
+  'echo',
+  'give',
+  'name',
+  'list',
+  'write',
+  'print',
+  'state',
+  'uppercase',
+  'lowercase',
+  'capitalize',
+];
 const TRANSFORM = [
-  'reverse', 'count', 'sort', 'add', 'subtract', 'sum', 'find', 'extract', 'convert', 'translate', 'replace', 'remove',
-  'rewrite', 'classify', 'identify', 'compare', 'rank', 'spell', 'match',
+  'reverse',
+  'count',
+  'sort',
+  'add',
+  'subtract',
+  'sum',
+  'find',
+  'extract',
+  'convert',
+  'translate',
+  'replace',
+  'remove',
+  'rewrite',
+  'classify',
+  'identify',
+  'compare',
+  'rank',
+  'spell',
+  'match',
 ];
 const HEAVY = [
-  'multiply', 'divide', 'calculate', 'compute', 'solve', 'format', 'summarize', 'summarise', 'explain', 'analyze',
-  'analyse', 'prove', 'derive', 'design', 'plan', 'evaluate', 'generate', 'implement', 'optimize', 'optimise', 'debug',
+  'multiply',
+  'divide',
+  'calculate',
+  'compute',
+  'solve',
+  'format',
+  'summarize',
+  'summarise',
+  'explain',
+  'analyze',
+  'analyse',
+  'prove',
+  'derive',
+  'design',
+  'plan',
+  'evaluate',
+  'generate',
+  'implement',
+  'optimize',
+  'optimise',
+  'debug',
   'compose',
 ];
 const STEP_MARKERS = /\b(?:then|after|afterwards|before|finally|next|followed by|step by step)\b/g;
 const FORMAT_WORDS = /\b(?:json|table|csv|markdown|yaml|xml|bullet|numbered list)\b/;
-const REASONING_WORDS = ['why', 'reason', 'justify', 'prove', 'derive', 'analyze', 'analyse', 'compare', 'evaluate', 'step by step'];
+const REASONING_WORDS = [
+  'why',
+  'reason',
+  'justify',
+  'prove',
+  'derive',
+  'analyze',
+  'analyse',
+  'compare',
+  'evaluate',
+  'step by step',
+];
 const OPERATOR = /(?<=[\d)]\s*)(?:[+\-*/×÷^=]|x(?=\s*\d))(?=\s*[\d(])/g;
 
 export interface DifficultyFeatures {
@@ -88,9 +148,14 @@ export function difficultyFeatures(row: ScorableRow): DifficultyFeatures {
   const instructionTokens = words(instruction).map((w) => w.replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, ''));
 
   let operations = 0;
-  for (const [verbs, weight] of [[LIGHT, 0.05], [TRANSFORM, 0.8], [HEAVY, 1.1]] as const) {
+  for (const [verbs, weight] of [
+    [LIGHT, 0.05],
+    [TRANSFORM, 0.8],
+    [HEAVY, 1.1],
+  ] as const) {
     for (const verb of verbs) {
-      const found = hasWordStartingWith(instructionTokens, verb) || (verb === 'count' && instruction.includes('how many'));
+      const found =
+        hasWordStartingWith(instructionTokens, verb) || (verb === 'count' && instruction.includes('how many'));
       if (found) operations += weight;
     }
   }

@@ -73,47 +73,49 @@ export async function startFakeOpenAI(options: { apiKey?: string } = {}): Promis
   const stopping = new AbortController();
 
   const server = http.createServer((req, res) => {
-    readBody(req).then(
-      async (rawBody) => {
-        const record: RecordedRequest = {
-          method: req.method ?? '',
-          path: new URL(req.url ?? '/', 'http://fake').pathname,
-          headers: req.headers,
-          authorized: req.headers.authorization === `Bearer ${apiKey}`,
-          rawBody,
-        };
-        requests.push(record);
-        if (!record.authorized) {
-          return sendError(res, 401, 'Incorrect API key provided', 'invalid_request_error');
+    readBody(req)
+      .then(
+        async (rawBody) => {
+          const record: RecordedRequest = {
+            method: req.method ?? '',
+            path: new URL(req.url ?? '/', 'http://fake').pathname,
+            headers: req.headers,
+            authorized: req.headers.authorization === `Bearer ${apiKey}`,
+            rawBody,
+          };
+          requests.push(record);
+          if (!record.authorized) {
+            return sendError(res, 401, 'Incorrect API key provided', 'invalid_request_error');
+          }
+          if (record.path !== '/v1/chat/completions' && record.path !== '/chat/completions') {
+            return sendError(res, 404, `no route ${record.path} on the fake OpenAI server`, 'invalid_request_error');
+          }
+          if (record.method !== 'POST') {
+            return sendError(res, 405, `${record.method} not allowed`, 'invalid_request_error');
+          }
+          const parsed = parseChatRequest(rawBody);
+          if (typeof parsed === 'string') {
+            return sendError(res, 400, parsed, 'invalid_request_error');
+          }
+          record.chat = parsed;
+          let reply: Reply;
+          try {
+            reply = await handler(parsed);
+          } catch (err) {
+            // Surfaced on the test's console too: a 500 alone would just be retried by the client.
+            console.error('fake-openai handler threw:', err);
+            return sendError(res, 500, `fake-openai handler threw: ${String(err)}`, 'server_error');
+          }
+          await answer(res, reply, parsed, `chatcmpl-fake-${++completions}`, stopping.signal);
+        },
+        (err: unknown) => sendError(res, 400, `could not read request: ${String(err)}`, 'invalid_request_error'),
+      )
+      .catch((err: unknown) => {
+        if (!stopping.signal.aborted) {
+          console.error('fake-openai failed to answer:', err);
         }
-        if (record.path !== '/v1/chat/completions' && record.path !== '/chat/completions') {
-          return sendError(res, 404, `no route ${record.path} on the fake OpenAI server`, 'invalid_request_error');
-        }
-        if (record.method !== 'POST') {
-          return sendError(res, 405, `${record.method} not allowed`, 'invalid_request_error');
-        }
-        const parsed = parseChatRequest(rawBody);
-        if (typeof parsed === 'string') {
-          return sendError(res, 400, parsed, 'invalid_request_error');
-        }
-        record.chat = parsed;
-        let reply: Reply;
-        try {
-          reply = await handler(parsed);
-        } catch (err) {
-          // Surfaced on the test's console too: a 500 alone would just be retried by the client.
-          console.error('fake-openai handler threw:', err);
-          return sendError(res, 500, `fake-openai handler threw: ${String(err)}`, 'server_error');
-        }
-        await answer(res, reply, parsed, `chatcmpl-fake-${++completions}`, stopping.signal);
-      },
-      (err: unknown) => sendError(res, 400, `could not read request: ${String(err)}`, 'invalid_request_error'),
-    ).catch((err: unknown) => {
-      if (!stopping.signal.aborted) {
-        console.error('fake-openai failed to answer:', err);
-      }
-      res.destroy();
-    });
+        res.destroy();
+      });
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -36,7 +36,11 @@ let bundle: Promise<{ code: string }> | undefined;
  * (so a test can SIGKILL one mid-training).
  */
 export async function startHarness(): Promise<Harness> {
-  const [temporal, s3, llm] = await Promise.all([sharedTemporal(), sharedS3(), startFakeOpenAI({ apiKey: `sk-test-${randomUUID()}` })]);
+  const [temporal, s3, llm] = await Promise.all([
+    sharedTemporal(),
+    sharedS3(),
+    startFakeOpenAI({ apiKey: `sk-test-${randomUUID()}` }),
+  ]);
   onGlobalTeardown(() => llm.stop());
   const cpuQueue = `cpu-${randomUUID()}`;
   const gpuQueue = `gpu-${randomUUID()}`;
@@ -96,7 +100,9 @@ export async function startHarness(): Promise<Harness> {
           lines.push(line);
           if (line.includes('gpu worker polling')) resolve();
         });
-        child.once('exit', (code) => reject(new Error(`gpu worker exited with ${code}:\n${lines.slice(-20).join('\n')}`)));
+        child.once('exit', (code) =>
+          reject(new Error(`gpu worker exited with ${code}:\n${lines.slice(-20).join('\n')}`)),
+        );
       });
       return child;
     },

