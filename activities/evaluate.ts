@@ -18,7 +18,7 @@ import {
   verdictFromReplies,
   type PairVerdict,
 } from './judging';
-import { judgeModel, llmEndpoint } from './llm-client';
+import { endpointFor, judgeModel } from './llm-client';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from './types';
 
@@ -39,14 +39,7 @@ type Judge = {
 };
 
 function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
-  const endpoint =
-    input.judge === 'offline' ? undefined : llmEndpoint(deps.env, { maxRetries: 6, timeoutSeconds: 120 });
-  if (input.judge === 'openai' && !endpoint) {
-    throw new InvalidDataError(
-      'input.evaluation.judge is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY',
-      { field: 'input.evaluation.judge' },
-    );
-  }
+  const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) {
     return {
       label: OFFLINE_JUDGE_LABEL,

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { InvalidDataError } from './errors';
 
 export interface LlmEndpoint {
   client: OpenAI;
@@ -26,6 +27,25 @@ export function llmEndpoint(
     }),
     baseURL: baseURL ?? 'https://api.openai.com/v1',
   };
+}
+
+/**
+ * The endpoint a step uses: none for 'offline', the environment's for 'auto' when there is one, and for 'openai' the
+ * environment's or a non-retryable error naming the setting.
+ */
+export function endpointFor(
+  kind: 'auto' | 'openai' | 'offline',
+  setting: string,
+  env: NodeJS.ProcessEnv,
+  opts: { maxRetries: number; timeoutSeconds: number },
+): LlmEndpoint | undefined {
+  const endpoint = kind === 'offline' ? undefined : llmEndpoint(env, opts);
+  if (kind === 'openai' && !endpoint) {
+    throw new InvalidDataError(`${setting} is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`, {
+      field: setting,
+    });
+  }
+  return endpoint;
 }
 
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */

@@ -8,7 +8,7 @@ import type { ActivityDeps } from './deps';
 import { InvalidDataError } from './errors';
 import { hashInputs, sha256 } from './hashing';
 import { fromJsonl, toJsonl } from './jsonl';
-import { llmEndpoint, scorerModel, type LlmEndpoint } from './llm-client';
+import { endpointFor, scorerModel, type LlmEndpoint } from './llm-client';
 import { commitManifest, finishedStep } from './manifest';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './scoring/offline-heuristic-scorer';
 import { parseScore } from './scoring/parse-score';
@@ -33,16 +33,10 @@ type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Prom
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   const kind = input.scorer.kind;
-  const endpoint =
-    kind === 'offline'
-      ? undefined
-      : llmEndpoint(deps.env, { maxRetries: input.scorer.requestRetries, timeoutSeconds: input.scorer.timeoutSeconds });
-  if (kind === 'openai' && !endpoint) {
-    throw new InvalidDataError(
-      'input.scorer.kind is "openai" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY',
-      { field: 'input.scorer.kind' },
-    );
-  }
+  const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
+    maxRetries: input.scorer.requestRetries,
+    timeoutSeconds: input.scorer.timeoutSeconds,
+  });
   if (!endpoint) {
     return {
       label: OFFLINE_SCORER_LABEL,

@@ -217,7 +217,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       throw err;
     }
     progress.error = describeFailure(err);
-    log.error('pipeline failed', { step: progress.step, error: progress.error });
+    // Bad input is the user's to fix and is already in the failure; anything else is the operator's concern.
+    const badInput = progress.error.startsWith('InvalidDataError');
+    (badInput ? log.warn : log.error)('pipeline failed', { step: progress.step, error: progress.error });
     upsertSearchAttributes([{ key: PIFT_STEP, value: 'failed' }]);
     progress.step = 'failed';
     throw err;

@@ -1,0 +1,29 @@
+import { NativeConnection } from '@temporalio/worker';
+import { depsFromEnv } from '../activities';
+import { temporalConfigFromEnv } from './config';
+import { createCpuWorker, createGpuWorker } from './create-workers';
+import { ensureSearchAttributes } from './search-attributes';
+
+/** Entry point of both worker processes; configuration comes from the environment (README "Worker environment"). */
+export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
+  const cfg = temporalConfigFromEnv();
+  // Only the CPU worker runs workflows, which upsert the PiftStep search attribute.
+  if (kind === 'cpu') await ensureSearchAttributes(cfg.address, cfg.namespace);
+  const connection = await NativeConnection.connect({ address: cfg.address });
+  try {
+    const taskQueue = kind === 'cpu' ? cfg.cpuTaskQueue : cfg.gpuTaskQueue;
+    const options = { connection, namespace: cfg.namespace, taskQueue, deps: depsFromEnv() };
+    const worker = await (kind === 'cpu' ? createCpuWorker(options) : createGpuWorker(options));
+    console.error(`pift ${kind} worker polling ${taskQueue} on ${cfg.address}`);
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+export function main(kind: 'cpu' | 'gpu'): void {
+  runWorker(kind).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
