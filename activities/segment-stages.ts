@@ -61,15 +61,25 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
   const unscored = training.length - scored.length;
   if (scored.length === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
 
+  const rule = input.stages.rule;
   const thresholds =
-    input.stages.rule === 'quantiles'
+    rule === 'quantiles'
       ? quantileThresholds(
           scored.map((r) => scores.get(r.id)!),
           count,
         )
-      : input.stages.thresholds;
+      : rule === 'random'
+        ? []
+        : input.stages.thresholds;
   const byStage: Row[][] = Array.from({ length: count }, () => []);
-  for (const r of scored) byStage[stageOf(scores.get(r.id)!, thresholds) - 1].push(r);
+  if (rule === 'random') {
+    // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
+    seededOrder(scored, `${seed}:random-stages`).forEach((r, i) =>
+      byStage[Math.floor((i * count) / scored.length)].push(r),
+    );
+  } else {
+    for (const r of scored) byStage[stageOf(scores.get(r.id)!, thresholds) - 1].push(r);
+  }
 
   const outputs: OutputEntry[] = [];
   const write = async (key: string, data: Row[] | object) => {

@@ -17,7 +17,8 @@ export interface ScorerOptions {
 
 export interface StageOptions {
   count: number;
-  rule: 'thresholds' | 'quantiles';
+  /** 'random' is the paper's control: equal stages of randomly mixed difficulty. */
+  rule: 'thresholds' | 'quantiles' | 'random';
   /** count-1 ascending cut points; stage k holds t[k-2] <= score < t[k-1]. Default: the paper's 1.5 / 3.5. */
   thresholds: number[];
   allowEmpty: boolean;
@@ -137,7 +138,7 @@ export const pipelineInputSchema = {
       default: {},
       properties: {
         count: { ...positiveInt, maximum: 20, default: 3 },
-        rule: { enum: ['thresholds', 'quantiles'], default: 'thresholds' },
+        rule: { enum: ['thresholds', 'quantiles', 'random'], default: 'thresholds' },
         thresholds: { type: 'array', items: { type: 'number' }, default: [1.5, 3.5] },
         allowEmpty: { type: 'boolean', default: false },
         seed: { type: 'integer', default: 3517 },

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { PIFT_STEP } from '../common/constants';
+import { repoRoot } from './helpers/temporal';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import type { PipelineInput } from '../common/input';
@@ -10,6 +14,7 @@ import { resumeRun, startRun } from '../client';
 import { progressQuery } from '../workflows';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 
+const execFileP = promisify(execFile);
 const LEVEL_SCORE: Record<string, string> = { easy: '1', medium: '2.5', hard: '4.25' };
 
 /** Innermost failure message of a failed workflow (ActivityFailure → ApplicationFailure). */
@@ -156,6 +161,29 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       // Every judged prompt was asked in both orders.
       const judgeCalls = h.llm.requests.filter((r) => r.rawBody.includes('checking the quality'));
       assert.equal(judgeCalls.length, 3 * 12 * 2);
+    });
+
+    it('reports progress through the query, the search attribute and the CLI', async () => {
+      const handle = h.temporal.client.workflow.getHandle(runId);
+      const progress = await handle.query(progressQuery);
+      assert.equal(progress.step, 'done');
+      assert.deepEqual(progress.finished.slice(0, 2), ['score', 'segment']);
+      assert.equal(progress.training['stage-3']?.step, 12);
+      assert.equal(progress.training['stage-3']?.totalSteps, 12);
+      assert.ok(Number.isFinite(progress.training['stage-3']?.loss));
+      const description = await handle.describe();
+      assert.equal(description.typedSearchAttributes.get(PIFT_STEP), 'done');
+      const { stdout } = await execFileP(
+        process.execPath,
+        ['-r', 'ts-node/register', join(repoRoot, 'client', 'cli.ts'), 'status', runId],
+        {
+          cwd: repoRoot,
+          env: { ...h.workerEnv, TEMPORAL_UI_URL: 'http://ui.example:8233' },
+        },
+      );
+      assert.match(stdout, /run e2e-run: COMPLETED/);
+      assert.match(stdout, /http:\/\/ui\.example:8233\/namespaces\/default\/workflows\/e2e-run/);
+      assert.match(stdout, /done: score, segment/);
     });
 
     it('replays its own history with the current workflow code', async () => {

@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import { quantileThresholds, seededOrder, stageOf } from '../activities/segment-stages';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { depsFromEnv } from '../activities/deps';
+import { quantileThresholds, seededOrder, segmentStages, stageOf } from '../activities/segment-stages';
+import type { SegmentInput } from '../activities/types';
+import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';
 
 describe('segmentation rules', () => {
@@ -39,5 +45,89 @@ describe('segmentation rules', () => {
     assert.equal(optimizerSteps(32, { batchSize: 8, gradientAccumulation: 1, epochs: 3 }), 12);
     assert.equal(optimizerSteps(33, { batchSize: 8, gradientAccumulation: 1, epochs: 1 }), 5);
     assert.equal(optimizerSteps(100, { batchSize: 16, gradientAccumulation: 4, epochs: 2 }), 4);
+  });
+});
+
+describe('segmentStages on a store', () => {
+  const setup = async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pift-segment-'));
+    const store = new LocalStore(dir);
+    const rows = Array.from({ length: 30 }, (_, i) => ({
+      id: `r${i}`,
+      instruction: `task ${i}`,
+      input: '',
+      output: `${i}`,
+    }));
+    // Scores 1.0 … 3.8 (r29 unparseable): r0-r4 < 1.5, r5-r24 in [1.5, 3.5), r25-r28 >= 3.5.
+    const scores = rows.map((r, i) => ({
+      id: r.id,
+      score: i < 29 ? 1 + i / 10 : null,
+      scorer: 't',
+      promptSha256: 'x',
+    }));
+    await store.put('r/score/dataset.jsonl', rows.map((r) => JSON.stringify(r)).join('\n'));
+    const scoresText = scores.map((s) => JSON.stringify(s)).join('\n');
+    await store.put('r/score/scores.jsonl', scoresText);
+    const input = (stages: Partial<SegmentInput['stages']>, heldoutFraction = 0): SegmentInput => ({
+      runId: 'r',
+      store: `file://${dir}`,
+      score: {
+        datasetUri: store.uriFor('r/score/dataset.jsonl'),
+        scoresUri: store.uriFor('r/score/scores.jsonl'),
+        sha256: `${Math.random()}`,
+      },
+      stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 1, ...stages },
+      heldoutFraction,
+      heldoutMax: 100,
+    });
+    return { store, input, dir };
+  };
+  const deps = (dir: string) => ({ ...depsFromEnv({}), workDir: dir });
+
+  it('writes one JSONL per stage and leaves unscored rows out', async () => {
+    const { store, input, dir } = await setup();
+    const res = await segmentStages(deps(dir), input({}));
+    assert.deepEqual(
+      res.stages.map((s) => s.rows),
+      [5, 20, 4],
+    );
+    assert.equal(res.unscored, 1);
+    assert.equal(res.oneOff.rows, 29);
+    const stage3 = (await store.getText('r/segment/stage-3.jsonl'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).id);
+    assert.deepEqual([...stage3].sort(), ['r25', 'r26', 'r27', 'r28']);
+    assert.deepEqual(JSON.parse(await store.getText('r/segment/summary.json')).thresholds, [1.5, 3.5]);
+  });
+
+  it('holds out a seeded split before staging', async () => {
+    const { input, dir } = await setup();
+    const res = await segmentStages(deps(dir), input({}, 0.2));
+    assert.equal(res.heldout?.rows, 6);
+    assert.equal(res.oneOff.rows + res.unscored + 6, 30);
+  });
+
+  it('refuses an empty stage unless allowed, naming the fix', async () => {
+    const { input, dir } = await setup();
+    await assert.rejects(
+      segmentStages(deps(dir), input({ thresholds: [0.5, 3.5] })),
+      /stage 1 of 3 is empty.*allowEmpty/,
+    );
+    const res = await segmentStages(deps(dir), input({ thresholds: [0.5, 3.5], allowEmpty: true }));
+    assert.equal(res.stages[0].rows, 0);
+  });
+
+  it('makes equal stages of mixed difficulty for the random control', async () => {
+    const { input, dir } = await setup();
+    const res = await segmentStages(deps(dir), input({ rule: 'random' }));
+    assert.deepEqual(
+      res.stages.map((s) => s.rows),
+      [10, 10, 9],
+    );
+    assert.ok(
+      res.stages.every((s) => s.minScore! < 1.5 || s.maxScore! >= 2),
+      'stages are not ordered by difficulty',
+    );
   });
 });
