@@ -37,7 +37,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   const { python, script, configPath } = run;
   const child = spawn(python, [script, configPath], {
     cwd: run.cwd,
-    env: { ...run.env, PYTHONUNBUFFERED: '1', PIFT_PARENT_PID: String(process.pid) },
+    env: { ...withoutSecrets(run.env), PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', PIFT_PARENT_PID: String(process.pid) },
     detached: true, // its own process group, so a kill reaches the trainer's own children too
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -136,5 +136,9 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     killGroup('SIGKILL');
   }
 }
+
+/** The trainer never talks to the store or an LLM endpoint (the activity does), so it gets none of their secrets. */
+const withoutSecrets = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(env).filter(([k]) => !/KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i.test(k)));
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
