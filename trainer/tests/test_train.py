@@ -78,15 +78,19 @@ def test_final_dir_loads_and_generates(trained_run: TrainedRun) -> None:
     assert not (trained_run.workdir / "final.incomplete").exists()
 
 
-def test_resume_continues_from_the_checkpoint(trained_run: TrainedRun, tmp_path: Path) -> None:
-    checkpoint = trained_run.workdir / "checkpoints" / f"checkpoint-{SAVE_STEPS}"
+def resume_from(trained_run: TrainedRun, step: int, tmp_path: Path):
+    """A new trainer process resuming the shared run's checkpoint at `step`, writing into tmp_path."""
     config = dict(
         trained_run.config,
-        resume_from_checkpoint=str(checkpoint),
+        resume_from_checkpoint=str(trained_run.workdir / "checkpoints" / f"checkpoint-{step}"),
         output_dir=str(tmp_path / "checkpoints"),
         final_dir=str(tmp_path / "final"),
     )
-    result = run_script("train.py", config, tmp_path)
+    return run_script("train.py", config, tmp_path)
+
+
+def test_resume_continues_from_the_checkpoint(trained_run: TrainedRun, tmp_path: Path) -> None:
+    result = resume_from(trained_run, SAVE_STEPS, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.of("start")[0]["resumed_from_step"] == SAVE_STEPS
     progress = result.of("progress")
@@ -248,14 +252,7 @@ def test_bad_config_exits_65_naming_the_field(tmp_path: Path) -> None:
 
 def test_resume_from_the_last_checkpoint_only_saves(trained_run: TrainedRun, tmp_path: Path) -> None:
     # A run killed between its last checkpoint and the final save must not train an extra step.
-    checkpoint = trained_run.workdir / "checkpoints" / f"checkpoint-{TRAIN_STEPS}"
-    config = dict(
-        trained_run.config,
-        resume_from_checkpoint=str(checkpoint),
-        output_dir=str(tmp_path / "checkpoints"),
-        final_dir=str(tmp_path / "final"),
-    )
-    result = run_script("train.py", config, tmp_path)
+    result = resume_from(trained_run, TRAIN_STEPS, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert [event["event"] for event in result.events] == ["start", "done"]
     assert result.of("start")[0]["resumed_from_step"] == TRAIN_STEPS
