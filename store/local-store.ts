@@ -56,6 +56,10 @@ export class LocalStore implements ObjectStore {
     }
   }
 
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.pathFor(key), { force: true });
+  }
+
   async exists(key: string): Promise<boolean> {
     return (await this.head(key)) !== null;
   }

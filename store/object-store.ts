@@ -38,6 +38,9 @@ export interface ObjectStore {
    */
   list(prefix: string): Promise<string[]>;
 
+  /** Deletes one object; deleting an absent one is not an error. */
+  delete(key: string): Promise<void>;
+
   /** Deletes every key below the folder `prefix` (same meaning as in `list`); the whole root cannot be deleted. */
   deletePrefix(prefix: string): Promise<void>;
 }

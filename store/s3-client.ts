@@ -51,6 +51,9 @@ export function s3ClientFor(settings: S3Settings): S3Client {
       region: settings.region,
       forcePathStyle: settings.forcePathStyle,
       credentials: settings.credentials,
+      // A stalled connection must fail (and be retried) rather than hold a GPU activity forever; the timeout is
+      // for socket inactivity, so long streaming transfers are unaffected.
+      requestHandler: { connectionTimeout: 15_000, requestTimeout: 120_000 },
     });
     clients.set(cacheKey, client);
   }

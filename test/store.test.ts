@@ -115,6 +115,14 @@ function describeStoreContract(
       await assert.rejects(store.deletePrefix(''), /refusing to delete the whole store/);
     });
 
+    it('deletes a single object, and an absent one quietly', async () => {
+      await store.put('one/a', 'x');
+      await store.put('one/a2', 'y');
+      await store.delete('one/a');
+      assert.deepEqual(await store.list('one'), ['one/a2']);
+      await store.delete('one/never-existed');
+    });
+
     it('rejects keys that are not plain relative paths, naming the key', async () => {
       for (const key of BAD_KEYS) {
         const named = new RegExp(`invalid object (key|prefix) ${escapeRegExp(JSON.stringify(key))}`);
