@@ -1,6 +1,7 @@
 import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
 import { withDataErrorsAsFailures } from './failures';
+import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate';
 import { prepareBenchmarks } from './prepare-benchmarks';
 import { resolvePipelineInput } from './resolve-input';
@@ -13,7 +14,19 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
   resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
     withDataErrorsAsFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
   scoreDifficulty: (input: ScoreInput) => withDataErrorsAsFailures(() => scoreDifficulty(deps, input)),
-  segmentStages: (input: SegmentInput) => withDataErrorsAsFailures(() => segmentStages(deps, input)),
-  prepareBenchmarks: (input: PrepareBenchmarksInput) => withDataErrorsAsFailures(() => prepareBenchmarks(deps, input)),
+  segmentStages: (input: SegmentInput) =>
+    withDataErrorsAsFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'segment' }),
+        () => segmentStages(deps, input),
+      ),
+    ),
+  prepareBenchmarks: (input: PrepareBenchmarksInput) =>
+    withDataErrorsAsFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'benchmarks' }),
+        () => prepareBenchmarks(deps, input),
+      ),
+    ),
   evaluate: (input: EvaluateInput) => withDataErrorsAsFailures(() => evaluate(deps, input)),
 });

@@ -18,8 +18,9 @@ import {
   verdictFromReplies,
   type PairVerdict,
 } from './judging';
-import { endpointFor, judgeModel } from './llm-client';
+import { complete, endpointFor, judgeModel } from './llm-client';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
+import { whileHeartbeating } from './heartbeat';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from './types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -54,8 +55,9 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
     offline: false,
     reply: async (question, answer1, answer2) => {
       const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
-      const completion = await endpoint.client.chat.completions.create(request);
-      return completion.choices?.[0]?.message?.content ?? '';
+      const reply = await complete(endpoint, request, 'input.evaluation.judgeModel');
+      // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
+      return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
     },
   };
 }
@@ -84,114 +86,120 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   });
   const done = await finishedStep<EvaluateResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return done;
-
-  const prompts = new Map<string, BenchmarkPrompt[]>();
-  for (const b of input.benchmarks) {
-    const rows = await readJsonl<BenchmarkPrompt>(deps, b.uri);
-    if (judge.offline && rows.some((r) => r.reference === undefined)) {
-      throw new InvalidDataError(
-        `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
-          'configure an OpenAI-compatible judge (PIFT_OPENAI_BASE_URL) or give reference answers',
-        { field: `input.evaluation.benchmarks.${b.name}` },
-      );
-    }
-    prompts.set(b.name, rows);
-  }
-  const answersOf = async (model: GenerateResult, bench: string) =>
-    new Map((await readJsonl<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]));
-
-  const limit = pLimit(input.concurrency);
-  const outputs: OutputEntry[] = [];
-  const comparisons = [];
-  let judged = 0;
-  const total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
-  for (const candidate of input.candidates) {
-    const perBenchmark = [];
-    for (const bench of input.benchmarks) {
-      const key = `${base}/judgments/${candidate.name}/${bench.name}.${inputsHash.slice(0, 12)}.jsonl`;
-      let judgments: Judgment[];
-      if (await store.exists(key)) {
-        judgments = fromJsonl<Judgment>(await store.getText(key));
-      } else {
-        const [mine, theirs] = await Promise.all([
-          answersOf(candidate, bench.name),
-          answersOf(input.baseline, bench.name),
-        ]);
-        judgments = await Promise.all(
-          prompts.get(bench.name)!.map((p) =>
-            limit(async () => {
-              const question = judgeQuestion(p.instruction, p.input);
-              const cand = mine.get(p.id) ?? '';
-              const baseAns = theirs.get(p.id) ?? '';
-              // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).
-              const [replyOrder1, replyOrder2] = await Promise.all([
-                judge.reply(question, baseAns, cand, p.reference),
-                judge.reply(question, cand, baseAns, p.reference),
-              ]);
-              judged += 1;
-              ctx.heartbeat({ judged, total });
-              const verdict = verdictFromReplies(replyOrder1, replyOrder2);
-              return {
-                id: p.id,
-                ...verdict,
-                replyOrder1,
-                replyOrder2,
-                candidateChars: cand.length,
-                baselineChars: baseAns.length,
-              };
-            }),
-          ),
-        );
-        await store.put(key, toJsonl(judgments));
+  const progress = { judged: 0, total: 0 };
+  return whileHeartbeating(
+    () => progress,
+    async () => {
+      const prompts = new Map<string, BenchmarkPrompt[]>();
+      for (const b of input.benchmarks) {
+        const rows = await readJsonl<BenchmarkPrompt>(deps, b.uri);
+        if (judge.offline && rows.some((r) => r.reference === undefined)) {
+          throw new InvalidDataError(
+            `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
+              'configure an OpenAI-compatible judge (PIFT_OPENAI_BASE_URL) or give reference answers',
+            { field: `input.evaluation.benchmarks.${b.name}` },
+          );
+        }
+        prompts.set(b.name, rows);
       }
-      const text = await store.getText(key);
-      outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
-      perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
-      ctx.heartbeat({ judged, total });
-    }
-    comparisons.push({ model: candidate.name, perBenchmark });
-  }
+      const answersOf = async (model: GenerateResult, bench: string) =>
+        new Map(
+          (await readJsonl<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]),
+        );
 
-  const report = buildWinRateReport({
-    judge: judge.label,
-    judgePromptVersion: JUDGE_PROMPT_VERSION,
-    baseline: input.baseline.name,
-    comparisons,
-  });
-  const markdown =
-    (judge.offline
-      ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
-      : '') + renderWinRateMarkdown(report);
-  const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
-  await store.put(`${base}/results.json`, resultsJson);
-  await store.put(`${base}/results.md`, markdown);
-  outputs.push(
-    { key: `${base}/results.json`, bytes: Buffer.byteLength(resultsJson), sha256: sha256(resultsJson) },
-    { key: `${base}/results.md`, bytes: Buffer.byteLength(markdown), sha256: sha256(markdown) },
+      const limit = pLimit(input.concurrency);
+      const outputs: OutputEntry[] = [];
+      const comparisons = [];
+      progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
+      for (const candidate of input.candidates) {
+        const perBenchmark = [];
+        for (const bench of input.benchmarks) {
+          const key = `${base}/judgments/${candidate.name}/${bench.name}.${inputsHash.slice(0, 12)}.jsonl`;
+          let judgments: Judgment[];
+          if (await store.exists(key)) {
+            judgments = fromJsonl<Judgment>(await store.getText(key));
+          } else {
+            const [mine, theirs] = await Promise.all([
+              answersOf(candidate, bench.name),
+              answersOf(input.baseline, bench.name),
+            ]);
+            judgments = await Promise.all(
+              prompts.get(bench.name)!.map((p) =>
+                limit(async () => {
+                  const question = judgeQuestion(p.instruction, p.input);
+                  const cand = mine.get(p.id) ?? '';
+                  const baseAns = theirs.get(p.id) ?? '';
+                  // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).
+                  const [replyOrder1, replyOrder2] = await Promise.all([
+                    judge.reply(question, baseAns, cand, p.reference),
+                    judge.reply(question, cand, baseAns, p.reference),
+                  ]);
+                  progress.judged += 1;
+                  ctx.heartbeat(progress);
+                  const verdict = verdictFromReplies(replyOrder1, replyOrder2);
+                  return {
+                    id: p.id,
+                    ...verdict,
+                    replyOrder1,
+                    replyOrder2,
+                    candidateChars: cand.length,
+                    baselineChars: baseAns.length,
+                  };
+                }),
+              ),
+            );
+            await store.put(key, toJsonl(judgments));
+          }
+          const text = await store.getText(key);
+          outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+          perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
+          ctx.heartbeat(progress);
+        }
+        comparisons.push({ model: candidate.name, perBenchmark });
+      }
+
+      const report = buildWinRateReport({
+        judge: judge.label,
+        judgePromptVersion: JUDGE_PROMPT_VERSION,
+        baseline: input.baseline.name,
+        comparisons,
+      });
+      const markdown =
+        (judge.offline
+          ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
+          : '') + renderWinRateMarkdown(report);
+      const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
+      await store.put(`${base}/results.json`, resultsJson);
+      await store.put(`${base}/results.md`, markdown);
+      outputs.push(
+        { key: `${base}/results.json`, bytes: Buffer.byteLength(resultsJson), sha256: sha256(resultsJson) },
+        { key: `${base}/results.md`, bytes: Buffer.byteLength(markdown), sha256: sha256(markdown) },
+      );
+      const winRates: Record<string, Record<string, number>> = {};
+      for (const c of report.comparisons) {
+        winRates[c.model] = Object.fromEntries([
+          ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
+          ['average', round1(c.average)],
+        ]);
+      }
+      const result: EvaluateResult = {
+        resultsUri: store.uriFor(`${base}/results.json`),
+        markdownUri: store.uriFor(`${base}/results.md`),
+        judge: judge.label,
+        offline: judge.offline,
+        winRates,
+        markdown,
+      };
+      await commitManifest(store, `${base}/manifest.json`, {
+        runId: input.runId,
+        step: 'evaluate',
+        inputsHash,
+        outputs,
+        result,
+      });
+      return result;
+    },
   );
-  const winRates: Record<string, Record<string, number>> = {};
-  for (const c of report.comparisons) {
-    winRates[c.model] = Object.fromEntries([
-      ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
-      ['average', round1(c.average)],
-    ]);
-  }
-  const result: EvaluateResult = {
-    resultsUri: store.uriFor(`${base}/results.json`),
-    markdownUri: store.uriFor(`${base}/results.md`),
-    judge: judge.label,
-    offline: judge.offline,
-    winRates,
-    markdown,
-  };
-  await commitManifest(store, `${base}/manifest.json`, {
-    runId: input.runId,
-    step: 'evaluate',
-    inputsHash,
-    outputs,
-    result,
-  });
-  return result;
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;

@@ -7,7 +7,7 @@ import { openObject, openStore } from '../store';
 import type { ActivityDeps } from './deps';
 import { hashInputs, sha256 } from './hashing';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
-import { downloadPrefix } from './transfer';
+import { localModel } from './transfer';
 import { runTrainerProcess } from './trainer-process';
 import { whileHeartbeating } from './heartbeat';
 import type { GenerateInput, GenerateResult } from './types';
@@ -34,14 +34,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     async () => {
       const work = join(deps.workDir, input.runId, 'generate', input.name);
       await mkdir(work, { recursive: true });
-      let modelDir = input.modelUri;
-      if (/^[a-z][a-z0-9+.-]*:\/\//i.test(input.modelUri)) {
-        const { store: modelStore, key } = openObject(input.modelUri, deps.env);
-        modelDir = join(work, 'model');
-        await rm(modelDir, { recursive: true, force: true });
-        if ((await downloadPrefix(modelStore, key.replace(/\/$/, ''), modelDir)) === 0)
-          throw new Error(`no model files under ${input.modelUri}`);
-      }
+      const modelDir = await localModel(deps.env, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
       const answers: Record<string, string> = {};
       const outputs: OutputEntry[] = [];

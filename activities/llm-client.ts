@@ -1,4 +1,6 @@
+import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
+import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from './errors';
 
 export interface LlmEndpoint {
@@ -53,3 +55,38 @@ export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
   fromInput ?? env.PIFT_SCORER_MODEL ?? 'gpt-4-0613';
 export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
   fromInput ?? env.PIFT_JUDGE_MODEL ?? 'gpt-4-0613';
+
+/**
+ * One chat completion, aborted when the activity is cancelled. Transport faults were already retried by the client.
+ * A key or model the endpoint refuses fails the run (retrying cannot fix settings); a single request it rejects
+ * (400/422, e.g. a content filter) is returned as `rejected`, for the caller to record against that row.
+ */
+export async function complete(
+  endpoint: LlmEndpoint,
+  params: ChatCompletionCreateParamsNonStreaming,
+  setting: string,
+): Promise<{ content: string } | { rejected: string }> {
+  try {
+    const reply = await endpoint.client.chat.completions.create(params, {
+      signal: Context.current().cancellationSignal,
+    });
+    return { content: reply.choices?.[0]?.message?.content ?? '' };
+  } catch (err) {
+    if (err instanceof OpenAI.APIError && err.status !== undefined) {
+      if (err.status === 401 || err.status === 403) {
+        throw new InvalidDataError(
+          `the LLM endpoint refused the worker's API key (HTTP ${err.status}): ${err.message}`,
+          { field: setting },
+        );
+      }
+      if (err.status === 404) {
+        throw new InvalidDataError(
+          `${setting}: the LLM endpoint has no model "${params.model}" (HTTP 404): ${err.message}`,
+          { field: setting },
+        );
+      }
+      if (err.status === 400 || err.status === 422) return { rejected: `HTTP ${err.status}: ${err.message}` };
+    }
+    throw err;
+  }
+}

@@ -8,8 +8,9 @@ import type { ActivityDeps } from './deps';
 import { InvalidDataError } from './errors';
 import { hashInputs, sha256 } from './hashing';
 import { fromJsonl, toJsonl } from './jsonl';
-import { endpointFor, scorerModel, type LlmEndpoint } from './llm-client';
+import { complete, endpointFor, scorerModel, type LlmEndpoint } from './llm-client';
 import { commitManifest, finishedStep } from './manifest';
+import { whileHeartbeating } from './heartbeat';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './scoring/offline-heuristic-scorer';
 import { parseScore } from './scoring/parse-score';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './scoring/score-prompt';
@@ -58,14 +59,21 @@ async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, pa
   let reason = '';
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
     // Transport faults (429, 5xx, timeouts) are retried inside the client; what reaches here is a real answer.
-    const reply = await endpoint.client.chat.completions.create({
-      model,
-      messages: buildScoreMessages(row.instruction, row.input),
-      temperature: 0,
-      n: 1,
-      max_tokens: 8,
-    });
-    raw = reply.choices?.[0]?.message?.content ?? '';
+    const reply = await complete(
+      endpoint,
+      { model, messages: buildScoreMessages(row.instruction, row.input), temperature: 0, n: 1, max_tokens: 8 },
+      'input.scorer.model',
+    );
+    if ('rejected' in reply) {
+      return {
+        id: row.id,
+        score: null,
+        scorer: model,
+        promptSha256: SCORE_PROMPT_SHA256,
+        error: `request rejected: ${reply.rejected}`,
+      };
+    }
+    raw = reply.content;
     const parsed = parseScore(raw);
     if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256: SCORE_PROMPT_SHA256 };
     reason = parsed.reason;
@@ -117,87 +125,92 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   });
   const done = await finishedStep<ScoreResult>(store, `${base}/manifest.json`, inputsHash);
   if (done) return done;
-
-  const datasetJsonl = toJsonl(
-    rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })),
-  );
-  await store.put(`${base}/dataset.jsonl`, datasetJsonl);
-  await store.put(`${base}/prompt.txt`, SCORE_PROMPT_TEMPLATE);
-
-  const limit = pLimit(input.scorer.concurrency);
-  const parts = Math.ceil(rows.length / PART_ROWS);
-  const partKey = (i: number) => `${base}/parts/${inputsHash.slice(0, 12)}-${String(i).padStart(5, '0')}.jsonl`;
-  const all: ScoreRow[] = [];
-  for (let i = 0; i < parts; i++) {
-    const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
-    let scored = await readPart(store, partKey(i), chunk.length);
-    if (!scored) {
-      let answered = all.length;
-      scored = await Promise.all(
-        chunk.map((row) =>
-          limit(async () => {
-            const s = await scorer.score(row);
-            // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-            ctx.heartbeat({ scored: ++answered, total: rows.length });
-            return s;
-          }),
-        ),
+  const progress = { scored: 0, total: rows.length };
+  return whileHeartbeating(
+    () => progress,
+    async () => {
+      const datasetJsonl = toJsonl(
+        rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })),
       );
-      await store.put(partKey(i), toJsonl(scored));
-    }
-    all.push(...scored);
-    ctx.heartbeat({ scored: all.length, total: rows.length });
-  }
+      await store.put(`${base}/dataset.jsonl`, datasetJsonl);
+      await store.put(`${base}/prompt.txt`, SCORE_PROMPT_TEMPLATE);
 
-  const failed = all.filter((r) => r.score === null);
-  if (failed.length > input.scorer.maxFailedFraction * rows.length) {
-    // Drop the parts holding failures so that a resumed run asks again for just those rows.
-    for (let i = 0; i < parts; i++) {
-      if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null))
-        await store.deletePrefix(partKey(i));
-    }
-    throw ApplicationFailure.nonRetryable(
-      `${failed.length} of ${rows.length} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
-        `e.g. row ${failed[0].id}: ${JSON.stringify(failed[0].raw)}`,
-      'UnparseableScores',
-      { failed: failed.length, rows: rows.length },
-    );
-  }
-  if (failed.length)
-    log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
-      failed: failed.length,
-    });
+      const limit = pLimit(input.scorer.concurrency);
+      const parts = Math.ceil(rows.length / PART_ROWS);
+      const partKey = (i: number) => `${base}/parts/${inputsHash.slice(0, 12)}-${String(i).padStart(5, '0')}.jsonl`;
+      const all: ScoreRow[] = [];
+      for (let i = 0; i < parts; i++) {
+        const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
+        let scored = await readPart(store, partKey(i), chunk.length);
+        if (!scored) {
+          scored = await Promise.all(
+            chunk.map((row) =>
+              limit(async () => {
+                const s = await scorer.score(row);
+                // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+                progress.scored += 1;
+                ctx.heartbeat(progress);
+                return s;
+              }),
+            ),
+          );
+          await store.put(partKey(i), toJsonl(scored));
+        }
+        all.push(...scored);
+        progress.scored = all.length;
+      }
 
-  const histogram: Record<string, number> = {};
-  for (const r of all) {
-    const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
-    histogram[bucket] = (histogram[bucket] ?? 0) + 1;
-  }
-  const scoresJsonl = toJsonl(all);
-  await store.put(`${base}/scores.jsonl`, scoresJsonl);
-  const result: ScoreResult = {
-    datasetUri: store.uriFor(`${base}/dataset.jsonl`),
-    scoresUri: store.uriFor(`${base}/scores.jsonl`),
-    rows: rows.length,
-    scored: rows.length - failed.length,
-    failed: failed.length,
-    scorer: scorer.label,
-    offline: scorer.offline,
-    promptSha256: SCORE_PROMPT_SHA256,
-    histogram,
-    sha256: sha256(scoresJsonl),
-  };
-  await commitManifest(store, `${base}/manifest.json`, {
-    runId: input.runId,
-    step: 'score',
-    inputsHash,
-    outputs: [
-      { key: `${base}/dataset.jsonl`, bytes: Buffer.byteLength(datasetJsonl), sha256: sha256(datasetJsonl) },
-      { key: `${base}/scores.jsonl`, bytes: Buffer.byteLength(scoresJsonl), sha256: result.sha256 },
-    ],
-    result,
-  });
-  return result;
+      const failed = all.filter((r) => r.score === null);
+      if (failed.length > input.scorer.maxFailedFraction * rows.length) {
+        // Drop the parts holding failures so that a resumed run asks again for just those rows.
+        for (let i = 0; i < parts; i++) {
+          if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null))
+            await store.delete(partKey(i));
+        }
+        throw ApplicationFailure.nonRetryable(
+          `${failed.length} of ${rows.length} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
+            `e.g. row ${failed[0].id}: ${JSON.stringify(failed[0].raw)}`,
+          'UnparseableScores',
+          { failed: failed.length, rows: rows.length },
+        );
+      }
+      if (failed.length)
+        log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
+          failed: failed.length,
+        });
+
+      const histogram: Record<string, number> = {};
+      for (const r of all) {
+        const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
+        histogram[bucket] = (histogram[bucket] ?? 0) + 1;
+      }
+      const scoresJsonl = toJsonl(all);
+      await store.put(`${base}/scores.jsonl`, scoresJsonl);
+      const result: ScoreResult = {
+        datasetUri: store.uriFor(`${base}/dataset.jsonl`),
+        scoresUri: store.uriFor(`${base}/scores.jsonl`),
+        rows: rows.length,
+        scored: rows.length - failed.length,
+        failed: failed.length,
+        scorer: scorer.label,
+        offline: scorer.offline,
+        promptSha256: SCORE_PROMPT_SHA256,
+        histogram,
+        sha256: sha256(scoresJsonl),
+      };
+      await commitManifest(store, `${base}/manifest.json`, {
+        runId: input.runId,
+        step: 'score',
+        inputsHash,
+        outputs: [
+          { key: `${base}/dataset.jsonl`, bytes: Buffer.byteLength(datasetJsonl), sha256: sha256(datasetJsonl) },
+          { key: `${base}/scores.jsonl`, bytes: Buffer.byteLength(scoresJsonl), sha256: result.sha256 },
+        ],
+        result,
+      });
+      return result;
+    },
+  );
 }
 
 async function readPart(store: ObjectStore, key: string, expectedRows: number): Promise<ScoreRow[] | undefined> {

@@ -8,7 +8,7 @@ import { openObject, openStore, type ObjectStore } from '../store';
 import type { ActivityDeps } from './deps';
 import { hashInputs, sha256 } from './hashing';
 import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from './manifest';
-import { downloadPrefix, uploadDir } from './transfer';
+import { downloadPrefix, localModel, uploadDir } from './transfer';
 import { whileHeartbeating } from './heartbeat';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
 import type { TrainerProgress, TrainInput, TrainResult } from './types';
@@ -38,16 +38,6 @@ export async function newestCompleteCheckpoint(
     log.warn('skipping incomplete checkpoint', { key });
   }
   return undefined;
-}
-
-/** Local path of a model to start from: a builtin name and local directories pass through, store URIs are downloaded. */
-async function materializeModel(deps: ActivityDeps, model: string, localDir: string): Promise<string> {
-  if (model.startsWith('builtin:') || !/^[a-z][a-z0-9+.-]*:\/\//i.test(model)) return model;
-  const { store, key } = openObject(model, deps.env);
-  await rm(localDir, { recursive: true, force: true });
-  const n = await downloadPrefix(store, key.replace(/\/$/, ''), localDir);
-  if (n === 0) throw new Error(`no model files under ${model}`);
-  return localDir;
 }
 
 /**
@@ -102,7 +92,7 @@ async function train(
   const { store: dataStore, key: dataKey } = openObject(input.dataUri, deps.env);
   const trainFile = join(work, 'train.jsonl');
   await dataStore.getFile(dataKey, trainFile);
-  const modelPath = await materializeModel(deps, input.initModel, join(work, 'init-model'));
+  const modelPath = await localModel(deps.env, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
   const resume = await newestCompleteCheckpoint(store, `${base}/checkpoints`, inputsHash);
   let resumeDir: string | undefined;
@@ -202,7 +192,7 @@ async function train(
         uploaded.push(step);
         ctx.heartbeat(progress.latest);
         await signalProgress(true);
-        await pruneCheckpoints(store, `${base}/checkpoints`, t.keepCheckpoints);
+        await pruneCheckpoints(store, `${base}/checkpoints`, t.keepCheckpoints, inputsHash);
         // The local copy is no longer needed once it is safe in the store.
         await rm(String(e.path), { recursive: true, force: true });
       } else if (e.event === 'done') {
@@ -242,19 +232,27 @@ async function train(
 }
 
 /** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */
-async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number): Promise<void> {
+async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, inputsHash: string): Promise<void> {
   const steps = [
     ...new Set((await store.list(`${prefix}/`)).flatMap((k) => /\/(step-\d+)\//.exec(k)?.[1] ?? [])),
   ].sort();
-  const committed: string[] = [];
-  for (const s of steps) if (await store.exists(`${prefix}/${s}/manifest.json`)) committed.push(s);
-  const doomed = committed.slice(0, Math.max(0, committed.length - keep));
-  // Uploads cut short by a crash left directories with no manifest; those older than a committed one are garbage.
-  const newest = committed[committed.length - 1];
-  const partial = steps.filter((s) => !committed.includes(s) && newest !== undefined && s < newest);
+  const ours: string[] = [];
+  const foreign: string[] = [];
+  for (const s of steps) {
+    const key = `${prefix}/${s}/manifest.json`;
+    if (!(await store.exists(key))) continue;
+    const m = JSON.parse(await store.getText(key)) as CheckpointManifest;
+    (m.inputsHash === inputsHash ? ours : foreign).push(s);
+  }
+  // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`.
+  const doomed = [...foreign, ...ours.slice(0, Math.max(0, ours.length - keep))];
+  // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
+  const newest = ours[ours.length - 1];
+  const partial = steps.filter((s) => !ours.includes(s) && !foreign.includes(s) && newest !== undefined && s < newest);
   for (const s of partial) await store.deletePrefix(`${prefix}/${s}/`);
   for (const s of doomed) {
-    await store.deletePrefix(`${prefix}/${s}/manifest.json`);
+    // Manifest first: a half-pruned checkpoint is then merely incomplete, never named by a manifest.
+    await store.delete(`${prefix}/${s}/manifest.json`);
     await store.deletePrefix(`${prefix}/${s}/`);
   }
 }

@@ -1,8 +1,10 @@
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { sha256File } from './hashing';
 import type { OutputEntry } from './manifest';
-import type { ObjectStore } from '../store';
+import { openObject, type ObjectStore } from '../store';
+import { InvalidDataError } from './errors';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -41,4 +43,24 @@ export async function downloadPrefix(
     n += 1;
   }
   return n;
+}
+
+const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
+
+/**
+ * A local path for a model to load: builtin names and local directories pass through, store URIs (a folder, with or
+ * without a trailing '/') are downloaded into `localDir`. A model that is not there is bad input, not a transient fault.
+ */
+export async function localModel(env: NodeJS.ProcessEnv, model: string, localDir: string, setting: string): Promise<string> {
+  if (model.startsWith('builtin:')) return model;
+  if (!isUri(model)) {
+    if (!existsSync(model)) throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, { field: setting });
+    return model;
+  }
+  const { store, key } = openObject(model.replace(/\/+$/, ''), env);
+  await rm(localDir, { recursive: true, force: true });
+  if ((await downloadPrefix(store, key, localDir)) === 0) {
+    throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });
+  }
+  return localDir;
 }
