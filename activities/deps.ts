@@ -10,7 +10,10 @@ export interface ActivityDeps {
   workDir: string;
   python: string;
   trainerDir: string;
-  /** Trainer progress is signalled to the workflow at most this often (each signal is a history event). */
+  /**
+   * Trainer progress is signalled to the workflow at most this often, and at every checkpoint: each signal adds
+   * history events, so once a minute keeps a multi-day training far below the history limit.
+   */
   progressSignalEveryMs: number;
 }
 
@@ -23,6 +26,6 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps 
     workDir: env.PIFT_WORKDIR ?? join(tmpdir(), 'pift-work'),
     python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
     trainerDir: env.PIFT_TRAINER_DIR ?? join(repoRoot, 'trainer'),
-    progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 15_000),
+    progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 60_000),
   };
 }

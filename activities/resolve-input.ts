@@ -1,5 +1,6 @@
 import Ajv, { type ErrorObject } from 'ajv';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   pipelineInputSchema,
   resolveTrainingDefaults,
@@ -74,7 +75,14 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
       field: 'input.baseline.checkpoint',
     });
   }
-  const store = input.store ?? env.PIFT_STORE ?? `file://${resolve('.pift', 'store')}`;
+  const names = (input.evaluation?.benchmarks ?? []).map((b) => b.name);
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i || n === 'heldout');
+  if (duplicate) {
+    throw new InvalidDataError(`input.evaluation.benchmarks: the name "${duplicate}" is used twice or is reserved`, {
+      field: 'input.evaluation.benchmarks',
+    });
+  }
+  const store = input.store ?? env.PIFT_STORE ?? pathToFileURL(resolve('.pift', 'store')).href;
   return {
     ...(input as Required<Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'gpuTaskQueue'>>),
     runId,

@@ -57,6 +57,7 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
       ...t,
       progressTimeout: undefined,
       heartbeatTimeout: undefined,
+      stopGracePeriod: undefined,
       maxAttempts: undefined,
       keepCheckpoints: undefined,
     },
@@ -159,6 +160,7 @@ async function train(
     cwd: work,
     env: deps.env,
     progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
+    graceMs: msToNumber(t.stopGracePeriod as Duration),
     heartbeat: () => ctx.heartbeat(progress.latest),
     onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
     onEvent: async (e) => {

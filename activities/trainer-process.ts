@@ -37,7 +37,12 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   const { python, script, configPath } = run;
   const child = spawn(python, [script, configPath], {
     cwd: run.cwd,
-    env: { ...withoutSecrets(run.env), PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', PIFT_PARENT_PID: String(process.pid) },
+    env: {
+      ...withoutSecrets(run.env),
+      PYTHONUNBUFFERED: '1',
+      HF_HUB_OFFLINE: '1',
+      PIFT_PARENT_PID: String(process.pid),
+    },
     detached: true, // its own process group, so a kill reaches the trainer's own children too
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -129,8 +134,9 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
       ]);
       if (!gone) killGroup('SIGKILL');
       await exited.catch(() => undefined);
-      // A checkpoint saved on SIGTERM is still uploaded, so a cancelled run can be resumed from it.
-      await Promise.race([pending, sleep(run.graceMs ?? 10_000)]);
+      // A checkpoint saved on SIGTERM is uploaded before the activity ends, so a cancelled run resumes from it and
+      // no upload outlives the attempt (the activity keeps heartbeating meanwhile).
+      await pending;
     }
     // Anything the trainer itself started dies with the group.
     killGroup('SIGKILL');

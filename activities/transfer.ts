@@ -51,10 +51,18 @@ const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
  * A local path for a model to load: builtin names and local directories pass through, store URIs (a folder, with or
  * without a trailing '/') are downloaded into `localDir`. A model that is not there is bad input, not a transient fault.
  */
-export async function localModel(env: NodeJS.ProcessEnv, model: string, localDir: string, setting: string): Promise<string> {
+export async function localModel(
+  env: NodeJS.ProcessEnv,
+  model: string,
+  localDir: string,
+  setting: string,
+): Promise<string> {
   if (model.startsWith('builtin:')) return model;
   if (!isUri(model)) {
-    if (!existsSync(model)) throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, { field: setting });
+    if (!existsSync(model))
+      throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, {
+        field: setting,
+      });
     return model;
   }
   const { store, key } = openObject(model.replace(/\/+$/, ''), env);

@@ -7,6 +7,7 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { PipelineInput } from '../common/input';
 import { temporalConfigFromEnv } from '../workers/config';
 import { describeProgress, followProgress } from './progress-display';
@@ -25,7 +26,7 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 
 /** A local path becomes an absolute file URI, since the workers may run in another directory. */
 const asUri = (pathOrUri: string) =>
-  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : `file://${resolve(pathOrUri)}`;
+  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href;
 
 async function waitAndReport(run: StartedRun, wait: boolean): Promise<void> {
   console.log(`run ${run.runId} started\nWeb UI: ${run.uiLink}`);
@@ -70,8 +71,10 @@ program
     const fromFile: Partial<PipelineInput> = opts.input ? JSON.parse(readFileSync(opts.input, 'utf8')) : {};
     const dataset = opts.dataset ?? fromFile.dataset;
     if (!dataset) throw new Error('give --dataset or an --input file with a "dataset" field');
+    const benchmarks = fromFile.evaluation?.benchmarks?.map((b) => ({ ...b, uri: asUri(b.uri) }));
     const input: PipelineInput = {
       ...fromFile,
+      ...(benchmarks ? { evaluation: { ...fromFile.evaluation, benchmarks } } : {}),
       dataset: asUri(dataset),
       ...(opts.runId ? { runId: opts.runId } : {}),
       ...(opts.store ? { store: asUri(opts.store) } : {}),

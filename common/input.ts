@@ -49,6 +49,8 @@ export interface TrainingOptions {
   /** A trainer that prints no progress for this long is killed and retried. */
   progressTimeout: string;
   heartbeatTimeout: string;
+  /** After a cancel, how long the trainer may take to save its checkpoint before it is killed. */
+  stopGracePeriod: string;
   maxAttempts: number;
 }
 
@@ -168,6 +170,7 @@ export const pipelineInputSchema = {
         gradientCheckpointing: { type: 'boolean', default: false },
         progressTimeout: { ...duration, default: '30 minutes' },
         heartbeatTimeout: { ...duration, default: '2 minutes' },
+        stopGracePeriod: { ...duration, default: '10 minutes' },
         maxAttempts: { ...positiveInt, default: 20 },
       },
     },

@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { followProgress, startRun } from '../client';
 import type { PipelineInput } from '../common/input';
 
@@ -75,7 +76,7 @@ async function run() {
   const workerEnv = {
     ...process.env,
     TEMPORAL_ADDRESS: address,
-    PIFT_STORE: process.env.PIFT_STORE ?? `file://${join(state, 'store')}`,
+    PIFT_STORE: process.env.PIFT_STORE ?? pathToFileURL(join(state, 'store')).href,
     PIFT_WORKDIR: process.env.PIFT_WORKDIR ?? join(state, 'work'),
     TS_NODE_TRANSPILE_ONLY: 'true',
   };
@@ -89,11 +90,11 @@ async function run() {
 
   const client = new Client({ connection });
   const input: PipelineInput = {
-    dataset: `file://${join(root, 'data', 'demo', 'train.jsonl')}`,
+    dataset: pathToFileURL(join(root, 'data', 'demo', 'train.jsonl')).href,
     runId: `demo-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`,
     training: { epochs: Number(process.env.PIFT_DEMO_EPOCHS ?? 6), saveSteps: 25 },
     evaluation: {
-      benchmarks: [{ name: 'demo-heldout', uri: `file://${join(root, 'data', 'demo', 'heldout.jsonl')}` }],
+      benchmarks: [{ name: 'demo-heldout', uri: pathToFileURL(join(root, 'data', 'demo', 'heldout.jsonl')).href }],
       maxNewTokens: 32,
     },
   };

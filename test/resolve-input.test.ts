@@ -45,6 +45,9 @@ describe('workflow input', () => {
     fails({ dataset: 'x', stages: { thresholds: [3.5, 1.5] } }, /strictly ascending/);
     fails({ dataset: 'x', baseline: { mode: 'existing' } }, /input\.baseline\.checkpoint/);
     fails({ dataset: 'x', training: { heartbeatTimeout: 'soon' } }, /input\.training\.heartbeatTimeout/);
+    const bench = (name: string) => ({ name, uri: `s3://b/${name}.jsonl` });
+    fails({ dataset: 'x', evaluation: { benchmarks: [bench('vicuna'), bench('vicuna')] } }, /"vicuna" is used twice/);
+    fails({ dataset: 'x', evaluation: { benchmarks: [bench('heldout')] } }, /reserved/);
   });
 
   it('refuses run ids that could leave the run prefix', () => {

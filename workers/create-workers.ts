@@ -1,3 +1,4 @@
+import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
 
@@ -34,6 +35,7 @@ export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
     taskQueue: opts.taskQueue,
     activities: createGpuActivities(opts.deps),
     maxConcurrentActivityTaskExecutions: 1,
-    shutdownGraceTime: '30 seconds',
+    // Time for a running trainer to save and upload a checkpoint when the worker is asked to stop.
+    shutdownGraceTime: (process.env.PIFT_SHUTDOWN_GRACE ?? '5 minutes') as Duration,
   });
 }

@@ -65,6 +65,8 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     upsertSearchAttributes([{ key: PIFT_STEP, value: step }]);
   };
 
+  // When the run fails or is cancelled, branches still running are stopped and awaited before the run closes.
+  let stopBranches = async (): Promise<void> => undefined;
   try {
     enter('validate');
     const cfg = await resolveInput(input, workflowInfo().workflowId);
@@ -127,20 +129,27 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const totalSteps = stageSteps.reduce((a, b) => a + b, 0);
 
     // The One-off baseline is its own branch: all rows, shuffled, the same total number of optimizer steps.
+    const baselineScope = new CancellationScope();
     const baselineTraining: Promise<TrainResult | undefined> =
       cfg.baseline.mode === 'train'
-        ? gpu.trainStage({
-            ...ref,
-            name: ONE_OFF,
-            dataUri: seg.oneOff.uri,
-            dataSha256: seg.oneOff.sha256,
-            initModel: cfg.training.baseModel,
-            maxSteps: totalSteps,
-            training: cfg.training,
-          })
+        ? baselineScope.run(() =>
+            gpu.trainStage({
+              ...ref,
+              name: ONE_OFF,
+              dataUri: seg.oneOff.uri,
+              dataSha256: seg.oneOff.sha256,
+              initModel: cfg.training.baseModel,
+              maxSteps: totalSteps,
+              training: cfg.training,
+            }),
+          )
         : Promise.resolve(undefined);
     // Keep a failure of the branch from being unobserved while the stages run; it is awaited below.
     baselineTraining.catch(() => undefined);
+    stopBranches = async () => {
+      baselineScope.cancel();
+      await baselineTraining.catch(() => undefined);
+    };
 
     const stageModels: TrainResult[] = [];
     let initModel = cfg.training.baseModel;
@@ -208,6 +217,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     enter('done');
     return { ...result, evaluation };
   } catch (err) {
+    await CancellationScope.nonCancellable(stopBranches);
     if (isCancellation(err)) {
       progress.step = 'cancelled';
       // The search attribute update must still happen on a cancelled workflow.
