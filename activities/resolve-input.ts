@@ -76,9 +76,10 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
     });
   }
   const names = (input.evaluation?.benchmarks ?? []).map((b) => b.name);
-  const duplicate = names.find((n, i) => names.indexOf(n) !== i || n === 'heldout');
+  // Benchmark names are store keys and report columns, so two of one name would overwrite each other.
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate) {
-    throw new InvalidDataError(`input.evaluation.benchmarks: the name "${duplicate}" is used twice or is reserved`, {
+    throw new InvalidDataError(`input.evaluation.benchmarks: the name "${duplicate}" is used twice`, {
       field: 'input.evaluation.benchmarks',
     });
   }
