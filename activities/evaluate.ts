@@ -116,8 +116,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         for (const bench of input.benchmarks) {
           const key = `${base}/judgments/${candidate.name}/${bench.name}.${inputsHash.slice(0, 12)}.jsonl`;
           let judgments: Judgment[];
+          let text: string;
           if (await store.exists(key)) {
-            judgments = fromJsonl<Judgment>(await store.getText(key));
+            text = await store.getText(key);
+            judgments = fromJsonl<Judgment>(text);
           } else {
             const [mine, theirs] = await Promise.all([
               answersOf(candidate, bench.name),
@@ -148,9 +150,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
                 }),
               ),
             );
-            await store.put(key, toJsonl(judgments));
+            text = toJsonl(judgments);
+            await store.put(key, text);
           }
-          const text = await store.getText(key);
           outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
           perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
           ctx.heartbeat(progress);

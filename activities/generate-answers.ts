@@ -1,11 +1,11 @@
 import { Context } from '@temporalio/activity';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openObject, openStore } from '../store';
 import type { ActivityDeps } from './deps';
-import { hashInputs, sha256 } from './hashing';
+import { hashInputs, sha256File } from './hashing';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
 import { localModel } from './transfer';
 import { runTrainerProcess } from './trainer-process';
@@ -71,10 +71,11 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
             },
           });
           await store.putFile(key, outFile);
-          await store.put(partKey, '');
+          const entry: OutputEntry = { key, bytes: (await stat(outFile)).size, sha256: await sha256File(outFile) };
+          // The marker carries the answers' size and hash, so a retry never downloads them again to describe them.
+          await store.put(partKey, JSON.stringify(entry));
         }
-        const text = await store.getText(key);
-        outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+        outputs.push(JSON.parse(await store.getText(partKey)) as OutputEntry);
       }
       const result: GenerateResult = { name: input.name, answers, reused: false };
       await commitManifest(store, `${base}/manifest.json`, {
