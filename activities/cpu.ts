@@ -2,11 +2,11 @@ import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
 import { withDataErrorsAsFailures } from './failures';
 import { whileHeartbeating } from './heartbeat';
-import { evaluate } from './evaluate';
-import { prepareBenchmarks } from './prepare-benchmarks';
-import { resolvePipelineInput } from './resolve-input';
-import { scoreDifficulty } from './score-difficulty';
-import { segmentStages } from './segment-stages';
+import { evaluate } from './evaluate/evaluate';
+import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
+import { resolvePipelineInput } from './validate/resolve-input';
+import { scoreDifficulty } from './score/score-difficulty';
+import { segmentStages } from './segment/segment-stages';
 import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */

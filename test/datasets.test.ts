@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
-import { parseAlpaca, parseBenchmark } from '../activities/datasets';
+import { parseAlpaca, parseBenchmark } from '../activities/datasets/parse';
 import { InvalidDataError } from '../activities/errors';
 
 /** Asserts `fn` throws an InvalidDataError whose message matches and whose `where` has these fields. */

@@ -27,7 +27,7 @@ import {
   winRate,
   type Outcome,
   type Preference,
-} from '../activities/judging';
+} from '../activities/evaluate/protocol';
 import { InvalidDataError } from '../activities/errors';
 
 /** Judge replies for the two orders that make the candidate `p1` in order 1 and `p2` in order 2. */

@@ -3,7 +3,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
 import { InvalidDataError } from '../activities/errors';
-import { complete, endpointFor, type LlmEndpoint } from '../activities/llm-client';
+import { complete, endpointFor, type LlmEndpoint } from '../activities/llm/llm-client';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 
 describe('LLM requests', () => {

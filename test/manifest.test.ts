@@ -6,8 +6,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { describe, it } from 'mocha';
 import { InvalidDataError } from '../activities/errors';
-import { commitManifest, finishedStep } from '../activities/manifest';
-import { newestCompleteCheckpoint } from '../activities/train-stage';
+import { commitManifest, finishedStep } from '../activities/artifacts/manifest';
+import { newestCompleteCheckpoint } from '../activities/train/train-stage';
 import { LocalStore } from '../store';
 
 const freshStore = () => new LocalStore(mkdtempSync(join(tmpdir(), 'pift-manifest-')));

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { InvalidDataError } from '../activities/errors';
-import { resolvePipelineInput } from '../activities/resolve-input';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
 
 const resolve = (input: unknown, workflowId = 'wf-1') =>
   resolvePipelineInput(input, workflowId, { PIFT_STORE: 's3://b/runs' });

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
-import { parseAlpaca, type AlpacaRow } from '../activities/datasets';
+import { parseAlpaca, type AlpacaRow } from '../activities/datasets/parse';
 import {
   buildScoreMessages,
   buildScoreRequest,
@@ -15,7 +15,7 @@ import {
   SCORE_PROMPT_SHA256,
   SCORE_PROMPT_TEMPLATE,
   scoredText,
-} from '../activities/scoring';
+} from '../activities/score/protocol';
 
 const LEVELS = ['easy', 'medium', 'hard'] as const;
 

@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
-import { quantileThresholds, seededOrder, segmentStages, stageOf } from '../activities/segment-stages';
+import { quantileThresholds, seededOrder, segmentStages, stageOf } from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
 import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';

@@ -1,11 +1,11 @@
-import { openObject, openStore } from '../store';
-import type { ActivityDeps } from './deps';
-import { InvalidDataError } from './errors';
-import { hashInputs, sha256 } from './hashing';
-import { fromJsonl, toJsonl } from './jsonl';
-import { commitManifest, finishedStep, type OutputEntry } from './manifest';
-import type { ScoreRow } from './score-difficulty';
-import type { SegmentInput, SegmentResult, StageSplit } from './types';
+import { openObject, openStore } from '../../store';
+import type { ActivityDeps } from '../deps';
+import { InvalidDataError } from '../errors';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import type { ScoreRow } from '../score/score-difficulty';
+import type { SegmentInput, SegmentResult, StageSplit } from '../types';
 
 interface Row {
   id: string;

@@ -4,7 +4,7 @@
  * paper's 1-5 scale (higher = harder, one decimal allowed), answered with a bare number; temperature 0, one sample.
  * Every stored score records the model and SCORE_PROMPT_SHA256, so scores from another prompt never mix silently.
  */
-import { sha256Hex } from '../judging/sha256';
+import { sha256Hex } from '../evaluate/sha256';
 
 export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
 

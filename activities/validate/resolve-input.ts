@@ -7,8 +7,8 @@ import {
   runIdProblem,
   type PipelineInput,
   type ResolvedInput,
-} from '../common/input';
-import { InvalidDataError } from './errors';
+} from '../../common/input';
+import { InvalidDataError } from '../errors';
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validateInput = ajv.compile(pipelineInputSchema);

@@ -3,14 +3,14 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openObject, openStore } from '../store';
-import type { ActivityDeps } from './deps';
-import { hashInputs, sha256File } from './hashing';
-import { commitManifest, finishedStep, type OutputEntry } from './manifest';
-import { localModel } from './transfer';
-import { runTrainerProcess } from './trainer-process';
-import { whileHeartbeating } from './heartbeat';
-import type { GenerateInput, GenerateResult } from './types';
+import { openObject, openStore } from '../../store';
+import type { ActivityDeps } from '../deps';
+import { hashInputs, sha256File } from '../artifacts/hashing';
+import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import { localModel } from '../artifacts/transfer';
+import { runTrainerProcess } from '../train/trainer-process';
+import { whileHeartbeating } from '../heartbeat';
+import type { GenerateInput, GenerateResult } from '../types';
 
 /**
  * Answers every benchmark prompt with one model using the paper's decoding (greedy, max length 1024 counting the

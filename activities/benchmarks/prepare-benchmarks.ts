@@ -1,12 +1,12 @@
 import { basename } from 'node:path';
-import { NotFoundError, openObject, openStore } from '../store';
-import { parseBenchmark, type BenchmarkPrompt } from './datasets';
-import type { ActivityDeps } from './deps';
-import { InvalidDataError } from './errors';
-import { hashInputs, sha256 } from './hashing';
-import { fromJsonl, toJsonl } from './jsonl';
-import { commitManifest, finishedStep, type OutputEntry } from './manifest';
-import type { PrepareBenchmarksInput, PreparedBenchmark } from './types';
+import { NotFoundError, openObject, openStore } from '../../store';
+import { parseBenchmark, type BenchmarkPrompt } from '../datasets/parse';
+import type { ActivityDeps } from '../deps';
+import { InvalidDataError } from '../errors';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import type { PrepareBenchmarksInput, PreparedBenchmark } from '../types';
 
 /** Reads every benchmark prompt file once, in whichever public format it comes, into one normalised JSONL each. */
 export async function prepareBenchmarks(

@@ -2,19 +2,19 @@ import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
 import { basename } from 'node:path';
-import { NotFoundError, openObject, openStore, type ObjectStore } from '../store';
-import { parseAlpaca, type AlpacaRow } from './datasets';
-import type { ActivityDeps } from './deps';
-import { InvalidDataError } from './errors';
-import { hashInputs, sha256 } from './hashing';
-import { fromJsonl, toJsonl } from './jsonl';
-import { complete, endpointFor, scorerModel, type LlmEndpoint } from './llm-client';
-import { commitManifest, finishedStep } from './manifest';
-import { whileHeartbeating } from './heartbeat';
-import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './scoring/offline-heuristic-scorer';
-import { parseScore } from './scoring/parse-score';
-import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './scoring/score-prompt';
-import type { ScoreInput, ScoreResult } from './types';
+import { NotFoundError, openObject, openStore, type ObjectStore } from '../../store';
+import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
+import type { ActivityDeps } from '../deps';
+import { InvalidDataError } from '../errors';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
+import { commitManifest, finishedStep } from '../artifacts/manifest';
+import { whileHeartbeating } from '../heartbeat';
+import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
+import { parseScore } from './parse-score';
+import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
+import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
 export interface ScoreRow {

@@ -1,5 +1,5 @@
-import { InvalidDataError } from './errors';
-import type { ObjectStore } from '../store';
+import { InvalidDataError } from '../errors';
+import type { ObjectStore } from '../../store';
 
 export interface OutputEntry {
   key: string;

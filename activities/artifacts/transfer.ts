@@ -3,8 +3,8 @@ import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { sha256File } from './hashing';
 import type { OutputEntry } from './manifest';
-import { openObject, type ObjectStore } from '../store';
-import { InvalidDataError } from './errors';
+import { openObject, type ObjectStore } from '../../store';
+import { InvalidDataError } from '../errors';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];

@@ -3,15 +3,15 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { trainerProgressSignal } from '../workflows/messages';
-import { openObject, openStore, type ObjectStore } from '../store';
-import type { ActivityDeps } from './deps';
-import { hashInputs, sha256 } from './hashing';
-import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from './manifest';
-import { downloadPrefix, localModel, uploadDir } from './transfer';
-import { whileHeartbeating } from './heartbeat';
+import { trainerProgressSignal } from '../../workflows/messages';
+import { openObject, openStore, type ObjectStore } from '../../store';
+import type { ActivityDeps } from '../deps';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from '../artifacts/manifest';
+import { downloadPrefix, localModel, uploadDir } from '../artifacts/transfer';
+import { whileHeartbeating } from '../heartbeat';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
-import type { TrainerProgress, TrainInput, TrainResult } from './types';
+import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
 interface CheckpointManifest {
   step: number;

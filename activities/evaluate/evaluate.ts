@@ -1,11 +1,11 @@
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
-import { openObject, openStore } from '../store';
-import type { BenchmarkPrompt } from './datasets';
-import type { ActivityDeps } from './deps';
-import { InvalidDataError } from './errors';
-import { hashInputs, sha256 } from './hashing';
-import { fromJsonl, toJsonl } from './jsonl';
+import { openObject, openStore } from '../../store';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import type { ActivityDeps } from '../deps';
+import { InvalidDataError } from '../errors';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import {
   buildJudgeRequest,
   buildWinRateReport,
@@ -17,11 +17,11 @@ import {
   renderWinRateMarkdown,
   verdictFromReplies,
   type PairVerdict,
-} from './judging';
-import { complete, endpointFor, judgeModel } from './llm-client';
-import { commitManifest, finishedStep, type OutputEntry } from './manifest';
-import { whileHeartbeating } from './heartbeat';
-import type { EvaluateInput, EvaluateResult, GenerateResult } from './types';
+} from './protocol';
+import { complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import { whileHeartbeating } from '../heartbeat';
+import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
 interface Judgment extends PairVerdict {
