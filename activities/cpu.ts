@@ -1,6 +1,6 @@
 import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
-import { withDataErrorsAsFailures } from './failures';
+import { withTypedFailures } from '../common/failures';
 import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
@@ -12,21 +12,21 @@ import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => ({
   resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
-    withDataErrorsAsFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
-  scoreDifficulty: (input: ScoreInput) => withDataErrorsAsFailures(() => scoreDifficulty(deps, input)),
+    withTypedFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
+  scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
-    withDataErrorsAsFailures(() =>
+    withTypedFailures(() =>
       whileHeartbeating(
         () => ({ step: 'segment' }),
         () => segmentStages(deps, input),
       ),
     ),
   prepareBenchmarks: (input: PrepareBenchmarksInput) =>
-    withDataErrorsAsFailures(() =>
+    withTypedFailures(() =>
       whileHeartbeating(
         () => ({ step: 'benchmarks' }),
         () => prepareBenchmarks(deps, input),
       ),
     ),
-  evaluate: (input: EvaluateInput) => withDataErrorsAsFailures(() => evaluate(deps, input)),
+  evaluate: (input: EvaluateInput) => withTypedFailures(() => evaluate(deps, input)),
 });

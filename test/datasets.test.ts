@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
 import { parseAlpaca, parseBenchmark } from '../activities/datasets/parse';
-import { InvalidDataError } from '../activities/errors';
+import { InvalidDataError } from '../common/failures';
 
 /** Asserts `fn` throws an InvalidDataError whose message matches and whose `where` has these fields. */
 function throwsInvalid(fn: () => unknown, message: RegExp, where: { file?: string; line?: number; field?: string }) {

@@ -28,7 +28,7 @@ import {
   type Outcome,
   type Preference,
 } from '../activities/evaluate/protocol';
-import { InvalidDataError } from '../activities/errors';
+import { InvalidDataError } from '../common/failures';
 
 /** Judge replies for the two orders that make the candidate `p1` in order 1 and `p2` in order 2. */
 function repliesFor(p1: Preference, p2: Preference): [string, string] {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
-import { InvalidDataError } from '../activities/errors';
+import { InvalidDataError } from '../common/failures';
 import { complete, endpointFor, type LlmEndpoint } from '../activities/llm/llm-client';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 

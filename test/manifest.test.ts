@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { describe, it } from 'mocha';
-import { InvalidDataError } from '../activities/errors';
+import { InvalidDataError } from '../common/failures';
 import { commitManifest, finishedStep } from '../activities/artifacts/manifest';
 import { newestCompleteCheckpoint } from '../activities/train/train-stage';
 import { LocalStore } from '../store';

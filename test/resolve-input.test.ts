@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import { InvalidDataError } from '../activities/errors';
+import { InvalidDataError } from '../common/failures';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 
 const resolve = (input: unknown, workflowId = 'wf-1') =>

@@ -17,6 +17,7 @@ import type { createGpuActivities } from '../activities/gpu';
 import type { GenerateResult, TrainResult } from '../activities/types';
 import type { Duration } from '@temporalio/common';
 import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
+import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, trainerProgressSignal, type Progress } from './messages';
 
@@ -40,7 +41,7 @@ export interface PipelineResult {
 
 const { resolveInput } = proxyLocalActivities<CpuActivities>({
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: ['InvalidDataError'] },
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
 });
 
 /**
@@ -81,7 +82,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         initialInterval: '2 seconds',
         maximumInterval: '1 minute',
         maximumAttempts: 10,
-        nonRetryableErrorTypes: ['InvalidDataError'],
+        nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
       },
     });
     const gpu = proxyActivities<GpuActivities>({
@@ -95,7 +96,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         initialInterval: '5 seconds',
         maximumInterval: '5 minutes',
         maximumAttempts: cfg.training.maxAttempts,
-        nonRetryableErrorTypes: ['InvalidDataError'],
+        nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
       },
     });
 
@@ -228,7 +229,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     }
     progress.error = describeFailure(err);
     // Bad input is the user's to fix and is already in the failure; anything else is the operator's concern.
-    const badInput = progress.error.startsWith('InvalidDataError');
+    const badInput = failureTypeOf(err) === FailureType.BadInput;
     (badInput ? log.warn : log.error)('pipeline failed', { step: progress.step, error: progress.error });
     upsertSearchAttributes([{ key: PIFT_STEP, value: 'failed' }]);
     progress.step = 'failed';

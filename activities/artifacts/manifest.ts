@@ -1,4 +1,4 @@
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 
 export interface OutputEntry {

@@ -4,7 +4,7 @@ import { join, relative, sep } from 'node:path';
 import { sha256File } from './hashing';
 import type { OutputEntry } from './manifest';
 import { openObject, type ObjectStore } from '../../store';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];

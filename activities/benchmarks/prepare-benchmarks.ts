@@ -2,7 +2,7 @@ import { basename } from 'node:path';
 import { NotFoundError, openObject, openStore } from '../../store';
 import { parseBenchmark, type BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';

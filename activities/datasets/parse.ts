@@ -6,7 +6,7 @@
  * Both parsers accept JSONL (one object per line, blank lines allowed) and a JSON document whose top level is an
  * array of objects (the released Alpaca files are JSON arrays, the benchmark files JSONL).
  */
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 
 export interface AlpacaRow {
   /** The row's `id` (string, or number turned into a string), else `L<line>` (JSONL) or `I<index>` (JSON array). */

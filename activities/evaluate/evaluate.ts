@@ -3,7 +3,7 @@ import pLimit from 'p-limit';
 import { openObject, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import {

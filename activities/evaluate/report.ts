@@ -2,7 +2,7 @@
  * The win-rate report: a JSON-ready object and a Markdown table, one row per compared model (e.g. each stage's
  * model) against the same baseline (One-off), one column per benchmark, then the average and the outcome counts.
  */
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import { summariseWinRates, type BenchmarkWinRate, type OutcomeCounts } from './win-rate';
 
 export const WIN_RATE_RULE =

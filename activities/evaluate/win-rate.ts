@@ -8,7 +8,7 @@
  * side but still weighs in N (the released script skips it in the counts and divides by the file's length).
  * The average over benchmarks is their plain (unweighted) mean.
  */
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import type { Outcome } from './verdict';
 
 export interface OutcomeCounts {

@@ -1,7 +1,7 @@
 import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 
 export interface LlmEndpoint {
   client: OpenAI;

@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import { NotFoundError, openObject, openStore, type ObjectStore } from '../../store';
 import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';

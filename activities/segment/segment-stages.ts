@@ -1,6 +1,6 @@
 import { openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';

@@ -1,5 +1,6 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../../common/failures';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
@@ -114,7 +115,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     if (outcome.code === 0) return;
     const detail = lastError ?? stderrTail.slice(-15).join('\n');
     if (outcome.code === EXIT_DATA_ERROR) {
-      throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', 'InvalidDataError');
+      throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
     }
     throw ApplicationFailure.retryable(
       `trainer exited with ${outcome.signal ?? `code ${outcome.code}`}${detail ? `:\n${detail}` : ''}`,

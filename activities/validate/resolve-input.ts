@@ -8,7 +8,7 @@ import {
   type PipelineInput,
   type ResolvedInput,
 } from '../../common/input';
-import { InvalidDataError } from '../errors';
+import { InvalidDataError } from '../../common/failures';
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
 const validateInput = ajv.compile(pipelineInputSchema);

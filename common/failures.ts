@@ -1,0 +1,109 @@
+// Every way a step can fail, as types. Activities throw these; the workflow and the clients decide by the failure's
+// type, never by its message. Workflow-safe: no Node built-ins here.
+import { ApplicationFailure } from '@temporalio/common';
+
+/** Failure types as they appear on Temporal failures (ApplicationFailure.type). */
+export const FailureType = {
+  /** The run's input or data is wrong: retrying cannot help, a new run with fixed input can. */
+  BadInput: 'BadInput',
+  /** The worker's environment is wrong (endpoint, key, credentials, bucket, disk): fix the worker, then `resume`. */
+  WorkerMisconfigured: 'WorkerMisconfigured',
+  /** Store, endpoint or server blip: waited out or retried without spending the attempts meant for crashes. */
+  TransientInfra: 'TransientInfra',
+} as const;
+export type FailureType = (typeof FailureType)[keyof typeof FailureType];
+
+/** Never retried by any activity of the pipeline. */
+export const NON_RETRYABLE_FAILURES: string[] = [FailureType.BadInput, FailureType.WorkerMisconfigured];
+
+export interface Where {
+  file?: string;
+  line?: number;
+  field?: string;
+}
+
+/**
+ * Bad user input (a malformed dataset line, a missing field, an impossible setting). The message always names where
+ * the problem is: file, line and/or field, and never echoes file content.
+ */
+export class InvalidDataError extends Error {
+  constructor(
+    message: string,
+    public readonly where: Where = {},
+  ) {
+    super(message);
+    this.name = 'InvalidDataError';
+  }
+}
+
+/**
+ * The worker's own setup is wrong. `setting` names the environment variable or URI to fix; `tried` says what was
+ * probed, so the operator can reproduce it.
+ */
+export class WorkerMisconfiguredError extends Error {
+  constructor(
+    message: string,
+    public readonly setting: string,
+    public readonly tried?: string,
+  ) {
+    super(message);
+    this.name = 'WorkerMisconfiguredError';
+  }
+}
+
+/** A blip of the store, the endpoint or a server; worth waiting out. */
+export class TransientInfraError extends Error {
+  constructor(
+    message: string,
+    public readonly service: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TransientInfraError';
+  }
+}
+
+/** Turns our error classes into Temporal failures of the matching type; anything else (a bug) passes unchanged. */
+export function toTemporalFailure(err: unknown): unknown {
+  if (err instanceof InvalidDataError) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: FailureType.BadInput,
+      nonRetryable: true,
+      details: [err.where],
+    });
+  }
+  if (err instanceof WorkerMisconfiguredError) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: FailureType.WorkerMisconfigured,
+      nonRetryable: true,
+      details: [{ setting: err.setting, tried: err.tried }],
+    });
+  }
+  if (err instanceof TransientInfraError) {
+    return ApplicationFailure.create({
+      message: err.message,
+      type: FailureType.TransientInfra,
+      details: [{ service: err.service }],
+    });
+  }
+  return err;
+}
+
+/** Runs an activity body and reports its failures by type. */
+export async function withTypedFailures<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw toTemporalFailure(err);
+  }
+}
+
+/** The failure type carried by an error or any of its causes (ActivityFailure → ApplicationFailure). */
+export function failureTypeOf(err: unknown): string | undefined {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof ApplicationFailure && e.type) return e.type;
+  }
+  return undefined;
+}
