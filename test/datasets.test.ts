@@ -77,7 +77,9 @@ describe('parseAlpaca', () => {
       /^train\.jsonl line 2: expected a JSON object, found an array of 2 items$/,
       { line: 2 },
     );
-    throwsInvalid(() => parseAlpaca(jsonl('null'), 'train.jsonl'), /line 1: expected a JSON object, found null/, { line: 1 });
+    throwsInvalid(() => parseAlpaca(jsonl('null'), 'train.jsonl'), /line 1: expected a JSON object, found null/, {
+      line: 1,
+    });
   });
 
   it('missing required fields name the line and field', () => {
@@ -132,9 +134,13 @@ describe('parseAlpaca', () => {
       { line: 3, field: 'id' },
     );
     // A given id may not collide with a generated one either.
-    throwsInvalid(() => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'), /line 2: duplicate id in field "id" \(first used on line 1\)/, {
-      line: 2,
-    });
+    throwsInvalid(
+      () => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'),
+      /line 2: duplicate id in field "id" \(first used on line 1\)/,
+      {
+        line: 2,
+      },
+    );
   });
 
   it('an empty dataset is an error', () => {

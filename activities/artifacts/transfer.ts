@@ -62,12 +62,13 @@ export async function localModel(
   if (model.startsWith('builtin:')) return model;
   allowedLocation(model, deps.fileRoots, setting);
   if (!isUri(model)) {
-    if (!existsSync(model))
+    // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
+    const dir = resolve(model);
+    if (!existsSync(dir))
       throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, {
         field: setting,
       });
-    // The path that was checked: given `link/..` as is, the trainer would climb from the link's target instead.
-    return resolve(model);
+    return dir;
   }
   const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env);
   await rm(localDir, { recursive: true, force: true });
