@@ -12,6 +12,7 @@ import { depsFromEnv } from '../activities/deps';
 import { localModel } from '../activities/artifacts/transfer';
 import { readUserFile } from '../activities/datasets/read-user-file';
 import type { ScoreInput } from '../activities/types';
+import type { PipelineInput } from '../common/input';
 import { FailureType, InvalidDataError } from '../common/failures';
 import { allowedLocation, fileRootsFromEnv } from '../store';
 
@@ -152,6 +153,28 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
         return true;
       });
     }
+  });
+
+  it('validation refuses the dataset, a benchmark and the store before any step runs', async () => {
+    const { allowed, outside, deps } = folders();
+    const { resolveInput } = createCpuActivities(deps);
+    const ok = { dataset: join(allowed, 'train.jsonl'), store: join(allowed, 'store') };
+    for (const [input, field] of [
+      [{ ...ok, dataset: join(outside, 'secret.jsonl') }, 'input.dataset'],
+      [{ ...ok, store: outside }, 'input.store'],
+      [
+        { ...ok, evaluation: { benchmarks: [{ name: 'b', uri: pathToFileURL(join(outside, 'secret.jsonl')).href }] } },
+        'input.evaluation.benchmarks[0].uri',
+      ],
+    ] as Array<[PipelineInput, string]>) {
+      await assert.rejects(resolveInput(input, 'r'), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, FailureType.BadInput);
+        assert.ok(err.message.startsWith(`${field}: `), err.message);
+        return true;
+      });
+    }
+    assert.equal((await resolveInput({ ...ok, dataset: 's3://bucket/train.jsonl' }, 'r')).store, ok.store);
   });
 
   it('defaults to the given folders; an empty setting allows none; the worker’s own PIFT_STORE is always allowed', () => {
