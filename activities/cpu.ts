@@ -1,6 +1,7 @@
 import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
+import { checkRunLocations } from '../store';
 import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
@@ -12,7 +13,11 @@ import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => ({
   resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
-    withTypedFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
+    withTypedFailures(async () => {
+      const cfg = resolvePipelineInput(input, workflowId, deps.env);
+      checkRunLocations(cfg, deps.fileRoots);
+      return cfg;
+    }),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

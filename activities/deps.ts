@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileRootsFromEnv } from '../store/file-roots';
 
 /** What activities take from the worker process (never from workflow input): paths, endpoints, secrets. */
 export interface ActivityDeps {
@@ -15,6 +16,11 @@ export interface ActivityDeps {
    * history events, so once a minute keeps a multi-day training far below the history limit.
    */
   progressSignalEveryMs: number;
+  /**
+   * Real paths of the local folders a run may name (dataset, benchmarks, model directories, a local store):
+   * PIFT_FILE_ROOTS, else the project's data folder and the working directory, plus the worker's own PIFT_STORE.
+   */
+  fileRoots: string[];
 }
 
 const repoRoot = resolve(__dirname, '..');
@@ -27,5 +33,6 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps 
     python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
     trainerDir: env.PIFT_TRAINER_DIR ?? join(repoRoot, 'trainer'),
     progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 60_000),
+    fileRoots: fileRootsFromEnv(env, [join(repoRoot, 'data'), process.cwd()]),
   };
 }

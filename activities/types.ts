@@ -10,6 +10,8 @@ export interface ScoreInput extends StepRef {
   dataset: string;
   datasetFormat: ResolvedInput['datasetFormat'];
   scorer: ResolvedInput['scorer'];
+  /** Absent in runs started before the setting existed: the schema's default applies. */
+  maxRowBytes?: number;
 }
 
 export interface ScoreResult {
@@ -56,6 +58,7 @@ export interface SegmentResult {
 export interface PrepareBenchmarksInput extends StepRef {
   benchmarks: BenchmarkRef[];
   heldout?: { uri: string };
+  maxRowBytes?: number;
 }
 
 export interface PreparedBenchmark {

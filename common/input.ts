@@ -83,6 +83,8 @@ export interface EvaluationOptions {
 export interface PipelineInput {
   dataset: string;
   datasetFormat?: 'auto' | 'alpaca-jsonl' | 'alpaca-json';
+  /** Largest row (JSONL line or JSON array element) of the dataset and benchmark files, in bytes. */
+  maxRowBytes?: number;
   runId?: string;
   store?: string;
   gpuTaskQueue?: string;
@@ -96,6 +98,7 @@ export interface PipelineInput {
 export interface ResolvedInput {
   dataset: string;
   datasetFormat: 'auto' | 'alpaca-jsonl' | 'alpaca-json';
+  maxRowBytes: number;
   runId: string;
   store: string;
   gpuTaskQueue: string;
@@ -117,6 +120,7 @@ export const pipelineInputSchema = {
   properties: {
     dataset: { type: 'string', minLength: 1 },
     datasetFormat: { enum: ['auto', 'alpaca-jsonl', 'alpaca-json'], default: 'auto' },
+    maxRowBytes: { ...positiveInt, default: 1048576 },
     runId: { type: 'string', minLength: 1, maxLength: 128 },
     store: { type: 'string', minLength: 1 },
     gpuTaskQueue: { type: 'string', minLength: 1, default: 'pift-gpu' },

@@ -74,10 +74,12 @@ describe('parseAlpaca', () => {
   it('a line that is not an object names the line', () => {
     throwsInvalid(
       () => parseAlpaca(jsonl(good, '[1, 2]'), 'train.jsonl'),
-      /^train\.jsonl line 2: expected a JSON object$/,
+      /^train\.jsonl line 2: expected a JSON object, found an array of 2 items$/,
       { line: 2 },
     );
-    throwsInvalid(() => parseAlpaca(jsonl('null'), 'train.jsonl'), /line 1: expected a JSON object/, { line: 1 });
+    throwsInvalid(() => parseAlpaca(jsonl('null'), 'train.jsonl'), /line 1: expected a JSON object, found null/, {
+      line: 1,
+    });
   });
 
   it('missing required fields name the line and field', () => {
@@ -99,26 +101,26 @@ describe('parseAlpaca', () => {
   it('wrong types and empty instructions name the line and field', () => {
     throwsInvalid(
       () => parseAlpaca(jsonl(good, good, good, { instruction: 'x', input: 5, output: 'y' }), 'train.jsonl'),
-      /^train\.jsonl line 4: field "input" must be a string$/,
+      /^train\.jsonl line 4: field "input" must be a string, found a number$/,
       { line: 4, field: 'input' },
     );
     throwsInvalid(
       () => parseAlpaca(jsonl({ instruction: 'x', output: ['y'] }), 'train.jsonl'),
-      /line 1: field "output" must be a string/,
+      /line 1: field "output" must be a string, found an array of 1 item$/,
       {
         field: 'output',
       },
     );
     throwsInvalid(
       () => parseAlpaca(jsonl({ instruction: '  ', output: 'y' }), 'train.jsonl'),
-      /line 1: field "instruction" must not be empty/,
+      /line 1: field "instruction" must not be empty, found only spaces$/,
       {
         field: 'instruction',
       },
     );
     throwsInvalid(
       () => parseAlpaca(jsonl({ instruction: 'x', output: 'y', id: {} }), 'train.jsonl'),
-      /line 1: field "id" must be/,
+      /line 1: field "id" must be a non-empty string or a number, found an object$/,
       {
         field: 'id',
       },
@@ -128,13 +130,17 @@ describe('parseAlpaca', () => {
   it('duplicate ids name both lines', () => {
     throwsInvalid(
       () => parseAlpaca(jsonl({ ...good, id: 'a' }, good, { ...good, id: 'a' }), 'train.jsonl'),
-      /^train\.jsonl line 3: duplicate id "a" \(first used on line 1\)$/,
+      /^train\.jsonl line 3: duplicate id in field "id" \(first used on line 1\)$/,
       { line: 3, field: 'id' },
     );
     // A given id may not collide with a generated one either.
-    throwsInvalid(() => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'), /line 2: duplicate id "L1"/, {
-      line: 2,
-    });
+    throwsInvalid(
+      () => parseAlpaca(jsonl(good, { ...good, id: 'L1' }), 'train.jsonl'),
+      /line 2: duplicate id in field "id" \(first used on line 1\)/,
+      {
+        line: 2,
+      },
+    );
   });
 
   it('an empty dataset is an error', () => {
@@ -154,7 +160,7 @@ describe('parseAlpaca', () => {
     });
     throwsInvalid(
       () => parseAlpaca('[\n{"instruction": "A", "output": "a"},\n 3\n]', 'alpaca.json'),
-      /line 3: item 1 must be a JSON object/,
+      /line 3: item 1 must be a JSON object, found a number/,
       {
         line: 3,
       },
@@ -208,7 +214,7 @@ describe('parseBenchmark', () => {
           's.jsonl',
           'sinstruct',
         ),
-      /^s\.jsonl line 1: field "instances" must be an array holding exactly one object$/,
+      /^s\.jsonl line 1: field "instances" must be an array holding exactly one object, found an array of 2 items$/,
       { line: 1, field: 'instances' },
     );
     throwsInvalid(
@@ -306,7 +312,7 @@ describe('parseBenchmark', () => {
     throwsInvalid(
       () =>
         parseBenchmark(jsonl({ text: 'a', question_id: 1 }, { text: 'b', question_id: 1 }), 'vicuna.jsonl', 'vicuna'),
-      /line 2: duplicate id "1" \(first used on line 1\)/,
+      /line 2: duplicate id in field "question_id" \(first used on line 1\)/,
       { line: 2, field: 'question_id' },
     );
     throwsInvalid(() => parseBenchmark('\n', 'koala.jsonl', 'koala'), /^koala\.jsonl: dataset is empty$/, {

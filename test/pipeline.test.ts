@@ -239,6 +239,19 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         /input\.training\.epoch\b.*not a known setting/,
       ],
       ['a run id escaping its prefix', async () => ({ runId: '../escape' }), /runId/],
+      [
+        "a local file outside the worker's allowed folders",
+        async () => ({ dataset: 'file:///proc/self/environ' }),
+        /^input\.dataset: file:\/\/\/proc\/self\/environ is outside .*PIFT_FILE_ROOTS/,
+      ],
+      [
+        'a row over maxRowBytes',
+        async () => ({
+          dataset: await h.upload('bad/big.jsonl', `{"instruction":"a","output":"${'x'.repeat(500)}"}\n`),
+          maxRowBytes: 256,
+        }),
+        /big\.jsonl line 1: .*maxRowBytes/,
+      ],
     ];
     for (const [name, input, expected] of cases) {
       it(name, async () => {

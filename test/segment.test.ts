@@ -82,7 +82,8 @@ describe('segmentStages on a store', () => {
     });
     return { store, input, dir };
   };
-  const deps = (dir: string) => ({ ...depsFromEnv({}), workDir: dir });
+  // The test's store is a temp folder: the worker allows it like any folder it is told to.
+  const deps = (dir: string) => ({ ...depsFromEnv({ PIFT_FILE_ROOTS: dir }), workDir: dir });
 
   it('writes one JSONL per stage and leaves unscored rows out', async () => {
     const { store, input, dir } = await setup();

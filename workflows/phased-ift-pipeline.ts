@@ -106,6 +106,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       dataset: cfg.dataset,
       datasetFormat: cfg.datasetFormat,
       scorer: cfg.scorer,
+      maxRowBytes: cfg.maxRowBytes,
     });
     progress.finished.push('score');
 
@@ -124,7 +125,12 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const benchmarks =
       cfg.baseline.mode === 'skip'
         ? []
-        : await cpu.prepareBenchmarks({ ...ref, benchmarks: cfg.evaluation.benchmarks, heldout: seg.heldout });
+        : await cpu.prepareBenchmarks({
+            ...ref,
+            benchmarks: cfg.evaluation.benchmarks,
+            heldout: seg.heldout,
+            maxRowBytes: cfg.maxRowBytes,
+          });
 
     const stageSteps = seg.stages.map((s) => (s.rows > 0 ? optimizerSteps(s.rows, cfg.training) : 0));
     const totalSteps = stageSteps.reduce((a, b) => a + b, 0);

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { sha256File } from './hashing';
 import type { OutputEntry } from './manifest';
-import { openObject, type ObjectStore } from '../../store';
+import { allowedLocation, openObject, type ObjectStore } from '../../store';
+import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 
 async function filesUnder(dir: string): Promise<string[]> {
@@ -48,24 +49,28 @@ export async function downloadPrefix(
 const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
 
 /**
- * A local path for a model to load: builtin names and local directories pass through, store URIs (a folder, with or
- * without a trailing '/') are downloaded into `localDir`. A model that is not there is bad input, not a transient fault.
+ * A local path for a model to load: builtin names pass through, local directories (only under the worker's allowed
+ * folders) are used in place, store URIs (a folder, with or without a trailing '/') are downloaded into `localDir`.
+ * A model that is not there is bad input, not a transient fault.
  */
 export async function localModel(
-  env: NodeJS.ProcessEnv,
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
   model: string,
   localDir: string,
   setting: string,
 ): Promise<string> {
   if (model.startsWith('builtin:')) return model;
+  allowedLocation(model, deps.fileRoots, setting);
   if (!isUri(model)) {
-    if (!existsSync(model))
+    // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
+    const dir = resolve(model);
+    if (!existsSync(dir))
       throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, {
         field: setting,
       });
-    return model;
+    return dir;
   }
-  const { store, key } = openObject(model.replace(/\/+$/, ''), env);
+  const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env);
   await rm(localDir, { recursive: true, force: true });
   if ((await downloadPrefix(store, key, localDir)) === 0) {
     throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });

@@ -1,6 +1,6 @@
-import { basename } from 'node:path';
-import { NotFoundError, openObject, openStore } from '../../store';
+import { allowedLocation, openObject, openStore } from '../../store';
 import { parseBenchmark, type BenchmarkPrompt } from '../datasets/parse';
+import { readUserFile } from '../datasets/read-user-file';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
@@ -13,23 +13,15 @@ export async function prepareBenchmarks(
   deps: ActivityDeps,
   input: PrepareBenchmarksInput,
 ): Promise<PreparedBenchmark[]> {
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/benchmarks`;
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
   for (const [i, bench] of input.benchmarks.entries()) {
-    const { store: s, key } = openObject(bench.uri, deps.env);
-    let text: string;
-    try {
-      text = await s.getText(key);
-    } catch (err) {
-      if (err instanceof NotFoundError) {
-        throw new InvalidDataError(`input.evaluation.benchmarks[${i}].uri: ${bench.uri} does not exist`, {
-          field: `input.evaluation.benchmarks[${i}].uri`,
-        });
-      }
-      throw err;
-    }
-    sources.push({ name: bench.name, prompts: parseBenchmark(text, basename(key), bench.name) });
+    const { text, source } = await readUserFile(deps, bench.uri, `input.evaluation.benchmarks[${i}].uri`);
+    sources.push({
+      name: bench.name,
+      prompts: parseBenchmark(text, source, bench.name, { maxRowBytes: input.maxRowBytes }),
+    });
   }
   if (input.heldout) {
     const { store: s, key } = openObject(input.heldout.uri, deps.env);

@@ -1,12 +1,21 @@
 /**
  * Parsing of instruction datasets and benchmark prompt sets. Pure: takes the file's text and a source name
  * (used only in messages), never touches the disk. Every error is an InvalidDataError naming the file and the
- * line (or, for a JSON array that does not parse, the position) and the field at fault.
+ * line and the field at fault, and says what kind of value was found (type, length), never the file's text: a
+ * file named by mistake (a key, an environment dump) must not end up in a failure message.
  *
  * Both parsers accept JSONL (one object per line, blank lines allowed) and a JSON document whose top level is an
  * array of objects (the released Alpaca files are JSON arrays, the benchmark files JSONL).
  */
 import { InvalidDataError } from '../../common/failures';
+import { pipelineInputSchema } from '../../common/input';
+
+export interface ParseOptions {
+  /** Largest JSONL line or JSON array element, in UTF-8 bytes; default: the input schema's `maxRowBytes`. */
+  maxRowBytes?: number;
+}
+
+const DEFAULT_MAX_ROW_BYTES: number = pipelineInputSchema.properties.maxRowBytes.default;
 
 export interface AlpacaRow {
   /** The row's `id` (string, or number turned into a string), else `L<line>` (JSONL) or `I<index>` (JSON array). */
@@ -55,45 +64,97 @@ function lineOfOffset(text: string, offset: number): number {
   return line;
 }
 
+/** What a value is, for messages that must not quote it: `a number`, `a string of 12 characters`. */
+export function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'string') return `a string of ${value.length} character${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'object') return 'an object';
+  return `a ${typeof value}`;
+}
+
 /**
- * Offsets where each element of a valid top-level JSON array starts, so errors about element i can name its line.
- * Only called on text that JSON.parse accepted, so a string-aware bracket count is enough.
+ * JSON.parse's complaint without the file's text: V8 quotes the offending token and a snippet around it, so only
+ * its fixed phrases are kept, with the offset when it gives one.
  */
-function arrayElementOffsets(text: string): number[] {
-  const offsets: number[] = [];
+function jsonProblem(err: unknown): { what: string; offset?: number } {
+  const message = err instanceof Error ? err.message : '';
+  const located = /^([A-Za-z][A-Za-z ',:[\]{}-]{0,80}?) in JSON at position (\d+)/.exec(message);
+  if (located) return { what: located[1].replace(/token '.*?'/, 'character'), offset: Number(located[2]) };
+  if (message.startsWith('Unexpected end of JSON input')) return { what: 'Unexpected end of JSON input' };
+  if (message.startsWith('Unexpected token')) return { what: 'Unexpected character' };
+  return { what: 'not valid JSON' };
+}
+
+/**
+ * Start and end offsets of each element of a top-level JSON array, by a string-aware bracket count. Exact on text
+ * JSON.parse accepted; on text it refused, good enough to find the element that holds the error.
+ */
+function arrayElementSpans(text: string): Array<{ start: number; end: number }> {
+  const spans: Array<{ start: number; end: number }> = [];
   let depth = 0;
   let inString = false;
   let escaped = false;
-  let expectElement = false;
+  let current: { start: number; end: number } | undefined;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (inString) {
       if (escaped) escaped = false;
       else if (c === '\\') escaped = true;
       else if (c === '"') inString = false;
+      if (current) current.end = i + 1;
       continue;
     }
     if (c === ' ' || c === '\t' || c === '\n' || c === '\r') continue;
-    if (depth === 1 && expectElement && c !== ']') {
-      offsets.push(i);
-      expectElement = false;
+    if (depth === 1 && (c === ',' || c === ']')) {
+      if (current) spans.push(current);
+      current = undefined;
+      if (c === ']') depth--;
+      continue;
     }
+    if (depth === 1 && !current) current = { start: i, end: i + 1 };
     if (c === '"') inString = true;
-    else if (c === '[' || c === '{') {
-      depth++;
-      if (depth === 1) expectElement = true;
-    } else if (c === ']' || c === '}') depth--;
-    else if (c === ',' && depth === 1) expectElement = true;
+    else if (c === '[' || c === '{') depth++;
+    else if (c === ']' || c === '}') depth--;
+    if (current) current.end = i + 1;
   }
-  return offsets;
+  if (current) spans.push(current);
+  return spans;
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+function checkRowSize(source: string, line: number, row: string, maxRowBytes: number): void {
+  if (row.length <= maxRowBytes / 3) return; // at most 3 UTF-8 bytes per UTF-16 unit: surely within the limit
+  const bytes = Buffer.byteLength(row, 'utf8');
+  if (bytes > maxRowBytes) {
+    throw new InvalidDataError(
+      `${source} line ${line}: the row is ${bytes} bytes, over the limit of ${maxRowBytes} (input setting maxRowBytes)`,
+      { file: source, line, field: 'maxRowBytes' },
+    );
+  }
+}
+
+/** A JSON array that JSON.parse refused: names the line of the error, or of the first element that does not parse. */
+function arrayParseError(body: string, source: string, err: unknown): InvalidDataError {
+  let { what, offset } = jsonProblem(err);
+  if (offset === undefined) {
+    for (const span of arrayElementSpans(body)) {
+      try {
+        JSON.parse(body.slice(span.start, span.end));
+      } catch (elementErr) {
+        const inner = jsonProblem(elementErr);
+        what = inner.what;
+        offset = span.start + (inner.offset ?? 0);
+        break;
+      }
+    }
+  }
+  const line = offset === undefined ? undefined : lineOfOffset(body, offset);
+  const where = line === undefined ? source : `${source} line ${line}`;
+  return new InvalidDataError(`${where}: invalid JSON (${what})`, { file: source, line });
 }
 
 /** Split a file into its top-level objects: a JSON array, or JSONL. */
-function readRecords(text: string, source: string): SourceRecord[] {
+function readRecords(text: string, source: string, maxRowBytes: number): SourceRecord[] {
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text; // a UTF-8 BOM is not part of the JSON
   const records: SourceRecord[] = [];
   if (body.trimStart().startsWith('[')) {
@@ -101,31 +162,33 @@ function readRecords(text: string, source: string): SourceRecord[] {
     try {
       parsed = JSON.parse(body);
     } catch (err) {
-      const message = errorText(err);
-      const position = /at position (\d+)/.exec(message);
-      const line = position ? lineOfOffset(body, Number(position[1])) : undefined;
-      const where = line === undefined ? source : `${source} line ${line}`;
-      throw new InvalidDataError(`${where}: invalid JSON (${message})`, { file: source, line });
+      throw arrayParseError(body, source, err);
     }
     const items = parsed as unknown[];
-    const offsets = arrayElementOffsets(body);
+    const spans = arrayElementSpans(body);
     items.forEach((value, index) => {
-      const rec = { line: lineOfOffset(body, offsets[index] ?? 0), index };
-      if (!isPlainObject(value)) fail(source, rec, `item ${index} must be a JSON object`);
+      const span = spans[index] ?? { start: 0, end: 0 };
+      const rec = { line: lineOfOffset(body, span.start), index };
+      checkRowSize(source, rec.line, body.slice(span.start, span.end), maxRowBytes);
+      if (!isPlainObject(value)) fail(source, rec, `item ${index} must be a JSON object, found ${kindOf(value)}`);
       records.push({ value, ...rec });
     });
   } else {
     body.split('\n').forEach((raw, i) => {
       const rec = { line: i + 1, index: -1 };
+      // Checked before parsing, so an oversized line costs no parse.
+      checkRowSize(source, rec.line, raw.endsWith('\r') ? raw.slice(0, -1) : raw, maxRowBytes);
       const lineText = raw.trim();
       if (lineText === '') return;
       let value: unknown;
       try {
         value = JSON.parse(lineText);
       } catch (err) {
-        fail(source, rec, `invalid JSON (${errorText(err)})`);
+        const { what, offset } = jsonProblem(err);
+        const column = offset === undefined ? '' : ` at column ${raw.indexOf(lineText) + offset + 1}`;
+        fail(source, rec, `invalid JSON (${what}${column})`);
       }
-      if (!isPlainObject(value)) fail(source, rec, 'expected a JSON object');
+      if (!isPlainObject(value)) fail(source, rec, `expected a JSON object, found ${kindOf(value)}`);
       records.push({ value, ...rec });
     });
   }
@@ -136,8 +199,15 @@ function readRecords(text: string, source: string): SourceRecord[] {
 function requiredString(source: string, rec: SourceRecord, field: string, nonEmpty: boolean): string {
   if (!(field in rec.value)) fail(source, rec, `missing required field "${field}"`, field);
   const value = rec.value[field];
-  if (typeof value !== 'string') fail(source, rec, `field "${field}" must be a string`, field);
-  if (nonEmpty && value.trim() === '') fail(source, rec, `field "${field}" must not be empty`, field);
+  if (typeof value !== 'string') fail(source, rec, `field "${field}" must be a string, found ${kindOf(value)}`, field);
+  if (nonEmpty && value.trim() === '') {
+    fail(
+      source,
+      rec,
+      `field "${field}" must not be empty, found ${value === '' ? 'an empty string' : 'only spaces'}`,
+      field,
+    );
+  }
   return value;
 }
 
@@ -145,7 +215,7 @@ function requiredString(source: string, rec: SourceRecord, field: string, nonEmp
 function optionalString(source: string, rec: SourceRecord, field: string, label = field): string | undefined {
   const value = rec.value[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') fail(source, rec, `field "${label}" must be a string`, label);
+  if (typeof value !== 'string') fail(source, rec, `field "${label}" must be a string, found ${kindOf(value)}`, label);
   return value;
 }
 
@@ -155,7 +225,7 @@ function givenId(source: string, rec: SourceRecord, field: string): string | und
   if (value === undefined || value === null) return undefined;
   if (typeof value === 'number' && Number.isFinite(value)) return String(value);
   if (typeof value === 'string' && value.trim() !== '') return value;
-  fail(source, rec, `field "${field}" must be a non-empty string or a number`, field);
+  fail(source, rec, `field "${field}" must be a non-empty string or a number, found ${kindOf(value)}`, field);
 }
 
 function defaultId(rec: SourceRecord): string {
@@ -167,7 +237,8 @@ function uniqueIds(source: string): (rec: SourceRecord, id: string, field: strin
   const seen = new Map<string, number>();
   return (rec, id, field) => {
     const first = seen.get(id);
-    if (first !== undefined) fail(source, rec, `duplicate id "${id}" (first used on line ${first})`, field);
+    // The id itself is file content: the two lines say where to look.
+    if (first !== undefined) fail(source, rec, `duplicate id in field "${field}" (first used on line ${first})`, field);
     seen.set(id, rec.line);
   };
 }
@@ -178,9 +249,9 @@ const ALPACA_FIELDS = new Set(['id', 'instruction', 'input', 'output']);
  * Alpaca rows from JSONL or a JSON array. `instruction` (non-empty string) and `output` (string) are required;
  * `input` is an optional string (absent or null reads as ''); `id` is an optional string or number, unique in the file.
  */
-export function parseAlpaca(text: string, source: string): AlpacaRow[] {
+export function parseAlpaca(text: string, source: string, options: ParseOptions = {}): AlpacaRow[] {
   const checkId = uniqueIds(source);
-  return readRecords(text, source).map((rec) => {
+  return readRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map((rec) => {
     const instruction = requiredString(source, rec, 'instruction', true);
     const input = optionalString(source, rec, 'input') ?? '';
     const output = requiredString(source, rec, 'output', false);
@@ -224,10 +295,15 @@ export function benchmarkFormat(name: string): { promptField: string; idField: s
  * `koala`, `sinstruct`, `wizardlm`, `anthropic`, `oasst`, matched as a substring like the released scripts do);
  * any other name takes the first present of PROMPT_FIELDS and of `id` / `question_id` / `idx`.
  */
-export function parseBenchmark(text: string, source: string, name: string): BenchmarkPrompt[] {
+export function parseBenchmark(
+  text: string,
+  source: string,
+  name: string,
+  options: ParseOptions = {},
+): BenchmarkPrompt[] {
   const format = benchmarkFormat(name);
   const checkId = uniqueIds(source);
-  return readRecords(text, source).map((rec) => {
+  return readRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map((rec) => {
     const promptField = format?.promptField ?? PROMPT_FIELDS.find((f) => f in rec.value);
     if (promptField === undefined) {
       fail(source, rec, `missing a prompt field (one of ${PROMPT_FIELDS.map((f) => `"${f}"`).join(', ')})`);
@@ -240,7 +316,12 @@ export function parseBenchmark(text: string, source: string, name: string): Benc
       // Self-Instruct: the released loader asserts exactly one instance and reads its input (and we its output).
       const instances = rec.value.instances;
       if (!Array.isArray(instances) || instances.length !== 1 || !isPlainObject(instances[0])) {
-        fail(source, rec, 'field "instances" must be an array holding exactly one object', 'instances');
+        fail(
+          source,
+          rec,
+          `field "instances" must be an array holding exactly one object, found ${kindOf(instances)}`,
+          'instances',
+        );
       }
       const instance: SourceRecord = { ...rec, value: instances[0] };
       input = optionalString(source, instance, 'input', 'instances[0].input') ?? '';

@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
-import { openObject, openStore } from '../../store';
+import { allowedLocation, openObject, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
@@ -74,7 +74,7 @@ async function readJsonl<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
  */
 export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promise<EvaluateResult> {
   const ctx = Context.current();
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/evaluate`;
   const judge = makeJudge(deps, input);
   const inputsHash = hashInputs({

@@ -3,7 +3,7 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openObject, openStore } from '../../store';
+import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs, sha256File } from '../artifacts/hashing';
 import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
@@ -18,7 +18,7 @@ import type { GenerateInput, GenerateResult } from '../types';
  */
 export async function generateAnswers(deps: ActivityDeps, input: GenerateInput): Promise<GenerateResult> {
   const ctx = Context.current();
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/generate/${input.name}`;
   const inputsHash = hashInputs({
     modelUri: input.modelUri,
@@ -34,7 +34,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     async () => {
       const work = join(deps.workDir, input.runId, 'generate', input.name);
       await mkdir(work, { recursive: true });
-      const modelDir = await localModel(deps.env, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
+      const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
       const answers: Record<string, string> = {};
       const outputs: OutputEntry[] = [];

@@ -1,9 +1,9 @@
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
-import { basename } from 'node:path';
-import { NotFoundError, openObject, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
+import { readUserFile } from '../datasets/read-user-file';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
@@ -88,26 +88,15 @@ async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, pa
   };
 }
 
-async function readDataset(deps: ActivityDeps, uri: string): Promise<{ text: string; source: string }> {
-  const { store, key } = openObject(uri, deps.env);
-  try {
-    return { text: await store.getText(key), source: basename(key) };
-  } catch (err) {
-    if (err instanceof NotFoundError)
-      throw new InvalidDataError(`input.dataset: ${uri} does not exist`, { field: 'input.dataset', file: uri });
-    throw err;
-  }
-}
-
 /**
  * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
  * one; answers that stay unparseable are recorded as such and counted, never replaced.
  */
 export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
   const ctx = Context.current();
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/score`;
-  const { text, source } = await readDataset(deps, input.dataset);
+  const { text, source } = await readUserFile(deps, input.dataset, 'input.dataset');
   if (input.datasetFormat === 'alpaca-json' && !text.trimStart().startsWith('[')) {
     throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, {
       file: source,
@@ -115,7 +104,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     });
   }
   // Every row is checked before a single request is sent.
-  const rows = parseAlpaca(text, source);
+  const rows = parseAlpaca(text, source, { maxRowBytes: input.maxRowBytes });
   const scorer = makeScorer(input, deps);
   const inputsHash = hashInputs({
     dataset: sha256(text),

@@ -1,4 +1,4 @@
-import { openObject, openStore } from '../../store';
+import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
@@ -35,7 +35,7 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
  * does not reshuffle per epoch), and writes the One-off baseline's data: every staged row, shuffled.
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/segment`;
   const inputsHash = hashInputs({
     scores: input.score.sha256,

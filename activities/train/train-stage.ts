@@ -4,7 +4,7 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { trainerProgressSignal } from '../../workflows/messages';
-import { openObject, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openObject, openStore, type ObjectStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from '../artifacts/manifest';
@@ -45,7 +45,7 @@ export async function newestCompleteCheckpoint(
  * writes them, each committed by a manifest, and a retried or restarted activity resumes from the newest complete one.
  */
 export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise<TrainResult> {
-  const store = openStore(input.store, deps.env);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const base = `${input.runId}/train/${input.name}`;
   const t = input.training;
   const inputsHash = hashInputs({
@@ -93,7 +93,7 @@ async function train(
   const { store: dataStore, key: dataKey } = openObject(input.dataUri, deps.env);
   const trainFile = join(work, 'train.jsonl');
   await dataStore.getFile(dataKey, trainFile);
-  const modelPath = await localModel(deps.env, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
+  const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
   const resume = await newestCompleteCheckpoint(store, `${base}/checkpoints`, inputsHash);
   let resumeDir: string | undefined;

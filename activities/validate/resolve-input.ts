@@ -85,7 +85,7 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const store = input.store ?? env.PIFT_STORE ?? pathToFileURL(resolve('.pift', 'store')).href;
   return {
-    ...(input as Required<Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'gpuTaskQueue'>>),
+    ...(input as Required<Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'maxRowBytes' | 'gpuTaskQueue'>>),
     runId,
     store,
     scorer: input.scorer as ResolvedInput['scorer'],

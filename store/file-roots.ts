@@ -1,0 +1,93 @@
+// Which local folders a worker lets a run touch. Workflow input comes from whoever can start a run, so a `file://`
+// URI or a plain path in it must not reach the worker's own files (`/proc/self/environ`, keys, other users' data).
+import { readlinkSync, realpathSync } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidDataError } from '../common/failures';
+
+/** The worker setting that lists the allowed folders, separated like PATH (':' on POSIX, ';' on Windows). */
+export const FILE_ROOTS_SETTING = 'PIFT_FILE_ROOTS';
+
+const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
+/** More links than this in a row is a loop, as the kernel's own limit (ELOOP) says. */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * The allowed folders, as real paths: PIFT_FILE_ROOTS when set (an empty value allows no local location at all),
+ * else `defaults`. The worker's own PIFT_STORE, when it is a local folder, is always allowed: it is the operator's
+ * setting, not the run's, and runs that name no store are written there.
+ */
+export function fileRootsFromEnv(env: NodeJS.ProcessEnv, defaults: readonly string[]): string[] {
+  const listed = env[FILE_ROOTS_SETTING];
+  const roots = listed === undefined ? [...defaults] : listed.split(path.delimiter).filter((r) => r.trim() !== '');
+  const store = env.PIFT_STORE ? localPathOf(env.PIFT_STORE) : undefined;
+  if (store !== undefined) roots.push(store);
+  return [...new Set(roots.map((r) => physicalPath(r)))];
+}
+
+/** The local path that a location names (`file://…` or a plain path), or undefined for a remote one (`s3://…`). */
+export function localPathOf(location: string): string | undefined {
+  const scheme = SCHEME.exec(location)?.[1]?.toLowerCase();
+  if (scheme === undefined) return path.resolve(location);
+  if (scheme === 'file') return path.resolve(fileURLToPath(location));
+  return undefined;
+}
+
+/**
+ * Checks that a user-given location is remote, or local and inside one of `roots` once every link on the way is
+ * followed. Returns the location unchanged so a call site can wrap what it opens: `openStore(allowedLocation(…))`.
+ * The message names the field, the location as given and the worker setting; it never reads the file.
+ */
+export function allowedLocation(location: string, roots: readonly string[], field: string): string {
+  const local = localPathOf(location);
+  if (local === undefined || roots.some((root) => isInside(physicalPath(local), root))) return location;
+  const allowed = roots.length === 0 ? 'none' : roots.join(path.delimiter);
+  throw new InvalidDataError(
+    `${field}: ${location} is outside the local folders this worker allows (${FILE_ROOTS_SETTING}=${allowed}); ` +
+      `use a location under one of them, or a store URI such as s3://bucket/key`,
+    { field },
+  );
+}
+
+function isInside(p: string, root: string): boolean {
+  return p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+}
+
+/**
+ * The path the kernel would reach, links followed. For a path that does not exist yet (a store about to be created)
+ * the existing part is resolved and a dangling link on the way is followed by hand, so that a link cannot lead a
+ * later write outside the allowed folders either.
+ */
+function physicalPath(p: string, hops = 0): string {
+  const abs = path.resolve(p);
+  try {
+    return realpathSync.native(abs);
+  } catch {
+    // Some part is missing (or unreadable): resolve the part above and look at this entry ourselves.
+  }
+  const parent = path.dirname(abs);
+  if (parent === abs) return abs;
+  const here = path.join(physicalPath(parent, hops), path.basename(abs));
+  let target: string;
+  try {
+    target = readlinkSync(here);
+  } catch {
+    return here; // not a link: a plain missing entry
+  }
+  if (hops >= MAX_LINK_HOPS) return here; // a loop can be opened by no one, so where it "points" does not matter
+  return physicalPath(path.resolve(path.dirname(here), target), hops + 1);
+}
+
+/**
+ * The run's local locations that the CPU worker opens (dataset, benchmarks, store), checked when the input is
+ * validated so that a refused one fails the run before the first paid request. Model directories are the GPU
+ * worker's to judge, with its own list, when it loads them.
+ */
+export function checkRunLocations(
+  input: { dataset: string; store: string; evaluation: { benchmarks: ReadonlyArray<{ uri: string }> } },
+  roots: readonly string[],
+): void {
+  allowedLocation(input.dataset, roots, 'input.dataset');
+  allowedLocation(input.store, roots, 'input.store');
+  input.evaluation.benchmarks.forEach((b, i) => allowedLocation(b.uri, roots, `input.evaluation.benchmarks[${i}].uri`));
+}
