@@ -17,7 +17,7 @@ py_passed=$(grep -oE '[0-9]+ passed' <<<"$py_summary" | grep -oE '[0-9]+' || ech
 py_failed=$(( $(grep -oE '[0-9]+ failed' <<<"$py_summary" | grep -oE '[0-9]+' || echo 0) + $(grep -oE '[0-9]+ errors?' <<<"$py_summary" | grep -oE '[0-9]+' || echo 0) ))
 
 echo "== typescript tests"
-npx --no-install mocha 2>&1 | tee .pift/test-logs/mocha.log
+npx --no-install mocha 'test/**/*.test.ts' 2>&1 | tee .pift/test-logs/mocha.log
 ts_status=${PIPESTATUS[0]}
 ts_passed=$(grep -oE '^ *[0-9]+ passing' .pift/test-logs/mocha.log | grep -oE '[0-9]+' || echo 0)
 ts_failed=$(grep -oE '^ *[0-9]+ failing' .pift/test-logs/mocha.log | grep -oE '[0-9]+' || echo 0)
