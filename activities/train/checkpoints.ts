@@ -38,11 +38,10 @@ export async function commitCheckpoint(
   localDir: string,
   trainerStep: number,
 ): Promise<void> {
+  const { folder, ...manifest } = spec;
   const out = new StepOutputs(store);
-  await out.putDir(localDir, spec.folder);
-  await out.commit({ runId: spec.runId, step: spec.step, key: manifestIn(spec.folder), inputsHash: spec.inputsHash }, {
-    step: trainerStep,
-  } satisfies CheckpointResult);
+  await out.putDir(localDir, folder);
+  await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep } satisfies CheckpointResult);
 }
 
 /** Newest checkpoint whose manifest (committed last) matches these inputs and whose files are all there. */
