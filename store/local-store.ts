@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomically } from './atomic-file';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
@@ -33,6 +34,12 @@ export class LocalStore implements ObjectStore {
 
   async getText(key: string): Promise<string> {
     return (await this.get(key)).toString('utf8');
+  }
+
+  async getStream(key: string): Promise<Readable> {
+    // Opened here, not lazily by the stream, so a missing object is a NotFoundError and not a stream 'error' event.
+    const handle = await this.mapNotFound(key, () => fs.open(this.pathFor(key), 'r'));
+    return handle.createReadStream();
   }
 
   async getFile(key: string, localPath: string): Promise<void> {

@@ -1,3 +1,5 @@
+import type { Readable } from 'node:stream';
+
 /**
  * One interface for every place the pipeline keeps its artifacts: a local directory (the embedded default) or an
  * S3-compatible bucket. Keys are '/'-separated and relative to the store's root, so the same key names the same
@@ -20,6 +22,12 @@ export interface ObjectStore {
 
   /** The object decoded as UTF-8. @throws NotFoundError when the object is absent. */
   getText(key: string): Promise<string>;
+
+  /**
+   * The object as a byte stream, for reading a large object without holding it whole in memory.
+   * @throws NotFoundError when the object is absent.
+   */
+  getStream(key: string): Promise<Readable>;
 
   /**
    * Streams an object to `localPath`, creating parent directories. The file appears whole or not at all.

@@ -77,6 +77,14 @@ export class S3Store implements ObjectStore {
     return (await this.get(key)).toString('utf8');
   }
 
+  async getStream(key: string): Promise<Readable> {
+    const body = await this.getBody(key);
+    if (!(body instanceof Readable)) {
+      throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+    }
+    return body;
+  }
+
   async getFile(key: string, localPath: string): Promise<void> {
     const body = await this.getBody(key);
     if (!(body instanceof Readable)) {

@@ -21,7 +21,6 @@ import {
   parseVerdict,
   referenceScore,
   renderWinRateMarkdown,
-  sha256Hex,
   summariseWinRates,
   verdictFromReplies,
   winRate,
@@ -104,12 +103,8 @@ describe('judge prompt (PhasedSFT evaluation/eval.py)', () => {
       .digest('hex')
       .slice(0, 16);
     assert.equal(JUDGE_PROMPT_VERSION, `judge-pairwise-v1+sha256:${expected}`);
-  });
-
-  it('pure sha256 agrees with node:crypto', () => {
-    for (const text of ['', 'abc', 'a'.repeat(55), 'a'.repeat(56), 'a'.repeat(64), 'héllo ✓ 🎉', 'x'.repeat(1000)]) {
-      assert.equal(sha256Hex(text), createHash('sha256').update(text, 'utf8').digest('hex'), `length ${text.length}`);
-    }
+    // Pin the value: every stored judgment and inputs hash carries it, so a change must be deliberate.
+    assert.equal(JUDGE_PROMPT_VERSION, 'judge-pairwise-v1+sha256:cb3aa377e45cd3dc');
   });
 });
 

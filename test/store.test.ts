@@ -72,6 +72,18 @@ function describeStoreContract(
       assert.deepEqual(await fs.readdir(path.dirname(target)), ['copy.bin'], 'no temporary file left behind');
     });
 
+    it('opens an object as a byte stream, and an absent one as NotFoundError', async () => {
+      const data = randomBytes(300 * 1024);
+      await store.put('stream/data.bin', data);
+      const chunks: Buffer[] = [];
+      for await (const chunk of await store.getStream('stream/data.bin')) chunks.push(chunk as Buffer);
+      assert.equal(sha256(Buffer.concat(chunks)), sha256(data));
+      await assert.rejects(
+        store.getStream('stream/absent.bin'),
+        (e) => e instanceof NotFoundError && e.message.includes(store.uriFor('stream/absent.bin')),
+      );
+    });
+
     it('reports absent objects: head null, exists false, NotFoundError naming the URI', async () => {
       assert.equal(await store.head('absent/nothing.txt'), null);
       assert.equal(await store.exists('absent/nothing.txt'), false);

@@ -1,3 +1,4 @@
+import canonicalize from 'canonicalize';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 
@@ -9,16 +10,14 @@ export async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** Key order must not change a hash: objects are serialised with sorted keys. */
+/**
+ * Key order must not change a hash: objects are serialised as RFC 8785 canonical JSON (sorted keys, undefined members
+ * left out), which is what the first version wrote by hand for the plain objects, strings and numbers steps hash.
+ */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
+  const text = canonicalize(value);
+  if (text === undefined) throw new Error('cannot hash an undefined value');
+  return text;
 }
 
 export const hashInputs = (inputs: unknown): string => sha256(canonicalJson(inputs));

@@ -4,8 +4,9 @@ import { readUserFile } from '../datasets/read-user-file';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
-import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import { readJsonl, toJsonl } from '../artifacts/jsonl';
+import { benchmarkKeys } from '../artifacts/run-keys';
+import { runStep } from '../artifacts/step';
 import type { PrepareBenchmarksInput, PreparedBenchmark } from '../types';
 
 /** Reads every benchmark prompt file once, in whichever public format it comes, into one normalised JSONL each. */
@@ -14,7 +15,7 @@ export async function prepareBenchmarks(
   input: PrepareBenchmarksInput,
 ): Promise<PreparedBenchmark[]> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/benchmarks`;
+  const keys = benchmarkKeys(input.runId);
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
   for (const [i, bench] of input.benchmarks.entries()) {
     const { text, source } = await readUserFile(deps, bench.uri, `input.evaluation.benchmarks[${i}].uri`);
@@ -25,7 +26,7 @@ export async function prepareBenchmarks(
   }
   if (input.heldout) {
     const { store: s, key } = openObject(input.heldout.uri, deps.env);
-    const rows = fromJsonl<{ id: string; instruction: string; input: string; output: string }>(await s.getText(key));
+    const rows = await readJsonl<{ id: string; instruction: string; input: string; output: string }>(s, key);
     sources.push({
       name: 'heldout',
       prompts: rows.map((r) => ({ id: r.id, instruction: r.instruction, input: r.input, reference: r.output })),
@@ -39,29 +40,19 @@ export async function prepareBenchmarks(
   }
   const texts = sources.map((s) => ({ name: s.name, text: toJsonl(s.prompts) }));
   const inputsHash = hashInputs(texts.map((t) => ({ name: t.name, sha: sha256(t.text) })));
-  const done = await finishedStep<PreparedBenchmark[]>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return done;
-
-  const outputs: OutputEntry[] = [];
-  const result: PreparedBenchmark[] = [];
-  for (const [i, { name, text }] of texts.entries()) {
-    const key = `${base}/${name}.jsonl`;
-    await store.put(key, text);
-    outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
-    const prompts = sources[i].prompts;
-    result.push({
-      name,
-      uri: store.uriFor(key),
-      prompts: prompts.length,
-      withReferences: prompts.filter((p) => p.reference !== undefined).length,
-    });
-  }
-  await commitManifest(store, `${base}/manifest.json`, {
-    runId: input.runId,
-    step: 'benchmarks',
-    inputsHash,
-    outputs,
-    result,
+  return runStep(store, { runId: input.runId, step: 'benchmarks', key: keys.manifest, inputsHash }, async (out) => {
+    const result: PreparedBenchmark[] = [];
+    for (const [i, { name, text }] of texts.entries()) {
+      const key = keys.prompts(name);
+      await out.put(key, text);
+      const prompts = sources[i].prompts;
+      result.push({
+        name,
+        uri: store.uriFor(key),
+        prompts: prompts.length,
+        withReferences: prompts.filter((p) => p.reference !== undefined).length,
+      });
+    }
+    return result;
   });
-  return result;
 }

@@ -4,8 +4,11 @@ import { allowedLocation, openObject, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
-import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { hashInputs } from '../artifacts/hashing';
+import { readJsonl } from '../artifacts/jsonl';
+import { jsonlPart } from '../artifacts/parts';
+import { evaluateKeys } from '../artifacts/run-keys';
+import { runStep } from '../artifacts/step';
 import {
   buildJudgeRequest,
   buildWinRateReport,
@@ -19,8 +22,6 @@ import {
   type PairVerdict,
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
-import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
-import { whileHeartbeating } from '../heartbeat';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -62,9 +63,9 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   };
 }
 
-async function readJsonl<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
+async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
   const { store, key } = openObject(uri, deps.env);
-  return fromJsonl<T>(await store.getText(key));
+  return readJsonl<T>(store, key);
 }
 
 /**
@@ -75,7 +76,7 @@ async function readJsonl<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
 export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promise<EvaluateResult> {
   const ctx = Context.current();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/evaluate`;
+  const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
   const inputsHash = hashInputs({
     judge: judge.label,
@@ -84,15 +85,14 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     baseline: input.baseline.answers,
     candidates: input.candidates.map((c) => c.answers),
   });
-  const done = await finishedStep<EvaluateResult>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return done;
   const progress = { judged: 0, total: 0 };
-  return whileHeartbeating(
-    () => progress,
-    async () => {
+  return runStep(
+    store,
+    { runId: input.runId, step: 'evaluate', key: keys.manifest, inputsHash },
+    async (out) => {
       const prompts = new Map<string, BenchmarkPrompt[]>();
       for (const b of input.benchmarks) {
-        const rows = await readJsonl<BenchmarkPrompt>(deps, b.uri);
+        const rows = await readJsonlAt<BenchmarkPrompt>(deps, b.uri);
         if (judge.offline && rows.some((r) => r.reference === undefined)) {
           throw new InvalidDataError(
             `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
@@ -104,29 +104,25 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       }
       const answersOf = async (model: GenerateResult, bench: string) =>
         new Map(
-          (await readJsonl<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]),
+          (await readJsonlAt<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]),
         );
 
       const limit = pLimit(input.concurrency);
-      const outputs: OutputEntry[] = [];
       const comparisons = [];
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       for (const candidate of input.candidates) {
         const perBenchmark = [];
         for (const bench of input.benchmarks) {
-          const key = `${base}/judgments/${candidate.name}/${bench.name}.${inputsHash.slice(0, 12)}.jsonl`;
-          let judgments: Judgment[];
-          let text: string;
-          if (await store.exists(key)) {
-            text = await store.getText(key);
-            judgments = fromJsonl<Judgment>(text);
-          } else {
+          const key = keys.judgments(candidate.name, bench.name, inputsHash);
+          const benchPrompts = prompts.get(bench.name)!;
+          const part = { rows: benchPrompts.length, output: true };
+          const judgments = await jsonlPart<Judgment>(out, key, part, async () => {
             const [mine, theirs] = await Promise.all([
               answersOf(candidate, bench.name),
               answersOf(input.baseline, bench.name),
             ]);
-            judgments = await Promise.all(
-              prompts.get(bench.name)!.map((p) =>
+            return Promise.all(
+              benchPrompts.map((p) =>
                 limit(async () => {
                   const question = judgeQuestion(p.instruction, p.input);
                   const cand = mine.get(p.id) ?? '';
@@ -150,10 +146,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
                 }),
               ),
             );
-            text = toJsonl(judgments);
-            await store.put(key, text);
-          }
-          outputs.push({ key, bytes: Buffer.byteLength(text), sha256: sha256(text) });
+          });
           perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
           ctx.heartbeat(progress);
         }
@@ -171,12 +164,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
           : '') + renderWinRateMarkdown(report);
       const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
-      await store.put(`${base}/results.json`, resultsJson);
-      await store.put(`${base}/results.md`, markdown);
-      outputs.push(
-        { key: `${base}/results.json`, bytes: Buffer.byteLength(resultsJson), sha256: sha256(resultsJson) },
-        { key: `${base}/results.md`, bytes: Buffer.byteLength(markdown), sha256: sha256(markdown) },
-      );
+      await out.put(keys.results, resultsJson);
+      await out.put(keys.markdown, markdown);
       const winRates: Record<string, Record<string, number>> = {};
       for (const c of report.comparisons) {
         winRates[c.model] = Object.fromEntries([
@@ -185,22 +174,16 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         ]);
       }
       const result: EvaluateResult = {
-        resultsUri: store.uriFor(`${base}/results.json`),
-        markdownUri: store.uriFor(`${base}/results.md`),
+        resultsUri: store.uriFor(keys.results),
+        markdownUri: store.uriFor(keys.markdown),
         judge: judge.label,
         offline: judge.offline,
         winRates,
         markdown,
       };
-      await commitManifest(store, `${base}/manifest.json`, {
-        runId: input.runId,
-        step: 'evaluate',
-        inputsHash,
-        outputs,
-        result,
-      });
       return result;
     },
+    { heartbeat: () => progress },
   );
 }
 

@@ -4,7 +4,7 @@
  * Assistant 1's and Assistant 2's answers between markers, then a [System] section asking for one line with
  * two 1-10 scores. The strings below are the protocol; change them only with a new JUDGE_PROMPT_VERSION.
  */
-import { sha256Hex } from './sha256';
+import { sha256 } from '../artifacts/hashing';
 
 export const JUDGE_SYSTEM_PROMPT = 'You are a helpful and precise assistant for checking the quality of the answer.';
 
@@ -31,8 +31,11 @@ export const JUDGE_DECODING = {
   max_tokens: 256,
 } as const;
 
-/** Changes whenever any protocol string changes: `judge-pairwise-v1+sha256:` and 16 hex digits. */
-export const JUDGE_PROMPT_VERSION = `judge-pairwise-v1+sha256:${sha256Hex(
+/**
+ * Changes whenever any protocol string changes: `judge-pairwise-v1+sha256:` and 16 hex digits. Activity code only:
+ * it needs node:crypto.
+ */
+export const JUDGE_PROMPT_VERSION = `judge-pairwise-v1+sha256:${sha256(
   JSON.stringify([JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE, JUDGE_CRITERIA]),
 ).slice(0, 16)}`;
 

@@ -4,4 +4,3 @@ export * from './verdict';
 export * from './win-rate';
 export * from './offline-reference-judge';
 export * from './report';
-export { sha256Hex } from './sha256';

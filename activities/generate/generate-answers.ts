@@ -1,15 +1,16 @@
 import { Context } from '@temporalio/activity';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { hashInputs, sha256File } from '../artifacts/hashing';
-import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import { hashInputs } from '../artifacts/hashing';
+import { filePart } from '../artifacts/parts';
+import { generateKeys } from '../artifacts/run-keys';
+import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
 import { runTrainerProcess } from '../train/trainer-process';
-import { whileHeartbeating } from '../heartbeat';
 import type { GenerateInput, GenerateResult } from '../types';
 
 /**
@@ -19,30 +20,27 @@ import type { GenerateInput, GenerateResult } from '../types';
 export async function generateAnswers(deps: ActivityDeps, input: GenerateInput): Promise<GenerateResult> {
   const ctx = Context.current();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/generate/${input.name}`;
+  const keys = generateKeys(input.runId, input.name);
   const inputsHash = hashInputs({
     modelUri: input.modelUri,
     benchmarks: input.benchmarks.map((b) => ({ name: b.name, uri: b.uri, prompts: b.prompts })),
     maxLength: input.maxLength,
     maxNewTokens: input.maxNewTokens,
   });
-  const done = await finishedStep<GenerateResult>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return { ...done, reused: true };
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
-  return whileHeartbeating(
-    () => progress,
-    async () => {
+  return runStep(
+    store,
+    { runId: input.runId, step: `generate/${input.name}`, key: keys.manifest, inputsHash },
+    async (out) => {
       const work = join(deps.workDir, input.runId, 'generate', input.name);
       await mkdir(work, { recursive: true });
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
       const answers: Record<string, string> = {};
-      const outputs: OutputEntry[] = [];
       for (const bench of input.benchmarks) {
-        const key = `${base}/${bench.name}.jsonl`;
+        const key = keys.answers(bench.name);
         answers[bench.name] = store.uriFor(key);
-        const partKey = `${base}/${bench.name}.${inputsHash.slice(0, 12)}.done`;
-        if (!(await store.exists(partKey))) {
+        await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
           const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
           const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
           const outFile = join(work, `${bench.name}.answers.jsonl`);
@@ -70,23 +68,13 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
               if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
             },
           });
-          await store.putFile(key, outFile);
-          const entry: OutputEntry = { key, bytes: (await stat(outFile)).size, sha256: await sha256File(outFile) };
-          // The marker carries the answers' size and hash, so a retry never downloads them again to describe them.
-          await store.put(partKey, JSON.stringify(entry));
-        }
-        outputs.push(JSON.parse(await store.getText(partKey)) as OutputEntry);
+          return outFile;
+        });
       }
       const result: GenerateResult = { name: input.name, answers, reused: false };
-      await commitManifest(store, `${base}/manifest.json`, {
-        runId: input.runId,
-        step: `generate/${input.name}`,
-        inputsHash,
-        outputs,
-        result,
-      });
       await rm(work, { recursive: true, force: true });
       return result;
     },
+    { heartbeat: () => progress },
   );
 }

@@ -1,16 +1,17 @@
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
-import { allowedLocation, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
 import { readUserFile } from '../datasets/read-user-file';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { toJsonl } from '../artifacts/jsonl';
+import { jsonlPart } from '../artifacts/parts';
+import { scoreKeys } from '../artifacts/run-keys';
+import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
-import { commitManifest, finishedStep } from '../artifacts/manifest';
-import { whileHeartbeating } from '../heartbeat';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
@@ -95,7 +96,7 @@ async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, pa
 export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
   const ctx = Context.current();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/score`;
+  const keys = scoreKeys(input.runId);
   const { text, source } = await readUserFile(deps, input.dataset, 'input.dataset');
   if (input.datasetFormat === 'alpaca-json' && !text.trimStart().startsWith('[')) {
     throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, {
@@ -112,27 +113,27 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     prompt: SCORE_PROMPT_SHA256,
     parseRetries: input.scorer.parseRetries,
   });
-  const done = await finishedStep<ScoreResult>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return done;
   const progress = { scored: 0, total: rows.length };
-  return whileHeartbeating(
-    () => progress,
-    async () => {
+  return runStep(
+    store,
+    { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
+    async (out) => {
       const datasetJsonl = toJsonl(
         rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })),
       );
-      await store.put(`${base}/dataset.jsonl`, datasetJsonl);
-      await store.put(`${base}/prompt.txt`, SCORE_PROMPT_TEMPLATE);
+      await out.put(keys.dataset, datasetJsonl);
+      await out.put(keys.prompt, SCORE_PROMPT_TEMPLATE);
 
       const limit = pLimit(input.scorer.concurrency);
       const parts = Math.ceil(rows.length / PART_ROWS);
-      const partKey = (i: number) => `${base}/parts/${inputsHash.slice(0, 12)}-${String(i).padStart(5, '0')}.jsonl`;
+      const partKey = (i: number) => keys.part(inputsHash, i);
       const all: ScoreRow[] = [];
       for (let i = 0; i < parts; i++) {
         const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
-        let scored = await readPart(store, partKey(i), chunk.length);
-        if (!scored) {
-          scored = await Promise.all(
+        // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
+        const part = { rows: chunk.length, output: false };
+        const scored = await jsonlPart(out, partKey(i), part, () =>
+          Promise.all(
             chunk.map((row) =>
               limit(async () => {
                 const s = await scorer.score(row);
@@ -142,9 +143,8 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
                 return s;
               }),
             ),
-          );
-          await store.put(partKey(i), toJsonl(scored));
-        }
+          ),
+        );
         all.push(...scored);
         progress.scored = all.length;
       }
@@ -173,11 +173,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
         histogram[bucket] = (histogram[bucket] ?? 0) + 1;
       }
-      const scoresJsonl = toJsonl(all);
-      await store.put(`${base}/scores.jsonl`, scoresJsonl);
+      const scores = await out.put(keys.scores, toJsonl(all));
       const result: ScoreResult = {
-        datasetUri: store.uriFor(`${base}/dataset.jsonl`),
-        scoresUri: store.uriFor(`${base}/scores.jsonl`),
+        datasetUri: store.uriFor(keys.dataset),
+        scoresUri: store.uriFor(keys.scores),
         rows: rows.length,
         scored: rows.length - failed.length,
         failed: failed.length,
@@ -185,25 +184,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         offline: scorer.offline,
         promptSha256: SCORE_PROMPT_SHA256,
         histogram,
-        sha256: sha256(scoresJsonl),
+        sha256: scores.sha256,
       };
-      await commitManifest(store, `${base}/manifest.json`, {
-        runId: input.runId,
-        step: 'score',
-        inputsHash,
-        outputs: [
-          { key: `${base}/dataset.jsonl`, bytes: Buffer.byteLength(datasetJsonl), sha256: sha256(datasetJsonl) },
-          { key: `${base}/scores.jsonl`, bytes: Buffer.byteLength(scoresJsonl), sha256: result.sha256 },
-        ],
-        result,
-      });
       return result;
     },
+    { heartbeat: () => progress },
   );
-}
-
-async function readPart(store: ObjectStore, key: string, expectedRows: number): Promise<ScoreRow[] | undefined> {
-  if (!(await store.exists(key))) return undefined;
-  const rows = fromJsonl<ScoreRow>(await store.getText(key));
-  return rows.length === expectedRows ? rows : undefined;
 }

@@ -4,7 +4,7 @@
  * paper's 1-5 scale (higher = harder, one decimal allowed), answered with a bare number; temperature 0, one sample.
  * Every stored score records the model and SCORE_PROMPT_SHA256, so scores from another prompt never mix silently.
  */
-import { sha256Hex } from '../evaluate/sha256';
+import { sha256 } from '../artifacts/hashing';
 
 export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
 
@@ -22,8 +22,8 @@ Answer with the bare number only: no words, no units, no explanation.
 {text}
 [End of Instruction]`;
 
-/** sha256 (hex) of SCORE_PROMPT_TEMPLATE; the same value node:crypto gives (tested). */
-export const SCORE_PROMPT_SHA256 = sha256Hex(SCORE_PROMPT_TEMPLATE);
+/** sha256 (hex) of SCORE_PROMPT_TEMPLATE (pinned by a test). Activity code only: it needs node:crypto. */
+export const SCORE_PROMPT_SHA256 = sha256(SCORE_PROMPT_TEMPLATE);
 
 export const SCORE_DEFAULT_MODEL = 'gpt-4-0613';
 

@@ -2,8 +2,9 @@ import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
-import { commitManifest, finishedStep, type OutputEntry } from '../artifacts/manifest';
+import { readJsonl, streamJsonl, toJsonl } from '../artifacts/jsonl';
+import { segmentKeys } from '../artifacts/run-keys';
+import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
 
@@ -36,23 +37,26 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/segment`;
   const inputsHash = hashInputs({
     scores: input.score.sha256,
     stages: input.stages,
     heldout: [input.heldoutFraction, input.heldoutMax],
   });
-  const done = await finishedStep<SegmentResult>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return done;
+  const spec = { runId: input.runId, step: 'segment', key: segmentKeys(input.runId).manifest, inputsHash };
+  return runStep(store, spec, (out) => segment(deps, input, out));
+}
 
-  const read = async (uri: string) => {
-    const { store: s, key } = openObject(uri, deps.env);
-    return s.getText(key);
-  };
-  const rows = fromJsonl<Row>(await read(input.score.datasetUri));
-  const scores = new Map(fromJsonl<ScoreRow>(await read(input.score.scoresUri)).map((s) => [s.id, s.score]));
+async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs): Promise<SegmentResult> {
+  const { store } = out;
+  const keys = segmentKeys(input.runId);
+  // Read line by line: the dataset and its scores are the largest files a run keeps.
+  const open = (uri: string) => openObject(uri, deps.env);
+  const dataset = open(input.score.datasetUri);
+  const rows = await readJsonl<Row>(dataset.store, dataset.key);
+  const scoresFile = open(input.score.scoresUri);
+  const scores = new Map<string, number | null>();
+  for await (const s of streamJsonl<ScoreRow>(scoresFile.store, scoresFile.key)) scores.set(s.id, s.score);
   const { count, seed } = input.stages;
-
   const heldoutN = Math.min(input.heldoutMax, Math.floor(rows.length * input.heldoutFraction));
   const heldout = seededOrder(rows, `${seed}:heldout`).slice(0, heldoutN);
   const heldoutIds = new Set(heldout.map((r) => r.id));
@@ -81,14 +85,8 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     for (const r of scored) byStage[stageOf(scores.get(r.id)!, thresholds) - 1].push(r);
   }
 
-  const outputs: OutputEntry[] = [];
-  const write = async (key: string, data: Row[] | object) => {
-    const text = Array.isArray(data) ? toJsonl(data) : JSON.stringify(data, null, 2);
-    await store.put(key, text);
-    const digest = sha256(text);
-    outputs.push({ key, bytes: Buffer.byteLength(text), sha256: digest });
-    return digest;
-  };
+  const write = async (key: string, data: Row[] | object) =>
+    (await out.put(key, Array.isArray(data) ? toJsonl(data) : JSON.stringify(data, null, 2))).sha256;
 
   const stages: StageSplit[] = [];
   for (let k = 1; k <= count; k++) {
@@ -103,7 +101,7 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
       );
     }
     const s = stageRows.map((r) => scores.get(r.id)!);
-    const key = `${base}/stage-${k}.jsonl`;
+    const key = keys.stage(k);
     const digest = await write(key, stageRows);
     stages.push({
       stage: k,
@@ -115,35 +113,28 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     });
   }
   const oneOffRows = seededOrder(scored, `${seed}:one-off`);
-  const oneOffSha = await write(`${base}/one-off.jsonl`, oneOffRows);
+  const oneOffSha = await write(keys.oneOff, oneOffRows);
   let heldoutRef: SegmentResult['heldout'];
   if (heldout.length) {
-    await write(`${base}/heldout.jsonl`, heldout);
-    heldoutRef = { uri: store.uriFor(`${base}/heldout.jsonl`), rows: heldout.length };
+    await write(keys.heldout, heldout);
+    heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout.length };
   }
 
   const result: SegmentResult = {
     stages,
-    oneOff: { uri: store.uriFor(`${base}/one-off.jsonl`), rows: oneOffRows.length, sha256: oneOffSha },
+    oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOffRows.length, sha256: oneOffSha },
     heldout: heldoutRef,
     thresholds,
     unscored,
-    summaryUri: store.uriFor(`${base}/summary.json`),
+    summaryUri: store.uriFor(keys.summary),
   };
-  await write(`${base}/summary.json`, {
+  await write(keys.summary, {
     rule: input.stages.rule,
     thresholds,
     stages: stages.map(({ stage, rows: n, minScore, maxScore }) => ({ stage, rows: n, minScore, maxScore })),
     oneOff: oneOffRows.length,
     heldout: heldout.length,
     unscored,
-  });
-  await commitManifest(store, `${base}/manifest.json`, {
-    runId: input.runId,
-    step: 'segment',
-    inputsHash,
-    outputs,
-    result,
   });
   return result;
 }

@@ -4,41 +4,15 @@ import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { trainerProgressSignal } from '../../workflows/messages';
-import { allowedLocation, openObject, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { hashInputs, sha256 } from '../artifacts/hashing';
-import { commitManifest, finishedStep, outputsIntact, type OutputEntry } from '../artifacts/manifest';
-import { downloadPrefix, localModel, uploadDir } from '../artifacts/transfer';
-import { whileHeartbeating } from '../heartbeat';
+import { hashInputs } from '../artifacts/hashing';
+import { manifestIn, trainKeys } from '../artifacts/run-keys';
+import { runStep, type StepOutputs } from '../artifacts/step';
+import { downloadPrefix, localModel } from '../artifacts/transfer';
+import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
-
-interface CheckpointManifest {
-  step: number;
-  inputsHash: string;
-  files: OutputEntry[];
-}
-
-const pad = (step: number) => String(step).padStart(9, '0');
-
-/** Newest checkpoint whose manifest (committed last) matches these inputs and whose files are all there. */
-export async function newestCompleteCheckpoint(
-  store: ObjectStore,
-  prefix: string,
-  inputsHash: string,
-): Promise<{ step: number; key: string } | undefined> {
-  const manifests = (await store.list(`${prefix}/`))
-    .filter((k) => /\/step-\d+\/manifest\.json$/.test(k))
-    .sort()
-    .reverse();
-  for (const key of manifests) {
-    const m = JSON.parse(await store.getText(key)) as CheckpointManifest;
-    if (m.inputsHash !== inputsHash) continue;
-    if (await outputsIntact(store, m.files)) return { step: m.step, key: key.replace(/\/manifest\.json$/, '') };
-    log.warn('skipping incomplete checkpoint', { key });
-  }
-  return undefined;
-}
 
 /**
  * Fine-tunes one stage (or the One-off baseline) with the Python trainer. Checkpoints go to the store as the trainer
@@ -46,7 +20,7 @@ export async function newestCompleteCheckpoint(
  */
 export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise<TrainResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const base = `${input.runId}/train/${input.name}`;
+  const keys = trainKeys(input.runId, input.name);
   const t = input.training;
   const inputsHash = hashInputs({
     name: input.name,
@@ -62,14 +36,14 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
       keepCheckpoints: undefined,
     },
   });
-  const done = await finishedStep<TrainResult>(store, `${base}/manifest.json`, inputsHash);
-  if (done) return { ...done, reused: true };
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
-  return whileHeartbeating(
-    () => progress.latest,
-    () => train(deps, input, { store, base, inputsHash, progress }),
+  return runStep(
+    store,
+    { runId: input.runId, step: `train/${input.name}`, key: keys.manifest, inputsHash },
+    (out) => train(deps, input, { out, keys, inputsHash, progress }),
+    { heartbeat: () => progress.latest },
   );
 }
 
@@ -77,13 +51,19 @@ async function train(
   deps: ActivityDeps,
   input: TrainInput,
   {
-    store,
-    base,
+    out,
+    keys,
     inputsHash,
     progress,
-  }: { store: ObjectStore; base: string; inputsHash: string; progress: { latest: TrainerProgress } },
+  }: {
+    out: StepOutputs;
+    keys: ReturnType<typeof trainKeys>;
+    inputsHash: string;
+    progress: { latest: TrainerProgress };
+  },
 ): Promise<TrainResult> {
   const ctx = Context.current();
+  const { store } = out;
   const t = input.training;
 
   const work = join(deps.workDir, input.runId, 'train', input.name);
@@ -95,11 +75,11 @@ async function train(
   await dataStore.getFile(dataKey, trainFile);
   const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
-  const resume = await newestCompleteCheckpoint(store, `${base}/checkpoints`, inputsHash);
+  const resume = await newestCompleteCheckpoint(store, keys.checkpoints, inputsHash);
   let resumeDir: string | undefined;
   if (resume) {
     resumeDir = join(checkpointsDir, `checkpoint-${resume.step}`);
-    await downloadPrefix(store, resume.key, resumeDir, (k) => k.endsWith('/manifest.json'));
+    await downloadPrefix(store, resume.key, resumeDir, (k) => k === manifestIn(resume.key));
     log.info('resuming from checkpoint', { name: input.name, step: resume.step });
   }
 
@@ -184,17 +164,16 @@ async function train(
         await signalProgress();
       } else if (e.event === 'checkpoint') {
         const step = Number(e.step);
-        const prefix = `${base}/checkpoints/step-${pad(step)}`;
-        const files = await uploadDir(store, String(e.path), prefix);
-        // The manifest goes last: a checkpoint without one is never resumed from.
-        await store.put(
-          `${prefix}/manifest.json`,
-          JSON.stringify({ step, inputsHash, files } satisfies CheckpointManifest),
+        await commitCheckpoint(
+          store,
+          { runId: input.runId, step: `train/${input.name}`, inputsHash, folder: keys.checkpoint(step) },
+          String(e.path),
+          step,
         );
         uploaded.push(step);
         ctx.heartbeat(progress.latest);
         await signalProgress(true);
-        await pruneCheckpoints(store, `${base}/checkpoints`, t.keepCheckpoints, inputsHash);
+        await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
         // The local copy is no longer needed once it is safe in the store.
         await rm(String(e.path), { recursive: true, force: true });
       } else if (e.event === 'done') {
@@ -204,11 +183,11 @@ async function train(
   });
   if (!doneEvent) throw new Error('trainer exited without its "done" line');
 
-  const outputs = await uploadDir(store, finalDir, `${base}/final`);
+  await out.putDir(finalDir, keys.final);
   const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
   const result: TrainResult = {
     name: input.name,
-    modelUri: store.uriFor(`${base}/final`),
+    modelUri: store.uriFor(keys.final),
     steps: Number(doneEvent.total_steps ?? input.maxSteps),
     lossFirst: losses.first,
     lossLast: losses.last,
@@ -217,44 +196,9 @@ async function train(
     reused: false,
   };
   const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
-  await store.put(`${base}/losses.json`, lossesJson);
-  await commitManifest(store, `${base}/manifest.json`, {
-    runId: input.runId,
-    step: `train/${input.name}`,
-    inputsHash,
-    outputs: [
-      ...outputs,
-      { key: `${base}/losses.json`, bytes: Buffer.byteLength(lossesJson), sha256: sha256(lossesJson) },
-    ],
-    result,
-  });
+  await out.put(keys.losses, lossesJson);
+  // The step's manifest is committed by runStep once this returns.
   await signalProgress(true);
   await rm(work, { recursive: true, force: true });
   return result;
-}
-
-/** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */
-async function pruneCheckpoints(store: ObjectStore, prefix: string, keep: number, inputsHash: string): Promise<void> {
-  const steps = [
-    ...new Set((await store.list(`${prefix}/`)).flatMap((k) => /\/(step-\d+)\//.exec(k)?.[1] ?? [])),
-  ].sort();
-  const ours: string[] = [];
-  const foreign: string[] = [];
-  for (const s of steps) {
-    const key = `${prefix}/${s}/manifest.json`;
-    if (!(await store.exists(key))) continue;
-    const m = JSON.parse(await store.getText(key)) as CheckpointManifest;
-    (m.inputsHash === inputsHash ? ours : foreign).push(s);
-  }
-  // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`.
-  const doomed = [...foreign, ...ours.slice(0, Math.max(0, ours.length - keep))];
-  // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
-  const newest = ours[ours.length - 1];
-  const partial = steps.filter((s) => !ours.includes(s) && !foreign.includes(s) && newest !== undefined && s < newest);
-  for (const s of partial) await store.deletePrefix(`${prefix}/${s}/`);
-  for (const s of doomed) {
-    // Manifest first: a half-pruned checkpoint is then merely incomplete, never named by a manifest.
-    await store.delete(`${prefix}/${s}/manifest.json`);
-    await store.deletePrefix(`${prefix}/${s}/`);
-  }
 }

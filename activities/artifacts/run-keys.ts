@@ -1,0 +1,101 @@
+/**
+ * Every key of a run's artifact tree, in one place. The names are part of the stored format: runs written by an
+ * earlier version are resumed from them, so they only ever change together with a migration.
+ *
+ *   <runId>/
+ *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
+ *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
+ *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
+ *     benchmarks/   manifest.json, <benchmark>.jsonl
+ *     train/<name>/ manifest.json, losses.json, final/…
+ *                   checkpoints/step-<000000000>/         manifest.json (committed last) and the trainer's files
+ *     generate/<name>/
+ *                   manifest.json, <benchmark>.jsonl
+ *                   <benchmark>.<hash12>.done            the answers' entry, written once they are uploaded
+ *     evaluate/     manifest.json, results.json, results.md
+ *                   judgments/<candidate>/<benchmark>.<hash12>.jsonl
+ *
+ * `<hash12>` is the start of the step's inputs hash: a part left by other inputs is never taken for one of ours.
+ */
+
+const MANIFEST = 'manifest.json';
+
+/** Part keys carry this much of the inputs hash. */
+const partTag = (inputsHash: string) => inputsHash.slice(0, 12);
+
+export const scoreKeys = (runId: string) => {
+  const dir = `${runId}/score`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    dataset: `${dir}/dataset.jsonl`,
+    scores: `${dir}/scores.jsonl`,
+    prompt: `${dir}/prompt.txt`,
+    part: (inputsHash: string, index: number) =>
+      `${dir}/parts/${partTag(inputsHash)}-${String(index).padStart(5, '0')}.jsonl`,
+  };
+};
+
+export const segmentKeys = (runId: string) => {
+  const dir = `${runId}/segment`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    stage: (k: number) => `${dir}/stage-${k}.jsonl`,
+    oneOff: `${dir}/one-off.jsonl`,
+    heldout: `${dir}/heldout.jsonl`,
+    summary: `${dir}/summary.json`,
+  };
+};
+
+export const benchmarkKeys = (runId: string) => {
+  const dir = `${runId}/benchmarks`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    prompts: (benchmark: string) => `${dir}/${benchmark}.jsonl`,
+  };
+};
+
+export const trainKeys = (runId: string, name: string) => {
+  const dir = `${runId}/train/${name}`;
+  const checkpoints = `${dir}/checkpoints`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    /** A folder: the trained model's files. */
+    final: `${dir}/final`,
+    losses: `${dir}/losses.json`,
+    /** A folder of `step-N` folders. */
+    checkpoints,
+    checkpoint: (step: number) => `${checkpoints}/step-${String(step).padStart(9, '0')}`,
+  };
+};
+
+/** The manifest of a checkpoint folder (or of any folder committed as one unit). */
+export const manifestIn = (folder: string) => `${folder}/${MANIFEST}`;
+
+/** The folder a `manifestIn` key commits. */
+export const folderOfManifest = (key: string) => key.slice(0, -`/${MANIFEST}`.length);
+
+/** True for the manifest of some `step-N` checkpoint folder. */
+export const isCheckpointManifest = (key: string) => /\/step-\d+\/manifest\.json$/.test(key);
+
+/** The `step-N` folder name a key lies in, if any. */
+export const checkpointFolderOf = (key: string) => /\/(step-\d+)\//.exec(key)?.[1];
+
+export const generateKeys = (runId: string, name: string) => {
+  const dir = `${runId}/generate/${name}`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    answers: (benchmark: string) => `${dir}/${benchmark}.jsonl`,
+    answersDone: (benchmark: string, inputsHash: string) => `${dir}/${benchmark}.${partTag(inputsHash)}.done`,
+  };
+};
+
+export const evaluateKeys = (runId: string) => {
+  const dir = `${runId}/evaluate`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    results: `${dir}/results.json`,
+    markdown: `${dir}/results.md`,
+    judgments: (candidate: string, benchmark: string, inputsHash: string) =>
+      `${dir}/judgments/${candidate}/${benchmark}.${partTag(inputsHash)}.jsonl`,
+  };
+};

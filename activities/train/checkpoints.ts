@@ -1,0 +1,89 @@
+import { log } from '@temporalio/activity';
+import type { ObjectStore } from '../../store';
+import { outputsIntact, readManifest, type OutputEntry } from '../artifacts/manifest';
+import { checkpointFolderOf, folderOfManifest, isCheckpointManifest, manifestIn } from '../artifacts/run-keys';
+import { StepOutputs } from '../artifacts/step';
+
+/** What a checkpoint's manifest records beyond the StepManifest fields. */
+export interface CheckpointResult {
+  step: number;
+}
+
+/** The manifest the first version wrote for a checkpoint; still read, so runs it started resume. */
+interface LegacyCheckpointManifest {
+  step: number;
+  inputsHash: string;
+  files: OutputEntry[];
+}
+
+/** A checkpoint manifest in either format, as (step, inputsHash, files). */
+async function readCheckpoint(
+  store: ObjectStore,
+  key: string,
+): Promise<{ step: number; inputsHash: string; outputs: OutputEntry[] } | null> {
+  const m = await readManifest<CheckpointResult>(store, key);
+  if (!m) return null;
+  if (m.version === 1) return { step: m.result.step, inputsHash: m.inputsHash, outputs: m.outputs };
+  const legacy = m as unknown as LegacyCheckpointManifest;
+  return { step: legacy.step, inputsHash: legacy.inputsHash, outputs: legacy.files };
+}
+
+/**
+ * Uploads the trainer's checkpoint folder and commits it with a step manifest, last: a checkpoint without one is
+ * never resumed from.
+ */
+export async function commitCheckpoint(
+  store: ObjectStore,
+  spec: { runId: string; step: string; inputsHash: string; folder: string },
+  localDir: string,
+  trainerStep: number,
+): Promise<void> {
+  const { folder, ...manifest } = spec;
+  const out = new StepOutputs(store);
+  await out.putDir(localDir, folder);
+  await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep } satisfies CheckpointResult);
+}
+
+/** Newest checkpoint whose manifest (committed last) matches these inputs and whose files are all there. */
+export async function newestCompleteCheckpoint(
+  store: ObjectStore,
+  prefix: string,
+  inputsHash: string,
+): Promise<{ step: number; key: string } | undefined> {
+  const manifests = (await store.list(`${prefix}/`)).filter(isCheckpointManifest).sort().reverse();
+  for (const key of manifests) {
+    const m = await readCheckpoint(store, key);
+    if (!m || m.inputsHash !== inputsHash) continue;
+    if (await outputsIntact(store, m.outputs)) return { step: m.step, key: folderOfManifest(key) };
+    log.warn('skipping incomplete checkpoint', { key });
+  }
+  return undefined;
+}
+
+/** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */
+export async function pruneCheckpoints(
+  store: ObjectStore,
+  prefix: string,
+  keep: number,
+  inputsHash: string,
+): Promise<void> {
+  const steps = [...new Set((await store.list(`${prefix}/`)).flatMap((k) => checkpointFolderOf(k) ?? []))].sort();
+  const ours: string[] = [];
+  const foreign: string[] = [];
+  for (const s of steps) {
+    const m = await readCheckpoint(store, manifestIn(`${prefix}/${s}`));
+    if (!m) continue;
+    (m.inputsHash === inputsHash ? ours : foreign).push(s);
+  }
+  // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`.
+  const doomed = [...foreign, ...ours.slice(0, Math.max(0, ours.length - keep))];
+  // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
+  const newest = ours[ours.length - 1];
+  const partial = steps.filter((s) => !ours.includes(s) && !foreign.includes(s) && newest !== undefined && s < newest);
+  for (const s of partial) await store.deletePrefix(`${prefix}/${s}/`);
+  for (const s of doomed) {
+    // Manifest first: a half-pruned checkpoint is then merely incomplete, never named by a manifest.
+    await store.delete(manifestIn(`${prefix}/${s}`));
+    await store.deletePrefix(`${prefix}/${s}/`);
+  }
+}
