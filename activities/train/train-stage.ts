@@ -155,7 +155,7 @@ async function train(
 
   await runTrainerProcess({
     python: deps.python,
-    script: join(deps.trainerDir, 'train.py'),
+    module: 'pift.train',
     configPath,
     cwd: work,
     env: deps.env,

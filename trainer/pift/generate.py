@@ -12,7 +12,7 @@ CONFIG.json holds the fields of `GenerateArguments` (trainer/pift/config.py), fo
 Each output line is {"id", "answer", "prompt_tokens", "answer_tokens"}. Re-running with the same
 output_file keeps its complete lines and answers only the missing ids. stdout carries only JSON
 protocol lines (start, progress, done, error). Exit codes: 0 done, 65 bad config or data,
-143 SIGTERM, anything else a crash worth retrying.
+74 scratch disk full, 143 SIGTERM, anything else a crash worth retrying.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .job import run_job
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
+from .scratch import writing
 from .template import encode_generation_prompt
 
 
@@ -48,7 +49,8 @@ def main(args: GenerateArguments) -> None:
     pending = [row for row in rows if id_key(row.id) not in done_ids]
     emit("start", total=len(rows), already_done=len(rows) - len(pending))
     if pending:
-        answer_pending(args, pending, already_done=len(rows) - len(pending), total=len(rows))
+        with writing(args.output_file):
+            answer_pending(args, pending, already_done=len(rows) - len(pending), total=len(rows))
     emit("done", total=len(rows), output_file=os.path.abspath(args.output_file))
 
 

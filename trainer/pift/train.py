@@ -12,8 +12,8 @@ CONFIG.json holds the fields of `ScriptArguments`, `ModelArguments` and `PiftTra
      "learning_rate": 3e-3, "save_steps": 10}
 
 stdout carries only JSON protocol lines (start, progress, checkpoint, done, error); logs go to
-stderr. Exit codes: 0 done, 65 bad config or data, 143 stopped by SIGTERM after a checkpoint,
-anything else a crash worth retrying.
+stderr. Exit codes: 0 done, 65 bad config or data, 74 scratch disk full, 143 stopped by SIGTERM
+after a checkpoint, anything else a crash worth retrying.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .job import run_job
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
+from .scratch import writing
 from .template import ResponseOnlyCollator
 from .termination import SigtermMode, set_sigterm_mode
 from .termination import state as termination
@@ -77,13 +78,15 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
         callbacks=[protocol_callback, SigtermSaveCallback()],
     )
     if finished_state is None:
-        train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        with writing(training_args.output_dir):  # checkpoints
+            train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     else:
         train_output = skip_finished_training(trainer, protocol_callback, finished_state)
     if termination.requested and trainer.state.global_step < trainer.state.max_steps:
         raise Terminated()  # SigtermSaveCallback has written a resumable checkpoint
 
-    save_final(trainer, script_args.final_dir)
+    with writing(script_args.final_dir):
+        save_final(trainer, script_args.final_dir)
     report_done(trainer, train_output, script_args.final_dir)
 
 
