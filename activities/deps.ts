@@ -9,8 +9,8 @@ export interface ActivityDeps {
   env: NodeJS.ProcessEnv;
   /** Local scratch space for downloads, checkpoints and trainer configs. */
   workDir: string;
+  /** Runs the trainer as `python -m pift.…`: the trainer package must be installed in its environment. */
   python: string;
-  trainerDir: string;
   /**
    * Trainer progress is signalled to the workflow at most this often, and at every checkpoint: each signal adds
    * history events, so once a minute keeps a multi-day training far below the history limit.
@@ -31,7 +31,6 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps 
     env,
     workDir: env.PIFT_WORKDIR ?? join(tmpdir(), 'pift-work'),
     python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
-    trainerDir: env.PIFT_TRAINER_DIR ?? join(repoRoot, 'trainer'),
     progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 60_000),
     fileRoots: fileRootsFromEnv(env, [join(repoRoot, 'data'), process.cwd()]),
   };

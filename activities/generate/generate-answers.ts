@@ -58,7 +58,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
           progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
           await runTrainerProcess({
             python: deps.python,
-            script: join(deps.trainerDir, 'generate.py'),
+            module: 'pift.generate',
             configPath,
             cwd: work,
             env: deps.env,

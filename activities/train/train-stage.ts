@@ -135,7 +135,7 @@ async function train(
 
   await runTrainerProcess({
     python: deps.python,
-    script: join(deps.trainerDir, 'train.py'),
+    module: 'pift.train',
     configPath,
     cwd: work,
     env: deps.env,

@@ -1,6 +1,6 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { FailureType } from '../../common/failures';
+import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
@@ -10,10 +10,15 @@ export interface TrainerEvent {
   [field: string]: unknown;
 }
 
+/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
+export type TrainerModule = 'pift.train' | 'pift.generate' | 'pift.check_model';
+
 export interface TrainerRun {
+  /** A Python whose environment has the trainer package installed (scripts/setup.sh does so for .venv). */
   python: string;
-  script: string;
+  module: TrainerModule;
   configPath: string;
+  /** The job's scratch directory; the module is found through the installed package, not through the cwd. */
   cwd: string;
   env: NodeJS.ProcessEnv;
   onEvent: (e: TrainerEvent) => void | Promise<void>;
@@ -29,14 +34,16 @@ export interface TrainerRun {
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
 const EXIT_DATA_ERROR = 65;
+/** Exit code the trainer uses when the scratch disk is full (EX_IOERR): retrying fills it again. */
+const EXIT_IO_ERROR = 74;
 
 /**
  * Runs the trainer in its own process group, heartbeating while it lives, and kills the whole group on
  * cancellation, on a hung trainer, or when this activity fails for any other reason.
  */
 export async function runTrainerProcess(run: TrainerRun): Promise<void> {
-  const { python, script, configPath } = run;
-  const child = spawn(python, [script, configPath], {
+  const { python, module, configPath } = run;
+  const child = spawn(python, ['-m', module, configPath], {
     cwd: run.cwd,
     env: {
       ...withoutSecrets(run.env),
@@ -67,6 +74,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   });
 
   let lastLine = Date.now();
+  let sawProtocolLine = false;
   let lastError: string | undefined;
   let pending: Promise<void> = Promise.resolve();
   let eventFailure: unknown;
@@ -78,6 +86,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     } catch {
       return; // a stray print from a library; the protocol lines are the JSON ones
     }
+    sawProtocolLine = true;
     if (event.event === 'error') lastError = String(event.message ?? '');
     // Events are handled one at a time, in order (checkpoint uploads must not overlap or reorder).
     pending = pending.then(async () => {
@@ -116,6 +125,23 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     const detail = lastError ?? stderrTail.slice(-15).join('\n');
     if (outcome.code === EXIT_DATA_ERROR) {
       throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
+    }
+    if (outcome.code === EXIT_IO_ERROR) {
+      throw new WorkerMisconfiguredError(
+        `${detail || 'scratch space full'} (free space under PIFT_WORKDIR, then resume)`,
+        'PIFT_WORKDIR',
+        `${module} writing under ${run.cwd}`,
+      );
+    }
+    const missing = sawProtocolLine ? undefined : stderrTail.find((line) => line.includes(`No module named`));
+    if (missing) {
+      // The interpreter could not even start the module: every retry would fail the same way.
+      throw new WorkerMisconfiguredError(
+        `${python} cannot run ${module} (${missing.trim()}): run scripts/setup.sh, or point PIFT_PYTHON at a Python ` +
+          'with the trainer package installed',
+        'PIFT_PYTHON',
+        `${python} -m ${module}`,
+      );
     }
     throw ApplicationFailure.retryable(
       `trainer exited with ${outcome.signal ?? `code ${outcome.code}`}${detail ? `:\n${detail}` : ''}`,

@@ -22,6 +22,12 @@ BUILTIN_TINY_LLAMA = "builtin:tiny-llama"
 MIN_MAX_LENGTH = 32
 
 
+def check_max_length(value: int, field_name: str = "max_length") -> None:
+    """The one lower bound on sequence length, shared by training, generation and the pre-flight model check."""
+    if value < MIN_MAX_LENGTH:
+        raise ConfigError(f'field "{field_name}" must be at least {MIN_MAX_LENGTH}, got {value}')
+
+
 @dataclass
 class ScriptArguments:
     train_file: str = field(metadata={"help": "Local JSONL file; one object per line with id, instruction, input, output."})
@@ -35,8 +41,7 @@ class ScriptArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.max_length < MIN_MAX_LENGTH:
-            raise ConfigError(f'field "max_length" must be at least {MIN_MAX_LENGTH}, got {self.max_length}')
+        check_max_length(self.max_length)
         if self.progress_every is not None and self.progress_every < 1:
             raise ConfigError(f'field "progress_every" must be a positive integer, got {self.progress_every}')
 
@@ -102,8 +107,7 @@ class GenerateArguments:
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
 
     def __post_init__(self) -> None:
-        if self.max_length < MIN_MAX_LENGTH:
-            raise ConfigError(f'field "max_length" must be at least {MIN_MAX_LENGTH}, got {self.max_length}')
+        check_max_length(self.max_length)
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f'field "max_new_tokens" must be a positive integer, got {self.max_new_tokens}')
         if self.batch_size < 1:

@@ -13,10 +13,12 @@ import transformers
 from .errors import ConfigError, JobInputError, Terminated
 from .parent_watch import arm_parent_death_signal
 from .protocol import claim_stdout, emit
+from .scratch import full_disk_target, is_disk_full
 from .termination import install_sigterm_handler
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 65  # sysexits EX_DATAERR: the orchestrator must not retry
+EXIT_IO_ERROR = 74  # sysexits EX_IOERR: the scratch disk is full; a retry on this worker fills it again
 EXIT_CRASH = 1
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -47,7 +49,7 @@ def parse_config(parse: Callable[[str], ConfigT], config_path: str) -> ConfigT:
         raise ConfigError(f"{config_path}: {error}") from error
 
 
-def run_job(script: str, parse: Callable[[str], ConfigT], main: Callable[..., None], argv: Sequence[str]) -> int:
+def run_job(module: str, parse: Callable[[str], ConfigT], main: Callable[..., None], argv: Sequence[str]) -> int:
     """Run `main(*parse(argv[1]))` under the stdout protocol and map the outcome to an exit code."""
     claim_stdout()
     configure_logging()
@@ -55,7 +57,7 @@ def run_job(script: str, parse: Callable[[str], ConfigT], main: Callable[..., No
     arm_parent_death_signal()
     try:
         if len(argv) != 2:
-            raise ConfigError(f"usage: python {script} CONFIG.json")
+            raise ConfigError(f"usage: python -m {module} CONFIG.json")
         main(*parse_config(parse, argv[1]))
     except JobInputError as error:
         logger.error("%s", error)
@@ -65,6 +67,10 @@ def run_job(script: str, parse: Callable[[str], ConfigT], main: Callable[..., No
         logger.warning("terminated by SIGTERM")
         return EXIT_TERMINATED
     except Exception as error:  # noqa: BLE001 - any other failure is a retryable crash
+        if is_disk_full(error):
+            traceback.print_exc(file=sys.stderr)
+            emit("error", kind="disk_full", message=f"scratch space full while writing {full_disk_target(error)}")
+            return EXIT_IO_ERROR
         traceback.print_exc(file=sys.stderr)
         emit("error", kind="crash", message=f"{type(error).__name__}: {error}")
         return EXIT_CRASH

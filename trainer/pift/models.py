@@ -6,11 +6,20 @@ import logging
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
 from .config import BUILTIN_TINY_LLAMA
 from .errors import ConfigError
-from .tiny_model import build_tiny_model, build_tiny_tokenizer
+from .tiny_model import build_tiny_model, build_tiny_tokenizer, load_tiny_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +36,7 @@ def load_tokenizer(name_or_path: str, field_name: str = "model_name_or_path") ->
         _require_local_dir(name_or_path, field_name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-        except (OSError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - a damaged tokenizer file fails as KeyError, JSON or Rust errors
             raise ConfigError(f'field "{field_name}": cannot load a tokenizer from {name_or_path}: {error}') from error
     if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
         raise ConfigError(f'field "{field_name}": the tokenizer in {name_or_path} needs bos and eos tokens')
@@ -36,6 +45,30 @@ def load_tokenizer(name_or_path: str, field_name: str = "model_name_or_path") ->
         tokenizer.pad_token = tokenizer.eos_token
         logger.info("tokenizer has no pad token: padding with eos")
     return tokenizer
+
+
+def check_embeddings(num_embeddings: int, tokenizer: PreTrainedTokenizerBase, field_name: str) -> None:
+    if num_embeddings < len(tokenizer):
+        raise ConfigError(
+            f'field "{field_name}": tokenizer has {len(tokenizer)} tokens but the model embeds only {num_embeddings}'
+        )
+
+
+def load_model_config(name_or_path: str, field_name: str = "model_name_or_path") -> PretrainedConfig:
+    """The model's config, without its weights: what `load_model` would refuse, found in a second."""
+    if name_or_path == BUILTIN_TINY_LLAMA:
+        return load_tiny_config()
+    _require_local_dir(name_or_path, field_name)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, local_files_only=True)
+    except Exception as error:  # noqa: BLE001 - a missing or damaged config.json, or an unknown model_type
+        raise ConfigError(f'field "{field_name}": cannot load a model config from {name_or_path}: {error}') from error
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ConfigError(f'field "{field_name}": {name_or_path} holds a {config.model_type} model, not a causal LM')
+    weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    if not any(os.path.isfile(os.path.join(name_or_path, name)) for name in weights):
+        raise ConfigError(f'field "{field_name}": no model weights in {name_or_path} (expected {weights[0]})')
+    return config
 
 
 def load_model(
@@ -54,11 +87,7 @@ def load_model(
             model = AutoModelForCausalLM.from_pretrained(name_or_path, local_files_only=True, dtype=dtype)
         except (OSError, ValueError) as error:
             raise ConfigError(f'field "{field_name}": cannot load a model from {name_or_path}: {error}') from error
-    if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        raise ConfigError(
-            f'field "{field_name}": tokenizer has {len(tokenizer)} tokens but the model embeds only '
-            f"{model.get_input_embeddings().num_embeddings}"
-        )
+    check_embeddings(model.get_input_embeddings().num_embeddings, tokenizer, field_name)
     # Saved checkpoints must generate with the same special tokens the template uses.
     for config in (model.config, model.generation_config):
         config.bos_token_id = tokenizer.bos_token_id

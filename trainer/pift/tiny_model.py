@@ -8,13 +8,14 @@ fast end-to-end run on a CPU, not a good language model.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from importlib.resources import files
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-TINY_LLAMA_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "tiny-llama.json"
+# Package data, so the builtin model also works from an installed wheel.
+TINY_LLAMA_CONFIG = files(__package__) / "configs" / "tiny-llama.json"
 SPECIAL_TOKENS = {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
 
 
@@ -44,8 +45,7 @@ def build_tiny_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def load_tiny_config() -> LlamaConfig:
-    with open(TINY_LLAMA_CONFIG, encoding="utf-8") as handle:
-        return LlamaConfig(**json.load(handle))
+    return LlamaConfig(**json.loads(TINY_LLAMA_CONFIG.read_text(encoding="utf-8")))
 
 
 def build_tiny_model(seed: int) -> LlamaForCausalLM:

@@ -1,4 +1,7 @@
-"""Shared helpers: run the entry scripts as real subprocesses and parse their stdout protocol."""
+"""Shared helpers: run the trainer's entry modules as real subprocesses and parse their stdout protocol.
+
+`pift` must be importable (installed, or PYTHONPATH=trainer), in this process and in the ones it starts.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,6 @@ from typing import Any
 
 import pytest
 
-TRAINER_DIR = Path(__file__).resolve().parent.parent
-REPO_ROOT = TRAINER_DIR.parent
-sys.path.insert(0, str(TRAINER_DIR))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TRAIN_STEPS = 30
@@ -39,8 +39,8 @@ def parse_protocol(stdout: str) -> list[dict[str, Any]]:
     return events
 
 
-def script_command(script: str, config_path: Path) -> list[str]:
-    return [sys.executable, str(TRAINER_DIR / script), str(config_path)]
+def module_command(module: str, config_path: Path) -> list[str]:
+    return [sys.executable, "-m", module, str(config_path)]
 
 
 def write_config(path: Path, config: dict[str, Any]) -> Path:
@@ -48,10 +48,11 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def run_script(script: str, config: dict[str, Any], workdir: Path, timeout: float = 120) -> ScriptResult:
-    config_path = write_config(workdir / f"{Path(script).stem}-config.json", config)
+def run_module(module: str, config: dict[str, Any], workdir: Path, timeout: float = 120) -> ScriptResult:
+    config_path = write_config(workdir / f"{module.rsplit('.', 1)[-1]}-config.json", config)
+    # The working directory is the job's own: the module is found through the installed package, never the cwd.
     completed = subprocess.run(
-        script_command(script, config_path), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+        module_command(module, config_path), cwd=workdir, capture_output=True, text=True, timeout=timeout
     )
     return ScriptResult(completed.returncode, parse_protocol(completed.stdout), completed.stderr)
 
@@ -101,6 +102,6 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     workdir = tmp_path_factory.mktemp("trained")
     write_copy_task(workdir / "train.jsonl")
     config = train_config(workdir)
-    result = run_script("train.py", config, workdir)
+    result = run_module("pift.train", config, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(workdir, config, result)

@@ -1,11 +1,11 @@
-"""generate.py on the model trained by the shared fixture."""
+"""`python -m pift.generate` on the model trained by the shared fixture."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from conftest import TrainedRun, run_script
+from conftest import TrainedRun, run_module
 
 
 def write_prompts(path: Path, count: int) -> list:
@@ -33,7 +33,7 @@ def test_generate_answers_every_id_and_resumes(trained_run: TrainedRun, tmp_path
         "max_new_tokens": 12,
         "batch_size": 3,
     }
-    first = run_script("generate.py", config, tmp_path)
+    first = run_module("pift.generate", config, tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.of("start") == [{"event": "start", "total": 7, "already_done": 0}]
     assert [event["done"] for event in first.of("progress")] == [3, 6, 7]
@@ -48,7 +48,7 @@ def test_generate_answers_every_id_and_resumes(trained_run: TrainedRun, tmp_path
     # Keep three complete lines plus a torn one, as a killed run leaves behind.
     kept = output_file.read_text(encoding="utf-8").splitlines()[:3]
     output_file.write_text("\n".join(kept) + '\n{"id": "q', encoding="utf-8")
-    second = run_script("generate.py", config, tmp_path)
+    second = run_module("pift.generate", config, tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.of("start") == [{"event": "start", "total": 7, "already_done": 3}]
     resumed = read_answers(output_file)
@@ -66,7 +66,7 @@ def test_generate_rejects_a_missing_model_dir(tmp_path: Path) -> None:
         "input_file": str(tmp_path / "prompts.jsonl"),
         "output_file": str(tmp_path / "answers.jsonl"),
     }
-    result = run_script("generate.py", config, tmp_path)
+    result = run_module("pift.generate", config, tmp_path)
     assert result.returncode == 65
     assert result.of("error")[0]["kind"] == "config"
     assert 'field "model_dir"' in result.of("error")[0]["message"]

@@ -1,4 +1,4 @@
-"""End-to-end runs of train.py as a subprocess, checked through its stdout protocol."""
+"""End-to-end runs of `python -m pift.train` as a subprocess, checked through its stdout protocol."""
 
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import (
-    REPO_ROOT,
     SAVE_STEPS,
     TRAIN_STEPS,
     TrainedRun,
     parse_protocol,
-    run_script,
-    script_command,
+    run_module,
+    module_command,
     train_config,
     write_config,
     write_copy_task,
@@ -86,7 +85,7 @@ def resume_from(trained_run: TrainedRun, step: int, tmp_path: Path):
         output_dir=str(tmp_path / "checkpoints"),
         final_dir=str(tmp_path / "final"),
     )
-    return run_script("train.py", config, tmp_path)
+    return run_module("pift.train", config, tmp_path)
 
 
 def test_resume_continues_from_the_checkpoint(trained_run: TrainedRun, tmp_path: Path) -> None:
@@ -113,8 +112,8 @@ def start_long_training(workdir: Path, **overrides) -> subprocess.Popen:
     config = train_config(workdir, max_steps=100_000, save_steps=100_000, **overrides)
     config_path = write_config(workdir / "train-config.json", config)
     return subprocess.Popen(
-        script_command("train.py", config_path),
-        cwd=REPO_ROOT,
+        module_command("pift.train", config_path),
+        cwd=workdir,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -177,8 +176,8 @@ def test_trainer_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
         tmp_path / "train-config.json", train_config(tmp_path, max_steps=100_000, save_steps=100_000)
     )
     parent = subprocess.Popen(
-        [sys.executable, "-c", INTERMEDIATE_PARENT, *script_command("train.py", config_path)],
-        cwd=REPO_ROOT,
+        [sys.executable, "-c", INTERMEDIATE_PARENT, *module_command("pift.train", config_path)],
+        cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -219,7 +218,7 @@ def test_bad_data_exits_65_naming_file_and_line(tmp_path: Path) -> None:
     lines = train_file.read_text().splitlines()
     lines[2] = json.dumps({"id": "x", "instruction": "i", "input": ""})
     train_file.write_text("\n".join(lines) + "\n")
-    result = run_script("train.py", train_config(tmp_path), tmp_path)
+    result = run_module("pift.train", train_config(tmp_path), tmp_path)
     assert result.returncode == 65
     assert result.events == [
         {"event": "error", "kind": "data", "message": f'{train_file} line 3: missing field "output"'}
@@ -231,7 +230,7 @@ def test_malformed_json_exits_65(tmp_path: Path) -> None:
     write_copy_task(train_file, rows=8)
     with open(train_file, "a", encoding="utf-8") as handle:
         handle.write('{"id": "broken", "instruction": \n')
-    result = run_script("train.py", train_config(tmp_path), tmp_path)
+    result = run_module("pift.train", train_config(tmp_path), tmp_path)
     assert result.returncode == 65
     (error,) = result.of("error")
     assert error["kind"] == "data"
@@ -240,12 +239,12 @@ def test_malformed_json_exits_65(tmp_path: Path) -> None:
 
 def test_bad_config_exits_65_naming_the_field(tmp_path: Path) -> None:
     write_copy_task(tmp_path / "train.jsonl", rows=4)
-    result = run_script("train.py", train_config(tmp_path, unknown_key=1), tmp_path)
+    result = run_module("pift.train", train_config(tmp_path, unknown_key=1), tmp_path)
     assert result.returncode == 65
     (error,) = result.of("error")
     assert error["kind"] == "config"
     assert "unknown_key" in error["message"]
-    result = run_script("train.py", train_config(tmp_path, max_steps=0), tmp_path)
+    result = run_module("pift.train", train_config(tmp_path, max_steps=0), tmp_path)
     assert result.returncode == 65
     assert 'field "max_steps"' in result.of("error")[0]["message"]
 

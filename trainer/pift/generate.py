@@ -1,8 +1,8 @@
 """Answer instruction prompts with a fine-tuned model, greedily, in the paper's prompt template.
 
-Usage, from the repository root:
+Usage, with the package installed (`pip install -e trainer`):
 
-    python trainer/generate.py CONFIG.json
+    python -m pift.generate CONFIG.json
 
 CONFIG.json holds the fields of `GenerateArguments` (trainer/pift/config.py), for example:
 
@@ -12,7 +12,7 @@ CONFIG.json holds the fields of `GenerateArguments` (trainer/pift/config.py), fo
 Each output line is {"id", "answer", "prompt_tokens", "answer_tokens"}. Re-running with the same
 output_file keeps its complete lines and answers only the missing ids. stdout carries only JSON
 protocol lines (start, progress, done, error). Exit codes: 0 done, 65 bad config or data,
-143 SIGTERM, anything else a crash worth retrying.
+74 scratch disk full, 143 SIGTERM, anything else a crash worth retrying.
 """
 
 from __future__ import annotations
@@ -20,22 +20,19 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch
+from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase
 
-import torch  # noqa: E402
-from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase  # noqa: E402
-
-from pift.answers import Answer, append_answers, completed_answer_ids, id_key  # noqa: E402
-from pift.config import GenerateArguments  # noqa: E402
-from pift.data import InstructionRow, read_instruction_rows  # noqa: E402
-from pift.errors import ConfigError  # noqa: E402
-from pift.job import run_job  # noqa: E402
-from pift.models import load_model, load_tokenizer  # noqa: E402
-from pift.parent_watch import watch_parent  # noqa: E402
-from pift.protocol import emit  # noqa: E402
-from pift.template import encode_generation_prompt  # noqa: E402
+from .answers import Answer, append_answers, completed_answer_ids, id_key
+from .config import GenerateArguments
+from .data import InstructionRow, read_instruction_rows
+from .errors import ConfigError
+from .job import run_job
+from .models import load_model, load_tokenizer
+from .parent_watch import watch_parent
+from .protocol import emit
+from .scratch import writing
+from .template import encode_generation_prompt
 
 
 def parse_args(config_path: str) -> tuple[GenerateArguments]:
@@ -52,7 +49,8 @@ def main(args: GenerateArguments) -> None:
     pending = [row for row in rows if id_key(row.id) not in done_ids]
     emit("start", total=len(rows), already_done=len(rows) - len(pending))
     if pending:
-        answer_pending(args, pending, already_done=len(rows) - len(pending), total=len(rows))
+        with writing(args.output_file):
+            answer_pending(args, pending, already_done=len(rows) - len(pending), total=len(rows))
     emit("done", total=len(rows), output_file=os.path.abspath(args.output_file))
 
 
@@ -130,4 +128,4 @@ def to_answer(tokenizer: PreTrainedTokenizerBase, row: InstructionRow, prompt: l
 
 
 if __name__ == "__main__":
-    sys.exit(run_job("trainer/generate.py", parse_args, main, sys.argv))
+    sys.exit(run_job("pift.generate", parse_args, main, sys.argv))

@@ -1,8 +1,8 @@
 """Fine-tune a causal LM on one Phased IFT stage (or the One-off baseline) with the paper's template.
 
-Usage, from the repository root:
+Usage, with the package installed (`pip install -e trainer`):
 
-    python trainer/train.py CONFIG.json
+    python -m pift.train CONFIG.json
 
 CONFIG.json holds the fields of `ScriptArguments`, `ModelArguments` and `PiftTrainingArguments`
 (see trainer/pift/config.py and trainer/README.md), for example:
@@ -12,8 +12,8 @@ CONFIG.json holds the fields of `ScriptArguments`, `ModelArguments` and `PiftTra
      "learning_rate": 3e-3, "save_steps": 10}
 
 stdout carries only JSON protocol lines (start, progress, checkpoint, done, error); logs go to
-stderr. Exit codes: 0 done, 65 bad config or data, 143 stopped by SIGTERM after a checkpoint,
-anything else a crash worth retrying.
+stderr. Exit codes: 0 done, 65 bad config or data, 74 scratch disk full, 143 stopped by SIGTERM
+after a checkpoint, anything else a crash worth retrying.
 """
 
 from __future__ import annotations
@@ -23,25 +23,22 @@ import os
 import shutil
 import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformers import HfArgumentParser, Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import TrainOutput
 
-from transformers import HfArgumentParser, Trainer, TrainerState  # noqa: E402
-from transformers.trainer import TRAINER_STATE_NAME  # noqa: E402
-from transformers.trainer_utils import TrainOutput  # noqa: E402
-
-from pift.callbacks import ProtocolCallback, SigtermSaveCallback  # noqa: E402
-from pift.config import ModelArguments, PiftTrainingArguments, ScriptArguments  # noqa: E402
-from pift.data import InstructionDataset, read_instruction_rows  # noqa: E402
-from pift.errors import ConfigError, Terminated  # noqa: E402
-from pift.job import run_job  # noqa: E402
-from pift.models import load_model, load_tokenizer  # noqa: E402
-from pift.parent_watch import watch_parent  # noqa: E402
-from pift.protocol import emit  # noqa: E402
-from pift.template import ResponseOnlyCollator  # noqa: E402
-from pift.termination import SigtermMode, set_sigterm_mode  # noqa: E402
-from pift.termination import state as termination  # noqa: E402
+from .callbacks import ProtocolCallback, SigtermSaveCallback
+from .config import ModelArguments, PiftTrainingArguments, ScriptArguments
+from .data import InstructionDataset, read_instruction_rows
+from .errors import ConfigError, Terminated
+from .job import run_job
+from .models import load_model, load_tokenizer
+from .parent_watch import watch_parent
+from .protocol import emit
+from .scratch import writing
+from .template import ResponseOnlyCollator
+from .termination import SigtermMode, set_sigterm_mode
+from .termination import state as termination
 
 MAX_REPORTED_LOSSES = 200
 LOSS_SUMMARY_WINDOW = 5
@@ -81,13 +78,15 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
         callbacks=[protocol_callback, SigtermSaveCallback()],
     )
     if finished_state is None:
-        train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        with writing(training_args.output_dir):  # checkpoints
+            train_output = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     else:
         train_output = skip_finished_training(trainer, protocol_callback, finished_state)
     if termination.requested and trainer.state.global_step < trainer.state.max_steps:
         raise Terminated()  # SigtermSaveCallback has written a resumable checkpoint
 
-    save_final(trainer, script_args.final_dir)
+    with writing(script_args.final_dir):
+        save_final(trainer, script_args.final_dir)
     report_done(trainer, train_output, script_args.final_dir)
 
 
@@ -140,4 +139,4 @@ def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(run_job("trainer/train.py", parse_args, main, sys.argv))
+    sys.exit(run_job("pift.train", parse_args, main, sys.argv))
