@@ -10,7 +10,9 @@ import { DEFAULT_STORE_DIR, PAPER_JUDGE_MODEL, TRAINING_PRESETS } from './consta
 const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
 const { paper, tiny } = TRAINING_PRESETS;
-const byModel = (k: keyof typeof paper) => `${paper[k]} (builtin tiny model: ${tiny[k]})`;
+const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : String(n));
+const byModel = (k: keyof typeof paper) =>
+  paper[k] === tiny[k] ? num(paper[k]) : `${num(paper[k])} (builtin tiny model: ${num(tiny[k])})`;
 
 export const ScorerSchema = Type.Object(
   {
@@ -67,7 +69,10 @@ export const StagesSchema = Type.Object(
       source: 'ours',
       description: 'an empty stage is an error unless allowed',
     }),
-    seed: withDefault(c.seed(), 3517, { source: 'ours', description: 'seed of the `random` and `quantiles` rules' }),
+    seed: withDefault(c.seed(), 3517, {
+      source: 'ours',
+      description: 'seed of the held-out split, the shuffle within each stage and the `random` rule',
+    }),
   },
   { additionalProperties: false },
 );
