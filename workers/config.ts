@@ -1,4 +1,4 @@
-import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
+import { workerDefaults } from '../activities/validate/worker-defaults';
 
 /** Where a worker or client finds Temporal; every value can be overridden from the environment. */
 export interface TemporalConfig {
@@ -10,11 +10,13 @@ export interface TemporalConfig {
 }
 
 export function temporalConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalConfig {
+  // The same resolution the run uses to pick its GPU queue, so a worker moved by PIFT_GPU_TASK_QUEUE still gets work.
+  const { cpuTaskQueue, gpuTaskQueue } = workerDefaults(env);
   return {
     address: env.TEMPORAL_ADDRESS ?? 'localhost:7233',
     namespace: env.TEMPORAL_NAMESPACE ?? 'default',
-    cpuTaskQueue: env.PIFT_CPU_TASK_QUEUE ?? CPU_TASK_QUEUE,
-    gpuTaskQueue: env.PIFT_GPU_TASK_QUEUE ?? GPU_TASK_QUEUE,
+    cpuTaskQueue,
+    gpuTaskQueue,
     uiUrl: (env.TEMPORAL_UI_URL ?? 'http://localhost:8233').replace(/\/$/, ''),
   };
 }

@@ -8,14 +8,14 @@
  * array of objects (the released Alpaca files are JSON arrays, the benchmark files JSONL).
  */
 import { InvalidDataError } from '../../common/failures';
-import { pipelineInputSchema } from '../../common/input';
+import { MAX_ROW_BYTES } from '../../common/settings/constants';
 
 export interface ParseOptions {
   /** Largest JSONL line or JSON array element, in UTF-8 bytes; default: the input schema's `maxRowBytes`. */
   maxRowBytes?: number;
 }
 
-const DEFAULT_MAX_ROW_BYTES: number = pipelineInputSchema.properties.maxRowBytes.default;
+const DEFAULT_MAX_ROW_BYTES = MAX_ROW_BYTES;
 
 export interface AlpacaRow {
   /** The row's `id` (string, or number turned into a string), else `L<line>` (JSONL) or `I<index>` (JSON array). */

@@ -2,6 +2,7 @@ import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
+import { workerDefaults } from '../validate/worker-defaults';
 
 export interface LlmEndpoint {
   client: OpenAI;
@@ -51,10 +52,8 @@ export function endpointFor(
 }
 
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */
-export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
-  fromInput ?? env.PIFT_SCORER_MODEL ?? 'gpt-4-0613';
-export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) =>
-  fromInput ?? env.PIFT_JUDGE_MODEL ?? 'gpt-4-0613';
+export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).scorerModel;
+export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).judgeModel;
 
 /**
  * One chat completion, aborted when the activity is cancelled. Transport faults were already retried by the client.

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { trainerProgressSignal } from '../../workflows/messages';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { hashInputs } from '../artifacts/hashing';
 import { manifestIn, trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import { downloadPrefix, localModel } from '../artifacts/transfer';
 import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
+import { trainerConfig, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
 /**
@@ -21,21 +21,7 @@ import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise<TrainResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = trainKeys(input.runId, input.name);
-  const t = input.training;
-  const inputsHash = hashInputs({
-    name: input.name,
-    dataSha256: input.dataSha256,
-    initModel: input.initModel,
-    maxSteps: input.maxSteps,
-    hyper: {
-      ...t,
-      progressTimeout: undefined,
-      heartbeatTimeout: undefined,
-      stopGracePeriod: undefined,
-      maxAttempts: undefined,
-      keepCheckpoints: undefined,
-    },
-  });
+  const inputsHash = trainingIdentity(input);
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
@@ -85,35 +71,14 @@ async function train(
 
   const finalDir = join(work, 'final');
   await rm(finalDir, { recursive: true, force: true });
-  const cuda = t.bf16 === 'auto' ? undefined : t.bf16;
-  const config = {
+  const config = trainerConfig(t, input.maxSteps, {
     train_file: trainFile,
     final_dir: finalDir,
-    max_length: t.maxLength,
+    output_dir: checkpointsDir,
+    model_name_or_path: modelPath,
     resume_from_checkpoint: resumeDir ?? null,
     parent_pid: process.pid,
-    model_name_or_path: modelPath,
-    model_seed: t.seed,
-    output_dir: checkpointsDir,
-    max_steps: input.maxSteps,
-    per_device_train_batch_size: t.batchSize,
-    gradient_accumulation_steps: t.gradientAccumulation,
-    learning_rate: t.learningRate,
-    weight_decay: t.weightDecay,
-    adam_beta1: t.adamBeta1,
-    adam_beta2: t.adamBeta2,
-    max_grad_norm: t.maxGradNorm,
-    lr_scheduler_type: t.scheduler,
-    warmup_ratio: t.warmupRatio,
-    seed: t.seed,
-    save_strategy: 'steps',
-    save_steps: t.saveSteps,
-    logging_steps: 1,
-    // 'auto' lets the trainer pick bf16 only where CUDA supports it.
-    ...(cuda === undefined ? {} : { bf16: cuda }),
-    gradient_checkpointing: t.gradientCheckpointing,
-    report_to: 'none',
-  };
+  });
   const configPath = join(work, 'config.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));
 

@@ -1,17 +1,11 @@
-import Ajv, { type ErrorObject } from 'ajv';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import {
-  pipelineInputSchema,
-  resolveTrainingDefaults,
-  runIdProblem,
-  type PipelineInput,
-  type ResolvedInput,
-} from '../../common/input';
+import { type ErrorObject } from 'ajv';
+import { PipelineInputSchema, type PipelineInput, type ResolvedInput } from '../../common/settings/schema';
+import { resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
+import { settingsValidator } from '../../common/settings/validator';
 import { InvalidDataError } from '../../common/failures';
+import { workerDefaults } from './worker-defaults';
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
-const validateInput = ajv.compile(pipelineInputSchema);
+const validateInput = settingsValidator().compile<PipelineInput>(PipelineInputSchema);
 
 function fieldOf(e: ErrorObject): string {
   const path = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
@@ -28,8 +22,9 @@ function describe(e: ErrorObject): string {
 }
 
 /**
- * Validates the workflow input and fills every default (they live in the JSON schema). Errors name the field,
- * e.g. `input.training.epochs: must be >= 1`, and are never retried.
+ * Validates the workflow input and fills every default: fixed ones from the schema, deployment ones (store, GPU
+ * queue) from this worker's environment. Errors name the field, e.g. `input.training.epochs: must be >= 1`, and are
+ * never retried.
  */
 export function resolvePipelineInput(raw: unknown, workflowId: string, env: NodeJS.ProcessEnv): ResolvedInput {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
@@ -83,11 +78,13 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
       field: 'input.evaluation.benchmarks',
     });
   }
-  const store = input.store ?? env.PIFT_STORE ?? pathToFileURL(resolve('.pift', 'store')).href;
+  const deployment = workerDefaults(env);
   return {
-    ...(input as Required<Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'maxRowBytes' | 'gpuTaskQueue'>>),
+    ...(input as Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'maxRowBytes'>),
     runId,
-    store,
+    store: input.store ?? deployment.store,
+    // The CPU and GPU workers read the same variable, so a run goes where the GPU worker polls.
+    gpuTaskQueue: input.gpuTaskQueue ?? deployment.gpuTaskQueue,
     scorer: input.scorer as ResolvedInput['scorer'],
     stages,
     training: resolveTrainingDefaults(input.training as ResolvedInput['training']),

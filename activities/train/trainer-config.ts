@@ -1,0 +1,55 @@
+import type { ResolvedTraining } from '../../common/settings/schema';
+import type { TrainerConfig, TrainerLocal, TrainerSettings } from '../../common/settings/trainer';
+import { hashInputs } from '../artifacts/hashing';
+import type { TrainInput } from '../types';
+
+/** Bump when what the identity covers changes: older results and checkpoints are then trained anew, never mixed. */
+export const TRAINING_IDENTITY_FORMAT = 2;
+
+/** The settings part of the trainer's config: the one mapping from workflow settings to trainer fields. */
+export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerSettings {
+  return {
+    max_length: t.maxLength,
+    model_seed: t.seed,
+    max_steps: maxSteps,
+    per_device_train_batch_size: t.batchSize,
+    gradient_accumulation_steps: t.gradientAccumulation,
+    learning_rate: t.learningRate,
+    weight_decay: t.weightDecay,
+    adam_beta1: t.adamBeta1,
+    adam_beta2: t.adamBeta2,
+    max_grad_norm: t.maxGradNorm,
+    lr_scheduler_type: t.scheduler,
+    warmup_ratio: t.warmupRatio,
+    seed: t.seed,
+    save_strategy: 'steps',
+    save_steps: t.saveSteps,
+    logging_steps: 1,
+    // 'auto' lets the trainer pick bf16 only where CUDA supports it.
+    ...(t.bf16 === 'auto' ? {} : { bf16: t.bf16 }),
+    gradient_checkpointing: t.gradientCheckpointing,
+    report_to: 'none',
+  };
+}
+
+/** Exactly what `python trainer/train.py CONFIG` reads (schema/trainer-config.schema.json). */
+export function trainerConfig(t: ResolvedTraining, maxSteps: number, local: TrainerLocal): TrainerConfig {
+  return { ...local, ...trainerSettings(t, maxSteps) };
+}
+
+/**
+ * Identity of a training run (its manifest's and its checkpoints' inputsHash): what the trainer receives, less the
+ * machine-local paths and pid, plus what those paths hold. A setting the trainer does not receive (timeouts,
+ * attempts, checkpoints kept) cannot change it, so adding one keeps older runs resumable.
+ */
+export function trainingIdentity(
+  input: Pick<TrainInput, 'name' | 'dataSha256' | 'initModel' | 'maxSteps' | 'training'>,
+) {
+  return hashInputs({
+    format: TRAINING_IDENTITY_FORMAT,
+    name: input.name,
+    dataSha256: input.dataSha256,
+    initModel: input.initModel,
+    trainer: trainerSettings(input.training, input.maxSteps),
+  });
+}

@@ -1,0 +1,40 @@
+// Values that more than one schema or rule shares. Workflow-safe: plain constants, no imports.
+
+/** The trainer refuses shorter sequences (trainer/pift/config.py MIN_MAX_LENGTH); a test keeps the two equal. */
+export const MIN_MAX_LENGTH = 32;
+
+/** The paper's judge for both scoring and pairwise evaluation [repo]. */
+export const PAPER_JUDGE_MODEL = 'gpt-4-0613';
+
+/** Where runs are stored when neither the input nor the worker's PIFT_STORE names a store (relative to the worker). */
+export const DEFAULT_STORE_DIR = '.pift/store';
+
+/**
+ * Learning-rate schedules the trainer accepts without extra arguments (a subset of transformers' SchedulerType;
+ * a test checks each one against the installed transformers).
+ */
+export const SCHEDULERS = [
+  'linear',
+  'cosine',
+  'cosine_with_restarts',
+  'polynomial',
+  'constant',
+  'constant_with_warmup',
+  'inverse_sqrt',
+] as const;
+
+/**
+ * Optimisation presets by base model. `paper`: the released script's values for real pretrained models [repo];
+ * `tiny`: the builtin tiny model is trained from scratch on a CPU, where the paper's values learn nothing in minutes
+ * [ours].
+ */
+export const TRAINING_PRESETS = {
+  paper: { learningRate: 5e-6, batchSize: 16, gradientAccumulation: 1, maxLength: 2048 },
+  tiny: { learningRate: 3e-3, batchSize: 8, gradientAccumulation: 1, maxLength: 256 },
+} as const;
+
+/** Base models with this prefix are built from a config in the repo (no download) and get the `tiny` preset. */
+export const BUILTIN_MODEL_PREFIX = 'builtin:';
+
+/** Largest dataset row accepted by default: far above any real instruction, far below what would be sent whole to an LLM. */
+export const MAX_ROW_BYTES = 1024 * 1024;

@@ -1,0 +1,91 @@
+// Everything generated from the settings schemas: the checked-in JSON Schema files and the README input table.
+// Pure functions of the schemas (scripts/gen-schema.ts writes them; a test compares them with the files).
+import type { TSchema } from '@sinclair/typebox';
+import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
+import { PipelineInputSchema } from './schema';
+import { TrainerConfigSchema } from './trainer';
+
+export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
+export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
+export const README_FILE = 'README.md';
+export const TABLE_START = '<!-- settings-table:start -->';
+export const TABLE_END = '<!-- settings-table:end -->';
+
+type Json = Record<string, unknown>;
+
+/** A schema as a file: JSON only (TypeBox's symbol keys drop out), with the draft it follows named first. */
+export function jsonSchemaFile(schema: TSchema): string {
+  const { title, description, ...rest } = schema as Json;
+  const doc = { $schema: 'http://json-schema.org/draft-07/schema#', title, description, ...rest };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}
+
+const code = (v: unknown) => `\`${typeof v === 'string' ? v : JSON.stringify(v)}\``;
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+
+function bounds(s: Json): string {
+  const lo =
+    s.minimum !== undefined ? `≥ ${s.minimum}` : s.exclusiveMinimum !== undefined ? `> ${s.exclusiveMinimum}` : '';
+  const hi =
+    s.maximum !== undefined ? `≤ ${s.maximum}` : s.exclusiveMaximum !== undefined ? `< ${s.exclusiveMaximum}` : '';
+  return [lo, hi].filter(Boolean).join(', ');
+}
+
+/** What values a setting takes, in a few words. */
+function kindOf(s: Json): string {
+  if (Array.isArray(s.enum)) return s.enum.map(code).join(' / ');
+  if (Array.isArray(s.anyOf)) return (s.anyOf as Json[]).map(kindOf).join(' or ');
+  if (s.const !== undefined) return code(s.const);
+  if (s.type === 'array') return `array of ${kindOf(s.items as Json)}`;
+  if (s.type === 'string' && typeof s.pattern === 'string' && /minutes\?/.test(s.pattern)) return 'duration';
+  if (s.type === 'object') return 'object';
+  return [s.type, bounds(s)].filter(Boolean).join(' ');
+}
+
+function defaultOf(s: Json, isRequired: boolean): string {
+  if ('default' in s) return code(s.default);
+  if (typeof s[DEFAULT_TEXT_KEYWORD] === 'string') return s[DEFAULT_TEXT_KEYWORD];
+  return isRequired ? 'required' : 'unset';
+}
+
+function rows(schema: Json, prefix: string): string[] {
+  const properties = (schema.properties ?? {}) as Record<string, Json>;
+  const requiredKeys = (schema.required ?? []) as string[];
+  return Object.entries(properties).flatMap(([key, s]) => {
+    const field = `${prefix}${key}`;
+    if (s.type === 'object' && s.properties) return rows(s, `${field}.`);
+    const source = typeof s[SOURCE_KEYWORD] === 'string' ? `[${s[SOURCE_KEYWORD]}]` : '';
+    const cells = [
+      code(field),
+      kindOf(s),
+      defaultOf(s, requiredKeys.includes(key)),
+      source,
+      String(s.description ?? ''),
+    ];
+    return [`| ${cells.map(cell).join(' | ')} |`];
+  });
+}
+
+/** The README's workflow input table: one row per setting, nested groups flattened to `group.field`. */
+export function settingsTable(schema: TSchema = PipelineInputSchema): string {
+  return ['| field | values | default | source | meaning |', '|---|---|---|---|---|', ...rows(schema, '')].join('\n');
+}
+
+/** `text` with the table between the markers replaced; the markers must be there, once each. */
+export function withSettingsTable(text: string, table: string = settingsTable()): string {
+  const start = text.indexOf(TABLE_START);
+  const end = text.indexOf(TABLE_END);
+  if (start < 0 || end < start || text.indexOf(TABLE_START, start + 1) >= 0) {
+    throw new Error(`${README_FILE} must hold ${TABLE_START} and then ${TABLE_END}, once each`);
+  }
+  return `${text.slice(0, start + TABLE_START.length)}\n${table}\n${text.slice(end)}`;
+}
+
+/** Every generated file, by repository path, given the README's current text. */
+export function generatedFiles(readme: string): Record<string, string> {
+  return {
+    [PIPELINE_INPUT_SCHEMA_FILE]: jsonSchemaFile(PipelineInputSchema),
+    [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
+    [README_FILE]: withSettingsTable(readme),
+  };
+}

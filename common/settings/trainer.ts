@@ -1,0 +1,56 @@
+// The trainer contract: exactly the object written to config.json for `python trainer/train.py CONFIG` (fields of
+// ScriptArguments, ModelArguments and PiftTrainingArguments in trainer/pift/config.py; a pytest checks them against
+// schema/trainer-config.schema.json). Constraints come from ./constraints, shared with the workflow input.
+import { Type, type Static } from '@sinclair/typebox';
+import * as c from './constraints';
+
+const local = (description: string) => Type.String({ minLength: 1, description });
+
+/** Paths on the GPU worker and its process id: they differ between attempts and never change what is trained. */
+export const TrainerLocalSchema = Type.Object(
+  {
+    train_file: local('JSONL of the rows to train on'),
+    final_dir: local('where the final model and tokenizer are saved'),
+    output_dir: local('where checkpoints are written'),
+    model_name_or_path: local("'builtin:tiny-llama' or the local directory of the initial weights"),
+    resume_from_checkpoint: Type.Union([local('checkpoint directory to resume from'), Type.Null()]),
+    parent_pid: Type.Integer({ minimum: 1, description: 'the trainer exits when this process (the worker) dies' }),
+  },
+  { additionalProperties: false },
+);
+
+/** Everything else the trainer receives: what decides the weights, and so the training step's identity. */
+export const TrainerSettingsSchema = Type.Object(
+  {
+    max_length: Type.Integer({ ...c.maxLength(), description: 'tokens per training sequence' }),
+    model_seed: Type.Integer({ description: 'initialisation seed of the builtin model' }),
+    max_steps: Type.Integer({ ...c.positiveInt(), description: 'optimizer steps of this run' }),
+    per_device_train_batch_size: c.positiveInt(),
+    gradient_accumulation_steps: c.positiveInt(),
+    learning_rate: c.learningRate(),
+    weight_decay: c.weightDecay(),
+    adam_beta1: c.unitInterval(),
+    adam_beta2: c.unitInterval(),
+    max_grad_norm: c.maxGradNorm(),
+    lr_scheduler_type: c.scheduler(),
+    warmup_ratio: c.unitInterval(),
+    seed: c.seed(),
+    save_strategy: Type.Literal('steps'),
+    save_steps: c.positiveInt(),
+    logging_steps: c.positiveInt(),
+    bf16: Type.Optional(Type.Boolean({ description: 'absent: bf16 only where CUDA supports it' })),
+    gradient_checkpointing: Type.Boolean(),
+    report_to: Type.Literal('none'),
+  },
+  { additionalProperties: false },
+);
+
+export const TrainerConfigSchema = Type.Composite([TrainerLocalSchema, TrainerSettingsSchema], {
+  additionalProperties: false,
+  title: 'Phased IFT trainer config',
+  description: 'config.json of `python trainer/train.py CONFIG`, written by the trainStage activity',
+});
+
+export type TrainerLocal = Static<typeof TrainerLocalSchema>;
+export type TrainerSettings = Static<typeof TrainerSettingsSchema>;
+export type TrainerConfig = Static<typeof TrainerConfigSchema>;

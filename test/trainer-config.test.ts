@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, it } from 'mocha';
+import { InvalidDataError } from '../common/failures';
+import { TrainerConfigSchema, TrainerLocalSchema } from '../common/settings/trainer';
+import { settingsValidator } from '../common/settings/validator';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { trainerConfig, trainerSettings, trainingIdentity } from '../activities/train/trainer-config';
+import type { ResolvedTraining } from '../common/settings/schema';
+
+const trainingOf = (training: Record<string, unknown> = {}): ResolvedTraining =>
+  resolvePipelineInput({ dataset: 'x', training }, 'wf', { PIFT_STORE: 's3://b' }).training;
+const local = {
+  train_file: '/scratch/a/train.jsonl',
+  final_dir: '/scratch/a/final',
+  output_dir: '/scratch/a/checkpoints',
+  model_name_or_path: '/scratch/a/init-model',
+  resume_from_checkpoint: null,
+  parent_pid: 4242,
+};
+const run = (training: ResolvedTraining, more: Record<string, unknown> = {}) => ({
+  name: 'stage-1',
+  dataSha256: 'a'.repeat(64),
+  initModel: 'builtin:tiny-llama',
+  maxSteps: 30,
+  training,
+  ...more,
+});
+
+describe('trainer config', () => {
+  const validate = settingsValidator().compile(TrainerConfigSchema);
+
+  it('is what the trainer schema describes, for every kind of training input', async () => {
+    const fromFile = settingsValidator().compile(
+      JSON.parse(await readFile(join(__dirname, '..', 'schema/trainer-config.schema.json'), 'utf8')),
+    );
+    for (const training of [
+      {},
+      { baseModel: '/models/llama' },
+      { bf16: true, gradientCheckpointing: true },
+      { bf16: false, scheduler: 'linear', maxLength: 32, warmupRatio: 0 },
+    ]) {
+      const config = trainerConfig(trainingOf(training), 12, local);
+      assert.ok(validate(config), JSON.stringify(validate.errors));
+      assert.ok(fromFile(config), JSON.stringify(fromFile.errors));
+    }
+    const auto = trainerConfig(trainingOf({}), 12, local);
+    assert.equal('bf16' in auto, false, "'auto' leaves bf16 to the trainer");
+    assert.equal(trainerConfig(trainingOf({ bf16: false }), 12, local).bf16, false);
+    assert.equal(auto.max_length, 256);
+    assert.equal(auto.learning_rate, 3e-3);
+    assert.equal(auto.max_steps, 12);
+  });
+
+  it('refuses a max length the trainer would refuse, in the input already', () => {
+    for (const [training, field] of [
+      [{ maxLength: 16 }, /input\.training\.maxLength: must be >= 32/],
+      [{ maxLength: 31 }, /input\.training\.maxLength/],
+      [{ warmupRatio: 1 }, /input\.training\.warmupRatio/],
+      [{ scheduler: 'cosine_with_min_lr' }, /input\.training\.scheduler/],
+    ] as const) {
+      assert.throws(
+        () => trainingOf(training),
+        (err: unknown) => err instanceof InvalidDataError && field.test(err.message),
+      );
+    }
+    assert.throws(
+      () => resolvePipelineInput({ dataset: 'x', evaluation: { maxLength: 16 } }, 'wf', {}),
+      /input\.evaluation\.maxLength: must be >= 32/,
+    );
+    assert.ok(!validate(trainerConfig({ ...trainingOf({}), maxLength: 31 }, 12, local)));
+  });
+
+  it('splits into machine-local fields and the settings that decide the weights', () => {
+    const config = trainerConfig(trainingOf({ bf16: true }), 12, local);
+    const localKeys = Object.keys(TrainerLocalSchema.properties);
+    const settingKeys = Object.keys(trainerSettings(trainingOf({ bf16: true }), 12));
+    assert.deepEqual([...localKeys, ...settingKeys].sort(), Object.keys(config).sort());
+    assert.deepEqual(Object.keys(TrainerConfigSchema.properties).sort(), Object.keys(config).sort());
+  });
+});
+
+describe('training identity', () => {
+  const base = trainingIdentity(run(trainingOf()));
+
+  it('ignores settings the trainer does not receive, known or not yet invented', () => {
+    for (const training of [
+      { progressTimeout: '1 hour' },
+      { heartbeatTimeout: '10 minutes' },
+      { stopGracePeriod: '1 minute' },
+      { maxAttempts: 3 },
+      { keepCheckpoints: 9 },
+    ]) {
+      assert.equal(trainingIdentity(run(trainingOf(training))), base, JSON.stringify(training));
+    }
+    const withNewSetting = { ...trainingOf(), maxRowBytes: 1000 } as ResolvedTraining;
+    assert.equal(trainingIdentity(run(withNewSetting)), base);
+  });
+
+  it('changes with everything the trainer receives, and with its inputs', () => {
+    const changed = [
+      trainingIdentity(run(trainingOf({ learningRate: 1e-3 }))),
+      trainingIdentity(run(trainingOf({ maxLength: 128 }))),
+      trainingIdentity(run(trainingOf({ seed: 1 }))),
+      trainingIdentity(run(trainingOf({ bf16: false }))),
+      trainingIdentity(run(trainingOf({ bf16: true }))),
+      trainingIdentity(run(trainingOf({ saveSteps: 7 }))),
+      trainingIdentity(run(trainingOf({ scheduler: 'linear' }))),
+      trainingIdentity(run(trainingOf(), { maxSteps: 31 })),
+      trainingIdentity(run(trainingOf(), { name: 'one-off' })),
+      trainingIdentity(run(trainingOf(), { dataSha256: 'b'.repeat(64) })),
+      trainingIdentity(run(trainingOf(), { initModel: 's3://b/r/train/stage-1/final' })),
+    ];
+    assert.equal(new Set([base, ...changed]).size, changed.length + 1);
+  });
+});

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, it } from 'mocha';
+import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
+import { workerDefaults } from '../activities/validate/worker-defaults';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { judgeModel, scorerModel } from '../activities/llm/llm-client';
+import { temporalConfigFromEnv } from '../workers/config';
+
+describe('worker defaults', () => {
+  it('fall back to the built-in names with an empty environment', () => {
+    assert.deepEqual(workerDefaults({}), {
+      store: pathToFileURL(resolve('.pift/store')).href,
+      cpuTaskQueue: CPU_TASK_QUEUE,
+      gpuTaskQueue: GPU_TASK_QUEUE,
+      scorerModel: 'gpt-4-0613',
+      judgeModel: 'gpt-4-0613',
+    });
+    assert.equal(workerDefaults({ PIFT_STORE: '' }).store, pathToFileURL(resolve('.pift/store')).href);
+  });
+
+  it('read each variable', () => {
+    const env = {
+      PIFT_STORE: 's3://b/runs',
+      PIFT_CPU_TASK_QUEUE: 'cpu-b',
+      PIFT_GPU_TASK_QUEUE: 'gpu-b',
+      PIFT_SCORER_MODEL: 'scorer-x',
+      PIFT_JUDGE_MODEL: 'judge-y',
+    };
+    assert.deepEqual(workerDefaults(env), {
+      store: 's3://b/runs',
+      cpuTaskQueue: 'cpu-b',
+      gpuTaskQueue: 'gpu-b',
+      scorerModel: 'scorer-x',
+      judgeModel: 'judge-y',
+    });
+    assert.equal(scorerModel(env), 'scorer-x');
+    assert.equal(judgeModel(env), 'judge-y');
+    assert.equal(judgeModel(env, 'from-input'), 'from-input');
+  });
+
+  it('send a run to the queue the GPU worker polls when the input names none', () => {
+    const env = { PIFT_GPU_TASK_QUEUE: 'gpu-b', PIFT_CPU_TASK_QUEUE: 'cpu-b' };
+    const run = resolvePipelineInput({ dataset: 's3://b/x.jsonl' }, 'wf', env);
+    assert.equal(run.gpuTaskQueue, 'gpu-b');
+    assert.equal(run.gpuTaskQueue, temporalConfigFromEnv(env).gpuTaskQueue);
+    assert.equal(temporalConfigFromEnv(env).cpuTaskQueue, 'cpu-b');
+    assert.equal(resolvePipelineInput({ dataset: 'x' }, 'wf', {}).gpuTaskQueue, GPU_TASK_QUEUE);
+    assert.equal(resolvePipelineInput({ dataset: 'x', gpuTaskQueue: 'mine' }, 'wf', env).gpuTaskQueue, 'mine');
+  });
+
+  it('give the store unless the input names one', () => {
+    assert.equal(resolvePipelineInput({ dataset: 'x' }, 'wf', { PIFT_STORE: 's3://b/p' }).store, 's3://b/p');
+    assert.equal(
+      resolvePipelineInput({ dataset: 'x', store: 's3://c' }, 'wf', { PIFT_STORE: 's3://b/p' }).store,
+      's3://c',
+    );
+  });
+});
