@@ -65,7 +65,7 @@ export async function localModel(
       });
     return model;
   }
-  const { store, key } = openObject(model.replace(/\/+$/, ''), env);
+  const { store, key } = openObject(model.replace(/\/+$/, ''), env, { setting });
   await rm(localDir, { recursive: true, force: true });
   if ((await downloadPrefix(store, key, localDir)) === 0) {
     throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });

@@ -17,7 +17,7 @@ export async function prepareBenchmarks(
   const base = `${input.runId}/benchmarks`;
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
   for (const [i, bench] of input.benchmarks.entries()) {
-    const { store: s, key } = openObject(bench.uri, deps.env);
+    const { store: s, key } = openObject(bench.uri, deps.env, { setting: `input.evaluation.benchmarks[${i}].uri` });
     let text: string;
     try {
       text = await s.getText(key);

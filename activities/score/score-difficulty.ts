@@ -89,7 +89,7 @@ async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, pa
 }
 
 async function readDataset(deps: ActivityDeps, uri: string): Promise<{ text: string; source: string }> {
-  const { store, key } = openObject(uri, deps.env);
+  const { store, key } = openObject(uri, deps.env, { setting: 'input.dataset' });
   try {
     return { text: await store.getText(key), source: basename(key) };
   } catch (err) {
