@@ -11,7 +11,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
 import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
-import { runTrainerProcess } from '../activities/train/trainer-process';
+import { diskFullFailure, runTrainerProcess } from '../activities/train/trainer-process';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { FailureType, WorkerMisconfiguredError } from '../common/failures';
 import { openStore } from '../store';
@@ -147,6 +147,16 @@ describe('failures name what to fix, on the first attempt', function () {
       const r = await scoreFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
       assertFails(r, FailureType.WorkerMisconfigured, [/OPENAI_API_KEY/, /HTTP 401/], ['sk-wrong-4242']);
     });
+  });
+
+  it('a trainer that reports a full disk itself (exit 74 or a disk_full event) names PIFT_WORKDIR', () => {
+    assert.equal(diskFullFailure(74, undefined, '', '/w')?.setting, 'PIFT_WORKDIR');
+    assert.equal(diskFullFailure(1, 'disk_full', 'could not save', '/w')?.setting, 'PIFT_WORKDIR');
+    assert.match(
+      diskFullFailure(1, undefined, 'RuntimeError: [enforce fail] unexpected pos 128', '/w')!.message,
+      /scratch space full/,
+    );
+    assert.equal(diskFullFailure(1, undefined, 'CUDA out of memory', '/w'), undefined);
   });
 
   describe('a full disk', function () {
