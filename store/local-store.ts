@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomically } from './atomic-file';
+import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
 import { NotFoundError, type ObjectStore } from './object-store';
 
@@ -10,10 +11,13 @@ import { NotFoundError, type ObjectStore } from './object-store';
 export class LocalStore implements ObjectStore {
   readonly root: string;
   private readonly dir: string;
+  /** The setting that placed the store here, named when its disk is full. */
+  private readonly setting: string;
 
-  constructor(dir: string) {
+  constructor(dir: string, options: { setting?: string } = {}) {
     this.dir = path.resolve(dir);
     this.root = pathToFileURL(this.dir).href;
+    this.setting = options.setting ?? RUN_STORE_SETTING;
   }
 
   uriFor(key: string): string {
@@ -21,11 +25,13 @@ export class LocalStore implements ObjectStore {
   }
 
   async put(key: string, body: string | Uint8Array): Promise<void> {
-    await writeFileAtomically(this.pathFor(key), (tmp) => fs.writeFile(tmp, body));
+    const target = this.pathFor(key);
+    await mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.writeFile(tmp, body)));
   }
 
   async putFile(key: string, localPath: string): Promise<void> {
-    await writeFileAtomically(this.pathFor(key), (tmp) => fs.copyFile(localPath, tmp));
+    const target = this.pathFor(key);
+    await mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.copyFile(localPath, tmp)));
   }
 
   async get(key: string): Promise<Buffer> {
@@ -48,7 +54,11 @@ export class LocalStore implements ObjectStore {
       throw new NotFoundError(this.uriFor(key));
     }
     const source = this.pathFor(key);
-    await writeFileAtomically(path.resolve(localPath), (tmp) => fs.copyFile(source, tmp));
+    const target = path.resolve(localPath);
+    // Downloads land in the worker's scratch space.
+    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+      writeFileAtomically(target, (tmp) => fs.copyFile(source, tmp)),
+    );
   }
 
   async head(key: string): Promise<{ size: number } | null> {

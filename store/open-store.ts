@@ -1,35 +1,56 @@
 import * as path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { badUri, RUN_STORE_SETTING } from './errors';
 import { validateKey, validatePrefix } from './keys';
 import { LocalStore } from './local-store';
 import type { ObjectStore } from './object-store';
+import { outageToleranceMs } from './outage';
 import { S3Store } from './s3-store';
 import { s3ClientFor, s3SettingsFromEnv } from './s3-client';
 
 const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
 
+export interface OpenOptions {
+  /**
+   * The setting the URI came from (`input.store`, `input.dataset`, `input.evaluation.benchmarks[0].uri`...), named
+   * by every error that retrying cannot fix. Defaults to the run's store.
+   */
+  setting?: string;
+}
+
 /**
  * Opens the store rooted at `uri`: `file:///abs/dir`, `s3://bucket/optional/prefix`, or a plain directory path
  * (resolved against the working directory). S3 endpoint, region and path style come from `env`
  * (PIFT_S3_ENDPOINT, PIFT_S3_REGION or AWS_REGION, PIFT_S3_FORCE_PATH_STYLE); credentials from AWS_ACCESS_KEY_ID /
- * AWS_SECRET_ACCESS_KEY in `env` or else the AWS SDK's default provider chain.
+ * AWS_SECRET_ACCESS_KEY in `env` or else the AWS SDK's default provider chain; how long an outage is waited out
+ * from PIFT_OUTAGE_TOLERANCE. A URI that names no store is an InvalidDataError naming `options.setting`.
  */
-export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env): ObjectStore {
+export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, options: OpenOptions = {}): ObjectStore {
+  const setting = options.setting ?? RUN_STORE_SETTING;
   const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
   if (scheme === undefined) {
     if (uri.trim() === '') {
-      throw new Error('store location is empty; give a directory, file:///abs/dir or s3://bucket/prefix');
+      throw badUri(setting, 'store location is empty; give a directory, file:///abs/dir or s3://bucket/prefix');
     }
-    return new LocalStore(path.resolve(uri));
+    return new LocalStore(path.resolve(uri), { setting });
   }
   if (scheme === 'file') {
-    return new LocalStore(fileURLToPath(uri));
+    return new LocalStore(filePath(uri, setting), { setting });
   }
   if (scheme === 's3') {
-    const { bucket, prefix } = splitS3Uri(uri);
-    return new S3Store({ client: s3ClientFor(s3SettingsFromEnv(env)), bucket, prefix });
+    const { bucket, prefix } = splitS3Uri(uri, setting);
+    const settings = s3SettingsFromEnv(env);
+    return new S3Store({
+      client: s3ClientFor(settings),
+      bucket,
+      prefix,
+      setting,
+      endpoint: settings.endpoint,
+      outageToleranceMs: outageToleranceMs(env),
+    });
   }
-  throw new Error(
+  throw badUri(
+    setting,
     `unsupported store URI ${JSON.stringify(uri)}: use a directory, file:///abs/dir or s3://bucket/prefix`,
   );
 }
@@ -38,15 +59,16 @@ export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env): Ob
  * Splits the URI of one object into the store that holds it (its parent folder) and its key, so that
  * `openStore(root).uriFor(key)` names the same object again.
  */
-export function parseObjectUri(uri: string): { root: string; key: string } {
+export function parseObjectUri(uri: string, options: OpenOptions = {}): { root: string; key: string } {
+  const setting = options.setting ?? RUN_STORE_SETTING;
   if (uri.endsWith('/') || uri.endsWith(path.sep)) {
-    throw new Error(`object URI ${JSON.stringify(uri)} names a folder, not an object`);
+    throw badUri(setting, `object URI ${JSON.stringify(uri)} names a folder, not an object (drop the trailing '/')`);
   }
   const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
   if (scheme === 's3') {
-    const { bucket, prefix } = splitS3Uri(uri);
+    const { bucket, prefix } = splitS3Uri(uri, setting);
     if (prefix === '') {
-      throw new Error(`object URI ${JSON.stringify(uri)} names a bucket, not an object`);
+      throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
     }
     const slash = prefix.lastIndexOf('/');
     return {
@@ -54,30 +76,53 @@ export function parseObjectUri(uri: string): { root: string; key: string } {
       key: prefix.slice(slash + 1),
     };
   }
-  let filePath: string;
+  let file: string;
   if (scheme === 'file') {
-    filePath = fileURLToPath(uri);
+    file = filePath(uri, setting);
   } else if (scheme === undefined && uri.trim() !== '') {
-    filePath = path.resolve(uri);
+    file = path.resolve(uri);
   } else {
-    throw new Error(`unsupported object URI ${JSON.stringify(uri)}: use a path, file:///abs/file or s3://bucket/key`);
+    throw badUri(
+      setting,
+      `unsupported object URI ${JSON.stringify(uri)}: use a path, file:///abs/file or s3://bucket/key`,
+    );
   }
-  return { root: pathToFileURL(path.dirname(filePath)).href, key: validateKey(path.basename(filePath)) };
+  return {
+    root: pathToFileURL(path.dirname(file)).href,
+    key: checked(setting, uri, () => validateKey(path.basename(file))),
+  };
 }
 
 /** Opens whatever holds the object at `uri`, so a dataset is read the same way from a path, file:// or s3://. */
-export function openObject(uri: string, env: NodeJS.ProcessEnv = process.env): { store: ObjectStore; key: string } {
-  const { root, key } = parseObjectUri(uri);
-  return { store: openStore(root, env), key };
+export function openObject(
+  uri: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: OpenOptions = {},
+): { store: ObjectStore; key: string } {
+  const { root, key } = parseObjectUri(uri, options);
+  return { store: openStore(root, env, options), key };
 }
 
-function splitS3Uri(uri: string): { bucket: string; prefix: string } {
+function splitS3Uri(uri: string, setting: string): { bucket: string; prefix: string } {
   const rest = uri.replace(SCHEME, '');
   const slash = rest.indexOf('/');
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const prefix = slash < 0 ? '' : rest.slice(slash + 1);
   if (!/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new Error(`invalid S3 bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(uri)}`);
+    throw badUri(setting, `invalid S3 bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(uri)}`);
   }
-  return { bucket, prefix: validatePrefix(prefix) };
+  return { bucket, prefix: checked(setting, uri, () => validatePrefix(prefix)) };
+}
+
+function filePath(uri: string, setting: string): string {
+  return checked(setting, uri, () => fileURLToPath(uri));
+}
+
+/** Key and path rules throw plain errors; in a URI they are the setting's problem. */
+function checked<T>(setting: string, uri: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw badUri(setting, `${JSON.stringify(uri)}: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }

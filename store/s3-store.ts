@@ -14,6 +14,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
+import { classifyS3Error, mapDiskFull, RUN_STORE_SETTING } from './errors';
+import { outageDefaults, waitOutOutages } from './outage';
 import { validateKey, validatePrefix } from './keys';
 import { NotFoundError, type ObjectStore } from './object-store';
 
@@ -24,6 +26,12 @@ export interface S3StoreOptions {
   prefix?: string;
   /** Keys per ListObjectsV2 page (tests lower it to exercise pagination). */
   listPageSize?: number;
+  /** The setting that named this store, for messages: `input.store`, `input.dataset`... */
+  setting?: string;
+  /** PIFT_S3_ENDPOINT as configured (undefined for AWS), for messages and for telling outages from typos. */
+  endpoint?: string;
+  /** How long an outage of the endpoint is waited out (PIFT_OUTAGE_TOLERANCE). */
+  outageToleranceMs?: number;
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -33,6 +41,9 @@ export class S3Store implements ObjectStore {
   private readonly client: S3Client;
   private readonly prefix: string;
   private readonly listPageSize: number;
+  private readonly setting: string;
+  private readonly endpoint?: string;
+  private readonly outageToleranceMs: number;
 
   constructor(options: S3StoreOptions) {
     this.client = options.client;
@@ -40,6 +51,9 @@ export class S3Store implements ObjectStore {
     this.prefix = validatePrefix(options.prefix ?? '');
     this.listPageSize = options.listPageSize ?? storeDefaults.listPageSize;
     this.root = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+    this.setting = options.setting ?? RUN_STORE_SETTING;
+    this.endpoint = options.endpoint;
+    this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
   }
 
   uriFor(key: string): string {
@@ -49,28 +63,36 @@ export class S3Store implements ObjectStore {
   async put(key: string, body: string | Uint8Array): Promise<void> {
     // An explicit length: the SDK cannot infer one for an empty body and would warn about streams.
     const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-    await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: body, ContentLength: length }),
+    const objectKey = this.objectKey(key);
+    await this.resilient('PUT', key, () =>
+      this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: length }),
+      ),
     );
   }
 
   async putFile(key: string, localPath: string): Promise<void> {
+    const objectKey = this.objectKey(key);
     // Upload sends one PutObject for small files and a parallel multipart upload for big ones, aborting the
-    // multipart upload on failure so no orphaned parts keep costing storage.
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.objectKey(key), Body: createReadStream(localPath) },
-      partSize: storeDefaults.multipartPartSize,
-      queueSize: storeDefaults.multipartQueueSize,
-      leavePartsOnError: false,
+    // multipart upload on failure so no orphaned parts keep costing storage. A retry reads the file afresh.
+    await this.resilient('PUT', key, async () => {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: objectKey, Body: createReadStream(localPath) },
+        partSize: storeDefaults.multipartPartSize,
+        queueSize: storeDefaults.multipartQueueSize,
+        leavePartsOnError: false,
+      });
+      await upload.done();
     });
-    await upload.done();
   }
 
   async get(key: string): Promise<Buffer> {
-    const body = await this.getBody(key);
-    const bytes = await body.transformToByteArray();
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return this.resilient('GET', key, async () => {
+      const body = await this.getBody(key);
+      const bytes = await body.transformToByteArray();
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    });
   }
 
   async getText(key: string): Promise<string> {
@@ -86,31 +108,43 @@ export class S3Store implements ObjectStore {
   }
 
   async getFile(key: string, localPath: string): Promise<void> {
-    const body = await this.getBody(key);
-    if (!(body instanceof Readable)) {
-      throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
-    }
-    try {
-      await writeFileAtomically(path.resolve(localPath), (tmp) => pipeline(body, createWriteStream(tmp)));
-    } finally {
-      body.destroy(); // frees the connection if we failed before reading the body (a no-op after pipeline)
-    }
+    const target = path.resolve(localPath);
+    await this.resilient('GET', key, async () => {
+      const body = await this.getBody(key);
+      if (!(body instanceof Readable)) {
+        throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+      }
+      try {
+        // Downloads land in the worker's scratch space.
+        await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+          writeFileAtomically(target, (tmp) => pipeline(body, createWriteStream(tmp))),
+        );
+      } finally {
+        body.destroy(); // frees the connection if we failed before reading the body (a no-op after pipeline)
+      }
+    });
   }
 
   async head(key: string): Promise<{ size: number } | null> {
-    try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
-      return { size: out.ContentLength ?? 0 };
-    } catch (err) {
-      if (isNotFound(err)) {
-        return null;
+    const objectKey = this.objectKey(key);
+    return this.resilient('HEAD', key, async () => {
+      try {
+        const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
+        return { size: out.ContentLength ?? 0 };
+      } catch (err) {
+        if (isNotFound(err)) {
+          return null;
+        }
+        throw err;
       }
-      throw err;
-    }
+    });
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+    const objectKey = this.objectKey(key);
+    await this.resilient('DELETE', key, () =>
+      this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey })),
+    );
   }
 
   async exists(key: string): Promise<boolean> {
@@ -120,15 +154,17 @@ export class S3Store implements ObjectStore {
   async list(prefix: string): Promise<string[]> {
     const folder = validatePrefix(prefix);
     const rootPrefix = this.prefix ? `${this.prefix}/` : '';
-    const keys: string[] = [];
-    for await (const objectKey of this.listObjectKeys(folder)) {
-      const key = objectKey.slice(rootPrefix.length);
-      // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
-      if (isValidKey(key)) {
-        keys.push(key);
+    return this.resilient('LIST', folder, async () => {
+      const keys: string[] = [];
+      for await (const objectKey of this.listObjectKeys(folder)) {
+        const key = objectKey.slice(rootPrefix.length);
+        // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
+        if (isValidKey(key)) {
+          keys.push(key);
+        }
       }
-    }
-    return keys.sort();
+      return keys.sort();
+    });
   }
 
   async deletePrefix(prefix: string): Promise<void> {
@@ -136,17 +172,46 @@ export class S3Store implements ObjectStore {
     if (folder === '') {
       throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
     }
-    let batch: string[] = [];
-    for await (const objectKey of this.listObjectKeys(folder)) {
-      batch.push(objectKey);
-      if (batch.length === storeDefaults.deleteBatchSize) {
-        await this.deleteObjects(batch);
-        batch = [];
+    // Deleting is idempotent, so a retry after an outage simply lists what is left.
+    await this.resilient('DELETE', `${folder}/`, async () => {
+      let batch: string[] = [];
+      for await (const objectKey of this.listObjectKeys(folder)) {
+        batch.push(objectKey);
+        if (batch.length === storeDefaults.deleteBatchSize) {
+          await this.deleteObjects(batch);
+          batch = [];
+        }
       }
-    }
-    if (batch.length > 0) {
-      await this.deleteObjects(batch);
-    }
+      if (batch.length > 0) {
+        await this.deleteObjects(batch);
+      }
+    });
+  }
+
+  /**
+   * Every request goes through here: faults that retrying cannot fix become typed failures naming the setting,
+   * outages are waited out (see ./outage), missing objects pass through unchanged.
+   */
+  private async resilient<T>(verb: string, key: string, op: () => Promise<T>): Promise<T> {
+    const operation = `${verb} ${this.root}/${key}`;
+    return waitOutOutages(
+      async () => {
+        try {
+          return await op();
+        } catch (err) {
+          throw (
+            classifyS3Error(err, { setting: this.setting, bucket: this.bucket, endpoint: this.endpoint, operation }) ??
+            err
+          );
+        }
+      },
+      {
+        endpoint: `the S3 endpoint ${this.endpoint ?? '(AWS default)'}`,
+        setting: 'PIFT_S3_ENDPOINT',
+        operation,
+        toleranceMs: this.outageToleranceMs,
+      },
+    );
   }
 
   /** Every raw object key below `folder` of this store, page by page. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
-import { InvalidDataError } from '../common/failures';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { complete, endpointFor, type LlmEndpoint } from '../activities/llm/llm-client';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 
@@ -41,9 +41,12 @@ describe('LLM requests', () => {
     assert.match(reply.rejected, /HTTP 400/);
   });
 
-  it('fails at once on a refused key or an unknown model, naming the setting', async () => {
+  it('fails at once on a refused key (the worker) or an unknown model (the input), naming the setting', async () => {
     llm.handle(() => ({ status: 401 }));
-    await assert.rejects(ask(), (e) => e instanceof InvalidDataError && /API key/.test(e.message));
+    await assert.rejects(
+      ask(),
+      (e) => e instanceof WorkerMisconfiguredError && e.setting === 'OPENAI_API_KEY' && /API key/.test(e.message),
+    );
     llm.handle(() => ({ status: 404 }));
     await assert.rejects(
       ask(),

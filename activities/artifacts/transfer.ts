@@ -70,7 +70,7 @@ export async function localModel(
       });
     return dir;
   }
-  const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env);
+  const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env, { setting });
   await rm(localDir, { recursive: true, force: true });
   if ((await downloadPrefix(store, key, localDir)) === 0) {
     throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });

@@ -13,7 +13,7 @@ export async function readUserFile(
   uri: string,
   field: string,
 ): Promise<{ text: string; source: string }> {
-  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env);
+  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env, { setting: field });
   const source = basename(key);
   let bytes: Buffer;
   try {

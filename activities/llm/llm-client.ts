@@ -1,12 +1,16 @@
 import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
-import { InvalidDataError } from '../../common/failures';
+import { InvalidDataError, TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
 import { workerDefaults } from '../validate/worker-defaults';
+import { outageDefaults, waitOutOutages } from '../../store/outage';
 
 export interface LlmEndpoint {
   client: OpenAI;
   baseURL: string;
+  /** The environment variables the URL and the key came from, named when they are wrong. */
+  urlSetting: string;
+  keySetting: string;
 }
 
 /**
@@ -19,6 +23,8 @@ export function llmEndpoint(
 ): LlmEndpoint | undefined {
   const baseURL = env.PIFT_OPENAI_BASE_URL ?? env.OPENAI_BASE_URL;
   const apiKey = env.PIFT_OPENAI_API_KEY ?? env.OPENAI_API_KEY;
+  const urlSetting = env.PIFT_OPENAI_BASE_URL || !env.OPENAI_BASE_URL ? 'PIFT_OPENAI_BASE_URL' : 'OPENAI_BASE_URL';
+  const keySetting = env.PIFT_OPENAI_API_KEY ? 'PIFT_OPENAI_API_KEY' : 'OPENAI_API_KEY';
   if (!baseURL && !apiKey) return undefined;
   return {
     // The client retries 408/409/429/5xx and connection errors with exponential backoff, honouring Retry-After.
@@ -29,6 +35,8 @@ export function llmEndpoint(
       timeout: opts.timeoutSeconds * 1000,
     }),
     baseURL: baseURL ?? 'https://api.openai.com/v1',
+    urlSetting,
+    keySetting,
   };
 }
 
@@ -55,16 +63,49 @@ export function endpointFor(
 export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).scorerModel;
 export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).judgeModel;
 
+/** Endpoints this process has reached, by base URL; concurrent first requests share one probe. */
+const reached = new Map<string, Promise<void>>();
+
+/**
+ * Before a step's first request, one cheap GET proves the endpoint answers at all (any HTTP status will do). An
+ * endpoint that refuses connections or does not resolve for the probe's few seconds is a wrong setting, named at
+ * once, instead of the client's retries ending minutes later in "Connection error.". Once it has answered, later
+ * connection faults are outages: the client's own retries, then Temporal's.
+ */
+export function ensureReachable(endpoint: LlmEndpoint): Promise<void> {
+  let probe = reached.get(endpoint.baseURL);
+  if (!probe) {
+    const url = endpoint.baseURL;
+    probe = waitOutOutages(
+      async () => {
+        await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
+      },
+      {
+        endpoint: `the LLM endpoint ${url}`,
+        setting: endpoint.urlSetting,
+        operation: `GET ${url}`,
+        toleranceMs: outageDefaults.probeMs,
+      },
+    );
+    reached.set(url, probe);
+    // A failed probe is not remembered: the next step probes again.
+    void probe.catch(() => reached.delete(url));
+  }
+  return probe;
+}
+
 /**
  * One chat completion, aborted when the activity is cancelled. Transport faults were already retried by the client.
- * A key or model the endpoint refuses fails the run (retrying cannot fix settings); a single request it rejects
- * (400/422, e.g. a content filter) is returned as `rejected`, for the caller to record against that row.
+ * A key the endpoint refuses is the worker's to fix, a model it does not have is the input's (retrying fixes
+ * neither); a single request it rejects (400/422, e.g. a content filter) is returned as `rejected`, for the caller
+ * to record against that row.
  */
 export async function complete(
   endpoint: LlmEndpoint,
   params: ChatCompletionCreateParamsNonStreaming,
   setting: string,
 ): Promise<{ content: string } | { rejected: string }> {
+  await ensureReachable(endpoint);
   try {
     const reply = await endpoint.client.chat.completions.create(params, {
       signal: Context.current().cancellationSignal,
@@ -73,9 +114,11 @@ export async function complete(
   } catch (err) {
     if (err instanceof OpenAI.APIError && err.status !== undefined) {
       if (err.status === 401 || err.status === 403) {
-        throw new InvalidDataError(
-          `the LLM endpoint refused the worker's API key (HTTP ${err.status}): ${err.message}`,
-          { field: setting },
+        throw new WorkerMisconfiguredError(
+          `the LLM endpoint ${endpoint.baseURL} refused the worker's API key (HTTP ${err.status}): check ` +
+            `${endpoint.keySetting} (and ${endpoint.urlSetting} if it points at the wrong service): ${err.message}`,
+          endpoint.keySetting,
+          `POST ${endpoint.baseURL}/chat/completions`,
         );
       }
       if (err.status === 404) {
@@ -85,6 +128,10 @@ export async function complete(
         );
       }
       if (err.status === 400 || err.status === 422) return { rejected: `HTTP ${err.status}: ${err.message}` };
+    }
+    if (err instanceof OpenAI.APIConnectionError) {
+      // Still failing after the client's retries: an outage mid-run, which Temporal's retries may outlast.
+      throw new TransientInfraError(`the LLM endpoint ${endpoint.baseURL}: ${err.message}`, 'llm', { cause: err });
     }
     throw err;
   }

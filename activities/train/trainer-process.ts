@@ -34,8 +34,26 @@ export interface TrainerRun {
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
 const EXIT_DATA_ERROR = 65;
-/** Exit code the trainer uses when the scratch disk is full (EX_IOERR): retrying fills it again. */
-const EXIT_IO_ERROR = 74;
+/** Exit code the trainer uses when its disk is full (EX_IOERR). */
+const EXIT_DISK_FULL = 74;
+
+/**
+ * How a full disk shows in a trainer that did not report it itself: Python's OSError, a raw errno name, or torch's
+ * zip writer failing half-way through a checkpoint.
+ */
+const DISK_FULL_TEXT =
+  /No space left on device|ENOSPC|Disk quota exceeded|EDQUOT|unexpected pos|PytorchStreamWriter failed/i;
+
+/** A trainer that died of a full disk: no retry finds space that is not there. */
+export function diskFullFailure(code: number | null, kind: string | undefined, detail: string, workDir: string) {
+  if (code !== EXIT_DISK_FULL && kind !== 'disk_full' && !DISK_FULL_TEXT.test(detail)) return undefined;
+  return new WorkerMisconfiguredError(
+    `scratch space full: the trainer ran out of disk space under ${workDir}; free space there or point ` +
+      `PIFT_WORKDIR at a bigger disk (trainer said: ${detail.split('\n').slice(-3).join(' | ') || `exit ${code}`})`,
+    'PIFT_WORKDIR',
+    `training under ${workDir}`,
+  );
+}
 
 /**
  * Runs the trainer in its own process group, heartbeating while it lives, and kills the whole group on
@@ -76,6 +94,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   let lastLine = Date.now();
   let sawProtocolLine = false;
   let lastError: string | undefined;
+  let lastErrorKind: string | undefined;
   let pending: Promise<void> = Promise.resolve();
   let eventFailure: unknown;
   createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -87,7 +106,10 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
       return; // a stray print from a library; the protocol lines are the JSON ones
     }
     sawProtocolLine = true;
-    if (event.event === 'error') lastError = String(event.message ?? '');
+    if (event.event === 'error') {
+      lastError = String(event.message ?? '');
+      lastErrorKind = typeof event.kind === 'string' ? event.kind : undefined;
+    }
     // Events are handled one at a time, in order (checkpoint uploads must not overlap or reorder).
     pending = pending.then(async () => {
       if (eventFailure) return;
@@ -123,15 +145,10 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     }
     if (outcome.code === 0) return;
     const detail = lastError ?? stderrTail.slice(-15).join('\n');
+    const diskFull = diskFullFailure(outcome.code, lastErrorKind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
+    if (diskFull) throw diskFull;
     if (outcome.code === EXIT_DATA_ERROR) {
       throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
-    }
-    if (outcome.code === EXIT_IO_ERROR) {
-      throw new WorkerMisconfiguredError(
-        `${detail || 'scratch space full'} (free space under PIFT_WORKDIR, then resume)`,
-        'PIFT_WORKDIR',
-        `${module} writing under ${run.cwd}`,
-      );
     }
     const missing = sawProtocolLine ? undefined : stderrTail.find((line) => line.includes(`No module named`));
     if (missing) {

@@ -18,6 +18,11 @@ export interface S3Server {
   /** What a child process needs in its environment to reach the bucket through `openStore`. */
   env: Record<string, string>;
   stop(): Promise<void>;
+  /**
+   * An outage: kills the server (as abruptly as a crash) keeping its data, so requests are refused, and returns a
+   * function that starts it again on the same ports and waits until it serves.
+   */
+  goDown(): Promise<() => Promise<void>>;
 }
 
 const READY_TIMEOUT_MS = 60_000;
@@ -110,42 +115,52 @@ async function startOnce(weed: string): Promise<S3Server> {
     '-master.volumeSizeLimitMB=64',
     `-s3.config=${path.join(dir, 's3.json')}`,
   ];
-  const child = spawn('/bin/sh', ['-c', WATCHDOG, weed, ...args], {
-    cwd: dir,
-    detached: true, // its own process group, so stop() can kill the shell, the watchdog and weed together
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '', HOME: dir, TMPDIR: dir },
-  });
-  const output = new LogTail(LOG_LINES_KEPT);
-  child.stdout?.on('data', (chunk: Buffer) => output.add(chunk));
-  child.stderr?.on('data', (chunk: Buffer) => output.add(chunk));
-  // A forgotten stop() must not keep the test process alive.
-  child.unref();
-  for (const stream of [child.stdin, child.stdout, child.stderr]) {
-    (stream as unknown as net.Socket | null)?.unref();
-  }
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-
-  let stopped: Promise<void> | undefined;
-  const stop = () => (stopped ??= shutDown(child, exited, dir, ports));
-
   const endpoint = `http://127.0.0.1:${s3}`;
-  const client = new S3Client({
-    endpoint,
-    region: REGION,
-    forcePathStyle: true,
-    credentials: { accessKeyId, secretAccessKey },
-    maxAttempts: 1,
-  });
+  let proc = launch(weed, args, dir);
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await kill(proc);
+      await fs.rm(dir, { recursive: true, force: true });
+      await removeUnixSockets(ports);
+    })());
+
+  const ready = async () => {
+    const client = new S3Client({
+      endpoint,
+      region: REGION,
+      forcePathStyle: true,
+      credentials: { accessKeyId, secretAccessKey },
+      maxAttempts: 1,
+    });
+    try {
+      await waitUntilReady(client, proc.exited, () => describeFailure(proc.output, dir));
+      return client;
+    } catch (err) {
+      client.destroy();
+      throw err;
+    }
+  };
   try {
-    await waitUntilReady(client, exited, () => describeFailure(output, dir));
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const client = await ready();
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    } finally {
+      client.destroy();
+    }
   } catch (err) {
     await stop();
     throw err;
-  } finally {
-    client.destroy();
   }
+
+  const goDown = async () => {
+    await kill(proc);
+    await removeUnixSockets(ports);
+    return async () => {
+      proc = launch(weed, args, dir);
+      (await ready()).destroy();
+    };
+  };
 
   return {
     endpoint,
@@ -161,7 +176,33 @@ async function startOnce(weed: string): Promise<S3Server> {
       AWS_REGION: REGION,
     },
     stop,
+    goDown,
   };
+}
+
+interface WeedProcess {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  output: LogTail;
+}
+
+function launch(weed: string, args: string[], dir: string): WeedProcess {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG, weed, ...args], {
+    cwd: dir,
+    detached: true, // its own process group, so stop() can kill the shell, the watchdog and weed together
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '', HOME: dir, TMPDIR: dir },
+  });
+  const output = new LogTail(LOG_LINES_KEPT);
+  child.stdout?.on('data', (chunk: Buffer) => output.add(chunk));
+  child.stderr?.on('data', (chunk: Buffer) => output.add(chunk));
+  // A forgotten stop() must not keep the test process alive.
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr]) {
+    (stream as unknown as net.Socket | null)?.unref();
+  }
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, exited, output };
 }
 
 /** Ready means a signed S3 request succeeds, not merely that the port is open. */
@@ -192,9 +233,10 @@ async function waitUntilReady(
   );
 }
 
-async function shutDown(child: ChildProcess, exited: Promise<number | null>, dir: string, ports: number[]) {
-  // The data is thrown away, so there is nothing for a graceful shutdown (several seconds) to save: closing stdin
-  // makes the watchdog SIGKILL weed, and the shell reaps it and exits. Killing the whole group is the fallback.
+async function kill({ child, exited }: WeedProcess): Promise<void> {
+  // Nothing is kept that a graceful shutdown (several seconds) would save: the data directory is durable enough for
+  // a restart, and a crash is what outages look like. Closing stdin makes the watchdog SIGKILL weed, and the shell
+  // reaps it and exits. Killing the whole group is the fallback.
   child.ref(); // keep the event loop alive until the process is reaped
   child.stdin?.end();
   let timer: NodeJS.Timeout | undefined;
@@ -208,8 +250,6 @@ async function shutDown(child: ChildProcess, exited: Promise<number | null>, dir
     await exited;
   }
   clearTimeout(timer);
-  await fs.rm(dir, { recursive: true, force: true });
-  await removeUnixSockets(ports);
 }
 
 /** weed puts one Unix socket per service in /tmp, named by port, whatever TMPDIR says; a killed weed leaves them. */

@@ -1,0 +1,152 @@
+import { statfs } from 'node:fs/promises';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
+
+/**
+ * Sorting store errors into the failure types at the one place that sees them raw. Callers name the setting a URI
+ * came from (`input.dataset`, `input.evaluation.benchmarks[0].uri`...), so the message says what to fix.
+ */
+
+/** The run's own store: from the input, else the worker's PIFT_STORE (resolved once, at validation). */
+export const RUN_STORE_SETTING = 'input.store';
+
+/** Names a setting for messages: an input field also names the worker default it falls back to. */
+export const describeSetting = (setting: string) =>
+  setting === RUN_STORE_SETTING ? "input.store (or the worker's PIFT_STORE when the input has none)" : setting;
+
+/** A URI that cannot name a store or an object: the setting holding it is wrong. */
+export function badUri(setting: string, problem: string): InvalidDataError {
+  return new InvalidDataError(`${describeSetting(setting)}: ${problem}`, { field: setting });
+}
+
+/** Error codes of `err`, its causes and (for Node's happy-eyeballs AggregateError) its inner errors. */
+export function errorCodes(err: unknown): string[] {
+  const codes: string[] = [];
+  const seen = new Set<unknown>();
+  const visit = (e: unknown) => {
+    if (!e || typeof e !== 'object' || seen.has(e)) return;
+    seen.add(e);
+    const { code, name, cause, errors } = e as { code?: unknown; name?: unknown; cause?: unknown; errors?: unknown };
+    if (typeof code === 'string') codes.push(code);
+    if (typeof name === 'string') codes.push(name);
+    visit(cause);
+    if (Array.isArray(errors)) errors.forEach(visit);
+  };
+  visit(err);
+  return codes;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+const CONNECTION_FAULTS = new Set([
+  ...UNREACHABLE,
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'TimeoutError',
+  'RequestTimeout',
+  'RequestTimeTaken',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+const THROTTLED = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded']);
+
+/** Nothing answered: refused, unresolvable or unroutable. An endpoint that never answered is likely misconfigured. */
+export const isUnreachable = (err: unknown) => errorCodes(err).some((c) => UNREACHABLE.has(c));
+
+/** The HTTP status the server answered with, if it answered at all. */
+export function httpStatusOf(err: unknown): number | undefined {
+  const e = err as { $metadata?: { httpStatusCode?: number }; $response?: { statusCode?: number } } | undefined;
+  return e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+}
+
+/** Worth waiting out: the connection failed or the server said "later" (5xx, throttling). */
+export function isTransient(err: unknown): boolean {
+  const status = httpStatusOf(err);
+  if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
+  return errorCodes(err).some((c) => CONNECTION_FAULTS.has(c) || THROTTLED.has(c));
+}
+
+const CREDENTIAL_ERRORS = new Set([
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'AccessDenied',
+  'Forbidden',
+  'InvalidToken',
+  'ExpiredToken',
+  'CredentialsProviderError',
+]);
+
+export interface S3Where {
+  /** The setting that named this bucket. */
+  setting: string;
+  bucket: string;
+  /** PIFT_S3_ENDPOINT, or undefined for AWS itself. */
+  endpoint?: string;
+  /** What was being done, e.g. `GET s3://bucket/key`. */
+  operation: string;
+}
+
+/**
+ * The typed error for an S3 failure retrying cannot fix, or undefined when it is not one of those (transient faults
+ * and missing objects are the caller's to handle). Messages never carry a secret, not even the access key id.
+ */
+export function classifyS3Error(err: unknown, where: S3Where): Error | undefined {
+  const codes = errorCodes(err);
+  const status = httpStatusOf(err);
+  const endpoint = where.endpoint ?? 'AWS S3 (PIFT_S3_ENDPOINT unset)';
+  const tried = `${where.operation} at ${endpoint}`;
+  if (codes.some((c) => CREDENTIAL_ERRORS.has(c)) || status === 401 || status === 403) {
+    const code = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? `HTTP ${status}`;
+    return new WorkerMisconfiguredError(
+      `the S3 store refused the worker's credentials (${code}) for bucket "${where.bucket}" named by ` +
+        `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT ` +
+        `(tried ${tried})`,
+      'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+      tried,
+    );
+  }
+  if (codes.includes('NoSuchBucket')) {
+    const message =
+      `${describeSetting(where.setting)}: bucket "${where.bucket}" does not exist at ${endpoint} ` +
+      `(tried ${where.operation}); create it or fix the URI` +
+      (where.endpoint ? ', or PIFT_S3_ENDPOINT if it points at the wrong server' : '');
+    // A bucket named by the run's input is the run's to fix; one the worker chose is the worker's.
+    return where.setting.startsWith('input.')
+      ? new InvalidDataError(message, { field: where.setting })
+      : new WorkerMisconfiguredError(message, where.setting, tried);
+  }
+  return undefined;
+}
+
+/**
+ * A full disk or quota, as the worker's misconfiguration: no retry finds space that is not there. `dir` is where the
+ * write went, `setting` what placed it there (PIFT_WORKDIR for scratch space).
+ */
+export async function diskFullError(err: unknown, dir: string, setting: string): Promise<Error | undefined> {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  return new WorkerMisconfiguredError(
+    `${code === 'EDQUOT' ? 'disk quota exceeded' : 'scratch space full'}: no space left on the disk of ${dir}` +
+      `${await freeBytes(dir)}; free space there or point ${describeSetting(setting)} at a bigger disk`,
+    setting,
+    `writing under ${dir}`,
+  );
+}
+
+async function freeBytes(dir: string): Promise<string> {
+  try {
+    const s = await statfs(dir);
+    return ` (${s.bavail * s.bsize} bytes free)`;
+  } catch {
+    return '';
+  }
+}
+
+/** Wraps a local write so that a full disk surfaces as `diskFullError`. */
+export async function mapDiskFull<T>(dir: string, setting: string, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    throw (await diskFullError(err, dir, setting)) ?? err;
+  }
+}

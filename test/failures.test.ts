@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { after, before, describe, it } from 'mocha';
+import { createCpuActivities } from '../activities/cpu';
+import { depsFromEnv } from '../activities/deps';
+import { diskFullFailure, runTrainerProcess, type TrainerModule } from '../activities/train/trainer-process';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { FailureType, WorkerMisconfiguredError } from '../common/failures';
+import { openStore } from '../store';
+import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
+import { freePorts } from './helpers/ports';
+import { startS3Server, type S3Server } from './helpers/s3-server';
+
+const DEMO = resolve(__dirname, '..', 'data', 'demo', 'train.jsonl');
+const FAST_MS = 30_000;
+
+/**
+ * Runs the scoring activity (the first one that touches the store, the dataset and the LLM) once, as a worker would,
+ * and returns the failure it ends in and how long that took.
+ */
+async function scoreFails(
+  env: NodeJS.ProcessEnv,
+  input: { dataset: string; store: string; scorer?: Record<string, unknown> },
+): Promise<{ failure: ApplicationFailure; ms: number }> {
+  const cfg = resolvePipelineInput({ ...input, runId: `fail-${randomBytes(4).toString('hex')}` }, 'wf', env);
+  const activities = createCpuActivities({ ...depsFromEnv(env), env });
+  const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  const started = Date.now();
+  try {
+    await mock.run(activities.scoreDifficulty, {
+      runId: cfg.runId,
+      store: cfg.store,
+      dataset: cfg.dataset,
+      datasetFormat: cfg.datasetFormat,
+      scorer: cfg.scorer,
+    });
+  } catch (err) {
+    assert.ok(err instanceof ApplicationFailure, `not a typed failure: ${String(err)}`);
+    return { failure: err, ms: Date.now() - started };
+  }
+  throw new Error('the activity succeeded');
+}
+
+function assertFails(
+  { failure, ms }: { failure: ApplicationFailure; ms: number },
+  type: string,
+  names: RegExp[],
+  secrets: string[] = [],
+) {
+  assert.equal(failure.type, type, failure.message);
+  assert.equal(failure.nonRetryable, true);
+  for (const name of names) assert.match(failure.message, name);
+  for (const secret of secrets) assert.ok(!failure.message.includes(secret), 'the message leaks a secret');
+  assert.ok(ms < FAST_MS, `took ${ms} ms`);
+}
+
+describe('failures name what to fix, on the first attempt', function () {
+  this.timeout(120_000);
+  let s3: S3Server;
+  let scratch: string;
+  let localStore: string;
+
+  before(async () => {
+    s3 = await startS3Server();
+    scratch = mkdtempSync(join(tmpdir(), 'pift-failures-'));
+    localStore = pathToFileURL(join(scratch, 'store')).href;
+    await openStore(`s3://${s3.bucket}/data`, s3.env).putFile('train.jsonl', DEMO);
+  });
+  after(async () => {
+    await s3?.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  const offline = { kind: 'offline' };
+  const workEnv = () => ({ PIFT_WORKDIR: join(scratch, 'work') });
+
+  it('a gs:// store is bad input naming input.store', async () => {
+    const r = await scoreFails(workEnv(), { dataset: DEMO, store: 'gs://bucket/runs', scorer: offline });
+    assertFails(r, FailureType.BadInput, [/input\.store/, /PIFT_STORE/, /gs:\/\//]);
+  });
+
+  it('wrong S3 credentials are a worker misconfiguration naming the keys and the endpoint, never the secret', async () => {
+    const env = { ...workEnv(), ...s3.env, AWS_SECRET_ACCESS_KEY: 'not-the-secret-123' };
+    const r = await scoreFails(env, {
+      dataset: `s3://${s3.bucket}/data/train.jsonl`,
+      store: localStore,
+      scorer: offline,
+    });
+    assertFails(
+      r,
+      FailureType.WorkerMisconfigured,
+      [/AWS_ACCESS_KEY_ID/, /AWS_SECRET_ACCESS_KEY/, /PIFT_S3_ENDPOINT/, new RegExp(s3.endpoint)],
+      ['not-the-secret-123', s3.secretAccessKey],
+    );
+  });
+
+  it('a missing dataset bucket is bad input naming input.dataset', async () => {
+    const env = { ...workEnv(), ...s3.env };
+    const r = await scoreFails(env, {
+      dataset: 's3://pift-no-such-bucket/train.jsonl',
+      store: localStore,
+      scorer: offline,
+    });
+    assertFails(r, FailureType.BadInput, [/input\.dataset/, /pift-no-such-bucket/, /does not exist/]);
+  });
+
+  it('a dataset URI naming a folder is bad input naming input.dataset', async () => {
+    const env = { ...workEnv(), ...s3.env };
+    const r = await scoreFails(env, { dataset: `s3://${s3.bucket}/data/`, store: localStore, scorer: offline });
+    assertFails(r, FailureType.BadInput, [/input\.dataset/, /names a folder/]);
+  });
+
+  it('an S3 endpoint that never answered is a misconfiguration naming PIFT_S3_ENDPOINT', async () => {
+    const [port] = await freePorts(1);
+    const env = { ...workEnv(), ...s3.env, PIFT_S3_ENDPOINT: `http://127.0.0.1:${port}` };
+    const r = await scoreFails(env, {
+      dataset: `s3://${s3.bucket}/data/train.jsonl`,
+      store: localStore,
+      scorer: offline,
+    });
+    assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_S3_ENDPOINT/, new RegExp(`127\\.0\\.0\\.1:${port}`)]);
+  });
+
+  describe('the LLM endpoint', () => {
+    let llm: FakeOpenAI;
+    before(async () => (llm = await startFakeOpenAI({ apiKey: 'sk-right' })));
+    after(() => llm?.stop());
+
+    it('unreachable from the start: a misconfiguration naming PIFT_OPENAI_BASE_URL and the URL', async () => {
+      const [port] = await freePorts(1);
+      const url = `http://127.0.0.1:${port}/v1`;
+      const env = { ...workEnv(), PIFT_OPENAI_BASE_URL: url, OPENAI_API_KEY: 'sk-right' };
+      const r = await scoreFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
+      assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_OPENAI_BASE_URL/, new RegExp(url.replace(/\./g, '\\.'))]);
+    });
+
+    it('refusing the key: a misconfiguration naming OPENAI_API_KEY, never the key', async () => {
+      const env = { ...workEnv(), PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-wrong-4242' };
+      const r = await scoreFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
+      assertFails(r, FailureType.WorkerMisconfigured, [/OPENAI_API_KEY/, /HTTP 401/], ['sk-wrong-4242']);
+    });
+  });
+
+  it('a trainer that reports a full disk itself (exit 74 or a disk_full event) names PIFT_WORKDIR', () => {
+    assert.equal(diskFullFailure(74, undefined, '', '/w')?.setting, 'PIFT_WORKDIR');
+    assert.equal(diskFullFailure(1, 'disk_full', 'could not save', '/w')?.setting, 'PIFT_WORKDIR');
+    assert.match(
+      diskFullFailure(1, undefined, 'RuntimeError: [enforce fail] unexpected pos 128', '/w')!.message,
+      /scratch space full/,
+    );
+    assert.equal(diskFullFailure(1, undefined, 'CUDA out of memory', '/w'), undefined);
+  });
+
+  describe('a full disk', function () {
+    let small: string;
+    before(function () {
+      small = join(scratch, 'small');
+      mkdirSync(small);
+      try {
+        // A real full file system: a 64 KiB tmpfs (needs root, or a user namespace's root).
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', small], { stdio: 'ignore' });
+      } catch {
+        this.skip();
+      }
+    });
+    after(() => {
+      if (small) execFileSync('umount', [small], { stdio: 'ignore' });
+    });
+
+    it('a full local store is a misconfiguration naming the store setting and its free space', async () => {
+      writeFileSync(join(small, 'filler'), Buffer.alloc(60 * 1024));
+      const r = await scoreFails(workEnv(), { dataset: DEMO, store: join(small, 'store'), scorer: offline });
+      assertFails(r, FailureType.WorkerMisconfigured, [/scratch space full/, /input\.store/, /bytes free/]);
+      rmSync(join(small, 'filler'));
+    });
+
+    it('a download into full scratch space names PIFT_WORKDIR', async () => {
+      const store = openStore(`s3://${s3.bucket}/data`, s3.env);
+      writeFileSync(join(small, 'filler'), Buffer.alloc(40 * 1024)); // leaves less than the 48 KiB dataset
+      await assert.rejects(
+        store.getFile('train.jsonl', join(small, 'work', 'train.jsonl')),
+        (e) =>
+          e instanceof WorkerMisconfiguredError && e.setting === 'PIFT_WORKDIR' && /scratch space full/.test(e.message),
+      );
+      rmSync(join(small, 'filler'));
+    });
+
+    it('a trainer that dies of a full disk names PIFT_WORKDIR', async () => {
+      const script = join(scratch, 'fill.py');
+      writeFileSync(script, 'import sys\nwith open(sys.argv[1], "wb") as f:\n    f.write(b"x" * (1 << 20))\n');
+      const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const deps = depsFromEnv({});
+      await assert.rejects(
+        mock.run(runTrainerProcess, {
+          python: deps.python,
+          // A stand-in trainer module that only writes: the real one's disk-full path has its own Python tests.
+          module: 'fill' as TrainerModule,
+          configPath: join(small, 'checkpoint.bin'),
+          cwd: small,
+          env: { PYTHONPATH: scratch },
+          onEvent: () => undefined,
+          progressTimeoutMs: 60_000,
+          heartbeat: () => undefined,
+        }),
+        (e) => e instanceof WorkerMisconfiguredError && e.setting === 'PIFT_WORKDIR' && /No space left/.test(e.message),
+      );
+    });
+  });
+
+  it('a store outage longer than the client retries is waited out inside one activity attempt', async () => {
+    const store = openStore(`s3://${s3.bucket}/outage-${randomBytes(4).toString('hex')}`, {
+      ...s3.env,
+      PIFT_OUTAGE_TOLERANCE: '2m',
+    });
+    await store.put('before', 'stored before the outage');
+    const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const heartbeats: unknown[] = [];
+    mock.on('heartbeat', (d: unknown) => heartbeats.push(d));
+
+    const restart = await s3.goDown();
+    const started = Date.now();
+    const work = mock.run(async () => {
+      await store.put('during', 'written across the outage');
+      return store.getText('before');
+    });
+    let settled = false;
+    void work.finally(() => (settled = true)).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 8_000));
+    assert.equal(settled, false, 'the operation did not wait for the store');
+    await restart();
+
+    assert.equal(await work, 'stored before the outage');
+    assert.equal(await store.getText('during'), 'written across the outage');
+    assert.ok(Date.now() - started >= 8_000);
+    assert.ok(heartbeats.length > 0, 'no heartbeat while waiting');
+    assert.match(JSON.stringify(heartbeats.at(-1)), /waitingFor/);
+  });
+});
