@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { delimiter, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -80,7 +80,11 @@ describe('failures name what to fix, on the first attempt', function () {
   });
 
   const offline = { kind: 'offline' };
-  const workEnv = () => ({ PIFT_WORKDIR: join(scratch, 'work') });
+  // Local stores and datasets of these tests live under the scratch folder and the repo's data folder.
+  const workEnv = () => ({
+    PIFT_WORKDIR: join(scratch, 'work'),
+    PIFT_FILE_ROOTS: [scratch, dirname(DEMO)].join(delimiter),
+  });
 
   it('a gs:// store is bad input naming input.store', async () => {
     const r = await scoreFails(workEnv(), { dataset: DEMO, store: 'gs://bucket/runs', scorer: offline });

@@ -77,7 +77,8 @@ describe('trainer process', () => {
       (err: unknown) =>
         err instanceof WorkerMisconfiguredError &&
         err.setting === 'PIFT_WORKDIR' &&
-        err.message.startsWith('scratch space full while writing /w/ckpt'),
+        /scratch space full/.test(err.message) &&
+        err.message.includes('scratch space full while writing /w/ckpt'),
     );
   });
 });
