@@ -10,11 +10,6 @@ export interface ActivityDeps {
   workDir: string;
   python: string;
   trainerDir: string;
-  /**
-   * Trainer progress is signalled to the workflow at most this often, and at every checkpoint: each signal adds
-   * history events, so once a minute keeps a multi-day training far below the history limit.
-   */
-  progressSignalEveryMs: number;
 }
 
 const repoRoot = resolve(__dirname, '..');
@@ -26,6 +21,5 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps 
     workDir: env.PIFT_WORKDIR ?? join(tmpdir(), 'pift-work'),
     python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
     trainerDir: env.PIFT_TRAINER_DIR ?? join(repoRoot, 'trainer'),
-    progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 60_000),
   };
 }

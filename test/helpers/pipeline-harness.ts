@@ -51,7 +51,6 @@ export async function startHarness(): Promise<Harness> {
     PIFT_OPENAI_BASE_URL: llm.baseURL,
     OPENAI_API_KEY: llm.apiKey,
     PIFT_WORKDIR: workDir,
-    PIFT_PROGRESS_SIGNAL_MS: '300',
     TEMPORAL_ADDRESS: temporal.address,
     TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
     PIFT_GPU_TASK_QUEUE: gpuQueue,
