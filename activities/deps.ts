@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** What activities take from the worker process (never from workflow input): paths, endpoints, secrets. */
 export interface ActivityDeps {
@@ -12,7 +12,14 @@ export interface ActivityDeps {
   trainerDir: string;
 }
 
-const repoRoot = resolve(__dirname, '..');
+/** The project root, found by its package.json: this file runs from the sources under ts-node and from lib/ built. */
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
+const repoRoot = findRepoRoot(__dirname);
 
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps {
   const venvPython = join(repoRoot, '.venv', 'bin', 'python');

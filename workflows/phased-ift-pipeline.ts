@@ -5,6 +5,7 @@ import {
   CancellationScope,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setCurrentDetails,
@@ -99,7 +100,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     };
     // Per call: the Web UI names each activity by what it does ('stage-2', not four 'trainStage' bars), and the
     // activity id carries the same name so `pift status` can name a pending activity without reading the history.
-    const named = (name: string) => ({ summary: name, activityId: name });
+    // Runs started before this kept numbered ids; the patch lets them replay.
+    const idsAreNames = patched('activity-ids-name-the-stage');
+    const named = (name: string) => ({ summary: name, ...(idsAreNames ? { activityId: name } : {}) });
     const cpuAs = (name: string) => proxyActivities<CpuActivities>({ ...cpuOptions, ...named(name) });
     const gpuAs = (name: string) => proxyActivities<GpuActivities>({ ...gpuOptions, ...named(name) });
 
