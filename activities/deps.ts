@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileRootsFromEnv } from '../store/file-roots';
 
 /** What activities take from the worker process (never from workflow input): paths, endpoints, secrets. */
@@ -12,18 +12,20 @@ export interface ActivityDeps {
   /** Runs the trainer as `python -m pift.…`: the trainer package must be installed in its environment. */
   python: string;
   /**
-   * Trainer progress is signalled to the workflow at most this often, and at every checkpoint: each signal adds
-   * history events, so once a minute keeps a multi-day training far below the history limit.
-   */
-  progressSignalEveryMs: number;
-  /**
    * Real paths of the local folders a run may name (dataset, benchmarks, model directories, a local store):
    * PIFT_FILE_ROOTS, else the project's data folder and the working directory, plus the worker's own PIFT_STORE.
    */
   fileRoots: string[];
 }
 
-const repoRoot = resolve(__dirname, '..');
+/** The project root, found by its package.json: this file runs from the sources under ts-node and from lib/ built. */
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return from;
+  }
+}
+const repoRoot = findRepoRoot(__dirname);
 
 export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps {
   const venvPython = join(repoRoot, '.venv', 'bin', 'python');
@@ -31,7 +33,6 @@ export function depsFromEnv(env: NodeJS.ProcessEnv = process.env): ActivityDeps 
     env,
     workDir: env.PIFT_WORKDIR ?? join(tmpdir(), 'pift-work'),
     python: env.PIFT_PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3'),
-    progressSignalEveryMs: Number(env.PIFT_PROGRESS_SIGNAL_MS ?? 60_000),
     fileRoots: fileRootsFromEnv(env, [join(repoRoot, 'data'), process.cwd()]),
   };
 }

@@ -126,7 +126,7 @@ export interface EvaluateResult {
   markdown: string;
 }
 
-/** What the trainer reports, carried by heartbeats and the progress signal. */
+/** What the trainer reports, carried by the activity's heartbeat details (clients read them with describe()). */
 export interface TrainerProgress {
   name: string;
   step: number;

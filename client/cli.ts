@@ -1,7 +1,8 @@
 /**
  * The phased-ift command line: `npm run pift -- run --dataset data/demo/train.jsonl`.
- * Commands: run, resume <runId>, status <runId>, cancel <runId>. Temporal is found through TEMPORAL_ADDRESS,
- * TEMPORAL_NAMESPACE and TEMPORAL_UI_URL (defaults: localhost:7233, default, http://localhost:8233).
+ * Commands: run, resume <runId>, status <runId>, list, cancel <runId>. Temporal is found as the workers find it
+ * (workers/config.ts: a Temporal config profile, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
+ * TEMPORAL_TLS_*), and TEMPORAL_UI_URL (default http://localhost:8233) for the links it prints.
  */
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { Command } from 'commander';
@@ -10,13 +11,17 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PipelineInput } from '../common/input';
 import { temporalConfigFromEnv } from '../workers/config';
-import { describeProgress, followProgress } from './progress-display';
-import { resumeRun, runProgress, startRun, uiLink, type StartedRun } from './start-run';
+import { formatRuns, listRuns } from './list-runs';
+import { followProgress } from './progress-display';
+import { noWorkerMessage, unpolledQueues } from './queue-pollers';
+import { innermostMessage } from './run-progress';
+import { failureHint, formatStatus, neededQueues, runFailureOf, runStatus } from './run-status';
+import { resumeRun, startRun, uiLink, type StartedRun } from './start-run';
 
 const cfg = temporalConfigFromEnv();
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect({ address: cfg.address });
+  const connection = await Connection.connect(cfg.connection);
   try {
     return await fn(new Client({ connection, namespace: cfg.namespace }));
   } finally {
@@ -28,8 +33,11 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 const asUri = (pathOrUri: string) =>
   /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href;
 
-async function waitAndReport(run: StartedRun, wait: boolean): Promise<void> {
+async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Promise<void> {
   console.log(`run ${run.runId} started\nWeb UI: ${run.uiLink}`);
+  // A run with no worker on a queue it needs waits forever without a word: say so now.
+  const idle = await unpolledQueues(client, await neededQueues(client, run.runId, cfg.gpuTaskQueue)).catch(() => []);
+  for (const q of idle) console.error(`warning: ${noWorkerMessage(q)}`);
   if (!wait) return;
   try {
     const result = await followProgress(run.handle, run.handle.result());
@@ -37,24 +45,14 @@ async function waitAndReport(run: StartedRun, wait: boolean): Promise<void> {
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
-      console.error(
-        `\nrun ${run.runId} failed: ${failureText(err)}\nresume it with: npm run pift -- resume ${run.runId}`,
-      );
+      const failure = runFailureOf(err);
+      const type = failure.type ? `${failure.type}: ` : '';
+      console.error(`\nrun ${run.runId} failed: ${type}${failure.message}\nnext: ${failureHint(run.runId, failure)}`);
       process.exitCode = 1;
       return;
     }
     throw err;
   }
-}
-
-function failureText(err: unknown): string {
-  let e = err as { message?: string; cause?: unknown } | undefined;
-  let text = e?.message ?? String(err);
-  while (e?.cause) {
-    e = e.cause as { message?: string; cause?: unknown };
-    if (e.message) text = e.message;
-  }
-  return text;
 }
 
 const program = new Command('pift').description('Phased Instruction Fine-Tuning on Temporal');
@@ -80,7 +78,11 @@ program
       ...(opts.store ? { store: asUri(opts.store) } : {}),
     };
     await withClient(async (client) =>
-      waitAndReport(await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }), opts.wait),
+      waitAndReport(
+        client,
+        await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }),
+        opts.wait,
+      ),
     );
   });
 
@@ -91,20 +93,29 @@ program
   .option('--no-wait', 'do not follow')
   .action(async (runId: string, opts: { force?: boolean; wait: boolean }) => {
     await withClient(async (client) =>
-      waitAndReport(await resumeRun(client, runId, { uiUrl: cfg.uiUrl, force: opts.force }), opts.wait),
+      waitAndReport(client, await resumeRun(client, runId, { uiUrl: cfg.uiUrl, force: opts.force }), opts.wait),
     );
   });
 
 program
   .command('status <runId>')
-  .description('show where a run is')
+  .description('show where a run is: its step, running activities with attempts and failures, idle queues')
   .action(async (runId: string) => {
     await withClient(async (client) => {
-      const description = await client.workflow.getHandle(runId).describe();
-      console.log(`run ${runId}: ${description.status.name}\nWeb UI: ${uiLink(cfg.uiUrl, cfg.namespace, runId)}`);
-      const progress = await runProgress(client, runId).catch(() => undefined);
-      if (progress) console.log(describeProgress(progress) + (progress.error ? `\nerror: ${progress.error}` : ''));
+      const status = await runStatus(client, runId, {
+        uiLink: uiLink(cfg.uiUrl, cfg.namespace, runId),
+        gpuTaskQueue: cfg.gpuTaskQueue,
+      });
+      console.log(formatStatus(status));
     });
+  });
+
+program
+  .command('list')
+  .description('recent runs with their status and step')
+  .option('--limit <n>', 'how many', '20')
+  .action(async (opts: { limit: string }) => {
+    await withClient(async (client) => console.log(formatRuns(await listRuns(client, { limit: Number(opts.limit) }))));
   });
 
 program
@@ -118,6 +129,6 @@ program
   });
 
 program.parseAsync().catch((err) => {
-  console.error(failureText(err));
+  console.error(innermostMessage(err));
   process.exit(1);
 });

@@ -1,11 +1,14 @@
 import { SingleBar, Presets } from 'cli-progress';
 import type { WorkflowHandle } from '@temporalio/client';
-import { progressQuery, type Progress } from '../workflows/messages';
+import type { TrainerProgress } from '../activities/types';
+import type { Progress } from '../workflows/messages';
+import { runProgress } from './run-progress';
 
-/** One status line from a progress snapshot, e.g. `stage-2 (2/3) | step 40/120 loss 1.234 | done: score, segment, stage-1`. */
-export function describeProgress(p: Progress): string {
+/** One status line, e.g. `stage-2 (2/3) | stage-2 step 40/120 loss 1.234 | done: score, segment, stage-1`. */
+export function describeProgress(p: Progress & { training?: Record<string, TrainerProgress> }): string {
   const stage = p.stage && p.stages ? ` (${p.stage}/${p.stages})` : '';
-  const t = p.training[p.step] ?? Object.values(p.training).at(-1);
+  const training = p.training ?? {};
+  const t = training[p.step] ?? Object.values(training).at(-1);
   const trainer = t
     ? ` | ${t.name} step ${t.step}/${t.totalSteps}${t.loss !== undefined ? ` loss ${t.loss.toFixed(3)}` : ''}`
     : '';
@@ -14,8 +17,8 @@ export function describeProgress(p: Progress): string {
 }
 
 /**
- * Polls the run's `progress` query until it closes: a live bar of trainer steps on a terminal, a line per change
- * otherwise (logs, CI).
+ * Polls the run's progress (workflow query plus the trainer's heartbeat details) until it closes: a live bar of
+ * trainer steps on a terminal, a line per change otherwise (logs, CI).
  */
 export async function followProgress<T>(
   handle: WorkflowHandle,
@@ -31,8 +34,8 @@ export async function followProgress<T>(
   let closed = false;
   const poll = async () => {
     while (!closed) {
-      const p = await handle.query(progressQuery).catch(() => undefined);
-      if (p) {
+      const p = await runProgress(handle.client, handle.workflowId).catch(() => undefined);
+      if (p && !closed) {
         const line = describeProgress(p);
         const t = p.training[p.step];
         if (bar) {

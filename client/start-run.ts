@@ -2,7 +2,7 @@ import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } fro
 import { defaultPayloadConverter } from '@temporalio/common';
 import { CPU_TASK_QUEUE, PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
 import type { PipelineInput } from '../common/input';
-import { phasedIftPipeline, progressQuery, type PipelineResult, type Progress } from '../workflows';
+import { phasedIftPipeline, type PipelineResult, type Progress } from '../workflows';
 
 export interface StartOptions {
   /** Task queue of the CPU worker that hosts the workflow. */
@@ -74,10 +74,6 @@ export async function resumeRun(
       throw new Error(`run ${runId} was resumed by someone else meanwhile`);
     throw err;
   }
-}
-
-export async function runProgress(client: Client, runId: string): Promise<Progress> {
-  return client.workflow.getHandle(runId).query(progressQuery);
 }
 
 export type { PipelineResult, Progress };

@@ -10,7 +10,8 @@ import { repoRoot } from './helpers/temporal';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import type { PipelineInput } from '../common/input';
-import { resumeRun, startRun } from '../client';
+import { resumeRun, runProgress, startRun } from '../client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../workflows';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 
@@ -168,9 +169,17 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       const progress = await handle.query(progressQuery);
       assert.equal(progress.step, 'done');
       assert.deepEqual(progress.finished.slice(0, 2), ['score', 'segment']);
-      assert.equal(progress.training['stage-3']?.step, 12);
-      assert.equal(progress.training['stage-3']?.totalSteps, 12);
-      assert.ok(Number.isFinite(progress.training['stage-3']?.loss));
+      // The Web UI names each activity by its stage, and the run's current details end with the results table.
+      const summaries = (await handle.fetchHistory()).events!.flatMap((e) =>
+        e.activityTaskScheduledEventAttributes && e.userMetadata?.summary
+          ? [defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary)]
+          : [],
+      );
+      for (const name of ['score', 'segment', 'stage-1', 'stage-2', 'stage-3', 'one-off', 'evaluate'])
+        assert.ok(summaries.includes(name), `no activity summarised as ${name}: ${summaries.join(', ')}`);
+      const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+      assert.match(metadata.currentDetails ?? '', /\*\*Step:\*\* done/);
+      assert.ok(metadata.currentDetails?.includes(result.evaluation!.markdown), metadata.currentDetails);
       const description = await handle.describe();
       assert.equal(description.typedSearchAttributes.get(PIFT_STEP), 'done');
       const { stdout } = await execFileP(
@@ -287,12 +296,19 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         }),
         { taskQueue: h.cpuQueue },
       );
+      // The trainer's pid, step and total travel in the activity's heartbeat details, read through describe().
       let pid: number | undefined;
       for (let i = 0; i < 600 && !pid; i++) {
-        pid = (await run.handle.query(progressQuery)).training['stage-1']?.pid;
+        pid = (await runProgress(h.temporal.client, run.runId)).training['stage-1']?.pid;
         if (!pid) await new Promise((r) => setTimeout(r, 200));
       }
       assert.ok(pid, 'the trainer started');
+      const progress = await runProgress(h.temporal.client, run.runId);
+      assert.equal(progress.step, 'stage-1');
+      const activity = progress.activities.find((a) => a.name === 'stage-1');
+      assert.equal(activity?.type, 'trainStage');
+      assert.equal(activity?.taskQueue, h.gpuQueue);
+      assert.ok((progress.training['stage-1']?.totalSteps ?? 0) > 0);
       assert.doesNotThrow(() => process.kill(-pid!, 0), 'the trainer group is alive before the cancel');
       await run.handle.cancel();
       const err = await run.handle.result().then(

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'mocha';
-import { startRun } from '../client';
+import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
-import { progressQuery } from '../workflows';
 import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,8 +52,12 @@ describe('a GPU worker killed in the middle of stage 2', function () {
       if (committed.length === 0) await sleep(100);
     }
     assert.ok(committed.length > 0, 'stage 2 committed a checkpoint');
-    const progress = await run.handle.query(progressQuery);
-    const trainerPid = progress.training['stage-2']?.pid;
+    // The pid reaches the server with a heartbeat, which the SDK may hold back for a few seconds.
+    let trainerPid: number | undefined;
+    for (let i = 0; i < 300 && !trainerPid; i++) {
+      trainerPid = (await runProgress(h.temporal.client, runId)).training['stage-2']?.pid;
+      if (!trainerPid) await sleep(100);
+    }
     assert.ok(trainerPid && alive(trainerPid), 'the stage-2 trainer is running');
     const stage1Manifest = await h.store.getText(`${runId}/train/stage-1/manifest.json`);
     firstWorker.kill('SIGKILL');

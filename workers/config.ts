@@ -1,7 +1,15 @@
+import { loadClientConnectConfig, type ClientConnectConfig } from '@temporalio/envconfig';
 import { workerDefaults } from '../activities/validate/worker-defaults';
 
-/** Where a worker or client finds Temporal; every value can be overridden from the environment. */
+/** Where a worker or client finds Temporal, and which queues the pipeline uses. */
 export interface TemporalConfig {
+  /**
+   * Address, TLS (mTLS client certificate, server CA), API key and gRPC metadata, as @temporalio/envconfig loads
+   * them: the profile `TEMPORAL_PROFILE` (default "default") of the Temporal config file (`TEMPORAL_CONFIG_FILE`,
+   * default ~/.config/temporalio/temporal.toml), overridden by TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
+   * The same settings the `temporal` CLI reads, so one profile serves both.
+   */
+  connection: ClientConnectConfig['connectionOptions'] & { address: string };
   address: string;
   namespace: string;
   cpuTaskQueue: string;
@@ -10,11 +18,15 @@ export interface TemporalConfig {
 }
 
 export function temporalConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalConfig {
+  const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+  const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars: vars });
+  const address = connectionOptions.address ?? 'localhost:7233';
   // The same resolution the run uses to pick its GPU queue, so a worker moved by PIFT_GPU_TASK_QUEUE still gets work.
   const { cpuTaskQueue, gpuTaskQueue } = workerDefaults(env);
   return {
-    address: env.TEMPORAL_ADDRESS ?? 'localhost:7233',
-    namespace: env.TEMPORAL_NAMESPACE ?? 'default',
+    connection: { ...connectionOptions, address },
+    address,
+    namespace: namespace ?? 'default',
     cpuTaskQueue,
     gpuTaskQueue,
     uiUrl: (env.TEMPORAL_UI_URL ?? 'http://localhost:8233').replace(/\/$/, ''),

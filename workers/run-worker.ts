@@ -8,8 +8,12 @@ import { ensureSearchAttributes } from './search-attributes';
 export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   const cfg = temporalConfigFromEnv();
   // Only the CPU worker runs workflows, which upsert the PiftStep search attribute.
-  if (kind === 'cpu') await ensureSearchAttributes(cfg.address, cfg.namespace);
-  const connection = await NativeConnection.connect({ address: cfg.address });
+  // A key that may not change the namespace (Temporal Cloud) must not keep the worker from starting.
+  if (kind === 'cpu')
+    await ensureSearchAttributes(cfg.connection, cfg.namespace).catch((err) =>
+      console.error(`warning: could not check the PiftStep search attribute (add it to ${cfg.namespace}): ${err}`),
+    );
+  const connection = await NativeConnection.connect(cfg.connection);
   try {
     const taskQueue = kind === 'cpu' ? cfg.cpuTaskQueue : cfg.gpuTaskQueue;
     const options = { connection, namespace: cfg.namespace, taskQueue, deps: depsFromEnv() };

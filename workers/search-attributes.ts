@@ -1,4 +1,4 @@
-import { Connection } from '@temporalio/client';
+import { Connection, type ConnectionOptions } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { PIFT_STEP } from '../common/constants';
 
@@ -6,8 +6,8 @@ import { PIFT_STEP } from '../common/constants';
  * Registers the PiftStep search attribute when the namespace lacks it: upserting an unknown attribute would fail
  * every workflow task. The dev server started by our scripts already has it; other clusters get it here.
  */
-export async function ensureSearchAttributes(address: string, namespace: string): Promise<void> {
-  const connection = await Connection.connect({ address });
+export async function ensureSearchAttributes(connectionOptions: ConnectionOptions, namespace: string): Promise<void> {
+  const connection = await Connection.connect(connectionOptions);
   try {
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
     if (customAttributes && PIFT_STEP.name in customAttributes) return;

@@ -5,8 +5,10 @@ import {
   CancellationScope,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -15,11 +17,11 @@ import {
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
 import type { GenerateResult, TrainResult } from '../activities/types';
-import type { Duration } from '@temporalio/common';
+import type { ActivityOptions, Duration } from '@temporalio/common';
 import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
-import { progressQuery, trainerProgressSignal, type Progress } from './messages';
+import { progressQuery, type Progress } from './messages';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -53,17 +55,14 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
   const progress: Progress = {
     runId: input?.runId ?? workflowInfo().workflowId,
     step: 'validate',
-    training: {},
     finished: [],
   };
   setHandler(progressQuery, () => progress);
-  setHandler(trainerProgressSignal, (p) => {
-    progress.training[p.name] = p;
-  });
   const enter = (step: string, stage?: number) => {
     progress.step = step;
     progress.stage = stage;
     upsertSearchAttributes([{ key: PIFT_STEP, value: step }]);
+    setCurrentDetails(currentDetails(progress));
   };
 
   // When the run fails or is cancelled, branches still running are stopped and awaited before the run closes.
@@ -75,7 +74,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     progress.stages = cfg.stages.count;
     const ref = { runId: cfg.runId, store: cfg.store };
 
-    const cpu = proxyActivities<CpuActivities>({
+    const cpuOptions: ActivityOptions = {
       startToCloseTimeout: '1 day',
       heartbeatTimeout: '2 minutes',
       retry: {
@@ -84,8 +83,8 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         maximumAttempts: 10,
         nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
       },
-    });
-    const gpu = proxyActivities<GpuActivities>({
+    };
+    const gpuOptions: ActivityOptions = {
       taskQueue: cfg.gpuTaskQueue,
       // A cancelled run waits until the trainer's process group is gone and its last checkpoint is stored.
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -98,10 +97,17 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         maximumAttempts: cfg.training.maxAttempts,
         nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
       },
-    });
+    };
+    // Per call: the Web UI names each activity by what it does ('stage-2', not four 'trainStage' bars), and the
+    // activity id carries the same name so `pift status` can name a pending activity without reading the history.
+    // Runs started before this kept numbered ids; the patch lets them replay.
+    const idsAreNames = patched('activity-ids-name-the-stage');
+    const named = (name: string) => ({ summary: name, ...(idsAreNames ? { activityId: name } : {}) });
+    const cpuAs = (name: string) => proxyActivities<CpuActivities>({ ...cpuOptions, ...named(name) });
+    const gpuAs = (name: string) => proxyActivities<GpuActivities>({ ...gpuOptions, ...named(name) });
 
     enter('score');
-    const score = await cpu.scoreDifficulty({
+    const score = await cpuAs('score').scoreDifficulty({
       ...ref,
       dataset: cfg.dataset,
       datasetFormat: cfg.datasetFormat,
@@ -112,7 +118,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
 
     enter('segment');
     const useHeldout = cfg.baseline.mode !== 'skip' && cfg.evaluation.benchmarks.length === 0;
-    const seg = await cpu.segmentStages({
+    const seg = await cpuAs('segment').segmentStages({
       ...ref,
       score,
       stages: cfg.stages,
@@ -125,7 +131,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const benchmarks =
       cfg.baseline.mode === 'skip'
         ? []
-        : await cpu.prepareBenchmarks({
+        : await cpuAs('benchmarks').prepareBenchmarks({
             ...ref,
             benchmarks: cfg.evaluation.benchmarks,
             heldout: seg.heldout,
@@ -140,7 +146,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const baselineTraining: Promise<TrainResult | undefined> =
       cfg.baseline.mode === 'train'
         ? baselineScope.run(() =>
-            gpu.trainStage({
+            gpuAs(ONE_OFF).trainStage({
               ...ref,
               name: ONE_OFF,
               dataUri: seg.oneOff.uri,
@@ -165,7 +171,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       const name = stageName(split.stage);
       enter(name, split.stage);
       // Each stage is a fresh training run from the previous stage's final weights: new optimizer, warmup, cosine.
-      const trained = await gpu.trainStage({
+      const trained = await gpuAs(name).trainStage({
         ...ref,
         name,
         dataUri: split.uri,
@@ -203,15 +209,25 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       maxNewTokens: cfg.evaluation.maxNewTokens,
       progressTimeout: cfg.training.progressTimeout,
     };
-    const baselineAnswers = await gpu.generateAnswers({ ...generation, name: ONE_OFF, modelUri: baselineModel });
+    const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
+      ...generation,
+      name: ONE_OFF,
+      modelUri: baselineModel,
+    });
     const candidateAnswers: GenerateResult[] = [];
     for (const model of candidates) {
-      candidateAnswers.push(await gpu.generateAnswers({ ...generation, name: model.name, modelUri: model.modelUri }));
+      candidateAnswers.push(
+        await gpuAs(`generate-${model.name}`).generateAnswers({
+          ...generation,
+          name: model.name,
+          modelUri: model.modelUri,
+        }),
+      );
     }
     progress.finished.push('generate');
 
     enter('evaluate');
-    const evaluation = await cpu.evaluate({
+    const evaluation = await cpuAs('evaluate').evaluate({
       ...ref,
       benchmarks,
       baseline: baselineAnswers,
@@ -222,11 +238,13 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     });
     progress.finished.push('evaluate');
     enter('done');
+    setCurrentDetails(`${currentDetails(progress)}\n\n${evaluation.markdown}`);
     return { ...result, evaluation };
   } catch (err) {
     await CancellationScope.nonCancellable(stopBranches);
     if (isCancellation(err)) {
       progress.step = 'cancelled';
+      setCurrentDetails(currentDetails(progress));
       // The search attribute update must still happen on a cancelled workflow.
       await CancellationScope.nonCancellable(async () =>
         upsertSearchAttributes([{ key: PIFT_STEP, value: 'cancelled' }]),
@@ -239,8 +257,16 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     (badInput ? log.warn : log.error)('pipeline failed', { step: progress.step, error: progress.error });
     upsertSearchAttributes([{ key: PIFT_STEP, value: 'failed' }]);
     progress.step = 'failed';
+    setCurrentDetails(`${currentDetails(progress)}\n\n${progress.error}`);
     throw err;
   }
+}
+
+/** The run's current details in the Web UI (Markdown): the step, and what is finished. */
+function currentDetails(p: Progress): string {
+  const stage = p.stage && p.stages ? ` (stage ${p.stage} of ${p.stages})` : '';
+  const done = p.finished.length ? `\n\nFinished: ${p.finished.join(', ')}` : '';
+  return `**Step:** ${p.step}${stage}${done}`;
 }
 
 function describeFailure(err: unknown): string {

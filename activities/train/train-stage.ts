@@ -3,7 +3,6 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { trainerProgressSignal } from '../../workflows/messages';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { manifestIn, trainKeys } from '../artifacts/run-keys';
@@ -84,19 +83,7 @@ async function train(
 
   progress.latest = { ...progress.latest, step: resume?.step ?? 0, resumedFromStep: resume?.step ?? 0 };
   let doneEvent: TrainerEvent | undefined;
-  let lastSignal = 0;
   const uploaded: number[] = [];
-  const signalProgress = async (force = false) => {
-    if (!force && Date.now() - lastSignal < deps.progressSignalEveryMs) return;
-    lastSignal = Date.now();
-    const workflowId = ctx.info.workflowExecution?.workflowId;
-    if (!workflowId) return;
-    // Progress is best effort: a failed signal must never fail hours of training.
-    await ctx.client.workflow
-      .getHandle(workflowId)
-      .signal(trainerProgressSignal, progress.latest)
-      .catch((err) => log.warn('progress signal failed', { error: String(err) }));
-  };
 
   await runTrainerProcess({
     python: deps.python,
@@ -116,7 +103,6 @@ async function train(
           resumedFromStep: Number(e.resumed_from_step ?? 0),
         };
         ctx.heartbeat(progress.latest);
-        await signalProgress(true);
       } else if (e.event === 'progress') {
         progress.latest = {
           ...progress.latest,
@@ -126,7 +112,6 @@ async function train(
           learningRate: Number(e.learning_rate),
         };
         ctx.heartbeat(progress.latest);
-        await signalProgress();
       } else if (e.event === 'checkpoint') {
         const step = Number(e.step);
         await commitCheckpoint(
@@ -137,7 +122,6 @@ async function train(
         );
         uploaded.push(step);
         ctx.heartbeat(progress.latest);
-        await signalProgress(true);
         await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
         // The local copy is no longer needed once it is safe in the store.
         await rm(String(e.path), { recursive: true, force: true });
@@ -163,7 +147,6 @@ async function train(
   const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
   await out.put(keys.losses, lossesJson);
   // The step's manifest is committed by runStep once this returns.
-  await signalProgress(true);
   await rm(work, { recursive: true, force: true });
   return result;
 }

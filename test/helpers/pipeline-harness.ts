@@ -53,7 +53,6 @@ export async function startHarness(): Promise<Harness> {
     PIFT_WORKDIR: workDir,
     // The runs read and write S3 only; local files are allowed in the scratch folder alone.
     PIFT_FILE_ROOTS: workDir,
-    PIFT_PROGRESS_SIGNAL_MS: '300',
     TEMPORAL_ADDRESS: temporal.address,
     TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
     PIFT_GPU_TASK_QUEUE: gpuQueue,

@@ -1,0 +1,137 @@
+import { ApplicationFailure, type Client } from '@temporalio/client';
+import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
+import type { PipelineInput } from '../common/input';
+import { FailureType, failureTypeOf } from '../common/failures';
+import { describeProgress } from './progress-display';
+import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
+import { innermostMessage, runProgress, type RunningActivity, type RunProgress } from './run-progress';
+
+/** Why a run failed, by type: the type decides what the user should do next. */
+export interface RunFailure {
+  /** FailureType (BadInput, WorkerMisconfigured, TransientInfra) or another ApplicationFailure type. */
+  type?: string;
+  message: string;
+  /** For WorkerMisconfigured: the environment variable or URI to fix. */
+  setting?: string;
+}
+
+export interface RunStatus {
+  runId: string;
+  uiLink: string;
+  progress: RunProgress;
+  /** Queues the running run needs that no worker polls. */
+  unpolled: NeededQueue[];
+  failure?: RunFailure;
+}
+
+/** The failure of a failed run (WorkflowFailedError → ActivityFailure → ApplicationFailure), by type. */
+export function runFailureOf(err: unknown): RunFailure {
+  const type = failureTypeOf(err);
+  let setting: string | undefined;
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    if (e instanceof ApplicationFailure && e.type === FailureType.WorkerMisconfigured) {
+      setting = (e.details?.[0] as { setting?: string } | undefined)?.setting;
+      break;
+    }
+  }
+  return { type, message: innermostMessage(err), ...(setting ? { setting } : {}) };
+}
+
+/** What to do after a failure. Bad input fails the same way on resume; only a new run with fixed input helps. */
+export function failureHint(runId: string, failure: RunFailure | undefined): string {
+  const resume = `npm run pift -- resume ${runId}`;
+  switch (failure?.type) {
+    case FailureType.BadInput:
+      return 'fix the input and start a new run (resume would fail the same way)';
+    case FailureType.WorkerMisconfigured:
+      return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
+    default:
+      return `resume it with: ${resume}`;
+  }
+}
+
+function describeActivity(a: RunningActivity): string {
+  const attempts = a.maximumAttempts > 0 ? `${a.attempt}/${a.maximumAttempts}` : `${a.attempt}`;
+  const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
+  let line = `running: ${a.name} (${a.type}${where}, ${a.state}), attempt ${attempts}`;
+  const t = a.details as { step?: number; totalSteps?: number; loss?: number } | undefined;
+  if (typeof t?.step === 'number' && typeof t.totalSteps === 'number') {
+    line += ` | trainer step ${t.step}/${t.totalSteps}`;
+    if (typeof t.loss === 'number' && Number.isFinite(t.loss)) line += ` loss ${t.loss.toFixed(3)}`;
+  }
+  if (a.lastFailure)
+    line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;
+  return line;
+}
+
+/** The text `pift status` prints. */
+export function formatStatus(s: RunStatus): string {
+  const lines = [`run ${s.runId}: ${s.progress.status}`, `Web UI: ${s.uiLink}`, describeProgress(s.progress)];
+  for (const a of s.progress.activities) lines.push(describeActivity(a));
+  for (const q of s.unpolled) lines.push(`warning: ${noWorkerMessage(q)}`);
+  if (s.failure) {
+    lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
+    lines.push(`next: ${failureHint(s.runId, s.failure)}`);
+  } else if (
+    s.progress.status === 'CANCELLED' ||
+    s.progress.status === 'TERMINATED' ||
+    s.progress.status === 'TIMED_OUT'
+  ) {
+    lines.push(`next: ${failureHint(s.runId, undefined)}`);
+  }
+  return lines.join('\n');
+}
+
+/** The GPU queue a run was started with, from its first history event (absent: the deployment default). */
+async function startedGpuQueue(client: Client, runId: string): Promise<string | undefined> {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId: runId },
+    maximumPageSize: 1,
+  });
+  const payloads = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+  const [input] = await decodeArrayFromPayloads(client.options.loadedDataConverter, payloads);
+  return (input as PipelineInput | undefined)?.gpuTaskQueue;
+}
+
+/**
+ * The queues a run needs: its own (the CPU worker's) and its GPU queue, as a pending GPU activity names it, else as
+ * the run was started with, else the deployment default.
+ */
+export async function neededQueues(
+  client: Client,
+  runId: string,
+  defaultGpuQueue: string,
+  progress?: RunProgress,
+): Promise<NeededQueue[]> {
+  const taskQueue = progress?.taskQueue ?? (await client.workflow.getHandle(runId).describe()).taskQueue;
+  const pendingGpu = progress?.activities.find((a) => a.taskQueue && a.taskQueue !== taskQueue)?.taskQueue;
+  const gpuQueue = pendingGpu ?? (await startedGpuQueue(client, runId).catch(() => undefined)) ?? defaultGpuQueue;
+  return [
+    { queue: taskQueue, kind: 'cpu' },
+    { queue: gpuQueue, kind: 'gpu' },
+  ];
+}
+
+/** Everything `pift status` shows about a run. */
+export async function runStatus(
+  client: Client,
+  runId: string,
+  opts: { uiLink: string; gpuTaskQueue: string },
+): Promise<RunStatus> {
+  const progress = await runProgress(client, runId);
+  let unpolled: NeededQueue[] = [];
+  if (progress.status === 'RUNNING')
+    unpolled = await unpolledQueues(client, await neededQueues(client, runId, opts.gpuTaskQueue, progress));
+  const failure =
+    progress.status === 'FAILED'
+      ? await client.workflow
+          .getHandle(runId)
+          .result()
+          .then(
+            () => undefined,
+            (err) => runFailureOf(err),
+          )
+      : undefined;
+  return { runId, uiLink: opts.uiLink, progress, unpolled, ...(failure ? { failure } : {}) };
+}

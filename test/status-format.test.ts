@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { defaultPayloadConverter, RetryState } from '@temporalio/common';
+import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
+import { temporal } from '@temporalio/proto';
+import { describe, it } from 'mocha';
+import { failureHint, formatStatus, runFailureOf, type RunStatus } from '../client/run-status';
+import { runningActivities, type RunProgress } from '../client/run-progress';
+import { FailureType, toTemporalFailure, WorkerMisconfiguredError } from '../common/failures';
+
+const converter = loadDataConverter();
+
+/** A describe() response as the server sends it: stage 2 training on its third attempt after a crash. */
+function describeResponse(): temporal.api.workflowservice.v1.IDescribeWorkflowExecutionResponse {
+  return {
+    pendingActivities: [
+      {
+        activityId: 'stage-2',
+        activityType: { name: 'trainStage' },
+        state: temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+        attempt: 3,
+        maximumAttempts: 20,
+        activityOptions: { taskQueue: { name: 'pift-gpu' } },
+        heartbeatDetails: {
+          payloads: [
+            defaultPayloadConverter.toPayload({ name: 'stage-2', step: 40, totalSteps: 120, loss: 1.23456, pid: 77 }),
+          ],
+        },
+        lastFailure: {
+          message: 'trainer exited with code -9',
+          source: 'TypeScriptSDK',
+          applicationFailureInfo: { type: 'TrainerCrashed', nonRetryable: false },
+        },
+      },
+    ],
+  };
+}
+
+const progressWith = (extra: Partial<RunProgress>): RunProgress => ({
+  runId: 'r1',
+  step: 'stage-2',
+  stage: 2,
+  stages: 3,
+  finished: ['score', 'segment', 'stage-1'],
+  status: 'RUNNING',
+  taskQueue: 'pift-cpu',
+  activities: [],
+  training: {},
+  ...extra,
+});
+
+describe('pift status', () => {
+  it('decodes a pending activity: its stage, attempt, last failure and the trainer heartbeat', async () => {
+    const [a] = await runningActivities(describeResponse(), converter);
+    assert.equal(a.name, 'stage-2');
+    assert.equal(a.type, 'trainStage');
+    assert.equal(a.attempt, 3);
+    assert.equal(a.state, 'started');
+    assert.equal(a.taskQueue, 'pift-gpu');
+    assert.deepEqual(a.lastFailure, { type: 'TrainerCrashed', message: 'trainer exited with code -9' });
+    assert.deepEqual(a.details, { name: 'stage-2', step: 40, totalSteps: 120, loss: 1.23456, pid: 77 });
+
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'http://ui/r1',
+      progress: progressWith({ activities: [a], training: { 'stage-2': a.details as never } }),
+      unpolled: [{ queue: 'pift-gpu', kind: 'gpu' }],
+    });
+    assert.match(text, /^run r1: RUNNING$/m);
+    assert.match(
+      text,
+      /running: stage-2 \(trainStage on pift-gpu, started\), attempt 3\/20 \| trainer step 40\/120 loss 1\.235/,
+    );
+    assert.match(text, /last failure: TrainerCrashed: trainer exited with code -9/);
+    assert.match(text, /no worker is polling pift-gpu: start one with npm run worker:gpu$/m);
+    assert.doesNotMatch(text, /next:/, 'a running run needs no hint');
+  });
+
+  it('names an activity of an older run (numeric id) by its trainer heartbeat, else by its type', async () => {
+    const raw = describeResponse();
+    raw.pendingActivities![0].activityId = '7';
+    raw.pendingActivities!.push({ activityId: '3', activityType: { name: 'scoreDifficulty' }, attempt: 1 });
+    const [train, score] = await runningActivities(raw, converter);
+    assert.equal(train.name, 'stage-2');
+    assert.equal(score.name, 'scoreDifficulty');
+    assert.equal(score.details, undefined);
+    assert.equal(score.lastFailure, undefined);
+  });
+
+  /** A failed run as the client sees it: WorkflowFailedError → ActivityFailure → ApplicationFailure. */
+  const failedRun = (cause: ApplicationFailure) =>
+    new WorkflowFailedError(
+      'Workflow execution failed',
+      new ActivityFailure('Activity task failed', 'scoreDifficulty', '5', RetryState.NON_RETRYABLE_FAILURE, 'w', cause),
+      RetryState.NON_RETRYABLE_FAILURE,
+    );
+
+  it('tells a bad input to start a new run, not to resume', () => {
+    const failure = runFailureOf(
+      failedRun(
+        ApplicationFailure.create({ message: 'data.jsonl line 2: missing "output"', type: FailureType.BadInput }),
+      ),
+    );
+    assert.deepEqual(failure, { type: 'BadInput', message: 'data.jsonl line 2: missing "output"' });
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'http://ui/r1',
+      progress: progressWith({ status: 'FAILED', step: 'failed' }),
+      unpolled: [],
+      failure,
+    });
+    assert.match(text, /failed: BadInput: data\.jsonl line 2: missing "output"/);
+    assert.match(text, /next: fix the input and start a new run \(resume would fail the same way\)/);
+    assert.doesNotMatch(text, /pift -- resume/);
+  });
+
+  it('tells a worker misconfiguration to fix the named variable, then resume', () => {
+    const cause = toTemporalFailure(
+      new WorkerMisconfiguredError('the LLM endpoint refused the key', 'OPENAI_API_KEY', 'GET /models'),
+    ) as ApplicationFailure;
+    const failure = runFailureOf(failedRun(cause));
+    assert.equal(failure.type, FailureType.WorkerMisconfigured);
+    assert.equal(failure.setting, 'OPENAI_API_KEY');
+    assert.equal(
+      failureHint('r1', failure),
+      "fix the worker's environment (OPENAI_API_KEY), then resume: npm run pift -- resume r1",
+    );
+  });
+
+  it('suggests resume for other failures, decided by type and not by message', () => {
+    const crash = runFailureOf(
+      failedRun(ApplicationFailure.create({ message: 'BadInput: not really', type: 'Error' })),
+    );
+    assert.equal(failureHint('r1', crash), 'resume it with: npm run pift -- resume r1');
+    const s: RunStatus = {
+      runId: 'r1',
+      uiLink: 'http://ui/r1',
+      progress: progressWith({ status: 'CANCELLED', step: 'cancelled' }),
+      unpolled: [],
+    };
+    assert.match(formatStatus(s), /next: resume it with: npm run pift -- resume r1/);
+  });
+});
