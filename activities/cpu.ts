@@ -5,6 +5,7 @@ import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
+import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
 import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
@@ -13,6 +14,8 @@ import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } 
 export const createCpuActivities = (deps: ActivityDeps) => ({
   resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
     withTypedFailures(async () => resolvePipelineInput(input, workflowId, deps.env)),
+  // The CPU worker may not share the GPU worker's disk: local model directories are checked by checkModel there.
+  preflight: (cfg: ResolvedInput) => withTypedFailures(() => preflight(deps.env, cfg, { localModelDirs: false })),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

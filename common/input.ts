@@ -156,7 +156,7 @@ export const pipelineInputSchema = {
         learningRate: { type: 'number', exclusiveMinimum: 0 },
         batchSize: positiveInt,
         gradientAccumulation: positiveInt,
-        maxLength: { type: 'integer', minimum: 16 },
+        maxLength: { type: 'integer', minimum: 32 }, // the trainer's MIN_MAX_LENGTH (trainer/pift/config.py)
         warmupRatio: { type: 'number', minimum: 0, maximum: 1, default: 0.1 },
         weightDecay: { type: 'number', minimum: 0, default: 0.1 },
         adamBeta1: { type: 'number', minimum: 0, exclusiveMaximum: 1, default: 0.9 },

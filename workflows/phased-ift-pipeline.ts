@@ -5,6 +5,7 @@ import {
   CancellationScope,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -20,6 +21,7 @@ import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, trainerProgressSignal, type Progress } from './messages';
+import { checkBeforeScoring } from './preflight';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -99,6 +101,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
       },
     });
+
+    // Runs recorded before these checks existed replay without them.
+    if (patched('preflight-checks')) await checkBeforeScoring(cfg);
 
     enter('score');
     const score = await cpu.scoreDifficulty({
