@@ -28,6 +28,17 @@ export interface ValidateOptions {
   io?: boolean;
 }
 
+/** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
+const BEFORE_START_LIMIT_MS = 20_000;
+
+function withinMs<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([work, limit]).finally(() => clearTimeout(timer));
+}
+
 /** The same checks a run makes before scoring, in this process, without starting a workflow. */
 export async function validateInput(input: PipelineInput, runId: string, opts: ValidateOptions): Promise<Validation> {
   const cfg = resolvePipelineInput(input, runId, opts.env);
@@ -41,7 +52,10 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     checks.push({ field: 'URIs', checked: 'every URI parses and uses a supported scheme' });
     if (opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
     try {
-      const report = await preflight(opts.env, cfg, { localModelDirs: false, probeStore: input.store !== undefined });
+      const report = await withinMs(
+        BEFORE_START_LIMIT_MS,
+        preflight(opts.env, cfg, { localModelDirs: false, probeStore: input.store !== undefined }),
+      );
       checks.push(...report.checks);
     } catch (err) {
       if (err instanceof InvalidDataError) throw err;
