@@ -6,6 +6,7 @@ import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
+import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
 import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
@@ -18,6 +19,8 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       checkRunLocations(cfg, deps.fileRoots);
       return cfg;
     }),
+  // The CPU worker may not share the GPU worker's disk: local model directories are checked by checkModel there.
+  preflight: (cfg: ResolvedInput) => withTypedFailures(() => preflight(deps.env, cfg, { localModelDirs: false })),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

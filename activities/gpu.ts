@@ -1,6 +1,8 @@
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { generateAnswers } from './generate/generate-answers';
+import { whileHeartbeating } from './heartbeat';
+import { checkModel, type CheckModelInput } from './train/check-model';
 import { trainStage } from './train/train-stage';
 import type { GenerateInput, TrainInput } from './types';
 
@@ -8,4 +10,12 @@ import type { GenerateInput, TrainInput } from './types';
 export const createGpuActivities = (deps: ActivityDeps) => ({
   trainStage: (input: TrainInput) => withTypedFailures(() => trainStage(deps, input)),
   generateAnswers: (input: GenerateInput) => withTypedFailures(() => generateAnswers(deps, input)),
+  /** Cheap: proves a GPU worker polls the run's queue and that the trainer accepts the model and its tokenizer. */
+  checkModel: (input: CheckModelInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'check-model' }),
+        () => checkModel(deps, input),
+      ),
+    ),
 });

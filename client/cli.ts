@@ -1,22 +1,22 @@
 /**
  * The phased-ift command line: `npm run pift -- run --dataset data/demo/train.jsonl`.
- * Commands: run, resume <runId>, status <runId>, list, cancel <runId>. Temporal is found as the workers find it
+ * Commands: run, validate, resume <runId>, status <runId>, list, cancel <runId>. Temporal is found as the workers find it
  * (workers/config.ts: a Temporal config profile, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
  * TEMPORAL_TLS_*), and TEMPORAL_UI_URL (default http://localhost:8233) for the links it prints.
  */
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { Command } from 'commander';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import type { PipelineInput } from '../common/input';
 import { temporalConfigFromEnv } from '../workers/config';
 import { formatRuns, listRuns } from './list-runs';
+import { buildInput, type InputOptions } from './input-file';
 import { followProgress } from './progress-display';
 import { noWorkerMessage, unpolledQueues } from './queue-pollers';
 import { innermostMessage } from './run-progress';
 import { failureHint, formatStatus, neededQueues, runFailureOf, runStatus } from './run-status';
-import { resumeRun, startRun, uiLink, type StartedRun } from './start-run';
+import { newRunId, resumeRun, startRun, uiLink, type StartedRun } from './start-run';
+import { validateInput } from './validate-input';
 
 const cfg = temporalConfigFromEnv();
 
@@ -28,10 +28,6 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
     await connection.close();
   }
 }
-
-/** A local path becomes an absolute file URI, since the workers may run in another directory. */
-const asUri = (pathOrUri: string) =>
-  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href;
 
 async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Promise<void> {
   console.log(`run ${run.runId} started\nWeb UI: ${run.uiLink}`);
@@ -59,24 +55,20 @@ const program = new Command('pift').description('Phased Instruction Fine-Tuning 
 
 program
   .command('run')
-  .description('start a run and follow it')
+  .description('check the input, then start a run and follow it')
   .option('--dataset <uri>', 'Alpaca JSONL/JSON: s3://..., file://... or a local path')
   .option('--input <file>', 'the whole workflow input as a JSON file (fields as in README "Workflow input")')
   .option('--run-id <id>', 'run id (default: generated)')
   .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
+  .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
   .option('--no-wait', 'print the run id and the Web UI link, do not follow')
-  .action(async (opts: { dataset?: string; input?: string; runId?: string; store?: string; wait: boolean }) => {
-    const fromFile: Partial<PipelineInput> = opts.input ? JSON.parse(readFileSync(opts.input, 'utf8')) : {};
-    const dataset = opts.dataset ?? fromFile.dataset;
-    if (!dataset) throw new Error('give --dataset or an --input file with a "dataset" field');
-    const benchmarks = fromFile.evaluation?.benchmarks?.map((b) => ({ ...b, uri: asUri(b.uri) }));
-    const input: PipelineInput = {
-      ...fromFile,
-      ...(benchmarks ? { evaluation: { ...fromFile.evaluation, benchmarks } } : {}),
-      dataset: asUri(dataset),
-      ...(opts.runId ? { runId: opts.runId } : {}),
-      ...(opts.store ? { store: asUri(opts.store) } : {}),
-    };
+  .action(async (opts: InputOptions & { check: boolean; wait: boolean }) => {
+    const built = buildInput(opts);
+    const runId = built.runId ?? newRunId();
+    const input: PipelineInput = { ...built, runId };
+    // Nothing starts until the input passes: a typo must not leave a failed run behind.
+    const validation = await validateInput(input, runId, { env: process.env, mode: 'before-start', io: opts.check });
+    for (const note of validation.skipped) console.log(`not checked here: ${note}`);
     await withClient(async (client) =>
       waitAndReport(
         client,
@@ -84,6 +76,22 @@ program
         opts.wait,
       ),
     );
+  });
+
+program
+  .command('validate')
+  .description('check an input as a run would before its first paid request, without starting anything')
+  .option('--input <file>', 'the whole workflow input as a JSON file')
+  .option('--dataset <uri>', 'Alpaca JSONL/JSON: s3://..., file://... or a local path')
+  .option('--run-id <id>', "run id (default: the file's, else a placeholder)")
+  .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
+  .action(async (opts: InputOptions) => {
+    const input = buildInput(opts);
+    const runId = input.runId ?? 'pift-validate';
+    const { checks, skipped } = await validateInput(input, runId, { env: process.env, mode: 'full' });
+    for (const c of checks) console.log(`ok       ${c.field}: ${c.checked}`);
+    for (const note of skipped) console.log(`skipped  ${note}`);
+    console.log('input is valid');
   });
 
 program
@@ -128,7 +136,14 @@ program
     });
   });
 
+/** Exit status of an input that cannot run as given (`validate`, `run`): the message names what to fix. */
+const EXIT_INVALID = 2;
+
 program.parseAsync().catch((err) => {
+  if (err instanceof InvalidDataError || err instanceof WorkerMisconfiguredError) {
+    console.error(`invalid: ${err.message}`);
+    process.exit(EXIT_INVALID);
+  }
   console.error(innermostMessage(err));
   process.exit(1);
 });

@@ -20,12 +20,15 @@ export interface StartedRun {
 export const uiLink = (uiUrl: string, namespace: string, workflowId: string): string =>
   `${uiUrl.replace(/\/$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 
+/** A fresh run id for a run started without one. */
+export const newRunId = (): string => `pift-${new Date().toISOString().replace(/[:.]/g, '-').toLowerCase()}`;
+
 /**
  * Starts a Phased IFT run. The run id is the workflow id, so one run id is one durable run: starting it again after
  * it closed re-uses every finished step. This is the function other services call.
  */
 export async function startRun(client: Client, input: PipelineInput, opts: StartOptions = {}): Promise<StartedRun> {
-  const runId = input.runId ?? `pift-${new Date().toISOString().replace(/[:.]/g, '-').toLowerCase()}`;
+  const runId = input.runId ?? newRunId();
   const handle = await client.workflow.start(phasedIftPipeline, {
     taskQueue: opts.taskQueue ?? CPU_TASK_QUEUE,
     workflowId: runId,

@@ -6,6 +6,12 @@ export const CPU_TASK_QUEUE = 'pift-cpu';
 /** Training and generation run here (one GPU worker process per GPU, one activity at a time). */
 export const GPU_TASK_QUEUE = 'pift-gpu';
 
+/**
+ * The GPU worker's side queue for its model check: served beside training, so a run's check never waits behind another
+ * run's hours of training, and still proves that a GPU worker process of that queue is alive.
+ */
+export const modelCheckQueue = (gpuTaskQueue: string): string => `${gpuTaskQueue}-check`;
+
 export const WORKFLOW_TYPE = 'phasedIftPipeline';
 
 /** The step a run is in, so the Web UI can filter runs with `PiftStep="stage-2"`. */

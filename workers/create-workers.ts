@@ -1,6 +1,7 @@
 import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
+import { modelCheckQueue } from '../common/constants';
 
 interface CommonOptions {
   connection: NativeConnection;
@@ -40,5 +41,17 @@ export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
     maxHeartbeatThrottleInterval: '10 seconds',
     // Time for a running trainer to save and upload a checkpoint when the worker is asked to stop.
     shutdownGraceTime: (process.env.PIFT_SHUTDOWN_GRACE ?? '5 minutes') as Duration,
+  });
+}
+
+/** The model check of a GPU worker, on its side queue: a few seconds of CPU work each, so several at once. */
+export function createModelCheckWorker(opts: CommonOptions): Promise<Worker> {
+  const { checkModel } = createGpuActivities(opts.deps);
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: modelCheckQueue(opts.taskQueue),
+    activities: { checkModel },
+    maxConcurrentActivityTaskExecutions: 2,
   });
 }

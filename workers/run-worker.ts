@@ -1,7 +1,7 @@
 import { NativeConnection } from '@temporalio/worker';
 import { depsFromEnv } from '../activities';
 import { temporalConfigFromEnv } from './config';
-import { createCpuWorker, createGpuWorker } from './create-workers';
+import { createCpuWorker, createGpuWorker, createModelCheckWorker } from './create-workers';
 import { ensureSearchAttributes } from './search-attributes';
 
 /** Entry point of both worker processes; configuration comes from the environment (README "Worker environment"). */
@@ -17,9 +17,13 @@ export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   try {
     const taskQueue = kind === 'cpu' ? cfg.cpuTaskQueue : cfg.gpuTaskQueue;
     const options = { connection, namespace: cfg.namespace, taskQueue, deps: depsFromEnv() };
-    const worker = await (kind === 'cpu' ? createCpuWorker(options) : createGpuWorker(options));
+    const workers =
+      kind === 'cpu'
+        ? [await createCpuWorker(options)]
+        : [await createGpuWorker(options), await createModelCheckWorker(options)];
     console.error(`pift ${kind} worker polling ${taskQueue} on ${cfg.address}`);
-    await worker.run();
+    // Both stop together on SIGINT/SIGTERM (the SDK's runtime shuts down every worker of the process).
+    await Promise.all(workers.map((w) => w.run()));
   } finally {
     await connection.close();
   }

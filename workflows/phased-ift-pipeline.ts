@@ -22,6 +22,7 @@ import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
+import { checkBeforeScoring } from './preflight';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -105,6 +106,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const named = (name: string) => ({ summary: name, ...(idsAreNames ? { activityId: name } : {}) });
     const cpuAs = (name: string) => proxyActivities<CpuActivities>({ ...cpuOptions, ...named(name) });
     const gpuAs = (name: string) => proxyActivities<GpuActivities>({ ...gpuOptions, ...named(name) });
+
+    // Runs recorded before these checks existed replay without them.
+    if (patched('preflight-checks')) await checkBeforeScoring(cfg);
 
     enter('score');
     const score = await cpuAs('score').scoreDifficulty({

@@ -188,7 +188,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
 }
 
 /** The trainer never talks to the store or an LLM endpoint (the activity does), so it gets none of their secrets. */
-const withoutSecrets = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
+export const withoutSecrets = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
   Object.fromEntries(Object.entries(env).filter(([k]) => !/KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i.test(k)));
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

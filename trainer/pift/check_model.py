@@ -38,6 +38,10 @@ class CheckModelArguments:
     model_name_or_path: str = field(metadata={"help": "As in train.py: 'builtin:tiny-llama' or a local directory."})
     max_length: int = field(metadata={"help": "As in train.py: tokens per training sequence."})
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
+    weights_listed: bool = field(
+        default=False,
+        metadata={"help": "The caller saw the weights in the store and fetched only config and tokenizer files."},
+    )
 
     def __post_init__(self) -> None:
         check_max_length(self.max_length, MAX_LENGTH_FIELD)
@@ -51,12 +55,15 @@ def parse_args(config_path: str) -> tuple[CheckModelArguments]:
 def check_model(args: CheckModelArguments) -> dict[str, Any]:
     """The model_ok event's fields; raises ConfigError naming the setting to fix."""
     tokenizer = load_tokenizer(args.model_name_or_path, field_name=BASE_MODEL_FIELD)
-    config = load_model_config(args.model_name_or_path, field_name=BASE_MODEL_FIELD)
+    config = load_model_config(
+        args.model_name_or_path, field_name=BASE_MODEL_FIELD, require_weights=not args.weights_listed
+    )
     vocab_size = config.get_text_config().vocab_size
     check_embeddings(vocab_size, tokenizer, BASE_MODEL_FIELD)
     check_template(tokenizer, config, args)
     return {
         "model_type": config.model_type,
+        "tokenizer_size": len(tokenizer),
         "vocab_size": vocab_size,
         "bos_token": tokenizer.bos_token,
         "eos_token": tokenizer.eos_token,

@@ -54,7 +54,9 @@ def check_embeddings(num_embeddings: int, tokenizer: PreTrainedTokenizerBase, fi
         )
 
 
-def load_model_config(name_or_path: str, field_name: str = "model_name_or_path") -> PretrainedConfig:
+def load_model_config(
+    name_or_path: str, field_name: str = "model_name_or_path", require_weights: bool = True
+) -> PretrainedConfig:
     """The model's config, without its weights: what `load_model` would refuse, found in a second."""
     if name_or_path == BUILTIN_TINY_LLAMA:
         return load_tiny_config()
@@ -66,7 +68,7 @@ def load_model_config(name_or_path: str, field_name: str = "model_name_or_path")
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise ConfigError(f'field "{field_name}": {name_or_path} holds a {config.model_type} model, not a causal LM')
     weights = (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
-    if not any(os.path.isfile(os.path.join(name_or_path, name)) for name in weights):
+    if require_weights and not any(os.path.isfile(os.path.join(name_or_path, name)) for name in weights):
         raise ConfigError(f'field "{field_name}": no model weights in {name_or_path} (expected {weights[0]})')
     return config
 

@@ -1,0 +1,151 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { allowedLocation } from '../../store';
+import type { ActivityDeps } from '../deps';
+import { downloadPrefix } from '../artifacts/transfer';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
+import { withoutSecrets } from './trainer-process';
+
+export interface CheckModelInput {
+  runId: string;
+  /** 'builtin:…', a local directory of this worker, or a store folder URI. */
+  model: string;
+  maxLength: number;
+  /** The input setting the model came from, for messages. */
+  field: string;
+}
+
+export interface CheckModelResult {
+  model: string;
+  modelType: string | null;
+  vocabSize: number | null;
+  tokenizerSize: number;
+}
+
+/** The trainer exits with this when it refuses its input (sysexits EX_DATAERR). */
+const EXIT_BAD_INPUT = 65;
+const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+
+/** The weight files transformers loads (safetensors or PyTorch, single or sharded with an index). */
+const MODEL_WEIGHTS =
+  /^(model\.safetensors|model\.safetensors\.index\.json|pytorch_model\.bin|pytorch_model\.bin\.index\.json)$/;
+
+/** Weights are not needed to check a model: its config and tokenizer files are. */
+const WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|gguf|h5|msgpack)$|\/(optimizer|scheduler|rng_state)[^/]*$/;
+
+/**
+ * Loads the model's config and tokenizer with the trainer's own code and checks (`python -m pift.check_model`), in
+ * seconds and without weights, so a model the trainer would refuse fails the run before anything is scored.
+ */
+export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Promise<CheckModelResult> {
+  const ref = parseModelRef(input.model, input.field);
+  const work = join(deps.workDir, input.runId, 'check-model');
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true });
+  let modelPath: string;
+  if (ref.kind === 'builtin') modelPath = ref.name;
+  else if (ref.kind === 'local') {
+    allowedLocation(ref.path, deps.fileRoots, input.field);
+    checkLocalModelDir(ref.path, input.field);
+    modelPath = ref.path;
+  } else {
+    const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
+    // The trainer looks for these names; the weights stay in the store, only their presence is checked here.
+    const keys = await store.list(`${key}/`);
+    if (!keys.some((k) => MODEL_WEIGHTS.test(k.slice(key.length + 1)))) {
+      throw new InvalidDataError(`${input.field}: no model weights under ${ref.uri} (expected model.safetensors)`, {
+        field: input.field,
+      });
+    }
+    modelPath = join(work, 'model');
+    if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {
+      throw new InvalidDataError(`${input.field}: no model config or tokenizer files under ${ref.uri}`, {
+        field: input.field,
+      });
+    }
+  }
+  const configPath = join(work, 'check-model.json');
+  await writeFile(
+    configPath,
+    JSON.stringify({
+      model_name_or_path: modelPath,
+      max_length: input.maxLength,
+      weights_listed: ref.kind === 'store',
+    }),
+  );
+  try {
+    return await runCheck(deps, configPath, input);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function runCheck(deps: ActivityDeps, configPath: string, input: CheckModelInput): Promise<CheckModelResult> {
+  const timeout = Number(deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+  const { code, stdout, stderr, spawnError } = await new Promise<{
+    code: number | null;
+    stdout: string;
+    stderr: string;
+    spawnError?: NodeJS.ErrnoException;
+  }>((resolve) => {
+    execFile(
+      deps.python,
+      ['-m', 'pift.check_model', configPath],
+      {
+        cwd: deps.workDir,
+        env: { ...withoutSecrets(deps.env), PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1' },
+        timeout,
+        killSignal: 'SIGKILL',
+        maxBuffer: 4 * 1024 * 1024,
+      },
+      (err, stdout, stderr) => {
+        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
+        if (e && typeof e.code === 'string') resolve({ code: null, stdout, stderr, spawnError: e });
+        else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr });
+      },
+    );
+  });
+  if (spawnError) {
+    throw new WorkerMisconfiguredError(
+      `cannot start the trainer's python ${deps.python}: ${spawnError.code}`,
+      'PIFT_PYTHON',
+      `${deps.python} -m pift.check_model`,
+    );
+  }
+  const events = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ok = events.find((e) => e.event === 'model_ok');
+  if (code === 0 && ok) {
+    return {
+      model: input.model,
+      modelType: (ok.model_type as string | null) ?? null,
+      vocabSize: (ok.vocab_size as number | null) ?? null,
+      tokenizerSize: Number(ok.tokenizer_size),
+    };
+  }
+  const error = events.find((e) => e.event === 'error');
+  if (code === EXIT_BAD_INPUT) {
+    // The trainer names its own config field; the user knows the model by the input setting.
+    const message = String(error?.message ?? 'the trainer refused the model').replace(
+      /field "model_name_or_path": /,
+      '',
+    );
+    const field = /field "max_length"/.test(message) ? 'input.training.maxLength' : input.field;
+    throw new InvalidDataError(`${field}: ${message}`, { field });
+  }
+  if (/No module named/.test(stderr)) {
+    throw new WorkerMisconfiguredError(
+      `the trainer's python ${deps.python} cannot import the trainer package (pift): ${lastLine(stderr)}`,
+      'PIFT_PYTHON',
+      `${deps.python} -m pift.check_model`,
+    );
+  }
+  const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
+  throw new Error(`model check ${why}: ${String(error?.message ?? lastLine(stderr))}`);
+}
+
+const lastLine = (text: string) => text.trim().split('\n').slice(-1)[0] ?? '';

@@ -1,0 +1,51 @@
+import { openStore, parseObjectUri } from '../../store';
+import type { ResolvedInput } from '../../common/input';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { parseModelRef, type ModelRef } from './model-ref';
+
+/** Every location the run will touch, each under the name of the setting it came from. */
+export interface InputLocations {
+  store: { field: string; uri: string };
+  objects: Array<{ field: string; uri: string }>;
+  models: Array<{ field: string; ref: ModelRef; value: string }>;
+}
+
+/**
+ * The setting that chose the store: the worker's PIFT_STORE when the input named none. A wrong store there is the
+ * operator's to fix, not the user's.
+ */
+export const storeSetting = (cfg: Pick<ResolvedInput, 'store'>, env: NodeJS.ProcessEnv): string =>
+  env.PIFT_STORE !== undefined && env.PIFT_STORE === cfg.store ? 'PIFT_STORE' : 'input.store';
+
+/** Parses every URI of the input with no I/O, so a typo fails in milliseconds and names its field. */
+export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv): InputLocations {
+  const store = { field: storeSetting(cfg, env), uri: cfg.store };
+  try {
+    openStore(cfg.store, env);
+  } catch (err) {
+    const message = `${store.field}: ${(err as Error).message}`;
+    throw store.field === 'PIFT_STORE'
+      ? new WorkerMisconfiguredError(message, 'PIFT_STORE', cfg.store)
+      : new InvalidDataError(message, { field: store.field });
+  }
+  const objects = [
+    { field: 'input.dataset', uri: cfg.dataset },
+    ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
+  ];
+  for (const { field, uri } of objects) {
+    try {
+      parseObjectUri(uri);
+    } catch (err) {
+      throw new InvalidDataError(`${field}: ${(err as Error).message}`, { field });
+    }
+  }
+  const models = [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
+  if (cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
+    models.push({ field: 'input.baseline.checkpoint', value: cfg.baseline.checkpoint });
+  }
+  return {
+    store,
+    objects,
+    models: models.map((m) => ({ ...m, ref: parseModelRef(m.value, m.field) })),
+  };
+}

@@ -1,0 +1,126 @@
+import { msToNumber } from '@temporalio/common/lib/time';
+import type { Duration } from '@temporalio/common';
+import { NotFoundError, openObject, openStore } from '../../store';
+import type { ResolvedInput } from '../../common/input';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { parseInputLocations } from './input-uris';
+import { checkLocalModelDir, checkStoredModel } from './model-ref';
+
+export interface PreflightCheck {
+  field: string;
+  checked: string;
+}
+
+export interface PreflightReport {
+  checks: PreflightCheck[];
+  /** How long the run waits for a GPU worker to take the model check before it fails (worker setting). */
+  gpuCheckWait: string;
+}
+
+export interface PreflightOptions {
+  /**
+   * Check local model directories here. Only where the model is loaded: a CPU worker may run on another machine than
+   * the GPU worker, whose own model check covers its directories.
+   */
+  localModelDirs: boolean;
+  /** Write and delete a probe object in the store (off where this process may not see the workers' store). */
+  probeStore?: boolean;
+}
+
+/** Key of the object written and deleted to prove the store takes writes; under the run's own prefix. */
+export const probeKey = (runId: string) => `${runId}/.preflight-probe`;
+
+export const DEFAULT_GPU_CHECK_WAIT = '2 minutes';
+
+/**
+ * Everything that can be checked before the first paid request: every URI parses, the store takes a write, the
+ * dataset and benchmark objects exist, the base model is one the trainer can find. Input mistakes fail as BadInput
+ * naming the field; a worker setting that is wrong fails as WorkerMisconfigured naming the variable.
+ */
+export async function preflight(
+  env: NodeJS.ProcessEnv,
+  cfg: ResolvedInput,
+  opts: PreflightOptions,
+): Promise<PreflightReport> {
+  const gpuCheckWait = gpuCheckWaitFromEnv(env);
+  const where = parseInputLocations(cfg, env);
+  const checks: PreflightCheck[] = [];
+
+  if (opts.probeStore !== false) {
+    const store = openStore(cfg.store, env);
+    await naming(where.store.field, cfg.store, async () => {
+      await store.put(probeKey(cfg.runId), 'preflight');
+      await store.delete(probeKey(cfg.runId));
+    });
+    checks.push({ field: where.store.field, checked: `${cfg.store} takes writes under ${cfg.runId}/` });
+  }
+
+  for (const { field, uri } of where.objects) {
+    const head = await naming(field, uri, async () => {
+      const { store: holder, key } = openObject(uri, env);
+      return holder.head(key);
+    });
+    if (!head) {
+      throw new InvalidDataError(`${field}: no file at ${uri} (a folder is not a file: name one .jsonl or .json)`, {
+        field,
+      });
+    }
+    checks.push({ field, checked: `${uri} exists (${head.size} bytes)` });
+  }
+
+  for (const { field, ref, value } of where.models) {
+    if (ref.kind === 'builtin') {
+      checks.push({ field, checked: `${value} is a builtin model` });
+    } else if (ref.kind === 'store') {
+      const n = await naming(field, ref.uri, () => checkStoredModel(ref.uri, field, env));
+      checks.push({ field, checked: `${ref.uri} holds a model config (${n} objects)` });
+    } else if (opts.localModelDirs) {
+      checkLocalModelDir(ref.path, field);
+      checks.push({ field, checked: `${ref.path} is a model directory on this machine` });
+    }
+  }
+  return { checks, gpuCheckWait };
+}
+
+function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
+  const wait = env.PIFT_GPU_CHECK_WAIT ?? DEFAULT_GPU_CHECK_WAIT;
+  try {
+    if (msToNumber(wait as Duration) > 0) return wait;
+  } catch {
+    /* reported below */
+  }
+  throw new WorkerMisconfiguredError(
+    `PIFT_GPU_CHECK_WAIT must be a positive duration such as "2 minutes", got ${JSON.stringify(wait)}`,
+    'PIFT_GPU_CHECK_WAIT',
+  );
+}
+
+/** Local file-system refusals: the store or object is there but cannot be used as given. */
+const FS_REFUSALS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'EISDIR']);
+
+/**
+ * Runs one check and puts the setting's name on what it throws: an absent object is the user's mistake; errors the
+ * store already classified keep their type. Anything else (a blip, a bug) propagates unchanged.
+ */
+async function naming<T>(field: string, uri: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const fromEnv = !field.startsWith('input.');
+    if (err instanceof NotFoundError) {
+      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field });
+    }
+    if (err instanceof InvalidDataError && !err.message.includes(field)) {
+      throw new InvalidDataError(`${field}: ${err.message}`, { ...err.where, field });
+    }
+    if (err instanceof WorkerMisconfiguredError && !err.message.includes(field)) {
+      throw new WorkerMisconfiguredError(`${field} (${uri}): ${err.message}`, err.setting, err.tried);
+    }
+    const code = (err as { code?: string }).code;
+    if (code && FS_REFUSALS.has(code)) {
+      const message = `${field}: ${uri} cannot be used from this worker (${code})`;
+      throw fromEnv ? new WorkerMisconfiguredError(message, field, uri) : new InvalidDataError(message, { field });
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,56 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { PipelineInput } from '../common/input';
+import { InvalidDataError } from '../common/failures';
+
+export interface InputOptions {
+  input?: string;
+  dataset?: string;
+  runId?: string;
+  store?: string;
+}
+
+/** A local path becomes an absolute file URI, since the workers may run in another directory. */
+export const asUri = (pathOrUri: string) =>
+  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href;
+
+/** Reads an input file; a file that is not one JSON object is named, its content never echoed. */
+export function readInputFile(file: string): Partial<PipelineInput> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new InvalidDataError(`--input ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`, { file });
+  }
+  try {
+    return JSON.parse(text) as Partial<PipelineInput>;
+  } catch (err) {
+    throw new InvalidDataError(`--input ${file}: not valid JSON (${(err as Error).message})`, { file });
+  }
+}
+
+/** The workflow input from an --input file and the options that override it, with local paths made URIs. */
+export function buildInput(opts: InputOptions): PipelineInput {
+  const fromFile = opts.input ? readInputFile(opts.input) : {};
+  const dataset = opts.dataset ?? fromFile.dataset;
+  if (!dataset) {
+    throw new InvalidDataError('input.dataset: give --dataset or an --input file with a "dataset" field', {
+      field: 'input.dataset',
+    });
+  }
+  const benchmarks = Array.isArray(fromFile.evaluation?.benchmarks)
+    ? fromFile.evaluation.benchmarks.map((b) => (typeof b?.uri === 'string' ? { ...b, uri: asUri(b.uri) } : b))
+    : undefined;
+  return {
+    ...fromFile,
+    ...(benchmarks ? { evaluation: { ...fromFile.evaluation, benchmarks } } : {}),
+    dataset: typeof dataset === 'string' ? asUri(dataset) : dataset,
+    ...(opts.runId ? { runId: opts.runId } : {}),
+    ...(opts.store
+      ? { store: asUri(opts.store) }
+      : typeof fromFile.store === 'string'
+        ? { store: asUri(fromFile.store) }
+        : {}),
+  };
+}

@@ -1,0 +1,91 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { depsFromEnv } from '../activities/deps';
+import { checkModel } from '../activities/train/check-model';
+import { parseInputLocations } from '../activities/validate/input-uris';
+import { preflight, type PreflightCheck } from '../activities/validate/preflight';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
+import type { PipelineInput, ResolvedInput } from '../common/input';
+
+export interface Validation {
+  cfg: ResolvedInput;
+  checks: PreflightCheck[];
+  /** Checks that could not run here, and why; the run's workers make them again. */
+  skipped: string[];
+}
+
+export interface ValidateOptions {
+  env: NodeJS.ProcessEnv;
+  /**
+   * 'full' (`pift validate`): every check the run makes, the model check included when the trainer's python is here.
+   * 'before-start' (`pift run`): schema, run id and URIs; then the store (only when the input names it, since the
+   * workers otherwise use their own PIFT_STORE), dataset and benchmarks as far as this machine reaches them.
+   */
+  mode: 'full' | 'before-start';
+  /** With 'before-start': false checks only what needs no I/O (schema, run id, URIs). */
+  io?: boolean;
+}
+
+/** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
+const BEFORE_START_LIMIT_MS = 20_000;
+
+function withinMs<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([work, limit]).finally(() => clearTimeout(timer));
+}
+
+/** The same checks a run makes before scoring, in this process, without starting a workflow. */
+export async function validateInput(input: PipelineInput, runId: string, opts: ValidateOptions): Promise<Validation> {
+  const cfg = resolvePipelineInput(input, runId, opts.env);
+  const checks: PreflightCheck[] = [
+    { field: 'input', checked: 'matches the schema; defaults filled' },
+    { field: 'input.runId', checked: cfg.runId },
+  ];
+  const skipped: string[] = [];
+  if (opts.mode === 'before-start') {
+    parseInputLocations(cfg, opts.env);
+    checks.push({ field: 'URIs', checked: 'every URI parses and uses a supported scheme' });
+    if (opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
+    try {
+      const report = await withinMs(
+        BEFORE_START_LIMIT_MS,
+        preflight(opts.env, cfg, { localModelDirs: false, probeStore: input.store !== undefined }),
+      );
+      checks.push(...report.checks);
+    } catch (err) {
+      if (err instanceof InvalidDataError) throw err;
+      skipped.push(`store and data checks: ${(err as Error).message}`);
+    }
+    return { cfg, checks, skipped };
+  }
+
+  checks.push(...(await preflight(opts.env, cfg, { localModelDirs: true, probeStore: true })).checks);
+  const deps = depsFromEnv(opts.env);
+  const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
+  try {
+    const model = await checkModel(
+      { ...deps, workDir },
+      {
+        runId: cfg.runId,
+        model: cfg.training.baseModel,
+        maxLength: cfg.training.maxLength,
+        field: 'input.training.baseModel',
+      },
+    );
+    checks.push({
+      field: 'input.training.baseModel',
+      checked: `the trainer loads its config and tokenizer (${model.modelType ?? 'model'}, ${model.tokenizerSize} tokens)`,
+    });
+  } catch (err) {
+    if (!(err instanceof WorkerMisconfiguredError)) throw err;
+    skipped.push(`model check (the GPU worker makes it when the run starts): ${err.message}`);
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+  return { cfg, checks, skipped };
+}

@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, it } from 'mocha';
+import { depsFromEnv } from '../activities/deps';
+import { checkModel } from '../activities/train/check-model';
+import { InvalidDataError } from '../common/failures';
+
+const dir = mkdtempSync(join(tmpdir(), 'pift-check-model-'));
+const deps = { ...depsFromEnv(process.env), workDir: join(dir, 'work') };
+const field = 'input.training.baseModel';
+const check = (model: string, maxLength = 256) =>
+  checkModel(deps, { runId: 'check-model-test', model, maxLength, field });
+
+/** A model directory with a valid Llama config but no tokenizer at all: the trainer cannot train it. */
+function modelWithoutTokenizer(): string {
+  const model = join(dir, `no-tokenizer-${Math.random().toString(36).slice(2)}`);
+  mkdirSync(model, { recursive: true });
+  writeFileSync(
+    join(model, 'config.json'),
+    JSON.stringify({
+      model_type: 'llama',
+      vocab_size: 260,
+      hidden_size: 16,
+      intermediate_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+    }),
+  );
+  return model;
+}
+
+async function refused(model: string, pattern: RegExp): Promise<InvalidDataError> {
+  const started = Date.now();
+  const err = await check(model).then(
+    () => assert.fail('the model check passed'),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof InvalidDataError, String(err));
+  assert.equal(err.where.field, field);
+  assert.match(err.message, pattern);
+  // Refused in seconds, not after scoring: the check reads no weights and starts no training.
+  assert.ok(Date.now() - started < 60_000, `took ${Date.now() - started} ms`);
+  return err;
+}
+
+describe("checkModel (the GPU worker's model check)", function () {
+  this.timeout(120_000);
+
+  it('accepts the builtin model and reports its tokenizer', async () => {
+    const result = await check('builtin:tiny-llama');
+    assert.equal(result.modelType, 'llama');
+    assert.equal(result.tokenizerSize, 260);
+  });
+
+  it('refuses a model directory whose tokenizer does not load, naming the field', async () => {
+    const err = await refused(modelWithoutTokenizer(), /cannot load a tokenizer/);
+    assert.match(err.message, /^input\.training\.baseModel: /);
+  });
+
+  it('refuses a directory whose config names no model type', async () => {
+    const model = join(dir, 'bad-config');
+    mkdirSync(model, { recursive: true });
+    writeFileSync(join(model, 'config.json'), '{}');
+    await refused(model, /cannot read a model config/);
+  });
+
+  it('refuses a store folder with no model files', async () => {
+    mkdirSync(join(dir, 'store', 'empty-model'), { recursive: true });
+    await refused(pathToFileURL(join(dir, 'store', 'empty-model')).href + '/', /no model config or tokenizer files/);
+  });
+
+  it('accepts a model stored as a folder, reading its config and tokenizer but not its weights', async () => {
+    const stored = join(dir, 'store', 'stored-model');
+    execFileSync(
+      deps.python,
+      [
+        '-c',
+        'import sys; from pift.tiny_model import build_tiny_tokenizer, load_tiny_config; ' +
+          'build_tiny_tokenizer().save_pretrained(sys.argv[1]); load_tiny_config().save_pretrained(sys.argv[1])',
+        stored,
+      ],
+      { cwd: deps.workDir, stdio: 'ignore' },
+    );
+    // Not loadable as weights: the check must not need them.
+    writeFileSync(join(stored, 'model.safetensors'), 'not weights');
+    const result = await check(pathToFileURL(stored).href);
+    assert.equal(result.modelType, 'llama');
+    assert.equal(result.tokenizerSize, 260);
+  });
+
+  it('refuses a Hub id with a message saying how to pass a local directory', () =>
+    refused('Qwen/Qwen2-0.5B', /hub ids are not supported yet.*absolute directory/));
+
+  it("refuses a max length below the trainer's minimum as input.training.maxLength", async () => {
+    const err = await check('builtin:tiny-llama', 16).then(
+      () => assert.fail('passed'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof InvalidDataError);
+    assert.equal(err.where.field, 'input.training.maxLength');
+  });
+});

@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'mocha';
+import { repoRoot, sharedTemporal } from './helpers/temporal';
+
+const dir = mkdtempSync(join(tmpdir(), 'pift-validate-test-'));
+const demo = (file: string) => join(repoRoot, 'data', 'demo', file);
+
+/** The demo's input (scripts/demo.ts), with a store of its own. */
+const demoInput = () => ({
+  dataset: demo('train.jsonl'),
+  runId: `validate-${randomUUID()}`,
+  store: join(dir, 'store'),
+  training: { epochs: 6, saveSteps: 25 },
+  evaluation: { benchmarks: [{ name: 'demo-heldout', uri: demo('heldout.jsonl') }], maxNewTokens: 32 },
+});
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The real command line in a child process, so the exit status is the one a user sees. */
+function pift(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['-r', 'ts-node/register', join(repoRoot, 'client', 'cli.ts'), ...args],
+      { cwd: repoRoot, env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true', ...env }, timeout: 100_000 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+function inputFile(input: unknown): string {
+  const file = join(dir, `${randomUUID()}.json`);
+  writeFileSync(file, JSON.stringify(input));
+  return file;
+}
+
+async function expectInvalid(input: unknown, field: string, also?: RegExp): Promise<void> {
+  const r = await pift(['validate', '--input', inputFile(input)]);
+  assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+  assert.match(r.stderr, new RegExp(`invalid: ${field.replace(/[.[\]]/g, '\\$&')}\\b`));
+  if (also) assert.match(r.stderr, also);
+}
+
+describe('pift validate', function () {
+  this.timeout(120_000);
+
+  it('exits 0 on the demo input and lists what it checked', async () => {
+    const r = await pift(['validate', '--input', inputFile(demoInput())]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ok +input\.store: .* takes writes/);
+    assert.match(r.stdout, /ok +input\.dataset: .*train\.jsonl exists/);
+    assert.match(r.stdout, /ok +input\.evaluation\.benchmarks\[0\]\.uri: .*heldout\.jsonl exists/);
+    assert.match(r.stdout, /ok +input\.training\.baseModel: the trainer loads its config and tokenizer/);
+    assert.match(r.stdout, /input is valid/);
+  });
+
+  it('exits 2 naming input.store for a gs:// store', () =>
+    expectInvalid({ ...demoInput(), store: 'gs://bucket/runs' }, 'input.store', /gs:\/\/bucket/));
+
+  it('exits 2 naming input.training.baseModel for a missing model directory', () =>
+    expectInvalid(
+      { ...demoInput(), training: { baseModel: join(dir, 'no-such-model') } },
+      'input.training.baseModel',
+      /does not exist/,
+    ));
+
+  it('explains that Hub model ids are not supported yet', () =>
+    expectInvalid(
+      { ...demoInput(), training: { baseModel: 'meta-llama/Llama-2-7b-hf' } },
+      'input.training.baseModel',
+      /hub ids are not supported yet/,
+    ));
+
+  it('exits 2 naming input.training.maxLength for 16', () =>
+    expectInvalid({ ...demoInput(), training: { maxLength: 16 } }, 'input.training.maxLength', />= 32/));
+
+  it("exits 2 naming input.runId for a run id with '/'", () =>
+    expectInvalid({ ...demoInput(), runId: 'bad/run/id' }, 'input.runId'));
+
+  it('exits 2 naming an unknown field', () =>
+    expectInvalid({ ...demoInput(), evaluation: { judgeModell: 'gpt-4' } }, 'input.evaluation.judgeModell'));
+
+  it('exits 2 naming the benchmark whose file is missing', () =>
+    expectInvalid(
+      { ...demoInput(), evaluation: { benchmarks: [{ name: 'b', uri: demo('missing.jsonl') }] } },
+      'input.evaluation.benchmarks[0].uri',
+    ));
+});
+
+describe('pift run with an invalid input', function () {
+  this.timeout(120_000);
+
+  for (const [what, broken, field] of [
+    ["a run id with '/'", { runId: 'bad/run/id' }, 'input.runId'],
+    ['a gs:// store', { store: 'gs://bucket/runs' }, 'input.store'],
+    ['a missing dataset', { dataset: demo('missing.jsonl') }, 'input.dataset'],
+  ] as const) {
+    it(`starts no workflow for ${what} and exits 2`, async () => {
+      const temporal = await sharedTemporal();
+      const input = { ...demoInput(), ...broken };
+      const r = await pift(['run', '--input', inputFile(input), '--no-wait'], {
+        TEMPORAL_ADDRESS: temporal.address,
+        TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
+      });
+      assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`invalid: ${field.replace(/\./g, '\\.')}`));
+      assert.doesNotMatch(r.stdout, /started/);
+      await assert.rejects(temporal.client.workflow.getHandle(input.runId).describe(), WorkflowNotFoundError);
+    });
+  }
+});

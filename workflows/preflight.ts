@@ -1,0 +1,64 @@
+import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
+import { TimeoutType, type Duration } from '@temporalio/common';
+// Only the activity types: activity code must never reach the workflow bundle.
+import type { createCpuActivities } from '../activities/cpu';
+import type { createGpuActivities } from '../activities/gpu';
+import { modelCheckQueue } from '../common/constants';
+import { FailureType, NON_RETRYABLE_FAILURES } from '../common/failures';
+import type { ResolvedInput } from '../common/input';
+
+type CpuActivities = ReturnType<typeof createCpuActivities>;
+type GpuActivities = ReturnType<typeof createGpuActivities>;
+
+const { preflight } = proxyActivities<CpuActivities>({
+  summary: 'preflight',
+  startToCloseTimeout: '5 minutes',
+  retry: {
+    initialInterval: '2 seconds',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 5,
+    nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+  },
+});
+
+/**
+ * Everything that can fail before the first paid request: the input's URIs, store, dataset and benchmarks (CPU
+ * worker), then the base model and its tokenizer on the GPU queue, which also proves a GPU worker polls it.
+ */
+export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
+  const { gpuCheckWait } = await preflight(cfg);
+  const { checkModel } = proxyActivities<GpuActivities>({
+    taskQueue: modelCheckQueue(cfg.gpuTaskQueue),
+    summary: 'check-model',
+    // Not retried by the server: a queue nobody takes work from fails the run at once, with a message that says so.
+    scheduleToStartTimeout: gpuCheckWait as Duration,
+    startToCloseTimeout: '15 minutes',
+    heartbeatTimeout: '1 minute',
+    retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+  });
+  try {
+    await checkModel({
+      runId: cfg.runId,
+      model: cfg.training.baseModel,
+      maxLength: cfg.training.maxLength,
+      field: 'input.training.baseModel',
+    });
+  } catch (err) {
+    if (
+      err instanceof ActivityFailure &&
+      err.cause instanceof TimeoutFailure &&
+      err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
+    ) {
+      throw ApplicationFailure.create({
+        type: FailureType.WorkerMisconfigured,
+        nonRetryable: true,
+        message:
+          `no GPU worker took the model check within ${gpuCheckWait}: no GPU worker of task queue ` +
+          `"${cfg.gpuTaskQueue}" is running (its model checks go to "${modelCheckQueue(cfg.gpuTaskQueue)}"). Start one with ` +
+          `PIFT_GPU_TASK_QUEUE=${cfg.gpuTaskQueue} npm run worker:gpu, then resume the run`,
+        details: [{ setting: 'PIFT_GPU_TASK_QUEUE', tried: `model check on task queue ${cfg.gpuTaskQueue}` }],
+      });
+    }
+    throw err;
+  }
+}
