@@ -10,7 +10,8 @@ import { checkModel } from '../activities/train/check-model';
 import { InvalidDataError } from '../common/failures';
 
 const dir = mkdtempSync(join(tmpdir(), 'pift-check-model-'));
-const deps = { ...depsFromEnv(process.env), workDir: join(dir, 'work') };
+// Model directories are read only under the worker's allowed folders: here, the test's own.
+const deps = { ...depsFromEnv({ ...process.env, PIFT_FILE_ROOTS: dir }), workDir: join(dir, 'work') };
 const field = 'input.training.baseModel';
 const check = (model: string, maxLength = 256) =>
   checkModel(deps, { runId: 'check-model-test', model, maxLength, field });
@@ -30,6 +31,8 @@ function modelWithoutTokenizer(): string {
       num_attention_heads: 2,
     }),
   );
+  // Weights are present (their content is never read by the check): only the tokenizer is missing.
+  writeFileSync(join(model, 'model.safetensors'), '');
   return model;
 }
 
@@ -65,7 +68,7 @@ describe("checkModel (the GPU worker's model check)", function () {
     const model = join(dir, 'bad-config');
     mkdirSync(model, { recursive: true });
     writeFileSync(join(model, 'config.json'), '{}');
-    await refused(model, /cannot read a model config/);
+    await refused(model, /cannot (read|load) a model config/);
   });
 
   it('refuses a store folder with no model files', async () => {

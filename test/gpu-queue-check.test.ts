@@ -5,7 +5,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
@@ -28,6 +28,7 @@ describe('a run whose GPU queue has no worker', function () {
       ...process.env,
       PIFT_WORKDIR: join(dir, 'work'),
       PIFT_GPU_CHECK_WAIT: '3 seconds',
+      PIFT_FILE_ROOTS: [dir, join(repoRoot, 'data')].join(delimiter),
     };
     delete env.PIFT_OPENAI_BASE_URL;
     const taskQueue = `cpu-${randomUUID()}`;
@@ -67,7 +68,7 @@ describe('a run whose GPU queue has no worker', function () {
     assert.ok(err instanceof WorkflowFailedError, String(err));
     assert.equal(failureTypeOf(err), FailureType.WorkerMisconfigured);
     const failure = err.cause as ApplicationFailure;
-    assert.match(failure.message, new RegExp(`no worker polls task queue "${gpuQueue}"`));
+    assert.match(failure.message, new RegExp(`no GPU worker of task queue "${gpuQueue}" is running`));
     assert.match(failure.message, /PIFT_GPU_TASK_QUEUE/);
     assert.ok(elapsed < 30_000, `took ${elapsed} ms`);
     // Nothing was scored: the run's prefix holds nothing, not even the store probe.

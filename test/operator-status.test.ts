@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'mocha';
 import { depsFromEnv, type TrainerProgress, type TrainInput } from '../activities';
 import { formatStatus, listRuns, runProgress, runStatus, startRun, type StartedRun } from '../client';
-import { createCpuWorker } from '../workers/create-workers';
+import { createCpuWorker, createModelCheckWorker } from '../workers/create-workers';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
 
 const execFileP = promisify(execFile);
@@ -37,6 +37,8 @@ describe('pift status on a live run', function () {
   let env: TestWorkflowEnvironment;
   let cpuWorker: Worker;
   let cpuRunning: Promise<void>;
+  let checkWorker: Worker;
+  let checkRunning: Promise<void>;
   let run: StartedRun;
   const cpuQueue = `cpu-${randomUUID()}`;
   const gpuQueue = `gpu-${randomUUID()}`;
@@ -54,6 +56,15 @@ describe('pift status on a live run', function () {
       workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quiet }),
     });
     cpuRunning = cpuWorker.run();
+    // The GPU process's model-check side queue is served, its training queue is not: the run passes its checks
+    // and then waits for a GPU worker.
+    checkWorker = await createModelCheckWorker({
+      connection: env.nativeConnection,
+      namespace: env.namespace ?? 'default',
+      taskQueue: gpuQueue,
+      deps: depsFromEnv({ ...process.env, PIFT_WORKDIR: join(storeDir, 'work') }),
+    });
+    checkRunning = checkWorker.run();
     run = await startRun(
       env.client,
       {
@@ -72,7 +83,9 @@ describe('pift status on a live run', function () {
   after(async () => {
     await run?.handle.cancel().catch(() => undefined);
     cpuWorker?.shutdown();
+    checkWorker?.shutdown();
     await cpuRunning?.catch(() => undefined);
+    await checkRunning?.catch(() => undefined);
     rmSync(storeDir, { recursive: true, force: true });
   });
 

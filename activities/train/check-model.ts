@@ -47,21 +47,21 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   let modelPath: string;
   if (ref.kind === 'builtin') modelPath = ref.name;
   else if (ref.kind === 'local') {
-    allowedLocation(ref.path, deps.fileRoots, input.field);
     checkLocalModelDir(ref.path, input.field);
+    allowedLocation(ref.path, deps.fileRoots, input.field);
     modelPath = ref.path;
   } else {
     const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
-    // The trainer looks for these names; the weights stay in the store, only their presence is checked here.
-    const keys = await store.list(`${key}/`);
-    if (!keys.some((k) => MODEL_WEIGHTS.test(k.slice(key.length + 1)))) {
-      throw new InvalidDataError(`${input.field}: no model weights under ${ref.uri} (expected model.safetensors)`, {
-        field: input.field,
-      });
-    }
     modelPath = join(work, 'model');
     if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {
       throw new InvalidDataError(`${input.field}: no model config or tokenizer files under ${ref.uri}`, {
+        field: input.field,
+      });
+    }
+    // The weights stay in the store: the trainer finds them by these names, so their presence is checked here.
+    const keys = await store.list(`${key}/`);
+    if (!keys.some((k) => MODEL_WEIGHTS.test(k.slice(key.length + 1)))) {
+      throw new InvalidDataError(`${input.field}: no model weights under ${ref.uri} (expected model.safetensors)`, {
         field: input.field,
       });
     }
@@ -130,11 +130,11 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
   const error = events.find((e) => e.event === 'error');
   if (code === EXIT_BAD_INPUT) {
     // The trainer names its own config field; the user knows the model by the input setting.
-    const message = String(error?.message ?? 'the trainer refused the model').replace(
-      /field "model_name_or_path": /,
-      '',
-    );
-    const field = /field "max_length"/.test(message) ? 'input.training.maxLength' : input.field;
+    const raw = String(error?.message ?? 'the trainer refused the model');
+    const field = /field "(max_length|input\.training\.maxLength)"/.test(raw)
+      ? 'input.training.maxLength'
+      : input.field;
+    const message = raw.replace(/^field "[^"]+": /, '');
     throw new InvalidDataError(`${field}: ${message}`, { field });
   }
   if (/No module named/.test(stderr)) {

@@ -54,10 +54,10 @@ def parse_args(config_path: str) -> tuple[CheckModelArguments]:
 
 def check_model(args: CheckModelArguments) -> dict[str, Any]:
     """The model_ok event's fields; raises ConfigError naming the setting to fix."""
-    tokenizer = load_tokenizer(args.model_name_or_path, field_name=BASE_MODEL_FIELD)
     config = load_model_config(
         args.model_name_or_path, field_name=BASE_MODEL_FIELD, require_weights=not args.weights_listed
     )
+    tokenizer = load_tokenizer(args.model_name_or_path, field_name=BASE_MODEL_FIELD)
     vocab_size = config.get_text_config().vocab_size
     check_embeddings(vocab_size, tokenizer, BASE_MODEL_FIELD)
     check_template(tokenizer, config, args)

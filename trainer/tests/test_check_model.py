@@ -41,6 +41,7 @@ def test_builtin_model_is_ok(tmp_path: Path) -> None:
         {
             "event": "model_ok",
             "model_type": "llama",
+            "tokenizer_size": 260,
             "vocab_size": 260,
             "bos_token": "<s>",
             "eos_token": "</s>",
