@@ -1,9 +1,6 @@
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
-import { Worker } from '@temporalio/worker';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { PIFT_STEP } from '../common/constants';
 import { repoRoot } from './helpers/temporal';
@@ -13,6 +10,7 @@ import type { PipelineInput } from '../common/input';
 import { resumeRun, runProgress, startRun } from '../client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../workflows';
+import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 
 const execFileP = promisify(execFile);
@@ -196,18 +194,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
     });
 
     it('replays its own history with the current workflow code', async () => {
-      const history = await h.temporal.client.workflow.getHandle(runId).fetchHistory();
-      await Worker.runReplayHistory(
-        { workflowsPath: require.resolve('../workflows'), replayName: runId },
-        history,
-        runId,
-      );
-      // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
-      if (process.env.PIFT_RECORD_HISTORIES)
-        writeFileSync(
-          join(__dirname, 'histories', `${runId}.pb`),
-          temporal.api.history.v1.History.encode(history).finish(),
-        );
+      await replayAndRecord(h.temporal.client, runId, 'e2e-run');
     });
 
     it('re-running the finished run recomputes nothing', async () => {
@@ -221,6 +208,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         'no training ran again',
       );
       assert.deepEqual(again.evaluation?.winRates, result.evaluation?.winRates);
+      await replayAndRecord(h.temporal.client, rerun.handle.workflowId, 'resumed-rerun');
     });
   });
 
@@ -266,10 +254,11 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       it(name, async () => {
         const extra = await input();
         const started = Date.now();
+        const workflowId = `bad-${Math.random().toString(36).slice(2)}`;
         const err = await h.temporal.client.workflow
           .execute('phasedIftPipeline', {
             taskQueue: h.cpuQueue,
-            workflowId: `bad-${Math.random().toString(36).slice(2)}`,
+            workflowId,
             args: [{ ...baseInput(`bad-${Math.random().toString(36).slice(2)}`), ...extra }],
           })
           .then(
@@ -279,6 +268,8 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         assert.ok(err instanceof WorkflowFailedError, `expected a failed run, got ${err}`);
         assert.match(rootMessage(err), expected);
         assert.ok(Date.now() - started < 30_000, 'bad input must not be retried');
+        // A run that failed in a step (past validation and the preflight checks) is kept for replay.
+        if (name === 'a missing field') await replayAndRecord(h.temporal.client, workflowId, 'failed-bad-input');
       });
     }
   });
@@ -317,6 +308,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       );
       assert.ok(err instanceof WorkflowFailedError);
       assert.throws(() => process.kill(-pid!, 0), /ESRCH/, 'no process of the trainer group is left');
+      await replayAndRecord(h.temporal.client, run.handle.workflowId, 'cancelled-run');
     });
   });
 });

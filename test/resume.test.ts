@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'mocha';
 import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
+import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -84,5 +85,43 @@ describe('a GPU worker killed in the middle of stage 2', function () {
     );
     assert.equal(stage2.steps, 32);
     assert.ok(byName.get('stage-3'), 'the run went on to stage 3');
+    await replayAndRecord(h.temporal.client, run.handle.workflowId, 'resumed-after-worker-loss');
+  });
+
+  it('waits out a store outage in the middle of training, on the same attempt', async () => {
+    const rows = balancedDemo(8);
+    const dataset = await h.upload('outage/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n'));
+    const runId = 'outage-run';
+    await h.startGpuWorker();
+    const run = await startRun(
+      h.temporal.client,
+      {
+        dataset,
+        runId,
+        store: h.storeUri,
+        gpuTaskQueue: h.gpuQueue,
+        scorer: { kind: 'offline' },
+        baseline: { mode: 'skip' },
+        stages: { count: 1, thresholds: [] },
+        training: { epochs: 8, saveSteps: 3, heartbeatTimeout: '8 seconds' },
+      },
+      { taskQueue: h.cpuQueue },
+    );
+    // The first committed checkpoint shows training is under way; then the store disappears for longer than the
+    // S3 client's own retries last, while the trainer goes on writing checkpoints that must wait to be uploaded.
+    const prefix = `${runId}/train/stage-1/checkpoints/`;
+    for (let i = 0; i < 1200; i++) {
+      if ((await h.store.list(prefix)).some((k) => k.endsWith('/manifest.json'))) break;
+      await sleep(100);
+    }
+    const restart = await h.s3.goDown();
+    await sleep(40_000);
+    await restart();
+
+    const result = await run.handle.result();
+    const stage = result.training.find((t) => t.name === 'stage-1')!;
+    assert.equal(stage.attempts, 1, 'the outage cost no attempt');
+    assert.equal(stage.resumedFromStep, 0, 'the stage never restarted');
+    assert.equal(stage.steps, 96);
   });
 });

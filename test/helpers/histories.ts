@@ -1,0 +1,22 @@
+import type { Client } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Replays a finished run's history with the current workflow code (a determinism error fails the test), and with
+ * PIFT_RECORD_HISTORIES=1 stores it as test/histories/<name>.pb, which test/replay.test.ts then replays on every
+ * later change: a change that would break runs in flight in that state (failed, cancelled, resumed) fails there.
+ */
+export async function replayAndRecord(client: Client, workflowId: string, name: string): Promise<void> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  await Worker.runReplayHistory({ workflowsPath: require.resolve('../../workflows'), replayName: name }, history);
+  if (process.env.PIFT_RECORD_HISTORIES) {
+    // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
+    writeFileSync(
+      join(__dirname, '..', 'histories', `${name}.pb`),
+      temporal.api.history.v1.History.encode(history).finish(),
+    );
+  }
+}
