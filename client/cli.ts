@@ -21,7 +21,12 @@ import { validateInput } from './validate-input';
 const cfg = temporalConfigFromEnv();
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect(cfg.connection);
+  const connection = await Connection.connect(cfg.connection).catch((err: unknown) => {
+    throw new Error(
+      `cannot reach the Temporal server at ${cfg.address} (${err instanceof Error ? err.message : String(err)}): ` +
+        'start one (npm run demo starts a local one) or set TEMPORAL_ADDRESS, or a Temporal config profile',
+    );
+  });
   try {
     return await fn(new Client({ connection, namespace: cfg.namespace }));
   } finally {

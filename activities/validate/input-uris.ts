@@ -21,23 +21,19 @@ export const storeSetting = (cfg: Pick<ResolvedInput, 'store'>, env: NodeJS.Proc
 export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv): InputLocations {
   const store = { field: storeSetting(cfg, env), uri: cfg.store };
   try {
-    openStore(cfg.store, env);
+    // The store names the setting in its own messages.
+    openStore(cfg.store, env, { setting: store.field });
   } catch (err) {
-    const message = `${store.field}: ${(err as Error).message}`;
-    throw store.field === 'PIFT_STORE'
-      ? new WorkerMisconfiguredError(message, 'PIFT_STORE', cfg.store)
-      : new InvalidDataError(message, { field: store.field });
+    if (store.field === 'PIFT_STORE' && err instanceof InvalidDataError)
+      throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', cfg.store);
+    throw err;
   }
   const objects = [
     { field: 'input.dataset', uri: cfg.dataset },
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
   ];
   for (const { field, uri } of objects) {
-    try {
-      parseObjectUri(uri);
-    } catch (err) {
-      throw new InvalidDataError(`${field}: ${(err as Error).message}`, { field });
-    }
+    parseObjectUri(uri, { setting: field });
   }
   const models = [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
   if (cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {

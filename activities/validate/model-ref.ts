@@ -72,9 +72,5 @@ export async function checkStoredModel(uri: string, field: string, env: NodeJS.P
 }
 
 export function openModelFolder(uri: string, field: string, env: NodeJS.ProcessEnv) {
-  try {
-    return openObject(uri.replace(/\/+$/, ''), env);
-  } catch (err) {
-    throw new InvalidDataError(`${field}: ${(err as Error).message}`, { field });
-  }
+  return openObject(uri.replace(/\/+$/, ''), env, { setting: field });
 }
