@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'mocha';
 import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
+import type { PipelineInput } from '../common/input';
 import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
 
@@ -15,7 +16,7 @@ const alive = (pid: number) => {
   }
 };
 
-describe('a GPU worker killed in the middle of stage 2', function () {
+describe('training survives the loss of its GPU worker or of its store', function () {
   this.timeout(15 * 60_000);
   let h: Harness;
 
@@ -23,12 +24,11 @@ describe('a GPU worker killed in the middle of stage 2', function () {
     h = await startHarness();
   });
 
-  it('finishes the run without retraining stage 1, continuing stage 2 from its last checkpoint', async () => {
+  /** A run of 96 demo rows on the offline scorer, with frequent checkpoints and a short heartbeat timeout. */
+  async function startTrainingRun(runId: string, extra: Partial<PipelineInput> = {}) {
     const rows = balancedDemo(8);
-    const dataset = await h.upload('resume/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n'));
-    const runId = 'resume-run';
-    const firstWorker = await h.startGpuWorker();
-    const run = await startRun(
+    const dataset = await h.upload(`${runId}/train.jsonl`, rows.map((r) => JSON.stringify(r)).join('\n'));
+    return startRun(
       h.temporal.client,
       {
         dataset,
@@ -39,9 +39,16 @@ describe('a GPU worker killed in the middle of stage 2', function () {
         baseline: { mode: 'skip' },
         // A dead worker is noticed when its heartbeats stop; keep that short for the test.
         training: { epochs: 8, saveSteps: 3, heartbeatTimeout: '8 seconds' },
+        ...extra,
       },
       { taskQueue: h.cpuQueue },
     );
+  }
+
+  it('finishes the run without retraining stage 1, continuing stage 2 from its last checkpoint', async () => {
+    const runId = 'resume-run';
+    const firstWorker = await h.startGpuWorker();
+    const run = await startTrainingRun(runId);
 
     // Wait for a committed stage-2 checkpoint, then kill the worker as hard as a machine failure would.
     const checkpointPrefix = `${runId}/train/stage-2/checkpoints/`;
@@ -89,24 +96,9 @@ describe('a GPU worker killed in the middle of stage 2', function () {
   });
 
   it('waits out a store outage in the middle of training, on the same attempt', async () => {
-    const rows = balancedDemo(8);
-    const dataset = await h.upload('outage/train.jsonl', rows.map((r) => JSON.stringify(r)).join('\n'));
     const runId = 'outage-run';
     await h.startGpuWorker();
-    const run = await startRun(
-      h.temporal.client,
-      {
-        dataset,
-        runId,
-        store: h.storeUri,
-        gpuTaskQueue: h.gpuQueue,
-        scorer: { kind: 'offline' },
-        baseline: { mode: 'skip' },
-        stages: { count: 1, thresholds: [] },
-        training: { epochs: 8, saveSteps: 3, heartbeatTimeout: '8 seconds' },
-      },
-      { taskQueue: h.cpuQueue },
-    );
+    const run = await startTrainingRun(runId, { stages: { count: 1, thresholds: [] } });
     // The first committed checkpoint shows training is under way; then the store disappears for longer than the
     // S3 client's own retries last, while the trainer goes on writing checkpoints that must wait to be uploaded.
     const prefix = `${runId}/train/stage-1/checkpoints/`;

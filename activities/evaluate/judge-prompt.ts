@@ -5,6 +5,7 @@
  * two 1-10 scores. The strings below are the protocol; change them only with a new JUDGE_PROMPT_VERSION.
  */
 import { sha256 } from '../artifacts/hashing';
+import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 
 export const JUDGE_SYSTEM_PROMPT = 'You are a helpful and precise assistant for checking the quality of the answer.';
 
@@ -21,11 +22,9 @@ export const JUDGE_USER_TEMPLATE =
   "[The Start of Assistant 2's Answer]\n{answer_2}\n\n[The End of Assistant 2's Answer]\n\n" +
   '[System]\n{criteria}\n\n';
 
-export const JUDGE_DEFAULT_MODEL = 'gpt-4-0613';
-
 /** Decoding settings of the released script (temperature 0.0, top_p 1.0, --max_tokens 256). */
 export const JUDGE_DECODING = {
-  model: JUDGE_DEFAULT_MODEL,
+  model: PAPER_JUDGE_MODEL,
   temperature: 0,
   top_p: 1,
   max_tokens: 256,

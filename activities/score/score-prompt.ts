@@ -5,6 +5,7 @@
  * Every stored score records the model and SCORE_PROMPT_SHA256, so scores from another prompt never mix silently.
  */
 import { sha256 } from '../artifacts/hashing';
+import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 
 export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
 
@@ -25,11 +26,9 @@ Answer with the bare number only: no words, no units, no explanation.
 /** sha256 (hex) of SCORE_PROMPT_TEMPLATE (pinned by a test). Activity code only: it needs node:crypto. */
 export const SCORE_PROMPT_SHA256 = sha256(SCORE_PROMPT_TEMPLATE);
 
-export const SCORE_DEFAULT_MODEL = 'gpt-4-0613';
-
 /** [ours] temperature 0, one sample; a bare number needs only a few tokens. */
 export const SCORE_DECODING = {
-  model: SCORE_DEFAULT_MODEL,
+  model: PAPER_JUDGE_MODEL,
   temperature: 0,
   n: 1,
   max_tokens: 8,
