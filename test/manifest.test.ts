@@ -156,6 +156,17 @@ describe('runStep', () => {
     });
   }
 
+  it('reuses a step an earlier version committed under its own hash of the same inputs', async () => {
+    const store = recordingStore();
+    await runStep<Result>(store, spec('old-format'), writeTwo({ n: 0 }));
+    const calls = { n: 0 };
+    const upgraded = { ...spec('new-format'), earlierInputsHashes: ['old-format'] };
+    assert.deepEqual(await runStep<Result>(store, upgraded, writeTwo(calls)), { rows: 1, reused: true });
+    assert.equal(calls.n, 0);
+    // Without that equivalence it would be a different configuration, refused.
+    await assert.rejects(runStep<Result>(store, spec('new-format'), writeTwo(calls)), /different inputs/);
+  });
+
   it('leaves no manifest when the body throws, so the next attempt runs it', async () => {
     const store = recordingStore();
     await assert.rejects(
@@ -260,6 +271,18 @@ describe('checkpoint manifests', () => {
       [`${keys.checkpoint(20)}/model.safetensors`],
     );
     assert.deepEqual(await find(), { step: 20, key: keys.checkpoint(20) });
+  });
+
+  it('resumes from a checkpoint an earlier version hashed differently, and prefers a newer current one', async () => {
+    const store = freshStore();
+    await commit(store, 10, 'old-format');
+    const find = async (earlier: string[]) =>
+      (await env.run(newestCompleteCheckpoint, store, keys.checkpoints, 'new-format', earlier)) as
+        { step: number; key: string } | undefined;
+    assert.equal(await find([]), undefined);
+    assert.deepEqual(await find(['old-format']), { step: 10, key: keys.checkpoint(10) });
+    await commit(store, 20, 'new-format');
+    assert.deepEqual(await find(['old-format']), { step: 20, key: keys.checkpoint(20) });
   });
 
   it('prunes to the newest checkpoints of these inputs, whichever format they were written in', async () => {

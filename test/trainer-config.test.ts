@@ -6,7 +6,12 @@ import { InvalidDataError } from '../common/failures';
 import { TrainerConfigSchema, TrainerLocalSchema } from '../common/settings/trainer';
 import { settingsValidator } from '../common/settings/validator';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
-import { trainerConfig, trainerSettings, trainingIdentity } from '../activities/train/trainer-config';
+import {
+  earlierTrainingIdentities,
+  trainerConfig,
+  trainerSettings,
+  trainingIdentity,
+} from '../activities/train/trainer-config';
 import type { ResolvedTraining } from '../common/settings/schema';
 
 const trainingOf = (training: Record<string, unknown> = {}): ResolvedTraining =>
@@ -113,5 +118,36 @@ describe('training identity', () => {
       trainingIdentity(run(trainingOf(), { initModel: 's3://b/r/train/stage-1/final' })),
     ];
     assert.equal(new Set([base, ...changed]).size, changed.length + 1);
+  });
+});
+
+describe('training identity of earlier versions', () => {
+  // Values computed by the previous release's own code (its resolvePipelineInput and train-stage hash) for the
+  // same inputs: a run it started must find its finished stages and checkpoints after an upgrade.
+  const earlier = (training: Record<string, unknown>) =>
+    earlierTrainingIdentities({
+      name: 'stage-2',
+      dataSha256: 'ab'.repeat(32),
+      initModel: 's3://b/run/train/stage-1/final',
+      maxSteps: 78,
+      training: trainingOf(training),
+    });
+
+  it('reproduces the format-1 hashes of the previous release', () => {
+    assert.deepEqual(earlier({}), ['09f0c87720389f00b969e59a5c66f5b847bbf7f23b731b3267de465ec35d1e7b']);
+    assert.deepEqual(earlier({ baseModel: '/models/llama', epochs: 2, bf16: true, maxLength: 512 }), [
+      '386b8aa290ee2c7713fc53584a7e3e43b0e9d7f694a4992cbb792499d81577a7',
+    ]);
+  });
+
+  it('differs from the current identity, which is what the manifests of new runs carry', () => {
+    const input = {
+      name: 'stage-2',
+      dataSha256: 'ab'.repeat(32),
+      initModel: 'x',
+      maxSteps: 78,
+      training: trainingOf(),
+    };
+    assert.ok(!earlierTrainingIdentities(input).includes(trainingIdentity(input)));
   });
 });

@@ -35,12 +35,18 @@ export async function outputsIntact(store: ObjectStore, outputs: OutputEntry[]):
 /**
  * The result of a finished step with the same inputs, or undefined when the step must run.
  * A finished step with *different* inputs is refused: silently mixing two configurations under one run id
- * would make its results meaningless.
+ * would make its results meaningless. `earlierInputsHashes` are the same inputs as an earlier version hashed them,
+ * so a run started before a hash format changed still finds its finished steps.
  */
-export async function finishedStep<R>(store: ObjectStore, key: string, inputsHash: string): Promise<R | undefined> {
+export async function finishedStep<R>(
+  store: ObjectStore,
+  key: string,
+  inputsHash: string,
+  earlierInputsHashes: readonly string[] = [],
+): Promise<R | undefined> {
   const manifest = await readManifest<R>(store, key);
   if (!manifest) return undefined;
-  if (manifest.inputsHash !== inputsHash) {
+  if (manifest.inputsHash !== inputsHash && !earlierInputsHashes.includes(manifest.inputsHash)) {
     throw new InvalidDataError(
       `${store.uriFor(key)} was produced from different inputs (dataset, settings or upstream results changed); ` +
         `start a new run id, or delete ${store.uriFor(key)} to recompute this step`,

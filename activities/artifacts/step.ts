@@ -13,6 +13,8 @@ export interface StepSpec {
   /** Where the manifest goes (from run-keys.ts). */
   key: string;
   inputsHash: string;
+  /** The same inputs as earlier versions hashed them: a step they committed is reused, not refused. */
+  earlierInputsHashes?: readonly string[];
 }
 
 /**
@@ -85,7 +87,7 @@ export async function runStep<R>(
   body: (out: StepOutputs) => Promise<R>,
   options: { heartbeat?: () => unknown } = {},
 ): Promise<R> {
-  const done = await finishedStep<R>(store, spec.key, spec.inputsHash);
+  const done = await finishedStep<R>(store, spec.key, spec.inputsHash, spec.earlierInputsHashes);
   if (done !== undefined) return markReused(done);
   const out = new StepOutputs(store);
   const run = () => body(out);

@@ -44,16 +44,20 @@ export async function commitCheckpoint(
   await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep } satisfies CheckpointResult);
 }
 
-/** Newest checkpoint whose manifest (committed last) matches these inputs and whose files are all there. */
+/**
+ * Newest checkpoint whose manifest (committed last) matches these inputs, as hashed now or by an earlier version
+ * (`earlierInputsHashes`), and whose files are all there.
+ */
 export async function newestCompleteCheckpoint(
   store: ObjectStore,
   prefix: string,
   inputsHash: string,
+  earlierInputsHashes: readonly string[] = [],
 ): Promise<{ step: number; key: string } | undefined> {
   const manifests = (await store.list(`${prefix}/`)).filter(isCheckpointManifest).sort().reverse();
   for (const key of manifests) {
     const m = await readCheckpoint(store, key);
-    if (!m || m.inputsHash !== inputsHash) continue;
+    if (!m || (m.inputsHash !== inputsHash && !earlierInputsHashes.includes(m.inputsHash))) continue;
     if (await outputsIntact(store, m.outputs)) return { step: m.step, key: folderOfManifest(key) };
     log.warn('skipping incomplete checkpoint', { key });
   }
@@ -75,7 +79,8 @@ export async function pruneCheckpoints(
     if (!m) continue;
     (m.inputsHash === inputsHash ? ours : foreign).push(s);
   }
-  // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`.
+  // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`; one of this
+  // configuration hashed by an earlier version is superseded once a checkpoint of the current format is committed.
   const doomed = [...foreign, ...ours.slice(0, Math.max(0, ours.length - keep))];
   // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
   const newest = ours[ours.length - 1];

@@ -10,7 +10,7 @@ import { runStep, type StepOutputs } from '../artifacts/step';
 import { downloadPrefix, localModel } from '../artifacts/transfer';
 import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
-import { trainerConfig, trainingIdentity } from './trainer-config';
+import { earlierTrainingIdentities, trainerConfig, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
 /**
@@ -21,13 +21,14 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = trainKeys(input.runId, input.name);
   const inputsHash = trainingIdentity(input);
+  const earlierInputsHashes = earlierTrainingIdentities(input);
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
   return runStep(
     store,
-    { runId: input.runId, step: `train/${input.name}`, key: keys.manifest, inputsHash },
-    (out) => train(deps, input, { out, keys, inputsHash, progress }),
+    { runId: input.runId, step: `train/${input.name}`, key: keys.manifest, inputsHash, earlierInputsHashes },
+    (out) => train(deps, input, { out, keys, inputsHash, earlierInputsHashes, progress }),
     { heartbeat: () => progress.latest },
   );
 }
@@ -39,11 +40,13 @@ async function train(
     out,
     keys,
     inputsHash,
+    earlierInputsHashes,
     progress,
   }: {
     out: StepOutputs;
     keys: ReturnType<typeof trainKeys>;
     inputsHash: string;
+    earlierInputsHashes: readonly string[];
     progress: { latest: TrainerProgress };
   },
 ): Promise<TrainResult> {
@@ -60,7 +63,7 @@ async function train(
   await dataStore.getFile(dataKey, trainFile);
   const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
-  const resume = await newestCompleteCheckpoint(store, keys.checkpoints, inputsHash);
+  const resume = await newestCompleteCheckpoint(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   let resumeDir: string | undefined;
   if (resume) {
     resumeDir = join(checkpointsDir, `checkpoint-${resume.step}`);

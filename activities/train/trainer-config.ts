@@ -3,7 +3,10 @@ import type { TrainerConfig, TrainerLocal, TrainerSettings } from '../../common/
 import { hashInputs } from '../artifacts/hashing';
 import type { TrainInput } from '../types';
 
-/** Bump when what the identity covers changes: older results and checkpoints are then trained anew, never mixed. */
+/**
+ * Bump when what the identity covers changes, and add the old formula to `earlierTrainingIdentities`, so runs started
+ * before still find their finished stages and checkpoints.
+ */
 export const TRAINING_IDENTITY_FORMAT = 2;
 
 /** The settings part of the trainer's config: the one mapping from workflow settings to trainer fields. */
@@ -52,4 +55,40 @@ export function trainingIdentity(
     initModel: input.initModel,
     trainer: trainerSettings(input.training, input.maxSteps),
   });
+}
+
+/**
+ * The identities the previous versions gave the same training (format 1: the resolved settings less timeouts,
+ * attempts and checkpoints kept), so a run started before the format changed reuses its finished stages and resumes
+ * from its checkpoints instead of being refused.
+ */
+export function earlierTrainingIdentities(
+  input: Pick<TrainInput, 'name' | 'dataSha256' | 'initModel' | 'maxSteps' | 'training'>,
+): string[] {
+  const t = input.training;
+  const formatOne = hashInputs({
+    name: input.name,
+    dataSha256: input.dataSha256,
+    initModel: input.initModel,
+    maxSteps: input.maxSteps,
+    hyper: {
+      baseModel: t.baseModel,
+      epochs: t.epochs,
+      learningRate: t.learningRate,
+      batchSize: t.batchSize,
+      gradientAccumulation: t.gradientAccumulation,
+      maxLength: t.maxLength,
+      warmupRatio: t.warmupRatio,
+      weightDecay: t.weightDecay,
+      adamBeta1: t.adamBeta1,
+      adamBeta2: t.adamBeta2,
+      maxGradNorm: t.maxGradNorm,
+      scheduler: t.scheduler,
+      seed: t.seed,
+      saveSteps: t.saveSteps,
+      bf16: t.bf16,
+      gradientCheckpointing: t.gradientCheckpointing,
+    },
+  });
+  return [formatOne];
 }
