@@ -105,7 +105,10 @@ export async function neededQueues(
   progress?: RunProgress,
 ): Promise<NeededQueue[]> {
   const taskQueue = progress?.taskQueue ?? (await client.workflow.getHandle(runId).describe()).taskQueue;
-  const pendingGpu = progress?.activities.find((a) => a.taskQueue && a.taskQueue !== taskQueue)?.taskQueue;
+  // The model check runs on the GPU worker's side queue; the worker to start is named by its main queue.
+  const pendingGpu = progress?.activities.find(
+    (a) => a.taskQueue && a.taskQueue !== taskQueue && a.type !== 'checkModel',
+  )?.taskQueue;
   const gpuQueue = pendingGpu ?? (await startedGpuQueue(client, runId).catch(() => undefined)) ?? defaultGpuQueue;
   return [
     { queue: taskQueue, kind: 'cpu' },

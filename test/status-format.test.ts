@@ -4,7 +4,7 @@ import { defaultPayloadConverter, RetryState } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import { describe, it } from 'mocha';
-import { failureHint, formatStatus, runFailureOf, type RunStatus } from '../client/run-status';
+import { failureHint, formatStatus, neededQueues, runFailureOf, type RunStatus } from '../client/run-status';
 import { runningActivities, type RunProgress } from '../client/run-progress';
 import { FailureType, toTemporalFailure, WorkerMisconfiguredError } from '../common/failures';
 
@@ -139,5 +139,28 @@ describe('pift status', () => {
       unpolled: [],
     };
     assert.match(formatStatus(s), /next: resume it with: npm run pift -- resume r1/);
+  });
+
+  it('names the GPU worker by its main queue while the run waits for its model check', async () => {
+    const waitingForCheck = progressWith({
+      step: 'validate',
+      activities: [
+        {
+          name: 'check-model',
+          type: 'checkModel',
+          taskQueue: 'my-gpu-check',
+          state: 'scheduled',
+          attempt: 1,
+          maximumAttempts: 3,
+        },
+      ],
+    });
+    // No client call is needed when the progress says which queue the run uses; a started-input lookup that fails
+    // falls back to the deployment default.
+    const queues = await neededQueues({} as never, 'r1', 'my-gpu', waitingForCheck);
+    assert.deepEqual(queues, [
+      { queue: 'pift-cpu', kind: 'cpu' },
+      { queue: 'my-gpu', kind: 'gpu' },
+    ]);
   });
 });

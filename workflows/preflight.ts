@@ -12,7 +12,9 @@ type GpuActivities = ReturnType<typeof createGpuActivities>;
 
 const { preflight } = proxyActivities<CpuActivities>({
   summary: 'preflight',
-  startToCloseTimeout: '5 minutes',
+  // A store outage met here is waited out (heartbeating) like anywhere else, so no short wall-clock limit.
+  startToCloseTimeout: '1 day',
+  heartbeatTimeout: '2 minutes',
   retry: {
     initialInterval: '2 seconds',
     maximumInterval: '30 seconds',
