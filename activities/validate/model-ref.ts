@@ -47,8 +47,8 @@ export function allowedModel(ref: ModelRef, roots: readonly string[], field: str
     allowedLocation(ref.uri, roots, field);
     return;
   }
-  // `org/name` that names no directory under the allowed folders is almost always a Hub id. Decided by its spelling
-  // and the roots alone: a path outside them is never looked at.
+  // `org/name` that names no directory under the allowed folders is almost always a Hub id. Only a directory under
+  // them is looked for, so the answer says nothing about what exists outside them.
   if (HUB_ID.test(ref.path) && !(isAllowedLocation(ref.path, roots, field) && existsSync(resolve(ref.path)))) {
     throw new InvalidDataError(
       `${field}: "${ref.path}" looks like a Hugging Face Hub model id; hub ids are not supported yet (workers never ` +
