@@ -20,7 +20,8 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       return cfg;
     }),
   // The CPU worker may not share the GPU worker's disk: local model directories are checked by checkModel there.
-  preflight: (cfg: ResolvedInput) => withTypedFailures(() => preflight(deps.env, cfg, { localModelDirs: false })),
+  preflight: (cfg: ResolvedInput) =>
+    withTypedFailures(() => preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots })),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

@@ -1,6 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
 import { parseInputLocations } from '../activities/validate/input-uris';
@@ -8,6 +8,7 @@ import { preflight, type PreflightCheck } from '../activities/validate/preflight
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import type { PipelineInput, ResolvedInput } from '../common/input';
+import { FILE_ROOTS_SETTING } from '../store';
 
 export interface Validation {
   cfg: ResolvedInput;
@@ -42,19 +43,30 @@ function withinMs<T>(ms: number, work: Promise<T>): Promise<T> {
 /** The same checks a run makes before scoring, in this process, without starting a workflow. */
 export async function validateInput(input: PipelineInput, runId: string, opts: ValidateOptions): Promise<Validation> {
   const cfg = resolvePipelineInput(input, runId, opts.env);
+  // The workers' rule, with this process's environment: PIFT_FILE_ROOTS, else the same default folders.
+  const deps = depsFromEnv(opts.env);
+  const { fileRoots } = deps;
   const checks: PreflightCheck[] = [
     { field: 'input', checked: 'matches the schema; defaults filled' },
     { field: 'input.runId', checked: cfg.runId },
   ];
   const skipped: string[] = [];
+  parseInputLocations(cfg, opts.env, fileRoots);
+  checks.push(
+    { field: 'URIs', checked: 'every URI parses and uses a supported scheme' },
+    {
+      field: FILE_ROOTS_SETTING,
+      checked:
+        `local locations are under ${fileRoots.length ? fileRoots.join(delimiter) : 'none'} ` +
+        `(${opts.env[FILE_ROOTS_SETTING] === undefined ? 'the default folders' : 'as set'} here; each worker applies its own)`,
+    },
+  );
   if (opts.mode === 'before-start') {
-    parseInputLocations(cfg, opts.env);
-    checks.push({ field: 'URIs', checked: 'every URI parses and uses a supported scheme' });
     if (opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
     try {
       const report = await withinMs(
         BEFORE_START_LIMIT_MS,
-        preflight(opts.env, cfg, { localModelDirs: false, probeStore: input.store !== undefined }),
+        preflight(opts.env, cfg, { localModelDirs: false, fileRoots, probeStore: input.store !== undefined }),
       );
       checks.push(...report.checks);
     } catch (err) {
@@ -64,8 +76,7 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     return { cfg, checks, skipped };
   }
 
-  checks.push(...(await preflight(opts.env, cfg, { localModelDirs: true, probeStore: true })).checks);
-  const deps = depsFromEnv(opts.env);
+  checks.push(...(await preflight(opts.env, cfg, { localModelDirs: true, fileRoots, probeStore: true })).checks);
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
   try {
     const model = await checkModel(

@@ -3,7 +3,9 @@
 import { readlinkSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidDataError } from '../common/failures';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
+import { DEFAULT_STORE_DIR } from '../common/settings/constants';
+import { badUri } from './errors';
 
 /** The worker setting that lists the allowed folders, separated like PATH (':' on POSIX, ';' on Windows). */
 export const FILE_ROOTS_SETTING = 'PIFT_FILE_ROOTS';
@@ -13,24 +15,48 @@ const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
 const MAX_LINK_HOPS = 40;
 
 /**
- * The allowed folders, as real paths: PIFT_FILE_ROOTS when set (an empty value allows no local location at all),
- * else `defaults`. The worker's own PIFT_STORE, when it is a local folder, is always allowed: it is the operator's
- * setting, not the run's, and runs that name no store are written there.
+ * The allowed folders, as real paths: PIFT_FILE_ROOTS when set (an empty value allows only the store below), else
+ * `defaults`. The store of runs that name none is always allowed: the worker's own PIFT_STORE when it is a local
+ * folder, else the default store directory (as workerDefaults resolves it). It is the operator's setting, not the
+ * run's, and runs that name no store are written there.
  */
 export function fileRootsFromEnv(env: NodeJS.ProcessEnv, defaults: readonly string[]): string[] {
   const listed = env[FILE_ROOTS_SETTING];
   const roots = listed === undefined ? [...defaults] : listed.split(path.delimiter).filter((r) => r.trim() !== '');
-  const store = env.PIFT_STORE ? localPathOf(env.PIFT_STORE) : undefined;
+  // `||` as in workerDefaults: an empty PIFT_STORE means the default store.
+  const storeSetting = env.PIFT_STORE || DEFAULT_STORE_DIR;
+  let store: string | undefined;
+  try {
+    store = localPathOf(storeSetting, 'PIFT_STORE');
+  } catch (err) {
+    if (err instanceof InvalidDataError) throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', storeSetting);
+    throw err;
+  }
   if (store !== undefined) roots.push(store);
   return [...new Set(roots.map((r) => physicalPath(r)))];
 }
 
-/** The local path that a location names (`file://…` or a plain path), or undefined for a remote one (`s3://…`). */
-export function localPathOf(location: string): string | undefined {
+/**
+ * The local path that a location names (`file://…` or a plain path), or undefined for a remote one (`s3://…`).
+ * A `file://` URI that names no local path (another host, an encoded `/`) is bad input naming `field`.
+ */
+export function localPathOf(location: string, field: string): string | undefined {
   const scheme = SCHEME.exec(location)?.[1]?.toLowerCase();
   if (scheme === undefined) return path.resolve(location);
-  if (scheme === 'file') return path.resolve(fileURLToPath(location));
-  return undefined;
+  if (scheme !== 'file') return undefined;
+  let local: string;
+  try {
+    local = fileURLToPath(location);
+  } catch (err) {
+    throw badUri(field, `${location} is not a local file URI: ${(err as Error).message}`);
+  }
+  return path.resolve(local);
+}
+
+/** Whether a location is remote, or local and inside one of `roots` once every link on the way is followed. */
+export function isAllowedLocation(location: string, roots: readonly string[], field: string): boolean {
+  const local = localPathOf(location, field);
+  return local === undefined || roots.some((root) => isInside(physicalPath(local), root));
 }
 
 /**
@@ -39,8 +65,7 @@ export function localPathOf(location: string): string | undefined {
  * The message names the field, the location as given and the worker setting; it never reads the file.
  */
 export function allowedLocation(location: string, roots: readonly string[], field: string): string {
-  const local = localPathOf(location);
-  if (local === undefined || roots.some((root) => isInside(physicalPath(local), root))) return location;
+  if (isAllowedLocation(location, roots, field)) return location;
   const allowed = roots.length === 0 ? 'none' : roots.join(path.delimiter);
   throw new InvalidDataError(
     `${field}: ${location} is outside the local folders this worker allows (${FILE_ROOTS_SETTING}=${allowed}); ` +

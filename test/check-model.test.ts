@@ -1,15 +1,22 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
+import { localModel } from '../activities/artifacts/transfer';
 import { InvalidDataError } from '../common/failures';
 
-const dir = mkdtempSync(join(tmpdir(), 'pift-check-model-'));
+const base = realpathSync(mkdtempSync(join(tmpdir(), 'pift-check-model-')));
+const dir = join(base, 'allowed');
+mkdirSync(dir);
+/** Beside the allowed folder, not in it: nothing here may be read, listed or copied, nor its contents described. */
+const outside = join(base, 'outside');
+mkdirSync(outside);
 // Model directories are read only under the worker's allowed folders: here, the test's own.
 const deps = { ...depsFromEnv({ ...process.env, PIFT_FILE_ROOTS: dir }), workDir: join(dir, 'work') };
 const field = 'input.training.baseModel';
@@ -33,6 +40,22 @@ function modelWithoutTokenizer(): string {
   );
   // Weights are present (their content is never read by the check): only the tokenizer is missing.
   writeFileSync(join(model, 'model.safetensors'), '');
+  return model;
+}
+
+/** A loadable model directory: the builtin's config and tokenizer, and a weights file the check never reads. */
+function tinyModel(model: string): string {
+  execFileSync(
+    deps.python,
+    [
+      '-c',
+      'import sys; from pift.tiny_model import build_tiny_tokenizer, load_tiny_config; ' +
+        'build_tiny_tokenizer().save_pretrained(sys.argv[1]); load_tiny_config().save_pretrained(sys.argv[1])',
+      model,
+    ],
+    { stdio: 'ignore' },
+  );
+  writeFileSync(join(model, 'model.safetensors'), 'not weights');
   return model;
 }
 
@@ -97,6 +120,63 @@ describe("checkModel (the GPU worker's model check)", function () {
 
   it('refuses a Hub id with a message saying how to pass a local directory', () =>
     refused('Qwen/Qwen2-0.5B', /hub ids are not supported yet.*absolute directory/));
+
+  it('loads a relative model directory from where it was given, not from its scratch folder', async () => {
+    const model = tinyModel(join(dir, 'relative-model'));
+    const given = relative(process.cwd(), model);
+    assert.ok(!given.startsWith('/'), given);
+    const result = await check(given);
+    assert.equal(result.tokenizerSize, 260);
+  });
+
+  it('says the same about every location outside the allowed folders, and reads, lists and copies none of it', async () => {
+    tinyModel(join(outside, 'model'));
+    writeFileSync(join(outside, 'model', 'notes.txt'), 'CANARY');
+    mkdirSync(join(outside, 'empty'));
+    writeFileSync(join(outside, 'a-file'), 'x');
+    const scratch = join(deps.workDir, 'check-model-test', 'check-model');
+    const messages = new Set<string>();
+    for (const name of ['model', 'empty', 'a-file', 'missing']) {
+      for (const model of [join(outside, name), pathToFileURL(join(outside, name)).href]) {
+        await rm(scratch, { recursive: true, force: true });
+        const err = await refused(model, /is outside the local folders .*PIFT_FILE_ROOTS=/);
+        assert.doesNotMatch(err.message, /does not exist|is a file|config\.json|no model/);
+        assert.ok(!existsSync(scratch), `${model}: the check wrote into its scratch folder`);
+        messages.add(err.message.replaceAll(model, 'MODEL'));
+      }
+    }
+    assert.equal(messages.size, 1, [...messages].join('\n'));
+  });
+
+  it('refuses exactly the locations that training refuses (localModel)', async () => {
+    const accepted = tinyModel(join(dir, 'agreed-model'));
+    tinyModel(join(outside, 'model'));
+    symlinkSync(join(outside, 'model'), join(dir, 'link-out'));
+    symlinkSync(outside, join(dir, 'dir-link'));
+    const refusedByBoth = [
+      join(outside, 'model'),
+      pathToFileURL(join(outside, 'model')).href,
+      pathToFileURL(join(outside, 'model')).href + '/',
+      join(dir, 'link-out'),
+      pathToFileURL(join(dir, 'dir-link', 'model')).href,
+      relative(process.cwd(), join(outside, 'model')),
+      join(dir, 'x', '..', '..', 'outside', 'model'),
+      'file://other-host/models/m',
+      'Qwen/Qwen2-0.5B',
+    ];
+    for (const model of refusedByBoth) {
+      await refused(model, /./);
+      await assert.rejects(localModel(deps, model, join(dir, 'dl'), field), (err: unknown) => {
+        assert.ok(err instanceof InvalidDataError, `${model}: ${String(err)}`);
+        assert.equal(err.where.field, field);
+        return true;
+      });
+    }
+    for (const model of [accepted, pathToFileURL(accepted).href, relative(process.cwd(), accepted)]) {
+      assert.equal((await check(model)).tokenizerSize, 260, model);
+      await localModel(deps, model, join(dir, 'dl'), field);
+    }
+  });
 
   it("refuses a max length below the trainer's minimum as input.training.maxLength", async () => {
     const err = await check('builtin:tiny-llama', 16).then(

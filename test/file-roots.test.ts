@@ -13,8 +13,9 @@ import { localModel } from '../activities/artifacts/transfer';
 import { readUserFile } from '../activities/datasets/read-user-file';
 import type { ScoreInput } from '../activities/types';
 import type { PipelineInput } from '../common/input';
-import { FailureType, InvalidDataError } from '../common/failures';
-import { allowedLocation, fileRootsFromEnv } from '../store';
+import { FailureType, InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
+import { workerDefaults } from '../activities/validate/worker-defaults';
+import { allowedLocation, fileRootsFromEnv, localPathOf } from '../store';
 
 const CANARY = 'CANARY-7f3a9c41-do-not-leak';
 
@@ -71,9 +72,13 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     assert.equal(failure.nonRetryable, true);
     assert.match(failure.message, /^input\.dataset: file:\/\/\/proc\/self\/environ is outside .*PIFT_FILE_ROOTS=/);
     const environ = readFileSync('/proc/self/environ', 'latin1').split('\0');
+    // The allowed folders are named on purpose (the default store lies in the working directory, which is PWD).
+    const named = (value: string) => deps.fileRoots.some((root) => root.includes(value));
     for (const entry of environ) {
       const value = entry.slice(entry.indexOf('=') + 1);
-      if (value.length >= 8) assert.ok(!failure.message.includes(value), 'an environment value is in the message');
+      if (value.length >= 8 && !named(value)) {
+        assert.ok(!failure.message.includes(value), 'an environment value is in the message');
+      }
     }
     // The plain-path spelling is the same location.
     await assert.rejects(
@@ -122,6 +127,62 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
       join(allowed, 'new', 'store'),
     );
     assert.equal(allowedLocation('s3://bucket/runs', deps.fileRoots, 'input.store'), 's3://bucket/runs');
+  });
+
+  it('lets a run with no store use the default store when PIFT_FILE_ROOTS is set and PIFT_STORE is not', async () => {
+    const { allowed, deps } = folders();
+    const { resolveInput } = createCpuActivities(deps);
+    const cfg = await resolveInput({ dataset: join(allowed, 'train.jsonl') }, 'r');
+    assert.equal(cfg.store, workerDefaults({}).store);
+    // The default store directory itself, not what lies beside it.
+    await assert.rejects(
+      resolveInput({ dataset: join(allowed, 'train.jsonl'), store: join(process.cwd(), '.pift') }, 'r'),
+      (err: unknown) => err instanceof ApplicationFailure && err.type === FailureType.BadInput,
+    );
+  });
+
+  it('refuses a file URI that names no local path as bad input naming the field, not a crash', async () => {
+    const { allowed, deps } = folders();
+    for (const uri of ['file://other-host/data/train.jsonl', `${pathToFileURL(allowed).href}/a%2Fb.jsonl`]) {
+      assert.throws(
+        () => allowedLocation(uri, deps.fileRoots, 'input.evaluation.benchmarks[0].uri'),
+        (err: unknown) => {
+          assert.ok(err instanceof InvalidDataError, String(err));
+          assert.equal(err.where.field, 'input.evaluation.benchmarks[0].uri');
+          assert.match(err.message, /is not a local file URI/);
+          return true;
+        },
+      );
+      const failure = await scoreFailure(deps, scoreInput(allowed, uri));
+      assert.equal(failure.type, FailureType.BadInput, uri);
+      assert.match(failure.message, /^input\.dataset: /);
+    }
+    // The worker's own setting is the operator's to fix.
+    assert.throws(
+      () => fileRootsFromEnv({ PIFT_STORE: 'file://other-host/runs' }, []),
+      (err: unknown) => err instanceof WorkerMisconfiguredError && err.setting === 'PIFT_STORE',
+    );
+  });
+
+  it("the CPU worker's preflight lists no store-folder model outside its allowed folders", async () => {
+    const { allowed, outside, deps } = folders();
+    mkdirSync(join(outside, 'model'));
+    writeFileSync(join(outside, 'model', 'config.json'), '{}');
+    const { resolveInput, preflight } = createCpuActivities(deps);
+    const ok = { dataset: join(allowed, 'train.jsonl'), store: join(allowed, 'store') };
+    const outsideModel = pathToFileURL(join(outside, 'model')).href;
+    for (const [input, field] of [
+      [{ ...ok, training: { baseModel: outsideModel } }, 'input.training.baseModel'],
+      [{ ...ok, baseline: { mode: 'existing', checkpoint: outsideModel } }, 'input.baseline.checkpoint'],
+    ] as Array<[PipelineInput, string]>) {
+      const cfg = await resolveInput(input, 'r');
+      await assert.rejects(preflight(cfg), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, FailureType.BadInput);
+        assert.match(err.message, new RegExp(`^${field.replace(/\./g, '\\.')}: .* is outside .*PIFT_FILE_ROOTS=`));
+        return true;
+      });
+    }
   });
 
   it('applies to model directories: baseModel and baseline.checkpoint', async () => {
@@ -177,10 +238,14 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     assert.equal((await resolveInput({ ...ok, dataset: 's3://bucket/train.jsonl' }, 'r')).store, ok.store);
   });
 
-  it('defaults to the given folders; an empty setting allows none; the worker’s own PIFT_STORE is always allowed', () => {
+  it('defaults to the given folders; an empty setting allows only the store; the worker’s own store is always allowed', () => {
     const { base, allowed } = folders();
-    assert.deepEqual(fileRootsFromEnv({}, [allowed, base]), [allowed, base]);
-    assert.deepEqual(fileRootsFromEnv({ PIFT_FILE_ROOTS: '' }, [allowed]), []);
+    // The store of runs that name none, as workerDefaults resolves it: <cwd>/.pift/store with no PIFT_STORE.
+    const defaultStore =
+      realpathSync(process.cwd()) + localPathOf(workerDefaults({}).store, 'store')!.slice(process.cwd().length);
+    assert.deepEqual(fileRootsFromEnv({}, [allowed, base]), [allowed, base, defaultStore]);
+    assert.deepEqual(fileRootsFromEnv({ PIFT_FILE_ROOTS: '' }, [allowed]), [defaultStore]);
+    assert.deepEqual(fileRootsFromEnv({ PIFT_FILE_ROOTS: '', PIFT_STORE: '' }, [allowed]), [defaultStore]);
     assert.throws(() => allowedLocation(join(allowed, 'a.jsonl'), [], 'input.dataset'), /PIFT_FILE_ROOTS=none/);
     const store = join(base, 'worker-store');
     assert.deepEqual(fileRootsFromEnv({ PIFT_FILE_ROOTS: allowed, PIFT_STORE: pathToFileURL(store).href }, []), [

@@ -2,14 +2,19 @@ import assert from 'node:assert/strict';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { describe, it } from 'mocha';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
 
-const dir = mkdtempSync(join(tmpdir(), 'pift-validate-test-'));
+const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-validate-test-')));
 const demo = (file: string) => join(repoRoot, 'data', 'demo', file);
+/** The command line's own allowed folders: the test's folder (its store) and the demo data. */
+const roots = { PIFT_FILE_ROOTS: [dir, join(repoRoot, 'data')].join(delimiter) };
+/** Beside the allowed folders, not in them. */
+const outside = realpathSync(mkdtempSync(join(tmpdir(), 'pift-validate-outside-')));
+writeFileSync(join(outside, 'train.jsonl'), '{"instruction":"a","output":"b"}\n');
 
 /** The demo's input (scripts/demo.ts), with a store of its own. */
 const demoInput = () => ({
@@ -27,7 +32,7 @@ interface CliResult {
 }
 
 /** The real command line in a child process, so the exit status is the one a user sees. */
-function pift(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+function pift(args: string[], env: NodeJS.ProcessEnv = roots): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -44,11 +49,17 @@ function inputFile(input: unknown): string {
   return file;
 }
 
-async function expectInvalid(input: unknown, field: string, also?: RegExp): Promise<void> {
-  const r = await pift(['validate', '--input', inputFile(input)]);
+async function expectInvalid(
+  input: unknown,
+  field: string,
+  also?: RegExp,
+  env: NodeJS.ProcessEnv = roots,
+): Promise<CliResult> {
+  const r = await pift(['validate', '--input', inputFile(input)], env);
   assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
   assert.match(r.stderr, new RegExp(`invalid: ${field.replace(/[.[\]]/g, '\\$&')}\\b`));
   if (also) assert.match(r.stderr, also);
+  return r;
 }
 
 describe('pift validate', function () {
@@ -61,7 +72,43 @@ describe('pift validate', function () {
     assert.match(r.stdout, /ok +input\.dataset: .*train\.jsonl exists/);
     assert.match(r.stdout, /ok +input\.evaluation\.benchmarks\[0\]\.uri: .*heldout\.jsonl exists/);
     assert.match(r.stdout, /ok +input\.training\.baseModel: the trainer loads its config and tokenizer/);
+    assert.match(r.stdout, new RegExp(`ok +PIFT_FILE_ROOTS: local locations are under ${dir}${delimiter}`));
     assert.match(r.stdout, /input is valid/);
+  });
+
+  it('exits 2 for a dataset or benchmark outside the allowed folders, naming the field and the folders', async () => {
+    for (const [input, field] of [
+      [{ ...demoInput(), dataset: join(outside, 'train.jsonl') }, 'input.dataset'],
+      [
+        { ...demoInput(), evaluation: { benchmarks: [{ name: 'b', uri: `file://${join(outside, 'train.jsonl')}` }] } },
+        'input.evaluation.benchmarks[0].uri',
+      ],
+    ] as const) {
+      const r = await expectInvalid(input, field, /is outside the local folders .*PIFT_FILE_ROOTS=/);
+      assert.ok(r.stderr.includes(roots.PIFT_FILE_ROOTS), r.stderr);
+    }
+  });
+
+  it('applies the default folders when PIFT_FILE_ROOTS is not set: a store outside them is refused', async () => {
+    const r = await expectInvalid(demoInput(), 'input.store', /is outside/, { PIFT_FILE_ROOTS: undefined });
+    assert.ok(r.stderr.includes(join(repoRoot, 'data')), r.stderr);
+    // A run that names no store uses the default one, which is always allowed.
+    const { store: _, ...noStore } = demoInput();
+    const ok = await pift(['validate', '--input', inputFile(noStore)], { PIFT_FILE_ROOTS: undefined, PIFT_STORE: '' });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /ok +PIFT_FILE_ROOTS: .*\(the default folders here/);
+  });
+
+  it('says the same about every model location outside the allowed folders', async () => {
+    mkdirSync(join(outside, 'model'), { recursive: true });
+    writeFileSync(join(outside, 'model', 'config.json'), '{}');
+    const messages = new Set<string>();
+    for (const model of [join(outside, 'model'), join(outside, 'train.jsonl'), join(outside, 'missing')]) {
+      const r = await expectInvalid({ ...demoInput(), training: { baseModel: model } }, 'input.training.baseModel');
+      assert.match(r.stderr, /is outside the local folders/);
+      messages.add(r.stderr.replaceAll(model, 'MODEL'));
+    }
+    assert.equal(messages.size, 1, [...messages].join('\n'));
   });
 
   it('exits 2 naming input.store for a gs:// store', () =>
@@ -104,11 +151,13 @@ describe('pift run with an invalid input', function () {
     ["a run id with '/'", { runId: 'bad/run/id' }, 'input.runId'],
     ['a gs:// store', { store: 'gs://bucket/runs' }, 'input.store'],
     ['a missing dataset', { dataset: demo('missing.jsonl') }, 'input.dataset'],
+    ['a dataset outside the allowed folders', { dataset: join(outside, 'train.jsonl') }, 'input.dataset'],
   ] as const) {
     it(`starts no workflow for ${what} and exits 2`, async () => {
       const temporal = await sharedTemporal();
       const input = { ...demoInput(), ...broken };
       const r = await pift(['run', '--input', inputFile(input), '--no-wait'], {
+        ...roots,
         TEMPORAL_ADDRESS: temporal.address,
         TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
       });

@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allowedLocation } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
-import { checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
+import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
 import { withoutSecrets } from './trainer-process';
 
 export interface CheckModelInput {
@@ -41,16 +40,16 @@ const WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|gguf|h5|msgpack)$|\/(optimizer|s
  */
 export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Promise<CheckModelResult> {
   const ref = parseModelRef(input.model, input.field);
+  // The same folders the trainer's own load allows (localModel), checked before anything here reads the location.
+  allowedModel(ref, deps.fileRoots, input.field);
   const work = join(deps.workDir, input.runId, 'check-model');
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   let modelPath: string;
   if (ref.kind === 'builtin') modelPath = ref.name;
-  else if (ref.kind === 'local') {
-    checkLocalModelDir(ref.path, input.field);
-    allowedLocation(ref.path, deps.fileRoots, input.field);
-    modelPath = ref.path;
-  } else {
+  // Absolute: the check runs in the scratch folder, the path was given relative to this worker's own.
+  else if (ref.kind === 'local') modelPath = checkLocalModelDir(ref.path, input.field);
+  else {
     const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
     modelPath = join(work, 'model');
     if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {

@@ -1,4 +1,4 @@
-import { openStore, parseObjectUri } from '../../store';
+import { allowedLocation, openStore, parseObjectUri } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { parseModelRef, type ModelRef } from './model-ref';
@@ -17,10 +17,19 @@ export interface InputLocations {
 export const storeSetting = (cfg: Pick<ResolvedInput, 'store'>, env: NodeJS.ProcessEnv): string =>
   env.PIFT_STORE !== undefined && env.PIFT_STORE === cfg.store ? 'PIFT_STORE' : 'input.store';
 
-/** Parses every URI of the input with no I/O, so a typo fails in milliseconds and names its field. */
-export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv): InputLocations {
+/**
+ * Parses every URI of the input, so a typo fails in milliseconds and names its field, and refuses a local location
+ * outside `fileRoots` (this process's allowed folders) before anything reads it. No I/O beyond following the links on
+ * a local path's way.
+ */
+export function parseInputLocations(
+  cfg: ResolvedInput,
+  env: NodeJS.ProcessEnv,
+  fileRoots: readonly string[],
+): InputLocations {
   const store = { field: storeSetting(cfg, env), uri: cfg.store };
   try {
+    allowedLocation(cfg.store, fileRoots, store.field);
     // The store names the setting in its own messages.
     openStore(cfg.store, env, { setting: store.field });
   } catch (err) {
@@ -34,6 +43,7 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv):
   ];
   for (const { field, uri } of objects) {
     parseObjectUri(uri, { setting: field });
+    allowedLocation(uri, fileRoots, field);
   }
   const models = [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
   if (cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
@@ -42,6 +52,12 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv):
   return {
     store,
     objects,
-    models: models.map((m) => ({ ...m, ref: parseModelRef(m.value, m.field) })),
+    models: models.map((m) => {
+      const ref = parseModelRef(m.value, m.field);
+      // A store folder is listed by this process (preflight). A plain directory is only looked at where the model
+      // loads, by that machine's own folders (allowedModel in preflight with localModelDirs, and checkModel).
+      if (ref.kind === 'store') allowedLocation(ref.uri, fileRoots, m.field);
+      return { ...m, ref };
+    }),
   };
 }

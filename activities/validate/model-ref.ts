@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { openObject } from '../../store';
+import { allowedLocation, isAllowedLocation } from '../../store/file-roots';
 import { InvalidDataError } from '../../common/failures';
 
 /** Models the trainer builds from a config in the repo (trainer/configs), with no download. */
@@ -37,27 +38,45 @@ export function parseModelRef(value: string, field: string): ModelRef {
 }
 
 /**
- * A local model directory must exist on the machine that loads it and hold a Hugging Face config. A path that does not
- * exist but reads like `org/name` is almost always a Hub id, which gets its own explanation.
+ * Refuses a model outside the allowed folders before this machine looks at it, so that no later message (missing,
+ * a file, no config) tells anything about a path outside them. Builtin and remote models pass.
  */
-export function checkLocalModelDir(path: string, field: string): void {
-  if (!existsSync(path)) {
-    if (HUB_ID.test(path)) {
-      throw new InvalidDataError(
-        `${field}: "${path}" looks like a Hugging Face Hub model id; hub ids are not supported yet (workers never ` +
-          `download). Download it once, e.g. \`hf download ${path} --local-dir /models/${path.split('/')[1]}\`, and ` +
-          'pass that absolute directory, or upload the directory to the store and pass its s3:// URI',
-        { field },
-      );
-    }
-    throw new InvalidDataError(`${field}: model directory ${path} does not exist on this machine`, { field });
+export function allowedModel(ref: ModelRef, roots: readonly string[], field: string): void {
+  if (ref.kind === 'builtin') return;
+  if (ref.kind === 'store') {
+    allowedLocation(ref.uri, roots, field);
+    return;
   }
-  if (!statSync(path).isDirectory()) {
-    throw new InvalidDataError(`${field}: ${path} is a file; give the directory that holds config.json`, { field });
+  // `org/name` that names no directory under the allowed folders is almost always a Hub id. Only a directory under
+  // them is looked for, so the answer says nothing about what exists outside them.
+  if (HUB_ID.test(ref.path) && !(isAllowedLocation(ref.path, roots, field) && existsSync(resolve(ref.path)))) {
+    throw new InvalidDataError(
+      `${field}: "${ref.path}" looks like a Hugging Face Hub model id; hub ids are not supported yet (workers never ` +
+        `download). Download it once, e.g. \`hf download ${ref.path} --local-dir /models/${ref.path.split('/')[1]}\`, ` +
+        "and pass that absolute directory (under the worker's PIFT_FILE_ROOTS), or upload the directory to the " +
+        'store and pass its s3:// URI',
+      { field },
+    );
   }
-  if (!existsSync(join(path, 'config.json'))) {
-    throw new InvalidDataError(`${field}: model directory ${path} holds no config.json`, { field });
+  allowedLocation(ref.path, roots, field);
+}
+
+/**
+ * A local model directory must exist on the machine that loads it and hold a Hugging Face config. Only for a path
+ * that allowedModel passed: these messages say what is there. Returns the absolute path, the one that was checked.
+ */
+export function checkLocalModelDir(path: string, field: string): string {
+  const dir = resolve(path);
+  if (!existsSync(dir)) {
+    throw new InvalidDataError(`${field}: model directory ${dir} does not exist on this machine`, { field });
   }
+  if (!statSync(dir).isDirectory()) {
+    throw new InvalidDataError(`${field}: ${dir} is a file; give the directory that holds config.json`, { field });
+  }
+  if (!existsSync(join(dir, 'config.json'))) {
+    throw new InvalidDataError(`${field}: model directory ${dir} holds no config.json`, { field });
+  }
+  return dir;
 }
 
 /** A model stored as a folder of objects must have its config among them. */

@@ -4,7 +4,7 @@ import { NotFoundError, openObject, openStore } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { parseInputLocations } from './input-uris';
-import { checkLocalModelDir, checkStoredModel } from './model-ref';
+import { allowedModel, checkLocalModelDir, checkStoredModel } from './model-ref';
 
 export interface PreflightCheck {
   field: string;
@@ -23,6 +23,11 @@ export interface PreflightOptions {
    * the GPU worker, whose own model check covers its directories.
    */
   localModelDirs: boolean;
+  /**
+   * Real paths of this process's allowed local folders (ActivityDeps.fileRoots): a local location outside them is
+   * refused before it is read or listed here.
+   */
+  fileRoots: readonly string[];
   /** Write and delete a probe object in the store (off where this process may not see the workers' store). */
   probeStore?: boolean;
 }
@@ -43,7 +48,7 @@ export async function preflight(
   opts: PreflightOptions,
 ): Promise<PreflightReport> {
   const gpuCheckWait = gpuCheckWaitFromEnv(env);
-  const where = parseInputLocations(cfg, env);
+  const where = parseInputLocations(cfg, env, opts.fileRoots);
   const checks: PreflightCheck[] = [];
 
   if (opts.probeStore !== false) {
@@ -75,8 +80,9 @@ export async function preflight(
       const n = await naming(field, ref.uri, () => checkStoredModel(ref.uri, field, env));
       checks.push({ field, checked: `${ref.uri} holds a model config (${n} objects)` });
     } else if (opts.localModelDirs) {
-      checkLocalModelDir(ref.path, field);
-      checks.push({ field, checked: `${ref.path} is a model directory on this machine` });
+      allowedModel(ref, opts.fileRoots, field);
+      const dir = checkLocalModelDir(ref.path, field);
+      checks.push({ field, checked: `${dir} is a model directory on this machine` });
     }
   }
   return { checks, gpuCheckWait };
