@@ -13,7 +13,7 @@ export interface ActivityDeps {
   python: string;
   /**
    * Real paths of the local folders a run may name (dataset, benchmarks, model directories, a local store):
-   * PIFT_FILE_ROOTS, else the project's data folder and the working directory, plus the worker's own PIFT_STORE.
+   * PIFT_FILE_ROOTS, else the project's data folder and the working directory, plus the worker's default store.
    */
   fileRoots: string[];
 }
