@@ -189,10 +189,18 @@ function classify(endpoint: LlmEndpoint, err: unknown, model: string, setting: s
   return undefined;
 }
 
-/** The provider's message without anything that looks like a key, nor the worker's key itself. */
+/**
+ * The provider's message without anything that could be a key or a piece of one: `sk-…` tokens, and any token that
+ * is part of the worker's key or ends like it (providers quote a key as its start and its last 4 characters).
+ */
 function redacted(endpoint: LlmEndpoint, err: Error): string {
-  const key = endpoint.client.apiKey;
-  let message = err.message.replace(/\bsk-[^\s"',;]*/g, 'sk-[redacted]');
-  if (key && key.length >= 4) message = message.split(key).join('[redacted]');
-  return message;
+  const key = endpoint.client.apiKey ?? '';
+  const tail = key.length >= 8 ? key.slice(-4) : undefined;
+  return err.message.replace(/[\w*+/=-]{4,}/g, (token) =>
+    /^sk-/.test(token) ||
+    (tail !== undefined && token.endsWith(tail)) ||
+    (key.length >= 8 && token.length >= 6 && key.includes(token))
+      ? '[redacted]'
+      : token,
+  );
 }
