@@ -53,17 +53,43 @@ const THROTTLED = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'Too
 /** Nothing answered: refused, unresolvable or unroutable. An endpoint that never answered is likely misconfigured. */
 export const isUnreachable = (err: unknown) => errorCodes(err).some((c) => UNREACHABLE.has(c));
 
-/** The HTTP status the server answered with, if it answered at all. */
+/** The HTTP status the server answered with, if it answered at all (S3 SDK errors, OpenAI APIError). */
 export function httpStatusOf(err: unknown): number | undefined {
-  const e = err as { $metadata?: { httpStatusCode?: number }; $response?: { statusCode?: number } } | undefined;
-  return e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+  const e = err as
+    { $metadata?: { httpStatusCode?: number }; $response?: { statusCode?: number }; status?: unknown } | undefined;
+  const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode ?? e?.status;
+  return typeof status === 'number' ? status : undefined;
 }
 
-/** Worth waiting out: the connection failed or the server said "later" (5xx, throttling). */
+/**
+ * A reply arrived: the endpoint exists, whatever it said. A timeout, a refused or reset connection is no answer (a
+ * wrong host or port can time out as well as refuse).
+ */
+export const hasAnswered = (err: unknown) => httpStatusOf(err) !== undefined;
+
+const TLS_CODES = new Set([
+  'EPROTO',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** The TLS handshake failed (http against https, an untrusted or mismatched certificate): no retry fixes that. */
+export const isTlsFailure = (err: unknown) =>
+  errorCodes(err).some((c) => TLS_CODES.has(c) || /^(ERR_SSL_|ERR_TLS_|CERT_)/.test(c));
+
+/** Statuses that mean "try later": 501 Not Implemented and other 5xx are answers that will not change. */
+const RETRY_LATER_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+
+/** Worth waiting out: the connection failed or the server said "later" (500/502/503/504, throttling). */
 export function isTransient(err: unknown): boolean {
+  if (isTlsFailure(err)) return false;
   const status = httpStatusOf(err);
-  if (status !== undefined && (status >= 500 || status === 429 || status === 408)) return true;
-  return errorCodes(err).some((c) => CONNECTION_FAULTS.has(c) || THROTTLED.has(c));
+  if (status !== undefined && RETRY_LATER_STATUS.has(status)) return true;
+  return errorCodes(err).some((c) => THROTTLED.has(c) || CONNECTION_FAULTS.has(c));
 }
 
 const CREDENTIAL_ERRORS = new Set([
@@ -75,6 +101,21 @@ const CREDENTIAL_ERRORS = new Set([
   'ExpiredToken',
   'CredentialsProviderError',
 ]);
+
+/** The bucket lives in another region than the client signs for. */
+const REGION_ERRORS = new Set(['PermanentRedirect', 'IllegalLocationConstraintException']);
+
+const messageOf = (err: unknown) => String((err as { message?: unknown } | undefined)?.message ?? '');
+
+/** The region the server names, when it names one (S3 puts it in the message or the x-amz-bucket-region header). */
+function regionHint(err: unknown): string {
+  const e = err as { Region?: unknown; $response?: { headers?: Record<string, string> } } | undefined;
+  const named =
+    (typeof e?.Region === 'string' ? e.Region : undefined) ??
+    e?.$response?.headers?.['x-amz-bucket-region'] ??
+    /expecting '([a-z0-9-]+)'/.exec(messageOf(err))?.[1];
+  return named ? `; the bucket is in ${named}` : '';
+}
 
 export interface S3Where {
   /** The setting that named this bucket. */
@@ -102,6 +143,19 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
         `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT ` +
         `(tried ${tried})`,
       'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
+      tried,
+    );
+  }
+  if (
+    codes.some((c) => REGION_ERRORS.has(c)) ||
+    status === 301 ||
+    (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err)))
+  ) {
+    return new WorkerMisconfiguredError(
+      `bucket "${where.bucket}" is not in the region the worker signs for (` +
+        `${codes.find((c) => REGION_ERRORS.has(c) || c === 'AuthorizationHeaderMalformed') ?? `HTTP ${status}`}` +
+        `${regionHint(err)}): set PIFT_S3_REGION (or AWS_REGION) to the bucket's region (tried ${tried})`,
+      'PIFT_S3_REGION',
       tried,
     );
   }

@@ -4,7 +4,7 @@ import { badUri, RUN_STORE_SETTING } from './errors';
 import { validateKey, validatePrefix } from './keys';
 import { LocalStore } from './local-store';
 import type { ObjectStore } from './object-store';
-import { outageToleranceMs } from './outage';
+import { outageToleranceMs, type ProbeMode } from './outage';
 import { S3Store } from './s3-store';
 import { s3ClientFor, s3SettingsFromEnv } from './s3-client';
 
@@ -16,6 +16,11 @@ export interface OpenOptions {
    * by every error that retrying cannot fix. Defaults to the run's store.
    */
   setting?: string;
+  /**
+   * 'fail-fast' where the setup is first checked (preflight, `pift validate`): an endpoint that never answers within a
+   * short probe is a wrong setting. Every other caller keeps the default, 'wait': outages are waited out.
+   */
+  probe?: ProbeMode;
 }
 
 /**
@@ -47,6 +52,7 @@ export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, opt
       setting,
       endpoint: settings.endpoint,
       outageToleranceMs: outageToleranceMs(env),
+      probe: options.probe,
     });
   }
   throw badUri(

@@ -1,37 +1,43 @@
 import { Context } from '@temporalio/activity';
 import { msToNumber } from '@temporalio/common/lib/time';
-import pRetry from 'p-retry';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
-import { isTransient, isUnreachable } from './errors';
+import { errorCodes, hasAnswered, isTlsFailure, isTransient } from './errors';
 
 /**
  * Waiting out infrastructure blips inside the activity, so they spend no Temporal attempts (those are meant for
- * crashes). The rule that tells an outage from a misconfiguration:
+ * crashes), and telling an outage from a misconfiguration:
  *
- * - An endpoint that has answered this worker process once (any HTTP reply, even an error) exists: when it stops
- *   answering, or answers 5xx / "slow down", that is an outage. It is waited out with capped exponential backoff,
- *   heartbeating, for up to the outage tolerance (PIFT_OUTAGE_TOLERANCE, default 2 hours); only then does the
- *   operation fail, as TransientInfraError.
- * - An endpoint that has never answered this process and refuses connections or does not resolve is most likely a
- *   wrong setting: it gets a short probe (a few tries over about 10 s), then fails as WorkerMisconfiguredError naming
- *   the setting. A worker restarted in the middle of a longer outage fails the same way; that run is then resumed
- *   (`pift resume`) once the endpoint is back, which is cheap because every finished step is kept.
+ * - Every step waits outages out: connection faults, timeouts, 500/502/503/504 and throttling are retried with
+ *   capped exponential backoff, heartbeating, for up to the outage tolerance (PIFT_OUTAGE_TOLERANCE, default 2 hours);
+ *   only then does the operation fail, as TransientInfraError. A worker restarted in the middle of an outage waits
+ *   like one that was running all along: the setup was already checked when the run started.
+ * - Where the setup is first checked (the run's preflight, `pift validate`), the caller asks for `probe: 'fail-fast'`:
+ *   an endpoint that has never answered (no HTTP reply of any kind, in this process) and keeps refusing, timing out
+ *   or not resolving for a short probe (about 10 s) is most likely a wrong setting, and fails as
+ *   WorkerMisconfiguredError naming it. Once it has answered, a fault is an outage there too.
+ * - A TLS handshake failure is a wrong URL or certificate: WorkerMisconfiguredError at once, in both modes.
  * - Anything else (bad credentials, a missing object, a bug) is not retried here at all.
+ *
+ * A cancelled activity stops waiting at once.
  */
 
+/** 'wait' (every step): outages are waited out. 'fail-fast' (setup checks): a never-reached endpoint is a setting. */
+export type ProbeMode = 'wait' | 'fail-fast';
+
 export interface OutageOptions {
-  /** Names the endpoint in messages and keys the "has answered" memory, e.g. `S3 endpoint http://host:8333`. */
+  /** Names the endpoint in messages and keys the "has answered" memory, e.g. `the S3 endpoint http://host:8333`. */
   endpoint: string;
-  /** The environment variable to fix when the endpoint was never reachable. */
+  /** The environment variable to fix when the endpoint is wrong. */
   setting: string;
   /** What is being done, for the log, e.g. `PUT s3://bucket/key`. */
   operation: string;
   /** How long an outage is waited out, in ms. */
   toleranceMs: number;
-  /** Whether the failure is worth waiting for; defaults to connection faults, 5xx and throttling. */
+  /** Defaults to 'wait'. */
+  probe?: ProbeMode;
+  /** Whether the failure is worth waiting for; defaults to connection faults, 500/502/503/504 and throttling. */
   isTransient?: (err: unknown) => boolean;
-  /** Whether the reply proves the endpoint exists (it answered); defaults to "not unreachable". */
-  answered?: (err: unknown) => boolean;
 }
 
 export const outageDefaults = {
@@ -64,91 +70,94 @@ export function outageToleranceMs(env: NodeJS.ProcessEnv): number {
   return ms;
 }
 
-/** Endpoints that answered this process at least once. */
+/** Endpoints that answered this process at least once: a fail-fast probe of those waits, as for an outage. */
 const answeredOnce = new Set<string>();
-
-/** Records that `endpoint` exists, e.g. after a successful request made outside `waitOutOutages`. */
-export const markAnswered = (endpoint: string) => answeredOnce.add(endpoint);
 
 /** Runs `op`, waiting out transient faults as described above. */
 export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions): Promise<T> {
   const transient = o.isTransient ?? isTransient;
-  const answered = o.answered ?? ((err: unknown) => !isUnreachable(err));
   const ctx = activityContext();
+  const signal = ctx?.cancellationSignal;
   const started = Date.now();
   let heartbeat: NodeJS.Timeout | undefined;
   let lastError = '';
   try {
-    return await pRetry(
-      async () => {
-        try {
-          const result = await op();
-          answeredOnce.add(o.endpoint);
-          return result;
-        } catch (err) {
-          if (answered(err)) answeredOnce.add(o.endpoint);
-          if (!transient(err)) throw abort(err);
-          const waited = Date.now() - started;
-          if (!answeredOnce.has(o.endpoint) && isUnreachable(err) && waited >= outageDefaults.probeMs) {
-            throw abort(
-              new WorkerMisconfiguredError(
-                `${o.endpoint} is unreachable (${describe(err)}) and has never answered this worker: ` +
-                  `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
-                o.setting,
-                `${o.operation} at ${o.endpoint}`,
-              ),
-            );
-          }
-          if (waited >= o.toleranceMs) {
-            throw abort(
-              new TransientInfraError(
-                `${o.endpoint} still failing after ${Math.round(waited / 1000)} s, longer than ` +
-                  `PIFT_OUTAGE_TOLERANCE allows (${o.operation}: ${describe(err)})`,
-                o.endpoint,
-                { cause: err },
-              ),
-            );
-          }
-          // p-retry gives up at once on a TypeError, which is how fetch reports a refused connection.
-          throw err instanceof TypeError ? new Error(describe(err), { cause: err }) : err;
-        }
-      },
-      {
-        // The budgets above end the loop; this bound only keeps p-retry's precomputed schedule finite.
-        retries: 100_000,
-        factor: 2,
-        minTimeout: outageDefaults.minBackoffMs,
-        maxTimeout: outageDefaults.maxBackoffMs,
-        randomize: true,
-        onFailedAttempt: (err) => {
-          if (ctx?.cancellationSignal.aborted) throw ctx.cancellationSignal.reason ?? err;
-          lastError = describe(err);
-          const logger = ctx?.log ?? console;
-          logger.warn(`waiting out ${o.endpoint}: ${o.operation} failed (${lastError}), attempt ${err.attemptNumber}`);
-          if (ctx && !heartbeat) {
-            const beat = () =>
-              ctx.heartbeat({ waitingFor: o.endpoint, since: new Date(started).toISOString(), lastError });
-            beat();
-            heartbeat = setInterval(beat, outageDefaults.heartbeatEveryMs);
-          }
-        },
-      },
-    );
+    for (let attempt = 1; ; attempt++) {
+      if (signal?.aborted) throw signal.reason;
+      let err: unknown;
+      try {
+        const result = await op();
+        answeredOnce.add(o.endpoint);
+        return result;
+      } catch (e) {
+        err = e;
+      }
+      if (hasAnswered(err)) answeredOnce.add(o.endpoint);
+      const waited = Date.now() - started;
+      if (isTlsFailure(err)) {
+        throw new WorkerMisconfiguredError(
+          `${o.endpoint}: the TLS handshake failed (${describe(err)}): check ${o.setting} (http or https, host) and ` +
+            `the certificate the endpoint presents (tried ${o.operation})`,
+          o.setting,
+          `${o.operation} at ${o.endpoint}`,
+        );
+      }
+      if (!transient(err)) throw err;
+      if (
+        o.probe === 'fail-fast' &&
+        !answeredOnce.has(o.endpoint) &&
+        !hasAnswered(err) &&
+        waited >= outageDefaults.probeMs
+      ) {
+        throw new WorkerMisconfiguredError(
+          `${o.endpoint} is unreachable (${describe(err)}) and has never answered this worker: ` +
+            `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
+          o.setting,
+          `${o.operation} at ${o.endpoint}`,
+        );
+      }
+      if (waited >= o.toleranceMs) {
+        throw new TransientInfraError(
+          `${o.endpoint} still failing after ${Math.round(waited / 1000)} s, longer than ` +
+            `PIFT_OUTAGE_TOLERANCE allows (${o.operation}: ${describe(err)})`,
+          o.endpoint,
+          { cause: err },
+        );
+      }
+      lastError = describe(err);
+      (ctx?.log ?? console).warn(`waiting out ${o.endpoint}: ${o.operation} failed (${lastError}), attempt ${attempt}`);
+      if (ctx && !heartbeat) {
+        const beat = () => ctx.heartbeat({ waitingFor: o.endpoint, since: new Date(started).toISOString(), lastError });
+        beat();
+        heartbeat = setInterval(beat, outageDefaults.heartbeatEveryMs);
+      }
+      await pause(backoffMs(attempt), signal);
+    }
   } finally {
     if (heartbeat) clearInterval(heartbeat);
   }
 }
 
-/** p-retry passes an AbortError's original error through; it only accepts Error instances. */
-function abort(err: unknown): InstanceType<typeof pRetry.AbortError> {
-  return new pRetry.AbortError(err instanceof Error ? err : new Error(String(err)));
+/** Capped exponential backoff, jittered between half and all of each step so workers do not return in lockstep. */
+function backoffMs(attempt: number): number {
+  const base = Math.min(outageDefaults.maxBackoffMs, outageDefaults.minBackoffMs * 2 ** Math.min(attempt - 1, 20));
+  return Math.round(base * (0.5 + Math.random() / 2));
 }
 
+/** Sleeps, ending at once with the cancellation when the activity is cancelled. */
+async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch (err) {
+    throw signal?.aborted ? signal.reason : err;
+  }
+}
+
+/** The most telling error code (fetch hides the socket's behind a TypeError) and the message. */
 function describe(err: unknown): string {
-  const e = err as { code?: string; name?: string; message?: string } | undefined;
-  const code = e?.code ?? (e?.name && e.name !== 'Error' ? e.name : undefined);
-  const message = e?.message ?? String(err);
-  return code && !message.includes(code) ? `${code}: ${message}` : message;
+  const message = (err as { message?: string } | undefined)?.message ?? String(err);
+  const code = errorCodes(err).find((c) => c !== 'Error' && c !== 'TypeError' && !message.includes(c));
+  return code ? `${code}: ${message}` : message;
 }
 
 /** The activity's context when running inside one; the store is also used by tests, tools and the CLI. */

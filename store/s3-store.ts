@@ -11,11 +11,12 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
-import { classifyS3Error, mapDiskFull, RUN_STORE_SETTING } from './errors';
-import { outageDefaults, waitOutOutages } from './outage';
+import { classifyS3Error, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
+import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { validateKey, validatePrefix } from './keys';
 import { NotFoundError, type ObjectStore } from './object-store';
 
@@ -32,6 +33,8 @@ export interface S3StoreOptions {
   endpoint?: string;
   /** How long an outage of the endpoint is waited out (PIFT_OUTAGE_TOLERANCE). */
   outageToleranceMs?: number;
+  /** 'fail-fast' only where the setup is first checked (see ./outage); every step waits. */
+  probe?: ProbeMode;
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -44,6 +47,7 @@ export class S3Store implements ObjectStore {
   private readonly setting: string;
   private readonly endpoint?: string;
   private readonly outageToleranceMs: number;
+  private readonly probe: ProbeMode;
 
   constructor(options: S3StoreOptions) {
     this.client = options.client;
@@ -54,6 +58,7 @@ export class S3Store implements ObjectStore {
     this.setting = options.setting ?? RUN_STORE_SETTING;
     this.endpoint = options.endpoint;
     this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
+    this.probe = options.probe ?? 'wait';
   }
 
   uriFor(key: string): string {
@@ -89,9 +94,8 @@ export class S3Store implements ObjectStore {
 
   async get(key: string): Promise<Buffer> {
     return this.resilient('GET', key, async () => {
-      const body = await this.getBody(key);
-      const bytes = await body.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      const { body } = await this.openBody(key, 0);
+      return buffer(body);
     });
   }
 
@@ -99,21 +103,47 @@ export class S3Store implements ObjectStore {
     return (await this.get(key)).toString('utf8');
   }
 
+  /**
+   * Opening waits out outages like any request; a read that breaks mid-stream (the connection reset or cut short)
+   * reopens the same version of the object at the byte where it stopped, so the reader sees one unbroken stream.
+   */
   async getStream(key: string): Promise<Readable> {
-    const body = await this.getBody(key);
-    if (!(body instanceof Readable)) {
-      throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+    const first = await this.resilient('GET', key, () => this.openBody(key, 0));
+    return Readable.from(this.resumingBytes(key, first));
+  }
+
+  private async *resumingBytes(key: string, first: OpenedBody): AsyncGenerator<Buffer> {
+    let opened = first;
+    let offset = 0;
+    try {
+      for (;;) {
+        try {
+          for await (const chunk of opened.body) {
+            offset += (chunk as Buffer).length;
+            yield chunk as Buffer;
+          }
+          if (opened.end === undefined || offset >= opened.end) return;
+          throw Object.assign(new Error(`${this.uriFor(key)} ended at byte ${offset} of ${opened.end}`), {
+            code: 'ECONNRESET',
+          });
+        } catch (err) {
+          if (!isTransient(err)) throw err;
+          opened.body.destroy();
+          const { etag, end } = opened;
+          opened = await this.resilient('GET', key, () => this.openBody(key, offset, etag));
+          opened.end ??= end;
+        }
+      }
+    } finally {
+      // Also when the reader stops early: the connection goes back to the pool.
+      opened.body.destroy();
     }
-    return body;
   }
 
   async getFile(key: string, localPath: string): Promise<void> {
     const target = path.resolve(localPath);
     await this.resilient('GET', key, async () => {
-      const body = await this.getBody(key);
-      if (!(body instanceof Readable)) {
-        throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
-      }
+      const { body } = await this.openBody(key, 0);
       try {
         // Downloads land in the worker's scratch space.
         await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
@@ -210,6 +240,7 @@ export class S3Store implements ObjectStore {
         setting: 'PIFT_S3_ENDPOINT',
         operation,
         toleranceMs: this.outageToleranceMs,
+        probe: this.probe,
       },
     );
   }
@@ -244,13 +275,25 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  private async getBody(key: string) {
+  /** A GET from byte `from` on, of the version tagged `etag` when given (a changed object fails, never mixes). */
+  private async openBody(key: string, from: number, etag?: string): Promise<OpenedBody> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      const out = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.objectKey(key),
+          Range: from > 0 ? `bytes=${from}-` : undefined,
+          IfMatch: etag,
+        }),
+      );
       if (!out.Body) {
         throw new Error(`empty response body for ${this.uriFor(key)}`);
       }
-      return out.Body;
+      if (!(out.Body instanceof Readable)) {
+        throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+      }
+      const end = out.ContentLength === undefined ? undefined : from + out.ContentLength;
+      return { body: out.Body, etag: out.ETag, end };
     } catch (err) {
       if (isNotFound(err)) {
         throw new NotFoundError(this.uriFor(key), { cause: err });
@@ -263,6 +306,13 @@ export class S3Store implements ObjectStore {
     validateKey(key);
     return this.prefix ? `${this.prefix}/${key}` : key;
   }
+}
+
+interface OpenedBody {
+  body: Readable;
+  etag?: string;
+  /** The byte after the last one this object has, when the server said. */
+  end?: number;
 }
 
 /**

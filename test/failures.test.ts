@@ -14,7 +14,8 @@ import { depsFromEnv } from '../activities/deps';
 import { diskFullFailure, runTrainerProcess, type TrainerModule } from '../activities/train/trainer-process';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { FailureType, WorkerMisconfiguredError } from '../common/failures';
-import { openStore } from '../store';
+import { openObject, openStore } from '../store';
+import type { ScoreResult } from '../activities/types';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 import { freePorts } from './helpers/ports';
 import { startS3Server, type S3Server } from './helpers/s3-server';
@@ -47,6 +48,24 @@ async function scoreFails(
     return { failure: err, ms: Date.now() - started };
   }
   throw new Error('the activity succeeded');
+}
+
+/** Runs the preflight activity (where the setup is first checked, failing fast), as the run's first step would. */
+async function preflightFails(
+  env: NodeJS.ProcessEnv,
+  input: { dataset: string; store: string; scorer?: Record<string, unknown> },
+): Promise<{ failure: ApplicationFailure; ms: number }> {
+  const cfg = resolvePipelineInput({ ...input, runId: `fail-${randomBytes(4).toString('hex')}` }, 'wf', env);
+  const activities = createCpuActivities({ ...depsFromEnv(env), env });
+  const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  const started = Date.now();
+  try {
+    await mock.run(activities.preflight, cfg);
+  } catch (err) {
+    assert.ok(err instanceof ApplicationFailure, `not a typed failure: ${String(err)}`);
+    return { failure: err, ms: Date.now() - started };
+  }
+  throw new Error('preflight passed');
 }
 
 function assertFails(
@@ -122,10 +141,10 @@ describe('failures name what to fix, on the first attempt', function () {
     assertFails(r, FailureType.BadInput, [/input\.dataset/, /names a folder/]);
   });
 
-  it('an S3 endpoint that never answered is a misconfiguration naming PIFT_S3_ENDPOINT', async () => {
+  it('at preflight, an S3 endpoint that never answered is a misconfiguration naming PIFT_S3_ENDPOINT', async () => {
     const [port] = await freePorts(1);
     const env = { ...workEnv(), ...s3.env, PIFT_S3_ENDPOINT: `http://127.0.0.1:${port}` };
-    const r = await scoreFails(env, {
+    const r = await preflightFails(env, {
       dataset: `s3://${s3.bucket}/data/train.jsonl`,
       store: localStore,
       scorer: offline,
@@ -133,17 +152,35 @@ describe('failures name what to fix, on the first attempt', function () {
     assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_S3_ENDPOINT/, new RegExp(`127\\.0\\.0\\.1:${port}`)]);
   });
 
+  it('an S3 endpoint speaking plain HTTP to an https:// setting is a misconfiguration, at once, in every step', async () => {
+    const env = { ...workEnv(), ...s3.env, PIFT_S3_ENDPOINT: s3.endpoint.replace(/^http:/, 'https:') };
+    const r = await scoreFails(env, {
+      dataset: `s3://${s3.bucket}/data/train.jsonl`,
+      store: localStore,
+      scorer: offline,
+    });
+    assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_S3_ENDPOINT/, /TLS/]);
+  });
+
   describe('the LLM endpoint', () => {
     let llm: FakeOpenAI;
     before(async () => (llm = await startFakeOpenAI({ apiKey: 'sk-right' })));
     after(() => llm?.stop());
 
-    it('unreachable from the start: a misconfiguration naming PIFT_OPENAI_BASE_URL and the URL', async () => {
+    it('unreachable at preflight: a misconfiguration naming PIFT_OPENAI_BASE_URL and the URL', async () => {
       const [port] = await freePorts(1);
       const url = `http://127.0.0.1:${port}/v1`;
       const env = { ...workEnv(), PIFT_OPENAI_BASE_URL: url, OPENAI_API_KEY: 'sk-right' };
-      const r = await scoreFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
+      const r = await preflightFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
       assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_OPENAI_BASE_URL/, new RegExp(url.replace(/\./g, '\\.'))]);
+    });
+
+    it('https:// against a plain HTTP endpoint: a misconfiguration naming PIFT_OPENAI_BASE_URL, at preflight', async () => {
+      const url = llm.baseURL.replace(/^http:/, 'https:');
+      const env = { ...workEnv(), PIFT_OPENAI_BASE_URL: url, OPENAI_API_KEY: 'sk-right' };
+      const r = await preflightFails(env, { dataset: DEMO, store: localStore, scorer: { kind: 'openai' } });
+      assertFails(r, FailureType.WorkerMisconfigured, [/PIFT_OPENAI_BASE_URL/, /TLS/]);
+      assert.ok(r.ms < 5_000, `took ${r.ms} ms`);
     });
 
     it('refusing the key: a misconfiguration naming OPENAI_API_KEY, never the key', async () => {
@@ -246,5 +283,87 @@ describe('failures name what to fix, on the first attempt', function () {
     assert.ok(Date.now() - started >= 8_000);
     assert.ok(heartbeats.length > 0, 'no heartbeat while waiting');
     assert.match(JSON.stringify(heartbeats.at(-1)), /waitingFor/);
+  });
+  it('a step started while the S3 endpoint is down, never reached by this worker, waits until it is back', async () => {
+    // A fresh server this process has never talked to: the worker restarted in the middle of an outage.
+    const fresh = await startS3Server();
+    try {
+      const env = { ...workEnv(), ...fresh.env, PIFT_OUTAGE_TOLERANCE: '2m' };
+      const cfg = resolvePipelineInput(
+        { dataset: DEMO, store: `s3://${fresh.bucket}/runs`, scorer: offline, runId: 'restarted-in-outage' },
+        'wf',
+        env,
+      );
+      const activities = createCpuActivities({ ...depsFromEnv(env), env });
+      const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const restart = await fresh.goDown();
+      const started = Date.now();
+      const work = mock.run(activities.scoreDifficulty, {
+        runId: cfg.runId,
+        store: cfg.store,
+        dataset: cfg.dataset,
+        datasetFormat: cfg.datasetFormat,
+        scorer: cfg.scorer,
+      });
+      let outcome: unknown;
+      void work.then(
+        () => (outcome = 'done'),
+        (e: unknown) => (outcome = e),
+      );
+      await new Promise((r) => setTimeout(r, 12_000));
+      assert.equal(outcome, undefined, `the step did not wait for the store: ${String(outcome)}`);
+      await restart();
+      const result = (await work) as ScoreResult;
+      assert.ok(Date.now() - started >= 12_000);
+      assert.ok(result.rows > 0);
+      const scores = openObject(result.scoresUri, env);
+      assert.ok(await scores.store.exists(scores.key), 'the scores were not written');
+    } finally {
+      await fresh.stop();
+    }
+  });
+
+  it('a stream read that breaks mid-object resumes where it stopped once the store is back', async () => {
+    const store = openStore(`s3://${s3.bucket}/stream-${randomBytes(4).toString('hex')}`, s3.env);
+    const data = randomBytes(48 * 1024 * 1024);
+    await store.put('big.bin', data);
+    const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const read = await store.getStream('big.bin');
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let restart: (() => Promise<void>) | undefined;
+    let restarted: Promise<void> | undefined;
+    await mock.run(async () => {
+      for await (const chunk of read) {
+        chunks.push(chunk as Buffer);
+        received += (chunk as Buffer).length;
+        if (!restart && received >= 1024 * 1024) {
+          // The reader holds the stream while the server dies, then comes back to it.
+          restart = await s3.goDown();
+          restarted = new Promise((r) => setTimeout(r, 3_000)).then(restart);
+        }
+      }
+    });
+    await restarted;
+    assert.ok(restart, 'the object was read before the outage could start');
+    assert.equal(Buffer.concat(chunks).equals(data), true, 'the bytes read differ from the object');
+  });
+
+  it('a cancelled activity stops waiting for the store at once', async () => {
+    const store = openStore(`s3://${s3.bucket}/cancel`, { ...s3.env, PIFT_OUTAGE_TOLERANCE: '2m' });
+    await store.put('x', 'x');
+    const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const restart = await s3.goDown();
+    try {
+      const work = mock.run(() => store.getText('x'));
+      const rejected = assert.rejects(work, (e) => /cancel/i.test(String((e as Error).name ?? e)));
+      await new Promise((r) => setTimeout(r, 4_000));
+      const cancelled = Date.now();
+      mock.cancel();
+      await rejected;
+      assert.ok(Date.now() - cancelled < 1_000, `took ${Date.now() - cancelled} ms to stop`);
+    } finally {
+      await restart();
+    }
   });
 });

@@ -17,6 +17,9 @@ import {
   s3SettingsFromEnv,
   storeDefaults,
 } from '../store';
+import { S3ServiceException } from '@aws-sdk/client-s3';
+import { WorkerMisconfiguredError } from '../common/failures';
+import { classifyS3Error, isTransient } from '../store/errors';
 import { TEMP_SUFFIX } from '../store/keys';
 import { type S3Server, sharedS3 } from './helpers/s3-server';
 
@@ -210,6 +213,51 @@ describe('S3Store', () => {
   it('refuses requests signed with the wrong secret', async () => {
     const store = openStore(`s3://${s3.bucket}/auth`, { ...s3.env, AWS_SECRET_ACCESS_KEY: 'wrong-secret' });
     await assert.rejects(store.put('x', 'x'), (err: Error) => !(err instanceof NotFoundError));
+  });
+
+  it('adds no noticeable overhead to a request while the store is healthy', async () => {
+    const store = openStore(`s3://${s3.bucket}/overhead`, s3.env);
+    await store.put('x', 'x');
+    const started = Date.now();
+    for (let i = 0; i < 200; i++) await store.head('x');
+    // Loose on purpose: a local HEAD takes about a millisecond; a retry schedule rebuilt per call took 15.
+    assert.ok(Date.now() - started < 2_000, `200 requests took ${Date.now() - started} ms`);
+  });
+
+  it('sorts S3 replies: 501 and other answers are final, 5xx outages and throttling are waited out', () => {
+    const reply = (name: string, status: number, message = name) =>
+      new S3ServiceException({
+        name,
+        $fault: status >= 500 ? 'server' : 'client',
+        $metadata: { httpStatusCode: status },
+        message,
+      });
+    for (const status of [500, 502, 503, 504]) assert.equal(isTransient(reply('InternalError', status)), true);
+    assert.equal(isTransient(reply('SlowDown', 503)), true);
+    assert.equal(isTransient(reply('NotImplemented', 501)), false);
+    assert.equal(isTransient(reply('AccessDenied', 403)), false);
+  });
+
+  it('names PIFT_S3_REGION when the bucket is in another region', () => {
+    const where = { setting: 'input.store', bucket: 'b', operation: 'GET s3://b/k' };
+    const redirect = new S3ServiceException({
+      name: 'PermanentRedirect',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 301 },
+      message: 'The bucket you are attempting to access must be addressed using the specified endpoint.',
+    });
+    const malformed = new S3ServiceException({
+      name: 'AuthorizationHeaderMalformed',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'eu-west-1'",
+    });
+    for (const err of [redirect, malformed]) {
+      const typed = classifyS3Error(err, where);
+      assert.ok(typed instanceof WorkerMisconfiguredError);
+      assert.equal(typed.setting, 'PIFT_S3_REGION');
+    }
+    assert.match(classifyS3Error(malformed, where)!.message, /eu-west-1/);
   });
 
   it('reads a dataset by its s3:// URI', async () => {

@@ -50,13 +50,13 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
         offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
     };
   }
-  const model = judgeModel(deps.env, input.judgeModel);
+  const { model, setting } = judgeModel(deps.env, input.judgeModel);
   return {
     label: model,
     offline: false,
     reply: async (question, answer1, answer2) => {
       const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
-      const reply = await complete(endpoint, request, 'input.evaluation.judgeModel');
+      const reply = await complete(endpoint, request, setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
     },

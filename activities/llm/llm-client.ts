@@ -1,9 +1,9 @@
 import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
-import { InvalidDataError, TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { workerDefaults } from '../validate/worker-defaults';
-import { outageDefaults, waitOutOutages } from '../../store/outage';
+import { outageToleranceMs, waitOutOutages } from '../../store/outage';
 
 export interface LlmEndpoint {
   client: OpenAI;
@@ -11,6 +11,8 @@ export interface LlmEndpoint {
   /** The environment variables the URL and the key came from, named when they are wrong. */
   urlSetting: string;
   keySetting: string;
+  /** How long an outage of the endpoint is waited out (PIFT_OUTAGE_TOLERANCE). */
+  outageToleranceMs: number;
 }
 
 /**
@@ -37,6 +39,7 @@ export function llmEndpoint(
     baseURL: baseURL ?? 'https://api.openai.com/v1',
     urlSetting,
     keySetting,
+    outageToleranceMs: outageToleranceMs(env),
   };
 }
 
@@ -60,79 +63,144 @@ export function endpointFor(
 }
 
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */
-export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).scorerModel;
-export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string) => fromInput ?? workerDefaults(env).judgeModel;
-
-/** Endpoints this process has reached, by base URL; concurrent first requests share one probe. */
-const reached = new Map<string, Promise<void>>();
+export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
+  fromInput === undefined
+    ? { model: workerDefaults(env).scorerModel, setting: 'PIFT_SCORER_MODEL' }
+    : { model: fromInput, setting: 'input.scorer.model' };
+export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
+  fromInput === undefined
+    ? { model: workerDefaults(env).judgeModel, setting: 'PIFT_JUDGE_MODEL' }
+    : { model: fromInput, setting: 'input.evaluation.judgeModel' };
 
 /**
- * Before a step's first request, one cheap GET proves the endpoint answers at all (any HTTP status will do). An
- * endpoint that refuses connections or does not resolve for the probe's few seconds is a wrong setting, named at
- * once, instead of the client's retries ending minutes later in "Connection error.". Once it has answered, later
- * connection faults are outages: the client's own retries, then Temporal's.
+ * Where the setup is first checked (preflight, `pift validate`): one cheap GET proves the endpoint answers at all (any
+ * HTTP status will do). An endpoint that refuses connections, times out or does not resolve for the probe's few
+ * seconds is a wrong setting, named at once, instead of the client's retries ending minutes later in "Connection
+ * error.". Steps do not probe: they wait outages out (see `complete`).
  */
-export function ensureReachable(endpoint: LlmEndpoint): Promise<void> {
-  let probe = reached.get(endpoint.baseURL);
-  if (!probe) {
-    const url = endpoint.baseURL;
-    probe = waitOutOutages(
-      async () => {
-        await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
-      },
-      {
-        endpoint: `the LLM endpoint ${url}`,
-        setting: endpoint.urlSetting,
-        operation: `GET ${url}`,
-        toleranceMs: outageDefaults.probeMs,
-      },
-    );
-    reached.set(url, probe);
-    // A failed probe is not remembered: the next step probes again.
-    void probe.catch(() => reached.delete(url));
-  }
-  return probe;
+export async function probeEndpoint(endpoint: LlmEndpoint): Promise<void> {
+  const url = endpoint.baseURL;
+  await waitOutOutages(
+    async () => {
+      await (await fetch(url, { signal: AbortSignal.timeout(5_000) })).arrayBuffer();
+    },
+    {
+      endpoint: `the LLM endpoint ${url}`,
+      setting: endpoint.urlSetting,
+      operation: `GET ${url}`,
+      toleranceMs: endpoint.outageToleranceMs,
+      probe: 'fail-fast',
+    },
+  );
+}
+
+/** Where a model name came from: the input's field, or the worker variable that supplied the default. */
+export interface ModelSource {
+  model: string;
+  /** `input.scorer.model`, or `PIFT_SCORER_MODEL` when the input left it to the worker. */
+  setting: string;
+}
+
+/** Statuses worth waiting out once the client's own retries are spent. */
+const RETRY_LATER = new Set([408, 409, 429, 500, 502, 503, 504]);
+
+/** A connection fault, a timeout, an overloaded or throttling endpoint: an outage. Not an exhausted quota. */
+function isLlmTransient(err: unknown): boolean {
+  if (err instanceof OpenAI.APIUserAbortError) return false;
+  if (err instanceof OpenAI.APIConnectionError) return true;
+  return err instanceof OpenAI.APIError && err.status !== undefined && RETRY_LATER.has(err.status);
 }
 
 /**
- * One chat completion, aborted when the activity is cancelled. Transport faults were already retried by the client.
- * A key the endpoint refuses is the worker's to fix, a model it does not have is the input's (retrying fixes
- * neither); a single request it rejects (400/422, e.g. a content filter) is returned as `rejected`, for the caller
- * to record against that row.
+ * One chat completion, aborted when the activity is cancelled. Transport faults are retried by the client first;
+ * what still fails that way (connection errors, timeouts, 5xx, 429) is an outage, waited out here with heartbeats
+ * for up to PIFT_OUTAGE_TOLERANCE. A key the endpoint refuses or an exhausted quota is the worker's to fix, a model it
+ * does not have is whoever named the model (retrying fixes neither); a single request it rejects (400/422, e.g. a
+ * content filter) is returned as `rejected`, for the caller to record against that row.
  */
 export async function complete(
   endpoint: LlmEndpoint,
   params: ChatCompletionCreateParamsNonStreaming,
-  setting: string,
+  modelSetting: string,
 ): Promise<{ content: string } | { rejected: string }> {
-  await ensureReachable(endpoint);
-  try {
-    const reply = await endpoint.client.chat.completions.create(params, {
-      signal: Context.current().cancellationSignal,
-    });
-    return { content: reply.choices?.[0]?.message?.content ?? '' };
-  } catch (err) {
-    if (err instanceof OpenAI.APIError && err.status !== undefined) {
-      if (err.status === 401 || err.status === 403) {
-        throw new WorkerMisconfiguredError(
-          `the LLM endpoint ${endpoint.baseURL} refused the worker's API key (HTTP ${err.status}): check ` +
-            `${endpoint.keySetting} (and ${endpoint.urlSetting} if it points at the wrong service): ${err.message}`,
-          endpoint.keySetting,
-          `POST ${endpoint.baseURL}/chat/completions`,
-        );
+  const operation = `POST ${endpoint.baseURL}/chat/completions`;
+  return waitOutOutages(
+    async () => {
+      try {
+        const reply = await endpoint.client.chat.completions.create(params, {
+          signal: Context.current().cancellationSignal,
+        });
+        return { content: reply.choices?.[0]?.message?.content ?? '' };
+      } catch (err) {
+        const status = err instanceof OpenAI.APIError ? err.status : undefined;
+        if (status === 400 || status === 422)
+          return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
+        throw classify(endpoint, err, params.model, modelSetting, operation) ?? err;
       }
-      if (err.status === 404) {
-        throw new InvalidDataError(
-          `${setting}: the LLM endpoint has no model "${params.model}" (HTTP 404): ${err.message}`,
-          { field: setting },
-        );
-      }
-      if (err.status === 400 || err.status === 422) return { rejected: `HTTP ${err.status}: ${err.message}` };
-    }
-    if (err instanceof OpenAI.APIConnectionError) {
-      // Still failing after the client's retries: an outage mid-run, which Temporal's retries may outlast.
-      throw new TransientInfraError(`the LLM endpoint ${endpoint.baseURL}: ${err.message}`, 'llm', { cause: err });
-    }
-    throw err;
+    },
+    {
+      endpoint: `the LLM endpoint ${endpoint.baseURL}`,
+      setting: endpoint.urlSetting,
+      operation,
+      toleranceMs: endpoint.outageToleranceMs,
+      isTransient: isLlmTransient,
+    },
+  );
+}
+
+/** The typed error for a reply retrying cannot fix, or undefined. */
+function classify(endpoint: LlmEndpoint, err: unknown, model: string, setting: string, tried: string) {
+  if (!(err instanceof OpenAI.APIError) || err.status === undefined) return undefined;
+  if (err.status === 401 || err.status === 403) {
+    // The provider's message is left out: OpenAI's quotes the start and the end of the key.
+    return new WorkerMisconfiguredError(
+      `the LLM endpoint ${endpoint.baseURL} refused the worker's API key (HTTP ${err.status}): check ` +
+        `${endpoint.keySetting} (and ${endpoint.urlSetting} if it points at the wrong service)`,
+      endpoint.keySetting,
+      tried,
+    );
   }
+  if (err.status === 429 && (err.code === 'insufficient_quota' || err.type === 'insufficient_quota')) {
+    return new WorkerMisconfiguredError(
+      `the LLM endpoint ${endpoint.baseURL} says the account of ${endpoint.keySetting} has no quota left ` +
+        `(HTTP 429 insufficient_quota): add credit or use another key`,
+      endpoint.keySetting,
+      tried,
+    );
+  }
+  if (err.status === 404) {
+    const reason = redacted(endpoint, err);
+    const modelNamed = err.code === 'model_not_found' || reason.includes(model);
+    if (!modelNamed && !/\/v\d[^/]*(\/|$)/.test(new URL(endpoint.baseURL).pathname)) {
+      return new WorkerMisconfiguredError(
+        `the LLM endpoint answered HTTP 404 for ${tried}: ${endpoint.urlSetting}=${endpoint.baseURL} likely lacks ` +
+          `its /v1 suffix (${reason})`,
+        endpoint.urlSetting,
+        tried,
+      );
+    }
+    const message =
+      `${setting}: the LLM endpoint ${endpoint.baseURL} has no model "${model}" (HTTP 404: ${reason})` +
+      (modelNamed ? '' : `; or ${endpoint.urlSetting} does not point at its OpenAI-compatible API`);
+    return setting.startsWith('input.')
+      ? new InvalidDataError(message, { field: setting })
+      : new WorkerMisconfiguredError(message, setting, tried);
+  }
+  return undefined;
+}
+
+/**
+ * The provider's message without anything that could be a key or a piece of one: `sk-…` tokens, and any token that
+ * is part of the worker's key or ends like it (providers quote a key as its start and its last 4 characters).
+ */
+function redacted(endpoint: LlmEndpoint, err: Error): string {
+  const key = endpoint.client.apiKey ?? '';
+  const tail = key.length >= 8 ? key.slice(-4) : undefined;
+  return err.message.replace(/[\w*+/=-]{4,}/g, (token) =>
+    /^sk-/.test(token) ||
+    (tail !== undefined && token.endsWith(tail)) ||
+    (key.length >= 8 && token.length >= 6 && key.includes(token))
+      ? '[redacted]'
+      : token,
+  );
 }

@@ -11,7 +11,7 @@ import { toJsonl } from '../artifacts/jsonl';
 import { jsonlPart } from '../artifacts/parts';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
+import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
@@ -51,19 +51,28 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
       }),
     };
   }
-  const model = scorerModel(deps.env, input.scorer.model);
-  return { label: model, offline: false, score: (row) => askScore(endpoint, model, row, input.scorer.parseRetries) };
+  const source = scorerModel(deps.env, input.scorer.model);
+  return {
+    label: source.model,
+    offline: false,
+    score: (row) => askScore(endpoint, source, row, input.scorer.parseRetries),
+  };
 }
 
-async function askScore(endpoint: LlmEndpoint, model: string, row: AlpacaRow, parseRetries: number): Promise<ScoreRow> {
+async function askScore(
+  endpoint: LlmEndpoint,
+  { model, setting }: ModelSource,
+  row: AlpacaRow,
+  parseRetries: number,
+): Promise<ScoreRow> {
   let raw = '';
   let reason = '';
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
-    // Transport faults (429, 5xx, timeouts) are retried inside the client; what reaches here is a real answer.
+    // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
     const reply = await complete(
       endpoint,
       { model, messages: buildScoreMessages(row.instruction, row.input), temperature: 0, n: 1, max_tokens: 8 },
-      'input.scorer.model',
+      setting,
     );
     if ('rejected' in reply) {
       return {

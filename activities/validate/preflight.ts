@@ -3,6 +3,7 @@ import type { Duration } from '@temporalio/common';
 import { NotFoundError, openObject, openStore } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { parseInputLocations } from './input-uris';
 import { allowedModel, checkLocalModelDir, checkStoredModel } from './model-ref';
 
@@ -52,7 +53,7 @@ export async function preflight(
   const checks: PreflightCheck[] = [];
 
   if (opts.probeStore !== false) {
-    const store = openStore(cfg.store, env);
+    const store = openStore(cfg.store, env, { probe: 'fail-fast' });
     await naming(where.store.field, cfg.store, async () => {
       await store.put(probeKey(cfg.runId), 'preflight');
       await store.delete(probeKey(cfg.runId));
@@ -62,7 +63,7 @@ export async function preflight(
 
   for (const { field, uri } of where.objects) {
     const head = await naming(field, uri, async () => {
-      const { store: holder, key } = openObject(uri, env);
+      const { store: holder, key } = openObject(uri, env, { probe: 'fail-fast' });
       return holder.head(key);
     });
     if (!head) {
@@ -84,6 +85,16 @@ export async function preflight(
       const dir = checkLocalModelDir(ref.path, field);
       checks.push({ field, checked: `${dir} is a model directory on this machine` });
     }
+  }
+
+  // Only where the run will call it: an endpoint that never answers is a setting to fix before anything is paid for.
+  const llm =
+    cfg.scorer.kind !== 'offline' || cfg.evaluation.judge !== 'offline'
+      ? llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 5 })
+      : undefined;
+  if (llm) {
+    await probeEndpoint(llm);
+    checks.push({ field: llm.urlSetting, checked: `${llm.baseURL} answers` });
   }
   return { checks, gpuCheckWait };
 }

@@ -41,7 +41,7 @@ export type Reply =
   /** A normal completion; every one of the `n` choices gets this content. */
   | { content: string; finishReason?: 'stop' | 'length' }
   /** An API error; 429 and 5xx are retried by the client, honouring retry-after(-ms) when given. */
-  | { status: number; message?: string; retryAfterSeconds?: number; retryAfterMs?: number }
+  | { status: number; message?: string; code?: string; retryAfterSeconds?: number; retryAfterMs?: number }
   /** Wait, then answer; a client timeout shorter than the delay sees a timeout. */
   | { delayMs: number; then: Reply }
   /** HTTP 200 with a JSON content type and this (invalid) body. */
@@ -174,7 +174,14 @@ async function answer(
       headers['retry-after-ms'] = String(reply.retryAfterMs);
     }
     const type = reply.status === 429 ? 'requests' : reply.status >= 500 ? 'server_error' : 'invalid_request_error';
-    sendError(res, reply.status, reply.message ?? `fake error ${reply.status}`, type, headers);
+    sendError(
+      res,
+      reply.status,
+      reply.message ?? `fake error ${reply.status}`,
+      reply.code ?? type,
+      headers,
+      reply.code,
+    );
     return;
   }
   const promptTokens = countWords(req.messages.map((m) => (typeof m.content === 'string' ? m.content : '')).join(' '));
@@ -237,8 +244,9 @@ function sendError(
   message: string,
   type: string,
   headers: Record<string, string> = {},
+  code: string | null = null,
 ): void {
-  sendJson(res, status, { error: { message, type, param: null, code: null } }, headers);
+  sendJson(res, status, { error: { message, type, param: null, code } }, headers);
 }
 
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
