@@ -35,9 +35,10 @@ describe('worker defaults', () => {
       scorerModel: 'scorer-x',
       judgeModel: 'judge-y',
     });
-    assert.equal(scorerModel(env), 'scorer-x');
-    assert.equal(judgeModel(env), 'judge-y');
-    assert.equal(judgeModel(env, 'from-input'), 'from-input');
+    // The model comes with the setting it came from, named when the endpoint does not know it.
+    assert.deepEqual(scorerModel(env), { model: 'scorer-x', setting: 'PIFT_SCORER_MODEL' });
+    assert.deepEqual(judgeModel(env), { model: 'judge-y', setting: 'PIFT_JUDGE_MODEL' });
+    assert.equal(judgeModel(env, 'from-input').model, 'from-input');
   });
 
   it('send a run to the queue the GPU worker polls when the input names none', () => {
