@@ -16,7 +16,19 @@ export async function replayAndRecord(client: Client, workflowId: string, name: 
     // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
     writeFileSync(
       join(__dirname, '..', 'histories', `${name}.pb`),
-      temporal.api.history.v1.History.encode(history).finish(),
+      temporal.api.history.v1.History.encode(withoutStackTraces(history)).finish(),
     );
   }
+}
+
+/** Failure stack traces name the recording machine's folders; replay never reads them. */
+function withoutStackTraces<T>(value: T): T {
+  if (Array.isArray(value)) value.forEach(withoutStackTraces);
+  else if (value && typeof value === 'object') {
+    for (const [key, inner] of Object.entries(value)) {
+      if (key === 'stackTrace' && typeof inner === 'string') (value as Record<string, unknown>)[key] = '';
+      else withoutStackTraces(inner);
+    }
+  }
+  return value;
 }
