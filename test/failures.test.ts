@@ -23,26 +23,21 @@ import { startS3Server, type S3Server } from './helpers/s3-server';
 const DEMO = resolve(__dirname, '..', 'data', 'demo', 'train.jsonl');
 const FAST_MS = 30_000;
 
-/**
- * Runs the scoring activity (the first one that touches the store, the dataset and the LLM) once, as a worker would,
- * and returns the failure it ends in and how long that took.
- */
-async function scoreFails(
+type Activities = ReturnType<typeof createCpuActivities>;
+type Cfg = ReturnType<typeof resolvePipelineInput>;
+
+/** Runs one CPU activity once, as a worker would, and returns the typed failure it ends in and how long that took. */
+async function activityFails(
   env: NodeJS.ProcessEnv,
   input: { dataset: string; store: string; scorer?: Record<string, unknown> },
+  call: (activities: Activities, cfg: Cfg) => Promise<unknown>,
 ): Promise<{ failure: ApplicationFailure; ms: number }> {
   const cfg = resolvePipelineInput({ ...input, runId: `fail-${randomBytes(4).toString('hex')}` }, 'wf', env);
   const activities = createCpuActivities({ ...depsFromEnv(env), env });
   const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
   const started = Date.now();
   try {
-    await mock.run(activities.scoreDifficulty, {
-      runId: cfg.runId,
-      store: cfg.store,
-      dataset: cfg.dataset,
-      datasetFormat: cfg.datasetFormat,
-      scorer: cfg.scorer,
-    });
+    await mock.run(() => call(activities, cfg));
   } catch (err) {
     assert.ok(err instanceof ApplicationFailure, `not a typed failure: ${String(err)}`);
     return { failure: err, ms: Date.now() - started };
@@ -50,23 +45,21 @@ async function scoreFails(
   throw new Error('the activity succeeded');
 }
 
-/** Runs the preflight activity (where the setup is first checked, failing fast), as the run's first step would. */
-async function preflightFails(
-  env: NodeJS.ProcessEnv,
-  input: { dataset: string; store: string; scorer?: Record<string, unknown> },
-): Promise<{ failure: ApplicationFailure; ms: number }> {
-  const cfg = resolvePipelineInput({ ...input, runId: `fail-${randomBytes(4).toString('hex')}` }, 'wf', env);
-  const activities = createCpuActivities({ ...depsFromEnv(env), env });
-  const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-  const started = Date.now();
-  try {
-    await mock.run(activities.preflight, cfg);
-  } catch (err) {
-    assert.ok(err instanceof ApplicationFailure, `not a typed failure: ${String(err)}`);
-    return { failure: err, ms: Date.now() - started };
-  }
-  throw new Error('preflight passed');
-}
+/** The scoring activity: the first step that touches the store, the dataset and the LLM. */
+const scoreFails = (env: NodeJS.ProcessEnv, input: Parameters<typeof activityFails>[1]) =>
+  activityFails(env, input, (a, cfg) =>
+    a.scoreDifficulty({
+      runId: cfg.runId,
+      store: cfg.store,
+      dataset: cfg.dataset,
+      datasetFormat: cfg.datasetFormat,
+      scorer: cfg.scorer,
+    }),
+  );
+
+/** The preflight activity: where the setup is first checked, failing fast, as the run's first step would. */
+const preflightFails = (env: NodeJS.ProcessEnv, input: Parameters<typeof activityFails>[1]) =>
+  activityFails(env, input, (a, cfg) => a.preflight(cfg));
 
 function assertFails(
   { failure, ms }: { failure: ApplicationFailure; ms: number },
