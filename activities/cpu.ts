@@ -20,8 +20,12 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       return cfg;
     }),
   // The CPU worker may not share the GPU worker's disk: local model directories are checked by checkModel there.
+  // Only what the workflow needs goes into history; the list of checks is for the CLI's `validate`.
   preflight: (cfg: ResolvedInput) =>
-    withTypedFailures(() => preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots })),
+    withTypedFailures(async () => {
+      const { gpuCheckWait } = await preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots });
+      return { gpuCheckWait };
+    }),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

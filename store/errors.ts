@@ -35,9 +35,12 @@ export function errorCodes(err: unknown): string[] {
   return codes;
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 const CONNECTION_FAULTS = new Set([
-  ...UNREACHABLE,
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
   'ECONNRESET',
   'ECONNABORTED',
   'EPIPE',
@@ -49,9 +52,6 @@ const CONNECTION_FAULTS = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
 ]);
 const THROTTLED = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded']);
-
-/** Nothing answered: refused, unresolvable or unroutable. An endpoint that never answered is likely misconfigured. */
-export const isUnreachable = (err: unknown) => errorCodes(err).some((c) => UNREACHABLE.has(c));
 
 /** The HTTP status the server answered with, if it answered at all (S3 SDK errors, OpenAI APIError). */
 export function httpStatusOf(err: unknown): number | undefined {

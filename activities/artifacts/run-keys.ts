@@ -3,6 +3,7 @@
  * earlier version are resumed from them, so they only ever change together with a migration.
  *
  *   <runId>/
+ *     .preflight-probe                                  written and deleted again: proves the store takes writes
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
@@ -22,6 +23,9 @@ const MANIFEST = 'manifest.json';
 
 /** Part keys carry this much of the inputs hash. */
 const partTag = (inputsHash: string) => inputsHash.slice(0, 12);
+
+/** Written and deleted by the checks before scoring: the store takes writes under the run's prefix. */
+export const preflightProbeKey = (runId: string) => `${runId}/.preflight-probe`;
 
 export const scoreKeys = (runId: string) => {
   const dir = `${runId}/score`;

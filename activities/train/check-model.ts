@@ -5,7 +5,7 @@ import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
-import { withoutSecrets } from './trainer-process';
+import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
   runId: string;
@@ -23,8 +23,6 @@ export interface CheckModelResult {
   tokenizerSize: number;
 }
 
-/** The trainer exits with this when it refuses its input (sysexits EX_DATAERR). */
-const EXIT_BAD_INPUT = 65;
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 
 /** The weight files transformers loads (safetensors or PyTorch, single or sharded with an index). */
@@ -94,7 +92,7 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
       ['-m', 'pift.check_model', configPath],
       {
         cwd: deps.workDir,
-        env: { ...withoutSecrets(deps.env), PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1' },
+        env: trainerEnv(deps.env),
         timeout,
         killSignal: 'SIGKILL',
         maxBuffer: 4 * 1024 * 1024,
@@ -127,7 +125,7 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
     };
   }
   const error = events.find((e) => e.event === 'error');
-  if (code === EXIT_BAD_INPUT) {
+  if (code === EXIT_DATA_ERROR) {
     // The trainer names its own config field; the user knows the model by the input setting.
     const raw = String(error?.message ?? 'the trainer refused the model');
     const field = /field "(max_length|input\.training\.maxLength)"/.test(raw)
@@ -136,13 +134,8 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
     const message = raw.replace(/^field "[^"]+": /, '');
     throw new InvalidDataError(`${field}: ${message}`, { field });
   }
-  if (/No module named/.test(stderr)) {
-    throw new WorkerMisconfiguredError(
-      `the trainer's python ${deps.python} cannot import the trainer package (pift): ${lastLine(stderr)}`,
-      'PIFT_PYTHON',
-      `${deps.python} -m pift.check_model`,
-    );
-  }
+  const missing = missingPackage(deps.python, 'pift.check_model', stderr.split('\n'));
+  if (missing) throw missing;
   const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
   throw new Error(`model check ${why}: ${String(error?.message ?? lastLine(stderr))}`);
 }

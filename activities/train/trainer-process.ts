@@ -33,7 +33,7 @@ export interface TrainerRun {
 }
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
-const EXIT_DATA_ERROR = 65;
+export const EXIT_DATA_ERROR = 65;
 /** Exit code the trainer uses when its disk is full (EX_IOERR). */
 const EXIT_DISK_FULL = 74;
 
@@ -63,12 +63,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   const { python, module, configPath } = run;
   const child = spawn(python, ['-m', module, configPath], {
     cwd: run.cwd,
-    env: {
-      ...withoutSecrets(run.env),
-      PYTHONUNBUFFERED: '1',
-      HF_HUB_OFFLINE: '1',
-      PIFT_PARENT_PID: String(process.pid),
-    },
+    env: { ...trainerEnv(run.env), PIFT_PARENT_PID: String(process.pid) },
     detached: true, // its own process group, so a kill reaches the trainer's own children too
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -150,16 +145,8 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     if (outcome.code === EXIT_DATA_ERROR) {
       throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
     }
-    const missing = sawProtocolLine ? undefined : stderrTail.find((line) => line.includes(`No module named`));
-    if (missing) {
-      // The interpreter could not even start the module: every retry would fail the same way.
-      throw new WorkerMisconfiguredError(
-        `${python} cannot run ${module} (${missing.trim()}): run scripts/setup.sh, or point PIFT_PYTHON at a Python ` +
-          'with the trainer package installed',
-        'PIFT_PYTHON',
-        `${python} -m ${module}`,
-      );
-    }
+    const missing = sawProtocolLine ? undefined : missingPackage(python, module, stderrTail);
+    if (missing) throw missing;
     throw ApplicationFailure.retryable(
       `trainer exited with ${outcome.signal ?? `code ${outcome.code}`}${detail ? `:\n${detail}` : ''}`,
       'TrainerCrashed',
@@ -187,8 +174,30 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   }
 }
 
-/** The trainer never talks to the store or an LLM endpoint (the activity does), so it gets none of their secrets. */
-export const withoutSecrets = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv =>
-  Object.fromEntries(Object.entries(env).filter(([k]) => !/KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i.test(k)));
+/**
+ * The environment of every trainer process. The trainer never talks to the store or an LLM endpoint (the activity
+ * does), so it gets none of their secrets; the hub stays offline.
+ */
+export const trainerEnv = (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv => ({
+  ...Object.fromEntries(Object.entries(env).filter(([k]) => !/KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL/i.test(k))),
+  PYTHONUNBUFFERED: '1',
+  HF_HUB_OFFLINE: '1',
+});
+
+/** A Python that cannot even import the trainer package: every retry would fail the same way. */
+export function missingPackage(
+  python: string,
+  module: string,
+  stderr: readonly string[],
+): WorkerMisconfiguredError | undefined {
+  const line = stderr.find((l) => l.includes('No module named'));
+  if (!line) return undefined;
+  return new WorkerMisconfiguredError(
+    `${python} cannot run ${module} (${line.trim()}): run scripts/setup.sh, or point PIFT_PYTHON at a Python ` +
+      'with the trainer package installed',
+    'PIFT_PYTHON',
+    `${python} -m ${module}`,
+  );
+}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

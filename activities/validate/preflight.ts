@@ -6,6 +6,7 @@ import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failure
 import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { parseInputLocations } from './input-uris';
 import { allowedModel, checkLocalModelDir, checkStoredModel } from './model-ref';
+import { preflightProbeKey } from '../artifacts/run-keys';
 
 export interface PreflightCheck {
   field: string;
@@ -33,9 +34,6 @@ export interface PreflightOptions {
   probeStore?: boolean;
 }
 
-/** Key of the object written and deleted to prove the store takes writes; under the run's own prefix. */
-export const probeKey = (runId: string) => `${runId}/.preflight-probe`;
-
 export const DEFAULT_GPU_CHECK_WAIT = '2 minutes';
 
 /**
@@ -53,17 +51,17 @@ export async function preflight(
   const checks: PreflightCheck[] = [];
 
   if (opts.probeStore !== false) {
-    const store = openStore(cfg.store, env, { probe: 'fail-fast' });
+    const store = openStore(cfg.store, env, { probe: 'fail-fast', setting: where.store.field });
     await naming(where.store.field, cfg.store, async () => {
-      await store.put(probeKey(cfg.runId), 'preflight');
-      await store.delete(probeKey(cfg.runId));
+      await store.put(preflightProbeKey(cfg.runId), 'preflight');
+      await store.delete(preflightProbeKey(cfg.runId));
     });
     checks.push({ field: where.store.field, checked: `${cfg.store} takes writes under ${cfg.runId}/` });
   }
 
   for (const { field, uri } of where.objects) {
     const head = await naming(field, uri, async () => {
-      const { store: holder, key } = openObject(uri, env, { probe: 'fail-fast' });
+      const { store: holder, key } = openObject(uri, env, { probe: 'fail-fast', setting: field });
       return holder.head(key);
     });
     if (!head) {
@@ -116,8 +114,8 @@ function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
 const FS_REFUSALS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'EISDIR']);
 
 /**
- * Runs one check and puts the setting's name on what it throws: an absent object is the user's mistake; errors the
- * store already classified keep their type. Anything else (a blip, a bug) propagates unchanged.
+ * Runs one check: an absent object is the user's mistake, a local location the worker may not use is named with its
+ * setting. The store names the setting in what it classifies itself; anything else (a bug) propagates unchanged.
  */
 async function naming<T>(field: string, uri: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -126,12 +124,6 @@ async function naming<T>(field: string, uri: string, fn: () => Promise<T>): Prom
     const fromEnv = !field.startsWith('input.');
     if (err instanceof NotFoundError) {
       throw new InvalidDataError(`${field}: ${uri} does not exist`, { field });
-    }
-    if (err instanceof InvalidDataError && !err.message.includes(field)) {
-      throw new InvalidDataError(`${field}: ${err.message}`, { ...err.where, field });
-    }
-    if (err instanceof WorkerMisconfiguredError && !err.message.includes(field)) {
-      throw new WorkerMisconfiguredError(`${field} (${uri}): ${err.message}`, err.setting, err.tried);
     }
     const code = (err as { code?: string }).code;
     if (code && FS_REFUSALS.has(code)) {
