@@ -89,6 +89,8 @@ export interface TrainResult {
   resumedFromStep: number;
   attempts: number;
   reused: boolean;
+  /** 'bf16', 'fp16' or 'fp32': what the trainer chose for `training.bf16` on this worker's device. */
+  precision?: string;
 }
 
 export interface GenerateInput extends StepRef {

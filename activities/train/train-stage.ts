@@ -146,6 +146,7 @@ async function train(
     resumedFromStep: progress.latest.resumedFromStep ?? 0,
     attempts: ctx.info.attempt,
     reused: false,
+    ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
   };
   const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
   await out.put(keys.losses, lossesJson);

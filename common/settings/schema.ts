@@ -122,7 +122,8 @@ export const TrainingSchema = Type.Object(
     }),
     bf16: withDefault(Type.Union([Type.Literal('auto'), Type.Boolean()]), 'auto', {
       source: 'ours',
-      description: '`auto`: bf16 where CUDA supports it (the paper trains in bf16)',
+      description:
+        '`auto`: bf16 with tf32 where the GPU supports bf16 (the paper), fp16 on older GPUs, fp32 on a CPU; the stage result records the choice',
     }),
     gradientCheckpointing: withDefault(Type.Boolean(), false, {
       source: 'ours',

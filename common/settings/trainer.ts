@@ -38,7 +38,11 @@ export const TrainerSettingsSchema = Type.Object(
     save_strategy: Type.Literal('steps'),
     save_steps: c.positiveInt(),
     logging_steps: c.positiveInt(),
-    bf16: Type.Optional(Type.Boolean({ description: 'absent: bf16 only where CUDA supports it' })),
+    bf16: Type.Optional(
+      Type.Boolean({
+        description: 'absent: bf16 + tf32 where the GPU supports bf16, fp16 on older GPUs, fp32 on a CPU',
+      }),
+    ),
     gradient_checkpointing: Type.Boolean(),
     report_to: Type.Literal('none'),
   },

@@ -34,6 +34,7 @@ class ProtocolCallback(TrainerCallback):
             resumed_from_step=state.global_step,
             num_examples=self.num_examples,
             device="cuda" if args.device.type == "cuda" else "cpu",
+            precision=getattr(args, "resolved_precision", "fp32"),
         )
 
     def on_log(

@@ -15,6 +15,7 @@ from transformers import SchedulerType, TrainingArguments
 from transformers.trainer_utils import SaveStrategy
 
 from .errors import ConfigError
+from .precision import choose_precision, device_caps
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,12 @@ class PiftTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = field(default=0)
     # Rows arrive shuffled once with a fixed seed and the paper never reshuffles, so read them in order.
     train_sampling_strategy: str = field(default="sequential")
+    # Absent means `auto`: bf16 (and tf32) where the GPU supports it, fp16 on an older GPU, fp32 on a CPU.
+    bf16: bool | None = field(default=None)
+    # A non-finite loss must fail the run (see callbacks.NonFiniteLossCheck), not be smoothed over in the logs.
+    logging_nan_inf_filter: bool = field(default=False)
+    # "bf16", "fp16" or "fp32": what __post_init__ chose, reported in the start and done events.
+    resolved_precision: str = field(default="fp32", init=False)
 
     def __post_init__(self) -> None:
         if self.warmup_ratio is not None:
@@ -88,9 +95,10 @@ class PiftTrainingArguments(TrainingArguments):
         if self.save_total_limit is not None:
             # The orchestrator prunes checkpoints itself, after uploading them.
             raise ConfigError(f'field "save_total_limit" must be null, got {self.save_total_limit}')
-        if self.bf16 and not torch.cuda.is_available():
-            logger.warning("bf16 requested but CUDA is unavailable: training in fp32 on the CPU")
-            self.bf16 = False
+        precision = choose_precision(self.bf16, self.fp16, device_caps())
+        self.bf16, self.fp16, self.resolved_precision = precision.bf16, precision.fp16, precision.name
+        if self.tf32 is None:
+            self.tf32 = precision.tf32
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; it only warns on a CPU
         super().__post_init__()

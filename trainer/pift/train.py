@@ -135,6 +135,7 @@ def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> 
         losses=[loss for _, loss in sampled],
         loss_steps=[step for step, _ in sampled],
         train_runtime=float(train_output.metrics.get("train_runtime", 0.0)),
+        precision=trainer.args.resolved_precision,
     )
 
 

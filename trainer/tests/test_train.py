@@ -41,7 +41,14 @@ def test_training_run_follows_the_protocol(trained_run: TrainedRun) -> None:
     assert [event["event"] for event in result.events][0] == "start"
     assert result.events[-1]["event"] == "done"
     assert result.of("start") == [
-        {"event": "start", "total_steps": TRAIN_STEPS, "resumed_from_step": 0, "num_examples": 32, "device": "cpu"}
+        {
+            "event": "start",
+            "total_steps": TRAIN_STEPS,
+            "resumed_from_step": 0,
+            "num_examples": 32,
+            "device": "cpu",
+            "precision": "fp32",
+        }
     ]
     progress = result.of("progress")
     assert [event["step"] for event in progress] == list(range(1, TRAIN_STEPS + 1))
@@ -65,6 +72,7 @@ def test_training_run_follows_the_protocol(trained_run: TrainedRun) -> None:
     assert done["losses"] == [event["loss"] for event in progress]
     assert done["train_runtime"] > 0
     assert done["final_dir"] == str(trained_run.workdir / "final")
+    assert done["precision"] == "fp32"
 
 
 def test_final_dir_loads_and_generates(trained_run: TrainedRun) -> None:
