@@ -10,8 +10,10 @@ import {
   earlierTrainingIdentities,
   trainerConfig,
   trainerSettings,
+  trainerLaunch,
   trainingIdentity,
 } from '../activities/train/trainer-config';
+import { optimizerSteps } from '../common/settings/derive';
 import type { ResolvedTraining } from '../common/settings/schema';
 
 const trainingOf = (training: Record<string, unknown> = {}): ResolvedTraining =>
@@ -135,9 +137,11 @@ describe('training identity of earlier versions', () => {
 
   it('reproduces the format-1 hashes of the previous release', () => {
     assert.deepEqual(earlier({}), ['09f0c87720389f00b969e59a5c66f5b847bbf7f23b731b3267de465ec35d1e7b']);
-    assert.deepEqual(earlier({ baseModel: '/models/llama', epochs: 2, bf16: true, maxLength: 512 }), [
-      '386b8aa290ee2c7713fc53584a7e3e43b0e9d7f694a4992cbb792499d81577a7',
-    ]);
+    // gradientAccumulation 1 was that release's default for every model (now derived from globalBatchSize).
+    assert.deepEqual(
+      earlier({ baseModel: '/models/llama', epochs: 2, bf16: true, maxLength: 512, gradientAccumulation: 1 }),
+      ['386b8aa290ee2c7713fc53584a7e3e43b0e9d7f694a4992cbb792499d81577a7'],
+    );
   });
 
   it('differs from the current identity, which is what the manifests of new runs carry', () => {
@@ -149,5 +153,74 @@ describe('training identity of earlier versions', () => {
       training: trainingOf(),
     };
     assert.ok(!earlierTrainingIdentities(input).includes(trainingIdentity(input)));
+  });
+});
+
+describe('global batch', () => {
+  it("derives gradient accumulation from the paper's global batch of 128", () => {
+    const llama = trainingOf({ baseModel: '/models/llama' });
+    assert.deepEqual([llama.batchSize, llama.globalBatchSize, llama.gradientAccumulation], [16, 128, 8]);
+    const twoGpus = trainingOf({ baseModel: '/models/llama', processes: 2, batchSize: 8 });
+    assert.equal(twoGpus.gradientAccumulation, 8);
+    const eight = trainingOf({ baseModel: '/models/llama', processes: 8 });
+    assert.equal(eight.gradientAccumulation, 1, 'the paper: 16 per GPU on 8 GPUs, no accumulation');
+    assert.equal(trainingOf({ globalBatchSize: 32 }).gradientAccumulation, 4);
+  });
+
+  it('keeps the builtin tiny model at one batch per step, as before, whatever its batch size', () => {
+    assert.deepEqual(
+      [trainingOf().batchSize, trainingOf().gradientAccumulation, trainingOf().globalBatchSize],
+      [8, 1, 8],
+    );
+    assert.equal(trainingOf({ batchSize: 4 }).gradientAccumulation, 1);
+  });
+
+  it('takes an explicit gradientAccumulation as an override', () => {
+    const t = trainingOf({ baseModel: '/models/llama', gradientAccumulation: 2 });
+    assert.deepEqual([t.gradientAccumulation, t.globalBatchSize], [2, 32]);
+    assert.equal(trainingOf({ gradientAccumulation: 3, globalBatchSize: 24 }).gradientAccumulation, 3);
+  });
+
+  it('refuses a global batch the processes cannot split, naming the setting', () => {
+    for (const [training, message] of [
+      [
+        { baseModel: '/models/llama', batchSize: 48 },
+        /globalBatchSize: 128 \(the default\) is not a multiple of batchSize × processes = 48 × 1/,
+      ],
+      [
+        { globalBatchSize: 12, processes: 2 },
+        /globalBatchSize: 12 is not a multiple of batchSize × processes = 8 × 2 = 16/,
+      ],
+      [{ globalBatchSize: 16, gradientAccumulation: 3 }, /globalBatchSize: 16 disagrees with gradientAccumulation 3/],
+    ] as const) {
+      assert.throws(
+        () => trainingOf(training),
+        (err: unknown) =>
+          err instanceof InvalidDataError && message.test(err.message) && err.message.includes('input.training'),
+      );
+    }
+  });
+
+  it('counts optimizer steps over all processes', () => {
+    const t = trainingOf({ processes: 2, globalBatchSize: 16 });
+    assert.equal(t.gradientAccumulation, 1);
+    assert.equal(optimizerSteps(32, t), 2 * t.epochs);
+    assert.equal(optimizerSteps(32, trainingOf({ globalBatchSize: 16 })), 2 * t.epochs);
+  });
+
+  it('keeps the identity of one process and changes it for several', () => {
+    const one = trainingIdentity(run(trainingOf({ globalBatchSize: 16 })));
+    assert.equal(trainingIdentity(run(trainingOf({ gradientAccumulation: 2 }))), one);
+    assert.notEqual(trainingIdentity(run(trainingOf({ processes: 2, globalBatchSize: 16 }))), one);
+    assert.equal(trainerLaunch(trainingOf()), undefined);
+    assert.deepEqual(trainerLaunch(trainingOf({ processes: 2, distributed: 'fsdp' })), {
+      processes: 2,
+      distributed: 'fsdp',
+    });
+  });
+
+  it("passes report_to through, 'none' by default", () => {
+    assert.equal(trainerConfig(trainingOf(), 3, local).report_to, 'none');
+    assert.deepEqual(trainerConfig(trainingOf({ reportTo: ['tensorboard'] }), 3, local).report_to, ['tensorboard']);
   });
 });

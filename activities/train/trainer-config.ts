@@ -31,8 +31,19 @@ export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerS
     // 'auto' lets the trainer pick bf16 only where CUDA supports it.
     ...(t.bf16 === 'auto' ? {} : { bf16: t.bf16 }),
     gradient_checkpointing: t.gradientCheckpointing,
-    report_to: 'none',
+    report_to: t.reportTo?.length ? [...t.reportTo] : 'none',
   };
+}
+
+/** How the trainer is launched, when not as one plain process (runs started before `processes` existed ran one). */
+export function trainerLaunch(t: Pick<ResolvedTraining, 'processes' | 'distributed'>): TrainerLaunch | undefined {
+  const processes = t.processes ?? 1;
+  return processes > 1 ? { processes, distributed: t.distributed ?? 'ddp' } : undefined;
+}
+
+export interface TrainerLaunch {
+  processes: number;
+  distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
 }
 
 /** Exactly what `python trainer/train.py CONFIG` reads (schema/trainer-config.schema.json). */
@@ -54,6 +65,9 @@ export function trainingIdentity(
     dataSha256: input.dataSha256,
     initModel: input.initModel,
     trainer: trainerSettings(input.training, input.maxSteps),
+    // Several processes write checkpoints of another layout (one RNG state per rank, sharded states with FSDP or
+    // ZeRO-3), so they are another training; one process keeps the identity it always had.
+    ...(trainerLaunch(input.training) ? { launch: trainerLaunch(input.training) } : {}),
   });
 }
 

@@ -1,6 +1,6 @@
 import { type ErrorObject } from 'ajv';
 import { PipelineInputSchema, type PipelineInput, type ResolvedInput } from '../../common/settings/schema';
-import { resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
+import { batchProblem, resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
 import { settingsValidator } from '../../common/settings/validator';
 import { InvalidDataError } from '../../common/failures';
 import { workerDefaults } from './worker-defaults';
@@ -78,6 +78,8 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
       field: 'input.evaluation.benchmarks',
     });
   }
+  const batch = batchProblem(input.training as ResolvedInput['training']);
+  if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
   const deployment = workerDefaults(env);
   return {
     ...(input as Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'maxRowBytes'>),

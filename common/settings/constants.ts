@@ -29,9 +29,15 @@ export const SCHEDULERS = [
  * [ours].
  */
 export const TRAINING_PRESETS = {
-  paper: { learningRate: 5e-6, batchSize: 16, gradientAccumulation: 1, maxLength: 2048 },
-  tiny: { learningRate: 3e-3, batchSize: 8, gradientAccumulation: 1, maxLength: 256 },
+  paper: { learningRate: 5e-6, batchSize: 16, maxLength: 2048 },
+  tiny: { learningRate: 3e-3, batchSize: 8, maxLength: 256 },
 } as const;
+
+/**
+ * Sequences per optimizer step over all processes when `globalBatchSize` is not set: the paper's 16 per GPU on 8 GPUs
+ * [repo]; the builtin tiny model takes one batch per process per step (no accumulation) [ours].
+ */
+export const GLOBAL_BATCH_PRESETS = { paper: 128, tiny: undefined } as const;
 
 /** Base models with this prefix are built from a config in the repo (no download) and get the `tiny` preset. */
 export const BUILTIN_MODEL_PREFIX = 'builtin:';

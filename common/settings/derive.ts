@@ -1,26 +1,74 @@
 // Rules computed from settings rather than stored in them. Workflow-safe: the workflow imports `optimizerSteps`,
 // so this file pulls in no schema library at run time.
-import { BUILTIN_MODEL_PREFIX, TRAINING_PRESETS } from './constants';
+import { BUILTIN_MODEL_PREFIX, GLOBAL_BATCH_PRESETS, TRAINING_PRESETS } from './constants';
 import type { ResolvedTraining, TrainingOptions } from './schema';
 
-/** Fills the four training settings whose defaults depend on the base model (see TRAINING_PRESETS). */
+/** The base model's presets: the paper's for real models, the tiny model's for `builtin:` ones. */
+function presetsOf(t: Pick<TrainingOptions, 'baseModel'>) {
+  const tiny = t.baseModel.startsWith(BUILTIN_MODEL_PREFIX);
+  return {
+    preset: tiny ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper,
+    globalBatchSize: tiny ? GLOBAL_BATCH_PRESETS.tiny : GLOBAL_BATCH_PRESETS.paper,
+  };
+}
+
+/**
+ * Why the batch settings cannot be met (a message naming the setting), or undefined. Gradient accumulation is derived
+ * as globalBatchSize / (batchSize × processes) unless set explicitly; then a globalBatchSize set too must agree.
+ */
+export function batchProblem(t: TrainingOptions): { field: string; message: string } | undefined {
+  const { preset, globalBatchSize } = presetsOf(t);
+  const perStep = (t.batchSize ?? preset.batchSize) * (t.processes ?? 1);
+  const product = `batchSize × processes = ${t.batchSize ?? preset.batchSize} × ${t.processes ?? 1} = ${perStep}`;
+  if (t.gradientAccumulation !== undefined) {
+    if (t.globalBatchSize !== undefined && t.globalBatchSize !== perStep * t.gradientAccumulation) {
+      return {
+        field: 'input.training.globalBatchSize',
+        message:
+          `input.training.globalBatchSize: ${t.globalBatchSize} disagrees with gradientAccumulation ${t.gradientAccumulation} ` +
+          `× ${product}; set only one of the two`,
+      };
+    }
+    return undefined;
+  }
+  const global = t.globalBatchSize ?? globalBatchSize ?? perStep;
+  if (global % perStep !== 0) {
+    return {
+      field: 'input.training.globalBatchSize',
+      message:
+        `input.training.globalBatchSize: ${global}${t.globalBatchSize === undefined ? ' (the default)' : ''} is not a ` +
+        `multiple of ${product}; change globalBatchSize or batchSize, or set gradientAccumulation`,
+    };
+  }
+  return undefined;
+}
+
+/** Fills the training settings whose defaults depend on the base model (see TRAINING_PRESETS); see batchProblem. */
 export function resolveTrainingDefaults(t: TrainingOptions): ResolvedTraining {
-  const preset = t.baseModel.startsWith(BUILTIN_MODEL_PREFIX) ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper;
+  const { preset, globalBatchSize } = presetsOf(t);
+  const batchSize = t.batchSize ?? preset.batchSize;
+  const perStep = batchSize * (t.processes ?? 1);
+  const gradientAccumulation = t.gradientAccumulation ?? (t.globalBatchSize ?? globalBatchSize ?? perStep) / perStep;
   return {
     ...t,
     learningRate: t.learningRate ?? preset.learningRate,
-    batchSize: t.batchSize ?? preset.batchSize,
-    gradientAccumulation: t.gradientAccumulation ?? preset.gradientAccumulation,
+    batchSize,
+    globalBatchSize: perStep * gradientAccumulation,
+    gradientAccumulation,
     maxLength: t.maxLength ?? preset.maxLength,
   };
 }
 
-/** Optimizer steps the HF Trainer takes for `rows` rows: ceil(ceil(rows / batch) / accumulation) per epoch. */
+/**
+ * Optimizer steps the HF Trainer takes for `rows` rows: ceil(ceil(rows / batch) / (accumulation × processes)) per
+ * epoch (the micro-batches are dealt out to the processes in turn). `processes` is absent in runs started before it
+ * existed, which all ran one process.
+ */
 export function optimizerSteps(
   rows: number,
-  t: Pick<ResolvedTraining, 'batchSize' | 'gradientAccumulation' | 'epochs'>,
+  t: Pick<ResolvedTraining, 'batchSize' | 'gradientAccumulation' | 'epochs'> & { processes?: number },
 ): number {
-  const perEpoch = Math.ceil(Math.ceil(rows / t.batchSize) / t.gradientAccumulation);
+  const perEpoch = Math.ceil(Math.ceil(rows / t.batchSize) / (t.gradientAccumulation * (t.processes ?? 1)));
   return Math.max(1, perEpoch) * t.epochs;
 }
 

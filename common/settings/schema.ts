@@ -5,14 +5,20 @@ import { Type, type Static } from '@sinclair/typebox';
 import { optional, required, stringEnum, withDefault, type Filled, type Prettify } from './define';
 import * as c from './constraints';
 import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../constants';
-import { DEFAULT_STORE_DIR, MAX_ROW_BYTES, PAPER_JUDGE_MODEL, TRAINING_PRESETS } from './constants';
+import {
+  DEFAULT_STORE_DIR,
+  GLOBAL_BATCH_PRESETS,
+  MAX_ROW_BYTES,
+  PAPER_JUDGE_MODEL,
+  TRAINING_PRESETS,
+} from './constants';
 
 const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
 const { paper, tiny } = TRAINING_PRESETS;
 const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : String(n));
 const byModel = (k: keyof typeof paper) =>
-  paper[k] === tiny[k] ? num(paper[k]) : `${num(paper[k])} (builtin tiny model: ${num(tiny[k])})`;
+  (paper[k] as number) === tiny[k] ? num(paper[k]) : `${num(paper[k])} (builtin tiny model: ${num(tiny[k])})`;
 
 export const ScorerSchema = Type.Object(
   {
@@ -98,10 +104,32 @@ export const TrainingSchema = Type.Object(
       defaultText: byModel('batchSize'),
       description: 'sequences per device per step',
     }),
-    gradientAccumulation: optional(c.positiveInt(), {
+    globalBatchSize: optional(c.positiveInt(), {
       source: 'repo',
-      defaultText: byModel('gradientAccumulation'),
-      description: 'steps accumulated per optimizer step',
+      defaultText: `${GLOBAL_BATCH_PRESETS.paper} (builtin tiny model: batchSize × processes)`,
+      description:
+        'sequences per optimizer step over all processes (the paper: 16 per GPU on 8 GPUs); sets gradientAccumulation = globalBatchSize / (batchSize × processes), which must divide',
+    }),
+    gradientAccumulation: optional(c.positiveInt(), {
+      source: 'ours',
+      defaultText: 'globalBatchSize / (batchSize × processes)',
+      description:
+        'micro-batches accumulated per optimizer step; set it to override the one derived from globalBatchSize',
+    }),
+    processes: withDefault(c.positiveInt(), 1, {
+      source: 'ours',
+      description:
+        "training processes per stage on the GPU worker's machine (one per GPU); above 1 the trainer is launched with torchrun or accelerate",
+    }),
+    distributed: withDefault(stringEnum(['ddp', 'fsdp', 'deepspeed-zero3'] as const), 'ddp', {
+      source: 'ours',
+      description:
+        'how several processes share the model: `ddp` (a full copy each, torchrun), `fsdp` or `deepspeed-zero3` (sharded; accelerate with the config shipped in trainer/pift/launch/)',
+    }),
+    reportTo: withDefault(Type.Array(stringEnum(['tensorboard', 'wandb', 'mlflow'] as const)), [], {
+      source: 'ours',
+      description:
+        "also log to these trackers (transformers' `report_to`; TensorBoard logs land beside the checkpoints); the worker's environment configures them",
     }),
     maxLength: optional(c.maxLength(), {
       source: 'repo',
@@ -257,7 +285,10 @@ export type BenchmarkRef = Static<typeof BenchmarkRefSchema>;
 export type EvaluationOptions = Filled<typeof EvaluationSchema>;
 /** Training settings once the base model's preset filled the four that depend on it. */
 export type ResolvedTraining = Prettify<
-  TrainingOptions & Required<Pick<TrainingOptions, 'learningRate' | 'batchSize' | 'gradientAccumulation' | 'maxLength'>>
+  TrainingOptions &
+    Required<
+      Pick<TrainingOptions, 'learningRate' | 'batchSize' | 'globalBatchSize' | 'gradientAccumulation' | 'maxLength'>
+    >
 >;
 
 /** The input once validated and completed: what every step receives. */

@@ -44,7 +44,9 @@ export const TrainerSettingsSchema = Type.Object(
       }),
     ),
     gradient_checkpointing: Type.Boolean(),
-    report_to: Type.Literal('none'),
+    report_to: Type.Union([Type.Literal('none'), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
+      description: "transformers' report_to: experiment trackers beside the stdout protocol",
+    }),
   },
   { additionalProperties: false },
 );
