@@ -10,7 +10,7 @@ import { runStep, type StepOutputs } from '../artifacts/step';
 import { downloadPrefix, localModel } from '../artifacts/transfer';
 import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
-import { earlierTrainingIdentities, trainerConfig, trainingIdentity } from './trainer-config';
+import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
 /**
@@ -98,6 +98,7 @@ async function train(
     graceMs: msToNumber(t.stopGracePeriod as Duration),
     heartbeat: () => ctx.heartbeat(progress.latest),
     onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
+    launch: trainerLaunch(t),
     onEvent: async (e) => {
       if (e.event === 'start') {
         progress.latest = {

@@ -3,6 +3,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { TrainerLaunch } from './trainer-config';
 
 /** One JSON line of the Python trainer's stdout protocol (see trainer/README.md). */
 export interface TrainerEvent {
@@ -30,6 +31,23 @@ export interface TrainerRun {
   heartbeat: () => void;
   /** The trainer's pid, which is also its process group id. */
   onSpawn?: (pid: number) => void;
+  /** Several processes (one per GPU) under `pift.launcher`: torchrun for DDP, accelerate for FSDP or ZeRO-3. */
+  launch?: TrainerLaunch;
+}
+
+/** `python -m MODULE CONFIG`, or the launcher that starts the module once per process in the same process group. */
+export function trainerArgs(module: TrainerModule, configPath: string, launch?: TrainerLaunch): string[] {
+  if (!launch || launch.processes <= 1) return ['-m', module, configPath];
+  if (module !== 'pift.train') throw new Error(`${module} runs as one process`);
+  return [
+    '-m',
+    'pift.launcher',
+    '--processes',
+    String(launch.processes),
+    '--distributed',
+    launch.distributed,
+    configPath,
+  ];
 }
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
@@ -61,7 +79,7 @@ export function diskFullFailure(code: number | null, kind: string | undefined, d
  */
 export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   const { python, module, configPath } = run;
-  const child = spawn(python, ['-m', module, configPath], {
+  const child = spawn(python, trainerArgs(module, configPath, run.launch), {
     cwd: run.cwd,
     env: { ...trainerEnv(run.env), PIFT_PARENT_PID: String(process.pid) },
     detached: true, // its own process group, so a kill reaches the trainer's own children too

@@ -8,6 +8,7 @@ import os
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from .distributed import any_rank, barrier
 from .protocol import emit
 from .termination import SigtermMode, set_sigterm_mode
 from .termination import state as termination
@@ -55,7 +56,9 @@ class ProtocolCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ) -> None:
         # on_save runs after _save_checkpoint has written model, optimizer, scheduler, RNG and
-        # trainer state; with save_total_limit=None nothing is rotated away afterwards.
+        # trainer state; with save_total_limit=None nothing is rotated away afterwards. Under a launcher
+        # every rank writes its own RNG state (and shards), so rank 0 announces only once all are done.
+        barrier()
         path = os.path.abspath(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
         emit("checkpoint", step=state.global_step, path=path)
 
@@ -75,7 +78,9 @@ class SigtermSaveCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ) -> None:
-        if termination.requested:
+        # The group kill reaches each rank at its own moment; all must checkpoint at the same step.
+        if any_rank(termination.requested, args.device):
+            termination.requested = True
             control.should_save = True
             control.should_training_stop = True
 
@@ -83,7 +88,8 @@ class SigtermSaveCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ) -> None:
         # A SIGTERM that arrived during a regular save is satisfied by that checkpoint.
-        if termination.requested:
+        if any_rank(termination.requested, args.device):
+            termination.requested = True
             control.should_training_stop = True
 
     def on_train_end(

@@ -8,6 +8,7 @@ seed 3517, max length 2048. Values the sources leave open are marked [ours].
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -78,6 +79,9 @@ class PiftTrainingArguments(TrainingArguments):
     dataloader_num_workers: int = field(default=0)
     # Rows arrive shuffled once with a fixed seed and the paper never reshuffles, so read them in order.
     train_sampling_strategy: str = field(default="sequential")
+    # The model's parameters are all used in every forward pass (LoRA freezes some, which DDP ignores), so
+    # DDP need not search for unused ones each step.
+    ddp_find_unused_parameters: bool | None = field(default=False)
     # Absent means `auto`: bf16 (and tf32) where the GPU supports it, fp16 on an older GPU, fp32 on a CPU.
     bf16: bool | None = field(default=None)
     # A non-finite loss must fail the run (see callbacks.NonFiniteLossCheck), not be smoothed over in the logs.
@@ -101,6 +105,11 @@ class PiftTrainingArguments(TrainingArguments):
             self.tf32 = precision.tf32
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; it only warns on a CPU
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                # Several CPU processes (the CI proof of the multi-process path): accelerate forms a process
+                # group on the CPU only when told so, and gloo is the backend torch ships for it.
+                self.use_cpu = True
+                self.ddp_backend = self.ddp_backend or "gloo"
         super().__post_init__()
 
 

@@ -40,8 +40,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a launcher's processes (torchrun and accelerate set RANK), or the only process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def emit(event: str, **fields: Any) -> None:
-    """Write one protocol event line to the real stdout."""
+    """Write one protocol event line to the real stdout; under a launcher, only rank 0 speaks for the job."""
+    if not is_main_process():
+        return
     stream = _protocol_stream if _protocol_stream is not None else sys.stdout
     line = json.dumps(_json_safe({"event": event, **fields}), allow_nan=False, ensure_ascii=False)
     try:

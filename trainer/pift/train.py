@@ -30,6 +30,7 @@ from transformers.trainer_utils import TrainOutput
 from .callbacks import ProtocolCallback, SigtermSaveCallback
 from .config import ModelArguments, PiftTrainingArguments, ScriptArguments
 from .data import InstructionDataset, read_instruction_rows
+from .distributed import barrier
 from .errors import ConfigError, Terminated
 from .job import run_job
 from .models import load_model, load_tokenizer
@@ -109,12 +110,19 @@ def skip_finished_training(
 
 
 def save_final(trainer: Trainer, final_dir: str) -> None:
-    """Write to a sibling directory first, so `final_dir` is either complete or absent."""
+    """Write to a sibling directory first, so `final_dir` is either complete or absent.
+
+    Every rank takes part (sharded weights are gathered); rank 0 writes the files and renames."""
     staging_dir = f"{final_dir.rstrip(os.sep)}.incomplete"
-    shutil.rmtree(staging_dir, ignore_errors=True)
+    main_process = trainer.args.process_index == 0
+    if main_process:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+    barrier()
     trainer.save_model(staging_dir)  # also saves the tokenizer, passed as processing_class
-    shutil.rmtree(final_dir, ignore_errors=True)
-    os.replace(staging_dir, final_dir)
+    barrier()
+    if main_process:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(staging_dir, final_dir)
 
 
 def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> None:
