@@ -52,6 +52,11 @@ export function trainerArgs(module: TrainerModule, configPath: string, launch?: 
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
 export const EXIT_DATA_ERROR = 65;
+/**
+ * Exit code of a trainer whose loss became NaN or infinite. Training is deterministic, so every retry diverges at the
+ * same step: like bad input, it is fixed by changing the run's settings (learning rate, precision) or data.
+ */
+export const EXIT_DIVERGED = 70;
 /** Exit code the trainer uses when its disk is full (EX_IOERR). */
 const EXIT_DISK_FULL = 74;
 
@@ -160,6 +165,9 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
     const detail = lastError ?? stderrTail.slice(-15).join('\n');
     const diskFull = diskFullFailure(outcome.code, lastErrorKind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
     if (diskFull) throw diskFull;
+    if (outcome.code === EXIT_DIVERGED) {
+      throw ApplicationFailure.nonRetryable(detail || 'training diverged (non-finite loss)', FailureType.BadInput);
+    }
     if (outcome.code === EXIT_DATA_ERROR) {
       throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
     }

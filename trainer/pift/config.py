@@ -86,6 +86,8 @@ class PiftTrainingArguments(TrainingArguments):
     bf16: bool | None = field(default=None)
     # A non-finite loss must fail the run (see callbacks.NonFiniteLossCheck), not be smoothed over in the logs.
     logging_nan_inf_filter: bool = field(default=False)
+    # Tokens per second in the progress events; counting them changes nothing that is trained.
+    include_num_input_tokens_seen: str | bool = field(default="non_padding")
     # "bf16", "fp16" or "fp32": what __post_init__ chose, reported in the start and done events.
     resolved_precision: str = field(default="fp32", init=False)
 

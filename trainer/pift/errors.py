@@ -23,3 +23,10 @@ class DataError(JobInputError):
 
 class Terminated(BaseException):
     """SIGTERM ended the job; a BaseException so that no library's `except Exception` swallows it."""
+
+
+class NonFiniteLossError(Exception):
+    """The loss became NaN or infinite (exit 70). Training is deterministic, so a retry diverges at the same
+    step: the fix is in the input (a lower learning rate, fp32 instead of fp16, the data), like bad input."""
+
+    kind = "diverged"

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import transformers
 
-from .errors import ConfigError, JobInputError, Terminated
+from .errors import ConfigError, JobInputError, NonFiniteLossError, Terminated
 from .parent_watch import arm_parent_death_signal
 from .protocol import claim_stdout, emit
 from .scratch import full_disk_target, is_disk_full
@@ -21,6 +21,7 @@ EXIT_BAD_INPUT = 65  # sysexits EX_DATAERR: the orchestrator must not retry
 EXIT_IO_ERROR = 74  # sysexits EX_IOERR: the scratch disk is full; a retry on this worker fills it again
 EXIT_CRASH = 1
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_DIVERGED = 70  # sysexits EX_SOFTWARE: the run itself went wrong (a non-finite loss); retrying repeats it
 
 ConfigT = TypeVar("ConfigT", bound=tuple)
 
@@ -63,6 +64,10 @@ def run_job(module: str, parse: Callable[[str], ConfigT], main: Callable[..., No
         logger.error("%s", error)
         emit("error", kind=error.kind, message=str(error))
         return EXIT_BAD_INPUT
+    except NonFiniteLossError as error:
+        logger.error("%s", error)
+        emit("error", kind=error.kind, message=str(error))
+        return EXIT_DIVERGED
     except Terminated:
         logger.warning("terminated by SIGTERM")
         return EXIT_TERMINATED

@@ -57,3 +57,6 @@ def emit(event: str, **fields: Any) -> None:
     except BrokenPipeError:
         # The reader is gone (orchestrator died); the parent watch ends the process soon.
         pass
+
+
+json_safe = _json_safe  # for the metrics file, which shares the events' encoding
