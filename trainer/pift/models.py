@@ -40,8 +40,9 @@ def load_tokenizer(name_or_path: str, field_name: str = "model_name_or_path") ->
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
         except Exception as error:  # noqa: BLE001 - a damaged tokenizer file fails as KeyError, JSON or Rust errors
             raise ConfigError(f'field "{field_name}": cannot load a tokenizer from {name_or_path}: {error}') from error
-    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
-        raise ConfigError(f'field "{field_name}": the tokenizer in {name_or_path} needs bos and eos tokens')
+    if tokenizer.eos_token_id is None:
+        # The template ends every turn with it, and generation stops at it. A missing bos is fine (template.py).
+        raise ConfigError(f'field "{field_name}": the tokenizer in {name_or_path} needs an eos token')
     if tokenizer.pad_token_id is None:
         # Padding positions are masked out of attention and loss, so any existing token will do.
         tokenizer.pad_token = tokenizer.eos_token

@@ -8,6 +8,11 @@ Generation prompt (no trailing space; the model writes it):
 `<s>` and `</s>` are the tokenizer's bos/eos ids, inserted directly; the text pieces are
 tokenized with `add_special_tokens=False` and `split_special_tokens=True`, so a literal
 "</s>" inside user or response text stays text instead of becoming an end-of-sequence.
+
+A tokenizer without a BOS token (the Qwen family) gets no `<s>` at all [ours]: such models are
+pretrained without a start token, so none is invented (the EOS is not borrowed, which would
+read as "a document ended here"). `</s>` is always the tokenizer's EOS, which every tokenizer
+the trainer accepts has.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
+def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The paper's `<s>`: the tokenizer's BOS, or nothing for a tokenizer that has none."""
+    return [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+
+
 @dataclass
 class TrainingExample:
     input_ids: list[int]
@@ -50,12 +60,13 @@ def encode_training_example(
     user_ids = encode_text(tokenizer, user_text(instruction, input_text))
     marker_ids = encode_text(tokenizer, TRAIN_ASSISTANT_MARKER)
     response_ids = encode_text(tokenizer, response) + [tokenizer.eos_token_id]
-    fixed = 2 + len(marker_ids)  # <s>, </s> after the user turn, "\nAssistant: "
+    bos = bos_ids(tokenizer)
+    fixed = len(bos) + 1 + len(marker_ids)  # <s>, </s> after the user turn, "\nAssistant: "
     if fixed + len(user_ids) + len(response_ids) > max_length:
         reserved = min(len(response_ids), max_length // 2)
         user_ids = user_ids[: max(0, max_length - fixed - reserved)]
         response_ids = response_ids[: max_length - fixed - len(user_ids)]
-    prompt_ids = [tokenizer.bos_token_id, *user_ids, tokenizer.eos_token_id, *marker_ids]
+    prompt_ids = [*bos, *user_ids, tokenizer.eos_token_id, *marker_ids]
     return TrainingExample(
         input_ids=prompt_ids + response_ids,
         labels=[IGNORE_INDEX] * len(prompt_ids) + response_ids,
@@ -68,8 +79,9 @@ def encode_generation_prompt(
     """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`."""
     user_ids = encode_text(tokenizer, user_text(instruction, input_text))
     marker_ids = encode_text(tokenizer, PROMPT_ASSISTANT_MARKER)
-    user_ids = user_ids[: max(0, max_prompt_tokens - 2 - len(marker_ids))]
-    return [tokenizer.bos_token_id, *user_ids, tokenizer.eos_token_id, *marker_ids]
+    bos = bos_ids(tokenizer)
+    user_ids = user_ids[: max(0, max_prompt_tokens - len(bos) - 1 - len(marker_ids))]
+    return [*bos, *user_ids, tokenizer.eos_token_id, *marker_ids]
 
 
 @dataclass
