@@ -126,6 +126,12 @@ export const TrainingSchema = Type.Object(
       source: 'ours',
       description: '`auto`: bf16 where CUDA supports it (the paper trains in bf16)',
     }),
+    conversationTemplate: optional(Type.Union([Type.Literal('auto'), Type.Literal('model'), Type.Literal('paper')]), {
+      source: 'ours',
+      description:
+        "conversation rows: `model` the base model's chat template, `paper` the paper's template; unset (`auto`): the " +
+        "chat template when the tokenizer has one. Loss on assistant turns only; Alpaca rows always use the paper's",
+    }),
     gradientCheckpointing: withDefault(Type.Boolean(), false, {
       source: 'ours',
       description: 'trade compute for memory (the paper uses it on its large models)',

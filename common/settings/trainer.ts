@@ -40,6 +40,11 @@ export const TrainerSettingsSchema = Type.Object(
     logging_steps: c.positiveInt(),
     bf16: Type.Optional(Type.Boolean({ description: 'absent: bf16 only where CUDA supports it' })),
     gradient_checkpointing: Type.Boolean(),
+    conversation_template: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('model'), Type.Literal('paper')], {
+        description: 'layout of conversation rows; absent: auto',
+      }),
+    ),
     report_to: Type.Literal('none'),
   },
   { additionalProperties: false },
