@@ -37,7 +37,8 @@ from .template import encode_conversation_prompt, encode_generation_prompt, uses
 
 def parse_args(config_path: str) -> tuple[GenerateArguments]:
     (args,) = HfArgumentParser((GenerateArguments,)).parse_json_file(config_path)
-    if not os.path.isdir(args.model_dir):
+    # A builtin or hub baseline is resolved through the model cache when the model loads (model_cache.py).
+    if not args.model_dir.startswith(("builtin:", "hf://")) and not os.path.isdir(args.model_dir):
         raise ConfigError(f'field "model_dir": no such local directory {args.model_dir}')
     return (args,)
 
