@@ -136,3 +136,44 @@ def test_references_are_parsed_strictly() -> None:
         resolve_model("org/name")
     with pytest.raises(ConfigError, match="unknown builtin model"):
         resolve_model("builtin:gpt-5")
+
+
+@pytest.mark.skipif(
+    os.environ.get("PIFT_REAL_MODEL_TESTS") != "1", reason="minutes on a CPU; set PIFT_REAL_MODEL_TESTS=1 to run"
+)
+def test_smollm2_trains_on_conversations_and_answers_the_last_user_turn(smollm2_cache, tmp_path: Path, monkeypatch) -> None:
+    """The real pretrained model end to end on a CPU: two steps in its chat template, then a greedy answer."""
+    monkeypatch.setenv("PIFT_MODEL_CACHE", str(smollm2_cache[0]))
+    chats = [
+        {"id": i, "messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                               {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]}
+        for i in range(4)
+    ]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in chats), encoding="utf-8")
+    config = {
+        "train_file": str(tmp_path / "train.jsonl"),
+        "final_dir": str(tmp_path / "final"),
+        "output_dir": str(tmp_path / "checkpoints"),
+        "model_name_or_path": BUILTIN_SMOLLM2,
+        "max_length": 128,
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-5,
+        "save_steps": 1000,  # no checkpoint: only the final save
+        "conversation_template": "model",
+    }
+    trained = run_module("pift.train", config, tmp_path, timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert trained.of("done")[0]["total_steps"] == 2
+    prompts = [{"id": "q", "messages": [{"role": "user", "content": "What is the capital of France?"}]}]
+    (tmp_path / "prompts.jsonl").write_text(json.dumps(prompts[0]) + "\n", encoding="utf-8")
+    answered = run_module(
+        "pift.generate",
+        {"model_dir": str(tmp_path / "final"), "input_file": str(tmp_path / "prompts.jsonl"),
+         "output_file": str(tmp_path / "answers.jsonl"), "max_length": 128, "max_new_tokens": 12},
+        tmp_path,
+        timeout=600,
+    )
+    assert answered.returncode == 0, answered.stderr[-3000:]
+    answer = json.loads((tmp_path / "answers.jsonl").read_text(encoding="utf-8"))
+    assert "Paris" in answer["answer"]
