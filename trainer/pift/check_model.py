@@ -36,7 +36,9 @@ MAX_LENGTH_FIELD = "input.training.maxLength"
 
 @dataclass
 class CheckModelArguments:
-    model_name_or_path: str = field(metadata={"help": "As in train.py: a builtin, hf://org/name[@revision] or a local directory."})
+    model_name_or_path: str = field(
+        metadata={"help": "As in train.py: a builtin, hf://org/name[@revision] or a local directory."}
+    )
     max_length: int = field(metadata={"help": "As in train.py: tokens per training sequence."})
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
     weights_listed: bool = field(

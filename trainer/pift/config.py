@@ -29,7 +29,8 @@ CONVERSATION_TEMPLATE_HELP = (
 
 def check_conversation_template(value: str) -> None:
     if value not in CONVERSATION_TEMPLATES:
-        raise ConfigError(f'field "conversation_template" must be one of {", ".join(CONVERSATION_TEMPLATES)}, got {value!r}')
+        choices = ", ".join(CONVERSATION_TEMPLATES)
+        raise ConfigError(f'field "conversation_template" must be one of {choices}, got {value!r}')
 
 
 def check_max_length(value: int, field_name: str = "max_length") -> None:

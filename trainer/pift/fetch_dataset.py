@@ -66,7 +66,8 @@ def parse_hub_dataset(uri: str, field_name: str = URI_FIELD) -> HubDataset:
     match = HUB_DATASET.match(uri)
     if match is None:
         raise ConfigError(
-            f'field "{field_name}": {uri!r} is not a hub dataset; expected hf://datasets/org/name[/config[/split]][@revision]'
+            f'field "{field_name}": {uri!r} is not a hub dataset; '
+            "expected hf://datasets/org/name[/config[/split]][@revision]"
         )
     return HubDataset(match["repo"], match["config"], match["split"] or "train", match["revision"] or "main")
 
@@ -91,7 +92,8 @@ def snapshot(dataset: HubDataset, uri: str) -> str:
         if not offline:
             raise  # the hub could not be reached: worth a retry
         raise ConfigError(
-            f'field "{URI_FIELD}": {uri} is not in the dataset cache {cache_dir} and downloads are off (HF_HUB_OFFLINE=1)'
+            f'field "{URI_FIELD}": {uri} is not in the dataset cache {cache_dir} '
+            "and downloads are off (HF_HUB_OFFLINE=1)"
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:
         raise ConfigError(f'field "{URI_FIELD}": cannot download {uri}: {type(error).__name__}: {error}') from error

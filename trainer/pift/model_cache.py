@@ -89,7 +89,8 @@ def resolve_model(name_or_path: str, field_name: str = "model_name_or_path") -> 
     if name_or_path == BUILTIN_SMOLLM2:
         return builtin_smollm2(field_name)
     if name_or_path.startswith("builtin:"):
-        raise ConfigError(f'field "{field_name}": unknown builtin model {name_or_path!r}; known: {", ".join(BUILTIN_MODELS)}')
+        known = ", ".join(BUILTIN_MODELS)
+        raise ConfigError(f'field "{field_name}": unknown builtin model {name_or_path!r}; known: {known}')
     if name_or_path.startswith(HUB_PREFIX):
         return hub_model(name_or_path, field_name)
     if not os.path.isdir(name_or_path) and HUB_ID.match(name_or_path):
@@ -131,8 +132,8 @@ def builtin_smollm2(field_name: str) -> ResolvedModel:
     if not os.path.isdir(final):
         with exclusive(f"{final}.lock"):
             if not os.path.isdir(final):  # another process may have converted it while this one waited
-                convert_gguf(gguf, final, source={"model": BUILTIN_SMOLLM2, "package": SMOLLM2_DISTRIBUTION,
-                                                  "version": version, "file": SMOLLM2_GGUF})
+                source = {"model": BUILTIN_SMOLLM2, "package": SMOLLM2_DISTRIBUTION, "version": version}
+                convert_gguf(gguf, final, source={**source, "file": SMOLLM2_GGUF})
     return ResolvedModel(final, revision=f"{SMOLLM2_DISTRIBUTION}=={version}")
 
 

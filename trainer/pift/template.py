@@ -152,7 +152,8 @@ def _paper_conversation_ids(
     for index, message in enumerate(messages):
         role, content = message["role"], message["content"]
         if role == "system":
-            add([*encode_text(tokenizer, SYSTEM_PREFIX + content), tokenizer.eos_token_id, *encode_text(tokenizer, "\n")], False)
+            system_ids = encode_text(tokenizer, SYSTEM_PREFIX + content)
+            add([*system_ids, tokenizer.eos_token_id, *encode_text(tokenizer, "\n")], False)
         elif role == "user":
             after_reply = index > 0 and messages[index - 1]["role"] == "assistant"
             add(encode_text(tokenizer, ("\n" if after_reply else "") + USER_PREFIX + content), False)

@@ -81,7 +81,8 @@ def test_paper_template_multi_turn_layout() -> None:
         "<s>System: Answer briefly.</s>\nUser: What is 2+2?</s>\nAssistant: 4.</s>"
         "\nUser: And times 3?</s>\nAssistant: 12, since 4 × 3 = 12.</s>"
     )
-    assert tok.decode([label for label in example.labels if label != IGNORE_INDEX]) == "4.</s>12, since 4 × 3 = 12.</s>"
+    learned = [label for label in example.labels if label != IGNORE_INDEX]
+    assert tok.decode(learned) == "4.</s>12, since 4 × 3 = 12.</s>"
 
 
 def test_generation_prompt_ends_at_the_last_user_turn(smollm2_tokenizer) -> None:
@@ -92,7 +93,8 @@ def test_generation_prompt_ends_at_the_last_user_turn(smollm2_tokenizer) -> None
     # Too long: the oldest turns go first, whole, and the system message and the last user turn stay.
     short = encode_conversation_prompt(tok, MULTI_TURN, len(prompt) - 5, chat_template=True)
     text = tok.decode(short)
-    assert "What is 2+2?" not in text and "Answer briefly." in text and text.endswith("And times 3?<|im_end|>\n<|im_start|>assistant\n")
+    assert "What is 2+2?" not in text and "Answer briefly." in text
+    assert text.endswith("And times 3?<|im_end|>\n<|im_start|>assistant\n")
     paper = encode_conversation_prompt(build_tiny_tokenizer(), MULTI_TURN, 4096, chat_template=False)
     assert build_tiny_tokenizer().decode(paper).endswith("\nUser: And times 3?</s>\nAssistant:")
 
@@ -107,7 +109,10 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
     [
         ([], 'line 1: field "messages" must be a non-empty array'),
         ([{"role": "bot", "content": "x"}], 'line 1: field "messages[0].role" must be one of system, user, assistant'),
-        ([{"role": "user", "content": "x"}, {"role": "system", "content": "y"}], "a system message may only come first"),
+        (
+            [{"role": "user", "content": "x"}, {"role": "system", "content": "y"}],
+            "a system message may only come first",
+        ),
         ([{"role": "user", "content": 3}], 'field "messages[0].content" must be a string'),
         ([{"role": "user", "content": "x"}], 'field "messages" has no assistant turn to learn from'),
     ],

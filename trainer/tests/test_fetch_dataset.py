@@ -67,7 +67,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def test_a_config_is_written_as_jsonl_with_its_commit_offline(hub_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "rows.jsonl"
-    result = run_module("pift.fetch_dataset", {"uri": "hf://datasets/acme/mixed/alpaca", "output_file": str(out)}, tmp_path)
+    config = {"uri": "hf://datasets/acme/mixed/alpaca", "output_file": str(out)}
+    result = run_module("pift.fetch_dataset", config, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.events == [
         {

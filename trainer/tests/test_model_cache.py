@@ -16,7 +16,10 @@ from pift.errors import ConfigError
 from pift.model_cache import BUILTIN_SMOLLM2, SOURCE_FILE, parse_hub_ref, resolve_model
 from pift.tiny_model import build_tiny_model, build_tiny_tokenizer
 
-RESOLVE = "import json, sys; from pift.model_cache import resolve_model; print(json.dumps(resolve_model(sys.argv[1]).__dict__))"
+RESOLVE = (
+    "import json, sys; from pift.model_cache import resolve_model; "
+    "print(json.dumps(resolve_model(sys.argv[1]).__dict__))"
+)
 
 
 def resolve_in_subprocess(reference: str, cache: Path) -> subprocess.Popen[str]:
@@ -141,7 +144,9 @@ def test_references_are_parsed_strictly() -> None:
 @pytest.mark.skipif(
     os.environ.get("PIFT_REAL_MODEL_TESTS") != "1", reason="minutes on a CPU; set PIFT_REAL_MODEL_TESTS=1 to run"
 )
-def test_smollm2_trains_on_conversations_and_answers_the_last_user_turn(smollm2_cache, tmp_path: Path, monkeypatch) -> None:
+def test_smollm2_trains_on_conversations_and_answers_the_last_user_turn(
+    smollm2_cache, tmp_path: Path, monkeypatch
+) -> None:
     """The real pretrained model end to end on a CPU: two steps in its chat template, then a greedy answer."""
     monkeypatch.setenv("PIFT_MODEL_CACHE", str(smollm2_cache[0]))
     chats = [
