@@ -82,6 +82,31 @@ describe("checkModel (the GPU worker's model check)", function () {
     assert.equal(result.tokenizerSize, 260);
   });
 
+  it('serves a hf:// model from the model cache offline, reporting its commit, and names the cache when absent', async () => {
+    // The layout the hub library leaves in a cache: refs/main names the commit, snapshots/<commit>/ holds the files.
+    const cache = join(base, 'model-cache');
+    const repo = join(cache, 'hub', 'models--acme--tiny-chat');
+    const commit = '0123456789abcdef0123456789abcdef01234567';
+    mkdirSync(join(repo, 'snapshots', commit), { recursive: true });
+    tinyModel(join(repo, 'snapshots', commit));
+    mkdirSync(join(repo, 'refs'));
+    writeFileSync(join(repo, 'refs', 'main'), commit);
+    const hubDeps = { ...deps, env: { ...deps.env, PIFT_MODEL_CACHE: cache, HF_HUB_OFFLINE: '1' } };
+    const hubCheck = (model: string) => checkModel(hubDeps, { runId: 'check-model-hub', model, maxLength: 64, field });
+    const result = await hubCheck('hf://acme/tiny-chat');
+    assert.equal(result.revision, commit);
+    assert.equal(result.tokenizerSize, 260);
+    const err = await hubCheck('hf://acme/absent@v1').then(
+      () => assert.fail('a model missing from the cache passed'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof InvalidDataError, String(err));
+    assert.match(
+      err.message,
+      /^input\.training\.baseModel: hf:\/\/acme\/absent@v1 is not in the model cache .*HF_HUB_OFFLINE=1/,
+    );
+  });
+
   it('refuses a model directory whose tokenizer does not load, naming the field', async () => {
     const err = await refused(modelWithoutTokenizer(), /cannot load a tokenizer/);
     assert.match(err.message, /^input\.training\.baseModel: /);
@@ -118,8 +143,8 @@ describe("checkModel (the GPU worker's model check)", function () {
     assert.equal(result.tokenizerSize, 260);
   });
 
-  it('refuses a Hub id with a message saying how to pass a local directory', () =>
-    refused('Qwen/Qwen2-0.5B', /hub ids are not supported yet.*absolute directory/));
+  it('refuses a bare Hub id with a message saying how to name the hub model', () =>
+    refused('Qwen/Qwen2-0.5B', /no such directory is here; for the hub model write hf:\/\/Qwen\/Qwen2-0\.5B/));
 
   it('loads a relative model directory from where it was given, not from its scratch folder', async () => {
     const model = tinyModel(join(dir, 'relative-model'));

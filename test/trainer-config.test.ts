@@ -80,9 +80,10 @@ describe('trainer config', () => {
   });
 
   it('splits into machine-local fields and the settings that decide the weights', () => {
-    const config = trainerConfig(trainingOf({ bf16: true }), 12, local);
+    const all = trainingOf({ bf16: true, conversationTemplate: 'paper' });
+    const config = trainerConfig(all, 12, local);
     const localKeys = Object.keys(TrainerLocalSchema.properties);
-    const settingKeys = Object.keys(trainerSettings(trainingOf({ bf16: true }), 12));
+    const settingKeys = Object.keys(trainerSettings(all, 12));
     assert.deepEqual([...localKeys, ...settingKeys].sort(), Object.keys(config).sort());
     assert.deepEqual(Object.keys(TrainerConfigSchema.properties).sort(), Object.keys(config).sort());
   });

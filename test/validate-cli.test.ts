@@ -121,11 +121,11 @@ describe('pift validate', function () {
       /does not exist/,
     ));
 
-  it('explains that Hub model ids are not supported yet', () =>
+  it('explains how to name a Hub model', () =>
     expectInvalid(
       { ...demoInput(), training: { baseModel: 'meta-llama/Llama-2-7b-hf' } },
       'input.training.baseModel',
-      /hub ids are not supported yet/,
+      /write hf:\/\/meta-llama\/Llama-2-7b-hf/,
     ));
 
   it('exits 2 naming input.training.maxLength for 16', () =>

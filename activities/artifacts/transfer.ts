@@ -59,7 +59,8 @@ export async function localModel(
   localDir: string,
   setting: string,
 ): Promise<string> {
-  if (model.startsWith('builtin:')) return model;
+  // The trainer resolves these itself, from its model cache (filled by the model check on this worker).
+  if (model.startsWith('builtin:') || model.startsWith('hf://')) return model;
   allowedLocation(model, deps.fileRoots, setting);
   if (!isUri(model)) {
     // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.

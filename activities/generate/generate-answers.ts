@@ -10,6 +10,8 @@ import { filePart } from '../artifacts/parts';
 import { generateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
+import { cachedByTrainer } from '../validate/model-ref';
+import { checkModel } from '../train/check-model';
 import { runTrainerProcess } from '../train/trainer-process';
 import type { GenerateInput, GenerateResult } from '../types';
 
@@ -34,6 +36,11 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     async (out) => {
       const work = join(deps.workDir, input.runId, 'generate', input.name);
       await mkdir(work, { recursive: true });
+      if (cachedByTrainer(input.modelUri)) {
+        // The baseline may be a builtin or hub model: this worker's model cache must hold it.
+        const field = 'input.baseline.checkpoint';
+        await checkModel(deps, { runId: input.runId, model: input.modelUri, maxLength: input.maxLength, field });
+      }
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
       const answers: Record<string, string> = {};

@@ -9,7 +9,7 @@ import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
   runId: string;
-  /** 'builtin:…', a local directory of this worker, or a store folder URI. */
+  /** 'builtin:…', a local directory of this worker, a store folder URI, or hf://org/name[@revision]. */
   model: string;
   maxLength: number;
   /** The input setting the model came from, for messages. */
@@ -21,9 +21,12 @@ export interface CheckModelResult {
   modelType: string | null;
   vocabSize: number | null;
   tokenizerSize: number;
+  /** The hub commit, or the package of a converted builtin, the model resolved to; absent for other models. */
+  revision?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_DOWNLOAD_TIMEOUT_MS = 2 * 60 * 60_000;
 
 /** The weight files transformers loads (safetensors or PyTorch, single or sharded with an index). */
 const MODEL_WEIGHTS =
@@ -44,7 +47,8 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   let modelPath: string;
-  if (ref.kind === 'builtin') modelPath = ref.name;
+  // The trainer converts or downloads these once into this worker's model cache; training finds them there.
+  if (ref.kind === 'builtin' || ref.kind === 'hub') modelPath = input.model;
   // Absolute: the check runs in the scratch folder, the path was given relative to this worker's own.
   else if (ref.kind === 'local') modelPath = checkLocalModelDir(ref.path, input.field);
   else {
@@ -73,14 +77,36 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
     }),
   );
   try {
-    return await runCheck(deps, configPath, input);
+    return await runCheck(deps, configPath, input, ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env));
   } finally {
     await rm(work, { recursive: true, force: true });
   }
 }
 
-async function runCheck(deps: ActivityDeps, configPath: string, input: CheckModelInput): Promise<CheckModelResult> {
-  const timeout = Number(deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+/**
+ * The one trainer process that may reach the hub: it downloads a hub model into the cache (unless the worker's own
+ * HF_HUB_OFFLINE says not to) with the worker's HF_TOKEN for gated models; every later process reads the cache offline.
+ */
+export function hubEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return {
+    ...trainerEnv(env),
+    HF_HUB_OFFLINE: env.HF_HUB_OFFLINE ?? '0',
+    ...(env.HF_TOKEN === undefined ? {} : { HF_TOKEN: env.HF_TOKEN }),
+  };
+}
+
+async function runCheck(
+  deps: ActivityDeps,
+  configPath: string,
+  input: CheckModelInput,
+  env: NodeJS.ProcessEnv,
+): Promise<CheckModelResult> {
+  // A hub model is downloaded during its check: a large one takes far longer than a check.
+  const timeout = Number(
+    env.HF_HUB_OFFLINE === '1'
+      ? (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS)
+      : (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS),
+  );
   const { code, stdout, stderr, spawnError } = await new Promise<{
     code: number | null;
     stdout: string;
@@ -92,7 +118,7 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
       ['-m', 'pift.check_model', configPath],
       {
         cwd: deps.workDir,
-        env: trainerEnv(deps.env),
+        env,
         timeout,
         killSignal: 'SIGKILL',
         maxBuffer: 4 * 1024 * 1024,
@@ -122,6 +148,7 @@ async function runCheck(deps: ActivityDeps, configPath: string, input: CheckMode
       modelType: (ok.model_type as string | null) ?? null,
       vocabSize: (ok.vocab_size as number | null) ?? null,
       tokenizerSize: Number(ok.tokenizer_size),
+      ...(typeof ok.revision === 'string' ? { revision: ok.revision } : {}),
     };
   }
   const error = events.find((e) => e.event === 'error');

@@ -8,6 +8,8 @@ import type { ActivityDeps } from '../deps';
 import { manifestIn, trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import { downloadPrefix, localModel } from '../artifacts/transfer';
+import { cachedByTrainer } from '../validate/model-ref';
+import { checkModel } from './check-model';
 import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
 import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
@@ -61,6 +63,15 @@ async function train(
   const { store: dataStore, key: dataKey } = openObject(input.dataUri, deps.env);
   const trainFile = join(work, 'train.jsonl');
   await dataStore.getFile(dataKey, trainFile);
+  // Another GPU worker may have run the model check: make sure this one's model cache holds the model too.
+  if (cachedByTrainer(input.initModel)) {
+    await checkModel(deps, {
+      runId: input.runId,
+      model: input.initModel,
+      maxLength: t.maxLength,
+      field: 'input.training.baseModel',
+    });
+  }
   const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
   const resume = await newestCompleteCheckpoint(store, keys.checkpoints, inputsHash, earlierInputsHashes);

@@ -31,6 +31,8 @@ export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerS
     // 'auto' lets the trainer pick bf16 only where CUDA supports it.
     ...(t.bf16 === 'auto' ? {} : { bf16: t.bf16 }),
     gradient_checkpointing: t.gradientCheckpointing,
+    // Only when set, so that the identity of a training that never named it stays what it was.
+    ...(t.conversationTemplate === undefined ? {} : { conversation_template: t.conversationTemplate }),
     report_to: t.reportTo?.length ? [...t.reportTo] : 'none',
   };
 }

@@ -2,6 +2,7 @@ import { allowedLocation, openStore, parseObjectUri } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { parseModelRef, type ModelRef } from './model-ref';
+import { isHubDataset, parseHubDataset } from './hub-dataset';
 
 /** Every location the run will touch, each under the name of the setting it came from. */
 export interface InputLocations {
@@ -37,8 +38,11 @@ export function parseInputLocations(
       throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', cfg.store);
     throw err;
   }
+  // A hub dataset is read by a worker (fetchHubDataset) into the run's store; only its form is checked here.
+  const hubDataset = isHubDataset(cfg.dataset);
+  if (hubDataset) parseHubDataset(cfg.dataset, 'input.dataset');
   const objects = [
-    { field: 'input.dataset', uri: cfg.dataset },
+    ...(hubDataset ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
   ];
   for (const { field, uri } of objects) {

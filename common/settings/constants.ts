@@ -39,8 +39,10 @@ export const TRAINING_PRESETS = {
  */
 export const GLOBAL_BATCH_PRESETS = { paper: 128, tiny: undefined } as const;
 
-/** Base models with this prefix are built from a config in the repo (no download) and get the `tiny` preset. */
+/** Base models with this prefix need no download (built in code, or converted from a file a package ships). */
 export const BUILTIN_MODEL_PREFIX = 'builtin:';
+/** The one model trained from scratch, which gets the `tiny` preset; the builtin SmolLM2 is pretrained. */
+export const TINY_MODEL = 'builtin:tiny-llama';
 
 /** Largest dataset row accepted by default: far above any real instruction, far below what would be sent whole to an LLM. */
 export const MAX_ROW_BYTES = 1024 * 1024;

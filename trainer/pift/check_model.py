@@ -4,7 +4,7 @@ Usage, with the package installed (`pip install -e trainer`):
 
     python -m pift.check_model CONFIG.json
 
-CONFIG.json: {"model_name_or_path": "builtin:tiny-llama" or a local directory, "max_length": N}.
+CONFIG.json: {"model_name_or_path": a builtin, an hf:// hub model or a local directory, "max_length": N}.
 It runs the checks train.py runs before its first step (sequence length, tokenizer, special tokens,
 the template, config, embeddings) on the tokenizer and the model's config, without loading the
 weights, so a bad base model fails in seconds and before any paid request. The messages name the
@@ -24,6 +24,7 @@ from transformers import HfArgumentParser, PretrainedConfig, PreTrainedTokenizer
 from .config import check_max_length
 from .errors import ConfigError
 from .job import run_job
+from .model_cache import resolve_model
 from .models import check_embeddings, load_model_config, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
@@ -35,7 +36,9 @@ MAX_LENGTH_FIELD = "input.training.maxLength"
 
 @dataclass
 class CheckModelArguments:
-    model_name_or_path: str = field(metadata={"help": "As in train.py: 'builtin:tiny-llama' or a local directory."})
+    model_name_or_path: str = field(
+        metadata={"help": "As in train.py: a builtin, hf://org/name[@revision] or a local directory."}
+    )
     max_length: int = field(metadata={"help": "As in train.py: tokens per training sequence."})
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
     weights_listed: bool = field(
@@ -54,14 +57,16 @@ def parse_args(config_path: str) -> tuple[CheckModelArguments]:
 
 def check_model(args: CheckModelArguments) -> dict[str, Any]:
     """The model_ok event's fields; raises ConfigError naming the setting to fix."""
-    config = load_model_config(
-        args.model_name_or_path, field_name=BASE_MODEL_FIELD, require_weights=not args.weights_listed
-    )
-    tokenizer = load_tokenizer(args.model_name_or_path, field_name=BASE_MODEL_FIELD)
+    # A builtin to convert or a hub model to fetch is made local once here, and later jobs find it in the cache.
+    resolved = resolve_model(args.model_name_or_path, BASE_MODEL_FIELD)
+    config = load_model_config(resolved.path, field_name=BASE_MODEL_FIELD, require_weights=not args.weights_listed)
+    tokenizer = load_tokenizer(resolved.path, field_name=BASE_MODEL_FIELD)
     vocab_size = config.get_text_config().vocab_size
     check_embeddings(vocab_size, tokenizer, BASE_MODEL_FIELD)
     check_template(tokenizer, config, args)
+    resolution = {} if resolved.revision is None else {"revision": resolved.revision, "resolved_path": resolved.path}
     return {
+        **resolution,
         "model_type": config.model_type,
         "tokenizer_size": len(tokenizer),
         "vocab_size": vocab_size,

@@ -22,6 +22,17 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_TINY_LLAMA = "builtin:tiny-llama"
 MIN_MAX_LENGTH = 32
+CONVERSATION_TEMPLATES = ("auto", "model", "paper")
+CONVERSATION_TEMPLATE_HELP = (
+    "How conversation rows are laid out: 'auto' (the model's chat template when its tokenizer has one, else the "
+    "paper's), 'model' (the chat template, required) or 'paper'. Alpaca rows always use the paper's template."
+)
+
+
+def check_conversation_template(value: str) -> None:
+    if value not in CONVERSATION_TEMPLATES:
+        choices = ", ".join(CONVERSATION_TEMPLATES)
+        raise ConfigError(f'field "conversation_template" must be one of {choices}, got {value!r}')
 
 
 def check_max_length(value: int, field_name: str = "max_length") -> None:
@@ -41,9 +52,11 @@ class ScriptArguments:
     progress_every: int | None = field(
         default=None, metadata={"help": "If set, overrides `logging_steps`: one progress event every N steps."}
     )
+    conversation_template: str = field(default="auto", metadata={"help": CONVERSATION_TEMPLATE_HELP})
 
     def __post_init__(self) -> None:
         check_max_length(self.max_length)
+        check_conversation_template(self.conversation_template)
         if self.progress_every is not None and self.progress_every < 1:
             raise ConfigError(f'field "progress_every" must be a positive integer, got {self.progress_every}')
 
@@ -124,9 +137,11 @@ class GenerateArguments:
     max_new_tokens: int | None = field(default=None, metadata={"help": "Optional cap on answer tokens."})
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call, left-padded."})
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
+    conversation_template: str = field(default="auto", metadata={"help": CONVERSATION_TEMPLATE_HELP})
 
     def __post_init__(self) -> None:
         check_max_length(self.max_length)
+        check_conversation_template(self.conversation_template)
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f'field "max_new_tokens" must be a positive integer, got {self.max_new_tokens}')
         if self.batch_size < 1:

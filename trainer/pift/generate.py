@@ -25,19 +25,20 @@ from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, Pr
 
 from .answers import Answer, append_answers, completed_answer_ids, id_key
 from .config import GenerateArguments
-from .data import InstructionRow, read_instruction_rows
+from .data import InstructionRow, Row, read_instruction_rows
 from .errors import ConfigError
 from .job import run_job
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
 from .scratch import writing
-from .template import encode_generation_prompt
+from .template import encode_conversation_prompt, encode_generation_prompt, uses_chat_template
 
 
 def parse_args(config_path: str) -> tuple[GenerateArguments]:
     (args,) = HfArgumentParser((GenerateArguments,)).parse_json_file(config_path)
-    if not os.path.isdir(args.model_dir):
+    # A builtin or hub baseline is resolved through the model cache when the model loads (model_cache.py).
+    if not args.model_dir.startswith(("builtin:", "hf://")) and not os.path.isdir(args.model_dir):
         raise ConfigError(f'field "model_dir": no such local directory {args.model_dir}')
     return (args,)
 
@@ -54,13 +55,13 @@ def main(args: GenerateArguments) -> None:
     emit("done", total=len(rows), output_file=os.path.abspath(args.output_file))
 
 
-def answer_pending(args: GenerateArguments, pending: list[InstructionRow], already_done: int, total: int) -> None:
+def answer_pending(args: GenerateArguments, pending: list[Row], already_done: int, total: int) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
     model = load_model(args.model_dir, tokenizer, dtype=dtype, field_name="model_dir").to(device).eval()
 
-    prompts = [encode_generation_prompt(tokenizer, row.instruction, row.input, prompt_budget(args)) for row in pending]
+    prompts = [encode_prompt(tokenizer, row, args) for row in pending]
     # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.
     order = sorted(range(len(pending)), key=lambda index: -len(prompts[index]))
     answered = already_done
@@ -70,6 +71,17 @@ def answer_pending(args: GenerateArguments, pending: list[InstructionRow], alrea
         append_answers(args.output_file, answers)
         answered += len(answers)
         emit("progress", done=answered, total=total)
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, row: Row, args: GenerateArguments) -> list[int]:
+    """Alpaca rows in the paper's template; a conversation up to its last user turn, in the template training used."""
+    if isinstance(row, InstructionRow):
+        return encode_generation_prompt(tokenizer, row.instruction, row.input, prompt_budget(args))
+    try:
+        chat = uses_chat_template(tokenizer, args.conversation_template)
+    except ValueError as error:
+        raise ConfigError(f'field "conversation_template": {error}') from error
+    return encode_conversation_prompt(tokenizer, list(row.messages), prompt_budget(args), chat)
 
 
 def prompt_budget(args: GenerateArguments) -> int:
@@ -85,7 +97,7 @@ def prompt_budget(args: GenerateArguments) -> int:
 def answer_batch(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    rows: list[InstructionRow],
+    rows: list[Row],
     prompts: list[list[int]],
     args: GenerateArguments,
 ) -> list[Answer]:
@@ -117,7 +129,7 @@ def answer_batch(
     ]
 
 
-def to_answer(tokenizer: PreTrainedTokenizerBase, row: InstructionRow, prompt: list[int], generated: list[int]) -> Answer:
+def to_answer(tokenizer: PreTrainedTokenizerBase, row: Row, prompt: list[int], generated: list[int]) -> Answer:
     """The text after the prompt, cut at the first `</s>` and stripped."""
     if tokenizer.eos_token_id in generated:
         generated = generated[: generated.index(tokenizer.eos_token_id)]

@@ -1,4 +1,4 @@
-"""Loading the model and tokenizer a job starts from: the builtin tiny model or a local HF directory."""
+"""Loading the model and tokenizer a job starts from: a builtin, a cached hub model, or a local HF directory."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGH
 
 from .config import BUILTIN_TINY_LLAMA
 from .errors import ConfigError
+from .model_cache import resolve_model
 from .tiny_model import build_tiny_model, build_tiny_tokenizer, load_tiny_config
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def _require_local_dir(path: str, field_name: str) -> None:
 
 
 def load_tokenizer(name_or_path: str, field_name: str = "model_name_or_path") -> PreTrainedTokenizerBase:
+    name_or_path = resolve_model(name_or_path, field_name).path
     if name_or_path == BUILTIN_TINY_LLAMA:
         tokenizer = build_tiny_tokenizer()
     else:
@@ -38,8 +40,9 @@ def load_tokenizer(name_or_path: str, field_name: str = "model_name_or_path") ->
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
         except Exception as error:  # noqa: BLE001 - a damaged tokenizer file fails as KeyError, JSON or Rust errors
             raise ConfigError(f'field "{field_name}": cannot load a tokenizer from {name_or_path}: {error}') from error
-    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
-        raise ConfigError(f'field "{field_name}": the tokenizer in {name_or_path} needs bos and eos tokens')
+    if tokenizer.eos_token_id is None:
+        # The template ends every turn with it, and generation stops at it. A missing bos is fine (template.py).
+        raise ConfigError(f'field "{field_name}": the tokenizer in {name_or_path} needs an eos token')
     if tokenizer.pad_token_id is None:
         # Padding positions are masked out of attention and loss, so any existing token will do.
         tokenizer.pad_token = tokenizer.eos_token
@@ -58,6 +61,7 @@ def load_model_config(
     name_or_path: str, field_name: str = "model_name_or_path", require_weights: bool = True
 ) -> PretrainedConfig:
     """The model's config, without its weights: what `load_model` would refuse, found in a second."""
+    name_or_path = resolve_model(name_or_path, field_name).path
     if name_or_path == BUILTIN_TINY_LLAMA:
         return load_tiny_config()
     _require_local_dir(name_or_path, field_name)
@@ -81,6 +85,7 @@ def load_model(
     dtype: torch.dtype = torch.float32,
     field_name: str = "model_name_or_path",
 ) -> PreTrainedModel:
+    name_or_path = resolve_model(name_or_path, field_name).path
     if name_or_path == BUILTIN_TINY_LLAMA:
         model = build_tiny_model(seed).to(dtype)
     else:

@@ -60,7 +60,9 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     watch_parent(script_args.parent_pid)
     rows = read_instruction_rows(script_args.train_file, require_output=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    train_dataset = InstructionDataset(rows, tokenizer, script_args.max_length)
+    train_dataset = InstructionDataset(
+        rows, tokenizer, script_args.max_length, script_args.conversation_template, script_args.train_file
+    )
     finished_state = finished_checkpoint_state(training_args)
     # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage
     # launches; a checkpoint that already reached max_steps holds the final weights instead.

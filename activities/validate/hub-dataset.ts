@@ -1,0 +1,142 @@
+import { execFile } from 'node:child_process';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ActivityDeps } from '../deps';
+import { allowedLocation, openStore } from '../../store';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { hashInputs } from '../artifacts/hashing';
+import { runStep } from '../artifacts/step';
+import { EXIT_DATA_ERROR, missingPackage } from '../train/trainer-process';
+import { hubEnv } from '../train/check-model';
+
+/** `hf://datasets/org/name[/config[/split]][@revision]`; the split defaults to train, the revision to main. */
+const HUB_DATASET_URI =
+  /^hf:\/\/datasets\/[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*){0,2}(?:@[^@\s/]+)?$/;
+
+export const isHubDataset = (uri: string): boolean => uri.startsWith('hf://datasets/');
+
+/** Checks the form of a hub dataset URI without any I/O, so a typo fails before the run starts. */
+export function parseHubDataset(uri: string, field: string): string {
+  if (!HUB_DATASET_URI.test(uri)) {
+    throw new InvalidDataError(
+      `${field}: ${JSON.stringify(uri)} is not a hub dataset; expected hf://datasets/org/name[/config[/split]][@revision]`,
+      { field },
+    );
+  }
+  return uri;
+}
+
+export interface FetchHubDatasetInput {
+  runId: string;
+  store: string;
+  /** `hf://datasets/…` as the user gave it. */
+  uri: string;
+}
+
+export interface FetchHubDatasetResult {
+  /** The rows as one JSONL object in the run's store: what the rest of the run reads instead of `source`. */
+  uri: string;
+  source: string;
+  /** The commit the rows were read at: the same URI with `@<revision>` gives the same rows again. */
+  revision: string;
+  rows: number;
+  reused?: boolean;
+}
+
+/** Where a hub dataset's rows are kept in a run's store. */
+export const hubDatasetKeys = (runId: string) => ({
+  manifest: `${runId}/dataset/manifest.json`,
+  rows: `${runId}/dataset/rows.jsonl`,
+});
+
+const DEFAULT_TIMEOUT_MS = 2 * 60 * 60_000;
+
+/**
+ * Reads a hub dataset with the `datasets` library on this worker (`python -m pift.fetch_dataset`: cached in the
+ * worker's model cache, offline under HF_HUB_OFFLINE=1) and stores its rows as JSONL under the run, with the commit
+ * they came from in the step's manifest. Idempotent: a run that already holds them returns at once.
+ */
+export async function fetchHubDataset(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'python' | 'workDir'>,
+  input: FetchHubDatasetInput,
+): Promise<FetchHubDatasetResult> {
+  const field = 'input.dataset';
+  parseHubDataset(input.uri, field);
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  const keys = hubDatasetKeys(input.runId);
+  const spec = {
+    runId: input.runId,
+    step: 'dataset',
+    key: keys.manifest,
+    inputsHash: hashInputs({ source: input.uri }),
+  };
+  return runStep(store, spec, async (out) => {
+    const work = join(deps.workDir, input.runId, 'hub-dataset');
+    await rm(work, { recursive: true, force: true });
+    await mkdir(work, { recursive: true });
+    try {
+      const outputFile = join(work, 'rows.jsonl');
+      const configPath = join(work, 'fetch-dataset.json');
+      await writeFile(configPath, JSON.stringify({ uri: input.uri, output_file: outputFile, parent_pid: process.pid }));
+      const ready = await runFetch(deps, configPath, field);
+      await out.putFile(keys.rows, outputFile);
+      return {
+        uri: store.uriFor(keys.rows),
+        source: input.uri,
+        revision: String(ready.revision),
+        rows: Number(ready.rows),
+        reused: false,
+      };
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+}
+
+async function runFetch(
+  deps: Pick<ActivityDeps, 'env' | 'python' | 'workDir'>,
+  configPath: string,
+  field: string,
+): Promise<Record<string, unknown>> {
+  const timeout = Number(deps.env.PIFT_DATASET_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
+  const { code, stdout, stderr, spawnError } = await new Promise<{
+    code: number | null;
+    stdout: string;
+    stderr: string;
+    spawnError?: NodeJS.ErrnoException;
+  }>((resolve) => {
+    execFile(
+      deps.python,
+      ['-m', 'pift.fetch_dataset', configPath],
+      { cwd: deps.workDir, env: hubEnv(deps.env), timeout, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024 },
+      (err, out, errText) => {
+        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
+        if (e && typeof e.code === 'string') resolve({ code: null, stdout: out, stderr: errText, spawnError: e });
+        else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout: out, stderr: errText });
+      },
+    );
+  });
+  if (spawnError) {
+    throw new WorkerMisconfiguredError(
+      `cannot start the trainer's python ${deps.python}: ${spawnError.code}`,
+      'PIFT_PYTHON',
+      `${deps.python} -m pift.fetch_dataset`,
+    );
+  }
+  const events = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const ready = events.find((e) => e.event === 'dataset_ready');
+  if (code === 0 && ready) return ready;
+  const error = events.find((e) => e.event === 'error');
+  if (code === EXIT_DATA_ERROR) {
+    const message = String(error?.message ?? 'the dataset could not be read').replace(/^field "[^"]+": /, '');
+    throw new InvalidDataError(`${field}: ${message}`, { field });
+  }
+  const missing = missingPackage(deps.python, 'pift.fetch_dataset', stderr.split('\n'));
+  if (missing) throw missing;
+  const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
+  // Anything else (the hub unreachable, a crash) is worth a retry.
+  throw new Error(`dataset fetch ${why}: ${String(error?.message ?? stderr.trim().split('\n').slice(-1)[0] ?? '')}`);
+}
