@@ -45,6 +45,7 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
     const result = await followProgress(run.handle, run.handle.result());
     console.log(`\nrun ${run.runId} completed; artifacts under ${result.store}/${result.runId}/`);
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
+    if (result.report) console.log(`report: ${result.report.htmlUri}`);
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       const failure = runFailureOf(err);
