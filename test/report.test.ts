@@ -52,6 +52,28 @@ describe('run report', function () {
     assert.deepEqual(recomputed.statistics, withStats.statistics);
   });
 
+  it('bins finer scores a quarter wide and splits a bin that a cut crosses by stage', async () => {
+    const { store, runId } = await writeReportFixture();
+    const scores = [1, 1.3, 1.4, 3.49, 3.5, 4.25, 5, null];
+    await store.put(
+      `${runId}/score/scores.jsonl`,
+      scores.map((score, i) => JSON.stringify({ id: `r${i}`, score, scorer: 'x' })).join('\n'),
+    );
+    const summary = JSON.parse(await store.getText(`${runId}/segment/summary.json`));
+    await store.put(
+      `${runId}/segment/summary.json`,
+      JSON.stringify({ ...summary, rule: 'quantiles', thresholds: [1.4, 3.5] }),
+    );
+    const { histogram, failed } = (await loadRunReportData(store, runId)).scores!;
+    assert.equal(failed, 1);
+    assert.equal(histogram.length, 17, '1 to 5 in quarters, 5 in the last bin');
+    assert.deepEqual(histogram[0], { low: 1, high: 1.25, rows: 1, byStage: [1, 0, 0] });
+    assert.deepEqual(histogram[1], { low: 1.25, high: 1.5, rows: 2, byStage: [1, 1, 0] }, '1.3 in stage 1, 1.4 in 2');
+    assert.deepEqual(histogram[9].byStage, [0, 1, 0], '3.49');
+    assert.deepEqual(histogram[10].byStage, [0, 0, 1], '3.5');
+    assert.deepEqual(histogram[16], { low: 5, high: 5.25, rows: 1, byStage: [0, 0, 1] });
+  });
+
   it('places logged losses on their optimizer steps', () => {
     // Every step logged, at most 200 kept: every stride-th from step 1, the last replaced by the final step.
     assert.deepEqual(lossSteps(3, 3).steps, [1, 2, 3]);

@@ -3,7 +3,7 @@
  * page, so what a chart shows is decided and testable in one place.
  */
 import { ONE_OFF } from '../../common/constants';
-import type { RunReportData } from './run-data';
+import type { RunReportData, ScoreBin } from './run-data';
 
 export interface ChartSpec {
   id: string;
@@ -18,12 +18,6 @@ const BASELINE_COLOUR = '#555555';
 const colour = (i: number) => PALETTE[i % PALETTE.length];
 
 const axisTitle = (text: string) => ({ display: true, text });
-
-/** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
-export function stageOfScore(score: number, seg: NonNullable<RunReportData['segment']>): number | undefined {
-  if (seg.rule === 'random') return undefined;
-  return 1 + seg.thresholds.filter((t) => score >= t).length;
-}
 
 function winRateChart(data: RunReportData): ChartSpec {
   const r = data.results;
@@ -129,16 +123,18 @@ function lossChart(data: RunReportData): ChartSpec | undefined {
   };
 }
 
+/** `1` for whole-number bins, `1.25–1.5` for finer ones. */
+export const binLabel = (b: ScoreBin) =>
+  b.high - b.low === 1 && Number.isInteger(b.low) ? `${b.low}` : `${b.low}–${b.high}`;
+
 function histogramChart(data: RunReportData): ChartSpec | undefined {
   const scores = data.scores;
   if (!scores || scores.histogram.length === 0) return undefined;
-  const labels = scores.histogram.map((h) => String(h.score));
   const seg = data.segment;
-  const stageOf = (score: number) => (seg ? stageOfScore(score, seg) : undefined);
-  const stages = [...new Set(scores.histogram.map((h) => stageOf(h.score)))];
-  const datasets = stages.map((k, i) => ({
-    label: k === undefined ? 'rows' : `stage ${k}`,
-    data: scores.histogram.map((h) => (stageOf(h.score) === k ? h.rows : 0)),
+  const byStage = scores.histogram[0].byStage.length > 1 || (seg !== undefined && seg.rule !== 'random');
+  const datasets = scores.histogram[0].byStage.map((_, i) => ({
+    label: byStage ? `stage ${i + 1}` : 'rows',
+    data: scores.histogram.map((b) => b.byStage[i]),
     backgroundColor: colour(i),
   }));
   const cuts = seg && seg.rule !== 'random' && seg.thresholds.length ? `cuts at ${seg.thresholds.join(', ')}` : '';
@@ -151,7 +147,7 @@ function histogramChart(data: RunReportData): ChartSpec | undefined {
       `${scores.failed ? `; ${scores.failed} rows did not get a score` : ''}.`,
     config: {
       type: 'bar',
-      data: { labels, datasets },
+      data: { labels: scores.histogram.map(binLabel), datasets },
       options: {
         scales: {
           x: { stacked: true, title: axisTitle('difficulty score') },

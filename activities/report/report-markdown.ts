@@ -1,6 +1,6 @@
 import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
 import type { RunReportData } from './run-data';
-import { stageOfScore } from './report-charts';
+import { binLabel } from './report-charts';
 
 /** Text from users or models inside a Markdown table cell: no HTML, no table breaks, line breaks kept visible. */
 export function markdownCell(text: string): string {
@@ -78,11 +78,13 @@ export function renderReportMarkdown(data: RunReportData): string {
     for (const s of seg.stages) out.push(`| ${s.stage} | ${s.rows} | ${num(s.minScore, 2)} | ${num(s.maxScore, 2)} |`);
     out.push('');
     if (data.scores) {
-      out.push('| Score | Rows | Stage |', '|---:|---:|---:|');
-      for (const h of data.scores.histogram) {
-        out.push(`| ${h.score} | ${h.rows} | ${stageOfScore(h.score, seg) ?? 'mixed'} |`);
+      const split = seg.rule !== 'random';
+      out.push(`| Score | Rows |${split ? ' Rows per stage |' : ''}`, `|---:|---:|${split ? '---|' : ''}`);
+      for (const b of data.scores.histogram) {
+        const perStage = b.byStage.map((n, i) => (n ? `${i + 1}: ${n}` : '')).filter(Boolean);
+        out.push(`| ${binLabel(b)} | ${b.rows} |${split ? ` ${perStage.join(', ')} |` : ''}`);
       }
-      if (data.scores.failed) out.push(`| unparsed | ${data.scores.failed} | — |`);
+      if (data.scores.failed) out.push(`| unparsed | ${data.scores.failed} |${split ? ' — |' : ''}`);
       out.push('');
     }
   }

@@ -25,6 +25,15 @@ export interface TrainingCurve {
   stepsInferred: boolean;
 }
 
+export interface ScoreBin {
+  /** `low <= score < high` (the last bin also holds its upper edge). */
+  low: number;
+  high: number;
+  rows: number;
+  /** Rows per stage (index 0 = stage 1); one entry, all rows, where stages are not score ranges. */
+  byStage: number[];
+}
+
 export interface SampleAnswer {
   benchmark: string;
   id: string;
@@ -48,8 +57,8 @@ export interface RunReportData {
     heldout: number;
     unscored: number;
   };
-  /** Rows per score value, and rows whose score failed. */
-  scores?: { scorer: string; histogram: Array<{ score: number; rows: number }>; failed: number };
+  /** Scored rows per score bin, split by the stage each row went to; rows whose score failed. */
+  scores?: { scorer: string; histogram: ScoreBin[]; failed: number };
   training: TrainingCurve[];
   samples: SampleAnswer[];
 }
@@ -113,18 +122,45 @@ async function trainings(store: ObjectStore, runId: string): Promise<TrainingCur
   return curves.filter((c): c is TrainingCurve => c !== undefined);
 }
 
-async function scoreHistogram(store: ObjectStore, runId: string): Promise<RunReportData['scores']> {
+/** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
+export function stageOfScore(score: number, seg: NonNullable<RunReportData['segment']>): number | undefined {
+  if (seg.rule === 'random') return undefined;
+  return 1 + seg.thresholds.filter((t) => score >= t).length;
+}
+
+/** Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide. */
+async function scoreHistogram(
+  store: ObjectStore,
+  runId: string,
+  seg: RunReportData['segment'],
+): Promise<RunReportData['scores']> {
   const key = scoreKeys(runId).scores;
   if (!(await store.exists(key))) return undefined;
-  const counts = new Map<number, number>();
+  const rows: number[] = [];
   let failed = 0;
   let scorer = '';
   for await (const row of streamJsonl<{ score: number | null; scorer?: string }>(store, key)) {
     scorer ||= row.scorer ?? '';
     if (row.score === null || !Number.isFinite(row.score)) failed++;
-    else counts.set(row.score, (counts.get(row.score) ?? 0) + 1);
+    else rows.push(row.score);
   }
-  const histogram = [...counts].sort(([a], [b]) => a - b).map(([score, rows]) => ({ score, rows }));
+  if (rows.length === 0) return { scorer, histogram: [], failed };
+  const width = rows.every(Number.isInteger) ? 1 : 0.25;
+  const lowest = Math.floor(Math.min(...rows) / width) * width;
+  const count = Math.floor((Math.max(...rows) - lowest) / width) + 1;
+  const stages = seg && seg.rule !== 'random' ? seg.stages.length : 1;
+  const histogram: ScoreBin[] = Array.from({ length: count }, (_, i) => ({
+    low: lowest + i * width,
+    high: lowest + (i + 1) * width,
+    rows: 0,
+    byStage: new Array<number>(stages).fill(0),
+  }));
+  for (const score of rows) {
+    const bin = histogram[Math.min(count - 1, Math.floor((score - lowest) / width))];
+    const stage = seg ? (stageOfScore(score, seg) ?? 1) : 1;
+    bin.rows++;
+    bin.byStage[Math.min(stages, stage) - 1]++;
+  }
   return { scorer, histogram, failed };
 }
 
@@ -219,12 +255,13 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     return sample;
   });
 
+  const segment = await readJson<RunReportData['segment']>(store, segmentKeys(runId).summary);
   return {
     runId,
     results,
     statistics,
-    segment: await readJson<RunReportData['segment']>(store, segmentKeys(runId).summary),
-    scores: await scoreHistogram(store, runId),
+    segment,
+    scores: await scoreHistogram(store, runId, segment),
     training: await trainings(store, runId),
     samples,
   };

@@ -49,7 +49,8 @@ export async function writeReportFixture(
   // Scoring: 300 rows on the paper's 1-5 scale, a few unparsed.
   const scores = Array.from({ length: 300 }, (_, i) => ({
     id: `r${i}`,
-    score: i % 97 === 13 ? null : 1 + Math.floor(random() * 5),
+    // One decimal, as the offline heuristic scorer the demo uses writes them.
+    score: i % 97 === 13 ? null : 1 + Math.floor(random() * 41) / 10,
     scorer: 'offline-heuristic-v1',
   }));
   await put(scoreKeys(runId).scores, toJsonl(scores));
