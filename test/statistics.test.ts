@@ -118,6 +118,11 @@ describe('statistics beside the win rate (scripted judge)', () => {
     assert.ok(high >= 8 && high <= 11.5, `high ${high}`);
   });
 
+  it('with one benchmark, overall is that benchmark (one interval, not two draws)', () => {
+    const { benchmark: _b, ...only } = cell;
+    assert.deepEqual(stats.comparisons[0].overall, only);
+  });
+
   it('is deterministic: same verdicts and seed, same numbers; each cell its own stream', () => {
     const again = winRateStatistics([{ model: 'stage-1', perBenchmark: [{ benchmark: 'vicuna', verdicts }] }]);
     assert.deepEqual(again, stats);

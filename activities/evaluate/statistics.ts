@@ -202,16 +202,20 @@ export function winRateStatistics(
     level,
     seed,
     lengthUnit: 'characters',
-    comparisons: comparisons.map(({ model, perBenchmark }) => ({
-      model,
-      benchmarks: perBenchmark.map(({ benchmark, verdicts }) => ({
+    comparisons: comparisons.map(({ model, perBenchmark }) => {
+      const benchmarks = perBenchmark.map(({ benchmark, verdicts }) => ({
         benchmark,
         ...cellStatistics([verdicts], at(model, benchmark)),
-      })),
-      overall: cellStatistics(
-        perBenchmark.map((b) => b.verdicts),
-        at(model, '(overall)'),
-      ),
-    })),
+      }));
+      // With one benchmark the overall row is that benchmark's, the same interval and not a second draw of it.
+      const overall =
+        benchmarks.length === 1
+          ? (({ benchmark: _b, ...cell }) => cell)(benchmarks[0])
+          : cellStatistics(
+              perBenchmark.map((b) => b.verdicts),
+              at(model, '(overall)'),
+            );
+      return { model, benchmarks, overall };
+    }),
   };
 }
