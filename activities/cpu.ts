@@ -9,7 +9,8 @@ import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
-import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
+import { writeReport } from './report/write-report';
+import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput, StepRef } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => ({
@@ -42,4 +43,5 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       ),
     ),
   evaluate: (input: EvaluateInput) => withTypedFailures(() => evaluate(deps, input)),
+  writeReport: (input: StepRef) => withTypedFailures(() => writeReport(deps, input)),
 });

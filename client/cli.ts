@@ -1,6 +1,6 @@
 /**
  * The phased-ift command line: `npm run pift -- run --dataset data/demo/train.jsonl`.
- * Commands: run, validate, resume <runId>, status <runId>, list, cancel <runId>. Temporal is found as the workers find it
+ * Commands: run, validate, resume <runId>, status <runId>, list, cancel <runId>, report <runId>. Temporal is found as the workers find it
  * (workers/config.ts: a Temporal config profile, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
  * TEMPORAL_TLS_*), and TEMPORAL_UI_URL (default http://localhost:8233) for the links it prints.
  */
@@ -13,6 +13,7 @@ import { formatRuns, listRuns } from './list-runs';
 import { buildInput, type InputOptions } from './input-file';
 import { followProgress } from './progress-display';
 import { noWorkerMessage, unpolledQueues } from './queue-pollers';
+import { storeOfRun, writeLocalReport } from './run-report';
 import { innermostMessage } from './run-progress';
 import { failureHint, formatStatus, neededQueues, runFailureOf, runStatus } from './run-status';
 import { newRunId, resumeRun, startRun, uiLink, type StartedRun } from './start-run';
@@ -44,6 +45,7 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
     const result = await followProgress(run.handle, run.handle.result());
     console.log(`\nrun ${run.runId} completed; artifacts under ${result.store}/${result.runId}/`);
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
+    if (result.report) console.log(`report: ${result.report.htmlUri}`);
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       const failure = runFailureOf(err);
@@ -139,6 +141,23 @@ program
       await client.workflow.getHandle(runId).cancel();
       console.log(`cancellation requested for ${runId}`);
     });
+  });
+
+program
+  .command('report <runId>')
+  .description("write a finished run's report.md and report.html here, from its store, and print its results table")
+  .option('--store <uri>', "the run's store (default: the one its result names, else PIFT_STORE, else .pift/store)")
+  .option('--out <dir>', 'folder to write to (default: .pift/reports/<runId>)')
+  .action(async (runId: string, opts: { store?: string; out?: string }) => {
+    // The store the run itself used, when Temporal knows the run; a run from another cluster needs --store.
+    const store =
+      opts.store ??
+      (await withClient((client) => storeOfRun(client, runId)).catch(() => undefined)) ??
+      process.env.PIFT_STORE ??
+      '.pift/store';
+    const report = await writeLocalReport(store, runId, opts.out ?? `.pift/reports/${runId}`);
+    console.log(report.table);
+    console.log(`report of ${runId} (from ${store}, ${report.ms} ms):\n  ${report.htmlPath}\n  ${report.markdownPath}`);
   });
 
 /** Exit status of an input that cannot run as given (`validate`, `run`): the message names what to fix. */

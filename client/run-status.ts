@@ -2,7 +2,7 @@ import { ApplicationFailure, type Client } from '@temporalio/client';
 import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import type { PipelineInput } from '../common/input';
 import { FailureType, failureTypeOf } from '../common/failures';
-import { describeProgress } from './progress-display';
+import { describeProgress, describeWork, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 import { innermostMessage, runProgress, type RunningActivity, type RunProgress } from './run-progress';
 
@@ -54,10 +54,12 @@ function describeActivity(a: RunningActivity): string {
   const attempts = a.maximumAttempts > 0 ? `${a.attempt}/${a.maximumAttempts}` : `${a.attempt}`;
   const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
   let line = `running: ${a.name} (${a.type}${where}, ${a.state}), attempt ${attempts}`;
-  const t = a.details as { step?: number; totalSteps?: number; loss?: number } | undefined;
-  if (typeof t?.step === 'number' && typeof t.totalSteps === 'number') {
-    line += ` | trainer step ${t.step}/${t.totalSteps}`;
-    if (typeof t.loss === 'number' && Number.isFinite(t.loss)) line += ` loss ${t.loss.toFixed(3)}`;
+  const w = workProgress(a);
+  if (w?.kind === 'training') {
+    line += ` | trainer step ${w.done}/${w.total}`;
+    if (w.loss !== undefined) line += ` loss ${w.loss.toFixed(3)}`;
+  } else if (w) {
+    line += ` | ${describeWork(w).slice(w.name.length + 1)}`;
   }
   if (a.lastFailure)
     line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;

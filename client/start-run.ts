@@ -34,6 +34,8 @@ export async function startRun(client: Client, input: PipelineInput, opts: Start
     workflowId: runId,
     args: [{ ...input, runId }],
     typedSearchAttributes: [{ key: PIFT_STEP, value: 'validate' }],
+    // The run page's title line in the Web UI; the workflow's current details carry its step and, at the end, results.
+    staticSummary: input.dataset ? `Phased IFT on ${input.dataset}` : 'Phased IFT',
   });
   return { handle, runId, uiLink: uiLink(opts.uiUrl ?? 'http://localhost:8233', client.options.namespace, runId) };
 }

@@ -12,6 +12,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../workflows';
 import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+import { buildRunReport } from '../activities/report/write-report';
 
 const execFileP = promisify(execFile);
 const LEVEL_SCORE: Record<string, string> = { easy: '1', medium: '2.5', hard: '4.25' };
@@ -166,6 +167,24 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
       assert.equal(judgeCalls.length, 3 * 12 * 2);
     });
 
+    it('writes the report beside the results, and the statistics beside every win rate', async () => {
+      assert.deepEqual(result.report, {
+        markdownUri: h.store.uriFor(`${runId}/report/report.md`),
+        htmlUri: h.store.uriFor(`${runId}/report/report.html`),
+      });
+      assert.match(await h.store.getText(`${runId}/report/report.html`), /Chart\.js v4/);
+      assert.match(await h.store.getText(`${runId}/report/report.md`), /## Win rate per stage[\s\S]*## Training loss/);
+      const results = JSON.parse(await h.store.getText(`${runId}/evaluate/results.json`));
+      assert.deepEqual(
+        results.statistics.comparisons.map((c: { model: string }) => c.model),
+        ['stage-1', 'stage-2', 'stage-3'],
+      );
+      assert.deepEqual(result.evaluation!.table, result.evaluation!.markdown.trimEnd().split('\n'));
+      const started = Date.now();
+      await buildRunReport(h.store, runId);
+      console.log(`      report of the run from S3: ${Date.now() - started} ms`);
+    });
+
     it('reports progress through the query, the search attribute and the CLI', async () => {
       const handle = h.temporal.client.workflow.getHandle(runId);
       const progress = await handle.query(progressQuery);
@@ -177,7 +196,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
           ? [defaultPayloadConverter.fromPayload<string>(e.userMetadata.summary)]
           : [],
       );
-      for (const name of ['score', 'segment', 'stage-1', 'stage-2', 'stage-3', 'one-off', 'evaluate'])
+      for (const name of ['score', 'segment', 'stage-1', 'stage-2', 'stage-3', 'one-off', 'evaluate', 'report'])
         assert.ok(summaries.includes(name), `no activity summarised as ${name}: ${summaries.join(', ')}`);
       const metadata = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
       assert.match(metadata.currentDetails ?? '', /\*\*Step:\*\* done/);

@@ -3,6 +3,9 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
 import { modelCheckQueue } from '../common/constants';
 
+/** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */
+export const HEARTBEAT_THROTTLE = '2 seconds';
+
 interface CommonOptions {
   connection: NativeConnection;
   namespace: string;
@@ -22,6 +25,9 @@ export function createCpuWorker(
       ? { workflowBundle: opts.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
     activities: createCpuActivities(opts.deps),
+    // Scoring and judging progress reach `pift run` and `status` only in heartbeat details: send them within seconds
+    // (the default waits up to a minute). Heartbeats cost no history.
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
   });
 }
 
@@ -37,8 +43,8 @@ export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
     activities: createGpuActivities(opts.deps),
     maxConcurrentActivityTaskExecutions: 1,
     // Trainer progress reaches `pift status` only in heartbeat details, and a cancellation reaches the trainer only
-    // in a heartbeat's reply: send them every 10 s rather than the default of up to a minute (no history cost).
-    maxHeartbeatThrottleInterval: '10 seconds',
+    // in a heartbeat's reply: send them within seconds rather than the default of up to a minute (no history cost).
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     // Time for a running trainer to save and upload a checkpoint when the worker is asked to stop.
     shutdownGraceTime: (process.env.PIFT_SHUTDOWN_GRACE ?? '5 minutes') as Duration,
   });

@@ -6,7 +6,7 @@ import { defineQuery } from '@temporalio/workflow';
  */
 export interface Progress {
   runId: string;
-  /** 'validate' | 'score' | 'segment' | 'benchmarks' | 'stage-k' | 'generate' | 'evaluate' | 'done' | 'failed' | 'cancelled' */
+  /** 'validate' | 'score' | 'segment' | 'benchmarks' | 'stage-k' | 'generate' | 'evaluate' | 'report' | 'done' | 'failed' | 'cancelled' */
   step: string;
   stage?: number;
   stages?: number;

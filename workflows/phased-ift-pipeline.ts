@@ -17,6 +17,7 @@ import {
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
 import type { GenerateResult, TrainResult } from '../activities/types';
+import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
 import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
@@ -39,7 +40,11 @@ export interface PipelineResult {
     judge: string;
     winRates: Record<string, Record<string, number>>;
     markdown: string;
+    /** The results tables, one line each: readable in the Web UI's JSON view of the result. */
+    table?: string[];
   };
+  /** report.md and report.html in the store. */
+  report?: Pick<ReportResult, 'markdownUri' | 'htmlUri'>;
 }
 
 const { resolveInput } = proxyLocalActivities<CpuActivities>({
@@ -241,9 +246,21 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       concurrency: cfg.evaluation.concurrency,
     });
     progress.finished.push('evaluate');
+    // Runs recorded before the report step replay without it.
+    let report: ReportResult | undefined;
+    if (patched('report')) {
+      enter('report');
+      report = await cpuAs('report').writeReport(ref);
+      progress.finished.push('report');
+    }
     enter('done');
-    setCurrentDetails(`${currentDetails(progress)}\n\n${evaluation.markdown}`);
-    return { ...result, evaluation };
+    const reportLine = report ? `\n\nReport: ${report.htmlUri}` : '';
+    setCurrentDetails(`${currentDetails(progress)}\n\n${evaluation.markdown}${reportLine}`);
+    return {
+      ...result,
+      evaluation: { ...evaluation, table: evaluation.markdown.trimEnd().split('\n') },
+      ...(report ? { report: { markdownUri: report.markdownUri, htmlUri: report.htmlUri } } : {}),
+    };
   } catch (err) {
     await CancellationScope.nonCancellable(stopBranches);
     if (isCancellation(err)) {

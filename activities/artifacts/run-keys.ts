@@ -15,6 +15,7 @@
  *                   <benchmark>.<hash12>.done            the answers' entry, written once they are uploaded
  *     evaluate/     manifest.json, results.json, results.md
  *                   judgments/<candidate>/<benchmark>.<hash12>.jsonl
+ *     report/       manifest.json, report.md, report.html
  *
  * `<hash12>` is the start of the step's inputs hash: a part left by other inputs is never taken for one of ours.
  */
@@ -101,5 +102,14 @@ export const evaluateKeys = (runId: string) => {
     markdown: `${dir}/results.md`,
     judgments: (candidate: string, benchmark: string, inputsHash: string) =>
       `${dir}/judgments/${candidate}/${benchmark}.${partTag(inputsHash)}.jsonl`,
+  };
+};
+
+export const reportKeys = (runId: string) => {
+  const dir = `${runId}/report`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    markdown: `${dir}/report.md`,
+    html: `${dir}/report.html`,
   };
 };

@@ -17,8 +17,10 @@ import {
   JUDGE_PROMPT_VERSION,
   OFFLINE_JUDGE_LABEL,
   offlineJudgeReply,
+  renderStatisticsMarkdown,
   renderWinRateMarkdown,
   verdictFromReplies,
+  winRateStatistics,
   type PairVerdict,
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
@@ -109,9 +111,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 
       const limit = pLimit(input.concurrency);
       const comparisons = [];
+      const judged = [];
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       for (const candidate of input.candidates) {
         const perBenchmark = [];
+        const verdicts = [];
         for (const bench of input.benchmarks) {
           const key = keys.judgments(candidate.name, bench.name, inputsHash);
           const benchPrompts = prompts.get(bench.name)!;
@@ -148,9 +152,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
             );
           });
           perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
+          verdicts.push({ benchmark: bench.name, verdicts: judgments });
           ctx.heartbeat(progress);
         }
         comparisons.push({ model: candidate.name, perBenchmark });
+        judged.push({ model: candidate.name, perBenchmark: verdicts });
       }
 
       const report = buildWinRateReport({
@@ -159,11 +165,15 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         baseline: input.baseline.name,
         comparisons,
       });
+      // Beside every win rate, from the stored verdicts: interval, position bias, parse failures, lengths, sign test.
+      const statistics = winRateStatistics(judged);
       const markdown =
         (judge.offline
           ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
-          : '') + renderWinRateMarkdown(report);
-      const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
+          : '') +
+        renderWinRateMarkdown(report) +
+        `\n${renderStatisticsMarkdown(report, statistics)}`;
+      const resultsJson = JSON.stringify({ ...report, offline: judge.offline, statistics }, null, 2);
       await out.put(keys.results, resultsJson);
       await out.put(keys.markdown, markdown);
       const winRates: Record<string, Record<string, number>> = {};

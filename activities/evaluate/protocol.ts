@@ -4,3 +4,4 @@ export * from './verdict';
 export * from './win-rate';
 export * from './offline-reference-judge';
 export * from './report';
+export * from './statistics';

@@ -3,6 +3,7 @@
  * model) against the same baseline (One-off), one column per benchmark, then the average and the outcome counts.
  */
 import { InvalidDataError } from '../../common/failures';
+import type { CellStatistics, WinRateInterval, WinRateStatistics } from './statistics';
 import { summariseWinRates, type BenchmarkWinRate, type OutcomeCounts } from './win-rate';
 
 export const WIN_RATE_RULE =
@@ -119,6 +120,58 @@ export function renderWinRateMarkdown(report: WinRateReport): string {
       `| ${cell(row.model)} | ${rates.join(' | ')} | ${formatWinRate(row.average)} | ` +
         `${t.win}/${t.tie}/${t.loss}/${t.failed} | ${t.positionInconsistent} |`,
     );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
+const chars = (x: number | null) => (x === null ? '—' : x.toFixed(0));
+
+/** A p-value as people read it: three significant digits, `<0.001` below that. */
+export function formatPValue(p: number): string {
+  if (p < 0.001) return '<0.001';
+  return p >= 0.1 ? p.toFixed(2) : p.toFixed(3);
+}
+
+/** `[-12.5, +8.3]`; `—` when the cell had no prompts. */
+export function formatInterval(i: WinRateInterval): string {
+  return Number.isFinite(i.low) ? `[${formatWinRate(i.low)}, ${formatWinRate(i.high)}]` : '—';
+}
+
+/**
+ * The table beside the win-rate table: for each model, every benchmark and then the overall row, the paper's win rate
+ * with its bootstrap interval, the sign test, the position-bias rate, parse failures, re-asks and answer lengths.
+ */
+export function renderStatisticsMarkdown(report: WinRateReport, stats: WinRateStatistics): string {
+  const reasks = stats.comparisons.some(
+    (c) => c.overall.reasks !== undefined || c.benchmarks.some((b) => b.reasks !== undefined),
+  );
+  const lines = [
+    `Beside the win rate: ${Math.round(stats.level * 100)}% bootstrap interval (${stats.resamples} resamples of the ` +
+      `prompts, seed ${stats.seed}); sign test = two-sided exact binomial on wins vs losses (ties, failures left out); ` +
+      'position bias = share of prompts judged in both orders whose preference flips with the order; ' +
+      `lengths in ${stats.lengthUnit}.`,
+    '',
+    `| Model vs ${cell(report.baseline)} | Benchmark | Win rate | ${Math.round(stats.level * 100)}% CI | W–L | ` +
+      `Sign test p | Position bias | Parse failures (prompts/replies) |${reasks ? ' Re-asks |' : ''} ` +
+      'Mean length (model/baseline) |',
+    `|---|---|---:|---|---:|---:|---:|---:|${reasks ? '---:|' : ''}---:|`,
+  ];
+  for (const model of stats.comparisons) {
+    const row = report.comparisons.find((c) => c.model === model.model);
+    const rateOf = new Map(row?.benchmarks.map((b) => [b.benchmark, b.winRate]));
+    const cells = [
+      ...model.benchmarks.map((b) => ({ name: b.benchmark, rate: rateOf.get(b.benchmark), s: b as CellStatistics })),
+      ...(model.benchmarks.length > 1 ? [{ name: '**overall**', rate: row?.average, s: model.overall }] : []),
+    ];
+    for (const { name, rate, s } of cells) {
+      lines.push(
+        `| ${cell(model.model)} | ${cell(name)} | ${rate === undefined ? '—' : formatWinRate(rate)} | ` +
+          `${formatInterval(s.interval)} | ${s.signTest.wins}–${s.signTest.losses} | ${formatPValue(s.signTest.pValue)} | ` +
+          `${pct(s.positionBias.rate)} | ${s.parseFailures.prompts}/${s.parseFailures.replies} |` +
+          `${reasks ? ` ${s.reasks ?? '—'} |` : ''} ${chars(s.meanChars.candidate)}/${chars(s.meanChars.baseline)} |`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -1,0 +1,106 @@
+import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
+import type { RunReportData } from './run-data';
+import { binLabel } from './report-charts';
+
+/** Text from users or models inside a Markdown table cell: no HTML, no table breaks, line breaks kept visible. */
+export function markdownCell(text: string): string {
+  return text
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\|/g, '\\|')
+    .replace(/`/g, '\\`')
+    .replace(/\r?\n/g, '<br>');
+}
+
+const num = (x: number | null | undefined, digits = 3) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits);
+
+/** The offline judge is not the paper's: every view of the numbers says so. */
+export const offlineNote = (data: RunReportData) =>
+  data.results.offline
+    ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
+    : '';
+
+/** The results tables alone (win rates and what to read beside them), as results.md has them. */
+export function resultsMarkdown(data: RunReportData): string {
+  return `${offlineNote(data)}${renderWinRateMarkdown(data.results)}\n${renderStatisticsMarkdown(data.results, data.statistics)}`;
+}
+
+/** report.md: the same content as report.html, as tables instead of charts. */
+export function renderReportMarkdown(data: RunReportData): string {
+  const r = data.results;
+  const out: string[] = [`# Phased IFT run ${markdownCell(data.runId)}`, '', '## Results', '', resultsMarkdown(data)];
+
+  out.push('## Win rate per stage', '', `Against ${markdownCell(r.baseline)}; the paper's per-stage curve.`, '');
+  out.push(
+    `| Model | Average | ${Math.round(data.statistics.level * 100)}% CI | ${r.benchmarks.map(markdownCell).join(' | ')} |`,
+  );
+  out.push(`|---|---:|---|${r.benchmarks.map(() => '---:|').join('')}`);
+  for (const c of r.comparisons) {
+    const s = data.statistics.comparisons.find((x) => x.model === c.model);
+    const rates = r.benchmarks.map((b) => {
+      const cell = c.benchmarks.find((x) => x.benchmark === b);
+      return cell ? formatWinRate(cell.winRate) : '—';
+    });
+    out.push(
+      `| ${markdownCell(c.model)} | ${formatWinRate(c.average)} | ${s ? formatInterval(s.overall.interval) : '—'} | ${rates.join(' | ')} |`,
+    );
+  }
+  out.push('');
+
+  if (data.training.length) {
+    out.push(
+      '## Training loss',
+      '',
+      '| Training | Steps | First loss | Last loss | Logged points |',
+      '|---|---:|---:|---:|---:|',
+    );
+    for (const t of data.training) {
+      out.push(
+        `| ${markdownCell(t.name)} | ${t.steps} | ${num(t.lossFirst)} | ${num(t.lossLast)} | ${t.points.length} |`,
+      );
+    }
+    out.push('', '(First and last: means of the first and last few logged losses, as the trainer reports them.)', '');
+  }
+
+  if (data.segment) {
+    const seg = data.segment;
+    out.push('## Difficulty and stages', '');
+    if (data.scores) out.push(`Scorer: ${markdownCell(data.scores.scorer || 'unknown')}.`);
+    out.push(
+      `Rule: ${seg.rule}${seg.thresholds.length ? `, cuts at ${seg.thresholds.join(', ')}` : ''}. ` +
+        `One-off rows: ${seg.oneOff}; held out: ${seg.heldout}; unscored: ${seg.unscored}.`,
+      '',
+      '| Stage | Rows | Min score | Max score |',
+      '|---|---:|---:|---:|',
+    );
+    for (const s of seg.stages) out.push(`| ${s.stage} | ${s.rows} | ${num(s.minScore, 2)} | ${num(s.maxScore, 2)} |`);
+    out.push('');
+    if (data.scores) {
+      const split = seg.rule !== 'random';
+      out.push(`| Score | Rows |${split ? ' Rows per stage |' : ''}`, `|---:|---:|${split ? '---|' : ''}`);
+      for (const b of data.scores.histogram) {
+        const perStage = b.byStage.map((n, i) => (n ? `${i + 1}: ${n}` : '')).filter(Boolean);
+        out.push(`| ${binLabel(b)} | ${b.rows} |${split ? ` ${perStage.join(', ')} |` : ''}`);
+      }
+      if (data.scores.failed) out.push(`| unparsed | ${data.scores.failed} |${split ? ' — |' : ''}`);
+      out.push('');
+    }
+  }
+
+  if (data.samples.length) {
+    out.push('## Sample answers', '');
+    for (const s of data.samples) {
+      out.push(`### ${markdownCell(s.benchmark)} · ${markdownCell(s.id)}`, '');
+      out.push(`**Prompt:** ${markdownCell(s.instruction)}${s.input ? `<br>**Input:** ${markdownCell(s.input)}` : ''}`);
+      if (s.reference !== undefined) out.push('', `**Reference:** ${markdownCell(s.reference)}`);
+      out.push('', `| Model | vs ${markdownCell(r.baseline)} | Answer |`, '|---|---|---|');
+      for (const a of s.answers) {
+        out.push(`| ${markdownCell(a.model)} | ${a.outcome ?? ''} | ${markdownCell(a.answer) || '*(empty)*'} |`);
+      }
+      out.push('');
+    }
+  }
+  return `${out.join('\n').trimEnd()}\n`;
+}

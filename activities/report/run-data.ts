@@ -1,0 +1,268 @@
+/**
+ * Everything a run's report shows, read from the run's artifacts in the store (nothing from workflow history), so a
+ * report can be written for any finished run, also one finished before the report step existed.
+ */
+import { ONE_OFF } from '../../common/constants';
+import { InvalidDataError } from '../../common/failures';
+import type { ObjectStore } from '../../store';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import { readJsonl, streamJsonl } from '../artifacts/jsonl';
+import { readManifest } from '../artifacts/manifest';
+import { benchmarkKeys, evaluateKeys, generateKeys, scoreKeys, segmentKeys, trainKeys } from '../artifacts/run-keys';
+import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
+import type { WinRateReport } from '../evaluate/report';
+import type { Outcome } from '../evaluate/verdict';
+import type { TrainResult } from '../types';
+
+export interface TrainingCurve {
+  name: string;
+  steps: number;
+  lossFirst: number | null;
+  lossLast: number | null;
+  /** Logged losses with the optimizer step of each. */
+  points: Array<{ step: number; loss: number }>;
+  /** True when the steps were reconstructed (the stored losses carry no steps). */
+  stepsInferred: boolean;
+}
+
+export interface ScoreBin {
+  /** `low <= score < high` (the last bin also holds its upper edge). */
+  low: number;
+  high: number;
+  rows: number;
+  /** Rows per stage (index 0 = stage 1); one entry, all rows, where stages are not score ranges. */
+  byStage: number[];
+}
+
+export interface SampleAnswer {
+  benchmark: string;
+  id: string;
+  instruction: string;
+  input: string;
+  reference?: string;
+  /** Answer per model, baseline included, in report order. */
+  answers: Array<{ model: string; answer: string; outcome?: Outcome }>;
+}
+
+export interface RunReportData {
+  runId: string;
+  results: WinRateReport & { offline?: boolean; statistics?: WinRateStatistics };
+  statistics: WinRateStatistics;
+  /** Stage rule, cut points and sizes (segment/summary.json). */
+  segment?: {
+    rule: string;
+    thresholds: number[];
+    stages: Array<{ stage: number; rows: number; minScore: number | null; maxScore: number | null }>;
+    oneOff: number;
+    heldout: number;
+    unscored: number;
+  };
+  /** Scored rows per score bin, split by the stage each row went to; rows whose score failed. */
+  scores?: { scorer: string; histogram: ScoreBin[]; failed: number };
+  training: TrainingCurve[];
+  samples: SampleAnswer[];
+}
+
+export const REPORT_SAMPLES = 6;
+
+type JudgedPrompt = StoredVerdict & { id: string };
+
+async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
+}
+
+/**
+ * The optimizer step of each stored loss. The trainer logs every step and keeps every `stride`-th entry (at most 200),
+ * the last replaced by the final step; stored losses written before their steps were kept follow that rule.
+ */
+export function lossSteps(count: number, steps: number): { steps: number[]; inferred: boolean } {
+  if (count === 0) return { steps: [], inferred: true };
+  const stride = Math.max(1, Math.ceil(steps / 200));
+  if (Math.ceil(steps / stride) === count) {
+    return {
+      steps: Array.from({ length: count }, (_, i) => (i === count - 1 ? steps : 1 + i * stride)),
+      inferred: true,
+    };
+  }
+  // Another logging interval: evenly spread over the run.
+  return { steps: Array.from({ length: count }, (_, i) => Math.round(((i + 1) * steps) / count)), inferred: true };
+}
+
+async function trainingCurve(store: ObjectStore, runId: string, name: string): Promise<TrainingCurve | undefined> {
+  const keys = trainKeys(runId, name);
+  const manifest = await readManifest<TrainResult>(store, keys.manifest);
+  if (!manifest) return undefined;
+  const stored = await readJson<{ losses?: number[]; steps?: number[]; loss_steps?: number[] }>(store, keys.losses);
+  const losses = stored?.losses ?? [];
+  const given = stored?.steps ?? stored?.loss_steps;
+  const { steps, inferred } =
+    given && given.length === losses.length
+      ? { steps: given, inferred: false }
+      : lossSteps(losses.length, manifest.result.steps);
+  return {
+    name,
+    steps: manifest.result.steps,
+    lossFirst: Number.isFinite(manifest.result.lossFirst) ? manifest.result.lossFirst : null,
+    lossLast: Number.isFinite(manifest.result.lossLast) ? manifest.result.lossLast : null,
+    points: losses.map((loss, i) => ({ step: steps[i], loss })),
+    stepsInferred: inferred,
+  };
+}
+
+/** Every training of the run: stages in order, then the One-off baseline. */
+async function trainings(store: ObjectStore, runId: string): Promise<TrainingCurve[]> {
+  const names = new Set<string>();
+  for (const key of await store.list(`${runId}/train`)) {
+    const m = new RegExp(`^${runId.replace(/[.]/g, '\\.')}/train/([^/]+)/manifest\\.json$`).exec(key);
+    if (m) names.add(m[1]);
+  }
+  const order = (n: string) => (n === ONE_OFF ? Infinity : Number(/^stage-(\d+)$/.exec(n)?.[1] ?? 1e9));
+  const sorted = [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b));
+  const curves = await Promise.all(sorted.map((n) => trainingCurve(store, runId, n)));
+  return curves.filter((c): c is TrainingCurve => c !== undefined);
+}
+
+/** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
+export function stageOfScore(score: number, seg: NonNullable<RunReportData['segment']>): number | undefined {
+  if (seg.rule === 'random') return undefined;
+  return 1 + seg.thresholds.filter((t) => score >= t).length;
+}
+
+/** Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide. */
+async function scoreHistogram(
+  store: ObjectStore,
+  runId: string,
+  seg: RunReportData['segment'],
+): Promise<RunReportData['scores']> {
+  const key = scoreKeys(runId).scores;
+  if (!(await store.exists(key))) return undefined;
+  const rows: number[] = [];
+  let failed = 0;
+  let scorer = '';
+  for await (const row of streamJsonl<{ score: number | null; scorer?: string }>(store, key)) {
+    scorer ||= row.scorer ?? '';
+    if (row.score === null || !Number.isFinite(row.score)) failed++;
+    else rows.push(row.score);
+  }
+  if (rows.length === 0) return { scorer, histogram: [], failed };
+  const width = rows.every(Number.isInteger) ? 1 : 0.25;
+  const lowest = Math.floor(Math.min(...rows) / width) * width;
+  const count = Math.floor((Math.max(...rows) - lowest) / width) + 1;
+  const stages = seg && seg.rule !== 'random' ? seg.stages.length : 1;
+  const histogram: ScoreBin[] = Array.from({ length: count }, (_, i) => ({
+    low: lowest + i * width,
+    high: lowest + (i + 1) * width,
+    rows: 0,
+    byStage: new Array<number>(stages).fill(0),
+  }));
+  for (const score of rows) {
+    const bin = histogram[Math.min(count - 1, Math.floor((score - lowest) / width))];
+    const stage = seg ? (stageOfScore(score, seg) ?? 1) : 1;
+    bin.rows++;
+    bin.byStage[Math.min(stages, stage) - 1]++;
+  }
+  return { scorer, histogram, failed };
+}
+
+/** Judgment files of the evaluate step, per (candidate, benchmark), as its manifest lists them. */
+async function storedVerdicts(
+  store: ObjectStore,
+  runId: string,
+  results: WinRateReport,
+): Promise<Map<string, Map<string, JudgedPrompt[]>>> {
+  const manifest = await readManifest<unknown>(store, evaluateKeys(runId).manifest);
+  const byModel = new Map<string, Map<string, JudgedPrompt[]>>();
+  for (const { key } of manifest?.outputs ?? []) {
+    const m = /\/evaluate\/judgments\/([^/]+)\/(.+)\.[0-9a-f]{12}\.jsonl$/.exec(key);
+    if (!m || !results.benchmarks.includes(m[2])) continue;
+    if (!byModel.has(m[1])) byModel.set(m[1], new Map());
+    byModel.get(m[1])!.set(m[2], await readJsonl<JudgedPrompt>(store, key));
+  }
+  return byModel;
+}
+
+/** A handful of prompts spread over the benchmarks (round robin, evenly spaced within each), deterministic. */
+function pickSamples(prompts: Map<string, BenchmarkPrompt[]>, count: number): Array<[string, BenchmarkPrompt]> {
+  const names = [...prompts.keys()].filter((n) => prompts.get(n)!.length > 0);
+  const picked: Array<[string, BenchmarkPrompt]> = [];
+  const per = names.map((_, i) => Math.floor(count / names.length) + (i < count % names.length ? 1 : 0));
+  names.forEach((name, i) => {
+    const rows = prompts.get(name)!;
+    const take = Math.min(per[i], rows.length);
+    for (let j = 0; j < take; j++) picked.push([name, rows[Math.floor((j * rows.length) / take)]]);
+  });
+  return picked;
+}
+
+export async function loadRunReportData(store: ObjectStore, runId: string): Promise<RunReportData> {
+  const evalKeys = evaluateKeys(runId);
+  const results = await readJson<RunReportData['results']>(store, evalKeys.results);
+  if (!results) {
+    throw new InvalidDataError(
+      `${store.uriFor(evalKeys.results)} does not exist: run ${runId} has not finished its evaluation in this store`,
+      { field: 'runId' },
+    );
+  }
+  const verdicts = await storedVerdicts(store, runId, results);
+  // Runs evaluated before the statistics existed get them from their stored verdicts now.
+  const statistics =
+    results.statistics ??
+    winRateStatistics(
+      results.comparisons.map((c) => ({
+        model: c.model,
+        perBenchmark: c.benchmarks.map((b) => ({
+          benchmark: b.benchmark,
+          verdicts: verdicts.get(c.model)?.get(b.benchmark) ?? [],
+        })),
+      })),
+    );
+
+  const models = [...results.comparisons.map((c) => c.model), results.baseline];
+  const prompts = new Map<string, BenchmarkPrompt[]>();
+  for (const b of results.benchmarks) {
+    const key = benchmarkKeys(runId).prompts(b);
+    if (await store.exists(key)) prompts.set(b, await readJsonl<BenchmarkPrompt>(store, key));
+  }
+  const answers = new Map<string, string>();
+  for (const model of models) {
+    for (const b of results.benchmarks) {
+      const key = generateKeys(runId, model).answers(b);
+      if (!(await store.exists(key))) continue;
+      for (const a of await readJsonl<{ id: string; answer: string }>(store, key)) {
+        answers.set(`${model}\n${b}\n${a.id}`, a.answer);
+      }
+    }
+  }
+  const samples = pickSamples(prompts, REPORT_SAMPLES).map(([benchmark, p]) => {
+    const sample: SampleAnswer = {
+      benchmark,
+      id: p.id,
+      instruction: p.instruction,
+      input: p.input,
+      answers: models.map((model) => {
+        const outcome = verdicts
+          .get(model)
+          ?.get(benchmark)
+          ?.find((v) => v.id === p.id)?.outcome;
+        return {
+          model,
+          answer: answers.get(`${model}\n${benchmark}\n${p.id}`) ?? '',
+          ...(outcome ? { outcome } : {}),
+        };
+      }),
+    };
+    if (p.reference !== undefined) sample.reference = p.reference;
+    return sample;
+  });
+
+  const segment = await readJson<RunReportData['segment']>(store, segmentKeys(runId).summary);
+  return {
+    runId,
+    results,
+    statistics,
+    segment,
+    scores: await scoreHistogram(store, runId, segment),
+    training: await trainings(store, runId),
+    samples,
+  };
+}

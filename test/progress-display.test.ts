@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
+import { temporal } from '@temporalio/proto';
+import { describe, it } from 'mocha';
+import { describeProgress, followProgress, runningWork, workProgress } from '../client/progress-display';
+import { runningActivities, type RunProgress } from '../client/run-progress';
+import { formatStatus } from '../client/run-status';
+import type { Progress } from '../workflows/messages';
+
+const Started = temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
+
+/** A pending activity as the server describes it, its heartbeat details encoded as the SDK sends them. */
+const pending = (activityId: string, type: string, details?: unknown) => ({
+  activityId,
+  activityType: { name: type },
+  state: Started,
+  attempt: 1,
+  maximumAttempts: 20,
+  ...(details !== undefined ? { heartbeatDetails: { payloads: [defaultPayloadConverter.toPayload(details)] } } : {}),
+});
+
+// Each activity's heartbeat details as the activities write them (train-stage.ts, generate-answers.ts, evaluate.ts).
+const stage2 = pending('stage-2', 'trainStage', { name: 'stage-2', step: 40, totalSteps: 120, loss: 1.23456 });
+const oneOff = pending('one-off', 'trainStage', { name: 'one-off', step: 210, totalSteps: 360, loss: 0.98765 });
+const generating = pending('generate-stage-1', 'generateAnswers', {
+  name: 'stage-1',
+  benchmark: 'heldout',
+  done: 12,
+  total: 48,
+});
+const judging = pending('evaluate', 'evaluate', { judged: 30, total: 144 });
+const queued = pending('generate-stage-2', 'generateAnswers');
+
+const progress = (
+  step: string,
+  activities: RunProgress['activities'],
+  extra: Partial<RunProgress> = {},
+): RunProgress => ({
+  runId: 'r1',
+  step,
+  stages: 3,
+  finished: ['score', 'segment'],
+  status: 'RUNNING',
+  taskQueue: 'pift-cpu',
+  activities,
+  training: {},
+  ...extra,
+});
+
+describe('progress that tells the truth', () => {
+  const converter = loadDataConverter();
+
+  it('follows both trainings when a stage and the One-off baseline run at once, each with its own step count', async () => {
+    const activities = await runningActivities({ pendingActivities: [stage2, oneOff] }, converter);
+    const line = describeProgress(
+      progress('stage-2', activities, { stage: 2, finished: ['score', 'segment', 'stage-1'] }),
+    );
+    assert.equal(
+      line,
+      'stage-2 (2/3) | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988 | done: score, segment, stage-1',
+    );
+  });
+
+  it('follows the baseline alone once the stages are done, not the last stage', async () => {
+    const activities = await runningActivities({ pendingActivities: [oneOff] }, converter);
+    const p = progress('stage-3', activities, {
+      stage: 3,
+      finished: ['score', 'segment', 'stage-1', 'stage-2', 'stage-3'],
+    });
+    assert.deepEqual(
+      runningWork(p).map((w) => [w.name, w.done, w.total]),
+      [['one-off', 210, 360]],
+    );
+    assert.match(describeProgress(p), /\| one-off step 210\/360 loss 0\.988 \|/);
+  });
+
+  it('shows generation (prompts done of total) and judging (judgments done of total); a queued activity adds nothing', async () => {
+    const activities = await runningActivities({ pendingActivities: [generating, queued] }, converter);
+    assert.equal(
+      describeProgress(progress('generate', activities)),
+      'generate | generate-stage-1 prompts 12/48 of heldout | done: score, segment',
+    );
+    const judged = await runningActivities({ pendingActivities: [judging] }, converter);
+    assert.equal(
+      describeProgress(progress('evaluate', judged)),
+      'evaluate | evaluate judgments 30/144 | done: score, segment',
+    );
+    assert.deepEqual(workProgress({ name: 'score', details: { scored: 5, total: 300 } }), {
+      name: 'score',
+      kind: 'scoring',
+      done: 5,
+      total: 300,
+    });
+    assert.equal(workProgress({ name: 'segment', details: { step: 'segment' } }), undefined);
+  });
+
+  it('pift status names the count of each running activity', async () => {
+    const activities = await runningActivities({ pendingActivities: [generating, judging] }, converter);
+    const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: progress('generate', activities), unpolled: [] });
+    assert.match(
+      text,
+      /running: generate-stage-1 \(generateAnswers, started\), attempt 1\/20 \| prompts 12\/48 of heldout$/m,
+    );
+    assert.match(text, /running: evaluate \(evaluate, started\), attempt 1\/20 \| judgments 30\/144$/m);
+  });
+
+  it('keeps the trainer map of older callers working', () => {
+    const p: Progress & { training: RunProgress['training'] } = {
+      runId: 'r1',
+      step: 'stage-1',
+      stage: 1,
+      stages: 3,
+      finished: [],
+      training: { 'stage-1': { name: 'stage-1', step: 3, totalSteps: 9 } },
+    };
+    assert.equal(describeProgress(p), 'stage-1 (1/3) | stage-1 step 3/9');
+  });
+
+  it('the follow loop prints each change as it polls, training then generation then judging', async () => {
+    // A client whose run moves on at each describe(): what the server would answer, poll after poll.
+    const script = [
+      { step: 'stage-2', activities: [stage2, oneOff] },
+      { step: 'stage-2', activities: [stage2, oneOff] },
+      { step: 'generate', activities: [generating] },
+      { step: 'evaluate', activities: [judging] },
+    ];
+    let polls = 0;
+    let finish: (v: string) => void = () => undefined;
+    const result = new Promise<string>((resolve) => (finish = resolve));
+    const workflow = {
+      options: { loadedDataConverter: converter },
+      withDeadline: <T>(_deadline: number, fn: () => Promise<T>) => fn(),
+      getHandle: () => ({
+        describe: async () => {
+          const s = script[Math.min(polls++, script.length - 1)];
+          if (polls === script.length) setTimeout(() => finish('closed'), 30);
+          return {
+            raw: { pendingActivities: s.activities },
+            status: { name: 'RUNNING' },
+            taskQueue: 'pift-cpu',
+            typedSearchAttributes: { get: () => s.step },
+          };
+        },
+        query: async () => ({ runId: 'r1', step: script[Math.min(polls, script.length) - 1].step, finished: [] }),
+      }),
+    };
+    const written: string[] = [];
+    const stream = { isTTY: false, write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+    const handle = { client: { workflow } as unknown as Client, workflowId: 'r1' } as unknown as WorkflowHandle;
+    assert.equal(await followProgress(handle, result, { everyMs: 5, stream }), 'closed');
+    assert.deepEqual(written.slice(0, 3), [
+      'stage-2 | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988\n',
+      'generate | generate-stage-1 prompts 12/48 of heldout\n',
+      'evaluate | evaluate judgments 30/144\n',
+    ]);
+  });
+});
