@@ -115,6 +115,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       ...ref,
       dataset: cfg.dataset,
       datasetFormat: cfg.datasetFormat,
+      ...(cfg.datasetColumns ? { datasetColumns: cfg.datasetColumns } : {}),
       scorer: cfg.scorer,
       maxRowBytes: cfg.maxRowBytes,
     });
