@@ -1,12 +1,26 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
-import { parseAlpaca } from '../activities/datasets/parse';
+import { DefaultLogger } from '@temporalio/worker';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { createCpuActivities } from '../activities/cpu';
+import { parseAlpaca, parseBenchmark } from '../activities/datasets/parse';
+import {
+  buildScoreMessages,
+  SCORE_CONVERSATION_PROMPT_SHA256,
+  SCORE_CONVERSATION_PROMPT_TEMPLATE,
+  SCORE_PROMPT_SHA256,
+  SCORE_PROMPT_TEMPLATE,
+  scoreMessagesFor,
+  scorePromptFor,
+} from '../activities/score/score-prompt';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import type { ScoreResult } from '../activities/types';
 import { readDatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../activities/datasets/rows';
 import { InvalidDataError, type Where } from '../common/failures';
@@ -282,5 +296,95 @@ describe('dataset formats: unknown layouts and bad conversations are clear error
         line: 1,
       });
     }
+  });
+});
+
+describe('conversations through scoring, generation and judging', () => {
+  it('Alpaca rows keep the paper-scale prompt byte for byte; conversations get their own wording', () => {
+    const alpaca: DatasetRow = { id: 'a', instruction: 'Copy.', input: 'cat', output: 'cat' };
+    assert.deepEqual(scoreMessagesFor(alpaca), buildScoreMessages('Copy.', 'cat'));
+    assert.equal(scorePromptFor('alpaca').sha256, SCORE_PROMPT_SHA256);
+    assert.equal(scorePromptFor('messages').sha256, scorePromptFor('sharegpt').sha256);
+    assert.notEqual(scorePromptFor('messages').sha256, SCORE_PROMPT_SHA256);
+    // The scale is the same text in both prompts.
+    const scale = (t: string) => t.slice(t.indexOf('Use a scale'), t.indexOf('\n\n[', t.indexOf('Use a scale')));
+    assert.equal(scale(scorePromptFor('messages').template), scale(SCORE_PROMPT_TEMPLATE));
+
+    const [content] = scoreMessagesFor(CONVERSATIONS[2] as DatasetRow).map((m) => m.content);
+    assert.ok(
+      content.endsWith(
+        '[Conversation]\nUser: Add 2 and 2.\n\nAssistant: 4\n\nUser: Now double it.\n[End of Conversation]',
+      ),
+      content,
+    );
+    const [withSystem] = scoreMessagesFor(CONVERSATIONS[1] as DatasetRow).map((m) => m.content);
+    assert.ok(withSystem.includes('[Conversation]\nSystem: You answer briefly.\n\nUser: Name a colour.\n[End'));
+  });
+
+  it('the scoring step stores conversation rows with their turns and the conversation prompt', async () => {
+    const { dir } = tempRoot();
+    const env = { PIFT_FILE_ROOTS: [dir, fixtures].join(':'), PIFT_WORKDIR: dir };
+    const activities = createCpuActivities({ ...depsFromEnv(env), env });
+    const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const score = async (dataset: string) => {
+      const cfg = resolvePipelineInput(
+        { dataset, store: dir, runId: `r-${basename(dataset)}`, scorer: { kind: 'offline' } },
+        'wf',
+        env,
+      );
+      const result: ScoreResult = await mock.run(() =>
+        activities.scoreDifficulty({
+          runId: cfg.runId,
+          store: cfg.store,
+          dataset: cfg.dataset,
+          datasetFormat: cfg.datasetFormat,
+          scorer: cfg.scorer,
+        }),
+      );
+      const store = join(dir, cfg.runId, 'score');
+      return {
+        result,
+        dataset: readFileSync(join(store, 'dataset.jsonl'), 'utf8'),
+        prompt: readFileSync(join(store, 'prompt.txt'), 'utf8'),
+      };
+    };
+    const chat = await score(join(fixtures, 'sharegpt.parquet'));
+    assert.equal(chat.result.promptSha256, SCORE_CONVERSATION_PROMPT_SHA256);
+    assert.equal(chat.prompt, SCORE_CONVERSATION_PROMPT_TEMPLATE);
+    assert.equal(chat.dataset, CONVERSATIONS.map((r) => JSON.stringify(r) + '\n').join(''));
+    const alpaca = await score(join(fixtures, 'alpaca.csv'));
+    assert.equal(alpaca.result.promptSha256, SCORE_PROMPT_SHA256);
+    assert.equal(alpaca.dataset, ALPACA.map((r) => JSON.stringify(r) + '\n').join(''));
+  });
+
+  it('a benchmark of conversations prompts with the last user turn, its answer as the reference', () => {
+    const text = [
+      {
+        id: 'p1',
+        messages: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Say hi.' },
+        ],
+      },
+      {
+        id: 'p2',
+        conversations: [
+          { from: 'human', value: 'Add 2 and 2.' },
+          { from: 'gpt', value: '4' },
+          { from: 'human', value: 'Double it.' },
+          { from: 'gpt', value: '8' },
+        ],
+      },
+    ]
+      .map((r) => JSON.stringify(r))
+      .join('\n');
+    assert.deepEqual(parseBenchmark(text, 'chat.jsonl', 'chat'), [
+      { id: 'p1', instruction: 'Say hi.', input: '' },
+      { id: 'p2', instruction: 'Double it.', input: '', reference: '8' },
+    ]);
+    assert.throws(
+      () => parseBenchmark(JSON.stringify({ messages: [{ role: 'assistant', content: 'x' }] }), 'chat.jsonl', 'chat'),
+      /^InvalidDataError: chat\.jsonl line 1: field "messages" has no user turn to use as the prompt$/,
+    );
   });
 });

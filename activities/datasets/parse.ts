@@ -82,33 +82,89 @@ export function parseBenchmark(
   name: string,
   options: ParseOptions = {},
 ): BenchmarkPrompt[] {
+  return splitRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map(
+    benchmarkPromptBuilder(source, name),
+  );
+}
+
+/** The turn lists a benchmark prompt may come as, with their role and text keys. */
+const TURN_LISTS = [
+  { field: 'messages', role: 'role', content: 'content' },
+  { field: 'conversations', role: 'from', content: 'value' },
+] as const;
+const USER_ROLES = new Set(['user', 'human']);
+const ASSISTANT_ROLES = new Set(['assistant', 'gpt']);
+
+/**
+ * A prompt given as a conversation: the last user turn is the prompt (generation and judging see a single turn), the
+ * assistant turn after it, when there is one, the reference.
+ */
+function conversationPrompt(
+  source: string,
+  rec: SourceRecord,
+  list: (typeof TURN_LISTS)[number],
+): { instruction: string; reference?: string } {
+  const turns = rec.value[list.field];
+  if (!Array.isArray(turns) || turns.length === 0) {
+    fail(source, rec, `field "${list.field}" must be a non-empty list of turns, found ${kindOf(turns)}`, list.field);
+  }
+  turns.forEach((turn: unknown, i) => {
+    if (!isPlainObject(turn)) {
+      fail(source, rec, `field "${list.field}[${i}]" must be an object, found ${kindOf(turn)}`, `${list.field}[${i}]`);
+    }
+  });
+  const roles = (turns as Array<Record<string, unknown>>).map((t) => t[list.role]);
+  const last = roles.findLastIndex((r) => typeof r === 'string' && USER_ROLES.has(r));
+  if (last === -1) fail(source, rec, `field "${list.field}" has no user turn to use as the prompt`, list.field);
+  const turn: SourceRecord = { ...rec, value: turns[last] as Record<string, unknown> };
+  const instruction = requiredString(source, turn, list.content, true);
+  const next = turns[last + 1] as Record<string, unknown> | undefined;
+  const reference =
+    next !== undefined && typeof next[list.role] === 'string' && ASSISTANT_ROLES.has(next[list.role] as string)
+      ? optionalString(source, { ...rec, value: next }, list.content, `${list.field}[${last + 1}].${list.content}`)
+      : undefined;
+  return reference === undefined ? { instruction } : { instruction, reference };
+}
+
+/** Builds the prompt of each record of a benchmark file (see parseBenchmark); ids are checked unique across calls. */
+export function benchmarkPromptBuilder(source: string, name: string): (rec: SourceRecord) => BenchmarkPrompt {
   const format = benchmarkFormat(name);
   const checkId = uniqueIds(source);
-  return splitRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map((rec) => {
+  return (rec) => {
     const promptField = format?.promptField ?? PROMPT_FIELDS.find((f) => f in rec.value);
-    if (promptField === undefined) {
-      fail(source, rec, `missing a prompt field (one of ${PROMPT_FIELDS.map((f) => `"${f}"`).join(', ')})`);
+    const turnList = promptField === undefined ? TURN_LISTS.find((l) => l.field in rec.value) : undefined;
+    if (promptField === undefined && turnList === undefined) {
+      fail(
+        source,
+        rec,
+        `missing a prompt field (one of ${PROMPT_FIELDS.map((f) => `"${f}"`).join(', ')}, ` +
+          'or a "messages" or "conversations" list of turns)',
+      );
     }
-    const instruction = requiredString(source, rec, promptField, true);
-
+    let instruction: string;
     let input = '';
     let reference: string | undefined;
-    if ('instances' in rec.value) {
-      // Self-Instruct: the released loader asserts exactly one instance and reads its input (and we its output).
-      const instances = rec.value.instances;
-      if (!Array.isArray(instances) || instances.length !== 1 || !isPlainObject(instances[0])) {
-        fail(
-          source,
-          rec,
-          `field "instances" must be an array holding exactly one object, found ${kindOf(instances)}`,
-          'instances',
-        );
-      }
-      const instance: SourceRecord = { ...rec, value: instances[0] };
-      input = optionalString(source, instance, 'input', 'instances[0].input') ?? '';
-      reference = optionalString(source, instance, 'output', 'instances[0].output');
+    if (turnList !== undefined) {
+      ({ instruction, reference } = conversationPrompt(source, rec, turnList));
     } else {
-      input = optionalString(source, rec, 'input') ?? '';
+      instruction = requiredString(source, rec, promptField!, true);
+      if ('instances' in rec.value) {
+        // Self-Instruct: the released loader asserts exactly one instance and reads its input (and we its output).
+        const instances = rec.value.instances;
+        if (!Array.isArray(instances) || instances.length !== 1 || !isPlainObject(instances[0])) {
+          fail(
+            source,
+            rec,
+            `field "instances" must be an array holding exactly one object, found ${kindOf(instances)}`,
+            'instances',
+          );
+        }
+        const instance: SourceRecord = { ...rec, value: instances[0] };
+        input = optionalString(source, instance, 'input', 'instances[0].input') ?? '';
+        reference = optionalString(source, instance, 'output', 'instances[0].output');
+      } else {
+        input = optionalString(source, rec, 'input') ?? '';
+      }
     }
     for (const field of REFERENCE_FIELDS) {
       if (reference !== undefined) break;
@@ -121,5 +177,5 @@ export function parseBenchmark(
     const prompt: BenchmarkPrompt = { id, instruction, input };
     if (reference !== undefined) prompt.reference = reference;
     return prompt;
-  });
+  };
 }

@@ -76,8 +76,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   async *[Symbol.asyncIterator](): AsyncGenerator<DatasetRow> {
     this.sha256 = undefined;
     this.rows = 0;
-    const kind = fileKindOf(this.source, this.format);
-    const records = kind === 'parquet' ? this.parquetRecords() : this.streamRecords(kind);
+    const records = this.records();
     const columns = this.options.columns ?? {};
     let build: ((rec: SourceRecord) => DatasetRow) | undefined;
     for await (const rec of records) {
@@ -90,6 +89,12 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       this.rows += 1;
       yield row;
     }
+  }
+
+  /** The file's records before any layout is applied (a benchmark file's prompts are read from these). */
+  records(): AsyncGenerator<SourceRecord> {
+    const kind = fileKindOf(this.source, this.format);
+    return kind === 'parquet' ? this.parquetRecords() : this.streamRecords(kind);
   }
 
   private notFound(err: unknown): never {
