@@ -9,7 +9,8 @@ import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
-import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
+import { exportStages } from './export/export-stages';
+import type { EvaluateInput, ExportInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => ({
@@ -32,6 +33,13 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       whileHeartbeating(
         () => ({ step: 'segment' }),
         () => segmentStages(deps, input),
+      ),
+    ),
+  exportStages: (input: ExportInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'export' }),
+        () => exportStages(deps, input),
       ),
     ),
   prepareBenchmarks: (input: PrepareBenchmarksInput) =>

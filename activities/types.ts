@@ -57,6 +57,17 @@ export interface SegmentResult {
   summaryUri: string;
 }
 
+export interface ExportInput extends StepRef {
+  segment: SegmentResult;
+}
+
+export interface ExportResult {
+  /** The export folder: stage files, dataset_info.json, axolotl snippets and a README. */
+  uri: string;
+  layout: 'alpaca' | 'messages';
+  files: number;
+}
+
 export interface PrepareBenchmarksInput extends StepRef {
   benchmarks: BenchmarkRef[];
   heldout?: { uri: string };

@@ -110,6 +110,12 @@ export const StagesSchema = Type.Object(
 
 export const TrainingSchema = Type.Object(
   {
+    mode: optional(stringEnum(['train', 'export-only'] as const), {
+      source: 'ours',
+      defaultText: '`train`',
+      description:
+        "`export-only`: score, segment and write the stages for LLaMA-Factory and axolotl (the run's `export/` folder), then stop; no GPU worker is needed",
+    }),
     baseModel: withDefault(Type.String({ minLength: 1 }), 'builtin:tiny-llama', {
       source: 'ours',
       description:
