@@ -204,6 +204,9 @@ describe('dataset formats: every file type and layout reads into the same rows',
     });
     writeFileSync(join(dir, 'bad.jsonl.gz'), gzipSync(bytes));
     await rejects(readAll(join(dir, 'bad.jsonl.gz'), {}, local), new RegExp(`line ${ids}: not valid UTF-8`));
+    const gz = gzipSync(bytes);
+    writeFileSync(join(dir, 'cut.jsonl.gz'), gz.subarray(0, gz.length >> 1));
+    await rejects(readAll(join(dir, 'cut.jsonl.gz'), {}, local), /^cut\.jsonl\.gz: gzip data is damaged/);
     writeFileSync(join(dir, 'z.jsonl'), Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x24, 0x10]));
     await rejects(readAll(join(dir, 'z.jsonl'), {}, local), /z\.jsonl: the file is zstd-compressed/);
   });
@@ -232,6 +235,21 @@ describe('dataset formats: unknown layouts and bad conversations are clear error
       /^q\.csv line 2: unknown row layout: found fields "question", "answer"/,
     );
     await rejects(readAll(join(fixtures, 'alpaca-renamed.csv')), /^alpaca-renamed\.csv line 2: unknown row layout/);
+  });
+
+  it('CSV errors name the line without quoting the file; a Parquet file under another name is named as Parquet', async () => {
+    await rejects(
+      readAll(put('bad.csv', 'instruction,output\nCopy.,a\n"hunter2-CANARY,b\n'), {}, local),
+      /^bad\.csv line \d: invalid CSV \(CSV_QUOTE_NOT_CLOSED\)$/,
+      { file: 'bad.csv' },
+    );
+    await rejects(readAll(put('empty.csv', 'instruction,output\n'), {}, local), /^empty\.csv: dataset is empty$/);
+    writeFileSync(join(dir, 'data.bin'), readFileSync(join(fixtures, 'alpaca.parquet')));
+    await rejects(readAll(join(dir, 'data.bin'), {}, local), /^data\.bin: the file is Parquet; name it \.parquet/);
+    assert.deepEqual(
+      (await readAll(join(dir, 'data.bin'), { format: 'alpaca-parquet' }, local)).map(storedRow),
+      ALPACA,
+    );
   });
 
   it('a Parquet file without the layout names the row', async () => {

@@ -3,7 +3,7 @@
  * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (one row group at a time). Only one
  * record (or one Parquet row group) is held at a time, plus the ids seen, which must be unique.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -140,7 +140,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     let path = localPathOf(this.uri, this.field);
     let scratch: string | undefined;
     if (path === undefined) {
-      scratch = join(this.deps.workDir, 'datasets', `${process.pid}-${Date.now()}-${this.source}`);
+      scratch = join(this.deps.workDir, 'datasets', `${randomUUID()}-${this.source}`);
       await mkdir(join(this.deps.workDir, 'datasets'), { recursive: true });
       try {
         await this.store.getFile(this.key, scratch);

@@ -19,6 +19,13 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     head = Buffer.concat([head, next.value]);
   }
   const format = compressionOf(head);
+  if (head.subarray(0, 4).toString('latin1') === 'PAR1') {
+    input.destroy();
+    throw new InvalidDataError(
+      `${source}: the file is Parquet; name it .parquet or set datasetFormat to "<layout>-parquet"`,
+      { file: source, field: 'input.datasetFormat' },
+    );
+  }
   if (format !== undefined && format !== 'gzip') {
     input.destroy();
     throw new InvalidDataError(
