@@ -133,6 +133,20 @@ describe('dataset formats: every file type and layout reads into the same rows',
     }
   });
 
+  it('turns keyed role/content under "conversations" (axolotl) or from/value under "messages"; a system column by another name', async () => {
+    const { dir, deps: local } = tempRoot();
+    const chats = readFileSync(join(fixtures, 'messages.jsonl'), 'utf8').replace(/"messages":/g, '"conversations":');
+    writeFileSync(join(dir, 'axolotl.jsonl'), chats);
+    assert.deepEqual((await readAll(join(dir, 'axolotl.jsonl'), {}, local)).map(storedRow), CONVERSATIONS);
+    const shared = readFileSync(join(fixtures, 'sharegpt-system.jsonl'), 'utf8')
+      .replace(/"conversations":/g, '"messages":')
+      .replace(/"system":/g, '"system_prompt":');
+    writeFileSync(join(dir, 'lf.jsonl'), shared);
+    const rows = await readAll(join(dir, 'lf.jsonl'), { columns: { system: 'system_prompt' } }, local);
+    assert.deepEqual(rows.map(storedRow), CONVERSATIONS);
+    assert.ok(rows.every((r) => r.extra === undefined));
+  });
+
   it('an explicit datasetFormat reads the same rows', async () => {
     assert.deepEqual(
       (await readAll(join(fixtures, 'sharegpt.parquet'), { format: 'sharegpt-parquet' })).map(storedRow),

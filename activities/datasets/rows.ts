@@ -203,10 +203,15 @@ export function conversationRowBuilder(
   columns: DatasetColumns = {},
 ): (rec: SourceRecord) => ConversationRow {
   const checkId = uniqueIds(source);
-  const turnsField = columns.messages ?? (layout === 'sharegpt' ? 'conversations' : 'messages');
+  // Turns are keyed by the layout (from/value or role/content), not by the list's name: axolotl's files keep
+  // role/content turns under `conversations`, and LLaMA-Factory's sharegpt files may name theirs `messages`.
+  const ownField = layout === 'sharegpt' ? 'conversations' : 'messages';
+  const otherField = layout === 'sharegpt' ? 'messages' : 'conversations';
+  const fieldOf = (rec: SourceRecord) =>
+    columns.messages ?? (ownField in rec.value || !(otherField in rec.value) ? ownField : otherField);
   const systemField = columns.system ?? 'system';
   const idField = columns.id ?? 'id';
-  const known = new Set([turnsField, systemField, idField]);
+  const known = new Set([columns.messages ?? ownField, columns.messages ?? otherField, systemField, idField]);
   const keys = TURN_KEYS[layout];
   const roles = ROLES[layout];
   const roleNames = Object.keys(roles)
@@ -214,6 +219,7 @@ export function conversationRowBuilder(
     .map((r) => `"${r}"`)
     .join(', ');
   return (rec) => {
+    const turnsField = fieldOf(rec);
     if (!(turnsField in rec.value)) fail(source, rec, `missing required field "${turnsField}"`, turnsField);
     const turns = turnsValue(source, rec, turnsField);
     if (!Array.isArray(turns) || turns.length === 0) {
