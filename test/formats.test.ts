@@ -5,7 +5,9 @@ import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { sha256 } from '../activities/artifacts/hashing';
+import { hashInputs, sha256 } from '../activities/artifacts/hashing';
+import { toJsonl } from '../activities/artifacts/jsonl';
+import { OFFLINE_SCORER_LABEL } from '../activities/score/offline-heuristic-scorer';
 import { DefaultLogger } from '@temporalio/worker';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createCpuActivities } from '../activities/cpu';
@@ -387,6 +389,30 @@ describe('conversations through scoring, generation and judging', () => {
     const alpaca = await score(join(fixtures, 'alpaca.csv'));
     assert.equal(alpaca.result.promptSha256, SCORE_PROMPT_SHA256);
     assert.equal(alpaca.dataset, ALPACA.map((r) => JSON.stringify(r) + '\n').join(''));
+
+    // The Alpaca JSONL path keeps the step's identity: the hash of the whole text, as the whole-file read gave it.
+    writeFileSync(join(dir, 'train.jsonl'), readFileSync(demoTrain));
+    const demo = await score(join(dir, 'train.jsonl'));
+    const manifest = JSON.parse(readFileSync(join(dir, 'r-train.jsonl', 'score', 'manifest.json'), 'utf8')) as {
+      inputsHash: string;
+    };
+    const expected = hashInputs({
+      dataset: sha256(readFileSync(demoTrain, 'utf8')),
+      scorer: OFFLINE_SCORER_LABEL,
+      prompt: SCORE_PROMPT_SHA256,
+      parseRetries: 2,
+    });
+    assert.equal(manifest.inputsHash, expected);
+    // And the stored rows are what the step always wrote.
+    const old = parseAlpaca(readFileSync(demoTrain, 'utf8'), 'train.jsonl').map(
+      ({ id, instruction, input, output }) => ({
+        id,
+        instruction,
+        input,
+        output,
+      }),
+    );
+    assert.equal(demo.dataset, toJsonl(old));
   });
 
   it('a benchmark of conversations prompts with the last user turn, its answer as the reference', () => {
