@@ -9,8 +9,9 @@ import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
+import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
-import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput, StepRef } from './types';
+import type { EvaluateInput, ExportInput, PrepareBenchmarksInput, ScoreInput, SegmentInput, StepRef } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => ({
@@ -33,6 +34,13 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       whileHeartbeating(
         () => ({ step: 'segment' }),
         () => segmentStages(deps, input),
+      ),
+    ),
+  exportStages: (input: ExportInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'export' }),
+        () => exportStages(deps, input),
       ),
     ),
   prepareBenchmarks: (input: PrepareBenchmarksInput) =>

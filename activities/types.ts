@@ -9,13 +9,15 @@ export interface StepRef {
 export interface ScoreInput extends StepRef {
   dataset: string;
   datasetFormat: ResolvedInput['datasetFormat'];
+  /** Absent unless the run maps field names. */
+  datasetColumns?: ResolvedInput['datasetColumns'];
   scorer: ResolvedInput['scorer'];
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
 }
 
 export interface ScoreResult {
-  /** Normalised rows (id, instruction, input, output) as read from the dataset. */
+  /** Normalised rows (id, instruction, input, output; conversations also messages) as read from the dataset. */
   datasetUri: string;
   scoresUri: string;
   rows: number;
@@ -53,6 +55,17 @@ export interface SegmentResult {
   thresholds: number[];
   unscored: number;
   summaryUri: string;
+}
+
+export interface ExportInput extends StepRef {
+  segment: SegmentResult;
+}
+
+export interface ExportResult {
+  /** The export folder: stage files, dataset_info.json, axolotl snippets and a README. */
+  uri: string;
+  layout: 'alpaca' | 'messages';
+  files: number;
 }
 
 export interface PrepareBenchmarksInput extends StepRef {

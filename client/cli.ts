@@ -1,6 +1,6 @@
 /**
  * The phased-ift command line: `npm run pift -- run --dataset data/demo/train.jsonl`.
- * Commands: run, validate, resume <runId>, status <runId>, list, cancel <runId>, report <runId>. Temporal is found as the workers find it
+ * Commands: run, export, validate, resume <runId>, status <runId>, list, cancel <runId>, report <runId>. Temporal is found as the workers find it
  * (workers/config.ts: a Temporal config profile, TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
  * TEMPORAL_TLS_*), and TEMPORAL_UI_URL (default http://localhost:8233) for the links it prints.
  */
@@ -44,6 +44,7 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
   try {
     const result = await followProgress(run.handle, run.handle.result());
     console.log(`\nrun ${run.runId} completed; artifacts under ${result.store}/${result.runId}/`);
+    if (result.export) console.log(`stages for LLaMA-Factory and axolotl: ${result.export.uri} (see its README.md)`);
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
     if (result.report) console.log(`report: ${result.report.htmlUri}`);
   } catch (err) {
@@ -58,32 +59,48 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
   }
 }
 
+type StartOptions = InputOptions & { check: boolean; wait: boolean };
+
+async function startAndFollow(opts: StartOptions, adjust: (input: PipelineInput) => PipelineInput = (i) => i) {
+  const built = adjust(buildInput(opts));
+  const runId = built.runId ?? newRunId();
+  const input: PipelineInput = { ...built, runId };
+  // Nothing starts until the input passes: a typo must not leave a failed run behind.
+  const validation = await validateInput(input, runId, { env: process.env, mode: 'before-start', io: opts.check });
+  for (const note of validation.skipped) console.log(`not checked here: ${note}`);
+  await withClient(async (client) =>
+    waitAndReport(client, await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }), opts.wait),
+  );
+}
+
 const program = new Command('pift').description('Phased Instruction Fine-Tuning on Temporal');
 
 program
   .command('run')
   .description('check the input, then start a run and follow it')
-  .option('--dataset <uri>', 'Alpaca JSONL/JSON: s3://..., file://... or a local path')
+  .option(
+    '--dataset <uri>',
+    'the dataset (Alpaca or conversations; JSONL, JSON, Parquet, CSV): s3://..., file://... or a local path',
+  )
   .option('--input <file>', 'the whole workflow input as a JSON file (fields as in README "Workflow input")')
   .option('--run-id <id>', 'run id (default: generated)')
   .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
   .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
   .option('--no-wait', 'print the run id and the Web UI link, do not follow')
-  .action(async (opts: InputOptions & { check: boolean; wait: boolean }) => {
-    const built = buildInput(opts);
-    const runId = built.runId ?? newRunId();
-    const input: PipelineInput = { ...built, runId };
-    // Nothing starts until the input passes: a typo must not leave a failed run behind.
-    const validation = await validateInput(input, runId, { env: process.env, mode: 'before-start', io: opts.check });
-    for (const note of validation.skipped) console.log(`not checked here: ${note}`);
-    await withClient(async (client) =>
-      waitAndReport(
-        client,
-        await startRun(client, input, { taskQueue: cfg.cpuTaskQueue, uiUrl: cfg.uiUrl }),
-        opts.wait,
-      ),
-    );
-  });
+  .action((opts: StartOptions) => startAndFollow(opts));
+
+program
+  .command('export')
+  .description('score and segment only, then write the stages for LLaMA-Factory and axolotl (no GPU worker needed)')
+  .option('--dataset <uri>', 'the dataset: s3://..., file://... or a local path')
+  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in README "Workflow input")')
+  .option('--run-id <id>', 'run id (default: generated)')
+  .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
+  .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
+  .option('--no-wait', 'print the run id and the Web UI link, do not follow')
+  .action((opts: StartOptions) =>
+    startAndFollow(opts, (input) => ({ ...input, training: { ...input.training, mode: 'export-only' } })),
+  );
 
 program
   .command('validate')

@@ -272,7 +272,7 @@ describe('parseBenchmark', () => {
     ]);
     throwsInvalid(
       () => parseBenchmark(jsonl({ question: 'x' }), 'mine.jsonl', 'mine'),
-      /^mine\.jsonl line 1: missing a prompt field \(one of "instruction", "Instruction", "prompt", "text"\)$/,
+      /^mine\.jsonl line 1: missing a prompt field \(one of "instruction", "Instruction", "prompt", "text", or a "messages" or "conversations" list of turns\)$/,
       { line: 1 },
     );
     throwsInvalid(

@@ -16,7 +16,7 @@ import {
 // Only import the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
-import type { GenerateResult, TrainResult } from '../activities/types';
+import type { ExportResult, GenerateResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
 import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
@@ -34,6 +34,8 @@ export interface PipelineResult {
   scorer: string;
   stages: Array<{ stage: number; rows: number; minScore: number | null; maxScore: number | null }>;
   training: TrainResult[];
+  /** The stages written for other trainers (runs started before the export step have none). */
+  export?: ExportResult;
   evaluation?: {
     resultsUri: string;
     markdownUri: string;
@@ -120,13 +122,15 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       ...ref,
       dataset: cfg.dataset,
       datasetFormat: cfg.datasetFormat,
+      ...(cfg.datasetColumns ? { datasetColumns: cfg.datasetColumns } : {}),
       scorer: cfg.scorer,
       maxRowBytes: cfg.maxRowBytes,
     });
     progress.finished.push('score');
 
     enter('segment');
-    const useHeldout = cfg.baseline.mode !== 'skip' && cfg.evaluation.benchmarks.length === 0;
+    const exportOnly = cfg.training.mode === 'export-only';
+    const useHeldout = !exportOnly && cfg.baseline.mode !== 'skip' && cfg.evaluation.benchmarks.length === 0;
     const seg = await cpuAs('segment').segmentStages({
       ...ref,
       score,
@@ -135,6 +139,28 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       heldoutMax: cfg.evaluation.heldoutMax,
     });
     progress.finished.push('segment');
+
+    // Runs recorded before the export step replay without it.
+    const exported = patched('export-stages')
+      ? await cpuAs('export').exportStages({ ...ref, segment: seg })
+      : undefined;
+    const stagesSummary = seg.stages.map(({ stage, rows, minScore, maxScore }) => ({
+      stage,
+      rows,
+      minScore,
+      maxScore,
+    }));
+    if (exportOnly) {
+      enter('done');
+      return {
+        runId: cfg.runId,
+        store: cfg.store,
+        scorer: score.scorer,
+        stages: stagesSummary,
+        training: [],
+        export: exported,
+      };
+    }
 
     // Benchmarks are read and checked before hours of training, so a bad prompt file fails the run at once.
     const benchmarks =
@@ -200,8 +226,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       runId: cfg.runId,
       store: cfg.store,
       scorer: score.scorer,
-      stages: seg.stages.map(({ stage, rows, minScore, maxScore }) => ({ stage, rows, minScore, maxScore })),
+      stages: stagesSummary,
       training: baseline ? [...stageModels, baseline] : stageModels,
+      ...(exported ? { export: exported } : {}),
     };
     if (cfg.baseline.mode === 'skip') {
       enter('done');

@@ -29,6 +29,8 @@ const { preflight } = proxyActivities<CpuActivities>({
  */
 export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
   const { gpuCheckWait } = await preflight(cfg);
+  // Nothing is trained: no model to check, no GPU worker needed.
+  if (cfg.training.mode === 'export-only') return;
   const { checkModel } = proxyActivities<GpuActivities>({
     taskQueue: modelCheckQueue(cfg.gpuTaskQueue),
     summary: 'check-model',

@@ -51,6 +51,16 @@ export const segmentKeys = (runId: string) => {
   };
 };
 
+/** Stage files and dataset descriptions for other trainers (LLaMA-Factory, axolotl), all in one folder. */
+export const exportKeys = (runId: string) => {
+  const dir = `${runId}/export`;
+  return {
+    dir,
+    manifest: `${dir}/${MANIFEST}`,
+    file: (name: string) => `${dir}/${name}`,
+  };
+};
+
 export const benchmarkKeys = (runId: string) => {
   const dir = `${runId}/benchmarks`;
   return {

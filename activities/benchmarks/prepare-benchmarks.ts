@@ -1,6 +1,6 @@
 import { allowedLocation, openObject, openStore } from '../../store';
-import { parseBenchmark, type BenchmarkPrompt } from '../datasets/parse';
-import { readUserFile } from '../datasets/read-user-file';
+import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse';
+import { readDatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
@@ -18,11 +18,13 @@ export async function prepareBenchmarks(
   const keys = benchmarkKeys(input.runId);
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
   for (const [i, bench] of input.benchmarks.entries()) {
-    const { text, source } = await readUserFile(deps, bench.uri, `input.evaluation.benchmarks[${i}].uri`);
-    sources.push({
-      name: bench.name,
-      prompts: parseBenchmark(text, source, bench.name, { maxRowBytes: input.maxRowBytes }),
-    });
+    const field = `input.evaluation.benchmarks[${i}].uri`;
+    // Read record by record, in any file type a dataset may have; the prompts are small and kept.
+    const file = readDatasetRows(deps, bench.uri, { field, maxRowBytes: input.maxRowBytes });
+    const build = benchmarkPromptBuilder(file.source, bench.name);
+    const prompts: BenchmarkPrompt[] = [];
+    for await (const rec of file.records()) prompts.push(build(rec));
+    sources.push({ name: bench.name, prompts });
   }
   if (input.heldout) {
     const { store: s, key } = openObject(input.heldout.uri, deps.env);

@@ -74,8 +74,8 @@ function utf8(bytes: Uint8Array, source: string): string {
   }
 }
 
-/** Only called once the whole file failed: decodes line by line to name the first bad one. */
-function firstInvalidLine(bytes: Uint8Array): number {
+/** Only called once the bytes failed: decodes line by line to name the first bad one (1-based within `bytes`). */
+export function firstInvalidLine(bytes: Uint8Array): number {
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let line = 1;
   let start = 0;

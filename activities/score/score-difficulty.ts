@@ -2,11 +2,10 @@ import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import pLimit from 'p-limit';
 import { allowedLocation, openStore } from '../../store';
-import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
-import { readUserFile } from '../datasets/read-user-file';
+import { readDatasetRows } from '../datasets/read-dataset';
+import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../../common/failures';
-import { hashInputs, sha256 } from '../artifacts/hashing';
+import { hashInputs } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
 import { jsonlPart } from '../artifacts/parts';
 import { scoreKeys } from '../artifacts/run-keys';
@@ -14,7 +13,7 @@ import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
-import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
+import { scoreMessagesFor, scorePromptFor } from './score-prompt';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -31,9 +30,9 @@ export interface ScoreRow {
 /** Rows per committed part: a retried activity rescores only the parts that were not committed. */
 const PART_ROWS = 100;
 
-type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Promise<ScoreRow> };
+type Scorer = { label: string; offline: boolean; score: (row: DatasetRow) => Promise<ScoreRow> };
 
-function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
+function makeScorer(input: ScoreInput, deps: ActivityDeps, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
@@ -47,7 +46,7 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
         id: row.id,
         score: offlineHeuristicScore(row),
         scorer: OFFLINE_SCORER_LABEL,
-        promptSha256: SCORE_PROMPT_SHA256,
+        promptSha256,
       }),
     };
   }
@@ -55,15 +54,16 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   return {
     label: source.model,
     offline: false,
-    score: (row) => askScore(endpoint, source, row, input.scorer.parseRetries),
+    score: (row) => askScore(endpoint, source, row, input.scorer.parseRetries, promptSha256),
   };
 }
 
 async function askScore(
   endpoint: LlmEndpoint,
   { model, setting }: ModelSource,
-  row: AlpacaRow,
+  row: DatasetRow,
   parseRetries: number,
+  promptSha256: string,
 ): Promise<ScoreRow> {
   let raw = '';
   let reason = '';
@@ -71,7 +71,7 @@ async function askScore(
     // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
     const reply = await complete(
       endpoint,
-      { model, messages: buildScoreMessages(row.instruction, row.input), temperature: 0, n: 1, max_tokens: 8 },
+      { model, messages: scoreMessagesFor(row), temperature: 0, n: 1, max_tokens: 8 },
       setting,
     );
     if ('rejected' in reply) {
@@ -79,20 +79,20 @@ async function askScore(
         id: row.id,
         score: null,
         scorer: model,
-        promptSha256: SCORE_PROMPT_SHA256,
+        promptSha256,
         error: `request rejected: ${reply.rejected}`,
       };
     }
     raw = reply.content;
     const parsed = parseScore(raw);
-    if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256: SCORE_PROMPT_SHA256 };
+    if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256 };
     reason = parsed.reason;
   }
   return {
     id: row.id,
     score: null,
     scorer: model,
-    promptSha256: SCORE_PROMPT_SHA256,
+    promptSha256,
     raw,
     error: `unparseable answer: ${reason}`,
   };
@@ -106,32 +106,33 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const ctx = Context.current();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = scoreKeys(input.runId);
-  const { text, source } = await readUserFile(deps, input.dataset, 'input.dataset');
-  if (input.datasetFormat === 'alpaca-json' && !text.trimStart().startsWith('[')) {
-    throw new InvalidDataError(`${source}: datasetFormat is "alpaca-json" but the file is not a JSON array`, {
-      file: source,
-      field: 'input.datasetFormat',
-    });
-  }
-  // Every row is checked before a single request is sent.
-  const rows = parseAlpaca(text, source, { maxRowBytes: input.maxRowBytes });
-  const scorer = makeScorer(input, deps);
+  const dataset = readDatasetRows(deps, input.dataset, {
+    format: input.datasetFormat,
+    columns: input.datasetColumns,
+    maxRowBytes: input.maxRowBytes,
+  });
+  // Every row is checked before a single request is sent. Collected here for now: scoring still takes an array.
+  const rows: DatasetRow[] = [];
+  for await (const row of dataset) rows.push(row);
+  const prompt = scorePromptFor(dataset.layout);
+  const scorer = makeScorer(input, deps, prompt.sha256);
   const inputsHash = hashInputs({
-    dataset: sha256(text),
+    // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
+    dataset: dataset.sha256,
     scorer: scorer.label,
-    prompt: SCORE_PROMPT_SHA256,
+    prompt: prompt.sha256,
     parseRetries: input.scorer.parseRetries,
+    // Only when given: the same file read through another mapping is another dataset.
+    ...(input.datasetColumns ? { columns: input.datasetColumns } : {}),
   });
   const progress = { scored: 0, total: rows.length };
   return runStep(
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
     async (out) => {
-      const datasetJsonl = toJsonl(
-        rows.map(({ id, instruction, input: inp, output }) => ({ id, instruction, input: inp, output })),
-      );
+      const datasetJsonl = toJsonl(rows.map(storedRow));
       await out.put(keys.dataset, datasetJsonl);
-      await out.put(keys.prompt, SCORE_PROMPT_TEMPLATE);
+      await out.put(keys.prompt, prompt.template);
 
       const limit = pLimit(input.scorer.concurrency);
       const parts = Math.ceil(rows.length / PART_ROWS);
@@ -191,7 +192,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         failed: failed.length,
         scorer: scorer.label,
         offline: scorer.offline,
-        promptSha256: SCORE_PROMPT_SHA256,
+        promptSha256: prompt.sha256,
         histogram,
         sha256: scores.sha256,
       };

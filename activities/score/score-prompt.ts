@@ -6,6 +6,7 @@
  */
 import { sha256 } from '../artifacts/hashing';
 import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
+import { isConversation, type DatasetRow } from '../datasets/rows';
 
 export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
 
@@ -25,6 +26,61 @@ Answer with the bare number only: no words, no units, no explanation.
 
 /** sha256 (hex) of SCORE_PROMPT_TEMPLATE (pinned by a test). Activity code only: it needs node:crypto. */
 export const SCORE_PROMPT_SHA256 = sha256(SCORE_PROMPT_TEMPLATE);
+
+/**
+ * OURS, for conversation rows: the same scale, lines and answer format as SCORE_PROMPT_TEMPLATE; what is rated is the
+ * assistant's last reply, so the conversation is shown up to the last user turn (earlier assistant turns are context,
+ * and the answer being trained on is not shown, as an Alpaca row's output is not).
+ */
+export const SCORE_CONVERSATION_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to give the next reply in the conversation below well, that is, a reply to the last user turn that is correct, complete and helpful in the context of the earlier turns. A system turn, when there is one, sets the instructions the assistant must follow.
+
+Use a scale from 1 to 5, where higher means harder:
+1 = trivial: a single obvious step, no knowledge or reasoning needed.
+2 = easy: a short, familiar task with one or two steps.
+3 = moderate: several steps, some knowledge, or a specific output format.
+4 = hard: multi-step reasoning, specialised knowledge or careful, constrained writing.
+5 = very hard: long chains of reasoning, expert knowledge or many strict constraints at once.
+You may use one decimal place, for example 2.5.
+
+Answer with the bare number only: no words, no units, no explanation.
+
+[Conversation]
+{text}
+[End of Conversation]`;
+
+export const SCORE_CONVERSATION_PROMPT_SHA256 = sha256(SCORE_CONVERSATION_PROMPT_TEMPLATE);
+
+const SPEAKER = { system: 'System', user: 'User', assistant: 'Assistant' } as const;
+
+/** The conversation as the scoring prompt shows it: each turn up to the last user turn, `User: …` / `Assistant: …`. */
+export function conversationText(
+  messages: ReadonlyArray<{ role: 'system' | 'user' | 'assistant'; content: string }>,
+): string {
+  const lastUser = messages.map((m) => m.role).lastIndexOf('user');
+  return messages
+    .slice(0, lastUser + 1)
+    .map((m) => `${SPEAKER[m.role]}: ${m.content}`)
+    .join('\n\n');
+}
+
+/** The prompt a dataset's rows are scored with: the paper-scale Alpaca prompt, or its conversation wording. */
+export function scorePromptFor(layout: 'alpaca' | 'sharegpt' | 'messages' | undefined): {
+  template: string;
+  sha256: string;
+} {
+  return layout === 'sharegpt' || layout === 'messages'
+    ? { template: SCORE_CONVERSATION_PROMPT_TEMPLATE, sha256: SCORE_CONVERSATION_PROMPT_SHA256 }
+    : { template: SCORE_PROMPT_TEMPLATE, sha256: SCORE_PROMPT_SHA256 };
+}
+
+/** The scoring request's messages for any dataset row: Alpaca rows exactly as buildScoreMessages builds them. */
+export function scoreMessagesFor(row: DatasetRow): Array<{ role: 'user'; content: string }> {
+  if (!isConversation(row)) return buildScoreMessages(row.instruction, row.input);
+  // split/join, not replace: a `$&` inside the row must stay literal.
+  return [
+    { role: 'user', content: SCORE_CONVERSATION_PROMPT_TEMPLATE.split('{text}').join(conversationText(row.messages)) },
+  ];
+}
 
 /** [ours] temperature 0, one sample; a bare number needs only a few tokens. */
 export const SCORE_DECODING = {

@@ -49,8 +49,10 @@ export function parseInputLocations(
     parseObjectUri(uri, { setting: field });
     allowedLocation(uri, fileRoots, field);
   }
-  const models = [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
-  if (cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
+  // An export-only run trains nothing, so it names no model to check.
+  const models =
+    cfg.training.mode === 'export-only' ? [] : [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
+  if (cfg.training.mode !== 'export-only' && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
     models.push({ field: 'input.baseline.checkpoint', value: cfg.baseline.checkpoint });
   }
   return {

@@ -82,7 +82,7 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
   const deployment = workerDefaults(env);
   return {
-    ...(input as Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'maxRowBytes'>),
+    ...(input as Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'datasetColumns' | 'maxRowBytes'>),
     runId,
     store: input.store ?? deployment.store,
     // The CPU and GPU workers read the same variable, so a run goes where the GPU worker polls.

@@ -20,6 +20,37 @@ const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : 
 const byModel = (k: keyof typeof paper) =>
   (paper[k] as number) === tiny[k] ? num(paper[k]) : `${num(paper[k])} (builtin tiny model: ${num(tiny[k])})`;
 
+/** `auto`, or `<layout>-<file kind>`; the layouts and file kinds activities/datasets/read-dataset.ts reads. */
+export const DATASET_FORMATS = [
+  'auto',
+  'alpaca-jsonl',
+  'alpaca-json',
+  'alpaca-parquet',
+  'alpaca-csv',
+  'sharegpt-jsonl',
+  'sharegpt-json',
+  'sharegpt-parquet',
+  'sharegpt-csv',
+  'messages-jsonl',
+  'messages-json',
+  'messages-parquet',
+  'messages-csv',
+] as const;
+
+const column = (what: string) => optional(Type.String({ minLength: 1 }), { source: 'ours', description: what });
+
+export const DatasetColumnsSchema = Type.Object(
+  {
+    instruction: column('field holding the instruction (Alpaca; default `instruction`)'),
+    input: column('field holding the input (Alpaca; default `input`)'),
+    output: column('field holding the answer (Alpaca; default `output`)'),
+    messages: column('field holding the list of turns (default `conversations` for ShareGPT, `messages` for OpenAI)'),
+    system: column('field holding a system prompt beside the turns (conversations; default `system`)'),
+    id: column('field holding the row id (default `id`)'),
+  },
+  { additionalProperties: false },
+);
+
 export const ScorerSchema = Type.Object(
   {
     kind: withDefault(llmKind(), 'auto', {
@@ -85,6 +116,12 @@ export const StagesSchema = Type.Object(
 
 export const TrainingSchema = Type.Object(
   {
+    mode: optional(stringEnum(['train', 'export-only'] as const), {
+      source: 'ours',
+      defaultText: '`train`',
+      description:
+        "`export-only`: score, segment and write the stages for LLaMA-Factory and axolotl (the run's `export/` folder), then stop; no GPU worker is needed",
+    }),
     baseModel: withDefault(Type.String({ minLength: 1 }), 'builtin:tiny-llama', {
       source: 'ours',
       description:
@@ -246,11 +283,18 @@ export const PipelineInputSchema = Type.Object(
   {
     dataset: required(Type.String({ minLength: 1 }), {
       description:
-        "Alpaca JSONL or JSON (`instruction`, `input`, `output`, optional `id`), UTF-8, plain or gzip: `s3://…`, `file://…` or a path under the worker's `PIFT_FILE_ROOTS`",
+        "Alpaca (`instruction`, `input`, `output`, optional `id`) or conversations (ShareGPT `conversations` of `from`/`value`, OpenAI `messages` of `role`/`content`) in JSONL, JSON, Parquet or CSV, UTF-8, plain or gzip: `s3://…`, `file://…` or a path under the worker's `PIFT_FILE_ROOTS`",
     }),
-    datasetFormat: withDefault(stringEnum(['auto', 'alpaca-jsonl', 'alpaca-json'] as const), 'auto', {
+    datasetFormat: withDefault(stringEnum(DATASET_FORMATS), 'auto', {
       source: 'ours',
-      description: '`auto` tells JSONL from a JSON array by content',
+      description:
+        '`auto`: Parquet and CSV by the file name (`.parquet`, `.csv`, also gzipped), JSONL or a JSON array by content, the layout from the first row; or `<layout>-<file>` with layout `alpaca`, `sharegpt` or `messages` and file `jsonl`, `json`, `parquet` or `csv`',
+    }),
+    datasetColumns: optional(DatasetColumnsSchema, {
+      source: 'ours',
+      defaultText: "the layout's own names",
+      description:
+        'the dataset\'s field names for other layouts, like LLaMA-Factory\'s `columns`: `{ "output": "response" }`',
     }),
     maxRowBytes: withDefault(Type.Integer({ minimum: 1 }), MAX_ROW_BYTES, {
       source: 'ours',
@@ -285,6 +329,7 @@ export const PipelineInputSchema = Type.Object(
 );
 
 export type PipelineInput = Static<typeof PipelineInputSchema>;
+export type DatasetColumns = Static<typeof DatasetColumnsSchema>;
 export type ScorerOptions = Filled<typeof ScorerSchema>;
 export type StageOptions = Filled<typeof StagesSchema>;
 export type TrainingOptions = Filled<typeof TrainingSchema>;
@@ -303,6 +348,8 @@ export type ResolvedTraining = Prettify<
 export interface ResolvedInput {
   dataset: string;
   datasetFormat: Filled<typeof PipelineInputSchema>['datasetFormat'];
+  /** Absent unless given: runs without it hash and replay as before. */
+  datasetColumns?: DatasetColumns;
   maxRowBytes: number;
   runId: string;
   store: string;

@@ -1,0 +1,241 @@
+/**
+ * A training dataset read row by row, whatever its file type and layout: JSONL and JSON arrays (plain or gzip, read
+ * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (one row group at a time). Only one
+ * record (or one Parquet row group) is held at a time, plus the ids seen, which must be unique.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { parse as csvParse, CsvError } from 'csv-parse';
+import { InvalidDataError } from '../../common/failures';
+import { MAX_ROW_BYTES } from '../../common/settings/constants';
+import { DATASET_FORMATS } from '../../common/settings/schema';
+import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
+import { sha256File } from '../artifacts/hashing';
+import type { ActivityDeps } from '../deps';
+import { hyparquet } from './hyparquet';
+import { isPlainObject, JsonRecordSplitter, type SourceRecord } from './json-records';
+import { detectLayout, rowBuilder, type DatasetColumns, type DatasetLayout, type DatasetRow } from './rows';
+import { unpackedBytes, utf8Chunks } from './text-stream';
+
+export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
+export type DatasetFileKind = (typeof DATASET_FILE_KINDS)[number];
+export const DATASET_LAYOUTS = ['alpaca', 'sharegpt', 'messages'] as const;
+
+/** `auto`, or `<layout>-<file kind>`: `alpaca-jsonl`, `sharegpt-parquet`, `messages-csv`, ... */
+export type DatasetFormat = (typeof DATASET_FORMATS)[number];
+
+export interface ReadDatasetOptions {
+  /** Default 'auto': the file kind from the name (`.parquet`, `.csv`) or the content, the layout from the first row. */
+  format?: DatasetFormat;
+  columns?: DatasetColumns;
+  /** Largest row in UTF-8 bytes (a JSONL line, a JSON array element, a CSV record). */
+  maxRowBytes?: number;
+  /** The input field that named the file, for messages (default `input.dataset`). */
+  field?: string;
+}
+
+/** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
+export function fileKindOf(name: string, format: DatasetFormat = 'auto'): DatasetFileKind | undefined {
+  if (format !== 'auto') return format.slice(format.indexOf('-') + 1) as DatasetFileKind;
+  const plain = name.toLowerCase().replace(/\.gz$/, '');
+  if (plain.endsWith('.parquet') || plain.endsWith('.pq')) return 'parquet';
+  if (plain.endsWith('.csv')) return 'csv';
+  return undefined; // JSON or JSONL, told apart by the first character
+}
+
+/**
+ * The rows of a dataset as an async iterable. After a complete iteration `sha256` is the digest of the file's
+ * (unpacked) bytes, which for JSON and JSONL is the sha256 of the text a whole-file read gave, and `layout` and `rows`
+ * say what was read. Each iteration reads the file again.
+ */
+export class DatasetRows implements AsyncIterable<DatasetRow> {
+  readonly source: string;
+  sha256: string | undefined;
+  layout: DatasetLayout | undefined;
+  rows = 0;
+  private readonly store: ObjectStore;
+  private readonly key: string;
+  private readonly format: DatasetFormat;
+  private readonly field: string;
+
+  constructor(
+    private readonly deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
+    private readonly uri: string,
+    private readonly options: ReadDatasetOptions = {},
+  ) {
+    this.field = options.field ?? 'input.dataset';
+    this.format = options.format ?? 'auto';
+    const opened = openObject(allowedLocation(uri, deps.fileRoots, this.field), deps.env, { setting: this.field });
+    this.store = opened.store;
+    this.key = opened.key;
+    this.source = basename(opened.key);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<DatasetRow> {
+    this.sha256 = undefined;
+    this.rows = 0;
+    const records = this.records();
+    const columns = this.options.columns ?? {};
+    let build: ((rec: SourceRecord) => DatasetRow) | undefined;
+    for await (const rec of records) {
+      if (build === undefined) {
+        const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
+        this.layout = given ?? detectLayout(this.source, rec, columns);
+        build = rowBuilder(this.source, this.layout, columns);
+      }
+      const row = build(rec);
+      this.rows += 1;
+      yield row;
+    }
+  }
+
+  /** The file's records before any layout is applied (a benchmark file's prompts are read from these). */
+  records(): AsyncGenerator<SourceRecord> {
+    const kind = fileKindOf(this.source, this.format);
+    return kind === 'parquet' ? this.parquetRecords() : this.streamRecords(kind);
+  }
+
+  private notFound(err: unknown): never {
+    if (err instanceof NotFoundError) {
+      throw new InvalidDataError(`${this.field}: ${this.uri} does not exist`, { field: this.field, file: this.uri });
+    }
+    throw err;
+  }
+
+  private async open(): Promise<Readable> {
+    try {
+      return await this.store.getStream(this.key);
+    } catch (err) {
+      this.notFound(err);
+    }
+  }
+
+  /** JSON, JSONL or CSV: bytes unpacked, checked as UTF-8 and hashed on the way. */
+  private async *streamRecords(kind: DatasetFileKind | undefined): AsyncGenerator<SourceRecord> {
+    const hash = createHash('sha256');
+    const text = utf8Chunks(unpackedBytes(await this.open(), this.source), this.source, hash);
+    const maxRowBytes = this.options.maxRowBytes ?? MAX_ROW_BYTES;
+    if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
+    else {
+      const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
+      for await (const chunk of text) {
+        const records = splitter.push(chunk);
+        if (kind === 'json' && splitter.isArray === false) {
+          throw new InvalidDataError(
+            `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,
+            { file: this.source, field: 'input.datasetFormat' },
+          );
+        }
+        yield* records;
+      }
+      yield* splitter.end();
+    }
+    this.sha256 = hash.digest('hex');
+  }
+
+  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the scratch folder. */
+  private async *parquetRecords(): AsyncGenerator<SourceRecord> {
+    let path = localPathOf(this.uri, this.field);
+    let scratch: string | undefined;
+    if (path === undefined) {
+      scratch = join(this.deps.workDir, 'datasets', `${randomUUID()}-${this.source}`);
+      await mkdir(join(this.deps.workDir, 'datasets'), { recursive: true });
+      try {
+        await this.store.getFile(this.key, scratch);
+      } catch (err) {
+        this.notFound(err);
+      }
+      path = scratch;
+    } else if (!(await this.store.exists(this.key))) this.notFound(new NotFoundError(this.uri));
+    try {
+      yield* parquetRecords(path, this.source);
+      this.sha256 = await sha256File(path);
+    } finally {
+      if (scratch) await rm(scratch, { force: true });
+    }
+  }
+}
+
+/** The rows of the dataset at `uri`, read as a stream (see DatasetRows). */
+export function readDatasetRows(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
+  uri: string,
+  options: ReadDatasetOptions = {},
+): DatasetRows {
+  return new DatasetRows(deps, uri, options);
+}
+
+/** CSV with a header line; records are named by the line they end on. A cell holding a list of turns is JSON text. */
+async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBytes: number) {
+  const parser = csvParse({
+    columns: true,
+    bom: true,
+    info: true,
+    skip_empty_lines: true,
+    max_record_size: maxRowBytes,
+  });
+  const feed = (async () => {
+    try {
+      for await (const chunk of text) if (!parser.write(chunk)) await new Promise((r) => parser.once('drain', r));
+      parser.end();
+    } catch (err) {
+      parser.destroy(err as Error);
+    }
+  })();
+  let index = 0;
+  try {
+    for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+      yield { value: item.record, line: item.info.lines, index: index++ };
+    }
+  } catch (err) {
+    if (err instanceof CsvError) {
+      // csv-parse quotes the offending text in its message: only its code and line are kept.
+      const line = (err as CsvError & { lines?: number }).lines;
+      const where = line === undefined ? source : `${source} line ${line}`;
+      const field = err.code === 'CSV_MAX_RECORD_SIZE' ? 'maxRowBytes' : undefined;
+      throw new InvalidDataError(`${where}: invalid CSV (${err.code})`, { file: source, line, field });
+    }
+    throw err;
+  } finally {
+    parser.destroy();
+    await feed;
+  }
+  if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
+}
+
+const toNumber = (n: bigint | number): number => Number(n);
+
+/** Plain values for a row: Parquet INT64 ids come back as bigint, kept so that the id reads as its digits. */
+async function* parquetRecords(path: string, source: string): AsyncGenerator<SourceRecord> {
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = hyparquet();
+  const file = await asyncBufferFromFile(path);
+  let metadata;
+  try {
+    metadata = await parquetMetadataAsync(file);
+  } catch (err) {
+    throw new InvalidDataError(`${source}: not a readable Parquet file (${(err as Error).message.slice(0, 80)})`, {
+      file: source,
+    });
+  }
+  let rowStart = 0;
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + toNumber(group.num_rows);
+    let rows: Array<Record<string, unknown>>;
+    try {
+      rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd });
+    } catch (err) {
+      throw new InvalidDataError(
+        `${source} row ${rowStart + 1}: the row group starting here cannot be read (${(err as Error).message.slice(0, 80)})`,
+        { file: source, line: rowStart + 1 },
+      );
+    }
+    for (const [i, value] of rows.entries()) {
+      if (!isPlainObject(value)) continue;
+      yield { value, line: rowStart + i + 1, index: rowStart + i, unit: 'row' };
+    }
+    rowStart = rowEnd;
+  }
+  if (rowStart === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
+}

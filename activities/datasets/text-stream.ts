@@ -1,0 +1,133 @@
+// A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
+// chunk, so no file is ever held whole. Same rules and messages as decode.ts, which reads a file held in memory.
+import { createHash, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { InvalidDataError } from '../../common/failures';
+import { compressionOf, firstInvalidLine } from './decode';
+
+/** The longest signature SIGNATURES in decode.ts checks; that many bytes are looked at before anything is decoded. */
+const SNIFF_BYTES = 6;
+
+/** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */
+export async function* unpackedBytes(input: Readable, source: string): AsyncGenerator<Buffer> {
+  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let head = Buffer.alloc(0);
+  while (head.length < SNIFF_BYTES) {
+    const next = await iterator.next();
+    if (next.done) break;
+    head = Buffer.concat([head, next.value]);
+  }
+  const format = compressionOf(head);
+  if (head.subarray(0, 4).toString('latin1') === 'PAR1') {
+    input.destroy();
+    throw new InvalidDataError(
+      `${source}: the file is Parquet; name it .parquet or set datasetFormat to "<layout>-parquet"`,
+      { file: source, field: 'input.datasetFormat' },
+    );
+  }
+  if (format !== undefined && format !== 'gzip') {
+    input.destroy();
+    throw new InvalidDataError(
+      `${source}: the file is ${format}-compressed, which is not supported; decompress it or compress it with gzip`,
+      { file: source },
+    );
+  }
+  async function* raw(): AsyncGenerator<Buffer> {
+    if (head.length) yield head;
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+  }
+  if (format === undefined) {
+    yield* raw();
+    return;
+  }
+  const gunzip = createGunzip();
+  const feed = (async () => {
+    try {
+      for await (const chunk of raw()) if (!gunzip.write(chunk)) await new Promise((r) => gunzip.once('drain', r));
+      gunzip.end();
+    } catch (err) {
+      gunzip.destroy(err as Error);
+    }
+  })();
+  try {
+    for await (const chunk of gunzip) yield chunk as Buffer;
+  } catch (err) {
+    if (err instanceof InvalidDataError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code?.startsWith('Z_')) {
+      throw new InvalidDataError(`${source}: gzip data is damaged (${code ?? 'unreadable'})`, { file: source });
+    }
+    throw err;
+  } finally {
+    input.destroy();
+    gunzip.destroy();
+    await feed;
+  }
+}
+
+/** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */
+function completeLength(bytes: Uint8Array): number {
+  let i = bytes.length - 1;
+  let continuation = 0;
+  while (i >= 0 && continuation < 3 && (bytes[i] & 0xc0) === 0x80) {
+    i--;
+    continuation++;
+  }
+  if (i < 0) return bytes.length;
+  const lead = bytes[i];
+  const needs = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return bytes.length - i < needs ? i : bytes.length;
+}
+
+const countNewlines = (bytes: Uint8Array): number => {
+  let n = 0;
+  for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) n++;
+  return n;
+};
+
+/**
+ * Text chunks of a byte stream that must be UTF-8; invalid bytes fail naming their line, a UTF-16 file is named as
+ * such. A BOM is kept. `hash`, when given, is fed the bytes, so it ends as the sha256 of the whole text.
+ */
+export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, hash?: Hash): AsyncGenerator<string> {
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  let carry: Buffer = Buffer.alloc(0);
+  let linesBefore = 0;
+  let first = true;
+  const decode = (part: Buffer): string => {
+    try {
+      return decoder.decode(part);
+    } catch {
+      const line = linesBefore + firstInvalidLine(part);
+      throw new InvalidDataError(`${source} line ${line}: not valid UTF-8; save the file as UTF-8`, {
+        file: source,
+        line,
+      });
+    }
+  };
+  for await (const chunk of bytes) {
+    hash?.update(chunk);
+    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    if (first && data.length >= 2) {
+      first = false;
+      if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
+        throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
+          file: source,
+          line: 1,
+        });
+      }
+    }
+    const cut = completeLength(data);
+    const whole = data.subarray(0, cut);
+    carry = Buffer.from(data.subarray(cut));
+    if (whole.length === 0) continue;
+    const text = decode(whole);
+    linesBefore += countNewlines(whole);
+    yield text;
+  }
+  if (carry.length) yield decode(carry);
+}
+
+/** The sha256 of the text `utf8Chunks` reads, once it has read to the end. */
+export const newTextHash = (): Hash => createHash('sha256');
