@@ -11,6 +11,7 @@ import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
+import { fetchHubDataset, type FetchHubDatasetInput } from './validate/hub-dataset';
 import type { EvaluateInput, ExportInput, PrepareBenchmarksInput, ScoreInput, SegmentInput, StepRef } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
@@ -28,6 +29,14 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       const { gpuCheckWait } = await preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots });
       return { gpuCheckWait };
     }),
+  // Hub datasets are read once with the `datasets` library into the run's store; the run then reads that file.
+  fetchHubDataset: (input: FetchHubDatasetInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'dataset' }),
+        () => fetchHubDataset(deps, input),
+      ),
+    ),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>

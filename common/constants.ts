@@ -20,4 +20,7 @@ export const PIFT_STEP = defineSearchAttributeKey('PiftStep', SearchAttributeTyp
 /** Label of the One-off baseline model everywhere (store keys, reports). */
 export const ONE_OFF = 'one-off';
 
+/** Datasets named by this prefix are read from the Hugging Face hub once, into the run's store. */
+export const HUB_DATASET_PREFIX = 'hf://datasets/';
+
 export const stageName = (k: number): string => `stage-${k}`;

@@ -19,7 +19,7 @@ import type { createGpuActivities } from '../activities/gpu';
 import type { ExportResult, GenerateResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
-import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
+import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
@@ -117,10 +117,19 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     // Runs recorded before these checks existed replay without them.
     if (patched('preflight-checks')) await checkBeforeScoring(cfg);
 
+    // A hub dataset is materialized into the run's store first, at a recorded commit, and read from there.
+    let dataset = cfg.dataset;
+    if (cfg.dataset.startsWith(HUB_DATASET_PREFIX) && patched('hub-dataset')) {
+      enter('dataset');
+      const fetched = await cpuAs('dataset').fetchHubDataset({ ...ref, uri: cfg.dataset });
+      progress.finished.push(`dataset@${fetched.revision}`);
+      dataset = fetched.uri;
+    }
+
     enter('score');
     const score = await cpuAs('score').scoreDifficulty({
       ...ref,
-      dataset: cfg.dataset,
+      dataset,
       datasetFormat: cfg.datasetFormat,
       ...(cfg.datasetColumns ? { datasetColumns: cfg.datasetColumns } : {}),
       scorer: cfg.scorer,

@@ -8,12 +8,13 @@ import { hashInputs } from '../artifacts/hashing';
 import { runStep } from '../artifacts/step';
 import { EXIT_DATA_ERROR, missingPackage } from '../train/trainer-process';
 import { hubEnv } from '../train/check-model';
+import { HUB_DATASET_PREFIX } from '../../common/constants';
 
 /** `hf://datasets/org/name[/config[/split]][@revision]`; the split defaults to train, the revision to main. */
 const HUB_DATASET_URI =
   /^hf:\/\/datasets\/[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*(?:\/[A-Za-z0-9][A-Za-z0-9_.-]*){0,2}(?:@[^@\s/]+)?$/;
 
-export const isHubDataset = (uri: string): boolean => uri.startsWith('hf://datasets/');
+export const isHubDataset = (uri: string): boolean => uri.startsWith(HUB_DATASET_PREFIX);
 
 /** Checks the form of a hub dataset URI without any I/O, so a typo fails before the run starts. */
 export function parseHubDataset(uri: string, field: string): string {
