@@ -9,7 +9,8 @@ export interface StepRef {
 export interface ScoreInput extends StepRef {
   dataset: string;
   datasetFormat: ResolvedInput['datasetFormat'];
-  scorer: ResolvedInput['scorer'];
+  /** `samples` is absent in runs started before the setting existed: one sample. */
+  scorer: Omit<ResolvedInput['scorer'], 'samples'> & { samples?: number };
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
 }
@@ -114,6 +115,11 @@ export interface EvaluateInput extends StepRef {
   judge: ResolvedInput['evaluation']['judge'];
   judgeModel?: string;
   concurrency: number;
+  /** Absent in runs started before these settings existed: re-asks on with 2 retries, no budget. */
+  reaskUnparseable?: boolean;
+  parseRetries?: number;
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
 }
 
 export interface EvaluateResult {

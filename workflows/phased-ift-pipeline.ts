@@ -239,6 +239,10 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       judge: cfg.evaluation.judge,
       judgeModel: cfg.evaluation.judgeModel,
       concurrency: cfg.evaluation.concurrency,
+      reaskUnparseable: cfg.evaluation.reaskUnparseable,
+      parseRetries: cfg.evaluation.parseRetries,
+      requestsPerMinute: cfg.evaluation.requestsPerMinute,
+      tokensPerMinute: cfg.evaluation.tokensPerMinute,
     });
     progress.finished.push('evaluate');
     enter('done');

@@ -1,6 +1,5 @@
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import pLimit from 'p-limit';
 import { allowedLocation, openStore } from '../../store';
 import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
 import { readUserFile } from '../datasets/read-user-file';
@@ -8,10 +7,11 @@ import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
-import { jsonlPart } from '../artifacts/parts';
+import { fromJsonl } from '../artifacts/jsonl';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
+import { inParts, runPool } from '../llm/row-pool';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
@@ -26,6 +26,9 @@ export interface ScoreRow {
   /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
   raw?: string;
   error?: string;
+  /** With `scorer.samples` > 1: each sample's score (null where it stayed unparseable) and raw answer; `score` is their mean. */
+  samples?: Array<number | null>;
+  answers?: string[];
 }
 
 /** Rows per committed part: a retried activity rescores only the parts that were not committed. */
@@ -38,6 +41,7 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
+    budget: { requestsPerMinute: input.scorer.requestsPerMinute, tokensPerMinute: input.scorer.tokensPerMinute },
   });
   if (!endpoint) {
     return {
@@ -55,8 +59,49 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   return {
     label: source.model,
     offline: false,
-    score: (row) => askScore(endpoint, source, row, input.scorer.parseRetries),
+    score: (row) => askSamples(endpoint, source, row, input.scorer.parseRetries, input.scorer.samples ?? 1),
   };
+}
+
+/** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
+type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
+
+/**
+ * One row's score. With `samples` > 1 the instruction is asked that many times and the score is the mean (the
+ * released scores hold means such as 4.125 and 4.166666666666667), every raw answer kept beside it. A sample that
+ * stays unparseable is left out of the mean; the row fails when none parsed or the endpoint rejected a request.
+ */
+async function askSamples(
+  endpoint: LlmEndpoint,
+  source: ModelSource,
+  row: AlpacaRow,
+  parseRetries: number,
+  samples: number,
+): Promise<ScoreRow> {
+  // Key order is part of the stored bytes: id, score, scorer, promptSha256, then raw / error / samples.
+  const scoreRow = (score: number | null, extra: Partial<ScoreRow> = {}): ScoreRow => ({
+    id: row.id,
+    score,
+    scorer: source.model,
+    promptSha256: SCORE_PROMPT_SHA256,
+    ...extra,
+  });
+  if (samples <= 1) {
+    const asked = await askScore(endpoint, source, row, parseRetries);
+    if (asked.score !== null) return scoreRow(asked.score);
+    return scoreRow(null, { ...(asked.raw === undefined ? {} : { raw: asked.raw }), error: asked.error });
+  }
+  const asked = await Promise.all(Array.from({ length: samples }, () => askScore(endpoint, source, row, parseRetries)));
+  const rejected = asked.find((a): a is Extract<Asked, { score: null }> => a.score === null && a.raw === undefined);
+  if (rejected) return scoreRow(null, { error: rejected.error });
+  const scores = asked.map((a) => a.score);
+  const answers = asked.map((a) => a.raw ?? '');
+  const parsed = scores.filter((x): x is number => x !== null);
+  if (!parsed.length) {
+    const first = asked[0] as Extract<Asked, { score: null }>;
+    return scoreRow(null, { raw: answers[0], error: first.error, samples: scores, answers });
+  }
+  return scoreRow(parsed.reduce((a, b) => a + b, 0) / parsed.length, { samples: scores, answers });
 }
 
 async function askScore(
@@ -64,7 +109,7 @@ async function askScore(
   { model, setting }: ModelSource,
   row: AlpacaRow,
   parseRetries: number,
-): Promise<ScoreRow> {
+): Promise<Asked> {
   let raw = '';
   let reason = '';
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
@@ -74,28 +119,13 @@ async function askScore(
       { model, messages: buildScoreMessages(row.instruction, row.input), temperature: 0, n: 1, max_tokens: 8 },
       setting,
     );
-    if ('rejected' in reply) {
-      return {
-        id: row.id,
-        score: null,
-        scorer: model,
-        promptSha256: SCORE_PROMPT_SHA256,
-        error: `request rejected: ${reply.rejected}`,
-      };
-    }
+    if ('rejected' in reply) return { score: null, error: `request rejected: ${reply.rejected}` };
     raw = reply.content;
     const parsed = parseScore(raw);
-    if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256: SCORE_PROMPT_SHA256 };
+    if (parsed.ok) return { score: parsed.score, raw };
     reason = parsed.reason;
   }
-  return {
-    id: row.id,
-    score: null,
-    scorer: model,
-    promptSha256: SCORE_PROMPT_SHA256,
-    raw,
-    error: `unparseable answer: ${reason}`,
-  };
+  return { score: null, raw, error: `unparseable answer: ${reason}` };
 }
 
 /**
@@ -121,8 +151,11 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     scorer: scorer.label,
     prompt: SCORE_PROMPT_SHA256,
     parseRetries: input.scorer.parseRetries,
+    // Only when set, so that the inputs of every run scored before samples existed hash as they did.
+    ...((input.scorer.samples ?? 1) > 1 ? { samples: input.scorer.samples } : {}),
   });
-  const progress = { scored: 0, total: rows.length };
+  // scored: rows committed in order; answered: answers received in this attempt.
+  const progress = { scored: 0, answered: 0, total: rows.length };
   return runStep(
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
@@ -133,30 +166,33 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       await out.put(keys.dataset, datasetJsonl);
       await out.put(keys.prompt, SCORE_PROMPT_TEMPLATE);
 
-      const limit = pLimit(input.scorer.concurrency);
       const parts = Math.ceil(rows.length / PART_ROWS);
       const partKey = (i: number) => keys.part(inputsHash, i);
       const all: ScoreRow[] = [];
-      for (let i = 0; i < parts; i++) {
-        const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
-        // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-        const part = { rows: chunk.length, output: false };
-        const scored = await jsonlPart(out, partKey(i), part, () =>
-          Promise.all(
-            chunk.map((row) =>
-              limit(async () => {
-                const s = await scorer.score(row);
-                // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-                progress.scored += 1;
-                ctx.heartbeat(progress);
-                return s;
-              }),
-            ),
-          ),
-        );
-        all.push(...scored);
-        progress.scored = all.length;
-      }
+      // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
+      await runPool<AlpacaRow, ScoreRow>({
+        parts: inParts(rows, PART_ROWS),
+        concurrency: input.scorer.concurrency,
+        load: async ({ index, items }) => {
+          if (!(await store.exists(partKey(index)))) return undefined;
+          const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
+          return stored.length === items.length ? stored : undefined;
+        },
+        work: async (row) => {
+          const s = await scorer.score(row);
+          progress.answered += 1;
+          // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+          ctx.heartbeat(progress);
+          return s;
+        },
+        save: async ({ index }, scored) => {
+          await store.put(partKey(index), toJsonl(scored));
+        },
+        emit: (_part, scored) => {
+          for (const r of scored) all.push(r);
+          progress.scored = all.length;
+        },
+      });
 
       const failed = all.filter((r) => r.score === null);
       if (failed.length > input.scorer.maxFailedFraction * rows.length) {
