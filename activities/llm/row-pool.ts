@@ -61,6 +61,10 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
       // Once the pool has failed, queued items are dropped instead of sending requests nobody will store.
       if (failure) throw failure.error;
       return await o.work(item, part);
+    } catch (error) {
+      // Recorded before the slot is handed over, so the next queued item sees it.
+      failure ??= { error };
+      throw error;
     } finally {
       release();
     }
