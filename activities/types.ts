@@ -9,8 +9,8 @@ export interface StepRef {
 export interface ScoreInput extends StepRef {
   dataset: string;
   datasetFormat: ResolvedInput['datasetFormat'];
-  /** `samples` is absent in runs started before the setting existed: one sample. */
-  scorer: Omit<ResolvedInput['scorer'], 'samples'> & { samples?: number };
+  /** `samples` and `cache` are absent in runs started before the settings existed: one sample, cache on. */
+  scorer: Omit<ResolvedInput['scorer'], 'samples' | 'cache'> & { samples?: number; cache?: boolean };
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
 }
@@ -120,6 +120,7 @@ export interface EvaluateInput extends StepRef {
   parseRetries?: number;
   requestsPerMinute?: number;
   tokensPerMinute?: number;
+  cache?: boolean;
 }
 
 export interface EvaluateResult {

@@ -83,7 +83,8 @@ describe('judging in one continuous pool', function () {
     const runId = `judge-${++run}`;
     const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     const deps = { ...depsFromEnv(env), env };
-    const result = mock.run(() => evaluate(deps, { ...base, runId, ...extra })) as Promise<EvaluateResult>;
+    const input = { ...base, runId, cache: false, ...extra };
+    const result = mock.run(() => evaluate(deps, input)) as Promise<EvaluateResult>;
     const file = (name: string) => readFileSync(join(dir, 'store', runId, 'evaluate', name), 'utf8');
     return { result, file };
   };
@@ -97,7 +98,7 @@ describe('judging in one continuous pool', function () {
     llm.handle(async (req) => {
       inFlight += 1;
       most = Math.max(most, inFlight);
-      await new Promise((r) => setTimeout(r, 40 + ((promptOf(req) * 7) % 11)));
+      await new Promise((r) => setTimeout(r, 250 + ((promptOf(req) * 7) % 11)));
       inFlight -= 1;
       return { content: verdictFor(req) };
     });
@@ -153,5 +154,20 @@ describe('judging in one continuous pool', function () {
       }
     }
     assert.equal(llm.requests.length, MODELS.length * BENCHES.length * PROMPTS * 2);
+  });
+
+  it('a new run judging the same answers takes every reply from the cache and asks nothing', async () => {
+    flaky();
+    const first = judge({ concurrency: 16, cache: true });
+    await first.result;
+    const asked = llm.requests.length;
+    assert.ok(asked > MODELS.length * BENCHES.length * PROMPTS * 2);
+    llm.reset();
+    // Only prompt 0's replies never parsed, so only they are asked again (3 asks per order, 2 orders, 6 pairs).
+    llm.handle(() => ({ content: 'Assistant 2 is better.' }));
+    const second = judge({ concurrency: 16, cache: true });
+    await second.result;
+    assert.equal(llm.requests.length, MODELS.length * BENCHES.length * 2 * 3);
+    assert.equal(second.file('results.json'), first.file('results.json'));
   });
 });

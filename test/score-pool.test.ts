@@ -53,7 +53,12 @@ describe('scoring in one continuous pool', function () {
 
   /** Runs the activity once, as a worker would; `runId` names the store prefix (a retry reuses it). */
   const score = (runId: string, scorer: Record<string, unknown> = {}) => {
-    const cfg = resolvePipelineInput({ dataset, store: join(dir, 'store'), runId, scorer }, 'wf', env);
+    // Each test asks its own questions: the cache shared across runs is tested on its own.
+    const cfg = resolvePipelineInput(
+      { dataset, store: join(dir, 'store'), runId, scorer: { cache: false, ...scorer } },
+      'wf',
+      env,
+    );
     const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     const deps = { ...depsFromEnv(env), env };
     return mock.run(() =>
@@ -73,7 +78,7 @@ describe('scoring in one continuous pool', function () {
     // Answers come back out of order: later rows are often faster than earlier ones.
     llm.handle((req) => ({ delayMs: (rowOf(req) * 37) % 23, then: { content: answerOf(rowOf(req)) } }));
     const one = fresh();
-    await score(one, { concurrency: 1, parseRetries: 0 });
+    await score(one, { concurrency: 3, parseRetries: 0 });
     const many = fresh();
     const result = await score(many, { concurrency: 128, parseRetries: 0 });
     assert.equal(scoresOf(one), scoresOf(many));
@@ -179,5 +184,23 @@ describe('scoring in one continuous pool', function () {
     assert.deepEqual(rows[0].answers, rows[0].samples!.map(String));
     assert.equal(rows[5].score, 11 / 3);
     assert.equal(asks.get(5), 4);
+  });
+
+  it('a new run over the same rows takes every score from the cache and asks nothing', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const first = fresh();
+    await score(first, { cache: true, samples: 2 });
+    assert.equal(llm.requests.length, ROWS * 2);
+    llm.reset();
+    llm.handle(() => ({ status: 401 }));
+    const second = fresh();
+    const result = await score(second, { cache: true, samples: 2 });
+    assert.equal(llm.requests.length, 0);
+    assert.equal(result.scored, ROWS);
+    assert.equal(scoresOf(second), scoresOf(first));
+    // Other decoding (one sample) is another question: asked, not taken from the cache.
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    await score(fresh(), { cache: true });
+    assert.equal(llm.requests.length, ROWS);
   });
 });

@@ -243,6 +243,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       parseRetries: cfg.evaluation.parseRetries,
       requestsPerMinute: cfg.evaluation.requestsPerMinute,
       tokensPerMinute: cfg.evaluation.tokensPerMinute,
+      cache: cfg.evaluation.cache,
     });
     progress.finished.push('evaluate');
     enter('done');

@@ -22,6 +22,7 @@ import {
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { runPool, type PoolPart } from '../llm/row-pool';
+import { answerCache } from '../llm/answer-cache';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -40,6 +41,8 @@ type Judge = {
   label: string;
   offline: boolean;
   reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
+  /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
+  asked?: (question: string, answer1: string, answer2: string) => Record<string, unknown>;
 };
 
 function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
@@ -66,6 +69,10 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
     },
+    asked: (question, answer1, answer2) => {
+      const { promptVersion, messages, ...decoding } = buildJudgeRequest(question, answer1, answer2, { model });
+      return { ...decoding, prompt: promptVersion, messages: sha256(JSON.stringify(messages)) };
+    },
   };
 }
 
@@ -84,6 +91,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
+  const cache = answerCache(store, 'judge', !judge.offline && (input.cache ?? true));
   const judged = {
     judge: judge.label,
     prompt: JUDGE_PROMPT_VERSION,
@@ -138,11 +146,20 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       }
       const parseRetries = reasks;
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
+      // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
+      type Replied = { reply: string; reasked: number };
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
+        const asked = judge.asked?.(question, answer1, answer2);
+        const key = asked && { ...asked, parseRetries };
+        const cached = key && (await cache.get<Replied>(key));
+        if (cached) return cached;
         let reply = '';
         for (let ask = 0; ask <= parseRetries; ask++) {
           reply = await judge.reply(question, answer1, answer2, reference);
-          if (parseVerdict(reply).ok) return { reply, reasked: ask };
+          if (parseVerdict(reply).ok) {
+            if (key) await cache.put(key, { reply, reasked: ask });
+            return { reply, reasked: ask };
+          }
         }
         return { reply, reasked: parseRetries };
       };

@@ -149,8 +149,7 @@ export async function complete(
         for (;;) {
           await endpoint.gate.acquire(cost, signal);
           try {
-            const reply = await endpoint.client.chat.completions.create(params, { signal });
-            return { content: reply.choices?.[0]?.message?.content ?? '' };
+            return { content: await ask(endpoint, params, signal) };
           } catch (err) {
             const status = err instanceof OpenAI.APIError ? err.status : undefined;
             if (status === 400 || status === 422)
@@ -175,6 +174,19 @@ export async function complete(
     );
   } finally {
     unlink();
+  }
+}
+
+/** One send of the request, on a signal of its own: the client leaves a listener on the signal it is given. */
+async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
+  const attempt = new AbortController();
+  const abort = () => attempt.abort(signal.reason);
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    const reply = await endpoint.client.chat.completions.create(params, { signal: attempt.signal });
+    return reply.choices?.[0]?.message?.content ?? '';
+  } finally {
+    signal.removeEventListener('abort', abort);
   }
 }
 

@@ -1,6 +1,6 @@
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { allowedLocation, openStore } from '../../store';
+import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { parseAlpaca, type AlpacaRow } from '../datasets/parse';
 import { readUserFile } from '../datasets/read-user-file';
 import type { ActivityDeps } from '../deps';
@@ -14,7 +14,8 @@ import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource 
 import { inParts, runPool } from '../llm/row-pool';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
-import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
+import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE, scoredText } from './score-prompt';
+import { answerCache } from '../llm/answer-cache';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -36,7 +37,7 @@ const PART_ROWS = 100;
 
 type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Promise<ScoreRow> };
 
-function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
+function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore): Scorer {
   const kind = input.scorer.kind;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
@@ -56,10 +57,28 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
     };
   }
   const source = scorerModel(deps.env, input.scorer.model);
+  const samples = input.scorer.samples ?? 1;
+  const cache = answerCache(store, 'score', input.scorer.cache ?? true);
   return {
     label: source.model,
     offline: false,
-    score: (row) => askSamples(endpoint, source, row, input.scorer.parseRetries, input.scorer.samples ?? 1),
+    score: async (row) => {
+      const material = {
+        model: source.model,
+        prompt: SCORE_PROMPT_SHA256,
+        decoding: { temperature: 0, n: 1, max_tokens: 8 },
+        samples,
+        text: sha256(scoredText(row)),
+      };
+      const cached = await cache.get<Omit<ScoreRow, 'id'>>(material);
+      if (cached) return { id: row.id, ...cached };
+      const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples);
+      if (scored.score !== null) {
+        const { id: _id, ...value } = scored;
+        await cache.put(material, value);
+      }
+      return scored;
+    },
   };
 }
 
@@ -145,7 +164,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   }
   // Every row is checked before a single request is sent.
   const rows = parseAlpaca(text, source, { maxRowBytes: input.maxRowBytes });
-  const scorer = makeScorer(input, deps);
+  const scorer = makeScorer(input, deps, store);
   const inputsHash = hashInputs({
     dataset: sha256(text),
     scorer: scorer.label,

@@ -45,6 +45,11 @@ export const ScorerSchema = Type.Object(
       defaultText: 'unset',
       description: 'estimated prompt + answer tokens per minute at most (token bucket)',
     }),
+    cache: withDefault(Type.Boolean(), true, {
+      source: 'ours',
+      description:
+        'reuse scores already bought with the same model, prompt, decoding and samples for the same text, from any run in the store (`.pift-cache/`)',
+    }),
     parseRetries: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 2, {
       source: 'ours',
       description: 'extra asks when an answer cannot be parsed',
@@ -227,6 +232,11 @@ export const EvaluationSchema = Type.Object(
       source: 'ours',
       defaultText: 'unset',
       description: 'estimated judge prompt + answer tokens per minute at most (token bucket)',
+    }),
+    cache: withDefault(Type.Boolean(), true, {
+      source: 'ours',
+      description:
+        'reuse judge replies already bought with the same judge, prompt and decoding for the same question and answers, from any run in the store',
     }),
     perStage: withDefault(Type.Boolean(), true, {
       source: 'repo',

@@ -1,0 +1,127 @@
+/**
+ * Scoring and judging throughput against the loopback fake OpenAI server with a fixed latency, through the real
+ * activities (pool, rate gate, store), as a fraction of the ceiling min(rate limit, concurrency / latency):
+ *   npx ts-node bench/scoring.ts [--latency-ms 200] [--seconds 3] [--rpm 1200]
+ * `rate_limited_fraction` runs at concurrency 32 against a requests-per-minute limit the server enforces with 429 +
+ * Retry-After, with no budget set in the input: the step learns the limit from the x-ratelimit headers.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { depsFromEnv } from '../activities/deps';
+import { evaluate } from '../activities/evaluate/evaluate';
+import { scoreDifficulty } from '../activities/score/score-difficulty';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { startFakeOpenAI } from '../test/helpers/fake-openai';
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      'latency-ms': { type: 'string', default: '200' },
+      seconds: { type: 'string', default: '3' },
+      rpm: { type: 'string', default: '1200' },
+    },
+  });
+  const latencyMs = Number(values['latency-ms']);
+  const seconds = Number(values.seconds);
+  const rpm = Number(values.rpm);
+  const llm = await startFakeOpenAI({ apiKey: 'sk-bench', latencyMs });
+  llm.handle((req) => {
+    if (String(req.messages[0].content).includes('checking the quality')) return { content: '7 8' };
+    return { content: '3.5' };
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'bench-scoring-'));
+  const env: NodeJS.ProcessEnv = {
+    PIFT_OPENAI_BASE_URL: llm.baseURL,
+    OPENAI_API_KEY: 'sk-bench',
+    PIFT_FILE_ROOTS: dir,
+    PIFT_WORKDIR: join(dir, 'work'),
+  };
+  const deps = { ...depsFromEnv(env), env };
+  const mock = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  let runs = 0;
+
+  /** Items per second of one scoring step over `rows` rows. */
+  const score = async (rows: number, scorer: Record<string, unknown>) => {
+    const dataset = join(dir, `rows-${++runs}.jsonl`);
+    writeFileSync(
+      dataset,
+      Array.from(
+        { length: rows },
+        (_, i) => `${JSON.stringify({ instruction: `Task ${runs}.${i}`, output: 'x' })}\n`,
+      ).join(''),
+    );
+    const cfg = resolvePipelineInput({ dataset, store: join(dir, 'store'), runId: `score-${runs}`, scorer }, 'wf', env);
+    const started = performance.now();
+    await mock().run(() =>
+      scoreDifficulty(deps, {
+        runId: cfg.runId,
+        store: cfg.store,
+        dataset: cfg.dataset,
+        datasetFormat: cfg.datasetFormat,
+        scorer: cfg.scorer,
+      }),
+    );
+    return rows / ((performance.now() - started) / 1000);
+  };
+
+  const ceiling = (concurrency: number, limitPerSecond = Infinity) =>
+    Math.min(limitPerSecond, concurrency / (latencyMs / 1000));
+  const figures: Record<string, number> = {};
+  for (const c of [8, 32, 128]) {
+    const rows = Math.round(ceiling(c) * seconds);
+    figures[`ceiling_fraction_c${c}`] = (await score(rows, { concurrency: c })) / ceiling(c);
+  }
+
+  llm.behave({ latencyMs, rateLimit: { requestsPerMinute: rpm } });
+  const limited = ceiling(32, rpm / 60);
+  const rateLimitedRows = Math.round(limited * Math.max(seconds, 5));
+  figures.rate_limited_fraction = (await score(rateLimitedRows, { concurrency: 32 })) / limited;
+  const rejected = llm.rateLimited;
+  llm.behave({ latencyMs });
+
+  // Judging: one candidate against the baseline on one benchmark; items are requests (two orders per prompt).
+  const prompts = Math.round((ceiling(32) * seconds) / 2);
+  const file = (name: string, rows: unknown[]) => {
+    const path = join(dir, name);
+    writeFileSync(path, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    return path;
+  };
+  const ids = Array.from({ length: prompts }, (_, i) => `p${i}`);
+  const bench = file(
+    'bench.jsonl',
+    ids.map((id, i) => ({ id, instruction: `Question ${i}`, input: '' })),
+  );
+  const answers = (model: string) => ({
+    bench: file(
+      `${model}.jsonl`,
+      ids.map((id) => ({ id, answer: `${model} answer` })),
+    ),
+  });
+  const started = performance.now();
+  await mock().run(() =>
+    evaluate(deps, {
+      runId: 'judge',
+      store: join(dir, 'store'),
+      benchmarks: [{ name: 'bench', uri: bench, prompts, withReferences: 0 }],
+      baseline: { name: 'one-off', answers: answers('one-off'), reused: false },
+      candidates: [{ name: 'stage-1', answers: answers('stage-1'), reused: false }],
+      judge: 'openai',
+      concurrency: 32,
+    }),
+  );
+  figures.judge_ceiling_fraction_c32 = (2 * prompts) / ((performance.now() - started) / 1000) / ceiling(32);
+
+  console.log(`# latency ${latencyMs} ms, rate limit ${rpm}/min (${rejected} requests answered 429)`);
+  for (const [name, value] of Object.entries(figures)) console.log(`${name}=${value.toFixed(3)}`);
+  await llm.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
