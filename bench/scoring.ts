@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import OpenAI from 'openai';
+import pLimit from 'p-limit';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { depsFromEnv } from '../activities/deps';
@@ -23,6 +25,7 @@ async function main() {
       'latency-ms': { type: 'string', default: '200' },
       seconds: { type: 'string', default: '3' },
       rpm: { type: 'string', default: '1200' },
+      'no-cache': { type: 'boolean', default: false },
     },
   });
   const latencyMs = Number(values['latency-ms']);
@@ -45,7 +48,8 @@ async function main() {
   let runs = 0;
 
   /** Items per second of one scoring step over `rows` rows. */
-  const score = async (rows: number, scorer: Record<string, unknown>) => {
+  const score = async (rows: number, options: Record<string, unknown>) => {
+    const scorer = { cache: !values['no-cache'], ...options };
     const dataset = join(dir, `rows-${++runs}.jsonl`);
     writeFileSync(
       dataset,
@@ -70,10 +74,24 @@ async function main() {
 
   const ceiling = (concurrency: number, limitPerSecond = Infinity) =>
     Math.min(limitPerSecond, concurrency / (latencyMs / 1000));
+  /** The bare client at the same concurrency, no step around it: what this machine allows at all. */
+  const client = new OpenAI({ baseURL: llm.baseURL, apiKey: 'sk-bench' });
+  const bare = async (requests: number, concurrency: number) => {
+    const limit = pLimit(concurrency);
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: requests }, (_, i) =>
+        limit(() => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: `Bare ${i}` }] })),
+      ),
+    );
+    return requests / ((performance.now() - started) / 1000);
+  };
   const figures: Record<string, number> = {};
+  const baseline: Record<string, number> = {};
   for (const c of [8, 32, 128]) {
     const rows = Math.round(ceiling(c) * seconds);
     figures[`ceiling_fraction_c${c}`] = (await score(rows, { concurrency: c })) / ceiling(c);
+    baseline[`bare_client_fraction_c${c}`] = (await bare(rows, c)) / ceiling(c);
   }
 
   llm.behave({ latencyMs, rateLimit: { requestsPerMinute: rpm } });
@@ -117,6 +135,8 @@ async function main() {
 
   console.log(`# latency ${latencyMs} ms, rate limit ${rpm}/min (${rejected} requests answered 429)`);
   for (const [name, value] of Object.entries(figures)) console.log(`${name}=${value.toFixed(3)}`);
+  console.log('# the bare openai client with p-limit on this machine, for comparison:');
+  for (const [name, value] of Object.entries(baseline)) console.log(`${name}=${value.toFixed(3)}`);
   await llm.stop();
   rmSync(dir, { recursive: true, force: true });
 }

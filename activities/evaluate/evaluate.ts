@@ -157,7 +157,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         for (let ask = 0; ask <= parseRetries; ask++) {
           reply = await judge.reply(question, answer1, answer2, reference);
           if (parseVerdict(reply).ok) {
-            if (key) await cache.put(key, { reply, reasked: ask });
+            if (key) cache.put(key, { reply, reasked: ask });
             return { reply, reasked: ask };
           }
         }
@@ -209,6 +209,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           ctx.heartbeat(progress);
         },
       });
+      await cache.flush();
       const comparisons = input.candidates.map((candidate, c) => ({
         model: candidate.name,
         perBenchmark: input.benchmarks.map((b, k) => ({

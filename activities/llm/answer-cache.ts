@@ -10,7 +10,10 @@ import { hashInputs } from '../artifacts/hashing';
  */
 export interface AnswerCache {
   get<T>(material: unknown): Promise<T | undefined>;
-  put(material: unknown, value: unknown): Promise<void>;
+  /** Starts writing an entry; the row that bought it does not wait for the write. */
+  put(material: unknown, value: unknown): void;
+  /** Waits for every write started, failing with the first that failed: a step calls it before it commits. */
+  flush(): Promise<void>;
 }
 
 export const CACHE_PREFIX = '.pift-cache';
@@ -20,10 +23,12 @@ export const cacheKey = (kind: string, material: unknown): string => {
   return `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
 };
 
-const off: AnswerCache = { get: async () => undefined, put: async () => {} };
+const off: AnswerCache = { get: async () => undefined, put: () => {}, flush: async () => {} };
 
 export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled: boolean): AnswerCache {
   if (!enabled) return off;
+  const writing = new Set<Promise<void>>();
+  let failed: { error: unknown } | undefined;
   return {
     async get<T>(material: unknown) {
       const key = cacheKey(kind, material);
@@ -34,8 +39,16 @@ export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled
         return undefined;
       }
     },
-    async put(material: unknown, value: unknown) {
-      await store.put(cacheKey(kind, material), JSON.stringify(value));
+    put(material: unknown, value: unknown) {
+      const write = store.put(cacheKey(kind, material), JSON.stringify(value)).catch((error: unknown) => {
+        failed ??= { error };
+      });
+      writing.add(write);
+      void write.finally(() => writing.delete(write));
+    },
+    async flush() {
+      await Promise.all(writing);
+      if (failed) throw failed.error;
     },
   };
 }

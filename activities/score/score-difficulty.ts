@@ -35,7 +35,13 @@ export interface ScoreRow {
 /** Rows per committed part: a retried activity rescores only the parts that were not committed. */
 const PART_ROWS = 100;
 
-type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Promise<ScoreRow> };
+type Scorer = {
+  label: string;
+  offline: boolean;
+  score: (row: AlpacaRow) => Promise<ScoreRow>;
+  /** Waits for the answer cache's writes. */
+  flush: () => Promise<void>;
+};
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore): Scorer {
   const kind = input.scorer.kind;
@@ -54,6 +60,7 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore): 
         scorer: OFFLINE_SCORER_LABEL,
         promptSha256: SCORE_PROMPT_SHA256,
       }),
+      flush: async () => {},
     };
   }
   const source = scorerModel(deps.env, input.scorer.model);
@@ -75,10 +82,11 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore): 
       const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples);
       if (scored.score !== null) {
         const { id: _id, ...value } = scored;
-        await cache.put(material, value);
+        cache.put(material, value);
       }
       return scored;
     },
+    flush: () => cache.flush(),
   };
 }
 
@@ -213,6 +221,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         },
       });
 
+      await scorer.flush();
       const failed = all.filter((r) => r.score === null);
       if (failed.length > input.scorer.maxFailedFraction * rows.length) {
         // Drop the parts holding failures so that a resumed run asks again for just those rows.
