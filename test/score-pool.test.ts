@@ -203,4 +203,16 @@ describe('scoring in one continuous pool', function () {
     await score(fresh(), { cache: true });
     assert.equal(llm.requests.length, ROWS);
   });
+
+  it("runs at the endpoint's announced requests-per-minute limit, learnt from its x-ratelimit headers", async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    llm.behave({ rateLimit: { requestsPerMinute: 3000 } }); // 50 a second
+    const started = Date.now();
+    const result = await score(fresh(), { concurrency: 64 });
+    const seconds = (Date.now() - started) / 1000;
+    assert.equal(result.scored, ROWS);
+    // Only the first burst, before the limit is known, can run into it.
+    assert.ok(llm.rateLimited <= 64, `${llm.rateLimited} requests answered 429`);
+    assert.ok(seconds >= (ROWS - 50) / 50 - 0.5, `${seconds} s: faster than the limit`);
+  });
 });

@@ -156,10 +156,8 @@ export async function complete(
               return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
             const typed = classify(endpoint, err, params.model, modelSetting, operation);
             if (typed) throw typed;
-            if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) {
-              endpoint.gate.observe(429, (err as InstanceType<typeof OpenAI.APIError>).headers);
-              continue;
-            }
+            // The gate saw this 429 (and its Retry-After) on its way through the client: the next turn waits for it.
+            if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) continue;
             throw err;
           }
         }
