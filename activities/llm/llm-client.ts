@@ -42,8 +42,14 @@ export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmE
       apiKey: apiKey ?? 'unset',
       maxRetries: opts.maxRetries,
       timeout: opts.timeoutSeconds * 1000,
-      // Every response, the ones the client retries on its own included, tells the gate about the endpoint's limits.
+      // Every response, the ones the client retries on its own included, tells the gate about the endpoint's limits;
+      // the client's own retries wait for their turn too (the first send waited in `complete`).
       fetch: async (url: string | URL | Request, init?: RequestInit) => {
+        const retry = Number(new Headers(init?.headers).get('x-stainless-retry-count') ?? 0);
+        if (retry > 0) {
+          const body = typeof init?.body === 'string' ? init.body.length : 0;
+          await gate.acquire(Math.ceil(body / 4), init?.signal ?? undefined);
+        }
         const response = await fetch(url, init);
         gate.observe(response.status, response.headers);
         return response;

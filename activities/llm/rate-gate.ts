@@ -124,7 +124,8 @@ export class RateGate {
       if (limit !== undefined && limit > 0) {
         const known = this.announced[kind];
         if (known) known.setLimit(limit);
-        else this.announced[kind] = new Bucket(limit, now, numberHeader(headers, `x-ratelimit-remaining-${kind}`));
+        // Requests sent before the limit was known are still on their way there: start from an empty bucket.
+        else this.announced[kind] = new Bucket(limit, now, 0);
       }
       const remaining = numberHeader(headers, `x-ratelimit-remaining-${kind}`);
       if (remaining === undefined) continue;
