@@ -11,7 +11,8 @@ export interface ScoreInput extends StepRef {
   datasetFormat: ResolvedInput['datasetFormat'];
   /** Absent unless the run maps field names. */
   datasetColumns?: ResolvedInput['datasetColumns'];
-  scorer: ResolvedInput['scorer'];
+  /** `samples` and `cache` are absent in runs started before the settings existed: one sample, cache on. */
+  scorer: Omit<ResolvedInput['scorer'], 'samples' | 'cache'> & { samples?: number; cache?: boolean };
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
 }
@@ -129,6 +130,12 @@ export interface EvaluateInput extends StepRef {
   judge: ResolvedInput['evaluation']['judge'];
   judgeModel?: string;
   concurrency: number;
+  /** Absent in runs started before these settings existed: re-asks on with 2 retries, no budget. */
+  reaskUnparseable?: boolean;
+  parseRetries?: number;
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  cache?: boolean;
 }
 
 export interface EvaluateResult {

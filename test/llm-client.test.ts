@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { Context } from '@temporalio/activity';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
@@ -142,5 +144,41 @@ describe('LLM requests', () => {
         (e) => e instanceof WorkerMisconfiguredError && e.setting === 'PIFT_OPENAI_BASE_URL' && /\/v1/.test(e.message),
       );
     });
+  });
+});
+
+describe('LLM requests and the activity cancellation signal', () => {
+  it('leave no listener on it, and are still aborted by it', async () => {
+    const llm = await startFakeOpenAI({ apiKey: 'sk-test' });
+    try {
+      const endpoint = endpointFor(
+        'auto',
+        'input.scorer.kind',
+        { PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-test' },
+        { maxRetries: 0, timeoutSeconds: 5 },
+      )!;
+      const request = { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] };
+      const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const counts = (await mock.run(async () => {
+        const signal = Context.current().cancellationSignal;
+        const seen: number[] = [];
+        for (let i = 0; i < 30; i++) {
+          await Promise.all([1, 2, 3].map(() => complete(endpoint, request, 'input.scorer.model')));
+          seen.push(getEventListeners(signal, 'abort').length);
+        }
+        return seen;
+      })) as number[];
+      assert.ok(Math.max(...counts) <= 1, `listeners: ${counts.join(',')}`);
+
+      llm.handle(() => ({ delayMs: 10_000, then: { content: 'late' } }));
+      const cancelling = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const started = Date.now();
+      const pending = cancelling.run(() => complete(endpoint, request, 'input.scorer.model'));
+      setTimeout(() => cancelling.cancel(), 200);
+      await assert.rejects(pending);
+      assert.ok(Date.now() - started < 5_000);
+    } finally {
+      await llm.stop();
+    }
   });
 });

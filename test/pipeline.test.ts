@@ -57,7 +57,8 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
     store: h.storeUri,
     gpuTaskQueue: h.gpuQueue,
     training: { epochs: 3, saveSteps: 4, heartbeatTimeout: '15 seconds' },
-    evaluation: { benchmarks: [{ name: 'heldout', uri: heldoutUri }], maxNewTokens: 24 },
+    // No answer cache: stages that give the same answer would share a judgment, and the counts below are exact.
+    evaluation: { benchmarks: [{ name: 'heldout', uri: heldoutUri }], maxNewTokens: 24, cache: false },
     ...extra,
   });
 
@@ -162,9 +163,11 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         const expected = (100 * (c.win + c.tie / 2)) / c.n - 50;
         assert.ok(Math.abs(row.average - expected) < 1e-9);
       }
-      // Every judged prompt was asked in both orders.
+      // Every judged prompt was asked in both orders, and the reply that never parses twice more in each.
       const judgeCalls = h.llm.requests.filter((r) => r.rawBody.includes('checking the quality'));
-      assert.equal(judgeCalls.length, 3 * 12 * 2);
+      assert.equal(judgeCalls.length, 3 * 12 * 2 + 3 * 2 * 2);
+      for (const row of results.comparisons)
+        assert.deepEqual(row.benchmarks[0].judgeReplies, { reasked: 1, stillFailed: 1 });
     });
 
     it('writes the report beside the results, and the statistics beside every win rate', async () => {

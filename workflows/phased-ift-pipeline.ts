@@ -280,6 +280,11 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       judge: cfg.evaluation.judge,
       judgeModel: cfg.evaluation.judgeModel,
       concurrency: cfg.evaluation.concurrency,
+      reaskUnparseable: cfg.evaluation.reaskUnparseable,
+      parseRetries: cfg.evaluation.parseRetries,
+      requestsPerMinute: cfg.evaluation.requestsPerMinute,
+      tokensPerMinute: cfg.evaluation.tokensPerMinute,
+      cache: cfg.evaluation.cache,
     });
     progress.finished.push('evaluate');
     // Runs recorded before the report step replay without it.

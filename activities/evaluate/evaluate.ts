@@ -1,12 +1,10 @@
 import { Context } from '@temporalio/activity';
-import pLimit from 'p-limit';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
-import { hashInputs } from '../artifacts/hashing';
-import { readJsonl } from '../artifacts/jsonl';
-import { jsonlPart } from '../artifacts/parts';
+import { hashInputs, sha256 } from '../artifacts/hashing';
+import { fromJsonl, readJsonl, toJsonl } from '../artifacts/jsonl';
 import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import {
@@ -19,11 +17,14 @@ import {
   offlineJudgeReply,
   renderStatisticsMarkdown,
   renderWinRateMarkdown,
+  parseVerdict,
   verdictFromReplies,
   winRateStatistics,
   type PairVerdict,
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { runPool, type PoolPart } from '../llm/row-pool';
+import { answerCache } from '../llm/answer-cache';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -33,6 +34,8 @@ interface Judgment extends PairVerdict {
   replyOrder2: string;
   candidateChars: number;
   baselineChars: number;
+  /** Asks beyond the first of the two orders' replies, when unparseable replies were re-asked (absent when none). */
+  reasked?: number;
 }
 
 /** A judge sees (question, Assistant 1's answer, Assistant 2's answer, reference) and replies "s1 s2". */
@@ -40,10 +43,16 @@ type Judge = {
   label: string;
   offline: boolean;
   reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
+  /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
+  asked?: (question: string, answer1: string, answer2: string) => Record<string, unknown>;
 };
 
 function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
-  const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
+  const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, {
+    maxRetries: 6,
+    timeoutSeconds: 120,
+    budget: { requestsPerMinute: input.requestsPerMinute, tokensPerMinute: input.tokensPerMinute },
+  });
   if (!endpoint) {
     return {
       label: OFFLINE_JUDGE_LABEL,
@@ -61,6 +70,10 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
       const reply = await complete(endpoint, request, setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
+    },
+    asked: (question, answer1, answer2) => {
+      const { promptVersion, messages, ...decoding } = buildJudgeRequest(question, answer1, answer2, { model });
+      return { ...decoding, prompt: promptVersion, messages: sha256(JSON.stringify(messages)) };
     },
   };
 }
@@ -80,17 +93,23 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
-  const inputsHash = hashInputs({
+  const cache = answerCache(store, 'judge', !judge.offline && (input.cache ?? true));
+  const judged = {
     judge: judge.label,
     prompt: JUDGE_PROMPT_VERSION,
     benchmarks: input.benchmarks.map((b) => b.uri),
     baseline: input.baseline.answers,
     candidates: input.candidates.map((c) => c.answers),
-  });
+  };
+  const reasks = judge.offline || input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
+  // Re-asks change what an online judge's unparseable replies become; the offline judge's replies always parse.
+  const inputsHash = hashInputs(reasks ? { ...judged, reaskUnparseable: reasks } : judged);
+  // A step finished before re-asks existed is kept.
+  const earlierInputsHashes = reasks ? [hashInputs(judged)] : [];
   const progress = { judged: 0, total: 0 };
   return runStep(
     store,
-    { runId: input.runId, step: 'evaluate', key: keys.manifest, inputsHash },
+    { runId: input.runId, step: 'evaluate', key: keys.manifest, inputsHash, earlierInputsHashes },
     async (out) => {
       const prompts = new Map<string, BenchmarkPrompt[]>();
       for (const b of input.benchmarks) {
@@ -109,55 +128,99 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           (await readJsonlAt<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]),
         );
 
-      const limit = pLimit(input.concurrency);
-      const comparisons = [];
-      const judged = [];
-      progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
-      for (const candidate of input.candidates) {
-        const perBenchmark = [];
-        const verdicts = [];
-        for (const bench of input.benchmarks) {
-          const key = keys.judgments(candidate.name, bench.name, inputsHash);
-          const benchPrompts = prompts.get(bench.name)!;
-          const part = { rows: benchPrompts.length, output: true };
-          const judgments = await jsonlPart<Judgment>(out, key, part, async () => {
-            const [mine, theirs] = await Promise.all([
-              answersOf(candidate, bench.name),
-              answersOf(input.baseline, bench.name),
-            ]);
-            return Promise.all(
-              benchPrompts.map((p) =>
-                limit(async () => {
-                  const question = judgeQuestion(p.instruction, p.input);
-                  const cand = mine.get(p.id) ?? '';
-                  const baseAns = theirs.get(p.id) ?? '';
-                  // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).
-                  const [replyOrder1, replyOrder2] = await Promise.all([
-                    judge.reply(question, baseAns, cand, p.reference),
-                    judge.reply(question, cand, baseAns, p.reference),
-                  ]);
-                  progress.judged += 1;
-                  ctx.heartbeat(progress);
-                  const verdict = verdictFromReplies(replyOrder1, replyOrder2);
-                  return {
-                    id: p.id,
-                    ...verdict,
-                    replyOrder1,
-                    replyOrder2,
-                    candidateChars: cand.length,
-                    baselineChars: baseAns.length,
-                  };
-                }),
-              ),
-            );
-          });
-          perBenchmark.push({ benchmark: bench.name, counts: countOutcomes(judgments) });
-          verdicts.push({ benchmark: bench.name, verdicts: judgments });
-          ctx.heartbeat(progress);
+      type Pair = { candidate: GenerateResult; bench: string };
+      const pairs: Pair[] = input.candidates.flatMap((candidate) =>
+        input.benchmarks.map((b) => ({ candidate, bench: b.name })),
+      );
+      const keyOf = (i: number) => keys.judgments(pairs[i].candidate.name, pairs[i].bench, inputsHash);
+      /** One prompt to judge in both orders, with both answers; parts are the (candidate, benchmark) files. */
+      type Item = { prompt: BenchmarkPrompt; candidate: string; baseline: string };
+      async function* judgeParts(): AsyncGenerator<PoolPart<Item>> {
+        for (const [index, { candidate, bench }] of pairs.entries()) {
+          const [mine, theirs] = await Promise.all([answersOf(candidate, bench), answersOf(input.baseline, bench)]);
+          const items = prompts.get(bench)!.map((prompt) => ({
+            prompt,
+            candidate: mine.get(prompt.id) ?? '',
+            baseline: theirs.get(prompt.id) ?? '',
+          }));
+          yield { index, items };
         }
-        comparisons.push({ model: candidate.name, perBenchmark });
-        judged.push({ model: candidate.name, perBenchmark: verdicts });
       }
+      const parseRetries = reasks;
+      /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
+      // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
+      type Replied = { reply: string; reasked: number };
+      const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
+        const asked = judge.asked?.(question, answer1, answer2);
+        const key = asked && { ...asked, parseRetries };
+        const cached = key && (await cache.get<Replied>(key));
+        if (cached) return cached;
+        let reply = '';
+        for (let ask = 0; ask <= parseRetries; ask++) {
+          reply = await judge.reply(question, answer1, answer2, reference);
+          if (parseVerdict(reply).ok) {
+            if (key) cache.put(key, { reply, reasked: ask });
+            return { reply, reasked: ask };
+          }
+        }
+        return { reply, reasked: parseRetries };
+      };
+      const perPart = new Map<number, { counts: ReturnType<typeof countOutcomes>; reasked: number }>();
+      const verdictsOf = new Map<number, Judgment[]>();
+      progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
+      await runPool<Item, Judgment>({
+        parts: judgeParts(),
+        // Each item sends its two orders at once: `concurrency` counts requests.
+        concurrency: Math.max(1, Math.ceil(input.concurrency / 2)),
+        load: async ({ index, items }) => {
+          if (!(await store.exists(keyOf(index)))) return undefined;
+          const stored = fromJsonl<Judgment>(await store.getText(keyOf(index)));
+          return stored.length === items.length ? stored : undefined;
+        },
+        work: async ({ prompt: p, candidate: cand, baseline: baseAns }) => {
+          const question = judgeQuestion(p.instruction, p.input);
+          // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).
+          const [order1, order2] = await Promise.all([
+            replyOf(question, baseAns, cand, p.reference),
+            replyOf(question, cand, baseAns, p.reference),
+          ]);
+          progress.judged += 1;
+          ctx.heartbeat(progress);
+          const verdict = verdictFromReplies(order1.reply, order2.reply);
+          const reasked = order1.reasked + order2.reasked;
+          return {
+            id: p.id,
+            ...verdict,
+            replyOrder1: order1.reply,
+            replyOrder2: order2.reply,
+            candidateChars: cand.length,
+            baselineChars: baseAns.length,
+            ...(reasked ? { reasked } : {}),
+          };
+        },
+        save: async ({ index }, judgments) => {
+          await store.put(keyOf(index), toJsonl(judgments));
+        },
+        emit: async ({ index }, judgments) => {
+          // Judgments are outputs kept for audit, listed in the manifest in (candidate, benchmark) order.
+          const text = toJsonl(judgments);
+          out.record({ key: keyOf(index), bytes: Buffer.byteLength(text), sha256: sha256(text) });
+          verdictsOf.set(index, judgments);
+          perPart.set(index, {
+            counts: countOutcomes(judgments),
+            reasked: judgments.filter((j) => (j.reasked ?? 0) > 0).length,
+          });
+          ctx.heartbeat(progress);
+        },
+      });
+      await cache.flush();
+      const comparisons = input.candidates.map((candidate, c) => ({
+        model: candidate.name,
+        perBenchmark: input.benchmarks.map((b, k) => ({
+          benchmark: b.name,
+          counts: perPart.get(c * input.benchmarks.length + k)!.counts,
+        })),
+      }));
 
       const report = buildWinRateReport({
         judge: judge.label,
@@ -166,14 +229,44 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         comparisons,
       });
       // Beside every win rate, from the stored verdicts: interval, position bias, parse failures, lengths, sign test.
-      const statistics = winRateStatistics(judged);
+      const statistics = winRateStatistics(
+        input.candidates.map((candidate, c) => ({
+          model: candidate.name,
+          perBenchmark: input.benchmarks.map((b, k) => ({
+            benchmark: b.name,
+            verdicts: verdictsOf
+              .get(c * input.benchmarks.length + k)!
+              .map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+          })),
+        })),
+      );
+      const replies = (c: number, k: number) => {
+        const part = perPart.get(c * input.benchmarks.length + k)!;
+        return { reasked: part.reasked, stillFailed: part.counts.failed };
+      };
+      if (!judge.offline) {
+        // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
+        report.comparisons.forEach((row, c) =>
+          row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: replies(c, k) })),
+        );
+      }
       const markdown =
         (judge.offline
           ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
           : '') +
         renderWinRateMarkdown(report) +
-        `\n${renderStatisticsMarkdown(report, statistics)}`;
-      const resultsJson = JSON.stringify({ ...report, offline: judge.offline, statistics }, null, 2);
+        `\n${renderStatisticsMarkdown(report, statistics)}` +
+        (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+      const resultsJson = JSON.stringify(
+        {
+          ...report,
+          offline: judge.offline,
+          statistics,
+          ...(judge.offline ? {} : { judgeReplies: { parseRetries: reasks } }),
+        },
+        null,
+        2,
+      );
       await out.put(keys.results, resultsJson);
       await out.put(keys.markdown, markdown);
       const winRates: Record<string, Record<string, number>> = {};
@@ -198,3 +291,29 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
+
+/** The re-asked and still-failed prompts of each (model, benchmark), under the win-rate table. */
+function repliesMarkdown(
+  report: ReturnType<typeof buildWinRateReport>,
+  replies: (c: number, k: number) => { reasked: number; stillFailed: number },
+  parseRetries: number,
+): string {
+  const rule = parseRetries
+    ? `an unparseable reply was asked again up to ${parseRetries} times`
+    : "unparseable replies were not asked again (the paper's strict counting)";
+  const lines = [
+    '',
+    `Judge replies (${rule}): prompts re-asked / still failed.`,
+    '',
+    `| Model | ${report.benchmarks.join(' | ')} |`,
+    `|---|${report.benchmarks.map(() => '---:|').join('')}`,
+  ];
+  report.comparisons.forEach((row, c) => {
+    const cells = row.benchmarks.map((_b, k) => {
+      const r = replies(c, k);
+      return `${r.reasked} / ${r.stillFailed}`;
+    });
+    lines.push(`| ${row.model} | ${cells.join(' | ')} |`);
+  });
+  return `${lines.join('\n')}\n`;
+}

@@ -4,6 +4,7 @@ import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/ch
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { workerDefaults } from '../validate/worker-defaults';
 import { outageToleranceMs, waitOutOutages } from '../../store/outage';
+import { estimateTokens, RateGate, type RateBudget } from './rate-gate';
 
 export interface LlmEndpoint {
   client: OpenAI;
@@ -13,21 +14,27 @@ export interface LlmEndpoint {
   keySetting: string;
   /** How long an outage of the endpoint is waited out (PIFT_OUTAGE_TOLERANCE). */
   outageToleranceMs: number;
+  /** The step's request and token budget, fed by every HTTP response the client sees (its own retries included). */
+  gate: RateGate;
+}
+
+export interface EndpointOptions {
+  maxRetries: number;
+  timeoutSeconds: number;
+  budget?: RateBudget;
 }
 
 /**
  * The OpenAI-compatible endpoint configured in the worker's environment, or undefined for offline mode.
  * Base URL and key never come from workflow input, so they never reach history, logs or artifacts.
  */
-export function llmEndpoint(
-  env: NodeJS.ProcessEnv,
-  opts: { maxRetries: number; timeoutSeconds: number },
-): LlmEndpoint | undefined {
+export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmEndpoint | undefined {
   const baseURL = env.PIFT_OPENAI_BASE_URL ?? env.OPENAI_BASE_URL;
   const apiKey = env.PIFT_OPENAI_API_KEY ?? env.OPENAI_API_KEY;
   const urlSetting = env.PIFT_OPENAI_BASE_URL || !env.OPENAI_BASE_URL ? 'PIFT_OPENAI_BASE_URL' : 'OPENAI_BASE_URL';
   const keySetting = env.PIFT_OPENAI_API_KEY ? 'PIFT_OPENAI_API_KEY' : 'OPENAI_API_KEY';
   if (!baseURL && !apiKey) return undefined;
+  const gate = new RateGate(opts.budget);
   return {
     // The client retries 408/409/429/5xx and connection errors with exponential backoff, honouring Retry-After.
     client: new OpenAI({
@@ -35,11 +42,24 @@ export function llmEndpoint(
       apiKey: apiKey ?? 'unset',
       maxRetries: opts.maxRetries,
       timeout: opts.timeoutSeconds * 1000,
+      // Every response, the ones the client retries on its own included, tells the gate about the endpoint's limits;
+      // the client's own retries wait for their turn too (the first send waited in `complete`).
+      fetch: async (url: string | URL | Request, init?: RequestInit) => {
+        const retry = Number(new Headers(init?.headers).get('x-stainless-retry-count') ?? 0);
+        if (retry > 0) {
+          const body = typeof init?.body === 'string' ? init.body.length : 0;
+          await gate.acquire(Math.ceil(body / 4), init?.signal ?? undefined);
+        }
+        const response = await fetch(url, init);
+        gate.observe(response.status, response.headers);
+        return response;
+      },
     }),
     baseURL: baseURL ?? 'https://api.openai.com/v1',
     urlSetting,
     keySetting,
     outageToleranceMs: outageToleranceMs(env),
+    gate,
   };
 }
 
@@ -51,7 +71,7 @@ export function endpointFor(
   kind: 'auto' | 'openai' | 'offline',
   setting: string,
   env: NodeJS.ProcessEnv,
-  opts: { maxRetries: number; timeoutSeconds: number },
+  opts: EndpointOptions,
 ): LlmEndpoint | undefined {
   const endpoint = kind === 'offline' ? undefined : llmEndpoint(env, opts);
   if (kind === 'openai' && !endpoint) {
@@ -112,11 +132,14 @@ function isLlmTransient(err: unknown): boolean {
 }
 
 /**
- * One chat completion, aborted when the activity is cancelled. Transport faults are retried by the client first;
- * what still fails that way (connection errors, timeouts, 5xx, 429) is an outage, waited out here with heartbeats
- * for up to PIFT_OUTAGE_TOLERANCE. A key the endpoint refuses or an exhausted quota is the worker's to fix, a model it
- * does not have is whoever named the model (retrying fixes neither); a single request it rejects (400/422, e.g. a
- * content filter) is returned as `rejected`, for the caller to record against that row.
+ * One chat completion, aborted when the activity is cancelled. It waits for its turn in the step's budget (`gate`)
+ * first. Transport faults are retried by the client first; a 429 that outlasts them is a rate limit, not an outage:
+ * the request waits for the gate (which honours Retry-After and the x-ratelimit headers) and is sent again, for as long
+ * as the endpoint keeps answering other requests within PIFT_OUTAGE_TOLERANCE. What else still fails that way
+ * (connection errors, timeouts, 5xx) is an outage, waited out here with heartbeats for up to PIFT_OUTAGE_TOLERANCE.
+ * A key the endpoint refuses or an exhausted quota is the worker's to fix, a model it does not have is whoever named
+ * the model (retrying fixes neither); a single request it rejects (400/422, e.g. a content filter) is returned as
+ * `rejected`, for the caller to record against that row.
  */
 export async function complete(
   endpoint: LlmEndpoint,
@@ -124,28 +147,73 @@ export async function complete(
   modelSetting: string,
 ): Promise<{ content: string } | { rejected: string }> {
   const operation = `POST ${endpoint.baseURL}/chat/completions`;
-  return waitOutOutages(
-    async () => {
-      try {
-        const reply = await endpoint.client.chat.completions.create(params, {
-          signal: Context.current().cancellationSignal,
-        });
-        return { content: reply.choices?.[0]?.message?.content ?? '' };
-      } catch (err) {
-        const status = err instanceof OpenAI.APIError ? err.status : undefined;
-        if (status === 400 || status === 422)
-          return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
-        throw classify(endpoint, err, params.model, modelSetting, operation) ?? err;
-      }
-    },
-    {
-      endpoint: `the LLM endpoint ${endpoint.baseURL}`,
-      setting: endpoint.urlSetting,
-      operation,
-      toleranceMs: endpoint.outageToleranceMs,
-      isTransient: isLlmTransient,
-    },
-  );
+  const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
+  const cost = estimateTokens(params);
+  try {
+    return await waitOutOutages(
+      async () => {
+        for (;;) {
+          await endpoint.gate.acquire(cost, signal);
+          try {
+            return { content: await ask(endpoint, params, signal) };
+          } catch (err) {
+            const status = err instanceof OpenAI.APIError ? err.status : undefined;
+            if (status === 400 || status === 422)
+              return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
+            const typed = classify(endpoint, err, params.model, modelSetting, operation);
+            if (typed) throw typed;
+            // The gate saw this 429 (and its Retry-After) on its way through the client: the next turn waits for it.
+            if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) continue;
+            throw err;
+          }
+        }
+      },
+      {
+        endpoint: `the LLM endpoint ${endpoint.baseURL}`,
+        setting: endpoint.urlSetting,
+        operation,
+        toleranceMs: endpoint.outageToleranceMs,
+        isTransient: isLlmTransient,
+      },
+    );
+  } finally {
+    unlink();
+  }
+}
+
+/** One send of the request, on a signal of its own: the client leaves a listener on the signal it is given. */
+async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
+  const attempt = new AbortController();
+  const abort = () => attempt.abort(signal.reason);
+  signal.addEventListener('abort', abort, { once: true });
+  try {
+    const reply = await endpoint.client.chat.completions.create(params, { signal: attempt.signal });
+    return reply.choices?.[0]?.message?.content ?? '';
+  } finally {
+    signal.removeEventListener('abort', abort);
+  }
+}
+
+/** The requests in flight of each activity, aborted together by one listener on its cancellation signal. */
+const requestsOf = new WeakMap<AbortSignal, Set<AbortController>>();
+
+/**
+ * A signal of this request's own that the activity's cancellation aborts. The client adds a listener to the signal
+ * it is given and never removes it; given the activity's, a step would leave one there per request sent.
+ */
+function linkedToActivity(cancelled: AbortSignal): { signal: AbortSignal; unlink: () => void } {
+  let requests = requestsOf.get(cancelled);
+  if (!requests) {
+    const mine = new Set<AbortController>();
+    requests = mine;
+    requestsOf.set(cancelled, mine);
+    cancelled.addEventListener('abort', () => mine.forEach((c) => c.abort(cancelled.reason)), { once: true });
+  }
+  const controller = new AbortController();
+  if (cancelled.aborted) controller.abort(cancelled.reason);
+  requests.add(controller);
+  const set = requests;
+  return { signal: controller.signal, unlink: () => set.delete(controller) };
 }
 
 /** The typed error for a reply retrying cannot fix, or undefined. */

@@ -1,19 +1,20 @@
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import pLimit from 'p-limit';
-import { allowedLocation, openStore } from '../../store';
+import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { readDatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { hashInputs } from '../artifacts/hashing';
+import { hashInputs, sha256 } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
-import { jsonlPart } from '../artifacts/parts';
+import { fromJsonl } from '../artifacts/jsonl';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
+import { inParts, runPool } from '../llm/row-pool';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { answerCache } from '../llm/answer-cache';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -25,18 +26,28 @@ export interface ScoreRow {
   /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
   raw?: string;
   error?: string;
+  /** With `scorer.samples` > 1: each sample's score (null where it stayed unparseable) and raw answer; `score` is their mean. */
+  samples?: Array<number | null>;
+  answers?: string[];
 }
 
 /** Rows per committed part: a retried activity rescores only the parts that were not committed. */
 const PART_ROWS = 100;
 
-type Scorer = { label: string; offline: boolean; score: (row: DatasetRow) => Promise<ScoreRow> };
+type Scorer = {
+  label: string;
+  offline: boolean;
+  score: (row: DatasetRow) => Promise<ScoreRow>;
+  /** Waits for the answer cache's writes. */
+  flush: () => Promise<void>;
+};
 
-function makeScorer(input: ScoreInput, deps: ActivityDeps, promptSha256: string): Scorer {
+function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
+    budget: { requestsPerMinute: input.scorer.requestsPerMinute, tokensPerMinute: input.scorer.tokensPerMinute },
   });
   if (!endpoint) {
     return {
@@ -48,14 +59,76 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, promptSha256: string)
         scorer: OFFLINE_SCORER_LABEL,
         promptSha256,
       }),
+      flush: async () => {},
     };
   }
   const source = scorerModel(deps.env, input.scorer.model);
+  const samples = input.scorer.samples ?? 1;
+  const cache = answerCache(store, 'score', input.scorer.cache ?? true);
   return {
     label: source.model,
     offline: false,
-    score: (row) => askScore(endpoint, source, row, input.scorer.parseRetries, promptSha256),
+    score: async (row) => {
+      const material = {
+        model: source.model,
+        prompt: promptSha256,
+        decoding: { temperature: 0, n: 1, max_tokens: 8 },
+        samples,
+        text: sha256(JSON.stringify(scoreMessagesFor(row))),
+      };
+      const cached = await cache.get<Omit<ScoreRow, 'id'>>(material);
+      if (cached) return { id: row.id, ...cached };
+      const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples, promptSha256);
+      if (scored.score !== null) {
+        const { id: _id, ...value } = scored;
+        cache.put(material, value);
+      }
+      return scored;
+    },
+    flush: () => cache.flush(),
   };
+}
+
+/** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
+type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
+
+/**
+ * One row's score. With `samples` > 1 the instruction is asked that many times and the score is the mean (the
+ * released scores hold means such as 4.125 and 4.166666666666667), every raw answer kept beside it. A sample that
+ * stays unparseable is left out of the mean; the row fails when none parsed or the endpoint rejected a request.
+ */
+async function askSamples(
+  endpoint: LlmEndpoint,
+  source: ModelSource,
+  row: DatasetRow,
+  parseRetries: number,
+  samples: number,
+  promptSha256: string,
+): Promise<ScoreRow> {
+  // Key order is part of the stored bytes: id, score, scorer, promptSha256, then raw / error / samples.
+  const scoreRow = (score: number | null, extra: Partial<ScoreRow> = {}): ScoreRow => ({
+    id: row.id,
+    score,
+    scorer: source.model,
+    promptSha256,
+    ...extra,
+  });
+  if (samples <= 1) {
+    const asked = await askScore(endpoint, source, row, parseRetries);
+    if (asked.score !== null) return scoreRow(asked.score);
+    return scoreRow(null, { ...(asked.raw === undefined ? {} : { raw: asked.raw }), error: asked.error });
+  }
+  const asked = await Promise.all(Array.from({ length: samples }, () => askScore(endpoint, source, row, parseRetries)));
+  const rejected = asked.find((a): a is Extract<Asked, { score: null }> => a.score === null && a.raw === undefined);
+  if (rejected) return scoreRow(null, { error: rejected.error });
+  const scores = asked.map((a) => a.score);
+  const answers = asked.map((a) => a.raw ?? '');
+  const parsed = scores.filter((x): x is number => x !== null);
+  if (!parsed.length) {
+    const first = asked[0] as Extract<Asked, { score: null }>;
+    return scoreRow(null, { raw: answers[0], error: first.error, samples: scores, answers });
+  }
+  return scoreRow(parsed.reduce((a, b) => a + b, 0) / parsed.length, { samples: scores, answers });
 }
 
 async function askScore(
@@ -63,8 +136,7 @@ async function askScore(
   { model, setting }: ModelSource,
   row: DatasetRow,
   parseRetries: number,
-  promptSha256: string,
-): Promise<ScoreRow> {
+): Promise<Asked> {
   let raw = '';
   let reason = '';
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
@@ -74,28 +146,13 @@ async function askScore(
       { model, messages: scoreMessagesFor(row), temperature: 0, n: 1, max_tokens: 8 },
       setting,
     );
-    if ('rejected' in reply) {
-      return {
-        id: row.id,
-        score: null,
-        scorer: model,
-        promptSha256,
-        error: `request rejected: ${reply.rejected}`,
-      };
-    }
+    if ('rejected' in reply) return { score: null, error: `request rejected: ${reply.rejected}` };
     raw = reply.content;
     const parsed = parseScore(raw);
-    if (parsed.ok) return { id: row.id, score: parsed.score, scorer: model, promptSha256 };
+    if (parsed.ok) return { score: parsed.score, raw };
     reason = parsed.reason;
   }
-  return {
-    id: row.id,
-    score: null,
-    scorer: model,
-    promptSha256,
-    raw,
-    error: `unparseable answer: ${reason}`,
-  };
+  return { score: null, raw, error: `unparseable answer: ${reason}` };
 }
 
 /**
@@ -111,11 +168,11 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,
   });
-  // Every row is checked before a single request is sent. Collected here for now: scoring still takes an array.
+  // Every row is checked before a single request is sent. Collected here for now: the pool could read the stream.
   const rows: DatasetRow[] = [];
   for await (const row of dataset) rows.push(row);
   const prompt = scorePromptFor(dataset.layout);
-  const scorer = makeScorer(input, deps, prompt.sha256);
+  const scorer = makeScorer(input, deps, store, prompt.sha256);
   const inputsHash = hashInputs({
     // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
     dataset: dataset.sha256,
@@ -124,8 +181,11 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     parseRetries: input.scorer.parseRetries,
     // Only when given: the same file read through another mapping is another dataset.
     ...(input.datasetColumns ? { columns: input.datasetColumns } : {}),
+    // Only when set, so that the inputs of every run scored before samples existed hash as they did.
+    ...((input.scorer.samples ?? 1) > 1 ? { samples: input.scorer.samples } : {}),
   });
-  const progress = { scored: 0, total: rows.length };
+  // scored: rows committed in order; answered: answers received in this attempt.
+  const progress = { scored: 0, answered: 0, total: rows.length };
   return runStep(
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
@@ -134,31 +194,35 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       await out.put(keys.dataset, datasetJsonl);
       await out.put(keys.prompt, prompt.template);
 
-      const limit = pLimit(input.scorer.concurrency);
       const parts = Math.ceil(rows.length / PART_ROWS);
       const partKey = (i: number) => keys.part(inputsHash, i);
       const all: ScoreRow[] = [];
-      for (let i = 0; i < parts; i++) {
-        const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
-        // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-        const part = { rows: chunk.length, output: false };
-        const scored = await jsonlPart(out, partKey(i), part, () =>
-          Promise.all(
-            chunk.map((row) =>
-              limit(async () => {
-                const s = await scorer.score(row);
-                // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-                progress.scored += 1;
-                ctx.heartbeat(progress);
-                return s;
-              }),
-            ),
-          ),
-        );
-        all.push(...scored);
-        progress.scored = all.length;
-      }
+      // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
+      await runPool<DatasetRow, ScoreRow>({
+        parts: inParts(rows, PART_ROWS),
+        concurrency: input.scorer.concurrency,
+        load: async ({ index, items }) => {
+          if (!(await store.exists(partKey(index)))) return undefined;
+          const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
+          return stored.length === items.length ? stored : undefined;
+        },
+        work: async (row) => {
+          const s = await scorer.score(row);
+          progress.answered += 1;
+          // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+          ctx.heartbeat(progress);
+          return s;
+        },
+        save: async ({ index }, scored) => {
+          await store.put(partKey(index), toJsonl(scored));
+        },
+        emit: (_part, scored) => {
+          for (const r of scored) all.push(r);
+          progress.scored = all.length;
+        },
+      });
 
+      await scorer.flush();
       const failed = all.filter((r) => r.score === null);
       if (failed.length > input.scorer.maxFailedFraction * rows.length) {
         // Drop the parts holding failures so that a resumed run asks again for just those rows.

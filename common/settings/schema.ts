@@ -62,9 +62,30 @@ export const ScorerSchema = Type.Object(
       defaultText: `worker's \`PIFT_SCORER_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
       description: "judge model for scoring (the paper's judge)",
     }),
-    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 256 }), 8, {
+    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 8, {
       source: 'ours',
-      description: 'scoring requests in flight',
+      description: 'scoring requests in flight, in one pool across all rows',
+    }),
+    samples: withDefault(Type.Integer({ minimum: 1, maximum: 20 }), 1, {
+      source: 'ours',
+      description:
+        'asks per instruction; the score is their mean and each raw answer is stored with it (the released scores look like means of several ratings)',
+    }),
+    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+      source: 'ours',
+      defaultText: 'unset',
+      description:
+        "scoring requests per minute at most (token bucket); the endpoint's Retry-After and x-ratelimit headers are honoured either way",
+    }),
+    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+      source: 'ours',
+      defaultText: 'unset',
+      description: 'estimated prompt + answer tokens per minute at most (token bucket)',
+    }),
+    cache: withDefault(Type.Boolean(), true, {
+      source: 'ours',
+      description:
+        'reuse scores already bought with the same model, prompt, decoding and samples for the same text, from any run in the store (`.pift-cache/`)',
     }),
     parseRetries: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 2, {
       source: 'ours',
@@ -262,9 +283,34 @@ export const EvaluationSchema = Type.Object(
       defaultText: `worker's \`PIFT_JUDGE_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
       description: 'pairwise judge; temperature 0, top_p 1, max_tokens 256',
     }),
-    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 256 }), 8, {
+    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 8, {
       source: 'ours',
-      description: 'judge requests in flight',
+      description: 'judge requests in flight, in one pool across every (model, benchmark, prompt, order)',
+    }),
+    reaskUnparseable: withDefault(Type.Boolean(), true, {
+      source: 'ours',
+      description:
+        "re-ask a judge reply that does not parse (up to `parseRetries` times); `false` is the paper's strict counting, where it fails the prompt at once",
+    }),
+    parseRetries: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 2, {
+      source: 'ours',
+      description: 'extra asks of an unparseable judge reply when `reaskUnparseable` is on',
+    }),
+    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+      source: 'ours',
+      defaultText: 'unset',
+      description:
+        "judge requests per minute at most (token bucket); the endpoint's rate-limit headers are honoured either way",
+    }),
+    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+      source: 'ours',
+      defaultText: 'unset',
+      description: 'estimated judge prompt + answer tokens per minute at most (token bucket)',
+    }),
+    cache: withDefault(Type.Boolean(), true, {
+      source: 'ours',
+      description:
+        'reuse judge replies already bought with the same judge, prompt and decoding for the same question and answers, from any run in the store',
     }),
     perStage: withDefault(Type.Boolean(), true, {
       source: 'repo',

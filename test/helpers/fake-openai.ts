@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,12 +52,29 @@ export type Reply =
 
 export type Handler = (req: ChatRequest) => Reply | Promise<Reply>;
 
+/** How the server behaves before any handler sees a request. */
+export interface ServerBehaviour {
+  /** Every reply, error or not, leaves this long after the request arrived. */
+  latencyMs?: number;
+  /**
+   * A requests-per-minute limit, as a token bucket holding `burst` requests (default one second's worth): a request
+   * beyond it is answered 429 with Retry-After (whole seconds, rounded up) and retry-after-ms, without reaching the
+   * handler. Every answer carries x-ratelimit-limit-requests, x-ratelimit-remaining-requests and
+   * x-ratelimit-reset-requests (time until the bucket is full again, as `1.5s`), as OpenAI's do.
+   */
+  rateLimit?: { requestsPerMinute: number; burst?: number };
+}
+
 export interface FakeOpenAI {
   /** `http://127.0.0.1:PORT/v1`, to pass as the client's `baseURL`. */
   baseURL: string;
   apiKey: string;
   readonly requests: RecordedRequest[];
   handle(handler: Handler): void;
+  /** Sets latency and rate limit (replacing earlier ones); reset() clears them. */
+  behave(behaviour: ServerBehaviour): void;
+  /** Requests answered 429 by the rate limit (they never reach the handler). */
+  readonly rateLimited: number;
   /** Forgets recorded requests and restores the default handler. */
   reset(): void;
   stop(): Promise<void>;
@@ -64,13 +82,42 @@ export interface FakeOpenAI {
 
 const defaultHandler: Handler = () => ({ content: 'ok' });
 
-export async function startFakeOpenAI(options: { apiKey?: string } = {}): Promise<FakeOpenAI> {
+export async function startFakeOpenAI(options: { apiKey?: string } & ServerBehaviour = {}): Promise<FakeOpenAI> {
   const apiKey = options.apiKey ?? 'sk-fake-openai';
   const requests: RecordedRequest[] = [];
   let handler = defaultHandler;
   let completions = 0;
+  let behaviour: ServerBehaviour = {};
+  let bucket: { level: number; at: number } | undefined;
+  let rateLimited = 0;
+  const behave = (b: ServerBehaviour) => {
+    behaviour = { ...b };
+    bucket = undefined;
+  };
+  behave(options);
+  /** Takes one request from the bucket: the headers to send, and how long to wait when there was none to take. */
+  const admit = (): { headers: Record<string, string>; retryAfterMs?: number } => {
+    const limit = behaviour.rateLimit;
+    if (!limit) return { headers: {} };
+    const perMs = limit.requestsPerMinute / 60_000;
+    const capacity = limit.burst ?? Math.max(1, limit.requestsPerMinute / 60);
+    const now = Date.now();
+    bucket ??= { level: capacity, at: now };
+    bucket.level = Math.min(capacity, bucket.level + (now - bucket.at) * perMs);
+    bucket.at = now;
+    const admitted = bucket.level >= 1;
+    if (admitted) bucket.level -= 1;
+    const headers = {
+      'x-ratelimit-limit-requests': String(limit.requestsPerMinute),
+      'x-ratelimit-remaining-requests': String(Math.floor(bucket.level)),
+      'x-ratelimit-reset-requests': `${((capacity - bucket.level) / perMs / 1000).toFixed(3)}s`,
+    };
+    return admitted ? { headers } : { headers, retryAfterMs: Math.ceil((1 - bucket.level) / perMs) };
+  };
   // Aborts pending delayed replies so stop() does not wait for them.
   const stopping = new AbortController();
+  // Every delayed reply listens on it while it waits: hundreds at once under load.
+  setMaxListeners(0, stopping.signal);
 
   const server = http.createServer((req, res) => {
     readBody(req)
@@ -98,15 +145,29 @@ export async function startFakeOpenAI(options: { apiKey?: string } = {}): Promis
             return sendError(res, 400, parsed, 'invalid_request_error');
           }
           record.chat = parsed;
+          const arrived = Date.now();
+          const { headers, retryAfterMs } = admit();
           let reply: Reply;
-          try {
-            reply = await handler(parsed);
-          } catch (err) {
-            // Surfaced on the test's console too: a 500 alone would just be retried by the client.
-            console.error('fake-openai handler threw:', err);
-            return sendError(res, 500, `fake-openai handler threw: ${String(err)}`, 'server_error');
+          if (retryAfterMs !== undefined) {
+            rateLimited += 1;
+            reply = {
+              status: 429,
+              message: 'Rate limit reached for requests',
+              retryAfterSeconds: Math.ceil(retryAfterMs / 1000),
+              retryAfterMs,
+            };
+          } else {
+            try {
+              reply = await handler(parsed);
+            } catch (err) {
+              // Surfaced on the test's console too: a 500 alone would just be retried by the client.
+              console.error('fake-openai handler threw:', err);
+              return sendError(res, 500, `fake-openai handler threw: ${String(err)}`, 'server_error');
+            }
           }
-          await answer(res, reply, parsed, `chatcmpl-fake-${++completions}`, stopping.signal);
+          const latency = (behaviour.latencyMs ?? 0) - (Date.now() - arrived);
+          if (latency > 0) await sleep(latency, undefined, { signal: stopping.signal });
+          await answer(res, reply, parsed, `chatcmpl-fake-${++completions}`, stopping.signal, headers);
         },
         (err: unknown) => sendError(res, 400, `could not read request: ${String(err)}`, 'invalid_request_error'),
       )
@@ -131,9 +192,15 @@ export async function startFakeOpenAI(options: { apiKey?: string } = {}): Promis
     handle(fn) {
       handler = fn;
     },
+    behave,
+    get rateLimited() {
+      return rateLimited;
+    },
     reset() {
       requests.length = 0;
       handler = defaultHandler;
+      rateLimited = 0;
+      behave({});
     },
     async stop() {
       stopping.abort();
@@ -149,10 +216,11 @@ async function answer(
   req: ChatRequest,
   id: string,
   signal: AbortSignal,
+  extraHeaders: Record<string, string> = {},
 ): Promise<void> {
   if ('delayMs' in reply) {
     await sleep(reply.delayMs, undefined, { signal });
-    return answer(res, reply.then, req, id, signal);
+    return answer(res, reply.then, req, id, signal, extraHeaders);
   }
   if (res.destroyed) {
     return; // the client gave up (timeout) while we waited
@@ -162,11 +230,11 @@ async function answer(
     return;
   }
   if ('garbage' in reply) {
-    res.writeHead(200, { 'content-type': 'application/json' }).end(reply.garbage);
+    res.writeHead(200, { 'content-type': 'application/json', ...extraHeaders }).end(reply.garbage);
     return;
   }
   if ('status' in reply) {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { ...extraHeaders };
     if (reply.retryAfterSeconds !== undefined) {
       headers['retry-after'] = String(reply.retryAfterSeconds);
     }
@@ -186,24 +254,29 @@ async function answer(
   }
   const promptTokens = countWords(req.messages.map((m) => (typeof m.content === 'string' ? m.content : '')).join(' '));
   const completionTokens = countWords(reply.content) * req.n;
-  sendJson(res, 200, {
-    id,
-    object: 'chat.completion',
-    created: Math.floor(Date.now() / 1000),
-    model: req.model,
-    choices: Array.from({ length: req.n }, (_, index) => ({
-      index,
-      message: { role: 'assistant', content: reply.content, refusal: null },
-      logprobs: null,
-      finish_reason: reply.finishReason ?? 'stop',
-    })),
-    usage: {
-      prompt_tokens: promptTokens,
-      completion_tokens: completionTokens,
-      total_tokens: promptTokens + completionTokens,
+  sendJson(
+    res,
+    200,
+    {
+      id,
+      object: 'chat.completion',
+      created: Math.floor(Date.now() / 1000),
+      model: req.model,
+      choices: Array.from({ length: req.n }, (_, index) => ({
+        index,
+        message: { role: 'assistant', content: reply.content, refusal: null },
+        logprobs: null,
+        finish_reason: reply.finishReason ?? 'stop',
+      })),
+      usage: {
+        prompt_tokens: promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: promptTokens + completionTokens,
+      },
+      system_fingerprint: null,
     },
-    system_fingerprint: null,
-  });
+    extraHeaders,
+  );
 }
 
 /** The request as the real API would accept it, or why it would not. */

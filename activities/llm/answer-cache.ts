@@ -1,0 +1,54 @@
+import type { ObjectStore } from '../../store';
+import { hashInputs } from '../artifacts/hashing';
+
+/**
+ * Answers already bought, kept in the store outside every run's prefix and found by what was asked (model, prompt
+ * version, decoding, the hash of the text asked about): a re-run under a new run id, or a dataset overlapping an
+ * earlier one, pays only for what is new. Only answers that parsed are kept; an unreadable entry is a miss.
+ *
+ *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json
+ */
+export interface AnswerCache {
+  get<T>(material: unknown): Promise<T | undefined>;
+  /** Starts writing an entry; the row that bought it does not wait for the write. */
+  put(material: unknown, value: unknown): void;
+  /** Waits for every write started, failing with the first that failed: a step calls it before it commits. */
+  flush(): Promise<void>;
+}
+
+export const CACHE_PREFIX = '.pift-cache';
+
+export const cacheKey = (kind: string, material: unknown): string => {
+  const hash = hashInputs(material);
+  return `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
+};
+
+const off: AnswerCache = { get: async () => undefined, put: () => {}, flush: async () => {} };
+
+export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled: boolean): AnswerCache {
+  if (!enabled) return off;
+  const writing = new Set<Promise<void>>();
+  let failed: { error: unknown } | undefined;
+  return {
+    async get<T>(material: unknown) {
+      const key = cacheKey(kind, material);
+      if (!(await store.exists(key))) return undefined;
+      try {
+        return JSON.parse(await store.getText(key)) as T;
+      } catch {
+        return undefined;
+      }
+    },
+    put(material: unknown, value: unknown) {
+      const write = store.put(cacheKey(kind, material), JSON.stringify(value)).catch((error: unknown) => {
+        failed ??= { error };
+      });
+      writing.add(write);
+      void write.finally(() => writing.delete(write));
+    },
+    async flush() {
+      await Promise.all(writing);
+      if (failed) throw failed.error;
+    },
+  };
+}

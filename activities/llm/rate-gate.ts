@@ -1,0 +1,221 @@
+/**
+ * A step's budget of requests and tokens per minute, shared by every request the step sends to one endpoint: token
+ * buckets for what the input sets (`requestsPerMinute`, `tokensPerMinute`) and for what the endpoint announces in its
+ * `x-ratelimit-limit-*` headers, and a pause for everyone after a 429's `Retry-After` (or `retry-after-ms`) or a
+ * `x-ratelimit-remaining-*: 0`. Waiters are served first come, first served, by one timer, so a thousand rows waiting
+ * for their turn cost one wake-up per request sent, not one per row.
+ */
+
+export interface RateBudget {
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+}
+
+/** Anything with the Fetch API's `get` (a Response's headers, an APIError's headers). */
+export type HeaderSource = { get(name: string): string | null } | undefined;
+
+/** With no Retry-After on a 429, everyone pauses this long before the next request. */
+const DEFAULT_PAUSE_MS = 1_000;
+
+class Bucket {
+  private level: number;
+  private at: number;
+  /** Tokens per ms. */
+  private rate: number;
+  /** At most one second's worth saved up, so a burst never runs far ahead of the rate. */
+  private capacity: number;
+
+  constructor(perMinute: number, now: number, level?: number) {
+    this.rate = perMinute / 60_000;
+    this.capacity = Math.max(1, perMinute / 60);
+    this.level = Math.min(this.capacity, level ?? this.capacity);
+    this.at = now;
+  }
+
+  setLimit(perMinute: number): void {
+    this.rate = perMinute / 60_000;
+    this.capacity = Math.max(1, perMinute / 60);
+  }
+
+  private refill(now: number): void {
+    this.level = Math.min(this.capacity, this.level + (now - this.at) * this.rate);
+    this.at = now;
+  }
+
+  /** Ms until `cost` may be taken (0: now). A cost above the capacity waits for a full bucket and leaves a debt. */
+  waitFor(cost: number, now: number): number {
+    this.refill(now);
+    const need = Math.min(cost, this.capacity);
+    return this.level >= need ? 0 : Math.ceil((need - this.level) / this.rate);
+  }
+
+  take(cost: number): void {
+    this.level -= cost;
+  }
+
+  /** The endpoint says how much is left: never believe in more than that. */
+  atMost(level: number, now: number): void {
+    this.refill(now);
+    this.level = Math.min(this.level, level);
+  }
+}
+
+interface Waiter {
+  cost: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+}
+
+export class RateGate {
+  private readonly configured: { requests?: Bucket; tokens?: Bucket } = {};
+  private readonly announced: { requests?: Bucket; tokens?: Bucket } = {};
+  private pausedUntil = 0;
+  private readonly queue: Waiter[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  /** When the endpoint last answered a request (any status but 429 / 5xx): rate limits are waited out while it does. */
+  lastAnswerAt: number;
+  /** 429s seen, for the step's log and the benchmark. */
+  rateLimited = 0;
+
+  constructor(
+    budget: RateBudget = {},
+    private readonly now: () => number = Date.now,
+  ) {
+    const t = now();
+    if (budget.requestsPerMinute) this.configured.requests = new Bucket(budget.requestsPerMinute, t);
+    if (budget.tokensPerMinute) this.configured.tokens = new Bucket(budget.tokensPerMinute, t);
+    this.lastAnswerAt = t;
+  }
+
+  /** Resolves when a request costing `cost` tokens may be sent; rejects with the signal's reason when it aborts. */
+  acquire(cost: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { cost, resolve, reject, signal };
+      if (signal) {
+        waiter.onAbort = () => {
+          const i = this.queue.indexOf(waiter);
+          if (i >= 0) this.queue.splice(i, 1);
+          reject(signal.reason);
+          this.pump();
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.queue.push(waiter);
+      this.pump();
+    });
+  }
+
+  /** Learns from one HTTP response: the endpoint's announced limits, what is left of them, and any Retry-After. */
+  observe(status: number, headers: HeaderSource): void {
+    const now = this.now();
+    if (status === 429) {
+      this.rateLimited += 1;
+      const wait = retryAfterMs(headers) ?? DEFAULT_PAUSE_MS;
+      this.pauseUntil(now + wait);
+      for (const b of this.buckets()) b.atMost(0, now);
+    } else if (status < 500) {
+      this.lastAnswerAt = now;
+    }
+    for (const kind of ['requests', 'tokens'] as const) {
+      const limit = numberHeader(headers, `x-ratelimit-limit-${kind}`);
+      if (limit !== undefined && limit > 0) {
+        const known = this.announced[kind];
+        if (known) known.setLimit(limit);
+        // Requests sent before the limit was known are still on their way there: start from an empty bucket.
+        else this.announced[kind] = new Bucket(limit, now, 0);
+      }
+      const remaining = numberHeader(headers, `x-ratelimit-remaining-${kind}`);
+      if (remaining === undefined) continue;
+      this.announced[kind]?.atMost(remaining, now);
+      if (remaining <= 0) {
+        // The reset header says when the whole window is back; one unit of it comes back after reset / limit.
+        const reset = durationMs(headers?.get(`x-ratelimit-reset-${kind}`) ?? null);
+        if (reset !== undefined) this.pauseUntil(now + (limit ? reset / limit : reset));
+      }
+    }
+    this.pump();
+  }
+
+  private pauseUntil(t: number): void {
+    if (t > this.pausedUntil) this.pausedUntil = t;
+  }
+
+  private *buckets(): Generator<Bucket> {
+    for (const b of [this.configured.requests, this.announced.requests]) if (b) yield b;
+  }
+
+  private tokenBuckets(): Bucket[] {
+    return [this.configured.tokens, this.announced.tokens].filter((b): b is Bucket => b !== undefined);
+  }
+
+  /** Lets waiters through in order while the budget allows, then sleeps until the head's turn. */
+  private pump(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    while (this.queue.length) {
+      const now = this.now();
+      const head = this.queue[0];
+      let wait = Math.max(0, this.pausedUntil - now);
+      for (const b of this.buckets()) wait = Math.max(wait, b.waitFor(1, now));
+      for (const b of this.tokenBuckets()) wait = Math.max(wait, b.waitFor(head.cost, now));
+      if (wait > 0) {
+        this.timer = setTimeout(() => this.pump(), wait);
+        return;
+      }
+      for (const b of this.buckets()) b.take(1);
+      for (const b of this.tokenBuckets()) b.take(head.cost);
+      this.queue.shift();
+      if (head.onAbort) head.signal?.removeEventListener('abort', head.onAbort);
+      head.resolve();
+    }
+  }
+}
+
+function numberHeader(headers: HeaderSource, name: string): number | undefined {
+  const raw = headers?.get(name);
+  if (raw === null || raw === undefined || raw.trim() === '') return undefined;
+  const n = Number(raw);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** `retry-after-ms`, else `Retry-After` in seconds or as an HTTP date; undefined when absent or unreadable. */
+export function retryAfterMs(headers: HeaderSource): number | undefined {
+  const ms = numberHeader(headers, 'retry-after-ms');
+  if (ms !== undefined && ms >= 0) return ms;
+  const raw = headers?.get('retry-after');
+  if (!raw) return undefined;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(raw);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1h2m3.5s`; a bare number is seconds. */
+export function durationMs(raw: string | null): number | undefined {
+  if (raw === null) return undefined;
+  const text = raw.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  let total = 0;
+  let rest = text;
+  const part = /^(\d+(?:\.\d+)?)(ms|h|m|s)/;
+  while (rest.length) {
+    const match = part.exec(rest);
+    if (!match) return undefined;
+    total += Number(match[1]) * units[match[2]];
+    rest = rest.slice(match[0].length);
+  }
+  return text.length ? total : undefined;
+}
+
+/** A request's likely token cost, for the tokens-per-minute budget: its text at ~4 characters a token, plus the reply. */
+export function estimateTokens(params: { messages: ReadonlyArray<{ content?: unknown }>; max_tokens?: number | null }) {
+  let chars = 0;
+  for (const m of params.messages) chars += typeof m.content === 'string' ? m.content.length : 0;
+  return Math.ceil(chars / 4) + (params.max_tokens ?? 256);
+}
