@@ -81,9 +81,10 @@ class RecordingStore extends LocalStore {
     await super.put(key, body);
     this.writes.push(key);
   }
-  override async putFile(key: string, localPath: string): Promise<void> {
-    await super.putFile(key, localPath);
+  override async putFile(key: string, localPath: string) {
+    const written = await super.putFile(key, localPath);
     this.writes.push(key);
+    return written;
   }
 }
 

@@ -30,6 +30,8 @@ export interface TrainerRun {
   heartbeat: () => void;
   /** The trainer's pid, which is also its process group id. */
   onSpawn?: (pid: number) => void;
+  /** Every stderr line (the trainer's log), e.g. to keep the whole log. */
+  onStderr?: (line: string) => void;
 }
 
 /** Exit code the trainer uses for bad data or configuration (EX_DATAERR): retrying cannot help. */
@@ -82,6 +84,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
 
   const stderrTail: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => {
+    run.onStderr?.(line);
     stderrTail.push(line);
     if (stderrTail.length > 40) stderrTail.shift();
   });
