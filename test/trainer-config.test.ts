@@ -78,9 +78,9 @@ describe('trainer config', () => {
   });
 
   it('splits into machine-local fields and the settings that decide the weights', () => {
-    const config = trainerConfig(trainingOf({ bf16: true }), 12, local);
+    const config = trainerConfig(trainingOf({ bf16: true, saveEveryMinutes: 30 }), 12, local);
     const localKeys = Object.keys(TrainerLocalSchema.properties);
-    const settingKeys = Object.keys(trainerSettings(trainingOf({ bf16: true }), 12));
+    const settingKeys = Object.keys(trainerSettings(trainingOf({ bf16: true, saveEveryMinutes: 30 }), 12));
     assert.deepEqual([...localKeys, ...settingKeys].sort(), Object.keys(config).sort());
     assert.deepEqual(Object.keys(TrainerConfigSchema.properties).sort(), Object.keys(config).sort());
   });
@@ -96,6 +96,7 @@ describe('training identity', () => {
       { stopGracePeriod: '1 minute' },
       { maxAttempts: 3 },
       { keepCheckpoints: 9 },
+      { keepOptimizerInFinal: true },
     ]) {
       assert.equal(trainingIdentity(run(trainingOf(training))), base, JSON.stringify(training));
     }
