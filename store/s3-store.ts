@@ -47,6 +47,8 @@ export interface S3StoreOptions {
   outageToleranceMs?: number;
   /** 'fail-fast' only where the setup is first checked (see ./outage); every step waits. */
   probe?: ProbeMode;
+  /** Copies above `singleMaxBytes` go part by part (tests lower both to exercise the multipart copy). */
+  copyLimits?: { singleMaxBytes: number; partSize: number };
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -60,6 +62,7 @@ export class S3Store implements ObjectStore {
   private readonly endpoint?: string;
   private readonly outageToleranceMs: number;
   private readonly probe: ProbeMode;
+  private readonly copyLimits: { singleMaxBytes: number; partSize: number };
 
   constructor(options: S3StoreOptions) {
     this.client = options.client;
@@ -71,6 +74,10 @@ export class S3Store implements ObjectStore {
     this.endpoint = options.endpoint;
     this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
     this.probe = options.probe ?? 'wait';
+    this.copyLimits = options.copyLimits ?? {
+      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
+      partSize: storeDefaults.copyPartSize,
+    };
   }
 
   uriFor(key: string): string {
@@ -118,13 +125,13 @@ export class S3Store implements ObjectStore {
     const Key = this.objectKey(toKey);
     const Bucket = this.bucket;
     await this.resilient('COPY', toKey, async () => {
-      if (head.size <= storeDefaults.singleCopyMaxBytes) {
+      if (head.size <= this.copyLimits.singleMaxBytes) {
         await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
         return;
       }
       const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
       try {
-        const partSize = storeDefaults.copyPartSize;
+        const { partSize } = this.copyLimits;
         const ranges = Array.from({ length: Math.ceil(head.size / partSize) }, (_, i) => [
           i * partSize,
           Math.min(head.size, (i + 1) * partSize) - 1,
