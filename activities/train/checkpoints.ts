@@ -53,7 +53,9 @@ export async function commitCheckpoint(
  * weights (the trainer's finished-checkpoint path), so the optimizer state (twice the weights' size in fp32 Adam)
  * would be uploaded for nothing.
  */
-export const optimizerStateFile = (relativePath: string) => /^optimizer(\.pt|\.bin|_.*)$/.test(relativePath);
+export const optimizerStateFile = (relativePath: string) =>
+  // optimizer.pt (one process), optimizer_0/… (FSDP's sharded state), …_optim_states.pt (DeepSpeed ZeRO)
+  /^optimizer(\.pt|\.bin|_[^/]*(\/.*)?)$|(^|\/)[^/]*optim_states\.pt$/.test(relativePath);
 
 /** A committed checkpoint of these inputs, with the files its manifest lists. */
 export interface CommittedCheckpoint {
