@@ -14,8 +14,9 @@ async function main() {
     .option('--partitions <n>', 'task queue partitions of the dev server (unset: its default)')
     .option('--rounds <n>', 'rounds', '6')
     .option('--hold-ms <n>', 'how long the first activity runs', '3000')
+    .option('--db <file>', 'persist to this SQLite file, as the demo does (unset: in memory)')
     .parse()
-    .opts<{ partitions?: string; rounds: string; holdMs: string }>();
+    .opts<{ partitions?: string; rounds: string; holdMs: string; db?: string }>();
   const extraArgs = opts.partitions
     ? [
         '--dynamic-config-value',
@@ -25,7 +26,7 @@ async function main() {
       ]
     : [];
   const env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: findTemporalBinary() }, extraArgs },
+    server: { executable: { type: 'existing-path', path: findTemporalBinary() }, extraArgs, dbFilename: opts.db },
   });
   try {
     const taskQueue = 'dispatch-latency-activities';
