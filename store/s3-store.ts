@@ -102,9 +102,12 @@ export class S3Store implements ObjectStore {
     // a retry reads the file afresh and hashes it afresh.
     return this.resilient('PUT', key, async () => {
       const hashing = new HashingStream();
+      const file = createReadStream(localPath);
+      // pipe() does not pass errors on: a file that cannot be read must fail the upload, not stall it.
+      file.on('error', (err) => hashing.destroy(err));
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: objectKey, Body: createReadStream(localPath).pipe(hashing) },
+        params: { Bucket: this.bucket, Key: objectKey, Body: file.pipe(hashing) },
         partSize: storeDefaults.multipartPartSize,
         queueSize: storeDefaults.multipartQueueSize,
         leavePartsOnError: false,

@@ -98,6 +98,8 @@ function describeStoreContract(
       await assert.rejects(fs.stat(bad), { code: 'ENOENT' }, 'damaged bytes never land');
       assert.deepEqual(await fs.readdir(path.dirname(bad)), ['model.bin'], 'no temporary file left behind');
 
+      await assert.rejects(store.putFile('hash/missing.bin', path.join(scratch, 'no-such-file')), { code: 'ENOENT' });
+
       await store.copy('hash/model.bin', 'hash/copy/model.bin');
       assert.equal(sha256(await store.get('hash/copy/model.bin')), sha256(data));
       await assert.rejects(store.copy('hash/absent.bin', 'hash/x'), NotFoundError);
