@@ -6,6 +6,12 @@ export const storeDefaults = {
   multipartPartSize: 8 * 1024 * 1024,
   /** Parts uploaded at once per file: enough to fill a link, few enough for a 2-core worker. */
   multipartQueueSize: 4,
+  /** Largest object one CopyObject request may copy (S3's limit); bigger ones are copied in parts. */
+  singleCopyMaxBytes: 5 * 1024 * 1024 * 1024,
+  /** Size of one part of a multipart copy. */
+  copyPartSize: 512 * 1024 * 1024,
+  /** Files of one folder uploaded or downloaded at once (each with its own parts in flight). */
+  filesInFlight: 4,
   /** Keys per ListObjectsV2 page; S3 caps it at 1000. */
   listPageSize: 1000,
   /** Keys per DeleteObjects request; S3 caps it at 1000. */

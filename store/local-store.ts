@@ -1,11 +1,19 @@
-import { promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
 import { writeFileAtomically } from './atomic-file';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
-import { NotFoundError, type ObjectStore } from './object-store';
+import { HashingStream } from './hashing-stream';
+import {
+  checkIntegrity,
+  NotFoundError,
+  type ExpectedObject,
+  type ObjectStore,
+  type WrittenObject,
+} from './object-store';
 
 /** A directory used as an object store: the embedded default, needing no server. */
 export class LocalStore implements ObjectStore {
@@ -29,9 +37,23 @@ export class LocalStore implements ObjectStore {
     await mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.writeFile(tmp, body)));
   }
 
-  async putFile(key: string, localPath: string): Promise<void> {
+  async putFile(key: string, localPath: string): Promise<WrittenObject> {
     const target = this.pathFor(key);
-    await mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.copyFile(localPath, tmp)));
+    let written: WrittenObject | undefined;
+    await mapDiskFull(this.dir, this.setting, () =>
+      writeFileAtomically(target, async (tmp) => {
+        written = await hashedCopy(createReadStream(localPath), tmp);
+      }),
+    );
+    return written!;
+  }
+
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const source = this.pathFor(fromKey);
+    const target = this.pathFor(toKey);
+    await this.mapNotFound(fromKey, () =>
+      mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.copyFile(source, tmp))),
+    );
   }
 
   async get(key: string): Promise<Buffer> {
@@ -48,17 +70,22 @@ export class LocalStore implements ObjectStore {
     return handle.createReadStream();
   }
 
-  async getFile(key: string, localPath: string): Promise<void> {
+  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
     // Checked first so that a problem with the destination is never reported as a missing object.
     if (!(await this.exists(key))) {
       throw new NotFoundError(this.uriFor(key));
     }
     const source = this.pathFor(key);
     const target = path.resolve(localPath);
+    let written: WrittenObject | undefined;
     // Downloads land in the worker's scratch space.
     await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, (tmp) => fs.copyFile(source, tmp)),
+      writeFileAtomically(target, async (tmp) => {
+        written = await hashedCopy(createReadStream(source), tmp);
+        checkIntegrity(this.uriFor(key), expect, written);
+      }),
     );
+    return written!;
   }
 
   async head(key: string): Promise<{ size: number } | null> {
@@ -146,6 +173,13 @@ export class LocalStore implements ObjectStore {
       throw err;
     }
   }
+}
+
+/** Copies a stream into a file, hashing it on the way. */
+async function hashedCopy(from: Readable, to: string): Promise<WrittenObject> {
+  const hashing = new HashingStream();
+  await pipeline(from, hashing, createWriteStream(to));
+  return hashing.digest();
 }
 
 /** ENOTDIR and EISDIR too: a key below a file, or a key that is really a folder, names no object. */

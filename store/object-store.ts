@@ -14,8 +14,14 @@ export interface ObjectStore {
 
   put(key: string, body: string | Uint8Array): Promise<void>;
 
-  /** Streams a local file up; big files go up in parts on S3. */
-  putFile(key: string, localPath: string): Promise<void>;
+  /**
+   * Streams a local file up (big files go up in parts on S3), hashing it on the way: the file is read once, and what
+   * is returned describes the bytes that were sent.
+   */
+  putFile(key: string, localPath: string): Promise<WrittenObject>;
+
+  /** Copies an object inside the store, without moving its bytes through this process where the backend can. */
+  copy(fromKey: string, toKey: string): Promise<void>;
 
   /** @throws NotFoundError when the object is absent. */
   get(key: string): Promise<Buffer>;
@@ -30,10 +36,12 @@ export interface ObjectStore {
   getStream(key: string): Promise<Readable>;
 
   /**
-   * Streams an object to `localPath`, creating parent directories. The file appears whole or not at all.
+   * Streams an object to `localPath`, creating parent directories. The file appears whole or not at all. With
+   * `expect`, the bytes are hashed as they arrive and the file only appears when they match.
    * @throws NotFoundError when the object is absent.
+   * @throws IntegrityError when the object's bytes are not those `expect` names.
    */
-  getFile(key: string, localPath: string): Promise<void>;
+  getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject>;
 
   /** The object's size, or null when it is absent. */
   head(key: string): Promise<{ size: number } | null>;
@@ -51,6 +59,47 @@ export interface ObjectStore {
 
   /** Deletes every key below the folder `prefix` (same meaning as in `list`); the whole root cannot be deleted. */
   deletePrefix(prefix: string): Promise<void>;
+}
+
+/** Size and sha256 of the bytes a transfer moved. */
+export interface WrittenObject {
+  bytes: number;
+  sha256: string;
+}
+
+/** What a download must receive, as a manifest recorded it. */
+export interface ExpectedObject {
+  bytes?: number;
+  sha256?: string;
+}
+
+/**
+ * An object's bytes are not those its manifest recorded (damaged in the store or on the way). Retrying the same
+ * download cannot help; the caller decides whether an older copy or recomputing the step can.
+ */
+export class IntegrityError extends Error {
+  constructor(
+    public readonly uri: string,
+    public readonly expected: ExpectedObject,
+    public readonly actual: WrittenObject,
+  ) {
+    super(
+      `${uri} is damaged: expected ${expected.bytes ?? '?'} bytes with sha256 ${expected.sha256 ?? '?'}, ` +
+        `read ${actual.bytes} bytes with sha256 ${actual.sha256}`,
+    );
+    this.name = 'IntegrityError';
+  }
+}
+
+/** Throws IntegrityError when `actual` is not what `expect` names. */
+export function checkIntegrity(uri: string, expect: ExpectedObject | undefined, actual: WrittenObject): void {
+  if (!expect) return;
+  if (
+    (expect.bytes !== undefined && expect.bytes !== actual.bytes) ||
+    (expect.sha256 !== undefined && expect.sha256 !== '' && expect.sha256 !== actual.sha256)
+  ) {
+    throw new IntegrityError(uri, expect, actual);
+  }
 }
 
 /**

@@ -1,9 +1,14 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
+  UploadPartCopyCommand,
   paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -18,7 +23,14 @@ import { storeDefaults } from './defaults';
 import { classifyS3Error, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { validateKey, validatePrefix } from './keys';
-import { NotFoundError, type ObjectStore } from './object-store';
+import { HashingStream } from './hashing-stream';
+import {
+  checkIntegrity,
+  NotFoundError,
+  type ExpectedObject,
+  type ObjectStore,
+  type WrittenObject,
+} from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -35,6 +47,8 @@ export interface S3StoreOptions {
   outageToleranceMs?: number;
   /** 'fail-fast' only where the setup is first checked (see ./outage); every step waits. */
   probe?: ProbeMode;
+  /** Copies above `singleMaxBytes` go part by part (tests lower both to exercise the multipart copy). */
+  copyLimits?: { singleMaxBytes: number; partSize: number };
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -48,6 +62,7 @@ export class S3Store implements ObjectStore {
   private readonly endpoint?: string;
   private readonly outageToleranceMs: number;
   private readonly probe: ProbeMode;
+  private readonly copyLimits: { singleMaxBytes: number; partSize: number };
 
   constructor(options: S3StoreOptions) {
     this.client = options.client;
@@ -59,6 +74,10 @@ export class S3Store implements ObjectStore {
     this.endpoint = options.endpoint;
     this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
     this.probe = options.probe ?? 'wait';
+    this.copyLimits = options.copyLimits ?? {
+      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
+      partSize: storeDefaults.copyPartSize,
+    };
   }
 
   uriFor(key: string): string {
@@ -76,19 +95,78 @@ export class S3Store implements ObjectStore {
     );
   }
 
-  async putFile(key: string, localPath: string): Promise<void> {
+  async putFile(key: string, localPath: string): Promise<WrittenObject> {
     const objectKey = this.objectKey(key);
     // Upload sends one PutObject for small files and a parallel multipart upload for big ones, aborting the
-    // multipart upload on failure so no orphaned parts keep costing storage. A retry reads the file afresh.
-    await this.resilient('PUT', key, async () => {
+    // multipart upload on failure so no orphaned parts keep costing storage. The bytes are hashed as they are sent;
+    // a retry reads the file afresh and hashes it afresh.
+    return this.resilient('PUT', key, async () => {
+      const hashing = new HashingStream();
+      const file = createReadStream(localPath);
+      // pipe() does not pass errors on: a file that cannot be read must fail the upload, not stall it.
+      file.on('error', (err) => hashing.destroy(err));
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: objectKey, Body: createReadStream(localPath) },
+        params: { Bucket: this.bucket, Key: objectKey, Body: file.pipe(hashing) },
         partSize: storeDefaults.multipartPartSize,
         queueSize: storeDefaults.multipartQueueSize,
         leavePartsOnError: false,
       });
       await upload.done();
+      return hashing.digest();
+    });
+  }
+
+  /** CopyObject up to 5 GiB (S3's limit for one request); bigger objects are copied part by part, in parallel. */
+  async copy(fromKey: string, toKey: string): Promise<void> {
+    const head = await this.head(fromKey);
+    if (!head) throw new NotFoundError(this.uriFor(fromKey));
+    const source = `${this.bucket}/${this.objectKey(fromKey)
+      .split('/')
+      .map((s) => encodeURIComponent(s))
+      .join('/')}`;
+    const Key = this.objectKey(toKey);
+    const Bucket = this.bucket;
+    await this.resilient('COPY', toKey, async () => {
+      if (head.size <= this.copyLimits.singleMaxBytes) {
+        await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
+        return;
+      }
+      const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      try {
+        const { partSize } = this.copyLimits;
+        const ranges = Array.from({ length: Math.ceil(head.size / partSize) }, (_, i) => [
+          i * partSize,
+          Math.min(head.size, (i + 1) * partSize) - 1,
+        ]);
+        const parts: { ETag?: string; PartNumber: number }[] = [];
+        for (let i = 0; i < ranges.length; i += storeDefaults.multipartQueueSize) {
+          const batch = ranges.slice(i, i + storeDefaults.multipartQueueSize);
+          const done = await Promise.all(
+            batch.map(async ([from, to], j) => {
+              const PartNumber = i + j + 1;
+              const out = await this.client.send(
+                new UploadPartCopyCommand({
+                  Bucket,
+                  Key,
+                  UploadId,
+                  PartNumber,
+                  CopySource: source,
+                  CopySourceRange: `bytes=${from}-${to}`,
+                }),
+              );
+              return { ETag: out.CopyPartResult?.ETag, PartNumber };
+            }),
+          );
+          parts.push(...done);
+        }
+        await this.client.send(
+          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
+        );
+      } catch (err) {
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+        throw err;
+      }
     });
   }
 
@@ -140,15 +218,20 @@ export class S3Store implements ObjectStore {
     }
   }
 
-  async getFile(key: string, localPath: string): Promise<void> {
+  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
     const target = path.resolve(localPath);
-    await this.resilient('GET', key, async () => {
+    return this.resilient('GET', key, async () => {
       const { body } = await this.openBody(key, 0);
+      const hashing = new HashingStream();
       try {
-        // Downloads land in the worker's scratch space.
+        // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
         await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-          writeFileAtomically(target, (tmp) => pipeline(body, createWriteStream(tmp))),
+          writeFileAtomically(target, async (tmp) => {
+            await pipeline(body, hashing, createWriteStream(tmp));
+            checkIntegrity(this.uriFor(key), expect, hashing.digest());
+          }),
         );
+        return hashing.digest();
       } finally {
         body.destroy(); // frees the connection if we failed before reading the body (a no-op after pipeline)
       }

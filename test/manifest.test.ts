@@ -20,7 +20,12 @@ import {
   trainKeys,
 } from '../activities/artifacts/run-keys';
 import { runStep, StepOutputs } from '../activities/artifacts/step';
-import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from '../activities/train/checkpoints';
+import {
+  commitCheckpoint,
+  newestCompleteCheckpoint,
+  optimizerStateFile,
+  pruneCheckpoints,
+} from '../activities/train/checkpoints';
 import { LocalStore, NotFoundError } from '../store';
 
 const freshStore = () => new LocalStore(mkdtempSync(join(tmpdir(), 'pift-manifest-')));
@@ -81,9 +86,10 @@ class RecordingStore extends LocalStore {
     await super.put(key, body);
     this.writes.push(key);
   }
-  override async putFile(key: string, localPath: string): Promise<void> {
-    await super.putFile(key, localPath);
+  override async putFile(key: string, localPath: string) {
+    const written = await super.putFile(key, localPath);
     this.writes.push(key);
+    return written;
   }
 }
 
@@ -296,6 +302,15 @@ describe('checkpoint manifests', () => {
     await pruneCheckpoints(store, keys.checkpoints, 2, 'h');
     const left = [...new Set((await store.list(keys.checkpoints)).map((k) => k.split('/')[4]))];
     assert.deepEqual(left, ['step-000000030', 'step-000000040']);
+  });
+});
+
+describe('the last checkpoint', () => {
+  it('leaves out only optimizer state, in the layouts of one process, FSDP and DeepSpeed', () => {
+    const left = ['optimizer.pt', 'optimizer_0/__0_0.distcp', 'global_step9/zero_pp_rank_0_mp_rank_00_optim_states.pt'];
+    const kept = ['model.safetensors', 'scheduler.pt', 'rng_state.pth', 'trainer_state.json', 'optimizer.json'];
+    assert.deepEqual(left.filter(optimizerStateFile), left);
+    assert.deepEqual(kept.filter(optimizerStateFile), []);
   });
 });
 

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'mocha';
 import {
+  IntegrityError,
   LocalStore,
   NotFoundError,
   type ObjectStore,
@@ -73,6 +74,35 @@ function describeStoreContract(
       await store.getFile('big/model.bin', target);
       assert.equal(sha256(await fs.readFile(target)), sha256(data));
       assert.deepEqual(await fs.readdir(path.dirname(target)), ['copy.bin'], 'no temporary file left behind');
+    });
+
+    it('hashes a file as it uploads it, verifies a download as it streams, and copies inside the store', async () => {
+      const data = randomBytes(storeDefaults.multipartPartSize + 4096); // two parts on S3
+      const source = path.join(scratch, 'hashed.bin');
+      await fs.writeFile(source, data);
+      const sent = await store.putFile('hash/model.bin', source);
+      assert.deepEqual(sent, { bytes: data.length, sha256: sha256(data) });
+
+      const target = path.join(scratch, 'verified', 'model.bin');
+      assert.deepEqual(await store.getFile('hash/model.bin', target, sent), sent);
+      assert.equal(sha256(await fs.readFile(target)), sha256(data));
+
+      const damaged = Buffer.from(data);
+      damaged[100] ^= 0xff;
+      await store.put('hash/damaged.bin', damaged);
+      const bad = path.join(scratch, 'verified', 'damaged.bin');
+      await assert.rejects(
+        store.getFile('hash/damaged.bin', bad, sent),
+        (e) => e instanceof IntegrityError && e.message.includes(store.uriFor('hash/damaged.bin')),
+      );
+      await assert.rejects(fs.stat(bad), { code: 'ENOENT' }, 'damaged bytes never land');
+      assert.deepEqual(await fs.readdir(path.dirname(bad)), ['model.bin'], 'no temporary file left behind');
+
+      await assert.rejects(store.putFile('hash/missing.bin', path.join(scratch, 'no-such-file')), { code: 'ENOENT' });
+
+      await store.copy('hash/model.bin', 'hash/copy/model.bin');
+      assert.equal(sha256(await store.get('hash/copy/model.bin')), sha256(data));
+      await assert.rejects(store.copy('hash/absent.bin', 'hash/x'), NotFoundError);
     });
 
     it('opens an object as a byte stream, and an absent one as NotFoundError', async () => {
@@ -197,6 +227,23 @@ describe('S3Store', () => {
   let s3: S3Server;
   before(async () => {
     s3 = await sharedS3();
+  });
+
+  it('copies an object bigger than one copy request part by part', async () => {
+    const client = s3ClientFor(s3SettingsFromEnv(s3.env));
+    const prefix = `copy-${randomBytes(4).toString('hex')}`;
+    const partSize = 5 * 1024 * 1024; // S3's smallest part
+    const store = new S3Store({
+      client,
+      bucket: s3.bucket,
+      prefix,
+      copyLimits: { singleMaxBytes: partSize, partSize },
+    });
+    const data = randomBytes(2 * partSize + 123);
+    await store.put('big.bin', data);
+    await store.copy('big.bin', 'copied/big.bin');
+    assert.equal(sha256(await store.get('copied/big.bin')), sha256(data));
+    await store.deletePrefix('copied');
   });
 
   it('follows continuation tokens when a listing spans several pages', async () => {

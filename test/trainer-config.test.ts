@@ -80,7 +80,7 @@ describe('trainer config', () => {
   });
 
   it('splits into machine-local fields and the settings that decide the weights', () => {
-    const all = trainingOf({ bf16: true, conversationTemplate: 'paper' });
+    const all = trainingOf({ bf16: true, conversationTemplate: 'paper', saveEveryMinutes: 30 });
     const config = trainerConfig(all, 12, local);
     const localKeys = Object.keys(TrainerLocalSchema.properties);
     const settingKeys = Object.keys(trainerSettings(all, 12));
@@ -99,6 +99,7 @@ describe('training identity', () => {
       { stopGracePeriod: '1 minute' },
       { maxAttempts: 3 },
       { keepCheckpoints: 9 },
+      { keepOptimizerInFinal: true },
     ]) {
       assert.equal(trainingIdentity(run(trainingOf(training))), base, JSON.stringify(training));
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 
@@ -23,11 +24,26 @@ export async function readManifest<R>(store: ObjectStore, key: string): Promise<
   return JSON.parse(await store.getText(key)) as StepManifest<R>;
 }
 
-/** Every output still present with its recorded size (a cheap check; sha256 stays in the manifest for audits). */
+/** Every output still present with its recorded size: a cheap first check (see outputsVerified). */
 export async function outputsIntact(store: ObjectStore, outputs: OutputEntry[]): Promise<boolean> {
   for (const out of outputs) {
     const head = await store.head(out.key);
     if (!head || head.size !== out.bytes) return false;
+  }
+  return true;
+}
+
+/**
+ * Every output still present with the bytes it was committed with: sizes first (cheap), then each object's sha256,
+ * hashed as it streams from the store. An entry with no recorded sha256 is checked by size only.
+ */
+export async function outputsVerified(store: ObjectStore, outputs: OutputEntry[]): Promise<boolean> {
+  if (!(await outputsIntact(store, outputs))) return false;
+  for (const out of outputs) {
+    if (!out.sha256) continue;
+    const hash = createHash('sha256');
+    for await (const chunk of await store.getStream(out.key)) hash.update(chunk as Buffer);
+    if (hash.digest('hex') !== out.sha256) return false;
   }
   return true;
 }
@@ -53,7 +69,9 @@ export async function finishedStep<R>(
       { field: 'runId' },
     );
   }
-  if (!(await outputsIntact(store, manifest.outputs))) return undefined;
+  // Damaged bytes are never handed on: the step runs again and writes them afresh (steps are deterministic, so what
+  // was built on the old bytes stays valid). Reading every output back costs one pass over them, only on reuse.
+  if (!(await outputsVerified(store, manifest.outputs))) return undefined;
   return manifest.result;
 }
 

@@ -8,7 +8,8 @@
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
  *     benchmarks/   manifest.json, <benchmark>.jsonl
- *     train/<name>/ manifest.json, losses.json, final/…
+ *     train/<name>/ manifest.json, losses.json, final/…, metrics/<file>.jsonl (what the trainer logged)
+ *                   logs/attempt-<n>.log                  the trainer's whole log (stderr) of each attempt
  *                   checkpoints/step-<000000000>/         manifest.json (committed last) and the trainer's files
  *     generate/<name>/
  *                   manifest.json, <benchmark>.jsonl
@@ -77,6 +78,10 @@ export const trainKeys = (runId: string, name: string) => {
     /** A folder: the trained model's files. */
     final: `${dir}/final`,
     losses: `${dir}/losses.json`,
+    /** Metrics files the trainer wrote (JSONL), uploaded with the final model. */
+    metrics: (file: string) => `${dir}/metrics/${file}`,
+    /** The trainer's log of one attempt, kept whether it succeeded or not. */
+    log: (attempt: number) => `${dir}/logs/attempt-${attempt}.log`,
     /** A folder of `step-N` folders. */
     checkpoints,
     checkpoint: (step: number) => `${checkpoints}/step-${String(step).padStart(9, '0')}`,

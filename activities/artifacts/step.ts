@@ -1,7 +1,6 @@
-import { stat } from 'node:fs/promises';
 import type { ObjectStore } from '../../store';
 import { whileHeartbeating } from '../heartbeat';
-import { sha256, sha256File } from './hashing';
+import { sha256 } from './hashing';
 import { commitManifest, finishedStep, type OutputEntry } from './manifest';
 import { uploadDir } from './transfer';
 
@@ -37,14 +36,16 @@ export class StepOutputs {
     return this.record({ key, bytes, sha256: sha256(body) });
   }
 
+  /** Uploads a file, hashing it as it is sent (one read). */
   async putFile(key: string, localPath: string): Promise<OutputEntry> {
-    await this.store.putFile(key, localPath);
-    return this.record({ key, bytes: (await stat(localPath)).size, sha256: await sha256File(localPath) });
+    return this.record({ key, ...(await this.store.putFile(key, localPath)) });
   }
 
-  /** Uploads a directory tree under `prefix`, one output per file. */
-  async putDir(localDir: string, prefix: string): Promise<void> {
-    for (const entry of await uploadDir(this.store, localDir, prefix)) this.record(entry);
+  /** Uploads a directory tree under `prefix`, one output per file (see uploadDir for `options`). */
+  async putDir(localDir: string, prefix: string, options?: Parameters<typeof uploadDir>[3]): Promise<OutputEntry[]> {
+    const entries = await uploadDir(this.store, localDir, prefix, options);
+    for (const entry of entries) this.record(entry);
+    return entries;
   }
 
   /** An output already in the store (a part committed by an earlier attempt). */

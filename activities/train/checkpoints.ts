@@ -3,6 +3,8 @@ import type { ObjectStore } from '../../store';
 import { outputsIntact, readManifest, type OutputEntry } from '../artifacts/manifest';
 import { checkpointFolderOf, folderOfManifest, isCheckpointManifest, manifestIn } from '../artifacts/run-keys';
 import { StepOutputs } from '../artifacts/step';
+import { downloadVerified } from '../artifacts/transfer';
+import { IntegrityError } from '../../store';
 
 /** What a checkpoint's manifest records beyond the StepManifest fields. */
 export interface CheckpointResult {
@@ -37,11 +39,74 @@ export async function commitCheckpoint(
   spec: { runId: string; step: string; inputsHash: string; folder: string },
   localDir: string,
   trainerStep: number,
-): Promise<void> {
+  options: { skip?: (relativePath: string) => boolean } = {},
+): Promise<OutputEntry[]> {
   const { folder, ...manifest } = spec;
   const out = new StepOutputs(store);
-  await out.putDir(localDir, folder);
+  const entries = await out.putDir(localDir, folder, options);
   await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep } satisfies CheckpointResult);
+  return entries;
+}
+
+/**
+ * Files of the checkpoint at `max_steps` that no resume needs: with training finished, a resume only reloads the
+ * weights (the trainer's finished-checkpoint path), so the optimizer state (twice the weights' size in fp32 Adam)
+ * would be uploaded for nothing.
+ */
+export const optimizerStateFile = (relativePath: string) =>
+  // optimizer.pt (one process), optimizer_0/… (FSDP's sharded state), …_optim_states.pt (DeepSpeed ZeRO)
+  /^optimizer(\.pt|\.bin|_[^/]*(\/.*)?)$|(^|\/)[^/]*optim_states\.pt$/.test(relativePath);
+
+/** A committed checkpoint of these inputs, with the files its manifest lists. */
+export interface CommittedCheckpoint {
+  step: number;
+  /** Its folder in the store. */
+  key: string;
+  outputs: OutputEntry[];
+}
+
+/**
+ * Committed checkpoints of these inputs (as hashed now or by an earlier version, `earlierInputsHashes`) whose files
+ * are all there with their recorded sizes, newest first.
+ */
+export async function completeCheckpoints(
+  store: ObjectStore,
+  prefix: string,
+  inputsHash: string,
+  earlierInputsHashes: readonly string[] = [],
+): Promise<CommittedCheckpoint[]> {
+  const manifests = (await store.list(`${prefix}/`)).filter(isCheckpointManifest).sort().reverse();
+  const found: CommittedCheckpoint[] = [];
+  for (const key of manifests) {
+    const m = await readCheckpoint(store, key);
+    if (!m || (m.inputsHash !== inputsHash && !earlierInputsHashes.includes(m.inputsHash))) continue;
+    if (await outputsIntact(store, m.outputs))
+      found.push({ step: m.step, key: folderOfManifest(key), outputs: m.outputs });
+    else log.warn('skipping incomplete checkpoint', { key });
+  }
+  return found;
+}
+
+/**
+ * Downloads the newest of `candidates` whose every file arrives with its recorded sha256 (verified as it streams
+ * in) into `localDirOf(step)`; a damaged one is skipped with a warning for the next older one.
+ */
+export async function downloadNewestIntact(
+  store: ObjectStore,
+  candidates: readonly CommittedCheckpoint[],
+  localDirOf: (step: number) => string,
+): Promise<CommittedCheckpoint | undefined> {
+  for (const c of candidates) {
+    const files = c.outputs.filter((o) => o.key !== manifestIn(c.key));
+    try {
+      await downloadVerified(store, files, c.key, localDirOf(c.step));
+      return c;
+    } catch (err) {
+      if (!(err instanceof IntegrityError)) throw err;
+      log.warn('skipping a damaged checkpoint for the next older one', { key: c.key, error: err.message });
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -54,14 +119,8 @@ export async function newestCompleteCheckpoint(
   inputsHash: string,
   earlierInputsHashes: readonly string[] = [],
 ): Promise<{ step: number; key: string } | undefined> {
-  const manifests = (await store.list(`${prefix}/`)).filter(isCheckpointManifest).sort().reverse();
-  for (const key of manifests) {
-    const m = await readCheckpoint(store, key);
-    if (!m || (m.inputsHash !== inputsHash && !earlierInputsHashes.includes(m.inputsHash))) continue;
-    if (await outputsIntact(store, m.outputs)) return { step: m.step, key: folderOfManifest(key) };
-    log.warn('skipping incomplete checkpoint', { key });
-  }
-  return undefined;
+  const [newest] = await completeCheckpoints(store, prefix, inputsHash, earlierInputsHashes);
+  return newest && { step: newest.step, key: newest.key };
 }
 
 /** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */

@@ -1,16 +1,26 @@
 import { Context, log } from '@temporalio/activity';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, IntegrityError, openObject, openStore } from '../../store';
+import type { OutputEntry } from '../artifacts/manifest';
 import type { ActivityDeps } from '../deps';
-import { manifestIn, trainKeys } from '../artifacts/run-keys';
+import { trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
-import { downloadPrefix, localModel } from '../artifacts/transfer';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from './check-model';
-import { commitCheckpoint, newestCompleteCheckpoint, pruneCheckpoints } from './checkpoints';
+import { corruptArtifact, keepModel, localModel } from '../artifacts/transfer';
+import {
+  commitCheckpoint,
+  completeCheckpoints,
+  downloadNewestIntact,
+  optimizerStateFile,
+  pruneCheckpoints,
+  type CommittedCheckpoint,
+} from './checkpoints';
 import { runTrainerProcess, type TrainerEvent } from './trainer-process';
 import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
@@ -62,7 +72,11 @@ async function train(
   await mkdir(checkpointsDir, { recursive: true });
   const { store: dataStore, key: dataKey } = openObject(input.dataUri, deps.env);
   const trainFile = join(work, 'train.jsonl');
-  await dataStore.getFile(dataKey, trainFile);
+  try {
+    await dataStore.getFile(dataKey, trainFile, { sha256: input.dataSha256 });
+  } catch (err) {
+    throw err instanceof IntegrityError ? corruptArtifact(err, 'input.dataUri') : err;
+  }
   // Another GPU worker may have run the model check: make sure this one's model cache holds the model too.
   if (cachedByTrainer(input.initModel)) {
     await checkModel(deps, {
@@ -74,44 +88,166 @@ async function train(
   }
   const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
 
-  const resume = await newestCompleteCheckpoint(store, keys.checkpoints, inputsHash, earlierInputsHashes);
-  let resumeDir: string | undefined;
-  if (resume) {
-    resumeDir = join(checkpointsDir, `checkpoint-${resume.step}`);
-    await downloadPrefix(store, resume.key, resumeDir, (k) => k === manifestIn(resume.key));
-    log.info('resuming from checkpoint', { name: input.name, step: resume.step });
-  }
+  // The trainer's whole log, kept on disk as it comes (never in memory) and copied to the store beside the
+  // checkpoints, also when the attempt fails.
+  const logFile = join(work, `attempt-${ctx.info.attempt}.log`);
+  const trainerLog = createWriteStream(logFile);
+  const uploadLog = async () => {
+    await new Promise<void>((resolve) => trainerLog.write('', () => resolve()));
+    await store.putFile(keys.log(ctx.info.attempt), logFile);
+  };
 
+  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   const finalDir = join(work, 'final');
-  await rm(finalDir, { recursive: true, force: true });
+  let doneEvent: TrainerEvent | undefined;
+  /** The files of the newest checkpoint in the store: the final model's weights are among them. */
+  let lastCheckpoint: readonly OutputEntry[] = [];
+  let unloadable: number | undefined;
+  try {
+    for (;;) {
+      const usable = candidates.filter((c) => c.step !== unloadable);
+      const resume = await downloadNewestIntact(store, usable, (step) => join(checkpointsDir, `checkpoint-${step}`));
+      const resumeDir = resume && join(checkpointsDir, `checkpoint-${resume.step}`);
+      if (resume) log.info('resuming from checkpoint', { name: input.name, step: resume.step });
+      lastCheckpoint = resume?.outputs ?? [];
+      let started = false;
+      try {
+        doneEvent = await runTrainer(deps, input, {
+          work,
+          checkpointsDir,
+          finalDir,
+          trainFile,
+          modelPath,
+          resume,
+          resumeDir,
+          progress,
+          onStart: () => (started = true),
+          onStderr: (line) => trainerLog.write(`${line}\n`),
+          onCheckpoint: async (step, path) => {
+            // The checkpoint at the last step is only ever reloaded as the final weights, never to train on.
+            const last = step >= (progress.latest.totalSteps ?? input.maxSteps);
+            const skip = last && !t.keepOptimizerInFinal ? optimizerStateFile : undefined;
+            lastCheckpoint = await commitCheckpoint(
+              store,
+              { runId: input.runId, step: `train/${input.name}`, inputsHash, folder: keys.checkpoint(step) },
+              path,
+              step,
+              { skip },
+            );
+            ctx.heartbeat(progress.latest);
+            await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
+            await uploadLog();
+          },
+        });
+        break;
+      } catch (err) {
+        // A checkpoint whose bytes are intact but that the trainer cannot load (it dies before training starts):
+        // try the next older one, once; a second such failure is not the checkpoint's fault.
+        const crashedLoading =
+          resume &&
+          !started &&
+          unloadable === undefined &&
+          err instanceof ApplicationFailure &&
+          err.type === 'TrainerCrashed';
+        if (!crashedLoading) throw err;
+        log.warn('the trainer could not load a checkpoint; trying the next older one', {
+          key: resume.key,
+          error: err.message.split('\n').slice(-1)[0],
+        });
+        unloadable = resume.step;
+        await rm(checkpointsDir, { recursive: true, force: true });
+        await mkdir(checkpointsDir, { recursive: true });
+      }
+    }
+  } finally {
+    await uploadLog().catch((err: unknown) => log.warn('could not keep the trainer log', { error: String(err) }));
+    trainerLog.end();
+  }
+  if (!doneEvent) throw new Error('trainer exited without its "done" line');
+
+  // The final weights are the last checkpoint's: copied inside the store, not uploaded a second time.
+  const finalEntries = await out.putDir(finalDir, keys.final, { known: lastCheckpoint });
+  await putMetrics(out, checkpointsDir, keys);
+  const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
+  const result: TrainResult = {
+    name: input.name,
+    modelUri: store.uriFor(keys.final),
+    steps: Number(doneEvent.total_steps ?? input.maxSteps),
+    lossFirst: losses.first,
+    lossLast: losses.last,
+    resumedFromStep: progress.latest.resumedFromStep ?? 0,
+    attempts: ctx.info.attempt,
+    reused: false,
+    ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
+  };
+  const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
+  await out.put(keys.losses, lossesJson);
+  // The next stage or generation on this worker takes the model from here instead of downloading it.
+  await keepModel(deps.workDir, finalDir, finalEntries, keys.final);
+  // The step's manifest is committed by runStep once this returns.
+  await rm(work, { recursive: true, force: true });
+  return result;
+}
+
+/** Metrics files (JSONL) the trainer wrote at the top of its output folder, as outputs of the step. */
+async function putMetrics(out: StepOutputs, dir: string, keys: ReturnType<typeof trainKeys>): Promise<void> {
+  const files = (await readdir(dir, { withFileTypes: true })).filter((f) => f.isFile() && f.name.endsWith('.jsonl'));
+  for (const f of files.sort((a, b) => a.name.localeCompare(b.name))) {
+    await out.putFile(keys.metrics(f.name), join(dir, f.name));
+  }
+}
+
+/** One run of the trainer process; returns its "done" event. */
+async function runTrainer(
+  deps: ActivityDeps,
+  input: TrainInput,
+  o: {
+    work: string;
+    checkpointsDir: string;
+    finalDir: string;
+    trainFile: string;
+    modelPath: string;
+    resume: CommittedCheckpoint | undefined;
+    resumeDir: string | undefined;
+    progress: { latest: TrainerProgress };
+    onStart: () => void;
+    onStderr: (line: string) => void;
+    onCheckpoint: (step: number, path: string) => Promise<void>;
+  },
+): Promise<TrainerEvent | undefined> {
+  const ctx = Context.current();
+  const t = input.training;
+  const { progress } = o;
+  await rm(o.finalDir, { recursive: true, force: true });
   const config = trainerConfig(t, input.maxSteps, {
-    train_file: trainFile,
-    final_dir: finalDir,
-    output_dir: checkpointsDir,
-    model_name_or_path: modelPath,
-    resume_from_checkpoint: resumeDir ?? null,
+    train_file: o.trainFile,
+    final_dir: o.finalDir,
+    output_dir: o.checkpointsDir,
+    model_name_or_path: o.modelPath,
+    resume_from_checkpoint: o.resumeDir ?? null,
     parent_pid: process.pid,
   });
-  const configPath = join(work, 'config.json');
+  const configPath = join(o.work, 'config.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));
 
-  progress.latest = { ...progress.latest, step: resume?.step ?? 0, resumedFromStep: resume?.step ?? 0 };
+  const from = o.resume?.step ?? 0;
+  progress.latest = { ...progress.latest, step: from, resumedFromStep: from };
   let doneEvent: TrainerEvent | undefined;
-  const uploaded: number[] = [];
-
   await runTrainerProcess({
     python: deps.python,
     module: 'pift.train',
     configPath,
-    cwd: work,
+    cwd: o.work,
     env: deps.env,
     progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
     graceMs: msToNumber(t.stopGracePeriod as Duration),
     heartbeat: () => ctx.heartbeat(progress.latest),
     onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
     launch: trainerLaunch(t),
+    onStderr: o.onStderr,
     onEvent: async (e) => {
       if (e.event === 'start') {
+        o.onStart();
         progress.latest = {
           ...progress.latest,
           totalSteps: Number(e.total_steps),
@@ -128,16 +264,7 @@ async function train(
         };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'checkpoint') {
-        const step = Number(e.step);
-        await commitCheckpoint(
-          store,
-          { runId: input.runId, step: `train/${input.name}`, inputsHash, folder: keys.checkpoint(step) },
-          String(e.path),
-          step,
-        );
-        uploaded.push(step);
-        ctx.heartbeat(progress.latest);
-        await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
+        await o.onCheckpoint(Number(e.step), String(e.path));
         // The local copy is no longer needed once it is safe in the store.
         await rm(String(e.path), { recursive: true, force: true });
       } else if (e.event === 'done') {
@@ -145,24 +272,5 @@ async function train(
       }
     },
   });
-  if (!doneEvent) throw new Error('trainer exited without its "done" line');
-
-  await out.putDir(finalDir, keys.final);
-  const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
-  const result: TrainResult = {
-    name: input.name,
-    modelUri: store.uriFor(keys.final),
-    steps: Number(doneEvent.total_steps ?? input.maxSteps),
-    lossFirst: losses.first,
-    lossLast: losses.last,
-    resumedFromStep: progress.latest.resumedFromStep ?? 0,
-    attempts: ctx.info.attempt,
-    reused: false,
-    ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
-  };
-  const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
-  await out.put(keys.losses, lossesJson);
-  // The step's manifest is committed by runStep once this returns.
-  await rm(work, { recursive: true, force: true });
-  return result;
+  return doneEvent;
 }

@@ -27,6 +27,8 @@ export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerS
     seed: t.seed,
     save_strategy: 'steps',
     save_steps: t.saveSteps,
+    // Absent unless set, so the identity of every training that does not use it stays as it was.
+    ...(t.saveEveryMinutes === undefined ? {} : { save_every_minutes: t.saveEveryMinutes }),
     logging_steps: 1,
     // 'auto' lets the trainer pick bf16 only where CUDA supports it.
     ...(t.bf16 === 'auto' ? {} : { bf16: t.bf16 }),

@@ -33,6 +33,8 @@ export interface TrainerRun {
   onSpawn?: (pid: number) => void;
   /** Several processes (one per GPU) under `pift.launcher`: torchrun for DDP, accelerate for FSDP or ZeRO-3. */
   launch?: TrainerLaunch;
+  /** Every stderr line (the trainer's log), e.g. to keep the whole log. */
+  onStderr?: (line: string) => void;
 }
 
 /** `python -m MODULE CONFIG`, or the launcher that starts the module once per process in the same process group. */
@@ -105,6 +107,7 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
 
   const stderrTail: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => {
+    run.onStderr?.(line);
     stderrTail.push(line);
     if (stderrTail.length > 40) stderrTail.shift();
   });

@@ -11,5 +11,6 @@ export const weightDecay = () => Type.Number({ minimum: 0 });
 /** Adam betas and the warmup ratio: the trainer refuses 1. */
 export const unitInterval = () => Type.Number({ minimum: 0, exclusiveMaximum: 1 });
 export const maxGradNorm = () => Type.Number({ exclusiveMinimum: 0 });
+export const saveEveryMinutes = () => Type.Number({ exclusiveMinimum: 0 });
 export const scheduler = () => stringEnum(SCHEDULERS);
 export const seed = () => Type.Integer();

@@ -204,6 +204,16 @@ export const TrainingSchema = Type.Object(
     scheduler: withDefault(c.scheduler(), 'cosine', { source: 'repo', description: 'learning-rate schedule' }),
     seed: withDefault(c.seed(), 3517, { source: 'repo', description: "training seed (and the tiny model's init)" }),
     saveSteps: withDefault(c.positiveInt(), 50, { source: 'ours', description: 'optimizer steps between checkpoints' }),
+    saveEveryMinutes: optional(c.saveEveryMinutes(), {
+      source: 'ours',
+      description:
+        'also save a checkpoint once this many minutes have passed since the last one (unset: by steps only)',
+    }),
+    keepOptimizerInFinal: optional(Type.Boolean(), {
+      source: 'ours',
+      description:
+        'keep the optimizer state in the checkpoint at the last step (unset: left out, as no resume needs it)',
+    }),
     keepCheckpoints: withDefault(c.positiveInt(), 2, {
       source: 'ours',
       description: 'checkpoints kept in the store per training run (the newest ones)',

@@ -37,6 +37,9 @@ export const TrainerSettingsSchema = Type.Object(
     seed: c.seed(),
     save_strategy: Type.Literal('steps'),
     save_steps: c.positiveInt(),
+    save_every_minutes: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, description: 'also save once this many minutes passed since the last save' }),
+    ),
     logging_steps: c.positiveInt(),
     bf16: Type.Optional(
       Type.Boolean({

@@ -36,6 +36,7 @@ from .job import run_job
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
+from .save_timer import save_timer_callbacks
 from .scratch import writing
 from .template import ResponseOnlyCollator
 from .termination import SigtermMode, set_sigterm_mode
@@ -78,7 +79,7 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
         train_dataset=train_dataset,
         data_collator=ResponseOnlyCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[protocol_callback, SigtermSaveCallback()],
+        callbacks=[protocol_callback, SigtermSaveCallback(), *save_timer_callbacks(script_args.save_every_minutes)],
     )
     if finished_state is None:
         with writing(training_args.output_dir):  # checkpoints

@@ -52,6 +52,7 @@ def valid_config(workdir: Path, **overrides: Any) -> dict[str, Any]:
         "seed": 3517,
         "save_strategy": "steps",
         "save_steps": 50,
+        "save_every_minutes": 30.0,
         "logging_steps": 1,
         "bf16": False,
         "gradient_checkpointing": False,
