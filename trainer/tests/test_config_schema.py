@@ -56,6 +56,7 @@ def valid_config(workdir: Path, **overrides: Any) -> dict[str, Any]:
         "bf16": False,
         "gradient_checkpointing": False,
         "report_to": "none",
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
     }
     config.update(overrides)
     return config
