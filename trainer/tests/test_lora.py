@@ -43,6 +43,18 @@ def test_only_the_adapters_are_trainable() -> None:
     assert any("embed_tokens" in name for name in frozen) and any("lm_head" in name for name in frozen)
 
 
+def test_adapters_get_gradients_under_activation_checkpointing() -> None:
+    # The base (embeddings included) is frozen: checkpointing must still let gradients reach the adapters.
+    model = wrap_with_lora(build_tiny_model(1), LoraArguments(r=4), seed=3517)
+    model.activation_checkpointing_enable()  # what the Trainer calls for gradient_checkpointing: true
+    model.train()
+    ids = torch.tensor([[1, 40, 41, 42, 43, 2]])
+    model(ids, labels=ids).loss.backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    # lora_B starts at zero, so at the first step only it has a non-zero gradient.
+    assert all(g is not None and g.abs().sum() > 0 for name, g in grads.items() if "lora_B" in name)
+
+
 def test_lora_settings_are_checked_naming_the_field() -> None:
     with pytest.raises(ConfigError, match='"lora" has unknown keys'):
         ModelArguments(model_name_or_path=BUILTIN_TINY_LLAMA, lora={"rank": 4})
