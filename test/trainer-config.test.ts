@@ -80,7 +80,8 @@ describe('trainer config', () => {
   });
 
   it('splits into machine-local fields and the settings that decide the weights', () => {
-    const all = trainingOf({ bf16: true, conversationTemplate: 'paper', saveEveryMinutes: 30 });
+    // The optional keys are set so that every key appears.
+    const all = trainingOf({ bf16: true, conversationTemplate: 'paper', saveEveryMinutes: 30, lora: {} });
     const config = trainerConfig(all, 12, local);
     const localKeys = Object.keys(TrainerLocalSchema.properties);
     const settingKeys = Object.keys(trainerSettings(all, 12));
@@ -224,5 +225,58 @@ describe('global batch', () => {
   it("passes report_to through, 'none' by default", () => {
     assert.equal(trainerConfig(trainingOf(), 3, local).report_to, 'none');
     assert.deepEqual(trainerConfig(trainingOf({ reportTo: ['tensorboard'] }), 3, local).report_to, ['tensorboard']);
+  });
+});
+
+describe('LoRA', () => {
+  const validate = settingsValidator().compile(TrainerConfigSchema);
+
+  it('reaches the trainer config with its defaults, and only when set', async () => {
+    const fromFile = settingsValidator().compile(
+      JSON.parse(await readFile(join(__dirname, '..', 'schema/trainer-config.schema.json'), 'utf8')),
+    );
+    const full = trainerConfig(trainingOf(), 12, local);
+    assert.equal('lora' in full, false, 'full fine-tuning sends no lora key, so its identity is unchanged');
+    const lora = trainerConfig(trainingOf({ lora: {} }), 12, local);
+    assert.deepEqual(lora.lora, { r: 16, alpha: 32, dropout: 0.05, target_modules: 'all-linear' });
+    const qlora = trainerConfig(
+      trainingOf({ lora: { r: 8, alpha: 16, dropout: 0, targetModules: ['q_proj', 'v_proj'], quantize: '4bit' } }),
+      12,
+      local,
+    );
+    assert.deepEqual(qlora.lora, {
+      r: 8,
+      alpha: 16,
+      dropout: 0,
+      target_modules: ['q_proj', 'v_proj'],
+      quantize: '4bit',
+    });
+    for (const config of [lora, qlora]) {
+      assert.ok(validate(config), JSON.stringify(validate.errors));
+      assert.ok(fromFile(config), JSON.stringify(fromFile.errors));
+    }
+  });
+
+  it('changes the training identity when set, not otherwise', () => {
+    const full = trainingIdentity(run(trainingOf()));
+    const lora = trainingIdentity(run(trainingOf({ lora: {} })));
+    assert.notEqual(lora, full);
+    assert.notEqual(trainingIdentity(run(trainingOf({ lora: { r: 8 } }))), lora);
+    assert.equal(trainingIdentity(run(trainingOf({ lora: { r: 16, alpha: 32 } }))), lora);
+  });
+
+  it('refuses bad LoRA settings in the input, naming the field', () => {
+    for (const [training, field] of [
+      [{ lora: { r: 0 } }, /input\.training\.lora\.r/],
+      [{ lora: { dropout: 1 } }, /input\.training\.lora\.dropout/],
+      [{ lora: { quantize: '8bit' } }, /input\.training\.lora\.quantize/],
+      [{ lora: { rank: 4 } }, /input\.training\.lora/],
+    ] as const) {
+      assert.throws(
+        () => trainingOf(training),
+        (err: unknown) => err instanceof InvalidDataError && field.test(err.message),
+        JSON.stringify(training),
+      );
+    }
   });
 });

@@ -1,4 +1,4 @@
-import type { ResolvedTraining } from '../../common/settings/schema';
+import type { LoraOptions, ResolvedTraining } from '../../common/settings/schema';
 import type { TrainerConfig, TrainerLocal, TrainerSettings } from '../../common/settings/trainer';
 import { hashInputs } from '../artifacts/hashing';
 import type { TrainInput } from '../types';
@@ -36,6 +36,18 @@ export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerS
     // Only when set, so that the identity of a training that never named it stays what it was.
     ...(t.conversationTemplate === undefined ? {} : { conversation_template: t.conversationTemplate }),
     report_to: t.reportTo?.length ? [...t.reportTo] : 'none',
+    // Absent unless set, so full fine-tuning keeps the identity it always had.
+    ...(t.lora ? { lora: loraSettings(t.lora as LoraOptions) } : {}), // ajv filled its defaults
+  };
+}
+
+function loraSettings(lora: LoraOptions): NonNullable<TrainerSettings['lora']> {
+  return {
+    r: lora.r,
+    alpha: lora.alpha,
+    dropout: lora.dropout,
+    target_modules: lora.targetModules === 'all-linear' ? 'all-linear' : [...lora.targetModules],
+    ...(lora.quantize ? { quantize: lora.quantize } : {}),
   };
 }
 

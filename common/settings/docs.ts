@@ -53,7 +53,9 @@ function rows(schema: Json, prefix: string): string[] {
   const requiredKeys = (schema.required ?? []) as string[];
   return Object.entries(properties).flatMap(([key, s]) => {
     const field = `${prefix}${key}`;
-    if (s.type === 'object' && s.properties) return rows(s, `${field}.`);
+    // A group with a default is always there; one without (an opt-in such as training.lora) gets a row of its own.
+    if (s.type === 'object' && s.properties && 'default' in s) return rows(s, `${field}.`);
+    const nested = s.type === 'object' && s.properties ? rows(s, `${field}.`) : [];
     const source = typeof s[SOURCE_KEYWORD] === 'string' ? `[${s[SOURCE_KEYWORD]}]` : '';
     const cells = [
       code(field),
@@ -62,7 +64,7 @@ function rows(schema: Json, prefix: string): string[] {
       source,
       String(s.description ?? ''),
     ];
-    return [`| ${cells.map(cell).join(' | ')} |`];
+    return [`| ${cells.map(cell).join(' | ')} |`, ...nested];
   });
 }
 

@@ -135,6 +135,38 @@ export const StagesSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const LoraSchema = Type.Object(
+  {
+    r: withDefault(c.positiveInt(), 16, {
+      source: 'ours',
+      description: 'rank of the LoRA update matrices',
+    }),
+    alpha: withDefault(Type.Number({ exclusiveMinimum: 0 }), 32, {
+      source: 'ours',
+      description: 'LoRA scaling numerator: the update is scaled by alpha / r',
+    }),
+    dropout: withDefault(Type.Number({ minimum: 0, exclusiveMaximum: 1 }), 0.05, {
+      source: 'ours',
+      description: "dropout on the adapters' input",
+    }),
+    targetModules: withDefault(
+      Type.Union([Type.Literal('all-linear'), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })]),
+      'all-linear',
+      {
+        source: 'ours',
+        description:
+          "layers that get adapters: PEFT's `all-linear` (every linear layer but the output) or module names",
+      },
+    ),
+    quantize: optional(stringEnum(['4bit'] as const), {
+      source: 'ours',
+      defaultText: 'none',
+      description: 'QLoRA: the frozen base in 4-bit NF4 (needs CUDA and bitsandbytes on the GPU worker)',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 export const TrainingSchema = Type.Object(
   {
     mode: optional(stringEnum(['train', 'export-only'] as const), {
@@ -232,6 +264,12 @@ export const TrainingSchema = Type.Object(
     gradientCheckpointing: withDefault(Type.Boolean(), false, {
       source: 'ours',
       description: 'trade compute for memory (the paper uses it on its large models)',
+    }),
+    lora: optional(LoraSchema, {
+      source: 'ours',
+      defaultText: 'unset: full fine-tuning (the paper)',
+      description:
+        "given (even `{}`), train LoRA adapters through PEFT instead of every weight; each stage's final model is exported merged, with the adapter in `final/adapter/`",
     }),
     progressTimeout: withDefault(duration(), '30 minutes', {
       source: 'ours',
@@ -389,6 +427,7 @@ export type DatasetColumns = Static<typeof DatasetColumnsSchema>;
 export type ScorerOptions = Filled<typeof ScorerSchema>;
 export type StageOptions = Filled<typeof StagesSchema>;
 export type TrainingOptions = Filled<typeof TrainingSchema>;
+export type LoraOptions = Filled<typeof LoraSchema>;
 export type BaselineOptions = Filled<typeof BaselineSchema>;
 export type BenchmarkRef = Static<typeof BenchmarkRefSchema>;
 export type EvaluationOptions = Filled<typeof EvaluationSchema>;

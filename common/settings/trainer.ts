@@ -52,6 +52,24 @@ export const TrainerSettingsSchema = Type.Object(
         description: 'layout of conversation rows; absent: auto',
       }),
     ),
+    lora: Type.Optional(
+      Type.Object(
+        {
+          r: c.positiveInt(),
+          alpha: Type.Number({ exclusiveMinimum: 0 }),
+          dropout: Type.Number({ minimum: 0, exclusiveMaximum: 1 }),
+          target_modules: Type.Union([
+            Type.Literal('all-linear'),
+            Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+          ]),
+          quantize: Type.Optional(Type.Literal('4bit')),
+        },
+        {
+          additionalProperties: false,
+          description: 'LoRA adapters (PEFT) instead of full fine-tuning; quantize: QLoRA; absent: full fine-tuning',
+        },
+      ),
+    ),
     report_to: Type.Union([Type.Literal('none'), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })], {
       description: "transformers' report_to: experiment trackers beside the stdout protocol",
     }),

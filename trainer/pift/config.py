@@ -7,9 +7,11 @@ seed 3517, max length 2048. Values the sources leave open are marked [ours].
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import SchedulerType, TrainingArguments
@@ -66,12 +68,60 @@ class ScriptArguments:
             raise ConfigError(f'field "save_every_minutes" must be a positive number, got {self.save_every_minutes}')
 
 
+LORA_QUANTIZE = ("4bit",)
+
+
+@dataclass
+class LoraArguments:
+    """LoRA adapters instead of full fine-tuning (PEFT's LoraConfig); `quantize` makes it QLoRA."""
+
+    r: int = 16
+    alpha: float = 32
+    dropout: float = 0.05
+    # PEFT's "all-linear": every linear layer of the blocks, not the output layer.
+    target_modules: str | list[str] = "all-linear"
+    quantize: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r < 1:
+            raise ConfigError(f'field "lora.r" must be a positive integer, got {self.r!r}')
+        if not isinstance(self.alpha, (int, float)) or self.alpha <= 0:
+            raise ConfigError(f'field "lora.alpha" must be a positive number, got {self.alpha!r}')
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ConfigError(f'field "lora.dropout" must be in [0, 1), got {self.dropout!r}')
+        names = [self.target_modules] if isinstance(self.target_modules, str) else self.target_modules
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(
+                'field "lora.target_modules" must be "all-linear" or a list of module names, '
+                f"got {self.target_modules!r}"
+            )
+        if self.quantize is not None and self.quantize not in LORA_QUANTIZE:
+            raise ConfigError(
+                f'field "lora.quantize" must be one of {list(LORA_QUANTIZE)} or null, got {self.quantize!r}'
+            )
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
         metadata={"help": f"'{BUILTIN_TINY_LLAMA}' or a local directory with Hugging Face weights and tokenizer."}
     )
     model_seed: int = field(default=0, metadata={"help": "Initialisation seed of the builtin model."})
+    lora: dict[str, Any] | None = field(
+        default=None,
+        metadata={"help": "Train LoRA adapters (fields of LoraArguments); absent or null: full fine-tuning."},
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, LoraArguments) or self.lora is None:
+            return
+        if not isinstance(self.lora, dict):
+            raise ConfigError(f'field "lora" must be an object or null, got {self.lora!r}')
+        known = {f.name for f in dataclasses.fields(LoraArguments)}
+        unknown = sorted(set(self.lora) - known)
+        if unknown:
+            raise ConfigError(f'field "lora" has unknown keys {unknown}; known: {sorted(known)}')
+        self.lora = LoraArguments(**self.lora)
 
 
 @dataclass

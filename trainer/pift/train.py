@@ -33,6 +33,7 @@ from .data import InstructionDataset, read_instruction_rows
 from .distributed import barrier
 from .errors import ConfigError, Terminated
 from .job import run_job
+from .lora import load_lora_model, save_merged
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
@@ -67,8 +68,12 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
     finished_state = finished_checkpoint_state(training_args)
     # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage
     # launches; a checkpoint that already reached max_steps holds the final weights instead.
-    model_source = training_args.resume_from_checkpoint if finished_state else model_args.model_name_or_path
-    model = load_model(model_source, tokenizer, seed=model_args.model_seed)
+    if model_args.lora is None:
+        model_source = training_args.resume_from_checkpoint if finished_state else model_args.model_name_or_path
+        model = load_model(model_source, tokenizer, seed=model_args.model_seed)
+    else:  # a checkpoint of a LoRA run holds only the adapter
+        finished_checkpoint = training_args.resume_from_checkpoint if finished_state else None
+        model = load_lora_model(model_args, training_args, tokenizer, finished_checkpoint)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
 
@@ -90,7 +95,7 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
         raise Terminated()  # SigtermSaveCallback has written a resumable checkpoint
 
     with writing(script_args.final_dir):
-        save_final(trainer, script_args.final_dir)
+        save_final(trainer, script_args.final_dir, model_args)
     report_done(trainer, train_output, script_args.final_dir)
 
 
@@ -112,7 +117,7 @@ def skip_finished_training(
     return TrainOutput(finished_state.global_step, 0.0, {"train_runtime": 0.0})
 
 
-def save_final(trainer: Trainer, final_dir: str) -> None:
+def save_final(trainer: Trainer, final_dir: str, model_args: ModelArguments) -> None:
     """Write to a sibling directory first, so `final_dir` is either complete or absent.
 
     Every rank takes part (sharded weights are gathered); rank 0 writes the files and renames."""
@@ -121,7 +126,10 @@ def save_final(trainer: Trainer, final_dir: str) -> None:
     if main_process:
         shutil.rmtree(staging_dir, ignore_errors=True)
     barrier()
-    trainer.save_model(staging_dir)  # also saves the tokenizer, passed as processing_class
+    if model_args.lora is None:
+        trainer.save_model(staging_dir)  # also saves the tokenizer, passed as processing_class
+    elif main_process:
+        save_merged(trainer.model, trainer.processing_class, staging_dir, model_args.model_name_or_path)
     barrier()
     if main_process:
         shutil.rmtree(final_dir, ignore_errors=True)

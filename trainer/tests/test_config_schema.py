@@ -58,6 +58,7 @@ def valid_config(workdir: Path, **overrides: Any) -> dict[str, Any]:
         "gradient_checkpointing": False,
         "conversation_template": "paper",
         "report_to": "none",
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
     }
     config.update(overrides)
     return config
