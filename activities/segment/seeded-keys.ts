@@ -1,0 +1,78 @@
+import { createHash } from 'node:crypto';
+import { sha256 } from '../artifacts/hashing';
+
+/**
+ * The seeded order of segmentation (rows sorted by sha256 of `<salt>:<id>`, see seededOrder) for many rows without
+ * keeping their ids or 64-character keys: each row keeps its key's first 8 bytes as two 32-bit numbers, and only rows
+ * whose first 8 bytes are equal have their full keys computed again, so the order is exactly seededOrder's.
+ */
+
+export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);
+
+/** A growable column of numbers in a typed array: a few bytes a row instead of a JS object. */
+export class Column<A extends Float64Array | Uint32Array> {
+  private data: A;
+  length = 0;
+
+  constructor(private readonly make: (n: number) => A) {
+    this.data = make(1024);
+  }
+
+  push(value: number): void {
+    if (this.length === this.data.length) {
+      const bigger = this.make(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = value;
+  }
+
+  get(i: number): number {
+    return this.data[i];
+  }
+
+  set(i: number, value: number): void {
+    this.data[i] = value;
+  }
+
+  /** The filled part, trimmed to size (a copy, so the spare capacity is freed). */
+  toArray(): A {
+    return this.data.slice(0, this.length) as A;
+  }
+}
+
+/** The first 8 bytes of the sort key of each slot (a row's place among the rows being ordered). */
+export class KeyPrefixes {
+  private readonly words: Uint32Array;
+
+  constructor(size: number) {
+    this.words = new Uint32Array(size * 2);
+  }
+
+  set(slot: number, salt: string, id: string): void {
+    const digest = createHash('sha256').update(`${salt}:${id}`).digest();
+    this.words[slot * 2] = digest.readUInt32BE(0);
+    this.words[slot * 2 + 1] = digest.readUInt32BE(4);
+  }
+
+  /**
+   * `members` (slots, in the order seededOrder would be given them) in seeded order. `fullKey(slot)` is asked only
+   * when two first-8-byte prefixes are equal; equal full keys keep the given order, as seededOrder's stable sort does.
+   */
+  order(members: Uint32Array, fullKey: (slot: number) => string): Uint32Array {
+    const w = this.words;
+    const index = new Uint32Array(members.length);
+    for (let i = 0; i < index.length; i++) index[i] = i;
+    index.sort((i, j) => {
+      const a = members[i];
+      const b = members[j];
+      const d = w[a * 2] - w[b * 2] || w[a * 2 + 1] - w[b * 2 + 1];
+      if (d !== 0) return d;
+      const ka = fullKey(a);
+      const kb = fullKey(b);
+      return ka < kb ? -1 : ka > kb ? 1 : i - j;
+    });
+    for (let i = 0; i < index.length; i++) index[i] = members[index[i]];
+    return index;
+  }
+}
