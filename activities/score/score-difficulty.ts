@@ -12,6 +12,7 @@ import { jsonlPart } from '../artifacts/parts';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
+import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
@@ -35,6 +36,7 @@ type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Prom
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps): Scorer {
   const kind = input.scorer.kind;
+  if (kind === 'file') throw new Error('file scores are read by fileScorer');
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
@@ -115,7 +117,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   }
   // Every row is checked before a single request is sent.
   const rows = parseAlpaca(text, source, { maxRowBytes: input.maxRowBytes });
-  const scorer = makeScorer(input, deps);
+  const scorer =
+    input.scorer.kind === 'file'
+      ? await fileScorer(deps, input, { sha256: sha256(text), source })
+      : makeScorer(input, deps);
   const inputsHash = hashInputs({
     dataset: sha256(text),
     scorer: scorer.label,
