@@ -8,12 +8,17 @@ import { sha256 } from '../activities/artifacts/hashing';
 import { LineCursor, LineReader } from '../activities/segment/row-file';
 import { KeyPrefixes, seededKey } from '../activities/segment/seeded-keys';
 import { seededOrder, segmentStages } from '../activities/segment/segment-stages';
+import { rowsPerPart } from '../activities/artifacts/parts';
+import { StepOutputs } from '../activities/artifacts/step';
+import { storedScoreRow } from '../activities/score/score-rows';
 import type { SegmentInput, SegmentResult } from '../activities/types';
 import { LocalStore } from '../store';
 
 /** A seeded dataset and its scores, written as the score step writes them (or shuffled, as other tools might). */
 interface RunOptions {
   shuffledScores?: boolean;
+  /** scores.jsonl as runs write it now: `{"id", "score"}` only. */
+  compact?: boolean;
   /** Some rows scored twice: the later line wins. */
   rescored?: boolean;
   heldoutFraction?: number;
@@ -32,6 +37,7 @@ async function writeRun(store: LocalStore, n: number, options: RunOptions) {
     .map((r, i) => ({ id: r.id, score: scoreOf(i), scorer: 't', promptSha256: 'x'.repeat(64) }))
     .filter((_, i) => i % 41 !== 5); // some rows have no score line at all
   if (options.rescored) scores.push(...scores.slice(10, 20).map((s) => ({ ...s, score: 4.5 })));
+  if (options.compact) scores = scores.map((s) => storedScoreRow(s) as (typeof scores)[number]);
   if (options.shuffledScores) scores = [...scores].sort((a, b) => (sha256(a.id) < sha256(b.id) ? -1 : 1));
   await store.put('r/score/dataset.jsonl', rows.map((r) => JSON.stringify(r) + '\n').join(''));
   await store.put('r/score/scores.jsonl', scores.map((s) => JSON.stringify(s) + '\n').join(''));
@@ -85,6 +91,12 @@ describe('segmentation outputs (pinned)', () => {
   // Hashes of what the version that held every row in memory wrote for the same input: streaming changes nothing.
   const cases: Array<[string, Partial<SegmentInput['stages']>, RunOptions, string]> = [
     ['thresholds, scores in dataset order', {}, {}, '2560755ee25f284f3fd653fcc9d86bcda23d9dbc010ff3827568a3f76a1065fd'],
+    [
+      'thresholds, scores.jsonl without scorer and prompt on each row',
+      {},
+      { compact: true },
+      '2560755ee25f284f3fd653fcc9d86bcda23d9dbc010ff3827568a3f76a1065fd',
+    ],
     [
       'thresholds, scores in another order',
       {},
@@ -192,5 +204,32 @@ describe('streaming helpers of segmentation', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('fewer, smaller score objects', () => {
+  it('keeps parts of 100 rows up to 100,000 rows, then at most 1,000 parts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pift-parts-'));
+    try {
+      const out = new StepOutputs(new LocalStore(dir));
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 96), 100);
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 100_000), 100);
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 1_000_000), 1000);
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 2_500_001), 2501);
+      // A run whose first part was written with 100 rows goes on with them.
+      await out.store.put('p/0.jsonl', Array.from({ length: 100 }, (_, i) => `{"id":"${i}"}\n`).join(''));
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 1_000_000), 100);
+      await out.store.put('p/0.jsonl', Array.from({ length: 1000 }, (_, i) => `{"id":"${i}"}\n`).join(''));
+      assert.equal(await rowsPerPart(out, 'p/0.jsonl', 1_000_000), 1000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes score rows without the scorer and prompt hash every row repeated', () => {
+    const row = { id: 'L1', score: 3.5, scorer: 'gpt-4-0613', promptSha256: 'a'.repeat(64) };
+    assert.equal(JSON.stringify(storedScoreRow(row)), '{"id":"L1","score":3.5}');
+    const failed = { id: 'L2', score: null, scorer: 'm', promptSha256: 'b', raw: 'x', error: 'unparseable answer' };
+    assert.deepEqual(storedScoreRow(failed), { id: 'L2', score: null, raw: 'x', error: 'unparseable answer' });
   });
 });

@@ -8,13 +8,14 @@ import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
-import { jsonlPart } from '../artifacts/parts';
+import { jsonlPart, rowsPerPart } from '../artifacts/parts';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
 import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
+import { storedScoreRow } from './score-rows';
 import { buildScoreMessages, SCORE_PROMPT_SHA256, SCORE_PROMPT_TEMPLATE } from './score-prompt';
 import type { ScoreInput, ScoreResult } from '../types';
 
@@ -28,9 +29,6 @@ export interface ScoreRow {
   raw?: string;
   error?: string;
 }
-
-/** Rows per committed part: a retried activity rescores only the parts that were not committed. */
-const PART_ROWS = 100;
 
 type Scorer = { label: string; offline: boolean; score: (row: AlpacaRow) => Promise<ScoreRow> };
 
@@ -139,8 +137,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       await out.put(keys.prompt, SCORE_PROMPT_TEMPLATE);
 
       const limit = pLimit(input.scorer.concurrency);
-      const parts = Math.ceil(rows.length / PART_ROWS);
       const partKey = (i: number) => keys.part(inputsHash, i);
+      // Rows per committed part: a retried activity rescores only the parts that were not committed.
+      const PART_ROWS = await rowsPerPart(out, partKey(0), rows.length);
+      const parts = Math.ceil(rows.length / PART_ROWS);
       const all: ScoreRow[] = [];
       for (let i = 0; i < parts; i++) {
         const chunk = rows.slice(i * PART_ROWS, (i + 1) * PART_ROWS);
@@ -187,7 +187,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
         histogram[bucket] = (histogram[bucket] ?? 0) + 1;
       }
-      const scores = await out.put(keys.scores, toJsonl(all));
+      const scores = await out.put(keys.scores, toJsonl(all.map(storedScoreRow)));
       const result: ScoreResult = {
         datasetUri: store.uriFor(keys.dataset),
         scoresUri: store.uriFor(keys.scores),
