@@ -125,6 +125,48 @@ describe('segmentation outputs (pinned)', () => {
   }
 });
 
+describe('held-out split over many rows', () => {
+  it('holds out the head of the seeded order, as seededOrder over every row does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pift-heldout-'));
+    try {
+      const store = new LocalStore(dir);
+      await writeRun(store, 5000, {});
+      const rows = (await store.getText('r/score/dataset.jsonl'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { id: string });
+      const res = await segmentStages(
+        { ...depsFromEnv({ PIFT_FILE_ROOTS: dir }), workDir: dir },
+        {
+          runId: 'r',
+          store: `file://${dir}`,
+          score: {
+            datasetUri: store.uriFor('r/score/dataset.jsonl'),
+            scoresUri: store.uriFor('r/score/scores.jsonl'),
+            sha256: 'h',
+          },
+          stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 5 },
+          heldoutFraction: 0.5,
+          heldoutMax: 40,
+        },
+      );
+      assert.equal(res.heldout?.rows, 40);
+      const heldout = (await store.getText('r/segment/heldout.jsonl'))
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { id: string }).id);
+      assert.deepEqual(
+        heldout,
+        seededOrder(rows, '5:heldout')
+          .slice(0, 40)
+          .map((r) => r.id),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('segmentation at scale', () => {
   it('segments a stage of 200,000 rows', async function () {
     this.timeout(120_000);

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { sha256 } from '../artifacts/hashing';
 
 /**
@@ -8,6 +8,12 @@ import { sha256 } from '../artifacts/hashing';
  */
 
 export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);
+
+const digestOf = (salt: string, id: string): Buffer => hash('sha256', `${salt}:${id}`, 'buffer');
+
+/** The key's first 6 bytes as a number (exact): a row whose prefix is larger has the larger key. */
+export const keyPrefix = (salt: string, id: string): number => digestOf(salt, id).readUIntBE(0, 6);
+export const prefixOfHex = (key: string): number => parseInt(key.slice(0, 12), 16);
 
 /** A growable column of numbers in a typed array: a few bytes a row instead of a JS object. */
 export class Column<A extends Float64Array | Uint32Array> {
@@ -50,7 +56,7 @@ export class KeyPrefixes {
   }
 
   set(slot: number, salt: string, id: string): void {
-    const digest = createHash('sha256').update(`${salt}:${id}`).digest();
+    const digest = digestOf(salt, id);
     this.words[slot * 2] = digest.readUInt32BE(0);
     this.words[slot * 2 + 1] = digest.readUInt32BE(4);
   }

@@ -9,8 +9,8 @@ import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
-import { Column, KeyPrefixes, seededKey } from './seeded-keys';
+import { copyLines, LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
+import { Column, KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
 
 /** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
 export const seededOrder = <T extends { id: string }>(rows: T[], salt: string): T[] =>
@@ -58,7 +58,19 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
 /** The fields of a score line segmentation reads; every format of scores.jsonl has them. */
 type ScoreLine = Pick<ScoreRow, 'id' | 'score'>;
 
-const parseId = (text: string) => (JSON.parse(text) as { id: string }).id;
+/**
+ * A row's id. dataset.jsonl is written by JSON.stringify with `id` first, so the id is read straight from the line
+ * when it has no escapes; any other line is parsed whole.
+ */
+function parseId(text: string): string {
+  if (text.startsWith(ID_PREFIX)) {
+    const end = text.indexOf('"', ID_PREFIX.length);
+    const id = text.slice(ID_PREFIX.length, end);
+    if (end !== -1 && !id.includes('\\') && text[end + 1] === ',') return id;
+  }
+  return (JSON.parse(text) as { id: string }).id;
+}
+const ID_PREFIX = '{"id":"';
 const scoreValue = (s: ScoreLine | undefined) => (typeof s?.score === 'number' ? s.score : NaN);
 
 /** Every dataset row's place in the local copy and its score (NaN: none), plus the held-out candidates. */
@@ -70,10 +82,13 @@ interface Indexed {
 
 /**
  * The rows with the lowest seeded keys seen so far, at most `cap` of them: the head of seededOrder over every row,
- * without keeping every row's key.
+ * without keeping every row's key. Keys are compared on their first 8 bytes first; only a row that would enter the
+ * head gets its full key.
  */
 class LowestKeys {
   private items: Array<{ key: string; pos: number; id: string }> = [];
+  /** The first 8 bytes of the largest key kept once the head is full: a row above it cannot enter. */
+  private bound: number = Infinity;
 
   constructor(
     private readonly salt: string,
@@ -82,6 +97,7 @@ class LowestKeys {
 
   offer(id: string, pos: number): void {
     if (this.cap === 0) return;
+    if (keyPrefix(this.salt, id) > this.bound) return;
     this.items.push({ key: seededKey(this.salt, id), pos, id });
     if (this.items.length >= 2 * this.cap + 1024) this.trim();
   }
@@ -89,6 +105,7 @@ class LowestKeys {
   private trim(): void {
     this.items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.pos - b.pos));
     this.items.length = Math.min(this.items.length, this.cap);
+    if (this.cap > 0 && this.items.length === this.cap) this.bound = prefixOfHex(this.items[this.cap - 1].key);
   }
 
   head(n: number): Array<{ pos: number; id: string }> {
@@ -171,11 +188,13 @@ async function writeRows(
 ): Promise<OutputEntry> {
   const writer = await LineWriter.create(path);
   try {
-    for (let i = 0; i < positions.length; i++) {
-      const p = positions[i];
-      await writer.line(reader.bytes({ offset: refs.offsets[p], length: refs.lengths[p] }));
-      if ((i & 0x3fff) === 0) await yieldToLoop();
-    }
+    await copyLines(
+      reader,
+      positions.length,
+      (i) => refs.offsets[positions[i]],
+      (i) => refs.lengths[positions[i]],
+      writer,
+    );
   } finally {
     await writer.close();
   }
