@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
@@ -67,6 +67,16 @@ export class LineCursor {
   close(): void {
     closeSync(this.fd);
   }
+}
+
+/** At least the number of lines of a local file: its line breaks, plus one. */
+export async function lineCapacity(path: string): Promise<number> {
+  let breaks = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) {
+    const bytes = chunk as Buffer;
+    for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) breaks++;
+  }
+  return breaks + 1;
 }
 
 /** Reads lines back by their `LineRef`; sync reads from the page cache cost far less than a promise per row. */

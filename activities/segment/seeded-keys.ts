@@ -15,38 +15,6 @@ const digestOf = (salt: string, id: string): Buffer => hash('sha256', `${salt}:$
 export const keyPrefix = (salt: string, id: string): number => digestOf(salt, id).readUIntBE(0, 6);
 export const prefixOfHex = (key: string): number => parseInt(key.slice(0, 12), 16);
 
-/** A growable column of numbers in a typed array: a few bytes a row instead of a JS object. */
-export class Column<A extends Float64Array | Uint32Array> {
-  private data: A;
-  length = 0;
-
-  constructor(private readonly make: (n: number) => A) {
-    this.data = make(1024);
-  }
-
-  push(value: number): void {
-    if (this.length === this.data.length) {
-      const bigger = this.make(this.data.length * 2);
-      bigger.set(this.data);
-      this.data = bigger;
-    }
-    this.data[this.length++] = value;
-  }
-
-  get(i: number): number {
-    return this.data[i];
-  }
-
-  set(i: number, value: number): void {
-    this.data[i] = value;
-  }
-
-  /** The filled part, trimmed to size (a copy, so the spare capacity is freed). */
-  toArray(): A {
-    return this.data.slice(0, this.length) as A;
-  }
-}
-
 /** The first 8 bytes of the sort key of each slot (a row's place among the rows being ordered). */
 export class KeyPrefixes {
   private readonly words: Uint32Array;

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
@@ -9,8 +9,8 @@ import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { copyLines, LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
-import { Column, KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
+import { copyLines, lineCapacity, LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
+import { KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
 
 /** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
 export const seededOrder = <T extends { id: string }>(rows: T[], salt: string): T[] =>
@@ -75,7 +75,7 @@ const scoreValue = (s: ScoreLine | undefined) => (typeof s?.score === 'number' ?
 
 /** Every dataset row's place in the local copy and its score (NaN: none), plus the held-out candidates. */
 interface Indexed {
-  refs: { offsets: Float64Array; lengths: Uint32Array };
+  refs: { offsets: Float64Array | Uint32Array; lengths: Uint32Array };
   scores: Float64Array;
   heldout: LowestKeys;
 }
@@ -125,9 +125,12 @@ async function indexRows(
   input: SegmentInput,
   byId?: Map<string, number | null>,
 ): Promise<Indexed | undefined> {
-  const offsets = new Column((n) => new Float64Array(n));
-  const lengths = new Column((n) => new Uint32Array(n));
-  const scores = new Column((n) => new Float64Array(n));
+  // Sized once from the number of line breaks: no growing copies (each a peak of twice the column).
+  const capacity = await lineCapacity(datasetPath);
+  const offsets = (await stat(datasetPath)).size < 2 ** 32 ? new Uint32Array(capacity) : new Float64Array(capacity);
+  const lengths = new Uint32Array(capacity);
+  const scores = new Float64Array(capacity);
+  let n = 0;
   const heldout = new LowestKeys(`${input.stages.seed}:heldout`, input.heldoutFraction > 0 ? input.heldoutMax : 0);
   const rows = new LineCursor(datasetPath);
   const inOrder = byId ? undefined : new LineCursor(scoresPath);
@@ -142,10 +145,10 @@ async function indexRows(
       } else {
         score = { id, score: byId!.get(id) ?? null };
       }
-      const pos = offsets.length;
-      offsets.push(line.offset);
-      lengths.push(line.length);
-      scores.push(scoreValue(score));
+      const pos = n++;
+      offsets[pos] = line.offset;
+      lengths[pos] = line.length;
+      scores[pos] = scoreValue(score);
       heldout.offer(id, pos);
       if ((pos & 0x3fff) === 0) await yieldToLoop();
     }
@@ -154,7 +157,11 @@ async function indexRows(
     rows.close();
     inOrder?.close();
   }
-  return { refs: { offsets: offsets.toArray(), lengths: lengths.toArray() }, scores: scores.toArray(), heldout };
+  return {
+    refs: { offsets: offsets.subarray(0, n), lengths: lengths.subarray(0, n) },
+    scores: scores.subarray(0, n),
+    heldout,
+  };
 }
 
 const readScore = (text: string) => JSON.parse(text) as ScoreLine;
@@ -220,6 +227,28 @@ async function keyPrefixes(path: string, positions: Uint32Array, saltOf: (slot: 
   return prefixes;
 }
 
+/**
+ * The held-out split and the scored training rows ("slots": their positions and scores). The score of every row is
+ * not kept past this point: only the scored training rows' are.
+ */
+function trainingRows({ refs, scores, heldout: lowest }: Indexed, input: SegmentInput) {
+  const heldoutN = Math.min(input.heldoutMax, Math.floor(scores.length * input.heldoutFraction));
+  const heldout = lowest.head(heldoutN);
+  // Held-out rows are not training rows (ids are unique in dataset.jsonl: the score step checked them).
+  for (const h of heldout) scores[h.pos] = NaN;
+  let scoredCount = 0;
+  for (let p = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredCount++;
+  const scoredPos = new Uint32Array(scoredCount);
+  const slotScores = new Float64Array(scoredCount);
+  for (let p = 0, slot = 0; p < scores.length; p++) {
+    if (Number.isNaN(scores[p])) continue;
+    scoredPos[slot] = p;
+    slotScores[slot++] = scores[p];
+  }
+  const unscored = scores.length - heldout.length - scoredCount;
+  return { refs, heldout, scoredPos, slotScores, unscored };
+}
+
 async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs, dir: string): Promise<SegmentResult> {
   const { store } = out;
   const keys = segmentKeys(input.runId);
@@ -233,24 +262,16 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     const object = openObject(uri, deps.env);
     await object.store.getFile(object.key, path);
   }
-  const indexed =
-    (await indexRows(datasetPath, scoresPath, input)) ??
-    (await indexRows(datasetPath, scoresPath, input, await readScoreMap(scoresPath)));
-  await rm(scoresPath);
-  const { refs, scores } = indexed!;
   const { count, seed } = input.stages;
-
-  const heldoutN = Math.min(input.heldoutMax, Math.floor(scores.length * input.heldoutFraction));
-  const heldout = indexed!.heldout.head(heldoutN);
-  // Held-out rows are not training rows (ids are unique in dataset.jsonl: the score step checked them).
-  for (const h of heldout) scores[h.pos] = NaN;
-  let scoredCount = 0;
-  for (let p = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredCount++;
-  const scoredPos = new Uint32Array(scoredCount);
-  for (let p = 0, slot = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredPos[slot++] = p;
-  const unscored = scores.length - heldout.length - scoredCount;
+  const { refs, heldout, scoredPos, slotScores, unscored } = trainingRows(
+    (await indexRows(datasetPath, scoresPath, input)) ??
+      (await indexRows(datasetPath, scoresPath, input, await readScoreMap(scoresPath)))!,
+    input,
+  );
+  await rm(scoresPath);
+  const scoredCount = scoredPos.length;
   if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
-  const scoreOf = (slot: number) => scores[scoredPos[slot]];
+  const scoreOf = (slot: number) => slotScores[slot];
 
   const reader = new LineReader(datasetPath);
   try {
@@ -300,7 +321,11 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     const stageSalt = (k: number) => `${seed}:stage-${k}`;
     const stagePrefixes = await keyPrefixes(datasetPath, scoredPos, (slot) => stageSalt(stageOfSlot[slot]));
     const stages: StageSplit[] = [];
-    const positionsOf = (slots: Uint32Array) => slots.map((slot) => scoredPos[slot]);
+    /** The rows' positions in place of their slots (the array is the caller's own). */
+    const positionsOf = (slots: Uint32Array) => {
+      for (let i = 0; i < slots.length; i++) slots[i] = scoredPos[slots[i]];
+      return slots;
+    };
     const scratch = join(dir, 'out.jsonl');
     for (let k = 1; k <= count; k++) {
       const stageSlots = stagePrefixes.order(members[k - 1], (slot) => seededKey(stageSalt(k), idOf(slot)));
