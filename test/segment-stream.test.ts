@@ -226,6 +226,20 @@ describe('streaming helpers of segmentation', () => {
     assert.deepEqual([...order], expected);
   });
 
+  it('falls back to full keys when prefixes are equal', () => {
+    const ids = Array.from({ length: 500 }, (_, i) => `id-${i}`);
+    const prefixes = new KeyPrefixes(ids.length);
+    // Every prefix equal (as if all collided): the order must come from the full keys alone.
+    const order = prefixes.order(Uint32Array.from(ids.keys()), (slot) => seededKey('s', ids[slot]));
+    assert.deepEqual(
+      [...order].map((slot) => ids[slot]),
+      seededOrder(
+        ids.map((id) => ({ id })),
+        's',
+      ).map((r) => r.id),
+    );
+  });
+
   it('reads lines with their offsets across chunks, CRLF and blank lines', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pift-lines-'));
     try {

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 
 /**
@@ -53,14 +53,21 @@ export class LineCursor {
     }
   }
 
+  /** Two buffers take turns (lines leave as strings, copies): reading allocates nothing once they are big enough. */
+  private backing = Buffer.alloc(CHUNK);
+  private spare = Buffer.alloc(CHUNK);
+
   private fill(): void {
     const rest = this.buf.subarray(this.pos);
-    const chunk = Buffer.alloc(Math.max(CHUNK, rest.length * 2));
-    rest.copy(chunk);
-    const n = readSync(this.fd, chunk, rest.length, chunk.length - rest.length, null);
+    if (this.spare.length < rest.length * 2) this.spare = Buffer.alloc(rest.length * 2);
+    const next = this.spare;
+    rest.copy(next);
+    const n = readSync(this.fd, next, rest.length, next.length - rest.length, null);
     if (n === 0) this.eof = true;
     this.bufOffset += this.pos;
-    this.buf = chunk.subarray(0, rest.length + n);
+    this.spare = this.backing;
+    this.backing = next;
+    this.buf = next.subarray(0, rest.length + n);
     this.pos = 0;
   }
 
@@ -71,12 +78,18 @@ export class LineCursor {
 
 /** At least the number of lines of a local file: its line breaks, plus one. */
 export async function lineCapacity(path: string): Promise<number> {
-  let breaks = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK })) {
-    const bytes = chunk as Buffer;
-    for (let i = bytes.indexOf(NEWLINE); i !== -1; i = bytes.indexOf(NEWLINE, i + 1)) breaks++;
+  const fd = openSync(path, 'r');
+  try {
+    const chunk = Buffer.alloc(CHUNK);
+    let breaks = 0;
+    for (let n = readSync(fd, chunk, 0, CHUNK, null), k = 0; n > 0; n = readSync(fd, chunk, 0, CHUNK, null)) {
+      for (let i = chunk.indexOf(NEWLINE); i !== -1 && i < n; i = chunk.indexOf(NEWLINE, i + 1)) breaks++;
+      if ((++k & 0x3f) === 0) await yieldToLoop();
+    }
+    return breaks + 1;
+  } finally {
+    closeSync(fd);
   }
-  return breaks + 1;
 }
 
 /** Reads lines back by their `LineRef`; sync reads from the page cache cost far less than a promise per row. */
@@ -134,6 +147,7 @@ export async function copyLines(
   writer: LineWriter,
 ): Promise<void> {
   let span = Buffer.alloc(SPAN_BYTES);
+  let batch = Buffer.alloc(0);
   for (let start = 0; start < count;) {
     let bytes = 0;
     let end = start;
@@ -151,7 +165,8 @@ export async function copyLines(
       at += lengths[i] + 1;
     }
     const byOffset = Uint32Array.from({ length: n }, (_, i) => i).sort((a, b) => offsets[a] - offsets[b]);
-    const out = Buffer.alloc(bytes, NEWLINE);
+    if (batch.length < bytes) batch = Buffer.alloc(bytes);
+    const out = batch.subarray(0, bytes).fill(NEWLINE);
     for (let k = 0; k < n;) {
       // One read for this line and the following ones that end within SPAN_BYTES of its start.
       const from = offsets[byOffset[k]];

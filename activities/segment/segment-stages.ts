@@ -33,7 +33,7 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
  * does not reshuffle per epoch), and writes the One-off baseline's data: every staged row, shuffled.
  *
  * Memory stays a few numbers per row whatever the dataset's size: the dataset and its scores are copied to local
- * disk and read line by line, each row is kept as (byte offset, length, score), seeded orders are sorted on 8-byte key
+ * disk and read line by line, each row is kept as (byte offset, length, score), seeded orders are sorted on 4-byte key
  * prefixes, and the stage files are written by copying each row's line from its offset.
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
