@@ -109,10 +109,16 @@ function physicalPath(p: string, hops = 0): string {
  * worker's to judge, with its own list, when it loads them.
  */
 export function checkRunLocations(
-  input: { dataset: string; store: string; evaluation: { benchmarks: ReadonlyArray<{ uri: string }> } },
+  input: {
+    dataset: string;
+    store: string;
+    evaluation: { benchmarks: ReadonlyArray<{ uri: string }> };
+    scorer?: { files?: readonly string[] };
+  },
   roots: readonly string[],
 ): void {
   allowedLocation(input.dataset, roots, 'input.dataset');
   allowedLocation(input.store, roots, 'input.store');
   input.evaluation.benchmarks.forEach((b, i) => allowedLocation(b.uri, roots, `input.evaluation.benchmarks[${i}].uri`));
+  input.scorer?.files?.forEach((uri, i) => allowedLocation(uri, roots, `input.scorer.files[${i}]`));
 }

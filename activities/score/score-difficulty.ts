@@ -7,13 +7,16 @@ import type { ActivityDeps } from '../deps';
 import { hashInputs, sha256 } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
 import { fromJsonl } from '../artifacts/jsonl';
+import { rowsPerPart } from '../artifacts/parts';
 import { scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
+import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { parseScore } from './parse-score';
 import { scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { storedScoreRow } from './score-rows';
 import { answerCache } from '../llm/answer-cache';
 import type { ScoreInput, ScoreResult } from '../types';
 
@@ -31,9 +34,6 @@ export interface ScoreRow {
   answers?: string[];
 }
 
-/** Rows per committed part: a retried activity rescores only the parts that were not committed. */
-const PART_ROWS = 100;
-
 type Scorer = {
   label: string;
   offline: boolean;
@@ -44,6 +44,7 @@ type Scorer = {
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
+  if (kind === 'file') throw new Error('file scores are read by fileScorer');
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
@@ -172,7 +173,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const rows: DatasetRow[] = [];
   for await (const row of dataset) rows.push(row);
   const prompt = scorePromptFor(dataset.layout);
-  const scorer = makeScorer(input, deps, store, prompt.sha256);
+  const scorer =
+    input.scorer.kind === 'file'
+      ? { ...(await fileScorer(deps, input, { sha256: dataset.sha256!, source: dataset.source })), flush: async () => {} }
+      : makeScorer(input, deps, store, prompt.sha256);
   const inputsHash = hashInputs({
     // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
     dataset: dataset.sha256,
@@ -194,8 +198,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       await out.put(keys.dataset, datasetJsonl);
       await out.put(keys.prompt, prompt.template);
 
-      const parts = Math.ceil(rows.length / PART_ROWS);
       const partKey = (i: number) => keys.part(inputsHash, i);
+      // Rows per committed part: a retried activity rescores only the parts that were not committed.
+      const PART_ROWS = await rowsPerPart(out, partKey(0), rows.length);
+      const parts = Math.ceil(rows.length / PART_ROWS);
       const all: ScoreRow[] = [];
       // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
       await runPool<DatasetRow, ScoreRow>({
@@ -247,7 +253,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
         histogram[bucket] = (histogram[bucket] ?? 0) + 1;
       }
-      const scores = await out.put(keys.scores, toJsonl(all));
+      const scores = await out.put(keys.scores, toJsonl(all.map(storedScoreRow)));
       const result: ScoreResult = {
         datasetUri: store.uriFor(keys.dataset),
         scoresUri: store.uriFor(keys.scores),

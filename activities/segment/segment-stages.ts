@@ -1,30 +1,27 @@
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
-import { hashInputs, sha256 } from '../artifacts/hashing';
-import { readJsonl, streamJsonl, toJsonl } from '../artifacts/jsonl';
+import { hashInputs } from '../artifacts/hashing';
+import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-
-interface Row {
-  id: string;
-  instruction: string;
-  input: string;
-  output: string;
-}
+import { copyLines, lineCapacity, LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
+import { KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
 
 /** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
 export const seededOrder = <T extends { id: string }>(rows: T[], salt: string): T[] =>
   rows
-    .map((r) => ({ r, k: sha256(`${salt}:${r.id}`) }))
+    .map((r) => ({ r, k: seededKey(salt, r.id) }))
     .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
     .map(({ r }) => r);
 
 /** Cut points that put about the same number of rows in each stage; equal scores always share a stage. */
-export function quantileThresholds(scores: number[], count: number): number[] {
-  const sorted = [...scores].sort((a, b) => a - b);
+export function quantileThresholds(scores: ArrayLike<number>, count: number): number[] {
+  const sorted = Float64Array.from(scores).sort();
   return Array.from({ length: count - 1 }, (_, k) => sorted[Math.floor(((k + 1) * sorted.length) / count)]);
 }
 
@@ -34,6 +31,10 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
 /**
  * Splits the scored rows into stages of increasing difficulty, shuffles each stage once with a fixed seed (the paper
  * does not reshuffle per epoch), and writes the One-off baseline's data: every staged row, shuffled.
+ *
+ * Memory stays a few numbers per row whatever the dataset's size: the dataset and its scores are copied to local
+ * disk and read line by line, each row is kept as (byte offset, length, score), seeded orders are sorted on 4-byte key
+ * prefixes, and the stage files are written by copying each row's line from its offset.
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
@@ -43,98 +44,349 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     heldout: [input.heldoutFraction, input.heldoutMax],
   });
   const spec = { runId: input.runId, step: 'segment', key: segmentKeys(input.runId).manifest, inputsHash };
-  return runStep(store, spec, (out) => segment(deps, input, out));
+  return runStep(store, spec, async (out) => {
+    await mkdir(deps.workDir, { recursive: true });
+    const dir = await mkdtemp(join(deps.workDir, 'segment-'));
+    try {
+      return await segment(deps, input, out, dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 }
 
-async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs): Promise<SegmentResult> {
+/** The fields of a score line segmentation reads; every format of scores.jsonl has them. */
+type ScoreLine = Pick<ScoreRow, 'id' | 'score'>;
+
+/**
+ * A row's id. dataset.jsonl is written by JSON.stringify with `id` first, so the id is read straight from the line
+ * when it has no escapes; any other line is parsed whole.
+ */
+function parseId(text: string): string {
+  if (text.startsWith(ID_PREFIX)) {
+    const end = text.indexOf('"', ID_PREFIX.length);
+    const id = text.slice(ID_PREFIX.length, end);
+    if (end !== -1 && !id.includes('\\') && text[end + 1] === ',') return id;
+  }
+  return (JSON.parse(text) as { id: string }).id;
+}
+const ID_PREFIX = '{"id":"';
+const scoreValue = (s: ScoreLine | undefined) => (typeof s?.score === 'number' ? s.score : NaN);
+
+/** Every dataset row's place in the local copy and its score (NaN: none), plus the held-out candidates. */
+interface Indexed {
+  refs: { offsets: Float64Array | Uint32Array; lengths: Uint32Array };
+  scores: Float64Array;
+  heldout: LowestKeys;
+}
+
+/**
+ * The rows with the lowest seeded keys seen so far, at most `cap` of them: the head of seededOrder over every row,
+ * without keeping every row's key. Keys are compared on their first 8 bytes first; only a row that would enter the
+ * head gets its full key.
+ */
+class LowestKeys {
+  private items: Array<{ key: string; pos: number; id: string }> = [];
+  /** The first 8 bytes of the largest key kept once the head is full: a row above it cannot enter. */
+  private bound: number = Infinity;
+
+  constructor(
+    private readonly salt: string,
+    private readonly cap: number,
+  ) {}
+
+  offer(id: string, pos: number): void {
+    if (this.cap === 0) return;
+    if (keyPrefix(this.salt, id) > this.bound) return;
+    this.items.push({ key: seededKey(this.salt, id), pos, id });
+    if (this.items.length >= 2 * this.cap + 1024) this.trim();
+  }
+
+  private trim(): void {
+    this.items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.pos - b.pos));
+    this.items.length = Math.min(this.items.length, this.cap);
+    if (this.cap > 0 && this.items.length === this.cap) this.bound = prefixOfHex(this.items[this.cap - 1].key);
+  }
+
+  head(n: number): Array<{ pos: number; id: string }> {
+    this.trim();
+    return this.items.slice(0, n);
+  }
+}
+
+/**
+ * Reads the dataset and its scores side by side: scores.jsonl lists the dataset's rows in order, so no map of ids is
+ * needed. Without `byId`, undefined when the scores are in another order (or a row was scored twice: the later line
+ * wins): the caller reads them into a map and calls again.
+ */
+async function indexRows(
+  datasetPath: string,
+  scoresPath: string,
+  input: SegmentInput,
+  byId?: Map<string, number | null>,
+): Promise<Indexed | undefined> {
+  // Sized once from the number of line breaks: no growing copies (each a peak of twice the column).
+  const capacity = await lineCapacity(datasetPath);
+  const offsets = (await stat(datasetPath)).size < 2 ** 32 ? new Uint32Array(capacity) : new Float64Array(capacity);
+  const lengths = new Uint32Array(capacity);
+  const scores = new Float64Array(capacity);
+  let n = 0;
+  const heldout = new LowestKeys(`${input.stages.seed}:heldout`, input.heldoutFraction > 0 ? input.heldoutMax : 0);
+  const rows = new LineCursor(datasetPath);
+  const inOrder = byId ? undefined : new LineCursor(scoresPath);
+  try {
+    for (let line = rows.next(); line; line = rows.next()) {
+      const id = parseId(line.text);
+      let score: ScoreLine | undefined;
+      if (inOrder) {
+        const next = inOrder.next();
+        score = next && readScore(next.text);
+        if (score?.id !== id) return undefined;
+      } else {
+        score = { id, score: byId!.get(id) ?? null };
+      }
+      const pos = n++;
+      offsets[pos] = line.offset;
+      lengths[pos] = line.length;
+      scores[pos] = scoreValue(score);
+      heldout.offer(id, pos);
+      if ((pos & 0x3fff) === 0) await yieldToLoop();
+    }
+    if (inOrder?.next()) return undefined;
+  } finally {
+    rows.close();
+    inOrder?.close();
+  }
+  return {
+    refs: { offsets: offsets.subarray(0, n), lengths: lengths.subarray(0, n) },
+    scores: scores.subarray(0, n),
+    heldout,
+  };
+}
+
+const readScore = (text: string) => JSON.parse(text) as ScoreLine;
+
+async function readScoreMap(scoresPath: string): Promise<Map<string, number | null>> {
+  const map = new Map<string, number | null>();
+  const cursor = new LineCursor(scoresPath);
+  try {
+    let n = 0;
+    for (let line = cursor.next(); line; line = cursor.next()) {
+      const s = readScore(line.text);
+      map.set(s.id, s.score);
+      if ((++n & 0x3fff) === 0) await yieldToLoop();
+    }
+  } finally {
+    cursor.close();
+  }
+  return map;
+}
+
+type Refs = Indexed['refs'];
+
+/** Writes the rows at `positions`, in that order, as one output: each row's line copied from the local dataset. */
+async function writeRows(
+  out: StepOutputs,
+  key: string,
+  positions: ArrayLike<number>,
+  refs: Refs,
+  reader: LineReader,
+  path: string,
+): Promise<OutputEntry> {
+  const writer = await LineWriter.create(path);
+  try {
+    await copyLines(
+      reader,
+      positions.length,
+      (i) => refs.offsets[positions[i]],
+      (i) => refs.lengths[positions[i]],
+      writer,
+    );
+  } finally {
+    await writer.close();
+  }
+  const entry = await out.putFile(key, path);
+  await rm(path, { force: true });
+  return entry;
+}
+
+/** Key prefixes of the rows at `positions` (ascending), one pass over the local dataset: slot i is positions[i]. */
+async function keyPrefixes(path: string, positions: Uint32Array, saltOf: (slot: number) => string) {
+  const prefixes = new KeyPrefixes(positions.length);
+  const cursor = new LineCursor(path);
+  try {
+    let slot = 0;
+    for (let pos = 0, line = cursor.next(); line && slot < positions.length; pos++, line = cursor.next()) {
+      if (pos !== positions[slot]) continue;
+      prefixes.set(slot, saltOf(slot), parseId(line.text));
+      if ((++slot & 0x3fff) === 0) await yieldToLoop();
+    }
+  } finally {
+    cursor.close();
+  }
+  return prefixes;
+}
+
+/**
+ * The held-out split and the scored training rows ("slots": their positions and scores). The score of every row is
+ * not kept past this point: only the scored training rows' are.
+ */
+function trainingRows({ refs, scores, heldout: lowest }: Indexed, input: SegmentInput) {
+  const heldoutN = Math.min(input.heldoutMax, Math.floor(scores.length * input.heldoutFraction));
+  const heldout = lowest.head(heldoutN);
+  // Held-out rows are not training rows (ids are unique in dataset.jsonl: the score step checked them).
+  for (const h of heldout) scores[h.pos] = NaN;
+  let scoredCount = 0;
+  for (let p = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredCount++;
+  const scoredPos = new Uint32Array(scoredCount);
+  const slotScores = new Float64Array(scoredCount);
+  for (let p = 0, slot = 0; p < scores.length; p++) {
+    if (Number.isNaN(scores[p])) continue;
+    scoredPos[slot] = p;
+    slotScores[slot++] = scores[p];
+  }
+  const unscored = scores.length - heldout.length - scoredCount;
+  return { refs, heldout, scoredPos, slotScores, unscored };
+}
+
+async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs, dir: string): Promise<SegmentResult> {
   const { store } = out;
   const keys = segmentKeys(input.runId);
-  // Read line by line: the dataset and its scores are the largest files a run keeps.
-  const open = (uri: string) => openObject(uri, deps.env);
-  const dataset = open(input.score.datasetUri);
-  const rows = await readJsonl<Row>(dataset.store, dataset.key);
-  const scoresFile = open(input.score.scoresUri);
-  const scores = new Map<string, number | null>();
-  for await (const s of streamJsonl<ScoreRow>(scoresFile.store, scoresFile.key)) scores.set(s.id, s.score);
+  // Local copies, streamed: the dataset and its scores are the largest files a run keeps.
+  const datasetPath = join(dir, 'dataset.jsonl');
+  const scoresPath = join(dir, 'scores.jsonl');
+  for (const [uri, path] of [
+    [input.score.datasetUri, datasetPath],
+    [input.score.scoresUri, scoresPath],
+  ]) {
+    const object = openObject(uri, deps.env);
+    await object.store.getFile(object.key, path);
+  }
   const { count, seed } = input.stages;
-  const heldoutN = Math.min(input.heldoutMax, Math.floor(rows.length * input.heldoutFraction));
-  const heldout = seededOrder(rows, `${seed}:heldout`).slice(0, heldoutN);
-  const heldoutIds = new Set(heldout.map((r) => r.id));
-  const training = rows.filter((r) => !heldoutIds.has(r.id));
-  const scored = training.filter((r) => typeof scores.get(r.id) === 'number');
-  const unscored = training.length - scored.length;
-  if (scored.length === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
+  const { refs, heldout, scoredPos, slotScores, unscored } = trainingRows(
+    (await indexRows(datasetPath, scoresPath, input)) ??
+      (await indexRows(datasetPath, scoresPath, input, await readScoreMap(scoresPath)))!,
+    input,
+  );
+  await rm(scoresPath);
+  const scoredCount = scoredPos.length;
+  if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
+  const scoreOf = (slot: number) => slotScores[slot];
 
-  const rule = input.stages.rule;
-  const thresholds =
-    rule === 'quantiles'
-      ? quantileThresholds(
-          scored.map((r) => scores.get(r.id)!),
-          count,
-        )
-      : rule === 'random'
-        ? []
-        : input.stages.thresholds;
-  const byStage: Row[][] = Array.from({ length: count }, () => []);
-  if (rule === 'random') {
-    // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
-    seededOrder(scored, `${seed}:random-stages`).forEach((r, i) =>
-      byStage[Math.floor((i * count) / scored.length)].push(r),
-    );
-  } else {
-    for (const r of scored) byStage[stageOf(scores.get(r.id)!, thresholds) - 1].push(r);
-  }
+  const reader = new LineReader(datasetPath);
+  try {
+    const idOf = (slot: number) =>
+      parseId(reader.text({ offset: refs.offsets[scoredPos[slot]], length: refs.lengths[scoredPos[slot]] }));
+    const allSlots = () => Uint32Array.from({ length: scoredCount }, (_, i) => i);
 
-  const write = async (key: string, data: Row[] | object) =>
-    (await out.put(key, Array.isArray(data) ? toJsonl(data) : JSON.stringify(data, null, 2))).sha256;
-
-  const stages: StageSplit[] = [];
-  for (let k = 1; k <= count; k++) {
-    const stageRows = seededOrder(byStage[k - 1], `${seed}:stage-${k}`);
-    if (stageRows.length === 0 && !input.stages.allowEmpty) {
-      const lo = k === 1 ? '-inf' : thresholds[k - 2];
-      const hi = k === count ? '+inf' : thresholds[k - 1];
-      throw new InvalidDataError(
-        `stage ${k} of ${count} is empty: no row scored in [${lo}, ${hi}) (thresholds ${JSON.stringify(thresholds)}). ` +
-          'Change input.stages.thresholds, use input.stages.rule "quantiles", or set input.stages.allowEmpty',
-        { field: 'input.stages' },
-      );
+    const rule = input.stages.rule;
+    const thresholds =
+      rule === 'quantiles'
+        ? quantileThresholds(
+            Float64Array.from({ length: scoredCount }, (_, slot) => scoreOf(slot)),
+            count,
+          )
+        : rule === 'random'
+          ? []
+          : input.stages.thresholds;
+    // Each stage's rows (slots) in the order the stage's shuffle is given them.
+    const members: Uint32Array[] = [];
+    const stageOfSlot = new Uint8Array(scoredCount);
+    if (rule === 'random') {
+      // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
+      const salt = `${seed}:random-stages`;
+      const prefixes = await keyPrefixes(datasetPath, scoredPos, () => salt);
+      const order = prefixes.order(allSlots(), (slot) => seededKey(salt, idOf(slot)));
+      const stageOfRank = (i: number) => Math.floor((i * count) / scoredCount);
+      for (let k = 0, i = 0; k < count; k++) {
+        const start = i;
+        while (i < scoredCount && stageOfRank(i) === k) stageOfSlot[order[i++]] = k + 1;
+        members.push(order.slice(start, i));
+      }
+    } else {
+      const sizes = new Uint32Array(count);
+      for (let slot = 0; slot < scoredCount; slot++) {
+        const k = stageOf(scoreOf(slot), thresholds);
+        stageOfSlot[slot] = k;
+        sizes[k - 1]++;
+      }
+      for (let k = 1; k <= count; k++) members.push(new Uint32Array(sizes[k - 1]));
+      const filled = new Uint32Array(count);
+      for (let slot = 0; slot < scoredCount; slot++) {
+        const k = stageOfSlot[slot] - 1;
+        members[k][filled[k]++] = slot;
+      }
     }
-    const s = stageRows.map((r) => scores.get(r.id)!);
-    const key = keys.stage(k);
-    const digest = await write(key, stageRows);
-    stages.push({
-      stage: k,
-      uri: store.uriFor(key),
-      rows: stageRows.length,
-      minScore: s.length ? Math.min(...s) : null,
-      maxScore: s.length ? Math.max(...s) : null,
-      sha256: digest,
-    });
-  }
-  const oneOffRows = seededOrder(scored, `${seed}:one-off`);
-  const oneOffSha = await write(keys.oneOff, oneOffRows);
-  let heldoutRef: SegmentResult['heldout'];
-  if (heldout.length) {
-    await write(keys.heldout, heldout);
-    heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout.length };
-  }
 
-  const result: SegmentResult = {
-    stages,
-    oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOffRows.length, sha256: oneOffSha },
-    heldout: heldoutRef,
-    thresholds,
-    unscored,
-    summaryUri: store.uriFor(keys.summary),
-  };
-  await write(keys.summary, {
-    rule: input.stages.rule,
-    thresholds,
-    stages: stages.map(({ stage, rows: n, minScore, maxScore }) => ({ stage, rows: n, minScore, maxScore })),
-    oneOff: oneOffRows.length,
-    heldout: heldout.length,
-    unscored,
-  });
-  return result;
+    const stageSalt = (k: number) => `${seed}:stage-${k}`;
+    const stagePrefixes = await keyPrefixes(datasetPath, scoredPos, (slot) => stageSalt(stageOfSlot[slot]));
+    const stages: StageSplit[] = [];
+    /** The rows' positions in place of their slots (the array is the caller's own). */
+    const positionsOf = (slots: Uint32Array) => {
+      for (let i = 0; i < slots.length; i++) slots[i] = scoredPos[slots[i]];
+      return slots;
+    };
+    const scratch = join(dir, 'out.jsonl');
+    for (let k = 1; k <= count; k++) {
+      const stageSlots = stagePrefixes.order(members[k - 1], (slot) => seededKey(stageSalt(k), idOf(slot)));
+      if (stageSlots.length === 0 && !input.stages.allowEmpty) {
+        const lo = k === 1 ? '-inf' : thresholds[k - 2];
+        const hi = k === count ? '+inf' : thresholds[k - 1];
+        throw new InvalidDataError(
+          `stage ${k} of ${count} is empty: no row scored in [${lo}, ${hi}) (thresholds ${JSON.stringify(thresholds)}). ` +
+            'Change input.stages.thresholds, use input.stages.rule "quantiles", or set input.stages.allowEmpty',
+          { field: 'input.stages' },
+        );
+      }
+      let minScore: number | null = null;
+      let maxScore: number | null = null;
+      for (const slot of stageSlots) {
+        const s = scoreOf(slot);
+        if (minScore === null || s < minScore) minScore = s;
+        if (maxScore === null || s > maxScore) maxScore = s;
+      }
+      const key = keys.stage(k);
+      const entry = await writeRows(out, key, positionsOf(stageSlots), refs, reader, scratch);
+      stages.push({
+        stage: k,
+        uri: store.uriFor(key),
+        rows: stageSlots.length,
+        minScore,
+        maxScore,
+        sha256: entry.sha256,
+      });
+    }
+
+    const oneOffSalt = `${seed}:one-off`;
+    const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
+    const oneOffSlots = oneOffPrefixes.order(allSlots(), (slot) => seededKey(oneOffSalt, idOf(slot)));
+    const oneOff = await writeRows(out, keys.oneOff, positionsOf(oneOffSlots), refs, reader, scratch);
+    let heldoutRef: SegmentResult['heldout'];
+    if (heldout.length) {
+      const positions = heldout.map((h) => h.pos);
+      await writeRows(out, keys.heldout, positions, refs, reader, scratch);
+      heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout.length };
+    }
+
+    const result: SegmentResult = {
+      stages,
+      oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOffSlots.length, sha256: oneOff.sha256 },
+      heldout: heldoutRef,
+      thresholds,
+      unscored,
+      summaryUri: store.uriFor(keys.summary),
+    };
+    const summary = {
+      rule: input.stages.rule,
+      thresholds,
+      stages: stages.map(({ stage, rows: n, minScore, maxScore }) => ({ stage, rows: n, minScore, maxScore })),
+      oneOff: oneOffSlots.length,
+      heldout: heldout.length,
+      unscored,
+    };
+    await out.put(keys.summary, JSON.stringify(summary, null, 2));
+    return result;
+  } finally {
+    reader.close();
+  }
 }

@@ -44,6 +44,10 @@ export function parseInputLocations(
   const objects = [
     ...(hubDataset ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
+    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
+      field: `input.scorer.files[${i}]`,
+      uri,
+    })),
   ];
   for (const { field, uri } of objects) {
     parseObjectUri(uri, { setting: field });

@@ -15,6 +15,7 @@ import {
 
 const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
+const scorerKind = () => stringEnum(['auto', 'openai', 'offline', 'file'] as const);
 const { paper, tiny } = TRAINING_PRESETS;
 const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : String(n));
 const byModel = (k: keyof typeof paper) =>
@@ -53,9 +54,15 @@ export const DatasetColumnsSchema = Type.Object(
 
 export const ScorerSchema = Type.Object(
   {
-    kind: withDefault(llmKind(), 'auto', {
+    kind: withDefault(scorerKind(), 'auto', {
       source: 'ours',
-      description: '`auto` uses the OpenAI-compatible endpoint when the worker configures one, else the offline scorer',
+      description:
+        "`auto` uses the OpenAI-compatible endpoint when the worker configures one, else the offline scorer; `file` takes existing scores from `scorer.files`, or from the dataset's `score` field when none are given",
+    }),
+    files: optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }), {
+      source: 'ours',
+      description:
+        'with `kind` `file`: score files, JSONL or a JSON array of `{"id", "score"}` matched by id, or the released PhasedSFT format `{"id", "score", "data": [user, response]}` matched by the user text (instruction, plus "\\n" + input); scores are numbers or numeric strings from 1 to 5, any decimals',
     }),
     model: optional(Type.String({ minLength: 1 }), {
       source: 'repo',
