@@ -9,6 +9,7 @@ import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import { segmentStages } from './segment/segment-stages';
+import { segmentRandomControl, type RandomControlInput } from './segment/control-orderings';
 import type { EvaluateInput, PrepareBenchmarksInput, ScoreInput, SegmentInput } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
@@ -32,6 +33,13 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       whileHeartbeating(
         () => ({ step: 'segment' }),
         () => segmentStages(deps, input),
+      ),
+    ),
+  segmentRandomControl: (input: RandomControlInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'controls/random' }),
+        () => segmentRandomControl(deps, input),
       ),
     ),
   prepareBenchmarks: (input: PrepareBenchmarksInput) =>

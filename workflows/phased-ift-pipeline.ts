@@ -16,13 +16,14 @@ import {
 // Only import the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
-import type { GenerateResult, TrainResult } from '../activities/types';
+import type { EvaluateResult, GenerateResult, TrainResult } from '../activities/types';
 import type { ActivityOptions, Duration } from '@temporalio/common';
 import { ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
 import { checkBeforeScoring } from './preflight';
+import { trainControlBranches } from './control-branches';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -39,6 +40,8 @@ export interface PipelineResult {
     judge: string;
     winRates: Record<string, Record<string, number>>;
     markdown: string;
+    accuracy?: EvaluateResult['accuracy'];
+    orderings?: EvaluateResult['orderings'];
   };
 }
 
@@ -168,6 +171,33 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       await baselineTraining.catch(() => undefined);
     };
 
+    // evaluation.controls: other orderings of the same rows, from the same start, as branches beside the stages.
+    // Only a run that asks for controls records the patch, so the default path issues the same commands as before.
+    const controls = cfg.evaluation.controls ?? [];
+    let controlTraining: Promise<Record<string, TrainResult[]>> = Promise.resolve({});
+    if (controls.length > 0 && patched('controls')) {
+      const controlScope = new CancellationScope();
+      controlTraining = controlScope.run(() =>
+        trainControlBranches({
+          ref,
+          controls,
+          segment: seg,
+          stageSteps,
+          training: cfg.training,
+          seed: cfg.stages.seed,
+          segmentRandomControl: (i) => cpuAs('controls-random').segmentRandomControl(i),
+          trainStage: (name, i) => gpuAs(name).trainStage(i),
+        }),
+      );
+      controlTraining.catch(() => undefined);
+      const stopBaseline = stopBranches;
+      stopBranches = async () => {
+        controlScope.cancel();
+        await controlTraining.catch(() => undefined);
+        await stopBaseline();
+      };
+    }
+
     const stageModels: TrainResult[] = [];
     let initModel = cfg.training.baseModel;
     for (const split of seg.stages) {
@@ -190,13 +220,15 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     }
     const baseline = await baselineTraining;
     if (baseline) progress.finished.push(ONE_OFF);
+    const controlModels = await controlTraining;
+    for (const ordering of controls) progress.finished.push(ordering);
 
     const result: PipelineResult = {
       runId: cfg.runId,
       store: cfg.store,
       scorer: score.scorer,
       stages: seg.stages.map(({ stage, rows, minScore, maxScore }) => ({ stage, rows, minScore, maxScore })),
-      training: baseline ? [...stageModels, baseline] : stageModels,
+      training: [...stageModels, ...Object.values(controlModels).flat(), ...(baseline ? [baseline] : [])],
     };
     if (cfg.baseline.mode === 'skip') {
       enter('done');
@@ -212,6 +244,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       maxLength: cfg.evaluation.maxLength,
       maxNewTokens: cfg.evaluation.maxNewTokens,
       progressTimeout: cfg.training.progressTimeout,
+      ...(cfg.evaluation.answerExtraction === 'paper' && { answerExtraction: 'paper' as const }),
     };
     const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
       ...generation,
@@ -228,6 +261,21 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         }),
       );
     }
+    // The same candidates of each control ordering, answered and judged against the same baseline.
+    const orderings: Record<string, string[]> = {};
+    for (const [ordering, models] of Object.entries(controlModels)) {
+      const picked = cfg.evaluation.perStage ? models : models.slice(-1);
+      for (const model of picked) {
+        candidateAnswers.push(
+          await gpuAs(`generate-${model.name}`).generateAnswers({
+            ...generation,
+            name: model.name,
+            modelUri: model.modelUri,
+          }),
+        );
+      }
+      orderings[ordering] = picked.map((m) => m.name);
+    }
     progress.finished.push('generate');
 
     enter('evaluate');
@@ -239,6 +287,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       judge: cfg.evaluation.judge,
       judgeModel: cfg.evaluation.judgeModel,
       concurrency: cfg.evaluation.concurrency,
+      ...(controls.length > 0 && { orderings: { ascending: candidates.map((m) => m.name), ...orderings } }),
     });
     progress.finished.push('evaluate');
     enter('done');

@@ -7,6 +7,8 @@
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
+ *     controls/<ordering>/
+ *                   manifest.json, stage-<k>.jsonl         the `random` control's stages (evaluation.controls)
  *     benchmarks/   manifest.json, <benchmark>.jsonl
  *     train/<name>/ manifest.json, losses.json, final/…
  *                   checkpoints/step-<000000000>/         manifest.json (committed last) and the trainer's files
@@ -47,6 +49,14 @@ export const segmentKeys = (runId: string) => {
     oneOff: `${dir}/one-off.jsonl`,
     heldout: `${dir}/heldout.jsonl`,
     summary: `${dir}/summary.json`,
+  };
+};
+
+export const controlKeys = (runId: string, ordering: string) => {
+  const dir = `${runId}/controls/${ordering}`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    stage: (k: number) => `${dir}/stage-${k}.jsonl`,
   };
 };
 

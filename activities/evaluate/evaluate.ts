@@ -22,6 +22,8 @@ import {
   type PairVerdict,
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { exactMatchAccuracy } from './accuracy';
+import { orderingCurves } from './orderings';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -84,6 +86,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     benchmarks: input.benchmarks.map((b) => b.uri),
     baseline: input.baseline.answers,
     candidates: input.candidates.map((c) => c.answers),
+    ...(input.orderings && { orderings: input.orderings }),
   });
   const progress = { judged: 0, total: 0 };
   return runStep(
@@ -163,7 +166,22 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         (judge.offline
           ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
           : '') + renderWinRateMarkdown(report);
-      const resultsJson = JSON.stringify({ ...report, offline: judge.offline }, null, 2);
+      const models = [input.baseline, ...input.candidates];
+      const accuracy = await exactMatchAccuracy(
+        models.map((m) => m.name),
+        prompts,
+        (name, bench) =>
+          answersOf(
+            models.find((m) => m.name === name)!,
+            bench,
+          ),
+      );
+      const orderings = input.orderings && orderingCurves(report, input.orderings);
+      const resultsJson = JSON.stringify(
+        { ...report, offline: judge.offline, ...(accuracy && { accuracy }), ...(orderings && { orderings }) },
+        null,
+        2,
+      );
       await out.put(keys.results, resultsJson);
       await out.put(keys.markdown, markdown);
       const winRates: Record<string, Record<string, number>> = {};
@@ -180,6 +198,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         offline: judge.offline,
         winRates,
         markdown,
+        ...(accuracy && { accuracy }),
+        ...(orderings && { orderings }),
       };
       return result;
     },
