@@ -23,8 +23,11 @@ TRAIN_ASSISTANT_MARKER = "\nAssistant: "
 PROMPT_ASSISTANT_MARKER = "\nAssistant:"
 
 
-def user_text(instruction: str, input_text: str) -> str:
-    return f"{USER_PREFIX}{instruction}\n{input_text}" if input_text else f"{USER_PREFIX}{instruction}"
+def user_text(instruction: str, input_text: str, newline_for_empty_input: bool = False) -> str:
+    # The released generation code writes "\n" + input for HH and OASST even when the input is empty.
+    if input_text or newline_for_empty_input:
+        return f"{USER_PREFIX}{instruction}\n{input_text}"
+    return f"{USER_PREFIX}{instruction}"
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -63,10 +66,14 @@ def encode_training_example(
 
 
 def encode_generation_prompt(
-    tokenizer: PreTrainedTokenizerBase, instruction: str, input_text: str, max_prompt_tokens: int
+    tokenizer: PreTrainedTokenizerBase,
+    instruction: str,
+    input_text: str,
+    max_prompt_tokens: int,
+    newline_for_empty_input: bool = False,
 ) -> list[int]:
     """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`."""
-    user_ids = encode_text(tokenizer, user_text(instruction, input_text))
+    user_ids = encode_text(tokenizer, user_text(instruction, input_text, newline_for_empty_input))
     marker_ids = encode_text(tokenizer, PROMPT_ASSISTANT_MARKER)
     user_ids = user_ids[: max(0, max_prompt_tokens - 2 - len(marker_ids))]
     return [tokenizer.bos_token_id, *user_ids, tokenizer.eos_token_id, *marker_ids]
