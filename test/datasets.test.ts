@@ -297,7 +297,7 @@ describe('parseBenchmark', () => {
       'heldout.jsonl',
       'heldout',
     );
-    assert.equal(prompts.length, 48);
+    assert.equal(prompts.length, 96);
     assert.ok(prompts.every((p) => p.reference !== undefined && p.id.startsWith('heldout-')));
   });
 
