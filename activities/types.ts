@@ -103,6 +103,8 @@ export interface GenerateInput extends StepRef {
   progressTimeout: string;
   /** 'paper': the released code's answer extraction and input handling; absent: trimmed answers. */
   answerExtraction?: 'paper';
+  /** 'training': prompts end with the training template's "\nAssistant: "; absent: the paper's "\nAssistant:". */
+  assistantMarker?: 'training';
 }
 
 export interface GenerateResult {

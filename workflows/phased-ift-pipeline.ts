@@ -245,6 +245,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       maxNewTokens: cfg.evaluation.maxNewTokens,
       progressTimeout: cfg.training.progressTimeout,
       ...(cfg.evaluation.answerExtraction === 'paper' && { answerExtraction: 'paper' as const }),
+      ...(cfg.evaluation.assistantMarker === 'training' && { assistantMarker: 'training' as const }),
     };
     const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
       ...generation,

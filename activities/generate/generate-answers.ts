@@ -38,6 +38,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     maxNewTokens: input.maxNewTokens,
     // Only a run that asks for it hashes the setting, so earlier runs' steps keep their hash.
     ...(input.answerExtraction === 'paper' && { answerExtraction: 'paper' }),
+    ...(input.assistantMarker === 'training' && { assistantMarker: 'training' }),
   });
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
@@ -65,6 +66,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
             max_length: input.maxLength,
             ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
             ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
+            ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
             parent_pid: process.pid,
           };
           await writeFile(configPath, JSON.stringify(config, null, 2));

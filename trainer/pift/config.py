@@ -112,6 +112,10 @@ class GenerateArguments:
             '`decode(prompt + answer).split("Assistant:")[1]`, not stripped.'
         },
     )
+    prompt_ends_with_space: bool = field(
+        default=False,
+        metadata={"help": 'End prompts with the training template\'s "\\nAssistant: " instead of "\\nAssistant:".'},
+    )
     newline_for_empty_input: bool = field(
         default=False,
         metadata={"help": 'Write "\\n" after the instruction even for an empty input (released code: HH, OASST).'},

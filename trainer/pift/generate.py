@@ -69,7 +69,12 @@ def answer_pending(args: GenerateArguments, pending: list[InstructionRow], alrea
 
     prompts = [
         encode_generation_prompt(
-            tokenizer, row.instruction, row.input, prompt_budget(args), args.newline_for_empty_input
+            tokenizer,
+            row.instruction,
+            row.input,
+            prompt_budget(args),
+            args.newline_for_empty_input,
+            args.prompt_ends_with_space,
         )
         for row in pending
     ]

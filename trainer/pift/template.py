@@ -71,10 +71,15 @@ def encode_generation_prompt(
     input_text: str,
     max_prompt_tokens: int,
     newline_for_empty_input: bool = False,
+    ends_with_space: bool = False,
 ) -> list[int]:
-    """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`."""
+    """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`.
+
+    `ends_with_space` ends the prompt with the training marker "\\nAssistant: ": a model trained from scratch never
+    learned to write that space, which the training labels mask.
+    """
     user_ids = encode_text(tokenizer, user_text(instruction, input_text, newline_for_empty_input))
-    marker_ids = encode_text(tokenizer, PROMPT_ASSISTANT_MARKER)
+    marker_ids = encode_text(tokenizer, TRAIN_ASSISTANT_MARKER if ends_with_space else PROMPT_ASSISTANT_MARKER)
     user_ids = user_ids[: max(0, max_prompt_tokens - 2 - len(marker_ids))]
     return [tokenizer.bos_token_id, *user_ids, tokenizer.eos_token_id, *marker_ids]
 
