@@ -144,13 +144,15 @@ async function run(model: DemoModel) {
   }
 }
 
-/** Three held-out prompts with their reference and each model's answer, read from the run's artifacts. */
+/** Three held-out prompts (easy, medium, hard) with their reference and each model's answer, read from the run's artifacts. */
 async function printSamples(storeUri: string, runId: string, models: string[], env: NodeJS.ProcessEnv) {
   const store = openStore(storeUri, env);
-  const prompts = await readJsonl<{ id: string; instruction: string; input: string; output: string }>(
+  const heldout = await readJsonl<{ id: string; level: string; instruction: string; input: string; output: string }>(
     openStore(pathToFileURL(join(root, 'data', 'demo')).href, env),
     'heldout.jsonl',
   );
+  // One easy, one medium and one hard task.
+  const prompts = ['easy', 'medium', 'hard'].flatMap((level) => heldout.find((p) => p.level === level) ?? []);
   const answers = new Map<string, Map<string, string>>();
   for (const name of models) {
     const rows = await readJsonl<{ id: string; answer: string }>(
@@ -160,7 +162,7 @@ async function printSamples(storeUri: string, runId: string, models: string[], e
     answers.set(name, new Map(rows.map((r) => [r.id, r.answer])));
   }
   console.log('\nSample answers:');
-  for (const p of prompts.slice(0, 3)) {
+  for (const p of prompts) {
     console.log(
       `  ${p.instruction}${p.input ? ` ${JSON.stringify(p.input)}` : ''}  (reference ${JSON.stringify(p.output)})`,
     );
