@@ -12,6 +12,7 @@ import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
 import { fetchHubDataset, type FetchHubDatasetInput } from './validate/hub-dataset';
+import { segmentRandomControl, type RandomControlInput } from './segment/control-orderings';
 import type { EvaluateInput, ExportInput, PrepareBenchmarksInput, ScoreInput, SegmentInput, StepRef } from './types';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
@@ -50,6 +51,13 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       whileHeartbeating(
         () => ({ step: 'export' }),
         () => exportStages(deps, input),
+      ),
+    ),
+  segmentRandomControl: (input: RandomControlInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'controls/random' }),
+        () => segmentRandomControl(deps, input),
       ),
     ),
   prepareBenchmarks: (input: PrepareBenchmarksInput) =>

@@ -1,5 +1,7 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
 import type { BenchmarkRef, ResolvedInput } from '../common/input';
+import type { ModelAccuracy } from './evaluate/accuracy';
+import type { OrderingPoint } from './evaluate/orderings';
 
 export interface StepRef {
   runId: string;
@@ -115,6 +117,10 @@ export interface GenerateInput extends StepRef {
   maxLength: number;
   maxNewTokens?: number;
   progressTimeout: string;
+  /** 'paper': the released code's answer extraction and input handling; absent: trimmed answers. */
+  answerExtraction?: 'paper';
+  /** 'training': prompts end with the training template's "\nAssistant: "; absent: the paper's "\nAssistant:". */
+  assistantMarker?: 'training';
 }
 
 export interface GenerateResult {
@@ -136,6 +142,8 @@ export interface EvaluateInput extends StepRef {
   requestsPerMinute?: number;
   tokensPerMinute?: number;
   cache?: boolean;
+  /** With `evaluation.controls`: each ordering's candidate names in training order (`ascending` included). */
+  orderings?: Record<string, string[]>;
 }
 
 export interface EvaluateResult {
@@ -146,6 +154,10 @@ export interface EvaluateResult {
   /** Win rate (signed, -50..+50) of each candidate per benchmark plus 'average'. */
   winRates: Record<string, Record<string, number>>;
   markdown: string;
+  /** Exact-match accuracy of every model (baseline included), when some benchmark carries reference answers. */
+  accuracy?: Record<string, ModelAccuracy>;
+  /** With `evaluation.controls`: the per-stage curve of each ordering. */
+  orderings?: Record<string, OrderingPoint[]>;
 }
 
 /** What the trainer reports, carried by the activity's heartbeat details (clients read them with describe()). */

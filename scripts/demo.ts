@@ -1,15 +1,24 @@
 /**
  * `npm run demo`: starts a local Temporal dev server (Web UI, SQLite file under .pift/), the CPU and GPU workers,
- * and a Phased IFT run on the demo data; then prints the results table, the Web UI link and where the artifacts are.
+ * and a Phased IFT run on the demo data; then prints the results table, each model's exact-match accuracy on the
+ * held-out tasks with three sample answers, the Web UI link and where the artifacts are.
  * With no LLM endpoint in the environment, scoring and judging use the offline, clearly labelled fallbacks.
+ *
+ * `npm run demo -- --model smollm2` runs the same on the pretrained SmolLM2-135M-Instruct
+ * (`builtin:smollm2-135m-instruct`) instead of the tiny model trained from scratch.
  */
 import { Client, Connection } from '@temporalio/client';
+import { Command, Option } from 'commander';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { followProgress, startRun } from '../client';
 import type { PipelineInput } from '../common/input';
+import { generateKeys } from '../activities/artifacts/run-keys';
+import { readJsonl } from '../activities/artifacts/jsonl';
+import { openStore } from '../store';
+import { demoInput, DEMO_BENCHMARK, DEMO_MODELS, type DemoModel } from './demo-config';
 
 const root = resolve(__dirname, '..');
 const state = join(root, '.pift');
@@ -41,7 +50,7 @@ async function connect(deadlineMs: number): Promise<Connection | undefined> {
   }
 }
 
-async function run() {
+async function run(model: DemoModel) {
   let connection = await connect(0);
   if (connection) {
     console.log(`using the Temporal server already running at ${address}`);
@@ -89,15 +98,13 @@ async function run() {
     );
 
   const client = new Client({ connection });
-  const input: PipelineInput = {
+  const input: PipelineInput = demoInput({
+    model,
     dataset: pathToFileURL(join(root, 'data', 'demo', 'train.jsonl')).href,
-    runId: `demo-${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`,
-    training: { epochs: Number(process.env.PIFT_DEMO_EPOCHS ?? 6), saveSteps: 25 },
-    evaluation: {
-      benchmarks: [{ name: 'demo-heldout', uri: pathToFileURL(join(root, 'data', 'demo', 'heldout.jsonl')).href }],
-      maxNewTokens: 32,
-    },
-  };
+    heldout: pathToFileURL(join(root, 'data', 'demo', 'heldout.jsonl')).href,
+    runId: `demo-${model === 'tiny' ? '' : `${model}-`}${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`,
+    epochs: process.env.PIFT_DEMO_EPOCHS === undefined ? undefined : Number(process.env.PIFT_DEMO_EPOCHS),
+  });
   const started = Date.now();
   const runHandle = await startRun(client, input, { uiUrl });
   console.log(
@@ -116,7 +123,16 @@ async function run() {
   console.log(
     `\nWin rate of each stage's model against the One-off baseline:\n\n${result.evaluation?.markdown ?? '(no evaluation)'}`,
   );
-  console.log(`Web UI:    ${runHandle.uiLink}`);
+  const accuracy = result.evaluation?.accuracy;
+  if (accuracy) {
+    console.log('Exact-match accuracy on the held-out tasks (answer equal to the reference):');
+    for (const [name, a] of Object.entries(accuracy))
+      console.log(
+        `  ${name.padEnd(9)} ${(100 * a.total.accuracy).toFixed(1).padStart(5)}%  (${a.total.correct}/${a.total.checked})`,
+      );
+    await printSamples(result.store, result.runId, Object.keys(accuracy), workerEnv);
+  }
+  console.log(`\nWeb UI:    ${runHandle.uiLink}`);
   console.log(`Artifacts: ${result.store}/${result.runId}/  (results: ${result.evaluation?.markdownUri ?? '-'})`);
   await connection.close();
 
@@ -128,11 +144,43 @@ async function run() {
   }
 }
 
+/** Three held-out prompts (easy, medium, hard) with their reference and each model's answer, read from the run's artifacts. */
+async function printSamples(storeUri: string, runId: string, models: string[], env: NodeJS.ProcessEnv) {
+  const store = openStore(storeUri, env);
+  const heldout = await readJsonl<{ id: string; level: string; instruction: string; input: string; output: string }>(
+    openStore(pathToFileURL(join(root, 'data', 'demo')).href, env),
+    'heldout.jsonl',
+  );
+  // One easy, one medium and one hard task.
+  const prompts = ['easy', 'medium', 'hard'].flatMap((level) => heldout.find((p) => p.level === level) ?? []);
+  const answers = new Map<string, Map<string, string>>();
+  for (const name of models) {
+    const rows = await readJsonl<{ id: string; answer: string }>(
+      store,
+      generateKeys(runId, name).answers(DEMO_BENCHMARK),
+    );
+    answers.set(name, new Map(rows.map((r) => [r.id, r.answer])));
+  }
+  console.log('\nSample answers:');
+  for (const p of prompts) {
+    console.log(
+      `  ${p.instruction}${p.input ? ` ${JSON.stringify(p.input)}` : ''}  (reference ${JSON.stringify(p.output)})`,
+    );
+    for (const name of models)
+      console.log(`    ${name.padEnd(9)} ${JSON.stringify(answers.get(name)?.get(p.id) ?? '')}`);
+  }
+}
+
 function stopChildren() {
   for (const child of children.reverse()) if (child.exitCode === null) child.kill('SIGTERM');
 }
 
-run()
+const options = new Command('demo')
+  .addOption(new Option('--model <model>', 'base model of the demo run').choices(DEMO_MODELS).default('tiny'))
+  .parse()
+  .opts<{ model: DemoModel }>();
+
+run(options.model)
   .catch((err) => {
     console.error(err instanceof Error ? err.message : err);
     process.exitCode = 1;

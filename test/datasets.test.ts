@@ -53,7 +53,7 @@ describe('parseAlpaca', () => {
 
   it('reads the demo dataset', () => {
     const rows = parseAlpaca(readFileSync(join(__dirname, '..', 'data', 'demo', 'train.jsonl'), 'utf8'), 'train.jsonl');
-    assert.equal(rows.length, 300);
+    assert.equal(rows.length, 1800);
     assert.equal(rows[0].id, 'train-0001');
     assert.ok(rows.every((r) => typeof r.extra?.family === 'string'));
   });
@@ -297,7 +297,7 @@ describe('parseBenchmark', () => {
       'heldout.jsonl',
       'heldout',
     );
-    assert.equal(prompts.length, 48);
+    assert.equal(prompts.length, 96);
     assert.ok(prompts.every((p) => p.reference !== undefined && p.id.startsWith('heldout-')));
   });
 

@@ -16,7 +16,7 @@ import {
 // Only import the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
-import type { ExportResult, GenerateResult, TrainResult } from '../activities/types';
+import type { EvaluateResult, ExportResult, GenerateResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
 import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
@@ -24,6 +24,7 @@ import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/fa
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
 import { checkBeforeScoring } from './preflight';
+import { trainControlBranches } from './control-branches';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -44,6 +45,8 @@ export interface PipelineResult {
     markdown: string;
     /** The results tables, one line each: readable in the Web UI's JSON view of the result. */
     table?: string[];
+    accuracy?: EvaluateResult['accuracy'];
+    orderings?: EvaluateResult['orderings'];
   };
   /** report.md and report.html in the store. */
   report?: Pick<ReportResult, 'markdownUri' | 'htmlUri'>;
@@ -208,6 +211,33 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       await baselineTraining.catch(() => undefined);
     };
 
+    // evaluation.controls: other orderings of the same rows, from the same start, as branches beside the stages.
+    // Only a run that asks for controls records the patch, so the default path issues the same commands as before.
+    const controls = cfg.evaluation.controls ?? [];
+    let controlTraining: Promise<Record<string, TrainResult[]>> = Promise.resolve({});
+    if (controls.length > 0 && patched('controls')) {
+      const controlScope = new CancellationScope();
+      controlTraining = controlScope.run(() =>
+        trainControlBranches({
+          ref,
+          controls,
+          segment: seg,
+          stageSteps,
+          training: cfg.training,
+          seed: cfg.stages.seed,
+          segmentRandomControl: (i) => cpuAs('controls-random').segmentRandomControl(i),
+          trainStage: (name, i) => gpuAs(name).trainStage(i),
+        }),
+      );
+      controlTraining.catch(() => undefined);
+      const stopBaseline = stopBranches;
+      stopBranches = async () => {
+        controlScope.cancel();
+        await controlTraining.catch(() => undefined);
+        await stopBaseline();
+      };
+    }
+
     const stageModels: TrainResult[] = [];
     let initModel = cfg.training.baseModel;
     for (const split of seg.stages) {
@@ -230,13 +260,15 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     }
     const baseline = await baselineTraining;
     if (baseline) progress.finished.push(ONE_OFF);
+    const controlModels = await controlTraining;
+    for (const ordering of controls) progress.finished.push(ordering);
 
     const result: PipelineResult = {
       runId: cfg.runId,
       store: cfg.store,
       scorer: score.scorer,
       stages: stagesSummary,
-      training: baseline ? [...stageModels, baseline] : stageModels,
+      training: [...stageModels, ...Object.values(controlModels).flat(), ...(baseline ? [baseline] : [])],
       ...(exported ? { export: exported } : {}),
     };
     if (cfg.baseline.mode === 'skip') {
@@ -253,6 +285,8 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       maxLength: cfg.evaluation.maxLength,
       maxNewTokens: cfg.evaluation.maxNewTokens,
       progressTimeout: cfg.training.progressTimeout,
+      ...(cfg.evaluation.answerExtraction === 'paper' && { answerExtraction: 'paper' as const }),
+      ...(cfg.evaluation.assistantMarker === 'training' && { assistantMarker: 'training' as const }),
     };
     const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
       ...generation,
@@ -268,6 +302,21 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
           modelUri: model.modelUri,
         }),
       );
+    }
+    // The same candidates of each control ordering, answered and judged against the same baseline.
+    const orderings: Record<string, string[]> = {};
+    for (const [ordering, models] of Object.entries(controlModels)) {
+      const picked = cfg.evaluation.perStage ? models : models.slice(-1);
+      for (const model of picked) {
+        candidateAnswers.push(
+          await gpuAs(`generate-${model.name}`).generateAnswers({
+            ...generation,
+            name: model.name,
+            modelUri: model.modelUri,
+          }),
+        );
+      }
+      orderings[ordering] = picked.map((m) => m.name);
     }
     progress.finished.push('generate');
 
@@ -285,6 +334,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       requestsPerMinute: cfg.evaluation.requestsPerMinute,
       tokensPerMinute: cfg.evaluation.tokensPerMinute,
       cache: cfg.evaluation.cache,
+      ...(controls.length > 0 && { orderings: { ascending: candidates.map((m) => m.name), ...orderings } }),
     });
     progress.finished.push('evaluate');
     // Runs recorded before the report step replay without it.

@@ -7,6 +7,8 @@
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
+ *     controls/<ordering>/
+ *                   manifest.json, stage-<k>.jsonl         the `random` control's stages (evaluation.controls)
  *     benchmarks/   manifest.json, <benchmark>.jsonl
  *     train/<name>/ manifest.json, losses.json, final/…, metrics/<file>.jsonl (what the trainer logged)
  *                   logs/attempt-<n>.log                  the trainer's whole log (stderr) of each attempt
@@ -59,6 +61,15 @@ export const exportKeys = (runId: string) => {
     dir,
     manifest: `${dir}/${MANIFEST}`,
     file: (name: string) => `${dir}/${name}`,
+  };
+};
+
+/** A control ordering's stage files (evaluation.controls). */
+export const controlKeys = (runId: string, ordering: string) => {
+  const dir = `${runId}/controls/${ordering}`;
+  return {
+    manifest: `${dir}/${MANIFEST}`,
+    stage: (k: number) => `${dir}/stage-${k}.jsonl`,
   };
 };
 

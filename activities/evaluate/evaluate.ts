@@ -25,6 +25,8 @@ import {
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
+import { exactMatchAccuracy } from './accuracy';
+import { orderingCurves } from './orderings';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */
@@ -100,6 +102,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     benchmarks: input.benchmarks.map((b) => b.uri),
     baseline: input.baseline.answers,
     candidates: input.candidates.map((c) => c.answers),
+    ...(input.orderings && { orderings: input.orderings }),
   };
   const reasks = judge.offline || input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
   // Re-asks change what an online judge's unparseable replies become; the offline judge's replies always parse.
@@ -257,12 +260,25 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         renderWinRateMarkdown(report) +
         `\n${renderStatisticsMarkdown(report, statistics)}` +
         (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+      const models = [input.baseline, ...input.candidates];
+      const accuracy = await exactMatchAccuracy(
+        models.map((m) => m.name),
+        prompts,
+        (name, bench) =>
+          answersOf(
+            models.find((m) => m.name === name)!,
+            bench,
+          ),
+      );
+      const orderings = input.orderings && orderingCurves(report, input.orderings);
       const resultsJson = JSON.stringify(
         {
           ...report,
           offline: judge.offline,
           statistics,
           ...(judge.offline ? {} : { judgeReplies: { parseRetries: reasks } }),
+          ...(accuracy && { accuracy }),
+          ...(orderings && { orderings }),
         },
         null,
         2,
@@ -283,6 +299,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         offline: judge.offline,
         winRates,
         markdown,
+        ...(accuracy && { accuracy }),
+        ...(orderings && { orderings }),
       };
       return result;
     },

@@ -16,6 +16,16 @@ import { runTrainerProcess } from '../train/trainer-process';
 import type { GenerateInput, GenerateResult } from '../types';
 
 /**
+ * The released generation code's handling, by benchmark: HH and OASST prompts get "\n" + input even when the input
+ * is empty (picked by name, as the released scripts pick formats); every benchmark's answer is the decoded text's
+ * piece after "Assistant:", not stripped.
+ */
+export const paperInputHandling = (benchmark: string) => ({
+  answer_extraction: 'paper',
+  newline_for_empty_input: /anthropic|oasst/i.test(benchmark),
+});
+
+/**
  * Answers every benchmark prompt with one model using the paper's decoding (greedy, max length 1024 counting the
  * prompt). Each benchmark's answers are committed on their own, so a retry only redoes the unfinished ones.
  */
@@ -28,6 +38,9 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     benchmarks: input.benchmarks.map((b) => ({ name: b.name, uri: b.uri, prompts: b.prompts })),
     maxLength: input.maxLength,
     maxNewTokens: input.maxNewTokens,
+    // Only a run that asks for it hashes the setting, so earlier runs' steps keep their hash.
+    ...(input.answerExtraction === 'paper' && { answerExtraction: 'paper' }),
+    ...(input.assistantMarker === 'training' && { assistantMarker: 'training' }),
   });
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
@@ -59,6 +72,8 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
             output_file: outFile,
             max_length: input.maxLength,
             ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
+            ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
+            ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
             parent_pid: process.pid,
           };
           await writeFile(configPath, JSON.stringify(config, null, 2));

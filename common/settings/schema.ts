@@ -376,6 +376,21 @@ export const EvaluationSchema = Type.Object(
       description: 'generation length counting the prompt; greedy decoding',
     }),
     maxNewTokens: optional(c.positiveInt(), { defaultText: 'unset', description: 'cap on answer tokens' }),
+    answerExtraction: withDefault(stringEnum(['trimmed', 'paper'] as const), 'trimmed', {
+      source: 'ours',
+      description:
+        '`trimmed`: the generated text up to `</s>`, stripped; `paper`: the released code\'s extraction (text after the first "Assistant:" up to the next, not stripped) and input handling (a bare "\\n" after an empty input for benchmarks named `anthropic…` / `oasst…`)',
+    }),
+    assistantMarker: withDefault(stringEnum(['paper', 'training'] as const), 'paper', {
+      source: 'repo',
+      description:
+        '`paper`: generation prompts end with "\\nAssistant:" as released (the model writes the space); `training`: with "\\nAssistant: " as in the training template, for models trained from scratch, which never learn to write that masked space',
+    }),
+    controls: withDefault(Type.Array(stringEnum(['random', 'descending'] as const), { uniqueItems: true }), [], {
+      source: 'ours',
+      description:
+        "extra orderings trained from the same start and judged against the same baseline: `random` (the paper's control: stages of random difficulty with the real stages' sizes) and `descending` (hardest stage first)",
+    }),
   },
   { additionalProperties: false },
 );

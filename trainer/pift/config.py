@@ -193,10 +193,27 @@ class GenerateArguments:
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate() call, left-padded."})
     parent_pid: int | None = field(default=None, metadata={"help": "Exit promptly when this process dies."})
     conversation_template: str = field(default="auto", metadata={"help": CONVERSATION_TEMPLATE_HELP})
+    answer_extraction: str = field(
+        default="trimmed",
+        metadata={
+            "help": '"trimmed": the generated text up to </s>, stripped; "paper": the released code\'s '
+            '`decode(prompt + answer).split("Assistant:")[1]`, not stripped.'
+        },
+    )
+    prompt_ends_with_space: bool = field(
+        default=False,
+        metadata={"help": 'End prompts with the training template\'s "\\nAssistant: " instead of "\\nAssistant:".'},
+    )
+    newline_for_empty_input: bool = field(
+        default=False,
+        metadata={"help": 'Write "\\n" after the instruction even for an empty input (released code: HH, OASST).'},
+    )
 
     def __post_init__(self) -> None:
         check_max_length(self.max_length)
         check_conversation_template(self.conversation_template)
+        if self.answer_extraction not in ("trimmed", "paper"):
+            raise ConfigError(f'field "answer_extraction" must be "trimmed" or "paper", got {self.answer_extraction!r}')
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             raise ConfigError(f'field "max_new_tokens" must be a positive integer, got {self.max_new_tokens}')
         if self.batch_size < 1:

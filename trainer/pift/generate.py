@@ -21,7 +21,14 @@ import os
 import sys
 
 import torch
-from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    HfArgumentParser,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from .answers import Answer, append_answers, completed_answer_ids, id_key
 from .config import GenerateArguments
@@ -76,7 +83,14 @@ def answer_pending(args: GenerateArguments, pending: list[Row], already_done: in
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, row: Row, args: GenerateArguments) -> list[int]:
     """Alpaca rows in the paper's template; a conversation up to its last user turn, in the template training used."""
     if isinstance(row, InstructionRow):
-        return encode_generation_prompt(tokenizer, row.instruction, row.input, prompt_budget(args))
+        return encode_generation_prompt(
+            tokenizer,
+            row.instruction,
+            row.input,
+            prompt_budget(args),
+            args.newline_for_empty_input,
+            args.prompt_ends_with_space,
+        )
     try:
         chat = uses_chat_template(tokenizer, args.conversation_template)
     except ValueError as error:
@@ -91,6 +105,26 @@ def prompt_budget(args: GenerateArguments) -> int:
     """
     room = args.max_length // 4 if args.max_new_tokens is None else min(args.max_new_tokens, args.max_length // 4)
     return args.max_length - max(1, room)
+
+
+def answer_budget(args: GenerateArguments, prompt_tokens: int) -> int:
+    """New tokens one prompt may get: `max_length` counts that prompt alone, as when prompts run one at a time."""
+    budget = args.max_length - prompt_tokens
+    if args.max_new_tokens is not None:
+        budget = min(budget, args.max_new_tokens)
+    return max(1, budget)
+
+
+class PerRowBudget(StoppingCriteria):
+    """Stops each row of a batch at its own budget, so batching never changes how long an answer may be."""
+
+    def __init__(self, prompt_width: int, budgets: list[int]):
+        self.prompt_width = prompt_width
+        self.budgets = torch.tensor(budgets, dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_width
+        return (self.budgets.to(input_ids.device) <= generated).to(torch.bool)
 
 
 @torch.inference_mode()
@@ -108,12 +142,10 @@ def answer_batch(
     for row, prompt in enumerate(prompts):
         input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
         attention_mask[row, width - len(prompt) :] = 1
-    new_tokens = args.max_length - width
-    if args.max_new_tokens is not None:
-        new_tokens = min(new_tokens, args.max_new_tokens)
+    budgets = [answer_budget(args, len(prompt)) for prompt in prompts]
     generation_config = GenerationConfig(
         do_sample=False,
-        max_new_tokens=max(1, new_tokens),
+        max_new_tokens=max(budgets),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -122,21 +154,42 @@ def answer_batch(
         input_ids=input_ids.to(model.device),
         attention_mask=attention_mask.to(model.device),
         generation_config=generation_config,
+        stopping_criteria=StoppingCriteriaList([PerRowBudget(width, budgets)]),
     )
+    extract = paper_answer if args.answer_extraction == "paper" else to_answer
     return [
-        to_answer(tokenizer, row, prompt, generated.tolist())
-        for row, prompt, generated in zip(rows, prompts, output[:, width:].cpu())
+        extract(tokenizer, row, prompt, generated.tolist()[:budget])
+        for row, prompt, generated, budget in zip(rows, prompts, output[:, width:].cpu(), budgets)
     ]
+
+
+def until_eos(tokenizer: PreTrainedTokenizerBase, generated: list[int]) -> list[int]:
+    # What follows a row's `</s>` is padding (its budget is cut before the padding starts).
+    if tokenizer.eos_token_id in generated:
+        generated = generated[: generated.index(tokenizer.eos_token_id)]
+    return generated
 
 
 def to_answer(tokenizer: PreTrainedTokenizerBase, row: Row, prompt: list[int], generated: list[int]) -> Answer:
     """The text after the prompt, cut at the first `</s>` and stripped."""
-    if tokenizer.eos_token_id in generated:
-        generated = generated[: generated.index(tokenizer.eos_token_id)]
+    generated = until_eos(tokenizer, generated)
     text = tokenizer.decode(generated, skip_special_tokens=True)
     # A tokenizer may also spell "</s>" with ordinary tokens.
     text = text.split(tokenizer.eos_token, 1)[0]
     return Answer(id=row.id, answer=text.strip(), prompt_tokens=len(prompt), answer_tokens=len(generated))
+
+
+def paper_answer(
+    tokenizer: PreTrainedTokenizerBase, row: Row, prompt: list[int], generated: list[int]
+) -> Answer:
+    """The released extraction: decode prompt and answer together, keep what follows the first "Assistant:" up to
+    the next one (or the end), not stripped. A prompt whose own text holds "Assistant:" is cut there too, as
+    there."""
+    generated = until_eos(tokenizer, generated)
+    decoded = tokenizer.decode(prompt + generated, skip_special_tokens=True)
+    pieces = decoded.split("Assistant:")
+    text = pieces[1] if len(pieces) > 1 else ""
+    return Answer(id=row.id, answer=text, prompt_tokens=len(prompt), answer_tokens=len(generated))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,11 @@ TRAIN_ASSISTANT_MARKER = "\nAssistant: "
 PROMPT_ASSISTANT_MARKER = "\nAssistant:"
 
 
-def user_text(instruction: str, input_text: str) -> str:
-    return f"{USER_PREFIX}{instruction}\n{input_text}" if input_text else f"{USER_PREFIX}{instruction}"
+def user_text(instruction: str, input_text: str, newline_for_empty_input: bool = False) -> str:
+    # The released generation code writes "\n" + input for HH and OASST even when the input is empty.
+    if input_text or newline_for_empty_input:
+        return f"{USER_PREFIX}{instruction}\n{input_text}"
+    return f"{USER_PREFIX}{instruction}"
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -74,11 +77,20 @@ def encode_training_example(
 
 
 def encode_generation_prompt(
-    tokenizer: PreTrainedTokenizerBase, instruction: str, input_text: str, max_prompt_tokens: int
+    tokenizer: PreTrainedTokenizerBase,
+    instruction: str,
+    input_text: str,
+    max_prompt_tokens: int,
+    newline_for_empty_input: bool = False,
+    ends_with_space: bool = False,
 ) -> list[int]:
-    """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`."""
-    user_ids = encode_text(tokenizer, user_text(instruction, input_text))
-    marker_ids = encode_text(tokenizer, PROMPT_ASSISTANT_MARKER)
+    """Prompt ids; an over-long user text is cut from its end so the prompt fits `max_prompt_tokens`.
+
+    `ends_with_space` ends the prompt with the training marker "\\nAssistant: ": a model trained from scratch never
+    learned to write that space, which the training labels mask.
+    """
+    user_ids = encode_text(tokenizer, user_text(instruction, input_text, newline_for_empty_input))
+    marker_ids = encode_text(tokenizer, TRAIN_ASSISTANT_MARKER if ends_with_space else PROMPT_ASSISTANT_MARKER)
     bos = bos_ids(tokenizer)
     user_ids = user_ids[: max(0, max_prompt_tokens - len(bos) - 1 - len(marker_ids))]
     return [*bos, *user_ids, tokenizer.eos_token_id, *marker_ids]

@@ -70,3 +70,59 @@ def test_generate_rejects_a_missing_model_dir(tmp_path: Path) -> None:
     assert result.returncode == 65
     assert result.of("error")[0]["kind"] == "config"
     assert 'field "model_dir"' in result.of("error")[0]["message"]
+
+
+def test_each_prompt_gets_its_own_budget_whatever_the_batch(trained_run: TrainedRun, tmp_path: Path) -> None:
+    # Prompts of very different lengths and a max_length that binds: batched, the short prompts must get as many new
+    # tokens as when each runs alone (the released code runs one prompt at a time with max_length counting it).
+    with open(tmp_path / "prompts.jsonl", "w", encoding="utf-8") as handle:
+        for index in range(6):
+            row = {"id": index, "instruction": "Copy the word.", "input": "ab" * (1 + 3 * index)}
+            handle.write(json.dumps(row) + "\n")
+    answers = {}
+    for batch_size in (1, 6):
+        output_file = tmp_path / f"answers-{batch_size}.jsonl"
+        config = {
+            "model_dir": str(trained_run.workdir / "final"),
+            "input_file": str(tmp_path / "prompts.jsonl"),
+            "output_file": str(output_file),
+            "max_length": 96,
+            "batch_size": batch_size,
+        }
+        result = run_module("pift.generate", config, tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        answers[batch_size] = {a["id"]: a for a in read_answers(output_file)}
+    assert answers[6] == answers[1]
+    for answer in answers[1].values():
+        assert answer["prompt_tokens"] + answer["answer_tokens"] <= 96
+    # A shorter prompt ran into its own budget, longer than the longest prompt leaves: batching by the longest prompt
+    # (the old rule) would have cut it.
+    longest = max(a["prompt_tokens"] for a in answers[1].values())
+    assert any(
+        a["prompt_tokens"] + a["answer_tokens"] == 96 and a["prompt_tokens"] < longest for a in answers[6].values()
+    )
+
+
+def test_paper_extraction_keeps_the_leading_space_and_the_empty_input_newline(
+    trained_run: TrainedRun, tmp_path: Path
+) -> None:
+    with open(tmp_path / "prompts.jsonl", "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "a", "instruction": "Copy the word.", "input": ""}) + "\n")
+    base = {
+        "model_dir": str(trained_run.workdir / "final"),
+        "input_file": str(tmp_path / "prompts.jsonl"),
+        "max_new_tokens": 8,
+    }
+    runs = {
+        "trimmed": {},
+        "paper": {"answer_extraction": "paper", "newline_for_empty_input": True},
+    }
+    answers = {}
+    for name, extra in runs.items():
+        output_file = tmp_path / f"{name}.jsonl"
+        result = run_module("pift.generate", {**base, **extra, "output_file": str(output_file)}, tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (answers[name],) = read_answers(output_file)
+    # The bare "\n" of an empty input is one more prompt token.
+    assert answers["paper"]["prompt_tokens"] == answers["trimmed"]["prompt_tokens"] + 1
+    assert "Assistant:" not in answers["paper"]["answer"]

@@ -77,6 +77,14 @@ def test_generation_prompt_has_no_trailing_space(tokenizer) -> None:
     assert tokenizer.decode(bare) == "<s>User: Copy.</s>\nAssistant:"
 
 
+def test_generation_prompt_switches(tokenizer) -> None:
+    # The training marker's space, for models that never learned to write it; the released bare "\n" of HH / OASST.
+    spaced = encode_generation_prompt(tokenizer, "Copy.", "abc", max_prompt_tokens=1024, ends_with_space=True)
+    assert spaced == [BOS, *byte_ids("User: Copy.\nabc"), EOS, *byte_ids("\nAssistant: ")]
+    newline = encode_generation_prompt(tokenizer, "Copy.", "", max_prompt_tokens=1024, newline_for_empty_input=True)
+    assert tokenizer.decode(newline) == "<s>User: Copy.\n</s>\nAssistant:"
+
+
 def test_collator_pads_right_and_masks(tokenizer) -> None:
     short = encode_training_example(tokenizer, "a", "", "b", max_length=2048)
     long = encode_training_example(tokenizer, "a longer one", "", "b", max_length=2048)

@@ -1,0 +1,69 @@
+/**
+ * Exact-match accuracy of each model's answers on prompts with a checkable reference (the demo's held-out tasks have
+ * one exact answer each). It sits beside the win rate, never replaces it: a judge's preference and being right are
+ * different questions, and on prose benchmarks exact match says little. Answers and references are compared after
+ * the offline judge's normalisation (NFKC, trimmed, whitespace runs collapsed, case kept).
+ */
+import type { BenchmarkPrompt } from '../datasets/parse';
+import { normaliseAnswer } from './offline-reference-judge';
+
+export interface AccuracyCount {
+  correct: number;
+  /** Prompts of the benchmark that carry a reference. */
+  checked: number;
+  /** correct / checked, in [0, 1]. */
+  accuracy: number;
+}
+
+export interface ModelAccuracy {
+  benchmarks: Record<string, AccuracyCount>;
+  /** Summed over the model's benchmarks. */
+  total: AccuracyCount;
+}
+
+export const isExactMatch = (answer: string, reference: string): boolean =>
+  normaliseAnswer(answer) === normaliseAnswer(reference);
+
+export function countExactMatches(prompts: readonly BenchmarkPrompt[], answers: ReadonlyMap<string, string>) {
+  let correct = 0;
+  let checked = 0;
+  for (const p of prompts) {
+    if (p.reference === undefined) continue;
+    checked += 1;
+    if (isExactMatch(answers.get(p.id) ?? '', p.reference)) correct += 1;
+  }
+  return withRatio(correct, checked);
+}
+
+const withRatio = (correct: number, checked: number): AccuracyCount => ({
+  correct,
+  checked,
+  accuracy: checked === 0 ? 0 : correct / checked,
+});
+
+/**
+ * Accuracy of every model on every benchmark that has references; undefined when no benchmark has any, so results
+ * of prose-only runs carry no misleading zero.
+ */
+export async function exactMatchAccuracy(
+  models: readonly string[],
+  benchmarks: ReadonlyMap<string, readonly BenchmarkPrompt[]>,
+  answersOf: (model: string, benchmark: string) => Promise<ReadonlyMap<string, string>>,
+): Promise<Record<string, ModelAccuracy> | undefined> {
+  const checkable = [...benchmarks].filter(([, prompts]) => prompts.some((p) => p.reference !== undefined));
+  if (checkable.length === 0) return undefined;
+  const result: Record<string, ModelAccuracy> = {};
+  for (const model of models) {
+    const perBenchmark: Record<string, AccuracyCount> = {};
+    let correct = 0;
+    let checked = 0;
+    for (const [name, prompts] of checkable) {
+      const count = countExactMatches(prompts, await answersOf(model, name));
+      perBenchmark[name] = count;
+      correct += count.correct;
+      checked += count.checked;
+    }
+    result[model] = { benchmarks: perBenchmark, total: withRatio(correct, checked) };
+  }
+  return result;
+}
