@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
-import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { InvalidDataError } from '../../common/failures';
 import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
 import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
@@ -107,40 +107,10 @@ async function runCheck(
       ? (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS)
       : (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS),
   );
-  const { code, stdout, stderr, spawnError } = await new Promise<{
-    code: number | null;
-    stdout: string;
-    stderr: string;
-    spawnError?: NodeJS.ErrnoException;
-  }>((resolve) => {
-    execFile(
-      deps.python,
-      ['-m', 'pift.check_model', configPath],
-      {
-        cwd: deps.workDir,
-        env,
-        timeout,
-        killSignal: 'SIGKILL',
-        maxBuffer: 4 * 1024 * 1024,
-      },
-      (err, stdout, stderr) => {
-        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-        if (e && typeof e.code === 'string') resolve({ code: null, stdout, stderr, spawnError: e });
-        else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout, stderr });
-      },
-    );
+  const { code, events, stderr } = await runModule(deps, 'pift.check_model', configPath, {
+    env,
+    timeoutMs: timeout,
   });
-  if (spawnError) {
-    throw new WorkerMisconfiguredError(
-      `cannot start the trainer's python ${deps.python}: ${spawnError.code}`,
-      'PIFT_PYTHON',
-      `${deps.python} -m pift.check_model`,
-    );
-  }
-  const events = stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const ok = events.find((e) => e.event === 'model_ok');
   if (code === 0 && ok) {
     return {

@@ -1,9 +1,9 @@
-import { execFile } from 'node:child_process';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { runModule } from '../train/run-module';
 import type { ActivityDeps } from '../deps';
 import { allowedLocation, openStore } from '../../store';
-import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
 import { runStep } from '../artifacts/step';
 import { EXIT_DATA_ERROR, missingPackage } from '../train/trainer-process';
@@ -100,34 +100,10 @@ async function runFetch(
   field: string,
 ): Promise<Record<string, unknown>> {
   const timeout = Number(deps.env.PIFT_DATASET_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
-  const { code, stdout, stderr, spawnError } = await new Promise<{
-    code: number | null;
-    stdout: string;
-    stderr: string;
-    spawnError?: NodeJS.ErrnoException;
-  }>((resolve) => {
-    execFile(
-      deps.python,
-      ['-m', 'pift.fetch_dataset', configPath],
-      { cwd: deps.workDir, env: hubEnv(deps.env), timeout, killSignal: 'SIGKILL', maxBuffer: 4 * 1024 * 1024 },
-      (err, out, errText) => {
-        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-        if (e && typeof e.code === 'string') resolve({ code: null, stdout: out, stderr: errText, spawnError: e });
-        else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout: out, stderr: errText });
-      },
-    );
+  const { code, events, stderr } = await runModule(deps, 'pift.fetch_dataset', configPath, {
+    env: hubEnv(deps.env),
+    timeoutMs: timeout,
   });
-  if (spawnError) {
-    throw new WorkerMisconfiguredError(
-      `cannot start the trainer's python ${deps.python}: ${spawnError.code}`,
-      'PIFT_PYTHON',
-      `${deps.python} -m pift.fetch_dataset`,
-    );
-  }
-  const events = stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const ready = events.find((e) => e.event === 'dataset_ready');
   if (code === 0 && ready) return ready;
   const error = events.find((e) => e.event === 'error');
