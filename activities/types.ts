@@ -2,6 +2,7 @@
 import type { BenchmarkRef, ResolvedInput } from '../common/input';
 import type { ModelAccuracy } from './evaluate/accuracy';
 import type { OrderingPoint } from './evaluate/orderings';
+import type { StepCost } from './llm/cost-estimate';
 
 export interface StepRef {
   runId: string;
@@ -32,6 +33,8 @@ export interface ScoreResult {
   promptSha256: string;
   histogram: Record<string, number>;
   sha256: string;
+  /** An online scorer's estimate (made before its first request) and this attempt's reported usage. */
+  cost?: StepCost;
 }
 
 export interface SegmentInput extends StepRef {
@@ -142,6 +145,10 @@ export interface EvaluateInput extends StepRef {
   requestsPerMinute?: number;
   tokensPerMinute?: number;
   cache?: boolean;
+  /** The judging step's price and limits; absent in runs started before they existed. */
+  pricePerMillionTokens?: ResolvedInput['evaluation']['pricePerMillionTokens'];
+  maxCostUsd?: number;
+  maxTokens?: number;
   /** With `evaluation.controls`: each ordering's candidate names in training order (`ascending` included). */
   orderings?: Record<string, string[]>;
 }
@@ -158,6 +165,8 @@ export interface EvaluateResult {
   accuracy?: Record<string, ModelAccuracy>;
   /** With `evaluation.controls`: the per-stage curve of each ordering. */
   orderings?: Record<string, OrderingPoint[]>;
+  /** An online judge's estimate (made before its first request) and this attempt's reported usage. */
+  cost?: StepCost;
 }
 
 /** What the trainer reports, carried by the activity's heartbeat details (clients read them with describe()). */

@@ -4,6 +4,7 @@ import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
 import { parseInputLocations } from '../activities/validate/input-uris';
+import { costPreview } from '../activities/validate/cost-preview';
 import { preflight, type PreflightCheck } from '../activities/validate/preflight';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
@@ -79,6 +80,8 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
   checks.push(...(await preflight(opts.env, cfg, { localModelDirs: true, fileRoots, probeStore: true })).checks);
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
   try {
+    // What scoring and judging will cost, before anything is started; an estimate above a limit fails here.
+    checks.push(...(await costPreview({ ...deps, workDir }, cfg)));
     const model = await checkModel(
       { ...deps, workDir },
       {

@@ -2,11 +2,14 @@ import assert from 'node:assert/strict';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'mocha';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
+import { parseAlpaca } from '../activities/datasets/parse';
+import { describeEstimate, estimateScoring } from '../activities/llm/cost-estimate';
+import { startFakeOpenAI } from './helpers/fake-openai';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-validate-test-')));
 const demo = (file: string) => join(repoRoot, 'data', 'demo', file);
@@ -109,6 +112,42 @@ describe('pift validate', function () {
       messages.add(r.stderr.replaceAll(model, 'MODEL'));
     }
     assert.equal(messages.size, 1, [...messages].join('\n'));
+  });
+
+  it('shows what scoring and judging will cost, and refuses an estimate over a limit', async () => {
+    const llm = await startFakeOpenAI({ apiKey: 'sk-validate' });
+    try {
+      const env = { ...roots, PIFT_OPENAI_BASE_URL: llm.baseURL, PIFT_OPENAI_API_KEY: 'sk-validate' };
+      const price = { input: 10, output: 30 };
+      const input = demoInput();
+      const priced = {
+        ...input,
+        scorer: { kind: 'openai', pricePerMillionTokens: price },
+        evaluation: { ...input.evaluation, judge: 'openai', pricePerMillionTokens: price },
+      };
+      const rows = parseAlpaca(readFileSync(demo('train.jsonl'), 'utf8'), 'train.jsonl');
+      const e = estimateScoring(rows, { samples: 1, price, parseRetries: 2 });
+      const r = await pift(['validate', '--input', inputFile(priced)], env);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(
+        r.stdout.includes(`ok       input.scorer cost: ${describeEstimate(e)}`),
+        `${describeEstimate(e)}\n${r.stdout}`,
+      );
+      // 96 held-out prompts x 3 stages x 2 orders, answers counted at maxNewTokens.
+      assert.match(
+        r.stdout,
+        /ok +input\.evaluation cost: 576 requests, ~\d+ prompt \+ at most 147456 answer tokens \(approximate: 4 characters a token\); about \$\d+\.\d\d; 96 prompts x 3 candidate models x 2 orders; answers not generated yet, each counted at maxNewTokens \(32\) tokens/,
+      );
+      await expectInvalid(
+        { ...priced, scorer: { ...priced.scorer, maxCostUsd: e.costUsd! / 2 } },
+        'input.scorer.maxCostUsd',
+        /the scoring step would cost about .*nothing was sent/,
+        env,
+      );
+      assert.equal(llm.requests.filter((q) => q.chat).length, 0);
+    } finally {
+      await llm.stop();
+    }
   });
 
   it('exits 2 naming input.store for a gs:// store', () =>

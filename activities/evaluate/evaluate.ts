@@ -1,4 +1,4 @@
-import { Context } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
@@ -25,6 +25,13 @@ import {
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
+import {
+  beforeFirstRequest,
+  estimateJudging,
+  SpendMeter,
+  type CostLimits,
+  type JudgedPrompt,
+} from '../llm/cost-estimate';
 import { exactMatchAccuracy } from './accuracy';
 import { orderingCurves } from './orderings';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
@@ -47,13 +54,23 @@ type Judge = {
   reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
   /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
   asked?: (question: string, answer1: string, answer2: string) => Record<string, unknown>;
+  /** An online judge's spending limit (the offline judge costs nothing). */
+  meter?: SpendMeter;
 };
+
+const judgingLimits = (input: EvaluateInput): CostLimits => ({
+  pricePerMillionTokens: input.pricePerMillionTokens,
+  maxCostUsd: input.maxCostUsd,
+  maxTokens: input.maxTokens,
+  setting: 'input.evaluation',
+});
 
 function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, {
     maxRetries: 6,
     timeoutSeconds: 120,
     budget: { requestsPerMinute: input.requestsPerMinute, tokensPerMinute: input.tokensPerMinute },
+    meter: new SpendMeter(judgingLimits(input), 'judging'),
   });
   if (!endpoint) {
     return {
@@ -67,6 +84,7 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   return {
     label: model,
     offline: false,
+    meter: endpoint.meter,
     reply: async (question, answer1, answer2) => {
       const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
       const reply = await complete(endpoint, request, setting);
@@ -168,6 +186,16 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         }
         return { reply, reasked: parseRetries };
       };
+      // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
+      const estimate =
+        judge.meter &&
+        beforeFirstRequest(
+          estimateJudging(await judgedPrompts(judgeParts()), { price: input.pricePerMillionTokens, parseRetries }),
+          judgingLimits(input),
+          'judging',
+          (message, details) => log.info(message, details),
+        );
+      if (estimate) Object.assign(progress, { estimate });
       const perPart = new Map<number, { counts: ReturnType<typeof countOutcomes>; reasked: number }>();
       const verdictsOf = new Map<number, Judgment[]>();
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
@@ -301,11 +329,23 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         markdown,
         ...(accuracy && { accuracy }),
         ...(orderings && { orderings }),
+        ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
       };
       return result;
     },
     { heartbeat: () => progress },
   );
+}
+
+async function judgedPrompts(
+  parts: AsyncIterable<PoolPart<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }>>,
+) {
+  const all: JudgedPrompt[] = [];
+  for await (const { items } of parts) {
+    for (const { prompt, candidate, baseline } of items)
+      all.push({ question: judgeQuestion(prompt.instruction, prompt.input), candidate, baseline });
+  }
+  return all;
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;

@@ -4,6 +4,7 @@ import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/ch
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { workerDefaults } from '../validate/worker-defaults';
 import { outageToleranceMs, waitOutOutages } from '../../store/outage';
+import { requestTokens, type SpendMeter } from './cost-estimate';
 import { estimateTokens, RateGate, type RateBudget } from './rate-gate';
 
 export interface LlmEndpoint {
@@ -16,12 +17,15 @@ export interface LlmEndpoint {
   outageToleranceMs: number;
   /** The step's request and token budget, fed by every HTTP response the client sees (its own retries included). */
   gate: RateGate;
+  /** The step's spending limit, fed by every reply's `usage`. */
+  meter?: SpendMeter;
 }
 
 export interface EndpointOptions {
   maxRetries: number;
   timeoutSeconds: number;
   budget?: RateBudget;
+  meter?: SpendMeter;
 }
 
 /**
@@ -60,6 +64,7 @@ export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmE
     keySetting,
     outageToleranceMs: outageToleranceMs(env),
     gate,
+    ...(opts.meter && { meter: opts.meter }),
   };
 }
 
@@ -153,9 +158,13 @@ export async function complete(
     return await waitOutOutages(
       async () => {
         for (;;) {
-          await endpoint.gate.acquire(cost, signal);
+          // A request that could pass the step's spending limit is never sent (a non-retryable error naming it).
+          const reserved = endpoint.meter?.admit(requestTokens(params.messages, params.max_tokens));
+          let replied: Awaited<ReturnType<typeof ask>> | undefined;
           try {
-            return { content: await ask(endpoint, params, signal) };
+            await endpoint.gate.acquire(cost, signal);
+            replied = await ask(endpoint, params, signal);
+            return { content: replied.content };
           } catch (err) {
             const status = err instanceof OpenAI.APIError ? err.status : undefined;
             if (status === 400 || status === 422)
@@ -165,6 +174,8 @@ export async function complete(
             // The gate saw this 429 (and its Retry-After) on its way through the client: the next turn waits for it.
             if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) continue;
             throw err;
+          } finally {
+            if (reserved) endpoint.meter!.settle(reserved, replied ?? 'failed');
           }
         }
       },
@@ -188,7 +199,7 @@ async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonS
   signal.addEventListener('abort', abort, { once: true });
   try {
     const reply = await endpoint.client.chat.completions.create(params, { signal: attempt.signal });
-    return reply.choices?.[0]?.message?.content ?? '';
+    return { content: reply.choices?.[0]?.message?.content ?? '', usage: reply.usage };
   } finally {
     signal.removeEventListener('abort', abort);
   }

@@ -18,6 +18,7 @@ import { parseScore } from './parse-score';
 import { scoreMessagesFor, scorePromptFor } from './score-prompt';
 import { storedScoreRow } from './score-rows';
 import { answerCache } from '../llm/answer-cache';
+import { beforeFirstRequest, estimateScoring, SpendMeter } from '../llm/cost-estimate';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -40,6 +41,8 @@ type Scorer = {
   score: (row: DatasetRow) => Promise<ScoreRow>;
   /** Waits for the answer cache's writes. */
   flush: () => Promise<void>;
+  /** An online scorer's spending limit (the offline and file scorers cost nothing). */
+  meter?: SpendMeter;
 };
 
 function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
@@ -49,6 +52,7 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, p
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
     budget: { requestsPerMinute: input.scorer.requestsPerMinute, tokensPerMinute: input.scorer.tokensPerMinute },
+    meter: new SpendMeter({ ...input.scorer, setting: 'input.scorer' }, 'scoring'),
   });
   if (!endpoint) {
     return {
@@ -69,6 +73,7 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, p
   return {
     label: source.model,
     offline: false,
+    meter: endpoint.meter,
     score: async (row) => {
       const material = {
         model: source.model,
@@ -175,7 +180,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const prompt = scorePromptFor(dataset.layout);
   const scorer =
     input.scorer.kind === 'file'
-      ? { ...(await fileScorer(deps, input, { sha256: dataset.sha256!, source: dataset.source })), flush: async () => {} }
+      ? {
+          ...(await fileScorer(deps, input, { sha256: dataset.sha256!, source: dataset.source })),
+          flush: async () => {},
+        }
       : makeScorer(input, deps, store, prompt.sha256);
   const inputsHash = hashInputs({
     // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
@@ -194,6 +202,20 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
     async (out) => {
+      const samples = input.scorer.samples ?? 1;
+      const estimate =
+        scorer.meter &&
+        beforeFirstRequest(
+          estimateScoring(rows, {
+            samples,
+            price: input.scorer.pricePerMillionTokens,
+            parseRetries: input.scorer.parseRetries,
+          }),
+          { ...input.scorer, setting: 'input.scorer' },
+          'scoring',
+          (message, details) => log.info(message, details),
+        );
+      if (estimate) Object.assign(progress, { estimate });
       const datasetJsonl = toJsonl(rows.map(storedRow));
       await out.put(keys.dataset, datasetJsonl);
       await out.put(keys.prompt, prompt.template);
@@ -265,6 +287,7 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
         promptSha256: prompt.sha256,
         histogram,
         sha256: scores.sha256,
+        ...(estimate && { cost: { estimate, spent: scorer.meter!.total() } }),
       };
       return result;
     },

@@ -15,6 +15,34 @@ import {
 
 const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
+
+/** The price and spending limits of a step that asks an LLM endpoint (activities/llm/cost-estimate.ts). */
+const costSettings = (step: string) => ({
+  pricePerMillionTokens: optional(
+    Type.Object(
+      {
+        input: required(Type.Number({ minimum: 0 }), { source: 'ours', description: 'USD per million prompt tokens' }),
+        output: required(Type.Number({ minimum: 0 }), { source: 'ours', description: 'USD per million answer tokens' }),
+      },
+      { additionalProperties: false },
+    ),
+    {
+      source: 'ours',
+      defaultText: 'unset',
+      description: `USD per million prompt (\`input\`) and answer (\`output\`) tokens of the ${step} model, for the cost estimate shown by \`pift validate\` and recorded before the first request; unset: the estimate gives tokens only`,
+    },
+  ),
+  maxCostUsd: optional(Type.Number({ exclusiveMinimum: 0 }), {
+    source: 'ours',
+    defaultText: 'unset',
+    description: `limit of the ${step} step alone, in USD (needs \`pricePerMillionTokens\`): the step refuses to start when its estimate is above it, and stops before a request that could take the tokens the endpoint reported so far past it`,
+  }),
+  maxTokens: optional(Type.Integer({ minimum: 1 }), {
+    source: 'ours',
+    defaultText: 'unset',
+    description: `the same limit of the ${step} step in prompt + answer tokens`,
+  }),
+});
 const scorerKind = () => stringEnum(['auto', 'openai', 'offline', 'file'] as const);
 const { paper, tiny } = TRAINING_PRESETS;
 const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : String(n));
@@ -110,6 +138,7 @@ export const ScorerSchema = Type.Object(
       source: 'ours',
       description: 'above this fraction of unparseable rows the step fails; failed rows are re-asked on resume',
     }),
+    ...costSettings('scoring'),
   },
   { additionalProperties: false },
 );
@@ -391,6 +420,7 @@ export const EvaluationSchema = Type.Object(
       description:
         "extra orderings trained from the same start and judged against the same baseline: `random` (the paper's control: stages of random difficulty with the real stages' sizes) and `descending` (hardest stage first)",
     }),
+    ...costSettings('judging'),
   },
   { additionalProperties: false },
 );

@@ -1,0 +1,268 @@
+/**
+ * What a step that asks an LLM endpoint will cost, said before its first request, and the spending limit that stops
+ * it: the estimate is checked against `maxCostUsd` / `maxTokens` before anything is sent, and the tokens the endpoint
+ * reports (`usage`) are metered while the step runs (SpendMeter), so a step whose real usage outgrows its estimate
+ * still stops at the limit.
+ *
+ * Tokens are counted at 4 characters a token (Math.ceil per request), the rule of thumb OpenAI gives for English
+ * text: no tokenizer library is a dependency of the project, and the judge models' own tokenizers are not public for
+ * every endpoint anyway. It is an approximation; the metered usage is the endpoint's own count.
+ */
+import { InvalidDataError } from '../../common/failures';
+import type { DatasetRow } from '../datasets/rows';
+import { buildJudgeMessages, JUDGE_DECODING } from '../evaluate/judge-prompt';
+import { scoreMessagesFor, SCORE_DECODING } from '../score/score-prompt';
+
+export const TOKEN_COUNTING = 'approximate: 4 characters a token';
+
+/** USD per million tokens, as providers list them. */
+export interface Price {
+  input: number;
+  output: number;
+}
+
+/** A step's price and limits, as the settings give them, with the field that names them in messages. */
+export interface CostLimits {
+  pricePerMillionTokens?: Price;
+  maxCostUsd?: number;
+  maxTokens?: number;
+  /** `input.scorer` or `input.evaluation`. */
+  setting: string;
+}
+
+export interface TokenCount {
+  prompt: number;
+  output: number;
+}
+
+export interface CostEstimate {
+  requests: number;
+  promptTokens: number;
+  /** Every request's `max_tokens`: answers can be shorter, never longer. */
+  outputTokens: number;
+  totalTokens: number;
+  /** Absent without a price. */
+  costUsd?: number;
+  tokenCounting: string;
+  /** What the estimate leaves out or assumes. */
+  assumptions: string[];
+}
+
+export const approxTokens = (text: string): number => Math.ceil(text.length / 4);
+
+/** One request's prompt tokens (the text of its messages) and its answer's cap. */
+export function requestTokens(
+  messages: ReadonlyArray<{ content?: unknown }>,
+  maxTokens: number | null | undefined,
+): TokenCount {
+  let text = '';
+  for (const m of messages) if (typeof m.content === 'string') text += m.content;
+  return { prompt: approxTokens(text), output: maxTokens ?? 0 };
+}
+
+export const costOf = (tokens: TokenCount, price?: Price): number | undefined =>
+  price && (tokens.prompt * price.input + tokens.output * price.output) / 1e6;
+
+function estimate(requests: number, tokens: TokenCount, price: Price | undefined, assumptions: string[]): CostEstimate {
+  const costUsd = costOf(tokens, price);
+  return {
+    requests,
+    promptTokens: tokens.prompt,
+    outputTokens: tokens.output,
+    totalTokens: tokens.prompt + tokens.output,
+    ...(costUsd === undefined ? {} : { costUsd }),
+    tokenCounting: TOKEN_COUNTING,
+    assumptions,
+  };
+}
+
+/** Scoring: every row's score prompt, `samples` times, each with the scorer's `max_tokens` answer. */
+export function estimateScoring(
+  rows: Iterable<DatasetRow>,
+  opts: { samples: number; price?: Price; parseRetries: number },
+): CostEstimate {
+  const total: TokenCount = { prompt: 0, output: 0 };
+  let requests = 0;
+  for (const row of rows) {
+    const one = requestTokens(scoreMessagesFor(row), SCORE_DECODING.max_tokens);
+    total.prompt += one.prompt * opts.samples;
+    total.output += one.output * opts.samples;
+    requests += opts.samples;
+  }
+  return estimate(requests, total, opts.price, [
+    'one ask per row and sample; re-asks of unparseable answers (up to ' +
+      `${opts.parseRetries} each) add to it, answers already in the cache take from it`,
+  ]);
+}
+
+/** One prompt to judge: the question and the two answers, judged in both orders. */
+export interface JudgedPrompt {
+  question: string;
+  candidate: string;
+  baseline: string;
+}
+
+/** Judging: each prompt in both orders (the two requests hold the same text), each with the judge's `max_tokens`. */
+export function estimateJudging(
+  prompts: Iterable<JudgedPrompt>,
+  opts: { price?: Price; parseRetries: number; assumptions?: string[] },
+): CostEstimate {
+  const total: TokenCount = { prompt: 0, output: 0 };
+  let requests = 0;
+  for (const p of prompts) {
+    const one = requestTokens(buildJudgeMessages(p.question, p.baseline, p.candidate), JUDGE_DECODING.max_tokens);
+    total.prompt += 2 * one.prompt;
+    total.output += 2 * one.output;
+    requests += 2;
+  }
+  return estimate(requests, total, opts.price, [
+    ...(opts.assumptions ?? []),
+    `one ask per order; re-asks of unparseable replies (up to ${opts.parseRetries} each) add to it, ` +
+      'replies already in the cache take from it',
+  ]);
+}
+
+/** An answer of `tokens` tokens as the estimate counts them, for answers not generated yet. */
+export const answerOfTokens = (tokens: number): string => 'x'.repeat(Math.max(0, tokens) * 4);
+
+const usd = (x: number) => `$${x < 0.01 && x > 0 ? x.toPrecision(2) : x.toFixed(2)}`;
+
+/** One line for logs and `pift validate`. */
+export function describeEstimate(e: CostEstimate): string {
+  const cost = e.costUsd === undefined ? 'no price set (pricePerMillionTokens)' : `about ${usd(e.costUsd)}`;
+  return (
+    `${e.requests} requests, ~${e.promptTokens} prompt + at most ${e.outputTokens} answer tokens ` +
+    `(${e.tokenCounting}); ${cost}; ${e.assumptions.join('; ')}`
+  );
+}
+
+/**
+ * The limits' first check, before a single request: a limit without the price it needs is a mistake in the input, and
+ * an estimate above a limit is refused, naming the setting and the estimate.
+ */
+export function checkEstimate(e: CostEstimate, limits: CostLimits, step: string): void {
+  if (limits.maxCostUsd !== undefined && !limits.pricePerMillionTokens) {
+    throw new InvalidDataError(
+      `${limits.setting}.maxCostUsd needs ${limits.setting}.pricePerMillionTokens to count dollars`,
+      { field: `${limits.setting}.maxCostUsd` },
+    );
+  }
+  if (limits.maxTokens !== undefined && e.totalTokens > limits.maxTokens) {
+    throw new InvalidDataError(
+      `${limits.setting}.maxTokens: the ${step} step would take ~${e.totalTokens} tokens, above the limit of ` +
+        `${limits.maxTokens}; nothing was sent (estimate: ${describeEstimate(e)})`,
+      { field: `${limits.setting}.maxTokens` },
+    );
+  }
+  if (limits.maxCostUsd !== undefined && e.costUsd !== undefined && e.costUsd > limits.maxCostUsd) {
+    throw new InvalidDataError(
+      `${limits.setting}.maxCostUsd: the ${step} step would cost about ${usd(e.costUsd)}, above the limit of ` +
+        `${usd(limits.maxCostUsd)}; nothing was sent (estimate: ${describeEstimate(e)})`,
+      { field: `${limits.setting}.maxCostUsd` },
+    );
+  }
+}
+
+/** What a step spent, as the endpoint reported it. */
+export interface Spent {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  /** Absent without a price. */
+  costUsd?: number;
+  /** Replies that reported no usage: their estimate was counted instead. */
+  estimatedReplies?: number;
+}
+
+/**
+ * The tokens one step attempt has spent, from each reply's `usage`. A request is admitted only when what was spent,
+ * the estimates of the requests in flight and its own estimate all stay within the limits, so concurrent requests
+ * cannot together overshoot them.
+ */
+export class SpendMeter {
+  private spent = { requests: 0, prompt: 0, output: 0, estimated: 0 };
+  private reserved: TokenCount = { prompt: 0, output: 0 };
+
+  constructor(
+    private readonly limits: CostLimits,
+    private readonly step: string,
+  ) {}
+
+  /** Reserves a request's estimate, or stops the step (non-retryable, naming the limit) when it could pass one. */
+  admit(next: TokenCount): TokenCount {
+    const after = {
+      prompt: this.spent.prompt + this.reserved.prompt + next.prompt,
+      output: this.spent.output + this.reserved.output + next.output,
+    };
+    const { maxTokens, maxCostUsd, pricePerMillionTokens: price, setting } = this.limits;
+    const stop = (field: string, what: string) => {
+      throw new InvalidDataError(
+        `${setting}.${field}: the ${step(this.step)} stopped before its next request: the endpoint reported ` +
+          `${this.describe()}, and with the requests in flight the next one could pass the limit of ${what}; ` +
+          'what was committed is kept, a run with a higher limit goes on from there',
+        { field: `${setting}.${field}` },
+      );
+    };
+    if (maxTokens !== undefined && after.prompt + after.output > maxTokens) stop('maxTokens', `${maxTokens} tokens`);
+    if (maxCostUsd !== undefined && price && costOf(after, price)! > maxCostUsd) stop('maxCostUsd', usd(maxCostUsd));
+    this.reserved.prompt += next.prompt;
+    this.reserved.output += next.output;
+    return next;
+  }
+
+  /** Releases a reservation: with the reply's usage when it came, its estimate when the reply had none. */
+  settle(reserved: TokenCount, outcome: { usage?: { prompt_tokens?: number; completion_tokens?: number } } | 'failed') {
+    this.reserved.prompt -= reserved.prompt;
+    this.reserved.output -= reserved.output;
+    if (outcome === 'failed') return;
+    this.spent.requests += 1;
+    const usage = outcome.usage;
+    if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') {
+      this.spent.prompt += usage.prompt_tokens;
+      this.spent.output += usage.completion_tokens;
+    } else {
+      this.spent.prompt += reserved.prompt;
+      this.spent.output += reserved.output;
+      this.spent.estimated += 1;
+    }
+  }
+
+  total(): Spent {
+    const costUsd = costOf({ prompt: this.spent.prompt, output: this.spent.output }, this.limits.pricePerMillionTokens);
+    return {
+      requests: this.spent.requests,
+      promptTokens: this.spent.prompt,
+      completionTokens: this.spent.output,
+      ...(costUsd === undefined ? {} : { costUsd }),
+      ...(this.spent.estimated ? { estimatedReplies: this.spent.estimated } : {}),
+    };
+  }
+
+  private describe(): string {
+    const t = this.total();
+    return (
+      `${t.promptTokens} prompt + ${t.completionTokens} answer tokens in ${t.requests} replies` +
+      (t.costUsd === undefined ? '' : ` (${usd(t.costUsd)})`)
+    );
+  }
+}
+
+const step = (name: string) => `${name} step`;
+
+/** What a step records of its cost: the estimate made before its first request, and what this attempt spent. */
+export interface StepCost {
+  estimate: CostEstimate;
+  spent: Spent;
+}
+
+/** The estimate's check, said once in the log, before the step's first request; the meter that holds the limits. */
+export function beforeFirstRequest(
+  e: CostEstimate,
+  limits: CostLimits,
+  stepName: string,
+  log: (message: string, details: Record<string, unknown>) => void,
+): CostEstimate {
+  log(`${stepName} cost estimate: ${describeEstimate(e)}`, { estimate: e });
+  checkEstimate(e, limits, stepName);
+  return e;
+}

@@ -1,0 +1,116 @@
+import type { ResolvedInput } from '../../common/input';
+import { benchmarkPromptBuilder } from '../datasets/parse';
+import { readDatasetRows } from '../datasets/read-dataset';
+import type { DatasetRow } from '../datasets/rows';
+import type { ActivityDeps } from '../deps';
+import { judgeQuestion } from '../evaluate/judge-prompt';
+import {
+  answerOfTokens,
+  approxTokens,
+  checkEstimate,
+  describeEstimate,
+  estimateJudging,
+  estimateScoring,
+  type JudgedPrompt,
+} from '../llm/cost-estimate';
+import { llmEndpoint } from '../llm/llm-client';
+import type { PreflightCheck } from './preflight';
+
+/** Whether a step of this kind asks the endpoint: `offline` and `file` never do, `auto` when the worker has one. */
+function asksEndpoint(kind: string, env: NodeJS.ProcessEnv): boolean {
+  if (kind === 'offline' || kind === 'file') return false;
+  return kind === 'openai' || llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 1 }) !== undefined;
+}
+
+const free = (kind: string, what: string) =>
+  kind === 'auto'
+    ? `this machine sets no LLM endpoint, so \`auto\` is the offline ${what} here (a worker with one pays)`
+    : `the ${kind} ${what} asks no LLM endpoint`;
+
+/**
+ * What scoring and judging will cost, as `pift validate` shows it before anything is started, with the steps' own
+ * limits checked against it (an estimate above a limit fails here as it would fail the step). This machine's endpoint
+ * settings stand in for the workers'.
+ */
+export async function costPreview(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
+  cfg: ResolvedInput,
+): Promise<PreflightCheck[]> {
+  const checks: PreflightCheck[] = [];
+  let rows: DatasetRow[] | undefined;
+  const datasetRows = async () => {
+    if (rows) return rows;
+    const read = readDatasetRows(deps, cfg.dataset, {
+      format: cfg.datasetFormat,
+      columns: cfg.datasetColumns,
+      maxRowBytes: cfg.maxRowBytes,
+    });
+    rows = [];
+    for await (const row of read) rows.push(row);
+    return rows;
+  };
+
+  if (!asksEndpoint(cfg.scorer.kind, deps.env)) {
+    checks.push({ field: 'input.scorer cost', checked: `nothing: ${free(cfg.scorer.kind, 'scorer')}` });
+  } else {
+    const estimate = estimateScoring(await datasetRows(), {
+      samples: cfg.scorer.samples,
+      price: cfg.scorer.pricePerMillionTokens,
+      parseRetries: cfg.scorer.parseRetries,
+    });
+    checkEstimate(estimate, { ...cfg.scorer, setting: 'input.scorer' }, 'scoring');
+    checks.push({ field: 'input.scorer cost', checked: describeEstimate(estimate) });
+  }
+
+  const ev = cfg.evaluation;
+  if (cfg.baseline.mode === 'skip' || cfg.training.mode === 'export-only') {
+    checks.push({ field: 'input.evaluation cost', checked: 'nothing: no evaluation' });
+  } else if (!asksEndpoint(ev.judge, deps.env)) {
+    checks.push({ field: 'input.evaluation cost', checked: `nothing: ${free(ev.judge, 'judge')}` });
+  } else {
+    const questions: string[] = [];
+    let heldout = '';
+    if (ev.benchmarks.length) {
+      for (const [i, bench] of ev.benchmarks.entries()) {
+        const file = readDatasetRows(deps, bench.uri, {
+          field: `input.evaluation.benchmarks[${i}].uri`,
+          maxRowBytes: cfg.maxRowBytes,
+        });
+        const build = benchmarkPromptBuilder(file.source, bench.name);
+        for await (const rec of file.records()) {
+          const p = build(rec);
+          questions.push(judgeQuestion(p.instruction, p.input));
+        }
+      }
+    } else {
+      // The held-out rows are drawn by seed when the run segments; as many rows of the dataset stand in for them.
+      const all = await datasetRows();
+      const n = Math.min(ev.heldoutMax, Math.floor(all.length * ev.heldoutFraction));
+      for (const row of all.slice(0, n)) {
+        if ('instruction' in row) questions.push(judgeQuestion(row.instruction, row.input));
+      }
+      heldout = `; the held-out prompts are drawn by seed, the first ${n} rows stand in for them`;
+    }
+    // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.
+    const candidates = (ev.perStage ? cfg.stages.count : 1) * (1 + ev.controls.length);
+    const answerTokens = ev.maxNewTokens ?? ev.maxLength;
+    const prompts: JudgedPrompt[] = [];
+    for (let c = 0; c < candidates; c++) {
+      for (const question of questions) {
+        const answer = answerOfTokens(ev.maxNewTokens ?? Math.max(0, ev.maxLength - approxTokens(question)));
+        prompts.push({ question, candidate: answer, baseline: answer });
+      }
+    }
+    const estimate = estimateJudging(prompts, {
+      price: ev.pricePerMillionTokens,
+      parseRetries: ev.reaskUnparseable ? ev.parseRetries : 0,
+      assumptions: [
+        `${questions.length} prompts x ${candidates} candidate models x 2 orders; answers not generated yet, each ` +
+          `counted at ${ev.maxNewTokens === undefined ? `maxLength (${answerTokens}) less its prompt` : `maxNewTokens (${answerTokens})`} tokens${heldout}`,
+      ],
+    });
+    checkEstimate(estimate, { ...ev, setting: 'input.evaluation' }, 'judging');
+    checks.push({ field: 'input.evaluation cost', checked: describeEstimate(estimate) });
+  }
+  return checks;
+}
