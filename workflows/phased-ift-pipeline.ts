@@ -334,6 +334,9 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       requestsPerMinute: cfg.evaluation.requestsPerMinute,
       tokensPerMinute: cfg.evaluation.tokensPerMinute,
       cache: cfg.evaluation.cache,
+      pricePerMillionTokens: cfg.evaluation.pricePerMillionTokens,
+      maxCostUsd: cfg.evaluation.maxCostUsd,
+      maxTokens: cfg.evaluation.maxTokens,
       ...(controls.length > 0 && { orderings: { ascending: candidates.map((m) => m.name), ...orderings } }),
     });
     progress.finished.push('evaluate');
