@@ -124,6 +124,8 @@ export interface GenerateInput extends StepRef {
   answerExtraction?: 'paper';
   /** 'training': prompts end with the training template's "\nAssistant: "; absent: the paper's "\nAssistant:". */
   assistantMarker?: 'training';
+  /** Conversation prompts in the template the models were trained with (`training.conversationTemplate`); absent: auto. */
+  conversationTemplate?: 'auto' | 'model' | 'paper';
 }
 
 export interface GenerateResult {
@@ -176,6 +178,10 @@ export interface TrainerProgress {
   totalSteps: number;
   loss?: number;
   learningRate?: number;
+  gradNorm?: number;
+  tokensPerSecond?: number;
+  /** Seconds left at the rate of this attempt so far. */
+  etaSeconds?: number;
   resumedFromStep?: number;
   pid?: number;
 }

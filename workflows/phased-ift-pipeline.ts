@@ -287,6 +287,10 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       progressTimeout: cfg.training.progressTimeout,
       ...(cfg.evaluation.answerExtraction === 'paper' && { answerExtraction: 'paper' as const }),
       ...(cfg.evaluation.assistantMarker === 'training' && { assistantMarker: 'training' as const }),
+      // Conversations are prompted in the template their models were trained with.
+      ...(cfg.training.conversationTemplate !== undefined && {
+        conversationTemplate: cfg.training.conversationTemplate,
+      }),
     };
     const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
       ...generation,

@@ -41,6 +41,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     // Only a run that asks for it hashes the setting, so earlier runs' steps keep their hash.
     ...(input.answerExtraction === 'paper' && { answerExtraction: 'paper' }),
     ...(input.assistantMarker === 'training' && { assistantMarker: 'training' }),
+    ...(input.conversationTemplate !== undefined && { conversationTemplate: input.conversationTemplate }),
   });
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
@@ -74,6 +75,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
             ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
             ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
             ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
+            ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
             parent_pid: process.pid,
           };
           await writeFile(configPath, JSON.stringify(config, null, 2));
