@@ -12,6 +12,8 @@ export interface WorkProgress {
   done: number;
   total: number;
   loss?: number;
+  tokensPerSecond?: number;
+  etaSeconds?: number;
   /** Generation: the benchmark being answered (the count is per benchmark). */
   benchmark?: string;
 }
@@ -33,6 +35,8 @@ export function workProgress(a: { name: string; details?: unknown }): WorkProgre
       done: t.step,
       total: t.totalSteps,
       ...(isNum(t.loss) ? { loss: t.loss } : {}),
+      ...(isNum(t.tokensPerSecond) ? { tokensPerSecond: t.tokensPerSecond } : {}),
+      ...(isNum(t.etaSeconds) ? { etaSeconds: t.etaSeconds } : {}),
     };
   }
   if (isNum(d.judged) && isNum(d.total)) return { name: a.name, kind: 'judging', done: d.judged, total: d.total };
@@ -56,11 +60,24 @@ const UNITS: Record<WorkProgress['kind'], string> = {
   scoring: 'rows scored',
 };
 
-/** `stage-2 step 40/120 loss 1.234`, `generate-stage-1 prompts 12/48 of heldout`, `evaluate judgments 30/144`. */
+/**
+ * `stage-2 step 40/120 loss 1.234 812 tok/s eta 2m05s`, `generate-stage-1 prompts 12/48 of heldout`,
+ * `evaluate judgments 30/144`.
+ */
 export function describeWork(w: WorkProgress): string {
   const loss = w.loss !== undefined ? ` loss ${w.loss.toFixed(3)}` : '';
+  const rate = w.tokensPerSecond !== undefined ? ` ${Math.round(w.tokensPerSecond)} tok/s` : '';
+  const eta = w.etaSeconds !== undefined ? ` eta ${formatEta(w.etaSeconds)}` : '';
   const of = w.benchmark ? ` of ${w.benchmark}` : '';
-  return `${w.name} ${UNITS[w.kind]} ${w.done}/${w.total}${of}${loss}`;
+  return `${w.name} ${UNITS[w.kind]} ${w.done}/${w.total}${of}${loss}${rate}${eta}`;
+}
+
+/** `45s`, `2m05s`, `3h07m`. */
+export function formatEta(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
 type ProgressView = Progress & {

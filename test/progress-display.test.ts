@@ -4,7 +4,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import { describe, it } from 'mocha';
-import { describeProgress, followProgress, runningWork, workProgress } from '../client/progress-display';
+import { describeProgress, formatEta, followProgress, runningWork, workProgress } from '../client/progress-display';
 import { runningActivities, type RunProgress } from '../client/run-progress';
 import { formatStatus } from '../client/run-status';
 import type { Progress } from '../workflows/messages';
@@ -61,6 +61,22 @@ describe('progress that tells the truth', () => {
       line,
       'stage-2 (2/3) | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988 | done: score, segment, stage-1',
     );
+  });
+
+  it("shows the trainer's tokens per second and time left when its heartbeat carries them", async () => {
+    const fast = pending('stage-3', 'trainStage', {
+      name: 'stage-3',
+      step: 10,
+      totalSteps: 100,
+      loss: 2,
+      gradNorm: 0.5,
+      tokensPerSecond: 811.6,
+      etaSeconds: 125.4,
+    });
+    const activities = await runningActivities({ pendingActivities: [fast] }, converter);
+    const line = describeProgress(progress('stage-3', activities, { stage: 3 }));
+    assert.equal(line, 'stage-3 (3/3) | stage-3 step 10/100 loss 2.000 812 tok/s eta 2m05s | done: score, segment');
+    assert.deepEqual([45, 125, 11_220].map(formatEta), ['45s', '2m05s', '3h07m']);
   });
 
   it('follows the baseline alone once the stages are done, not the last stage', async () => {

@@ -261,6 +261,11 @@ async function runTrainer(
           totalSteps: Number(e.total_steps),
           loss: Number(e.loss),
           learningRate: Number(e.learning_rate),
+          ...optionalNumbers({
+            gradNorm: e.grad_norm,
+            tokensPerSecond: e.tokens_per_second,
+            etaSeconds: e.eta_seconds,
+          }),
         };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'checkpoint') {
@@ -273,4 +278,11 @@ async function runTrainer(
     },
   });
   return doneEvent;
+}
+
+/** The fields the trainer reported as numbers (it sends null for what it cannot know yet, such as the first ETA). */
+function optionalNumbers<K extends string>(fields: Record<K, unknown>): Partial<Record<K, number>> {
+  return Object.fromEntries(
+    Object.entries(fields).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
+  ) as Partial<Record<K, number>>;
 }
