@@ -2,6 +2,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { depsFromEnv } from '../activities';
 import { temporalConfigFromEnv } from './config';
 import { createCpuWorker, createGpuWorker, createModelCheckWorker } from './create-workers';
+import { gpuSlots } from './gpu-slots';
 import { ensureSearchAttributes } from './search-attributes';
 
 /** Entry point of both worker processes; configuration comes from the environment (README "Worker environment"). */
@@ -17,11 +18,29 @@ export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   try {
     const taskQueue = kind === 'cpu' ? cfg.cpuTaskQueue : cfg.gpuTaskQueue;
     const options = { connection, namespace: cfg.namespace, taskQueue, deps: depsFromEnv() };
+    const slots = kind === 'gpu' ? gpuSlots(process.env) : [];
     const workers =
       kind === 'cpu'
         ? [await createCpuWorker(options)]
-        : [await createGpuWorker(options), await createModelCheckWorker(options)];
-    console.error(`pift ${kind} worker polling ${taskQueue} on ${cfg.address}`);
+        : [
+            // One worker per slot, each with its own GPUs and one activity at a time.
+            ...(await Promise.all(
+              slots.map(({ devices }) =>
+                createGpuWorker(
+                  devices === undefined
+                    ? options
+                    : {
+                        ...options,
+                        deps: { ...options.deps, env: { ...options.deps.env, CUDA_VISIBLE_DEVICES: devices } },
+                      },
+                ),
+              ),
+            )),
+            await createModelCheckWorker(options),
+          ];
+    const slotNote =
+      slots.length > 1 ? ` (${slots.length} slots: GPUs ${slots.map((s) => s.devices).join(' | ')})` : '';
+    console.error(`pift ${kind} worker polling ${taskQueue} on ${cfg.address}${slotNote}`);
     // Both stop together on SIGINT/SIGTERM (the SDK's runtime shuts down every worker of the process).
     await Promise.all(workers.map((w) => w.run()));
   } finally {

@@ -1,0 +1,36 @@
+/**
+ * How one GPU worker process shares its machine's GPUs: as one slot (every visible GPU for one training at a time, the
+ * default; a stage with `training.processes` > 1 uses them together) or split into PIFT_GPU_SLOTS equal slots, each
+ * a worker of its own that runs one activity at a time on its own GPUs (for example 8 GPUs as 4 slots of 2: four
+ * stages or baselines of different runs at once).
+ */
+export interface GpuSlot {
+  /** The slot's CUDA_VISIBLE_DEVICES; undefined: the process's own setting, unchanged. */
+  devices?: string;
+}
+
+export function gpuSlots(env: NodeJS.ProcessEnv): GpuSlot[] {
+  const raw = env.PIFT_GPU_SLOTS?.trim();
+  const slots = raw === undefined || raw === '' ? 1 : Number(raw);
+  if (!Number.isInteger(slots) || slots < 1) {
+    throw new Error(`PIFT_GPU_SLOTS must be a positive integer, got ${JSON.stringify(raw)}`);
+  }
+  if (slots === 1) return [{}];
+  const listed = (env.PIFT_GPUS ?? env.CUDA_VISIBLE_DEVICES ?? '').trim();
+  const gpus = listed
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
+  if (gpus.length === 0) {
+    throw new Error(
+      `PIFT_GPU_SLOTS=${slots} needs the GPUs to split: set PIFT_GPUS (or CUDA_VISIBLE_DEVICES), e.g. PIFT_GPUS=0,1,2,3`,
+    );
+  }
+  if (gpus.length % slots !== 0) {
+    throw new Error(
+      `PIFT_GPU_SLOTS=${slots} does not divide the ${gpus.length} GPUs ${gpus.join(',')}: each slot gets the same number`,
+    );
+  }
+  const size = gpus.length / slots;
+  return Array.from({ length: slots }, (_, i) => ({ devices: gpus.slice(i * size, (i + 1) * size).join(',') }));
+}
