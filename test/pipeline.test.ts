@@ -40,6 +40,9 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
   let datasetUri: string;
   let heldoutUri: string;
   const levelOf = new Map<string, string>();
+  /** The held-out prompts whose judge reply never parses: those sharing the first one's instruction and input. */
+  let neverParses: (user: string) => boolean = () => false;
+  let unparseablePrompts = 0;
 
   before(async () => {
     h = await startHarness();
@@ -47,6 +50,9 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
     await h.startGpuWorker();
     const { train, heldout } = smallDemo();
     for (const r of [...train, ...heldout]) levelOf.set(`${r.instruction}\n${r.input}`, r.level);
+    const odd = heldout.find((r) => r.input) ?? heldout[0];
+    neverParses = (user) => user.includes(odd.instruction) && user.includes(odd.input);
+    unparseablePrompts = heldout.filter((r) => neverParses(`${r.instruction}\n${r.input}`)).length;
     datasetUri = await h.upload('small/train.jsonl', toJsonl(train));
     heldoutUri = await h.upload('small/heldout.jsonl', toJsonl(heldout));
   });
@@ -79,7 +85,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         const user = String(req.messages.find((m) => m.role === 'user')?.content ?? '');
         if (system.includes('checking the quality of the answer')) {
           // A judge that prefers longer answers, and one prompt whose reply never parses.
-          if (user.includes('Repeat the letter')) return { content: 'Both answers are fine.' };
+          if (neverParses(user)) return { content: 'Both answers are fine.' };
           const answers = [...user.matchAll(/Answer\]\n([\s\S]*?)\n\n\[The End/g)].map((m) => m[1]);
           return {
             content: `${Math.min(10, 1 + (answers[0].length % 9))} ${Math.min(10, 1 + (answers[1].length % 9))}`,
@@ -163,11 +169,15 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         const expected = (100 * (c.win + c.tie / 2)) / c.n - 50;
         assert.ok(Math.abs(row.average - expected) < 1e-9);
       }
-      // Every judged prompt was asked in both orders, and the reply that never parses twice more in each.
+      // Every judged prompt was asked in both orders, and the replies that never parse twice more in each.
+      assert.ok(unparseablePrompts >= 1);
       const judgeCalls = h.llm.requests.filter((r) => r.rawBody.includes('checking the quality'));
-      assert.equal(judgeCalls.length, 3 * 12 * 2 + 3 * 2 * 2);
+      assert.equal(judgeCalls.length, 3 * 12 * 2 + 3 * unparseablePrompts * 2 * 2);
       for (const row of results.comparisons)
-        assert.deepEqual(row.benchmarks[0].judgeReplies, { reasked: 1, stillFailed: 1 });
+        assert.deepEqual(row.benchmarks[0].judgeReplies, {
+          reasked: unparseablePrompts,
+          stillFailed: unparseablePrompts,
+        });
     });
 
     it('writes the report beside the results, and the statistics beside every win rate', async () => {
