@@ -145,7 +145,7 @@ async function run(model: DemoModel) {
   }
 }
 
-/** Each model's accuracy per level and three held-out prompts (easy, medium, hard) with its answers, read from the run's artifacts. */
+/** Each model's accuracy per level and its answers to three held-out prompts, read from the run's artifacts. */
 async function printSamples(storeUri: string, runId: string, models: string[], env: NodeJS.ProcessEnv) {
   const store = openStore(storeUri, env);
   const heldout = await readJsonl<{ id: string; level: string; instruction: string; input: string; output: string }>(
