@@ -15,7 +15,7 @@ export type DemoModel = (typeof DEMO_MODELS)[number];
 export const DEMO_BENCHMARK = 'demo-heldout';
 
 const TRAINING: Record<DemoModel, NonNullable<PipelineInput['training']>> = {
-  tiny: { baseModel: 'builtin:tiny-llama', epochs: 6, batchSize: 8, learningRate: 3e-3, saveSteps: 100 },
+  tiny: { baseModel: 'builtin:tiny-llama', epochs: 10, batchSize: 8, learningRate: 3e-3, saveSteps: 100 },
   smollm2: {
     baseModel: 'builtin:smollm2-135m-instruct',
     epochs: 1,
