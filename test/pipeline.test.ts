@@ -79,7 +79,7 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
         const user = String(req.messages.find((m) => m.role === 'user')?.content ?? '');
         if (system.includes('checking the quality of the answer')) {
           // A judge that prefers longer answers, and one prompt whose reply never parses.
-          if (user.includes('Repeat the letter')) return { content: 'Both answers are fine.' };
+          if (user.includes('Write the word twice.')) return { content: 'Both answers are fine.' };
           const answers = [...user.matchAll(/Answer\]\n([\s\S]*?)\n\n\[The End/g)].map((m) => m[1]);
           return {
             content: `${Math.min(10, 1 + (answers[0].length % 9))} ${Math.min(10, 1 + (answers[1].length % 9))}`,
