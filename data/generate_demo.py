@@ -34,88 +34,50 @@ def make_word(rng: random.Random) -> str:
     return "".join(rng.choice(CONSONANTS if index % 2 == 0 else VOWELS) for index in range(4))
 
 
-LETTERS = "abcdefghijklmnopqrstuvwxyz"
+def as_json_list(text: str) -> str:
+    return json.dumps([text])
 
 
-def copy_word(rng: random.Random) -> tuple[str, str, str]:
-    word = make_word(rng)
-    return "Copy the word.", word, word
+# Every family works on one made-up word, and the harder families compose the easier ones (reverse then uppercase;
+# any of them then formatted as a JSON list), so a later stage keeps practising the earlier stages' skills and a tiny
+# model can learn the hard families in the steps one stage gets: hard here means more operations, not longer
+# answers, and the offline scorer ranks them by exactly that (operation verbs, "then", a structured format).
+TASKS = {
+    "copy_word": ("Copy the word.", lambda w: w),
+    "uppercase_word": ("Write the word in uppercase.", str.upper),
+    "first_letter": ("Give the first letter of the word.", lambda w: w[0]),
+    "double_word": ("Write the word twice.", lambda w: f"{w} {w}"),
+    "reverse_word": ("Reverse the word.", lambda w: w[::-1]),
+    "last_letter": ("Find the last letter of the word.", lambda w: w[-1]),
+    "reverse_uppercase": ("Reverse the word, then write it in uppercase.", lambda w: w[::-1].upper()),
+    "reverse_double": ("Reverse the word, then write it twice.", lambda w: f"{w[::-1]} {w[::-1]}"),
+    "copy_json": ("Copy the word, then format it as a JSON list.", as_json_list),
+    "uppercase_json": ("Write the word in uppercase, then format it as a JSON list.", lambda w: as_json_list(w.upper())),
+    "reverse_json": ("Reverse the word, then format it as a JSON list.", lambda w: as_json_list(w[::-1])),
+    "last_letter_json": ("Find the last letter of the word, then format it as a JSON list.", lambda w: as_json_list(w[-1])),
+}
 
 
-def uppercase_word(rng: random.Random) -> tuple[str, str, str]:
-    word = make_word(rng)
-    return "Write the word in uppercase.", word, word.upper()
+def task(family: str):
+    instruction, answer = TASKS[family]
 
+    def generate(rng: random.Random) -> tuple[str, str, str]:
+        word = make_word(rng)
+        return instruction, word, answer(word)
 
-def repeat_letter(rng: random.Random) -> tuple[str, str, str]:
-    letter = rng.choice(LETTERS)
-    times = rng.randint(2, 9)
-    return f"Repeat the letter {times} times.", letter, letter * times
-
-
-def first_letter(rng: random.Random) -> tuple[str, str, str]:
-    word = make_word(rng)
-    return "Give the first letter of the word.", word, word[0]
-
-
-def reverse_word(rng: random.Random) -> tuple[str, str, str]:
-    word = make_word(rng)
-    return "Reverse the word.", word, word[::-1]
-
-
-def count_letter(rng: random.Random) -> tuple[str, str, str]:
-    word = make_word(rng)
-    # Ask for a letter of the word half of the time, any letter otherwise, so 0 is a possible answer.
-    letter = rng.choice(word) if rng.random() < 0.5 else rng.choice(LETTERS)
-    return f"Count how many times the letter {letter} appears in the word.", word, str(word.count(letter))
-
-
-def sort_three(rng: random.Random) -> tuple[str, str, str]:
-    numbers = rng.sample(range(1, 10), 3)
-    return "Sort the numbers in ascending order.", " ".join(map(str, numbers)), " ".join(map(str, sorted(numbers)))
-
-
-def add_two(rng: random.Random) -> tuple[str, str, str]:
-    a, b = rng.randint(1, 15), rng.randint(1, 15)
-    return "Add the two numbers.", f"{a} {b}", str(a + b)
-
-
-def add_then_multiply(rng: random.Random) -> tuple[str, str, str]:
-    a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(2, 9)
-    instruction = "Add the first two numbers, then multiply the result by the third number."
-    return instruction, f"{a} {b} {c}", str((a + b) * c)
-
-
-def sort_six(rng: random.Random) -> tuple[str, str, str]:
-    numbers = rng.sample(range(10, 100), 6)
-    return "Sort the numbers in ascending order.", " ".join(map(str, numbers)), " ".join(map(str, sorted(numbers)))
-
-
-def words_to_json(rng: random.Random) -> tuple[str, str, str]:
-    words = [make_word(rng) for _ in range(rng.randint(3, 4))]
-    return "Format the words as a JSON list of strings.", " ".join(words), json.dumps(words)
-
-
-def count_then_reverse(rng: random.Random) -> tuple[str, str, str]:
-    words = [make_word(rng) for _ in range(rng.randint(2, 4))]
-    instruction = "Count the words, then write the count and each word reversed."
-    return instruction, " ".join(words), " ".join([str(len(words))] + [w[::-1] for w in words])
+    generate.__name__ = family
+    return generate
 
 
 # (family, level, generator), easy to hard; tests and the README rely on this order.
 FAMILIES = [
-    ("copy_word", "easy", copy_word),
-    ("uppercase_word", "easy", uppercase_word),
-    ("repeat_letter", "easy", repeat_letter),
-    ("first_letter", "easy", first_letter),
-    ("reverse_word", "medium", reverse_word),
-    ("count_letter", "medium", count_letter),
-    ("sort_three", "medium", sort_three),
-    ("add_two", "medium", add_two),
-    ("add_then_multiply", "hard", add_then_multiply),
-    ("sort_six", "hard", sort_six),
-    ("words_to_json", "hard", words_to_json),
-    ("count_then_reverse", "hard", count_then_reverse),
+    (family, level, task(family))
+    for level, families in (
+        ("easy", ("copy_word", "uppercase_word", "first_letter", "double_word")),
+        ("medium", ("reverse_word", "last_letter", "reverse_uppercase", "reverse_double")),
+        ("hard", ("copy_json", "uppercase_json", "reverse_json", "last_letter_json")),
+    )
+    for family in families
 ]
 
 

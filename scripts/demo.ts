@@ -17,6 +17,7 @@ import { followProgress, startRun } from '../client';
 import type { PipelineInput } from '../common/input';
 import { generateKeys } from '../activities/artifacts/run-keys';
 import { readJsonl } from '../activities/artifacts/jsonl';
+import { isExactMatch } from '../activities/evaluate/accuracy';
 import { openStore } from '../store';
 import { demoInput, DEMO_BENCHMARK, DEMO_MODELS, type DemoModel } from './demo-config';
 
@@ -144,7 +145,7 @@ async function run(model: DemoModel) {
   }
 }
 
-/** Three held-out prompts (easy, medium, hard) with their reference and each model's answer, read from the run's artifacts. */
+/** Each model's accuracy per level and its answers to three held-out prompts, read from the run's artifacts. */
 async function printSamples(storeUri: string, runId: string, models: string[], env: NodeJS.ProcessEnv) {
   const store = openStore(storeUri, env);
   const heldout = await readJsonl<{ id: string; level: string; instruction: string; input: string; output: string }>(
@@ -160,6 +161,17 @@ async function printSamples(storeUri: string, runId: string, models: string[], e
       generateKeys(runId, name).answers(DEMO_BENCHMARK),
     );
     answers.set(name, new Map(rows.map((r) => [r.id, r.answer])));
+  }
+  // Each stage trains on one level, so each level's accuracy shows what that stage taught and what it forgot.
+  const levels = ['easy', 'medium', 'hard'];
+  console.log(`\nExact-match accuracy by level (${levels.join(' / ')}):`);
+  for (const name of models) {
+    const byLevel = levels.map((level) => {
+      const ofLevel = heldout.filter((p) => p.level === level);
+      const right = ofLevel.filter((p) => isExactMatch(answers.get(name)?.get(p.id) ?? '', p.output)).length;
+      return `${right}/${ofLevel.length}`;
+    });
+    console.log(`  ${name.padEnd(9)} ${byLevel.join(' / ')}`);
   }
   console.log('\nSample answers:');
   for (const p of prompts) {
