@@ -135,6 +135,8 @@ async function run(model: DemoModel) {
   }
   console.log(`\nWeb UI:    ${runHandle.uiLink}`);
   console.log(`Artifacts: ${result.store}/${result.runId}/  (results: ${result.evaluation?.markdownUri ?? '-'})`);
+  // A file:// URI opens in a browser as it is: the report is self-contained.
+  if (result.report) console.log(`Report:    ${result.report.htmlUri}`);
   await connection.close();
 
   if (process.stdout.isTTY && process.env.PIFT_DEMO_EXIT !== '1') {
