@@ -8,9 +8,8 @@ import { sha256 } from '../artifacts/hashing';
 import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 import { isConversation, type DatasetRow } from '../datasets/rows';
 
-export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
-
-Use a scale from 1 to 5, where higher means harder:
+/** The 1-5 scale and answer format, the same words for Alpaca rows and conversations. */
+const SCORE_SCALE = `Use a scale from 1 to 5, where higher means harder:
 1 = trivial: a single obvious step, no knowledge or reasoning needed.
 2 = easy: a short, familiar task with one or two steps.
 3 = moderate: several steps, some knowledge, or a specific output format.
@@ -18,7 +17,11 @@ Use a scale from 1 to 5, where higher means harder:
 5 = very hard: long chains of reasoning, expert knowledge or many strict constraints at once.
 You may use one decimal place, for example 2.5.
 
-Answer with the bare number only: no words, no units, no explanation.
+Answer with the bare number only: no words, no units, no explanation.`;
+
+export const SCORE_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to follow the instruction below well, that is, to give a response that is correct, complete and helpful. When an input follows the instruction on the next lines, the task is to follow the instruction for that input.
+
+${SCORE_SCALE}
 
 [Instruction]
 {text}
@@ -34,15 +37,7 @@ export const SCORE_PROMPT_SHA256 = sha256(SCORE_PROMPT_TEMPLATE);
  */
 export const SCORE_CONVERSATION_PROMPT_TEMPLATE = `Rate how difficult it is for an AI assistant to give the next reply in the conversation below well, that is, a reply to the last user turn that is correct, complete and helpful in the context of the earlier turns. A system turn, when there is one, sets the instructions the assistant must follow.
 
-Use a scale from 1 to 5, where higher means harder:
-1 = trivial: a single obvious step, no knowledge or reasoning needed.
-2 = easy: a short, familiar task with one or two steps.
-3 = moderate: several steps, some knowledge, or a specific output format.
-4 = hard: multi-step reasoning, specialised knowledge or careful, constrained writing.
-5 = very hard: long chains of reasoning, expert knowledge or many strict constraints at once.
-You may use one decimal place, for example 2.5.
-
-Answer with the bare number only: no words, no units, no explanation.
+${SCORE_SCALE}
 
 [Conversation]
 {text}
