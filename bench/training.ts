@@ -126,7 +126,8 @@ async function overhead(scratch: string, data: string, s3Env: NodeJS.ProcessEnv,
   const wall = (performance.now() - started) / 1000;
   // The trainer prints its end-of-training summary into its log, which the activity keeps in the store.
   const log = await store.getText(trainKeys('run', 'stage-1').log(1));
-  const match = /'train_runtime': '?([\d.]+)/.exec(log);
+  // The summary printed when training ends is the last line naming it (a resumed or earlier line may say 0).
+  const match = [...log.matchAll(/'train_runtime': '?([\d.]+)/g)].at(-1);
   if (!match) throw new Error('no train_runtime in the trainer log');
   const trained = Number(match[1]);
   console.log(`trainStage: ${steps} steps, wall ${fmt(wall)} s, train_runtime ${fmt(trained)} s`);
