@@ -1,4 +1,6 @@
 /// <reference lib="dom" />
+import { toJsonl } from '../activities/artifacts/jsonl';
+import { commitManifest } from '../activities/artifacts/manifest';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -72,6 +74,24 @@ describe('run report', function () {
     assert.deepEqual(histogram[9].byStage, [0, 1, 0], '3.49');
     assert.deepEqual(histogram[10].byStage, [0, 0, 1], '3.5');
     assert.deepEqual(histogram[16], { low: 5, high: 5.25, rows: 1, byStage: [0, 0, 1] });
+  });
+
+  it("names the scorer from the score step's result when the rows no longer carry it", async () => {
+    const { store, runId } = await writeReportFixture();
+    await store.put(`${runId}/score/scores.jsonl`, toJsonl([1, 2.5, 4].map((score, i) => ({ id: `r${i}`, score }))));
+    await commitManifest(store, `${runId}/score/manifest.json`, {
+      runId,
+      step: 'score',
+      inputsHash: 'h',
+      outputs: [],
+      result: { scorer: 'gpt-4-0613' },
+    });
+    const { scorer, histogram } = (await loadRunReportData(store, runId)).scores!;
+    assert.equal(scorer, 'gpt-4-0613');
+    assert.deepEqual(
+      histogram.map((b) => b.rows),
+      [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+    );
   });
 
   it('places logged losses on their optimizer steps', () => {

@@ -12,7 +12,7 @@ import { benchmarkKeys, evaluateKeys, generateKeys, scoreKeys, segmentKeys, trai
 import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
 import type { WinRateReport } from '../evaluate/report';
 import type { Outcome } from '../evaluate/verdict';
-import type { TrainResult } from '../types';
+import type { ScoreResult, TrainResult } from '../types';
 
 export interface TrainingCurve {
   name: string;
@@ -138,16 +138,24 @@ async function scoreHistogram(
   if (!(await store.exists(key))) return undefined;
   const rows: number[] = [];
   let failed = 0;
-  let scorer = '';
+  // Runs write the scorer once, in the step's result; the first version wrote it on every row.
+  let scorer = (await readManifest<ScoreResult>(store, scoreKeys(runId).manifest))?.result.scorer ?? '';
+  let low = Infinity;
+  let high = -Infinity;
   for await (const row of streamJsonl<{ score: number | null; scorer?: string }>(store, key)) {
     scorer ||= row.scorer ?? '';
     if (row.score === null || !Number.isFinite(row.score)) failed++;
-    else rows.push(row.score);
+    else {
+      rows.push(row.score);
+      // No spreading over rows: a million arguments overflow the stack.
+      low = Math.min(low, row.score);
+      high = Math.max(high, row.score);
+    }
   }
   if (rows.length === 0) return { scorer, histogram: [], failed };
   const width = rows.every(Number.isInteger) ? 1 : 0.25;
-  const lowest = Math.floor(Math.min(...rows) / width) * width;
-  const count = Math.floor((Math.max(...rows) - lowest) / width) + 1;
+  const lowest = Math.floor(low / width) * width;
+  const count = Math.floor((high - lowest) / width) + 1;
   const stages = seg && seg.rule !== 'random' ? seg.stages.length : 1;
   const histogram: ScoreBin[] = Array.from({ length: count }, (_, i) => ({
     low: lowest + i * width,
