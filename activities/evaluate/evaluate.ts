@@ -144,10 +144,20 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         }
         prompts.set(b.name, rows);
       }
-      const answersOf = async (model: GenerateResult, bench: string) =>
-        new Map(
-          (await readJsonlAt<{ id: string; answer: string }>(deps, model.answers[bench])).map((a) => [a.id, a.answer]),
-        );
+      // Each answer file is read once: judging pairs every candidate with the same baseline, and the cost estimate
+      // and the accuracy look at the same answers again.
+      const answerFiles = new Map<string, Promise<Map<string, string>>>();
+      const answersOf = (model: GenerateResult, bench: string): Promise<Map<string, string>> => {
+        const uri = model.answers[bench];
+        let read = answerFiles.get(uri);
+        if (!read) {
+          read = readJsonlAt<{ id: string; answer: string }>(deps, uri).then(
+            (rows) => new Map(rows.map((a) => [a.id, a.answer])),
+          );
+          answerFiles.set(uri, read);
+        }
+        return read;
+      };
 
       type Pair = { candidate: GenerateResult; bench: string };
       const pairs: Pair[] = input.candidates.flatMap((candidate) =>
