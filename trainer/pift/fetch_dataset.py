@@ -32,7 +32,7 @@ from transformers import HfArgumentParser
 
 from .errors import ConfigError, DataError
 from .job import run_job
-from .model_cache import cache_root, hub_offline
+from .model_cache import cache_root, hub_snapshot
 from .parent_watch import watch_parent
 from .protocol import emit
 from .scratch import writing
@@ -74,29 +74,15 @@ def parse_hub_dataset(uri: str, field_name: str = URI_FIELD) -> HubDataset:
 
 def snapshot(dataset: HubDataset, uri: str) -> str:
     """The dataset's files at one commit, from the cache or downloaded into it."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
-    cache_dir = os.path.join(cache_root(), "hub")
-    offline = hub_offline()
-    try:
-        return snapshot_download(
-            dataset.repo_id,
-            repo_type="dataset",
-            revision=dataset.revision,
-            cache_dir=cache_dir,
-            allow_patterns=DATASET_FILES,
-            local_files_only=offline,
-        )
-    except LocalEntryNotFoundError as error:
-        if not offline:
-            raise  # the hub could not be reached: worth a retry
-        raise ConfigError(
-            f'field "{URI_FIELD}": {uri} is not in the dataset cache {cache_dir} '
-            "and downloads are off (HF_HUB_OFFLINE=1)"
-        ) from error
-    except (RepositoryNotFoundError, RevisionNotFoundError) as error:
-        raise ConfigError(f'field "{URI_FIELD}": cannot download {uri}: {type(error).__name__}: {error}') from error
+    return hub_snapshot(
+        dataset.repo_id,
+        dataset.revision,
+        repo_type="dataset",
+        allow_patterns=DATASET_FILES,
+        field_name=URI_FIELD,
+        value=uri,
+        kind="dataset",
+    )
 
 
 def load_rows(dataset: HubDataset, folder: str, uri: str) -> Any:

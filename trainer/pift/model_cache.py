@@ -166,25 +166,49 @@ def convert_gguf(gguf_path: str, final: str, source: dict[str, str]) -> None:
         raise
 
 
-def hub_model(value: str, field_name: str) -> ResolvedModel:
+def hub_snapshot(
+    repo_id: str, revision: str, *, repo_type: str, allow_patterns: list[str], field_name: str, value: str, kind: str
+) -> str:
+    """A hub repository's files at one revision in the cache's `hub/` folder, downloaded unless HF_HUB_OFFLINE=1.
+
+    A repository missing from the cache while offline, or one the hub does not have, is bad input naming
+    `field_name`; a hub that cannot be reached is left to raise, since a retry may succeed.
+    """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    repo_id, revision = parse_hub_ref(value, field_name)
     cache_dir = os.path.join(cache_root(), "hub")
     offline = hub_offline()
     try:
         # The hub library keeps its own locks and writes each file beside its final name before moving it.
-        path = snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=HUB_FILES, local_files_only=offline
+        return snapshot_download(
+            repo_id,
+            repo_type=repo_type,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=allow_patterns,
+            local_files_only=offline,
         )
     except LocalEntryNotFoundError as error:
         if not offline:
             raise  # the hub could not be reached: worth a retry
         raise ConfigError(
-            f'field "{field_name}": {value} is not in the model cache {cache_dir} and downloads are off '
+            f'field "{field_name}": {value} is not in the {kind} cache {cache_dir} and downloads are off '
             "(HF_HUB_OFFLINE=1); fill the cache on a machine with access (PIFT_MODEL_CACHE) or allow downloads"
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError) as error:  # also a gated repo without a token
         raise ConfigError(f'field "{field_name}": cannot download {value}: {type(error).__name__}: {error}') from error
+
+
+def hub_model(value: str, field_name: str) -> ResolvedModel:
+    repo_id, revision = parse_hub_ref(value, field_name)
+    path = hub_snapshot(
+        repo_id,
+        revision,
+        repo_type="model",
+        allow_patterns=HUB_FILES,
+        field_name=field_name,
+        value=value,
+        kind="model",
+    )
     return ResolvedModel(path, revision=os.path.basename(os.path.normpath(path)))
