@@ -45,6 +45,8 @@ export function failureHint(runId: string, failure: RunFailure | undefined): str
       return 'fix the input and start a new run (resume would fail the same way)';
     case FailureType.WorkerMisconfigured:
       return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
+    case FailureType.CorruptArtifact:
+      return `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`;
     default:
       return `resume it with: ${resume}`;
   }

@@ -10,11 +10,20 @@ export const FailureType = {
   WorkerMisconfigured: 'WorkerMisconfigured',
   /** Store, endpoint or server blip: waited out or retried without spending the attempts meant for crashes. */
   TransientInfra: 'TransientInfra',
+  /**
+   * A committed step's output no longer matches its manifest's sha256: never used; `resume` recomputes the step that
+   * wrote it (its outputs are verified whenever it is reused).
+   */
+  CorruptArtifact: 'CorruptArtifact',
 } as const;
 export type FailureType = (typeof FailureType)[keyof typeof FailureType];
 
 /** Never retried by any activity of the pipeline. */
-export const NON_RETRYABLE_FAILURES: string[] = [FailureType.BadInput, FailureType.WorkerMisconfigured];
+export const NON_RETRYABLE_FAILURES: string[] = [
+  FailureType.BadInput,
+  FailureType.WorkerMisconfigured,
+  FailureType.CorruptArtifact,
+];
 
 export interface Where {
   file?: string;

@@ -132,6 +132,13 @@ describe('pift status', () => {
       failedRun(ApplicationFailure.create({ message: 'BadInput: not really', type: 'Error' })),
     );
     assert.equal(failureHint('r1', crash), 'resume it with: npm run pift -- resume r1');
+    const damaged = runFailureOf(
+      failedRun(ApplicationFailure.create({ message: 'sha256 mismatch', type: 'CorruptArtifact', nonRetryable: true })),
+    );
+    assert.equal(
+      failureHint('r1', damaged),
+      'a stored output was damaged; resume recomputes the step that wrote it: npm run pift -- resume r1',
+    );
     const s: RunStatus = {
       runId: 'r1',
       uiLink: 'http://ui/r1',

@@ -8,7 +8,7 @@ import { readManifest, type OutputEntry } from './manifest';
 import { manifestIn } from './run-keys';
 import { allowedLocation, IntegrityError, openObject, storeDefaults, type ObjectStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../../common/failures';
+import { FailureType, InvalidDataError } from '../../common/failures';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -118,7 +118,7 @@ export function corruptArtifact(err: IntegrityError, setting: string): Applicati
   return ApplicationFailure.nonRetryable(
     `${setting}: ${err.message}. The step that wrote it checks its outputs' sha256 when it is reused, so ` +
       '`pift resume` recomputes it',
-    'CorruptArtifact',
+    FailureType.CorruptArtifact,
   );
 }
 
