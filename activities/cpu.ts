@@ -8,6 +8,13 @@ import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
+import {
+  collectScoreBatch,
+  submitScoreBatch,
+  type ScoreBatchInput,
+  type ScoreCollectInput,
+} from './score/batch-scoring';
+import { pollBatch, type BatchRef } from './llm/batch-rounds';
 import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
@@ -39,6 +46,22 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       ),
     ),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
+  // scorer.mode "batch": Batch API rounds that fill the answer cache before scoreDifficulty runs.
+  submitScoreBatch: (input: ScoreBatchInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'score-batch', round: input.round }),
+        () => submitScoreBatch(deps, input),
+      ),
+    ),
+  pollBatch: (ref: BatchRef) => withTypedFailures(() => pollBatch(deps.env, ref)),
+  collectScoreBatch: (input: ScoreCollectInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'score-batch', round: input.round }),
+        () => collectScoreBatch(deps, input),
+      ),
+    ),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>
       whileHeartbeating(

@@ -15,7 +15,10 @@ export interface ScoreInput extends StepRef {
   /** Absent unless the run maps field names. */
   datasetColumns?: ResolvedInput['datasetColumns'];
   /** `samples` and `cache` are absent in runs started before the settings existed: one sample, cache on. */
-  scorer: Omit<ResolvedInput['scorer'], 'samples' | 'cache'> & { samples?: number; cache?: boolean };
+  scorer: Omit<ResolvedInput['scorer'], 'samples' | 'cache' | 'mode' | 'batchPollInterval' | 'batchResubmits'> & {
+    samples?: number;
+    cache?: boolean;
+  };
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
 }

@@ -25,6 +25,7 @@ import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
 import { checkBeforeScoring } from './preflight';
 import { trainControlBranches } from './control-branches';
+import { scoreInBatches } from './batch-answers';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -130,14 +131,21 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     }
 
     enter('score');
-    const score = await cpuAs('score').scoreDifficulty({
+    const scoreInput = {
       ...ref,
       dataset,
       datasetFormat: cfg.datasetFormat,
       ...(cfg.datasetColumns ? { datasetColumns: cfg.datasetColumns } : {}),
       scorer: cfg.scorer,
       maxRowBytes: cfg.maxRowBytes,
-    });
+    };
+    // scorer.mode "batch": Batch API rounds fill the answer cache first. Only such a run records the patch, so the
+    // default path issues the same commands as before.
+    if (cfg.scorer.mode === 'batch' && patched('batch-scoring')) {
+      await scoreInBatches(cpuAs, scoreInput, cfg.scorer);
+      progress.finished.push('score-batch');
+    }
+    const score = await cpuAs('score').scoreDifficulty(scoreInput);
     progress.finished.push('score');
 
     enter('segment');

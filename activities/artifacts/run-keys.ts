@@ -19,6 +19,8 @@
  *     evaluate/     manifest.json, results.json, results.md
  *                   judgments/<candidate>/<benchmark>.<hash12>.jsonl
  *     report/       manifest.json, report.md, report.html
+ *     score/batch/, evaluate/batch/                       with `mode: "batch"` (Batch API), per round <nn>:
+ *                   round-<nn>/requests.jsonl, upload.json, batch.json, results.jsonl
  *
  * `<hash12>` is the start of the step's inputs hash: a part left by other inputs is never taken for one of ours.
  */
@@ -137,5 +139,19 @@ export const reportKeys = (runId: string) => {
     manifest: `${dir}/${MANIFEST}`,
     markdown: `${dir}/report.md`,
     html: `${dir}/report.html`,
+  };
+};
+
+/**
+ * One round of a step's Batch API requests (`scorer.mode` / `evaluation.mode` "batch"): the request file as uploaded,
+ * the uploaded file's id (written before the batch is created), the batch's id, and every request's outcome.
+ */
+export const batchRoundKeys = (runId: string, step: 'score' | 'evaluate', round: number) => {
+  const dir = `${runId}/${step}/batch/round-${String(round).padStart(2, '0')}`;
+  return {
+    requests: `${dir}/requests.jsonl`,
+    upload: `${dir}/upload.json`,
+    batch: `${dir}/batch.json`,
+    results: `${dir}/results.jsonl`,
   };
 };

@@ -192,6 +192,41 @@ export async function complete(
   }
 }
 
+/**
+ * One call of the endpoint other than a chat completion (the Batch API's files and batches): outages are waited out
+ * as `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is `notFound`'s
+ * error (an endpoint without the Batch API is not an outage).
+ */
+export async function callEndpoint<T>(
+  endpoint: LlmEndpoint,
+  operation: string,
+  call: (signal: AbortSignal) => Promise<T>,
+  notFound: (reason: string) => Error,
+): Promise<T> {
+  const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
+  try {
+    return await waitOutOutages(
+      async () => {
+        try {
+          return await call(signal);
+        } catch (err) {
+          if (err instanceof OpenAI.APIError && err.status === 404) throw notFound(redacted(endpoint, err));
+          throw classify(endpoint, err, '', endpoint.urlSetting, operation) ?? err;
+        }
+      },
+      {
+        endpoint: `the LLM endpoint ${endpoint.baseURL}`,
+        setting: endpoint.urlSetting,
+        operation,
+        toleranceMs: endpoint.outageToleranceMs,
+        isTransient: isLlmTransient,
+      },
+    );
+  } finally {
+    unlink();
+  }
+}
+
 /** One send of the request, on a signal of its own: the client leaves a listener on the signal it is given. */
 async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
   const attempt = new AbortController();

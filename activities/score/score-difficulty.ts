@@ -4,7 +4,7 @@ import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { readDatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { hashInputs, sha256 } from '../artifacts/hashing';
+import { hashInputs } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
 import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
@@ -14,8 +14,16 @@ import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource 
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { parseScore } from './parse-score';
-import { scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { scorePromptFor } from './score-prompt';
+import {
+  cachedScore,
+  parsedSample,
+  rejectedSample,
+  scoreCacheMaterial,
+  scoreRequest,
+  scoreRowFromSamples,
+  type Asked,
+} from './score-answers';
 import { storedScoreRow } from './score-rows';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, estimateScoring, SpendMeter } from '../llm/cost-estimate';
@@ -75,34 +83,18 @@ function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, p
     offline: false,
     meter: endpoint.meter,
     score: async (row) => {
-      const material = {
-        model: source.model,
-        prompt: promptSha256,
-        decoding: { temperature: 0, n: 1, max_tokens: 8 },
-        samples,
-        text: sha256(JSON.stringify(scoreMessagesFor(row))),
-      };
+      const material = scoreCacheMaterial(source.model, promptSha256, samples, row);
       const cached = await cache.get<Omit<ScoreRow, 'id'>>(material);
       if (cached) return { id: row.id, ...cached };
       const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples, promptSha256);
-      if (scored.score !== null) {
-        const { id: _id, ...value } = scored;
-        cache.put(material, value);
-      }
+      if (scored.score !== null) cache.put(material, cachedScore(scored));
       return scored;
     },
     flush: () => cache.flush(),
   };
 }
 
-/** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
-type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
-
-/**
- * One row's score. With `samples` > 1 the instruction is asked that many times and the score is the mean (the
- * released scores hold means such as 4.125 and 4.166666666666667), every raw answer kept beside it. A sample that
- * stays unparseable is left out of the mean; the row fails when none parsed or the endpoint rejected a request.
- */
+/** One row's score: `samples` asks, combined as the Batch API's answers are (scoreRowFromSamples). */
 async function askSamples(
   endpoint: LlmEndpoint,
   source: ModelSource,
@@ -111,30 +103,10 @@ async function askSamples(
   samples: number,
   promptSha256: string,
 ): Promise<ScoreRow> {
-  // Key order is part of the stored bytes: id, score, scorer, promptSha256, then raw / error / samples.
-  const scoreRow = (score: number | null, extra: Partial<ScoreRow> = {}): ScoreRow => ({
-    id: row.id,
-    score,
-    scorer: source.model,
-    promptSha256,
-    ...extra,
-  });
-  if (samples <= 1) {
-    const asked = await askScore(endpoint, source, row, parseRetries);
-    if (asked.score !== null) return scoreRow(asked.score);
-    return scoreRow(null, { ...(asked.raw === undefined ? {} : { raw: asked.raw }), error: asked.error });
-  }
-  const asked = await Promise.all(Array.from({ length: samples }, () => askScore(endpoint, source, row, parseRetries)));
-  const rejected = asked.find((a): a is Extract<Asked, { score: null }> => a.score === null && a.raw === undefined);
-  if (rejected) return scoreRow(null, { error: rejected.error });
-  const scores = asked.map((a) => a.score);
-  const answers = asked.map((a) => a.raw ?? '');
-  const parsed = scores.filter((x): x is number => x !== null);
-  if (!parsed.length) {
-    const first = asked[0] as Extract<Asked, { score: null }>;
-    return scoreRow(null, { raw: answers[0], error: first.error, samples: scores, answers });
-  }
-  return scoreRow(parsed.reduce((a, b) => a + b, 0) / parsed.length, { samples: scores, answers });
+  const asked = await Promise.all(
+    Array.from({ length: Math.max(1, samples) }, () => askScore(endpoint, source, row, parseRetries)),
+  );
+  return scoreRowFromSamples(row.id, source.model, promptSha256, asked);
 }
 
 async function askScore(
@@ -143,22 +115,15 @@ async function askScore(
   row: DatasetRow,
   parseRetries: number,
 ): Promise<Asked> {
-  let raw = '';
-  let reason = '';
+  let asked: Asked = { score: null, raw: '', error: 'unparseable answer: ' };
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
     // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
-    const reply = await complete(
-      endpoint,
-      { model, messages: scoreMessagesFor(row), temperature: 0, n: 1, max_tokens: 8 },
-      setting,
-    );
-    if ('rejected' in reply) return { score: null, error: `request rejected: ${reply.rejected}` };
-    raw = reply.content;
-    const parsed = parseScore(raw);
-    if (parsed.ok) return { score: parsed.score, raw };
-    reason = parsed.reason;
+    const reply = await complete(endpoint, scoreRequest(model, row), setting);
+    if ('rejected' in reply) return rejectedSample(reply.rejected);
+    asked = parsedSample(reply.content);
+    if (asked.score !== null) return asked;
   }
-  return { score: null, raw, error: `unparseable answer: ${reason}` };
+  return asked;
 }
 
 /**

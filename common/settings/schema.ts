@@ -16,6 +16,23 @@ import {
 const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
 
+/** `mode`, and how batches are waited for, of a step that asks an LLM endpoint (activities/llm/batch-rounds.ts). */
+const batchSettings = (what: string) => ({
+  mode: withDefault(stringEnum(['online', 'batch'] as const), 'online', {
+    source: 'ours',
+    description: `\`online\`: ${what} are asked one request at a time; \`batch\`: first through the endpoint's OpenAI Batch API (files and batches endpoints; cheaper, takes up to 24 hours), every answer going into the answer cache (needs \`cache\`), then online for whatever the batches left; give \`pricePerMillionTokens\` at the endpoint's batch prices`,
+  }),
+  batchPollInterval: withDefault(duration(), '5 minutes', {
+    source: 'ours',
+    description: 'with `mode` `batch`: how long the run sleeps (a durable timer) between two looks at a running batch',
+  }),
+  batchResubmits: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 3, {
+    source: 'ours',
+    description:
+      'with `mode` `batch`: new batches for the requests that failed, expired or did not parse (each unparseable answer re-asked at most `parseRetries` times); what is left after them is asked online',
+  }),
+});
+
 /** The price and spending limits of a step that asks an LLM endpoint (activities/llm/cost-estimate.ts). */
 const costSettings = (step: string) => ({
   pricePerMillionTokens: optional(
@@ -117,6 +134,7 @@ export const ScorerSchema = Type.Object(
       defaultText: 'unset',
       description: 'estimated prompt + answer tokens per minute at most (token bucket)',
     }),
+    ...batchSettings('the difficulty questions'),
     cache: withDefault(Type.Boolean(), true, {
       source: 'ours',
       description:

@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createFakeBatchApi, type FakeBatchApi } from './fake-batches';
 
 /**
  * An OpenAI-compatible chat completions server on loopback whose every answer the test decides, so judge and
@@ -75,6 +76,8 @@ export interface FakeOpenAI {
   behave(behaviour: ServerBehaviour): void;
   /** Requests answered 429 by the rate limit (they never reach the handler). */
   readonly rateLimited: number;
+  /** The Batch API (files and batches endpoints), answering each line with the same handler. */
+  readonly batch: FakeBatchApi;
   /** Forgets recorded requests and restores the default handler. */
   reset(): void;
   stop(): Promise<void>;
@@ -90,6 +93,7 @@ export async function startFakeOpenAI(options: { apiKey?: string } & ServerBehav
   let behaviour: ServerBehaviour = {};
   let bucket: { level: number; at: number } | undefined;
   let rateLimited = 0;
+  const batch = createFakeBatchApi(() => handler);
   const behave = (b: ServerBehaviour) => {
     behaviour = { ...b };
     bucket = undefined;
@@ -122,7 +126,8 @@ export async function startFakeOpenAI(options: { apiKey?: string } & ServerBehav
   const server = http.createServer((req, res) => {
     readBody(req)
       .then(
-        async (rawBody) => {
+        async (rawBytes) => {
+          const rawBody = rawBytes.toString('utf8');
           const record: RecordedRequest = {
             method: req.method ?? '',
             path: new URL(req.url ?? '/', 'http://fake').pathname,
@@ -134,6 +139,11 @@ export async function startFakeOpenAI(options: { apiKey?: string } & ServerBehav
           if (!record.authorized) {
             return sendError(res, 401, 'Incorrect API key provided', 'invalid_request_error');
           }
+          const routed = await batch.route(record.method, record.path, req.headers, rawBytes, {
+            json: (status, body) => sendJson(res, status, body),
+            bytes: (type, body) => void res.writeHead(200, { 'content-type': type }).end(body),
+          });
+          if (routed) return;
           if (record.path !== '/v1/chat/completions' && record.path !== '/chat/completions') {
             return sendError(res, 404, `no route ${record.path} on the fake OpenAI server`, 'invalid_request_error');
           }
@@ -196,11 +206,13 @@ export async function startFakeOpenAI(options: { apiKey?: string } & ServerBehav
     get rateLimited() {
       return rateLimited;
     },
+    batch,
     reset() {
       requests.length = 0;
       handler = defaultHandler;
       rateLimited = 0;
       behave({});
+      batch.reset();
     },
     async stop() {
       stopping.abort();
@@ -329,11 +341,11 @@ function sendJson(res: http.ServerResponse, status: number, body: unknown, heade
   res.writeHead(status, { 'content-type': 'application/json', ...headers }).end(JSON.stringify(body));
 }
 
-function readBody(req: http.IncomingMessage): Promise<string> {
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }

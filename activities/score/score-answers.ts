@@ -1,0 +1,78 @@
+import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import { sha256 } from '../artifacts/hashing';
+import type { DatasetRow } from '../datasets/rows';
+import { parseScore } from './parse-score';
+import { scoreMessagesFor } from './score-prompt';
+import type { ScoreRow } from './score-difficulty';
+
+/**
+ * What a scoring request is, what the answer cache keys it by, and how its answers become a score row: one definition
+ * for the online pool and the Batch API, so that a score bought either way is the same bytes under the same key.
+ */
+
+const DECODING = { temperature: 0, n: 1, max_tokens: 8 } as const;
+
+/** One ask of one row's difficulty. */
+export const scoreRequest = (model: string, row: DatasetRow): ChatCompletionCreateParamsNonStreaming => ({
+  model,
+  messages: scoreMessagesFor(row),
+  ...DECODING,
+});
+
+/** The answer cache's material of a row's score. Its bytes are the cache's keys: never reorder or rename them. */
+export const scoreCacheMaterial = (model: string, promptSha256: string, samples: number, row: DatasetRow) => ({
+  model,
+  prompt: promptSha256,
+  decoding: { ...DECODING },
+  samples,
+  text: sha256(JSON.stringify(scoreMessagesFor(row))),
+});
+
+/** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
+export type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
+
+/** A sample whose request the endpoint rejected (400/422). */
+export const rejectedSample = (reason: string): Asked => ({ score: null, error: `request rejected: ${reason}` });
+
+/** A sample's answer as the parser reads it; `null` when it does not parse (the caller may ask again). */
+export function parsedSample(raw: string): Asked {
+  const parsed = parseScore(raw);
+  return parsed.ok ? { score: parsed.score, raw } : { score: null, raw, error: `unparseable answer: ${parsed.reason}` };
+}
+
+/**
+ * One row's score from its samples' final outcomes. With one sample the row is that sample; with more, the score is
+ * the mean of those that parsed (the released scores hold means such as 4.125), every raw answer kept beside it. The
+ * row fails when none parsed or the endpoint rejected a request.
+ */
+export function scoreRowFromSamples(id: string, model: string, promptSha256: string, asked: Asked[]): ScoreRow {
+  // Key order is part of the stored bytes: id, score, scorer, promptSha256, then raw / error / samples.
+  const scoreRow = (score: number | null, extra: Partial<ScoreRow> = {}): ScoreRow => ({
+    id,
+    score,
+    scorer: model,
+    promptSha256,
+    ...extra,
+  });
+  if (asked.length <= 1) {
+    const [one] = asked;
+    if (one.score !== null) return scoreRow(one.score);
+    return scoreRow(null, { ...(one.raw === undefined ? {} : { raw: one.raw }), error: one.error });
+  }
+  const rejected = asked.find((a): a is Extract<Asked, { score: null }> => a.score === null && a.raw === undefined);
+  if (rejected) return scoreRow(null, { error: rejected.error });
+  const scores = asked.map((a) => a.score);
+  const answers = asked.map((a) => a.raw ?? '');
+  const parsed = scores.filter((x): x is number => x !== null);
+  if (!parsed.length) {
+    const first = asked[0] as Extract<Asked, { score: null }>;
+    return scoreRow(null, { raw: answers[0], error: first.error, samples: scores, answers });
+  }
+  return scoreRow(parsed.reduce((a, b) => a + b, 0) / parsed.length, { samples: scores, answers });
+}
+
+/** What the answer cache keeps of a scored row (only rows that got a score are kept). */
+export function cachedScore(row: ScoreRow): Omit<ScoreRow, 'id'> {
+  const { id: _id, ...value } = row;
+  return value;
+}

@@ -1,0 +1,291 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { after, afterEach, before, describe, it } from 'mocha';
+import { depsFromEnv } from '../activities/deps';
+import { sha256 } from '../activities/artifacts/hashing';
+import { batchRoundKeys } from '../activities/artifacts/run-keys';
+import { cacheKey } from '../activities/llm/answer-cache';
+import { pollBatch, type BatchCollected } from '../activities/llm/batch-rounds';
+import { collectScoreBatch, submitScoreBatch } from '../activities/score/batch-scoring';
+import { scoreCacheMaterial } from '../activities/score/score-answers';
+import { scoreDifficulty } from '../activities/score/score-difficulty';
+import { scoreMessagesFor, SCORE_PROMPT_SHA256 } from '../activities/score/score-prompt';
+import type { ScoreInput, ScoreResult } from '../activities/types';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { createCpuWorker } from '../workers/create-workers';
+import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { sharedTemporal } from './helpers/temporal';
+
+const ROWS = 40;
+const rowText = (i: number) => `Batch instruction number ${i}.`;
+const rowOf = (req: ChatRequest) =>
+  Number(/Batch instruction number (\d+)\./.exec(String(req.messages[0].content))?.[1]);
+/** A fixed answer per row, on the 1-5 scale. */
+const answerOf = (i: number) => String(1 + ((i * 7) % 41) / 10);
+const KEY = 'sk-batch-secret-key-0123456789';
+
+describe('scoring through the OpenAI Batch API', function () {
+  this.timeout(120_000);
+  let llm: FakeOpenAI;
+  let dir: string;
+  let dataset: string;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    llm = await startFakeOpenAI({ apiKey: KEY });
+    dir = mkdtempSync(join(tmpdir(), 'batch-scoring-'));
+    dataset = join(dir, 'rows.jsonl');
+    const lines = Array.from({ length: ROWS }, (_, i) =>
+      JSON.stringify({ id: `r${i}`, instruction: rowText(i), input: '', output: 'x' }),
+    );
+    writeFileSync(dataset, `${lines.join('\n')}\n`);
+    env = {
+      PIFT_OPENAI_BASE_URL: llm.baseURL,
+      OPENAI_API_KEY: KEY,
+      PIFT_FILE_ROOTS: dir,
+      PIFT_WORKDIR: join(dir, 'work'),
+      PIFT_OUTAGE_TOLERANCE: '1m',
+    };
+  });
+  afterEach(() => llm.reset());
+  after(async () => {
+    await llm.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The activity's input as the pipeline builds it; every run gets a store of its own unless one is given. */
+  const inputFor = (scorer: Record<string, unknown> = {}, store = join(dir, `store-${randomUUID()}`)): ScoreInput => {
+    const cfg = resolvePipelineInput({ dataset, store, runId: 'run', scorer }, 'wf', env);
+    return {
+      runId: cfg.runId,
+      store: cfg.store,
+      dataset: cfg.dataset,
+      datasetFormat: cfg.datasetFormat,
+      scorer: cfg.scorer,
+    };
+  };
+  const deps = () => ({ ...depsFromEnv(env), env });
+  const activity = <T>(fn: () => Promise<T>) =>
+    new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') }).run(fn) as Promise<T>;
+  const score = (input: ScoreInput) => activity(() => scoreDifficulty(deps(), input)) as Promise<ScoreResult>;
+  const storeDir = (input: ScoreInput) => (input.store.startsWith('file:') ? fileURLToPath(input.store) : input.store);
+  const scoresOf = (input: ScoreInput) => readFileSync(join(storeDir(input), 'run', 'score', 'scores.jsonl'), 'utf8');
+  const chatRequests = () => llm.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
+
+  /** The workflow's rounds, without its timers: submit, look until finished, collect, again while anything is left. */
+  async function rounds(input: ScoreInput, resubmits = 3): Promise<BatchCollected[]> {
+    const done: BatchCollected[] = [];
+    for (let round = 0; round <= resubmits; round++) {
+      const sent = await activity(() => submitScoreBatch(deps(), { ...input, round }));
+      if (!sent.batchId) break;
+      const ref = { batchId: sent.batchId, setting: 'input.scorer.mode' };
+      while (!(await activity(() => pollBatch(env, ref))).done);
+      const collected = await activity(() => collectScoreBatch(deps(), { ...input, round, batchId: sent.batchId! }));
+      done.push(collected);
+      if (!collected.pending) break;
+    }
+    return done;
+  }
+
+  it('keeps the answer cache keys of the online path', () => {
+    const row = { id: 'r1', instruction: rowText(1), input: '', output: 'x' };
+    // The material as the online path wrote it before it was shared: its bytes are every cached score's key.
+    const before = {
+      model: 'm',
+      prompt: SCORE_PROMPT_SHA256,
+      decoding: { temperature: 0, n: 1, max_tokens: 8 },
+      samples: 1,
+      text: sha256(JSON.stringify(scoreMessagesFor(row))),
+    };
+    assert.equal(cacheKey('score', scoreCacheMaterial('m', SCORE_PROMPT_SHA256, 1, row)), cacheKey('score', before));
+  });
+
+  for (const samples of [1, 3]) {
+    it(`writes the same scores.jsonl as online scoring, asking nothing online (samples ${samples})`, async () => {
+      llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+      const online = inputFor({ cache: false, samples });
+      await score(online);
+      assert.equal(chatRequests(), ROWS * samples);
+      llm.reset();
+      llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+
+      const batch = inputFor({ mode: 'batch', samples });
+      const done = await rounds(batch);
+      assert.equal(done.length, 1);
+      assert.deepEqual(
+        { answered: done[0].answered, pending: done[0].pending, cached: done[0].cached },
+        { answered: ROWS * samples, pending: 0, cached: ROWS },
+      );
+      assert.equal(llm.batch.batches.length, 1);
+      const lines = llm.batch.files.get(llm.batch.batches[0].inputFileId)!.text.trim().split('\n');
+      assert.equal(lines.length, ROWS * samples);
+      const first = JSON.parse(lines[0]) as Record<string, unknown>;
+      assert.deepEqual(
+        { custom_id: first.custom_id, method: first.method, url: first.url },
+        { custom_id: '0.0', method: 'POST', url: '/v1/chat/completions' },
+      );
+      await score(batch);
+      assert.equal(chatRequests(), 0, 'the scoring step took every row from the cache');
+      assert.equal(scoresOf(batch), scoresOf(online));
+    });
+  }
+
+  it('asks failed, expired and unparseable requests again in new batches, until every row is answered', async () => {
+    const asks = new Map<number, number>();
+    llm.handle((req) => {
+      const i = rowOf(req);
+      asks.set(i, (asks.get(i) ?? 0) + 1);
+      // Every fourth row's first answer does not parse.
+      if (i % 4 === 1 && asks.get(i) === 1) return { content: 'quite hard, I would say' };
+      return { content: answerOf(i) };
+    });
+    // The first batch: rows 0, 5, …, 35 fail on the endpoint's side (8), rows 3, 17, 24, 31, 38 expire (row 10 fails).
+    llm.batch.behave({
+      fate: (customId, batch) => {
+        const i = Number(customId.split('.')[0]);
+        if (batch === 1 && i % 5 === 0) return 'fail';
+        if (batch === 1 && i % 7 === 3) return 'expire';
+        return 'answer';
+      },
+    });
+    const batch = inputFor({ mode: 'batch' });
+    const done = await rounds(batch);
+    assert.deepEqual(
+      done.map((d) => ({ retry: d.retry, unparseable: d.unparseable, pending: d.pending, cached: d.cached })),
+      [
+        // Rows 1, 9, 13, 21, 29, 33, 37 answered unparseably; 20 rows scored.
+        { retry: 13, unparseable: 7, pending: 20, cached: 20 },
+        // The 13 asked for the first time: rows 5, 25 and 17 answer unparseably.
+        { retry: 0, unparseable: 3, pending: 3, cached: 17 },
+        { retry: 0, unparseable: 0, pending: 0, cached: 3 },
+      ],
+    );
+    // Each batch asked exactly what the one before left.
+    assert.deepEqual(
+      llm.batch.batches.map((b) => b.counts.total),
+      [ROWS, 20, 3],
+    );
+    assert.equal(
+      done.reduce((n, d) => n + d.cached, 0),
+      ROWS,
+    );
+    await score(batch);
+    assert.equal(chatRequests(), 0);
+    const scores = scoresOf(batch)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; score: number });
+    assert.deepEqual(
+      scores.map((s) => s.score),
+      Array.from({ length: ROWS }, (_, i) => Number(answerOf(i))),
+    );
+  });
+
+  it('asks online whatever the batches left, and no more', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    llm.batch.behave({ fate: (customId) => (Number(customId.split('.')[0]) < 3 ? 'expire' : 'answer') });
+    const batch = inputFor({ mode: 'batch' });
+    const done = await rounds(batch, 1);
+    assert.equal(done.length, 2);
+    assert.equal(done[1].pending, 3);
+    await score(batch);
+    assert.equal(chatRequests(), 3);
+  });
+
+  it('sends one batch per round, also when the activity runs again', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const batch = inputFor({ mode: 'batch' });
+    const first = await activity(() => submitScoreBatch(deps(), { ...batch, round: 0 }));
+    const again = await activity(() => submitScoreBatch(deps(), { ...batch, round: 0 }));
+    assert.equal(again.batchId, first.batchId);
+    assert.equal(llm.batch.batches.length, 1);
+    // An attempt that died after creating the batch, before recording it: the batch is found by its metadata.
+    rmSync(join(storeDir(batch), batchRoundKeys('run', 'score', 0).batch));
+    const found = await activity(() => submitScoreBatch(deps(), { ...batch, round: 0 }));
+    assert.equal(found.batchId, first.batchId);
+    assert.equal(llm.batch.batches.length, 1);
+    assert.equal(llm.batch.files.size, 1, 'the request file was not uploaded twice');
+    // A collect that runs again reads its stored outcomes instead of downloading them again.
+    const ref = { batchId: first.batchId!, setting: 'input.scorer.mode' };
+    while (!(await activity(() => pollBatch(env, ref))).done);
+    await activity(() => collectScoreBatch(deps(), { ...batch, round: 0, batchId: first.batchId! }));
+    const downloads = () => llm.requests.filter((r) => r.path.endsWith('/content')).length;
+    const before = downloads();
+    await activity(() => collectScoreBatch(deps(), { ...batch, round: 0, batchId: first.batchId! }));
+    assert.equal(downloads(), before);
+    // A run scored again under another run id finds everything in the cache: no batch at all.
+    const next = await activity(() => submitScoreBatch(deps(), { ...batch, runId: 'run-2', round: 0 }));
+    assert.equal(next.batchId, undefined);
+    assert.equal(llm.batch.batches.length, 1);
+  });
+
+  it('refuses a batch whose estimate is above the step limit, before uploading anything', async () => {
+    const batch = inputFor({ mode: 'batch', maxTokens: 50 });
+    await assert.rejects(
+      activity(() => submitScoreBatch(deps(), { ...batch, round: 0 })),
+      /input\.scorer\.maxTokens: the scoring step would take ~\d+ tokens/,
+    );
+    assert.equal(llm.batch.files.size, 0);
+    assert.equal(llm.batch.batches.length, 0);
+  });
+
+  it('runs in a workflow that waits for the batch with timers, and keeps the key out of history and store', async () => {
+    const temporal = await sharedTemporal();
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    llm.batch.behave({ retrievesBeforeDone: 3 });
+    const taskQueue = `batch-${randomUUID()}`;
+    const worker = await createCpuWorker({
+      connection: temporal.nativeConnection,
+      namespace: temporal.namespace ?? 'default',
+      taskQueue,
+      deps: deps(),
+      workflowBundle: await bundleWorkflowCode({
+        workflowsPath: require.resolve('./workflows/batch-scoring'),
+        logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never,
+      }),
+    });
+    const input = inputFor({ mode: 'batch' });
+    const workflowId = `batch-scoring-${randomUUID()}`;
+    const result = await worker.runUntil(
+      temporal.client.workflow.execute('batchScoring', {
+        taskQueue,
+        workflowId,
+        args: [input, { batchPollInterval: '1 second', batchResubmits: 2 }],
+      }) as Promise<{ rounds: BatchCollected[]; score: ScoreResult }>,
+    );
+    assert.equal(result.rounds.length, 1);
+    assert.equal(result.score.scored, ROWS);
+    assert.equal(chatRequests(), 0);
+    const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
+    const events = history.events ?? [];
+    // validating, in_progress ×3, completed: four looks that were not finished, each followed by a durable timer.
+    assert.equal(events.filter((e) => e.timerStartedEventAttributes).length, 4);
+    assert.equal(events.filter((e) => e.timerFiredEventAttributes).length, 4);
+    // Payloads are bytes, base64 in the history's JSON form: read them as text.
+    const text = JSON.stringify(history, (k, v: unknown) =>
+      v instanceof Uint8Array
+        ? Buffer.from(v).toString('utf8')
+        : k === 'data' && typeof v === 'string'
+          ? Buffer.from(v, 'base64').toString('utf8')
+          : v,
+    );
+    assert.ok(text.includes(llm.batch.batches[0].id), 'the history holds the batch id');
+    assert.ok(!text.includes(KEY) && !text.includes(KEY.slice(-8)), 'the API key reached the history');
+    for (const file of walk(storeDir(input))) {
+      assert.ok(!readFileSync(file, 'utf8').includes(KEY.slice(-8)), `the API key reached ${file}`);
+    }
+  });
+});
+
+function walk(root: string): string[] {
+  return readdirSync(root).flatMap((name) => {
+    const path = join(root, name);
+    return statSync(path).isDirectory() ? walk(path) : [path];
+  });
+}
