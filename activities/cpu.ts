@@ -15,6 +15,12 @@ import {
   type ScoreCollectInput,
 } from './score/batch-scoring';
 import { pollBatch, type BatchRef } from './llm/batch-rounds';
+import {
+  collectJudgeBatch,
+  submitJudgeBatch,
+  type JudgeBatchInput,
+  type JudgeCollectInput,
+} from './evaluate/batch-judging';
 import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
@@ -91,5 +97,20 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       ),
     ),
   evaluate: (input: EvaluateInput) => withTypedFailures(() => evaluate(deps, input)),
+  // evaluation.mode "batch": Batch API rounds that fill the judge cache before evaluate runs.
+  submitJudgeBatch: (input: JudgeBatchInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'evaluate-batch', round: input.round }),
+        () => submitJudgeBatch(deps, input),
+      ),
+    ),
+  collectJudgeBatch: (input: JudgeCollectInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'evaluate-batch', round: input.round }),
+        () => collectJudgeBatch(deps, input),
+      ),
+    ),
   writeReport: (input: StepRef) => withTypedFailures(() => writeReport(deps, input)),
 });

@@ -3,7 +3,7 @@ import type { Duration } from '@temporalio/common';
 // Only the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { BatchCollected, BatchPolled, BatchRef, BatchSubmitted } from '../activities/llm/batch-rounds';
-import type { ScoreInput } from '../activities/types';
+import type { EvaluateInput, ScoreInput } from '../activities/types';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 
@@ -39,6 +39,27 @@ export async function answerInBatches(steps: BatchSteps, opts: BatchWaiting): Pr
     if (collected.pending === 0) break;
   }
   return rounds;
+}
+
+/** `evaluation.mode: "batch"`: fills the judge cache through the Batch API before evaluate runs. */
+export function judgeInBatches(
+  cpuAs: (name: string) => Pick<CpuActivities, 'submitJudgeBatch' | 'pollBatch' | 'collectJudgeBatch'>,
+  input: EvaluateInput,
+  waiting: { batchPollInterval: string; batchResubmits: number },
+): Promise<BatchCollected[]> {
+  return answerInBatches(
+    {
+      submit: (round) => cpuAs(`evaluate-batch-${round}`).submitJudgeBatch({ ...input, round }),
+      poll: (ref, round, look) => cpuAs(`evaluate-batch-${round}-poll-${look}`).pollBatch(ref),
+      collect: (round, batchId) =>
+        cpuAs(`evaluate-batch-${round}-collect`).collectJudgeBatch({ ...input, round, batchId }),
+    },
+    {
+      setting: 'input.evaluation.mode',
+      pollInterval: waiting.batchPollInterval as Duration,
+      resubmits: waiting.batchResubmits,
+    },
+  );
 }
 
 /** `scorer.mode: "batch"`: fills the scoring cache through the Batch API before scoreDifficulty runs. */

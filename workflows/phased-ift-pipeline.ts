@@ -25,7 +25,7 @@ import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
 import { checkBeforeScoring } from './preflight';
 import { trainControlBranches } from './control-branches';
-import { scoreInBatches } from './batch-answers';
+import { judgeInBatches, scoreInBatches } from './batch-answers';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -333,7 +333,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     progress.finished.push('generate');
 
     enter('evaluate');
-    const evaluation = await cpuAs('evaluate').evaluate({
+    const evaluateInput = {
       ...ref,
       benchmarks,
       baseline: baselineAnswers,
@@ -350,7 +350,13 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       maxCostUsd: cfg.evaluation.maxCostUsd,
       maxTokens: cfg.evaluation.maxTokens,
       ...(controls.length > 0 && { orderings: { ascending: candidates.map((m) => m.name), ...orderings } }),
-    });
+    };
+    // evaluation.mode "batch": Batch API rounds fill the judge cache first; only such a run records the patch.
+    if (cfg.evaluation.mode === 'batch' && patched('batch-judging')) {
+      await judgeInBatches(cpuAs, evaluateInput, cfg.evaluation);
+      progress.finished.push('evaluate-batch');
+    }
+    const evaluation = await cpuAs('evaluate').evaluate(evaluateInput);
     progress.finished.push('evaluate');
     // Runs recorded before the report step replay without it.
     let report: ReportResult | undefined;

@@ -7,8 +7,8 @@ import { hashInputs, sha256 } from '../artifacts/hashing';
 import { fromJsonl, readJsonl, toJsonl } from '../artifacts/jsonl';
 import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
+import { judgeCacheMaterial, judgeRequest } from './judge-answers';
 import {
-  buildJudgeRequest,
   buildWinRateReport,
   countOutcomes,
   judgeQuestion,
@@ -53,12 +53,12 @@ type Judge = {
   offline: boolean;
   reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
   /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
-  asked?: (question: string, answer1: string, answer2: string) => Record<string, unknown>;
+  asked?: (question: string, answer1: string, answer2: string, parseRetries: number) => Record<string, unknown>;
   /** An online judge's spending limit (the offline judge costs nothing). */
   meter?: SpendMeter;
 };
 
-const judgingLimits = (input: EvaluateInput): CostLimits => ({
+export const judgingLimits = (input: EvaluateInput): CostLimits => ({
   pricePerMillionTokens: input.pricePerMillionTokens,
   maxCostUsd: input.maxCostUsd,
   maxTokens: input.maxTokens,
@@ -86,15 +86,12 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
     offline: false,
     meter: endpoint.meter,
     reply: async (question, answer1, answer2) => {
-      const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
-      const reply = await complete(endpoint, request, setting);
+      const reply = await complete(endpoint, judgeRequest(model, question, answer1, answer2), setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
     },
-    asked: (question, answer1, answer2) => {
-      const { promptVersion, messages, ...decoding } = buildJudgeRequest(question, answer1, answer2, { model });
-      return { ...decoding, prompt: promptVersion, messages: sha256(JSON.stringify(messages)) };
-    },
+    asked: (question, answer1, answer2, parseRetries) =>
+      judgeCacheMaterial(model, question, answer1, answer2, parseRetries),
   };
 }
 
@@ -182,8 +179,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
       type Replied = { reply: string; reasked: number };
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
-        const asked = judge.asked?.(question, answer1, answer2);
-        const key = asked && { ...asked, parseRetries };
+        const key = judge.asked?.(question, answer1, answer2, parseRetries);
         const cached = key && (await cache.get<Replied>(key));
         if (cached) return cached;
         let reply = '';

@@ -409,6 +409,7 @@ export const EvaluationSchema = Type.Object(
       defaultText: 'unset',
       description: 'estimated judge prompt + answer tokens per minute at most (token bucket)',
     }),
+    ...batchSettings('the judge prompts'),
     cache: withDefault(Type.Boolean(), true, {
       source: 'ours',
       description:

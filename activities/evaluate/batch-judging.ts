@@ -1,0 +1,165 @@
+import { log } from '@temporalio/activity';
+import { InvalidDataError } from '../../common/failures';
+import { allowedLocation, openObject, openStore } from '../../store';
+import { hashInputs } from '../artifacts/hashing';
+import { readJsonl } from '../artifacts/jsonl';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import type { ActivityDeps } from '../deps';
+import { answerCache } from '../llm/answer-cache';
+import type { BatchItem } from '../llm/batch-api';
+import {
+  checkBatchCost,
+  collectRound,
+  countRound,
+  itemState,
+  pastOutcomes,
+  submitRound,
+  type BatchCollected,
+  type BatchSubmitted,
+  type RoundContext,
+} from '../llm/batch-rounds';
+import { endpointFor, judgeModel } from '../llm/llm-client';
+import type { EvaluateInput } from '../types';
+import { judgingLimits } from './evaluate';
+import { judgeCacheMaterial, judgeRequest, type CachedReply } from './judge-answers';
+import { judgeQuestion } from './judge-prompt';
+import { parseVerdict } from './parse-verdict';
+
+/**
+ * `evaluation.mode: "batch"`: every (model, benchmark, prompt, order) judgment the evaluate step would ask and the
+ * answer cache lacks goes through the Batch API; each reply that parses goes into the cache under the key and with
+ * the value the online pool would have written, so the evaluate step that follows takes it from there and asks online
+ * only what the batches left.
+ */
+
+export interface JudgeBatchInput extends EvaluateInput {
+  round: number;
+}
+
+export interface JudgeCollectInput extends JudgeBatchInput {
+  batchId: string;
+}
+
+const SETTING = 'input.evaluation.mode';
+const parses = (content: string) => parseVerdict(content).ok;
+
+interface Judging {
+  ctx: RoundContext;
+  parseRetries: number;
+  /** Every distinct request by its custom_id (the start of its cache key: equal requests are asked once). */
+  items: Map<string, { request: BatchItem['request']; material: Record<string, unknown> }>;
+  cache: ReturnType<typeof answerCache>;
+}
+
+async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
+  const { store, key } = openObject(uri, deps.env);
+  return readJsonl<T>(store, key);
+}
+
+/** What a round needs, or undefined for the offline judge (it asks no endpoint). */
+async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judging | undefined> {
+  const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
+  if (!endpoint) return undefined;
+  if (input.cache === false) {
+    throw new InvalidDataError(
+      'input.evaluation.mode "batch" needs input.evaluation.cache (the batches fill the cache)',
+      { field: 'input.evaluation.cache' },
+    );
+  }
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  const { model } = judgeModel(deps.env, input.judgeModel);
+  // The evaluate step's rule: re-asks only when on.
+  const parseRetries = input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
+  const answers = new Map<string, Promise<Map<string, string>>>();
+  const answersAt = (uri: string) => {
+    let read = answers.get(uri);
+    if (!read) {
+      read = readJsonlAt<{ id: string; answer: string }>(deps, uri).then(
+        (r) => new Map(r.map((a) => [a.id, a.answer])),
+      );
+      answers.set(uri, read);
+    }
+    return read;
+  };
+  const items: Judging['items'] = new Map();
+  for (const bench of input.benchmarks) {
+    const prompts = await readJsonlAt<BenchmarkPrompt>(deps, bench.uri);
+    const theirs = await answersAt(input.baseline.answers[bench.name]);
+    for (const candidate of input.candidates) {
+      const mine = await answersAt(candidate.answers[bench.name]);
+      for (const p of prompts) {
+        const question = judgeQuestion(p.instruction, p.input);
+        const cand = mine.get(p.id) ?? '';
+        const base = theirs.get(p.id) ?? '';
+        // Order 1 shows the baseline first, order 2 the candidate first, as the evaluate step asks them.
+        for (const [answer1, answer2] of [
+          [base, cand],
+          [cand, base],
+        ]) {
+          const material = judgeCacheMaterial(model, question, answer1, answer2, parseRetries);
+          items.set(`j-${hashInputs(material).slice(0, 40)}`, {
+            request: judgeRequest(model, question, answer1, answer2),
+            material,
+          });
+        }
+      }
+    }
+  }
+  return {
+    ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING },
+    parseRetries,
+    items,
+    cache: answerCache(store, 'judge', true),
+  };
+}
+
+/** Walks the requests the cache lacks with their state after the rounds before `round`. */
+async function eachUncached(
+  j: Judging,
+  round: number,
+  visit: (customId: string, material: Record<string, unknown>, state: ReturnType<typeof itemState>) => void,
+) {
+  const past = await pastOutcomes(j.ctx.store, j.ctx.runId, 'evaluate', round);
+  for (const [customId, { material }] of j.items) {
+    if (await j.cache.get(material)) continue;
+    visit(customId, material, itemState(past.get(customId), j.parseRetries, parses));
+  }
+  return past;
+}
+
+/** Sends round `round`'s batch of judge requests (or finds the one already sent); no batch id when none is left. */
+export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchSubmitted> {
+  const j = await judging(deps, input);
+  if (!j) return { round: input.round, requests: 0 };
+  return submitRound(j.ctx, input.round, async () => {
+    const asked: BatchItem[] = [];
+    const past = await eachUncached(j, input.round, (customId, _material, state) => {
+      if (!state.done) asked.push({ customId, request: j.items.get(customId)!.request });
+    });
+    if (asked.length) checkBatchCost(asked, past, judgingLimits(input), 'judging');
+    log.info('judging batch', { round: input.round, requests: asked.length, judgments: j.items.size });
+    return asked;
+  });
+}
+
+/** Reads round `round`'s finished batch and puts every reply that parsed into the answer cache. */
+export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectInput): Promise<BatchCollected> {
+  const j = await judging(deps, input);
+  if (!j) throw new Error('a batch was submitted for the offline judge');
+  const outcomes = await collectRound(j.ctx, input.round, input.batchId);
+  let pending = 0;
+  let cached = 0;
+  await eachUncached(j, input.round + 1, (_customId, material, state) => {
+    if (!state.done) {
+      pending += 1;
+      return;
+    }
+    // A reply that stayed unparseable or a rejected request is not cached, as online: the evaluate step asks again.
+    if (!('content' in state.outcome) || !parses(state.outcome.content)) return;
+    const value: CachedReply = { reply: state.outcome.content, reasked: state.asks - 1 };
+    j.cache.put(material, value);
+    cached += 1;
+  });
+  await j.cache.flush();
+  return countRound(input.round, input.batchId, outcomes, parses, pending, cached);
+}

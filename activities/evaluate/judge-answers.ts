@@ -1,0 +1,37 @@
+import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import { sha256 } from '../artifacts/hashing';
+import { buildJudgeRequest } from './judge-prompt';
+
+/**
+ * What one judge request is and what the answer cache keys its reply by: one definition for the online pool and the
+ * Batch API, so that a reply bought either way lands under the same key.
+ */
+
+/** One order of one prompt; `answer1` is whoever is shown as Assistant 1. */
+export function judgeRequest(
+  model: string,
+  question: string,
+  answer1: string,
+  answer2: string,
+): ChatCompletionCreateParamsNonStreaming {
+  const { promptVersion: _v, ...request } = buildJudgeRequest(question, answer1, answer2, { model });
+  return request;
+}
+
+/** The answer cache's material of a reply. Its bytes are the cache's keys: never reorder or rename them. */
+export function judgeCacheMaterial(
+  model: string,
+  question: string,
+  answer1: string,
+  answer2: string,
+  parseRetries: number,
+): Record<string, unknown> {
+  const { promptVersion, messages, ...decoding } = buildJudgeRequest(question, answer1, answer2, { model });
+  return { ...decoding, prompt: promptVersion, messages: sha256(JSON.stringify(messages)), parseRetries };
+}
+
+/** A cached reply: it parsed, after `reasked` asks beyond the first (so a run served from the cache reports the same). */
+export interface CachedReply {
+  reply: string;
+  reasked: number;
+}
