@@ -19,6 +19,9 @@ import { scoreMessagesFor, SCORE_PROMPT_SHA256 } from '../activities/score/score
 import type { ScoreInput, ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { createCpuWorker } from '../workers/create-workers';
+import { openStore } from '../store';
+import { startRun } from '../client';
+import { startHarness } from './helpers/pipeline-harness';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
 import { sharedTemporal } from './helpers/temporal';
 
@@ -198,6 +201,37 @@ describe('scoring through the OpenAI Batch API', function () {
     assert.equal(chatRequests(), 3);
   });
 
+  it('asks everything again when a whole batch fails', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    llm.batch.behave({ failBatch: (n) => n === 1 });
+    const batch = inputFor({ mode: 'batch' });
+    const done = await rounds(batch);
+    assert.deepEqual(
+      done.map((d) => [d.retry, d.pending, d.cached]),
+      [
+        [ROWS, ROWS, 0],
+        [0, 0, ROWS],
+      ],
+    );
+  });
+
+  it('fails as bad input naming the mode when the endpoint has no Batch API', async () => {
+    const saved = env.PIFT_OPENAI_BASE_URL;
+    // The fake answers 404 for files and batches under any other path.
+    env.PIFT_OPENAI_BASE_URL = `${llm.baseURL}/no-batches`;
+    try {
+      await assert.rejects(
+        activity(() => submitScoreBatch(deps(), { ...inputFor({ mode: 'batch' }), round: 0 })),
+        (err: Error & { field?: string }) =>
+          /input\.scorer\.mode is "batch" but the LLM endpoint .* answered HTTP 404 for POST .*\/files: it has no Batch API/.test(
+            err.message,
+          ),
+      );
+    } finally {
+      env.PIFT_OPENAI_BASE_URL = saved;
+    }
+  });
+
   it('sends one batch per round, also when the activity runs again', async () => {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     const batch = inputFor({ mode: 'batch' });
@@ -289,3 +323,64 @@ function walk(root: string): string[] {
     return statSync(path).isDirectory() ? walk(path) : [path];
   });
 }
+
+describe('an export-only run with scorer.mode "batch" on Temporal and S3', function () {
+  this.timeout(5 * 60_000);
+
+  it('scores through batches, then segments with nothing asked online', async () => {
+    const h = await startHarness();
+    h.llm.handle((req) => {
+      const text = String(req.messages[0].content);
+      return { content: text.includes('Copy') ? '1' : text.includes('colour') ? '2.5' : '4' };
+    });
+    // The first batch loses one request: the run submits a second batch for it.
+    h.llm.batch.behave({ fate: (customId, batch) => (batch === 1 && customId === '1.0' ? 'expire' : 'answer') });
+    const rows = [
+      { id: 'a', instruction: 'Copy the word "sun".', input: '', output: 'sun' },
+      { id: 'b', instruction: 'Name a colour.', input: '', output: 'Blue.' },
+      { id: 'c', instruction: 'Prove that there are infinitely many primes.', input: '', output: 'Suppose not ...' },
+    ];
+    const data = openStore(`s3://${h.s3.bucket}/datasets`, h.workerEnv);
+    await data.put('batch/rows.jsonl', rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const runId = 'batch-export-run';
+    const run = await startRun(
+      h.temporal.client,
+      {
+        dataset: data.uriFor('batch/rows.jsonl'),
+        runId,
+        store: h.storeUri,
+        gpuTaskQueue: h.gpuQueue,
+        training: { mode: 'export-only' },
+        scorer: { mode: 'batch', batchPollInterval: '1 second' },
+      },
+      { taskQueue: h.cpuQueue },
+    );
+    const result = await run.handle.result();
+    assert.deepEqual(
+      result.stages.map((s) => s.rows),
+      [1, 1, 1],
+    );
+    assert.equal(h.llm.requests.filter((r) => r.path.endsWith('/chat/completions')).length, 0);
+    assert.equal(h.llm.batch.batches.length, 2);
+    assert.equal(h.llm.batch.batches[1].counts.total, 1);
+    const history = await run.handle.fetchHistory();
+    const activities = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter((name): name is string => name !== undefined);
+    assert.deepEqual(
+      activities.filter((a) => a !== 'pollBatch'),
+      [
+        'preflight',
+        'submitScoreBatch',
+        'collectScoreBatch',
+        'submitScoreBatch',
+        'collectScoreBatch',
+        'scoreDifficulty',
+        'segmentStages',
+        'exportStages',
+      ],
+    );
+    assert.ok((history.events ?? []).some((e) => e.timerStartedEventAttributes));
+    assert.ok(await h.store.exists(`${runId}/score/batch/round-01/results.jsonl`));
+  });
+});

@@ -12,6 +12,7 @@ import {
   collectRound,
   countRound,
   itemState,
+  notCached,
   pastOutcomes,
   submitRound,
   type BatchCollected,
@@ -120,8 +121,9 @@ async function eachUncached(
   visit: (customId: string, material: Record<string, unknown>, state: ReturnType<typeof itemState>) => void,
 ) {
   const past = await pastOutcomes(j.ctx.store, j.ctx.runId, 'evaluate', round);
-  for (const [customId, { material }] of j.items) {
-    if (await j.cache.get(material)) continue;
+  const isCached = async ([, { material }]: [string, { material: Record<string, unknown> }]) =>
+    (await j.cache.get(material)) !== undefined;
+  for await (const [customId, { material }] of notCached(j.items, isCached)) {
     visit(customId, material, itemState(past.get(customId), j.parseRetries, parses));
   }
   return past;

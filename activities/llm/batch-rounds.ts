@@ -256,3 +256,25 @@ export function countRound(
   }
   return { round, batchId, ...counts, pending, cached };
 }
+
+/**
+ * The entries the answer cache lacks, in order, looked up `width` at a time: one store round trip per entry would
+ * make a million-row round take hours on S3.
+ */
+export async function* notCached<T>(
+  entries: Iterable<T>,
+  isCached: (entry: T) => Promise<boolean>,
+  width = 64,
+): AsyncGenerator<T> {
+  let chunk: T[] = [];
+  const flush = async function* () {
+    const cached = await Promise.all(chunk.map(isCached));
+    for (const [i, entry] of chunk.entries()) if (!cached[i]) yield entry;
+    chunk = [];
+  };
+  for (const entry of entries) {
+    chunk.push(entry);
+    if (chunk.length >= width) yield* flush();
+  }
+  yield* flush();
+}

@@ -11,6 +11,7 @@ import {
   collectRound,
   countRound,
   itemState,
+  notCached,
   pastOutcomes,
   submitRound,
   type BatchCollected,
@@ -103,8 +104,9 @@ async function eachUncached(
   visit: (row: DatasetRow, index: number, states: ReturnType<typeof itemState>[]) => void,
 ) {
   const past = await pastOutcomes(s.ctx.store, s.ctx.runId, 'score', round);
-  for (const [index, row] of s.rows.entries()) {
-    if (await s.cache.get(scoreCacheMaterial(s.model, s.promptSha256, s.samples, row))) continue;
+  const isCached = async ([, row]: [number, DatasetRow]) =>
+    (await s.cache.get(scoreCacheMaterial(s.model, s.promptSha256, s.samples, row))) !== undefined;
+  for await (const [index, row] of notCached(s.rows.entries(), isCached)) {
     const states = Array.from({ length: s.samples }, (_, k) =>
       itemState(past.get(customId(index, k)), input.scorer.parseRetries, parses),
     );
