@@ -1,3 +1,4 @@
+import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
@@ -84,6 +85,16 @@ export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpo
 /** The poll the workflow makes between its timers: one retrieve. */
 export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
   const batch = await retrieveBatch(batchEndpoint(env, ref.setting), ref.batchId, ref.setting);
+  if (batch.status === 'failed' || batch.status === 'cancelled') {
+    // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
+    log.warn('batch did not run', {
+      batchId: batch.id,
+      status: batch.status,
+      errors: (batch.errors?.data ?? [])
+        .slice(0, 5)
+        .map((e) => `${e.code ?? ''} line ${e.line ?? '?'}: ${e.message ?? ''}`),
+    });
+  }
   return {
     batchId: batch.id,
     status: batch.status,
