@@ -8,6 +8,7 @@ import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
+import { scoreAgreement, type ScoreAgreementInput } from './score/score-agreement';
 import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
@@ -39,6 +40,14 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       ),
     ),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
+  /** With `scorer.compareWith`: the two scorers' rank agreement and histograms. */
+  scoreAgreement: (input: ScoreAgreementInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'score/agreement' }),
+        () => scoreAgreement(deps, input),
+      ),
+    ),
   segmentStages: (input: SegmentInput) =>
     withTypedFailures(() =>
       whileHeartbeating(
