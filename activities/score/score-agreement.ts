@@ -34,34 +34,38 @@ export async function scoreAgreement(deps: ActivityDeps, input: ScoreAgreementIn
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = scoreCompareKeys(input.runId).agreement;
   const inputsHash = hashInputs({ primary: input.primary.sha256, secondary: input.secondary.sha256 });
-  return runStep(store, { runId: input.runId, step: 'score/agreement', key: keys.manifest, inputsHash }, async (out) => {
-    const primary = await readScores(input.primary.scoresUri, deps.env);
-    const secondary = new Map((await readScores(input.secondary.scoresUri, deps.env)).map((r) => [r.id, r.score]));
-    const x: number[] = [];
-    const y: number[] = [];
-    for (const { id, score } of primary) {
-      const other = secondary.get(id);
-      if (score === null || other === null || other === undefined) continue;
-      x.push(score);
-      y.push(other);
-    }
-    const agreement: ScoreAgreement = {
-      spearman: spearman(x, y),
-      rows: x.length,
-      primary: {
-        scorer: input.primary.scorer,
-        histogram: scoreHistogram(
-          primary.map((r) => r.score),
-          isOpenScale(input.primary.scorer),
-        ),
-      },
-      secondary: {
-        scorer: input.secondary.scorer,
-        histogram: scoreHistogram([...secondary.values()], isOpenScale(input.secondary.scorer)),
-        scoresUri: input.secondary.scoresUri,
-      },
-    };
-    await out.put(keys.result, `${JSON.stringify(agreement, null, 2)}\n`);
-    return agreement;
-  });
+  return runStep(
+    store,
+    { runId: input.runId, step: 'score/agreement', key: keys.manifest, inputsHash },
+    async (out) => {
+      const primary = await readScores(input.primary.scoresUri, deps.env);
+      const secondary = new Map((await readScores(input.secondary.scoresUri, deps.env)).map((r) => [r.id, r.score]));
+      const x: number[] = [];
+      const y: number[] = [];
+      for (const { id, score } of primary) {
+        const other = secondary.get(id);
+        if (score === null || other === null || other === undefined) continue;
+        x.push(score);
+        y.push(other);
+      }
+      const agreement: ScoreAgreement = {
+        spearman: spearman(x, y),
+        rows: x.length,
+        primary: {
+          scorer: input.primary.scorer,
+          histogram: scoreHistogram(
+            primary.map((r) => r.score),
+            isOpenScale(input.primary.scorer),
+          ),
+        },
+        secondary: {
+          scorer: input.secondary.scorer,
+          histogram: scoreHistogram([...secondary.values()], isOpenScale(input.secondary.scorer)),
+          scoresUri: input.secondary.scoresUri,
+        },
+      };
+      await out.put(keys.result, `${JSON.stringify(agreement, null, 2)}\n`);
+      return agreement;
+    },
+  );
 }

@@ -203,7 +203,12 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const progress = { scored: 0, answered: 0, total: rows.length };
   return runStep(
     store,
-    { runId: input.runId, step: input.output === 'compare' ? 'score/compare' : 'score', key: keys.manifest, inputsHash },
+    {
+      runId: input.runId,
+      step: input.output === 'compare' ? 'score/compare' : 'score',
+      key: keys.manifest,
+      inputsHash,
+    },
     async (out) => {
       const samples = input.scorer.samples ?? 1;
       const estimate =
