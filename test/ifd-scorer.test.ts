@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { describe, it } from 'mocha';
 import { startRun } from '../client';
 import { toJsonl } from '../activities/artifacts/jsonl';
-import { scoreCompareKeys } from '../activities/artifacts/run-keys';
+import { scoreCompareKeys, scoreKeys, segmentKeys } from '../activities/artifacts/run-keys';
 import { loadRunReportData } from '../activities/report/run-data';
 import { renderReportMarkdown } from '../activities/report/report-markdown';
 import { renderReportHtml } from '../activities/report/report-html';
@@ -196,5 +196,41 @@ describe('the IFD scorer', function () {
     const second = html.indexOf('id="chart-agreement"');
     assert.ok(charts > 0 && second > charts, 'the agreement chart follows the difficulty histogram');
     assert.match(html, /Second scorer: ifd:builtin:tiny-llama \(Spearman ρ 0\.432\)/);
+  });
+
+  it('bins IFD scores in the report by a round width, not the 1-5 scale, coloured by quantile stage', async () => {
+    const { store, runId } = await writeReportFixture();
+    const scores = Array.from({ length: 30 }, (_, i) => ({ id: `r${i}`, score: 0.31 + i * 0.03 }));
+    await store.put(scoreKeys(runId).scores, toJsonl(scores.map((r) => ({ ...r, scorer: 'ifd:builtin:tiny-llama' }))));
+    const thresholds = [scores[10].score, scores[20].score];
+    await store.put(
+      segmentKeys(runId).summary,
+      JSON.stringify({
+        rule: 'quantiles',
+        thresholds,
+        stages: [1, 2, 3].map((stage) => ({ stage, rows: 10, minScore: null, maxScore: null })),
+        oneOff: 30,
+        heldout: 0,
+        unscored: 0,
+      }),
+    );
+    const data = await loadRunReportData(store, runId);
+    const bins = data.scores!.histogram;
+    // 0.31 .. 1.18: nine bins 0.1 wide with clean edges.
+    assert.deepEqual(
+      bins.map((b) => [b.low, b.high]),
+      [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1, 1.1].map((low) => [low, Number((low + 0.1).toFixed(1))]),
+    );
+    assert.equal(
+      bins.reduce((n, b) => n + b.rows, 0),
+      30,
+    );
+    assert.deepEqual(
+      [0, 1, 2].map((k) => bins.reduce((n, b) => n + b.byStage[k], 0)),
+      [10, 10, 10],
+    );
+    const md = renderReportMarkdown(data);
+    assert.match(md, /\| 0\.3–0\.4 \| 3 \| 1: 3 \|/);
+    assert.match(renderReportHtml(data), /IFD: loss given the instruction \/ loss alone/);
   });
 });
