@@ -15,6 +15,7 @@ import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import type { ScoreAgreement, ScoreResult } from '../activities/types';
 import { InvalidDataError } from '../common/failures';
 import { OFFLINE_SCORER_LABEL } from '../activities/score/offline-heuristic-scorer';
+import { spearman } from '../activities/score/spearman';
 import { balancedDemo, startHarness } from './helpers/pipeline-harness';
 import { writeReportFixture } from './helpers/report-fixture';
 import { venvPython } from './helpers/temporal';
@@ -147,6 +148,51 @@ describe('the IFD scorer', function () {
     assert.deepEqual(again.stages, result.stages);
     const reused = JSON.parse(await h.store.getText(`${runId}/score/manifest.json`)) as { result: ScoreResult };
     assert.equal(reused.result.sha256, manifest.result.sha256);
+
+    // The other way round: scores the dataset carries (1, 3, 5 by the demo's level) cut by the paper's thresholds,
+    // with IFD as the second scorer on the GPU queue; its scores are byte for byte the first run's.
+    const level = { easy: 1, medium: 3, hard: 5 } as Record<string, number>;
+    const scoredDataset = await h.upload(
+      'ifd/scored.jsonl',
+      toJsonl(rows.map((r) => ({ ...r, score: level[r.level] }))),
+    );
+    const compareRun = 'ifd-compare-run';
+    const second = await startRun(
+      h.temporal.client,
+      {
+        dataset: scoredDataset,
+        runId: compareRun,
+        store: h.storeUri,
+        gpuTaskQueue: h.gpuQueue,
+        scorer: { kind: 'file', compareWith: { kind: 'ifd' }, ifdBatchSize: 5 },
+        training: { mode: 'export-only', maxLength: 128 },
+      },
+      { taskQueue: h.cpuQueue },
+    );
+    const secondResult = await second.handle.result();
+    assert.deepEqual(
+      secondResult.stages.map((s) => s.rows),
+      [8, 8, 8],
+    );
+    assert.match(secondResult.scorer, /^file:.*#score$/);
+    assert.equal(secondResult.scoreAgreement?.scorer, 'ifd:builtin:tiny-llama');
+    assert.equal(
+      await h.store.getText(`${compareRun}/score/compare/scores.jsonl`),
+      await h.store.getText(`${runId}/score/scores.jsonl`),
+    );
+    const levels = rows.map((r) => level[r.level]);
+    assert.equal(
+      secondResult.scoreAgreement?.spearman,
+      spearman(
+        levels,
+        stored.map((r) => r.score),
+      ),
+    );
+    const secondActivities = (await second.handle.fetchHistory()).events
+      ?.map((e) => e.activityTaskScheduledEventAttributes)
+      .filter((a) => a?.activityType?.name)
+      .map((a) => `${a!.activityType!.name}@${a!.taskQueue!.name === h.gpuQueue ? 'gpu' : 'cpu'}`);
+    assert.deepEqual(secondActivities?.slice(1, 4), ['scoreDifficulty@cpu', 'scoreIfd@gpu', 'scoreAgreement@cpu']);
   });
 
   it('needs quantiles or random stages: thresholds on the 1-5 scale are refused, naming stages.rule', () => {
