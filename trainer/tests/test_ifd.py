@@ -124,3 +124,19 @@ def test_an_empty_answer_is_an_error_naming_the_row(tmp_path: Path) -> None:
     assert result.returncode == 65
     (error,) = result.of("error")
     assert "row 2" in error["message"] and '"empty-one"' in error["message"] and "empty" in error["message"]
+
+
+def test_mixed_precision_forward_stays_close_to_fp32() -> None:
+    """The GPU path runs the forward passes under autocast (bf16 where training would use it); on a CPU the same
+    code path with bf16 autocast gives the fp32 numbers to bf16's precision."""
+    tokenizer = load_tokenizer(MODEL)
+    model = load_model(MODEL, tokenizer, seed=SEED).eval()
+    from pift.data import _parse_row
+
+    pairs = [encode_pair(tokenizer, _parse_row("x", i + 1, row, True), 128, False, "x", i) for i, row in enumerate(ROWS)]
+    fp32 = score_pairs(model, tokenizer, pairs, batch_size=3)
+    bf16 = score_pairs(model, tokenizer, pairs, batch_size=3, autocast=torch.autocast("cpu", dtype=torch.bfloat16))
+    for a, b in zip(fp32, bf16):
+        assert a != b
+        assert math.isclose(a.loss_given_instruction, b.loss_given_instruction, rel_tol=3e-2)
+        assert math.isclose(a.loss_alone, b.loss_alone, rel_tol=3e-2)
