@@ -1,7 +1,8 @@
 /**
  * The histogram of a score step's result: a few numbers that fit in workflow history. Scores on the paper's 1-5 scale
  * get one bucket per whole score (`"1"`..`"5"`, 5 holding 5.0); scores on an open scale (IFD, a loss ratio, mostly
- * 0-1.5) get at most about a dozen equal bins of a round width, keyed by their lower edge (`"0.8"` is 0.8 <= s < 0.9).
+ * 0-1.5) get at most about a dozen equal bins of a round width, keyed by their lower edge (`"0.8"` is 0.8 <= s < 0.9),
+ * in ascending order.
  * Rows without a score are counted as `"failed"`.
  */
 
@@ -26,8 +27,12 @@ export function roundBinWidth(low: number, high: number): number {
   }
 }
 
-/** A bin's lower edge, without float noise (0.30000000000000004 is "0.3"). */
-const edge = (value: number) => String(Number(value.toPrecision(12)));
+/**
+ * A bin's lower edge with the width's decimals, without float noise: `0.3`, and `1.0` rather than `1`, since an
+ * integer-like key would be listed before the others by every JavaScript object.
+ */
+const edge = (value: number, width: number) =>
+  value.toFixed(String(Number(width.toPrecision(12))).split('.')[1]?.length ?? 0);
 
 export function scoreHistogram(scores: ReadonlyArray<number | null>, openScale: boolean): Record<string, number> {
   const histogram: Record<string, number> = {};
@@ -45,7 +50,7 @@ export function scoreHistogram(scores: ReadonlyArray<number | null>, openScale: 
   }
   const width = roundBinWidth(low, high);
   // Bins in ascending order, so the record reads as a histogram.
-  for (let b = binIndex(low, width); b <= binIndex(high, width); b++) histogram[edge(b * width)] = 0;
-  for (const s of scores) add(s === null ? 'failed' : edge(binIndex(s, width) * width));
+  for (let b = binIndex(low, width); b <= binIndex(high, width); b++) histogram[edge(b * width, width)] = 0;
+  for (const s of scores) add(s === null ? 'failed' : edge(binIndex(s, width) * width, width));
   return histogram;
 }
