@@ -21,6 +21,7 @@ import {
   type JudgeBatchInput,
   type JudgeCollectInput,
 } from './evaluate/batch-judging';
+import { scoreAgreement, type ScoreAgreementInput } from './score/score-agreement';
 import { segmentStages } from './segment/segment-stages';
 import { exportStages } from './export/export-stages';
 import { writeReport } from './report/write-report';
@@ -66,6 +67,14 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       whileHeartbeating(
         () => ({ step: 'score-batch', round: input.round }),
         () => collectScoreBatch(deps, input),
+      ),
+    ),
+  /** With `scorer.compareWith`: the two scorers' rank agreement and histograms. */
+  scoreAgreement: (input: ScoreAgreementInput) =>
+    withTypedFailures(() =>
+      whileHeartbeating(
+        () => ({ step: 'score/agreement' }),
+        () => scoreAgreement(deps, input),
       ),
     ),
   segmentStages: (input: SegmentInput) =>

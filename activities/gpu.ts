@@ -1,15 +1,18 @@
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { generateAnswers } from './generate/generate-answers';
+import { scoreIfd } from './score/score-ifd';
 import { whileHeartbeating } from './heartbeat';
 import { checkModel, type CheckModelInput } from './train/check-model';
 import { trainStage } from './train/train-stage';
-import type { GenerateInput, TrainInput } from './types';
+import type { GenerateInput, IfdScoreInput, TrainInput } from './types';
 
 /** Activities of the GPU worker: each runs the Python trainer as a child process. */
 export const createGpuActivities = (deps: ActivityDeps) => ({
   trainStage: (input: TrainInput) => withTypedFailures(() => trainStage(deps, input)),
   generateAnswers: (input: GenerateInput) => withTypedFailures(() => generateAnswers(deps, input)),
+  /** `scorer.kind: "ifd"` (or `scorer.compareWith.kind`): Instruction-Following Difficulty from the base model. */
+  scoreIfd: (input: IfdScoreInput) => withTypedFailures(() => scoreIfd(deps, input)),
   /** Cheap: proves a GPU worker polls the run's queue and that the trainer accepts the model and its tokenizer. */
   checkModel: (input: CheckModelInput) =>
     withTypedFailures(() =>

@@ -21,6 +21,31 @@ export interface ScoreInput extends StepRef {
   };
   /** Absent in runs started before the setting existed: the schema's default applies. */
   maxRowBytes?: number;
+  /** 'compare': the second scorer of `scorer.compareWith`, written under score/compare/ and not used to segment. */
+  output?: 'compare';
+}
+
+/** `scorer.kind: "ifd"`: Instruction-Following Difficulty from the base model, on the GPU queue (trainer/pift/ifd.py). */
+export interface IfdScoreInput extends ScoreInput {
+  ifd: {
+    /** The training's base model: IFD measures how hard each row is for the model about to learn it. */
+    model: string;
+    /** Rows are encoded and cut as training encodes them. */
+    maxLength: number;
+    modelSeed: number;
+    conversationTemplate?: ResolvedInput['training']['conversationTemplate'];
+    batchSize?: number;
+    progressTimeout: string;
+  };
+}
+
+/** How two scorers of the same rows agree: Spearman's rho over the rows both scored, and each one's histogram. */
+export interface ScoreAgreement {
+  spearman: number | null;
+  /** Rows scored by both. */
+  rows: number;
+  primary: { scorer: string; histogram: Record<string, number> };
+  secondary: { scorer: string; histogram: Record<string, number>; scoresUri: string };
 }
 
 export interface ScoreResult {
@@ -38,6 +63,8 @@ export interface ScoreResult {
   sha256: string;
   /** An online scorer's estimate (made before its first request) and this attempt's reported usage. */
   cost?: StepCost;
+  /** With `scorer.compareWith`: added by the workflow after the second scorer ran. */
+  agreement?: ScoreAgreement;
 }
 
 export interface SegmentInput extends StepRef {

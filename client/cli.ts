@@ -45,6 +45,11 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
     const result = await followProgress(run.handle, run.handle.result());
     console.log(`\nrun ${run.runId} completed; artifacts under ${result.store}/${result.runId}/`);
     if (result.export) console.log(`stages for LLaMA-Factory and axolotl: ${result.export.uri} (see its README.md)`);
+    const a = result.scoreAgreement;
+    if (a) {
+      const rho = a.spearman === null ? 'undefined' : a.spearman.toFixed(3);
+      console.log(`scorers ${result.scorer} and ${a.scorer} agree with Spearman's rho ${rho} over ${a.rows} rows`);
+    }
     if (result.evaluation) console.log(`\n${result.evaluation.markdown}`);
     if (result.report) console.log(`report: ${result.report.htmlUri}`);
   } catch (err) {

@@ -16,7 +16,7 @@ import {
 // Only import the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
-import type { EvaluateResult, ExportResult, GenerateResult, TrainResult } from '../activities/types';
+import type { EvaluateResult, ExportResult, GenerateResult, ScoreResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
 import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
@@ -34,6 +34,8 @@ export interface PipelineResult {
   runId: string;
   store: string;
   scorer: string;
+  /** With `scorer.compareWith`: the second scorer and the rank agreement of the two. */
+  scoreAgreement?: { scorer: string; spearman: number | null; rows: number };
   stages: Array<{ stage: number; rows: number; minScore: number | null; maxScore: number | null }>;
   training: TrainResult[];
   /** The stages written for other trainers (runs started before the export step have none). */
@@ -145,8 +147,39 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       await scoreInBatches(cpuAs, scoreInput, cfg.scorer);
       progress.finished.push('score-batch');
     }
-    const score = await cpuAs('score').scoreDifficulty(scoreInput);
+    // IFD is computed by the base model on the GPU queue. Only such runs record the patch (the kind is new).
+    const ifd = {
+      model: cfg.training.baseModel,
+      maxLength: cfg.training.maxLength,
+      modelSeed: cfg.training.seed,
+      progressTimeout: cfg.training.progressTimeout,
+      ...(cfg.training.conversationTemplate !== undefined && {
+        conversationTemplate: cfg.training.conversationTemplate,
+      }),
+      ...(cfg.scorer.ifdBatchSize !== undefined && { batchSize: cfg.scorer.ifdBatchSize }),
+    };
+    let score =
+      cfg.scorer.kind === 'ifd' && patched('ifd-scorer')
+        ? await gpuAs('score').scoreIfd({ ...scoreInput, ifd })
+        : await cpuAs('score').scoreDifficulty(scoreInput);
     progress.finished.push('score');
+
+    // scorer.compareWith: a second scorer of the same rows, kept apart, and how the two rank the rows alike.
+    const compareWith = cfg.scorer.compareWith;
+    if (compareWith && patched('score-agreement')) {
+      enter('score-compare');
+      const compareInput = { ...scoreInput, output: 'compare' as const };
+      const second =
+        compareWith.kind === 'ifd'
+          ? await gpuAs('score-compare').scoreIfd({ ...compareInput, ifd })
+          : await cpuAs('score-compare').scoreDifficulty({
+              ...compareInput,
+              scorer: { ...cfg.scorer, kind: compareWith.kind, files: compareWith.files },
+            });
+      const agreement = await cpuAs('score-agreement').scoreAgreement({ ...ref, primary: score, secondary: second });
+      score = { ...score, agreement };
+      progress.finished.push('score-compare');
+    }
 
     enter('segment');
     const exportOnly = cfg.training.mode === 'export-only';
@@ -176,6 +209,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         runId: cfg.runId,
         store: cfg.store,
         scorer: score.scorer,
+        ...agreementSummary(score),
         stages: stagesSummary,
         training: [],
         export: exported,
@@ -275,6 +309,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       runId: cfg.runId,
       store: cfg.store,
       scorer: score.scorer,
+      ...agreementSummary(score),
       stages: stagesSummary,
       training: [...stageModels, ...Object.values(controlModels).flat(), ...(baseline ? [baseline] : [])],
       ...(exported ? { export: exported } : {}),
@@ -394,6 +429,10 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     throw err;
   }
 }
+
+/** The comparison's few numbers, only in runs that asked for one. */
+const agreementSummary = ({ agreement: a }: ScoreResult): Pick<PipelineResult, 'scoreAgreement'> =>
+  a ? { scoreAgreement: { scorer: a.secondary.scorer, spearman: a.spearman, rows: a.rows } } : {};
 
 /** The run's current details in the Web UI (Markdown): the step, and what is finished. */
 function currentDetails(p: Progress): string {

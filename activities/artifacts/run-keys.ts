@@ -6,6 +6,8 @@
  *     .preflight-probe                                  written and deleted again: proves the store takes writes
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
+ *     score/compare/ manifest.json, dataset.jsonl, scores.jsonl, …   scorer.compareWith's own step (not segmented)
+ *     score/agreement/ manifest.json, agreement.json        the two scorers' rank agreement and histograms
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
  *     controls/<ordering>/
  *                   manifest.json, stage-<k>.jsonl         the `random` control's stages (evaluation.controls)
@@ -33,17 +35,22 @@ const partTag = (inputsHash: string) => inputsHash.slice(0, 12);
 /** Written and deleted by the checks before scoring: the store takes writes under the run's prefix. */
 export const preflightProbeKey = (runId: string) => `${runId}/.preflight-probe`;
 
-export const scoreKeys = (runId: string) => {
-  const dir = `${runId}/score`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
-    dataset: `${dir}/dataset.jsonl`,
-    scores: `${dir}/scores.jsonl`,
-    prompt: `${dir}/prompt.txt`,
-    part: (inputsHash: string, index: number) =>
-      `${dir}/parts/${partTag(inputsHash)}-${String(index).padStart(5, '0')}.jsonl`,
-  };
-};
+const scoreKeysIn = (dir: string) => ({
+  manifest: `${dir}/${MANIFEST}`,
+  dataset: `${dir}/dataset.jsonl`,
+  scores: `${dir}/scores.jsonl`,
+  prompt: `${dir}/prompt.txt`,
+  part: (inputsHash: string, index: number) =>
+    `${dir}/parts/${partTag(inputsHash)}-${String(index).padStart(5, '0')}.jsonl`,
+});
+
+export const scoreKeys = (runId: string) => scoreKeysIn(`${runId}/score`);
+
+/** The second scorer of `scorer.compareWith`: the same files as the score step's, in their own folder. */
+export const scoreCompareKeys = (runId: string) => ({
+  ...scoreKeysIn(`${runId}/score/compare`),
+  agreement: { manifest: `${runId}/score/agreement/${MANIFEST}`, result: `${runId}/score/agreement/agreement.json` },
+});
 
 export const segmentKeys = (runId: string) => {
   const dir = `${runId}/segment`;

@@ -4,6 +4,7 @@
  */
 import { ONE_OFF } from '../../common/constants';
 import type { RunReportData, ScoreBin } from './run-data';
+import { isOpenScale } from '../score/histogram';
 
 export interface ChartSpec {
   id: string;
@@ -150,8 +151,47 @@ function histogramChart(data: RunReportData): ChartSpec | undefined {
       data: { labels: scores.histogram.map(binLabel), datasets },
       options: {
         scales: {
-          x: { stacked: true, title: axisTitle('difficulty score') },
+          x: {
+            stacked: true,
+            title: axisTitle(
+              isOpenScale(scores.scorer)
+                ? 'IFD: loss given the instruction / loss alone (higher = harder)'
+                : 'difficulty score',
+            ),
+          },
           y: { stacked: true, beginAtZero: true, title: axisTitle('rows') },
+        },
+      },
+    },
+  };
+}
+
+/** Spearman's rho to three decimals, or why there is none. */
+export const rhoText = (rho: number | null) => (rho === null ? 'undefined (a constant scorer)' : rho.toFixed(3));
+
+/** `scorer.compareWith`: the second scorer's histogram, beside the one the stages were cut from. */
+function agreementChart(data: RunReportData): ChartSpec | undefined {
+  const a = data.agreement;
+  if (!a) return undefined;
+  const bins = Object.entries(a.secondary.histogram).filter(([k]) => k !== 'failed');
+  return {
+    id: 'chart-agreement',
+    title: `Second scorer: ${a.secondary.scorer} (Spearman ρ ${rhoText(a.spearman)})`,
+    note:
+      `Rows per score of the compared scorer; its rank agreement with ${a.primary.scorer} over the ${a.rows} rows ` +
+      `both scored is Spearman's ρ = ${rhoText(a.spearman)} (1: same order, 0: unrelated, -1: reversed). ` +
+      'Its scores are kept apart and not used for the stages.',
+    config: {
+      type: 'bar',
+      data: {
+        labels: bins.map(([k]) => k),
+        datasets: [{ label: 'rows', data: bins.map(([, n]) => n), backgroundColor: BASELINE_COLOUR }],
+      },
+      options: {
+        plugins: { legend: { display: false } },
+        scales: {
+          x: { title: axisTitle(isOpenScale(a.secondary.scorer) ? 'IFD (bin lower edge)' : 'difficulty score') },
+          y: { beginAtZero: true, title: axisTitle('rows') },
         },
       },
     },
@@ -188,7 +228,7 @@ function stageSizeChart(data: RunReportData): ChartSpec | undefined {
 
 /** Every chart the run's data allows, in reading order. */
 export function reportCharts(data: RunReportData): ChartSpec[] {
-  return [winRateChart(data), lossChart(data), histogramChart(data), stageSizeChart(data)].filter(
+  return [winRateChart(data), lossChart(data), histogramChart(data), agreementChart(data), stageSizeChart(data)].filter(
     (c): c is ChartSpec => c !== undefined,
   );
 }

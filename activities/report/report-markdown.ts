@@ -1,6 +1,6 @@
 import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
 import type { RunReportData } from './run-data';
-import { binLabel } from './report-charts';
+import { binLabel, rhoText } from './report-charts';
 
 /** Text from users or models inside a Markdown table cell: no HTML, no table breaks, line breaks kept visible. */
 export function markdownCell(text: string): string {
@@ -86,6 +86,18 @@ export function renderReportMarkdown(data: RunReportData): string {
       }
       if (data.scores.failed) out.push(`| unparsed | ${data.scores.failed} |${split ? ' — |' : ''}`);
       out.push('');
+    }
+    const a = data.agreement;
+    if (a) {
+      out.push(
+        `Agreement with a second scorer, ${markdownCell(a.secondary.scorer)} (not used for the stages): ` +
+          `Spearman's ρ = ${rhoText(a.spearman)} over the ${a.rows} rows both scored.`,
+        '',
+        `| ${markdownCell(a.secondary.scorer)} score | Rows |`,
+        '|---:|---:|',
+        ...Object.entries(a.secondary.histogram).map(([k, n]) => `| ${markdownCell(k)} | ${n} |`),
+        '',
+      );
     }
   }
 

@@ -8,11 +8,20 @@ import type { ObjectStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { readJsonl, streamJsonl } from '../artifacts/jsonl';
 import { readManifest } from '../artifacts/manifest';
-import { benchmarkKeys, evaluateKeys, generateKeys, scoreKeys, segmentKeys, trainKeys } from '../artifacts/run-keys';
+import {
+  benchmarkKeys,
+  evaluateKeys,
+  generateKeys,
+  scoreCompareKeys,
+  scoreKeys,
+  segmentKeys,
+  trainKeys,
+} from '../artifacts/run-keys';
 import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
 import type { WinRateReport } from '../evaluate/report';
 import type { Outcome } from '../evaluate/verdict';
-import type { ScoreResult, TrainResult } from '../types';
+import type { ScoreAgreement, ScoreResult, TrainResult } from '../types';
+import { binIndex, isOpenScale, roundBinWidth } from '../score/histogram';
 
 export interface TrainingCurve {
   name: string;
@@ -59,6 +68,8 @@ export interface RunReportData {
   };
   /** Scored rows per score bin, split by the stage each row went to; rows whose score failed. */
   scores?: { scorer: string; histogram: ScoreBin[]; failed: number };
+  /** With `scorer.compareWith`: the second scorer's histogram and the two scorers' rank agreement. */
+  agreement?: ScoreAgreement;
   training: TrainingCurve[];
   samples: SampleAnswer[];
 }
@@ -128,7 +139,10 @@ export function stageOfScore(score: number, seg: NonNullable<RunReportData['segm
   return 1 + seg.thresholds.filter((t) => score >= t).length;
 }
 
-/** Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide. */
+/**
+ * Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide; scores on an open
+ * scale (IFD) at most about a dozen bins of a round width.
+ */
 async function scoreHistogram(
   store: ObjectStore,
   runId: string,
@@ -153,18 +167,21 @@ async function scoreHistogram(
     }
   }
   if (rows.length === 0) return { scorer, histogram: [], failed };
-  const width = rows.every(Number.isInteger) ? 1 : 0.25;
-  const lowest = Math.floor(low / width) * width;
-  const count = Math.floor((high - lowest) / width) + 1;
+  const width = isOpenScale(scorer) ? roundBinWidth(low, high) : rows.every(Number.isInteger) ? 1 : 0.25;
+  const first = binIndex(low, width);
+  const lowest = first * width;
+  const count = binIndex(high, width) - first + 1;
   const stages = seg && seg.rule !== 'random' ? seg.stages.length : 1;
+  // Edges without float noise (0.1 * 3 is 0.30000000000000004).
+  const at = (i: number) => Number((lowest + i * width).toPrecision(12));
   const histogram: ScoreBin[] = Array.from({ length: count }, (_, i) => ({
-    low: lowest + i * width,
-    high: lowest + (i + 1) * width,
+    low: at(i),
+    high: at(i + 1),
     rows: 0,
     byStage: new Array<number>(stages).fill(0),
   }));
   for (const score of rows) {
-    const bin = histogram[Math.min(count - 1, Math.floor((score - lowest) / width))];
+    const bin = histogram[Math.min(count - 1, binIndex(score, width) - first)];
     const stage = seg ? (stageOfScore(score, seg) ?? 1) : 1;
     bin.rows++;
     bin.byStage[Math.min(stages, stage) - 1]++;
@@ -264,12 +281,14 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
   });
 
   const segment = await readJson<RunReportData['segment']>(store, segmentKeys(runId).summary);
+  const agreement = await readJson<ScoreAgreement>(store, scoreCompareKeys(runId).agreement.result);
   return {
     runId,
     results,
     statistics,
     segment,
     scores: await scoreHistogram(store, runId, segment),
+    ...(agreement ? { agreement } : {}),
     training: await trainings(store, runId),
     samples,
   };

@@ -63,7 +63,7 @@ interface Scoring {
 /** What a round needs, or undefined when this scorer asks no endpoint (offline, file scores). */
 async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring | undefined> {
   const kind = input.scorer.kind;
-  if (kind === 'file') return undefined;
+  if (kind === 'file' || kind === 'ifd') return undefined;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,

@@ -8,7 +8,7 @@ import { hashInputs } from '../artifacts/hashing';
 import { toJsonl } from '../artifacts/jsonl';
 import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
-import { scoreKeys } from '../artifacts/run-keys';
+import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
@@ -25,6 +25,7 @@ import {
   type Asked,
 } from './score-answers';
 import { storedScoreRow } from './score-rows';
+import { scoreHistogram } from './histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, estimateScoring, SpendMeter } from '../llm/cost-estimate';
 import type { ScoreInput, ScoreResult } from '../types';
@@ -56,6 +57,7 @@ type Scorer = {
 function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
   if (kind === 'file') throw new Error('file scores are read by fileScorer');
+  if (kind === 'ifd') throw new Error('IFD scores are computed by scoreIfd on the GPU queue');
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
     maxRetries: input.scorer.requestRetries,
     timeoutSeconds: input.scorer.timeoutSeconds,
@@ -133,7 +135,8 @@ async function askScore(
 export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
   const ctx = Context.current();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const keys = scoreKeys(input.runId);
+  // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
+  const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
   const dataset = readDatasetRows(deps, input.dataset, {
     format: input.datasetFormat,
     columns: input.datasetColumns,
@@ -165,7 +168,12 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
   const progress = { scored: 0, answered: 0, total: rows.length };
   return runStep(
     store,
-    { runId: input.runId, step: 'score', key: keys.manifest, inputsHash },
+    {
+      runId: input.runId,
+      step: input.output === 'compare' ? 'score/compare' : 'score',
+      key: keys.manifest,
+      inputsHash,
+    },
     async (out) => {
       const samples = input.scorer.samples ?? 1;
       const estimate =
@@ -235,11 +243,10 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
           failed: failed.length,
         });
 
-      const histogram: Record<string, number> = {};
-      for (const r of all) {
-        const bucket = r.score === null ? 'failed' : String(Math.min(5, Math.floor(r.score)));
-        histogram[bucket] = (histogram[bucket] ?? 0) + 1;
-      }
+      const histogram = scoreHistogram(
+        all.map((r) => r.score),
+        false,
+      );
       const scores = await out.put(keys.scores, toJsonl(all.map(storedScoreRow)));
       const result: ScoreResult = {
         datasetUri: store.uriFor(keys.dataset),

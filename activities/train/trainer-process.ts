@@ -12,7 +12,7 @@ export interface TrainerEvent {
 }
 
 /** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
-export type TrainerModule = 'pift.train' | 'pift.generate' | 'pift.check_model';
+export type TrainerModule = 'pift.train' | 'pift.generate' | 'pift.check_model' | 'pift.ifd';
 
 export interface TrainerRun {
   /** A Python whose environment has the trainer package installed (scripts/setup.sh does so for .venv). */

@@ -48,14 +48,22 @@ export function parseInputLocations(
       field: `input.scorer.files[${i}]`,
       uri,
     })),
+
+    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
+      field: `input.scorer.compareWith.files[${i}]`,
+      uri,
+    })),
   ];
   for (const { field, uri } of objects) {
     parseObjectUri(uri, { setting: field });
     allowedLocation(uri, fileRoots, field);
   }
-  // An export-only run trains nothing, so it names no model to check.
+  // An export-only run trains nothing, so it names no model to check, unless IFD scores rows with the base model.
+  const ifd = cfg.scorer.kind === 'ifd' || cfg.scorer.compareWith?.kind === 'ifd';
   const models =
-    cfg.training.mode === 'export-only' ? [] : [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
+    cfg.training.mode === 'export-only' && !ifd
+      ? []
+      : [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
   if (cfg.training.mode !== 'export-only' && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
     models.push({ field: 'input.baseline.checkpoint', value: cfg.baseline.checkpoint });
   }

@@ -90,7 +90,7 @@ export async function preflight(
 
   // Only where the run will call it: an endpoint that never answers is a setting to fix before anything is paid for.
   const llm =
-    !['offline', 'file'].includes(cfg.scorer.kind) || cfg.evaluation.judge !== 'offline'
+    !['offline', 'file', 'ifd'].includes(cfg.scorer.kind) || cfg.evaluation.judge !== 'offline'
       ? llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 5 })
       : undefined;
   if (llm) {

@@ -33,6 +33,9 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
     });
   }
   const input = structuredClone(raw) as PipelineInput;
+  // IFD scores are loss ratios, not on the 1-5 scale the default thresholds cut: such a run cuts by quantiles.
+  const ifdRule = input.scorer?.kind === 'ifd' ? input.stages?.rule : undefined;
+  if (input.scorer?.kind === 'ifd' && ifdRule === undefined) input.stages = { ...input.stages, rule: 'quantiles' };
   if (!validateInput(input)) {
     const errors = validateInput.errors ?? [];
     const first = errors[0];
@@ -47,6 +50,24 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
       field: 'input.runId',
     });
 
+  if (ifdRule === 'thresholds') {
+    throw new InvalidDataError(
+      'input.stages.rule: "thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; ' +
+        'use "quantiles" (the default with ifd) or "random"',
+      { field: 'input.stages.rule' },
+    );
+  }
+  const compareWith = input.scorer?.compareWith;
+  if (compareWith && compareWith.kind === input.scorer?.kind && compareWith.kind !== 'file') {
+    throw new InvalidDataError(`input.scorer.compareWith.kind: "${compareWith.kind}" is already the scorer`, {
+      field: 'input.scorer.compareWith.kind',
+    });
+  }
+  if (compareWith?.files && compareWith.kind !== 'file') {
+    throw new InvalidDataError('input.scorer.compareWith.files: only with compareWith.kind "file"', {
+      field: 'input.scorer.compareWith.files',
+    });
+  }
   const stages = input.stages as ResolvedInput['stages'];
   if (stages.rule === 'thresholds') {
     const t = stages.thresholds;

@@ -60,7 +60,7 @@ const costSettings = (step: string) => ({
     description: `the same limit of the ${step} step in prompt + answer tokens`,
   }),
 });
-const scorerKind = () => stringEnum(['auto', 'openai', 'offline', 'file'] as const);
+const scorerKind = () => stringEnum(['auto', 'openai', 'offline', 'file', 'ifd'] as const);
 const { paper, tiny } = TRAINING_PRESETS;
 const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : String(n));
 const byModel = (k: keyof typeof paper) =>
@@ -102,7 +102,33 @@ export const ScorerSchema = Type.Object(
     kind: withDefault(scorerKind(), 'auto', {
       source: 'ours',
       description:
-        "`auto` uses the OpenAI-compatible endpoint when the worker configures one, else the offline scorer; `file` takes existing scores from `scorer.files`, or from the dataset's `score` field when none are given",
+        "`auto` uses the OpenAI-compatible endpoint when the worker configures one, else the offline scorer; `file` takes existing scores from `scorer.files`, or from the dataset's `score` field when none are given; `ifd` computes Instruction-Following Difficulty (Li et al. 2023) with `training.baseModel` on the GPU worker (not on the 1-5 scale: stages are cut by `quantiles`)",
+    }),
+    compareWith: optional(
+      Type.Object(
+        {
+          kind: required(stringEnum(['ifd', 'offline', 'file'] as const), {
+            source: 'ours',
+            description: 'the second scorer: `ifd`, the `offline` heuristic, or `file` (with `files`)',
+          }),
+          files: optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }), {
+            source: 'ours',
+            description: "with `kind` `file`: score files, as `scorer.files`; none: the dataset's `score` field",
+          }),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        source: 'ours',
+        defaultText: 'unset',
+        description:
+          "a second scorer run on the same rows, its scores kept in the run's `score/compare/` and not used for the stages; the report gives both histograms and their rank agreement (Spearman)",
+      },
+    ),
+    ifdBatchSize: optional(Type.Integer({ minimum: 1, maximum: 1024 }), {
+      source: 'ours',
+      defaultText: '8',
+      description: 'rows per forward pass of the `ifd` scorer on the GPU worker',
     }),
     files: optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }), {
       source: 'ours',
@@ -170,7 +196,7 @@ export const StagesSchema = Type.Object(
     rule: withDefault(stringEnum(['thresholds', 'quantiles', 'random'] as const), 'thresholds', {
       source: 'paper',
       description:
-        "`thresholds` (score cut points), `quantiles` (equal-size stages), or `random` (the paper's control: stages of mixed difficulty)",
+        "`thresholds` (score cut points), `quantiles` (equal-size stages), or `random` (the paper's control: stages of mixed difficulty); with `scorer.kind` `ifd` the default is `quantiles`",
     }),
     thresholds: withDefault(Type.Array(Type.Number()), [1.5, 3.5], {
       source: 'unverified',

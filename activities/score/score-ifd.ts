@@ -1,0 +1,146 @@
+import { Context } from '@temporalio/activity';
+import type { Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { allowedLocation, openStore } from '../../store';
+import { InvalidDataError } from '../../common/failures';
+import { readDatasetRows } from '../datasets/read-dataset';
+import { storedRow } from '../datasets/rows';
+import type { ActivityDeps } from '../deps';
+import { hashInputs } from '../artifacts/hashing';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
+import { runStep } from '../artifacts/step';
+import { localModel } from '../artifacts/transfer';
+import { cachedByTrainer } from '../validate/model-ref';
+import { checkModel } from '../train/check-model';
+import { runTrainerProcess } from '../train/trainer-process';
+import { scoreHistogram } from './histogram';
+import type { IfdScoreInput, ScoreResult } from '../types';
+
+/** One line of an IFD scores.jsonl, as `python -m pift.ifd` writes it; segmentation reads `id` and `score`. */
+export interface IfdScoreRow {
+  id: string;
+  /** loss_given_instruction / loss_alone; null where the answer alone has no finite, positive loss. */
+  score: number | null;
+  loss_given_instruction: number;
+  loss_alone: number;
+}
+
+/** What IFD scores are called in results and the report: the method and the model that computed them. */
+export const ifdScorerLabel = (model: string) => `ifd:${model}`;
+
+/**
+ * Instruction-Following Difficulty (Li et al. 2023) of every row: the base model's loss on the answer given the
+ * instruction divided by its loss on the answer alone (trainer/pift/ifd.py), one forward-pass pair per row on this
+ * GPU worker. Like every score step it writes the run's dataset.jsonl and scores.jsonl and commits a manifest, so a
+ * re-run returns at once; the scores are not on the 1-5 scale, so stages are cut by quantiles.
+ */
+export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promise<ScoreResult> {
+  const ctx = Context.current();
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  const compare = input.output === 'compare';
+  const keys = compare ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
+  const dataset = readDatasetRows(deps, input.dataset, {
+    format: input.datasetFormat,
+    columns: input.datasetColumns,
+    maxRowBytes: input.maxRowBytes,
+  });
+  const rows: Array<ReturnType<typeof storedRow>> = [];
+  for await (const row of dataset) rows.push(storedRow(row));
+  const { ifd } = input;
+  const label = ifdScorerLabel(ifd.model);
+  const inputsHash = hashInputs({
+    dataset: dataset.sha256,
+    scorer: label,
+    method: 'ifd-v1',
+    maxLength: ifd.maxLength,
+    modelSeed: ifd.modelSeed,
+    ...(input.datasetColumns ? { columns: input.datasetColumns } : {}),
+    ...(ifd.conversationTemplate !== undefined && { conversationTemplate: ifd.conversationTemplate }),
+  });
+  let progress = { step: compare ? 'score/compare' : 'score', scored: 0, total: rows.length };
+  return runStep(
+    store,
+    { runId: input.runId, step: compare ? 'score/compare' : 'score', key: keys.manifest, inputsHash },
+    async (out) => {
+      const work = join(deps.workDir, input.runId, compare ? 'score-compare-ifd' : 'score-ifd');
+      await rm(work, { recursive: true, force: true });
+      await mkdir(work, { recursive: true });
+      try {
+        const field = 'input.training.baseModel';
+        // A builtin or hub model is resolved into this worker's model cache by the check (it may download once).
+        if (cachedByTrainer(ifd.model)) {
+          await checkModel(deps, { runId: input.runId, model: ifd.model, maxLength: ifd.maxLength, field });
+        }
+        const modelDir = await localModel(deps, ifd.model, join(work, 'model'), field);
+        const datasetJsonl = toJsonl(rows);
+        await out.put(keys.dataset, datasetJsonl);
+        const rowsFile = join(work, 'rows.jsonl');
+        const outFile = join(work, 'ifd.jsonl');
+        await writeFile(rowsFile, datasetJsonl);
+        const configPath = join(work, 'ifd.json');
+        await writeFile(
+          configPath,
+          JSON.stringify({
+            model_name_or_path: modelDir,
+            input_file: rowsFile,
+            output_file: outFile,
+            max_length: ifd.maxLength,
+            model_seed: ifd.modelSeed,
+            ...(ifd.batchSize !== undefined && { batch_size: ifd.batchSize }),
+            ...(ifd.conversationTemplate !== undefined && { conversation_template: ifd.conversationTemplate }),
+            parent_pid: process.pid,
+          }),
+        );
+        await runTrainerProcess({
+          python: deps.python,
+          module: 'pift.ifd',
+          configPath,
+          cwd: work,
+          env: deps.env,
+          progressTimeoutMs: msToNumber(ifd.progressTimeout as Duration),
+          heartbeat: () => ctx.heartbeat(progress),
+          onEvent: (e) => {
+            if (e.event === 'progress') progress = { ...progress, scored: Number(e.done), total: Number(e.total) };
+          },
+        });
+        const text = await readFile(outFile, 'utf8');
+        const scored = fromJsonl<IfdScoreRow>(text);
+        if (scored.length !== rows.length || scored.some((r, i) => String(r.id) !== rows[i].id)) {
+          throw new Error(`pift.ifd wrote ${scored.length} scores for ${rows.length} rows, or not in their order`);
+        }
+        const failed = scored.filter((r) => r.score === null);
+        if (failed.length > input.scorer.maxFailedFraction * rows.length) {
+          throw new InvalidDataError(
+            `${failed.length} of ${rows.length} rows have no IFD score (their answer alone has no positive loss; ` +
+              `limit ${input.scorer.maxFailedFraction * 100}%): e.g. row ${failed[0].id}`,
+            { field: 'input.scorer.maxFailedFraction' },
+          );
+        }
+        // The trainer's own lines, ids as the run's dataset has them (strings).
+        const scores = await out.put(keys.scores, toJsonl(scored.map((r, i) => ({ ...r, id: rows[i].id }))));
+        const result: ScoreResult = {
+          datasetUri: store.uriFor(keys.dataset),
+          scoresUri: store.uriFor(keys.scores),
+          rows: rows.length,
+          scored: rows.length - failed.length,
+          failed: failed.length,
+          scorer: label,
+          offline: true,
+          promptSha256: '',
+          histogram: scoreHistogram(
+            scored.map((r) => r.score),
+            true,
+          ),
+          sha256: scores.sha256,
+        };
+        return result;
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+    },
+    { heartbeat: () => progress },
+  );
+}

@@ -1,0 +1,49 @@
+/**
+ * Spearman's rank correlation: Pearson's correlation of the two samples' ranks, ties given the average of the ranks
+ * they span (the "fractional ranking" that scipy.stats.spearmanr uses), so it stays exact when a 1-5 scorer gives
+ * many rows the same score.
+ */
+
+/** 1-based ranks of `values`, ties sharing the mean of their positions. */
+export function averageRanks(values: ArrayLike<number>): Float64Array {
+  const order = Array.from({ length: values.length }, (_, i) => i).sort((a, b) => values[a] - values[b] || a - b);
+  const ranks = new Float64Array(values.length);
+  for (let start = 0; start < order.length;) {
+    let end = start + 1;
+    while (end < order.length && values[order[end]] === values[order[start]]) end++;
+    // Positions start..end-1 (0-based) are ranks start+1..end: their mean is (start + 1 + end) / 2.
+    const rank = (start + 1 + end) / 2;
+    for (let k = start; k < end; k++) ranks[order[k]] = rank;
+    start = end;
+  }
+  return ranks;
+}
+
+function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number | null {
+  const n = x.length;
+  let mx = 0;
+  let my = 0;
+  for (let i = 0; i < n; i++) {
+    mx += x[i];
+    my += y[i];
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) ** 2;
+    syy += (y[i] - my) ** 2;
+  }
+  // A constant sample has no ranking to agree with.
+  return sxx === 0 || syy === 0 ? null : sxy / Math.sqrt(sxx * syy);
+}
+
+/** Spearman's rho of paired samples; null with fewer than two pairs or when either side is constant. */
+export function spearman(x: ArrayLike<number>, y: ArrayLike<number>): number | null {
+  if (x.length !== y.length) throw new Error(`spearman: ${x.length} values against ${y.length}`);
+  if (x.length < 2) return null;
+  return pearson(averageRanks(x), averageRanks(y));
+}
