@@ -4,8 +4,9 @@
  *   npm run bench:scoring -- [--latency-ms 200] [--seconds 5] [--rpm 1200] [--no-cache]
  * `rate_limited_fraction` runs at concurrency 32 against a requests-per-minute limit the server enforces with 429 +
  * Retry-After, with no budget set in the input: the step learns the limit from the x-ratelimit headers (its ceiling
- * lets the server's initial one-second burst through). The server runs in this process, so on a busy machine every
- * figure is bounded by CPU: the bare openai client's figures, printed last, show what the machine allows at all.
+ * lets the server's initial one-second burst through). The server runs in a process of its own, as a real endpoint
+ * would; on a busy machine every figure is still bounded by CPU: the bare openai client's figures, printed last,
+ * show what the machine allows at all.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +20,7 @@ import { depsFromEnv } from '../activities/deps';
 import { evaluate } from '../activities/evaluate/evaluate';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
-import { startFakeOpenAI } from '../test/helpers/fake-openai';
+import { startRemoteFakeOpenAI } from './fake-openai-process';
 
 async function main() {
   const { values } = parseArgs({
@@ -33,11 +34,7 @@ async function main() {
   const latencyMs = Number(values['latency-ms']);
   const seconds = Number(values.seconds);
   const rpm = Number(values.rpm);
-  const llm = await startFakeOpenAI({ apiKey: 'sk-bench', latencyMs });
-  llm.handle((req) => {
-    if (String(req.messages[0].content).includes('checking the quality')) return { content: '7 8' };
-    return { content: '3.5' };
-  });
+  const llm = await startRemoteFakeOpenAI('sk-bench', { latencyMs });
   const dir = mkdtempSync(join(tmpdir(), 'bench-scoring-'));
   const env: NodeJS.ProcessEnv = {
     PIFT_OPENAI_BASE_URL: llm.baseURL,
@@ -100,14 +97,14 @@ async function main() {
   }
 
   // The server's bucket starts full (one second's worth): the ceiling lets that burst through at once, then the rate.
-  llm.behave({ latencyMs, rateLimit: { requestsPerMinute: rpm } });
+  await llm.behave({ latencyMs, rateLimit: { requestsPerMinute: rpm } });
   const perSecond = rpm / 60;
   const rateLimitedRows = Math.round(perSecond * Math.max(seconds, 8));
   const limitedCeiling =
     rateLimitedRows / (Math.max(0, rateLimitedRows - perSecond) / Math.min(perSecond, ceiling(32)) + latencyMs / 1000);
   figures.rate_limited_fraction = (await score(rateLimitedRows, { concurrency: 32 })) / limitedCeiling;
-  const rejected = llm.rateLimited;
-  llm.behave({ latencyMs });
+  const rejected = await llm.rateLimited();
+  await llm.behave({ latencyMs });
 
   // Judging: one candidate against the baseline on one benchmark; items are requests (two orders per prompt).
   const prompts = Math.round((ceiling(32) * seconds) / 2);

@@ -1,30 +1,91 @@
 import { randomBytes } from 'node:crypto';
+import * as fsc from 'node:fs';
 import { promises as fs } from 'node:fs';
+import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { TEMP_SUFFIX } from './keys';
 
 /**
- * Runs `write` against a temporary sibling of `target`, flushes it to disk and renames it into place, so a reader
- * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one. The temporary
- * name ends in TEMP_SUFFIX, which `list` skips and no key may use.
+ * Directories this process has already created. Scoring and judging write one small cache object per answer into a
+ * few hundred directories: a mkdir per write cost more main-thread time than the write itself. A directory removed
+ * behind our back shows up as ENOENT on open, which creates it again.
  */
-export async function writeFileAtomically(target: string, write: (tmpPath: string) => Promise<void>): Promise<void> {
-  await fs.mkdir(path.dirname(target), { recursive: true });
-  const tmpPath = path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`,
-  );
+const madeDirs = new Set<string>();
+
+async function ensureDir(dir: string, again = false): Promise<void> {
+  if (!again && madeDirs.has(dir)) return;
+  await fs.mkdir(dir, { recursive: true });
+  madeDirs.add(dir);
+}
+
+/** The temporary sibling of `target`: its name ends in TEMP_SUFFIX, which `list` skips and no key may use. */
+function tempPathFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+}
+
+/** Runs `attempt`, and once more after creating the directory again when it vanished since we made it. */
+async function inDir<T>(dir: string, attempt: () => Promise<T>): Promise<T> {
+  await ensureDir(dir);
   try {
-    await write(tmpPath);
-    const handle = await fs.open(tmpPath, 'r+');
-    try {
-      await handle.datasync();
-    } finally {
-      await handle.close();
-    }
+    return await attempt();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await ensureDir(dir, true);
+    return attempt();
+  }
+}
+
+async function commit(tmpPath: string, target: string, work: () => Promise<void>): Promise<void> {
+  try {
+    await work();
     await fs.rename(tmpPath, target);
   } catch (err) {
     await fs.rm(tmpPath, { force: true });
     throw err;
   }
+}
+
+/**
+ * Runs `write` against a temporary sibling of `target`, flushes it to disk and renames it into place, so a reader
+ * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one.
+ */
+export async function writeFileAtomically(target: string, write: (tmpPath: string) => Promise<void>): Promise<void> {
+  const dir = path.dirname(target);
+  await inDir(dir, async () => {
+    const tmpPath = tempPathFor(target);
+    await commit(tmpPath, target, async () => {
+      await write(tmpPath);
+      const handle = await fs.open(tmpPath, 'r+');
+      try {
+        await handle.datasync();
+      } finally {
+        await handle.close();
+      }
+    });
+  });
+}
+
+// Plain descriptors, not FileHandle objects: for the many small answer-cache writes, creating and tracking a FileHandle
+// cost more main-thread time than the write itself.
+const open = promisify(fsc.open);
+const writeFile = promisify(fsc.writeFile);
+const fdatasync = promisify(fsc.fdatasync);
+const close = promisify(fsc.close);
+
+/** `writeFileAtomically` for bytes in memory: written and flushed through one descriptor. */
+export async function writeBytesAtomically(target: string, body: string | Uint8Array): Promise<void> {
+  const dir = path.dirname(target);
+  await inDir(dir, async () => {
+    const tmpPath = tempPathFor(target);
+    // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
+    const fd = await open(tmpPath, 'wx');
+    await commit(tmpPath, target, async () => {
+      try {
+        await writeFile(fd, body);
+        await fdatasync(fd);
+      } finally {
+        await close(fd);
+      }
+    });
+  });
 }

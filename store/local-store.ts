@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { writeFileAtomically } from './atomic-file';
+import { writeBytesAtomically, writeFileAtomically } from './atomic-file';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
 import { HashingStream } from './hashing-stream';
@@ -34,7 +34,7 @@ export class LocalStore implements ObjectStore {
 
   async put(key: string, body: string | Uint8Array): Promise<void> {
     const target = this.pathFor(key);
-    await mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.writeFile(tmp, body)));
+    await mapDiskFull(this.dir, this.setting, () => writeBytesAtomically(target, body));
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {

@@ -215,6 +215,19 @@ describe('LocalStore', () => {
     assert.deepEqual(await store.list('tmp'), ['tmp/done']);
   });
 
+  it('writes into a folder that was removed after an earlier write created it, leaving no temporary file', async () => {
+    const store = new LocalStore(dir);
+    await store.put('gone/a', 'x');
+    await store.putFile('gone/f', path.join(dir, 'gone', 'a'));
+    await fs.rm(path.join(dir, 'gone'), { recursive: true });
+    await store.put('gone/b', 'y');
+    assert.equal(await store.getText('gone/b'), 'y');
+    await fs.rm(path.join(dir, 'gone'), { recursive: true });
+    await store.putFile('gone/f', path.join(dir, 'a', 'b.txt'));
+    assert.equal(await store.getText('gone/f'), 'x');
+    assert.deepEqual(await fs.readdir(path.join(dir, 'gone')), ['f']);
+  });
+
   it('treats a folder as no object', async () => {
     const store = new LocalStore(dir);
     await store.put('folder/child', 'x');
