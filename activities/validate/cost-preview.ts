@@ -13,14 +13,8 @@ import {
   estimateScoring,
   type JudgedPrompt,
 } from '../llm/cost-estimate';
-import { llmEndpoint } from '../llm/llm-client';
+import { asksEndpoint } from '../llm/llm-client';
 import type { PreflightCheck } from './preflight';
-
-/** Whether a step of this kind asks the endpoint: `offline`, `file` and `ifd` never do, `auto` when the worker has one. */
-function asksEndpoint(kind: string, env: NodeJS.ProcessEnv): boolean {
-  if (kind === 'offline' || kind === 'file' || kind === 'ifd') return false;
-  return kind === 'openai' || llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 1 }) !== undefined;
-}
 
 const free = (kind: string, what: string) =>
   kind === 'auto'
