@@ -54,7 +54,7 @@ export interface ScoreRow {
   answers?: string[];
 }
 
-type Scorer = {
+export type Scorer = {
   label: string;
   offline: boolean;
   score: (row: DatasetRow) => Promise<ScoreRow>;
@@ -64,7 +64,7 @@ type Scorer = {
   meter?: SpendMeter;
 };
 
-function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
+export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
   if (kind === 'file') throw new Error('file scores are read by fileScorer');
   if (kind === 'ifd') throw new Error('IFD scores are computed by scoreIfd on the GPU queue');
@@ -184,8 +184,21 @@ async function firstRead(
   return { rows, sha256: dataset.sha256!, estimate };
 }
 
-async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string): Promise<ScoreResult> {
-  const ctx = Context.current();
+/** What the first read of a dataset established, and what its scores are keyed by. */
+export interface PreparedScoring {
+  store: ObjectStore;
+  keys: ReturnType<typeof scoreKeys>;
+  dataset: DatasetRows;
+  read: { rows: number; sha256: string; estimate?: ScoringEstimate };
+  /** The run's copy of the dataset (dataset.jsonl), written locally by the first read. */
+  datasetPath: string;
+  prompt: ReturnType<typeof scorePromptFor>;
+  scorer: Scorer;
+  inputsHash: string;
+}
+
+/** Reads the dataset once (see firstRead) and builds its scorer and inputs hash. */
+export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work: string): Promise<PreparedScoring> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
   const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
@@ -226,6 +239,118 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
     // Only when set, so that the inputs of every run scored before samples existed hash as they did.
     ...(samples > 1 ? { samples: input.scorer.samples } : {}),
   });
+  return { store, keys, dataset, read, datasetPath, prompt, scorer, inputsHash };
+}
+
+/** The step's cost estimate, checked against its limits before the first request; undefined for free scorers. */
+export function checkedEstimate(p: PreparedScoring, input: ScoreInput) {
+  return (
+    p.scorer.meter &&
+    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring', (m, d) =>
+      log.info(m, d),
+    )
+  );
+}
+
+/** What is kept of score lines once they are written: counts, and where the failures are. */
+export interface ScoreTally {
+  rows: number;
+  failed: number;
+  histogram: Record<string, number>;
+  /** The first row left without a score, for the message. */
+  firstFailure?: { id: string; raw?: string };
+  /** Parts (numbered over the whole dataset) holding a row without a score. */
+  failedParts: number[];
+}
+
+/**
+ * Scores `rows` in parts of `partRows` numbered from `firstPart`, through one pool, and writes each score line to
+ * `scoresPath` as the pool hands parts on, in order. Parts an earlier attempt stored are read back, not asked again.
+ */
+export async function scoreIntoFile(o: {
+  rows: AsyncIterable<DatasetRow>;
+  partRows: number;
+  firstPart: number;
+  partKey: (index: number) => string;
+  store: ObjectStore;
+  scorer: Scorer;
+  concurrency: number;
+  scoresPath: string;
+  /** Heartbeat details: `scored` and `answered` are counted here. */
+  progress: { scored: number; answered: number };
+}): Promise<ScoreTally> {
+  const ctx = Context.current();
+  const { store, partKey, progress } = o;
+  const tally: ScoreTally = { rows: 0, failed: 0, histogram: {}, failedParts: [] };
+  const scoresFile = await LineWriter.create(o.scoresPath);
+  try {
+    // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
+    await runPool<DatasetRow, ScoreRow>({
+      parts: inParts(o.rows, o.partRows, o.firstPart),
+      concurrency: o.concurrency,
+      load: async ({ index, items }) => {
+        if (!(await store.exists(partKey(index)))) return undefined;
+        const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
+        return stored.length === items.length ? stored : undefined;
+      },
+      work: async (row) => {
+        const s = await o.scorer.score(row);
+        progress.answered += 1;
+        // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+        ctx.heartbeat(progress);
+        return s;
+      },
+      save: async ({ index }, scored) => {
+        await store.put(partKey(index), toJsonl(scored));
+      },
+      emit: async ({ index }, scored) => {
+        let failedHere = false;
+        for (const r of scored) {
+          await scoresFile.text(JSON.stringify(storedScoreRow(r)));
+          countOnClosedScale(tally.histogram, r.score);
+          if (r.score !== null) continue;
+          tally.failed += 1;
+          tally.firstFailure ??= { id: r.id, raw: r.raw };
+          failedHere = true;
+        }
+        if (failedHere) tally.failedParts.push(index);
+        tally.rows += scored.length;
+        progress.scored += scored.length;
+      },
+    });
+  } finally {
+    await scoresFile.close();
+  }
+  return tally;
+}
+
+/** Fails the step when more rows than `maxFailedFraction` allows were left without a score. */
+export async function refuseTooManyFailures(
+  tally: Pick<ScoreTally, 'failed' | 'firstFailure' | 'failedParts'>,
+  rows: number,
+  maxFailedFraction: number,
+  dropPart: (index: number) => Promise<void>,
+): Promise<void> {
+  const { failed } = tally;
+  if (failed > maxFailedFraction * rows) {
+    // Drop the parts holding failures so that a resumed run asks again for just those rows.
+    for (const i of tally.failedParts) await dropPart(i);
+    throw ApplicationFailure.nonRetryable(
+      `${failed} of ${rows} difficulty answers could not be parsed (limit ${maxFailedFraction * 100}%); ` +
+        `e.g. row ${tally.firstFailure!.id}: ${JSON.stringify(tally.firstFailure!.raw)}`,
+      'UnparseableScores',
+      { failed, rows },
+    );
+  }
+  if (failed)
+    log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
+      failed,
+    });
+}
+
+async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string): Promise<ScoreResult> {
+  const p = await prepareScoring(deps, input, work);
+  const { store, keys, dataset, read, scorer, inputsHash } = p;
   // scored: rows committed in order; answered: answers received in this attempt.
   const progress = { scored: 0, answered: 0, total: read.rows };
   return runStep(
@@ -237,106 +362,63 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
       inputsHash,
     },
     async (out) => {
-      const estimate =
-        scorer.meter &&
-        beforeFirstRequest(
-          read.estimate!.result(),
-          { ...input.scorer, setting: 'input.scorer' },
-          'scoring',
-          (message, details) => log.info(message, details),
-        );
+      const estimate = checkedEstimate(p, input);
       if (estimate) Object.assign(progress, { estimate });
-      await out.putFile(keys.dataset, datasetPath);
-      await out.put(keys.prompt, prompt.template);
+      await out.putFile(keys.dataset, p.datasetPath);
+      await out.put(keys.prompt, p.prompt.template);
 
       const partKey = (i: number) => keys.part(inputsHash, i);
       // Rows per committed part: a retried activity rescores only the parts that were not committed.
-      const PART_ROWS = await rowsPerPart(out, partKey(0), read.rows);
-      const parts = Math.ceil(read.rows / PART_ROWS);
-      // What is kept of the scores while they go to the local file: counts, and where the failures are.
-      const histogram: Record<string, number> = {};
-      const failures = { count: 0, first: undefined as ScoreRow | undefined, parts: [] as number[] };
+      const partRows = await rowsPerPart(out, partKey(0), read.rows);
       const scoresPath = join(work, 'scores.jsonl');
-      const scoresFile = await LineWriter.create(scoresPath);
-      try {
-        // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-        await runPool<DatasetRow, ScoreRow>({
-          parts: inParts(dataset, PART_ROWS),
-          concurrency: input.scorer.concurrency,
-          load: async ({ index, items }) => {
-            if (!(await store.exists(partKey(index)))) return undefined;
-            const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
-            return stored.length === items.length ? stored : undefined;
-          },
-          work: async (row) => {
-            const s = await scorer.score(row);
-            progress.answered += 1;
-            // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-            ctx.heartbeat(progress);
-            return s;
-          },
-          save: async ({ index }, scored) => {
-            await store.put(partKey(index), toJsonl(scored));
-          },
-          emit: async ({ index }, scored) => {
-            let failedHere = false;
-            for (const r of scored) {
-              await scoresFile.text(JSON.stringify(storedScoreRow(r)));
-              countOnClosedScale(histogram, r.score);
-              if (r.score !== null) continue;
-              failures.count += 1;
-              failures.first ??= r;
-              failedHere = true;
-            }
-            if (failedHere) failures.parts.push(index);
-            progress.scored += scored.length;
-          },
-        });
-      } finally {
-        await scoresFile.close();
-      }
-      if (dataset.sha256 !== read.sha256 || progress.scored !== read.rows) {
+      const tally = await scoreIntoFile({
+        rows: dataset,
+        partRows,
+        firstPart: 0,
+        partKey,
+        store,
+        scorer,
+        concurrency: input.scorer.concurrency,
+        scoresPath,
+        progress,
+      });
+      if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
         // Scores of the second read's rows must not be reused under the first read's inputs hash.
-        for (let i = 0; i < parts; i++) await store.delete(partKey(i));
+        const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
+        for (let i = 0; i < written; i++) await store.delete(partKey(i));
         throw new Error(
           `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
             'the next attempt scores it as it is then',
         );
       }
-
       await scorer.flush();
-      const failed = failures.count;
-      if (failed > input.scorer.maxFailedFraction * read.rows) {
-        // Drop the parts holding failures so that a resumed run asks again for just those rows.
-        for (const i of failures.parts) await store.delete(partKey(i));
-        throw ApplicationFailure.nonRetryable(
-          `${failed} of ${read.rows} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
-            `e.g. row ${failures.first!.id}: ${JSON.stringify(failures.first!.raw)}`,
-          'UnparseableScores',
-          { failed, rows: read.rows },
-        );
-      }
-      if (failed)
-        log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
-          failed,
-        });
+      await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
 
       const scores = await out.putFile(keys.scores, scoresPath);
-      const result: ScoreResult = {
-        datasetUri: store.uriFor(keys.dataset),
-        scoresUri: store.uriFor(keys.scores),
-        rows: read.rows,
-        scored: read.rows - failed,
-        failed,
-        scorer: scorer.label,
-        offline: scorer.offline,
-        promptSha256: prompt.sha256,
-        histogram,
-        sha256: scores.sha256,
-        ...(estimate && { cost: { estimate, spent: scorer.meter!.total() } }),
-      };
-      return result;
+      return scoreResult(p, tally, scores.sha256, estimate && { estimate, spent: scorer.meter!.total() });
     },
     { heartbeat: () => progress },
   );
+}
+
+/** The step's result, the same whether it was scored in one activity or in shards. */
+export function scoreResult(
+  p: Pick<PreparedScoring, 'store' | 'keys' | 'read' | 'prompt'> & { scorer: Pick<Scorer, 'label' | 'offline'> },
+  tally: Pick<ScoreTally, 'failed' | 'histogram'>,
+  scoresSha256: string,
+  cost: ScoreResult['cost'],
+): ScoreResult {
+  return {
+    datasetUri: p.store.uriFor(p.keys.dataset),
+    scoresUri: p.store.uriFor(p.keys.scores),
+    rows: p.read.rows,
+    scored: p.read.rows - tally.failed,
+    failed: tally.failed,
+    scorer: p.scorer.label,
+    offline: p.scorer.offline,
+    promptSha256: p.prompt.sha256,
+    histogram: tally.histogram,
+    sha256: scoresSha256,
+    ...(cost && { cost }),
+  };
 }
