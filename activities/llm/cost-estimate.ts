@@ -263,6 +263,25 @@ export class SpendMeter {
   }
 }
 
+/** What several meters spent together (a step scored in shards), in the form SpendMeter.total gives. */
+export function sumSpent(parts: readonly Spent[], price?: Price): Spent {
+  const sum = { requests: 0, prompt: 0, output: 0, estimated: 0 };
+  for (const p of parts) {
+    sum.requests += p.requests;
+    sum.prompt += p.promptTokens;
+    sum.output += p.completionTokens;
+    sum.estimated += p.estimatedReplies ?? 0;
+  }
+  const costUsd = costOf({ prompt: sum.prompt, output: sum.output }, price);
+  return {
+    requests: sum.requests,
+    promptTokens: sum.prompt,
+    completionTokens: sum.output,
+    ...(costUsd === undefined ? {} : { costUsd }),
+    ...(sum.estimated ? { estimatedReplies: sum.estimated } : {}),
+  };
+}
+
 const step = (name: string) => `${name} step`;
 
 /** What a step records of its cost: the estimate made before its first request, and what this attempt spent. */

@@ -403,7 +403,11 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
 
 /** The step's result, the same whether it was scored in one activity or in shards. */
 export function scoreResult(
-  p: Pick<PreparedScoring, 'store' | 'keys' | 'read' | 'prompt'> & { scorer: Pick<Scorer, 'label' | 'offline'> },
+  p: Pick<PreparedScoring, 'store' | 'keys'> & {
+    read: { rows: number };
+    prompt: { sha256: string };
+    scorer: Pick<Scorer, 'label' | 'offline'>;
+  },
   tally: Pick<ScoreTally, 'failed' | 'histogram'>,
   scoresSha256: string,
   cost: ScoreResult['cost'],
