@@ -127,6 +127,24 @@ describe('scoring in shards (scorer.shardRows)', function () {
     assert.deepEqual(plan, { sharded: false, rows: ROWS });
   });
 
+  it('a plan over a score step committed from other inputs is refused, one from the same inputs left to it', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const scorer = { kind: 'openai', maxFailedFraction: 0.1 };
+    await mock().run(() => scoreDifficulty(deps(), inputFor('committed', scorer)));
+    const before = text('committed', 'score/dataset.jsonl');
+    const same: ScorePlan = await mock().run(() =>
+      planScoreShards(deps(), { ...inputFor('committed', scorer), shardRows: 100 }),
+    );
+    assert.deepEqual(same, { sharded: false, rows: ROWS });
+    await assert.rejects(
+      mock().run(() =>
+        planScoreShards(deps(), { ...inputFor('committed', { ...scorer, samples: 2 }), shardRows: 100 }),
+      ),
+      /was produced from different inputs/,
+    );
+    assert.equal(text('committed', 'score/dataset.jsonl'), before);
+  });
+
   it("a shard's retry asks only the rows of its parts that were not committed", async () => {
     const input = inputFor('retry', { kind: 'openai', maxFailedFraction: 0.1 });
     const plan = await shardedPlan(input, 200);

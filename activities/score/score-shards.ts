@@ -92,6 +92,10 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
     const shards = Math.ceil(read.rows / shardRows);
     // Not above the shard size: the one-activity step scores it (and reads it again; a plan costs one read).
     if (shards <= 1) return { sharded: false, rows: read.rows };
+    // A score step committed from other inputs is refused before anything of it is overwritten; one committed from
+    // these inputs is the one activity's to return.
+    if ((await finishedStep(store, keys.manifest, inputsHash)) !== undefined)
+      return { sharded: false, rows: read.rows };
     // Uploading a large dataset and its shards can outlast the heartbeat timeout.
     let shardsWritten = 0;
     return runStep<ShardedPlan>(
