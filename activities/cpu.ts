@@ -9,6 +9,14 @@ import { resolvePipelineInput } from './validate/resolve-input';
 import { preflight } from './validate/preflight';
 import { scoreDifficulty } from './score/score-difficulty';
 import {
+  mergeScoreShards,
+  planScoreShards,
+  scoreShard,
+  type ScoreMergeInput,
+  type ScoreShardInput,
+  type ScoreShardsInput,
+} from './score/score-shards';
+import {
   collectScoreBatch,
   submitScoreBatch,
   type ScoreBatchInput,
@@ -53,6 +61,10 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       ),
     ),
   scoreDifficulty: (input: ScoreInput) => withTypedFailures(() => scoreDifficulty(deps, input)),
+  // scorer.shardRows: a dataset above the shard size is planned, scored one shard per activity, then merged.
+  planScoreShards: (input: ScoreShardsInput) => withTypedFailures(() => planScoreShards(deps, input)),
+  scoreShard: (input: ScoreShardInput) => withTypedFailures(() => scoreShard(deps, input)),
+  mergeScoreShards: (input: ScoreMergeInput) => withTypedFailures(() => mergeScoreShards(deps, input)),
   // scorer.mode "batch": Batch API rounds that fill the answer cache before scoreDifficulty runs.
   submitScoreBatch: (input: ScoreBatchInput) =>
     withTypedFailures(() =>

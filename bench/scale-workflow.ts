@@ -3,15 +3,22 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { createCpuActivities } from '../activities/cpu';
 import type { ScoreInput, ScoreResult, SegmentInput, SegmentResult } from '../activities/types';
+import { scoreInShards } from '../workflows/score-shards';
 
-const { scoreDifficulty, segmentStages } = proxyActivities<ReturnType<typeof createCpuActivities>>({
+const cpu = proxyActivities<ReturnType<typeof createCpuActivities>>({
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '2 minutes',
   retry: { maximumAttempts: 1 },
 });
+const { scoreDifficulty, segmentStages } = cpu;
 
 export async function benchScore(input: ScoreInput): Promise<ScoreResult> {
   return scoreDifficulty(input);
+}
+
+/** Scoring in shards of `shardRows` (scorer.shardRows), as the pipeline runs it. */
+export async function benchScoreSharded(input: ScoreInput, shardRows: number): Promise<ScoreResult> {
+  return scoreInShards(() => cpu, input, shardRows);
 }
 
 export async function benchSegment(input: SegmentInput): Promise<SegmentResult> {

@@ -1,11 +1,13 @@
 /**
  * Memory and history of scoring and segmentation at scale, in real CPU worker processes:
  *   npm run bench:scale -- [--rows 100000,1000000] [--scorer offline|openai] [--concurrency 32] [--one-worker]
+ *                          [--shard-rows N]
  *
  * For each size, a dataset of tiny generated rows is scored and then segmented by worker processes (compiled
  * JavaScript, the real CPU activities and worker options, the bench workflow of scale-workflow.ts bundled beforehand)
  * against a Temporal dev server: a fresh worker per step, so each step's peak is its own, or with --one-worker both
- * steps in one process, as a long-lived worker runs them. `--scorer openai` scores through the `openai` client
+ * steps in one process, as a long-lived worker runs them. With `--shard-rows`, scoring is planned, scored in shards
+ * of N rows (all of them by the one worker, as many at a time as it takes) and merged, as scorer.shardRows runs it. `--scorer openai` scores through the `openai` client
  * against the tests' loopback fake OpenAI server answering at once; `offline` uses the offline scorer (no HTTP).
  * Prints, per size N (100k, 1m, or the row count):
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
@@ -99,11 +101,15 @@ async function main() {
       scorer: { type: 'string', default: 'offline' },
       concurrency: { type: 'string', default: '32' },
       'one-worker': { type: 'boolean', default: false },
+      'shard-rows': { type: 'string' },
     },
   });
   const sizes = values.rows!.split(',').map((s) => Number(s.trim()));
   const scorer = values.scorer as 'offline' | 'openai';
   const oneWorker = values['one-worker']!;
+  const shardRows = values['shard-rows'] === undefined ? undefined : Number(values['shard-rows']);
+  if (shardRows !== undefined && !(Number.isInteger(shardRows) && shardRows > 0))
+    throw new Error('--shard-rows takes a positive integer');
   if (!sizes.every((n) => Number.isInteger(n) && n > 0))
     throw new Error('--rows takes positive integers, e.g. 100000,1000000');
   if (!['offline', 'openai'].includes(scorer)) throw new Error('--scorer is offline or openai');
@@ -147,6 +153,7 @@ async function main() {
   console.log(`scorer=${scorer === 'openai' ? 'fake-openai-loopback-zero-latency' : 'offline-heuristic'}`);
   console.log(`concurrency=${values.concurrency}`);
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
+  if (shardRows) console.log(`shard_rows=${shardRows}`);
   try {
     for (const rows of sizes) {
       const name = label(rows);
@@ -182,7 +189,7 @@ async function main() {
       };
       let worker = await startWorker(env, bundlePath, workerEnv);
       try {
-        const run = async <R>(workflowType: string, input: unknown) => {
+        const run = async <R>(workflowType: string, args: unknown[]) => {
           const started = Date.now();
           let sampled = 0;
           const sample = setInterval(() => {
@@ -194,10 +201,10 @@ async function main() {
           }, 100);
           try {
             const workflowId = `${cfg.runId}-${workflowType}`;
-            const result = await env.client.workflow.execute<(i: unknown) => Promise<R>>(workflowType, {
+            const result = await env.client.workflow.execute<(...a: unknown[]) => Promise<R>>(workflowType, {
               taskQueue: TASK_QUEUE,
               workflowId,
-              args: [input],
+              args,
             });
             const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
             return {
@@ -211,7 +218,9 @@ async function main() {
             clearInterval(sample);
           }
         };
-        const score = await run<ScoreResult>('benchScore', scoreInput);
+        const score = shardRows
+          ? await run<ScoreResult>('benchScoreSharded', [scoreInput, shardRows])
+          : await run<ScoreResult>('benchScore', [scoreInput]);
         if (!oneWorker) {
           await stopWorker(worker);
           worker = await startWorker(env, bundlePath, workerEnv);
@@ -224,7 +233,7 @@ async function main() {
           heldoutFraction: cfg.evaluation.heldoutFraction,
           heldoutMax: cfg.evaluation.heldoutMax,
         };
-        const seg = await run<SegmentResult>('benchSegment', segmentInput);
+        const seg = await run<SegmentResult>('benchSegment', [segmentInput]);
         const peak = oneWorker ? rssOf(worker.pid!).peak : Math.max(score.peak, seg.peak);
         const stages = seg.result.stages.map((s) => s.rows).join('/');
         console.log(`rows_${name}=${rows} scored_${name}=${score.result.scored} stages_${name}=${stages}`);

@@ -24,3 +24,6 @@ export const ONE_OFF = 'one-off';
 export const HUB_DATASET_PREFIX = 'hf://datasets/';
 
 export const stageName = (k: number): string => `stage-${k}`;
+
+/** `scorer.shardRows` shards these scorers only: `file` and `ifd` ask nothing that more CPU workers would speed up. */
+export const SHARDABLE_SCORERS: readonly string[] = ['auto', 'openai', 'offline'];

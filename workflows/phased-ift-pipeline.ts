@@ -19,13 +19,14 @@ import type { createGpuActivities } from '../activities/gpu';
 import type { EvaluateResult, ExportResult, GenerateResult, ScoreResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
-import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, stageName } from '../common/constants';
+import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, SHARDABLE_SCORERS, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
 import { checkBeforeScoring } from './preflight';
 import { trainControlBranches } from './control-branches';
 import { judgeInBatches, scoreInBatches } from './batch-answers';
+import { scoreInShards } from './score-shards';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -158,10 +159,17 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       }),
       ...(cfg.scorer.ifdBatchSize !== undefined && { batchSize: cfg.scorer.ifdBatchSize }),
     };
+    // scorer.shardRows: a large dataset is scored in shards across the CPU workers. Only runs that set it record
+    // the patch, so every other run issues the same commands as before.
+    const shardRows = cfg.scorer.shardRows;
+    const sharded = () =>
+      shardRows !== undefined && SHARDABLE_SCORERS.includes(cfg.scorer.kind) && patched('score-shards');
     let score =
       cfg.scorer.kind === 'ifd' && patched('ifd-scorer')
         ? await gpuAs('score').scoreIfd({ ...scoreInput, ifd })
-        : await cpuAs('score').scoreDifficulty(scoreInput);
+        : sharded()
+          ? await scoreInShards(cpuAs, scoreInput, shardRows!)
+          : await cpuAs('score').scoreDifficulty(scoreInput);
     progress.finished.push('score');
 
     // scorer.compareWith: a second scorer of the same rows, kept apart, and how the two rank the rows alike.

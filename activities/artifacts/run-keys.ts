@@ -6,6 +6,8 @@
  *     .preflight-probe                                  written and deleted again: proves the store takes writes
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
+ *                   shards/<hash12>/                      with scorer.shardRows: manifest.json (the plan),
+ *                                   rows-<00001>.jsonl, scores-<00001>.jsonl, shard-<00001>/manifest.json
  *     score/compare/ manifest.json, dataset.jsonl, scores.jsonl, …   scorer.compareWith's own step (not segmented)
  *     score/agreement/ manifest.json, agreement.json        the two scorers' rank agreement and histograms
  *     segment/      manifest.json, stage-<k>.jsonl, one-off.jsonl, heldout.jsonl, summary.json
@@ -45,6 +47,21 @@ const scoreKeysIn = (dir: string) => ({
 });
 
 export const scoreKeys = (runId: string) => scoreKeysIn(`${runId}/score`);
+
+/**
+ * Scoring in shards (`scorer.shardRows`), under the inputs hash it scores for: the plan's manifest, each shard's rows
+ * (as dataset.jsonl stores them), score lines and manifest. The scored parts are the step's own (`scoreKeys().part`).
+ */
+export const scoreShardKeys = (runId: string, inputsHash: string) => {
+  const dir = `${runId}/score/shards/${partTag(inputsHash)}`;
+  const shard = (index: number) => String(index + 1).padStart(5, '0');
+  return {
+    plan: `${dir}/${MANIFEST}`,
+    rows: (index: number) => `${dir}/rows-${shard(index)}.jsonl`,
+    scores: (index: number) => `${dir}/scores-${shard(index)}.jsonl`,
+    manifest: (index: number) => `${dir}/shard-${shard(index)}/${MANIFEST}`,
+  };
+};
 
 /** The second scorer of `scorer.compareWith`: the same files as the score step's, in their own folder. */
 export const scoreCompareKeys = (runId: string) => ({

@@ -15,6 +15,7 @@
  */
 import { InvalidDataError } from '../../common/failures';
 import type { DatasetColumns } from '../../common/settings/schema';
+import { IdTable } from './id-table';
 import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
 
 export type DatasetLayout = 'alpaca' | 'sharegpt' | 'messages';
@@ -136,14 +137,13 @@ export function defaultId(rec: SourceRecord): string {
 
 /** Checks ids are unique across the file (given and generated alike). */
 export function uniqueIds(source: string): (rec: SourceRecord, id: string, field: string) => void {
-  const seen = new Map<string, number>();
+  const seen = new IdTable();
   return (rec, id, field) => {
-    const first = seen.get(id);
+    const first = seen.firstLine(id, rec.line);
     // The id itself is file content: the two lines say where to look.
     if (first !== undefined) {
       fail(source, rec, `duplicate id in field "${field}" (first used on ${rec.unit ?? 'line'} ${first})`, field);
     }
-    seen.set(id, rec.line);
   };
 }
 

@@ -76,23 +76,39 @@ function estimate(requests: number, tokens: TokenCount, price: Price | undefined
   };
 }
 
+/**
+ * Scoring's estimate counted row by row, for a step that reads its rows once, as a stream, instead of holding them:
+ * `result()` after the last row is what estimateScoring gives for the same rows.
+ */
+export class ScoringEstimate {
+  private readonly total: TokenCount = { prompt: 0, output: 0 };
+  private requests = 0;
+
+  constructor(private readonly opts: { samples: number; price?: Price; parseRetries: number }) {}
+
+  add(row: DatasetRow): void {
+    const one = requestTokens(scoreMessagesFor(row), SCORE_DECODING.max_tokens);
+    this.total.prompt += one.prompt * this.opts.samples;
+    this.total.output += one.output * this.opts.samples;
+    this.requests += this.opts.samples;
+  }
+
+  result(): CostEstimate {
+    return estimate(this.requests, { ...this.total }, this.opts.price, [
+      'one ask per row and sample; re-asks of unparseable answers (up to ' +
+        `${this.opts.parseRetries} each) add to it, answers already in the cache take from it`,
+    ]);
+  }
+}
+
 /** Scoring: every row's score prompt, `samples` times, each with the scorer's `max_tokens` answer. */
 export function estimateScoring(
   rows: Iterable<DatasetRow>,
   opts: { samples: number; price?: Price; parseRetries: number },
 ): CostEstimate {
-  const total: TokenCount = { prompt: 0, output: 0 };
-  let requests = 0;
-  for (const row of rows) {
-    const one = requestTokens(scoreMessagesFor(row), SCORE_DECODING.max_tokens);
-    total.prompt += one.prompt * opts.samples;
-    total.output += one.output * opts.samples;
-    requests += opts.samples;
-  }
-  return estimate(requests, total, opts.price, [
-    'one ask per row and sample; re-asks of unparseable answers (up to ' +
-      `${opts.parseRetries} each) add to it, answers already in the cache take from it`,
-  ]);
+  const counted = new ScoringEstimate(opts);
+  for (const row of rows) counted.add(row);
+  return counted.result();
 }
 
 /** One prompt to judge: the question and the two answers, judged in both orders. */
@@ -245,6 +261,25 @@ export class SpendMeter {
       (t.costUsd === undefined ? '' : ` (${usd(t.costUsd)})`)
     );
   }
+}
+
+/** What several meters spent together (a step scored in shards), in the form SpendMeter.total gives. */
+export function sumSpent(parts: readonly Spent[], price?: Price): Spent {
+  const sum = { requests: 0, prompt: 0, output: 0, estimated: 0 };
+  for (const p of parts) {
+    sum.requests += p.requests;
+    sum.prompt += p.promptTokens;
+    sum.output += p.completionTokens;
+    sum.estimated += p.estimatedReplies ?? 0;
+  }
+  const costUsd = costOf({ prompt: sum.prompt, output: sum.output }, price);
+  return {
+    requests: sum.requests,
+    promptTokens: sum.prompt,
+    completionTokens: sum.output,
+    ...(costUsd === undefined ? {} : { costUsd }),
+    ...(sum.estimated ? { estimatedReplies: sum.estimated } : {}),
+  };
 }
 
 const step = (name: string) => `${name} step`;

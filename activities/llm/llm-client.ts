@@ -87,6 +87,12 @@ export function endpointFor(
   return endpoint;
 }
 
+/** Whether a step of this kind asks the endpoint: `offline`, `file` and `ifd` never do, `auto` when the worker has one. */
+export function asksEndpoint(kind: string, env: NodeJS.ProcessEnv): boolean {
+  if (kind === 'offline' || kind === 'file' || kind === 'ifd') return false;
+  return kind === 'openai' || llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 1 }) !== undefined;
+}
+
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */
 export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
   fromInput === undefined

@@ -113,10 +113,14 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
   }
 }
 
-/** Rows in parts of `size`, numbered from 0, pulled from `rows` only as the pool asks for the next part. */
-export async function* inParts<T>(rows: AsyncIterable<T> | Iterable<T>, size: number): AsyncGenerator<PoolPart<T>> {
+/** Rows in parts of `size`, numbered from `first`, pulled from `rows` only as the pool asks for the next part. */
+export async function* inParts<T>(
+  rows: AsyncIterable<T> | Iterable<T>,
+  size: number,
+  first = 0,
+): AsyncGenerator<PoolPart<T>> {
   let items: T[] = [];
-  let index = 0;
+  let index = first;
   for await (const row of rows) {
     items.push(row);
     if (items.length === size) {

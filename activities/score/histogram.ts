@@ -34,13 +34,22 @@ export function roundBinWidth(low: number, high: number): number {
 const edge = (value: number, width: number) =>
   value.toFixed(String(Number(width.toPrecision(12))).split('.')[1]?.length ?? 0);
 
+/**
+ * Counts one score on the 1-5 scale into `histogram` as scoreHistogram does, so a step can count rows as they pass
+ * instead of keeping their scores: buckets appear in the order rows first fill them, as there.
+ */
+export function countOnClosedScale(histogram: Record<string, number>, score: number | null): void {
+  const bucket = score === null ? 'failed' : String(Math.min(5, Math.floor(score)));
+  histogram[bucket] = (histogram[bucket] ?? 0) + 1;
+}
+
 export function scoreHistogram(scores: ReadonlyArray<number | null>, openScale: boolean): Record<string, number> {
   const histogram: Record<string, number> = {};
-  const add = (bucket: string) => (histogram[bucket] = (histogram[bucket] ?? 0) + 1);
   if (!openScale) {
-    for (const s of scores) add(s === null ? 'failed' : String(Math.min(5, Math.floor(s))));
+    for (const s of scores) countOnClosedScale(histogram, s);
     return histogram;
   }
+  const add = (bucket: string) => (histogram[bucket] = (histogram[bucket] ?? 0) + 1);
   let low = Infinity;
   let high = -Infinity;
   for (const s of scores) {

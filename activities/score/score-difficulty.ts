@@ -1,16 +1,24 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Context, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
-import { readDatasetRows } from '../datasets/read-dataset';
+import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { toJsonl } from '../artifacts/jsonl';
-import { fromJsonl } from '../artifacts/jsonl';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { complete, endpointFor, scorerModel, type LlmEndpoint, type ModelSource } from '../llm/llm-client';
+import {
+  asksEndpoint,
+  complete,
+  endpointFor,
+  scorerModel,
+  type LlmEndpoint,
+  type ModelSource,
+} from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
@@ -25,9 +33,11 @@ import {
   type Asked,
 } from './score-answers';
 import { storedScoreRow } from './score-rows';
-import { scoreHistogram } from './histogram';
+import { countOnClosedScale } from './histogram';
 import { answerCache } from '../llm/answer-cache';
-import { beforeFirstRequest, estimateScoring, SpendMeter } from '../llm/cost-estimate';
+import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
+import { LineWriter } from '../segment/row-file';
+import { whileHeartbeating } from '../heartbeat';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -44,7 +54,7 @@ export interface ScoreRow {
   answers?: string[];
 }
 
-type Scorer = {
+export type Scorer = {
   label: string;
   offline: boolean;
   score: (row: DatasetRow) => Promise<ScoreRow>;
@@ -54,7 +64,7 @@ type Scorer = {
   meter?: SpendMeter;
 };
 
-function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
+export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectStore, promptSha256: string): Scorer {
   const kind = input.scorer.kind;
   if (kind === 'file') throw new Error('file scores are read by fileScorer');
   if (kind === 'ifd') throw new Error('IFD scores are computed by scoreIfd on the GPU queue');
@@ -131,9 +141,64 @@ async function askScore(
 /**
  * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
  * one; answers that stay unparseable are recorded as such and counted, never replaced.
+ *
+ * Memory stays bounded whatever the dataset's size: the rows are read twice, as a stream, and never held together.
+ * The first read checks every row (a bad one fails the step before any paid request), counts them, adds up the cost
+ * estimate and writes the run's copy of the dataset to a local file; the second feeds them to the pool part by part,
+ * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
+ * stored bytes are those of a step that held every row.
  */
 export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
-  const ctx = Context.current();
+  await mkdir(deps.workDir, { recursive: true });
+  const work = await mkdtemp(join(deps.workDir, 'score-'));
+  try {
+    return await scoreStreamed(deps, input, work);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The first read: every row checked and counted, its estimate added up, its stored form written to `path`. */
+async function firstRead(
+  dataset: DatasetRows,
+  path: string,
+  estimate: ScoringEstimate | undefined,
+): Promise<{ rows: number; sha256: string; estimate?: ScoringEstimate }> {
+  let rows = 0;
+  // Reading a large dataset from the store can outlast the heartbeat timeout before the step's own heartbeats start.
+  await whileHeartbeating(
+    () => ({ checked: rows }),
+    async () => {
+      const writer = await LineWriter.create(path);
+      try {
+        for await (const row of dataset) {
+          await writer.text(JSON.stringify(storedRow(row)));
+          estimate?.add(row);
+          rows += 1;
+        }
+      } finally {
+        await writer.close();
+      }
+    },
+  );
+  return { rows, sha256: dataset.sha256!, estimate };
+}
+
+/** What the first read of a dataset established, and what its scores are keyed by. */
+export interface PreparedScoring {
+  store: ObjectStore;
+  keys: ReturnType<typeof scoreKeys>;
+  dataset: DatasetRows;
+  read: { rows: number; sha256: string; estimate?: ScoringEstimate };
+  /** The run's copy of the dataset (dataset.jsonl), written locally by the first read. */
+  datasetPath: string;
+  prompt: ReturnType<typeof scorePromptFor>;
+  scorer: Scorer;
+  inputsHash: string;
+}
+
+/** Reads the dataset once (see firstRead) and builds its scorer and inputs hash. */
+export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work: string): Promise<PreparedScoring> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
   const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
@@ -142,30 +207,152 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,
   });
-  // Every row is checked before a single request is sent. Collected here for now: the pool could read the stream.
-  const rows: DatasetRow[] = [];
-  for await (const row of dataset) rows.push(row);
+  const samples = input.scorer.samples ?? 1;
+  const datasetPath = join(work, 'dataset.jsonl');
+  const read = await firstRead(
+    dataset,
+    datasetPath,
+    asksEndpoint(input.scorer.kind, deps.env)
+      ? new ScoringEstimate({
+          samples,
+          price: input.scorer.pricePerMillionTokens,
+          parseRetries: input.scorer.parseRetries,
+        })
+      : undefined,
+  );
   const prompt = scorePromptFor(dataset.layout);
   const scorer =
     input.scorer.kind === 'file'
       ? {
-          ...(await fileScorer(deps, input, { sha256: dataset.sha256!, source: dataset.source })),
+          ...(await fileScorer(deps, input, { sha256: read.sha256, source: dataset.source })),
           flush: async () => {},
         }
       : makeScorer(input, deps, store, prompt.sha256);
   const inputsHash = hashInputs({
     // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
-    dataset: dataset.sha256,
+    dataset: read.sha256,
     scorer: scorer.label,
     prompt: prompt.sha256,
     parseRetries: input.scorer.parseRetries,
     // Only when given: the same file read through another mapping is another dataset.
     ...(input.datasetColumns ? { columns: input.datasetColumns } : {}),
     // Only when set, so that the inputs of every run scored before samples existed hash as they did.
-    ...((input.scorer.samples ?? 1) > 1 ? { samples: input.scorer.samples } : {}),
+    ...(samples > 1 ? { samples: input.scorer.samples } : {}),
   });
+  return { store, keys, dataset, read, datasetPath, prompt, scorer, inputsHash };
+}
+
+/** The step's cost estimate, checked against its limits before the first request; undefined for free scorers. */
+export function checkedEstimate(p: PreparedScoring, input: ScoreInput) {
+  return (
+    p.scorer.meter &&
+    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring', (m, d) =>
+      log.info(m, d),
+    )
+  );
+}
+
+/** What is kept of score lines once they are written: counts, and where the failures are. */
+export interface ScoreTally {
+  rows: number;
+  failed: number;
+  histogram: Record<string, number>;
+  /** The first row left without a score, for the message. */
+  firstFailure?: { id: string; raw?: string };
+  /** Parts (numbered over the whole dataset) holding a row without a score. */
+  failedParts: number[];
+}
+
+/**
+ * Scores `rows` in parts of `partRows` numbered from `firstPart`, through one pool, and writes each score line to
+ * `scoresPath` as the pool hands parts on, in order. Parts an earlier attempt stored are read back, not asked again.
+ */
+export async function scoreIntoFile(o: {
+  rows: AsyncIterable<DatasetRow>;
+  partRows: number;
+  firstPart: number;
+  partKey: (index: number) => string;
+  store: ObjectStore;
+  scorer: Scorer;
+  concurrency: number;
+  scoresPath: string;
+  /** Heartbeat details: `scored` and `answered` are counted here. */
+  progress: { scored: number; answered: number };
+}): Promise<ScoreTally> {
+  const ctx = Context.current();
+  const { store, partKey, progress } = o;
+  const tally: ScoreTally = { rows: 0, failed: 0, histogram: {}, failedParts: [] };
+  const scoresFile = await LineWriter.create(o.scoresPath);
+  try {
+    // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
+    await runPool<DatasetRow, ScoreRow>({
+      parts: inParts(o.rows, o.partRows, o.firstPart),
+      concurrency: o.concurrency,
+      load: async ({ index, items }) => {
+        if (!(await store.exists(partKey(index)))) return undefined;
+        const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
+        return stored.length === items.length ? stored : undefined;
+      },
+      work: async (row) => {
+        const s = await o.scorer.score(row);
+        progress.answered += 1;
+        // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
+        ctx.heartbeat(progress);
+        return s;
+      },
+      save: async ({ index }, scored) => {
+        await store.put(partKey(index), toJsonl(scored));
+      },
+      emit: async ({ index }, scored) => {
+        let failedHere = false;
+        for (const r of scored) {
+          await scoresFile.text(JSON.stringify(storedScoreRow(r)));
+          countOnClosedScale(tally.histogram, r.score);
+          if (r.score !== null) continue;
+          tally.failed += 1;
+          tally.firstFailure ??= { id: r.id, raw: r.raw };
+          failedHere = true;
+        }
+        if (failedHere) tally.failedParts.push(index);
+        tally.rows += scored.length;
+        progress.scored += scored.length;
+      },
+    });
+  } finally {
+    await scoresFile.close();
+  }
+  return tally;
+}
+
+/** Fails the step when more rows than `maxFailedFraction` allows were left without a score. */
+export async function refuseTooManyFailures(
+  tally: Pick<ScoreTally, 'failed' | 'firstFailure' | 'failedParts'>,
+  rows: number,
+  maxFailedFraction: number,
+  dropPart: (index: number) => Promise<void>,
+): Promise<void> {
+  const { failed } = tally;
+  if (failed > maxFailedFraction * rows) {
+    // Drop the parts holding failures so that a resumed run asks again for just those rows.
+    for (const i of tally.failedParts) await dropPart(i);
+    throw ApplicationFailure.nonRetryable(
+      `${failed} of ${rows} difficulty answers could not be parsed (limit ${maxFailedFraction * 100}%); ` +
+        `e.g. row ${tally.firstFailure!.id}: ${JSON.stringify(tally.firstFailure!.raw)}`,
+      'UnparseableScores',
+      { failed, rows },
+    );
+  }
+  if (failed)
+    log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
+      failed,
+    });
+}
+
+async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string): Promise<ScoreResult> {
+  const p = await prepareScoring(deps, input, work);
+  const { store, keys, dataset, read, scorer, inputsHash } = p;
   // scored: rows committed in order; answered: answers received in this attempt.
-  const progress = { scored: 0, answered: 0, total: rows.length };
+  const progress = { scored: 0, answered: 0, total: read.rows };
   return runStep(
     store,
     {
@@ -175,94 +362,67 @@ export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Pr
       inputsHash,
     },
     async (out) => {
-      const samples = input.scorer.samples ?? 1;
-      const estimate =
-        scorer.meter &&
-        beforeFirstRequest(
-          estimateScoring(rows, {
-            samples,
-            price: input.scorer.pricePerMillionTokens,
-            parseRetries: input.scorer.parseRetries,
-          }),
-          { ...input.scorer, setting: 'input.scorer' },
-          'scoring',
-          (message, details) => log.info(message, details),
-        );
+      const estimate = checkedEstimate(p, input);
       if (estimate) Object.assign(progress, { estimate });
-      const datasetJsonl = toJsonl(rows.map(storedRow));
-      await out.put(keys.dataset, datasetJsonl);
-      await out.put(keys.prompt, prompt.template);
+      await out.putFile(keys.dataset, p.datasetPath);
+      await out.put(keys.prompt, p.prompt.template);
 
       const partKey = (i: number) => keys.part(inputsHash, i);
       // Rows per committed part: a retried activity rescores only the parts that were not committed.
-      const PART_ROWS = await rowsPerPart(out, partKey(0), rows.length);
-      const parts = Math.ceil(rows.length / PART_ROWS);
-      const all: ScoreRow[] = [];
-      // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-      await runPool<DatasetRow, ScoreRow>({
-        parts: inParts(rows, PART_ROWS),
+      const partRows = await rowsPerPart(out, partKey(0), read.rows);
+      const scoresPath = join(work, 'scores.jsonl');
+      const tally = await scoreIntoFile({
+        rows: dataset,
+        partRows,
+        firstPart: 0,
+        partKey,
+        store,
+        scorer,
         concurrency: input.scorer.concurrency,
-        load: async ({ index, items }) => {
-          if (!(await store.exists(partKey(index)))) return undefined;
-          const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
-          return stored.length === items.length ? stored : undefined;
-        },
-        work: async (row) => {
-          const s = await scorer.score(row);
-          progress.answered += 1;
-          // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-          ctx.heartbeat(progress);
-          return s;
-        },
-        save: async ({ index }, scored) => {
-          await store.put(partKey(index), toJsonl(scored));
-        },
-        emit: (_part, scored) => {
-          for (const r of scored) all.push(r);
-          progress.scored = all.length;
-        },
+        scoresPath,
+        progress,
       });
-
-      await scorer.flush();
-      const failed = all.filter((r) => r.score === null);
-      if (failed.length > input.scorer.maxFailedFraction * rows.length) {
-        // Drop the parts holding failures so that a resumed run asks again for just those rows.
-        for (let i = 0; i < parts; i++) {
-          if (all.slice(i * PART_ROWS, (i + 1) * PART_ROWS).some((r) => r.score === null))
-            await store.delete(partKey(i));
-        }
-        throw ApplicationFailure.nonRetryable(
-          `${failed.length} of ${rows.length} difficulty answers could not be parsed (limit ${input.scorer.maxFailedFraction * 100}%); ` +
-            `e.g. row ${failed[0].id}: ${JSON.stringify(failed[0].raw)}`,
-          'UnparseableScores',
-          { failed: failed.length, rows: rows.length },
+      if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
+        // Scores of the second read's rows must not be reused under the first read's inputs hash.
+        const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
+        for (let i = 0; i < written; i++) await store.delete(partKey(i));
+        throw new Error(
+          `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
+            'the next attempt scores it as it is then',
         );
       }
-      if (failed.length)
-        log.warn('some difficulty answers were unparseable; those rows are left out of every stage', {
-          failed: failed.length,
-        });
+      await scorer.flush();
+      await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
 
-      const histogram = scoreHistogram(
-        all.map((r) => r.score),
-        false,
-      );
-      const scores = await out.put(keys.scores, toJsonl(all.map(storedScoreRow)));
-      const result: ScoreResult = {
-        datasetUri: store.uriFor(keys.dataset),
-        scoresUri: store.uriFor(keys.scores),
-        rows: rows.length,
-        scored: rows.length - failed.length,
-        failed: failed.length,
-        scorer: scorer.label,
-        offline: scorer.offline,
-        promptSha256: prompt.sha256,
-        histogram,
-        sha256: scores.sha256,
-        ...(estimate && { cost: { estimate, spent: scorer.meter!.total() } }),
-      };
-      return result;
+      const scores = await out.putFile(keys.scores, scoresPath);
+      return scoreResult(p, tally, scores.sha256, estimate && { estimate, spent: scorer.meter!.total() });
     },
     { heartbeat: () => progress },
   );
+}
+
+/** The step's result, the same whether it was scored in one activity or in shards. */
+export function scoreResult(
+  p: Pick<PreparedScoring, 'store' | 'keys'> & {
+    read: { rows: number };
+    prompt: { sha256: string };
+    scorer: Pick<Scorer, 'label' | 'offline'>;
+  },
+  tally: Pick<ScoreTally, 'failed' | 'histogram'>,
+  scoresSha256: string,
+  cost: ScoreResult['cost'],
+): ScoreResult {
+  return {
+    datasetUri: p.store.uriFor(p.keys.dataset),
+    scoresUri: p.store.uriFor(p.keys.scores),
+    rows: p.read.rows,
+    scored: p.read.rows - tally.failed,
+    failed: tally.failed,
+    scorer: p.scorer.label,
+    offline: p.scorer.offline,
+    promptSha256: p.prompt.sha256,
+    histogram: tally.histogram,
+    sha256: scoresSha256,
+    ...(cost && { cost }),
+  };
 }

@@ -208,6 +208,17 @@ export class LineWriter {
     this.used += bytes.length + 1;
   }
 
+  /** Appends one line given as text (UTF-8), encoded straight into the buffer. */
+  async text(line: string): Promise<void> {
+    const bytes = Buffer.byteLength(line);
+    if (this.used + bytes + 1 > this.buf.length) {
+      await this.flush();
+      if (bytes + 1 > this.buf.length) this.buf = Buffer.alloc(bytes + 1);
+    }
+    this.used += this.buf.write(line, this.used);
+    this.buf[this.used++] = NEWLINE;
+  }
+
   /** Appends bytes that already end in a line break. */
   async write(bytes: Buffer): Promise<void> {
     await this.flush();

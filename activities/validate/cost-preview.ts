@@ -1,7 +1,6 @@
 import type { ResolvedInput } from '../../common/input';
 import { benchmarkPromptBuilder } from '../datasets/parse';
 import { readDatasetRows } from '../datasets/read-dataset';
-import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { judgeQuestion } from '../evaluate/judge-prompt';
 import {
@@ -10,17 +9,12 @@ import {
   checkEstimate,
   describeEstimate,
   estimateJudging,
-  estimateScoring,
+  ScoringEstimate,
+  type CostEstimate,
   type JudgedPrompt,
 } from '../llm/cost-estimate';
-import { llmEndpoint } from '../llm/llm-client';
+import { asksEndpoint } from '../llm/llm-client';
 import type { PreflightCheck } from './preflight';
-
-/** Whether a step of this kind asks the endpoint: `offline`, `file` and `ifd` never do, `auto` when the worker has one. */
-function asksEndpoint(kind: string, env: NodeJS.ProcessEnv): boolean {
-  if (kind === 'offline' || kind === 'file' || kind === 'ifd') return false;
-  return kind === 'openai' || llmEndpoint(env, { maxRetries: 0, timeoutSeconds: 1 }) !== undefined;
-}
 
 const free = (kind: string, what: string) =>
   kind === 'auto'
@@ -37,27 +31,38 @@ export async function costPreview(
   cfg: ResolvedInput,
 ): Promise<PreflightCheck[]> {
   const checks: PreflightCheck[] = [];
-  let rows: DatasetRow[] | undefined;
-  const datasetRows = async () => {
-    if (rows) return rows;
-    const read = readDatasetRows(deps, cfg.dataset, {
+  // One read of the dataset, keeping only what the estimates need: the scoring estimate, the number of rows and the
+  // first rows' questions, which stand in for the held-out prompts.
+  let read: { rows: number; scoring?: CostEstimate; firstQuestions: string[] } | undefined;
+  const readDataset = async () => {
+    if (read) return read;
+    const scoring = asksEndpoint(cfg.scorer.kind, deps.env)
+      ? new ScoringEstimate({
+          samples: cfg.scorer.samples,
+          price: cfg.scorer.pricePerMillionTokens,
+          parseRetries: cfg.scorer.parseRetries,
+        })
+      : undefined;
+    const firstQuestions: string[] = [];
+    let rows = 0;
+    for await (const row of readDatasetRows(deps, cfg.dataset, {
       format: cfg.datasetFormat,
       columns: cfg.datasetColumns,
       maxRowBytes: cfg.maxRowBytes,
-    });
-    rows = [];
-    for await (const row of read) rows.push(row);
-    return rows;
+    })) {
+      scoring?.add(row);
+      if (firstQuestions.length < cfg.evaluation.heldoutMax)
+        firstQuestions.push(judgeQuestion(row.instruction, row.input));
+      rows += 1;
+    }
+    read = { rows, scoring: scoring?.result(), firstQuestions };
+    return read;
   };
 
   if (!asksEndpoint(cfg.scorer.kind, deps.env)) {
     checks.push({ field: 'input.scorer cost', checked: `nothing: ${free(cfg.scorer.kind, 'scorer')}` });
   } else {
-    const estimate = estimateScoring(await datasetRows(), {
-      samples: cfg.scorer.samples,
-      price: cfg.scorer.pricePerMillionTokens,
-      parseRetries: cfg.scorer.parseRetries,
-    });
+    const estimate = (await readDataset()).scoring!;
     checkEstimate(estimate, { ...cfg.scorer, setting: 'input.scorer' }, 'scoring');
     checks.push({ field: 'input.scorer cost', checked: describeEstimate(estimate) });
   }
@@ -84,11 +89,9 @@ export async function costPreview(
       }
     } else {
       // The held-out rows are drawn by seed when the run segments; as many rows of the dataset stand in for them.
-      const all = await datasetRows();
-      const n = Math.min(ev.heldoutMax, Math.floor(all.length * ev.heldoutFraction));
-      for (const row of all.slice(0, n)) {
-        if ('instruction' in row) questions.push(judgeQuestion(row.instruction, row.input));
-      }
+      const { rows, firstQuestions } = await readDataset();
+      const n = Math.min(ev.heldoutMax, Math.floor(rows * ev.heldoutFraction));
+      questions.push(...firstQuestions.slice(0, n));
       heldout = `; the held-out prompts are drawn by seed, the first ${n} rows stand in for them`;
     }
     // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.

@@ -1,0 +1,294 @@
+/**
+ * Scoring in shards (`scorer.shardRows`): a dataset above the shard size is scored by one activity per shard, each on
+ * whichever CPU worker takes it, so scoring scales out with the workers. Three steps, each idempotent with its own
+ * manifest:
+ *
+ * - planScoreShards reads the dataset once (every row checked before any request, the cost estimate checked against
+ *   the limits), uploads the run's dataset.jsonl and prompt.txt as the one-activity step does, and each shard's rows;
+ * - scoreShard scores one shard's rows through the same pool, into the same parts as the one-activity step (shards
+ *   are whole parts, numbered over the whole dataset), and uploads its score lines;
+ * - mergeScoreShards joins the shards' score lines into scores.jsonl and commits the score step's manifest, with the
+ *   same outputs and result as the one-activity step: a run may switch between the two and keep what was scored.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { allowedLocation, openStore, type ObjectStore } from '../../store';
+import { streamJsonl } from '../artifacts/jsonl';
+import { finishedStep, readManifest } from '../artifacts/manifest';
+import { rowsPerPart } from '../artifacts/parts';
+import { scoreKeys, scoreShardKeys } from '../artifacts/run-keys';
+import { runStep, StepOutputs } from '../artifacts/step';
+import type { DatasetRow } from '../datasets/rows';
+import type { ActivityDeps } from '../deps';
+import { sumSpent, type CostEstimate, type Spent } from '../llm/cost-estimate';
+import { LineWriter } from '../segment/row-file';
+import type { ScoreInput, ScoreResult } from '../types';
+import { SHARDABLE_SCORERS } from '../../common/constants';
+import {
+  checkedEstimate,
+  makeScorer,
+  prepareScoring,
+  refuseTooManyFailures,
+  scoreIntoFile,
+  scoreResult,
+  type ScoreTally,
+} from './score-difficulty';
+
+export interface ScoreShardsInput extends ScoreInput {
+  shardRows: number;
+}
+
+export type ScoreShardInput = ScoreInput & { plan: ShardedPlan; shard: number };
+export type ScoreMergeInput = ScoreInput & { plan: ShardedPlan };
+
+/** What the plan decided; small, as it passes through workflow history. */
+export type ScorePlan =
+  | { sharded: false; rows: number }
+  | {
+      sharded: true;
+      rows: number;
+      shards: number;
+      /** Rows per shard: `shardRows` rounded up to whole parts. */
+      shardRows: number;
+      partRows: number;
+      inputsHash: string;
+      scorer: string;
+      offline: boolean;
+      promptSha256: string;
+      estimate?: CostEstimate;
+    };
+
+export type ShardedPlan = Extract<ScorePlan, { sharded: true }>;
+
+/** One shard's committed outcome (its manifest's result). */
+export interface ShardResult extends ScoreTally {
+  spent?: Spent;
+}
+
+async function inWorkDir<T>(deps: ActivityDeps, fn: (dir: string) => Promise<T>): Promise<T> {
+  await mkdir(deps.workDir, { recursive: true });
+  const dir = await mkdtemp(join(deps.workDir, 'score-shards-'));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
+  openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+
+export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInput): Promise<ScorePlan> {
+  if (!SHARDABLE_SCORERS.includes(input.scorer.kind))
+    throw new Error(`scorer.kind ${input.scorer.kind} is not scored in shards`);
+  return inWorkDir(deps, async (work) => {
+    const p = await prepareScoring(deps, input, work);
+    const { store, keys, read, inputsHash } = p;
+    const shardKeys = scoreShardKeys(input.runId, inputsHash);
+    const partRows = await rowsPerPart(new StepOutputs(store), keys.part(inputsHash, 0), read.rows);
+    const shardRows = Math.ceil(input.shardRows / partRows) * partRows;
+    const shards = Math.ceil(read.rows / shardRows);
+    // Not above the shard size: the one-activity step scores it (and reads it again; a plan costs one read).
+    if (shards <= 1) return { sharded: false, rows: read.rows };
+    // A score step committed from other inputs is refused before anything of it is overwritten; one committed from
+    // these inputs is the one activity's to return.
+    if ((await finishedStep(store, keys.manifest, inputsHash)) !== undefined)
+      return { sharded: false, rows: read.rows };
+    // Uploading a large dataset and its shards can outlast the heartbeat timeout.
+    let shardsWritten = 0;
+    return runStep<ShardedPlan>(
+      store,
+      { runId: input.runId, step: 'score/shards/plan', key: shardKeys.plan, inputsHash },
+      async (out) => {
+        const estimate = checkedEstimate(p, input);
+        // The one-activity step's first two outputs, recorded again by the merge.
+        await out.putFile(keys.dataset, p.datasetPath);
+        await out.put(keys.prompt, p.prompt.template);
+        // Each shard's rows as dataset.jsonl stores them: what the scorers read of a row (never its other fields).
+        const rows = streamLines(p.datasetPath);
+        for (let shard = 0; shard < shards; shard++) {
+          const path = join(work, `rows-${shard}.jsonl`);
+          const writer = await LineWriter.create(path);
+          try {
+            for (let n = 0; n < shardRows; n++) {
+              const line = await rows.next();
+              if (line.done) break;
+              await writer.text(line.value);
+            }
+          } finally {
+            await writer.close();
+          }
+          await out.putFile(shardKeys.rows(shard), path);
+          await rm(path);
+          shardsWritten += 1;
+        }
+        return {
+          sharded: true,
+          rows: read.rows,
+          shards,
+          shardRows,
+          partRows,
+          inputsHash,
+          scorer: p.scorer.label,
+          offline: p.scorer.offline,
+          promptSha256: p.prompt.sha256,
+          ...(estimate && { estimate }),
+        };
+      },
+      { heartbeat: () => ({ shardsWritten, shards }) },
+    );
+  });
+}
+
+/** The lines of a local file, one at a time, pulled as the caller asks. */
+function streamLines(path: string): AsyncIterator<string> {
+  return (async function* () {
+    const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
+    try {
+      for await (const line of lines) if (line !== '') yield line;
+    } finally {
+      lines.close();
+    }
+  })();
+}
+
+/** A shard's share of the step's spending limits, in proportion to its rows. */
+function shardLimits(scorer: ScoreInput['scorer'], share: number): ScoreInput['scorer'] {
+  return {
+    ...scorer,
+    ...(scorer.maxTokens !== undefined && { maxTokens: scorer.maxTokens * share }),
+    ...(scorer.maxCostUsd !== undefined && { maxCostUsd: scorer.maxCostUsd * share }),
+  };
+}
+
+const shardSize = (plan: ShardedPlan, shard: number) => Math.min(plan.shardRows, plan.rows - shard * plan.shardRows);
+
+/** Scores one shard; returns its counts only (the merge reads the rest from the shard's manifest). */
+export async function scoreShard(
+  deps: ActivityDeps,
+  input: ScoreShardInput,
+): Promise<{ shard: number; rows: number; failed: number }> {
+  const { plan, shard } = input;
+  const store = storeOf(deps, input);
+  const keys = scoreKeys(input.runId);
+  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const rows = shardSize(plan, shard);
+  const scorer = makeScorer(
+    { ...input, scorer: shardLimits(input.scorer, rows / plan.rows) },
+    deps,
+    store,
+    plan.promptSha256,
+  );
+  if (scorer.label !== plan.scorer) {
+    // `auto` on a worker without an endpoint, or another default model: its scores are not the plan's.
+    throw new Error(
+      `this worker scores with ${scorer.label}, the run's plan with ${plan.scorer}: give every CPU worker the same ` +
+        'PIFT_OPENAI_BASE_URL and PIFT_SCORER_MODEL',
+    );
+  }
+  const progress = { scored: 0, answered: 0, total: rows, shard: shard + 1, shards: plan.shards };
+  const done = await runStep<ShardResult>(
+    store,
+    {
+      runId: input.runId,
+      step: `score/shards/${shard + 1}`,
+      key: shardKeys.manifest(shard),
+      inputsHash: plan.inputsHash,
+    },
+    (out) =>
+      inWorkDir(deps, async (work) => {
+        const scoresPath = join(work, 'scores.jsonl');
+        const tally = await scoreIntoFile({
+          rows: streamJsonl<DatasetRow>(store, shardKeys.rows(shard)),
+          partRows: plan.partRows,
+          firstPart: (shard * plan.shardRows) / plan.partRows,
+          partKey: (i) => keys.part(plan.inputsHash, i),
+          store,
+          scorer,
+          concurrency: input.scorer.concurrency,
+          scoresPath,
+          progress,
+        });
+        await scorer.flush();
+        if (tally.rows !== rows) throw new Error(`${shardKeys.rows(shard)} holds ${tally.rows} rows, not ${rows}`);
+        await out.putFile(shardKeys.scores(shard), scoresPath);
+        return { ...tally, ...(scorer.meter && { spent: scorer.meter.total() }) };
+      }),
+    { heartbeat: () => progress },
+  );
+  return { shard: shard + 1, rows: done.rows, failed: done.failed };
+}
+
+export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInput): Promise<ScoreResult> {
+  const { plan } = input;
+  const store = storeOf(deps, input);
+  const keys = scoreKeys(input.runId);
+  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const progress = { merged: 0, shards: plan.shards };
+  return runStep(
+    store,
+    { runId: input.runId, step: 'score', key: keys.manifest, inputsHash: plan.inputsHash },
+    (out) =>
+      inWorkDir(deps, async (work) => {
+        const planned = await readManifest<ShardedPlan>(store, shardKeys.plan);
+        if (!planned || planned.inputsHash !== plan.inputsHash) throw new Error(`${shardKeys.plan} is missing`);
+        for (const key of [keys.dataset, keys.prompt]) out.record(planned.outputs.find((o) => o.key === key)!);
+
+        const tallies: ShardResult[] = [];
+        for (let shard = 0; shard < plan.shards; shard++) {
+          // With its score lines intact: damaged ones would be joined into scores.jsonl.
+          const done = await finishedStep<ShardResult>(store, shardKeys.manifest(shard), plan.inputsHash);
+          if (!done) throw new Error(`shard ${shard + 1} is not committed (or its score lines were damaged)`);
+          tallies.push(done);
+        }
+        const failed = tallies.reduce((n, t) => n + t.failed, 0);
+        const failedParts = tallies.flatMap((t) => t.failedParts);
+        if (failed > input.scorer.maxFailedFraction * plan.rows) {
+          // A resumed run scores again just the shards, and in them the parts, that hold failures.
+          for (const [shard, t] of tallies.entries()) if (t.failed) await store.delete(shardKeys.manifest(shard));
+        }
+        await refuseTooManyFailures(
+          { failed, failedParts, firstFailure: tallies.find((t) => t.firstFailure)?.firstFailure },
+          plan.rows,
+          input.scorer.maxFailedFraction,
+          (i) => store.delete(keys.part(plan.inputsHash, i)),
+        );
+
+        const scoresPath = join(work, 'scores.jsonl');
+        const writer = await LineWriter.create(scoresPath);
+        const histogram: Record<string, number> = {};
+        try {
+          for (let shard = 0; shard < plan.shards; shard++) {
+            for await (const chunk of await store.getStream(shardKeys.scores(shard))) await writer.write(chunk);
+            for (const [bucket, n] of Object.entries(tallies[shard].histogram))
+              histogram[bucket] = (histogram[bucket] ?? 0) + n;
+            progress.merged += 1;
+          }
+        } finally {
+          await writer.close();
+        }
+        const scores = await out.putFile(keys.scores, scoresPath);
+        const spent =
+          plan.estimate &&
+          sumSpent(
+            tallies.map((t) => t.spent!),
+            input.scorer.pricePerMillionTokens,
+          );
+        return scoreResult(
+          {
+            store,
+            keys,
+            read: { rows: plan.rows },
+            prompt: { sha256: plan.promptSha256 },
+            scorer: { label: plan.scorer, offline: plan.offline },
+          },
+          { failed, histogram },
+          scores.sha256,
+          plan.estimate && { estimate: plan.estimate, spent: spent! },
+        );
+      }),
+    { heartbeat: () => progress },
+  );
+}

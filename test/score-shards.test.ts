@@ -1,0 +1,248 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
+import { after, afterEach, before, describe, it } from 'mocha';
+import { depsFromEnv } from '../activities/deps';
+import { scoreDifficulty } from '../activities/score/score-difficulty';
+import {
+  mergeScoreShards,
+  planScoreShards,
+  scoreShard,
+  type ScorePlan,
+  type ShardedPlan,
+} from '../activities/score/score-shards';
+import type { ScoreInput, ScoreResult } from '../activities/types';
+import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { startRun } from '../client';
+import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { startHarness } from './helpers/pipeline-harness';
+
+const ROWS = 250;
+const rowText = (i: number) => `Instruction number ${i} of the shard test.`;
+const rowOf = (req: ChatRequest) => Number(/Instruction number (\d+) of/.exec(String(req.messages[0].content))?.[1]);
+const answerOf = (i: number) => (i % 60 === 13 ? 'unsure' : String(1 + ((i * 7) % 41) / 10));
+const lines = Array.from({ length: ROWS }, (_, i) =>
+  JSON.stringify({ id: `r${i}`, instruction: rowText(i), input: i % 2 ? `in ${i}` : '', output: 'x' }),
+);
+
+describe('scoring in shards (scorer.shardRows)', function () {
+  this.timeout(120_000);
+  let llm: FakeOpenAI;
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    llm = await startFakeOpenAI({ apiKey: 'sk-shards' });
+    dir = mkdtempSync(join(tmpdir(), 'score-shards-'));
+    writeFileSync(join(dir, 'rows.jsonl'), `${lines.join('\n')}\n`);
+    env = {
+      PIFT_OPENAI_BASE_URL: llm.baseURL,
+      OPENAI_API_KEY: 'sk-shards',
+      PIFT_FILE_ROOTS: dir,
+      PIFT_WORKDIR: join(dir, 'work'),
+      PIFT_OUTAGE_TOLERANCE: '1m',
+    };
+  });
+  afterEach(() => llm.reset());
+  after(async () => {
+    await llm.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const inputFor = (store: string, scorer: Record<string, unknown>): ScoreInput => {
+    const cfg = resolvePipelineInput(
+      {
+        dataset: join(dir, 'rows.jsonl'),
+        store: join(dir, store),
+        runId: 'run',
+        scorer: { cache: false, parseRetries: 0, maxFailedFraction: 0.1, concurrency: 8, ...scorer },
+      },
+      'wf',
+      env,
+    );
+    return {
+      runId: cfg.runId,
+      store: cfg.store,
+      dataset: cfg.dataset,
+      datasetFormat: cfg.datasetFormat,
+      scorer: cfg.scorer,
+    };
+  };
+  const mock = () => new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  const deps = () => ({ ...depsFromEnv(env), env });
+  const text = (store: string, key: string) => readFileSync(join(dir, store, 'run', key), 'utf8');
+  /** The manifest without its time; the result without the store's location. */
+  const manifestOf = (store: string) =>
+    text(store, 'score/manifest.json')
+      .replace(/"createdAt": "[^"]*"/, '')
+      .split(pathToFileURL(join(dir, store)).href)
+      .join('STORE');
+
+  async function shardedPlan(input: ScoreInput, shardRows: number): Promise<ShardedPlan> {
+    const plan: ScorePlan = await mock().run(() => planScoreShards(deps(), { ...input, shardRows }));
+    assert.ok(plan.sharded);
+    return plan;
+  }
+
+  /** What the workflow does with a shard size, step by step (scoreInShards). */
+  async function scoreSharded(input: ScoreInput, shardRows: number, failShard?: number): Promise<ScoreResult> {
+    const plan = await shardedPlan(input, shardRows);
+    await Promise.all(
+      Array.from({ length: plan.shards }, (_, shard) =>
+        shard === failShard ? undefined : mock().run(() => scoreShard(deps(), { ...input, plan, shard })),
+      ),
+    );
+    return (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+  }
+
+  it('writes the same scores.jsonl, manifest and result as one activity', async () => {
+    llm.handle((req) => ({ delayMs: (rowOf(req) * 13) % 7, then: { content: answerOf(rowOf(req)) } }));
+    const scorer = { kind: 'openai', samples: 2, pricePerMillionTokens: { input: 1, output: 3 } };
+    const one = (await mock().run(() => scoreDifficulty(deps(), inputFor('one', scorer)))) as ScoreResult;
+    const sharded = await scoreSharded(inputFor('sharded', scorer), 90);
+    assert.equal(one.failed, 4);
+    assert.equal(text('sharded', 'score/scores.jsonl'), text('one', 'score/scores.jsonl'));
+    assert.equal(text('sharded', 'score/dataset.jsonl'), text('one', 'score/dataset.jsonl'));
+    assert.equal(manifestOf('sharded'), manifestOf('one'));
+    const located = (r: ScoreResult, store: string) =>
+      JSON.stringify(r)
+        .split(pathToFileURL(join(dir, store)).href)
+        .join('STORE');
+    assert.equal(located(sharded, 'sharded'), located(one, 'one'));
+    // 90 rows round up to whole parts of 100: three shards, the parts the one activity writes.
+    assert.deepEqual(
+      readdirSync(join(dir, 'sharded', 'run', 'score', 'parts')),
+      readdirSync(join(dir, 'one', 'run', 'score', 'parts')),
+    );
+  });
+
+  it('a dataset not above the shard size is left to the one activity', async () => {
+    const plan = await mock().run(() =>
+      planScoreShards(deps(), { ...inputFor('small', { kind: 'offline' }), shardRows: ROWS }),
+    );
+    assert.deepEqual(plan, { sharded: false, rows: ROWS });
+  });
+
+  it('a plan over a score step committed from other inputs is refused, one from the same inputs left to it', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const scorer = { kind: 'openai', maxFailedFraction: 0.1 };
+    await mock().run(() => scoreDifficulty(deps(), inputFor('committed', scorer)));
+    const before = text('committed', 'score/dataset.jsonl');
+    const same: ScorePlan = await mock().run(() =>
+      planScoreShards(deps(), { ...inputFor('committed', scorer), shardRows: 100 }),
+    );
+    assert.deepEqual(same, { sharded: false, rows: ROWS });
+    await assert.rejects(
+      mock().run(() =>
+        planScoreShards(deps(), { ...inputFor('committed', { ...scorer, samples: 2 }), shardRows: 100 }),
+      ),
+      /was produced from different inputs/,
+    );
+    assert.equal(text('committed', 'score/dataset.jsonl'), before);
+  });
+
+  it("a shard's retry asks only the rows of its parts that were not committed", async () => {
+    const input = inputFor('retry', { kind: 'openai', maxFailedFraction: 0.1 });
+    const plan = await shardedPlan(input, 200);
+    assert.equal(plan.shards, 2);
+    // Shard 1 (rows 0-199, parts 0 and 1) dies when row 180 is asked: a refused key fails the attempt at once.
+    llm.handle((req) =>
+      rowOf(req) === 180 ? { delayMs: 200, then: { status: 401 } } : { content: answerOf(rowOf(req)) },
+    );
+    await assert.rejects(
+      mock().run(() => scoreShard(deps(), { ...input, plan, shard: 0 })),
+      /API key/,
+    );
+    const parts = readdirSync(join(dir, 'retry', 'run', 'score', 'parts'));
+    assert.equal(parts.length, 1, parts.join(', '));
+    assert.match(parts[0], /-00000\.jsonl$/);
+
+    const asked: number[] = [];
+    llm.handle((req) => {
+      asked.push(rowOf(req));
+      return { content: answerOf(rowOf(req)) };
+    });
+    await mock().run(() => scoreShard(deps(), { ...input, plan, shard: 0 }));
+    assert.deepEqual(
+      [...asked].sort((a, b) => a - b),
+      Array.from({ length: 100 }, (_, i) => 100 + i),
+    );
+    // A committed shard is not scored again.
+    asked.length = 0;
+    await mock().run(() => scoreShard(deps(), { ...input, plan, shard: 0 }));
+    assert.deepEqual(asked, []);
+    await mock().run(() => scoreShard(deps(), { ...input, plan, shard: 1 }));
+    assert.equal(asked.length, 50);
+    const merged = (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+    assert.equal(merged.rows, ROWS);
+  });
+
+  it('a merge before every shard committed fails, and too many failures drop the shards that hold them', async () => {
+    llm.handle((req) => ({ content: rowOf(req) === 120 ? '??' : '3' }));
+    const input = inputFor('failing', { kind: 'openai', maxFailedFraction: 0 });
+    await assert.rejects(scoreSharded(input, 100, 2), /shard 3 is not committed/);
+    const plan = await shardedPlan(input, 100);
+    await mock().run(() => scoreShard(deps(), { ...input, plan, shard: 2 }));
+    await assert.rejects(
+      mock().run(() => mergeScoreShards(deps(), { ...input, plan })),
+      /1 of 250 difficulty answers could not be parsed \(limit 0%\); e\.g\. row r120: "\?\?"/,
+    );
+    const shardDir = join(dir, 'failing', 'run', 'score', 'shards', plan.inputsHash.slice(0, 12));
+    const committed = (n: string) => existsSync(join(shardDir, `shard-${n}`, 'manifest.json'));
+    // Row 120 is in shard 2: only its manifest is dropped, and only part 1 (rows 100-199).
+    assert.deepEqual(['00001', '00002', '00003'].map(committed), [true, false, true]);
+    assert.deepEqual(
+      readdirSync(join(dir, 'failing', 'run', 'score', 'parts')).map((f) => f.slice(-11)),
+      ['00000.jsonl', '00002.jsonl'],
+    );
+  });
+});
+
+describe('a run with scorer.shardRows on Temporal', function () {
+  this.timeout(5 * 60_000);
+
+  it('scores the dataset in shards, as the same scores.jsonl as an unsharded run', async () => {
+    const h = await startHarness();
+    h.llm.handle((req) => ({ content: String(1 + (rowOf(req) % 40) / 10) }));
+    const dataset = await h.upload('datasets/shards.jsonl', `${lines.join('\n')}\n`);
+    const start = (runId: string, scorer: Record<string, unknown>) =>
+      startRun(
+        h.temporal.client,
+        {
+          dataset,
+          runId,
+          store: h.storeUri,
+          gpuTaskQueue: h.gpuQueue,
+          scorer: { kind: 'openai', cache: false, ...scorer },
+          training: { mode: 'export-only' },
+        },
+        { taskQueue: h.cpuQueue },
+      );
+    const sharded = await start('sharded-run', { shardRows: 100 });
+    await sharded.handle.result();
+    const plain = await start('plain-run', {});
+    await plain.handle.result();
+    assert.equal(
+      await h.store.getText('sharded-run/score/scores.jsonl'),
+      await h.store.getText('plain-run/score/scores.jsonl'),
+    );
+    const history = await sharded.handle.fetchHistory();
+    const activities = (history.events ?? [])
+      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter((name): name is string => name !== undefined);
+    assert.deepEqual(activities, [
+      'preflight',
+      'planScoreShards',
+      'scoreShard',
+      'scoreShard',
+      'scoreShard',
+      'mergeScoreShards',
+      'segmentStages',
+      'exportStages',
+    ]);
+  });
+});
