@@ -2,6 +2,8 @@ import { Context } from '@temporalio/activity';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import OpenAI from 'openai';
+import { WorkerMisconfiguredError } from '../../common/failures';
 import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
@@ -12,7 +14,10 @@ import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from '../train/check-model';
-import { runTrainerProcess } from '../train/trainer-process';
+import { runTrainerProcess, type TrainerEvent } from '../train/trainer-process';
+import { whileHeartbeating } from '../heartbeat';
+import { completeAll, readServedPrompts } from './served-completions';
+import { SERVE_COMMAND_SETTING, startServer, type ServedModel } from './serving-process';
 import type { GenerateInput, GenerateResult } from '../types';
 
 /**
@@ -42,6 +47,9 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     ...(input.answerExtraction === 'paper' && { answerExtraction: 'paper' }),
     ...(input.assistantMarker === 'training' && { assistantMarker: 'training' }),
     ...(input.conversationTemplate !== undefined && { conversationTemplate: input.conversationTemplate }),
+    // Served answers may differ from pift.generate's in the last bits of the logits (another kernel, another
+    // precision), so they are their own step; how many are in flight changes no greedy answer.
+    ...(input.serving !== undefined && { generation: 'served' }),
   });
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
@@ -57,48 +65,149 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
       }
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
+      const serveCommand = input.serving ? serveCommandFrom(deps.env) : undefined;
       const answers: Record<string, string> = {};
-      for (const bench of input.benchmarks) {
-        const key = keys.answers(bench.name);
-        answers[bench.name] = store.uriFor(key);
-        await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
-          const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
-          const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
-          const outFile = join(work, `${bench.name}.answers.jsonl`);
-          await benchStore.getFile(benchKey, promptsFile);
-          const configPath = join(work, `${bench.name}.config.json`);
-          const config = {
-            model_dir: modelDir,
-            input_file: promptsFile,
-            output_file: outFile,
-            max_length: input.maxLength,
-            ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
-            ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
-            ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
-            ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
-            parent_pid: process.pid,
-          };
-          await writeFile(configPath, JSON.stringify(config, null, 2));
-          progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
-          await runTrainerProcess({
-            python: deps.python,
-            module: 'pift.generate',
-            configPath,
-            cwd: work,
-            env: deps.env,
-            progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
-            heartbeat: () => ctx.heartbeat(progress),
-            onEvent: (e) => {
-              if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
-            },
+      // Started on the first benchmark that needs it, once per model, and stopped however the step ends.
+      let served: ServedModel | undefined;
+      try {
+        for (const bench of input.benchmarks) {
+          const key = keys.answers(bench.name);
+          answers[bench.name] = store.uriFor(key);
+          await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
+            const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
+            const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
+            const outFile = join(work, `${bench.name}.answers.jsonl`);
+            await benchStore.getFile(benchKey, promptsFile);
+            const config = {
+              model_dir: modelDir,
+              input_file: promptsFile,
+              output_file: outFile,
+              max_length: input.maxLength,
+              ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
+              ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
+              ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
+              ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
+              parent_pid: process.pid,
+            };
+            progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
+            const generate = (suffix: string, fields: object, onEvent: (e: TrainerEvent) => void = () => undefined) =>
+              runGenerate(
+                deps,
+                input,
+                work,
+                `${bench.name}${suffix}.config.json`,
+                { ...config, ...fields },
+                (e) => {
+                  if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+                  onEvent(e);
+                },
+                () => ctx.heartbeat(progress),
+              );
+            if (!input.serving) {
+              await generate('', {});
+              return outFile;
+            }
+            // The server gets the very token ids pift.generate would use, and pift.generate extracts its answers.
+            const servedPromptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
+            let modelPath = modelDir;
+            await generate('.prompts', { mode: 'prompts', prompts_file: servedPromptsFile }, (e) => {
+              if (e.event === 'done' && typeof e.model_path === 'string') modelPath = e.model_path;
+            });
+            served ??= await startServer({
+              command: serveCommand!,
+              modelPath,
+              name: input.name,
+              python: deps.python,
+              cwd: work,
+              env: deps.env,
+              startTimeoutMs: msToNumber(input.serving.startTimeout as Duration),
+              startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
+              heartbeat: () => ctx.heartbeat(progress),
+            });
+            const completionsFile = join(work, `${bench.name}.completions.jsonl`);
+            const prompts = await readServedPrompts(servedPromptsFile);
+            await whileHeartbeating(
+              () => progress,
+              () =>
+                completeAll({
+                  client: servingClient(served!, input.progressTimeout),
+                  model: served!.name,
+                  prompts,
+                  completionsFile,
+                  concurrency: input.serving!.concurrency,
+                  signal: ctx.cancellationSignal,
+                  onDone: (done, total) => (progress = { ...progress, done, total }),
+                }).catch((err) => {
+                  // An aborted request is the cancellation itself, reported as such.
+                  if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+                  throw err;
+                }),
+            );
+            await generate('.answers', { mode: 'answers', completions_file: completionsFile });
+            return outFile;
           });
-          return outFile;
-        });
+        }
+      } finally {
+        await served?.stop();
       }
-      const result: GenerateResult = { name: input.name, answers, reused: false };
+      const result: GenerateResult = {
+        name: input.name,
+        answers,
+        reused: false,
+        ...(input.serving
+          ? { generatedBy: 'served' as const, ...(served && { server: served.server }) }
+          : { generatedBy: 'pift.generate' as const }),
+      };
       await rm(work, { recursive: true, force: true });
       return result;
     },
     { heartbeat: () => progress },
   );
 }
+
+/** `python -m pift.generate` on one config (answering, or one half of the served path). */
+async function runGenerate(
+  deps: ActivityDeps,
+  input: GenerateInput,
+  work: string,
+  configName: string,
+  config: object,
+  onEvent: (e: TrainerEvent) => void,
+  heartbeat: () => void,
+): Promise<void> {
+  const configPath = join(work, configName);
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  await runTrainerProcess({
+    python: deps.python,
+    module: 'pift.generate',
+    configPath,
+    cwd: work,
+    env: deps.env,
+    progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+    heartbeat,
+    onEvent,
+  });
+}
+
+/** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
+function serveCommandFrom(env: NodeJS.ProcessEnv): string {
+  const command = env[SERVE_COMMAND_SETTING]?.trim();
+  if (!command) {
+    throw new WorkerMisconfiguredError(
+      `evaluation.serving is set but the GPU worker has no ${SERVE_COMMAND_SETTING}: set it to the command that ` +
+        'serves one model, e.g. `vllm serve {model} --port {port} --served-model-name {name}` or ' +
+        '`{python} -m pift.serve --model {model} --port {port} --served-model-name {name}`',
+      SERVE_COMMAND_SETTING,
+    );
+  }
+  return command;
+}
+
+/** The started server's client: no key (it listens on loopback only), a request may take the progress timeout. */
+const servingClient = (served: ServedModel, progressTimeout: string) =>
+  new OpenAI({
+    baseURL: served.baseURL,
+    apiKey: 'unused',
+    maxRetries: 2,
+    timeout: msToNumber(progressTimeout as Duration),
+  });
