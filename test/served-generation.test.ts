@@ -145,36 +145,93 @@ describe('generation through a serving endpoint', function () {
     });
   }
 
-  it("kills the server's process group when the step is cancelled mid-request", async () => {
-    // A server that lists the model and then never answers a completion, so the cancel finds requests in flight.
-    const asked = join(root, 'asked');
-    const script = join(root, 'hanging-server.js');
+  /**
+   * A stand-in server that lists the model, then meets the first completion request as told: `hang` (never answers),
+   * `refuse` (HTTP 400, as vLLM answers a prompt over its maximum length) or `die` (prints and exits, as a server
+   * that runs out of memory). The command it runs under writes its process group id first.
+   */
+  const scriptedServer = async (behaviour: 'hang' | 'refuse' | 'die') => {
+    const asked = join(root, `asked-${behaviour}`);
+    const script = join(root, 'scripted-server.js');
     await writeFile(
       script,
-      `const [port, name, asked] = process.argv.slice(2);
+      `const [port, name, asked, behaviour] = process.argv.slice(2);
 require('node:http').createServer((req, res) => {
   if (req.url.startsWith('/v1/models')) {
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify({ object: 'list', data: [{ id: name, object: 'model', owned_by: 'test' }] }));
   }
   require('node:fs').writeFileSync(asked, '1');
+  if (behaviour === 'refuse') {
+    res.statusCode = 400;
+    res.setHeader('content-type', 'application/json');
+    return res.end(JSON.stringify({ error: { message: 'prompt longer than the maximum context length', code: 400 } }));
+  }
+  if (behaviour === 'die') {
+    console.error('CUDA out of memory while answering');
+    process.exit(1);
+  }
 }).listen(Number(port), '127.0.0.1');
 `,
     );
     await rm(pgidFile(), { force: true });
-    const command = `echo $$ > ${quote(pgidFile())}; ${quote(process.execPath)} ${quote(script)} {port} {name} ${quote(asked)}`;
+    const command =
+      `echo $$ > ${quote(pgidFile())}; ` +
+      `${quote(process.execPath)} ${quote(script)} {port} {name} ${quote(asked)} ${behaviour}`;
+    return { asked, env: { ...deps.env, PIFT_SERVE_COMMAND: command } };
+  };
+  const serving = { concurrency: 2, startTimeout: '1 minute' };
+
+  it("kills the server's process group when the step is cancelled mid-request", async () => {
+    const server = await scriptedServer('hang');
     const saved = deps;
-    deps = { ...deps, env: { ...deps.env, PIFT_SERVE_COMMAND: command } };
+    deps = { ...deps, env: server.env };
     try {
       const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-      const running = generate(input('cancelled', { serving: { concurrency: 2, startTimeout: '1 minute' } }), env);
+      const running = generate(input('cancelled', { serving }), env);
       running.catch(() => undefined);
-      await waitFor('a completion request', () => existsSync(asked));
+      await waitFor('a completion request', () => existsSync(server.asked));
       const pgid = Number((await readFile(pgidFile(), 'utf8')).trim());
       assert.equal(groupAlive(pgid), true);
       env.cancel();
       await assert.rejects(running, (err) => err instanceof CancelledFailure);
       assert.equal(groupAlive(pgid), false);
+    } finally {
+      deps = saved;
+    }
+  });
+
+  it('a prompt the server refuses fails the step naming PIFT_SERVE_COMMAND, not retried', async () => {
+    const server = await scriptedServer('refuse');
+    const saved = deps;
+    deps = { ...deps, env: server.env };
+    try {
+      await assert.rejects(generate(input('refused', { serving })), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'WorkerMisconfigured');
+        assert.match(err.message, /refused prompt .* \(HTTP 400: .*maximum context length/);
+        assert.match(err.message, /check PIFT_SERVE_COMMAND/);
+        assert.equal(err.nonRetryable, true);
+        return true;
+      });
+      assert.equal(groupAlive(Number((await readFile(pgidFile(), 'utf8')).trim())), false);
+    } finally {
+      deps = saved;
+    }
+  });
+
+  it('a server that dies while answering fails the step (retryably) with its last words', async () => {
+    const server = await scriptedServer('die');
+    const saved = deps;
+    deps = { ...deps, env: server.env };
+    try {
+      await assert.rejects(generate(input('died', { serving })), (err: unknown) => {
+        assert.ok(err instanceof Error && !(err instanceof ApplicationFailure && err.nonRetryable));
+        assert.match(err.message, /exited while answering/);
+        assert.match(err.message, /CUDA out of memory while answering/);
+        return true;
+      });
+      assert.equal(groupAlive(Number((await readFile(pgidFile(), 'utf8')).trim())), false);
     } finally {
       deps = saved;
     }

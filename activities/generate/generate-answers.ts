@@ -137,6 +137,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
                   concurrency: input.serving!.concurrency,
                   signal: ctx.cancellationSignal,
                   onDone: (done, total) => (progress = { ...progress, done, total }),
+                  failure: served!.requestFailure,
                 }).catch((err) => {
                   // An aborted request is the cancellation itself, reported as such.
                   if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;

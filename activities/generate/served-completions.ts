@@ -49,6 +49,8 @@ export interface CompleteOptions {
   concurrency: number;
   signal: AbortSignal;
   onDone: (done: number, total: number) => void;
+  /** What a failed request is reported as. */
+  failure: (promptId: string | number, err: unknown) => Error;
 }
 
 /**
@@ -72,10 +74,14 @@ export async function completeAll(o: CompleteOptions): Promise<void> {
   const worker = async () => {
     while (next < pending.length && !abort.signal.aborted) {
       const prompt = pending[next++];
-      const response = await o.client.completions.create(
-        { model: o.model, prompt: prompt.prompt, max_tokens: prompt.max_tokens, temperature: 0, top_p: 1 },
-        { signal: abort.signal },
-      );
+      const response = await o.client.completions
+        .create(
+          { model: o.model, prompt: prompt.prompt, max_tokens: prompt.max_tokens, temperature: 0, top_p: 1 },
+          { signal: abort.signal },
+        )
+        .catch((err: unknown) => {
+          throw abort.signal.aborted ? err : o.failure(prompt.id, err);
+        });
       const choice = response.choices[0];
       if (!choice || response.usage === undefined) {
         throw new Error(`the server's completion of prompt ${JSON.stringify(prompt.id)} has no choice or no usage`);

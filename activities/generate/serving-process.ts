@@ -1,4 +1,5 @@
 import { Context } from '@temporalio/activity';
+import { APIError } from 'openai';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -18,6 +19,8 @@ export interface ServedModel {
   /** The group leader's pid, which is also the process group id. */
   pid: number;
   stop: () => Promise<void>;
+  /** Why a request failed, in the worker's terms: a refusal names the command, a dead server says what it printed. */
+  requestFailure: (promptId: string | number, err: unknown) => Error;
 }
 
 export interface ServeOptions {
@@ -117,6 +120,22 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
 
   const baseURL = `http://127.0.0.1:${port}/v1`;
   const said = () => (tail.length ? `; it said:\n${tail.slice(-15).join('\n')}` : '');
+  const requestFailure = (promptId: string | number, err: unknown): Error => {
+    const what = err instanceof Error ? err.message : String(err);
+    if (gone) {
+      return new Error(`the server of ${opts.name} (${SERVE_COMMAND_SETTING}) exited while answering${said()}`);
+    }
+    // The request itself is wrong for this server: the same prompt would be refused on every retry.
+    if (err instanceof APIError && err.status !== undefined && [400, 404, 413, 422].includes(err.status)) {
+      return new WorkerMisconfiguredError(
+        `the server of ${opts.name} refused prompt ${JSON.stringify(promptId)} (HTTP ${err.status}: ${what}); ` +
+          `check ${SERVE_COMMAND_SETTING}, e.g. that its maximum model length is at least evaluation.maxLength`,
+        SERVE_COMMAND_SETTING,
+        opts.command,
+      );
+    }
+    return new Error(`the server of ${opts.name} did not answer prompt ${JSON.stringify(promptId)}: ${what}`);
+  };
   const ctx = Context.current();
   const deadline = Date.now() + opts.startTimeoutMs;
   try {
@@ -132,7 +151,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
         );
       }
       const owner = await listedOwner(baseURL, opts.name);
-      if (owner !== undefined) return { baseURL, name: opts.name, server: owner, pid, stop };
+      if (owner !== undefined) return { baseURL, name: opts.name, server: owner, pid, stop, requestFailure };
       if (Date.now() > deadline) {
         throw new WorkerMisconfiguredError(
           `the serving command (${SERVE_COMMAND_SETTING}) did not list model "${opts.name}" at GET ${baseURL}/models ` +
