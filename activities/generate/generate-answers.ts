@@ -2,8 +2,6 @@ import { Context } from '@temporalio/activity';
 import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import OpenAI from 'openai';
-import { WorkerMisconfiguredError } from '../../common/failures';
 import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
@@ -15,9 +13,7 @@ import { localModel } from '../artifacts/transfer';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from '../train/check-model';
 import { runTrainerProcess, type TrainerEvent } from '../train/trainer-process';
-import { whileHeartbeating } from '../heartbeat';
-import { completeAll, readServedPrompts } from './served-completions';
-import { SERVE_COMMAND_SETTING, startServer, type ServedModel } from './serving-process';
+import { servedGeneration, type RunGenerate } from './served-answers';
 import type { GenerateInput, GenerateResult } from '../types';
 
 /**
@@ -65,10 +61,13 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
       }
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
-      const serveCommand = input.serving ? serveCommandFrom(deps.env) : undefined;
+      const served =
+        input.serving &&
+        servedGeneration(deps, { ...input, serving: input.serving }, work, {
+          get: () => progress,
+          set: (p) => (progress = { ...progress, ...p }),
+        });
       const answers: Record<string, string> = {};
-      // Started on the first benchmark that needs it, once per model, and stopped however the step ends.
-      let served: ServedModel | undefined;
       try {
         for (const bench of input.benchmarks) {
           const key = keys.answers(bench.name);
@@ -90,7 +89,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
               parent_pid: process.pid,
             };
             progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
-            const generate = (suffix: string, fields: object, onEvent: (e: TrainerEvent) => void = () => undefined) =>
+            const generate: RunGenerate = (suffix, fields, onEvent) =>
               runGenerate(
                 deps,
                 input,
@@ -99,52 +98,11 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
                 { ...config, ...fields },
                 (e) => {
                   if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
-                  onEvent(e);
+                  onEvent?.(e);
                 },
                 () => ctx.heartbeat(progress),
               );
-            if (!input.serving) {
-              await generate('', {});
-              return outFile;
-            }
-            // The server gets the very token ids pift.generate would use, and pift.generate extracts its answers.
-            const servedPromptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
-            let modelPath = modelDir;
-            await generate('.prompts', { mode: 'prompts', prompts_file: servedPromptsFile }, (e) => {
-              if (e.event === 'done' && typeof e.model_path === 'string') modelPath = e.model_path;
-            });
-            served ??= await startServer({
-              command: serveCommand!,
-              modelPath,
-              name: input.name,
-              python: deps.python,
-              cwd: work,
-              env: deps.env,
-              startTimeoutMs: msToNumber(input.serving.startTimeout as Duration),
-              startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
-              heartbeat: () => ctx.heartbeat(progress),
-            });
-            const completionsFile = join(work, `${bench.name}.completions.jsonl`);
-            const prompts = await readServedPrompts(servedPromptsFile);
-            await whileHeartbeating(
-              () => progress,
-              () =>
-                completeAll({
-                  client: servingClient(served!, input.progressTimeout),
-                  model: served!.name,
-                  prompts,
-                  completionsFile,
-                  concurrency: input.serving!.concurrency,
-                  signal: ctx.cancellationSignal,
-                  onDone: (done, total) => (progress = { ...progress, done, total }),
-                  failure: served!.requestFailure,
-                }).catch((err) => {
-                  // An aborted request is the cancellation itself, reported as such.
-                  if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-                  throw err;
-                }),
-            );
-            await generate('.answers', { mode: 'answers', completions_file: completionsFile });
+            await (served ? served.answer(bench, generate) : generate('', {}));
             return outFile;
           });
         }
@@ -155,9 +113,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
         name: input.name,
         answers,
         reused: false,
-        ...(input.serving
-          ? { generatedBy: 'served' as const, ...(served && { server: served.server }) }
-          : { generatedBy: 'pift.generate' as const }),
+        ...(served ? served.recorded() : { generatedBy: 'pift.generate' as const }),
       };
       await rm(work, { recursive: true, force: true });
       return result;
@@ -189,26 +145,3 @@ async function runGenerate(
     onEvent,
   });
 }
-
-/** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
-function serveCommandFrom(env: NodeJS.ProcessEnv): string {
-  const command = env[SERVE_COMMAND_SETTING]?.trim();
-  if (!command) {
-    throw new WorkerMisconfiguredError(
-      `evaluation.serving is set but the GPU worker has no ${SERVE_COMMAND_SETTING}: set it to the command that ` +
-        'serves one model, e.g. `vllm serve {model} --port {port} --served-model-name {name}` or ' +
-        '`{python} -m pift.serve --model {model} --port {port} --served-model-name {name}`',
-      SERVE_COMMAND_SETTING,
-    );
-  }
-  return command;
-}
-
-/** The started server's client: no key (it listens on loopback only), a request may take the progress timeout. */
-const servingClient = (served: ServedModel, progressTimeout: string) =>
-  new OpenAI({
-    baseURL: served.baseURL,
-    apiKey: 'unused',
-    maxRetries: 2,
-    timeout: msToNumber(progressTimeout as Duration),
-  });
