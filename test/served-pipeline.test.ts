@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, it } from 'mocha';
 import type { StepManifest } from '../activities/artifacts/manifest';
-import { generateKeys } from '../activities/artifacts/run-keys';
+import { generateKeys, scoreKeys } from '../activities/artifacts/run-keys';
 import type { GenerateResult } from '../activities/types';
 import { startRun } from '../client';
 import type { PipelineInput } from '../common/input';
@@ -86,6 +86,35 @@ describe('a run that generates through a serving endpoint (evaluation.serving)',
     }
     assert.deepEqual(results.served.evaluation?.winRates, results.local.evaluation?.winRates);
     assert.deepEqual(results.served.evaluation?.accuracy, results.local.evaluation?.accuracy);
+  });
+
+  it('fails on a GPU worker without PIFT_SERVE_COMMAND at the model check, before anything is scored', async () => {
+    const bare = await startHarness();
+    delete bare.workerEnv.PIFT_SERVE_COMMAND;
+    await bare.startGpuWorker();
+    const dataset = await bare.upload('served/bare.jsonl', toJsonl(balancedDemo(2)));
+    const start = await startRun(
+      bare.temporal.client,
+      {
+        dataset,
+        runId: 'served-no-command',
+        store: bare.storeUri,
+        gpuTaskQueue: bare.gpuQueue,
+        scorer: { kind: 'offline' },
+        evaluation: { judge: 'offline', serving: {} },
+      },
+      { taskQueue: bare.cpuQueue },
+    );
+    const failure = await start.handle.result().then(
+      () => assert.fail('the run should fail'),
+      (err: unknown) => err,
+    );
+    const messages: string[] = [];
+    for (let e = failure as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+      messages.push(String(e.message));
+    }
+    assert.match(messages.join(' | '), /evaluation\.serving is set but the GPU worker has no PIFT_SERVE_COMMAND/);
+    assert.equal(await bare.store.exists(scoreKeys('served-no-command').manifest), false);
   });
 
   it('leaves no server behind', async () => {

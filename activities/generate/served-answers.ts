@@ -3,13 +3,12 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import OpenAI from 'openai';
 import { join } from 'node:path';
-import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ActivityDeps } from '../deps';
 import { whileHeartbeating } from '../heartbeat';
 import type { TrainerEvent } from '../train/trainer-process';
 import type { GenerateInput, GenerateResult, PreparedBenchmark } from '../types';
 import { completeAll, readServedPrompts } from './served-completions';
-import { SERVE_COMMAND_SETTING, startServer, type ServedModel } from './serving-process';
+import { serveCommandFrom, startServer, type ServedModel } from './serving-process';
 
 /** One `pift.generate` run on the benchmark's config with these fields added. */
 export type RunGenerate = (suffix: string, fields: object, onEvent?: (e: TrainerEvent) => void) => Promise<void>;
@@ -78,20 +77,6 @@ export function servedGeneration(
     },
     stop: async () => served?.stop(),
   };
-}
-
-/** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
-function serveCommandFrom(env: NodeJS.ProcessEnv): string {
-  const command = env[SERVE_COMMAND_SETTING]?.trim();
-  if (!command) {
-    throw new WorkerMisconfiguredError(
-      `evaluation.serving is set but the GPU worker has no ${SERVE_COMMAND_SETTING}: set it to the command that ` +
-        'serves one model, e.g. `vllm serve {model} --port {port} --served-model-name {name}` or ' +
-        '`{python} -m pift.serve --model {model} --port {port} --served-model-name {name}`',
-      SERVE_COMMAND_SETTING,
-    );
-  }
-  return command;
 }
 
 /** The started server's client: no key (it listens on loopback only), a request may take the progress timeout. */

@@ -46,6 +46,20 @@ export function serveCommand(template: string, values: Record<'model' | 'port' |
   return template.replace(/\{(model|port|name|python)\}/g, (_, key: keyof typeof values) => shellQuote(values[key]));
 }
 
+/** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
+export function serveCommandFrom(env: NodeJS.ProcessEnv): string {
+  const command = env[SERVE_COMMAND_SETTING]?.trim();
+  if (!command) {
+    throw new WorkerMisconfiguredError(
+      `evaluation.serving is set but the GPU worker has no ${SERVE_COMMAND_SETTING}: set it to the command that ` +
+        'serves one model, e.g. `vllm serve {model} --port {port} --served-model-name {name}` or ' +
+        '`{python} -m pift.serve --model {model} --port {port} --served-model-name {name}`',
+      SERVE_COMMAND_SETTING,
+    );
+  }
+  return command;
+}
+
 /** A free loopback port for the server (taken back at once: only the server listens on it afterwards). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
