@@ -264,7 +264,10 @@ require('node:http').createServer((req, res) => {
 
   it('fails naming PIFT_SERVE_COMMAND, with what it said, when the server exits before serving', async () => {
     const saved = deps;
-    deps = { ...deps, env: { ...deps.env, PIFT_SERVE_COMMAND: 'echo "no such model" >&2; exit 3' } };
+    deps = {
+      ...deps,
+      env: { ...deps.env, PIFT_SERVE_COMMAND: 'echo "api_key=sk-verysecret" >&2; echo "no such model" >&2; exit 3' },
+    };
     try {
       await assert.rejects(
         generate(input('exits', { serving: { concurrency: 1, startTimeout: '1 minute' } })),
@@ -273,6 +276,11 @@ require('node:http').createServer((req, res) => {
           assert.equal(err.type, 'WorkerMisconfigured');
           assert.match(err.message, /PIFT_SERVE_COMMAND\) exited with code 3/);
           assert.match(err.message, /no such model/);
+          // Neither a key the server printed nor the command (which may hold one) reaches the failure.
+          assert.doesNotMatch(JSON.stringify([err.message, err.details]), /verysecret/);
+          assert.deepEqual(err.details, [
+            { setting: 'PIFT_SERVE_COMMAND', tried: 'the command in PIFT_SERVE_COMMAND' },
+          ]);
           return true;
         },
       );

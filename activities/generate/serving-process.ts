@@ -38,6 +38,10 @@ export interface ServeOptions {
   heartbeat: () => void;
 }
 
+/** What failures say was tried: never the command itself, which may carry a key. */
+const TRIED = `the command in ${SERVE_COMMAND_SETTING}`;
+const SECRET_LIKE = /api[_-]?key|secret|password|credential|\bhf_[A-Za-z0-9]{16,}|\bsk-[A-Za-z0-9]/i;
+
 /** Single quotes for `sh`, so a path with spaces or quotes stays one word. */
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
@@ -103,7 +107,8 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   const tail: string[] = [];
   for (const stream of [child.stdout!, child.stderr!]) {
     createInterface({ input: stream }).on('line', (line) => {
-      tail.push(line);
+      // The tail goes into failure messages, and so into history: a server printing its arguments may print a key.
+      tail.push(SECRET_LIKE.test(line) ? '[a line naming a key or token, left out]' : line);
       if (tail.length > 30) tail.shift();
     });
   }
@@ -145,7 +150,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
         `the server of ${opts.name} refused prompt ${JSON.stringify(promptId)} (HTTP ${err.status}: ${what}); ` +
           `check ${SERVE_COMMAND_SETTING}, e.g. that its maximum model length is at least evaluation.maxLength`,
         SERVE_COMMAND_SETTING,
-        opts.command,
+        TRIED,
       );
     }
     return new Error(`the server of ${opts.name} did not answer prompt ${JSON.stringify(promptId)}: ${what}`);
@@ -161,7 +166,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
           `the serving command (${SERVE_COMMAND_SETTING}) exited with ${await exited} before serving ` +
             `${opts.modelPath}${said()}`,
           SERVE_COMMAND_SETTING,
-          opts.command,
+          TRIED,
         );
       }
       const owner = await listedOwner(baseURL, opts.name);
@@ -171,7 +176,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
           `the serving command (${SERVE_COMMAND_SETTING}) did not list model "${opts.name}" at GET ${baseURL}/models ` +
             `within ${opts.startTimeoutText}: check the command, or give a slow model more time${said()}`,
           SERVE_COMMAND_SETTING,
-          opts.command,
+          TRIED,
         );
       }
       await Promise.race([sleep(1_000), exited, ctx.cancelled.catch(() => undefined)]);
