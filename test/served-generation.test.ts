@@ -49,9 +49,9 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms
 
 /**
  * The generate activity through an OpenAI-compatible server it starts (`evaluation.serving`), against
- * `pift.generate` in the worker on the same small model and prompts: a tiny Llama with seeded random weights, saved
- * as a Hugging Face directory, whose byte-level answers run to their budget and so test every token and the decoding
- * of split characters.
+ * `pift.generate` in the worker on the same small model and prompts (Alpaca rows and a conversation): a tiny Llama
+ * with seeded random weights, saved as a Hugging Face directory, whose byte-level answers run to their budget and so
+ * test every token and the decoding of split characters.
  */
 describe('generation through a serving endpoint', function () {
   this.timeout(5 * 60_000);
@@ -70,7 +70,7 @@ describe('generation through a serving endpoint', function () {
     store: store.root,
     name: 'stage-1',
     modelUri: modelDir,
-    benchmarks: [{ name: 'heldout', uri: benchUri, prompts: 7, withReferences: 0 }],
+    benchmarks: [{ name: 'heldout', uri: benchUri, prompts: 8, withReferences: 0 }],
     maxLength: 80,
     progressTimeout: '2 minutes',
     ...extra,
@@ -101,8 +101,20 @@ describe('generation through a serving endpoint', function () {
       return { id: index % 2 ? `p${index}` : index, instruction: row.instruction, input: row.input ?? '' };
     });
     prompts.push({ id: 'unicode', instruction: 'Répète le mot.', input: 'naïve café — 日本' });
+    // A conversation, prompted in the template training used (the paper's: this tokenizer has no chat template).
+    const conversation = {
+      id: 'chat',
+      instruction: 'And now: xyz',
+      input: '',
+      messages: [
+        { role: 'system', content: 'Copy words.' },
+        { role: 'user', content: 'Copy: abc' },
+        { role: 'assistant', content: 'abc' },
+        { role: 'user', content: 'And now: xyz' },
+      ],
+    };
     benchUri = join(root, 'heldout.jsonl');
-    await writeFile(benchUri, prompts.map((p) => JSON.stringify(p)).join('\n') + '\n');
+    await writeFile(benchUri, [...prompts, conversation].map((p) => JSON.stringify(p)).join('\n') + '\n');
     deps = {
       env: { ...process.env, PIFT_SERVE_COMMAND: piftServe() },
       workDir: join(root, 'work'),
@@ -126,7 +138,7 @@ describe('generation through a serving endpoint', function () {
       assert.equal(served.generatedBy, 'served');
       assert.equal(served.server, 'pift');
       const expected = await answersOf(inWorker);
-      assert.equal(expected.length, 7);
+      assert.equal(expected.length, 8);
       assert.ok(
         expected.some((a) => a.answer.length > 0),
         'the model answers something',
