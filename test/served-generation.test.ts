@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
+import OpenAI from 'openai';
 import { CancelledFailure } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -10,6 +13,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
 import type { StepManifest } from '../activities/artifacts/manifest';
 import { generateKeys } from '../activities/artifacts/run-keys';
+import { completeAll } from '../activities/generate/served-completions';
 import type { ActivityDeps } from '../activities/deps';
 import { createGpuActivities } from '../activities/gpu';
 import type { GenerateInput, GenerateResult } from '../activities/types';
@@ -298,6 +302,60 @@ require('node:http').createServer((req, res) => {
       );
     } finally {
       deps = saved;
+    }
+  });
+
+  it('a retried attempt asks only the prompts its completions file lacks, dropping a torn last line', async () => {
+    const asked: unknown[] = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => {
+        const request = JSON.parse(body) as { prompt: number[]; max_tokens: number };
+        asked.push(request.prompt);
+        res.setHeader('content-type', 'application/json');
+        res.end(
+          JSON.stringify({
+            id: 'c',
+            object: 'text_completion',
+            created: 0,
+            model: 'm',
+            choices: [
+              { index: 0, text: `answer ${request.prompt.join(',')}`, finish_reason: 'length', logprobs: null },
+            ],
+            usage: { prompt_tokens: request.prompt.length, completion_tokens: request.max_tokens, total_tokens: 0 },
+          }),
+        );
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const file = join(root, 'resumed.completions.jsonl');
+      const line = (id: string | number) =>
+        JSON.stringify({ id, text: 'kept', completion_tokens: 1, finish_reason: 'stop' }) + '\n';
+      await writeFile(file, line(1) + line('two') + '{"id": 3, "te');
+      const prompts = [1, 'two', 3, 4].map((id, i) => ({ id, prompt: [i + 1], max_tokens: 5 }));
+      const progress: number[] = [];
+      await completeAll({
+        client: new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'unused', maxRetries: 0 }),
+        model: 'm',
+        prompts,
+        completionsFile: file,
+        concurrency: 2,
+        signal: new AbortController().signal,
+        onDone: (done) => progress.push(done),
+        failure: (_id, err) => err as Error,
+      });
+      assert.deepEqual(asked.sort(), [[3], [4]]);
+      assert.deepEqual(progress, [2, 3, 4]);
+      const records = (await readFile(file, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { id: unknown });
+      assert.deepEqual(records.map((r) => r.id).sort(), [1, 3, 4, 'two']);
+    } finally {
+      server.close();
     }
   });
 

@@ -1,5 +1,5 @@
 import OpenAI from 'openai';
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 
 /** One line of `pift.generate`'s `"mode": "prompts"` file: the exact token ids it would feed the model. */
@@ -26,17 +26,23 @@ const readJsonl = async <T>(path: string): Promise<T[]> =>
 
 export const readServedPrompts = (path: string) => readJsonl<ServedPrompt>(path);
 
-/** Ids a killed attempt on this worker already has completions for (a torn last line is asked again). */
-async function completedIds(path: string): Promise<Set<string>> {
+/**
+ * The completions a killed attempt on this worker left, keeping only whole lines: a torn last line is dropped from
+ * the file (its prompt is asked again), so `pift.generate` reads nothing but complete records.
+ */
+async function keptCompletions(path: string): Promise<Set<string>> {
   if (!existsSync(path)) return new Set();
+  const kept: string[] = [];
   const done = new Set<string>();
   for (const line of (await readFile(path, 'utf8')).split('\n')) {
     try {
       done.add(JSON.stringify((JSON.parse(line) as ServedCompletion).id));
+      kept.push(`${line}\n`);
     } catch {
-      /* the torn line a killed attempt left */
+      /* the torn line a killed attempt left, or the empty piece after the last newline */
     }
   }
+  await writeFile(path, kept.join(''));
   return done;
 }
 
@@ -58,12 +64,7 @@ export interface CompleteOptions {
  * top_p 1) and each prompt's own budget, `concurrency` at a time. The first failure stops the rest.
  */
 export async function completeAll(o: CompleteOptions): Promise<void> {
-  const done = await completedIds(o.completionsFile);
-  if (done.size > 0) {
-    // A torn last line would glue onto the next record.
-    const text = await readFile(o.completionsFile, 'utf8');
-    if (!text.endsWith('\n')) await appendFile(o.completionsFile, '\n');
-  }
+  const done = await keptCompletions(o.completionsFile);
   const pending = o.prompts.filter((p) => !done.has(JSON.stringify(p.id)));
   let finished = o.prompts.length - pending.length;
   o.onDone(finished, o.prompts.length);
