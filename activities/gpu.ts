@@ -1,6 +1,7 @@
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { generateAnswers } from './generate/generate-answers';
+import { serveCommandFrom } from './generate/serving-process';
 import { scoreIfd } from './score/score-ifd';
 import { whileHeartbeating } from './heartbeat';
 import { checkModel, type CheckModelInput } from './train/check-model';
@@ -18,7 +19,11 @@ export const createGpuActivities = (deps: ActivityDeps) => ({
     withTypedFailures(() =>
       whileHeartbeating(
         () => ({ step: 'check-model' }),
-        () => checkModel(deps, input),
+        async () => {
+          // Found out before the run trains for hours, not when it comes to generate.
+          if (input.serving) serveCommandFrom(deps.env);
+          return checkModel(deps, input);
+        },
       ),
     ),
 });

@@ -1,5 +1,5 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
-import type { BenchmarkRef, ResolvedInput } from '../common/input';
+import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/input';
 import type { ModelAccuracy } from './evaluate/accuracy';
 import type { OrderingPoint } from './evaluate/orderings';
 import type { StepCost } from './llm/cost-estimate';
@@ -156,12 +156,20 @@ export interface GenerateInput extends StepRef {
   assistantMarker?: 'training';
   /** Conversation prompts in the template the models were trained with (`training.conversationTemplate`); absent: auto. */
   conversationTemplate?: 'auto' | 'model' | 'paper';
+  /** `evaluation.serving`: answers through an OpenAI-compatible server the worker starts; absent: `pift.generate`. */
+  serving?: ServingOptions;
 }
 
 export interface GenerateResult {
   name: string;
   answers: Record<string, string>;
   reused: boolean;
+  /**
+   * What generated the answers: `pift.generate` in the worker, or a server started on the model (`served`), named by
+   * what its `GET /v1/models` says owns the model (`vllm`, `pift`). Absent in results written before it was recorded.
+   */
+  generatedBy?: 'pift.generate' | 'served';
+  server?: string;
 }
 
 export interface EvaluateInput extends StepRef {

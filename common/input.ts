@@ -9,6 +9,7 @@ export type {
   ResolvedInput,
   ResolvedTraining,
   ScorerOptions,
+  ServingOptions,
   StageOptions,
   TrainingOptions,
 } from './settings/schema';

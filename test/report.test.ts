@@ -14,7 +14,7 @@ import { readManifest } from '../activities/artifacts/manifest';
 import { reportKeys } from '../activities/artifacts/run-keys';
 import { depsFromEnv } from '../activities/deps';
 import { escapeHtml } from '../activities/report/report-html';
-import { lossSteps, loadRunReportData } from '../activities/report/run-data';
+import { generationSummary, lossSteps, loadRunReportData } from '../activities/report/run-data';
 import { buildRunReport, writeReport, type ReportResult } from '../activities/report/write-report';
 import { LocalStore } from '../store';
 import { launchChromium } from './helpers/chromium';
@@ -91,6 +91,33 @@ describe('run report', function () {
     assert.deepEqual(
       histogram.map((b) => b.rows),
       [1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+    );
+  });
+
+  it('says how the answers were generated, where the generate steps recorded it', async () => {
+    const { store, runId } = await writeReportFixture();
+    const before = await buildRunReport(store, runId);
+    assert.doesNotMatch(before.markdown, /Answers generated/, 'runs from before the record say nothing');
+    const record = async (model: string, result: object) =>
+      commitManifest(store, `${runId}/generate/${model}/manifest.json`, {
+        runId,
+        step: `generate/${model}`,
+        inputsHash: 'h',
+        outputs: [],
+        result: { name: model, answers: {}, reused: false, ...result },
+      });
+    for (const model of ['stage-1', 'stage-2', 'stage-3', 'one-off']) {
+      await record(model, { generatedBy: 'served', server: 'vllm' });
+    }
+    const served = await buildRunReport(store, runId);
+    assert.match(served.markdown, /^Answers generated through a serving endpoint \(vllm\)\.$/m);
+    assert.match(served.html, /Answers generated through a serving endpoint \(vllm\)\./);
+    await record('one-off', { generatedBy: 'pift.generate' });
+    const data = await loadRunReportData(store, runId);
+    assert.equal(
+      generationSummary(data),
+      'Answers generated: stage-1 through a serving endpoint (vllm); stage-2 through a serving endpoint (vllm); ' +
+        'stage-3 through a serving endpoint (vllm); one-off by pift.generate.',
     );
   });
 

@@ -27,6 +27,7 @@ import { checkBeforeScoring } from './preflight';
 import { trainControlBranches } from './control-branches';
 import { judgeInBatches, scoreInBatches } from './batch-answers';
 import { scoreInShards } from './score-shards';
+import { generationSettings } from './generation-input';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -330,19 +331,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     enter('generate');
     const baselineModel = baseline ? baseline.modelUri : cfg.baseline.checkpoint!;
     const candidates = cfg.evaluation.perStage ? stageModels : stageModels.slice(-1);
-    const generation = {
-      ...ref,
-      benchmarks,
-      maxLength: cfg.evaluation.maxLength,
-      maxNewTokens: cfg.evaluation.maxNewTokens,
-      progressTimeout: cfg.training.progressTimeout,
-      ...(cfg.evaluation.answerExtraction === 'paper' && { answerExtraction: 'paper' as const }),
-      ...(cfg.evaluation.assistantMarker === 'training' && { assistantMarker: 'training' as const }),
-      // Conversations are prompted in the template their models were trained with.
-      ...(cfg.training.conversationTemplate !== undefined && {
-        conversationTemplate: cfg.training.conversationTemplate,
-      }),
-    };
+    const generation = generationSettings(cfg, ref, benchmarks);
     const baselineAnswers = await gpuAs(`generate-${ONE_OFF}`).generateAnswers({
       ...generation,
       name: ONE_OFF,

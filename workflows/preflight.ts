@@ -46,6 +46,7 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
       model: cfg.training.baseModel,
       maxLength: cfg.training.maxLength,
       field: 'input.training.baseModel',
+      ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
     });
   } catch (err) {
     if (

@@ -12,7 +12,8 @@ import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from '../train/check-model';
-import { runTrainerProcess } from '../train/trainer-process';
+import { runTrainerProcess, type TrainerEvent } from '../train/trainer-process';
+import { servedGeneration, type RunGenerate } from './served-answers';
 import type { GenerateInput, GenerateResult } from '../types';
 
 /**
@@ -42,6 +43,9 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     ...(input.answerExtraction === 'paper' && { answerExtraction: 'paper' }),
     ...(input.assistantMarker === 'training' && { assistantMarker: 'training' }),
     ...(input.conversationTemplate !== undefined && { conversationTemplate: input.conversationTemplate }),
+    // Served answers may differ from pift.generate's in the last bits of the logits (another kernel, another
+    // precision), so they are their own step; how many are in flight changes no greedy answer.
+    ...(input.serving !== undefined && { generation: 'served' }),
   });
   let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
@@ -57,48 +61,87 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
       }
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
-      const answers: Record<string, string> = {};
-      for (const bench of input.benchmarks) {
-        const key = keys.answers(bench.name);
-        answers[bench.name] = store.uriFor(key);
-        await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
-          const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
-          const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
-          const outFile = join(work, `${bench.name}.answers.jsonl`);
-          await benchStore.getFile(benchKey, promptsFile);
-          const configPath = join(work, `${bench.name}.config.json`);
-          const config = {
-            model_dir: modelDir,
-            input_file: promptsFile,
-            output_file: outFile,
-            max_length: input.maxLength,
-            ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
-            ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
-            ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
-            ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
-            parent_pid: process.pid,
-          };
-          await writeFile(configPath, JSON.stringify(config, null, 2));
-          progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
-          await runTrainerProcess({
-            python: deps.python,
-            module: 'pift.generate',
-            configPath,
-            cwd: work,
-            env: deps.env,
-            progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
-            heartbeat: () => ctx.heartbeat(progress),
-            onEvent: (e) => {
-              if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
-            },
-          });
-          return outFile;
+      const served =
+        input.serving &&
+        servedGeneration(deps, { ...input, serving: input.serving }, work, {
+          get: () => progress,
+          set: (p) => (progress = { ...progress, ...p }),
         });
+      const answers: Record<string, string> = {};
+      try {
+        for (const bench of input.benchmarks) {
+          const key = keys.answers(bench.name);
+          answers[bench.name] = store.uriFor(key);
+          await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
+            const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
+            const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
+            const outFile = join(work, `${bench.name}.answers.jsonl`);
+            await benchStore.getFile(benchKey, promptsFile);
+            const config = {
+              model_dir: modelDir,
+              input_file: promptsFile,
+              output_file: outFile,
+              max_length: input.maxLength,
+              ...(input.maxNewTokens ? { max_new_tokens: input.maxNewTokens } : {}),
+              ...(input.answerExtraction === 'paper' && paperInputHandling(bench.name)),
+              ...(input.assistantMarker === 'training' && { prompt_ends_with_space: true }),
+              ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
+              parent_pid: process.pid,
+            };
+            progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
+            const generate: RunGenerate = (suffix, fields, onEvent) =>
+              runGenerate(
+                deps,
+                input,
+                work,
+                `${bench.name}${suffix}.config.json`,
+                { ...config, ...fields },
+                (e) => {
+                  if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+                  onEvent?.(e);
+                },
+                () => ctx.heartbeat(progress),
+              );
+            await (served ? served.answer(bench, generate) : generate('', {}));
+            return outFile;
+          });
+        }
+      } finally {
+        await served?.stop();
       }
-      const result: GenerateResult = { name: input.name, answers, reused: false };
+      const result: GenerateResult = {
+        name: input.name,
+        answers,
+        reused: false,
+        ...(served ? served.recorded() : { generatedBy: 'pift.generate' as const }),
+      };
       await rm(work, { recursive: true, force: true });
       return result;
     },
     { heartbeat: () => progress },
   );
+}
+
+/** `python -m pift.generate` on one config (answering, or one half of the served path). */
+async function runGenerate(
+  deps: ActivityDeps,
+  input: GenerateInput,
+  work: string,
+  configName: string,
+  config: object,
+  onEvent: (e: TrainerEvent) => void,
+  heartbeat: () => void,
+): Promise<void> {
+  const configPath = join(work, configName);
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  await runTrainerProcess({
+    python: deps.python,
+    module: 'pift.generate',
+    configPath,
+    cwd: work,
+    env: deps.env,
+    progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+    heartbeat,
+    onEvent,
+  });
 }

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { formatInterval, formatPValue, formatWinRate } from '../evaluate/report';
 import type { CellStatistics } from '../evaluate/statistics';
 import { reportCharts } from './report-charts';
-import type { RunReportData } from './run-data';
+import { generationSummary, type RunReportData } from './run-data';
 
 let chartJs: string | undefined;
 /** Chart.js's browser build, from the installed package (its exports map hides dist/, its main file sits beside it). */
@@ -125,7 +125,11 @@ function samplesSection(data: RunReportData): string {
       `<div class="answers" style="grid-template-columns: repeat(${s.answers.length}, minmax(0, 1fr))">${answers}</div></section>`
     );
   });
-  return `<h2>Sample answers</h2><p>The outcome is the stage model's against ${e(data.results.baseline)}.</p>${items.join('')}`;
+  const generation = generationSummary(data);
+  return (
+    `<h2>Sample answers</h2><p>The outcome is the stage model's against ${e(data.results.baseline)}.` +
+    `${generation ? ` ${e(generation)}` : ''}</p>${items.join('')}`
+  );
 }
 
 const STYLE = `

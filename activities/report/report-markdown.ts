@@ -1,5 +1,5 @@
 import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
-import type { RunReportData } from './run-data';
+import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
 
 /** Text from users or models inside a Markdown table cell: no HTML, no table breaks, line breaks kept visible. */
@@ -103,6 +103,8 @@ export function renderReportMarkdown(data: RunReportData): string {
 
   if (data.samples.length) {
     out.push('## Sample answers', '');
+    const generation = generationSummary(data);
+    if (generation) out.push(generation, '');
     for (const s of data.samples) {
       out.push(`### ${markdownCell(s.benchmark)} · ${markdownCell(s.id)}`, '');
       out.push(`**Prompt:** ${markdownCell(s.instruction)}${s.input ? `<br>**Input:** ${markdownCell(s.input)}` : ''}`);

@@ -20,7 +20,7 @@ import {
 import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
 import type { WinRateReport } from '../evaluate/report';
 import type { Outcome } from '../evaluate/verdict';
-import type { ScoreAgreement, ScoreResult, TrainResult } from '../types';
+import type { GenerateResult, ScoreAgreement, ScoreResult, TrainResult } from '../types';
 import { binIndex, isOpenScale, roundBinWidth } from '../score/histogram';
 
 export interface TrainingCurve {
@@ -72,6 +72,8 @@ export interface RunReportData {
   agreement?: ScoreAgreement;
   training: TrainingCurve[];
   samples: SampleAnswer[];
+  /** What generated each model's answers, where its generate step recorded it (`pift.generate`, or a server). */
+  generation: Array<{ model: string; generatedBy: string; server?: string }>;
 }
 
 export const REPORT_SAMPLES = 6;
@@ -248,6 +250,17 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     const key = benchmarkKeys(runId).prompts(b);
     if (await store.exists(key)) prompts.set(b, await readJsonl<BenchmarkPrompt>(store, key));
   }
+  const generation: RunReportData['generation'] = [];
+  for (const model of models) {
+    const recorded = (await readManifest<GenerateResult>(store, generateKeys(runId, model).manifest))?.result;
+    if (recorded?.generatedBy) {
+      generation.push({
+        model,
+        generatedBy: recorded.generatedBy,
+        ...(recorded.server && { server: recorded.server }),
+      });
+    }
+  }
   const answers = new Map<string, string>();
   for (const model of models) {
     for (const b of results.benchmarks) {
@@ -291,5 +304,18 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     ...(agreement ? { agreement } : {}),
     training: await trainings(store, runId),
     samples,
+    generation,
   };
+}
+
+/** One line on how the answers were generated, or undefined where no generate step recorded it. */
+export function generationSummary(data: Pick<RunReportData, 'generation'>): string | undefined {
+  const how = (g: RunReportData['generation'][number]) =>
+    g.generatedBy === 'served'
+      ? `through a serving endpoint (${g.server ?? 'server unrecorded'})`
+      : `by ${g.generatedBy}`;
+  if (data.generation.length === 0) return undefined;
+  const ways = new Set(data.generation.map(how));
+  if (ways.size === 1) return `Answers generated ${[...ways][0]}.`;
+  return `Answers generated: ${data.generation.map((g) => `${g.model} ${how(g)}`).join('; ')}.`;
 }

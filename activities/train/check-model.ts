@@ -14,6 +14,8 @@ export interface CheckModelInput {
   maxLength: number;
   /** The input setting the model came from, for messages. */
   field: string;
+  /** The run generates through a server (`evaluation.serving`): this worker must have a command to start one. */
+  serving?: boolean;
 }
 
 export interface CheckModelResult {

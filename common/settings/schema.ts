@@ -396,6 +396,21 @@ export const BenchmarkRefSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const ServingSchema = Type.Object(
+  {
+    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 16, {
+      source: 'ours',
+      description: 'prompts in flight to the server at once (greedy answers do not depend on it)',
+    }),
+    startTimeout: withDefault(duration(), '10 minutes', {
+      source: 'ours',
+      description:
+        'how long the started server may take to load the model and list it at `GET /v1/models`; past it the step fails naming `PIFT_SERVE_COMMAND`',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 export const EvaluationSchema = Type.Object(
   {
     benchmarks: withDefault(Type.Array(BenchmarkRefSchema), [], {
@@ -456,6 +471,12 @@ export const EvaluationSchema = Type.Object(
       description: 'generation length counting the prompt; greedy decoding',
     }),
     maxNewTokens: optional(c.positiveInt(), { defaultText: 'unset', description: 'cap on answer tokens' }),
+    serving: optional(ServingSchema, {
+      source: 'ours',
+      defaultText: 'unset: `pift.generate` on the GPU worker',
+      description:
+        "given (even `{}`), the GPU worker generates through an OpenAI-compatible server (vLLM, or `pift.serve`) that it starts on each model with the command in its `PIFT_SERVE_COMMAND`, sending `pift.generate`'s exact prompt token ids to `/v1/completions` (greedy, the same budgets) and extracting answers as `pift.generate` does; the server's process group is killed when the step ends",
+    }),
     answerExtraction: withDefault(stringEnum(['trimmed', 'paper'] as const), 'trimmed', {
       source: 'ours',
       description:
@@ -534,6 +555,7 @@ export type LoraOptions = Filled<typeof LoraSchema>;
 export type BaselineOptions = Filled<typeof BaselineSchema>;
 export type BenchmarkRef = Static<typeof BenchmarkRefSchema>;
 export type EvaluationOptions = Filled<typeof EvaluationSchema>;
+export type ServingOptions = Filled<typeof ServingSchema>;
 /** Training settings once the base model's preset filled the four that depend on it. */
 export type ResolvedTraining = Prettify<
   TrainingOptions &

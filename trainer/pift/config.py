@@ -208,6 +208,22 @@ class GenerateArguments:
         default=False,
         metadata={"help": 'Write "\\n" after the instruction even for an empty input (released code: HH, OASST).'},
     )
+    mode: str = field(
+        default="generate",
+        metadata={
+            "help": '"generate": answer with the model here; "prompts": write the exact prompt token ids and answer '
+            'budgets to prompts_file for an OpenAI-compatible server; "answers": turn that server\'s completions '
+            "(completions_file) into answers as \"generate\" extracts them."
+        },
+    )
+    prompts_file: str | None = field(
+        default=None,
+        metadata={"help": 'mode "prompts": JSONL of {id, prompt (token ids), max_tokens} written here.'},
+    )
+    completions_file: str | None = field(
+        default=None,
+        metadata={"help": 'mode "answers": JSONL of {id, text, completion_tokens, finish_reason} read from here.'},
+    )
 
     def __post_init__(self) -> None:
         check_max_length(self.max_length)
@@ -218,3 +234,9 @@ class GenerateArguments:
             raise ConfigError(f'field "max_new_tokens" must be a positive integer, got {self.max_new_tokens}')
         if self.batch_size < 1:
             raise ConfigError(f'field "batch_size" must be a positive integer, got {self.batch_size}')
+        if self.mode not in ("generate", "prompts", "answers"):
+            raise ConfigError(f'field "mode" must be "generate", "prompts" or "answers", got {self.mode!r}')
+        if self.mode == "prompts" and not self.prompts_file:
+            raise ConfigError('field "prompts_file" is required in mode "prompts"')
+        if self.mode == "answers" and not self.completions_file:
+            raise ConfigError('field "completions_file" is required in mode "answers"')

@@ -13,10 +13,17 @@ Each output line is {"id", "answer", "prompt_tokens", "answer_tokens"}. Re-runni
 output_file keeps its complete lines and answers only the missing ids. stdout carries only JSON
 protocol lines (start, progress, done, error). Exit codes: 0 done, 65 bad config or data,
 74 scratch disk full, 143 SIGTERM, anything else a crash worth retrying.
+
+For an OpenAI-compatible server (vLLM, or `python -m pift.serve`) the same config splits the work in
+two, so the server gets the very prompts and its answers are extracted the same way: `"mode":
+"prompts"` writes each prompt's token ids and answer budget to `prompts_file` (for the completions
+endpoint's `prompt` and `max_tokens`), and `"mode": "answers"` turns the server's completions
+(`completions_file`: {"id", "text", "completion_tokens", "finish_reason"}) into `output_file`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -35,6 +42,7 @@ from .config import GenerateArguments
 from .data import InstructionRow, Row, read_instruction_rows
 from .errors import ConfigError
 from .job import run_job
+from .model_cache import resolve_model
 from .models import load_model, load_tokenizer
 from .parent_watch import watch_parent
 from .protocol import emit
@@ -53,6 +61,12 @@ def parse_args(config_path: str) -> tuple[GenerateArguments]:
 def main(args: GenerateArguments) -> None:
     watch_parent(args.parent_pid)
     rows = read_instruction_rows(args.input_file, require_output=False, unique_ids=True, field_name="input_file")
+    if args.mode == "prompts":
+        write_endpoint_prompts(args, rows)
+        return
+    if args.mode == "answers":
+        write_endpoint_answers(args, rows)
+        return
     done_ids = completed_answer_ids(args.output_file)
     pending = [row for row in rows if id_key(row.id) not in done_ids]
     emit("start", total=len(rows), already_done=len(rows) - len(pending))
@@ -163,6 +177,61 @@ def answer_batch(
     ]
 
 
+def write_endpoint_prompts(args: GenerateArguments, rows: list[Row]) -> None:
+    """The very token ids "generate" would feed the model, and each one's answer budget, for an OpenAI-compatible
+    server's completions endpoint: sent as ids, the prompt is not tokenized again on the other side."""
+    emit("start", total=len(rows), already_done=0)
+    tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
+    with writing(args.prompts_file):
+        with open(args.prompts_file, "w", encoding="utf-8") as handle:
+            for row in rows:
+                prompt = encode_prompt(tokenizer, row, args)
+                record = {"id": row.id, "prompt": prompt, "max_tokens": answer_budget(args, len(prompt))}
+                handle.write(json.dumps(record) + "\n")
+    # A builtin or hub reference resolves to the directory (or builtin name) a server must load.
+    model_path = resolve_model(args.model_dir, "model_dir").path
+    emit("done", total=len(rows), prompts_file=os.path.abspath(args.prompts_file), model_path=model_path)
+
+
+def write_endpoint_answers(args: GenerateArguments, rows: list[Row]) -> None:
+    """Answers from a server's completions of `write_endpoint_prompts`' prompts, extracted as "generate" does."""
+    emit("start", total=len(rows), already_done=0)
+    tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
+    completions = read_completions(args.completions_file)
+    missing = [row.id for row in rows if id_key(row.id) not in completions]
+    if missing:
+        raise ValueError(f"{args.completions_file} lacks the completions of ids {missing[:5]}")
+    answers = [
+        endpoint_answer(tokenizer, row, encode_prompt(tokenizer, row, args), completions[id_key(row.id)], args)
+        for row in rows
+    ]
+    with writing(args.output_file):
+        if os.path.exists(args.output_file):
+            os.remove(args.output_file)
+        append_answers(args.output_file, answers)
+    emit("done", total=len(rows), output_file=os.path.abspath(args.output_file))
+
+
+def read_completions(path: str) -> dict[str, dict]:
+    with open(path, encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    return {id_key(record["id"]): record for record in records}
+
+
+def endpoint_answer(
+    tokenizer: PreTrainedTokenizerBase, row: Row, prompt: list[int], completion: dict, args: GenerateArguments
+) -> Answer:
+    """The server's text is the answer's tokens decoded after the prompt, without the `</s>` that ended it. That
+    `</s>` is among the completion tokens (vLLM and pift.serve count it), not among `answer_tokens`."""
+    text = completion["text"]
+    answer_tokens = int(completion["completion_tokens"]) - (1 if completion["finish_reason"] == "stop" else 0)
+    if args.answer_extraction == "paper":
+        answer = after_assistant_marker(tokenizer.decode(prompt, skip_special_tokens=True) + text)
+    else:
+        answer = text.split(tokenizer.eos_token, 1)[0].strip()
+    return Answer(id=row.id, answer=answer, prompt_tokens=len(prompt), answer_tokens=max(0, answer_tokens))
+
+
 def until_eos(tokenizer: PreTrainedTokenizerBase, generated: list[int]) -> list[int]:
     # What follows a row's `</s>` is padding (its budget is cut before the padding starts).
     if tokenizer.eos_token_id in generated:
@@ -186,10 +255,13 @@ def paper_answer(
     the next one (or the end), not stripped. A prompt whose own text holds "Assistant:" is cut there too, as
     there."""
     generated = until_eos(tokenizer, generated)
-    decoded = tokenizer.decode(prompt + generated, skip_special_tokens=True)
-    pieces = decoded.split("Assistant:")
-    text = pieces[1] if len(pieces) > 1 else ""
+    text = after_assistant_marker(tokenizer.decode(prompt + generated, skip_special_tokens=True))
     return Answer(id=row.id, answer=text, prompt_tokens=len(prompt), answer_tokens=len(generated))
+
+
+def after_assistant_marker(decoded: str) -> str:
+    pieces = decoded.split("Assistant:")
+    return pieces[1] if len(pieces) > 1 else ""
 
 
 if __name__ == "__main__":

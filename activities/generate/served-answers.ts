@@ -1,0 +1,89 @@
+import { Context } from '@temporalio/activity';
+import type { Duration } from '@temporalio/common';
+import { msToNumber } from '@temporalio/common/lib/time';
+import OpenAI from 'openai';
+import { join } from 'node:path';
+import type { ActivityDeps } from '../deps';
+import { whileHeartbeating } from '../heartbeat';
+import type { TrainerEvent } from '../train/trainer-process';
+import type { GenerateInput, GenerateResult, PreparedBenchmark } from '../types';
+import { completeAll, readServedPrompts } from './served-completions';
+import { serveCommandFrom, startServer, type ServedModel } from './serving-process';
+
+/** One `pift.generate` run on the benchmark's config with these fields added. */
+export type RunGenerate = (suffix: string, fields: object, onEvent?: (e: TrainerEvent) => void) => Promise<void>;
+
+export interface Progress {
+  done: number;
+  total: number;
+}
+
+/**
+ * `evaluation.serving`: one model's benchmarks answered through a server the worker starts on the first benchmark that
+ * needs it and stops with `stop()`, however the step ends. The server gets the very token ids `pift.generate` would
+ * use ("prompts" mode), and `pift.generate` extracts its answers ("answers" mode).
+ */
+export function servedGeneration(
+  deps: ActivityDeps,
+  input: GenerateInput & { serving: NonNullable<GenerateInput['serving']> },
+  work: string,
+  progress: { get: () => Progress; set: (p: Progress) => void },
+) {
+  const ctx = Context.current();
+  const command = serveCommandFrom(deps.env);
+  let served: ServedModel | undefined;
+  return {
+    async answer(bench: PreparedBenchmark, generate: RunGenerate): Promise<void> {
+      const promptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
+      let modelPath: string | undefined;
+      await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
+        if (e.event === 'done' && typeof e.model_path === 'string') modelPath = e.model_path;
+      });
+      served ??= await startServer({
+        command,
+        modelPath: modelPath!,
+        name: input.name,
+        python: deps.python,
+        cwd: work,
+        env: deps.env,
+        startTimeoutMs: msToNumber(input.serving.startTimeout as Duration),
+        startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
+        heartbeat: () => ctx.heartbeat(progress.get()),
+      });
+      const server = served;
+      const completionsFile = join(work, `${bench.name}.completions.jsonl`);
+      const prompts = await readServedPrompts(promptsFile);
+      await whileHeartbeating(progress.get, () =>
+        completeAll({
+          client: servingClient(server, input.progressTimeout),
+          model: server.name,
+          prompts,
+          completionsFile,
+          concurrency: input.serving.concurrency,
+          signal: ctx.cancellationSignal,
+          onDone: (done, total) => progress.set({ done, total }),
+          failure: server.requestFailure,
+        }).catch((err) => {
+          // An aborted request is the cancellation itself, reported as such.
+          if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+          throw err;
+        }),
+      );
+      await generate('.answers', { mode: 'answers', completions_file: completionsFile });
+    },
+    /** What the step records: served, and by what (absent when every benchmark was already answered). */
+    recorded(): Pick<GenerateResult, 'generatedBy' | 'server'> {
+      return { generatedBy: 'served', ...(served && { server: served.server }) };
+    },
+    stop: async () => served?.stop(),
+  };
+}
+
+/** The started server's client: no key (it listens on loopback only), a request may take the progress timeout. */
+const servingClient = (served: ServedModel, progressTimeout: string) =>
+  new OpenAI({
+    baseURL: served.baseURL,
+    apiKey: 'unused',
+    maxRetries: 2,
+    timeout: msToNumber(progressTimeout as Duration),
+  });

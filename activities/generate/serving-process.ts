@@ -1,0 +1,212 @@
+import { Context } from '@temporalio/activity';
+import { APIError } from 'openai';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { createInterface } from 'node:readline';
+import { WorkerMisconfiguredError } from '../../common/failures';
+import { trainerEnv } from '../train/trainer-process';
+
+/** The worker's variable holding the command that serves one model (`{model}`, `{port}`, `{name}`, `{python}`). */
+export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';
+
+/** A server this activity started and owns: its endpoint, and how to end its whole process group. */
+export interface ServedModel {
+  baseURL: string;
+  /** The model name requests give (the server's `--served-model-name`). */
+  name: string;
+  /** Who owns the model by `GET /v1/models` (`vllm`, `pift`), recorded with the answers. */
+  server: string;
+  /** The group leader's pid, which is also the process group id. */
+  pid: number;
+  stop: () => Promise<void>;
+  /** Why a request failed, in the worker's terms: a refusal names the command, a dead server says what it printed. */
+  requestFailure: (promptId: string | number, err: unknown) => Error;
+}
+
+export interface ServeOptions {
+  /** `PIFT_SERVE_COMMAND` with its placeholders. */
+  command: string;
+  /** What the server loads: the model's local directory (or a builtin name, which only `pift.serve` knows). */
+  modelPath: string;
+  name: string;
+  python: string;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  startTimeoutMs: number;
+  /** How the timeout reads in an error: the setting and its value. */
+  startTimeoutText: string;
+  heartbeat: () => void;
+}
+
+/** What failures say was tried: never the command itself, which may carry a key. */
+const TRIED = `the command in ${SERVE_COMMAND_SETTING}`;
+const SECRET_LIKE = /api[_-]?key|secret|password|credential|\bhf_[A-Za-z0-9]{16,}|\bsk-[A-Za-z0-9]/i;
+
+/** Single quotes for `sh`, so a path with spaces or quotes stays one word. */
+const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+
+/** The command with its placeholders filled in, each value quoted for the shell. */
+export function serveCommand(template: string, values: Record<'model' | 'port' | 'name' | 'python', string>): string {
+  return template.replace(/\{(model|port|name|python)\}/g, (_, key: keyof typeof values) => shellQuote(values[key]));
+}
+
+/** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
+export function serveCommandFrom(env: NodeJS.ProcessEnv): string {
+  const command = env[SERVE_COMMAND_SETTING]?.trim();
+  if (!command) {
+    throw new WorkerMisconfiguredError(
+      `evaluation.serving is set but the GPU worker has no ${SERVE_COMMAND_SETTING}: set it to the command that ` +
+        'serves one model, e.g. `vllm serve {model} --port {port} --served-model-name {name}` or ' +
+        '`{python} -m pift.serve --model {model} --port {port} --served-model-name {name}`',
+      SERVE_COMMAND_SETTING,
+    );
+  }
+  return command;
+}
+
+/** A free loopback port for the server (taken back at once: only the server listens on it afterwards). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/**
+ * Starts the serving command in its own process group and waits until it lists the model. A watchdog in the same
+ * group kills the group once this worker is gone, since a server outliving a SIGKILLed worker would hold its GPU.
+ * Fails naming `PIFT_SERVE_COMMAND` when the server exits first or never becomes healthy; kills the group on any
+ * failure and on cancellation.
+ */
+export async function startServer(opts: ServeOptions): Promise<ServedModel> {
+  const port = await freePort();
+  const command = serveCommand(opts.command, {
+    model: opts.modelPath,
+    port: String(port),
+    name: opts.name,
+    python: opts.python,
+  });
+  const watchdog =
+    '( while kill -0 "$PIFT_PARENT_PID" 2>/dev/null; do sleep 2; done; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &';
+  const child = spawn('/bin/sh', ['-c', `${watchdog}\n${command}`], {
+    cwd: opts.cwd,
+    // The serving command gets no store or endpoint secrets, as the trainer gets none.
+    env: { ...trainerEnv(opts.env), PIFT_PARENT_PID: String(process.pid) },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pid = child.pid;
+  if (pid === undefined)
+    throw new WorkerMisconfiguredError(`cannot start /bin/sh for ${SERVE_COMMAND_SETTING}`, SERVE_COMMAND_SETTING);
+  const tail: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      // The tail goes into failure messages, and so into history: a server printing its arguments may print a key.
+      tail.push(SECRET_LIKE.test(line) ? '[a line naming a key or token, left out]' : line);
+      if (tail.length > 30) tail.shift();
+    });
+  }
+  const exited = new Promise<string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(signal ?? `code ${code}`));
+    child.once('error', (err) => resolve(err.message));
+  });
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
+  const stop = async () => {
+    if (!gone) {
+      killGroup('SIGTERM');
+      await Promise.race([exited, sleep(10_000)]);
+    }
+    // The watchdog, and anything the server started, go with the group.
+    killGroup('SIGKILL');
+    await exited;
+    // The next model must find the GPU free: wait until the kernel has ended every process of the group.
+    for (let waited = 0; groupAlive(pid) && waited < 10_000; waited += 100) await sleep(100);
+  };
+
+  const baseURL = `http://127.0.0.1:${port}/v1`;
+  const said = () => (tail.length ? `; it said:\n${tail.slice(-15).join('\n')}` : '');
+  const requestFailure = (promptId: string | number, err: unknown): Error => {
+    const what = err instanceof Error ? err.message : String(err);
+    if (gone) {
+      return new Error(`the server of ${opts.name} (${SERVE_COMMAND_SETTING}) exited while answering${said()}`);
+    }
+    // The request itself is wrong for this server: the same prompt would be refused on every retry.
+    if (err instanceof APIError && err.status !== undefined && [400, 404, 413, 422].includes(err.status)) {
+      return new WorkerMisconfiguredError(
+        `the server of ${opts.name} refused prompt ${JSON.stringify(promptId)} (HTTP ${err.status}: ${what}); ` +
+          `check ${SERVE_COMMAND_SETTING}, e.g. that its maximum model length is at least evaluation.maxLength`,
+        SERVE_COMMAND_SETTING,
+        TRIED,
+      );
+    }
+    return new Error(`the server of ${opts.name} did not answer prompt ${JSON.stringify(promptId)}: ${what}`);
+  };
+  const ctx = Context.current();
+  const deadline = Date.now() + opts.startTimeoutMs;
+  try {
+    for (;;) {
+      opts.heartbeat();
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
+      if (gone) {
+        throw new WorkerMisconfiguredError(
+          `the serving command (${SERVE_COMMAND_SETTING}) exited with ${await exited} before serving ` +
+            `${opts.modelPath}${said()}`,
+          SERVE_COMMAND_SETTING,
+          TRIED,
+        );
+      }
+      const owner = await listedOwner(baseURL, opts.name);
+      if (owner !== undefined) return { baseURL, name: opts.name, server: owner, pid, stop, requestFailure };
+      if (Date.now() > deadline) {
+        throw new WorkerMisconfiguredError(
+          `the serving command (${SERVE_COMMAND_SETTING}) did not list model "${opts.name}" at GET ${baseURL}/models ` +
+            `within ${opts.startTimeoutText}: check the command, or give a slow model more time${said()}`,
+          SERVE_COMMAND_SETTING,
+          TRIED,
+        );
+      }
+      await Promise.race([sleep(1_000), exited, ctx.cancelled.catch(() => undefined)]);
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** The model's `owned_by` once the server lists it; undefined while it is still loading or not listening yet. */
+async function listedOwner(baseURL: string, name: string): Promise<string | undefined> {
+  try {
+    const response = await fetch(`${baseURL}/models`, { signal: AbortSignal.timeout(5_000) });
+    if (!response.ok) return undefined;
+    const body = (await response.json()) as { data?: { id?: string; owned_by?: string }[] };
+    const model = body.data?.find((m) => m.id === name);
+    return model ? String(model.owned_by ?? 'unknown') : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, describe, it } from 'mocha';
+import type { StepManifest } from '../activities/artifacts/manifest';
+import { generateKeys, scoreKeys } from '../activities/artifacts/run-keys';
+import type { GenerateResult } from '../activities/types';
+import { startRun } from '../client';
+import type { PipelineInput } from '../common/input';
+import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+
+const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+const MODELS = ['one-off', 'stage-1', 'stage-2'];
+
+/**
+ * `evaluation.serving` in a whole run on Temporal and S3: the GPU worker (a child process) starts `pift.serve` on each
+ * trained model it downloads, and the answers equal those of the same run answered by `pift.generate`.
+ */
+describe('a run that generates through a serving endpoint (evaluation.serving)', function () {
+  this.timeout(10 * 60_000);
+  let h: Harness;
+  let pgidLog: string;
+  const results: Record<string, Awaited<ReturnType<typeof run>>> = {};
+  const run = async (input: PipelineInput) =>
+    (await startRun(h.temporal.client, input, { taskQueue: h.cpuQueue })).handle.result();
+
+  before(async () => {
+    h = await startHarness();
+    // Each server's process group id, so the test can see every one of them gone.
+    pgidLog = join(await mkdtemp(join(tmpdir(), 'pift-served-run-')), 'pgids');
+    h.workerEnv.PIFT_SERVE_COMMAND =
+      `echo $$ >> '${pgidLog}'; ` + '{python} -m pift.serve --model {model} --port {port} --served-model-name {name}';
+    await h.startGpuWorker();
+    const dataset = await h.upload('served/train.jsonl', toJsonl(balancedDemo(2)));
+    const heldout = await h.upload('served/heldout.jsonl', toJsonl(demoRows('heldout').slice(0, 4)));
+    const input = (runId: string, serving?: object): PipelineInput => ({
+      dataset,
+      runId,
+      store: h.storeUri,
+      gpuTaskQueue: h.gpuQueue,
+      scorer: { kind: 'offline' },
+      stages: { count: 2, thresholds: [3] },
+      training: { epochs: 1, batchSize: 8, saveSteps: 50, heartbeatTimeout: '30 seconds' },
+      evaluation: {
+        benchmarks: [{ name: 'heldout', uri: heldout }],
+        judge: 'offline',
+        maxNewTokens: 8,
+        ...(serving && { serving }),
+      },
+    });
+    results.served = await run(input('served-run', { concurrency: 2 }));
+    results.local = await run(input('local-run'));
+  });
+
+  const generated = async (runId: string, model: string) => {
+    const manifest = JSON.parse(
+      await h.store.getText(generateKeys(runId, model).manifest),
+    ) as StepManifest<GenerateResult>;
+    const answers = await h.store.getText(`${runId}/generate/${model}/heldout.jsonl`);
+    return { result: manifest.result, answers };
+  };
+
+  it('records which path generated each model’s answers', async () => {
+    for (const model of MODELS) {
+      const served = await generated('served-run', model);
+      assert.equal(served.result.generatedBy, 'served', model);
+      assert.equal(served.result.server, 'pift', model);
+      assert.equal((await generated('local-run', model)).result.generatedBy, 'pift.generate', model);
+    }
+  });
+
+  it('answers as pift.generate answers, model by model', async () => {
+    for (const model of MODELS) {
+      const byId = (text: string) =>
+        text
+          .trim()
+          .split('\n')
+          .map((line) => JSON.parse(line) as { id: string })
+          .sort((a, b) => a.id.localeCompare(b.id));
+      assert.deepEqual(
+        byId((await generated('served-run', model)).answers),
+        byId((await generated('local-run', model)).answers),
+        model,
+      );
+    }
+    assert.deepEqual(results.served.evaluation?.winRates, results.local.evaluation?.winRates);
+    assert.deepEqual(results.served.evaluation?.accuracy, results.local.evaluation?.accuracy);
+  });
+
+  it('fails on a GPU worker without PIFT_SERVE_COMMAND at the model check, before anything is scored', async () => {
+    const bare = await startHarness();
+    delete bare.workerEnv.PIFT_SERVE_COMMAND;
+    await bare.startGpuWorker();
+    const dataset = await bare.upload('served/bare.jsonl', toJsonl(balancedDemo(2)));
+    const start = await startRun(
+      bare.temporal.client,
+      {
+        dataset,
+        runId: 'served-no-command',
+        store: bare.storeUri,
+        gpuTaskQueue: bare.gpuQueue,
+        scorer: { kind: 'offline' },
+        evaluation: { judge: 'offline', serving: {} },
+      },
+      { taskQueue: bare.cpuQueue },
+    );
+    const failure = await start.handle.result().then(
+      () => assert.fail('the run should fail'),
+      (err: unknown) => err,
+    );
+    const messages: string[] = [];
+    for (let e = failure as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+      messages.push(String(e.message));
+    }
+    assert.match(messages.join(' | '), /evaluation\.serving is set but the GPU worker has no PIFT_SERVE_COMMAND/);
+    assert.equal(await bare.store.exists(scoreKeys('served-no-command').manifest), false);
+  });
+
+  it('leaves no server behind', async () => {
+    const pgids = (await readFile(pgidLog, 'utf8')).trim().split('\n').map(Number);
+    assert.equal(pgids.length, MODELS.length);
+    for (const pgid of pgids) {
+      assert.throws(() => process.kill(-pgid, 0), /ESRCH/);
+    }
+  });
+});
