@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { collectJudgeBatch, submitJudgeBatch } from '../activities/evaluate/batch-judging';
@@ -15,6 +15,7 @@ import { cacheKey } from '../activities/llm/answer-cache';
 import { pollBatch, type BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, EvaluateResult } from '../activities/types';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 
 const PROMPTS = 12;
 const BENCHES = ['alpha', 'beta'];
@@ -71,19 +72,9 @@ describe('judging through the OpenAI Batch API', function () {
       judge: 'openai',
       concurrency: 8,
     };
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: 'sk-batch-judge',
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, 'sk-batch-judge', dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   const deps = () => ({ ...depsFromEnv(env), env });
   const activity = <T>(fn: () => Promise<T>) =>

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
@@ -23,6 +23,7 @@ import { openStore } from '../store';
 import { startRun } from '../client';
 import { startHarness } from './helpers/pipeline-harness';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 import { sharedTemporal } from './helpers/temporal';
 
 const ROWS = 40;
@@ -48,19 +49,9 @@ describe('scoring through the OpenAI Batch API', function () {
       JSON.stringify({ id: `r${i}`, instruction: rowText(i), input: '', output: 'x' }),
     );
     writeFileSync(dataset, `${lines.join('\n')}\n`);
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: KEY,
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, KEY, dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   /** The activity's input as the pipeline builds it; every run gets a store of its own unless one is given. */
   const inputFor = (scorer: Record<string, unknown> = {}, store = join(dir, `store-${randomUUID()}`)): ScoreInput => {

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { evaluate } from '../activities/evaluate/evaluate';
 import { JUDGE_CRITERIA, JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE } from '../activities/evaluate/judge-prompt';
@@ -15,6 +15,7 @@ import type { EvaluateInput, EvaluateResult, ScoreResult } from '../activities/t
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError } from '../common/failures';
 import { startFakeOpenAI, type FakeOpenAI, type RecordedRequest } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 
 const alpaca = (id: string, instruction: string, input = '') => ({ id, instruction, input, output: 'x' });
 /** The fake server's usage: words of the messages, words of the reply. */
@@ -95,19 +96,9 @@ describe('cost limits of the score and evaluate steps', function () {
     dataset = join(dir, 'rows.jsonl');
     const rows = Array.from({ length: 20 }, (_, i) => alpaca(`r${i}`, `Instruction ${i}: add ${i} and ${i + 1}.`));
     writeFileSync(dataset, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: 'sk-cost',
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, 'sk-cost', dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   const score = (scorer: Record<string, unknown>) => {
     const cfg = resolvePipelineInput(

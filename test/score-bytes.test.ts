@@ -1,18 +1,19 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure } from '@temporalio/common';
 import { DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { sha256 } from '../activities/artifacts/hashing';
 import { depsFromEnv } from '../activities/deps';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
 import type { ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 
 /**
  * The score step's stored bytes, pinned: dataset.jsonl, prompt.txt, scores.jsonl, every part, the manifest (less its
@@ -51,19 +52,9 @@ describe('score step output bytes', function () {
       ],
     }));
     writeFileSync(join(dir, 'chats.json'), JSON.stringify(chats));
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: 'sk-bytes',
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, 'sk-bytes', dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   const score = (runId: string, dataset: string, scorer: Record<string, unknown>) => {
     const cfg = resolvePipelineInput(

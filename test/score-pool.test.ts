@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { scoreDifficulty, type ScoreRow } from '../activities/score/score-difficulty';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import type { ScoreResult } from '../activities/types';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 
 /** Rows whose instruction names them, so the fake server knows which row each request is for. */
 const ROWS = 250;
@@ -37,19 +38,9 @@ describe('scoring in one continuous pool', function () {
       JSON.stringify({ id: `r${i}`, instruction: rowText(i), input: '', output: 'x' }),
     );
     writeFileSync(dataset, `${lines.join('\n')}\n`);
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: 'sk-pool',
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, 'sk-pool', dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   /** Runs the activity once, as a worker would; `runId` names the store prefix (a retry reuses it). */
   const score = (runId: string, scorer: Record<string, unknown> = {}) => {

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
-import { after, afterEach, before, describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
 import {
@@ -19,6 +19,7 @@ import type { ScoreInput, ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startRun } from '../client';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
+import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 import { startHarness } from './helpers/pipeline-harness';
 
 const ROWS = 250;
@@ -39,19 +40,9 @@ describe('scoring in shards (scorer.shardRows)', function () {
     llm = await startFakeOpenAI({ apiKey: 'sk-shards' });
     dir = mkdtempSync(join(tmpdir(), 'score-shards-'));
     writeFileSync(join(dir, 'rows.jsonl'), `${lines.join('\n')}\n`);
-    env = {
-      PIFT_OPENAI_BASE_URL: llm.baseURL,
-      OPENAI_API_KEY: 'sk-shards',
-      PIFT_FILE_ROOTS: dir,
-      PIFT_WORKDIR: join(dir, 'work'),
-      PIFT_OUTAGE_TOLERANCE: '1m',
-    };
+    env = fakeEndpointEnv(llm, 'sk-shards', dir);
   });
-  afterEach(() => llm.reset());
-  after(async () => {
-    await llm.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanUpFakeEndpoint(() => ({ llm, dir }));
 
   const inputFor = (store: string, scorer: Record<string, unknown>): ScoreInput => {
     const cfg = resolvePipelineInput(
