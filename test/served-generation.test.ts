@@ -18,6 +18,7 @@ import type { ActivityDeps } from '../activities/deps';
 import { createGpuActivities } from '../activities/gpu';
 import type { GenerateInput, GenerateResult } from '../activities/types';
 import { LocalStore } from '../store';
+import { groupAlive } from '../activities/generate/serving-process';
 import { saveTinyModel } from './helpers/tiny-model';
 
 const repoRoot = resolve(__dirname, '..');
@@ -32,16 +33,6 @@ interface AnswerLine {
 }
 
 const byId = (lines: AnswerLine[]) => [...lines].sort((a, b) => String(a.id).localeCompare(String(b.id)));
-
-/** True while any process of the group lives. */
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -200,7 +200,8 @@ async function listedOwner(baseURL: string, name: string): Promise<string | unde
   }
 }
 
-function groupAlive(pgid: number): boolean {
+/** True while any process of the group lives. */
+export function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
     return true;
