@@ -12,6 +12,7 @@ import {
   NotFoundError,
   type ExpectedObject,
   type ObjectStore,
+  type PutOptions,
   type WrittenObject,
 } from './object-store';
 
@@ -32,9 +33,9 @@ export class LocalStore implements ObjectStore {
     return pathToFileURL(this.pathFor(key)).href;
   }
 
-  async put(key: string, body: string | Uint8Array): Promise<void> {
+  async put(key: string, body: string | Uint8Array, options: PutOptions = {}): Promise<void> {
     const target = this.pathFor(key);
-    await mapDiskFull(this.dir, this.setting, () => writeBytesAtomically(target, body));
+    await mapDiskFull(this.dir, this.setting, () => writeBytesAtomically(target, body, options.durable ?? true));
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {

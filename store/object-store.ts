@@ -12,7 +12,7 @@ export interface ObjectStore {
   /** The full URI of `key`, for messages and for handing an object to another process. */
   uriFor(key: string): string;
 
-  put(key: string, body: string | Uint8Array): Promise<void>;
+  put(key: string, body: string | Uint8Array, options?: PutOptions): Promise<void>;
 
   /**
    * Streams a local file up (big files go up in parts on S3), hashing it on the way: the file is read once, and what
@@ -62,6 +62,15 @@ export interface ObjectStore {
 }
 
 /** Size and sha256 of the bytes a transfer moved. */
+export interface PutOptions {
+  /**
+   * false for an object whose loss only costs work done again (an answer-cache entry): the local store then skips
+   * flushing it to disk before the rename. A crash can still leave it empty or torn, never half-replaced by another
+   * write, and the reader must treat an unreadable object as absent. Defaults to true.
+   */
+  durable?: boolean;
+}
+
 export interface WrittenObject {
   bytes: number;
   sha256: string;

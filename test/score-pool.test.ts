@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -21,6 +21,7 @@ const rowOf = (req: ChatRequest) => {
 };
 /** A fixed answer per row, on the 1-5 scale. */
 const answerOf = (i: number) => String(1 + ((i * 7) % 41) / 10);
+const mkdirp = (path: string) => (mkdirSync(path, { recursive: true }), path);
 
 describe('scoring in one continuous pool', function () {
   this.timeout(60_000);
@@ -194,6 +195,36 @@ describe('scoring in one continuous pool', function () {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     await score(fresh(), { cache: true });
     assert.equal(llm.requests.length, ROWS);
+  });
+
+  it('takes an answer-cache entry left empty or torn by a crash as a miss, asks it again and rewrites it', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const cacheFiles = () =>
+      new Set(
+        readdirSync(mkdirp(join(dir, 'store', '.pift-cache', 'score')), { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath, e.name)),
+      );
+    const before = cacheFiles();
+    const first = fresh();
+    // Three samples: questions no other test asks, so every entry is this test's own.
+    await score(first, { cache: true, samples: 3 });
+    const written = [...cacheFiles()].filter((f) => !before.has(f)).sort();
+    // One entry per row, holding its three samples.
+    assert.equal(written.length, ROWS);
+    // Entries are written without a flush to disk: a crash can leave one empty, or cut short.
+    writeFileSync(written[0], '');
+    writeFileSync(written[1], readFileSync(written[1], 'utf8').slice(0, 5));
+    llm.reset();
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const second = fresh();
+    await score(second, { cache: true, samples: 3 });
+    assert.equal(llm.requests.length, 2 * 3);
+    assert.equal(scoresOf(second), scoresOf(first));
+    for (const f of written.slice(0, 2)) JSON.parse(readFileSync(f, 'utf8'));
+    llm.reset();
+    await score(fresh(), { cache: true, samples: 3 });
+    assert.equal(llm.requests.length, 0);
   });
 
   it("runs at the endpoint's announced requests-per-minute limit, learnt from its x-ratelimit headers", async () => {

@@ -62,6 +62,13 @@ function describeStoreContract(
       assert.equal(await store.getText('ow/x'), 'second');
     });
 
+    it('writes an object that need not survive a crash like any other, whole and listed', async () => {
+      await store.put('nd/x', 'first', { durable: false });
+      await store.put('nd/x', 'second', { durable: false });
+      assert.equal(await store.getText('nd/x'), 'second');
+      assert.deepEqual(await store.list('nd'), ['nd/x']);
+    });
+
     it('streams a file larger than one multipart part up and down intact', async () => {
       const size = storeDefaults.multipartPartSize + 1024 * 1024 + 17; // two parts on S3
       const source = path.join(scratch, 'big.bin');

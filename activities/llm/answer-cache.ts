@@ -1,10 +1,14 @@
-import type { ObjectStore } from '../../store';
+import { NotFoundError, type ObjectStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 
 /**
  * Answers already bought, kept in the store outside every run's prefix and found by what was asked (model, prompt
  * version, decoding, the hash of the text asked about): a re-run under a new run id, or a dataset overlapping an
  * earlier one, pays only for what is new. Only answers that parsed are kept; an unreadable entry is a miss.
+ *
+ * Entries are written without a flush to disk: every answer a step uses is also in its own committed parts, so an
+ * entry lost to a crash costs one request again, while flushing each of hundreds of answers a second costs the one
+ * event loop that asks for them. A lookup is one read (one request on S3), not an existence check and a read.
  *
  *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json
  */
@@ -31,16 +35,21 @@ export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled
   let failed: { error: unknown } | undefined;
   return {
     async get<T>(material: unknown) {
-      const key = cacheKey(kind, material);
-      if (!(await store.exists(key))) return undefined;
+      let text: string;
       try {
-        return JSON.parse(await store.getText(key)) as T;
+        text = await store.getText(cacheKey(kind, material));
+      } catch (err) {
+        if (err instanceof NotFoundError) return undefined;
+        throw err;
+      }
+      try {
+        return JSON.parse(text) as T;
       } catch {
         return undefined;
       }
     },
     put(material: unknown, value: unknown) {
-      const write = store.put(cacheKey(kind, material), JSON.stringify(value)).catch((error: unknown) => {
+      const write = store.put(cacheKey(kind, material), JSON.stringify(value), { durable: false }).catch((error: unknown) => {
         failed ??= { error };
       });
       writing.add(write);
