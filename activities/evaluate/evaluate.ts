@@ -23,6 +23,7 @@ import {
   type PairVerdict,
 } from './protocol';
 import { complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { heartbeatEvery } from '../heartbeat';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
 import {
@@ -107,6 +108,7 @@ async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
  */
 export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promise<EvaluateResult> {
   const ctx = Context.current();
+  const heartbeat = heartbeatEvery();
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
@@ -222,7 +224,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
             replyOf(question, cand, baseAns, p.reference),
           ]);
           progress.judged += 1;
-          ctx.heartbeat(progress);
+          heartbeat(progress);
           const verdict = verdictFromReplies(order1.reply, order2.reply);
           const reasked = order1.reasked + order2.reasked;
           return {

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Context, log } from '@temporalio/activity';
+import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
@@ -37,7 +37,7 @@ import { countOnClosedScale } from './histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
 import { LineWriter } from '../segment/row-file';
-import { whileHeartbeating } from '../heartbeat';
+import { heartbeatEvery, whileHeartbeating } from '../heartbeat';
 import type { ScoreInput, ScoreResult } from '../types';
 
 /** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
@@ -279,7 +279,7 @@ export async function scoreIntoFile(o: {
   /** Heartbeat details: `scored` and `answered` are counted here. */
   progress: { scored: number; answered: number };
 }): Promise<ScoreTally> {
-  const ctx = Context.current();
+  const heartbeat = heartbeatEvery();
   const { store, partKey, progress } = o;
   const tally: ScoreTally = { rows: 0, failed: 0, histogram: {}, failedParts: [] };
   const scoresFile = await LineWriter.create(o.scoresPath);
@@ -296,8 +296,7 @@ export async function scoreIntoFile(o: {
       work: async (row) => {
         const s = await o.scorer.score(row);
         progress.answered += 1;
-        // Heartbeats are throttled by the SDK; one per answer keeps slow endpoints inside the heartbeat timeout.
-        ctx.heartbeat(progress);
+        heartbeat(progress);
         return s;
       },
       save: async ({ index }, scored) => {
@@ -372,7 +371,7 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
       const partRows = await rowsPerPart(out, partKey(0), read.rows);
       const scoresPath = join(work, 'scores.jsonl');
       const tally = await scoreIntoFile({
-        rows: dataset,
+        rows: dataset.reread(),
         partRows,
         firstPart: 0,
         partKey,
