@@ -73,7 +73,21 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     this.source = basename(opened.key);
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<DatasetRow> {
+  [Symbol.asyncIterator](): AsyncGenerator<DatasetRow> {
+    return this.read(true);
+  }
+
+  /**
+   * The rows read again without the duplicate-id check, whose table grows with the rows: for a step whose first
+   * complete read checked them, and which compares `sha256` after this read, so a file changed in between (duplicates
+   * included) is caught before anything is committed.
+   */
+  reread(): AsyncIterable<DatasetRow> {
+    if (this.sha256 === undefined) throw new Error(`${this.source}: reread() before a complete first read`);
+    return { [Symbol.asyncIterator]: () => this.read(false) };
+  }
+
+  private async *read(checkIds: boolean): AsyncGenerator<DatasetRow> {
     this.sha256 = undefined;
     this.rows = 0;
     const records = this.records();
@@ -83,7 +97,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       if (build === undefined) {
         const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
         this.layout = given ?? detectLayout(this.source, rec, columns);
-        build = rowBuilder(this.source, this.layout, columns);
+        build = rowBuilder(this.source, this.layout, columns, checkIds);
       }
       const row = build(rec);
       this.rows += 1;

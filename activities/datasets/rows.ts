@@ -135,8 +135,12 @@ export function defaultId(rec: SourceRecord): string {
   return rec.index >= 0 ? `I${rec.index}` : `L${rec.line}`;
 }
 
-/** Checks ids are unique across the file (given and generated alike). */
-export function uniqueIds(source: string): (rec: SourceRecord, id: string, field: string) => void {
+/**
+ * Checks ids are unique across the file (given and generated alike). `check` false skips it, for a file read again
+ * after a first complete read checked it (its table grows with the rows: 30 MB at a million).
+ */
+export function uniqueIds(source: string, check = true): (rec: SourceRecord, id: string, field: string) => void {
+  if (!check) return () => {};
   const seen = new IdTable();
   return (rec, id, field) => {
     const first = seen.firstLine(id, rec.line);
@@ -156,8 +160,12 @@ function extraOf(value: Record<string, unknown>, known: Set<string>): Record<str
  * Alpaca rows: `instruction` (non-empty string) and `output` (string) are required; `input` is an optional string
  * (absent or null reads as ''); `id` is an optional string or number, unique in the file. `columns` renames them.
  */
-export function alpacaRowBuilder(source: string, columns: DatasetColumns = {}): (rec: SourceRecord) => AlpacaRow {
-  const checkId = uniqueIds(source);
+export function alpacaRowBuilder(
+  source: string,
+  columns: DatasetColumns = {},
+  checkIds = true,
+): (rec: SourceRecord) => AlpacaRow {
+  const checkId = uniqueIds(source, checkIds);
   const f = {
     id: columns.id ?? 'id',
     instruction: columns.instruction ?? 'instruction',
@@ -201,8 +209,9 @@ export function conversationRowBuilder(
   source: string,
   layout: 'sharegpt' | 'messages',
   columns: DatasetColumns = {},
+  checkIds = true,
 ): (rec: SourceRecord) => ConversationRow {
-  const checkId = uniqueIds(source);
+  const checkId = uniqueIds(source, checkIds);
   // Turns are keyed by the layout (from/value or role/content), not by the list's name: axolotl's files keep
   // role/content turns under `conversations`, and LLaMA-Factory's sharegpt files may name theirs `messages`.
   const ownField = layout === 'sharegpt' ? 'conversations' : 'messages';
@@ -288,11 +297,14 @@ export function conversationRowBuilder(
   };
 }
 
-/** The row builder of a layout. */
+/** The row builder of a layout; `checkIds` false leaves out the duplicate-id check (see uniqueIds). */
 export function rowBuilder(
   source: string,
   layout: DatasetLayout,
   columns: DatasetColumns = {},
+  checkIds = true,
 ): (rec: SourceRecord) => DatasetRow {
-  return layout === 'alpaca' ? alpacaRowBuilder(source, columns) : conversationRowBuilder(source, layout, columns);
+  return layout === 'alpaca'
+    ? alpacaRowBuilder(source, columns, checkIds)
+    : conversationRowBuilder(source, layout, columns, checkIds);
 }
