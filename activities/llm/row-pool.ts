@@ -15,8 +15,13 @@ export interface PoolOptions<T, R> {
   parts: AsyncIterable<PoolPart<T>>;
   /** Items in flight at most. */
   concurrency: number;
-  /** Parts started but not yet handed on, at most: bounds memory while one slow item holds the oldest part back. */
-  maxOpenParts?: number;
+  /**
+   * Items of the parts started but not yet handed on, at most (two parts are always let open, so the next is queued
+   * while one finishes): bounds memory while one slow item holds the oldest part back. Counted in items, not parts,
+   * so that larger parts (a million rows come in parts of 1,000) keep no more rows alive: rows held across several
+   * young-generation collections are promoted, and the old generation then grows with the dataset, garbage and all.
+   */
+  maxOpenItems?: number;
   /** The part's results stored by an earlier attempt, or undefined: then its items are asked. */
   load: (part: PoolPart<T>) => Promise<R[] | undefined>;
   work: (item: T, part: PoolPart<T>) => Promise<R>;
@@ -32,8 +37,10 @@ interface OpenPart<T, R> {
 }
 
 export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
-  const maxOpen = o.maxOpenParts ?? Math.max(8, 4 * Math.ceil(o.concurrency / 100));
+  // Eight parts of 100 at up to 200 concurrent items, as when this counted parts.
+  const maxOpenItems = o.maxOpenItems ?? 400 * Math.max(2, Math.ceil(o.concurrency / 100));
   const open: OpenPart<T, R>[] = [];
+  let openItems = 0;
   const waiting: Array<() => void> = [];
   let running = 0;
   let failure: { error: unknown } | undefined;
@@ -73,6 +80,7 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
   const start = async (part: PoolPart<T>) => {
     const entry: OpenPart<T, R> = { part };
     open.push(entry);
+    openItems += part.items.length;
     const stored = await o.load(part);
     if (stored) {
       entry.results = stored;
@@ -93,6 +101,7 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
     if (failure) throw failure.error;
     while (open.length && open[0].results) {
       const { part, results } = open.shift()!;
+      openItems -= part.items.length;
       await o.emit(part, results!);
     }
   };
@@ -101,7 +110,7 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
     // The next part starts once the items already queued no longer fill the slots.
     for (;;) {
       await handOn();
-      if (waiting.length < o.concurrency && open.length < maxOpen) break;
+      if (waiting.length < o.concurrency && (open.length < 2 || openItems < maxOpenItems)) break;
       await nextChange();
     }
     await start(part);
