@@ -30,6 +30,42 @@ export async function* streamJsonl<T>(store: ObjectStore, key: string): AsyncGen
   }
 }
 
+/**
+ * The rows of `streamJsonl`, handed over a chunk of the object at a time: one await per chunk rather than per line,
+ * for readers that walk a million rows (or two files side by side).
+ */
+export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): AsyncGenerator<T[]> {
+  const input = await store.getStream(key);
+  const decoder = new TextDecoder('utf-8');
+  let pending = '';
+  const parsed = (text: string, rows: T[]) => {
+    if (!isBlank(text)) rows.push(JSON.parse(text) as T);
+  };
+  try {
+    for await (const chunk of input) {
+      const text = pending + decoder.decode(chunk as Buffer, { stream: true });
+      const rows: T[] = [];
+      let from = 0;
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+        parsed(text.slice(from, nl), rows);
+        from = nl + 1;
+      }
+      pending = text.slice(from);
+      if (rows.length) yield rows;
+    }
+    const rows: T[] = [];
+    parsed(pending + decoder.decode(), rows);
+    if (rows.length) yield rows;
+  } finally {
+    input.destroy();
+  }
+}
+
+/** The rows of `streamJsonlChunks` one at a time. */
+export async function* streamJsonlRows<T>(store: ObjectStore, key: string): AsyncGenerator<T> {
+  for await (const rows of streamJsonlChunks<T>(store, key)) yield* rows;
+}
+
 /** All rows of `streamJsonl`, as an array. */
 export async function readJsonl<T>(store: ObjectStore, key: string): Promise<T[]> {
   const rows: T[] = [];
