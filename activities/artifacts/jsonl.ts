@@ -61,11 +61,6 @@ export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): As
   }
 }
 
-/** The rows of `streamJsonlChunks` one at a time. */
-export async function* streamJsonlRows<T>(store: ObjectStore, key: string): AsyncGenerator<T> {
-  for await (const rows of streamJsonlChunks<T>(store, key)) yield* rows;
-}
-
 /** All rows of `streamJsonl`, as an array. */
 export async function readJsonl<T>(store: ObjectStore, key: string): Promise<T[]> {
   const rows: T[] = [];
