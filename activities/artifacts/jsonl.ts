@@ -61,6 +61,41 @@ export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): As
   }
 }
 
+/** The rows of `streamJsonlChunks` one at a time, without an await per row: for walking a file beside another. */
+export class JsonlCursor<T> {
+  private rows: T[] = [];
+  private at = 0;
+  private ended = false;
+  private readonly source: AsyncGenerator<T[]>;
+
+  constructor(store: ObjectStore, key: string) {
+    this.source = streamJsonlChunks<T>(store, key);
+  }
+
+  /** The next row, left in place; undefined at the end. */
+  async peek(): Promise<T | undefined> {
+    while (this.at === this.rows.length) {
+      if (this.ended) return undefined;
+      const next = await this.source.next();
+      if (next.done) this.ended = true;
+      else [this.rows, this.at] = [next.value, 0];
+    }
+    return this.rows[this.at];
+  }
+
+  /** The next row, taken; undefined at the end. */
+  async next(): Promise<T | undefined> {
+    const row = await this.peek();
+    if (row !== undefined) this.at += 1;
+    return row;
+  }
+
+  /** Releases the file handle or the S3 connection, also when the reader stops early. */
+  async close(): Promise<void> {
+    await this.source.return(undefined);
+  }
+}
+
 /** All rows of `streamJsonl`, as an array. */
 export async function readJsonl<T>(store: ObjectStore, key: string): Promise<T[]> {
   const rows: T[] = [];

@@ -5,7 +5,7 @@ import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { streamJsonlChunks } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
 import { LineWriter } from '../segment/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
@@ -117,43 +117,28 @@ export interface RoundContext {
 
 /** One earlier round's results, read along with the requests being walked (its file is in walking order). */
 class RoundResults {
-  private rows: BatchOutcome[] = [];
-  private at = 0;
-  private ended = false;
-  private readonly source: AsyncGenerator<BatchOutcome[]>;
+  private readonly results: JsonlCursor<BatchOutcome>;
 
   constructor(
     store: ObjectStore,
     key: string,
     private readonly position: (customId: string) => number,
   ) {
-    this.source = streamJsonlChunks<BatchOutcome>(store, key);
-  }
-
-  private async peek(): Promise<BatchOutcome | undefined> {
-    while (this.at === this.rows.length) {
-      if (this.ended) return undefined;
-      const next = await this.source.next();
-      if (next.done) this.ended = true;
-      else [this.rows, this.at] = [next.value, 0];
-    }
-    return this.rows[this.at];
+    this.results = new JsonlCursor<BatchOutcome>(store, key);
   }
 
   /** The outcome of `customId`, at `position` in walking order, or undefined when this round did not ask it. */
   async outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined> {
-    for (let o = await this.peek(); o !== undefined; o = await this.peek()) {
+    for (let o = await this.results.peek(); o !== undefined; o = await this.results.peek()) {
       const at = this.position(o.customId);
       if (at > position) return undefined;
-      this.at += 1;
+      await this.results.next();
       if (at === position && o.customId === customId) return o;
     }
     return undefined;
   }
 
-  close = async () => {
-    await this.source.return(undefined);
-  };
+  close = () => this.results.close();
 }
 
 /** A round's results file that is not in walking order, held as the first version held every round. */

@@ -1,7 +1,7 @@
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { streamJsonlChunks } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
 import { IdTable } from '../datasets/id-table';
 import { scoreCompareKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
@@ -70,31 +70,15 @@ function pairUp(paired: Paired, score: number | null, other: number | null | und
   paired.y.push(other);
 }
 
+function cursor(uri: string, env: NodeJS.ProcessEnv): JsonlCursor<ScoreLine> {
+  const { store, key } = openObject(uri, env);
+  return new JsonlCursor<ScoreLine>(store, key);
+}
+
 /** A score file's lines, a chunk at a time. */
 function chunks(uri: string, env: NodeJS.ProcessEnv): AsyncGenerator<ScoreLine[]> {
   const { store, key } = openObject(uri, env);
   return streamJsonlChunks<ScoreLine>(store, key);
-}
-
-/** One line at a time from `chunks`, without an await per line. */
-class LineCursor {
-  private rows: ScoreLine[] = [];
-  private at = 0;
-  private ended = false;
-
-  constructor(private readonly source: AsyncGenerator<ScoreLine[]>) {}
-
-  async next(): Promise<ScoreLine | undefined> {
-    while (this.at === this.rows.length) {
-      if (this.ended) return undefined;
-      const next = await this.source.next();
-      if (next.done) this.ended = true;
-      else [this.rows, this.at] = [next.value, 0];
-    }
-    return this.rows[this.at++];
-  }
-
-  close = () => this.source.return(undefined);
 }
 
 const newPaired = (): Paired => ({
@@ -109,8 +93,8 @@ const newPaired = (): Paired => ({
  * once); undefined as soon as a line's ids differ or one file ends first.
  */
 async function pairedInOrder(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv) {
-  const primary = new LineCursor(chunks(primaryUri, env));
-  const secondary = new LineCursor(chunks(secondaryUri, env));
+  const primary = cursor(primaryUri, env);
+  const secondary = cursor(secondaryUri, env);
   const paired = newPaired();
   try {
     for (;;) {
