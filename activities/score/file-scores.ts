@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { hash as digest, type Hash } from 'node:crypto';
 import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
@@ -156,7 +156,7 @@ const textKey = (text: string) => text.trim();
  * pair, far below any chance of a disk error).
  */
 const idKey = (id: string) => `i${id}`;
-const userTextKey = (text: string) => `t${createHash('sha256').update(textKey(text)).digest('base64').slice(0, 22)}`;
+const userTextKey = (text: string) => `t${digest('sha256', textKey(text), 'base64').slice(0, 22)}`;
 
 /**
  * The scores of every file, by dataset id and by user text (released format), kept compactly: the keys in an IdTable
