@@ -1,6 +1,6 @@
 /**
  * Memory and history of scoring and segmentation at scale, in real CPU worker processes:
- *   npm run bench:scale -- [--rows 100000,1000000] [--scorer offline|openai] [--concurrency 32] [--one-worker]
+ *   npm run bench:scale -- [--rows 100000,1000000] [--scorer offline|openai|file] [--concurrency 32] [--one-worker]
  *                          [--shard-rows N]
  *
  * For each size, a dataset of tiny generated rows is scored and then segmented by worker processes (compiled
@@ -8,7 +8,9 @@
  * against a Temporal dev server: a fresh worker per step, so each step's peak is its own, or with --one-worker both
  * steps in one process, as a long-lived worker runs them. With `--shard-rows`, scoring is planned, scored in shards
  * of N rows (all of them by the one worker, as many at a time as it takes) and merged, as scorer.shardRows runs it. `--scorer openai` scores through the `openai` client
- * against the tests' loopback fake OpenAI server answering at once; `offline` uses the offline scorer (no HTTP).
+ * against the tests' loopback fake OpenAI server answering at once; `offline` uses the offline scorer (no HTTP); `file`
+ * takes every row's score from a JSONL score file written beside the dataset (`scorer.kind: "file"`), half of them
+ * matched by id and half by user text in the released `{"id", "score", "data"}` format.
  * Prints, per size N (100k, 1m, or the row count):
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
  *                     one worker's with --one-worker
@@ -62,6 +64,35 @@ function writeDataset(path: string, rows: number): Promise<void> {
   });
 }
 
+/** A score for each row of `writeDataset`: even rows by id, odd rows by user text, as the released files give them. */
+function writeScoreFile(path: string, rows: number): Promise<void> {
+  const out = createWriteStream(path);
+  const user = (i: number) => {
+    const kind = i % 3;
+    if (kind === 0) return `Copy the word.\nw${i % 97}`;
+    if (kind === 1) return `Sort the numbers.\n${i % 7} ${i % 5} ${i % 3}`;
+    return `Format the words as a JSON list, then explain why.\na${i % 11} b${i % 13} c`;
+  };
+  // Equal user texts recur (the generated rows repeat), so text-matched rows take the first score of their text.
+  const line = (i: number) =>
+    JSON.stringify(
+      i % 2
+        ? { id: i, score: String(1 + (i % 3) * 1.5), data: [user(i), 'r'] }
+        : { id: `b${i}`, score: 1 + (i % 3) * 2 },
+    );
+  return new Promise((done, fail) => {
+    out.on('error', fail);
+    let i = 0;
+    const write = () => {
+      let ok = true;
+      while (i < rows && ok) ok = out.write(line(i++) + '\n');
+      if (i < rows) out.once('drain', write);
+      else out.end(done);
+    };
+    write();
+  });
+}
+
 /** Current and peak RSS of a process, from /proc (Linux), in MB. */
 function rssOf(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -105,14 +136,14 @@ async function main() {
     },
   });
   const sizes = values.rows!.split(',').map((s) => Number(s.trim()));
-  const scorer = values.scorer as 'offline' | 'openai';
+  const scorer = values.scorer as 'offline' | 'openai' | 'file';
   const oneWorker = values['one-worker']!;
   const shardRows = values['shard-rows'] === undefined ? undefined : Number(values['shard-rows']);
   if (shardRows !== undefined && !(Number.isInteger(shardRows) && shardRows > 0))
     throw new Error('--shard-rows takes a positive integer');
   if (!sizes.every((n) => Number.isInteger(n) && n > 0))
     throw new Error('--rows takes positive integers, e.g. 100000,1000000');
-  if (!['offline', 'openai'].includes(scorer)) throw new Error('--scorer is offline or openai');
+  if (!['offline', 'openai', 'file'].includes(scorer)) throw new Error('--scorer is offline, openai or file');
 
   // The worker runs compiled JavaScript, as `npm run worker:cpu` does: a TypeScript compiler in it would add ~100 MB.
   console.error('compiling the bench worker ...');
@@ -150,7 +181,8 @@ async function main() {
     forget = setInterval(() => fake!.requests.splice(0), 1000);
   }
   const dir = mkdtempSync(join(root, '.pift', 'bench-scale-'));
-  console.log(`scorer=${scorer === 'openai' ? 'fake-openai-loopback-zero-latency' : 'offline-heuristic'}`);
+  const scorerName = { openai: 'fake-openai-loopback-zero-latency', offline: 'offline-heuristic', file: 'score-file' };
+  console.log(`scorer=${scorerName[scorer]}`);
   console.log(`concurrency=${values.concurrency}`);
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
   if (shardRows) console.log(`shard_rows=${shardRows}`);
@@ -161,6 +193,8 @@ async function main() {
       mkdirSync(data, { recursive: true });
       const dataset = join(data, 'train.jsonl');
       await writeDataset(dataset, rows);
+      const scoreFile = join(data, 'scores.jsonl');
+      if (scorer === 'file') await writeScoreFile(scoreFile, rows);
       const workerEnv: NodeJS.ProcessEnv = {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
@@ -173,7 +207,10 @@ async function main() {
           dataset,
           store: join(data, 'store'),
           runId: `scale-${name}`,
-          scorer: { kind: scorer, concurrency: Number(values.concurrency) },
+          scorer:
+            scorer === 'file'
+              ? { kind: scorer, files: [scoreFile] }
+              : { kind: scorer, concurrency: Number(values.concurrency) },
           stages: { allowEmpty: true },
         },
         'bench',

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'mocha';
 import { DefaultLogger } from '@temporalio/worker';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -10,8 +11,9 @@ import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
 import { readJsonl } from '../activities/artifacts/jsonl';
 import { sha256 } from '../activities/artifacts/hashing';
-import { scoreValue } from '../activities/score/file-scores';
-import type { ScoreResult, SegmentResult } from '../activities/types';
+import type { AlpacaRow } from '../activities/datasets/parse';
+import { fileScorer, scoreValue } from '../activities/score/file-scores';
+import type { ScoreInput, ScoreResult, SegmentResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { openObject } from '../store';
 
@@ -138,6 +140,119 @@ describe('scores from a file (scorer.kind "file")', () => {
     const missing = await fails({ kind: 'file', files: [join(dir, 'nope.jsonl')] });
     assert.equal(missing.type, 'BadInput');
     assert.match(missing.message, /input\.scorer\.files\[0\].*does not exist/);
+  });
+
+  it('names the item of a JSON array and the first of two entries, and keeps the first of conflicting texts', async () => {
+    const file = join(dir, 'array.json');
+    writeFileSync(
+      file,
+      JSON.stringify([
+        { id: 'a', score: 2 },
+        { id: 'b', score: 3 },
+        { id: 'a', score: 4 },
+      ]),
+    );
+    assert.match(
+      (await fails({ kind: 'file', files: [file] })).message,
+      /^array\.json item 2: duplicate id in field "id" \(first given at array\.json item 0\)$/,
+    );
+    writeFileSync(file, JSON.stringify([{ id: 'a', score: 2 }, 7]));
+    assert.match((await fails({ kind: 'file', files: [file] })).message, /^array\.json item 1: expected a JSON object/);
+    writeFileSync(file, '[{"id": "a", "score": 2},');
+    assert.match((await fails({ kind: 'file', files: [file] })).message, /^array\.json: not a valid JSON array/);
+
+    // A second file's duplicate names where the first file gave the id; a BOM and CRLF line ends are read through.
+    const first = join(dir, 'first.jsonl');
+    const second = join(dir, 'second.jsonl');
+    writeFileSync(first, '\ufeff{"id": "x", "score": 1}\r\n\r\n{"id": "I1", "score": 2}\r\n');
+    writeFileSync(second, '{"id": "y", "score": 1}\n{"id": "I1", "score": 2}\n');
+    assert.match(
+      (await fails({ kind: 'file', files: [first, second] })).message,
+      /^second\.jsonl line 2: duplicate id in field "id" \(first given at first\.jsonl line 3\)$/,
+    );
+    writeFileSync(second, '{"id": "y", "score": 1}\n{"id": "z", "score": 3');
+    assert.match(
+      (await fails({ kind: 'file', files: [first, second] })).message,
+      /^second\.jsonl line 2: invalid JSON$/,
+    );
+
+    // Released rows giving one user text twice: the first score counts, whatever the later one says.
+    const data = join(dir, 'two-rows.jsonl');
+    writeFileSync(
+      data,
+      [
+        { id: 'p', instruction: 'Same text', input: '', output: 'o' },
+        { id: 'q', instruction: 'Other', input: 'with input', output: 'o' },
+      ]
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+    );
+    const released = join(dir, 'conflicting.jsonl');
+    writeFileSync(
+      released,
+      [
+        { id: 0, score: '4.5\n\n', data: ['Same text', 'r'] },
+        { id: 1, score: 2, data: ['  Same text ', 'r'] },
+        { id: 2, score: 3.25, data: ['Other\nwith input', 'r'] },
+      ]
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+    );
+    const { result } = await score({ kind: 'file', files: [released] }, data);
+    const scores = openObject(result.scoresUri, env);
+    assert.deepEqual(
+      (await readJsonl<{ id: string; score: number }>(scores.store, scores.key)).map((s) => [s.id, s.score]),
+      [
+        ['p', 4.5],
+        ['q', 3.25],
+      ],
+    );
+  });
+
+  it('scores 200,000 rows from a gzip score file read as a stream, by id and by user text', async () => {
+    const rows = 200_000;
+    const datasetRows: AlpacaRow[] = [];
+    const scoreLines: string[] = [];
+    const expected = new Map<string, number>();
+    for (let i = 0; i < rows; i++) {
+      const row = { id: `r${i}`, instruction: `Task ${i}`, input: i % 5 ? '' : `input ${i}`, output: 'o' };
+      datasetRows.push(row);
+      if (i % 7 === 3) continue; // left without a score
+      const value = 1 + (i % 9) / 2;
+      expected.set(row.id, value);
+      scoreLines.push(
+        JSON.stringify(
+          i % 2
+            ? {
+                id: i,
+                score: String(value),
+                data: [row.input ? `${row.instruction}\n${row.input}` : row.instruction, 'r'],
+              }
+            : { id: row.id, score: value },
+        ),
+      );
+    }
+    const text = scoreLines.reverse().join('\n') + '\n';
+    const file = join(dir, 'scores.jsonl.gz');
+    writeFileSync(file, gzipSync(text));
+    // The lookup the score step makes for each row, without the step's own writing, which is tested above.
+    const scorer = await fileScorer(
+      { ...depsFromEnv(env), env },
+      { scorer: { kind: 'file', files: [file] } } as ScoreInput,
+      {
+        sha256: '',
+        source: 'large.jsonl',
+      },
+    );
+    assert.equal(scorer.label, `file:scores.jsonl.gz@sha256:${sha256(text)}`);
+    let scored = 0;
+    for (const row of datasetRows) {
+      const found = await scorer.score(row);
+      assert.equal(found.score, expected.get(row.id) ?? null, row.id);
+      if (found.score !== null) scored += 1;
+    }
+    assert.equal(scored, expected.size);
+    assert.ok(expected.size > 150_000 && expected.size < rows);
   });
 
   it('counts rows without a score against scorer.maxFailedFraction', async () => {

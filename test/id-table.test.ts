@@ -37,4 +37,15 @@ describe('IdTable (the unique-id check of a streamed dataset)', () => {
     assert.equal(table.firstLine(pair[1], 3), 2);
     assert.equal(table.firstLine(pair[0], 4), 1);
   });
+
+  it('looks ids up without recording them', () => {
+    const table = new IdTable();
+    for (let i = 0; i < 5_000; i++) table.firstLine(`r${i}`, i + 1);
+    for (let i = 0; i < 10_000; i++) assert.equal(table.lineOf(`r${i}`), i < 5_000 ? i + 1 : undefined, `r${i}`);
+    assert.equal(table.size, 5_000);
+    // A looked-up id left no trace: recording it now finds it new, and the one recorded before it keeps its bytes.
+    assert.equal(table.firstLine('r5000', 9), undefined);
+    assert.equal(table.lineOf('r4999'), 5_000);
+    assert.equal(table.lineOf('r5000'), 9);
+  });
 });

@@ -30,6 +30,72 @@ export async function* streamJsonl<T>(store: ObjectStore, key: string): AsyncGen
   }
 }
 
+/**
+ * The rows of `streamJsonl`, handed over a chunk of the object at a time: one await per chunk rather than per line,
+ * for readers that walk a million rows (or two files side by side).
+ */
+export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): AsyncGenerator<T[]> {
+  const input = await store.getStream(key);
+  const decoder = new TextDecoder('utf-8');
+  let pending = '';
+  const parsed = (text: string, rows: T[]) => {
+    if (!isBlank(text)) rows.push(JSON.parse(text) as T);
+  };
+  try {
+    for await (const chunk of input) {
+      const text = pending + decoder.decode(chunk as Buffer, { stream: true });
+      const rows: T[] = [];
+      let from = 0;
+      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
+        parsed(text.slice(from, nl), rows);
+        from = nl + 1;
+      }
+      pending = text.slice(from);
+      if (rows.length) yield rows;
+    }
+    const rows: T[] = [];
+    parsed(pending + decoder.decode(), rows);
+    if (rows.length) yield rows;
+  } finally {
+    input.destroy();
+  }
+}
+
+/** The rows of `streamJsonlChunks` one at a time, without an await per row: for walking a file beside another. */
+export class JsonlCursor<T> {
+  private rows: T[] = [];
+  private at = 0;
+  private ended = false;
+  private readonly source: AsyncGenerator<T[]>;
+
+  constructor(store: ObjectStore, key: string) {
+    this.source = streamJsonlChunks<T>(store, key);
+  }
+
+  /** The next row, left in place; undefined at the end. */
+  async peek(): Promise<T | undefined> {
+    while (this.at === this.rows.length) {
+      if (this.ended) return undefined;
+      const next = await this.source.next();
+      if (next.done) this.ended = true;
+      else [this.rows, this.at] = [next.value, 0];
+    }
+    return this.rows[this.at];
+  }
+
+  /** The next row, taken; undefined at the end. */
+  async next(): Promise<T | undefined> {
+    const row = await this.peek();
+    if (row !== undefined) this.at += 1;
+    return row;
+  }
+
+  /** Releases the file handle or the S3 connection, also when the reader stops early. */
+  async close(): Promise<void> {
+    await this.source.return(undefined);
+  }
+}
+
 /** All rows of `streamJsonl`, as an array. */
 export async function readJsonl<T>(store: ObjectStore, key: string): Promise<T[]> {
   const rows: T[] = [];

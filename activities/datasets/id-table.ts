@@ -45,6 +45,21 @@ export class IdTable {
     }
   }
 
+  /** The line `id` was first seen on, or undefined when it was never seen; records nothing. */
+  lineOf(id: string): number | undefined {
+    const length = Buffer.byteLength(id);
+    this.reserveBytes(length);
+    // Written past the ids held, where the next one would go, and left there unrecorded.
+    const start = this.used;
+    this.bytes.write(id, start, length, 'utf8');
+    const mask = this.slots.length - 1;
+    for (let slot = this.hashOf(start, start + length) & mask; ; slot = (slot + 1) & mask) {
+      const held = this.slots[slot];
+      if (held === EMPTY) return undefined;
+      if (this.sameBytes(held - 1, start, length)) return this.lines[held - 1];
+    }
+  }
+
   private add(start: number, length: number, line: number): void {
     if (this.count === this.lines.length) {
       const starts = new Float64Array(this.count * 2);

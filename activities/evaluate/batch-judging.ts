@@ -13,7 +13,8 @@ import {
   countRound,
   itemState,
   notCached,
-  pastOutcomes,
+  PastOutcomes,
+  spentTokens,
   submitRound,
   type BatchCollected,
   type BatchSubmitted,
@@ -48,8 +49,9 @@ interface Judging {
   ctx: RoundContext;
   parseRetries: number;
   /** Every distinct request by its custom_id (the start of its cache key: equal requests are asked once). */
-  items: Map<string, { request: BatchItem['request']; material: Record<string, unknown> }>;
+  items: Map<string, { request: BatchItem['request']; material: Record<string, unknown>; position: number }>;
   cache: ReturnType<typeof answerCache>;
+  workDir: string;
 }
 
 async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
@@ -98,10 +100,15 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
           [cand, base],
         ]) {
           const material = judgeCacheMaterial(model, question, answer1, answer2, parseRetries);
-          items.set(`j-${hashInputs(material).slice(0, 40)}`, {
-            request: judgeRequest(model, question, answer1, answer2),
-            material,
-          });
+          const customId = `j-${hashInputs(material).slice(0, 40)}`;
+          // An equal judgment asked again keeps its first place: rounds ask (and store results) in this order.
+          if (!items.has(customId)) {
+            items.set(customId, {
+              request: judgeRequest(model, question, answer1, answer2),
+              material,
+              position: items.size,
+            });
+          }
         }
       }
     }
@@ -111,6 +118,7 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
     parseRetries,
     items,
     cache: answerCache(store, 'judge', true),
+    workDir: deps.workDir,
   };
 }
 
@@ -118,29 +126,46 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
 async function eachUncached(
   j: Judging,
   round: number,
-  visit: (customId: string, material: Record<string, unknown>, state: ReturnType<typeof itemState>) => void,
-) {
-  const past = await pastOutcomes(j.ctx.store, j.ctx.runId, 'evaluate', round);
+  visit: (
+    customId: string,
+    material: Record<string, unknown>,
+    state: ReturnType<typeof itemState>,
+  ) => Promise<void> | void,
+): Promise<void> {
+  const past = await PastOutcomes.open(
+    j.ctx.store,
+    j.ctx.runId,
+    'evaluate',
+    round,
+    (customId) => j.items.get(customId)?.position ?? -1,
+  );
   const isCached = async ([, { material }]: [string, { material: Record<string, unknown> }]) =>
     (await j.cache.get(material)) !== undefined;
-  for await (const [customId, { material }] of notCached(j.items, isCached)) {
-    visit(customId, material, itemState(past.get(customId), j.parseRetries, parses));
+  try {
+    for await (const [customId, { material, position }] of notCached(j.items, isCached)) {
+      await visit(customId, material, itemState(await past.get(customId, position), j.parseRetries, parses));
+    }
+  } finally {
+    await past.close();
   }
-  return past;
 }
 
 /** Sends round `round`'s batch of judge requests (or finds the one already sent); no batch id when none is left. */
 export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchSubmitted> {
   const j = await judging(deps, input);
   if (!j) return { round: input.round, requests: 0 };
-  return submitRound(j.ctx, input.round, async () => {
-    const asked: BatchItem[] = [];
-    const past = await eachUncached(j, input.round, (customId, _material, state) => {
-      if (!state.done) asked.push({ customId, request: j.items.get(customId)!.request });
-    });
-    if (asked.length) checkBatchCost(asked, past, judgingLimits(input), 'judging');
-    log.info('judging batch', { round: input.round, requests: asked.length, judgments: j.items.size });
-    return asked;
+  return submitRound(j.ctx, input.round, j.workDir, {
+    ask: (add) =>
+      eachUncached(j, input.round, async (customId, _material, state) => {
+        if (!state.done) await add({ customId, request: j.items.get(customId)!.request });
+      }),
+    check: async (asked) => {
+      if (asked.requests) {
+        const spent = await spentTokens(j.ctx.store, j.ctx.runId, 'evaluate', input.round);
+        checkBatchCost(asked, spent, judgingLimits(input), 'judging');
+      }
+      log.info('judging batch', { round: input.round, requests: asked.requests, judgments: j.items.size });
+    },
   });
 }
 
@@ -148,7 +173,7 @@ export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInpu
 export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectInput): Promise<BatchCollected> {
   const j = await judging(deps, input);
   if (!j) throw new Error('a batch was submitted for the offline judge');
-  const outcomes = await collectRound(j.ctx, input.round, input.batchId);
+  await collectRound(j.ctx, input.round, input.batchId, j.workDir);
   let pending = 0;
   let cached = 0;
   await eachUncached(j, input.round + 1, (_customId, material, state) => {
@@ -163,5 +188,5 @@ export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectI
     cached += 1;
   });
   await j.cache.flush();
-  return countRound(input.round, input.batchId, outcomes, parses, pending, cached);
+  return countRound(j.ctx, input.round, input.batchId, parses, pending, cached);
 }

@@ -1,7 +1,14 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdtemp, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
+import { IdTable } from '../datasets/id-table';
 import { callEndpoint, type LlmEndpoint } from './llm-client';
 
 /**
@@ -37,20 +44,19 @@ const notSupported = (endpoint: LlmEndpoint, setting: string, operation: string)
     { field: setting },
   );
 
-/** The input file's text: one JSON request per line. */
-export const batchJsonl = (items: BatchItem[]): string =>
-  items
-    .map((i) => JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request }))
-    .join('\n') + '\n';
+/** One line of a batch's input file (without its line break). */
+export const batchLine = (i: BatchItem): string =>
+  JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
 
-export async function uploadBatchFile(endpoint: LlmEndpoint, jsonl: string, setting: string): Promise<string> {
+/** Uploads the request file at `path`, read again on each try (the SDK holds one try's bytes while it sends them). */
+export async function uploadBatchFile(endpoint: LlmEndpoint, path: string, setting: string): Promise<string> {
   const op = `POST ${endpoint.baseURL}/files`;
   const file = await callEndpoint(
     endpoint,
     op,
     async (signal) =>
       endpoint.client.files.create(
-        { file: await toFile(Buffer.from(jsonl, 'utf8'), 'batch.jsonl'), purpose: 'batch' },
+        { file: await toFile(createReadStream(path), 'batch.jsonl'), purpose: 'batch' },
         { signal },
       ),
     notSupported(endpoint, setting, op),
@@ -118,12 +124,20 @@ export async function retrieveBatch(endpoint: LlmEndpoint, batchId: string, sett
   );
 }
 
-async function fileText(endpoint: LlmEndpoint, fileId: string, setting: string): Promise<string> {
+/** Downloads a file of the batch to `path`, as it arrives. */
+async function downloadFile(endpoint: LlmEndpoint, fileId: string, path: string, setting: string): Promise<void> {
   const op = `GET ${endpoint.baseURL}/files/${fileId}/content`;
-  return callEndpoint(
+  await callEndpoint(
     endpoint,
     op,
-    async (signal) => (await endpoint.client.files.content(fileId, { signal })).text(),
+    async (signal) => {
+      const response = await endpoint.client.files.content(fileId, { signal });
+      if (!response.body) {
+        await writeFile(path, '');
+        return;
+      }
+      await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
+    },
     notSupported(endpoint, setting, op),
   );
 }
@@ -135,34 +149,94 @@ interface ResultLine {
   error?: { code?: string; message?: string } | null;
 }
 
+/** Each line of a local file with the byte offset it starts at, read a chunk at a time. */
+async function* linesWithOffsets(path: string): AsyncGenerator<{ line: Buffer; offset: number }> {
+  let pending = Buffer.alloc(0);
+  let offset = 0;
+  for await (const chunk of createReadStream(path)) {
+    const data = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
+    let from = 0;
+    for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, from)) {
+      yield { line: data.subarray(from, nl), offset: offset + from };
+      from = nl + 1;
+    }
+    offset += from;
+    pending = Buffer.from(data.subarray(from));
+  }
+  if (pending.length) yield { line: pending, offset };
+}
+
+const parsedLine = (line: Buffer | string): ResultLine | undefined => {
+  const text = typeof line === 'string' ? line : line.toString('utf8');
+  if (!text.trim()) return undefined;
+  try {
+    const parsed = JSON.parse(text) as ResultLine;
+    return typeof parsed.custom_id === 'string' ? parsed : undefined;
+  } catch {
+    return undefined; // an unreadable line names no request: that request is asked again
+  }
+};
+
 /**
- * Every request's outcome in a finished batch, in the order of `customIds`: its output and error files read and
- * matched by `custom_id`. A request neither file names (a failed or cancelled batch) is to be asked again.
+ * Every request's outcome in a finished batch, in the order of `customIds`, handed to `write` one at a time: its output
+ * and error files are downloaded to `workDir` and each custom_id is kept with where its line is (a later line for the
+ * same id wins, the error file after the output file), so only one result line is in memory at a time. A request
+ * neither file names (a failed or cancelled batch) is to be asked again.
  */
 export async function batchOutcomes(
   endpoint: LlmEndpoint,
   batch: Batch,
-  customIds: string[],
+  customIds: AsyncIterable<string>,
   setting: string,
-): Promise<BatchOutcome[]> {
-  const found = new Map<string, BatchOutcome>();
-  for (const fileId of [batch.output_file_id, batch.error_file_id]) {
-    if (!fileId) continue;
-    for (const line of (await fileText(endpoint, fileId, setting)).split('\n')) {
-      if (!line.trim()) continue;
-      let parsed: ResultLine;
-      try {
-        parsed = JSON.parse(line) as ResultLine;
-      } catch {
-        continue; // an unreadable line names no request: that request is asked again
+  workDir: string,
+  write: (outcome: BatchOutcome) => Promise<void>,
+): Promise<void> {
+  const dir = await mkdtemp(join(workDir, 'batch-results-'));
+  const handles: FileHandle[] = [];
+  try {
+    const ids = new IdTable();
+    let fileOf = new Uint8Array(1024);
+    let offsets = new Float64Array(1024);
+    let lengths = new Uint32Array(1024);
+    let count = 0;
+    for (const fileId of [batch.output_file_id, batch.error_file_id]) {
+      if (!fileId) continue;
+      const path = join(dir, `${handles.length}.jsonl`);
+      await downloadFile(endpoint, fileId, path, setting);
+      for await (const { line, offset } of linesWithOffsets(path)) {
+        const parsed = parsedLine(line);
+        if (!parsed) continue;
+        let entry = ids.firstLine(parsed.custom_id!, count);
+        if (entry === undefined) {
+          if (count === offsets.length) {
+            [fileOf, offsets, lengths] = [grown(fileOf), grown(offsets), grown(lengths)];
+          }
+          entry = count++;
+        }
+        [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
       }
-      if (typeof parsed.custom_id !== 'string') continue;
-      found.set(parsed.custom_id, outcomeOf(parsed.custom_id, parsed));
+      handles.push(await open(path, 'r'));
     }
+    for await (const id of customIds) {
+      const entry = ids.lineOf(id);
+      if (entry === undefined) {
+        await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });
+        continue;
+      }
+      const bytes = Buffer.alloc(lengths[entry]);
+      await handles[fileOf[entry]].read(bytes, 0, bytes.length, offsets[entry]);
+      await write(outcomeOf(id, parsedLine(bytes)!));
+    }
+  } finally {
+    await Promise.all(handles.map((h) => h.close()));
+    await rm(dir, { recursive: true, force: true });
   }
-  return customIds.map(
-    (id) => found.get(id) ?? { customId: id, retry: `no result in batch ${batch.id} (${batch.status})` },
-  );
+}
+
+function grown<T extends Uint8Array | Uint32Array | Float64Array>(a: T): T {
+  const next = new (a.constructor as new (n: number) => T)(a.length * 2);
+  next.set(a);
+  return next;
 }
 
 function outcomeOf(customId: string, line: ResultLine): BatchOutcome {

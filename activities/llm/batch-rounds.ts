@@ -1,13 +1,16 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { LineWriter } from '../segment/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
   batchFinished,
-  batchJsonl,
+  batchLine,
   batchOutcomes,
   createBatch,
   findBatch,
@@ -112,24 +115,121 @@ export interface RoundContext {
   setting: string;
 }
 
-/** Every earlier round's outcomes of each request, oldest first. */
-export async function pastOutcomes(
+/** One earlier round's results, read along with the requests being walked (its file is in walking order). */
+class RoundResults {
+  private readonly results: JsonlCursor<BatchOutcome>;
+
+  constructor(
+    store: ObjectStore,
+    key: string,
+    private readonly position: (customId: string) => number,
+  ) {
+    this.results = new JsonlCursor<BatchOutcome>(store, key);
+  }
+
+  /** The outcome of `customId`, at `position` in walking order, or undefined when this round did not ask it. */
+  async outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined> {
+    for (let o = await this.results.peek(); o !== undefined; o = await this.results.peek()) {
+      const at = this.position(o.customId);
+      if (at > position) return undefined;
+      await this.results.next();
+      if (at === position && o.customId === customId) return o;
+    }
+    return undefined;
+  }
+
+  close = () => this.results.close();
+}
+
+/** A round's results file that is not in walking order, held as the first version held every round. */
+class RoundResultsById {
+  constructor(private readonly byId: Map<string, BatchOutcome>) {}
+
+  static async read(store: ObjectStore, key: string): Promise<RoundResultsById> {
+    const byId = new Map<string, BatchOutcome>();
+    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) for (const o of rows) byId.set(o.customId, o);
+    return new RoundResultsById(byId);
+  }
+
+  outcomeOf = async (customId: string) => this.byId.get(customId);
+  close = async () => {};
+}
+
+/** Whether a results file lists its requests in walking order, as every collect writes it. */
+async function inWalkingOrder(store: ObjectStore, key: string, position: (customId: string) => number) {
+  let last = -Infinity;
+  for await (const rows of streamJsonlChunks<{ customId: string }>(store, key)) {
+    for (const o of rows) {
+      const at = position(o.customId);
+      if (!(at > last)) return false;
+      last = at;
+    }
+  }
+  return true;
+}
+
+/**
+ * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
+ * them (`position` gives that order): each round's results file is written in its requests' order, so it is read
+ * alongside the walk, one chunk at a time, instead of being held whole. A file found out of order (none that this code
+ * writes) is read into a Map.
+ */
+export class PastOutcomes {
+  private constructor(private readonly rounds: Array<RoundResults | RoundResultsById>) {}
+
+  static async open(
+    store: ObjectStore,
+    runId: string,
+    step: RoundContext['step'],
+    before: number,
+    position: (customId: string) => number,
+  ): Promise<PastOutcomes> {
+    const rounds: Array<RoundResults | RoundResultsById> = [];
+    for (let round = 0; round < before; round++) {
+      const key = batchRoundKeys(runId, step, round).results;
+      if (!(await store.exists(key))) continue;
+      // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
+      if (await inWalkingOrder(store, key, position)) rounds.push(new RoundResults(store, key, position));
+      else rounds.push(await RoundResultsById.read(store, key));
+    }
+    return new PastOutcomes(rounds);
+  }
+
+  /** Call in walking order, each request once. */
+  async get(customId: string, position: number): Promise<BatchOutcome[]> {
+    const found: BatchOutcome[] = [];
+    for (const round of this.rounds) {
+      const o = await round.outcomeOf(customId, position);
+      if (o) found.push(o);
+    }
+    return found;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.rounds.map((r) => r.close()));
+  }
+}
+
+/** The tokens the endpoint reported for every answer of the rounds before `before`. */
+export async function spentTokens(
   store: ObjectStore,
   runId: string,
   step: RoundContext['step'],
   before: number,
-): Promise<Map<string, BatchOutcome[]>> {
-  const all = new Map<string, BatchOutcome[]>();
+): Promise<TokenCount> {
+  const spent = { prompt: 0, output: 0 };
   for (let round = 0; round < before; round++) {
     const key = batchRoundKeys(runId, step, round).results;
     if (!(await store.exists(key))) continue;
-    for (const o of fromJsonl<BatchOutcome>(await store.getText(key))) {
-      const list = all.get(o.customId);
-      if (list) list.push(o);
-      else all.set(o.customId, [o]);
+    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) {
+      for (const o of rows) {
+        if (!('content' in o) || !o.usage) continue;
+        spent.prompt += o.usage.prompt_tokens ?? 0;
+        spent.output += o.usage.completion_tokens ?? 0;
+      }
     }
   }
-  return all;
+  return spent;
 }
 
 /** Where one request stands after the rounds so far. */
@@ -156,39 +256,16 @@ export function itemState(
   return { done: false, asks };
 }
 
-/** The tokens the endpoint reported for every answer of earlier rounds. */
-function spentTokens(past: Map<string, BatchOutcome[]>): TokenCount {
-  const spent = { prompt: 0, output: 0 };
-  for (const list of past.values()) {
-    for (const o of list) {
-      if (!('content' in o) || !o.usage) continue;
-      spent.prompt += o.usage.prompt_tokens ?? 0;
-      spent.output += o.usage.completion_tokens ?? 0;
-    }
-  }
-  return spent;
-}
-
 /**
  * The step's limits, checked before a batch is sent (a batch cannot be stopped halfway the way the online pool
  * stops before its next request): what earlier rounds reported plus this batch's estimate.
  */
-export function checkBatchCost(
-  items: BatchItem[],
-  past: Map<string, BatchOutcome[]>,
-  limits: CostLimits,
-  stepName: string,
-): void {
-  const total = spentTokens(past);
-  for (const { request } of items) {
-    const one = requestTokens(request.messages, request.max_tokens);
-    total.prompt += one.prompt;
-    total.output += one.output;
-  }
+export function checkBatchCost(asked: AskedRequests, spent: TokenCount, limits: CostLimits, stepName: string): void {
+  const total = { prompt: spent.prompt + asked.tokens.prompt, output: spent.output + asked.tokens.output };
   const costUsd = costOf(total, limits.pricePerMillionTokens);
   checkEstimate(
     {
-      requests: items.length,
+      requests: asked.requests,
       promptTokens: total.prompt,
       outputTokens: total.output,
       totalTokens: total.prompt + total.output,
@@ -201,6 +278,18 @@ export function checkBatchCost(
   );
 }
 
+/** What a round is about to ask: counted as its requests are written. */
+export interface AskedRequests {
+  requests: number;
+  tokens: TokenCount;
+}
+
+/** How a step hands a round its requests: `ask` adds them one at a time, `check` sees them all before any is sent. */
+export interface RoundRequests {
+  ask: (add: (item: BatchItem) => Promise<void>) => Promise<void>;
+  check: (asked: AskedRequests) => void | Promise<void>;
+}
+
 /**
  * Sends round `round`'s batch, once: a round already sent returns its stored batch id, and one whose file was uploaded
  * by an attempt that died before recording the batch looks for that batch (by its metadata) before creating one.
@@ -208,62 +297,111 @@ export function checkBatchCost(
 export async function submitRound(
   ctx: RoundContext,
   round: number,
-  items: () => Promise<BatchItem[]>,
+  workDir: string,
+  requests: RoundRequests,
 ): Promise<BatchSubmitted> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.batch)) {
     const stored = JSON.parse(await ctx.store.getText(keys.batch)) as { batchId: string; requests: number };
     return { round, batchId: stored.batchId, requests: stored.requests };
   }
-  const asked = await items();
-  if (!asked.length) return { round, requests: 0 };
-  const jsonl = batchJsonl(asked);
-  // Names the round and its exact requests: a batch found by it is this round's, not another run's or round's.
-  const metadata = { pift_round: `${ctx.runId}/${ctx.step}/${round}`, pift_requests: sha256(jsonl).slice(0, 32) };
-  let batch = (await ctx.store.exists(keys.upload)) ? await findBatch(ctx.endpoint, metadata, ctx.setting) : undefined;
-  if (!batch) {
-    await ctx.store.put(keys.requests, jsonl);
-    const inputFileId = await uploadBatchFile(ctx.endpoint, jsonl, ctx.setting);
-    await ctx.store.put(keys.upload, JSON.stringify({ inputFileId, requests: asked.length }));
-    batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+  // The request file is written line by line to the scratch folder, then stored and uploaded from there.
+  await mkdir(workDir, { recursive: true });
+  const dir = await mkdtemp(join(workDir, 'batch-requests-'));
+  try {
+    const path = join(dir, 'requests.jsonl');
+    const writer = await LineWriter.create(path);
+    const hash = createHash('sha256');
+    const asked: AskedRequests = { requests: 0, tokens: { prompt: 0, output: 0 } };
+    try {
+      await requests.ask(async (item) => {
+        const line = batchLine(item);
+        hash.update(line).update('\n');
+        await writer.text(line);
+        const one = requestTokens(item.request.messages, item.request.max_tokens);
+        asked.requests += 1;
+        asked.tokens.prompt += one.prompt;
+        asked.tokens.output += one.output;
+      });
+    } finally {
+      await writer.close();
+    }
+    await requests.check(asked);
+    if (!asked.requests) return { round, requests: 0 };
+    // Names the round and its exact requests: a batch found by it is this round's, not another run's or round's.
+    const metadata = {
+      pift_round: `${ctx.runId}/${ctx.step}/${round}`,
+      pift_requests: hash.digest('hex').slice(0, 32),
+    };
+    let batch = (await ctx.store.exists(keys.upload))
+      ? await findBatch(ctx.endpoint, metadata, ctx.setting)
+      : undefined;
+    if (!batch) {
+      await ctx.store.putFile(keys.requests, path);
+      const inputFileId = await uploadBatchFile(ctx.endpoint, path, ctx.setting);
+      await ctx.store.put(keys.upload, JSON.stringify({ inputFileId, requests: asked.requests }));
+      batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+    }
+    await ctx.store.put(
+      keys.batch,
+      JSON.stringify({ batchId: batch.id, inputFileId: batch.input_file_id, requests: asked.requests }),
+    );
+    return { round, batchId: batch.id, requests: asked.requests };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  await ctx.store.put(
-    keys.batch,
-    JSON.stringify({ batchId: batch.id, inputFileId: batch.input_file_id, requests: asked.length }),
-  );
-  return { round, batchId: batch.id, requests: asked.length };
 }
 
-/** The finished batch's outcomes, downloaded once and kept in the store (a collect that runs again reads them). */
-export async function collectRound(ctx: RoundContext, round: number, batchId: string): Promise<BatchOutcome[]> {
+/**
+ * The finished batch's outcomes, downloaded once and kept in the store (a collect that runs again reads them), written
+ * line by line in the order of the round's requests.
+ */
+export async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
-  if (await ctx.store.exists(keys.results)) return fromJsonl<BatchOutcome>(await ctx.store.getText(keys.results));
+  if (await ctx.store.exists(keys.results)) return;
   const batch = await retrieveBatch(ctx.endpoint, batchId, ctx.setting);
   if (!batchFinished(batch.status)) {
     // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
     throw ApplicationFailure.retryable(`batch ${batchId} is ${batch.status}, not finished yet`, 'BatchNotFinished');
   }
-  const customIds = fromJsonl<{ custom_id: string }>(await ctx.store.getText(keys.requests)).map((l) => l.custom_id);
-  const outcomes = await batchOutcomes(ctx.endpoint, batch, customIds, ctx.setting);
-  await ctx.store.put(keys.results, toJsonl(outcomes));
-  return outcomes;
+  async function* customIds() {
+    for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
+      for (const r of rows) yield r.custom_id;
+  }
+  await mkdir(workDir, { recursive: true });
+  const dir = await mkdtemp(join(workDir, 'batch-collect-'));
+  try {
+    const path = join(dir, 'results.jsonl');
+    const writer = await LineWriter.create(path);
+    try {
+      await batchOutcomes(ctx.endpoint, batch, customIds(), ctx.setting, dir, (o) => writer.text(JSON.stringify(o)));
+    } finally {
+      await writer.close();
+    }
+    await ctx.store.putFile(keys.results, path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
-/** A round's outcomes counted for the workflow. */
-export function countRound(
+/** A round's outcomes counted for the workflow, read from the results the collect stored. */
+export async function countRound(
+  ctx: RoundContext,
   round: number,
   batchId: string,
-  outcomes: BatchOutcome[],
   parses: (content: string) => boolean,
   pending: number,
   cached: number,
-): BatchCollected {
+): Promise<BatchCollected> {
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  for (const o of outcomes) {
-    if ('retry' in o) counts.retry += 1;
-    else if ('rejected' in o) counts.rejected += 1;
-    else if (parses(o.content)) counts.answered += 1;
-    else counts.unparseable += 1;
+  const key = batchRoundKeys(ctx.runId, ctx.step, round).results;
+  for await (const rows of streamJsonlChunks<BatchOutcome>(ctx.store, key)) {
+    for (const o of rows) {
+      if ('retry' in o) counts.retry += 1;
+      else if ('rejected' in o) counts.rejected += 1;
+      else if (parses(o.content)) counts.answered += 1;
+      else counts.unparseable += 1;
+    }
   }
   return { round, batchId, ...counts, pending, cached };
 }
@@ -273,7 +411,7 @@ export function countRound(
  * make a million-row round take hours on S3.
  */
 export async function* notCached<T>(
-  entries: Iterable<T>,
+  entries: Iterable<T> | AsyncIterable<T>,
   isCached: (entry: T) => Promise<boolean>,
   width = 64,
 ): AsyncGenerator<T> {
@@ -283,7 +421,7 @@ export async function* notCached<T>(
     for (const [i, entry] of chunk.entries()) if (!cached[i]) yield entry;
     chunk = [];
   };
-  for (const entry of entries) {
+  for await (const entry of entries) {
     chunk.push(entry);
     if (chunk.length >= width) yield* flush();
   }

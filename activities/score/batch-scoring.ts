@@ -1,18 +1,18 @@
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
-import { readDatasetRows } from '../datasets/read-dataset';
+import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
-import type { BatchItem } from '../llm/batch-api';
 import {
   checkBatchCost,
   collectRound,
   countRound,
   itemState,
   notCached,
-  pastOutcomes,
+  PastOutcomes,
+  spentTokens,
   submitRound,
   type BatchCollected,
   type BatchSubmitted,
@@ -53,12 +53,16 @@ const customId = (index: number, sample: number) => `${index}.${sample}`;
 
 interface Scoring {
   ctx: RoundContext;
-  rows: DatasetRow[];
+  /** Read again on each walk: the rows are never all in memory. */
+  dataset: DatasetRows;
   model: string;
-  promptSha256: string;
   samples: number;
   cache: ReturnType<typeof answerCache>;
+  workDir: string;
 }
+
+/** The prompt's hash, known once the walk has read the dataset's first row (it gives the layout). */
+const promptSha256 = (s: Scoring) => scorePromptFor(s.dataset.layout).sha256;
 
 /** What a round needs, or undefined when this scorer asks no endpoint (offline, file scores). */
 async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring | undefined> {
@@ -81,54 +85,73 @@ async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring |
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,
   });
-  const rows: DatasetRow[] = [];
-  for await (const row of dataset) rows.push(row);
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING },
-    rows,
+    dataset,
     model: scorerModel(deps.env, input.scorer.model).model,
-    promptSha256: scorePromptFor(dataset.layout).sha256,
     samples: input.scorer.samples ?? 1,
     cache: answerCache(store, 'score', true),
+    workDir: deps.workDir,
   };
+}
+
+/** Where request `<row index>.<sample>` comes in the walk: rows in order, each row's samples in order. */
+const positionOf = (id: string) => {
+  const dot = id.indexOf('.');
+  return Number(id.slice(0, dot)) * 65_536 + Number(id.slice(dot + 1));
+};
+
+/** The dataset's rows with their index, read as a stream. */
+async function* indexedRows(dataset: DatasetRows): AsyncGenerator<[number, DatasetRow]> {
+  let index = 0;
+  for await (const row of dataset) yield [index++, row];
 }
 
 /**
  * Walks the rows the cache lacks with each sample's state after the rounds before `round`: `visit` gets the row, its
- * index, its cache material and the state of every sample.
+ * index, its cache material and the state of every sample. The dataset and the rounds' results are all read as
+ * streams, side by side.
  */
 async function eachUncached(
   s: Scoring,
   input: ScoreInput,
   round: number,
-  visit: (row: DatasetRow, index: number, states: ReturnType<typeof itemState>[]) => void,
-) {
-  const past = await pastOutcomes(s.ctx.store, s.ctx.runId, 'score', round);
+  visit: (row: DatasetRow, index: number, states: ReturnType<typeof itemState>[]) => Promise<void> | void,
+): Promise<void> {
+  const past = await PastOutcomes.open(s.ctx.store, s.ctx.runId, 'score', round, positionOf);
   const isCached = async ([, row]: [number, DatasetRow]) =>
-    (await s.cache.get(scoreCacheMaterial(s.model, s.promptSha256, s.samples, row))) !== undefined;
-  for await (const [index, row] of notCached(s.rows.entries(), isCached)) {
-    const states = Array.from({ length: s.samples }, (_, k) =>
-      itemState(past.get(customId(index, k)), input.scorer.parseRetries, parses),
-    );
-    visit(row, index, states);
+    (await s.cache.get(scoreCacheMaterial(s.model, promptSha256(s), s.samples, row))) !== undefined;
+  try {
+    for await (const [index, row] of notCached(indexedRows(s.dataset), isCached)) {
+      const states: ReturnType<typeof itemState>[] = [];
+      for (let k = 0; k < s.samples; k++) {
+        const id = customId(index, k);
+        states.push(itemState(await past.get(id, positionOf(id)), input.scorer.parseRetries, parses));
+      }
+      await visit(row, index, states);
+    }
+  } finally {
+    await past.close();
   }
-  return past;
 }
 
 /** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
 export async function submitScoreBatch(deps: ActivityDeps, input: ScoreBatchInput): Promise<BatchSubmitted> {
   const s = await scoring(deps, input);
   if (!s) return { round: input.round, requests: 0 };
-  return submitRound(s.ctx, input.round, async () => {
-    const items: BatchItem[] = [];
-    const past = await eachUncached(s, input, input.round, (row, index, states) => {
-      states.forEach((state, k) => {
-        if (!state.done) items.push({ customId: customId(index, k), request: scoreRequest(s.model, row) });
-      });
-    });
-    if (items.length) checkBatchCost(items, past, { ...input.scorer, setting: 'input.scorer' }, 'scoring');
-    log.info('scoring batch', { round: input.round, requests: items.length, rows: s.rows.length });
-    return items;
+  return submitRound(s.ctx, input.round, s.workDir, {
+    ask: (add) =>
+      eachUncached(s, input, input.round, async (row, index, states) => {
+        for (const [k, state] of states.entries())
+          if (!state.done) await add({ customId: customId(index, k), request: scoreRequest(s.model, row) });
+      }),
+    check: async (asked) => {
+      if (asked.requests) {
+        const spent = await spentTokens(s.ctx.store, s.ctx.runId, 'score', input.round);
+        checkBatchCost(asked, spent, { ...input.scorer, setting: 'input.scorer' }, 'scoring');
+      }
+      log.info('scoring batch', { round: input.round, requests: asked.requests, rows: s.dataset.rows });
+    },
   });
 }
 
@@ -136,7 +159,7 @@ export async function submitScoreBatch(deps: ActivityDeps, input: ScoreBatchInpu
 export async function collectScoreBatch(deps: ActivityDeps, input: ScoreCollectInput): Promise<BatchCollected> {
   const s = await scoring(deps, input);
   if (!s) throw new Error('a batch was submitted for a scorer that asks no endpoint');
-  const outcomes = await collectRound(s.ctx, input.round, input.batchId);
+  await collectRound(s.ctx, input.round, input.batchId, s.workDir);
   let pending = 0;
   let cached = 0;
   await eachUncached(s, input, input.round + 1, (row, _index, states) => {
@@ -149,12 +172,12 @@ export async function collectScoreBatch(deps: ActivityDeps, input: ScoreCollectI
       const outcome = (st as Extract<typeof st, { done: true }>).outcome;
       return 'rejected' in outcome ? rejectedSample(outcome.rejected) : parsedSample(outcome.content);
     });
-    const scored = scoreRowFromSamples(row.id, s.model, s.promptSha256, asked);
+    const scored = scoreRowFromSamples(row.id, s.model, promptSha256(s), asked);
     // Rows that failed are left out, as the online pool leaves them out: the scoring step asks them again.
     if (scored.score === null) return;
-    s.cache.put(scoreCacheMaterial(s.model, s.promptSha256, s.samples, row), cachedScore(scored));
+    s.cache.put(scoreCacheMaterial(s.model, promptSha256(s), s.samples, row), cachedScore(scored));
     cached += 1;
   });
   await s.cache.flush();
-  return countRound(input.round, input.batchId, outcomes, parses, pending, cached);
+  return countRound(s.ctx, input.round, input.batchId, parses, pending, cached);
 }

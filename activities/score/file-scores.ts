@@ -1,8 +1,12 @@
+import { hash as digest, type Hash } from 'node:crypto';
+import { basename } from 'node:path';
+import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
-import { sha256 } from '../artifacts/hashing';
+import { allowedLocation, NotFoundError, openObject } from '../../store';
+import { IdTable } from '../datasets/id-table';
 import { kindOf, type AlpacaRow } from '../datasets/parse';
-import { readUserFile } from '../datasets/read-user-file';
+import { newTextHash, unpackedBytes, utf8Chunks } from '../datasets/text-stream';
 import type { ActivityDeps } from '../deps';
 import type { ScoreRow } from './score-difficulty';
 import { scoredText } from './score-prompt';
@@ -45,62 +49,132 @@ function fail(w: Where, message: string, field?: string): never {
   throw new InvalidDataError(`${at(w)}: ${message}`, { file: w.file, line: w.line, field });
 }
 
-/** The objects of a score file with where each one is, for messages. */
-function* records(text: string, file: string): Generator<{ value: Record<string, unknown>; where: Where }> {
-  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  const isObject = (v: unknown): v is Record<string, unknown> =>
-    typeof v === 'object' && v !== null && !Array.isArray(v);
-  if (body.trimStart().startsWith('[')) {
-    let items: unknown;
-    try {
-      items = JSON.parse(body);
-    } catch {
-      throw new InvalidDataError(`${file}: not a valid JSON array of score objects`, { file });
+type ScoreRecord = { value: Record<string, unknown>; where: Where };
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function lineRecord(raw: string, where: Where): ScoreRecord | undefined {
+  if (raw.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    fail(where, 'invalid JSON');
+  }
+  if (!isObject(value)) fail(where, `expected a JSON object, found ${kindOf(value)}`);
+  return { value, where };
+}
+
+function* arrayRecords(body: string, file: string): Generator<ScoreRecord> {
+  let items: unknown;
+  try {
+    items = JSON.parse(body);
+  } catch {
+    throw new InvalidDataError(`${file}: not a valid JSON array of score objects`, { file });
+  }
+  const list = items as unknown[];
+  for (let item = 0; item < list.length; item++) {
+    const where = { file, item };
+    if (!isObject(list[item])) fail(where, `expected a JSON object, found ${kindOf(list[item])}`);
+    yield { value: list[item] as Record<string, unknown>, where };
+  }
+}
+
+/**
+ * The objects of a score file with where each one is, for messages, as its text arrives: JSONL one line at a time. A
+ * JSON array is still parsed whole (its text held until the end), since its messages name the array as a whole; JSONL
+ * is the format for files too large for that.
+ */
+async function* records(chunks: AsyncIterable<string>, file: string): AsyncGenerator<ScoreRecord> {
+  let mode: 'unknown' | 'array' | 'jsonl' = 'unknown';
+  let started = false;
+  let pending = '';
+  const array: string[] = [];
+  let line = 0;
+  for await (const chunk of chunks) {
+    let text = chunk;
+    if (!started && text.length) {
+      started = true;
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
-    const list = items as unknown[];
-    for (let item = 0; item < list.length; item++) {
-      const where = { file, item };
-      if (!isObject(list[item])) fail(where, `expected a JSON object, found ${kindOf(list[item])}`);
-      yield { value: list[item] as Record<string, unknown>, where };
+    if (mode === 'unknown') {
+      pending += text;
+      const head = pending.trimStart();
+      if (head === '') continue;
+      mode = head.startsWith('[') ? 'array' : 'jsonl';
+      text = pending;
+      pending = '';
     }
+    if (mode === 'array') {
+      array.push(text);
+      continue;
+    }
+    const buffered = pending + text;
+    let from = 0;
+    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n', from)) {
+      line += 1;
+      const rec = lineRecord(buffered.slice(from, nl), { file, line });
+      if (rec) yield rec;
+      from = nl + 1;
+    }
+    pending = buffered.slice(from);
+  }
+  if (mode === 'array') {
+    yield* arrayRecords(array.join(''), file);
     return;
   }
-  let line = 0;
-  for (const raw of body.split('\n')) {
-    line += 1;
-    if (raw.trim() === '') continue;
-    const where = { file, line };
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      fail(where, 'invalid JSON');
-    }
-    if (!isObject(value)) fail(where, `expected a JSON object, found ${kindOf(value)}`);
-    yield { value, where };
+  // The last line, which has no line break after it (blank when the file ends with one).
+  const rec = lineRecord(pending, { file, line: line + 1 });
+  if (rec) yield rec;
+}
+
+/** A score file's text as a stream: gzip unpacked and UTF-8 checked on the way, `hash` fed its bytes. */
+async function scoreFileText(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
+  uri: string,
+  field: string,
+): Promise<{ source: string; chunks: AsyncGenerator<string>; hash: Hash; input: Readable }> {
+  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env, { setting: field });
+  const source = basename(key);
+  let input: Readable;
+  try {
+    input = await store.getStream(key);
+  } catch (err) {
+    if (err instanceof NotFoundError)
+      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field, file: uri });
+    throw err;
   }
+  const hash = newTextHash();
+  return { source, hash, input, chunks: utf8Chunks(unpackedBytes(input, source), source, hash) };
 }
 
 const textKey = (text: string) => text.trim();
 
-/** Where each score came from, kept for the first message about a conflict. */
-interface Found {
-  score: number;
-  where: Where;
-}
+/**
+ * The key a score is found by: `i` + the dataset id, or `t` + the first 132 bits of the sha256 of the user text, so a
+ * released row costs 23 bytes however long its instruction (two different texts share a key with odds near 2^-132 a
+ * pair, far below any chance of a disk error).
+ */
+const idKey = (id: string) => `i${id}`;
+const userTextKey = (text: string) => `t${digest('sha256', textKey(text), 'base64').slice(0, 22)}`;
 
-/** The scores of every file, by dataset id and by user text (released format). */
-interface ScoreIndex {
-  byId: Map<string, Found>;
-  byText: Map<string, Found>;
+/**
+ * The scores of every file, by dataset id and by user text (released format), kept compactly: the keys in an IdTable
+ * (their bytes in one buffer), and each entry's score and where it was given in typed arrays, about 60 bytes an entry
+ * where Maps of full strings and objects cost several hundred.
+ */
+class ScoreIndex {
+  private readonly keys = new IdTable();
+  private scores = new Float64Array(1024);
+  /** Entry i was given in files[fileOf[i]] at line (or item) positions[i]. */
+  private fileOf = new Uint32Array(1024);
+  private positions = new Uint32Array(1024);
+  private count = 0;
+  private readonly files: Array<{ file: string; array: boolean }> = [];
   /** Released-format rows whose user text was given twice with different scores: the first one is used. */
-  conflicts: number;
-  rows: number;
-}
+  conflicts = 0;
 
-function indexFile(text: string, file: string, index: ScoreIndex): void {
-  for (const { value, where } of records(text, file)) {
-    index.rows += 1;
+  add(where: Where, value: Record<string, unknown>): void {
     if (!('score' in value)) fail(where, 'missing required field "score"', 'score');
     const score = scoreValue(value.score);
     if (score === undefined) {
@@ -110,23 +184,58 @@ function indexFile(text: string, file: string, index: ScoreIndex): void {
         'score',
       );
     }
-    const found = { score, where };
     if ('data' in value) {
       const data = value.data;
       if (!Array.isArray(data) || typeof data[0] !== 'string')
         fail(where, `field "data" must be an array [user, response] of strings, found ${kindOf(data)}`, 'data');
-      const key = textKey(data[0] as string);
-      const first = index.byText.get(key);
-      if (first === undefined) index.byText.set(key, found);
-      else if (first.score !== score) index.conflicts += 1;
-      continue;
+      const first = this.keys.firstLine(userTextKey(data[0] as string), this.count);
+      if (first === undefined) this.record(where, score);
+      else if (this.scores[first] !== score) this.conflicts += 1;
+      return;
     }
     const id = value.id;
     if (typeof id !== 'string' && typeof id !== 'number')
       fail(where, `field "id" must be a string or a number, found ${kindOf(id)}`, 'id');
-    const first = index.byId.get(String(id));
-    if (first !== undefined) fail(where, `duplicate id in field "id" (first given at ${at(first.where)})`, 'id');
-    index.byId.set(String(id), found);
+    const first = this.keys.firstLine(idKey(String(id)), this.count);
+    if (first !== undefined)
+      fail(where, `duplicate id in field "id" (first given at ${at(this.whereOf(first))})`, 'id');
+    this.record(where, score);
+  }
+
+  /** The score given for the row's id, else for its user text. */
+  scoreOf(row: AlpacaRow): number | undefined {
+    const entry = this.keys.lineOf(idKey(row.id)) ?? this.keys.lineOf(userTextKey(scoredText(row)));
+    return entry === undefined ? undefined : this.scores[entry];
+  }
+
+  private fileIndex(w: Where): number {
+    const last = this.files.length - 1;
+    const array = w.line === undefined;
+    if (last >= 0 && this.files[last].file === w.file && this.files[last].array === array) return last;
+    this.files.push({ file: w.file, array });
+    return last + 1;
+  }
+
+  private whereOf(entry: number): Where {
+    const { file, array } = this.files[this.fileOf[entry]];
+    return array ? { file, item: this.positions[entry] } : { file, line: this.positions[entry] };
+  }
+
+  private record(where: Where, score: number): void {
+    if (this.count === this.scores.length) {
+      const grow = <T extends Float64Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+        const grown = make(a.length * 2);
+        grown.set(a);
+        return grown;
+      };
+      this.scores = grow(this.scores, (n) => new Float64Array(n));
+      this.fileOf = grow(this.fileOf, (n) => new Uint32Array(n));
+      this.positions = grow(this.positions, (n) => new Uint32Array(n));
+    }
+    this.scores[this.count] = score;
+    this.fileOf[this.count] = this.fileIndex(where);
+    this.positions[this.count] = where.line ?? where.item!;
+    this.count += 1;
   }
 }
 
@@ -167,12 +276,17 @@ export async function fileScorer(
       },
     };
   }
-  const index: ScoreIndex = { byId: new Map(), byText: new Map(), conflicts: 0, rows: 0 };
+  const index = new ScoreIndex();
   const read: Array<{ source: string; sha: string }> = [];
   for (const [i, uri] of files.entries()) {
-    const { text, source } = await readUserFile(deps, uri, `input.scorer.files[${i}]`);
-    indexFile(text, source, index);
-    read.push({ source, sha: sha256(text) });
+    const { source, chunks, hash, input: stream } = await scoreFileText(deps, uri, `input.scorer.files[${i}]`);
+    try {
+      for await (const { value, where } of records(chunks, source)) index.add(where, value);
+    } finally {
+      // Also when a bad entry stops the reading: the file handle or the S3 connection is released.
+      stream.destroy();
+    }
+    read.push({ source, sha: hash.digest('hex') });
   }
   if (index.conflicts)
     log.warn('score files give some user texts different scores; the first one is used', {
@@ -184,10 +298,10 @@ export async function fileScorer(
     label,
     offline: true,
     score: async (row) => {
-      const found = index.byId.get(row.id) ?? index.byText.get(textKey(scoredText(row)));
-      return found === undefined
+      const score = index.scoreOf(row);
+      return score === undefined
         ? { id: row.id, score: null, scorer: label, promptSha256: '', error: `no score for this row in ${names}` }
-        : { id: row.id, score: found.score, scorer: label, promptSha256: '' };
+        : { id: row.id, score, scorer: label, promptSha256: '' };
     },
   };
 }

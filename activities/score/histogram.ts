@@ -43,7 +43,8 @@ export function countOnClosedScale(histogram: Record<string, number>, score: num
   histogram[bucket] = (histogram[bucket] ?? 0) + 1;
 }
 
-export function scoreHistogram(scores: ReadonlyArray<number | null>, openScale: boolean): Record<string, number> {
+/** `scores` is read twice on an open scale, so it must be an array or another iterable that starts over. */
+export function scoreHistogram(scores: Iterable<number | null>, openScale: boolean): Record<string, number> {
   const histogram: Record<string, number> = {};
   if (!openScale) {
     for (const s of scores) countOnClosedScale(histogram, s);

@@ -1,7 +1,8 @@
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { streamJsonl } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { IdTable } from '../datasets/id-table';
 import { scoreCompareKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { isOpenScale, scoreHistogram } from './histogram';
@@ -17,12 +18,121 @@ export interface ScoreAgreementInput extends StepRef {
   secondary: Scored;
 }
 
-async function readScores(uri: string, env: NodeJS.ProcessEnv): Promise<Array<{ id: string; score: number | null }>> {
+type ScoreLine = { id: string | number; score: number | null };
+
+/**
+ * Scores kept as they are read, 8 bytes a row in one growing Float64Array (NaN for a row without a score: JSON has no
+ * NaN, so none is ever a real score). Iterable again and again, as scoreHistogram needs for an open scale.
+ */
+export class ScoreColumn implements Iterable<number | null> {
+  private values = new Float64Array(1024);
+  length = 0;
+
+  push(score: number | null): void {
+    if (this.length === this.values.length) {
+      const grown = new Float64Array(this.length * 2);
+      grown.set(this.values);
+      this.values = grown;
+    }
+    this.values[this.length++] = score ?? NaN;
+  }
+
+  at(i: number): number | null {
+    const v = this.values[i];
+    return Number.isNaN(v) ? null : v;
+  }
+
+  set(i: number, score: number | null): void {
+    this.values[i] = score ?? NaN;
+  }
+
+  /** The filled part, for spearman; valid until the next push. */
+  view(): Float64Array {
+    return this.values.subarray(0, this.length);
+  }
+
+  *[Symbol.iterator](): Iterator<number | null> {
+    for (let i = 0; i < this.length; i++) yield this.at(i);
+  }
+}
+
+/** Each file's scores in its own order, and the pairs of rows both scored, in the primary file's order. */
+interface Paired {
+  primary: ScoreColumn;
+  secondary: ScoreColumn;
+  x: ScoreColumn;
+  y: ScoreColumn;
+}
+
+function pairUp(paired: Paired, score: number | null, other: number | null | undefined): void {
+  if (score === null || other === null || other === undefined) return;
+  paired.x.push(score);
+  paired.y.push(other);
+}
+
+function cursor(uri: string, env: NodeJS.ProcessEnv): JsonlCursor<ScoreLine> {
   const { store, key } = openObject(uri, env);
-  const rows: Array<{ id: string; score: number | null }> = [];
-  for await (const r of streamJsonl<{ id: string; score: number | null }>(store, key))
-    rows.push({ id: String(r.id), score: r.score });
-  return rows;
+  return new JsonlCursor<ScoreLine>(store, key);
+}
+
+/** A score file's lines, a chunk at a time. */
+function chunks(uri: string, env: NodeJS.ProcessEnv): AsyncGenerator<ScoreLine[]> {
+  const { store, key } = openObject(uri, env);
+  return streamJsonlChunks<ScoreLine>(store, key);
+}
+
+const newPaired = (): Paired => ({
+  primary: new ScoreColumn(),
+  secondary: new ScoreColumn(),
+  x: new ScoreColumn(),
+  y: new ScoreColumn(),
+});
+
+/**
+ * Both files read side by side, which is how two score steps over one dataset write them (in dataset order, each id
+ * once); undefined as soon as a line's ids differ or one file ends first.
+ */
+async function pairedInOrder(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv) {
+  const primary = cursor(primaryUri, env);
+  const secondary = cursor(secondaryUri, env);
+  const paired = newPaired();
+  try {
+    for (;;) {
+      const p = await primary.next();
+      const s = await secondary.next();
+      if (p === undefined || s === undefined) return p === s ? paired : undefined;
+      if (String(p.id) !== String(s.id)) return undefined;
+      paired.primary.push(p.score);
+      paired.secondary.push(s.score);
+      pairUp(paired, p.score, s.score);
+    }
+  } finally {
+    await Promise.all([primary.close(), secondary.close()]);
+  }
+}
+
+/**
+ * Files in different orders: the secondary's ids are kept in an IdTable (their bytes and 20 bytes each) pointing at
+ * their scores, which is what a Map of id to score gave, the last score of an id given twice in its first place.
+ */
+async function pairedById(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv): Promise<Paired> {
+  const paired = newPaired();
+  const ids = new IdTable();
+  for await (const rows of chunks(secondaryUri, env)) {
+    for (const s of rows) {
+      const first = ids.firstLine(String(s.id), paired.secondary.length);
+      if (first === undefined) paired.secondary.push(s.score);
+      else paired.secondary.set(first, s.score);
+    }
+  }
+  for await (const rows of chunks(primaryUri, env)) {
+    for (const p of rows) {
+      paired.primary.push(p.score);
+      const at = ids.lineOf(String(p.id));
+      pairUp(paired, p.score, at === undefined ? undefined : paired.secondary.at(at));
+    }
+  }
+  return paired;
 }
 
 /**
@@ -38,29 +148,19 @@ export async function scoreAgreement(deps: ActivityDeps, input: ScoreAgreementIn
     store,
     { runId: input.runId, step: 'score/agreement', key: keys.manifest, inputsHash },
     async (out) => {
-      const primary = await readScores(input.primary.scoresUri, deps.env);
-      const secondary = new Map((await readScores(input.secondary.scoresUri, deps.env)).map((r) => [r.id, r.score]));
-      const x: number[] = [];
-      const y: number[] = [];
-      for (const { id, score } of primary) {
-        const other = secondary.get(id);
-        if (score === null || other === null || other === undefined) continue;
-        x.push(score);
-        y.push(other);
-      }
+      const paired =
+        (await pairedInOrder(input.primary.scoresUri, input.secondary.scoresUri, deps.env)) ??
+        (await pairedById(input.primary.scoresUri, input.secondary.scoresUri, deps.env));
       const agreement: ScoreAgreement = {
-        spearman: spearman(x, y),
-        rows: x.length,
+        spearman: spearman(paired.x.view(), paired.y.view()),
+        rows: paired.x.length,
         primary: {
           scorer: input.primary.scorer,
-          histogram: scoreHistogram(
-            primary.map((r) => r.score),
-            isOpenScale(input.primary.scorer),
-          ),
+          histogram: scoreHistogram(paired.primary, isOpenScale(input.primary.scorer)),
         },
         secondary: {
           scorer: input.secondary.scorer,
-          histogram: scoreHistogram([...secondary.values()], isOpenScale(input.secondary.scorer)),
+          histogram: scoreHistogram(paired.secondary, isOpenScale(input.secondary.scorer)),
           scoresUri: input.secondary.scoresUri,
         },
       };

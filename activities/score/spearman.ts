@@ -6,7 +6,10 @@
 
 /** 1-based ranks of `values`, ties sharing the mean of their positions. */
 export function averageRanks(values: ArrayLike<number>): Float64Array {
-  const order = Array.from({ length: values.length }, (_, i) => i).sort((a, b) => values[a] - values[b] || a - b);
+  const order = new Uint32Array(values.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  // A total order (ties by position), so any sort gives the same ranks.
+  order.sort((a, b) => values[a] - values[b] || a - b);
   const ranks = new Float64Array(values.length);
   for (let start = 0; start < order.length;) {
     let end = start + 1;
