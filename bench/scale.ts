@@ -7,7 +7,8 @@
  * JavaScript, the real CPU activities and worker options, the bench workflow of scale-workflow.ts bundled beforehand)
  * against a Temporal dev server: a fresh worker per step, so each step's peak is its own, or with --one-worker both
  * steps in one process, as a long-lived worker runs them. With `--shard-rows`, scoring is planned, scored in shards
- * of N rows (all of them by the one worker, as many at a time as it takes) and merged, as scorer.shardRows runs it. `--scorer openai` scores through the `openai` client
+ * of N rows (all of them by the one worker, as many at a time as its PIFT_SCORE_SHARD_SLOTS) and merged, as
+ * scorer.shardRows runs it. `--scorer openai` scores through the `openai` client
  * against the tests' loopback fake OpenAI server answering at once; `offline` uses the offline scorer (no HTTP).
  * Prints, per size N (100k, 1m, or the row count):
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the

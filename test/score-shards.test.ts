@@ -15,6 +15,8 @@ import {
   type ScorePlan,
   type ShardedPlan,
 } from '../activities/score/score-shards';
+import { shardQueue } from '../common/constants';
+import { DEFAULT_SCORE_SHARD_SLOTS, scoreShardSlots } from '../workers/create-workers';
 import type { ScoreInput, ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startRun } from '../client';
@@ -193,12 +195,40 @@ describe('scoring in shards (scorer.shardRows)', function () {
   });
 });
 
+describe('PIFT_SCORE_SHARD_SLOTS', () => {
+  it('sets the shards a CPU worker scores at once: a small default, a positive integer otherwise', () => {
+    assert.equal(scoreShardSlots({}), DEFAULT_SCORE_SHARD_SLOTS);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: ' ' }), DEFAULT_SCORE_SHARD_SLOTS);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: '1' }), 1);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: '16' }), 16);
+    for (const bad of ['0', '-1', '1.5', 'two'])
+      assert.throws(
+        () => scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: bad }),
+        /PIFT_SCORE_SHARD_SLOTS must be a positive/,
+      );
+  });
+});
+
 describe('a run with scorer.shardRows on Temporal', function () {
   this.timeout(5 * 60_000);
 
-  it('scores the dataset in shards, as the same scores.jsonl as an unsharded run', async () => {
-    const h = await startHarness();
-    h.llm.handle((req) => ({ content: String(1 + (rowOf(req) % 40) / 10) }));
+  it('scores the dataset in shards on the shard queue, one at a time with one slot, as an unsharded run would', async () => {
+    const h = await startHarness({ workerEnv: { PIFT_SCORE_SHARD_SLOTS: '1' } });
+    const answer = (req: ChatRequest) => ({ content: String(1 + (rowOf(req) % 40) / 10) });
+    // Requests each held a little while, counted per shard: a request while another shard's is held means two shards
+    // were being scored at once.
+    const held = new Map<number, number>();
+    let overlaps = 0;
+    let requests = 0;
+    h.llm.handle(async (req) => {
+      const shard = Math.floor(rowOf(req) / 100);
+      requests += 1;
+      if ([...held].some(([other, n]) => other !== shard && n > 0)) overlaps += 1;
+      held.set(shard, (held.get(shard) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 20));
+      held.set(shard, held.get(shard)! - 1);
+      return answer(req);
+    });
     const dataset = await h.upload('datasets/shards.jsonl', `${lines.join('\n')}\n`);
     const start = (runId: string, scorer: Record<string, unknown>) =>
       startRun(
@@ -215,6 +245,9 @@ describe('a run with scorer.shardRows on Temporal', function () {
       );
     const sharded = await start('sharded-run', { shardRows: 100 });
     await sharded.handle.result();
+    assert.equal(requests, ROWS);
+    assert.equal(overlaps, 0);
+    h.llm.handle(answer);
     const plain = await start('plain-run', {});
     await plain.handle.result();
     assert.equal(
@@ -222,9 +255,15 @@ describe('a run with scorer.shardRows on Temporal', function () {
       await h.store.getText('plain-run/score/scores.jsonl'),
     );
     const history = await sharded.handle.fetchHistory();
-    const activities = (history.events ?? [])
-      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
-      .filter((name): name is string => name !== undefined);
+    const scheduled = (history.events ?? []).flatMap((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      return a ? [{ name: a.activityType?.name, queue: a.taskQueue?.name }] : [];
+    });
+    const activities = scheduled.map((a) => a.name);
+    assert.deepEqual(
+      scheduled.filter((a) => a.name === 'scoreShard').map((a) => a.queue),
+      Array(3).fill(shardQueue(h.cpuQueue)),
+    );
     assert.deepEqual(activities, [
       'preflight',
       'planScoreShards',
