@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -84,13 +84,20 @@ describe('scoring in shards (scorer.shardRows)', function () {
   /** What the workflow does with a shard size, step by step (scoreInShards). */
   async function scoreSharded(input: ScoreInput, shardRows: number, failShard?: number): Promise<ScoreResult> {
     const plan = await shardedPlan(input, shardRows);
+    await scoreShards(input, plan, failShard);
+    return (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+  }
+
+  async function scoreShards(input: ScoreInput, plan: ShardedPlan, failShard?: number): Promise<void> {
     await Promise.all(
       Array.from({ length: plan.shards }, (_, shard) =>
         shard === failShard ? undefined : mock().run(() => scoreShard(deps(), { ...input, plan, shard })),
       ),
     );
-    return (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
   }
+
+  const shardFiles = (store: string, plan: ShardedPlan) =>
+    join(dir, store, 'run', 'score', 'shards', plan.inputsHash.slice(0, 12));
 
   it('writes the same scores.jsonl, manifest and result as one activity', async () => {
     llm.handle((req) => ({ delayMs: (rowOf(req) * 13) % 7, then: { content: answerOf(rowOf(req)) } }));
@@ -111,6 +118,39 @@ describe('scoring in shards (scorer.shardRows)', function () {
       readdirSync(join(dir, 'sharded', 'run', 'score', 'parts')),
       readdirSync(join(dir, 'one', 'run', 'score', 'parts')),
     );
+  });
+
+  it("deletes the shards' files once the score step is committed; a retry after a crash before that finishes it", async () => {
+    const asked: number[] = [];
+    llm.handle((req) => {
+      asked.push(rowOf(req));
+      return { content: answerOf(rowOf(req)) };
+    });
+    const input = inputFor('cleanup', { kind: 'openai' });
+    const plan = await shardedPlan(input, 100);
+    await scoreShards(input, plan);
+    const files = shardFiles('cleanup', plan);
+    assert.equal(readdirSync(files).length, 10, readdirSync(files).join(', '));
+    const before = join(dir, 'cleanup-before-merge');
+    cpSync(files, before, { recursive: true });
+    const merged = (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+    const scores = text('cleanup', 'score/scores.jsonl');
+    assert.equal(existsSync(files), false);
+
+    // The crash: the manifest committed, the shards' files not (or only partly) deleted.
+    cpSync(before, files, { recursive: true });
+    for (const f of readdirSync(files)) if (f.startsWith('rows-')) rmSync(join(files, f));
+    asked.length = 0;
+    const again = (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+    assert.deepEqual(again, merged);
+    assert.equal(text('cleanup', 'score/scores.jsonl'), scores);
+    assert.equal(existsSync(files), false);
+    // A resumed run: its plan leaves the committed step to the one activity, which returns it without a request.
+    const replanned: ScorePlan = await mock().run(() => planScoreShards(deps(), { ...input, shardRows: 100 }));
+    assert.deepEqual(replanned, { sharded: false, rows: ROWS });
+    const resumed = (await mock().run(() => scoreDifficulty(deps(), input))) as ScoreResult;
+    assert.deepEqual(resumed, merged);
+    assert.deepEqual(asked, []);
   });
 
   it('a dataset not above the shard size is left to the one activity', async () => {
@@ -247,6 +287,8 @@ describe('a run with scorer.shardRows on Temporal', function () {
     await sharded.handle.result();
     assert.equal(requests, ROWS);
     assert.equal(overlaps, 0);
+    // The shards' files are gone from the store (S3 here) once the step is committed.
+    assert.deepEqual(await h.store.list('sharded-run/score/shards'), []);
     h.llm.handle(answer);
     const plain = await start('plain-run', {});
     await plain.handle.result();

@@ -8,7 +8,8 @@
  * - scoreShard scores one shard's rows through the same pool, into the same parts as the one-activity step (shards
  *   are whole parts, numbered over the whole dataset), and uploads its score lines;
  * - mergeScoreShards joins the shards' score lines into scores.jsonl and commits the score step's manifest, with the
- *   same outputs and result as the one-activity step: a run may switch between the two and keep what was scored.
+ *   same outputs and result as the one-activity step: a run may switch between the two and keep what was scored. Then
+ *   it deletes the shards' files, which nothing reads once the score step is committed.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -23,6 +24,7 @@ import { runStep, StepOutputs } from '../artifacts/step';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { sumSpent, type CostEstimate, type Spent } from '../llm/cost-estimate';
+import { whileHeartbeating } from '../heartbeat';
 import { LineWriter } from '../segment/row-file';
 import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
@@ -227,7 +229,7 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
   const keys = scoreKeys(input.runId);
   const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
   const progress = { merged: 0, shards: plan.shards };
-  return runStep(
+  const result = await runStep(
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash: plan.inputsHash },
     (out) =>
@@ -291,4 +293,12 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
       }),
     { heartbeat: () => progress },
   );
+  // Only once the score step is committed: until then a retry needs the shards. A committed step is returned from its
+  // own manifest (as here, on a retry after a crash before this line, which then finishes the deletion), and a later
+  // plan of the same inputs leaves it to the one activity, so nothing reads the shards again.
+  await whileHeartbeating(
+    () => ({ ...progress, deleting: shardKeys.dir }),
+    () => store.deletePrefix(shardKeys.dir),
+  );
+  return result;
 }
