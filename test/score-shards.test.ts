@@ -12,6 +12,7 @@ import {
   mergeScoreShards,
   planScoreShards,
   scoreShard,
+  shardLimits,
   type ScorePlan,
   type ShardedPlan,
 } from '../activities/score/score-shards';
@@ -46,10 +47,10 @@ describe('scoring in shards (scorer.shardRows)', function () {
   });
   cleanUpFakeEndpoint(() => ({ llm, dir }));
 
-  const inputFor = (store: string, scorer: Record<string, unknown>): ScoreInput => {
+  const inputFor = (store: string, scorer: Record<string, unknown>, dataset = 'rows.jsonl'): ScoreInput => {
     const cfg = resolvePipelineInput(
       {
-        dataset: join(dir, 'rows.jsonl'),
+        dataset: join(dir, dataset),
         store: join(dir, store),
         runId: 'run',
         scorer: { cache: false, parseRetries: 0, maxFailedFraction: 0.1, concurrency: 8, ...scorer },
@@ -151,6 +152,56 @@ describe('scoring in shards (scorer.shardRows)', function () {
     const resumed = (await mock().run(() => scoreDifficulty(deps(), input))) as ScoreResult;
     assert.deepEqual(resumed, merged);
     assert.deepEqual(asked, []);
+  });
+
+  it("shares the spending limits by each shard's estimate: a shard of long rows gets what its rows cost", async () => {
+    // Rows 0-99 short, rows 100-199 long: the second shard's estimate is most of the step's.
+    // Words of 4 letters: the endpoint's usage (a token a word) is 0.8 of the estimate (4 characters a token).
+    const long = 'lore ipsu dolo amet cons adip '.repeat(80);
+    writeFileSync(
+      join(dir, 'uneven.jsonl'),
+      Array.from({ length: 200 }, (_, i) =>
+        JSON.stringify({ id: `u${i}`, instruction: rowText(i), input: i < 100 ? '' : long, output: 'x' }),
+      ).join('\n') + '\n',
+    );
+    llm.handle(() => ({ content: '3' }));
+    const price = { input: 2, output: 6 };
+    const probe = await shardedPlan(
+      inputFor('uneven-probe', { kind: 'openai', pricePerMillionTokens: price }, 'uneven.jsonl'),
+      100,
+    );
+    const e = probe.estimate!;
+    assert.equal(probe.shards, 2);
+    assert.equal(
+      probe.shardPromptTokens!.reduce((a, b) => a + b, 0),
+      e.promptTokens,
+    );
+    const longShare = (probe.shardPromptTokens![1] + e.outputTokens / 2) / e.totalTokens;
+    assert.ok(longShare > 0.75, `${longShare}`);
+
+    // Each shard's limits add up to the step's; the long shard's share is its estimate's, for tokens and dollars.
+    const scorer = {
+      ...inputFor('uneven-probe', { kind: 'openai', pricePerMillionTokens: price }).scorer,
+      maxTokens: 1000,
+      maxCostUsd: 1,
+    };
+    const shares = [0, 1].map((shard) => shardLimits(scorer, probe, shard, probe.shardPromptTokens![shard]));
+    assert.ok(Math.abs(shares[0].maxTokens! + shares[1].maxTokens! - 1000) < 1e-6);
+    assert.ok(Math.abs(shares[0].maxCostUsd! + shares[1].maxCostUsd! - 1) < 1e-9);
+    assert.ok(Math.abs(shares[1].maxTokens! - 1000 * longShare) < 1e-6);
+    assert.ok(shares[1].maxCostUsd! > 0.75);
+
+    // A limit the whole step fits under (its estimate, rounded up) completes; split by rows it would stop the long shard.
+    const input = inputFor('uneven', { kind: 'openai', maxTokens: Math.ceil(e.totalTokens) }, 'uneven.jsonl');
+    const plan = await shardedPlan(input, 100);
+    const { shardPromptTokens: _, ...byRows } = plan;
+    await assert.rejects(
+      mock().run(() => scoreShard(deps(), { ...input, plan: byRows, shard: 1 })),
+      /input\.scorer\.maxTokens: the scoring step stopped before its next request/,
+    );
+    const merged = await scoreSharded(input, 100);
+    assert.equal(merged.rows, 200);
+    assert.equal(merged.failed, 0);
   });
 
   it('a dataset not above the shard size is left to the one activity', async () => {
@@ -299,13 +350,20 @@ describe('a run with scorer.shardRows on Temporal', function () {
     const history = await sharded.handle.fetchHistory();
     const scheduled = (history.events ?? []).flatMap((e) => {
       const a = e.activityTaskScheduledEventAttributes;
-      return a ? [{ name: a.activityType?.name, queue: a.taskQueue?.name }] : [];
+      const input = a?.input?.payloads?.[0]?.data;
+      return a ? [{ name: a.activityType?.name, queue: a.taskQueue?.name, input: JSON.parse(String(input)) }] : [];
     });
     const activities = scheduled.map((a) => a.name);
+    const shards = scheduled.filter((a) => a.name === 'scoreShard');
     assert.deepEqual(
-      scheduled.filter((a) => a.name === 'scoreShard').map((a) => a.queue),
+      shards.map((a) => a.queue),
       Array(3).fill(shardQueue(h.cpuQueue)),
     );
+    // Each shard is handed its own estimate, not the plan's list of every shard's.
+    for (const { input } of shards) {
+      assert.equal(typeof input.promptTokens, 'number');
+      assert.equal(input.plan.shardPromptTokens, undefined);
+    }
     assert.deepEqual(activities, [
       'preflight',
       'planScoreShards',

@@ -1,5 +1,6 @@
 // Only the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
+import type { ShardedPlan } from '../activities/score/score-shards';
 import type { ScoreInput, ScoreResult } from '../activities/types';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
@@ -20,12 +21,19 @@ export async function scoreInShards(
   shardRows: number,
   shardsAs?: ActivitiesAs<'scoreShard'>,
 ): Promise<ScoreResult> {
-  const plan = await cpuAs('score-plan').planScoreShards({ ...input, shardRows });
-  if (!plan.sharded) return cpuAs('score').scoreDifficulty(input);
+  const planned = await cpuAs('score-plan').planScoreShards({ ...input, shardRows });
+  if (!planned.sharded) return cpuAs('score').scoreDifficulty(input);
+  // Each shard gets its own estimate, not the whole list: history grows with the shards, not with their square.
+  const { shardPromptTokens, ...plan }: ShardedPlan = planned;
   const shardAs = shardsAs ?? cpuAs;
   await Promise.all(
     Array.from({ length: plan.shards }, (_, shard) =>
-      shardAs(`score-shard-${shard + 1}`).scoreShard({ ...input, plan, shard }),
+      shardAs(`score-shard-${shard + 1}`).scoreShard({
+        ...input,
+        plan,
+        shard,
+        ...(shardPromptTokens && { promptTokens: shardPromptTokens[shard] }),
+      }),
     ),
   );
   return cpuAs('score').mergeScoreShards({ ...input, plan });
