@@ -24,6 +24,7 @@ import { startRun } from '../client';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
 import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 import { startHarness } from './helpers/pipeline-harness';
+import { replayAndRecord } from './helpers/histories';
 
 const ROWS = 250;
 const rowText = (i: number) => `Instruction number ${i} of the shard test.`;
@@ -336,6 +337,7 @@ describe('a run with scorer.shardRows on Temporal', function () {
       );
     const sharded = await start('sharded-run', { shardRows: 100 });
     await sharded.handle.result();
+    await replayAndRecord(h.temporal.client, sharded.handle.workflowId, 'sharded-run');
     assert.equal(requests, ROWS);
     assert.equal(overlaps, 0);
     // The shards' files are gone from the store (S3 here) once the step is committed.
