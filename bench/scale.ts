@@ -154,7 +154,10 @@ async function main() {
   console.log(`scorer=${scorer === 'openai' ? 'fake-openai-loopback-zero-latency' : 'offline-heuristic'}`);
   console.log(`concurrency=${values.concurrency}`);
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
-  if (shardRows) console.log(`shard_rows=${shardRows}`);
+  if (shardRows) {
+    console.log(`shard_rows=${shardRows}`);
+    console.log(`score_shard_slots=${process.env.PIFT_SCORE_SHARD_SLOTS || 'default'}`);
+  }
   try {
     for (const rows of sizes) {
       const name = label(rows);
@@ -168,6 +171,8 @@ async function main() {
         PIFT_FILE_ROOTS: data,
         PIFT_WORKDIR: join(data, 'work'),
         ...(fake ? { PIFT_OPENAI_BASE_URL: fake.baseURL, OPENAI_API_KEY: fake.apiKey } : {}),
+        // Shards a worker scores at once (its default when unset), as a CPU worker's environment sets it.
+        ...(process.env.PIFT_SCORE_SHARD_SLOTS ? { PIFT_SCORE_SHARD_SLOTS: process.env.PIFT_SCORE_SHARD_SLOTS } : {}),
       };
       const cfg = resolvePipelineInput(
         {
