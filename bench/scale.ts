@@ -7,10 +7,11 @@
  * JavaScript, the real CPU activities and worker options, the bench workflow of scale-workflow.ts bundled beforehand)
  * against a Temporal dev server: a fresh worker per step, so each step's peak is its own, or with --one-worker both
  * steps in one process, as a long-lived worker runs them. With `--shard-rows`, scoring is planned, scored in shards
- * of N rows (all of them by the one worker, as many at a time as it takes) and merged, as scorer.shardRows runs it. `--scorer openai` scores through the `openai` client
- * against the tests' loopback fake OpenAI server answering at once; `offline` uses the offline scorer (no HTTP); `file`
- * takes every row's score from a JSONL score file written beside the dataset (`scorer.kind: "file"`), half of them
- * matched by id and half by user text in the released `{"id", "score", "data"}` format.
+ * of N rows (all of them by the one worker, as many at a time as its PIFT_SCORE_SHARD_SLOTS) and merged, as
+ * scorer.shardRows runs it. `--scorer openai` scores through the `openai` client against the tests' loopback fake
+ * OpenAI server answering at once; `offline` uses the offline scorer (no HTTP); `file` takes every row's score from a
+ * JSONL score file written beside the dataset (`scorer.kind: "file"`), half of them matched by id and half by user
+ * text in the released `{"id", "score", "data"}` format.
  * Prints, per size N (100k, 1m, or the row count):
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
  *                     one worker's with --one-worker
@@ -185,7 +186,10 @@ async function main() {
   console.log(`scorer=${scorerName[scorer]}`);
   console.log(`concurrency=${values.concurrency}`);
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
-  if (shardRows) console.log(`shard_rows=${shardRows}`);
+  if (shardRows) {
+    console.log(`shard_rows=${shardRows}`);
+    console.log(`score_shard_slots=${process.env.PIFT_SCORE_SHARD_SLOTS || 'default'}`);
+  }
   try {
     for (const rows of sizes) {
       const name = label(rows);
@@ -201,6 +205,8 @@ async function main() {
         PIFT_FILE_ROOTS: data,
         PIFT_WORKDIR: join(data, 'work'),
         ...(fake ? { PIFT_OPENAI_BASE_URL: fake.baseURL, OPENAI_API_KEY: fake.apiKey } : {}),
+        // Shards a worker scores at once (its default when unset), as a CPU worker's environment sets it.
+        ...(process.env.PIFT_SCORE_SHARD_SLOTS ? { PIFT_SCORE_SHARD_SLOTS: process.env.PIFT_SCORE_SHARD_SLOTS } : {}),
       };
       const cfg = resolvePipelineInput(
         {

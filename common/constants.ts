@@ -12,6 +12,13 @@ export const GPU_TASK_QUEUE = 'pift-gpu';
  */
 export const modelCheckQueue = (gpuTaskQueue: string): string => `${gpuTaskQueue}-check`;
 
+/**
+ * The CPU worker's side queue for scoring shards (`scorer.shardRows`): served by a worker of its own in each CPU worker
+ * process, with a few slots, so one worker never takes every shard of a run at once (memory per worker stays bounded)
+ * and the shards spread over however many CPU workers run.
+ */
+export const shardQueue = (cpuTaskQueue: string): string => `${cpuTaskQueue}-shards`;
+
 export const WORKFLOW_TYPE = 'phasedIftPipeline';
 
 /** The step a run is in, so the Web UI can filter runs with `PiftStep="stage-2"`. */

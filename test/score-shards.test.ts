@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,15 +12,19 @@ import {
   mergeScoreShards,
   planScoreShards,
   scoreShard,
+  shardLimits,
   type ScorePlan,
   type ShardedPlan,
 } from '../activities/score/score-shards';
+import { shardQueue } from '../common/constants';
+import { DEFAULT_SCORE_SHARD_SLOTS, scoreShardSlots } from '../workers/create-workers';
 import type { ScoreInput, ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startRun } from '../client';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
 import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 import { startHarness } from './helpers/pipeline-harness';
+import { replayAndRecord } from './helpers/histories';
 
 const ROWS = 250;
 const rowText = (i: number) => `Instruction number ${i} of the shard test.`;
@@ -44,10 +48,10 @@ describe('scoring in shards (scorer.shardRows)', function () {
   });
   cleanUpFakeEndpoint(() => ({ llm, dir }));
 
-  const inputFor = (store: string, scorer: Record<string, unknown>): ScoreInput => {
+  const inputFor = (store: string, scorer: Record<string, unknown>, dataset = 'rows.jsonl'): ScoreInput => {
     const cfg = resolvePipelineInput(
       {
-        dataset: join(dir, 'rows.jsonl'),
+        dataset: join(dir, dataset),
         store: join(dir, store),
         runId: 'run',
         scorer: { cache: false, parseRetries: 0, maxFailedFraction: 0.1, concurrency: 8, ...scorer },
@@ -82,13 +86,20 @@ describe('scoring in shards (scorer.shardRows)', function () {
   /** What the workflow does with a shard size, step by step (scoreInShards). */
   async function scoreSharded(input: ScoreInput, shardRows: number, failShard?: number): Promise<ScoreResult> {
     const plan = await shardedPlan(input, shardRows);
+    await scoreShards(input, plan, failShard);
+    return (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+  }
+
+  async function scoreShards(input: ScoreInput, plan: ShardedPlan, failShard?: number): Promise<void> {
     await Promise.all(
       Array.from({ length: plan.shards }, (_, shard) =>
         shard === failShard ? undefined : mock().run(() => scoreShard(deps(), { ...input, plan, shard })),
       ),
     );
-    return (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
   }
+
+  const shardFiles = (store: string, plan: ShardedPlan) =>
+    join(dir, store, 'run', 'score', 'shards', plan.inputsHash.slice(0, 12));
 
   it('writes the same scores.jsonl, manifest and result as one activity', async () => {
     llm.handle((req) => ({ delayMs: (rowOf(req) * 13) % 7, then: { content: answerOf(rowOf(req)) } }));
@@ -109,6 +120,89 @@ describe('scoring in shards (scorer.shardRows)', function () {
       readdirSync(join(dir, 'sharded', 'run', 'score', 'parts')),
       readdirSync(join(dir, 'one', 'run', 'score', 'parts')),
     );
+  });
+
+  it("deletes the shards' files once the score step is committed; a retry after a crash before that finishes it", async () => {
+    const asked: number[] = [];
+    llm.handle((req) => {
+      asked.push(rowOf(req));
+      return { content: answerOf(rowOf(req)) };
+    });
+    const input = inputFor('cleanup', { kind: 'openai' });
+    const plan = await shardedPlan(input, 100);
+    await scoreShards(input, plan);
+    const files = shardFiles('cleanup', plan);
+    assert.equal(readdirSync(files).length, 10, readdirSync(files).join(', '));
+    const before = join(dir, 'cleanup-before-merge');
+    cpSync(files, before, { recursive: true });
+    const merged = (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+    const scores = text('cleanup', 'score/scores.jsonl');
+    assert.equal(existsSync(files), false);
+
+    // The crash: the manifest committed, the shards' files not (or only partly) deleted.
+    cpSync(before, files, { recursive: true });
+    for (const f of readdirSync(files)) if (f.startsWith('rows-')) rmSync(join(files, f));
+    asked.length = 0;
+    const again = (await mock().run(() => mergeScoreShards(deps(), { ...input, plan }))) as ScoreResult;
+    assert.deepEqual(again, merged);
+    assert.equal(text('cleanup', 'score/scores.jsonl'), scores);
+    assert.equal(existsSync(files), false);
+    // A resumed run: its plan leaves the committed step to the one activity, which returns it without a request.
+    const replanned: ScorePlan = await mock().run(() => planScoreShards(deps(), { ...input, shardRows: 100 }));
+    assert.deepEqual(replanned, { sharded: false, rows: ROWS });
+    const resumed = (await mock().run(() => scoreDifficulty(deps(), input))) as ScoreResult;
+    assert.deepEqual(resumed, merged);
+    assert.deepEqual(asked, []);
+  });
+
+  it("shares the spending limits by each shard's estimate: a shard of long rows gets what its rows cost", async () => {
+    // Rows 0-99 short, rows 100-199 long: the second shard's estimate is most of the step's.
+    // Words of 4 letters: the endpoint's usage (a token a word) is 0.8 of the estimate (4 characters a token).
+    const long = 'lore ipsu dolo amet cons adip '.repeat(80);
+    writeFileSync(
+      join(dir, 'uneven.jsonl'),
+      Array.from({ length: 200 }, (_, i) =>
+        JSON.stringify({ id: `u${i}`, instruction: rowText(i), input: i < 100 ? '' : long, output: 'x' }),
+      ).join('\n') + '\n',
+    );
+    llm.handle(() => ({ content: '3' }));
+    const price = { input: 2, output: 6 };
+    const probe = await shardedPlan(
+      inputFor('uneven-probe', { kind: 'openai', pricePerMillionTokens: price }, 'uneven.jsonl'),
+      100,
+    );
+    const e = probe.estimate!;
+    assert.equal(probe.shards, 2);
+    assert.equal(
+      probe.shardPromptTokens!.reduce((a, b) => a + b, 0),
+      e.promptTokens,
+    );
+    const longShare = (probe.shardPromptTokens![1] + e.outputTokens / 2) / e.totalTokens;
+    assert.ok(longShare > 0.75, `${longShare}`);
+
+    // Each shard's limits add up to the step's; the long shard's share is its estimate's, for tokens and dollars.
+    const scorer = {
+      ...inputFor('uneven-probe', { kind: 'openai', pricePerMillionTokens: price }).scorer,
+      maxTokens: 1000,
+      maxCostUsd: 1,
+    };
+    const shares = [0, 1].map((shard) => shardLimits(scorer, probe, shard, probe.shardPromptTokens![shard]));
+    assert.ok(Math.abs(shares[0].maxTokens! + shares[1].maxTokens! - 1000) < 1e-6);
+    assert.ok(Math.abs(shares[0].maxCostUsd! + shares[1].maxCostUsd! - 1) < 1e-9);
+    assert.ok(Math.abs(shares[1].maxTokens! - 1000 * longShare) < 1e-6);
+    assert.ok(shares[1].maxCostUsd! > 0.75);
+
+    // A limit the whole step fits under (its estimate, rounded up) completes; split by rows it would stop the long shard.
+    const input = inputFor('uneven', { kind: 'openai', maxTokens: Math.ceil(e.totalTokens) }, 'uneven.jsonl');
+    const plan = await shardedPlan(input, 100);
+    const { shardPromptTokens: _, ...byRows } = plan;
+    await assert.rejects(
+      mock().run(() => scoreShard(deps(), { ...input, plan: byRows, shard: 1 })),
+      /input\.scorer\.maxTokens: the scoring step stopped before its next request/,
+    );
+    const merged = await scoreSharded(input, 100);
+    assert.equal(merged.rows, 200);
+    assert.equal(merged.failed, 0);
   });
 
   it('a dataset not above the shard size is left to the one activity', async () => {
@@ -193,12 +287,40 @@ describe('scoring in shards (scorer.shardRows)', function () {
   });
 });
 
+describe('PIFT_SCORE_SHARD_SLOTS', () => {
+  it('sets the shards a CPU worker scores at once: a small default, a positive integer otherwise', () => {
+    assert.equal(scoreShardSlots({}), DEFAULT_SCORE_SHARD_SLOTS);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: ' ' }), DEFAULT_SCORE_SHARD_SLOTS);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: '1' }), 1);
+    assert.equal(scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: '16' }), 16);
+    for (const bad of ['0', '-1', '1.5', 'two'])
+      assert.throws(
+        () => scoreShardSlots({ PIFT_SCORE_SHARD_SLOTS: bad }),
+        /PIFT_SCORE_SHARD_SLOTS must be a positive/,
+      );
+  });
+});
+
 describe('a run with scorer.shardRows on Temporal', function () {
   this.timeout(5 * 60_000);
 
-  it('scores the dataset in shards, as the same scores.jsonl as an unsharded run', async () => {
-    const h = await startHarness();
-    h.llm.handle((req) => ({ content: String(1 + (rowOf(req) % 40) / 10) }));
+  it('scores the dataset in shards on the shard queue, one at a time with one slot, as an unsharded run would', async () => {
+    const h = await startHarness({ workerEnv: { PIFT_SCORE_SHARD_SLOTS: '1' } });
+    const answer = (req: ChatRequest) => ({ content: String(1 + (rowOf(req) % 40) / 10) });
+    // Requests each held a little while, counted per shard: a request while another shard's is held means two shards
+    // were being scored at once.
+    const held = new Map<number, number>();
+    let overlaps = 0;
+    let requests = 0;
+    h.llm.handle(async (req) => {
+      const shard = Math.floor(rowOf(req) / 100);
+      requests += 1;
+      if ([...held].some(([other, n]) => other !== shard && n > 0)) overlaps += 1;
+      held.set(shard, (held.get(shard) ?? 0) + 1);
+      await new Promise((r) => setTimeout(r, 20));
+      held.set(shard, held.get(shard)! - 1);
+      return answer(req);
+    });
     const dataset = await h.upload('datasets/shards.jsonl', `${lines.join('\n')}\n`);
     const start = (runId: string, scorer: Record<string, unknown>) =>
       startRun(
@@ -215,6 +337,12 @@ describe('a run with scorer.shardRows on Temporal', function () {
       );
     const sharded = await start('sharded-run', { shardRows: 100 });
     await sharded.handle.result();
+    await replayAndRecord(h.temporal.client, sharded.handle.workflowId, 'sharded-run');
+    assert.equal(requests, ROWS);
+    assert.equal(overlaps, 0);
+    // The shards' files are gone from the store (S3 here) once the step is committed.
+    assert.deepEqual(await h.store.list('sharded-run/score/shards'), []);
+    h.llm.handle(answer);
     const plain = await start('plain-run', {});
     await plain.handle.result();
     assert.equal(
@@ -222,9 +350,22 @@ describe('a run with scorer.shardRows on Temporal', function () {
       await h.store.getText('plain-run/score/scores.jsonl'),
     );
     const history = await sharded.handle.fetchHistory();
-    const activities = (history.events ?? [])
-      .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
-      .filter((name): name is string => name !== undefined);
+    const scheduled = (history.events ?? []).flatMap((e) => {
+      const a = e.activityTaskScheduledEventAttributes;
+      const input = a?.input?.payloads?.[0]?.data;
+      return a ? [{ name: a.activityType?.name, queue: a.taskQueue?.name, input: JSON.parse(String(input)) }] : [];
+    });
+    const activities = scheduled.map((a) => a.name);
+    const shards = scheduled.filter((a) => a.name === 'scoreShard');
+    assert.deepEqual(
+      shards.map((a) => a.queue),
+      Array(3).fill(shardQueue(h.cpuQueue)),
+    );
+    // Each shard is handed its own estimate, not the plan's list of every shard's.
+    for (const { input } of shards) {
+      assert.equal(typeof input.promptTokens, 'number');
+      assert.equal(input.plan.shardPromptTokens, undefined);
+    }
     assert.deepEqual(activities, [
       'preflight',
       'planScoreShards',

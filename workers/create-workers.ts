@@ -1,7 +1,7 @@
 import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
-import { modelCheckQueue } from '../common/constants';
+import { modelCheckQueue, shardQueue } from '../common/constants';
 
 /** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */
 export const HEARTBEAT_THROTTLE = '2 seconds';
@@ -13,7 +13,10 @@ interface CommonOptions {
   deps: ActivityDeps;
 }
 
-/** The CPU worker hosts the workflow and the scoring, segmentation and judging activities. */
+/**
+ * The CPU worker hosts the workflow and the scoring, segmentation and judging activities (scoreShard too, for runs
+ * recorded before shards had their own queue; newer runs send shards to the shard worker's queue).
+ */
 export function createCpuWorker(
   opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] },
 ): Promise<Worker> {
@@ -29,6 +32,43 @@ export function createCpuWorker(
     // (the default waits up to a minute). Heartbeats cost no history.
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
   });
+}
+
+/** Shards one CPU worker process scores at once, unless PIFT_SCORE_SHARD_SLOTS says otherwise. */
+export const DEFAULT_SCORE_SHARD_SLOTS = 2;
+
+/** PIFT_SCORE_SHARD_SLOTS: how many shards of `scorer.shardRows` one CPU worker process scores at once. */
+export function scoreShardSlots(env: NodeJS.ProcessEnv): number {
+  const raw = env.PIFT_SCORE_SHARD_SLOTS?.trim();
+  if (raw === undefined || raw === '') return DEFAULT_SCORE_SHARD_SLOTS;
+  const slots = Number(raw);
+  if (!Number.isInteger(slots) || slots < 1)
+    throw new Error(`PIFT_SCORE_SHARD_SLOTS must be a positive integer, got ${JSON.stringify(raw)}`);
+  return slots;
+}
+
+/**
+ * The CPU worker's shard worker, on its side queue (shardQueue): scoreShard only, a few at a time. Each shard holds a
+ * pool of requests and its score lines in flight; without a bound one worker would take every shard of a run at once
+ * (memory grows with the shards) while other CPU workers stood idle.
+ */
+export function createShardWorker(opts: CommonOptions): Promise<Worker> {
+  const { scoreShard } = createCpuActivities(opts.deps);
+  return Worker.create({
+    connection: opts.connection,
+    namespace: opts.namespace,
+    taskQueue: shardQueue(opts.taskQueue),
+    activities: { scoreShard },
+    maxConcurrentActivityTaskExecutions: scoreShardSlots(opts.deps.env),
+    maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+  });
+}
+
+/** Every worker of a CPU worker process: the workflow and CPU activities, and the shard worker beside them. */
+export async function createCpuWorkers(
+  opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] },
+): Promise<Worker[]> {
+  return [await createCpuWorker(opts), await createShardWorker(opts)];
 }
 
 /**

@@ -1,7 +1,7 @@
 import { NativeConnection } from '@temporalio/worker';
 import { depsFromEnv } from '../activities';
 import { temporalConfigFromEnv } from './config';
-import { createCpuWorker, createGpuWorker, createModelCheckWorker } from './create-workers';
+import { createCpuWorkers, createGpuWorker, createModelCheckWorker } from './create-workers';
 import { gpuSlots } from './gpu-slots';
 import { ensureSearchAttributes } from './search-attributes';
 
@@ -21,7 +21,7 @@ export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
     const slots = kind === 'gpu' ? gpuSlots(process.env) : [];
     const workers =
       kind === 'cpu'
-        ? [await createCpuWorker(options)]
+        ? await createCpuWorkers(options)
         : [
             // One worker per slot, each with its own GPUs and one activity at a time.
             ...(await Promise.all(

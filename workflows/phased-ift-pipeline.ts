@@ -19,7 +19,7 @@ import type { createGpuActivities } from '../activities/gpu';
 import type { EvaluateResult, ExportResult, GenerateResult, ScoreResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import type { ActivityOptions, Duration } from '@temporalio/common';
-import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, SHARDABLE_SCORERS, stageName } from '../common/constants';
+import { HUB_DATASET_PREFIX, ONE_OFF, PIFT_STEP, SHARDABLE_SCORERS, shardQueue, stageName } from '../common/constants';
 import { FailureType, failureTypeOf, NON_RETRYABLE_FAILURES } from '../common/failures';
 import { optimizerSteps, type PipelineInput } from '../common/input';
 import { progressQuery, type Progress } from './messages';
@@ -165,11 +165,21 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const shardRows = cfg.scorer.shardRows;
     const sharded = () =>
       shardRows !== undefined && SHARDABLE_SCORERS.includes(cfg.scorer.kind) && patched('score-shards');
+    // Shards go to the shard queue of the CPU workers (this workflow's queue), which each take a few at a time; runs
+    // recorded before that queue existed sent them to the CPU queue, and replay so.
+    const shardsAs = (name: string) =>
+      patched('score-shard-queue')
+        ? proxyActivities<CpuActivities>({
+            ...cpuOptions,
+            taskQueue: shardQueue(workflowInfo().taskQueue),
+            ...named(name),
+          })
+        : cpuAs(name);
     let score =
       cfg.scorer.kind === 'ifd' && patched('ifd-scorer')
         ? await gpuAs('score').scoreIfd({ ...scoreInput, ifd })
         : sharded()
-          ? await scoreInShards(cpuAs, scoreInput, shardRows!)
+          ? await scoreInShards(cpuAs, scoreInput, shardRows!, shardsAs)
           : await cpuAs('score').scoreDifficulty(scoreInput);
     progress.finished.push('score');
 

@@ -56,6 +56,8 @@ export const scoreShardKeys = (runId: string, inputsHash: string) => {
   const dir = `${runId}/score/shards/${partTag(inputsHash)}`;
   const shard = (index: number) => String(index + 1).padStart(5, '0');
   return {
+    /** Every shard file of one plan: scratch, deleted once the merge has committed the score step. */
+    dir,
     plan: `${dir}/${MANIFEST}`,
     rows: (index: number) => `${dir}/rows-${shard(index)}.jsonl`,
     scores: (index: number) => `${dir}/scores-${shard(index)}.jsonl`,

@@ -197,6 +197,14 @@ export interface PreparedScoring {
   inputsHash: string;
 }
 
+/** An empty count of the scoring step's cost, for rows to be added to. */
+export const scoringEstimateFor = (input: ScoreInput): ScoringEstimate =>
+  new ScoringEstimate({
+    samples: input.scorer.samples ?? 1,
+    price: input.scorer.pricePerMillionTokens,
+    parseRetries: input.scorer.parseRetries,
+  });
+
 /** Reads the dataset once (see firstRead) and builds its scorer and inputs hash. */
 export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work: string): Promise<PreparedScoring> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
@@ -212,13 +220,7 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
   const read = await firstRead(
     dataset,
     datasetPath,
-    asksEndpoint(input.scorer.kind, deps.env)
-      ? new ScoringEstimate({
-          samples,
-          price: input.scorer.pricePerMillionTokens,
-          parseRetries: input.scorer.parseRetries,
-        })
-      : undefined,
+    asksEndpoint(input.scorer.kind, deps.env) ? scoringEstimateFor(input) : undefined,
   );
   const prompt = scorePromptFor(dataset.layout);
   const scorer =

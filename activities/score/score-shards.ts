@@ -8,7 +8,8 @@
  * - scoreShard scores one shard's rows through the same pool, into the same parts as the one-activity step (shards
  *   are whole parts, numbered over the whole dataset), and uploads its score lines;
  * - mergeScoreShards joins the shards' score lines into scores.jsonl and commits the score step's manifest, with the
- *   same outputs and result as the one-activity step: a run may switch between the two and keep what was scored.
+ *   same outputs and result as the one-activity step: a run may switch between the two and keep what was scored. Then
+ *   it deletes the shards' files, which nothing reads once the score step is committed.
  */
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -22,7 +23,8 @@ import { scoreKeys, scoreShardKeys } from '../artifacts/run-keys';
 import { runStep, StepOutputs } from '../artifacts/step';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { sumSpent, type CostEstimate, type Spent } from '../llm/cost-estimate';
+import { costOf, sumSpent, type CostEstimate, type Spent } from '../llm/cost-estimate';
+import { whileHeartbeating } from '../heartbeat';
 import { LineWriter } from '../segment/row-file';
 import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
@@ -33,6 +35,7 @@ import {
   refuseTooManyFailures,
   scoreIntoFile,
   scoreResult,
+  scoringEstimateFor,
   type ScoreTally,
 } from './score-difficulty';
 
@@ -40,7 +43,12 @@ export interface ScoreShardsInput extends ScoreInput {
   shardRows: number;
 }
 
-export type ScoreShardInput = ScoreInput & { plan: ShardedPlan; shard: number };
+export type ScoreShardInput = ScoreInput & {
+  plan: ShardedPlan;
+  shard: number;
+  /** The shard's prompt tokens from the plan (`shardPromptTokens`), handed to this shard alone. */
+  promptTokens?: number;
+};
 export type ScoreMergeInput = ScoreInput & { plan: ShardedPlan };
 
 /** What the plan decided; small, as it passes through workflow history. */
@@ -58,6 +66,12 @@ export type ScorePlan =
       offline: boolean;
       promptSha256: string;
       estimate?: CostEstimate;
+      /**
+       * With an estimate: each shard's estimated prompt tokens (its answer tokens are its rows' share, every row having
+       * the same cap), so each shard gets the share of the limits its rows will cost. Plans recorded before this
+       * share the limits by rows.
+       */
+      shardPromptTokens?: number[];
     };
 
 export type ShardedPlan = Extract<ScorePlan, { sharded: true }>;
@@ -108,18 +122,23 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
         await out.put(keys.prompt, p.prompt.template);
         // Each shard's rows as dataset.jsonl stores them: what the scorers read of a row (never its other fields).
         const rows = streamLines(p.datasetPath);
+        const shardPromptTokens: number[] = [];
         for (let shard = 0; shard < shards; shard++) {
           const path = join(work, `rows-${shard}.jsonl`);
           const writer = await LineWriter.create(path);
+          // Counted as the step's estimate counts them, so the shards' estimates add up to it.
+          const shardEstimate = estimate && scoringEstimateFor(input);
           try {
             for (let n = 0; n < shardRows; n++) {
               const line = await rows.next();
               if (line.done) break;
               await writer.text(line.value);
+              shardEstimate?.add(JSON.parse(line.value) as DatasetRow);
             }
           } finally {
             await writer.close();
           }
+          if (shardEstimate) shardPromptTokens.push(shardEstimate.result().promptTokens);
           await out.putFile(shardKeys.rows(shard), path);
           await rm(path);
           shardsWritten += 1;
@@ -134,7 +153,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
           scorer: p.scorer.label,
           offline: p.scorer.offline,
           promptSha256: p.prompt.sha256,
-          ...(estimate && { estimate }),
+          ...(estimate && { estimate, shardPromptTokens }),
         };
       },
       { heartbeat: () => ({ shardsWritten, shards }) },
@@ -154,16 +173,35 @@ function streamLines(path: string): AsyncIterator<string> {
   })();
 }
 
-/** A shard's share of the step's spending limits, in proportion to its rows. */
-function shardLimits(scorer: ScoreInput['scorer'], share: number): ScoreInput['scorer'] {
+const shardSize = (plan: ShardedPlan, shard: number) => Math.min(plan.shardRows, plan.rows - shard * plan.shardRows);
+
+/**
+ * A shard's share of the step's spending limits: in proportion to its estimate where the plan recorded one (a shard of
+ * long rows needs more than its rows' share, and one of short rows less), else to its rows.
+ */
+export function shardLimits(
+  scorer: ScoreInput['scorer'],
+  plan: ShardedPlan,
+  shard: number,
+  promptTokens: number | undefined,
+): ScoreInput['scorer'] {
+  const rowShare = shardSize(plan, shard) / plan.rows;
+  const e = plan.estimate;
+  let tokenShare = rowShare;
+  let costShare = rowShare;
+  if (e && promptTokens !== undefined) {
+    const mine = { prompt: promptTokens, output: e.outputTokens * rowShare };
+    tokenShare = (mine.prompt + mine.output) / e.totalTokens;
+    const price = scorer.pricePerMillionTokens;
+    const total = costOf({ prompt: e.promptTokens, output: e.outputTokens }, price);
+    costShare = total ? costOf(mine, price)! / total : tokenShare;
+  }
   return {
     ...scorer,
-    ...(scorer.maxTokens !== undefined && { maxTokens: scorer.maxTokens * share }),
-    ...(scorer.maxCostUsd !== undefined && { maxCostUsd: scorer.maxCostUsd * share }),
+    ...(scorer.maxTokens !== undefined && { maxTokens: scorer.maxTokens * tokenShare }),
+    ...(scorer.maxCostUsd !== undefined && { maxCostUsd: scorer.maxCostUsd * costShare }),
   };
 }
-
-const shardSize = (plan: ShardedPlan, shard: number) => Math.min(plan.shardRows, plan.rows - shard * plan.shardRows);
 
 /** Scores one shard; returns its counts only (the merge reads the rest from the shard's manifest). */
 export async function scoreShard(
@@ -175,8 +213,9 @@ export async function scoreShard(
   const keys = scoreKeys(input.runId);
   const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
   const rows = shardSize(plan, shard);
+  const promptTokens = input.promptTokens ?? plan.shardPromptTokens?.[shard];
   const scorer = makeScorer(
-    { ...input, scorer: shardLimits(input.scorer, rows / plan.rows) },
+    { ...input, scorer: shardLimits(input.scorer, plan, shard, promptTokens) },
     deps,
     store,
     plan.promptSha256,
@@ -227,7 +266,7 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
   const keys = scoreKeys(input.runId);
   const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
   const progress = { merged: 0, shards: plan.shards };
-  return runStep(
+  const result = await runStep(
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash: plan.inputsHash },
     (out) =>
@@ -291,4 +330,12 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
       }),
     { heartbeat: () => progress },
   );
+  // Only once the score step is committed: until then a retry needs the shards. A committed step is returned from its
+  // own manifest (as here, on a retry after a crash before this line, which then finishes the deletion), and a later
+  // plan of the same inputs leaves it to the one activity, so nothing reads the shards again.
+  await whileHeartbeating(
+    () => ({ ...progress, deleting: shardKeys.dir }),
+    () => store.deletePrefix(shardKeys.dir),
+  );
+  return result;
 }

@@ -148,7 +148,7 @@ export const ScorerSchema = Type.Object(
       source: 'ours',
       defaultText: 'unset: one scoring activity',
       description:
-        "a dataset of more rows is scored in shards of this many rows (rounded up to whole parts of 100, or of rows/1000 above 100,000 rows), each its own activity on the CPU queue, so that more CPU workers score it sooner; scores.jsonl and the step's result are the same bytes as one activity's. Scorers `auto`, `openai` and `offline` (`file` and `ifd` are never sharded)",
+        "a dataset of more rows is scored in shards of this many rows (rounded up to whole parts of 100, or of rows/1000 above 100,000 rows), each its own activity on the CPU workers' shard queue (`PIFT_SCORE_SHARD_SLOTS` at a time per worker), so that more CPU workers score it sooner; scores.jsonl and the step's result are the same bytes as one activity's. Scorers `auto`, `openai` and `offline` (`file` and `ifd` are never sharded)",
     }),
     samples: withDefault(Type.Integer({ minimum: 1, maximum: 20 }), 1, {
       source: 'ours',

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { depsFromEnv } from '../../activities/deps';
 import { openStore, type ObjectStore } from '../../store';
-import { createCpuWorker } from '../../workers/create-workers';
+import { createCpuWorkers } from '../../workers/create-workers';
 import { onGlobalTeardown } from '../hooks';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai';
 import { sharedS3, type S3Server } from './s3-server';
@@ -35,7 +35,7 @@ let bundle: Promise<{ code: string }> | undefined;
  * OpenAI-compatible server the test controls, an in-process CPU worker and GPU workers as child processes
  * (so a test can SIGKILL one mid-training).
  */
-export async function startHarness(): Promise<Harness> {
+export async function startHarness(options: { workerEnv?: NodeJS.ProcessEnv } = {}): Promise<Harness> {
   const [temporal, s3, llm] = await Promise.all([
     sharedTemporal(),
     sharedS3(),
@@ -57,18 +57,20 @@ export async function startHarness(): Promise<Harness> {
     TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
     PIFT_GPU_TASK_QUEUE: gpuQueue,
     TS_NODE_TRANSPILE_ONLY: 'true',
+    ...options.workerEnv,
   };
   bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
-  const cpuWorker: Worker = await createCpuWorker({
+  // The CPU worker process's workers: the workflow and CPU activities, and the shard worker.
+  const cpuWorkers: Worker[] = await createCpuWorkers({
     connection: temporal.nativeConnection,
     namespace: temporal.namespace ?? 'default',
     taskQueue: cpuQueue,
     deps: { ...depsFromEnv(workerEnv), env: workerEnv },
     workflowBundle: await bundle,
   });
-  const running = cpuWorker.run();
+  const running = Promise.all(cpuWorkers.map((w) => w.run()));
   onGlobalTeardown(async () => {
-    cpuWorker.shutdown();
+    for (const w of cpuWorkers) w.shutdown();
     await running;
   });
 
