@@ -117,7 +117,8 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
     ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING },
     parseRetries,
     items,
-    cache: answerCache(store, 'judge', true),
+    // The online step finds these answers only here: flushed to disk, unlike its own entries.
+    cache: answerCache(store, 'judge', true, true),
     workDir: deps.workDir,
   };
 }

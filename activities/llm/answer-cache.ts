@@ -6,9 +6,11 @@ import { hashInputs } from '../artifacts/hashing';
  * version, decoding, the hash of the text asked about): a re-run under a new run id, or a dataset overlapping an
  * earlier one, pays only for what is new. Only answers that parsed are kept; an unreadable entry is a miss.
  *
- * Entries are written without a flush to disk: every answer a step uses is also in its own committed parts, so an
- * entry lost to a crash costs one request again, while flushing each of hundreds of answers a second costs the one
- * event loop that asks for them. A lookup is one read (one request on S3), not an existence check and a read.
+ * The online steps write entries without a flush to disk (`durable` false): every answer such a step uses is also in
+ * its own committed parts, so an entry lost to a machine crash costs one request again, while flushing each of
+ * hundreds of answers a second costs the one event loop that asks for them. The Batch API steps hand their answers to
+ * the online step through the cache, so theirs are flushed. A lookup is one read (one request on S3), not an
+ * existence check and a read.
  *
  *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json
  */
@@ -29,7 +31,12 @@ export const cacheKey = (kind: string, material: unknown): string => {
 
 const off: AnswerCache = { get: async () => undefined, put: () => {}, flush: async () => {} };
 
-export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled: boolean): AnswerCache {
+export function answerCache(
+  store: ObjectStore,
+  kind: 'score' | 'judge',
+  enabled: boolean,
+  durable = false,
+): AnswerCache {
   if (!enabled) return off;
   const writing = new Set<Promise<void>>();
   let failed: { error: unknown } | undefined;
@@ -49,7 +56,7 @@ export function answerCache(store: ObjectStore, kind: 'score' | 'judge', enabled
       }
     },
     put(material: unknown, value: unknown) {
-      const write = store.put(cacheKey(kind, material), JSON.stringify(value), { durable: false }).catch((error: unknown) => {
+      const write = store.put(cacheKey(kind, material), JSON.stringify(value), { durable }).catch((error: unknown) => {
         failed ??= { error };
       });
       writing.add(write);

@@ -90,7 +90,8 @@ async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring |
     dataset,
     model: scorerModel(deps.env, input.scorer.model).model,
     samples: input.scorer.samples ?? 1,
-    cache: answerCache(store, 'score', true),
+    // The online step finds these answers only here: flushed to disk, unlike its own entries.
+    cache: answerCache(store, 'score', true, true),
     workDir: deps.workDir,
   };
 }
