@@ -24,8 +24,12 @@ describe('training survives the loss of its GPU worker or of its store', functio
     h = await startHarness();
   });
 
-  /** A run of 96 demo rows on the offline scorer, with frequent checkpoints and a short heartbeat timeout. */
-  async function startTrainingRun(runId: string, extra: Partial<PipelineInput> = {}) {
+  /**
+   * A run of 96 demo rows on the offline scorer, with frequent checkpoints and a short heartbeat timeout. `epochs`
+   * sets how long each stage trains: long enough for what the test does in the middle of it, and no longer, since
+   * every step and checkpoint costs time on 2 CPU cores.
+   */
+  async function startTrainingRun(runId: string, epochs: number, extra: Partial<PipelineInput> = {}) {
     const rows = balancedDemo(8);
     const dataset = await h.upload(`${runId}/train.jsonl`, rows.map((r) => JSON.stringify(r)).join('\n'));
     return startRun(
@@ -38,7 +42,7 @@ describe('training survives the loss of its GPU worker or of its store', functio
         scorer: { kind: 'offline' },
         baseline: { mode: 'skip' },
         // A dead worker is noticed when its heartbeats stop; keep that short for the test.
-        training: { epochs: 8, saveSteps: 3, heartbeatTimeout: '8 seconds' },
+        training: { epochs, saveSteps: 3, heartbeatTimeout: '8 seconds' },
         ...extra,
       },
       { taskQueue: h.cpuQueue },
@@ -48,7 +52,9 @@ describe('training survives the loss of its GPU worker or of its store', functio
   it('finishes the run without retraining stage 1, continuing stage 2 from its last checkpoint', async () => {
     const runId = 'resume-run';
     const firstWorker = await h.startGpuWorker();
-    const run = await startTrainingRun(runId);
+    // 32 rows a stage, batch 8: 20 steps, checkpoints every 3. The kill comes right after stage 2's first checkpoint
+    // (step 3), which leaves stage 2 most of its steps still to train when the worker dies.
+    const run = await startTrainingRun(runId, 5);
 
     // Wait for a committed stage-2 checkpoint, then kill the worker as hard as a machine failure would.
     const checkpointPrefix = `${runId}/train/stage-2/checkpoints/`;
@@ -90,7 +96,7 @@ describe('training survives the loss of its GPU worker or of its store', functio
       stage2.resumedFromStep >= Math.max(...committed),
       `stage 2 resumed from step ${stage2.resumedFromStep}, not from 0`,
     );
-    assert.equal(stage2.steps, 32);
+    assert.equal(stage2.steps, 20);
     assert.ok(byName.get('stage-3'), 'the run went on to stage 3');
     await replayAndRecord(h.temporal.client, run.handle.workflowId, 'resumed-after-worker-loss');
   });
@@ -98,22 +104,25 @@ describe('training survives the loss of its GPU worker or of its store', functio
   it('waits out a store outage in the middle of training, on the same attempt', async () => {
     const runId = 'outage-run';
     await h.startGpuWorker();
-    const run = await startTrainingRun(runId, { stages: { count: 1, thresholds: [] } });
+    // 96 rows in one stage, batch 8: 48 steps, so training goes on through the outage and after it.
+    const run = await startTrainingRun(runId, 4, { stages: { count: 1, thresholds: [] } });
     // The first committed checkpoint shows training is under way; then the store disappears for longer than the
-    // S3 client's own retries last, while the trainer goes on writing checkpoints that must wait to be uploaded.
+    // S3 client's own retries last (under a second against a refused connection) and for twice the heartbeat
+    // timeout, so only the activity's heartbeats while it waits keep the attempt alive, while the trainer goes on
+    // writing checkpoints that must wait to be uploaded.
     const prefix = `${runId}/train/stage-1/checkpoints/`;
     for (let i = 0; i < 1200; i++) {
       if ((await h.store.list(prefix)).some((k) => k.endsWith('/manifest.json'))) break;
       await sleep(100);
     }
     const restart = await h.s3.goDown();
-    await sleep(40_000);
+    await sleep(16_000);
     await restart();
 
     const result = await run.handle.result();
     const stage = result.training.find((t) => t.name === 'stage-1')!;
     assert.equal(stage.attempts, 1, 'the outage cost no attempt');
     assert.equal(stage.resumedFromStep, 0, 'the stage never restarted');
-    assert.equal(stage.steps, 96);
+    assert.equal(stage.steps, 48);
   });
 });
