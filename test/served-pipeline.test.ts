@@ -12,16 +12,21 @@ import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pi
 
 const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 const MODELS = ['one-off', 'stage-1', 'stage-2'];
+const RUN_ID = 'served-run';
 
 /**
  * `evaluation.serving` in a whole run on Temporal and S3: the GPU worker (a child process) starts `pift.serve` on each
- * trained model it downloads, and the answers equal those of the same run answered by `pift.generate`.
+ * trained model it downloads, and the answers equal those of the same run answered by `pift.generate`. The run is
+ * trained once: its served answers are kept aside, the steps from generation on are removed from the store, and the
+ * run is started again without `evaluation.serving`, so `pift.generate` answers with the very models served before.
  */
 describe('a run that generates through a serving endpoint (evaluation.serving)', function () {
   this.timeout(10 * 60_000);
   let h: Harness;
   let pgidLog: string;
   const results: Record<string, Awaited<ReturnType<typeof run>>> = {};
+  /** Each model's generate step as it was served, before the run answered again with pift.generate. */
+  const servedSteps: Record<string, Awaited<ReturnType<typeof generated>>> = {};
   const run = async (input: PipelineInput) =>
     (await startRun(h.temporal.client, input, { taskQueue: h.cpuQueue })).handle.result();
 
@@ -49,25 +54,37 @@ describe('a run that generates through a serving endpoint (evaluation.serving)',
         ...(serving && { serving }),
       },
     });
-    results.served = await run(input('served-run', { concurrency: 2 }));
-    results.local = await run(input('local-run'));
+    results.served = await run(input(RUN_ID, { concurrency: 2 }));
+    for (const model of MODELS) servedSteps[model] = await generated(model);
+    // What the operator does to recompute a step (the refusal of changed inputs says so): delete it, and what was
+    // built on it. Scoring, segmenting and training are reused as they are.
+    for (const step of ['generate', 'evaluate', 'report']) await h.store.deletePrefix(`${RUN_ID}/${step}`);
+    results.local = await run(input(RUN_ID));
   });
 
-  const generated = async (runId: string, model: string) => {
+  const generated = async (model: string) => {
     const manifest = JSON.parse(
-      await h.store.getText(generateKeys(runId, model).manifest),
+      await h.store.getText(generateKeys(RUN_ID, model).manifest),
     ) as StepManifest<GenerateResult>;
-    const answers = await h.store.getText(`${runId}/generate/${model}/heldout.jsonl`);
+    const answers = await h.store.getText(`${RUN_ID}/generate/${model}/heldout.jsonl`);
     return { result: manifest.result, answers };
   };
 
   it('records which path generated each model’s answers', async () => {
     for (const model of MODELS) {
-      const served = await generated('served-run', model);
+      const served = servedSteps[model];
       assert.equal(served.result.generatedBy, 'served', model);
       assert.equal(served.result.server, 'pift', model);
-      assert.equal((await generated('local-run', model)).result.generatedBy, 'pift.generate', model);
+      assert.equal((await generated(model)).result.generatedBy, 'pift.generate', model);
     }
+  });
+
+  it('answered again with the models it served, training nothing twice', () => {
+    assert.deepEqual(
+      results.local.training.map((t) => [t.name, t.reused]),
+      results.served.training.map((t) => [t.name, true]),
+    );
+    assert.ok(results.served.training.every((t) => !t.reused));
   });
 
   it('answers as pift.generate answers, model by model', async () => {
@@ -78,11 +95,7 @@ describe('a run that generates through a serving endpoint (evaluation.serving)',
           .split('\n')
           .map((line) => JSON.parse(line) as { id: string })
           .sort((a, b) => a.id.localeCompare(b.id));
-      assert.deepEqual(
-        byId((await generated('served-run', model)).answers),
-        byId((await generated('local-run', model)).answers),
-        model,
-      );
+      assert.deepEqual(byId(servedSteps[model].answers), byId((await generated(model)).answers), model);
     }
     assert.deepEqual(results.served.evaluation?.winRates, results.local.evaluation?.winRates);
     assert.deepEqual(results.served.evaluation?.accuracy, results.local.evaluation?.accuracy);
