@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
 import { before, describe, it } from 'mocha';
 import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
@@ -19,6 +20,8 @@ const alive = (pid: number) => {
 describe('training survives the loss of its GPU worker or of its store', function () {
   this.timeout(15 * 60_000);
   let h: Harness;
+  /** The GPU worker that finished the first run, still polling: the next test needs no new one. */
+  let liveWorker: ChildProcess | undefined;
 
   before(async () => {
     h = await startHarness();
@@ -80,7 +83,7 @@ describe('training survives the loss of its GPU worker or of its store', functio
     for (let i = 0; i < 100 && alive(trainerPid); i++) await sleep(100);
     assert.ok(!alive(trainerPid), 'the trainer exited with its worker');
 
-    await h.startGpuWorker();
+    liveWorker = await h.startGpuWorker();
     const result = await run.handle.result();
     const byName = new Map<string, TrainResult>(result.training.map((t) => [t.name, t]));
     const stage1 = byName.get('stage-1')!;
@@ -103,7 +106,9 @@ describe('training survives the loss of its GPU worker or of its store', functio
 
   it('waits out a store outage in the middle of training, on the same attempt', async () => {
     const runId = 'outage-run';
-    await h.startGpuWorker();
+    if (!liveWorker || liveWorker.exitCode !== null || liveWorker.signalCode !== null) {
+      liveWorker = await h.startGpuWorker();
+    }
     // 96 rows in one stage, batch 8: 48 steps, so training goes on through the outage and after it.
     const run = await startTrainingRun(runId, 4, { stages: { count: 1, thresholds: [] } });
     // The first committed checkpoint shows training is under way; then the store disappears for longer than the
