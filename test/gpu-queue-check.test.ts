@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,8 +13,7 @@ import { openStore } from '../store';
 import { phasedIftPipeline } from '../workflows';
 import { createCpuWorker } from '../workers/create-workers';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
-
-const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never;
+import { workflowBundle } from './helpers/workflow-bundle';
 
 describe('a run whose GPU queue has no worker', function () {
   this.timeout(180_000);
@@ -38,10 +36,7 @@ describe('a run whose GPU queue has no worker', function () {
       namespace: temporal.namespace ?? 'default',
       taskQueue,
       deps: { ...depsFromEnv(env), env },
-      workflowBundle: await bundleWorkflowCode({
-        workflowsPath: require.resolve('../workflows'),
-        logger: quietLogger,
-      }),
+      workflowBundle: await workflowBundle(),
     });
     const runId = `no-gpu-${randomUUID()}`;
     const started = Date.now();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { heartbeat, Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
-import { bundleWorkflowCode, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'mocha';
+import { workflowBundle } from './helpers/workflow-bundle';
 import { depsFromEnv, type TrainerProgress, type TrainInput } from '../activities';
 import { formatStatus, listRuns, runProgress, runStatus, startRun, type StartedRun } from '../client';
 import { createCpuWorker, createModelCheckWorker } from '../workers/create-workers';
@@ -53,7 +54,7 @@ describe('pift status on a live run', function () {
       namespace: env.namespace ?? 'default',
       taskQueue: cpuQueue,
       deps: depsFromEnv({ ...process.env, PIFT_WORKDIR: join(storeDir, 'work') }),
-      workflowBundle: await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quiet }),
+      workflowBundle: await workflowBundle(),
     });
     cpuRunning = cpuWorker.run();
     // The GPU process's model-check side queue is served, its training queue is not: the run passes its checks
@@ -176,5 +177,3 @@ describe('pift status on a live run', function () {
     assert.ok(!history.events?.some((e) => e.workflowExecutionSignaledEventAttributes));
   });
 });
-
-const quiet = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never;

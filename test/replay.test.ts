@@ -4,6 +4,7 @@ import { Worker } from '@temporalio/worker';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
+import { workflowBundle } from './helpers/workflow-bundle';
 
 const dir = join(__dirname, 'histories');
 
@@ -22,7 +23,7 @@ describe('recorded workflow histories replay deterministically', function () {
       const history = temporal.api.history.v1.History.decode(readFileSync(join(dir, file)));
       const workflowId = file.replace(/\.pb$/, '');
       await Worker.runReplayHistory(
-        { workflowsPath: require.resolve('../workflows'), replayName: workflowId },
+        { workflowBundle: await workflowBundle(), replayName: workflowId },
         history,
         workflowId,
       );

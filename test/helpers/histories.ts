@@ -3,6 +3,7 @@ import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { workflowBundle } from './workflow-bundle';
 
 /**
  * Replays a finished run's history with the current workflow code (a determinism error fails the test), and with
@@ -11,7 +12,7 @@ import { join } from 'node:path';
  */
 export async function replayAndRecord(client: Client, workflowId: string, name: string): Promise<void> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
-  await Worker.runReplayHistory({ workflowsPath: require.resolve('../../workflows'), replayName: name }, history);
+  await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), replayName: name }, history);
   if (process.env.PIFT_RECORD_HISTORIES) {
     // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
     writeFileSync(

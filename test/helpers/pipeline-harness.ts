@@ -1,5 +1,5 @@
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { bundleWorkflowCode, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { onGlobalTeardown } from '../hooks';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai';
 import { sharedS3, type S3Server } from './s3-server';
 import { repoRoot, sharedTemporal } from './temporal';
+import { workflowBundle } from './workflow-bundle';
 
 export interface Harness {
   temporal: TestWorkflowEnvironment;
@@ -27,8 +28,6 @@ export interface Harness {
   startGpuWorker(): Promise<ChildProcess>;
   upload(key: string, text: string): Promise<string>;
 }
-
-let bundle: Promise<{ code: string }> | undefined;
 
 /**
  * Everything a pipeline test needs, all real and on loopback: the Temporal dev server, SeaweedFS, an
@@ -59,14 +58,13 @@ export async function startHarness(options: { workerEnv?: NodeJS.ProcessEnv } = 
     TS_NODE_TRANSPILE_ONLY: 'true',
     ...options.workerEnv,
   };
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
   // The CPU worker process's workers: the workflow and CPU activities, and the shard worker.
   const cpuWorkers: Worker[] = await createCpuWorkers({
     connection: temporal.nativeConnection,
     namespace: temporal.namespace ?? 'default',
     taskQueue: cpuQueue,
     deps: { ...depsFromEnv(workerEnv), env: workerEnv },
-    workflowBundle: await bundle,
+    workflowBundle: await workflowBundle(),
   });
   const running = Promise.all(cpuWorkers.map((w) => w.run()));
   onGlobalTeardown(async () => {
@@ -115,8 +113,6 @@ export async function startHarness(options: { workerEnv?: NodeJS.ProcessEnv } = 
     },
   };
 }
-
-const quietLogger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as any;
 
 /** The demo dataset's rows: `[{ id, family, level, instruction, input, output }]`. */
 export function demoRows(file: 'train' | 'heldout'): Array<Record<string, string>> {
