@@ -79,25 +79,31 @@ describe('pift validate', function () {
     assert.match(r.stdout, /input is valid/);
   });
 
+  // Where a test runs the command line more than once, the runs go side by side: each is a process of its own.
   it('exits 2 for a dataset or benchmark outside the allowed folders, naming the field and the folders', async () => {
-    for (const [input, field] of [
+    const cases = [
       [{ ...demoInput(), dataset: join(outside, 'train.jsonl') }, 'input.dataset'],
       [
         { ...demoInput(), evaluation: { benchmarks: [{ name: 'b', uri: `file://${join(outside, 'train.jsonl')}` }] } },
         'input.evaluation.benchmarks[0].uri',
       ],
-    ] as const) {
-      const r = await expectInvalid(input, field, /is outside the local folders .*PIFT_FILE_ROOTS=/);
-      assert.ok(r.stderr.includes(roots.PIFT_FILE_ROOTS), r.stderr);
-    }
+    ] as const;
+    await Promise.all(
+      cases.map(async ([input, field]) => {
+        const r = await expectInvalid(input, field, /is outside the local folders .*PIFT_FILE_ROOTS=/);
+        assert.ok(r.stderr.includes(roots.PIFT_FILE_ROOTS), r.stderr);
+      }),
+    );
   });
 
   it('applies the default folders when PIFT_FILE_ROOTS is not set: a store outside them is refused', async () => {
-    const r = await expectInvalid(demoInput(), 'input.store', /is outside/, { PIFT_FILE_ROOTS: undefined });
-    assert.ok(r.stderr.includes(join(repoRoot, 'data')), r.stderr);
     // A run that names no store uses the default one, which is always allowed.
     const { store: _, ...noStore } = demoInput();
-    const ok = await pift(['validate', '--input', inputFile(noStore)], { PIFT_FILE_ROOTS: undefined, PIFT_STORE: '' });
+    const [r, ok] = await Promise.all([
+      expectInvalid(demoInput(), 'input.store', /is outside/, { PIFT_FILE_ROOTS: undefined }),
+      pift(['validate', '--input', inputFile(noStore)], { PIFT_FILE_ROOTS: undefined, PIFT_STORE: '' }),
+    ]);
+    assert.ok(r.stderr.includes(join(repoRoot, 'data')), r.stderr);
     assert.equal(ok.code, 0, ok.stderr);
     assert.match(ok.stdout, /ok +PIFT_FILE_ROOTS: .*\(the default folders here/);
   });
@@ -105,12 +111,15 @@ describe('pift validate', function () {
   it('says the same about every model location outside the allowed folders', async () => {
     mkdirSync(join(outside, 'model'), { recursive: true });
     writeFileSync(join(outside, 'model', 'config.json'), '{}');
+    const models = [join(outside, 'model'), join(outside, 'train.jsonl'), join(outside, 'missing')];
     const messages = new Set<string>();
-    for (const model of [join(outside, 'model'), join(outside, 'train.jsonl'), join(outside, 'missing')]) {
-      const r = await expectInvalid({ ...demoInput(), training: { baseModel: model } }, 'input.training.baseModel');
-      assert.match(r.stderr, /is outside the local folders/);
-      messages.add(r.stderr.replaceAll(model, 'MODEL'));
-    }
+    await Promise.all(
+      models.map(async (model) => {
+        const r = await expectInvalid({ ...demoInput(), training: { baseModel: model } }, 'input.training.baseModel');
+        assert.match(r.stderr, /is outside the local folders/);
+        messages.add(r.stderr.replaceAll(model, 'MODEL'));
+      }),
+    );
     assert.equal(messages.size, 1, [...messages].join('\n'));
   });
 
