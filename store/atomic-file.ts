@@ -50,18 +50,18 @@ async function commit(tmpPath: string, target: string, work: () => Promise<void>
  * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one.
  */
 export async function writeFileAtomically(target: string, write: (tmpPath: string) => Promise<void>): Promise<void> {
-  const dir = path.dirname(target);
-  await inDir(dir, async () => {
-    const tmpPath = tempPathFor(target);
-    await commit(tmpPath, target, async () => {
-      await write(tmpPath);
-      const handle = await fs.open(tmpPath, 'r+');
-      try {
-        await handle.datasync();
-      } finally {
-        await handle.close();
-      }
-    });
+  // Always made, never taken from the memo: `write` may consume a one-shot stream (a download), so an attempt that
+  // found its directory gone could not be run again. These writes are few and large; a mkdir is nothing beside them.
+  await ensureDir(path.dirname(target), true);
+  const tmpPath = tempPathFor(target);
+  await commit(tmpPath, target, async () => {
+    await write(tmpPath);
+    const handle = await fs.open(tmpPath, 'r+');
+    try {
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
   });
 }
 
