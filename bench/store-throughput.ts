@@ -2,7 +2,9 @@
  * Upload/download throughput of the local store against SeaweedFS S3 on loopback, side by side:
  *   npx ts-node bench/store-throughput.ts [--mib 64] [--files 64] [--concurrency 8]
  * The S3 numbers include SigV4 signing, HTTP and SeaweedFS's own disk writes, so the ratio is the price of
- * switching a single-machine deployment from a directory to a bucket.
+ * switching a single-machine deployment from a directory to a bucket. Last, `s3_request_overhead_ratio=`: the time of
+ * small requests (HEAD) through S3Store over the same requests through a bare S3Client, one after another: the price of
+ * the store's outage handling while the store is healthy (a retry schedule rebuilt per call once made it 15x).
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -10,7 +12,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import pLimit from 'p-limit';
-import { type ObjectStore, openStore } from '../store';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { type ObjectStore, openStore, s3ClientFor, s3SettingsFromEnv } from '../store';
 import { startS3Server } from '../test/helpers/s3-server';
 
 const MiB = 1024 * 1024;
@@ -64,10 +67,30 @@ async function run() {
       const down = results.local.downloadMBps / results.s3.downloadMBps;
       console.log(pad(c.label, 18) + pad('local/s3', 10) + pad(`${fmt(up)}x`, 14) + pad(`${fmt(down)}x`, 14));
     }
+    console.log(`s3_request_overhead_ratio=${fmt(await requestOverhead(stores[1][1], s3.env, s3.bucket))}`);
   } finally {
     await s3.stop();
     await fs.rm(scratch, { recursive: true, force: true });
   }
+}
+
+/** Seconds of 200 HEADs through the store over 200 through a bare client, alternating rounds so load hits both. */
+async function requestOverhead(store: ObjectStore, env: NodeJS.ProcessEnv, bucket: string): Promise<number> {
+  await store.put('overhead/x', 'x');
+  const client = s3ClientFor(s3SettingsFromEnv(env));
+  const timed = async (head: () => Promise<unknown>) => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < 200; i++) await head();
+    return Number(process.hrtime.bigint() - start);
+  };
+  let ours = 0;
+  let bare = 0;
+  for (let round = 0; round < 3; round++) {
+    ours += await timed(() => store.head('overhead/x'));
+    bare += await timed(() => client.send(new HeadObjectCommand({ Bucket: bucket, Key: 'bench/overhead/x' })));
+  }
+  client.destroy();
+  return ours / bare;
 }
 
 async function makeCase(scratch: string, label: string, count: number, size: number): Promise<Case> {

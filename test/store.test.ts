@@ -62,6 +62,18 @@ function describeStoreContract(
       assert.equal(await store.getText('ow/x'), 'second');
     });
 
+    it('downloads into a local folder that was removed after an earlier download created it', async () => {
+      // Workers delete their scratch folders after each step, and a retry downloads to the same path again.
+      await store.put('dl/a', 'first');
+      await store.put('dl/b', 'second');
+      const into = path.join(scratch, 'downloads', 'again');
+      await store.getFile('dl/a', path.join(into, 'a'));
+      await fs.rm(path.join(scratch, 'downloads'), { recursive: true });
+      await store.getFile('dl/b', path.join(into, 'b'));
+      assert.equal(await fs.readFile(path.join(into, 'b'), 'utf8'), 'second');
+      assert.deepEqual(await fs.readdir(into), ['b']);
+    });
+
     it('writes an object that need not survive a crash like any other, whole and listed', async () => {
       await store.put('nd/x', 'first', { durable: false });
       await store.put('nd/x', 'second', { durable: false });
@@ -280,15 +292,6 @@ describe('S3Store', () => {
   it('refuses requests signed with the wrong secret', async () => {
     const store = openStore(`s3://${s3.bucket}/auth`, { ...s3.env, AWS_SECRET_ACCESS_KEY: 'wrong-secret' });
     await assert.rejects(store.put('x', 'x'), (err: Error) => !(err instanceof NotFoundError));
-  });
-
-  it('adds no noticeable overhead to a request while the store is healthy', async () => {
-    const store = openStore(`s3://${s3.bucket}/overhead`, s3.env);
-    await store.put('x', 'x');
-    const started = Date.now();
-    for (let i = 0; i < 200; i++) await store.head('x');
-    // Loose on purpose: a local HEAD takes about a millisecond; a retry schedule rebuilt per call took 15.
-    assert.ok(Date.now() - started < 2_000, `200 requests took ${Date.now() - started} ms`);
   });
 
   it('sorts S3 replies: 501 and other answers are final, 5xx outages and throttling are waited out', () => {
