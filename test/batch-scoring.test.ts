@@ -78,7 +78,7 @@ describe('scoring through the OpenAI Batch API', function () {
     for (let round = 0; round <= resubmits; round++) {
       const sent = await activity(() => submitScoreBatch(deps(), { ...input, round }));
       if (!sent.batchId) break;
-      const ref = { batchId: sent.batchId, setting: 'input.scorer.mode' };
+      const ref = { batchId: sent.batchId, batchIds: sent.batchIds, setting: 'input.scorer.mode' };
       while (!(await activity(() => pollBatch(env, ref))).done);
       const collected = await activity(() => collectScoreBatch(deps(), { ...input, round, batchId: sent.batchId! }));
       done.push(collected);
@@ -129,6 +129,63 @@ describe('scoring through the OpenAI Batch API', function () {
       assert.equal(scoresOf(batch), scoresOf(online));
     });
   }
+
+  it("cuts a round above the endpoint's cap on one batch into several, collected in request order", async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const whole = inputFor({ mode: 'batch', samples: 3 });
+    await rounds(whole);
+    await score(whole);
+    assert.equal(llm.batch.batches.length, 1);
+    llm.reset();
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    // The endpoint refuses batches of more than 7 requests; the worker is told its cap.
+    llm.batch.behave({ maxRequests: 7 });
+    env.PIFT_BATCH_MAX_REQUESTS = '7';
+    try {
+      const cut = inputFor({ mode: 'batch', samples: 3 });
+      const done = await rounds(cut);
+      assert.equal(done.length, 1);
+      assert.deepEqual(
+        { answered: done[0].answered, pending: done[0].pending, cached: done[0].cached },
+        { answered: ROWS * 3, pending: 0, cached: ROWS },
+      );
+      const sizes = llm.batch.batches.map((b) => b.counts.total);
+      assert.equal(sizes.length, Math.ceil((ROWS * 3) / 7));
+      assert.ok(sizes.every((n) => n <= 7));
+      // The batches hold consecutive runs of the round's requests, which requests.jsonl keeps whole.
+      const sent = llm.batch.batches.flatMap((b) =>
+        llm.batch.files
+          .get(b.inputFileId)!
+          .text.trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { custom_id: string }).custom_id),
+      );
+      const round0 = (input: ScoreInput, file: string) =>
+        readFileSync(join(storeDir(input), 'run', 'score', 'batch', 'round-00', file), 'utf8');
+      assert.deepEqual(
+        sent,
+        round0(cut, 'requests.jsonl')
+          .trim()
+          .split('\n')
+          .map((l) => (JSON.parse(l) as { custom_id: string }).custom_id),
+      );
+      assert.equal(round0(cut, 'requests.jsonl'), round0(whole, 'requests.jsonl'));
+      assert.equal(round0(cut, 'results.jsonl'), round0(whole, 'results.jsonl'));
+      // Sent once: the activity run again returns the round's batches without creating any.
+      const again = await activity(() => submitScoreBatch(deps(), { ...cut, round: 0 }));
+      assert.deepEqual(
+        again.batchIds,
+        llm.batch.batches.map((b) => b.id),
+      );
+      assert.equal(llm.batch.batches.length, sizes.length);
+      await score(cut);
+      assert.equal(chatRequests(), 0);
+      assert.equal(scoresOf(cut), scoresOf(whole));
+    } finally {
+      delete env.PIFT_BATCH_MAX_REQUESTS;
+      llm.batch.behave({});
+    }
+  });
 
   it('asks failed, expired and unparseable requests again in new batches, until every row is answered', async () => {
     const asks = new Map<number, number>();

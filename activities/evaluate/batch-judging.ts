@@ -9,6 +9,7 @@ import { answerCache } from '../llm/answer-cache';
 import type { BatchItem } from '../llm/batch-api';
 import {
   checkBatchCost,
+  batchCaps,
   collectRound,
   countRound,
   itemState,
@@ -114,7 +115,7 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
     }
   }
   return {
-    ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING },
+    ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING, caps: batchCaps(deps.env) },
     parseRetries,
     items,
     // The online step finds these answers only here: flushed to disk, unlike its own entries.

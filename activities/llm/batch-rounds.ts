@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from '@temporalio/activity';
@@ -40,7 +40,10 @@ import { llmEndpoint, type LlmEndpoint } from './llm-client';
 /** What a submit activity returns to the workflow: no batch id when nothing was left to ask. */
 export interface BatchSubmitted {
   round: number;
+  /** The round's (first) batch. */
   batchId?: string;
+  /** Every batch of a round above the endpoint's caps on one batch (see batchCaps); absent for a single batch. */
+  batchIds?: string[];
   requests: number;
 }
 
@@ -70,7 +73,33 @@ export interface BatchCollected {
 /** Where the workflow's poll activity finds its endpoint: the setting naming the batch mode, for messages. */
 export interface BatchRef {
   batchId: string;
+  /** All of the round's batches when it has several. */
+  batchIds?: string[];
   setting: string;
+}
+
+/** How much one batch may hold: a round with more is sent as several batches, polled and collected together. */
+export interface BatchCaps {
+  requests: number;
+  /** Bytes of the uploaded request file. */
+  bytes: number;
+}
+
+/**
+ * OpenAI's caps on one batch (50,000 requests, a 200 MB input file; the bytes kept under it), or an endpoint's own
+ * through PIFT_BATCH_MAX_REQUESTS and PIFT_BATCH_MAX_BYTES on the CPU worker.
+ */
+export function batchCaps(env: NodeJS.ProcessEnv): BatchCaps {
+  const read = (name: string, fallback: number) => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new WorkerMisconfiguredError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`, name, name);
+    }
+    return n;
+  };
+  return { requests: read('PIFT_BATCH_MAX_REQUESTS', 50_000), bytes: read('PIFT_BATCH_MAX_BYTES', 190_000_000) };
 }
 
 export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpoint {
@@ -85,9 +114,32 @@ export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpo
   return endpoint;
 }
 
-/** The poll the workflow makes between its timers: one retrieve. */
+/** The poll the workflow makes between its timers: one retrieve of each of the round's batches. */
 export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
-  const batch = await retrieveBatch(batchEndpoint(env, ref.setting), ref.batchId, ref.setting);
+  const endpoint = batchEndpoint(env, ref.setting);
+  const polled: BatchPolled[] = [];
+  for (const batchId of ref.batchIds ?? [ref.batchId]) polled.push(await pollOne(endpoint, batchId, ref.setting));
+  if (polled.length === 1) return polled[0];
+  const counts = polled.every((p) => p.counts)
+    ? polled.reduce(
+        (sum, p) => ({
+          total: sum.total + p.counts!.total,
+          completed: sum.completed + p.counts!.completed,
+          failed: sum.failed + p.counts!.failed,
+        }),
+        { total: 0, completed: 0, failed: 0 },
+      )
+    : undefined;
+  return {
+    batchId: ref.batchId,
+    status: polled.map((p) => p.status).join(' '),
+    done: polled.every((p) => p.done),
+    ...(counts && { counts }),
+  };
+}
+
+async function pollOne(endpoint: LlmEndpoint, batchId: string, setting: string): Promise<BatchPolled> {
+  const batch = await retrieveBatch(endpoint, batchId, setting);
   if (batch.status === 'failed' || batch.status === 'cancelled') {
     // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
     log.warn('batch did not run', {
@@ -113,7 +165,24 @@ export interface RoundContext {
   step: 'score' | 'evaluate';
   /** `input.scorer.mode` or `input.evaluation.mode`. */
   setting: string;
+  /** The caps on one batch; OpenAI's when absent. */
+  caps?: BatchCaps;
 }
+
+/** A round's batch.json: its first batch as before batches were split, and every batch when there are several. */
+interface StoredRound {
+  batchId: string;
+  inputFileId?: string;
+  requests: number;
+  batches?: Array<{ batchId: string; inputFileId: string; requests: number }>;
+}
+
+const submittedOf = (round: number, stored: StoredRound): BatchSubmitted => ({
+  round,
+  batchId: stored.batchId,
+  ...(stored.batches && { batchIds: stored.batches.map((b) => b.batchId) }),
+  requests: stored.requests,
+});
 
 /** One earlier round's results, read along with the requests being walked (its file is in walking order). */
 class RoundResults {
@@ -292,7 +361,9 @@ export interface RoundRequests {
 
 /**
  * Sends round `round`'s batch, once: a round already sent returns its stored batch id, and one whose file was uploaded
- * by an attempt that died before recording the batch looks for that batch (by its metadata) before creating one.
+ * by an attempt that died before recording the batch looks for that batch (by its metadata) before creating one. A
+ * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
+ * round's requests.jsonl keeps all of them, in order.
  */
 export async function submitRound(
   ctx: RoundContext,
@@ -302,21 +373,37 @@ export async function submitRound(
 ): Promise<BatchSubmitted> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.batch)) {
-    const stored = JSON.parse(await ctx.store.getText(keys.batch)) as { batchId: string; requests: number };
-    return { round, batchId: stored.batchId, requests: stored.requests };
+    return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
   }
+  const caps = ctx.caps ?? { requests: 50_000, bytes: 190_000_000 };
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
   await mkdir(workDir, { recursive: true });
   const dir = await mkdtemp(join(workDir, 'batch-requests-'));
   try {
     const path = join(dir, 'requests.jsonl');
     const writer = await LineWriter.create(path);
-    const hash = createHash('sha256');
+    const chunks: Array<{ path: string; writer: LineWriter; hash: Hash; requests: number; bytes: number }> = [];
     const asked: AskedRequests = { requests: 0, tokens: { prompt: 0, output: 0 } };
     try {
       await requests.ask(async (item) => {
         const line = batchLine(item);
-        hash.update(line).update('\n');
+        const bytes = Buffer.byteLength(line) + 1;
+        let chunk = chunks.at(-1);
+        if (!chunk || chunk.requests >= caps.requests || (chunk.requests > 0 && chunk.bytes + bytes > caps.bytes)) {
+          const chunkPath = join(dir, `requests-${chunks.length}.jsonl`);
+          chunk = {
+            path: chunkPath,
+            writer: await LineWriter.create(chunkPath),
+            hash: createHash('sha256'),
+            requests: 0,
+            bytes: 0,
+          };
+          chunks.push(chunk);
+        }
+        chunk.hash.update(line).update('\n');
+        chunk.requests += 1;
+        chunk.bytes += bytes;
+        await chunk.writer.text(line);
         await writer.text(line);
         const one = requestTokens(item.request.messages, item.request.max_tokens);
         asked.requests += 1;
@@ -325,48 +412,77 @@ export async function submitRound(
       });
     } finally {
       await writer.close();
+      for (const chunk of chunks) await chunk.writer.close();
     }
     await requests.check(asked);
     if (!asked.requests) return { round, requests: 0 };
-    // Names the round and its exact requests: a batch found by it is this round's, not another run's or round's.
-    const metadata = {
-      pift_round: `${ctx.runId}/${ctx.step}/${round}`,
-      pift_requests: hash.digest('hex').slice(0, 32),
-    };
-    let batch = (await ctx.store.exists(keys.upload))
-      ? await findBatch(ctx.endpoint, metadata, ctx.setting)
-      : undefined;
-    if (!batch) {
-      await ctx.store.putFile(keys.requests, path);
-      const inputFileId = await uploadBatchFile(ctx.endpoint, path, ctx.setting);
-      await ctx.store.put(keys.upload, JSON.stringify({ inputFileId, requests: asked.requests }));
-      batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+    await ctx.store.putFile(keys.requests, path);
+    const batches: NonNullable<StoredRound['batches']> = [];
+    for (const [k, chunk] of chunks.entries()) {
+      // Names the round (and its part of it) and its exact requests: a batch found by it is this one, not another
+      // run's or round's. The first part is named as a round of one batch always was, so an earlier run resumes.
+      const metadata = {
+        pift_round: `${ctx.runId}/${ctx.step}/${round}${k ? `.${k}` : ''}`,
+        pift_requests: chunk.hash.digest('hex').slice(0, 32),
+      };
+      const uploadKey = k ? keys.upload.replace(/\.json$/, `-${k}.json`) : keys.upload;
+      let batch = (await ctx.store.exists(uploadKey))
+        ? await findBatch(ctx.endpoint, metadata, ctx.setting)
+        : undefined;
+      if (!batch) {
+        const inputFileId = await uploadBatchFile(ctx.endpoint, chunk.path, ctx.setting);
+        await ctx.store.put(uploadKey, JSON.stringify({ inputFileId, requests: chunk.requests }));
+        batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+      }
+      batches.push({ batchId: batch.id, inputFileId: batch.input_file_id, requests: chunk.requests });
     }
-    await ctx.store.put(
-      keys.batch,
-      JSON.stringify({ batchId: batch.id, inputFileId: batch.input_file_id, requests: asked.requests }),
-    );
-    return { round, batchId: batch.id, requests: asked.requests };
+    const stored: StoredRound = {
+      batchId: batches[0].batchId,
+      inputFileId: batches[0].inputFileId,
+      requests: asked.requests,
+      ...(batches.length > 1 && { batches }),
+    };
+    await ctx.store.put(keys.batch, JSON.stringify(stored));
+    return submittedOf(round, stored);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
 /**
- * The finished batch's outcomes, downloaded once and kept in the store (a collect that runs again reads them), written
- * line by line in the order of the round's requests.
+ * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
+ * written line by line in the order of the round's requests.
  */
 export async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
-  const batch = await retrieveBatch(ctx.endpoint, batchId, ctx.setting);
-  if (!batchFinished(batch.status)) {
-    // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-    throw ApplicationFailure.retryable(`batch ${batchId} is ${batch.status}, not finished yet`, 'BatchNotFinished');
+  const stored = (await ctx.store.exists(keys.batch))
+    ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
+    : undefined;
+  const parts = stored?.batches ?? [{ batchId, requests: Infinity }];
+  const batches = [];
+  for (const part of parts) {
+    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+    if (!batchFinished(batch.status)) {
+      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+      throw ApplicationFailure.retryable(
+        `batch ${part.batchId} is ${batch.status}, not finished yet`,
+        'BatchNotFinished',
+      );
+    }
+    batches.push({ batch, requests: part.requests });
   }
-  async function* customIds() {
+  // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
+  const ids = (async function* () {
     for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
       for (const r of rows) yield r.custom_id;
+  })();
+  async function* take(n: number) {
+    for (let i = 0; i < n; i++) {
+      const next = await ids.next();
+      if (next.done) return;
+      yield next.value;
+    }
   }
   await mkdir(workDir, { recursive: true });
   const dir = await mkdtemp(join(workDir, 'batch-collect-'));
@@ -374,9 +490,14 @@ export async function collectRound(ctx: RoundContext, round: number, batchId: st
     const path = join(dir, 'results.jsonl');
     const writer = await LineWriter.create(path);
     try {
-      await batchOutcomes(ctx.endpoint, batch, customIds(), ctx.setting, dir, (o) => writer.text(JSON.stringify(o)));
+      for (const { batch, requests } of batches) {
+        await batchOutcomes(ctx.endpoint, batch, take(requests), ctx.setting, dir, (o) =>
+          writer.text(JSON.stringify(o)),
+        );
+      }
     } finally {
       await writer.close();
+      await ids.return(undefined);
     }
     await ctx.store.putFile(keys.results, path);
   } finally {

@@ -7,6 +7,7 @@ import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
 import {
   checkBatchCost,
+  batchCaps,
   collectRound,
   countRound,
   itemState,
@@ -86,7 +87,7 @@ async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring |
     maxRowBytes: input.maxRowBytes,
   });
   return {
-    ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING },
+    ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING, caps: batchCaps(deps.env) },
     dataset,
     model: scorerModel(deps.env, input.scorer.model).model,
     samples: input.scorer.samples ?? 1,

@@ -18,6 +18,8 @@ export interface BatchBehaviour {
   fate?: (customId: string, batchNumber: number) => ItemFate;
   /** The whole batch fails validation: no output file, every line is left unanswered. */
   failBatch?: (batchNumber: number) => boolean;
+  /** The endpoint's cap on requests in one batch: a larger one fails validation, as OpenAI's above 50,000. */
+  maxRequests?: number;
 }
 
 export interface FakeBatch {
@@ -103,7 +105,7 @@ export function createFakeBatchApi(handler: () => Handler): FakeBatchApi {
       .filter((l) => l.trim())
       .map((l) => JSON.parse(l) as { custom_id: string; body: Record<string, unknown> });
     b.counts.total = lines.length;
-    if (behaviour.failBatch?.(b.number)) {
+    if (behaviour.failBatch?.(b.number) || lines.length > (behaviour.maxRequests ?? Infinity)) {
       b.status = 'failed';
       return;
     }
