@@ -60,10 +60,15 @@ def accelerate_args(processes: int, distributed: str, config_path: str) -> list[
 
 
 def exit_code_of(failures: dict) -> int:
-    """Rank 0's exit code when it failed, else the lowest failed rank's; a signal death reads as 128 + signal."""
-    rank = 0 if 0 in failures else min(failures)
-    code = failures[rank].exitcode
-    return 128 - code if code < 0 else code
+    """Rank 0's exit code when it failed, else the lowest failed rank's; a signal death reads as 128 + signal.
+
+    Ranks that only exited 143 because the agent stopped them after another rank failed are passed over: when rank 1
+    refuses a config (65) before rank 0 has read it, rank 0 is stopped and exits 143, and 143 would read as a
+    cancellation instead of bad input. When every failed rank exited 143 (a SIGTERM to the job), it is 143.
+    """
+    codes = {rank: 128 - f.exitcode if f.exitcode < 0 else f.exitcode for rank, f in failures.items()}
+    own = {rank: code for rank, code in codes.items() if code != 143} or codes
+    return own[0 if 0 in own else min(own)]
 
 
 def _die_with_parent() -> None:

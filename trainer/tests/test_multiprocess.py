@@ -76,6 +76,23 @@ def test_a_bad_config_exits_65_through_the_launcher(tmp_path: Path) -> None:
     assert len(errors) == 1 and 'field "max_steps"' in errors[0]["message"]
 
 
+def test_the_exit_code_is_the_first_real_failure_not_a_rank_the_agent_stopped() -> None:
+    from types import SimpleNamespace
+
+    from pift.launcher import exit_code_of
+
+    failed = lambda **codes: {int(r[1:]): SimpleNamespace(exitcode=c) for r, c in codes.items()}  # noqa: E731
+    # Rank 1 refused the config before rank 0 read it; the agent stopped rank 0 (143, or -15 as a signal death).
+    assert exit_code_of(failed(r0=143, r1=65)) == 65
+    assert exit_code_of(failed(r0=-15, r1=65)) == 65
+    # A SIGTERM to the job: every rank checkpoints and exits 143.
+    assert exit_code_of(failed(r0=143, r1=143)) == 143
+    # Rank 0's own failure first, then the lowest rank's.
+    assert exit_code_of(failed(r0=74, r1=65)) == 74
+    assert exit_code_of(failed(r2=74, r1=65)) == 65
+    assert exit_code_of(failed(r1=-9)) == 137
+
+
 def test_sigterm_to_the_group_checkpoints_every_rank_and_exits_143(tmp_path: Path) -> None:
     write_copy_task(tmp_path / "train.jsonl", rows=64)
     config_path = write_config(tmp_path / "long.json", train_config(tmp_path, max_steps=100_000, save_steps=100_000))
