@@ -2,6 +2,7 @@ import type { Duration } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
 import { modelCheckQueue, shardQueue } from '../common/constants';
+import { positiveIntegerSetting } from '../activities/validate/worker-defaults';
 
 /** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */
 export const HEARTBEAT_THROTTLE = '2 seconds';
@@ -38,14 +39,8 @@ export function createCpuWorker(
 export const DEFAULT_SCORE_SHARD_SLOTS = 2;
 
 /** PIFT_SCORE_SHARD_SLOTS: how many shards of `scorer.shardRows` one CPU worker process scores at once. */
-export function scoreShardSlots(env: NodeJS.ProcessEnv): number {
-  const raw = env.PIFT_SCORE_SHARD_SLOTS?.trim();
-  if (raw === undefined || raw === '') return DEFAULT_SCORE_SHARD_SLOTS;
-  const slots = Number(raw);
-  if (!Number.isInteger(slots) || slots < 1)
-    throw new Error(`PIFT_SCORE_SHARD_SLOTS must be a positive integer, got ${JSON.stringify(raw)}`);
-  return slots;
-}
+export const scoreShardSlots = (env: NodeJS.ProcessEnv): number =>
+  positiveIntegerSetting(env, 'PIFT_SCORE_SHARD_SLOTS', DEFAULT_SCORE_SHARD_SLOTS);
 
 /**
  * The CPU worker's shard worker, on its side queue (shardQueue): scoreShard only, a few at a time. Each shard holds a

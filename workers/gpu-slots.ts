@@ -1,3 +1,5 @@
+import { positiveIntegerSetting } from '../activities/validate/worker-defaults';
+
 /**
  * How one GPU worker process shares its machine's GPUs: as one slot (every visible GPU for one training at a time, the
  * default; a stage with `training.processes` > 1 uses them together) or split into PIFT_GPU_SLOTS equal slots, each
@@ -10,11 +12,7 @@ export interface GpuSlot {
 }
 
 export function gpuSlots(env: NodeJS.ProcessEnv): GpuSlot[] {
-  const raw = env.PIFT_GPU_SLOTS?.trim();
-  const slots = raw === undefined || raw === '' ? 1 : Number(raw);
-  if (!Number.isInteger(slots) || slots < 1) {
-    throw new Error(`PIFT_GPU_SLOTS must be a positive integer, got ${JSON.stringify(raw)}`);
-  }
+  const slots = positiveIntegerSetting(env, 'PIFT_GPU_SLOTS', 1);
   if (slots === 1) return [{}];
   const listed = (env.PIFT_GPUS ?? env.CUDA_VISIBLE_DEVICES ?? '').trim();
   const gpus = listed

@@ -177,6 +177,8 @@ export const batchRoundKeys = (runId: string, step: 'score' | 'evaluate', round:
   return {
     requests: `${dir}/requests.jsonl`,
     upload: `${dir}/upload.json`,
+    /** Part k of a round sent as several batches; the first part keeps the name of a round of one batch. */
+    uploadOfPart: (k: number) => (k ? `${dir}/upload-${k}.json` : `${dir}/upload.json`),
     batch: `${dir}/batch.json`,
     results: `${dir}/results.jsonl`,
   };

@@ -28,6 +28,7 @@ import {
   type TokenCount,
 } from './cost-estimate';
 import { llmEndpoint, type LlmEndpoint } from './llm-client';
+import { positiveIntegerSetting } from '../validate/worker-defaults';
 
 /**
  * Rounds of Batch API requests that pre-fill a step's answer cache. Round 0 asks everything the cache lacks; each
@@ -85,22 +86,14 @@ export interface BatchCaps {
   bytes: number;
 }
 
-/**
- * OpenAI's caps on one batch (50,000 requests, a 200 MB input file; the bytes kept under it), or an endpoint's own
- * through PIFT_BATCH_MAX_REQUESTS and PIFT_BATCH_MAX_BYTES on the CPU worker.
- */
-export function batchCaps(env: NodeJS.ProcessEnv): BatchCaps {
-  const read = (name: string, fallback: number) => {
-    const raw = env[name]?.trim();
-    if (!raw) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new WorkerMisconfiguredError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`, name, name);
-    }
-    return n;
-  };
-  return { requests: read('PIFT_BATCH_MAX_REQUESTS', 50_000), bytes: read('PIFT_BATCH_MAX_BYTES', 190_000_000) };
-}
+/** OpenAI's caps on one batch: 50,000 requests and a 200 MB input file (the bytes kept under it). */
+export const DEFAULT_BATCH_CAPS: BatchCaps = { requests: 50_000, bytes: 190_000_000 };
+
+/** The caps on one batch: OpenAI's, or an endpoint's own through PIFT_BATCH_MAX_REQUESTS / PIFT_BATCH_MAX_BYTES. */
+export const batchCaps = (env: NodeJS.ProcessEnv): BatchCaps => ({
+  requests: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_REQUESTS', DEFAULT_BATCH_CAPS.requests),
+  bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', DEFAULT_BATCH_CAPS.bytes),
+});
 
 export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpoint {
   const endpoint = llmEndpoint(env, { maxRetries: 6, timeoutSeconds: 120 });
@@ -375,7 +368,7 @@ export async function submitRound(
   if (await ctx.store.exists(keys.batch)) {
     return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
   }
-  const caps = ctx.caps ?? { requests: 50_000, bytes: 190_000_000 };
+  const caps = ctx.caps ?? DEFAULT_BATCH_CAPS;
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
   await mkdir(workDir, { recursive: true });
   const dir = await mkdtemp(join(workDir, 'batch-requests-'));
@@ -425,7 +418,7 @@ export async function submitRound(
         pift_round: `${ctx.runId}/${ctx.step}/${round}${k ? `.${k}` : ''}`,
         pift_requests: chunk.hash.digest('hex').slice(0, 32),
       };
-      const uploadKey = k ? keys.upload.replace(/\.json$/, `-${k}.json`) : keys.upload;
+      const uploadKey = keys.uploadOfPart(k);
       let batch = (await ctx.store.exists(uploadKey))
         ? await findBatch(ctx.endpoint, metadata, ctx.setting)
         : undefined;

@@ -1,9 +1,8 @@
 import { hash as digest, type Hash } from 'node:crypto';
-import { basename } from 'node:path';
 import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
-import { allowedLocation, NotFoundError, openObject } from '../../store';
+import { openUserFile } from '../datasets/read-user-file';
 import { IdTable } from '../datasets/id-table';
 import { kindOf, type AlpacaRow } from '../datasets/parse';
 import { newTextHash, unpackedBytes, utf8Chunks } from '../datasets/text-stream';
@@ -134,16 +133,7 @@ async function scoreFileText(
   uri: string,
   field: string,
 ): Promise<{ source: string; chunks: AsyncGenerator<string>; hash: Hash; input: Readable }> {
-  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env, { setting: field });
-  const source = basename(key);
-  let input: Readable;
-  try {
-    input = await store.getStream(key);
-  } catch (err) {
-    if (err instanceof NotFoundError)
-      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field, file: uri });
-    throw err;
-  }
+  const { opened: input, source } = await openUserFile(deps, uri, field, (store, key) => store.getStream(key));
   const hash = newTextHash();
   return { source, hash, input, chunks: utf8Chunks(unpackedBytes(input, source), source, hash) };
 }

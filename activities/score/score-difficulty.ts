@@ -89,17 +89,19 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
   }
   const source = scorerModel(deps.env, input.scorer.model);
   const samples = input.scorer.samples ?? 1;
-  const cache = answerCache(store, 'score', input.scorer.cache ?? true);
+  const cached = input.scorer.cache ?? true;
+  const cache = answerCache(store, 'score', cached);
   return {
     label: source.model,
     offline: false,
     meter: endpoint.meter,
     score: async (row) => {
-      const material = scoreCacheMaterial(source.model, promptSha256, samples, row);
-      const cached = await cache.get<Omit<ScoreRow, 'id'>>(material);
-      if (cached) return { id: row.id, ...cached };
+      // The key hashes the row's whole prompt: not worth it on every row when the cache is off.
+      const material = cached ? scoreCacheMaterial(source.model, promptSha256, samples, row) : undefined;
+      const hit = material && (await cache.get<Omit<ScoreRow, 'id'>>(material));
+      if (hit) return { id: row.id, ...hit };
       const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples, promptSha256);
-      if (scored.score !== null) cache.put(material, cachedScore(scored));
+      if (material && scored.score !== null) cache.put(material, cachedScore(scored));
       return scored;
     },
     flush: () => cache.flush(),

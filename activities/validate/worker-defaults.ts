@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../../common/constants';
+import { WorkerMisconfiguredError } from '../../common/failures';
 import { DEFAULT_STORE_DIR, PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 
 /** Deployment defaults a worker's environment supplies for settings the workflow input leaves out. */
@@ -27,4 +28,15 @@ export function workerDefaults(env: NodeJS.ProcessEnv): WorkerDefaults {
     scorerModel: env.PIFT_SCORER_MODEL || PAPER_JUDGE_MODEL,
     judgeModel: env.PIFT_JUDGE_MODEL || PAPER_JUDGE_MODEL,
   };
+}
+
+/** A worker count or cap from the environment (PIFT_GPU_SLOTS, PIFT_SCORE_SHARD_SLOTS…): `fallback` when unset. */
+export function positiveIntegerSetting(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new WorkerMisconfiguredError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`, name);
+  }
+  return n;
 }
