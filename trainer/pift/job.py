@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import torch.distributed as dist
 import transformers
 
 from .errors import ConfigError, JobInputError, NonFiniteLossError, Terminated
@@ -56,6 +58,28 @@ def run_job(module: str, parse: Callable[[str], ConfigT], main: Callable[..., No
     configure_logging()
     install_sigterm_handler()
     arm_parent_death_signal()
+    return leave_process_group(_run_main(module, parse, main, argv))
+
+
+def leave_process_group(code: int) -> int:
+    """Shut the gloo/NCCL process group down while the interpreter is whole, or leave without finalizing.
+
+    A process group still alive at interpreter shutdown lets gloo's worker threads abort the process
+    (SIGABRT, "terminate called without an active exception"), which turns a finished rank into exit 134.
+    After a failure the other ranks may sit in a collective that destroy_process_group would wait on, so
+    a failed rank flushes its streams and exits at once with its own code."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return code
+    if code == EXIT_OK:
+        dist.destroy_process_group()
+        return code
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run_main(module: str, parse: Callable[[str], ConfigT], main: Callable[..., None], argv: Sequence[str]) -> int:
     try:
         if len(argv) != 2:
             raise ConfigError(f"usage: python -m {module} CONFIG.json")
