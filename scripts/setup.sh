@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 
+# npm and pip install side by side: both mostly wait on downloads and unpacking.
+npm_pid=
 if [ ! -d node_modules ] || [ "$(cat node_modules/.pift-stamp 2>/dev/null)" != "$(stamp package-lock.json)" ]; then
   echo "setup: installing npm packages" >&2
-  npm ci --no-audit --no-fund --loglevel=error
-  stamp package-lock.json > node_modules/.pift-stamp
+  ( npm ci --no-audit --no-fund --loglevel=error && stamp package-lock.json > node_modules/.pift-stamp ) &
+  npm_pid=$!
 fi
 
 PY=${PIFT_BOOTSTRAP_PYTHON:-python3}
@@ -37,4 +39,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${PIFT_CHROMIUM:-}" ]; then
   else
     echo "setup: chromium is missing; install Debian's chromium package or set PIFT_CHROMIUM to a Chromium binary" >&2
   fi
+fi
+
+if [ -n "$npm_pid" ]; then
+  wait "$npm_pid" || { echo "setup: npm ci failed" >&2; exit 1; }
 fi
