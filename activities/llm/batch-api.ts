@@ -1,10 +1,9 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
 import { mkdtemp, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { toFile } from 'openai';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
@@ -48,7 +47,10 @@ const notSupported = (endpoint: LlmEndpoint, setting: string, operation: string)
 export const batchLine = (i: BatchItem): string =>
   JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
 
-/** Uploads the request file at `path`, read again on each try (the SDK holds one try's bytes while it sends them). */
+/**
+ * Uploads the request file at `path`, read again on each try. A File backed by the file on disk is streamed into the
+ * multipart body as it is sent: the SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+ */
 export async function uploadBatchFile(endpoint: LlmEndpoint, path: string, setting: string): Promise<string> {
   const op = `POST ${endpoint.baseURL}/files`;
   const file = await callEndpoint(
@@ -56,7 +58,7 @@ export async function uploadBatchFile(endpoint: LlmEndpoint, path: string, setti
     op,
     async (signal) =>
       endpoint.client.files.create(
-        { file: await toFile(createReadStream(path), 'batch.jsonl'), purpose: 'batch' },
+        { file: new File([await openAsBlob(path)], 'batch.jsonl'), purpose: 'batch' },
         { signal },
       ),
     notSupported(endpoint, setting, op),
