@@ -162,6 +162,28 @@ describe('judging through the OpenAI Batch API', function () {
     assert.deepEqual(Object.keys(result.winRates), MODELS);
   });
 
+  it('asks each distinct judgment once, in the place it first comes in the evaluate step\'s order', async () => {
+    llm.reset();
+    llm.handle((req) => ({ content: verdictFor(req) }));
+    // A second candidate with the first one's answers: every one of its judgments repeats one asked before.
+    const [first] = base.candidates;
+    const input = inputFor({ candidates: [first, { ...first, name: 'copy' }] });
+    const sent = await activity(() => submitJudgeBatch(deps(), { ...input, round: 0 }));
+    const lines = llm.batch.files.get(llm.batch.batches[0].inputFileId)!.text.trim().split('\n');
+    const requests = lines.map((l) => JSON.parse(l) as { custom_id: string; body: ChatRequest });
+    assert.equal(sent.requests, PROMPTS * BENCHES.length * 2);
+    assert.equal(new Set(requests.map((r) => r.custom_id)).size, requests.length);
+    const walked = BENCHES.flatMap((b) => Array.from({ length: PROMPTS }, (_, i) => [`${b} ${i}`, `${b} ${i}`])).flat();
+    const asked = requests.map((r) => /Question (\w+ \d+)/.exec(String(r.body.messages[1].content))![1]);
+    assert.deepEqual(asked, walked);
+    // Order 1 shows the baseline's answer first, order 2 the candidate's.
+    const firstAnswer = (r: (typeof requests)[number]) => /Answer\]\n(\S+)/.exec(String(r.body.messages[1].content))![1];
+    assert.deepEqual(
+      requests.slice(0, 2).map(firstAnswer),
+      ['one-off', first.name],
+    );
+  });
+
   it('judges nothing in batches for the offline judge, and refuses a batch without the cache', async () => {
     const offline = await activity(() => submitJudgeBatch(deps(), { ...inputFor({ judge: 'offline' }), round: 0 }));
     assert.equal(offline.batchId, undefined);

@@ -46,11 +46,23 @@ export interface JudgeCollectInput extends JudgeBatchInput {
 const SETTING = 'input.evaluation.mode';
 const parses = (content: string) => parseVerdict(content).ok;
 
+interface JudgeItem {
+  customId: string;
+  material: Record<string, unknown>;
+  position: number;
+}
+
 interface Judging {
   ctx: RoundContext;
   parseRetries: number;
-  /** Every distinct request by its custom_id (the start of its cache key: equal requests are asked once). */
-  items: Map<string, { request: BatchItem['request']; material: Record<string, unknown>; position: number }>;
+  /**
+   * The position of every distinct request by its custom_id (the start of its cache key: equal requests are asked
+   * once, in the place of the first). Only ids are kept: requests are built again on each walk, so the step's memory
+   * does not grow with benchmarks' answers times candidates times orders.
+   */
+  positions: Map<string, number>;
+  /** The distinct requests in position order, from the benchmark and answer files. */
+  walk: () => AsyncGenerator<JudgeItem & { request: BatchItem['request'] }>;
   cache: ReturnType<typeof answerCache>;
   workDir: string;
 }
@@ -58,6 +70,11 @@ interface Judging {
 async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
   const { store, key } = openObject(uri, deps.env);
   return readJsonl<T>(store, key);
+}
+
+async function answersAt(deps: ActivityDeps, uri: string): Promise<Map<string, string>> {
+  const answers = await readJsonlAt<{ id: string; answer: string }>(deps, uri);
+  return new Map(answers.map((a) => [a.id, a.answer]));
 }
 
 /** What a round needs, or undefined for the offline judge (it asks no endpoint). */
@@ -74,50 +91,50 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
   const { model } = judgeModel(deps.env, input.judgeModel);
   // The evaluate step's rule: re-asks only when on.
   const parseRetries = input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
-  const answers = new Map<string, Promise<Map<string, string>>>();
-  const answersAt = (uri: string) => {
-    let read = answers.get(uri);
-    if (!read) {
-      read = readJsonlAt<{ id: string; answer: string }>(deps, uri).then(
-        (r) => new Map(r.map((a) => [a.id, a.answer])),
-      );
-      answers.set(uri, read);
-    }
-    return read;
-  };
-  const items: Judging['items'] = new Map();
-  for (const bench of input.benchmarks) {
-    const prompts = await readJsonlAt<BenchmarkPrompt>(deps, bench.uri);
-    const theirs = await answersAt(input.baseline.answers[bench.name]);
-    for (const candidate of input.candidates) {
-      const mine = await answersAt(candidate.answers[bench.name]);
-      for (const p of prompts) {
-        const question = judgeQuestion(p.instruction, p.input);
-        const cand = mine.get(p.id) ?? '';
-        const base = theirs.get(p.id) ?? '';
-        // Order 1 shows the baseline first, order 2 the candidate first, as the evaluate step asks them.
-        for (const [answer1, answer2] of [
-          [base, cand],
-          [cand, base],
-        ]) {
-          const material = judgeCacheMaterial(model, question, answer1, answer2, parseRetries);
-          const customId = `j-${hashInputs(material).slice(0, 40)}`;
-          // An equal judgment asked again keeps its first place: rounds ask (and store results) in this order.
-          if (!items.has(customId)) {
-            items.set(customId, {
-              request: judgeRequest(model, question, answer1, answer2),
-              material,
-              position: items.size,
-            });
+
+  /** Every judgment in the evaluate step's order, repeats included; one benchmark's answers are read at a time. */
+  async function* everyJudgment() {
+    for (const bench of input.benchmarks) {
+      const prompts = await readJsonlAt<BenchmarkPrompt>(deps, bench.uri);
+      const theirs = await answersAt(deps, input.baseline.answers[bench.name]);
+      for (const candidate of input.candidates) {
+        const mine = await answersAt(deps, candidate.answers[bench.name]);
+        for (const p of prompts) {
+          const question = judgeQuestion(p.instruction, p.input);
+          const cand = mine.get(p.id) ?? '';
+          const base = theirs.get(p.id) ?? '';
+          // Order 1 shows the baseline first, order 2 the candidate first, as the evaluate step asks them.
+          for (const [answer1, answer2] of [
+            [base, cand],
+            [cand, base],
+          ]) {
+            const material = judgeCacheMaterial(model, question, answer1, answer2, parseRetries);
+            const customId = `j-${hashInputs(material).slice(0, 40)}`;
+            yield { customId, material, request: () => judgeRequest(model, question, answer1, answer2) };
           }
         }
       }
     }
   }
+
+  const positions = new Map<string, number>();
+  for await (const { customId } of everyJudgment()) {
+    if (!positions.has(customId)) positions.set(customId, positions.size);
+  }
+  async function* walk() {
+    let next = 0;
+    for await (const { customId, material, request } of everyJudgment()) {
+      // A repeat's id was placed before: only the first occurrence has the next position.
+      if (positions.get(customId) !== next) continue;
+      yield { customId, material, position: next, request: request() };
+      next += 1;
+    }
+  }
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING, caps: batchCaps(deps.env) },
     parseRetries,
-    items,
+    positions,
+    walk,
     // The online step finds these answers only here: flushed to disk, unlike its own entries.
     cache: answerCache(store, 'judge', true, true),
     workDir: deps.workDir,
@@ -129,8 +146,7 @@ async function eachUncached(
   j: Judging,
   round: number,
   visit: (
-    customId: string,
-    material: Record<string, unknown>,
+    item: JudgeItem & { request: BatchItem['request'] },
     state: ReturnType<typeof itemState>,
   ) => Promise<void> | void,
 ): Promise<void> {
@@ -139,13 +155,12 @@ async function eachUncached(
     j.ctx.runId,
     'evaluate',
     round,
-    (customId) => j.items.get(customId)?.position ?? -1,
+    (customId) => j.positions.get(customId) ?? -1,
   );
-  const isCached = async ([, { material }]: [string, { material: Record<string, unknown> }]) =>
-    (await j.cache.get(material)) !== undefined;
+  const isCached = async ({ material }: JudgeItem) => (await j.cache.get(material)) !== undefined;
   try {
-    for await (const [customId, { material, position }] of notCached(j.items, isCached)) {
-      await visit(customId, material, itemState(await past.get(customId, position), j.parseRetries, parses));
+    for await (const item of notCached(j.walk(), isCached)) {
+      await visit(item, itemState(await past.get(item.customId, item.position), j.parseRetries, parses));
     }
   } finally {
     await past.close();
@@ -158,15 +173,15 @@ export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInpu
   if (!j) return { round: input.round, requests: 0 };
   return submitRound(j.ctx, input.round, j.workDir, {
     ask: (add) =>
-      eachUncached(j, input.round, async (customId, _material, state) => {
-        if (!state.done) await add({ customId, request: j.items.get(customId)!.request });
+      eachUncached(j, input.round, async ({ customId, request }, state) => {
+        if (!state.done) await add({ customId, request });
       }),
     check: async (asked) => {
       if (asked.requests) {
         const spent = await spentTokens(j.ctx.store, j.ctx.runId, 'evaluate', input.round);
         checkBatchCost(asked, spent, judgingLimits(input), 'judging');
       }
-      log.info('judging batch', { round: input.round, requests: asked.requests, judgments: j.items.size });
+      log.info('judging batch', { round: input.round, requests: asked.requests, judgments: j.positions.size });
     },
   });
 }
@@ -178,7 +193,7 @@ export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectI
   await collectRound(j.ctx, input.round, input.batchId, j.workDir);
   let pending = 0;
   let cached = 0;
-  await eachUncached(j, input.round + 1, (_customId, material, state) => {
+  await eachUncached(j, input.round + 1, ({ material }, state) => {
     if (!state.done) {
       pending += 1;
       return;
