@@ -162,7 +162,7 @@ describe('judging through the OpenAI Batch API', function () {
     assert.deepEqual(Object.keys(result.winRates), MODELS);
   });
 
-  it('asks each distinct judgment once, in the place it first comes in the evaluate step\'s order', async () => {
+  it("asks each distinct judgment once, in the place it first comes in the evaluate step's order", async () => {
     llm.reset();
     llm.handle((req) => ({ content: verdictFor(req) }));
     // A second candidate with the first one's answers: every one of its judgments repeats one asked before.
@@ -177,11 +177,9 @@ describe('judging through the OpenAI Batch API', function () {
     const asked = requests.map((r) => /Question (\w+ \d+)/.exec(String(r.body.messages[1].content))![1]);
     assert.deepEqual(asked, walked);
     // Order 1 shows the baseline's answer first, order 2 the candidate's.
-    const firstAnswer = (r: (typeof requests)[number]) => /Answer\]\n(\S+)/.exec(String(r.body.messages[1].content))![1];
-    assert.deepEqual(
-      requests.slice(0, 2).map(firstAnswer),
-      ['one-off', first.name],
-    );
+    const firstAnswer = (r: (typeof requests)[number]) =>
+      /Answer\]\n(\S+)/.exec(String(r.body.messages[1].content))![1];
+    assert.deepEqual(requests.slice(0, 2).map(firstAnswer), ['one-off', first.name]);
   });
 
   it('judges nothing in batches for the offline judge, and refuses a batch without the cache', async () => {
