@@ -1,4 +1,4 @@
-import { NotFoundError, type ObjectStore } from '../../store';
+import type { ObjectStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 
 /**
@@ -42,13 +42,8 @@ export function answerCache(
   let failed: { error: unknown } | undefined;
   return {
     async get<T>(material: unknown) {
-      let text: string;
-      try {
-        text = await store.getText(cacheKey(kind, material));
-      } catch (err) {
-        if (err instanceof NotFoundError) return undefined;
-        throw err;
-      }
+      const text = await store.findText(cacheKey(kind, material));
+      if (text === undefined) return undefined;
       try {
         return JSON.parse(text) as T;
       } catch {
