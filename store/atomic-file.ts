@@ -18,9 +18,19 @@ async function ensureDir(dir: string, again = false): Promise<void> {
   madeDirs.add(dir);
 }
 
+/**
+ * What makes a temporary name unique: random per process (other processes may write the same key into a shared
+ * directory), then counted. Random bytes per write cost the many small answer-cache writes more than their rename.
+ */
+const tempPrefix = randomBytes(6).toString('hex');
+let tempCount = 0;
+
 /** The temporary sibling of `target`: its name ends in TEMP_SUFFIX, which `list` skips and no key may use. */
 function tempPathFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`);
+  return path.join(
+    path.dirname(target),
+    `.${path.basename(target)}.${tempPrefix}${(tempCount++).toString(36)}${TEMP_SUFFIX}`,
+  );
 }
 
 /** Runs `attempt`, and once more after creating the directory again when it vanished since we made it. */
@@ -74,11 +84,20 @@ const close = promisify(fsc.close);
 
 /**
  * `writeFileAtomically` for bytes in memory: written and flushed through one descriptor. With `flush` false the
- * flush is skipped (a third of the write's cost on a small file): still renamed into place whole, but a crash may
- * leave the file empty.
+ * flush is skipped (a third of the write's cost on a small file) and the file is opened, written and closed by one
+ * call (a promise per step cost more than the system calls): still renamed into place whole, but a crash may leave
+ * the file empty.
  */
 export async function writeBytesAtomically(target: string, body: string | Uint8Array, flush = true): Promise<void> {
   const dir = path.dirname(target);
+  if (!flush) {
+    await inDir(dir, () => {
+      const tmpPath = tempPathFor(target);
+      // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
+      return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
+    });
+    return;
+  }
   await inDir(dir, async () => {
     const tmpPath = tempPathFor(target);
     // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
@@ -86,7 +105,7 @@ export async function writeBytesAtomically(target: string, body: string | Uint8A
     await commit(tmpPath, target, async () => {
       try {
         await writeFile(fd, body);
-        if (flush) await fdatasync(fd);
+        await fdatasync(fd);
       } finally {
         await close(fd);
       }

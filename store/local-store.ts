@@ -1,8 +1,9 @@
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fs, readFile as readFileCallback } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { writeBytesAtomically, writeFileAtomically } from './atomic-file';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
@@ -15,6 +16,10 @@ import {
   type PutOptions,
   type WrittenObject,
 } from './object-store';
+
+// The callback API, not fs.promises: a FileHandle per read cost several times the read of a small object (an
+// answer-cache entry, looked up for every row a step scores).
+const readFile = promisify(readFileCallback);
 
 /** A directory used as an object store: the embedded default, needing no server. */
 export class LocalStore implements ObjectStore {
@@ -58,11 +63,20 @@ export class LocalStore implements ObjectStore {
   }
 
   async get(key: string): Promise<Buffer> {
-    return this.mapNotFound(key, () => fs.readFile(this.pathFor(key)));
+    return this.mapNotFound(key, () => readFile(this.pathFor(key)));
   }
 
   async getText(key: string): Promise<string> {
     return (await this.get(key)).toString('utf8');
+  }
+
+  async findText(key: string): Promise<string | undefined> {
+    try {
+      return (await readFile(this.pathFor(key))).toString('utf8');
+    } catch (err) {
+      if (isNotFoundCode(err)) return undefined;
+      throw err;
+    }
   }
 
   async getStream(key: string): Promise<Readable> {

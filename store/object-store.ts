@@ -30,6 +30,12 @@ export interface ObjectStore {
   getText(key: string): Promise<string>;
 
   /**
+   * `getText`, or undefined when the object is absent: for lookups that miss as often as they hit (the answer cache),
+   * with no error made for each miss.
+   */
+  findText(key: string): Promise<string | undefined>;
+
+  /**
    * The object as a byte stream, for reading a large object without holding it whole in memory.
    * @throws NotFoundError when the object is absent.
    */

@@ -181,6 +181,15 @@ export class S3Store implements ObjectStore {
     return (await this.get(key)).toString('utf8');
   }
 
+  async findText(key: string): Promise<string | undefined> {
+    try {
+      return await this.getText(key);
+    } catch (err) {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }
+  }
+
   /**
    * Opening waits out outages like any request; a read that breaks mid-stream (the connection reset or cut short)
    * reopens the same version of the object at the byte where it stopped, so the reader sees one unbroken stream.

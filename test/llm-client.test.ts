@@ -181,4 +181,32 @@ describe('LLM requests and the activity cancellation signal', () => {
       await llm.stop();
     }
   });
+
+  it('abort a request sent again after a rate limit, which went out on a signal of its own', async () => {
+    const llm = await startFakeOpenAI({ apiKey: 'sk-test' });
+    try {
+      const endpoint = endpointFor(
+        'auto',
+        'input.scorer.kind',
+        { PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-test' },
+        { maxRetries: 0, timeoutSeconds: 30 },
+      )!;
+      let sent = 0;
+      // The first send is answered 429 (no client retries left: `complete` sends it again), the second hangs.
+      llm.handle(() =>
+        sent++ === 0 ? { status: 429, retryAfterMs: 10 } : { delayMs: 20_000, then: { content: '3' } },
+      );
+      const cancelling = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      const started = Date.now();
+      const pending = cancelling.run(() =>
+        complete(endpoint, { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] }, 'input.scorer.model'),
+      );
+      while (sent < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+      cancelling.cancel();
+      await assert.rejects(pending);
+      assert.ok(Date.now() - started < 10_000, `${Date.now() - started} ms`);
+    } finally {
+      await llm.stop();
+    }
+  });
 });

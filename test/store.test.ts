@@ -56,6 +56,14 @@ function describeStoreContract(
       assert.deepEqual(await store.head('rt/empty'), { size: 0 });
     });
 
+    it('finds an object as text, and an absent one (a missing key, a key below an object) as undefined', async () => {
+      await store.put('find/text.txt', 'héllo\n');
+      assert.equal(await store.findText('find/text.txt'), 'héllo\n');
+      assert.equal(await store.findText('find/absent.txt'), undefined);
+      assert.equal(await store.findText('find/text.txt/below'), undefined);
+      await assert.rejects(store.findText('../outside'), /invalid object key/);
+    });
+
     it('overwrites an existing object', async () => {
       await store.put('ow/x', 'first');
       await store.put('ow/x', 'second');

@@ -1,4 +1,4 @@
-import { NotFoundError, type ObjectStore } from '../../store';
+import type { ObjectStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 
 /**
@@ -15,6 +15,7 @@ import { hashInputs } from '../artifacts/hashing';
  *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json
  */
 export interface AnswerCache {
+  /** The entry of `material`, which is not to change after: its key is kept for the `put` that follows a miss. */
   get<T>(material: unknown): Promise<T | undefined>;
   /** Starts writing an entry; the row that bought it does not wait for the write. */
   put(material: unknown, value: unknown): void;
@@ -40,15 +41,21 @@ export function answerCache(
   if (!enabled) return off;
   const writing = new Set<Promise<void>>();
   let failed: { error: unknown } | undefined;
+  // The key of a material looked up, for the write that follows a miss: hashed once per answer, not twice.
+  const keys = new WeakMap<object, string>();
+  const keyOf = (material: unknown): string => {
+    if (typeof material !== 'object' || material === null) return cacheKey(kind, material);
+    let key = keys.get(material);
+    if (key === undefined) {
+      key = cacheKey(kind, material);
+      keys.set(material, key);
+    }
+    return key;
+  };
   return {
     async get<T>(material: unknown) {
-      let text: string;
-      try {
-        text = await store.getText(cacheKey(kind, material));
-      } catch (err) {
-        if (err instanceof NotFoundError) return undefined;
-        throw err;
-      }
+      const text = await store.findText(keyOf(material));
+      if (text === undefined) return undefined;
       try {
         return JSON.parse(text) as T;
       } catch {
@@ -56,11 +63,12 @@ export function answerCache(
       }
     },
     put(material: unknown, value: unknown) {
-      const write = store.put(cacheKey(kind, material), JSON.stringify(value), { durable }).catch((error: unknown) => {
+      const written = () => void writing.delete(write);
+      const write = store.put(keyOf(material), JSON.stringify(value), { durable }).then(written, (error: unknown) => {
         failed ??= { error };
+        written();
       });
       writing.add(write);
-      void write.finally(() => writing.delete(write));
     },
     async flush() {
       await Promise.all(writing);

@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
-import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { workerDefaults } from '../validate/worker-defaults';
 import { outageToleranceMs, waitOutOutages } from '../../store/outage';
@@ -49,8 +49,7 @@ export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmE
       // Every response, the ones the client retries on its own included, tells the gate about the endpoint's limits;
       // the client's own retries wait for their turn too (the first send waited in `complete`).
       fetch: async (url: string | URL | Request, init?: RequestInit) => {
-        const retry = Number(new Headers(init?.headers).get('x-stainless-retry-count') ?? 0);
-        if (retry > 0) {
+        if (retryCount(init?.headers) > 0) {
           const body = typeof init?.body === 'string' ? init.body.length : 0;
           await gate.acquire(Math.ceil(body / 4), init?.signal ?? undefined);
         }
@@ -66,6 +65,13 @@ export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmE
     gate,
     ...(opts.meter && { meter: opts.meter }),
   };
+}
+
+/** Which send of a request this is, as the client numbers it (0: the first). */
+function retryCount(headers: HeadersInit | undefined): number {
+  // The client hands over a Headers object: read it as it is, not through a copy of every header.
+  const all = headers instanceof Headers ? headers : new Headers(headers);
+  return Number(all.get('x-stainless-retry-count') ?? 0);
 }
 
 /**
@@ -160,6 +166,7 @@ export async function complete(
   const operation = `POST ${endpoint.baseURL}/chat/completions`;
   const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
   const cost = estimateTokens(params);
+  let sends = 0;
   try {
     return await waitOutOutages(
       async () => {
@@ -169,7 +176,7 @@ export async function complete(
           let replied: Awaited<ReturnType<typeof ask>> | undefined;
           try {
             await endpoint.gate.acquire(cost, signal);
-            replied = await ask(endpoint, params, signal);
+            replied = await ask(endpoint, params, signal, sends++ > 0);
             return { content: replied.content };
           } catch (err) {
             const status = err instanceof OpenAI.APIError ? err.status : undefined;
@@ -233,18 +240,29 @@ export async function callEndpoint<T>(
   }
 }
 
-/** One send of the request, on a signal of its own: the client leaves a listener on the signal it is given. */
-async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
-  const attempt = new AbortController();
-  const abort = () => attempt.abort(signal.reason);
+/**
+ * One send of the request. The client leaves a listener on the signal it is given: the first send is given the
+ * request's own signal, which goes with the request; a request sent again (a rate limit or an outage waited out, for
+ * as long as PIFT_OUTAGE_TOLERANCE) gets a signal per send, so that the listeners do not pile up on it.
+ */
+async function ask(
+  endpoint: LlmEndpoint,
+  params: ChatCompletionCreateParamsNonStreaming,
+  signal: AbortSignal,
+  again: boolean,
+) {
+  if (!again) return answer(await endpoint.client.chat.completions.create(params, { signal }));
+  const send = new AbortController();
+  const abort = () => send.abort(signal.reason);
   signal.addEventListener('abort', abort, { once: true });
   try {
-    const reply = await endpoint.client.chat.completions.create(params, { signal: attempt.signal });
-    return { content: reply.choices?.[0]?.message?.content ?? '', usage: reply.usage };
+    return answer(await endpoint.client.chat.completions.create(params, { signal: send.signal }));
   } finally {
     signal.removeEventListener('abort', abort);
   }
 }
+
+const answer = (reply: ChatCompletion) => ({ content: reply.choices?.[0]?.message?.content ?? '', usage: reply.usage });
 
 /** The requests in flight of each activity, aborted together by one listener on its cancellation signal. */
 const requestsOf = new WeakMap<AbortSignal, Set<AbortController>>();

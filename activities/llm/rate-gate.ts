@@ -69,7 +69,9 @@ interface Waiter {
 }
 
 export class RateGate {
-  private readonly configured: { requests?: Bucket; tokens?: Bucket } = {};
+  /** The budget's buckets and the endpoint's: a request takes one from each request bucket, its cost from each other. */
+  private readonly requestBuckets: Bucket[] = [];
+  private readonly tokenBuckets: Bucket[] = [];
   private readonly announced: { requests?: Bucket; tokens?: Bucket } = {};
   private pausedUntil = 0;
   private readonly queue: Waiter[] = [];
@@ -84,14 +86,16 @@ export class RateGate {
     private readonly now: () => number = Date.now,
   ) {
     const t = now();
-    if (budget.requestsPerMinute) this.configured.requests = new Bucket(budget.requestsPerMinute, t);
-    if (budget.tokensPerMinute) this.configured.tokens = new Bucket(budget.tokensPerMinute, t);
+    if (budget.requestsPerMinute) this.requestBuckets.push(new Bucket(budget.requestsPerMinute, t));
+    if (budget.tokensPerMinute) this.tokenBuckets.push(new Bucket(budget.tokensPerMinute, t));
     this.lastAnswerAt = t;
   }
 
   /** Resolves when a request costing `cost` tokens may be sent; rejects with the signal's reason when it aborts. */
   acquire(cost: number, signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return Promise.reject(signal.reason);
+    // Nobody waiting and the budget allows it: through at once, with no waiter nor listener made for it.
+    if (!this.queue.length && this.turn(cost, this.now()) === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const waiter: Waiter = { cost, resolve, reject, signal };
       if (signal) {
@@ -115,7 +119,7 @@ export class RateGate {
       this.rateLimited += 1;
       const wait = retryAfterMs(headers) ?? DEFAULT_PAUSE_MS;
       this.pauseUntil(now + wait);
-      for (const b of this.buckets()) b.atMost(0, now);
+      for (const b of this.requestBuckets) b.atMost(0, now);
     } else if (status < 500) {
       this.lastAnswerAt = now;
     }
@@ -124,8 +128,12 @@ export class RateGate {
       if (limit !== undefined && limit > 0) {
         const known = this.announced[kind];
         if (known) known.setLimit(limit);
-        // Requests sent before the limit was known are still on their way there: start from an empty bucket.
-        else this.announced[kind] = new Bucket(limit, now, 0);
+        else {
+          // Requests sent before the limit was known are still on their way there: start from an empty bucket.
+          const bucket = new Bucket(limit, now, 0);
+          this.announced[kind] = bucket;
+          (kind === 'requests' ? this.requestBuckets : this.tokenBuckets).push(bucket);
+        }
       }
       const remaining = numberHeader(headers, `x-ratelimit-remaining-${kind}`);
       if (remaining === undefined) continue;
@@ -143,12 +151,15 @@ export class RateGate {
     if (t > this.pausedUntil) this.pausedUntil = t;
   }
 
-  private *buckets(): Generator<Bucket> {
-    for (const b of [this.configured.requests, this.announced.requests]) if (b) yield b;
-  }
-
-  private tokenBuckets(): Bucket[] {
-    return [this.configured.tokens, this.announced.tokens].filter((b): b is Bucket => b !== undefined);
+  /** Ms until a request costing `cost` tokens may be sent; 0 when it may go now, and then it is taken from the budget. */
+  private turn(cost: number, now: number): number {
+    let wait = Math.max(0, this.pausedUntil - now);
+    for (const b of this.requestBuckets) wait = Math.max(wait, b.waitFor(1, now));
+    for (const b of this.tokenBuckets) wait = Math.max(wait, b.waitFor(cost, now));
+    if (wait > 0) return wait;
+    for (const b of this.requestBuckets) b.take(1);
+    for (const b of this.tokenBuckets) b.take(cost);
+    return 0;
   }
 
   /** Lets waiters through in order while the budget allows, then sleeps until the head's turn. */
@@ -158,17 +169,12 @@ export class RateGate {
       this.timer = undefined;
     }
     while (this.queue.length) {
-      const now = this.now();
       const head = this.queue[0];
-      let wait = Math.max(0, this.pausedUntil - now);
-      for (const b of this.buckets()) wait = Math.max(wait, b.waitFor(1, now));
-      for (const b of this.tokenBuckets()) wait = Math.max(wait, b.waitFor(head.cost, now));
+      const wait = this.turn(head.cost, this.now());
       if (wait > 0) {
         this.timer = setTimeout(() => this.pump(), wait);
         return;
       }
-      for (const b of this.buckets()) b.take(1);
-      for (const b of this.tokenBuckets()) b.take(head.cost);
       this.queue.shift();
       if (head.onAbort) head.signal?.removeEventListener('abort', head.onAbort);
       head.resolve();

@@ -12,20 +12,30 @@ import type { ScoreRow } from './score-difficulty';
 
 const DECODING = { temperature: 0, n: 1, max_tokens: 8 } as const;
 
-/** One ask of one row's difficulty. */
-export const scoreRequest = (model: string, row: DatasetRow): ChatCompletionCreateParamsNonStreaming => ({
+/** One ask of one row's difficulty (`messages`: the row's, when the caller has built them already). */
+export const scoreRequest = (
+  model: string,
+  row: DatasetRow,
+  messages = scoreMessagesFor(row),
+): ChatCompletionCreateParamsNonStreaming => ({
   model,
-  messages: scoreMessagesFor(row),
+  messages,
   ...DECODING,
 });
 
 /** The answer cache's material of a row's score. Its bytes are the cache's keys: never reorder or rename them. */
-export const scoreCacheMaterial = (model: string, promptSha256: string, samples: number, row: DatasetRow) => ({
+export const scoreCacheMaterial = (
+  model: string,
+  promptSha256: string,
+  samples: number,
+  row: DatasetRow,
+  messages = scoreMessagesFor(row),
+) => ({
   model,
   prompt: promptSha256,
   decoding: { ...DECODING },
   samples,
-  text: sha256(JSON.stringify(scoreMessagesFor(row))),
+  text: sha256(JSON.stringify(messages)),
 });
 
 /** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */

@@ -1,4 +1,5 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -22,7 +23,7 @@ import {
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { scorePromptFor } from './score-prompt';
+import { scoreMessagesFor, scorePromptFor } from './score-prompt';
 import {
   cachedScore,
   parsedSample,
@@ -96,11 +97,14 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
     offline: false,
     meter: endpoint.meter,
     score: async (row) => {
+      // The row's prompt is built once: for every sample and re-ask, and for the cache key.
+      const messages = scoreMessagesFor(row);
+      const request = scoreRequest(source.model, row, messages);
       // The key hashes the row's whole prompt: not worth it on every row when the cache is off.
-      const material = cached ? scoreCacheMaterial(source.model, promptSha256, samples, row) : undefined;
+      const material = cached ? scoreCacheMaterial(source.model, promptSha256, samples, row, messages) : undefined;
       const hit = material && (await cache.get<Omit<ScoreRow, 'id'>>(material));
       if (hit) return { id: row.id, ...hit };
-      const scored = await askSamples(endpoint, source, row, input.scorer.parseRetries, samples, promptSha256);
+      const scored = await askSamples(endpoint, source, row, request, input.scorer.parseRetries, samples, promptSha256);
       if (material && scored.score !== null) cache.put(material, cachedScore(scored));
       return scored;
     },
@@ -113,26 +117,27 @@ async function askSamples(
   endpoint: LlmEndpoint,
   source: ModelSource,
   row: DatasetRow,
+  request: ChatCompletionCreateParamsNonStreaming,
   parseRetries: number,
   samples: number,
   promptSha256: string,
 ): Promise<ScoreRow> {
   const asked = await Promise.all(
-    Array.from({ length: Math.max(1, samples) }, () => askScore(endpoint, source, row, parseRetries)),
+    Array.from({ length: Math.max(1, samples) }, () => askScore(endpoint, source.setting, request, parseRetries)),
   );
   return scoreRowFromSamples(row.id, source.model, promptSha256, asked);
 }
 
 async function askScore(
   endpoint: LlmEndpoint,
-  { model, setting }: ModelSource,
-  row: DatasetRow,
+  setting: string,
+  request: ChatCompletionCreateParamsNonStreaming,
   parseRetries: number,
 ): Promise<Asked> {
   let asked: Asked = { score: null, raw: '', error: 'unparseable answer: ' };
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
     // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
-    const reply = await complete(endpoint, scoreRequest(model, row), setting);
+    const reply = await complete(endpoint, request, setting);
     if ('rejected' in reply) return rejectedSample(reply.rejected);
     asked = parsedSample(reply.content);
     if (asked.score !== null) return asked;
