@@ -17,12 +17,37 @@ npx --no-install tsc --noEmit -p . || failed_checks=$((failed_checks + 1))
 npx --no-install eslint . || failed_checks=$((failed_checks + 1))
 
 echo "== typescript tests"
-npx --no-install mocha 'test/**/*.test.ts' 2>&1 | tee .pift/test-logs/mocha.log
-ts_status=${PIPESTATUS[0]}
-ts_passed=$(grep -oE '^ *[0-9]+ passing' .pift/test-logs/mocha.log | grep -oE '[0-9]+' || echo 0)
-ts_failed=$(grep -oE '^ *[0-9]+ failing' .pift/test-logs/mocha.log | grep -oE '[0-9]+' || echo 0)
-# A crash before mocha's summary still has to count as a failure.
-if [ "$ts_status" -ne 0 ] && [ "$ts_failed" -eq 0 ]; then ts_failed=1; fi
+# Mocha runs in PIFT_TEST_GROUPS processes (default 2), each with its own servers, the files dealt out by their
+# measured time (scripts/mocha-groups.mjs): most of a test's time is a server or a trainer child to wait on.
+mapfile -t groups < <(node scripts/mocha-groups.mjs "${PIFT_TEST_GROUPS:-2}")
+group_pids=()
+for i in "${!groups[@]}"; do
+  [ "$i" -eq 0 ] && continue
+  # shellcheck disable=SC2086 # a group is a list of file names without spaces
+  npx --no-install mocha ${groups[$i]} > ".pift/test-logs/mocha-$i.log" 2>&1 &
+  group_pids+=("$!")
+done
+trap 'kill "$py_pid" "${group_pids[@]}" 2>/dev/null' INT TERM
+# shellcheck disable=SC2086
+npx --no-install mocha ${groups[0]} 2>&1 | tee .pift/test-logs/mocha-0.log
+statuses=("${PIPESTATUS[0]}")
+for i in "${!group_pids[@]}"; do
+  wait "${group_pids[$i]}"
+  statuses+=("$?")
+  echo "== typescript tests, group $((i + 2)) of ${#groups[@]}, run alongside"
+  cat ".pift/test-logs/mocha-$((i + 1)).log"
+done
+ts_passed=0
+ts_failed=0
+for i in "${!groups[@]}"; do
+  log=".pift/test-logs/mocha-$i.log"
+  group_passed=$(grep -oE '^ *[0-9]+ passing' "$log" | grep -oE '[0-9]+' || echo 0)
+  group_failed=$(grep -oE '^ *[0-9]+ failing' "$log" | grep -oE '[0-9]+' || echo 0)
+  # A crash before mocha's summary still has to count as a failure.
+  if [ "${statuses[$i]}" -ne 0 ] && [ "$group_failed" -eq 0 ]; then group_failed=1; fi
+  ts_passed=$((ts_passed + group_passed))
+  ts_failed=$((ts_failed + group_failed))
+done
 
 echo "== python tests (trainer), run alongside the TypeScript tests"
 wait "$py_pid"
