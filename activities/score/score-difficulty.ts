@@ -278,6 +278,8 @@ export interface ScoreTally {
  */
 export async function scoreIntoFile(o: {
   rows: AsyncIterable<DatasetRow>;
+  /** How many rows `rows` holds (as a first read counted them): a stored part is used when it has all of its rows. */
+  rowCount: number;
   partRows: number;
   firstPart: number;
   partKey: (index: number) => string;
@@ -297,10 +299,11 @@ export async function scoreIntoFile(o: {
     await runPool<DatasetRow, ScoreRow>({
       parts: inParts(o.rows, o.partRows, o.firstPart),
       concurrency: o.concurrency,
-      load: async ({ index, items }) => {
+      load: async ({ index }) => {
         if (!(await store.exists(partKey(index)))) return undefined;
         const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
-        return stored.length === items.length ? stored : undefined;
+        const rows = Math.min(o.partRows, o.rowCount - (index - o.firstPart) * o.partRows);
+        return stored.length === rows ? stored : undefined;
       },
       work: async (row) => {
         const s = await o.scorer.score(row);
@@ -381,6 +384,7 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
       const scoresPath = join(work, 'scores.jsonl');
       const tally = await scoreIntoFile({
         rows: dataset.reread(),
+        rowCount: read.rows,
         partRows,
         firstPart: 0,
         partKey,
