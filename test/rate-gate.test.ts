@@ -127,4 +127,58 @@ describe('row pool', () => {
     await new Promise((r) => setTimeout(r, 50));
     assert.ok(Math.max(...started) <= 4, `started ${started.join(',')}`);
   });
+
+  it('pulls an item from its part only when a slot is free, so a large part never holds its rows', async () => {
+    let pulled = 0;
+    let answered = 0;
+    let most = 0;
+    function* rows() {
+      for (let i = 0; i < 3000; i++) {
+        pulled += 1;
+        // Rows read but not yet answered: what the pool keeps alive (the part boundary may read one ahead).
+        most = Math.max(most, pulled - answered);
+        yield i;
+      }
+    }
+    const emitted: number[] = [];
+    await runPool<number, number>({
+      parts: inParts(rows(), 1000),
+      concurrency: 4,
+      load: async () => undefined,
+      work: async (i) => {
+        await new Promise((r) => setImmediate(r));
+        answered += 1;
+        return i;
+      },
+      save: async () => {},
+      emit: (_, results) => void emitted.push(...results),
+    });
+    assert.ok(most <= 5, `${most} rows were read and not yet answered at once`);
+    assert.deepEqual(
+      emitted,
+      Array.from({ length: 3000 }, (_, i) => i),
+    );
+  });
+
+  it('cuts rows into parts as they are read, a part left half read skipped to its end', async () => {
+    const parts = inParts(
+      Array.from({ length: 10 }, (_, i) => i),
+      4,
+      7,
+    );
+    const seen: Array<[number, number[]]> = [];
+    for await (const { index, items } of parts) {
+      const taken: number[] = [];
+      for await (const item of items) {
+        taken.push(item);
+        if (index === 7 && taken.length === 2) break;
+      }
+      seen.push([index, taken]);
+    }
+    assert.deepEqual(seen, [
+      [7, [0, 1]],
+      [8, [4, 5, 6, 7]],
+      [9, [8, 9]],
+    ]);
+  });
 });

@@ -165,7 +165,9 @@ export class JsonRecordSplitter {
     } else if (this.streaming) {
       checkPartialRowSize(this.source, this.line, buffered, this.maxRowBytes);
     }
-    this.pending = buffered;
+    // A copy, not a slice: a sliced string keeps its whole parent (this chunk of text) alive until the next push,
+    // long enough, while the chunk's rows are scored, to be promoted to the old generation.
+    this.pending = Buffer.from(buffered, 'utf8').toString('utf8');
     return records;
   }
 

@@ -142,7 +142,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
             { file: this.source, field: 'input.datasetFormat' },
           );
         }
-        yield* records;
+        yield* handedOn(records);
       }
       yield* splitter.end();
     }
@@ -169,6 +169,19 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     } finally {
       if (scratch) await rm(scratch, { force: true });
     }
+  }
+}
+
+/**
+ * The records of a chunk one by one, each let go by the array as it is handed on: a chunk's records would otherwise
+ * all live until the consumer, which may be scoring them one at a time, reached its last, long enough to outlive
+ * young-generation collections and be promoted (the old generation then grows with the dataset's size).
+ */
+function* handedOn(records: SourceRecord[]): Generator<SourceRecord> {
+  for (let i = 0; i < records.length; i++) {
+    const record = records[i];
+    (records as Array<SourceRecord | undefined>)[i] = undefined;
+    yield record;
   }
 }
 

@@ -165,7 +165,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const keyOf = (i: number) => keys.judgments(pairs[i].candidate.name, pairs[i].bench, inputsHash);
       /** One prompt to judge in both orders, with both answers; parts are the (candidate, benchmark) files. */
       type Item = { prompt: BenchmarkPrompt; candidate: string; baseline: string };
-      async function* judgeParts(): AsyncGenerator<PoolPart<Item>> {
+      async function* judgeParts(): AsyncGenerator<PoolPart<Item> & { items: Item[] }> {
         for (const [index, { candidate, bench }] of pairs.entries()) {
           const [mine, theirs] = await Promise.all([answersOf(candidate, bench), answersOf(input.baseline, bench)]);
           const items = prompts.get(bench)!.map((prompt) => ({
@@ -211,10 +211,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         parts: judgeParts(),
         // Each item sends its two orders at once: `concurrency` counts requests.
         concurrency: Math.max(1, Math.ceil(input.concurrency / 2)),
-        load: async ({ index, items }) => {
+        load: async ({ index }) => {
           if (!(await store.exists(keyOf(index)))) return undefined;
           const stored = fromJsonl<Judgment>(await store.getText(keyOf(index)));
-          return stored.length === items.length ? stored : undefined;
+          return stored.length === prompts.get(pairs[index].bench)!.length ? stored : undefined;
         },
         work: async ({ prompt: p, candidate: cand, baseline: baseAns }) => {
           const question = judgeQuestion(p.instruction, p.input);
@@ -346,7 +346,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 }
 
 async function judgedPrompts(
-  parts: AsyncIterable<PoolPart<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }>>,
+  parts: AsyncIterable<{ items: Array<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }> }>,
 ) {
   const all: JudgedPrompt[] = [];
   for await (const { items } of parts) {

@@ -68,7 +68,7 @@ export function llmEndpoint(env: NodeJS.ProcessEnv, opts: EndpointOptions): LlmE
 }
 
 /** Which send of a request this is, as the client numbers it (0: the first). */
-function retryCount(headers: HeadersInit | undefined): number {
+function retryCount(headers: ConstructorParameters<typeof Headers>[0]): number {
   // The client hands over a Headers object: read it as it is, not through a copy of every header.
   const all = headers instanceof Headers ? headers : new Headers(headers);
   return Number(all.get('x-stainless-retry-count') ?? 0);

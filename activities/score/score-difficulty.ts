@@ -8,7 +8,7 @@ import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
@@ -33,7 +33,7 @@ import {
   scoreRowFromSamples,
   type Asked,
 } from './score-answers';
-import { storedScoreRow } from './score-rows';
+import { OpenPartLines } from './part-lines';
 import { countOnClosedScale } from './histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
@@ -278,6 +278,8 @@ export interface ScoreTally {
  */
 export async function scoreIntoFile(o: {
   rows: AsyncIterable<DatasetRow>;
+  /** How many rows `rows` holds (as a first read counted them): a stored part is used when it has all of its rows. */
+  rowCount: number;
   partRows: number;
   firstPart: number;
   partKey: (index: number) => string;
@@ -292,38 +294,48 @@ export async function scoreIntoFile(o: {
   const { store, partKey, progress } = o;
   const tally: ScoreTally = { rows: 0, failed: 0, histogram: {}, failedParts: [] };
   const scoresFile = await LineWriter.create(o.scoresPath);
+  const answers = new OpenPartLines();
   try {
     // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-    await runPool<DatasetRow, ScoreRow>({
+    await runPool<DatasetRow, number>({
       parts: inParts(o.rows, o.partRows, o.firstPart),
       concurrency: o.concurrency,
-      load: async ({ index, items }) => {
+      load: async ({ index }) => {
         if (!(await store.exists(partKey(index)))) return undefined;
         const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
-        return stored.length === items.length ? stored : undefined;
+        const rows = Math.min(o.partRows, o.rowCount - (index - o.firstPart) * o.partRows);
+        if (stored.length !== rows) return undefined;
+        const lines = answers.of(index);
+        return stored.map((r) => lines.add(r));
       },
-      work: async (row) => {
+      work: async (row, { index }) => {
         const s = await o.scorer.score(row);
         progress.answered += 1;
         heartbeat(progress);
-        return s;
+        return answers.of(index).add(s);
       },
-      save: async ({ index }, scored) => {
-        await store.put(partKey(index), toJsonl(scored));
+      save: async ({ index }, slots) => {
+        await store.put(partKey(index), answers.of(index).partJsonl(slots));
       },
-      emit: async ({ index }, scored) => {
+      emit: async ({ index }, slots) => {
+        const lines = answers.of(index);
         let failedHere = false;
-        for (const r of scored) {
-          await scoresFile.text(JSON.stringify(storedScoreRow(r)));
-          countOnClosedScale(tally.histogram, r.score);
-          if (r.score !== null) continue;
+        for (const slot of slots) {
+          await scoresFile.line(lines.scoresLine(slot));
+          const score = lines.score(slot);
+          countOnClosedScale(tally.histogram, score);
+          if (score !== null) continue;
           tally.failed += 1;
-          tally.firstFailure ??= { id: r.id, raw: r.raw };
+          if (!tally.firstFailure) {
+            const { id, raw } = lines.row(slot);
+            tally.firstFailure = { id, raw };
+          }
           failedHere = true;
         }
+        answers.release(index);
         if (failedHere) tally.failedParts.push(index);
-        tally.rows += scored.length;
-        progress.scored += scored.length;
+        tally.rows += slots.length;
+        progress.scored += slots.length;
       },
     });
   } finally {
@@ -381,6 +393,7 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
       const scoresPath = join(work, 'scores.jsonl');
       const tally = await scoreIntoFile({
         rows: dataset.reread(),
+        rowCount: read.rows,
         partRows,
         firstPart: 0,
         partKey,

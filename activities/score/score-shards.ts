@@ -241,6 +241,7 @@ export async function scoreShard(
         const scoresPath = join(work, 'scores.jsonl');
         const tally = await scoreIntoFile({
           rows: streamJsonl<DatasetRow>(store, shardKeys.rows(shard)),
+          rowCount: rows,
           partRows: plan.partRows,
           firstPart: (shard * plan.shardRows) / plan.partRows,
           partKey: (i) => keys.part(plan.inputsHash, i),

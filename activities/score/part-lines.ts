@@ -1,0 +1,110 @@
+import { storedScoreRow } from './score-rows';
+import type { ScoreRow } from './score-difficulty';
+
+const NEWLINE = 0x0a;
+
+/**
+ * The answers of one open part of the score step, kept as the bytes they are written as (the part's line and the
+ * scores.jsonl line) and their score, not as objects. A part of a million-row step holds 1,000 answers for as long
+ * as its slowest row takes: objects kept that long outlive young-generation collections and are promoted, and the
+ * old generation then grows with the dataset until a full collection. The buffers are used again by later parts.
+ */
+export class PartLines {
+  private bytes = Buffer.allocUnsafe(64 * 1024);
+  private used = 0;
+  /** Per slot: start and length of the part's line, then of the scores.jsonl line. */
+  private spans = new Uint32Array(4 * 1024);
+  private scores = new Float64Array(1024);
+  private slots = 0;
+  private out = Buffer.allocUnsafe(0);
+
+  /** Keeps `row`'s lines; returns its slot. */
+  add(row: ScoreRow): number {
+    const slot = this.slots++;
+    if (slot === this.scores.length) {
+      this.spans = grown(this.spans, 2 * this.spans.length);
+      this.scores = grown(this.scores, 2 * this.scores.length);
+    }
+    this.scores[slot] = row.score ?? NaN;
+    this.keep(4 * slot, JSON.stringify(row));
+    this.keep(4 * slot + 2, JSON.stringify(storedScoreRow(row)));
+    return slot;
+  }
+
+  private keep(at: number, line: string): void {
+    const length = Buffer.byteLength(line);
+    if (this.used + length > this.bytes.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(2 * this.bytes.length, this.used + length));
+      this.bytes.copy(bigger, 0, 0, this.used);
+      this.bytes = bigger;
+    }
+    this.spans[at] = this.used;
+    this.spans[at + 1] = length;
+    this.used += this.bytes.write(line, this.used);
+  }
+
+  /** The part's stored bytes (as toJsonl writes its rows), its slots in order; valid until the next call. */
+  partJsonl(slots: readonly number[]): Buffer {
+    let size = 0;
+    for (const slot of slots) size += this.spans[4 * slot + 1] + 1;
+    if (this.out.length < size) this.out = Buffer.allocUnsafe(size);
+    let at = 0;
+    for (const slot of slots) {
+      at += this.bytes.copy(this.out, at, this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]);
+      this.out[at++] = NEWLINE;
+    }
+    return this.out.subarray(0, at);
+  }
+
+  /** The slot's scores.jsonl line, without its line break; valid until the part is released. */
+  scoresLine(slot: number): Buffer {
+    return this.bytes.subarray(this.spans[4 * slot + 2], this.spans[4 * slot + 2] + this.spans[4 * slot + 3]);
+  }
+
+  /** The slot's score, null when it has none. */
+  score(slot: number): number | null {
+    const s = this.scores[slot];
+    return Number.isNaN(s) ? null : s;
+  }
+
+  /** The slot's row as it was added (parsed again: only wanted for the rare row without a score). */
+  row(slot: number): ScoreRow {
+    return JSON.parse(
+      this.bytes.toString('utf8', this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]),
+    );
+  }
+
+  clear(): void {
+    this.used = 0;
+    this.slots = 0;
+  }
+}
+
+function grown<A extends Uint32Array | Float64Array>(array: A, length: number): A {
+  const bigger = new (array.constructor as new (n: number) => A)(length);
+  bigger.set(array);
+  return bigger;
+}
+
+/** A PartLines per open part, numbered as the parts are; released ones are used again. */
+export class OpenPartLines {
+  private readonly open = new Map<number, PartLines>();
+  private readonly free: PartLines[] = [];
+
+  of(index: number): PartLines {
+    let lines = this.open.get(index);
+    if (!lines) {
+      lines = this.free.pop() ?? new PartLines();
+      this.open.set(index, lines);
+    }
+    return lines;
+  }
+
+  release(index: number): void {
+    const lines = this.open.get(index);
+    if (!lines) return;
+    this.open.delete(index);
+    lines.clear();
+    this.free.push(lines);
+  }
+}
