@@ -160,25 +160,28 @@ describe('row pool', () => {
     );
   });
 
-  it('cuts rows into parts as they are read, a part left half read skipped to its end', async () => {
+  it('cuts rows into parts as they are read, a part left half read or unread skipped to its end', async () => {
     const parts = inParts(
-      Array.from({ length: 10 }, (_, i) => i),
+      Array.from({ length: 14 }, (_, i) => i),
       4,
       7,
     );
     const seen: Array<[number, number[]]> = [];
     for await (const { index, items } of parts) {
       const taken: number[] = [];
-      for await (const item of items) {
-        taken.push(item);
-        if (index === 7 && taken.length === 2) break;
+      if (index !== 8) {
+        for await (const item of items) {
+          taken.push(item);
+          if (index === 7 && taken.length === 2) break;
+        }
       }
       seen.push([index, taken]);
     }
     assert.deepEqual(seen, [
       [7, [0, 1]],
-      [8, [4, 5, 6, 7]],
-      [9, [8, 9]],
+      [8, []],
+      [9, [8, 9, 10, 11]],
+      [10, [12, 13]],
     ]);
   });
 });

@@ -196,6 +196,8 @@ export async function* inParts<T>(
         }
       };
       yield { index, items: { [Symbol.asyncIterator]: items } };
+      // A part whose items were never pulled still owns the row read to make it.
+      if (head) taken += 1;
       head = undefined;
       while (taken < size && (await next())) taken += 1;
     }
