@@ -148,16 +148,20 @@ describe('LLM requests', () => {
 });
 
 describe('LLM requests and the activity cancellation signal', () => {
-  it('leave no listener on it, and are still aborted by it', async () => {
+  const request = { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] };
+  /** A fake server and an endpoint on it that makes no client retries of its own. */
+  async function withEndpoint(timeoutSeconds: number, fn: (llm: FakeOpenAI, endpoint: LlmEndpoint) => Promise<void>) {
     const llm = await startFakeOpenAI({ apiKey: 'sk-test' });
     try {
-      const endpoint = endpointFor(
-        'auto',
-        'input.scorer.kind',
-        { PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-test' },
-        { maxRetries: 0, timeoutSeconds: 5 },
-      )!;
-      const request = { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] };
+      const env = { PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-test' };
+      await fn(llm, endpointFor('auto', 'input.scorer.kind', env, { maxRetries: 0, timeoutSeconds })!);
+    } finally {
+      await llm.stop();
+    }
+  }
+
+  it('leave no listener on it, and are still aborted by it', async () => {
+    await withEndpoint(5, async (llm, endpoint) => {
       const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
       const counts = (await mock.run(async () => {
         const signal = Context.current().cancellationSignal;
@@ -177,20 +181,11 @@ describe('LLM requests and the activity cancellation signal', () => {
       setTimeout(() => cancelling.cancel(), 200);
       await assert.rejects(pending);
       assert.ok(Date.now() - started < 5_000);
-    } finally {
-      await llm.stop();
-    }
+    });
   });
 
   it('abort a request sent again after a rate limit, which went out on a signal of its own', async () => {
-    const llm = await startFakeOpenAI({ apiKey: 'sk-test' });
-    try {
-      const endpoint = endpointFor(
-        'auto',
-        'input.scorer.kind',
-        { PIFT_OPENAI_BASE_URL: llm.baseURL, OPENAI_API_KEY: 'sk-test' },
-        { maxRetries: 0, timeoutSeconds: 30 },
-      )!;
+    await withEndpoint(30, async (llm, endpoint) => {
       let sent = 0;
       // The first send is answered 429 (no client retries left: `complete` sends it again), the second hangs.
       llm.handle(() =>
@@ -198,15 +193,11 @@ describe('LLM requests and the activity cancellation signal', () => {
       );
       const cancelling = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
       const started = Date.now();
-      const pending = cancelling.run(() =>
-        complete(endpoint, { model: 'm', messages: [{ role: 'user' as const, content: 'hi' }] }, 'input.scorer.model'),
-      );
+      const pending = cancelling.run(() => complete(endpoint, request, 'input.scorer.model'));
       while (sent < 2) await new Promise((resolve) => setTimeout(resolve, 20));
       cancelling.cancel();
       await assert.rejects(pending);
       assert.ok(Date.now() - started < 10_000, `${Date.now() - started} ms`);
-    } finally {
-      await llm.stop();
-    }
+    });
   });
 });
