@@ -164,7 +164,33 @@ async function indexRows(
   };
 }
 
-const readScore = (text: string) => JSON.parse(text) as ScoreLine;
+/**
+ * A score line's id and score. The score step writes scores.jsonl with JSON.stringify, `id` then `score` first
+ * (storedScoreRow), so both are sliced from the line when the id has no escapes and the score is a plain number or
+ * null; any other line (another writer's spacing or key order) is parsed whole. Not JSON.parse for every line: it
+ * keeps each short string value (ids such as `b123456`) in V8's string table, tens of MB at a million rows that only
+ * a full collection gives back.
+ */
+export function readScore(text: string): ScoreLine {
+  if (text.startsWith(ID_PREFIX)) {
+    const end = text.indexOf('"', ID_PREFIX.length);
+    if (end !== -1 && text.startsWith(SCORE_KEY, end)) {
+      const id = text.slice(ID_PREFIX.length, end);
+      const from = end + SCORE_KEY.length;
+      let to = from;
+      while (to < text.length && text[to] !== ',' && text[to] !== '}') to++;
+      const value = text.slice(from, to);
+      if (to < text.length && !id.includes('\\')) {
+        if (value === 'null') return { id, score: null };
+        if (JSON_NUMBER.test(value)) return { id, score: Number(value) };
+      }
+    }
+  }
+  return JSON.parse(text) as ScoreLine;
+}
+const SCORE_KEY = '","score":';
+/** A number as JSON writes it: Number() reads it to the same double JSON.parse does. */
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 async function readScoreMap(scoresPath: string): Promise<Map<string, number | null>> {
   const map = new Map<string, number | null>();
