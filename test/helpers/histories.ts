@@ -12,7 +12,13 @@ import { workflowBundle } from './workflow-bundle';
  */
 export async function replayAndRecord(client: Client, workflowId: string, name: string): Promise<void> {
   const history = await client.workflow.getHandle(workflowId).fetchHistory();
-  await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), replayName: name }, history);
+  try {
+    await Worker.runReplayHistory({ workflowBundle: await workflowBundle(), replayName: name }, history);
+  } catch (err) {
+    // A replay failure is rare and depends on timing: the events' order is what tells why, and CI keeps only the log.
+    const events = (history.events ?? []).map((e) => `${e.eventId}:${eventName(e.eventType)}`).join(' ');
+    throw new Error(`replay of ${name} failed: ${String(err)}\nevents: ${events}`, { cause: err });
+  }
   if (process.env.PIFT_RECORD_HISTORIES) {
     // Binary protobuf: the SDK's JSON history helpers break on this release's protobufjs pairing.
     writeFileSync(
@@ -32,4 +38,9 @@ function withoutStackTraces<T>(value: T): T {
     }
   }
   return value;
+}
+
+function eventName(type: temporal.api.enums.v1.EventType | null | undefined): string {
+  const name = type == null ? undefined : temporal.api.enums.v1.EventType[type];
+  return (name ?? String(type)).replace(/^EVENT_TYPE_/, '');
 }
