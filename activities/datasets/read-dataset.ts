@@ -15,6 +15,7 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { hyparquet } from './hyparquet';
+import { dropInternedStrings, ROWS_PER_COLLECTION } from './interned-strings';
 import { isPlainObject, JsonRecordSplitter, type SourceRecord } from './json-records';
 import { detectLayout, rowBuilder, type DatasetColumns, type DatasetLayout, type DatasetRow } from './rows';
 import { unpackedBytes, utf8Chunks } from './text-stream';
@@ -134,8 +135,14 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
       const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
+      let parsed = 0;
       for await (const chunk of text) {
         const records = splitter.push(chunk);
+        parsed += records.length;
+        if (parsed >= ROWS_PER_COLLECTION) {
+          parsed = 0;
+          dropInternedStrings();
+        }
         if (kind === 'json' && splitter.isArray === false) {
           throw new InvalidDataError(
             `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,
