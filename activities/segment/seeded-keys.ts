@@ -17,6 +17,10 @@ const hexKey = (salt: string, id: string): string => hash('sha256', `${salt}:${i
 export const keyPrefix = (salt: string, id: string): number => parseInt(hexKey(salt, id).slice(0, 12), 16);
 export const prefixOfHex = (key: string): number => parseInt(key.slice(0, 12), 16);
 
+/** Where a 64-bit number's low and high 32-bit words sit in a Uint32Array over the same bytes. */
+const LOW = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1;
+const HIGH = 1 - LOW;
+
 /** The first 4 bytes of the sort key of each slot (a row's place among the rows being ordered). */
 export class KeyPrefixes {
   private readonly words: Uint32Array;
@@ -32,21 +36,35 @@ export class KeyPrefixes {
   /**
    * `members` (slots, in the order seededOrder would be given them) in seeded order. `fullKey(slot)` is asked only
    * when two first-4-byte prefixes are equal; equal full keys keep the given order, as seededOrder's stable sort does.
+   *
+   * Each member is packed as one 64-bit number, its prefix above its index, and sorted natively in place: a sort with
+   * a comparator copies the array twice into the JavaScript heap (16 MB for a million rows) and calls back per pair.
    */
   order(members: Uint32Array, fullKey: (slot: number) => string): Uint32Array {
     const w = this.words;
-    const index = new Uint32Array(members.length);
-    for (let i = 0; i < index.length; i++) index[i] = i;
-    index.sort((i, j) => {
-      const a = members[i];
-      const b = members[j];
-      const d = w[a] - w[b];
-      if (d !== 0) return d;
-      const ka = fullKey(a);
-      const kb = fullKey(b);
-      return ka < kb ? -1 : ka > kb ? 1 : i - j;
-    });
-    for (let i = 0; i < index.length; i++) index[i] = members[index[i]];
+    const n = members.length;
+    const packed = new BigUint64Array(n);
+    // The same bytes as 32-bit words: no BigInt per row.
+    const words = new Uint32Array(packed.buffer);
+    for (let i = 0; i < n; i++) {
+      words[2 * i + LOW] = i;
+      words[2 * i + HIGH] = w[members[i]];
+    }
+    packed.sort();
+    const index = new Uint32Array(n);
+    for (let i = 0; i < n; i++) index[i] = words[2 * i + LOW];
+    // Runs of equal prefixes (rare) are ordered by full key, then by their given order, which the packing kept.
+    for (let start = 0; start < n; ) {
+      let end = start + 1;
+      while (end < n && words[2 * end + HIGH] === words[2 * start + HIGH]) end++;
+      if (end - start > 1) {
+        const run = Array.from(index.subarray(start, end), (i) => ({ i, key: fullKey(members[i]) }));
+        run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
+        run.forEach(({ i }, k) => (index[start + k] = i));
+      }
+      start = end;
+    }
+    for (let i = 0; i < n; i++) index[i] = members[index[i]];
     return index;
   }
 }

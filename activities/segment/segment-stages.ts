@@ -345,7 +345,10 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     }
 
     const stageSalt = (k: number) => `${seed}:stage-${k}`;
-    const stagePrefixes = await keyPrefixes(datasetPath, scoredPos, (slot) => stageSalt(stageOfSlot[slot]));
+    // Let go once the stages are written, as each stage's members are, before the one-off order is made.
+    let stagePrefixes: KeyPrefixes | undefined = await keyPrefixes(datasetPath, scoredPos, (slot) =>
+      stageSalt(stageOfSlot[slot]),
+    );
     const stages: StageSplit[] = [];
     /** The rows' positions in place of their slots (the array is the caller's own). */
     const positionsOf = (slots: Uint32Array) => {
@@ -355,6 +358,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     const scratch = join(dir, 'out.jsonl');
     for (let k = 1; k <= count; k++) {
       const stageSlots = stagePrefixes.order(members[k - 1], (slot) => seededKey(stageSalt(k), idOf(slot)));
+      members[k - 1] = new Uint32Array(0);
       if (stageSlots.length === 0 && !input.stages.allowEmpty) {
         const lo = k === 1 ? '-inf' : thresholds[k - 2];
         const hi = k === count ? '+inf' : thresholds[k - 1];
@@ -383,6 +387,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
       });
     }
 
+    stagePrefixes = undefined;
     const oneOffSalt = `${seed}:one-off`;
     const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
     const oneOffSlots = oneOffPrefixes.order(allSlots(), (slot) => seededKey(oneOffSalt, idOf(slot)));
