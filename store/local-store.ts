@@ -205,9 +205,9 @@ async function hashedCopy(from: string, to: string): Promise<WrittenObject> {
   try {
     const target = await fs.open(to, 'w');
     try {
-      for (let n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead; n > 0; ) {
+      for (let n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead; n > 0;) {
         hash.update(buffer.subarray(0, n));
-        for (let done = 0; done < n; ) done += (await target.write(buffer, done, n - done)).bytesWritten;
+        for (let done = 0; done < n;) done += (await target.write(buffer, done, n - done)).bytesWritten;
         bytes += n;
         n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead;
       }

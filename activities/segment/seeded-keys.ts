@@ -54,7 +54,7 @@ export class KeyPrefixes {
     const index = new Uint32Array(n);
     for (let i = 0; i < n; i++) index[i] = words[2 * i + LOW];
     // Runs of equal prefixes (rare) are ordered by full key, then by their given order, which the packing kept.
-    for (let start = 0; start < n; ) {
+    for (let start = 0; start < n;) {
       let end = start + 1;
       while (end < n && words[2 * end + HIGH] === words[2 * start + HIGH]) end++;
       if (end - start > 1) {
