@@ -74,7 +74,10 @@ describe('the duplicate-id check of a streamed dataset (hashes in sorted chunks)
       const counts = new Map<number, number>();
       for (const run of runs) for (const v of run) counts.set(v, (counts.get(v) ?? 0) + 1);
       const expected = [...counts].filter(([, n]) => n > 1).map(([v]) => v);
-      assert.deepEqual([...repeatedValues(runs)], expected.sort((a, b) => a - b));
+      assert.deepEqual(
+        [...repeatedValues(runs)],
+        expected.sort((a, b) => a - b),
+      );
     }
     assert.deepEqual([...repeatedValues([])], []);
   });
@@ -170,13 +173,9 @@ describe('the duplicate-id check of a streamed dataset (hashes in sorted chunks)
     );
     const renamed = join(dir, 'renamed.jsonl');
     writeFileSync(renamed, ['x', 'y', 'x'].map((uid) => `{"uid":"${uid}","prompt":"p","response":"r"}\n`).join(''));
-    await failsWith(
-      renamed,
-      'renamed.jsonl line 3: duplicate id in field "uid" (first used on line 1)',
-      3,
-      'uid',
-      { columns: { id: 'uid', instruction: 'prompt', output: 'response' } },
-    );
+    await failsWith(renamed, 'renamed.jsonl line 3: duplicate id in field "uid" (first used on line 1)', 3, 'uid', {
+      columns: { id: 'uid', instruction: 'prompt', output: 'response' },
+    });
   });
 
   it('reread() checks nothing: a step compares sha256 after it instead', async () => {
