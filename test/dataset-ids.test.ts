@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, it } from 'mocha';
+import { after, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { firstRepeated, idHash, IdHashes, repeatedValues } from '../activities/datasets/id-hashes';
 import type { SourceRecord } from '../activities/datasets/json-records';
@@ -50,6 +50,7 @@ async function failsWith(uri: string, message: string, line: number, field = 'id
 
 describe('the duplicate-id check of a streamed dataset (hashes in sorted chunks)', function () {
   this.timeout(60_000);
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a hash is an integer a double holds exactly, and tells apart ids that differ in one code unit', () => {
     const seen = new Set<number>();
