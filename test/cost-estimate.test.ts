@@ -100,9 +100,9 @@ describe('cost limits of the score and evaluate steps', function () {
   });
   cleanUpFakeEndpoint(() => ({ llm, dir }));
 
-  const score = (scorer: Record<string, unknown>) => {
+  const score = (scorer: Record<string, unknown>, rows = dataset) => {
     const cfg = resolvePipelineInput(
-      { dataset, store: join(dir, 'store'), scorer: { kind: 'openai', cache: false, ...scorer } },
+      { dataset: rows, store: join(dir, 'store'), scorer: { kind: 'openai', cache: false, ...scorer } },
       `cost-${++run}`,
       env,
     );
@@ -135,6 +135,19 @@ describe('cost limits of the score and evaluate steps', function () {
     assert.equal(err.where.field, 'input.scorer.maxCostUsd');
     assert.match(err.message, new RegExp(`nothing was sent .*20 requests, ~${e.promptTokens} prompt`));
     assert.equal(llm.requests.length, 0);
+  });
+
+  it('fails on a repeated id before any request, though the check ends after the last row', async () => {
+    const repeated = join(dir, 'repeated.jsonl');
+    const rows = Array.from({ length: 20 }, (_, i) => alpaca(i === 19 ? 'r2' : `r${i}`, `Instruction ${i}.`));
+    writeFileSync(repeated, rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    const asked = llm.requests.length;
+    await assert.rejects(score({}, repeated), (err: unknown) => {
+      assert.ok(err instanceof InvalidDataError, String(err));
+      assert.equal(err.message, 'repeated.jsonl line 20: duplicate id in field "id" (first used on line 3)');
+      return true;
+    });
+    assert.equal(llm.requests.length, asked);
   });
 
   it('refuses maxTokens below the estimate, and maxCostUsd without a price, before any request', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { IdTable } from '../activities/datasets/id-table';
 
-describe('IdTable (the unique-id check of a streamed dataset)', () => {
+describe('IdTable (ids and their first lines, compared byte for byte)', () => {
   it('answers as a Map of id to first line would, through many rehashes and multi-byte ids', () => {
     const table = new IdTable();
     const map = new Map<string, number>();

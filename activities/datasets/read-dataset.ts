@@ -1,7 +1,8 @@
 /**
  * A training dataset read row by row, whatever its file type and layout: JSONL and JSON arrays (plain or gzip, read
  * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (one row group at a time). Only one
- * record (or one Parquet row group) is held at a time, plus the ids seen, which must be unique.
+ * record (or one Parquet row group) is held at a time, plus a hash of each id seen (8 bytes), for the check that ids
+ * are unique.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
@@ -15,9 +16,19 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { hyparquet } from './hyparquet';
+import { firstRepeated, IdHashes, type IdHash } from './id-hashes';
 import { dropInternedStrings, ROWS_PER_COLLECTION } from './interned-strings';
 import { isPlainObject, JsonRecordSplitter, type SourceRecord } from './json-records';
-import { detectLayout, rowBuilder, type DatasetColumns, type DatasetLayout, type DatasetRow } from './rows';
+import {
+  detectLayout,
+  duplicateId,
+  idFieldOf,
+  rowBuilder,
+  rowId,
+  type DatasetColumns,
+  type DatasetLayout,
+  type DatasetRow,
+} from './rows';
 import { unpackedBytes, utf8Chunks } from './text-stream';
 
 export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
@@ -35,6 +46,8 @@ export interface ReadDatasetOptions {
   maxRowBytes?: number;
   /** The input field that named the file, for messages (default `input.dataset`). */
   field?: string;
+  /** The hash of the duplicate-id check (see id-hashes.ts); tests give one that collides. */
+  idHash?: IdHash;
 }
 
 /** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
@@ -50,6 +63,11 @@ export function fileKindOf(name: string, format: DatasetFormat = 'auto'): Datase
  * The rows of a dataset as an async iterable. After a complete iteration `sha256` is the digest of the file's
  * (unpacked) bytes, which for JSON and JSONL is the sha256 of the text a whole-file read gave, and `layout` and `rows`
  * say what was read. Each iteration reads the file again.
+ *
+ * An iteration checks that ids are unique once it has handed on the last row: a repeated id fails the iteration
+ * there, with the same error (the repeat's line and the first use's) a check at each row gave, but after every row
+ * was seen. A step that must not act on a file with repeated ids (a paid request, a stored output) reads it to the
+ * end first.
  */
 export class DatasetRows implements AsyncIterable<DatasetRow> {
   readonly source: string;
@@ -79,8 +97,8 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   }
 
   /**
-   * The rows read again without the duplicate-id check, whose table grows with the rows: for a step whose first
-   * complete read checked them, and which compares `sha256` after this read, so a file changed in between (duplicates
+   * The rows read again without the duplicate-id check, which keeps 8 bytes a row: for a step whose first complete
+   * read checked them, and which compares `sha256` after this read, so a file changed in between (duplicates
    * included) is caught before anything is committed.
    */
   reread(): AsyncIterable<DatasetRow> {
@@ -94,15 +112,42 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const records = this.records();
     const columns = this.options.columns ?? {};
     let build: ((rec: SourceRecord) => DatasetRow) | undefined;
+    // The builders' own check (an IdTable) would keep every id's bytes; a hash of each is enough here.
+    let ids = checkIds ? new IdHashes(this.options.idHash) : undefined;
     for await (const rec of records) {
       if (build === undefined) {
         const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
         this.layout = given ?? detectLayout(this.source, rec, columns);
-        build = rowBuilder(this.source, this.layout, columns, checkIds);
+        build = rowBuilder(this.source, this.layout, columns, false);
       }
       const row = build(rec);
+      ids?.add(row.id);
       this.rows += 1;
       yield row;
+    }
+    if (ids) {
+      const { hash } = ids;
+      const repeated = ids.repeated();
+      ids = undefined;
+      if (repeated.length > 0) await this.checkRepeated(repeated, hash, columns);
+    }
+  }
+
+  /**
+   * Reads the records again for the ids under hashes seen twice: a repeated id fails the read as the check at its row
+   * did; hashes that only collided let it pass, unless the file changed since the read that found them.
+   */
+  private async checkRepeated(repeated: Float64Array, hash: IdHash, columns: DatasetColumns): Promise<void> {
+    const sha256 = this.sha256;
+    this.sha256 = undefined;
+    const found = await firstRepeated(this.records(), repeated, (rec) => rowId(this.source, rec, columns), hash);
+    if (found) duplicateId(this.source, found.rec, idFieldOf(columns), found.first);
+    if (this.sha256 !== sha256) {
+      this.sha256 = undefined;
+      throw new Error(
+        `${this.source} changed while it was being read (it was read twice, with different contents); ` +
+          'the next attempt reads it as it is then',
+      );
     }
   }
 

@@ -135,19 +135,29 @@ export function defaultId(rec: SourceRecord): string {
   return rec.index >= 0 ? `I${rec.index}` : `L${rec.line}`;
 }
 
+/** The field a row's id is read from, in every layout. */
+export const idFieldOf = (columns: DatasetColumns): string => columns.id ?? 'id';
+
+/** A row's id, given or generated, as the row builders make it (without building the row). */
+export const rowId = (source: string, rec: SourceRecord, columns: DatasetColumns): string =>
+  givenId(source, rec, idFieldOf(columns)) ?? defaultId(rec);
+
+/** The error for an id used again at `rec`; the id itself is file content: the two lines say where to look. */
+export function duplicateId(source: string, rec: SourceRecord, field: string, first: number): never {
+  fail(source, rec, `duplicate id in field "${field}" (first used on ${rec.unit ?? 'line'} ${first})`, field);
+}
+
 /**
- * Checks ids are unique across the file (given and generated alike). `check` false skips it, for a file read again
- * after a first complete read checked it (its table grows with the rows: 30 MB at a million).
+ * Checks ids are unique across the file (given and generated alike), at the row that repeats one. `check` false skips
+ * it: for a file read again after a first complete read checked it, and for a streamed read, which checks ids at 8
+ * bytes a row after its last row instead (see DatasetRows and id-hashes.ts); this table costs ids' bytes and more.
  */
 export function uniqueIds(source: string, check = true): (rec: SourceRecord, id: string, field: string) => void {
   if (!check) return () => {};
   const seen = new IdTable();
   return (rec, id, field) => {
     const first = seen.firstLine(id, rec.line);
-    // The id itself is file content: the two lines say where to look.
-    if (first !== undefined) {
-      fail(source, rec, `duplicate id in field "${field}" (first used on ${rec.unit ?? 'line'} ${first})`, field);
-    }
+    if (first !== undefined) duplicateId(source, rec, field, first);
   };
 }
 
@@ -167,7 +177,7 @@ export function alpacaRowBuilder(
 ): (rec: SourceRecord) => AlpacaRow {
   const checkId = uniqueIds(source, checkIds);
   const f = {
-    id: columns.id ?? 'id',
+    id: idFieldOf(columns),
     instruction: columns.instruction ?? 'instruction',
     input: columns.input ?? 'input',
     output: columns.output ?? 'output',
@@ -219,7 +229,7 @@ export function conversationRowBuilder(
   const fieldOf = (rec: SourceRecord) =>
     columns.messages ?? (ownField in rec.value || !(otherField in rec.value) ? ownField : otherField);
   const systemField = columns.system ?? 'system';
-  const idField = columns.id ?? 'id';
+  const idField = idFieldOf(columns);
   const known = new Set([columns.messages ?? ownField, columns.messages ?? otherField, systemField, idField]);
   const keys = TURN_KEYS[layout];
   const roles = ROLES[layout];
