@@ -4,6 +4,7 @@ import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
+import { fullCollection } from '../full-collection';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
@@ -233,6 +234,8 @@ async function writeRows(
   }
   const entry = await out.putFile(key, path);
   await rm(path, { force: true });
+  // Each output's orders and copy buffers are a few bytes a row: let them go before the next output's.
+  fullCollection();
   return entry;
 }
 
@@ -265,12 +268,13 @@ function trainingRows({ refs, scores, heldout: lowest }: Indexed, input: Segment
   let scoredCount = 0;
   for (let p = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredCount++;
   const scoredPos = new Uint32Array(scoredCount);
-  const slotScores = new Float64Array(scoredCount);
+  // Compacted in place (a slot is never after its position): no second column of scores.
   for (let p = 0, slot = 0; p < scores.length; p++) {
     if (Number.isNaN(scores[p])) continue;
     scoredPos[slot] = p;
-    slotScores[slot++] = scores[p];
+    scores[slot++] = scores[p];
   }
+  const slotScores = scores.subarray(0, scoredCount);
   const unscored = scores.length - heldout.length - scoredCount;
   return { refs, heldout, scoredPos, slotScores, unscored };
 }
@@ -295,6 +299,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     input,
   );
   await rm(scoresPath);
+  fullCollection();
   const scoredCount = scoredPos.length;
   if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
   const scoreOf = (slot: number) => slotScores[slot];

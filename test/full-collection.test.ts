@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { runInNewContext } from 'node:vm';
 import { describe, it } from 'mocha';
-import { dropInternedStrings } from '../activities/datasets/interned-strings';
+import { fullCollection } from '../activities/full-collection';
 
-describe('dropInternedStrings', () => {
+describe('fullCollection', () => {
   it('runs a full (mark-compact) collection, each time it is called', async () => {
     const majors: PerformanceEntry[] = [];
     const observer = new PerformanceObserver((list) => {
@@ -16,8 +16,8 @@ describe('dropInternedStrings', () => {
     });
     observer.observe({ entryTypes: ['gc'] });
     try {
-      dropInternedStrings();
-      dropInternedStrings();
+      fullCollection();
+      fullCollection();
       // GC entries are delivered asynchronously.
       await new Promise((resolve) => setTimeout(resolve, 50));
     } finally {
@@ -27,7 +27,7 @@ describe('dropInternedStrings', () => {
   });
 
   it('leaves no gc function in contexts made afterwards (the workflows’ sandboxes)', () => {
-    dropInternedStrings();
+    fullCollection();
     assert.equal(runInNewContext('typeof gc'), 'undefined');
   });
 });

@@ -1,0 +1,27 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+let collect: (() => void) | undefined;
+
+/**
+ * Runs a full garbage collection, for a step that streams millions of rows and would otherwise grow with their
+ * number. Two kinds of garbage wait for one:
+ * - JSON.parse internalizes every string value of up to 10 characters (V8's json-parser), so each short id of a
+ *   streamed dataset (`b123456`) enters V8's string table and old space, which only a full collection cleans; a
+ *   streamed read makes short-lived garbage only, so none comes on its own before the step ends.
+ * - Typed arrays of a million rows that a phase let go live outside the heap, where V8 counts them late: freed only
+ *   at a collection, they add up phase after phase.
+ * `gc` is taken from one throwaway context with the flag set only meanwhile, so no other context (the workflows'
+ * sandboxes included) ever sees it.
+ */
+export function fullCollection(): void {
+  if (!collect) {
+    setFlagsFromString('--expose-gc');
+    try {
+      collect = runInNewContext('gc') as () => void;
+    } finally {
+      setFlagsFromString('--no-expose-gc');
+    }
+  }
+  collect();
+}
