@@ -130,13 +130,13 @@ export class LineReader {
 
 /** Rows per batch of `copyLines`, and the most bytes a batch holds. */
 const BATCH_ROWS = 1 << 16;
-const BATCH_BYTES = 8 << 20;
+const BATCH_BYTES = 2 << 20;
 /** Lines this close together are read with one call (page-cache reads cost per call far more than per byte). */
 const SPAN_BYTES = 64 << 10;
 
 /**
  * Copies lines of `source` to `writer` in the order given: line i is `lengthOf(i)` bytes at `offsetOf(i)`. A batch of
- * up to 65,536 lines (8 MB at most) is read in file order, near neighbours with one read, and written in the order
+ * up to 65,536 lines (2 MB at most) is read in file order, near neighbours with one read, and written in the order
  * given.
  */
 export async function copyLines(

@@ -34,21 +34,22 @@ export class KeyPrefixes {
   }
 
   /**
-   * `members` (slots, in the order seededOrder would be given them) in seeded order. `fullKey(slot)` is asked only
+   * `members` (slots, in the order seededOrder would be given them; undefined: every slot, ascending) in seeded order. `fullKey(slot)` is asked only
    * when two first-4-byte prefixes are equal; equal full keys keep the given order, as seededOrder's stable sort does.
    *
    * Each member is packed as one 64-bit number, its prefix above its index, and sorted natively in place: a sort with
    * a comparator copies the array twice into the JavaScript heap (16 MB for a million rows) and calls back per pair.
    */
-  order(members: Uint32Array, fullKey: (slot: number) => string): Uint32Array {
+  order(members: Uint32Array | undefined, fullKey: (slot: number) => string): Uint32Array {
     const w = this.words;
-    const n = members.length;
+    const n = members ? members.length : w.length;
+    const member = members ? (i: number) => members[i] : (i: number) => i;
     const packed = new BigUint64Array(n);
     // The same bytes as 32-bit words: no BigInt per row.
     const words = new Uint32Array(packed.buffer);
     for (let i = 0; i < n; i++) {
       words[2 * i + LOW] = i;
-      words[2 * i + HIGH] = w[members[i]];
+      words[2 * i + HIGH] = w[member(i)];
     }
     packed.sort();
     const index = new Uint32Array(n);
@@ -58,13 +59,13 @@ export class KeyPrefixes {
       let end = start + 1;
       while (end < n && words[2 * end + HIGH] === words[2 * start + HIGH]) end++;
       if (end - start > 1) {
-        const run = Array.from(index.subarray(start, end), (i) => ({ i, key: fullKey(members[i]) }));
+        const run = Array.from(index.subarray(start, end), (i) => ({ i, key: fullKey(member(i)) }));
         run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
         run.forEach(({ i }, k) => (index[start + k] = i));
       }
       start = end;
     }
-    for (let i = 0; i < n; i++) index[i] = members[index[i]];
+    if (members) for (let i = 0; i < n; i++) index[i] = members[index[i]];
     return index;
   }
 }

@@ -293,22 +293,22 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     await object.store.getFile(object.key, path);
   }
   const { count, seed } = input.stages;
-  const { refs, heldout, scoredPos, slotScores, unscored } = trainingRows(
+  const training = trainingRows(
     (await indexRows(datasetPath, scoresPath, input)) ??
       (await indexRows(datasetPath, scoresPath, input, await readScoreMap(scoresPath)))!,
     input,
   );
+  const { refs, heldout, scoredPos, unscored } = training;
   await rm(scoresPath);
   fullCollection();
   const scoredCount = scoredPos.length;
   if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
-  const scoreOf = (slot: number) => slotScores[slot];
+  const scoreOf = (slot: number) => training.slotScores[slot];
 
   const reader = new LineReader(datasetPath);
   try {
     const idOf = (slot: number) =>
       parseId(reader.text({ offset: refs.offsets[scoredPos[slot]], length: refs.lengths[scoredPos[slot]] }));
-    const allSlots = () => Uint32Array.from({ length: scoredCount }, (_, i) => i);
 
     const rule = input.stages.rule;
     const thresholds =
@@ -320,14 +320,15 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
         : rule === 'random'
           ? []
           : input.stages.thresholds;
-    // Each stage's rows (slots) in the order the stage's shuffle is given them.
+    // With the random rule, each stage's rows (slots) in the order the stage's shuffle is given them; with
+    // thresholds, a stage's rows are its slots in ascending order, listed only when the stage is written.
     const members: Uint32Array[] = [];
-    const stageOfSlot = new Uint8Array(scoredCount);
+    let stageOfSlot = new Uint8Array(scoredCount);
     if (rule === 'random') {
       // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
       const salt = `${seed}:random-stages`;
       const prefixes = await keyPrefixes(datasetPath, scoredPos, () => salt);
-      const order = prefixes.order(allSlots(), (slot) => seededKey(salt, idOf(slot)));
+      const order = prefixes.order(undefined, (slot) => seededKey(salt, idOf(slot)));
       const stageOfRank = (i: number) => Math.floor((i * count) / scoredCount);
       for (let k = 0, i = 0; k < count; k++) {
         const start = i;
@@ -335,19 +336,26 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
         members.push(order.slice(start, i));
       }
     } else {
-      const sizes = new Uint32Array(count);
-      for (let slot = 0; slot < scoredCount; slot++) {
-        const k = stageOf(scoreOf(slot), thresholds);
-        stageOfSlot[slot] = k;
-        sizes[k - 1]++;
-      }
-      for (let k = 1; k <= count; k++) members.push(new Uint32Array(sizes[k - 1]));
-      const filled = new Uint32Array(count);
-      for (let slot = 0; slot < scoredCount; slot++) {
-        const k = stageOfSlot[slot] - 1;
-        members[k][filled[k]++] = slot;
-      }
+      for (let slot = 0; slot < scoredCount; slot++) stageOfSlot[slot] = stageOf(scoreOf(slot), thresholds);
     }
+    const membersOf = (k: number): Uint32Array => {
+      if (rule === 'random') return members[k - 1];
+      let size = 0;
+      for (let slot = 0; slot < scoredCount; slot++) if (stageOfSlot[slot] === k) size++;
+      const slots = new Uint32Array(size);
+      for (let slot = 0, i = 0; slot < scoredCount; slot++) if (stageOfSlot[slot] === k) slots[i++] = slot;
+      return slots;
+    };
+    // Each stage's score range, taken now: the scores are let go before the stages are ordered and written.
+    const lowest = new Float64Array(count + 1).fill(Infinity);
+    const highest = new Float64Array(count + 1).fill(-Infinity);
+    for (let slot = 0; slot < scoredCount; slot++) {
+      const k = stageOfSlot[slot];
+      lowest[k] = Math.min(lowest[k], scoreOf(slot));
+      highest[k] = Math.max(highest[k], scoreOf(slot));
+    }
+    training.slotScores = new Float64Array(0);
+    fullCollection();
 
     const stageSalt = (k: number) => `${seed}:stage-${k}`;
     // Let go once the stages are written, as each stage's members are, before the one-off order is made.
@@ -362,8 +370,8 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     };
     const scratch = join(dir, 'out.jsonl');
     for (let k = 1; k <= count; k++) {
-      const stageSlots = stagePrefixes.order(members[k - 1], (slot) => seededKey(stageSalt(k), idOf(slot)));
-      members[k - 1] = new Uint32Array(0);
+      const stageSlots = stagePrefixes.order(membersOf(k), (slot) => seededKey(stageSalt(k), idOf(slot)));
+      if (rule === 'random') members[k - 1] = new Uint32Array(0);
       if (stageSlots.length === 0 && !input.stages.allowEmpty) {
         const lo = k === 1 ? '-inf' : thresholds[k - 2];
         const hi = k === count ? '+inf' : thresholds[k - 1];
@@ -373,13 +381,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
           { field: 'input.stages' },
         );
       }
-      let minScore: number | null = null;
-      let maxScore: number | null = null;
-      for (const slot of stageSlots) {
-        const s = scoreOf(slot);
-        if (minScore === null || s < minScore) minScore = s;
-        if (maxScore === null || s > maxScore) maxScore = s;
-      }
+      const [minScore, maxScore] = stageSlots.length ? [lowest[k], highest[k]] : [null, null];
       const key = keys.stage(k);
       const entry = await writeRows(out, key, positionsOf(stageSlots), refs, reader, scratch);
       stages.push({
@@ -392,10 +394,13 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
       });
     }
 
+    // The one-off order needs no stages: a million rows' worth less while it is made.
     stagePrefixes = undefined;
+    stageOfSlot = new Uint8Array(0);
+    fullCollection();
     const oneOffSalt = `${seed}:one-off`;
     const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
-    const oneOffSlots = oneOffPrefixes.order(allSlots(), (slot) => seededKey(oneOffSalt, idOf(slot)));
+    const oneOffSlots = oneOffPrefixes.order(undefined, (slot) => seededKey(oneOffSalt, idOf(slot)));
     const oneOff = await writeRows(out, keys.oneOff, positionsOf(oneOffSlots), refs, reader, scratch);
     let heldoutRef: SegmentResult['heldout'];
     if (heldout.length) {
