@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
-import { LineCursor, LineReader } from '../activities/segment/row-file';
+import { LineCursor, LinePlaces, LineReader, type LineRef } from '../activities/segment/row-file';
 import { KeyPrefixes, seededKey } from '../activities/segment/seeded-keys';
 import { seededOrder, segmentStages } from '../activities/segment/segment-stages';
 import { rowsPerPart } from '../activities/artifacts/parts';
@@ -259,6 +259,43 @@ describe('streaming helpers of segmentation', () => {
       assert.deepEqual(seen, ['{"a":1}', '{"b":"\u00e9"}', `{"c":"${long}"}`, '{"d":4}']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('LinePlaces', () => {
+  const placesOf = (text: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'pift-places-'));
+    try {
+      const path = join(dir, 'f.jsonl');
+      writeFileSync(path, text);
+      const cursor = new LineCursor(path);
+      const refs: LineRef[] = [];
+      for (let line = cursor.next(); line; line = cursor.next())
+        refs.push({ offset: line.offset, length: line.length });
+      cursor.close();
+      const places = new LinePlaces(text.length, refs.length + 1);
+      refs.forEach((r) => places.add(r));
+      return { refs, places };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('gives every line the place the cursor read it at, lines back to back or not', () => {
+    for (const text of [
+      '{"a":1}\n{"bb":2}\n{"ccc":3}\n',
+      '{"a":1}\n{"bb":2}\n{"ccc":3}',
+      // Back to back at first, then a CRLF, a blank line and spaces: lengths are kept from there on.
+      '{"a":1}\n{"bb":2}\r\n{"ccc":3}\n\n  \n{"d":4}\n{"e":5}\n',
+      '\n{"a":1}\n{"bb":2}\n',
+    ]) {
+      const { refs, places } = placesOf(text);
+      assert.deepEqual(
+        refs.map((_, p) => places.at(p)),
+        refs,
+        JSON.stringify(text),
+      );
     }
   });
 });

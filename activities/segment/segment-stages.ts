@@ -10,7 +10,7 @@ import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { copyLines, lineCapacity, LineCursor, LineReader, LineWriter, yieldToLoop } from './row-file';
+import { copyLines, lineCapacity, LineCursor, LinePlaces, LineReader, LineWriter, yieldToLoop } from './row-file';
 import { KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
 
 /** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
@@ -76,7 +76,7 @@ const scoreValue = (s: ScoreLine | undefined) => (typeof s?.score === 'number' ?
 
 /** Every dataset row's place in the local copy and its score (NaN: none), plus the held-out candidates. */
 interface Indexed {
-  refs: { offsets: Float64Array | Uint32Array; lengths: Uint32Array };
+  refs: LinePlaces;
   scores: Float64Array;
   heldout: LowestKeys;
 }
@@ -128,8 +128,7 @@ async function indexRows(
 ): Promise<Indexed | undefined> {
   // Sized once from the number of line breaks: no growing copies (each a peak of twice the column).
   const capacity = await lineCapacity(datasetPath);
-  const offsets = (await stat(datasetPath)).size < 2 ** 32 ? new Uint32Array(capacity) : new Float64Array(capacity);
-  const lengths = new Uint32Array(capacity);
+  const refs = new LinePlaces((await stat(datasetPath)).size, capacity);
   const scores = new Float64Array(capacity);
   let n = 0;
   const heldout = new LowestKeys(`${input.stages.seed}:heldout`, input.heldoutFraction > 0 ? input.heldoutMax : 0);
@@ -147,8 +146,7 @@ async function indexRows(
         score = { id, score: byId!.get(id) ?? null };
       }
       const pos = n++;
-      offsets[pos] = line.offset;
-      lengths[pos] = line.length;
+      refs.add(line);
       scores[pos] = scoreValue(score);
       heldout.offer(id, pos);
       if ((pos & 0x3fff) === 0) await yieldToLoop();
@@ -159,7 +157,7 @@ async function indexRows(
     inOrder?.close();
   }
   return {
-    refs: { offsets: offsets.subarray(0, n), lengths: lengths.subarray(0, n) },
+    refs,
     scores: scores.subarray(0, n),
     heldout,
   };
@@ -225,8 +223,8 @@ async function writeRows(
     await copyLines(
       reader,
       positions.length,
-      (i) => refs.offsets[positions[i]],
-      (i) => refs.lengths[positions[i]],
+      (i) => refs.offset(positions[i]),
+      (i) => refs.length(positions[i]),
       writer,
     );
   } finally {
@@ -307,8 +305,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
 
   const reader = new LineReader(datasetPath);
   try {
-    const idOf = (slot: number) =>
-      parseId(reader.text({ offset: refs.offsets[scoredPos[slot]], length: refs.lengths[scoredPos[slot]] }));
+    const idOf = (slot: number) => parseId(reader.text(refs.at(scoredPos[slot])));
 
     const rule = input.stages.rule;
     const thresholds =
