@@ -74,7 +74,7 @@ async function segmentOnce(n: number, stages: Partial<SegmentInput['stages']>, o
       score: {
         datasetUri: store.uriFor('r/score/dataset.jsonl'),
         scoresUri: store.uriFor('r/score/scores.jsonl'),
-        sha256: 'fixed',
+        sha256: sha256(await store.get('r/score/scores.jsonl')),
       },
       stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 11, ...stages },
       heldoutFraction: options.heldoutFraction ?? 0.1,
@@ -143,7 +143,7 @@ describe('held-out split over many rows', () => {
           score: {
             datasetUri: store.uriFor('r/score/dataset.jsonl'),
             scoresUri: store.uriFor('r/score/scores.jsonl'),
-            sha256: 'h',
+            sha256: sha256(await store.get('r/score/scores.jsonl')),
           },
           stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 5 },
           heldoutFraction: 0.5,
@@ -191,7 +191,7 @@ describe('segmentation at scale', () => {
           score: {
             datasetUri: store.uriFor('r/score/dataset.jsonl'),
             scoresUri: store.uriFor('r/score/scores.jsonl'),
-            sha256: 'big',
+            sha256: sha256(await store.get('r/score/scores.jsonl')),
           },
           stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 1 },
           heldoutFraction: 0,

@@ -4,7 +4,14 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
-import { quantileThresholds, readScore, seededOrder, segmentStages, stageOf } from '../activities/segment/segment-stages';
+import { sha256 } from '../activities/artifacts/hashing';
+import {
+  quantileThresholds,
+  readScore,
+  seededOrder,
+  segmentStages,
+  stageOf,
+} from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
 import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';
@@ -93,7 +100,7 @@ describe('segmentStages on a store', () => {
       score: {
         datasetUri: store.uriFor('r/score/dataset.jsonl'),
         scoresUri: store.uriFor('r/score/scores.jsonl'),
-        sha256: `${Math.random()}`,
+        sha256: sha256(scoresText),
       },
       stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 1, ...stages },
       heldoutFraction,
@@ -103,6 +110,21 @@ describe('segmentStages on a store', () => {
   };
   // The test's store is a temp folder: the worker allows it like any folder it is told to.
   const deps = (dir: string) => ({ ...depsFromEnv({ PIFT_FILE_ROOTS: dir }), workDir: dir });
+
+  it('refuses scores whose bytes are not those the score step recorded, naming the setting and the fix', async () => {
+    const { store, input, dir } = await setup();
+    const text = await store.getText('r/score/scores.jsonl');
+    // Damaged after the score, where reading a line's head would not notice.
+    await store.put('r/score/scores.jsonl', text.replace('"scorer":"t"', '"scorer":"t'));
+    await assert.rejects(
+      segmentStages(deps(dir), input({})),
+      (err: Error & { type?: string; nonRetryable?: boolean }) =>
+        err.type === 'CorruptArtifact' &&
+        err.nonRetryable === true &&
+        /input\.score\.scoresUri/.test(err.message) &&
+        /pift resume/.test(err.message),
+    );
+  });
 
   it('writes one JSONL per stage and leaves unscored rows out', async () => {
     const { store, input, dir } = await setup();
