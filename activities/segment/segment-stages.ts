@@ -57,6 +57,13 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
   });
 }
 
+/**
+ * A full collection after a phase over this many rows (see fullCollection); below it, its columns are a few MB and a
+ * collection would cost more time than it saves memory.
+ */
+const ROWS_WORTH_A_COLLECTION = 1 << 16;
+const collectAfter = (rows: number) => rows >= ROWS_WORTH_A_COLLECTION && fullCollection();
+
 /** The fields of a score line segmentation reads; every format of scores.jsonl has them. */
 type ScoreLine = Pick<ScoreRow, 'id' | 'score'>;
 
@@ -234,7 +241,7 @@ async function writeRows(
   const entry = await out.putFile(key, path);
   await rm(path, { force: true });
   // Each output's orders and copy buffers are a few bytes a row: let them go before the next output's.
-  fullCollection();
+  collectAfter(positions.length);
   return entry;
 }
 
@@ -302,8 +309,8 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
   );
   const { refs, heldout, scoredPos, unscored } = training;
   await rm(scoresPath);
-  fullCollection();
   const scoredCount = scoredPos.length;
+  collectAfter(scoredCount);
   if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
   const scoreOf = (slot: number) => training.slotScores[slot];
 
@@ -356,7 +363,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
       highest[k] = Math.max(highest[k], scoreOf(slot));
     }
     training.slotScores = new Float64Array(0);
-    fullCollection();
+    collectAfter(scoredCount);
 
     const stageSalt = (k: number) => `${seed}:stage-${k}`;
     // Let go once the stages are written, as each stage's members are, before the one-off order is made.
@@ -398,7 +405,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     // The one-off order needs no stages: a million rows' worth less while it is made.
     stagePrefixes = undefined;
     stageOfSlot = new Uint8Array(0);
-    fullCollection();
+    collectAfter(scoredCount);
     const oneOffSalt = `${seed}:one-off`;
     const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
     const oneOffSlots = oneOffPrefixes.order(undefined, (slot) => seededKey(oneOffSalt, idOf(slot)));
