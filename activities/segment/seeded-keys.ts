@@ -23,7 +23,7 @@ const HIGH = 1 - LOW;
 
 /** The first 4 bytes of the sort key of each slot (a row's place among the rows being ordered). */
 export class KeyPrefixes {
-  private readonly words: Uint32Array;
+  private words: Uint32Array;
 
   constructor(size: number) {
     this.words = new Uint32Array(size);
@@ -34,38 +34,41 @@ export class KeyPrefixes {
   }
 
   /**
-   * `members` (slots, in the order seededOrder would be given them; undefined: every slot, ascending) in seeded order. `fullKey(slot)` is asked only
-   * when two first-4-byte prefixes are equal; equal full keys keep the given order, as seededOrder's stable sort does.
+   * `members` (slots, in the order seededOrder would be given them; undefined: every slot, ascending) in seeded
+   * order. `fullKey(slot)` is asked only when two first-4-byte prefixes are equal; equal full keys keep the given
+   * order, as seededOrder's stable sort does. With `last`, the prefixes are let go as soon as they are packed.
    *
    * Each member is packed as one 64-bit number, its prefix above its index, and sorted natively in place: a sort with
    * a comparator copies the array twice into the JavaScript heap (16 MB for a million rows) and calls back per pair.
+   * The result is written over the packed numbers, so ordering n rows takes 8n bytes besides the prefixes.
    */
-  order(members: Uint32Array | undefined, fullKey: (slot: number) => string): Uint32Array {
-    const w = this.words;
-    const n = members ? members.length : w.length;
+  order(members: Uint32Array | undefined, fullKey: (slot: number) => string, { last = false } = {}): Uint32Array {
+    const prefixes = this.words;
+    const n = members ? members.length : prefixes.length;
     const member = members ? (i: number) => members[i] : (i: number) => i;
     const packed = new BigUint64Array(n);
     // The same bytes as 32-bit words: no BigInt per row.
     const words = new Uint32Array(packed.buffer);
     for (let i = 0; i < n; i++) {
       words[2 * i + LOW] = i;
-      words[2 * i + HIGH] = w[member(i)];
+      words[2 * i + HIGH] = prefixes[member(i)];
     }
+    if (last) this.words = new Uint32Array(0);
     packed.sort();
-    const index = new Uint32Array(n);
-    for (let i = 0; i < n; i++) index[i] = words[2 * i + LOW];
     // Runs of equal prefixes (rare) are ordered by full key, then by their given order, which the packing kept.
     for (let start = 0; start < n;) {
       let end = start + 1;
       while (end < n && words[2 * end + HIGH] === words[2 * start + HIGH]) end++;
       if (end - start > 1) {
-        const run = Array.from(index.subarray(start, end), (i) => ({ i, key: fullKey(member(i)) }));
+        const run = [];
+        for (let k = start; k < end; k++) run.push({ i: words[2 * k + LOW], key: fullKey(member(words[2 * k + LOW])) });
         run.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.i - b.i));
-        run.forEach(({ i }, k) => (index[start + k] = i));
+        run.forEach(({ i }, k) => (words[2 * (start + k) + LOW] = i));
       }
       start = end;
     }
-    if (members) for (let i = 0; i < n; i++) index[i] = members[index[i]];
-    return index;
+    // In place: word i is written after word 2i + LOW, the one it is read from, was read (i <= 2i + LOW).
+    for (let i = 0; i < n; i++) words[i] = member(words[2 * i + LOW]);
+    return words.subarray(0, n);
   }
 }

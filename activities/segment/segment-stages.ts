@@ -336,7 +336,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
       // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
       const salt = `${seed}:random-stages`;
       const prefixes = await keyPrefixes(datasetPath, scoredPos, () => salt);
-      const order = prefixes.order(undefined, (slot) => seededKey(salt, idOf(slot)));
+      const order = prefixes.order(undefined, (slot) => seededKey(salt, idOf(slot)), { last: true });
       const stageOfRank = (i: number) => Math.floor((i * count) / scoredCount);
       for (let k = 0, i = 0; k < count; k++) {
         const start = i;
@@ -408,7 +408,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     collectAfter(scoredCount);
     const oneOffSalt = `${seed}:one-off`;
     const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
-    const oneOffSlots = oneOffPrefixes.order(undefined, (slot) => seededKey(oneOffSalt, idOf(slot)));
+    const oneOffSlots = oneOffPrefixes.order(undefined, (slot) => seededKey(oneOffSalt, idOf(slot)), { last: true });
     const oneOff = await writeRows(out, keys.oneOff, positionsOf(oneOffSlots), refs, reader, scratch);
     let heldoutRef: SegmentResult['heldout'];
     if (heldout.length) {
