@@ -12,13 +12,17 @@ let collect: (() => void) | undefined;
  * - Typed arrays of a million rows that a phase let go live outside the heap, where V8 counts them late: freed only
  *   at a collection, they add up phase after phase.
  * `gc` is taken from one throwaway context with the flag set only meanwhile, so no other context (the workflows'
- * sandboxes included) ever sees it.
+ * sandboxes included) ever sees it. A Node that refuses the flag after start-up gets no collection, not a failure:
+ * memory then grows as it did before.
  */
 export function fullCollection(): void {
   if (!collect) {
-    setFlagsFromString('--expose-gc');
     try {
-      collect = runInNewContext('gc') as () => void;
+      setFlagsFromString('--expose-gc');
+      const gc: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
+      collect = typeof gc === 'function' ? (gc as () => void) : () => {};
+    } catch {
+      collect = () => {};
     } finally {
       setFlagsFromString('--no-expose-gc');
     }
