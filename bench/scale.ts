@@ -1,6 +1,6 @@
 /**
  * Memory and history of scoring and segmentation at scale, in real CPU worker processes:
- *   npm run bench:scale -- [--rows 100000,1000000] [--scorer offline|openai|file] [--concurrency 32] [--one-worker]
+ *   npm run bench:scale -- [--rows 100000,1000000] [--scorer openai|offline|file] [--concurrency 32] [--one-worker]
  *                          [--shard-rows N]
  *
  * For each size, a dataset of tiny generated rows is scored and then segmented by worker processes (compiled
@@ -8,8 +8,9 @@
  * against a Temporal dev server: a fresh worker per step, so each step's peak is its own, or with --one-worker both
  * steps in one process, as a long-lived worker runs them. With `--shard-rows`, scoring is planned, scored in shards
  * of N rows (all of them by the one worker, as many at a time as its PIFT_SCORE_SHARD_SLOTS) and merged, as
- * scorer.shardRows runs it. `--scorer openai` scores through the `openai` client against the tests' loopback fake
- * OpenAI server answering at once; `offline` uses the offline scorer (no HTTP); `file` takes every row's score from a
+ * scorer.shardRows runs it. `--scorer openai` (the default) scores through the `openai` client against the tests'
+ * loopback fake OpenAI server answering at once, so every row goes through the request pool, the answer cache and the
+ * client as with a real endpoint; `offline` uses the offline scorer (no HTTP); `file` takes every row's score from a
  * JSONL score file written beside the dataset (`scorer.kind: "file"`), half of them matched by id and half by user
  * text in the released `{"id", "score", "data"}` format.
  * Prints, per size N (100k, 1m, or the row count):
@@ -130,7 +131,7 @@ async function main() {
   const { values } = parseArgs({
     options: {
       rows: { type: 'string', default: '100000,1000000' },
-      scorer: { type: 'string', default: 'offline' },
+      scorer: { type: 'string', default: 'openai' },
       concurrency: { type: 'string', default: '32' },
       'one-worker': { type: 'boolean', default: false },
       'shard-rows': { type: 'string' },
