@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -101,6 +101,25 @@ describe('dataset formats: every file type and layout reads into the same rows',
       assert.deepEqual(rows.map(storedRow), ALPACA);
     });
   }
+
+  it('closes the file when a reader stops early, plain or gzip', async () => {
+    const openFiles = () => readdirSync('/proc/self/fd').length;
+    const { dir, deps: local } = tempRoot();
+    const plain = join(dir, 'plain.jsonl');
+    writeFileSync(plain, toJsonl(ALPACA));
+    const gz = join(dir, 'packed.jsonl.gz');
+    writeFileSync(gz, gzipSync(toJsonl(ALPACA)));
+    for (const uri of [plain, gz]) {
+      const before = openFiles();
+      for await (const row of readDatasetRows(local, uri)) {
+        assert.equal(row.id, 'a1');
+        break;
+      }
+      // The file is closed once the stream is destroyed, on the next turns of the event loop.
+      for (let i = 0; i < 100 && openFiles() > before; i++) await new Promise((r) => setImmediate(r));
+      assert.equal(openFiles(), before, uri);
+    }
+  });
 
   const renamed = { instruction: 'prompt', input: 'query', output: 'response', id: 'uid' };
   for (const file of ['alpaca-renamed.jsonl', 'alpaca-renamed.json', 'alpaca-renamed.csv']) {

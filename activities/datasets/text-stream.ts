@@ -38,7 +38,12 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
   }
   if (format === undefined) {
-    yield* raw();
+    try {
+      yield* raw();
+    } finally {
+      // A reader that stops early (a first repeated id found, say) must not leave the file open until a collection.
+      input.destroy();
+    }
     return;
   }
   const gunzip = createGunzip();
