@@ -1,6 +1,12 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
+/**
+ * Rows a streaming step handles between two forced collections (a streamed read), or at least in a phase before one
+ * (segmentation): under it, what waits for a collection is a few MB and forcing one costs more time than it saves.
+ */
+export const ROWS_PER_COLLECTION = 1 << 16;
+
 let collect: (() => void) | undefined;
 
 /**

@@ -5,7 +5,7 @@ import { corruptArtifact } from '../artifacts/transfer';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
-import { fullCollection } from '../full-collection';
+import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
@@ -57,12 +57,8 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
   });
 }
 
-/**
- * A full collection after a phase over this many rows (see fullCollection); below it, its columns are a few MB and a
- * collection would cost more time than it saves memory.
- */
-const ROWS_WORTH_A_COLLECTION = 1 << 16;
-const collectAfter = (rows: number) => rows >= ROWS_WORTH_A_COLLECTION && fullCollection();
+/** A phase's typed arrays, let go, wait outside the heap for a collection: one is forced after a large phase. */
+const collectAfter = (rows: number) => rows >= ROWS_PER_COLLECTION && fullCollection();
 
 /** The fields of a score line segmentation reads; every format of scores.jsonl has them. */
 type ScoreLine = Pick<ScoreRow, 'id' | 'score'>;
@@ -328,26 +324,19 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
         : rule === 'random'
           ? []
           : input.stages.thresholds;
-    // With the random rule, each stage's rows (slots) in the order the stage's shuffle is given them; with
-    // thresholds, a stage's rows are its slots in ascending order, listed only when the stage is written.
-    const members: Uint32Array[] = [];
+    // Each slot's stage; a stage's rows are listed (slots, ascending) only when it is written. The order they are
+    // given in does not matter: ids are unique, so no two rows share a full key.
     let stageOfSlot = new Uint8Array(scoredCount);
     if (rule === 'random') {
       // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
       const salt = `${seed}:random-stages`;
       const prefixes = await keyPrefixes(datasetPath, scoredPos, () => salt);
       const order = prefixes.order(undefined, (slot) => seededKey(salt, idOf(slot)), { last: true });
-      const stageOfRank = (i: number) => Math.floor((i * count) / scoredCount);
-      for (let k = 0, i = 0; k < count; k++) {
-        const start = i;
-        while (i < scoredCount && stageOfRank(i) === k) stageOfSlot[order[i++]] = k + 1;
-        members.push(order.slice(start, i));
-      }
+      for (let i = 0; i < scoredCount; i++) stageOfSlot[order[i]] = 1 + Math.floor((i * count) / scoredCount);
     } else {
       for (let slot = 0; slot < scoredCount; slot++) stageOfSlot[slot] = stageOf(scoreOf(slot), thresholds);
     }
     const membersOf = (k: number): Uint32Array => {
-      if (rule === 'random') return members[k - 1];
       let size = 0;
       for (let slot = 0; slot < scoredCount; slot++) if (stageOfSlot[slot] === k) size++;
       const slots = new Uint32Array(size);
@@ -366,7 +355,7 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     collectAfter(scoredCount);
 
     const stageSalt = (k: number) => `${seed}:stage-${k}`;
-    // Let go once the stages are written, as each stage's members are, before the one-off order is made.
+    // Let go once the stages are written, before the one-off order is made.
     let stagePrefixes: KeyPrefixes | undefined = await keyPrefixes(datasetPath, scoredPos, (slot) =>
       stageSalt(stageOfSlot[slot]),
     );
@@ -379,7 +368,6 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
     const scratch = join(dir, 'out.jsonl');
     for (let k = 1; k <= count; k++) {
       const stageSlots = stagePrefixes.order(membersOf(k), (slot) => seededKey(stageSalt(k), idOf(slot)));
-      if (rule === 'random') members[k - 1] = new Uint32Array(0);
       if (stageSlots.length === 0 && !input.stages.allowEmpty) {
         const lo = k === 1 ? '-inf' : thresholds[k - 2];
         const hi = k === count ? '+inf' : thresholds[k - 1];
