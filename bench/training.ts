@@ -1,16 +1,19 @@
 /**
  * Training throughput and the cost of everything around it, on this machine:
  *
- *   npm run bench:training -- [--steps 40] [--rounds 3] [--minutes 1] [--mb 256]
+ *   npm run bench:training -- [--round-seconds 30] [--rounds 3] [--minutes 10] [--mb 256]
  *
  * 1. `throughput_ratio`: the same configuration (the builtin tiny model, the demo data, the tiny preset's settings)
  *    trained by `python -m pift.train` and by a plain transformers `Trainer` script (bench/plain_trainer.py), in
  *    alternating order, `--rounds` times each; the ratio of the medians of their tokens per second, ours / plain, each
- *    timed by the Trainer's own `train_runtime`.
- * 2. `overhead_fraction`: the whole trainStage activity against SeaweedFS S3 on loopback, with enough steps for about
- *    `--minutes` of training: (activity wall time - the trainer's train_runtime) / train_runtime. The overhead is
- *    downloading data and model, starting Python, uploading checkpoints (left over after training ends), the final
- *    model and the log, and committing.
+ *    timed by the Trainer's own `train_runtime`. A short calibration run sets the steps of a round so that each
+ *    trains about `--round-seconds`: rounds of a few seconds (the old 40 steps, 2.5 s) let start-up jitter move the
+ *    ratio by 5% between two runs on the same machine.
+ * 2. `overhead_s` and `overhead_fraction`: the whole trainStage activity against SeaweedFS S3 on loopback, with
+ *    enough steps for about `--minutes` of training: `overhead_s` = activity wall time - the trainer's train_runtime,
+ *    the fixed cost of a stage (downloading data and model, starting Python, uploading checkpoints left over after
+ *    training ends, the final model and the log, committing); `overhead_fraction` = overhead_s / train_runtime. The
+ *    default is a 10-minute stage: the fixed cost spread over a 1-minute one reads about 10 times higher.
  * 3. `upload_mb_s`, `download_mb_s`: a checkpoint-shaped folder (`--mb` MB in four shards and a few small files) up
  *    with uploadDir and down with downloadVerified (sha256 checked as it streams). MB = 10^6 bytes.
  */
@@ -67,37 +70,50 @@ function runtimeOf(stdout: string): { runtime: number; tokens?: number } {
 const training = (over: Partial<TrainingOptions> = {}) =>
   resolveTrainingDefaults(Value.Default(TrainingSchema, { ...over }) as TrainingOptions);
 
-async function throughput(scratch: string, dataFile: string, steps: number, rounds: number) {
+type Trainer = 'ours' | 'plain';
+
+/** One training run of `steps` steps by either trainer, in a folder of its own: its train_runtime and token count. */
+async function trainOnce(scratch: string, dataFile: string, which: Trainer, steps: number, label: string) {
+  const dir = path.join(scratch, `${which}-${label}`);
+  await fs.mkdir(dir, { recursive: true });
+  const config = trainerConfig(training(), steps, {
+    train_file: dataFile,
+    final_dir: path.join(dir, 'final'),
+    output_dir: path.join(dir, 'checkpoints'),
+    model_name_or_path: 'builtin:tiny-llama',
+    resume_from_checkpoint: null,
+    parent_pid: process.pid,
+  });
+  const configPath = path.join(dir, 'config.json');
+  await fs.writeFile(configPath, JSON.stringify(config));
+  const args =
+    which === 'ours' ? ['-m', 'pift.train', configPath] : [path.join(__dirname, 'plain_trainer.py'), configPath];
+  const result = runtimeOf(await runPython(args, dir));
+  console.log(`${label} ${which.padEnd(5)} ${steps} steps, train_runtime ${fmt(result.runtime)} s`);
+  await fs.rm(dir, { recursive: true, force: true });
+  return result;
+}
+
+async function throughput(scratch: string, dataFile: string, roundSeconds: number, rounds: number) {
+  // Calibration: the seconds per step here, so that every round below trains for about roundSeconds.
+  const calibrationSteps = 20;
+  const calibration = await trainOnce(scratch, dataFile, 'ours', calibrationSteps, 'calibration');
+  const steps = Math.max(calibrationSteps, Math.ceil((roundSeconds * calibrationSteps) / calibration.runtime));
+  console.log(`${rounds} rounds per trainer of ${steps} steps, about ${roundSeconds} s of training each`);
   const runs = { ours: [] as number[], plain: [] as number[] };
   let tokens = 0;
   for (let r = 0; r < rounds; r++) {
-    const order = r % 2 === 0 ? (['plain', 'ours'] as const) : (['ours', 'plain'] as const);
+    const order: Trainer[] = r % 2 === 0 ? ['plain', 'ours'] : ['ours', 'plain'];
     for (const which of order) {
-      const dir = path.join(scratch, `${which}-${r}`);
-      await fs.mkdir(dir, { recursive: true });
-      const config = trainerConfig(training(), steps, {
-        train_file: dataFile,
-        final_dir: path.join(dir, 'final'),
-        output_dir: path.join(dir, 'checkpoints'),
-        model_name_or_path: 'builtin:tiny-llama',
-        resume_from_checkpoint: null,
-        parent_pid: process.pid,
-      });
-      const configPath = path.join(dir, 'config.json');
-      await fs.writeFile(configPath, JSON.stringify(config));
-      const args =
-        which === 'ours' ? ['-m', 'pift.train', configPath] : [path.join(__dirname, 'plain_trainer.py'), configPath];
-      const { runtime, tokens: counted } = runtimeOf(await runPython(args, dir));
+      const { runtime, tokens: counted } = await trainOnce(scratch, dataFile, which, steps, `round ${r + 1}`);
       if (counted) tokens = counted;
       runs[which].push(runtime);
-      console.log(`round ${r + 1} ${which.padEnd(5)} train_runtime ${fmt(runtime)} s`);
-      await fs.rm(dir, { recursive: true, force: true });
     }
   }
   const ours = tokens / median(runs.ours);
   const plain = tokens / median(runs.plain);
-  console.log(`tokens per run ${tokens}; tokens/s ours ${fmt(ours, 0)}, plain ${fmt(plain, 0)}`);
-  return { ratio: ours / plain, secondsPerStep: median(runs.ours) / steps };
+  console.log(`tokens per round ${tokens}; tokens/s ours ${fmt(ours, 0)}, plain ${fmt(plain, 0)}`);
+  return { ratio: ours / plain, steps, roundSeconds: median(runs.ours), secondsPerStep: median(runs.ours) / steps };
 }
 
 async function overhead(scratch: string, data: string, s3Env: NodeJS.ProcessEnv, bucket: string, steps: number) {
@@ -132,7 +148,7 @@ async function overhead(scratch: string, data: string, s3Env: NodeJS.ProcessEnv,
   const trained = Number(match[1]);
   console.log(`trainStage: ${steps} steps, wall ${fmt(wall)} s, train_runtime ${fmt(trained)} s`);
   await store.deletePrefix('run');
-  return { fraction: (wall - trained) / trained, trained };
+  return { seconds: wall - trained, fraction: (wall - trained) / trained, trained };
 }
 
 async function transfers(scratch: string, s3Env: NodeJS.ProcessEnv, bucket: string, mb: number) {
@@ -159,9 +175,9 @@ async function transfers(scratch: string, s3Env: NodeJS.ProcessEnv, bucket: stri
 async function main() {
   const { values } = parseArgs({
     options: {
-      steps: { type: 'string', default: '40' },
+      'round-seconds': { type: 'string', default: '30' },
       rounds: { type: 'string', default: '3' },
-      minutes: { type: 'string', default: '1' },
+      minutes: { type: 'string', default: '10' },
       mb: { type: 'string', default: '256' },
     },
   });
@@ -177,12 +193,14 @@ async function main() {
   );
   const s3 = await startS3Server();
   try {
-    const tp = await throughput(scratch, dataFile, Number(values.steps), Number(values.rounds));
+    const tp = await throughput(scratch, dataFile, Number(values['round-seconds']), Number(values.rounds));
     const steps = Math.max(4, Math.round((Number(values.minutes) * 60) / tp.secondsPerStep));
     const oh = await overhead(scratch, data, s3.env, s3.bucket, steps);
     const tr = await transfers(scratch, s3.env, s3.bucket, Number(values.mb));
-    console.log(`trained_minutes=${fmt(oh.trained / 60, 2)}`);
+    console.log(`rounds=${values.rounds} round_steps=${tp.steps} round_seconds=${fmt(tp.roundSeconds, 1)}`);
     console.log(`throughput_ratio=${fmt(tp.ratio)}`);
+    console.log(`trained_minutes=${fmt(oh.trained / 60, 2)}`);
+    console.log(`overhead_s=${fmt(oh.seconds, 1)}`);
     console.log(`overhead_fraction=${fmt(oh.fraction)}`);
     console.log(`upload_mb_s=${fmt(tr.up, 1)}`);
     console.log(`download_mb_s=${fmt(tr.down, 1)}`);

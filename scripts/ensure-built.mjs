@@ -40,6 +40,11 @@ if (stale) {
     console.error(`lib/ is out of date (${relative(root, stale)}) and TypeScript is not installed: run npm run build`);
     process.exit(1);
   }
-  console.error(`building lib/ (${relative(root, stale)} changed)`);
+  // The first build compiles every source and takes a minute or two on a small machine: say so before the silence.
+  console.error(
+    existsSync(join(root, 'lib'))
+      ? `building lib/ (${relative(root, stale)} changed)`
+      : 'building lib/ for the first run: compiling the TypeScript sources takes a minute or two',
+  );
   execFileSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
 }

