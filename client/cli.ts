@@ -87,7 +87,7 @@ program
     '--dataset <uri>',
     'the dataset (Alpaca or conversations; JSONL, JSON, Parquet, CSV): s3://..., file://... or a local path',
   )
-  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in README "Workflow input")')
+  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
   .option('--run-id <id>', 'run id (default: generated)')
   .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
   .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
@@ -98,7 +98,7 @@ program
   .command('export')
   .description('score and segment only, then write the stages for LLaMA-Factory and axolotl (no GPU worker needed)')
   .option('--dataset <uri>', 'the dataset: s3://..., file://... or a local path')
-  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in README "Workflow input")')
+  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
   .option('--run-id <id>', 'run id (default: generated)')
   .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
   .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')

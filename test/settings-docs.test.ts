@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'mocha';
 import {
   generatedFiles,
-  README_FILE,
+  SETTINGS_DOC_FILE,
   settingsTable,
   TABLE_END,
   TABLE_START,
@@ -16,10 +16,10 @@ import { settingsValidator } from '../common/settings/validator';
 const root = join(__dirname, '..');
 
 describe('generated settings files', () => {
-  it('are up to date: JSON Schemas and the README table (run `npm run schema` when this fails)', async () => {
-    const files = generatedFiles(await readFile(join(root, README_FILE), 'utf8'));
+  it('are up to date: JSON Schemas and the table of docs/settings.md (run `npm run schema` when this fails)', async () => {
+    const files = generatedFiles(await readFile(join(root, SETTINGS_DOC_FILE), 'utf8'));
     assert.deepEqual(Object.keys(files).sort(), [
-      'README.md',
+      'docs/settings.md',
       'schema/pipeline-input.schema.json',
       'schema/trainer-config.schema.json',
     ]);
@@ -45,7 +45,7 @@ describe('generated settings files', () => {
     }
   });
 
-  it('the README table has one row per setting, with its default and source', () => {
+  it('the settings table has one row per setting, with its default and source', () => {
     const table = settingsTable();
     const row = (field: string) => table.split('\n').find((l) => l.startsWith(`| \`${field}\` |`));
     for (const group of ['scorer', 'stages', 'training', 'baseline', 'evaluation'] as const) {

@@ -5,7 +5,7 @@ import { createCpuWorkers, createGpuWorker, createModelCheckWorker } from './cre
 import { gpuSlots } from './gpu-slots';
 import { ensureSearchAttributes } from './search-attributes';
 
-/** Entry point of both worker processes; configuration comes from the environment (README "Worker environment"). */
+/** Entry point of both worker processes; configuration comes from the environment (docs/worker-environment.md). */
 export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   const cfg = temporalConfigFromEnv();
   // Only the CPU worker runs workflows, which upsert the PiftStep search attribute.

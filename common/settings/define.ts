@@ -1,8 +1,8 @@
-// Helpers that attach a setting's documentation to its schema, so the README table, the JSON Schema files and the
-// validator all read one definition. Workflow-safe: TypeBox only.
+// Helpers that attach a setting's documentation to its schema, so the settings table (docs/settings.md), the JSON
+// Schema files and the validator all read one definition. Workflow-safe: TypeBox only.
 import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
 
-/** Where a default comes from, as the README tags it. */
+/** Where a default comes from, as docs/settings.md tags it. */
 export type Source = 'paper' | 'repo' | 'unverified' | 'ours' | 'worker';
 
 /** JSON Schema annotation keywords of our own; the validator registers them so strict mode accepts them. */

@@ -1,4 +1,5 @@
-// Everything generated from the settings schemas: the checked-in JSON Schema files and the README input table.
+// Everything generated from the settings schemas: the checked-in JSON Schema files and the settings table of
+// docs/settings.md.
 // Pure functions of the schemas (scripts/gen-schema.ts writes them; a test compares them with the files).
 import type { TSchema } from '@sinclair/typebox';
 import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
@@ -7,7 +8,7 @@ import { TrainerConfigSchema } from './trainer';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
-export const README_FILE = 'README.md';
+export const SETTINGS_DOC_FILE = 'docs/settings.md';
 export const TABLE_START = '<!-- settings-table:start -->';
 export const TABLE_END = '<!-- settings-table:end -->';
 
@@ -68,7 +69,7 @@ function rows(schema: Json, prefix: string): string[] {
   });
 }
 
-/** The README's workflow input table: one row per setting, nested groups flattened to `group.field`. */
+/** The workflow input table of docs/settings.md: one row per setting, nested groups flattened to `group.field`. */
 export function settingsTable(schema: TSchema = PipelineInputSchema): string {
   return ['| field | values | default | source | meaning |', '|---|---|---|---|---|', ...rows(schema, '')].join('\n');
 }
@@ -78,16 +79,16 @@ export function withSettingsTable(text: string, table: string = settingsTable())
   const start = text.indexOf(TABLE_START);
   const end = text.indexOf(TABLE_END);
   if (start < 0 || end < start || text.indexOf(TABLE_START, start + 1) >= 0) {
-    throw new Error(`${README_FILE} must hold ${TABLE_START} and then ${TABLE_END}, once each`);
+    throw new Error(`${SETTINGS_DOC_FILE} must hold ${TABLE_START} and then ${TABLE_END}, once each`);
   }
   return `${text.slice(0, start + TABLE_START.length)}\n${table}\n${text.slice(end)}`;
 }
 
-/** Every generated file, by repository path, given the README's current text. */
-export function generatedFiles(readme: string): Record<string, string> {
+/** Every generated file, by repository path, given the current text of docs/settings.md. */
+export function generatedFiles(settingsDoc: string): Record<string, string> {
   return {
     [PIPELINE_INPUT_SCHEMA_FILE]: jsonSchemaFile(PipelineInputSchema),
     [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
-    [README_FILE]: withSettingsTable(readme),
+    [SETTINGS_DOC_FILE]: withSettingsTable(settingsDoc),
   };
 }

@@ -1,5 +1,6 @@
 // The workflow's one JSON input, defined once: its TypeScript types (Static), validation, defaults, and the
-// documentation the README table and schema/pipeline-input.schema.json are generated from (`npm run schema`).
+// documentation the settings table (docs/settings.md) and schema/pipeline-input.schema.json are generated from
+// (`npm run schema`).
 // Workflow-safe: no Node built-ins here.
 import { Type, type Static } from '@sinclair/typebox';
 import { optional, required, stringEnum, withDefault, type Filled, type Prettify } from './define';
