@@ -99,7 +99,8 @@ async function throughput(scratch: string, dataFile: string, roundSeconds: numbe
   const calibrationSteps = 20;
   const calibration = await trainOnce(scratch, dataFile, 'ours', calibrationSteps, 'calibration');
   const steps = Math.max(calibrationSteps, Math.ceil((roundSeconds * calibrationSteps) / calibration.runtime));
-  console.log(`${rounds} rounds per trainer of ${steps} steps, about ${roundSeconds} s of training each`);
+  const expected = (steps * calibration.runtime) / calibrationSteps;
+  console.log(`${rounds} rounds per trainer of ${steps} steps, about ${fmt(expected, 0)} s of training each`);
   const runs = { ours: [] as number[], plain: [] as number[] };
   let tokens = 0;
   for (let r = 0; r < rounds; r++) {
