@@ -29,7 +29,6 @@ from transformers.trainer_utils import TrainOutput
 
 from .callbacks import ProtocolCallback, SigtermSaveCallback
 from .config import ModelArguments, PiftTrainingArguments, ScriptArguments
-from .data import InstructionDataset, read_instruction_rows
 from .distributed import barrier
 from .errors import ConfigError, Terminated
 from .job import run_job
@@ -42,6 +41,7 @@ from .scratch import writing
 from .template import ResponseOnlyCollator
 from .termination import SigtermMode, set_sigterm_mode
 from .termination import state as termination
+from .train_data import load_train_dataset
 
 MAX_REPORTED_LOSSES = 200
 LOSS_SUMMARY_WINDOW = 5
@@ -60,10 +60,9 @@ def parse_args(config_path: str) -> tuple[ScriptArguments, ModelArguments, PiftT
 
 def main(script_args: ScriptArguments, model_args: ModelArguments, training_args: PiftTrainingArguments) -> None:
     watch_parent(script_args.parent_pid)
-    rows = read_instruction_rows(script_args.train_file, require_output=True)
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    train_dataset = InstructionDataset(
-        rows, tokenizer, script_args.max_length, script_args.conversation_template, script_args.train_file
+    train_dataset = load_train_dataset(
+        script_args.train_file, tokenizer, script_args.max_length, script_args.conversation_template, training_args
     )
     finished_state = finished_checkpoint_state(training_args)
     # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage
