@@ -140,6 +140,8 @@ export interface TrainResult {
   reused: boolean;
   /** 'bf16', 'fp16' or 'fp32': what the trainer chose for `training.bf16` on this worker's device. */
   precision?: string;
+  /** Threads a trainer on a CPU used (`PIFT_CPU_THREADS`, default 1); absent on a GPU. */
+  cpuThreads?: number;
 }
 
 export interface GenerateInput extends StepRef {

@@ -4,7 +4,7 @@ Usage: python bench/plain_trainer.py CONFIG.json
 
 It reads the config pift.train reads and builds the same model, tokenizer and batches (the data preparation is
 pift's, so both loops see identical tensors), then trains with an unadorned `Trainer`: no protocol, callbacks,
-SIGTERM handling or parent watch. Prints one JSON line: {"train_runtime": seconds, "tokens": non-pad tokens}.
+SIGTERM handling or parent watch (and the same CPU thread count). Prints one JSON line: {"train_runtime": seconds, "tokens": non-pad tokens}.
 The token count is taken before training, from the batches the trainer will draw, and is not timed.
 """
 
@@ -16,9 +16,10 @@ import sys
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from pift.config import ModelArguments, ScriptArguments
-from pift.data import InstructionDataset, read_instruction_rows
 from pift.models import load_model, load_tokenizer
 from pift.template import ResponseOnlyCollator
+from pift.threads import limit_cpu_threads
+from pift.train_data import load_train_dataset
 
 # Keys of pift's own TrainingArguments subclass defaults that plain TrainingArguments must be given explicitly.
 PIFT_DEFAULTS = {"report_to": "none", "disable_tqdm": True, "train_sampling_strategy": "sequential"}
@@ -35,9 +36,10 @@ def main(config_path: str) -> None:
     ).parse_dict(config, allow_extra_keys=False)
     if warmup_ratio is not None:
         training_args.warmup_steps = warmup_ratio
+    limit_cpu_threads()  # the thread count pift.train uses
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    dataset = InstructionDataset(
-        read_instruction_rows(script_args.train_file, require_output=True), tokenizer, script_args.max_length
+    dataset = load_train_dataset(
+        script_args.train_file, tokenizer, script_args.max_length, script_args.conversation_template, training_args
     )
     model = load_model(model_args.model_name_or_path, tokenizer, seed=model_args.model_seed)
     trainer = Trainer(

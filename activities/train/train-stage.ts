@@ -179,6 +179,7 @@ async function train(
     attempts: ctx.info.attempt,
     reused: false,
     ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
+    ...(typeof doneEvent.cpu_threads === 'number' ? { cpuThreads: doneEvent.cpu_threads } : {}),
   };
   const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
   await out.put(keys.losses, lossesJson);

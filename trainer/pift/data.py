@@ -14,18 +14,30 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from torch.utils.data import Dataset
+from datasets import Dataset, Features, List, Value
 from transformers import PreTrainedTokenizerBase
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, JobInputError
 from .template import (
     IGNORE_INDEX,
     ROLES,
     TrainingExample,
     encode_conversation,
-    encode_training_example,
+    encode_training_examples,
     uses_chat_template,
 )
+
+# What `Trainer` reads: one tokenised row each, int32 (a vocabulary fits, and it halves the Arrow files), plus the
+# row's problem, if any, so the first bad line in file order is reported whichever process tokenised it.
+TOKEN_FEATURES = Features(
+    {
+        "input_ids": List(Value("int32")),
+        "labels": List(Value("int32")),
+        "error_kind": Value("string"),
+        "error": Value("string"),
+    }
+)
+ERROR_KINDS = {error.kind: error for error in (ConfigError, DataError)}
 
 
 @dataclass(frozen=True)
@@ -103,27 +115,41 @@ def _parse_row(path: str, line_number: int, record: Any, require_output: bool) -
     return InstructionRow(id=row_id, instruction=record["instruction"], input=input_text, output=output)
 
 
+def decode_line(path: str, line_number: int, raw_line: bytes) -> str | None:
+    """A JSONL line's text; None for a blank line."""
+    try:
+        text = raw_line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _field_error(path, line_number, f"not valid UTF-8 ({error.reason})") from error
+    return text if text.strip() else None
+
+
+def parse_text(path: str, line_number: int, text: str, require_output: bool) -> Row:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise _field_error(path, line_number, f"invalid JSON ({error.msg} at column {error.colno})") from error
+    return _parse_row(path, line_number, record, require_output)
+
+
+def check_file(path: str, field_name: str) -> None:
+    if not os.path.isfile(path):
+        raise ConfigError(f'field "{field_name}": no such file {path}')
+
+
 def read_instruction_rows(
     path: str, *, require_output: bool, unique_ids: bool = False, field_name: str = "train_file"
 ) -> list[Row]:
     """Parse a JSONL file of Alpaca rows and conversations; blank lines are skipped."""
-    if not os.path.isfile(path):
-        raise ConfigError(f'field "{field_name}": no such file {path}')
+    check_file(path, field_name)
     rows: list[Row] = []
     seen_ids: dict[str, int] = {}
     with open(path, "rb") as handle:
         for line_number, raw_line in enumerate(handle, start=1):
-            try:
-                text = raw_line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise _field_error(path, line_number, f"not valid UTF-8 ({error.reason})") from error
-            if not text.strip():
+            text = decode_line(path, line_number, raw_line)
+            if text is None:
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as error:
-                raise _field_error(path, line_number, f"invalid JSON ({error.msg} at column {error.colno})") from error
-            row = _parse_row(path, line_number, record, require_output)
+            row = parse_text(path, line_number, text, require_output)
             if unique_ids:
                 key = json.dumps(row.id)
                 if key in seen_ids:
@@ -133,40 +159,6 @@ def read_instruction_rows(
     if not rows:
         raise DataError(f"{path}: contains no rows")
     return rows
-
-
-class InstructionDataset(Dataset):
-    """Rows tokenized once up front with response-only labels: Alpaca rows in the paper's template, conversations
-    in the model's chat template or the paper's (`conversation_template`, see template.py)."""
-
-    def __init__(
-        self,
-        rows: list[Row],
-        tokenizer: PreTrainedTokenizerBase,
-        max_length: int,
-        conversation_template: str = "auto",
-        path: str = "train_file",
-    ) -> None:
-        chat = None  # decided at the first conversation, so an Alpaca-only file never asks
-        self.examples: list[TrainingExample] = []
-        for row in rows:
-            if isinstance(row, InstructionRow):
-                example = encode_training_example(tokenizer, row.instruction, row.input, row.output or "", max_length)
-            else:
-                if chat is None:
-                    try:
-                        chat = uses_chat_template(tokenizer, conversation_template)
-                    except ValueError as error:
-                        raise ConfigError(f'field "conversation_template": {error}') from error
-                example = encode_conversation_row(tokenizer, row, max_length, chat, path)
-            self.examples.append(example)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        example = self.examples[index]
-        return {"input_ids": example.input_ids, "labels": example.labels}
 
 
 def encode_conversation_row(
@@ -184,3 +176,95 @@ def encode_conversation_row(
             "shorten its earlier turns or raise the maximum length",
         )
     return example
+
+
+def encode_rows(
+    rows: list[Row | JobInputError],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    conversation_template: str,
+    path: str,
+) -> dict[str, list]:
+    """A batch of rows (or the error each line raised) as columns of TOKEN_FEATURES, in order.
+
+    Response-only labels: Alpaca rows in the paper's template, all in one tokenizer call per piece; conversations in the
+    model's chat template or the paper's (`conversation_template`, see template.py)."""
+    examples: list[TrainingExample | JobInputError] = list(rows)
+    alpaca = [index for index, row in enumerate(rows) if isinstance(row, InstructionRow)]
+    encoded = encode_training_examples(
+        tokenizer,
+        [rows[index].instruction for index in alpaca],
+        [rows[index].input for index in alpaca],
+        [rows[index].output or "" for index in alpaca],
+        max_length,
+    )
+    for index, example in zip(alpaca, encoded):
+        examples[index] = example
+    chat = None  # decided at the first conversation, so an Alpaca-only file never asks
+    for index, row in enumerate(rows):
+        if not isinstance(row, ConversationRow):
+            continue
+        try:
+            if chat is None:
+                chat = conversation_chat_template(tokenizer, conversation_template)
+            examples[index] = encode_conversation_row(tokenizer, row, max_length, chat, path)
+        except JobInputError as error:
+            examples[index] = error
+    columns: dict[str, list] = {name: [] for name in TOKEN_FEATURES}
+    for example in examples:
+        failed = isinstance(example, JobInputError)
+        columns["input_ids"].append([] if failed else example.input_ids)
+        columns["labels"].append([] if failed else example.labels)
+        columns["error_kind"].append(example.kind if failed else None)
+        columns["error"].append(str(example) if failed else None)
+    return columns
+
+
+def encode_lines(
+    batch: dict[str, list],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    conversation_template: str,
+    path: str,
+) -> dict[str, list]:
+    """`Dataset.map` function from a batch of LINE_FEATURES to TOKEN_FEATURES: parse, check and tokenise."""
+    rows: list[Row | JobInputError] = []
+    for line_number, text, error in zip(batch["line_number"], batch["text"], batch["error"]):
+        try:
+            if error is not None:
+                raise DataError(error)
+            rows.append(parse_text(path, line_number, text, require_output=True))
+        except DataError as failure:
+            rows.append(failure)
+    return encode_rows(rows, tokenizer, max_length, conversation_template, path)
+
+
+def raise_first_error(tokens: Dataset) -> None:
+    """Raise the problem of the first bad row, in file order; a no-op when every row encoded."""
+    errors = tokens.data.column("error")
+    if errors.null_count == len(tokens):
+        return
+    first = next(index for index, error in enumerate(errors.is_valid().to_pylist()) if error)
+    raise ERROR_KINDS[tokens[first]["error_kind"]](tokens[first]["error"])
+
+
+def InstructionDataset(  # noqa: N802 - reads like the dataset class it returns
+    rows: list[Row],
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    conversation_template: str = "auto",
+    path: str = "train_file",
+) -> Dataset:
+    """Rows already in memory, tokenised as a training file's are (train_data.py does a file, out of core)."""
+    tokens = Dataset.from_dict(
+        encode_rows(list(rows), tokenizer, max_length, conversation_template, path), features=TOKEN_FEATURES
+    )
+    raise_first_error(tokens)
+    return tokens.remove_columns(["error_kind", "error"])
+
+
+def conversation_chat_template(tokenizer: PreTrainedTokenizerBase, conversation_template: str) -> bool:
+    try:
+        return uses_chat_template(tokenizer, conversation_template)
+    except ValueError as error:
+        raise ConfigError(f'field "conversation_template": {error}') from error

@@ -43,7 +43,7 @@ from .data import InstructionRow, Row, read_instruction_rows
 from .errors import ConfigError
 from .job import run_job
 from .model_cache import resolve_model
-from .models import load_model, load_tokenizer
+from .models import load_model, load_tokenizer, plain_greedy
 from .parent_watch import watch_parent
 from .protocol import emit
 from .scratch import writing
@@ -80,7 +80,8 @@ def answer_pending(args: GenerateArguments, pending: list[Row], already_done: in
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
-    model = load_model(args.model_dir, tokenizer, dtype=dtype, field_name="model_dir").to(device).eval()
+    model = plain_greedy(load_model(args.model_dir, tokenizer, dtype=dtype, field_name="model_dir"), tokenizer)
+    model = model.to(device).eval()
 
     prompts = [encode_prompt(tokenizer, row, args) for row in pending]
     # Longest first: similar lengths share a batch (less padding), and an OOM shows up at once.

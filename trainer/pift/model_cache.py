@@ -14,7 +14,7 @@ A model reference is one of:
 - anything else: a local directory, used in place.
 
 The cache is `PIFT_MODEL_CACHE`, else `model-cache/` under the worker's scratch folder (`PIFT_WORKDIR`, else
-`<tmp>/pift-work`, the TypeScript workers' own default). With `HF_HUB_OFFLINE=1` (the training and generation
+`<tmp>/pift-work`, the TypeScript workers' own default); tokenised training files go to `data-cache/` beside it. With `HF_HUB_OFFLINE=1` (the training and generation
 processes always run so) a hub model is served from the cache only, and one that is not there fails naming the id
 and the cache.
 """
@@ -59,12 +59,20 @@ class ResolvedModel:
     revision: str | None = None
 
 
+def worker_dir() -> str:
+    return os.path.abspath(os.environ.get("PIFT_WORKDIR") or os.path.join(tempfile.gettempdir(), "pift-work"))
+
+
 def cache_root() -> str:
     explicit = os.environ.get("PIFT_MODEL_CACHE")
     if explicit:
         return os.path.abspath(explicit)
-    workdir = os.environ.get("PIFT_WORKDIR") or os.path.join(tempfile.gettempdir(), "pift-work")
-    return os.path.abspath(os.path.join(workdir, "model-cache"))
+    return os.path.join(worker_dir(), "model-cache")
+
+
+def data_cache_root() -> str:
+    """Tokenised training files (train_data.py), beside the model cache in the worker's scratch folder."""
+    return os.path.join(worker_dir(), "data-cache")
 
 
 def hub_offline() -> bool:

@@ -10,6 +10,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
+    GenerationConfig,
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -100,4 +101,17 @@ def load_model(
         config.bos_token_id = tokenizer.bos_token_id
         config.eos_token_id = tokenizer.eos_token_id
         config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def plain_greedy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """Greedy decoding that reads nothing from the model folder's `generation_config.json`.
+
+    transformers fills every field a `generate` call leaves unset from `model.generation_config`, so a base model that
+    ships a repetition penalty or `no_repeat_ngram_size` (and every stage trained from it, which saves the file
+    again) would be decoded with them; the released code never reads that file. A fresh config keeps only the
+    special token ids the template uses."""
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     return model

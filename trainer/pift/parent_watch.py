@@ -67,10 +67,14 @@ def _watch(parent_pid: int, direct_parent: bool) -> None:
             exit_now_for_dead_parent()
 
 
+_watched: set[int] = set()
+
+
 def watch_parent(parent_pid: int | None) -> None:
-    """Start the polling thread for `parent_pid` (when given)."""
-    if parent_pid is None:
+    """Start the polling thread for `parent_pid` (when given, and not watched yet)."""
+    if parent_pid is None or parent_pid in _watched:
         return
+    _watched.add(parent_pid)
     direct_parent = os.getppid() == parent_pid
     if not direct_parent and not _pid_alive(parent_pid):
         exit_now_for_dead_parent()

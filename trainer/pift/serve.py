@@ -33,7 +33,7 @@ from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, Pr
 
 from .errors import ConfigError
 from .job import configure_logging
-from .models import load_model, load_tokenizer
+from .models import load_model, load_tokenizer, plain_greedy
 from .parent_watch import watch_parent
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,9 @@ class Completer:
         self.name = args.served_model_name or args.model
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(args.model, field_name="--model")
         self.model: PreTrainedModel = (
-            load_model(args.model, self.tokenizer, dtype=dtype, field_name="--model").to(device).eval()
+            plain_greedy(load_model(args.model, self.tokenizer, dtype=dtype, field_name="--model"), self.tokenizer)
+            .to(device)
+            .eval()
         )
         self.max_model_len = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self.lock = threading.Lock()

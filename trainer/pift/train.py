@@ -29,7 +29,6 @@ from transformers.trainer_utils import TrainOutput
 
 from .callbacks import ProtocolCallback, SigtermSaveCallback
 from .config import ModelArguments, PiftTrainingArguments, ScriptArguments
-from .data import InstructionDataset, read_instruction_rows
 from .distributed import barrier
 from .errors import ConfigError, Terminated
 from .job import run_job
@@ -42,6 +41,8 @@ from .scratch import writing
 from .template import ResponseOnlyCollator
 from .termination import SigtermMode, set_sigterm_mode
 from .termination import state as termination
+from .threads import limit_cpu_threads
+from .train_data import load_train_dataset
 
 MAX_REPORTED_LOSSES = 200
 LOSS_SUMMARY_WINDOW = 5
@@ -60,10 +61,10 @@ def parse_args(config_path: str) -> tuple[ScriptArguments, ModelArguments, PiftT
 
 def main(script_args: ScriptArguments, model_args: ModelArguments, training_args: PiftTrainingArguments) -> None:
     watch_parent(script_args.parent_pid)
-    rows = read_instruction_rows(script_args.train_file, require_output=True)
+    cpu_threads = limit_cpu_threads()
     tokenizer = load_tokenizer(model_args.model_name_or_path)
-    train_dataset = InstructionDataset(
-        rows, tokenizer, script_args.max_length, script_args.conversation_template, script_args.train_file
+    train_dataset = load_train_dataset(
+        script_args.train_file, tokenizer, script_args.max_length, script_args.conversation_template, training_args
     )
     finished_state = finished_checkpoint_state(training_args)
     # Every run starts from these weights with a fresh optimizer and schedule, like the paper's per-stage
@@ -96,7 +97,7 @@ def main(script_args: ScriptArguments, model_args: ModelArguments, training_args
 
     with writing(script_args.final_dir):
         save_final(trainer, script_args.final_dir, model_args)
-    report_done(trainer, train_output, script_args.final_dir)
+    report_done(trainer, train_output, script_args.final_dir, cpu_threads)
 
 
 def finished_checkpoint_state(training_args: PiftTrainingArguments) -> TrainerState | None:
@@ -136,7 +137,7 @@ def save_final(trainer: Trainer, final_dir: str, model_args: ModelArguments) -> 
         os.replace(staging_dir, final_dir)
 
 
-def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> None:
+def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str, cpu_threads: int | None) -> None:
     # log_history includes the entries restored from a checkpoint, so this covers the whole stage.
     history = [(entry["step"], float(entry["loss"])) for entry in trainer.state.log_history if "loss" in entry]
     losses = [loss for _, loss in history]
@@ -155,6 +156,7 @@ def report_done(trainer: Trainer, train_output: TrainOutput, final_dir: str) -> 
         loss_steps=[step for step, _ in sampled],
         train_runtime=float(train_output.metrics.get("train_runtime", 0.0)),
         precision=trainer.args.resolved_precision,
+        cpu_threads=cpu_threads,
     )
 
 
