@@ -1,7 +1,9 @@
 import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
-import { checkRunLocations } from '../store';
+import { Context } from '@temporalio/activity';
+import { checkRunLocations, openStore } from '../store';
+import { claimRun } from './artifacts/run-claim';
 import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
@@ -49,6 +51,12 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
   // Only what the workflow needs goes into history; the list of checks is for the CLI's `validate`.
   preflight: (cfg: ResolvedInput) =>
     withTypedFailures(async () => {
+      // First, before anything is asked of any endpoint: one run id, one workflow, however the run was started.
+      const execution = Context.current().info.workflowExecution;
+      if (execution) {
+        const store = openStore(cfg.store, deps.env, { probe: 'fail-fast' });
+        await claimRun(store, cfg.runId, { workflowId: execution.workflowId, workflowRunId: execution.runId });
+      }
       const { gpuCheckWait } = await preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots });
       return { gpuCheckWait };
     }),

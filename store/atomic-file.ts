@@ -112,3 +112,23 @@ export async function writeBytesAtomically(target: string, body: string | Uint8A
     });
   });
 }
+
+/**
+ * Creates `target` with `body` unless it exists: written whole to a temporary sibling, flushed, then hard-linked into
+ * place, which fails with EEXIST when the name is taken, so of several racing writers exactly one gets true.
+ */
+export async function linkIfAbsent(target: string, body: string): Promise<boolean> {
+  const tmpPath = tempPathFor(target);
+  return inDir(path.dirname(target), async () => {
+    try {
+      await writeBytesAtomically(tmpPath, body);
+      await fs.link(tmpPath, target);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await fs.rm(tmpPath, { force: true });
+    }
+  });
+}

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { writeBytesAtomically, writeFileAtomically } from './atomic-file';
+import { linkIfAbsent, writeBytesAtomically, writeFileAtomically } from './atomic-file';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
 import {
@@ -40,6 +40,11 @@ export class LocalStore implements ObjectStore {
   async put(key: string, body: string | Uint8Array, options: PutOptions = {}): Promise<void> {
     const target = this.pathFor(key);
     await mapDiskFull(this.dir, this.setting, () => writeBytesAtomically(target, body, options.durable ?? true));
+  }
+
+  async putIfAbsent(key: string, body: string): Promise<boolean> {
+    const target = this.pathFor(key);
+    return mapDiskFull(this.dir, this.setting, () => linkIfAbsent(target, body));
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {

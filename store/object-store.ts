@@ -15,6 +15,12 @@ export interface ObjectStore {
   put(key: string, body: string | Uint8Array, options?: PutOptions): Promise<void>;
 
   /**
+   * Writes `body` at `key` only if no object is there yet, atomically: of several writers racing for one key exactly
+   * one gets true (S3 `If-None-Match: *`, a local exclusive link). false when the key was already taken.
+   */
+  putIfAbsent(key: string, body: string): Promise<boolean>;
+
+  /**
    * Streams a local file up (big files go up in parts on S3), hashing it on the way: the file is read once, and what
    * is returned describes the bytes that were sent.
    */

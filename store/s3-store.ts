@@ -20,7 +20,7 @@ import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
 import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
-import { classifyS3Error, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
+import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { validateKey, validatePrefix } from './keys';
 import { HashingStream } from './hashing-stream';
@@ -93,6 +93,28 @@ export class S3Store implements ObjectStore {
         new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: length }),
       ),
     );
+  }
+
+  async putIfAbsent(key: string, body: string): Promise<boolean> {
+    const objectKey = this.objectKey(key);
+    return this.resilient('PUT', key, async () => {
+      try {
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.bucket,
+            Key: objectKey,
+            Body: body,
+            ContentLength: Buffer.byteLength(body),
+            IfNoneMatch: '*',
+          }),
+        );
+        return true;
+      } catch (err) {
+        // 412: the key exists. (409, a concurrent conditional write still in flight, is retried as transient.)
+        if (httpStatusOf(err) === 412) return false;
+        throw err;
+      }
+    });
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {

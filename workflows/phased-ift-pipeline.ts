@@ -28,6 +28,7 @@ import { trainControlBranches } from './control-branches';
 import { judgeInBatches, scoreInBatches } from './batch-answers';
 import { scoreInShards } from './score-shards';
 import { generationSettings } from './generation-input';
+import { withRecomputedProducers, type Producers } from './recompute-producer';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 type GpuActivities = ReturnType<typeof createGpuActivities>;
@@ -300,13 +301,14 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     }
 
     const stageModels: TrainResult[] = [];
+    const producers: Producers = new Map();
     let initModel = cfg.training.baseModel;
     for (const split of seg.stages) {
       if (split.rows === 0) continue; // only possible with stages.allowEmpty
       const name = stageName(split.stage);
       enter(name, split.stage);
       // Each stage is a fresh training run from the previous stage's final weights: new optimizer, warmup, cosine.
-      const trained = await gpuAs(name).trainStage({
+      const stageInput = {
         ...ref,
         name,
         dataUri: split.uri,
@@ -314,7 +316,10 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
         initModel,
         maxSteps: stageSteps[split.stage - 1],
         training: cfg.training,
-      });
+      };
+      // A damaged model of the stage before is recomputed by running that stage again (recompute-producer.ts).
+      const trained = await withRecomputedProducers(producers, () => gpuAs(name).trainStage(stageInput));
+      producers.set(`train/${name}`, () => gpuAs(name).trainStage(stageInput));
       stageModels.push(trained);
       progress.finished.push(name);
       initModel = trained.modelUri;
@@ -350,11 +355,13 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
     const candidateAnswers: GenerateResult[] = [];
     for (const model of candidates) {
       candidateAnswers.push(
-        await gpuAs(`generate-${model.name}`).generateAnswers({
-          ...generation,
-          name: model.name,
-          modelUri: model.modelUri,
-        }),
+        await withRecomputedProducers(producers, () =>
+          gpuAs(`generate-${model.name}`).generateAnswers({
+            ...generation,
+            name: model.name,
+            modelUri: model.modelUri,
+          }),
+        ),
       );
     }
     // The same candidates of each control ordering, answered and judged against the same baseline.

@@ -4,6 +4,7 @@
  *
  *   <runId>/
  *     .preflight-probe                                  written and deleted again: proves the store takes writes
+ *     owner.json                                        the workflow that claimed the run id, written once, first
  *     score/        manifest.json, dataset.jsonl, scores.jsonl, prompt.txt
  *                   parts/<hash12>-<00000>.jsonl          100 scored rows each, committed one by one
  *                   shards/<hash12>/                      with scorer.shardRows: manifest.json (the plan),
@@ -36,6 +37,9 @@ const partTag = (inputsHash: string) => inputsHash.slice(0, 12);
 
 /** Written and deleted by the checks before scoring: the store takes writes under the run's prefix. */
 export const preflightProbeKey = (runId: string) => `${runId}/.preflight-probe`;
+
+/** Written once, by a conditional write, before any step: the one workflow this run id belongs to. */
+export const runOwnerKey = (runId: string) => `${runId}/owner.json`;
 
 const scoreKeysIn = (dir: string) => ({
   manifest: `${dir}/${MANIFEST}`,

@@ -3,13 +3,14 @@ import type { Duration } from '@temporalio/common';
 import { msToNumber } from '@temporalio/common/lib/time';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
 import { filePart } from '../artifacts/parts';
 import { generateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
+import { receiveFile } from '../artifacts/hand-off';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from '../train/check-model';
 import { runTrainerProcess, type TrainerEvent } from '../train/trainer-process';
@@ -73,10 +74,9 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
           const key = keys.answers(bench.name);
           answers[bench.name] = store.uriFor(key);
           await filePart(out, key, keys.answersDone(bench.name, inputsHash), async () => {
-            const { store: benchStore, key: benchKey } = openObject(bench.uri, deps.env);
             const promptsFile = join(work, `${bench.name}.prompts.jsonl`);
             const outFile = join(work, `${bench.name}.answers.jsonl`);
-            await benchStore.getFile(benchKey, promptsFile);
+            await receiveFile(bench.uri, deps.env, promptsFile, { setting: 'input.benchmarks' });
             const config = {
               model_dir: modelDir,
               input_file: promptsFile,

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allowedLocation, IntegrityError, openObject, openStore } from '../../store';
-import { corruptArtifact } from '../artifacts/transfer';
+import { allowedLocation, openStore } from '../../store';
+import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
@@ -287,16 +287,13 @@ async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs
   // Local copies, streamed: the dataset and its scores are the largest files a run keeps.
   const datasetPath = join(dir, 'dataset.jsonl');
   const scoresPath = join(dir, 'scores.jsonl');
-  const dataset = openObject(input.score.datasetUri, deps.env);
-  await dataset.store.getFile(dataset.key, datasetPath);
-  // The scores are checked against the sha256 the score step recorded: lines are read by slicing their heads
-  // (readScore), which would not notice a line damaged after its score.
-  const scores = openObject(input.score.scoresUri, deps.env);
-  try {
-    await scores.store.getFile(scores.key, scoresPath, { sha256: input.score.sha256 });
-  } catch (err) {
-    throw err instanceof IntegrityError ? corruptArtifact(err, 'input.score.scoresUri') : err;
-  }
+  await receiveFile(input.score.datasetUri, deps.env, datasetPath, { setting: 'input.score.datasetUri' });
+  // Lines are read by slicing their heads (readScore), which would not notice a line damaged after its score.
+  const scoresSetting = 'input.score.scoresUri';
+  await receiveFile(input.score.scoresUri, deps.env, scoresPath, {
+    sha256: input.score.sha256,
+    setting: scoresSetting,
+  });
   const { count, seed } = input.stages;
   const training = trainingRows(
     (await indexRows(datasetPath, scoresPath, input)) ??

@@ -5,14 +5,15 @@ import { ApplicationFailure } from '@temporalio/common';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { allowedLocation, IntegrityError, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import type { OutputEntry } from '../artifacts/manifest';
 import type { ActivityDeps } from '../deps';
 import { trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import { cachedByTrainer } from '../validate/model-ref';
 import { checkModel } from './check-model';
-import { corruptArtifact, keepModel, localModel } from '../artifacts/transfer';
+import { localModel } from '../artifacts/transfer';
+import { keepModel, receiveFile } from '../artifacts/hand-off';
 import {
   commitCheckpoint,
   completeCheckpoints,
@@ -70,13 +71,8 @@ async function train(
   const checkpointsDir = join(work, 'checkpoints');
   await rm(checkpointsDir, { recursive: true, force: true });
   await mkdir(checkpointsDir, { recursive: true });
-  const { store: dataStore, key: dataKey } = openObject(input.dataUri, deps.env);
   const trainFile = join(work, 'train.jsonl');
-  try {
-    await dataStore.getFile(dataKey, trainFile, { sha256: input.dataSha256 });
-  } catch (err) {
-    throw err instanceof IntegrityError ? corruptArtifact(err, 'input.dataUri') : err;
-  }
+  await receiveFile(input.dataUri, deps.env, trainFile, { sha256: input.dataSha256, setting: 'input.dataUri' });
   // Another GPU worker may have run the model check: make sure this one's model cache holds the model too.
   if (cachedByTrainer(input.initModel)) {
     await checkModel(deps, {

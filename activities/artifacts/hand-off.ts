@@ -1,0 +1,278 @@
+import { log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { FailureType } from '../../common/failures';
+import {
+  IntegrityError,
+  NotFoundError,
+  openObject,
+  openStore,
+  storeDefaults,
+  type ObjectStore,
+  type WrittenObject,
+} from '../../store';
+import { hashInputs, sha256File } from './hashing';
+import { readManifest, type OutputEntry, type StepManifest } from './manifest';
+
+/**
+ * What one step reads from another: an object or a folder (`key`) that the producing step's manifest
+ * (`manifestKey`, in the same `store`) lists with the size and sha256 of every file.
+ */
+export interface HandOff {
+  store: ObjectStore;
+  manifestKey: string;
+  key: string;
+}
+
+/** What a hand-off failure names, for the workflow to recompute the producer (workflows/recompute-producer.ts). */
+export interface DamagedHandOff {
+  /** The producing step, as its manifest names it: 'train/stage-1', 'segment', … */
+  producer: string;
+  uri: string;
+}
+
+/**
+ * The producer's committed bytes are gone or damaged, here and in every copy this worker holds: retrying this step
+ * cannot help, running the producer again can (it verifies its outputs when reused and recomputes damaged ones).
+ */
+function damaged(manifest: Pick<StepManifest<unknown>, 'step'>, uri: string, why: string): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: `${uri}: ${why}; the step that wrote it (${manifest.step}) is computed again`,
+    type: FailureType.CorruptArtifact,
+    nonRetryable: true,
+    details: [{ producer: manifest.step, uri } satisfies DamagedHandOff],
+  });
+}
+
+const MANIFEST = 'manifest.json';
+/** How far above an object its producer's manifest may be: `train/<name>/final/<file>` is the deepest. */
+const MANIFEST_LEVELS = 3;
+const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\/./i.test(s);
+
+/**
+ * The hand-off a store URI names, when a step of ours committed it: the nearest `manifest.json` above it that lists
+ * it (a file, or every file of a folder). Undefined for what no manifest of ours covers (a dataset or a model a user
+ * uploaded, a local path).
+ */
+export async function handOffAt(uri: string, env: NodeJS.ProcessEnv): Promise<HandOff | undefined> {
+  const target = uri.replace(/\/+$/, '');
+  if (!isUri(target)) return undefined;
+  let folder = target;
+  for (let level = 0; level < MANIFEST_LEVELS && folder.includes('/'); level++) {
+    folder = folder.slice(0, folder.lastIndexOf('/'));
+    if (!isUri(folder) || folder.endsWith('/')) return undefined;
+    const { store: holder, key } = openObject(`${folder}/${MANIFEST}`, env);
+    const manifest = await readManifest<unknown>(holder, key).catch(() => null);
+    const stepFolder = manifest && stepFolderOf(folder, manifest);
+    if (!stepFolder) continue;
+    // Keys are relative to the store the manifest was written to: the folder's URI ends with the step's folder.
+    const root = folder.slice(0, folder.length - stepFolder.length - 1);
+    const wanted = `${stepFolder}${target.slice(folder.length)}`;
+    if (entriesOf(manifest.outputs, wanted).length === 0) continue;
+    return { store: openStore(root, env), manifestKey: `${stepFolder}/${MANIFEST}`, key: wanted };
+  }
+  return undefined;
+}
+
+/** The key of `folder` in the manifest's store: the shortest tail of it that starts with the run id and holds outputs. */
+function stepFolderOf(folder: string, manifest: StepManifest<unknown>): string | undefined {
+  const parts = folder.split('/');
+  for (let i = parts.length - 1; i > 0; i--) {
+    if (parts[i] !== manifest.runId) continue;
+    const tail = parts.slice(i).join('/');
+    if (manifest.outputs?.some((o) => o.key.startsWith(`${tail}/`))) return tail;
+  }
+  return undefined;
+}
+
+/** The entries a manifest lists for `key`: the object itself, or every file below the folder `key`. */
+const entriesOf = (outputs: readonly OutputEntry[] | undefined, key: string) =>
+  (outputs ?? []).filter((o) => o.key === key || o.key.startsWith(`${key}/`));
+
+/** The producer's manifest and its entries for the hand-off; a manifest or entry that is gone is damage too. */
+async function committed(h: HandOff): Promise<{ manifest: StepManifest<unknown>; entries: OutputEntry[] }> {
+  const manifest = await readManifest<unknown>(h.store, h.manifestKey);
+  const step = manifest?.step ?? h.manifestKey.split('/').slice(1, -1).join('/');
+  if (!manifest) throw damaged({ step }, h.store.uriFor(h.key), `its step's manifest ${h.manifestKey} is gone`);
+  const entries = entriesOf(manifest.outputs, h.key);
+  if (entries.length === 0) throw damaged(manifest, h.store.uriFor(h.key), `not listed by ${h.manifestKey}`);
+  return { manifest, entries };
+}
+
+/** Where an entry lands below `localDir` (the hand-off's folder), or `localDir` itself for a hand-off of one file. */
+const localPathOf = (h: HandOff, e: OutputEntry, local: string) =>
+  e.key === h.key ? local : join(local, ...e.key.slice(h.key.length + 1).split('/'));
+
+/** Downloads every entry, verified as it streams in; damage names the producer. */
+async function download(h: HandOff, manifest: StepManifest<unknown>, entries: OutputEntry[], local: string) {
+  const limit = pLimit(storeDefaults.filesInFlight);
+  try {
+    await Promise.all(
+      entries.map((e) =>
+        limit(() => h.store.getFile(e.key, localPathOf(h, e, local), { bytes: e.bytes, sha256: e.sha256 })),
+      ),
+    );
+  } catch (err) {
+    if (err instanceof IntegrityError || err instanceof NotFoundError)
+      throw damaged(manifest, h.store.uriFor(h.key), err.message);
+    throw err;
+  }
+}
+
+/**
+ * The one way a step reads what another step committed: downloads the hand-off (a file to `localPath`, or a folder
+ * into it), every file checked against the size and sha256 the producer's manifest recorded, as it streams in.
+ * @throws a non-retryable CorruptArtifact failure naming the producer (DamagedHandOff) when the bytes are not those.
+ */
+export async function receive(h: HandOff, localPath: string): Promise<OutputEntry[]> {
+  const { manifest, entries } = await committed(h);
+  await download(h, manifest, entries, localPath);
+  return entries;
+}
+
+/** Where models live on this worker between activities, each under the hash of its files. */
+const modelCacheDir = (workDir: string) => join(workDir, 'models');
+/** Models kept in the cache: the one just trained and the one before, enough for stage k+1 and generation. */
+const MODEL_CACHE_KEEP = 3;
+
+/** One name for a folder of files: its relative paths and their sha256. */
+export const treeHash = (entries: readonly OutputEntry[], prefix: string): string =>
+  hashInputs(entries.map((e) => [e.key.slice(prefix.length + 1), e.sha256]).sort());
+
+/** The cached copy of a model, when every file is still there with its recorded sha256 (read locally, once). */
+async function cachedModel(dir: string, h: HandOff, entries: readonly OutputEntry[]): Promise<boolean> {
+  if (!existsSync(dir)) return false;
+  for (const e of entries) {
+    const file = localPathOf(h, e, dir);
+    if (!existsSync(file) || (await sha256File(file)) !== e.sha256) {
+      log.warn('the cached copy of a model is damaged; it is fetched again', { uri: h.store.uriFor(h.key) });
+      await rm(dir, { recursive: true, force: true });
+      return false;
+    }
+  }
+  await touch(dir); // most recently used: the last to be evicted
+  return true;
+}
+
+const touch = (dir: string) => {
+  const now = new Date();
+  return utimes(dir, now, now);
+};
+
+/** The sha256 of a stored object, read as it streams (nothing written). */
+async function storedSha256(store: ObjectStore, key: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of await store.getStream(key)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * The stored copy of a model held intact in this worker's cache: each file the store no longer has as committed is
+ * uploaded again from the cache (the producer's manifest stays valid, since the bytes are those it lists).
+ */
+async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir: string): Promise<void> {
+  const limit = pLimit(storeDefaults.filesInFlight);
+  await Promise.all(
+    entries.map((e) =>
+      limit(async () => {
+        const head = await h.store.head(e.key);
+        if (head?.size === e.bytes && (await storedSha256(h.store, e.key)) === e.sha256) return;
+        log.warn('a stored model file is damaged; using the intact copy on this worker and storing it again', {
+          uri: h.store.uriFor(e.key),
+        });
+        const written: WrittenObject = await h.store.putFile(e.key, localPathOf(h, e, dir));
+        if (written.sha256 !== e.sha256) throw new Error(`${h.store.uriFor(e.key)} changed while it was repaired`);
+      }),
+    ),
+  );
+}
+
+/**
+ * A model another step committed, as a local folder: this worker's cached copy (under the hash of its files) when it
+ * is intact, else downloaded and verified into the cache. With a cached copy nothing is downloaded, but the stored
+ * copy is read once to check it, and repaired from the cache when damaged.
+ * @throws as `receive` when neither copy is intact.
+ */
+export async function receiveModel(h: HandOff, workDir: string | undefined, localDir: string): Promise<string> {
+  const { manifest, entries } = await committed(h);
+  if (!workDir) {
+    await download(h, manifest, entries, localDir);
+    return localDir;
+  }
+  const cache = modelCacheDir(workDir);
+  const dir = join(cache, treeHash(entries, h.key));
+  if (await cachedModel(dir, h, entries)) {
+    await repairFromCache(h, entries, dir);
+    return dir;
+  }
+  const incomplete = `${dir}.incomplete`;
+  await rm(incomplete, { recursive: true, force: true });
+  await download(h, manifest, entries, incomplete);
+  await mkdir(cache, { recursive: true });
+  await rm(dir, { recursive: true, force: true });
+  await rename(incomplete, dir);
+  await touch(dir);
+  await evict(cache);
+  return dir;
+}
+
+/**
+ * Keeps a model this worker just produced (and committed as `entries` under `prefix`), so that the next stage or
+ * generation on this worker uses it instead of downloading it again. Moves `localDir` away.
+ */
+export async function keepModel(
+  workDir: string,
+  localDir: string,
+  entries: readonly OutputEntry[],
+  prefix: string,
+): Promise<void> {
+  const cache = modelCacheDir(workDir);
+  const dir = join(cache, treeHash(entries, prefix));
+  await mkdir(cache, { recursive: true });
+  await rm(dir, { recursive: true, force: true });
+  await rename(localDir, dir);
+  await touch(dir);
+  await evict(cache);
+}
+
+async function evict(cache: string): Promise<void> {
+  const dirs = await Promise.all(
+    (await readdir(cache, { withFileTypes: true }))
+      .filter((d) => d.isDirectory() && !d.name.includes('.'))
+      .map(async (d) => ({ path: join(cache, d.name), mtime: (await stat(join(cache, d.name))).mtimeMs })),
+  );
+  dirs.sort((a, b) => b.mtime - a.mtime);
+  for (const d of dirs.slice(MODEL_CACHE_KEEP)) await rm(d.path, { recursive: true, force: true });
+}
+
+/**
+ * The file at `uri` that a step reads: `receive` when a step of ours committed it; otherwise (a file a user gave, or
+ * a store an earlier run's manifest no longer covers) downloaded and checked against `sha256` when one is known.
+ */
+export async function receiveFile(
+  uri: string,
+  env: NodeJS.ProcessEnv,
+  localPath: string,
+  expect: { sha256?: string; setting: string },
+): Promise<void> {
+  const handOff = await handOffAt(uri, env);
+  if (handOff) {
+    await receive(handOff, localPath);
+    return;
+  }
+  const { store, key } = openObject(uri, env, { setting: expect.setting });
+  try {
+    await store.getFile(key, localPath, expect.sha256 ? { sha256: expect.sha256 } : undefined);
+  } catch (err) {
+    if (!(err instanceof IntegrityError)) throw err;
+    throw ApplicationFailure.nonRetryable(
+      `${expect.setting}: ${err.message}. The step that wrote it checks its outputs' sha256 when it is reused, so ` +
+        '`pift resume` recomputes it',
+      FailureType.CorruptArtifact,
+    );
+  }
+}
