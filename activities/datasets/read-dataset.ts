@@ -29,7 +29,7 @@ import {
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { unpackedBytes, utf8Chunks } from './text-stream';
+import { feedInto, unpackedBytes, utf8Chunks } from './text-stream';
 
 export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
 export type DatasetFileKind = (typeof DATASET_FILE_KINDS)[number];
@@ -256,14 +256,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const feed = (async () => {
-    try {
-      for await (const chunk of text) if (!parser.write(chunk)) await new Promise((r) => parser.once('drain', r));
-      parser.end();
-    } catch (err) {
-      parser.destroy(err as Error);
-    }
-  })();
+  const feed = feedInto(parser, text);
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
