@@ -15,10 +15,10 @@ import { DATASET_FORMATS } from '../../common/settings/schema';
 import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
-import { hyparquet } from './hyparquet';
+import { literal, openRows } from '../rows/engine';
 import { firstRepeated, IdHashes, type IdHash } from './id-hashes';
 import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
-import { isPlainObject, JsonRecordSplitter, type SourceRecord } from './json-records';
+import { JsonRecordSplitter, type SourceRecord } from './json-records';
 import {
   detectLayout,
   duplicateId,
@@ -217,7 +217,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       path = scratch;
     } else if (!(await this.store.exists(this.key))) this.notFound(new NotFoundError(this.uri));
     try {
-      yield* parquetRecords(path, this.source);
+      yield* parquetRecords(this.deps, path, this.source);
       this.sha256 = await sha256File(path);
     } finally {
       if (scratch) await rm(scratch, { force: true });
@@ -278,37 +278,48 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }
 
-const toNumber = (n: bigint | number): number => Number(n);
-
-/** Plain values for a row: Parquet INT64 ids come back as bigint, kept so that the id reads as its digits. */
-async function* parquetRecords(path: string, source: string): AsyncGenerator<SourceRecord> {
-  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = hyparquet();
-  const file = await asyncBufferFromFile(path);
-  let metadata;
+/**
+ * A Parquet file's rows through the row engine, in file order, a chunk at a time: INT64 ids come back as bigint, kept
+ * so that the id reads as its digits. DuckDB's complaints name the file by its path, which is replaced by its name.
+ */
+async function* parquetRecords(
+  deps: Pick<ActivityDeps, 'env' | 'workDir'>,
+  path: string,
+  source: string,
+): AsyncGenerator<SourceRecord> {
+  const { rows, close } = await openRows(deps);
+  const problem = (err: unknown) =>
+    String((err as Error).message ?? err)
+      .split(path)
+      .join(source)
+      .slice(0, 160);
+  let read = 0;
   try {
-    metadata = await parquetMetadataAsync(file);
-  } catch (err) {
-    throw new InvalidDataError(`${source}: not a readable Parquet file (${(err as Error).message.slice(0, 80)})`, {
-      file: source,
-    });
-  }
-  let rowStart = 0;
-  for (const group of metadata.row_groups) {
-    const rowEnd = rowStart + toNumber(group.num_rows);
-    let rows: Array<Record<string, unknown>>;
+    let result;
     try {
-      rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd });
+      result = await rows.stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`);
     } catch (err) {
-      throw new InvalidDataError(
-        `${source} row ${rowStart + 1}: the row group starting here cannot be read (${(err as Error).message.slice(0, 80)})`,
-        { file: source, line: rowStart + 1 },
-      );
+      throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
     }
-    for (const [i, value] of rows.entries()) {
-      if (!isPlainObject(value)) continue;
-      yield { value, line: rowStart + i + 1, index: rowStart + i, unit: 'row' };
+    const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
+    for (;;) {
+      let next;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
+          file: source,
+          line: read + 1,
+        });
+      }
+      if (next.done) break;
+      for (const { file_row_number: at, ...value } of next.value) {
+        read += 1;
+        yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
+      }
     }
-    rowStart = rowEnd;
+  } finally {
+    await close();
   }
-  if (rowStart === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
+  if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

@@ -15,14 +15,17 @@ export const rowMemory = (env: NodeJS.ProcessEnv): string => env.PIFT_ROW_MEMORY
 export type Rows = DuckDBConnection;
 export type SqlValues = Record<string, DuckDBValue>;
 
+/** A connection to a fresh in-memory database, and the clean-up that closes it and removes its scratch folder. */
+export interface OpenRows {
+  rows: Rows;
+  close(): Promise<void>;
+}
+
 /**
- * Runs `use` with a connection to a fresh in-memory database. One thread: `row_number() OVER ()` then numbers rows in
- * file order, which the steps' outputs depend on, and a step's memory does not grow with the host's cores.
+ * Opens a fresh in-memory database. One thread: `row_number() OVER ()` then numbers rows in file order, which the
+ * steps' outputs depend on, and a step's memory does not grow with the host's cores.
  */
-export async function withRows<T>(
-  deps: { env: NodeJS.ProcessEnv; workDir: string },
-  use: (rows: Rows) => Promise<T>,
-): Promise<T> {
+export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<OpenRows> {
   await mkdir(deps.workDir, { recursive: true });
   const scratch = await mkdtemp(join(deps.workDir, 'rows-'));
   const instance = await DuckDBInstance.create(':memory:', {
@@ -32,12 +35,26 @@ export async function withRows<T>(
     preserve_insertion_order: 'true',
   });
   const rows = await instance.connect();
+  return {
+    rows,
+    close: async () => {
+      rows.closeSync();
+      instance.closeSync();
+      await rm(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `use` with a connection to a fresh in-memory database (see openRows). */
+export async function withRows<T>(
+  deps: { env: NodeJS.ProcessEnv; workDir: string },
+  use: (rows: Rows) => Promise<T>,
+): Promise<T> {
+  const { rows, close } = await openRows(deps);
   try {
     return await use(rows);
   } finally {
-    rows.closeSync();
-    instance.closeSync();
-    await rm(scratch, { recursive: true, force: true });
+    await close();
   }
 }
 
