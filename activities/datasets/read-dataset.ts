@@ -16,7 +16,7 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
-import { firstRepeated, IdHashes, type IdHash } from './id-hashes';
+import { IdCheck } from './id-check';
 import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
 import { JsonRecordSplitter, type SourceRecord } from './json-records';
 import {
@@ -24,7 +24,6 @@ import {
   duplicateId,
   idFieldOf,
   rowBuilder,
-  rowId,
   type DatasetColumns,
   type DatasetLayout,
   type DatasetRow,
@@ -46,8 +45,6 @@ export interface ReadDatasetOptions {
   maxRowBytes?: number;
   /** The input field that named the file, for messages (default `input.dataset`). */
   field?: string;
-  /** The hash of the duplicate-id check (see id-hashes.ts); tests give one that collides. */
-  idHash?: IdHash;
 }
 
 /** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
@@ -112,42 +109,29 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const records = this.records();
     const columns = this.options.columns ?? {};
     let build: ((rec: SourceRecord) => DatasetRow) | undefined;
-    // The builders' own check (an IdTable) would keep every id's bytes; a hash of each is enough here.
-    let ids = checkIds ? new IdHashes(this.options.idHash) : undefined;
-    for await (const rec of records) {
-      if (build === undefined) {
-        const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
-        this.layout = given ?? detectLayout(this.source, rec, columns);
-        build = rowBuilder(this.source, this.layout, columns, false);
+    let unit: SourceRecord['unit'];
+    // The builders' own check (an IdTable) would keep every id's bytes in the heap; the row engine keeps them here.
+    const ids = checkIds ? await IdCheck.open(this.deps) : undefined;
+    try {
+      for await (const rec of records) {
+        if (build === undefined) {
+          const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
+          this.layout = given ?? detectLayout(this.source, rec, columns);
+          build = rowBuilder(this.source, this.layout, columns, false);
+          unit = rec.unit;
+        }
+        const row = build(rec);
+        ids?.add(row.id, rec.line);
+        this.rows += 1;
+        yield row;
       }
-      const row = build(rec);
-      ids?.add(row.id);
-      this.rows += 1;
-      yield row;
-    }
-    if (ids) {
-      const { hash } = ids;
-      const repeated = ids.repeated();
-      ids = undefined;
-      if (repeated.length > 0) await this.checkRepeated(repeated, hash, columns);
-    }
-  }
-
-  /**
-   * Reads the records again for the ids under hashes seen twice: a repeated id fails the read as the check at its row
-   * did; hashes that only collided let it pass, unless the file changed since the read that found them.
-   */
-  private async checkRepeated(repeated: Float64Array, hash: IdHash, columns: DatasetColumns): Promise<void> {
-    const sha256 = this.sha256;
-    this.sha256 = undefined;
-    const found = await firstRepeated(this.records(), repeated, (rec) => rowId(this.source, rec, columns), hash);
-    if (found) duplicateId(this.source, found.rec, idFieldOf(columns), found.first);
-    if (this.sha256 !== sha256) {
-      this.sha256 = undefined;
-      throw new Error(
-        `${this.source} changed while it was being read (it was read twice, with different contents); ` +
-          'the next attempt reads it as it is then',
-      );
+      const repeat = await ids?.firstRepeat();
+      if (repeat) {
+        this.sha256 = undefined;
+        duplicateId(this.source, { value: {}, line: repeat.line, index: -1, unit }, idFieldOf(columns), repeat.first);
+      }
+    } finally {
+      await ids?.close();
     }
   }
 
