@@ -4,8 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { firstRepeated, idHash, IdHashes, repeatedValues } from '../activities/datasets/id-hashes';
-import type { SourceRecord } from '../activities/datasets/json-records';
 import { readDatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
 import { InvalidDataError } from '../common/failures';
 
@@ -52,64 +50,6 @@ describe('the duplicate-id check of a streamed dataset (hashes in sorted chunks)
   this.timeout(60_000);
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('a hash is an integer a double holds exactly, and tells apart ids that differ in one code unit', () => {
-    const seen = new Set<number>();
-    for (let i = 0; i < 50_000; i++) {
-      const h = idHash(`b${i}`);
-      assert.ok(Number.isSafeInteger(h) && h >= 0, String(h));
-      seen.add(h);
-    }
-    assert.equal(seen.size, 50_000);
-    assert.notEqual(idHash('é1'), idHash('e1'));
-    assert.notEqual(idHash(''), idHash('\u0000'));
-  });
-
-  it('merging sorted runs finds exactly the values that occur more than once, each once', () => {
-    let seed = 7;
-    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % 5000;
-    for (let round = 0; round < 20; round++) {
-      const runs = Array.from({ length: 1 + (round % 9) }, (_, r) => {
-        const run = Float64Array.from({ length: r === 1 ? 0 : next() % 700 }, next);
-        return run.sort();
-      });
-      const counts = new Map<number, number>();
-      for (const run of runs) for (const v of run) counts.set(v, (counts.get(v) ?? 0) + 1);
-      const expected = [...counts].filter(([, n]) => n > 1).map(([v]) => v);
-      assert.deepEqual(
-        [...repeatedValues(runs)],
-        expected.sort((a, b) => a - b),
-      );
-    }
-    assert.deepEqual([...repeatedValues([])], []);
-  });
-
-  it('chunks keep ids repeated within a chunk, across its boundary and in the last, partly filled one', () => {
-    const idsOf = (ids: string[]) => {
-      const hashes = new IdHashes(idHash, 4);
-      for (const id of ids) hashes.add(id);
-      return [...hashes.repeated()];
-    };
-    assert.deepEqual(idsOf(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i']), []);
-    assert.deepEqual(idsOf(['a', 'b', 'a', 'd']), [idHash('a')]);
-    assert.deepEqual(idsOf(['a', 'b', 'c', 'd', 'd', 'f']), [idHash('d')]);
-    assert.deepEqual(idsOf(['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'b']), [idHash('b')]);
-    assert.deepEqual(idsOf(['x', 'x', 'x', 'x', 'x']), [idHash('x')]);
-  });
-
-  it('ids whose hashes collide are not duplicates; the first repeat in file order is', async () => {
-    const records = async function* (ids: string[]): AsyncGenerator<SourceRecord> {
-      for (const [i, id] of ids.entries()) yield { value: { id }, line: i + 1, index: -1 };
-    };
-    const same = () => 42;
-    const idOf = (rec: SourceRecord) => rec.value.id as string;
-    const repeated = Float64Array.of(42);
-    assert.equal(await firstRepeated(records(['a', 'b', 'c']), repeated, idOf, same), undefined);
-    const found = await firstRepeated(records(['a', 'b', 'c', 'b', 'a']), repeated, idOf, same);
-    assert.deepEqual(found && { line: found.rec.line, first: found.first }, { line: 4, first: 2 });
-    // Ids under other hashes are passed over.
-    assert.equal(await firstRepeated(records(['a', 'a']), Float64Array.of(1), idOf, idHash), undefined);
-  });
-
   it('names both lines of ids repeated far apart (rows 3 and 150,000), after every row was handed on', async () => {
     const uri = jsonl('far.jsonl', 150_000, { 150_000: 'b2' });
     const { handed } = await readAll(uri);
@@ -142,21 +82,6 @@ describe('the duplicate-id check of a streamed dataset (hashes in sorted chunks)
       jsonl('generated.jsonl', 5, { 1: null, 3: 'L1' }),
       'generated.jsonl line 3: duplicate id in field "id" (first used on line 1)',
       3,
-    );
-  });
-
-  it('a hash that always collides still reads distinct ids and still finds the repeated one', async () => {
-    const idHash = () => 0;
-    const clean = await readAll(jsonl('collide.jsonl', 3000), { idHash });
-    assert.equal(clean.error, undefined);
-    assert.equal(clean.handed, 3000);
-    assert.match(clean.dataset.sha256 ?? '', /^[0-9a-f]{64}$/);
-    await failsWith(
-      jsonl('collide-repeat.jsonl', 3000, { 2999: 'b17' }),
-      'collide-repeat.jsonl line 2999: duplicate id in field "id" (first used on line 18)',
-      2999,
-      'id',
-      { idHash },
     );
   });
 

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
-import { LineCursor, LinePlaces, LineReader, type LineRef } from '../activities/segment/row-file';
-import { KeyPrefixes, seededKey } from '../activities/segment/seeded-keys';
 import { seededOrder, segmentStages } from '../activities/segment/segment-stages';
 import { rowsPerPart } from '../activities/artifacts/parts';
 import { StepOutputs } from '../activities/artifacts/step';
@@ -208,94 +206,6 @@ describe('segmentation at scale', () => {
       assert.equal(stage3.toString().split('\n').length, 200_001);
     } finally {
       rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('streaming helpers of segmentation', () => {
-  it('orders by key prefixes exactly as seededOrder, equal keys in given order', () => {
-    const ids = Array.from({ length: 3000 }, (_, i) => `id-${(i * 7) % 1000}`); // every id three times
-    const prefixes = new KeyPrefixes(ids.length);
-    ids.forEach((id, slot) => prefixes.set(slot, 'salt', id));
-    const given = Uint32Array.from(ids.keys()).reverse();
-    const order = prefixes.order(given, (slot) => seededKey('salt', ids[slot]));
-    const expected = seededOrder(
-      [...given].map((slot) => ({ id: ids[slot], slot })),
-      'salt',
-    ).map((r) => r.slot);
-    assert.deepEqual([...order], expected);
-  });
-
-  it('falls back to full keys when prefixes are equal', () => {
-    const ids = Array.from({ length: 500 }, (_, i) => `id-${i}`);
-    const prefixes = new KeyPrefixes(ids.length);
-    // Every prefix equal (as if all collided): the order must come from the full keys alone.
-    const order = prefixes.order(Uint32Array.from(ids.keys()), (slot) => seededKey('s', ids[slot]));
-    assert.deepEqual(
-      [...order].map((slot) => ids[slot]),
-      seededOrder(
-        ids.map((id) => ({ id })),
-        's',
-      ).map((r) => r.id),
-    );
-  });
-
-  it('reads lines with their offsets across chunks, CRLF and blank lines', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pift-lines-'));
-    try {
-      const long = 'z'.repeat(1_500_000); // longer than one read chunk
-      const text = `{"a":1}\r\n\n  \n{"b":"\u00e9"}\n{"c":"${long}"}\n{"d":4}`;
-      const path = join(dir, 'f.jsonl');
-      writeFileSync(path, text);
-      const cursor = new LineCursor(path);
-      const seen: string[] = [];
-      const reader = new LineReader(path);
-      for (let line = cursor.next(); line; line = cursor.next()) {
-        seen.push(line.text);
-        assert.equal(reader.text(line), line.text);
-      }
-      cursor.close();
-      reader.close();
-      assert.deepEqual(seen, ['{"a":1}', '{"b":"\u00e9"}', `{"c":"${long}"}`, '{"d":4}']);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});
-
-describe('LinePlaces', () => {
-  const placesOf = (text: string) => {
-    const dir = mkdtempSync(join(tmpdir(), 'pift-places-'));
-    try {
-      const path = join(dir, 'f.jsonl');
-      writeFileSync(path, text);
-      const cursor = new LineCursor(path);
-      const refs: LineRef[] = [];
-      for (let line = cursor.next(); line; line = cursor.next())
-        refs.push({ offset: line.offset, length: line.length });
-      cursor.close();
-      const places = new LinePlaces(text.length, refs.length + 1);
-      refs.forEach((r) => places.add(r));
-      return { refs, places };
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-
-  it('gives every line the place the cursor read it at, lines back to back or not', () => {
-    for (const text of [
-      '{"a":1}\n{"bb":2}\n{"ccc":3}\n',
-      '{"a":1}\n{"bb":2}\n{"ccc":3}',
-      // Back to back at first, then a CRLF, a blank line and spaces: lengths are kept from there on.
-      '{"a":1}\n{"bb":2}\r\n{"ccc":3}\n\n  \n{"d":4}\n{"e":5}\n',
-      '\n{"a":1}\n{"bb":2}\n',
-    ]) {
-      const { refs, places } = placesOf(text);
-      assert.deepEqual(
-        refs.map((_, p) => places.at(p)),
-        refs,
-        JSON.stringify(text),
-      );
     }
   });
 });

@@ -15,21 +15,20 @@ import { DATASET_FORMATS } from '../../common/settings/schema';
 import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
-import { hyparquet } from './hyparquet';
-import { firstRepeated, IdHashes, type IdHash } from './id-hashes';
+import { literal, openRows } from '../rows/engine';
+import { IdCheck } from './id-check';
 import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
-import { isPlainObject, JsonRecordSplitter, type SourceRecord } from './json-records';
+import { JsonRecordSplitter, type SourceRecord } from './json-records';
 import {
   detectLayout,
   duplicateId,
   idFieldOf,
   rowBuilder,
-  rowId,
   type DatasetColumns,
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { unpackedBytes, utf8Chunks } from './text-stream';
+import { feedInto, unpackedBytes, utf8Chunks } from './text-stream';
 
 export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
 export type DatasetFileKind = (typeof DATASET_FILE_KINDS)[number];
@@ -46,8 +45,6 @@ export interface ReadDatasetOptions {
   maxRowBytes?: number;
   /** The input field that named the file, for messages (default `input.dataset`). */
   field?: string;
-  /** The hash of the duplicate-id check (see id-hashes.ts); tests give one that collides. */
-  idHash?: IdHash;
 }
 
 /** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
@@ -112,42 +109,29 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const records = this.records();
     const columns = this.options.columns ?? {};
     let build: ((rec: SourceRecord) => DatasetRow) | undefined;
-    // The builders' own check (an IdTable) would keep every id's bytes; a hash of each is enough here.
-    let ids = checkIds ? new IdHashes(this.options.idHash) : undefined;
-    for await (const rec of records) {
-      if (build === undefined) {
-        const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
-        this.layout = given ?? detectLayout(this.source, rec, columns);
-        build = rowBuilder(this.source, this.layout, columns, false);
+    let unit: SourceRecord['unit'];
+    // The builders' own check (an IdTable) would keep every id's bytes in the heap; the row engine keeps them here.
+    const ids = checkIds ? await IdCheck.open(this.deps) : undefined;
+    try {
+      for await (const rec of records) {
+        if (build === undefined) {
+          const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
+          this.layout = given ?? detectLayout(this.source, rec, columns);
+          build = rowBuilder(this.source, this.layout, columns, false);
+          unit = rec.unit;
+        }
+        const row = build(rec);
+        ids?.add(row.id, rec.line);
+        this.rows += 1;
+        yield row;
       }
-      const row = build(rec);
-      ids?.add(row.id);
-      this.rows += 1;
-      yield row;
-    }
-    if (ids) {
-      const { hash } = ids;
-      const repeated = ids.repeated();
-      ids = undefined;
-      if (repeated.length > 0) await this.checkRepeated(repeated, hash, columns);
-    }
-  }
-
-  /**
-   * Reads the records again for the ids under hashes seen twice: a repeated id fails the read as the check at its row
-   * did; hashes that only collided let it pass, unless the file changed since the read that found them.
-   */
-  private async checkRepeated(repeated: Float64Array, hash: IdHash, columns: DatasetColumns): Promise<void> {
-    const sha256 = this.sha256;
-    this.sha256 = undefined;
-    const found = await firstRepeated(this.records(), repeated, (rec) => rowId(this.source, rec, columns), hash);
-    if (found) duplicateId(this.source, found.rec, idFieldOf(columns), found.first);
-    if (this.sha256 !== sha256) {
-      this.sha256 = undefined;
-      throw new Error(
-        `${this.source} changed while it was being read (it was read twice, with different contents); ` +
-          'the next attempt reads it as it is then',
-      );
+      const repeat = await ids?.firstRepeat();
+      if (repeat) {
+        this.sha256 = undefined;
+        duplicateId(this.source, { value: {}, line: repeat.line, index: -1, unit }, idFieldOf(columns), repeat.first);
+      }
+    } finally {
+      await ids?.close();
     }
   }
 
@@ -217,7 +201,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       path = scratch;
     } else if (!(await this.store.exists(this.key))) this.notFound(new NotFoundError(this.uri));
     try {
-      yield* parquetRecords(path, this.source);
+      yield* parquetRecords(this.deps, path, this.source);
       this.sha256 = await sha256File(path);
     } finally {
       if (scratch) await rm(scratch, { force: true });
@@ -256,14 +240,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const feed = (async () => {
-    try {
-      for await (const chunk of text) if (!parser.write(chunk)) await new Promise((r) => parser.once('drain', r));
-      parser.end();
-    } catch (err) {
-      parser.destroy(err as Error);
-    }
-  })();
+  const feed = feedInto(parser, text);
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -285,37 +262,48 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }
 
-const toNumber = (n: bigint | number): number => Number(n);
-
-/** Plain values for a row: Parquet INT64 ids come back as bigint, kept so that the id reads as its digits. */
-async function* parquetRecords(path: string, source: string): AsyncGenerator<SourceRecord> {
-  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = hyparquet();
-  const file = await asyncBufferFromFile(path);
-  let metadata;
+/**
+ * A Parquet file's rows through the row engine, in file order, a chunk at a time: INT64 ids come back as bigint, kept
+ * so that the id reads as its digits. DuckDB's complaints name the file by its path, which is replaced by its name.
+ */
+async function* parquetRecords(
+  deps: Pick<ActivityDeps, 'env' | 'workDir'>,
+  path: string,
+  source: string,
+): AsyncGenerator<SourceRecord> {
+  const { rows, close } = await openRows(deps);
+  const problem = (err: unknown) =>
+    String((err as Error).message ?? err)
+      .split(path)
+      .join(source)
+      .slice(0, 160);
+  let read = 0;
   try {
-    metadata = await parquetMetadataAsync(file);
-  } catch (err) {
-    throw new InvalidDataError(`${source}: not a readable Parquet file (${(err as Error).message.slice(0, 80)})`, {
-      file: source,
-    });
-  }
-  let rowStart = 0;
-  for (const group of metadata.row_groups) {
-    const rowEnd = rowStart + toNumber(group.num_rows);
-    let rows: Array<Record<string, unknown>>;
+    let result;
     try {
-      rows = await parquetReadObjects({ file, metadata, rowStart, rowEnd });
+      result = await rows.stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`);
     } catch (err) {
-      throw new InvalidDataError(
-        `${source} row ${rowStart + 1}: the row group starting here cannot be read (${(err as Error).message.slice(0, 80)})`,
-        { file: source, line: rowStart + 1 },
-      );
+      throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
     }
-    for (const [i, value] of rows.entries()) {
-      if (!isPlainObject(value)) continue;
-      yield { value, line: rowStart + i + 1, index: rowStart + i, unit: 'row' };
+    const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
+    for (;;) {
+      let next;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
+          file: source,
+          line: read + 1,
+        });
+      }
+      if (next.done) break;
+      for (const { file_row_number: at, ...value } of next.value) {
+        read += 1;
+        yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
+      }
     }
-    rowStart = rowEnd;
+  } finally {
+    await close();
   }
-  if (rowStart === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
+  if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

@@ -1,7 +1,7 @@
 // A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
 // chunk, so no file is ever held whole. Same rules and messages as decode.ts, which reads a file held in memory.
 import { createHash, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidDataError } from '../../common/failures';
 import { compressionOf, firstInvalidLine } from './decode';
@@ -47,14 +47,7 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     return;
   }
   const gunzip = createGunzip();
-  const feed = (async () => {
-    try {
-      for await (const chunk of raw()) if (!gunzip.write(chunk)) await new Promise((r) => gunzip.once('drain', r));
-      gunzip.end();
-    } catch (err) {
-      gunzip.destroy(err as Error);
-    }
-  })();
+  const feed = feedInto(gunzip, raw());
   try {
     for await (const chunk of gunzip) yield chunk as Buffer;
   } catch (err) {
@@ -69,6 +62,35 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     gunzip.destroy();
     await feed;
   }
+}
+
+/**
+ * Writes `chunks` into a transform stream, waiting for room; ends it after the last. A reader that stops early destroys
+ * the stream: a destroyed stream never sends 'drain', so the wait also ends on 'close' and the feed stops there (it
+ * used to wait for ever, and the clean-up that awaits the feed with it).
+ */
+export async function feedInto(into: Writable, chunks: AsyncIterable<Buffer | string>): Promise<void> {
+  try {
+    for await (const chunk of chunks) {
+      if (into.destroyed) return;
+      if (!into.write(chunk)) await roomIn(into);
+    }
+    if (!into.destroyed) into.end();
+  } catch (err) {
+    into.destroy(err as Error);
+  }
+}
+
+/** Resolves on 'drain', or once the stream is closed or failed (no 'drain' comes then). */
+function roomIn(stream: Writable): Promise<void> {
+  if (stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done).off('close', done).off('error', done);
+      resolve();
+    };
+    stream.on('drain', done).on('close', done).on('error', done);
+  });
 }
 
 /** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */

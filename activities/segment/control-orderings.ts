@@ -1,3 +1,5 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 /**
  * The orderings a run trains besides the paper's ascending one (`evaluation.controls`), all from the same start and
  * judged against the same One-off baseline:
@@ -8,11 +10,11 @@
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { readJsonl, toJsonl } from '../artifacts/jsonl';
 import { controlKeys } from '../artifacts/run-keys';
-import { runStep } from '../artifacts/step';
+import { runStep, type StepOutputs } from '../artifacts/step';
+import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
+import { LineWriter } from './row-file';
 import type { StageSplit, StepRef } from '../types';
-import { seededOrder } from './segment-stages';
 
 export type ControlOrdering = 'random' | 'descending';
 
@@ -22,18 +24,6 @@ export interface RandomControlInput extends StepRef {
   /** Every staged row (the One-off data). */
   pool: { uri: string; sha256: string };
   seed: number;
-}
-
-/** Rows of `pool`, shuffled with `seed`, cut into consecutive chunks of `sizes`. */
-export function randomStages<T extends { id: string }>(pool: T[], sizes: number[], seed: number): T[][] {
-  const shuffled = seededOrder(pool, `${seed}:control-random`);
-  const stages: T[][] = [];
-  let start = 0;
-  for (const size of sizes) {
-    stages.push(shuffled.slice(start, start + size));
-    start += size;
-  }
-  return stages;
 }
 
 /** The stages a control trains, in training order, each named by its position (1 = trained first). */
@@ -48,22 +38,72 @@ export async function segmentRandomControl(deps: ActivityDeps, input: RandomCont
     store,
     { runId: input.runId, step: 'controls/random', key: keys.manifest, inputsHash },
     async (out) => {
-      const { store: poolStore, key } = openObject(input.pool.uri, deps.env);
-      const pool = await readJsonl<{ id: string; score?: number }>(poolStore, key);
-      const stages: StageSplit[] = [];
-      for (const [index, rows] of randomStages(pool, sizes, input.seed).entries()) {
-        const stage = index + 1;
-        const { sha256 } = await out.put(keys.stage(stage), toJsonl(rows));
-        stages.push({
-          stage,
-          uri: store.uriFor(keys.stage(stage)),
-          rows: rows.length,
-          minScore: null,
-          maxScore: null,
-          sha256,
-        });
+      await mkdir(deps.workDir, { recursive: true });
+      const dir = await mkdtemp(join(deps.workDir, 'controls-'));
+      try {
+        const poolPath = join(dir, 'pool.jsonl');
+        const { store: poolStore, key } = openObject(input.pool.uri, deps.env);
+        await poolStore.getFile(key, poolPath);
+        return await withRows(deps, (rows) =>
+          writeStages(
+            rows,
+            poolPath,
+            sizes,
+            input.seed,
+            (k) => ({
+              key: keys.stage(k),
+              path: join(dir, `stage-${k}.jsonl`),
+            }),
+            out,
+          ),
+        );
+      } finally {
+        await rm(dir, { recursive: true, force: true });
       }
-      return stages;
     },
   );
+}
+
+/**
+ * The pool's rows in seeded order (seededOrder with `<seed>:control-random`), cut into consecutive stages of `sizes`:
+ * each stage file is its rows' lines as the pool holds them.
+ */
+async function writeStages(
+  rows: Rows,
+  poolPath: string,
+  sizes: number[],
+  seed: number,
+  place: (stage: number) => { key: string; path: string },
+  out: StepOutputs,
+): Promise<StageSplit[]> {
+  await withLongerLines((maxLine) =>
+    rows.run(`CREATE OR REPLACE TABLE pool AS
+      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${linesOf(poolPath, maxLine)}`),
+  );
+  const result = await rows.stream("SELECT line FROM pool ORDER BY sha256($salt || ':' || id), pos", {
+    salt: `${seed}:control-random`,
+  });
+  const ordered = (async function* () {
+    for await (const chunk of result.yieldRows()) for (const [line] of chunk) yield line as string;
+  })();
+  const stages: StageSplit[] = [];
+  for (const [index, size] of sizes.entries()) {
+    const stage = index + 1;
+    const { key, path } = place(stage);
+    const writer = await LineWriter.create(path);
+    let written = 0;
+    try {
+      while (written < size) {
+        const next = await ordered.next();
+        if (next.done) break;
+        await writer.text(next.value);
+        written += 1;
+      }
+    } finally {
+      await writer.close();
+    }
+    const { sha256 } = await out.putFile(key, path);
+    stages.push({ stage, uri: out.store.uriFor(key), rows: written, minScore: null, maxScore: null, sha256 });
+  }
+  return stages;
 }

@@ -1,18 +1,20 @@
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
-import { hashInputs } from '../artifacts/hashing';
-import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
+import { hashInputs, sha256 } from '../artifacts/hashing';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ScoreRow } from '../score/score-difficulty';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { copyLines, lineCapacity, LineCursor, LinePlaces, LineReader, LineWriter, yieldToLoop } from './row-file';
-import { KeyPrefixes, keyPrefix, prefixOfHex, seededKey } from './seeded-keys';
+import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
+import { LineWriter } from './row-file';
+
+/** A row's key in the seeded order for `salt`. */
+export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);
 
 /** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
 export const seededOrder = <T extends { id: string }>(rows: T[], salt: string): T[] =>
@@ -34,9 +36,9 @@ export const stageOf = (score: number, thresholds: number[]): number => 1 + thre
  * Splits the scored rows into stages of increasing difficulty, shuffles each stage once with a fixed seed (the paper
  * does not reshuffle per epoch), and writes the One-off baseline's data: every staged row, shuffled.
  *
- * Memory stays a few numbers per row whatever the dataset's size: the dataset and its scores are copied to local
- * disk and read line by line, each row is kept as (byte offset, length, score), seeded orders are sorted on 4-byte key
- * prefixes, and the stage files are written by copying each row's line from its offset.
+ * Memory stays within the row engine's limit whatever the dataset's size: the dataset and its scores are copied to
+ * local disk and joined, split and sorted there (a seeded order is `ORDER BY sha256('<salt>:' || id)`, the key
+ * seededOrder sorts by), and each stage file is its rows' lines, copied as they were written.
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
@@ -50,377 +52,207 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     await mkdir(deps.workDir, { recursive: true });
     const dir = await mkdtemp(join(deps.workDir, 'segment-'));
     try {
-      return await segment(deps, input, out, dir);
+      return await withRows(deps, (rows) => segment(deps, input, out, dir, rows));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
   });
 }
 
-/** A phase's typed arrays, let go, wait outside the heap for a collection: one is forced after a large phase. */
-const collectAfter = (rows: number) => rows >= ROWS_PER_COLLECTION && fullCollection();
-
-/** The fields of a score line segmentation reads; every format of scores.jsonl has them. */
-type ScoreLine = Pick<ScoreRow, 'id' | 'score'>;
-
 /**
- * A row's id. dataset.jsonl is written by JSON.stringify with `id` first, so the id is read straight from the line
- * when it has no escapes; any other line is parsed whole.
+ * A score line's id and score, as JSON.parse reads them (segmentation reads them in SQL; kept for the checks that
+ * pin what a score line means).
  */
-function parseId(text: string): string {
-  if (text.startsWith(ID_PREFIX)) {
-    const end = text.indexOf('"', ID_PREFIX.length);
-    const id = text.slice(ID_PREFIX.length, end);
-    if (end !== -1 && !id.includes('\\') && text[end + 1] === ',') return id;
-  }
-  return (JSON.parse(text) as { id: string }).id;
-}
-const ID_PREFIX = '{"id":"';
-const scoreValue = (s: ScoreLine | undefined) => (typeof s?.score === 'number' ? s.score : NaN);
-
-/** Every dataset row's place in the local copy and its score (NaN: none), plus the held-out candidates. */
-interface Indexed {
-  refs: LinePlaces;
-  scores: Float64Array;
-  heldout: LowestKeys;
+export function readScore(text: string): Pick<ScoreRow, 'id' | 'score'> {
+  const { id, score } = JSON.parse(text) as ScoreRow;
+  return { id, score };
 }
 
+/** The SQL of a seeded order's key: seededKey(salt, id) for the salt in parameter `$salt`. */
+const SEEDED_KEY = "sha256($salt || ':' || id)";
+
 /**
- * The rows with the lowest seeded keys seen so far, at most `cap` of them: the head of seededOrder over every row,
- * without keeping every row's key. Keys are compared on their first 8 bytes first; only a row that would enter the
- * head gets its full key.
+ * Tables `ds` (pos, id, line: the dataset's rows, pos in file order) and `scored` (pos, id, score: every row with a
+ * numeric score in its last line of scores.jsonl). JSON numbers read as the doubles JSON.parse gives.
  */
-class LowestKeys {
-  private items: Array<{ key: string; pos: number; id: string }> = [];
-  /** The first 8 bytes of the largest key kept once the head is full: a row above it cannot enter. */
-  private bound: number = Infinity;
+async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Promise<void> {
+  await withLongerLines(async (maxLine) => {
+    await rows.run(`CREATE OR REPLACE TABLE ds AS
+      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${linesOf(datasetPath, maxLine)}`);
+    await rows.run(`CREATE OR REPLACE TABLE sc AS
+      SELECT json_extract_string(line, '$.id') AS id,
+        CASE WHEN json_type(line, '$.score') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+          THEN CAST(json_extract(line, '$.score') AS DOUBLE) END AS score
+      FROM ${linesOf(scoresPath, maxLine)}
+      QUALIFY row_number() OVER (PARTITION BY id ORDER BY pos DESC) = 1`);
+  });
+  await rows.run(`CREATE TABLE scored AS SELECT pos, id, score FROM ds JOIN sc USING (id) WHERE score IS NOT NULL`);
+  await rows.run('DROP TABLE sc');
+}
 
-  constructor(
-    private readonly salt: string,
-    private readonly cap: number,
-  ) {}
-
-  offer(id: string, pos: number): void {
-    if (this.cap === 0) return;
-    if (keyPrefix(this.salt, id) > this.bound) return;
-    this.items.push({ key: seededKey(this.salt, id), pos, id });
-    if (this.items.length >= 2 * this.cap + 1024) this.trim();
-  }
-
-  private trim(): void {
-    this.items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.pos - b.pos));
-    this.items.length = Math.min(this.items.length, this.cap);
-    if (this.cap > 0 && this.items.length === this.cap) this.bound = prefixOfHex(this.items[this.cap - 1].key);
-  }
-
-  head(n: number): Array<{ pos: number; id: string }> {
-    this.trim();
-    return this.items.slice(0, n);
-  }
+async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
+  const result = await rows.runAndReadAll(sql, values);
+  return Number(result.getRows()[0][0]);
 }
 
 /**
- * Reads the dataset and its scores side by side: scores.jsonl lists the dataset's rows in order, so no map of ids is
- * needed. Without `byId`, undefined when the scores are in another order (or a row was scored twice: the later line
- * wins): the caller reads them into a map and calls again.
+ * The held-out split: the head of seededOrder over every row (table `heldout`: pos, id), then taken out of `scored`,
+ * which keeps the training rows.
  */
-async function indexRows(
-  datasetPath: string,
-  scoresPath: string,
-  input: SegmentInput,
-  byId?: Map<string, number | null>,
-): Promise<Indexed | undefined> {
-  // Sized once from the number of line breaks: no growing copies (each a peak of twice the column).
-  const capacity = await lineCapacity(datasetPath);
-  const refs = new LinePlaces((await stat(datasetPath)).size, capacity);
-  const scores = new Float64Array(capacity);
-  let n = 0;
-  const heldout = new LowestKeys(`${input.stages.seed}:heldout`, input.heldoutFraction > 0 ? input.heldoutMax : 0);
-  const rows = new LineCursor(datasetPath);
-  const inOrder = byId ? undefined : new LineCursor(scoresPath);
-  try {
-    for (let line = rows.next(); line; line = rows.next()) {
-      const id = parseId(line.text);
-      let score: ScoreLine | undefined;
-      if (inOrder) {
-        const next = inOrder.next();
-        score = next && readScore(next.text);
-        if (score?.id !== id) return undefined;
-      } else {
-        score = { id, score: byId!.get(id) ?? null };
-      }
-      const pos = n++;
-      refs.add(line);
-      scores[pos] = scoreValue(score);
-      heldout.offer(id, pos);
-      if ((pos & 0x3fff) === 0) await yieldToLoop();
-    }
-    if (inOrder?.next()) return undefined;
-  } finally {
-    rows.close();
-    inOrder?.close();
-  }
-  return {
-    refs,
-    scores: scores.subarray(0, n),
-    heldout,
-  };
+async function holdOut(rows: Rows, input: SegmentInput): Promise<{ total: number; heldout: number }> {
+  const total = await numberOf(rows, 'SELECT count(*) FROM ds');
+  const heldout = Math.min(input.heldoutMax, Math.floor(total * input.heldoutFraction));
+  await rows.run(`CREATE TABLE heldout AS SELECT pos, id FROM ds ORDER BY ${SEEDED_KEY}, pos LIMIT ${heldout}`, {
+    salt: `${input.stages.seed}:heldout`,
+  });
+  await rows.run('DELETE FROM scored WHERE pos IN (SELECT pos FROM heldout)');
+  return { total, heldout };
 }
 
-/**
- * A score line's id and score. The score step writes scores.jsonl with JSON.stringify, `id` then `score` first
- * (storedScoreRow), so both are sliced from the line when the id has no escapes and the score is a plain number or
- * null; any other line (another writer's spacing or key order) is parsed whole. Not JSON.parse for every line: it
- * keeps each short string value (ids such as `b123456`) in V8's string table, tens of MB at a million rows that only
- * a full collection gives back.
- */
-export function readScore(text: string): ScoreLine {
-  if (text.startsWith(ID_PREFIX)) {
-    const end = text.indexOf('"', ID_PREFIX.length);
-    if (end !== -1 && text.startsWith(SCORE_KEY, end)) {
-      const id = text.slice(ID_PREFIX.length, end);
-      const from = end + SCORE_KEY.length;
-      let to = from;
-      while (to < text.length && text[to] !== ',' && text[to] !== '}') to++;
-      const value = text.slice(from, to);
-      if (to < text.length && !id.includes('\\')) {
-        if (value === 'null') return { id, score: null };
-        if (JSON_NUMBER.test(value)) return { id, score: Number(value) };
-      }
-    }
-  }
-  return JSON.parse(text) as ScoreLine;
-}
-const SCORE_KEY = '","score":';
-/** A number as JSON writes it: Number() reads it to the same double JSON.parse does. */
-const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-
-async function readScoreMap(scoresPath: string): Promise<Map<string, number | null>> {
-  const map = new Map<string, number | null>();
-  const cursor = new LineCursor(scoresPath);
-  try {
-    let n = 0;
-    for (let line = cursor.next(); line; line = cursor.next()) {
-      const s = readScore(line.text);
-      map.set(s.id, s.score);
-      if ((++n & 0x3fff) === 0) await yieldToLoop();
-    }
-  } finally {
-    cursor.close();
-  }
-  return map;
+/** quantileThresholds over the training rows' scores: the score at each cut's place in ascending order. */
+async function quantiles(rows: Rows, scoredCount: number, count: number): Promise<number[]> {
+  const places = Array.from({ length: count - 1 }, (_, k) => Math.floor(((k + 1) * scoredCount) / count));
+  if (places.length === 0) return [];
+  const found = await rows.runAndReadAll(
+    `SELECT i, score FROM (SELECT score, row_number() OVER (ORDER BY score) - 1 AS i FROM scored)
+     WHERE i IN (${[...new Set(places)].join(', ')})`,
+  );
+  const at = new Map(found.getRows().map(([i, score]) => [Number(i), score as number]));
+  return places.map((i) => at.get(i)!);
 }
 
-type Refs = Indexed['refs'];
-
-/** Writes the rows at `positions`, in that order, as one output: each row's line copied from the local dataset. */
-async function writeRows(
-  out: StepOutputs,
-  key: string,
-  positions: ArrayLike<number>,
-  refs: Refs,
-  reader: LineReader,
-  path: string,
-): Promise<OutputEntry> {
-  const writer = await LineWriter.create(path);
-  try {
-    await copyLines(
-      reader,
-      positions.length,
-      (i) => refs.offset(positions[i]),
-      (i) => refs.length(positions[i]),
-      writer,
+/** Adds each training row's stage: by thresholds (stageOf), or the paper's random control (equal, seeded stages). */
+async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[], scoredCount: number) {
+  const { rule, count, seed } = input.stages;
+  if (rule === 'random') {
+    await rows.run(
+      `CREATE TABLE staged AS SELECT pos, id, score,
+         1 + ((row_number() OVER (ORDER BY ${SEEDED_KEY}, pos) - 1) * ${count}) // ${scoredCount} AS stage
+       FROM scored`,
+      { salt: `${seed}:random-stages` },
     );
+    return;
+  }
+  const values: SqlValues = {};
+  const above = thresholds.map((t, i) => {
+    values[`t${i}`] = t;
+    return ` + CAST(score >= $t${i} AS INTEGER)`;
+  });
+  await rows.run(`CREATE TABLE staged AS SELECT pos, id, score, 1${above.join('')} AS stage FROM scored`, values);
+}
+
+/** Writes the dataset lines a query selects (column `line`), in its order, to a local file; returns the row count. */
+async function writeLines(rows: Rows, sql: string, values: SqlValues, path: string): Promise<number> {
+  const writer = await LineWriter.create(path);
+  let written = 0;
+  try {
+    const result = await rows.stream(sql, values);
+    for await (const chunk of result.yieldRows()) {
+      for (const [line] of chunk) await writer.text(line as string);
+      written += chunk.length;
+    }
   } finally {
     await writer.close();
   }
-  const entry = await out.putFile(key, path);
-  await rm(path, { force: true });
-  // Each output's orders and copy buffers are a few bytes a row: let them go before the next output's.
-  collectAfter(positions.length);
-  return entry;
+  return written;
 }
 
-/** Key prefixes of the rows at `positions` (ascending), one pass over the local dataset: slot i is positions[i]. */
-async function keyPrefixes(path: string, positions: Uint32Array, saltOf: (slot: number) => string) {
-  const prefixes = new KeyPrefixes(positions.length);
-  const cursor = new LineCursor(path);
-  try {
-    let slot = 0;
-    for (let pos = 0, line = cursor.next(); line && slot < positions.length; pos++, line = cursor.next()) {
-      if (pos !== positions[slot]) continue;
-      prefixes.set(slot, saltOf(slot), parseId(line.text));
-      if ((++slot & 0x3fff) === 0) await yieldToLoop();
-    }
-  } finally {
-    cursor.close();
-  }
-  return prefixes;
+/** Writes the lines of the rows of `table` (pos, id), in seeded order for `salt`, as one output. */
+async function putOrdered(
+  out: StepOutputs,
+  key: string,
+  rows: Rows,
+  from: string,
+  salt: string,
+  scratch: string,
+): Promise<{ entry: OutputEntry; rows: number }> {
+  const sql = `SELECT ds.line FROM ${from} AS t JOIN ds USING (pos) ORDER BY sha256($salt || ':' || t.id), pos`;
+  const n = await writeLines(rows, sql, { salt }, scratch);
+  const entry = await out.putFile(key, scratch);
+  await rm(scratch, { force: true });
+  return { entry, rows: n };
 }
 
-/**
- * The held-out split and the scored training rows ("slots": their positions and scores). The score of every row is
- * not kept past this point: only the scored training rows' are.
- */
-function trainingRows({ refs, scores, heldout: lowest }: Indexed, input: SegmentInput) {
-  const heldoutN = Math.min(input.heldoutMax, Math.floor(scores.length * input.heldoutFraction));
-  const heldout = lowest.head(heldoutN);
-  // Held-out rows are not training rows (ids are unique in dataset.jsonl: the score step checked them).
-  for (const h of heldout) scores[h.pos] = NaN;
-  let scoredCount = 0;
-  for (let p = 0; p < scores.length; p++) if (!Number.isNaN(scores[p])) scoredCount++;
-  const scoredPos = new Uint32Array(scoredCount);
-  // Compacted in place (a slot is never after its position): no second column of scores.
-  for (let p = 0, slot = 0; p < scores.length; p++) {
-    if (Number.isNaN(scores[p])) continue;
-    scoredPos[slot] = p;
-    scores[slot++] = scores[p];
-  }
-  const slotScores = scores.subarray(0, scoredCount);
-  const unscored = scores.length - heldout.length - scoredCount;
-  return { refs, heldout, scoredPos, slotScores, unscored };
-}
-
-async function segment(deps: ActivityDeps, input: SegmentInput, out: StepOutputs, dir: string): Promise<SegmentResult> {
+async function segment(
+  deps: ActivityDeps,
+  input: SegmentInput,
+  out: StepOutputs,
+  dir: string,
+  rows: Rows,
+): Promise<SegmentResult> {
   const { store } = out;
   const keys = segmentKeys(input.runId);
   // Local copies, streamed: the dataset and its scores are the largest files a run keeps.
   const datasetPath = join(dir, 'dataset.jsonl');
   const scoresPath = join(dir, 'scores.jsonl');
   await receiveFile(input.score.datasetUri, deps.env, datasetPath, { setting: 'input.score.datasetUri' });
-  // Lines are read by slicing their heads (readScore), which would not notice a line damaged after its score.
-  const scoresSetting = 'input.score.scoresUri';
+  // The scores are checked against the sha256 the score step recorded, so a line damaged since is never read.
   await receiveFile(input.score.scoresUri, deps.env, scoresPath, {
     sha256: input.score.sha256,
-    setting: scoresSetting,
+    setting: 'input.score.scoresUri',
   });
-  const { count, seed } = input.stages;
-  const training = trainingRows(
-    (await indexRows(datasetPath, scoresPath, input)) ??
-      (await indexRows(datasetPath, scoresPath, input, await readScoreMap(scoresPath)))!,
-    input,
-  );
-  const { refs, heldout, scoredPos, unscored } = training;
+  await loadRows(rows, datasetPath, scoresPath);
   await rm(scoresPath);
-  const scoredCount = scoredPos.length;
-  collectAfter(scoredCount);
+  const { total, heldout } = await holdOut(rows, input);
+  const scoredCount = await numberOf(rows, 'SELECT count(*) FROM scored');
+  const unscored = total - heldout - scoredCount;
   if (scoredCount === 0) throw new InvalidDataError('no scored training rows to segment', { field: 'dataset' });
-  const scoreOf = (slot: number) => training.slotScores[slot];
 
-  const reader = new LineReader(datasetPath);
-  try {
-    const idOf = (slot: number) => parseId(reader.text(refs.at(scoredPos[slot])));
+  const { count, seed, rule } = input.stages;
+  const thresholds =
+    rule === 'quantiles' ? await quantiles(rows, scoredCount, count) : rule === 'random' ? [] : input.stages.thresholds;
+  await assignStages(rows, input, thresholds, scoredCount);
+  const ranges = await rows.runAndReadAll('SELECT stage, min(score), max(score) FROM staged GROUP BY stage');
+  const range = new Map(ranges.getRows().map(([k, lo, hi]) => [Number(k), [lo as number, hi as number] as const]));
 
-    const rule = input.stages.rule;
-    const thresholds =
-      rule === 'quantiles'
-        ? quantileThresholds(
-            Float64Array.from({ length: scoredCount }, (_, slot) => scoreOf(slot)),
-            count,
-          )
-        : rule === 'random'
-          ? []
-          : input.stages.thresholds;
-    // Each slot's stage; a stage's rows are listed (slots, ascending) only when it is written. The order they are
-    // given in does not matter: ids are unique, so no two rows share a full key.
-    let stageOfSlot = new Uint8Array(scoredCount);
-    if (rule === 'random') {
-      // The paper's control: stages of randomly mixed difficulty, equal in size, trained the same way.
-      const salt = `${seed}:random-stages`;
-      const prefixes = await keyPrefixes(datasetPath, scoredPos, () => salt);
-      const order = prefixes.order(undefined, (slot) => seededKey(salt, idOf(slot)), { last: true });
-      for (let i = 0; i < scoredCount; i++) stageOfSlot[order[i]] = 1 + Math.floor((i * count) / scoredCount);
-    } else {
-      for (let slot = 0; slot < scoredCount; slot++) stageOfSlot[slot] = stageOf(scoreOf(slot), thresholds);
+  const stages: StageSplit[] = [];
+  const scratch = join(dir, 'out.jsonl');
+  for (let k = 1; k <= count; k++) {
+    if (!range.has(k) && !input.stages.allowEmpty) {
+      const lo = k === 1 ? '-inf' : thresholds[k - 2];
+      const hi = k === count ? '+inf' : thresholds[k - 1];
+      throw new InvalidDataError(
+        `stage ${k} of ${count} is empty: no row scored in [${lo}, ${hi}) (thresholds ${JSON.stringify(thresholds)}). ` +
+          'Change input.stages.thresholds, use input.stages.rule "quantiles", or set input.stages.allowEmpty',
+        { field: 'input.stages' },
+      );
     }
-    const membersOf = (k: number): Uint32Array => {
-      let size = 0;
-      for (let slot = 0; slot < scoredCount; slot++) if (stageOfSlot[slot] === k) size++;
-      const slots = new Uint32Array(size);
-      for (let slot = 0, i = 0; slot < scoredCount; slot++) if (stageOfSlot[slot] === k) slots[i++] = slot;
-      return slots;
-    };
-    // Each stage's score range, taken now: the scores are let go before the stages are ordered and written.
-    const lowest = new Float64Array(count + 1).fill(Infinity);
-    const highest = new Float64Array(count + 1).fill(-Infinity);
-    for (let slot = 0; slot < scoredCount; slot++) {
-      const k = stageOfSlot[slot];
-      lowest[k] = Math.min(lowest[k], scoreOf(slot));
-      highest[k] = Math.max(highest[k], scoreOf(slot));
-    }
-    training.slotScores = new Float64Array(0);
-    collectAfter(scoredCount);
-
-    const stageSalt = (k: number) => `${seed}:stage-${k}`;
-    // Let go once the stages are written, before the one-off order is made.
-    let stagePrefixes: KeyPrefixes | undefined = await keyPrefixes(datasetPath, scoredPos, (slot) =>
-      stageSalt(stageOfSlot[slot]),
-    );
-    const stages: StageSplit[] = [];
-    /** The rows' positions in place of their slots (the array is the caller's own). */
-    const positionsOf = (slots: Uint32Array) => {
-      for (let i = 0; i < slots.length; i++) slots[i] = scoredPos[slots[i]];
-      return slots;
-    };
-    const scratch = join(dir, 'out.jsonl');
-    for (let k = 1; k <= count; k++) {
-      const stageSlots = stagePrefixes.order(membersOf(k), (slot) => seededKey(stageSalt(k), idOf(slot)));
-      if (stageSlots.length === 0 && !input.stages.allowEmpty) {
-        const lo = k === 1 ? '-inf' : thresholds[k - 2];
-        const hi = k === count ? '+inf' : thresholds[k - 1];
-        throw new InvalidDataError(
-          `stage ${k} of ${count} is empty: no row scored in [${lo}, ${hi}) (thresholds ${JSON.stringify(thresholds)}). ` +
-            'Change input.stages.thresholds, use input.stages.rule "quantiles", or set input.stages.allowEmpty',
-          { field: 'input.stages' },
-        );
-      }
-      const [minScore, maxScore] = stageSlots.length ? [lowest[k], highest[k]] : [null, null];
-      const key = keys.stage(k);
-      const entry = await writeRows(out, key, positionsOf(stageSlots), refs, reader, scratch);
-      stages.push({
-        stage: k,
-        uri: store.uriFor(key),
-        rows: stageSlots.length,
-        minScore,
-        maxScore,
-        sha256: entry.sha256,
-      });
-    }
-
-    // The one-off order needs no stages: a million rows' worth less while it is made.
-    stagePrefixes = undefined;
-    stageOfSlot = new Uint8Array(0);
-    collectAfter(scoredCount);
-    const oneOffSalt = `${seed}:one-off`;
-    const oneOffPrefixes = await keyPrefixes(datasetPath, scoredPos, () => oneOffSalt);
-    const oneOffSlots = oneOffPrefixes.order(undefined, (slot) => seededKey(oneOffSalt, idOf(slot)), { last: true });
-    const oneOff = await writeRows(out, keys.oneOff, positionsOf(oneOffSlots), refs, reader, scratch);
-    let heldoutRef: SegmentResult['heldout'];
-    if (heldout.length) {
-      const positions = heldout.map((h) => h.pos);
-      await writeRows(out, keys.heldout, positions, refs, reader, scratch);
-      heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout.length };
-    }
-
-    const result: SegmentResult = {
-      stages,
-      oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOffSlots.length, sha256: oneOff.sha256 },
-      heldout: heldoutRef,
-      thresholds,
-      unscored,
-      summaryUri: store.uriFor(keys.summary),
-    };
-    const summary = {
-      rule: input.stages.rule,
-      thresholds,
-      stages: stages.map(({ stage, rows: n, minScore, maxScore }) => ({ stage, rows: n, minScore, maxScore })),
-      oneOff: oneOffSlots.length,
-      heldout: heldout.length,
-      unscored,
-    };
-    await out.put(keys.summary, JSON.stringify(summary, null, 2));
-    return result;
-  } finally {
-    reader.close();
+    const key = keys.stage(k);
+    const from = `(SELECT pos, id FROM staged WHERE stage = ${k})`;
+    const written = await putOrdered(out, key, rows, from, `${seed}:stage-${k}`, scratch);
+    const [minScore, maxScore]: readonly [number | null, number | null] = range.get(k) ?? [null, null];
+    stages.push({
+      stage: k,
+      uri: store.uriFor(key),
+      rows: written.rows,
+      minScore,
+      maxScore,
+      sha256: written.entry.sha256,
+    });
   }
+  const oneOff = await putOrdered(out, keys.oneOff, rows, 'staged', `${seed}:one-off`, scratch);
+  let heldoutRef: SegmentResult['heldout'];
+  if (heldout) {
+    await putOrdered(out, keys.heldout, rows, 'heldout', `${seed}:heldout`, scratch);
+    heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout };
+  }
+
+  const result: SegmentResult = {
+    stages,
+    oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOff.rows, sha256: oneOff.entry.sha256 },
+    heldout: heldoutRef,
+    thresholds,
+    unscored,
+    summaryUri: store.uriFor(keys.summary),
+  };
+  const summary = {
+    rule,
+    thresholds,
+    stages: stages.map(({ stage, rows: n, minScore, maxScore }) => ({ stage, rows: n, minScore, maxScore })),
+    oneOff: oneOff.rows,
+    heldout,
+    unscored,
+  };
+  await out.put(keys.summary, JSON.stringify(summary, null, 2));
+  return result;
 }

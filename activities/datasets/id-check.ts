@@ -1,0 +1,45 @@
+import { openRows, type OpenRows } from '../rows/engine';
+import type { DuckDBAppender } from '@duckdb/node-api';
+
+/**
+ * The duplicate-id check of a dataset read as a stream: each row's id and line go to the row engine (within its
+ * memory limit, spilling to disk), and one query after the last row finds the first repeat in file order.
+ */
+export class IdCheck {
+  private count = 0;
+
+  private constructor(
+    private readonly engine: OpenRows,
+    private readonly appender: DuckDBAppender,
+  ) {}
+
+  static async open(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<IdCheck> {
+    const engine = await openRows(deps);
+    await engine.rows.run('CREATE TABLE ids (id VARCHAR, line INTEGER, n INTEGER)');
+    return new IdCheck(engine, await engine.rows.createAppender('ids'));
+  }
+
+  add(id: string, line: number): void {
+    this.appender.appendVarchar(id);
+    this.appender.appendInteger(line);
+    this.appender.appendInteger(this.count++);
+    this.appender.endRow();
+  }
+
+  /** The first row (in file order) whose id an earlier row used, with that earlier row's line. */
+  async firstRepeat(): Promise<{ line: number; first: number } | undefined> {
+    this.appender.flushSync();
+    const found = await this.engine.rows.runAndReadAll(`
+      SELECT line, first FROM (
+        SELECT line, n, min(line) OVER (PARTITION BY id) AS first, row_number() OVER (PARTITION BY id ORDER BY n) AS k
+        FROM ids)
+      WHERE k = 2 ORDER BY n LIMIT 1`);
+    const [repeat] = found.getRows();
+    return repeat && { line: Number(repeat[0]), first: Number(repeat[1]) };
+  }
+
+  async close(): Promise<void> {
+    this.appender.closeSync();
+    await this.engine.close();
+  }
+}

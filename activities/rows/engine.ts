@@ -1,0 +1,88 @@
+/**
+ * The row engine: an embedded DuckDB for the steps that read, join, sort and split millions of rows. Its memory is
+ * bounded by a setting (PIFT_ROW_MEMORY, DuckDB's `memory_limit`, default 100MB); what does not fit spills to a scratch
+ * folder under the worker's PIFT_WORKDIR, removed when the work is done.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+
+/** DuckDB's `memory_limit` when PIFT_ROW_MEMORY is not set. */
+export const ROW_MEMORY_DEFAULT = '100MB';
+
+export const rowMemory = (env: NodeJS.ProcessEnv): string => env.PIFT_ROW_MEMORY || ROW_MEMORY_DEFAULT;
+
+export type Rows = DuckDBConnection;
+export type SqlValues = Record<string, DuckDBValue>;
+
+/** A connection to a fresh in-memory database, and the clean-up that closes it and removes its scratch folder. */
+export interface OpenRows {
+  rows: Rows;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a fresh in-memory database. One thread: `row_number() OVER ()` then numbers rows in file order, which the
+ * steps' outputs depend on, and a step's memory does not grow with the host's cores.
+ */
+export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<OpenRows> {
+  await mkdir(deps.workDir, { recursive: true });
+  const scratch = await mkdtemp(join(deps.workDir, 'rows-'));
+  const instance = await DuckDBInstance.create(':memory:', {
+    memory_limit: rowMemory(deps.env),
+    temp_directory: scratch,
+    threads: '1',
+    preserve_insertion_order: 'true',
+  });
+  const rows = await instance.connect();
+  return {
+    rows,
+    close: async () => {
+      rows.closeSync();
+      instance.closeSync();
+      await rm(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Runs `use` with a connection to a fresh in-memory database (see openRows). */
+export async function withRows<T>(
+  deps: { env: NodeJS.ProcessEnv; workDir: string },
+  use: (rows: Rows) => Promise<T>,
+): Promise<T> {
+  const { rows, close } = await openRows(deps);
+  try {
+    return await use(rows);
+  } finally {
+    await close();
+  }
+}
+
+/** A string as an SQL literal. */
+export const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+
+/**
+ * The non-blank lines of a local text file as (pos, line), pos counting every line from 1: a CSV read with one column
+ * and no quoting, which splits on line breaks only (the files read so are our own JSONL, where JSON.stringify escapes
+ * every control character). `maxLine` bounds a line's bytes; see `withLongerLines`.
+ */
+export const linesOf = (path: string, maxLine: number): string =>
+  `(SELECT * FROM (SELECT line, row_number() OVER () AS pos FROM read_csv(${literal(path)}, columns = {'line': 'VARCHAR'}, ` +
+  `header = false, auto_detect = false, delim = chr(1), quote = '', escape = '', new_line = '\\n', ` +
+  `compression = 'none', parallel = false, max_line_size = ${maxLine}, buffer_size = ${maxLine + 1})) WHERE trim(line) <> '')`;
+
+const FIRST_LINE_LIMIT = 4 << 20;
+
+/**
+ * Runs `read(maxLine)` with a line limit of 4 MB, and again with 8 times more while DuckDB says a line is longer: a
+ * read buffer (a line's worth) is taken from the memory limit, so it starts small.
+ */
+export async function withLongerLines<T>(read: (maxLine: number) => Promise<T>): Promise<T> {
+  for (let maxLine = FIRST_LINE_LIMIT; ; maxLine *= 8) {
+    try {
+      return await read(maxLine);
+    } catch (err) {
+      if (!/Maximum line size/i.test(String(err)) || maxLine > 2 ** 31) throw err;
+    }
+  }
+}
