@@ -24,7 +24,7 @@ import {
   type ScoreBatchInput,
   type ScoreCollectInput,
 } from './score/batch-scoring';
-import { pollBatch, type BatchRef } from './llm/batch-rounds';
+import { waitForBatch, type BatchRef } from './llm/batch-rounds';
 import {
   collectJudgeBatch,
   submitJudgeBatch,
@@ -81,7 +81,7 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
         () => submitScoreBatch(deps, input),
       ),
     ),
-  pollBatch: (ref: BatchRef) => withTypedFailures(() => pollBatch(deps.env, ref)),
+  waitForBatch: (ref: BatchRef) => withTypedFailures(() => waitForBatch(deps.env, ref)),
   collectScoreBatch: (input: ScoreCollectInput) =>
     withTypedFailures(() =>
       whileHeartbeating(

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import type { WorkflowHandle } from '@temporalio/client';
 import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
@@ -317,10 +318,9 @@ describe('scoring through the OpenAI Batch API', function () {
     assert.equal(llm.batch.batches.length, 0);
   });
 
-  it('runs in a workflow that waits for the batch with timers, and keeps the key out of history and store', async () => {
+  /** Runs the test workflow batchScoring on a CPU worker of its own; resolves to its result and history. */
+  async function scoreInWorkflow(batchPollInterval: string) {
     const temporal = await sharedTemporal();
-    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
-    llm.batch.behave({ retrievesBeforeDone: 3 });
     const taskQueue = `batch-${randomUUID()}`;
     const worker = await createCpuWorker({
       connection: temporal.nativeConnection,
@@ -338,17 +338,25 @@ describe('scoring through the OpenAI Batch API', function () {
       temporal.client.workflow.execute('batchScoring', {
         taskQueue,
         workflowId,
-        args: [input, { batchPollInterval: '1 second', batchResubmits: 2 }],
+        args: [input, { batchPollInterval, batchResubmits: 2 }],
       }) as Promise<{ rounds: BatchCollected[]; score: ScoreResult }>,
     );
+    const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
+    return { input, result, history, events: history.events ?? [] };
+  }
+
+  it('runs in a workflow that waits for the batch in one activity, and keeps the key out of history and store', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    llm.batch.behave({ retrievesBeforeDone: 3 });
+    const { input, result, history, events } = await scoreInWorkflow('1 second');
     assert.equal(result.rounds.length, 1);
     assert.equal(result.score.scored, ROWS);
     assert.equal(chatRequests(), 0);
-    const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
-    const events = history.events ?? [];
-    // validating, in_progress ×3, completed: four looks that were not finished, each followed by a durable timer.
-    assert.equal(events.filter((e) => e.timerStartedEventAttributes).length, 4);
-    assert.equal(events.filter((e) => e.timerFiredEventAttributes).length, 4);
+    // validating, in_progress ×3, completed: five looks, all attempts of one activity, and no timer.
+    assert.equal(events.filter((e) => e.timerStartedEventAttributes).length, 0);
+    const waits = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForBatch');
+    assert.equal(waits.length, 1);
+    assert.equal(waitAttempts(events), 5);
     // Payloads are bytes, base64 in the history's JSON form: read them as text.
     const text = JSON.stringify(history, (k, v: unknown) =>
       v instanceof Uint8Array
@@ -363,7 +371,34 @@ describe('scoring through the OpenAI Batch API', function () {
       assert.ok(!readFileSync(file, 'utf8').includes(KEY.slice(-8)), `the API key reached ${file}`);
     }
   });
+
+  it('a 24-hour batch looked at every hour (24 looks) writes as many history events as a batch of 3 looks', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    // Fast looks stand in for the day: the history does not depend on the time between them. (The server retries no
+    // faster than about once a second, so 288 looks, a day at the default 5 minutes, would take minutes here.)
+    const eventsFor = async (looks: number) => {
+      llm.batch.behave({ retrievesBeforeDone: looks - 2 });
+      const { events } = await scoreInWorkflow('1 second');
+      assert.equal(waitAttempts(events), looks);
+      return events.length;
+    };
+    const short = await eventsFor(3);
+    const day = await eventsFor(24);
+    assert.equal(day, short);
+    assert.ok(day < 40, `${day} events`);
+  });
 });
+
+type Events = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events'];
+
+/** The attempt that finished the waitForBatch activity: its one ActivityTaskStarted event is written with the last. */
+function waitAttempts(events: NonNullable<Events>): number | undefined {
+  const scheduled = events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForBatch');
+  const started = events.find(
+    (e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(scheduled?.eventId),
+  );
+  return started?.activityTaskStartedEventAttributes?.attempt ?? undefined;
+}
 
 function walk(root: string): string[] {
   return readdirSync(root).flatMap((name) => {
@@ -416,7 +451,7 @@ describe('an export-only run with scorer.mode "batch" on Temporal and S3', funct
       .map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name)
       .filter((name): name is string => name !== undefined);
     assert.deepEqual(
-      activities.filter((a) => a !== 'pollBatch'),
+      activities.filter((a) => a !== 'waitForBatch'),
       [
         'preflight',
         'submitScoreBatch',
@@ -428,7 +463,6 @@ describe('an export-only run with scorer.mode "batch" on Temporal and S3', funct
         'exportStages',
       ],
     );
-    assert.ok((history.events ?? []).some((e) => e.timerStartedEventAttributes));
     assert.ok(await h.store.exists(`${runId}/score/batch/round-01/results.jsonl`));
   });
 });

@@ -9,8 +9,10 @@ import { workflowBundle } from './helpers/workflow-bundle';
 const dir = join(__dirname, 'histories');
 
 /**
- * Histories recorded from real runs (`PIFT_RECORD_HISTORIES=1 npm test` rewrites them). A workflow change that would
- * break runs already in flight fails here with a determinism error; guard such changes with `patched()`.
+ * Histories recorded from real runs of the current build (`PIFT_RECORD_HISTORIES=1` while the recording tests run
+ * rewrites them). Runs are pinned to the build they started on (docs/worker-versions.md), so a workflow change that
+ * fails here is a new build: re-record. Only a fix that must reach runs already in flight keeps the old histories
+ * and guards the fix with `patched()`.
  */
 describe('recorded workflow histories replay deterministically', function () {
   this.timeout(120_000);

@@ -1,8 +1,9 @@
-import type { Duration } from '@temporalio/common';
+import type { Duration, WorkerDeploymentVersion } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
 import { modelCheckQueue, shardQueue } from '../common/constants';
 import { positiveIntegerSetting } from '../activities/validate/worker-defaults';
+import { pinnedDeployment } from './versioning';
 
 /** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */
 export const HEARTBEAT_THROTTLE = '2 seconds';
@@ -14,13 +15,14 @@ interface CommonOptions {
   deps: ActivityDeps;
 }
 
-/**
- * The CPU worker hosts the workflow and the scoring, segmentation and judging activities (scoreShard too, for runs
- * recorded before shards had their own queue; newer runs send shards to the shard worker's queue).
- */
-export function createCpuWorker(
-  opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] },
-): Promise<Worker> {
+interface CpuOptions extends CommonOptions {
+  workflowBundle?: WorkerOptions['workflowBundle'];
+  /** The Worker Deployment Version its runs are pinned to (workers/versioning.ts); unversioned without. */
+  version?: WorkerDeploymentVersion;
+}
+
+/** The CPU worker hosts the workflow and the scoring, segmentation and judging activities. */
+export function createCpuWorker(opts: CpuOptions): Promise<Worker> {
   return Worker.create({
     connection: opts.connection,
     namespace: opts.namespace,
@@ -29,6 +31,7 @@ export function createCpuWorker(
       ? { workflowBundle: opts.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
     activities: createCpuActivities(opts.deps),
+    ...(opts.version && { workerDeploymentOptions: pinnedDeployment(opts.version) }),
     // Scoring and judging progress reach `pift run` and `status` only in heartbeat details: send them within seconds
     // (the default waits up to a minute). Heartbeats cost no history.
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
@@ -60,9 +63,7 @@ export function createShardWorker(opts: CommonOptions): Promise<Worker> {
 }
 
 /** Every worker of a CPU worker process: the workflow and CPU activities, and the shard worker beside them. */
-export async function createCpuWorkers(
-  opts: CommonOptions & { workflowBundle?: WorkerOptions['workflowBundle'] },
-): Promise<Worker[]> {
+export async function createCpuWorkers(opts: CpuOptions): Promise<Worker[]> {
   return [await createCpuWorker(opts), await createShardWorker(opts)];
 }
 

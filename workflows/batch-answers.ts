@@ -1,44 +1,64 @@
-import { sleep } from '@temporalio/workflow';
+import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 // Only the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { BatchCollected, BatchPolled, BatchRef, BatchSubmitted } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
+import { NON_RETRYABLE_FAILURES } from '../common/failures';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 
 /** A step's Batch API activities, each named for the Web UI by its round. */
 export interface BatchSteps {
   submit: (round: number) => Promise<BatchSubmitted>;
-  poll: (ref: BatchRef, round: number, look: number) => Promise<BatchPolled>;
+  wait: (ref: BatchRef, round: number) => Promise<BatchPolled>;
   collect: (round: number, batchId: string) => Promise<BatchCollected>;
 }
 
 export interface BatchWaiting {
   /** `input.scorer.mode` or `input.evaluation.mode`, named in the activities' messages. */
   setting: string;
-  pollInterval: Duration;
   /** Rounds after the first, for what failed, expired or did not parse. */
   resubmits: number;
 }
 
 /**
- * Batch API rounds: submit what the cache lacks, look at the batch between durable timers until it is finished (a
- * batch takes up to 24 hours; a worker restart in between costs nothing), collect its answers into the cache, and
- * submit again what is left, up to `resubmits` times. The step that follows asks online only what the rounds left.
+ * The wait for a round's batches: one activity that throws while a batch runs, retried every `pollInterval`
+ * (samples-typescript `polling/infrequent`). The server keeps the retries, so the history holds one activity however
+ * many looks a batch takes (up to 24 hours), and a worker restart in between costs nothing.
+ */
+const waitAs = (name: string, pollInterval: Duration): Pick<CpuActivities, 'waitForBatch'> =>
+  proxyActivities<CpuActivities>({
+    summary: name,
+    activityId: name,
+    startToCloseTimeout: '10 minutes',
+    // A batch ends within its 24-hour window (completed, failed or expired); an endpoint that never says so ends here.
+    scheduleToCloseTimeout: '3 days',
+    retry: {
+      initialInterval: pollInterval,
+      backoffCoefficient: 1,
+      maximumInterval: pollInterval,
+      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+    },
+  });
+
+/**
+ * Batch API rounds: submit what the cache lacks, wait until the batch is finished, collect its answers into the
+ * cache, and submit again what is left, up to `resubmits` times. The step that follows asks online only what the
+ * rounds left.
  */
 export async function answerInBatches(steps: BatchSteps, opts: BatchWaiting): Promise<BatchCollected[]> {
   const rounds: BatchCollected[] = [];
   for (let round = 0; round <= opts.resubmits; round++) {
     const submitted = await steps.submit(round);
     if (!submitted.batchId) break;
-    // A round above the endpoint's caps on one batch was sent as several, polled and collected together.
+    // A round above the endpoint's caps on one batch was sent as several, waited for and collected together.
     const ref = {
       batchId: submitted.batchId,
       ...(submitted.batchIds && { batchIds: submitted.batchIds }),
       setting: opts.setting,
     };
-    for (let look = 0; !(await steps.poll(ref, round, look)).done; look++) await sleep(opts.pollInterval);
+    await steps.wait(ref, round);
     const collected = await steps.collect(round, submitted.batchId);
     rounds.push(collected);
     if (collected.pending === 0) break;
@@ -48,42 +68,36 @@ export async function answerInBatches(steps: BatchSteps, opts: BatchWaiting): Pr
 
 /** `evaluation.mode: "batch"`: fills the judge cache through the Batch API before evaluate runs. */
 export function judgeInBatches(
-  cpuAs: (name: string) => Pick<CpuActivities, 'submitJudgeBatch' | 'pollBatch' | 'collectJudgeBatch'>,
+  cpuAs: (name: string) => Pick<CpuActivities, 'submitJudgeBatch' | 'collectJudgeBatch'>,
   input: EvaluateInput,
   waiting: { batchPollInterval: string; batchResubmits: number },
 ): Promise<BatchCollected[]> {
+  const pollInterval = waiting.batchPollInterval as Duration;
   return answerInBatches(
     {
       submit: (round) => cpuAs(`evaluate-batch-${round}`).submitJudgeBatch({ ...input, round }),
-      poll: (ref, round, look) => cpuAs(`evaluate-batch-${round}-poll-${look}`).pollBatch(ref),
+      wait: (ref, round) => waitAs(`evaluate-batch-${round}-wait`, pollInterval).waitForBatch(ref),
       collect: (round, batchId) =>
         cpuAs(`evaluate-batch-${round}-collect`).collectJudgeBatch({ ...input, round, batchId }),
     },
-    {
-      setting: 'input.evaluation.mode',
-      pollInterval: waiting.batchPollInterval as Duration,
-      resubmits: waiting.batchResubmits,
-    },
+    { setting: 'input.evaluation.mode', resubmits: waiting.batchResubmits },
   );
 }
 
 /** `scorer.mode: "batch"`: fills the scoring cache through the Batch API before scoreDifficulty runs. */
 export function scoreInBatches(
-  cpuAs: (name: string) => Pick<CpuActivities, 'submitScoreBatch' | 'pollBatch' | 'collectScoreBatch'>,
+  cpuAs: (name: string) => Pick<CpuActivities, 'submitScoreBatch' | 'collectScoreBatch'>,
   input: ScoreInput,
   waiting: { batchPollInterval: string; batchResubmits: number },
 ): Promise<BatchCollected[]> {
+  const pollInterval = waiting.batchPollInterval as Duration;
   return answerInBatches(
     {
       submit: (round) => cpuAs(`score-batch-${round}`).submitScoreBatch({ ...input, round }),
-      poll: (ref, round, look) => cpuAs(`score-batch-${round}-poll-${look}`).pollBatch(ref),
+      wait: (ref, round) => waitAs(`score-batch-${round}-wait`, pollInterval).waitForBatch(ref),
       collect: (round, batchId) =>
         cpuAs(`score-batch-${round}-collect`).collectScoreBatch({ ...input, round, batchId }),
     },
-    {
-      setting: 'input.scorer.mode',
-      pollInterval: waiting.batchPollInterval as Duration,
-      resubmits: waiting.batchResubmits,
-    },
+    { setting: 'input.scorer.mode', resubmits: waiting.batchResubmits },
   );
 }

@@ -131,6 +131,28 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
   };
 }
 
+/** The failure type of a look at a batch that is still running: retried by the activity's retry policy. */
+export const BATCH_RUNNING = 'BatchRunning';
+
+/**
+ * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once
+ * and throws while a batch still runs, so the activity's retry policy, one look per `pollInterval`, is the poll loop
+ * and the history holds one activity however many looks a 24-hour batch takes.
+ */
+export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
+  const polled = await pollBatch(env, ref);
+  if (polled.done) return polled;
+  const counts = polled.counts
+    ? ` (${polled.counts.completed + polled.counts.failed}/${polled.counts.total} done)`
+    : '';
+  throw ApplicationFailure.create({
+    type: BATCH_RUNNING,
+    message: `batch ${ref.batchId} is ${polled.status}${counts}`,
+    // An expected state, not an error: logged at debug level and kept out of the failure metrics.
+    category: 'BENIGN',
+  });
+}
+
 async function pollOne(endpoint: LlmEndpoint, batchId: string, setting: string): Promise<BatchPolled> {
   const batch = await retrieveBatch(endpoint, batchId, setting);
   if (batch.status === 'failed' || batch.status === 'cancelled') {

@@ -25,7 +25,8 @@ const batchSettings = (what: string) => ({
   }),
   batchPollInterval: withDefault(duration(), '5 minutes', {
     source: 'ours',
-    description: 'with `mode` `batch`: how long the run sleeps (a durable timer) between two looks at a running batch',
+    description:
+      'with `mode` `batch`: the time between two looks at a running batch (the retry interval of the one activity that waits for it, so the history does not grow with the looks)',
   }),
   batchResubmits: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 3, {
     source: 'ours',

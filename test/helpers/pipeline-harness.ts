@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { depsFromEnv } from '../../activities/deps';
 import { openStore, type ObjectStore } from '../../store';
 import { createCpuWorkers } from '../../workers/create-workers';
+import { makeCurrentVersion, workerVersion } from '../../workers/versioning';
 import { onGlobalTeardown } from '../hooks';
 import { startFakeOpenAI, type FakeOpenAI } from './fake-openai';
 import { sharedS3, type S3Server } from './s3-server';
@@ -58,15 +59,20 @@ export async function startHarness(options: { workerEnv?: NodeJS.ProcessEnv } = 
     TS_NODE_TRANSPILE_ONLY: 'true',
     ...options.workerEnv,
   };
-  // The CPU worker process's workers: the workflow and CPU activities, and the shard worker.
+  // The CPU worker process's workers: the workflow and CPU activities, and the shard worker. Its runs are pinned to
+  // its version, as with `npm run worker:cpu`; a deployment of its own keeps the test files' runs apart.
+  const bundle = await workflowBundle();
+  const version = workerVersion({ PIFT_DEPLOYMENT_NAME: cpuQueue }, bundle.code);
   const cpuWorkers: Worker[] = await createCpuWorkers({
     connection: temporal.nativeConnection,
     namespace: temporal.namespace ?? 'default',
     taskQueue: cpuQueue,
     deps: { ...depsFromEnv(workerEnv), env: workerEnv },
-    workflowBundle: await workflowBundle(),
+    workflowBundle: bundle,
+    version,
   });
   const running = Promise.all(cpuWorkers.map((w) => w.run()));
+  await makeCurrentVersion(temporal.connection, temporal.namespace ?? 'default', version);
   onGlobalTeardown(async () => {
     for (const w of cpuWorkers) w.shutdown();
     await running;
