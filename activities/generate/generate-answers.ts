@@ -97,7 +97,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
                 `${bench.name}${suffix}.config.json`,
                 { ...config, ...fields },
                 (e) => {
-                  if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+                  if (e.event === 'progress') progress = { ...progress, done: e.done, total: e.total };
                   onEvent?.(e);
                 },
                 () => ctx.heartbeat(progress),
@@ -129,7 +129,7 @@ async function runGenerate(
   work: string,
   configName: string,
   config: object,
-  onEvent: (e: TrainerEvent) => void,
+  onEvent: (e: TrainerEvent<'pift.generate'>) => void,
   heartbeat: () => void,
 ): Promise<void> {
   const configPath = join(work, configName);

@@ -11,7 +11,11 @@ import { completeAll, readServedPrompts } from './served-completions';
 import { serveCommandFrom, startServer, type ServedModel } from './serving-process';
 
 /** One `pift.generate` run on the benchmark's config with these fields added. */
-export type RunGenerate = (suffix: string, fields: object, onEvent?: (e: TrainerEvent) => void) => Promise<void>;
+export type RunGenerate = (
+  suffix: string,
+  fields: object,
+  onEvent?: (e: TrainerEvent<'pift.generate'>) => void,
+) => Promise<void>;
 
 export interface Progress {
   done: number;
@@ -37,7 +41,7 @@ export function servedGeneration(
       const promptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
       let modelPath: string | undefined;
       await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
-        if (e.event === 'done' && typeof e.model_path === 'string') modelPath = e.model_path;
+        if (e.event === 'done' && 'model_path' in e) modelPath = e.model_path;
       });
       served ??= await startServer({
         command,

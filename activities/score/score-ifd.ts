@@ -103,7 +103,7 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
           progressTimeoutMs: msToNumber(ifd.progressTimeout as Duration),
           heartbeat: () => ctx.heartbeat(progress),
           onEvent: (e) => {
-            if (e.event === 'progress') progress = { ...progress, scored: Number(e.done), total: Number(e.total) };
+            if (e.event === 'progress') progress = { ...progress, scored: e.done, total: e.total };
           },
         });
         const text = await readFile(outFile, 'utf8');

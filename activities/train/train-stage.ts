@@ -21,7 +21,8 @@ import {
   pruneCheckpoints,
   type CommittedCheckpoint,
 } from './checkpoints';
-import { runTrainerProcess, type TrainerEvent } from './trainer-process';
+import { runTrainerProcess } from './trainer-process';
+import type { TrainDone } from '../../common/settings/trainer-events';
 import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
@@ -99,7 +100,7 @@ async function train(
 
   const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   const finalDir = join(work, 'final');
-  let doneEvent: TrainerEvent | undefined;
+  let doneEvent: TrainDone | undefined;
   /** The files of the newest checkpoint in the store: the final model's weights are among them. */
   let lastCheckpoint: readonly OutputEntry[] = [];
   let unloadable: number | undefined;
@@ -168,19 +169,20 @@ async function train(
   // The final weights are the last checkpoint's: copied inside the store, not uploaded a second time.
   const finalEntries = await out.putDir(finalDir, keys.final, { known: lastCheckpoint });
   await putMetrics(out, checkpointsDir, keys);
+  // null (no logged loss) reads as NaN, as it always has.
   const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
   const result: TrainResult = {
     name: input.name,
     modelUri: store.uriFor(keys.final),
-    steps: Number(doneEvent.total_steps ?? input.maxSteps),
+    steps: doneEvent.total_steps,
     lossFirst: losses.first,
     lossLast: losses.last,
     resumedFromStep: progress.latest.resumedFromStep ?? 0,
     attempts: ctx.info.attempt,
     reused: false,
-    ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
+    precision: doneEvent.precision,
   };
-  const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
+  const lossesJson = JSON.stringify({ losses: doneEvent.losses, first: losses.first, last: losses.last });
   await out.put(keys.losses, lossesJson);
   // The next stage or generation on this worker takes the model from here instead of downloading it.
   await keepModel(deps.workDir, finalDir, finalEntries, keys.final);
@@ -214,7 +216,7 @@ async function runTrainer(
     onStderr: (line: string) => void;
     onCheckpoint: (step: number, path: string) => Promise<void>;
   },
-): Promise<TrainerEvent | undefined> {
+): Promise<TrainDone | undefined> {
   const ctx = Context.current();
   const t = input.training;
   const { progress } = o;
@@ -232,7 +234,7 @@ async function runTrainer(
 
   const from = o.resume?.step ?? 0;
   progress.latest = { ...progress.latest, step: from, resumedFromStep: from };
-  let doneEvent: TrainerEvent | undefined;
+  let doneEvent: TrainDone | undefined;
   await runTrainerProcess({
     python: deps.python,
     module: 'pift.train',
@@ -248,19 +250,15 @@ async function runTrainer(
     onEvent: async (e) => {
       if (e.event === 'start') {
         o.onStart();
-        progress.latest = {
-          ...progress.latest,
-          totalSteps: Number(e.total_steps),
-          resumedFromStep: Number(e.resumed_from_step ?? 0),
-        };
+        progress.latest = { ...progress.latest, totalSteps: e.total_steps, resumedFromStep: e.resumed_from_step };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'progress') {
         progress.latest = {
           ...progress.latest,
-          step: Number(e.step),
-          totalSteps: Number(e.total_steps),
-          loss: Number(e.loss),
-          learningRate: Number(e.learning_rate),
+          step: e.step,
+          totalSteps: e.total_steps,
+          loss: e.loss,
+          learningRate: e.learning_rate,
           ...optionalNumbers({
             gradNorm: e.grad_norm,
             tokensPerSecond: e.tokens_per_second,
@@ -269,9 +267,9 @@ async function runTrainer(
         };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'checkpoint') {
-        await o.onCheckpoint(Number(e.step), String(e.path));
+        await o.onCheckpoint(e.step, e.path);
         // The local copy is no longer needed once it is safe in the store.
-        await rm(String(e.path), { recursive: true, force: true });
+        await rm(e.path, { recursive: true, force: true });
       } else if (e.event === 'done') {
         doneEvent = e;
       }

@@ -4,9 +4,11 @@ import type { TSchema } from '@sinclair/typebox';
 import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
 import { PipelineInputSchema } from './schema';
 import { TrainerConfigSchema } from './trainer';
+import { TrainerEventsSchema } from './trainer-events';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
+export const TRAINER_EVENTS_SCHEMA_FILE = 'schema/trainer-events.schema.json';
 export const README_FILE = 'README.md';
 export const TABLE_START = '<!-- settings-table:start -->';
 export const TABLE_END = '<!-- settings-table:end -->';
@@ -88,6 +90,7 @@ export function generatedFiles(readme: string): Record<string, string> {
   return {
     [PIPELINE_INPUT_SCHEMA_FILE]: jsonSchemaFile(PipelineInputSchema),
     [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
+    [TRAINER_EVENTS_SCHEMA_FILE]: jsonSchemaFile(TrainerEventsSchema),
     [README_FILE]: withSettingsTable(readme),
   };
 }
