@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openObject, openStore } from '../../store';
@@ -140,7 +139,7 @@ async function runGenerate(
     configPath,
     cwd: work,
     env: deps.env,
-    progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+    progressTimeoutMs: ms(input.progressTimeout as StringValue),
     heartbeat,
     onEvent,
   });

@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import OpenAI from 'openai';
 import { join } from 'node:path';
 import type { ActivityDeps } from '../deps';
@@ -50,7 +49,7 @@ export function servedGeneration(
         python: deps.python,
         cwd: work,
         env: deps.env,
-        startTimeoutMs: msToNumber(input.serving.startTimeout as Duration),
+        startTimeoutMs: ms(input.serving.startTimeout as StringValue),
         startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
         heartbeat: () => ctx.heartbeat(progress.get()),
       });
@@ -89,5 +88,5 @@ const servingClient = (served: ServedModel, progressTimeout: string) =>
     baseURL: served.baseURL,
     apiKey: 'unused',
     maxRetries: 2,
-    timeout: msToNumber(progressTimeout as Duration),
+    timeout: ms(progressTimeout as StringValue),
   });

@@ -1,6 +1,5 @@
 import { Context, log } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import { ApplicationFailure } from '@temporalio/common';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -241,8 +240,8 @@ async function runTrainer(
     configPath,
     cwd: o.work,
     env: deps.env,
-    progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
-    graceMs: msToNumber(t.stopGracePeriod as Duration),
+    progressTimeoutMs: ms(t.progressTimeout as StringValue),
+    graceMs: ms(t.stopGracePeriod as StringValue),
     heartbeat: () => ctx.heartbeat(progress.latest),
     onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
     launch: trainerLaunch(t),
