@@ -1,13 +1,15 @@
 """A stand-in for the trainer's entry modules, for the tests that check the workflow's shape (branches, controls,
 failures, what travels between the steps), not what a model learns.
 
-Run as `python stub_trainer.py -m MODULE CONFIG.json` (the `python` script beside it does so, as PIFT_PYTHON). It
+Run as `python stub_trainer.py -m MODULE CONFIG.json` or `-m pift.serve ARGS` (the `python` script beside it does
+so, as PIFT_PYTHON). It
 speaks the trainer's protocol (trainer/README.md, schema/trainer-events.schema.json) with the trainer's own
 `pift.protocol`, refuses the configs the real modules refuse by the same schema, and writes the same layout
 (`checkpoint-N/` with `trainer_state.json`, `final/`, `metrics.jsonl`, the answers file), in milliseconds and without
 importing torch. The "weights" are a digest of the initial model, the rows and the step, so every stage's model
-differs and a stage trained again gives the same bytes. Anything else (`pift.serve`, `pift.ifd`, `python -c`) runs in
-the real interpreter.
+differs and a stage trained again gives the same bytes; a stub model answers with a digest of itself and the prompt,
+through `pift.generate` as through the `pift.serve` stand-in, so the served path's answers equal the local ones as
+with the real trainer. Anything else (`pift.ifd`, `python -c`) runs in the real interpreter.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def train(config: dict[str, Any]) -> None:
         start, history = state["global_step"], state["log_history"]
     base = model_digest(config["model_name_or_path"])
     data = digest(Path(config["train_file"]).read_bytes())
-    emit("start", total_steps=max_steps, resumed_from_step=start, num_examples=len(rows), device="cpu", precision="fp32")
+    emit(
+        "start", total_steps=max_steps, resumed_from_step=start, num_examples=len(rows), device="cpu", precision="fp32"
+    )
     began = time.monotonic()
     stop = StopOnSigterm()
     for step in range(start + 1, max_steps + 1):
@@ -131,29 +135,107 @@ def train(config: dict[str, Any]) -> None:
     )
 
 
+def prompt_ids(row: dict[str, Any]) -> list[int]:
+    """A row's prompt as token ids of the builtin byte-level tokenizer (4 special tokens, then the 256 bytes)."""
+    prompt = json.dumps({k: row.get(k) for k in ("instruction", "input", "messages")}, sort_keys=True)
+    return [4 + byte for byte in prompt.encode("utf-8")]
+
+
+def completion(model: str, ids: list[int], max_tokens: int) -> str:
+    """The stub model's greedy answer: the same model and prompt always give the same words."""
+    text = digest(model, bytes(i - 4 for i in ids))
+    return " ".join(text[i : i + 4] for i in range(0, 4 * min(max_tokens, 16), 4))
+
+
 def generate(config: dict[str, Any]) -> None:
-    if config.get("mode", "generate") != "generate":
-        raise InputError('field "mode": the stub trainer answers in "generate" mode only (no served path)')
-    model = model_digest(config["model_dir"])
+    mode = config.get("mode", "generate")
     rows = read_rows(config["input_file"])
+    budget = config.get("max_new_tokens") or 16
+    if mode == "prompts":
+        # The served path's first half: the very ids the model would see, for the server to complete.
+        emit("start", total=len(rows), already_done=0)
+        with open(config["prompts_file"], "w", encoding="utf-8") as prompts:
+            for row in rows:
+                prompts.write(json.dumps({"id": row["id"], "prompt": prompt_ids(row), "max_tokens": budget}) + "\n")
+        model_dir = Path(config["model_dir"])
+        model_path = str(model_dir.resolve()) if model_dir.is_dir() else config["model_dir"]
+        emit("done", total=len(rows), prompts_file=str(Path(config["prompts_file"]).resolve()), model_path=model_path)
+        return
     output = Path(config["output_file"])
+    if mode == "answers":
+        # The second half: the server's completions, read back as answers.
+        emit("start", total=len(rows), already_done=0)
+        completions = {json.dumps(c["id"]): c for c in read_rows(config["completions_file"])}
+        with open(output, "w", encoding="utf-8") as answers:
+            for row in rows:
+                done = completions[json.dumps(row["id"])]
+                answer = {
+                    "id": row["id"],
+                    "answer": done["text"].strip(),
+                    "prompt_tokens": len(prompt_ids(row)),
+                    "answer_tokens": done["completion_tokens"],
+                }
+                answers.write(json.dumps(answer) + "\n")
+        emit("done", total=len(rows), output_file=str(output.resolve()))
+        return
+    model = model_digest(config["model_dir"])
     # Like pift.generate, a rerun keeps the complete lines of an earlier attempt and answers only the rest.
-    done = {row["id"] for row in read_rows(str(output))} if output.exists() else set()
-    pending = [row for row in rows if row["id"] not in done]
+    done_ids = {row["id"] for row in read_rows(str(output))} if output.exists() else set()
+    pending = [row for row in rows if row["id"] not in done_ids]
     emit("start", total=len(rows), already_done=len(rows) - len(pending))
-    words = config.get("max_new_tokens") or 16
     with open(output, "a", encoding="utf-8") as answers:
         for index, row in enumerate(pending, start=1):
-            prompt = json.dumps({k: row.get(k) for k in ("instruction", "input", "messages")}, sort_keys=True)
-            text = digest(model, prompt)
-            answer = " ".join(text[i : i + 4] for i in range(0, 4 * min(words, 16), 4))
-            answers.write(
-                json.dumps({"id": row["id"], "answer": answer, "prompt_tokens": len(prompt), "answer_tokens": words})
-                + "\n"
-            )
+            ids = prompt_ids(row)
+            text = completion(model, ids, budget)
+            answer = {"id": row["id"], "answer": text, "prompt_tokens": len(ids), "answer_tokens": len(text.split())}
+            answers.write(json.dumps(answer) + "\n")
             answers.flush()
-            emit("progress", done=len(done) + index, total=len(rows))
+            emit("progress", done=len(done_ids) + index, total=len(rows))
     emit("done", total=len(rows), output_file=str(output.resolve()))
+
+
+def serve(argv: list[str]) -> None:
+    """`pift.serve --model M --port P --served-model-name N`: the completions endpoint, greedy, token ids only."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    args = dict(zip(argv[::2], argv[1::2]))
+    model, name = model_digest(args["--model"]), args.get("--served-model-name", args["--model"])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.reply({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "pift"}]})
+
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            ids, max_tokens = body["prompt"], int(body.get("max_tokens") or 16)
+            text = completion(model, ids, max_tokens)
+            self.reply(
+                {
+                    "id": f"cmpl-{digest(text)[:8]}",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": name,
+                    "choices": [{"index": 0, "text": " " + text, "finish_reason": "length", "logprobs": None}],
+                    "usage": {
+                        "prompt_tokens": len(ids),
+                        "completion_tokens": len(text.split()),
+                        "total_tokens": len(ids) + len(text.split()),
+                    },
+                }
+            )
+
+        def reply(self, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", int(args["--port"])), Handler).serve_forever()
 
 
 def check_model(config: dict[str, Any]) -> None:
@@ -204,6 +286,9 @@ MODULES: dict[str, Callable[[dict[str, Any]], None]] = {
 
 
 def main(argv: list[str]) -> int:
+    if argv[:2] == ["-m", "pift.serve"]:
+        serve(argv[2:])
+        return 0
     if len(argv) != 3 or argv[0] != "-m" or argv[1] not in MODULES:
         os.execv(sys.executable, [sys.executable, *argv])
     claim_stdout()
