@@ -2,8 +2,7 @@
 failures, what travels between the steps), not what a model learns.
 
 Run as `python stub_trainer.py -m MODULE CONFIG.json` or `-m pift.serve ARGS` (the `python` script beside it does
-so, as PIFT_PYTHON). It
-speaks the trainer's protocol (trainer/README.md, schema/trainer-events.schema.json) with the trainer's own
+so, as PIFT_PYTHON). It speaks the trainer's protocol (trainer/README.md, schema/trainer-events.schema.json) with the trainer's own
 `pift.protocol`, refuses the configs the real modules refuse by the same schema, and writes the same layout
 (`checkpoint-N/` with `trainer_state.json`, `final/`, `metrics.jsonl`, the answers file), in milliseconds and without
 importing torch. The "weights" are a digest of the initial model, the rows and the step, so every stage's model
