@@ -90,13 +90,18 @@ describe('failures name what to fix, on the first attempt', function () {
   let scratch: string;
   let localStore: string;
 
+  // The preflight's probe of an endpoint that never answered, shortened from its 10 s: these tests check what it
+  // concludes, not how long it tries.
+  const probeMs = outageDefaults.probeMs;
   before(async () => {
+    (outageDefaults as { probeMs: number }).probeMs = 1_000;
     s3 = await startS3Server();
     scratch = mkdtempSync(join(tmpdir(), 'pift-failures-'));
     localStore = pathToFileURL(join(scratch, 'store')).href;
     await openStore(`s3://${s3.bucket}/data`, s3.env).putFile('train.jsonl', DEMO);
   });
   after(async () => {
+    (outageDefaults as { probeMs: number }).probeMs = probeMs;
     await s3?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
@@ -289,7 +294,6 @@ describe('failures name what to fix, on the first attempt', function () {
   it('a step started while the S3 endpoint is down, never reached by this worker, waits until it is back', async () => {
     // A fresh server this process has never talked to: the worker restarted in the middle of an outage.
     const fresh = await startS3Server();
-    const probeMs = outageDefaults.probeMs;
     try {
       const env = { ...workEnv(), ...fresh.env, PIFT_OUTAGE_TOLERANCE: '2m' };
       const cfg = resolvePipelineInput(
@@ -298,14 +302,13 @@ describe('failures name what to fix, on the first attempt', function () {
         env,
       );
       const activities = createCpuActivities({ ...depsFromEnv(env), env });
-      // The log says when each attempt on the store failed. With the preflight's fail-fast probe cut to 1 s, an
-      // attempt failing after it shows that the step waits where the preflight would have given up.
+      // The log says when each attempt on the store failed: one failing after the preflight's probe time shows that
+      // the step waits where the preflight would have given up.
       const failedAt: number[] = [];
       const logger = new DefaultLogger('WARN', (entry) => {
         if (entry.message.startsWith('waiting out')) failedAt.push(Date.now());
       });
       const mock = new MockActivityEnvironment(undefined, { logger });
-      (outageDefaults as { probeMs: number }).probeMs = 1_000;
       const restart = await fresh.goDown();
       const started = Date.now();
       const work = mock.run(activities.scoreDifficulty, {
@@ -330,7 +333,6 @@ describe('failures name what to fix, on the first attempt', function () {
       const scores = openObject(result.scoresUri, env);
       assert.ok(await scores.store.exists(scores.key), 'the scores were not written');
     } finally {
-      (outageDefaults as { probeMs: number }).probeMs = probeMs;
       await fresh.stop();
     }
   });
