@@ -3,12 +3,14 @@ import { before, describe, it } from 'mocha';
 import { startRun } from '../client';
 import type { PipelineInput } from '../common/input';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+import { stubTrainerEnv } from './helpers/stub-trainer';
 
 const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 
 /**
  * `evaluation.controls` on the smallest run that still has stages: 24 rows (2 per demo family), 2 stages (easy and
- * medium rows, then hard rows), one optimizer step per stage, offline scorer and judge.
+ * medium rows, then hard rows), one optimizer step per stage, offline scorer and judge. The order of the branches is
+ * what is checked, not what the models learn: the stub trainer trains the 7 models.
  */
 describe('control orderings from one start (evaluation.controls)', function () {
   this.timeout(10 * 60_000);
@@ -21,7 +23,7 @@ describe('control orderings from one start (evaluation.controls)', function () {
     (await startRun(h.temporal.client, input, { taskQueue: h.cpuQueue })).handle.result();
 
   before(async () => {
-    h = await startHarness();
+    h = await startHarness({ workerEnv: stubTrainerEnv() });
     await h.startGpuWorker();
     const dataset = await h.upload('controls/train.jsonl', toJsonl(train));
     const heldout = await h.upload('controls/heldout.jsonl', toJsonl(demoRows('heldout').slice(0, 4)));

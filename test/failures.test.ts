@@ -15,6 +15,7 @@ import { diskFullFailure, runTrainerProcess, type TrainerModule } from '../activ
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { FailureType, WorkerMisconfiguredError } from '../common/failures';
 import { openObject, openStore } from '../store';
+import { outageDefaults } from '../store/outage';
 import type { ScoreResult } from '../activities/types';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';
 import { freePorts } from './helpers/ports';
@@ -61,6 +62,15 @@ const scoreFails = (env: NodeJS.ProcessEnv, input: Parameters<typeof activityFai
 const preflightFails = (env: NodeJS.ProcessEnv, input: Parameters<typeof activityFails>[1]) =>
   activityFails(env, input, (a, cfg) => a.preflight(cfg));
 
+/** Resolves at the first heartbeat of `mock` whose details say it waits for the store. */
+function waitingHeartbeat(mock: MockActivityEnvironment): Promise<unknown> {
+  return new Promise((resolve) =>
+    mock.on('heartbeat', (details: unknown) => {
+      if (JSON.stringify(details ?? null).includes('waitingFor')) resolve(details);
+    }),
+  );
+}
+
 function assertFails(
   { failure, ms }: { failure: ApplicationFailure; ms: number },
   type: string,
@@ -80,13 +90,18 @@ describe('failures name what to fix, on the first attempt', function () {
   let scratch: string;
   let localStore: string;
 
+  // The preflight's probe of an endpoint that never answered, shortened from its 10 s: these tests check what it
+  // concludes, not how long it tries.
+  const probeMs = outageDefaults.probeMs;
   before(async () => {
+    (outageDefaults as { probeMs: number }).probeMs = 1_000;
     s3 = await startS3Server();
     scratch = mkdtempSync(join(tmpdir(), 'pift-failures-'));
     localStore = pathToFileURL(join(scratch, 'store')).href;
     await openStore(`s3://${s3.bucket}/data`, s3.env).putFile('train.jsonl', DEMO);
   });
   after(async () => {
+    (outageDefaults as { probeMs: number }).probeMs = probeMs;
     await s3?.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
@@ -258,24 +273,23 @@ describe('failures name what to fix, on the first attempt', function () {
     const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     const heartbeats: unknown[] = [];
     mock.on('heartbeat', (d: unknown) => heartbeats.push(d));
+    const waiting = waitingHeartbeat(mock);
 
     const restart = await s3.goDown();
-    const started = Date.now();
     const work = mock.run(async () => {
       await store.put('during', 'written across the outage');
       return store.getText('before');
     });
     let settled = false;
     void work.finally(() => (settled = true)).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 8_000));
+    // The store heartbeats "waitingFor" once the client's own retries are spent: the outage outlasted them.
+    await Promise.race([waiting, work]);
     assert.equal(settled, false, 'the operation did not wait for the store');
+    assert.match(JSON.stringify(heartbeats.at(-1)), /waitingFor/);
     await restart();
 
     assert.equal(await work, 'stored before the outage');
     assert.equal(await store.getText('during'), 'written across the outage');
-    assert.ok(Date.now() - started >= 8_000);
-    assert.ok(heartbeats.length > 0, 'no heartbeat while waiting');
-    assert.match(JSON.stringify(heartbeats.at(-1)), /waitingFor/);
   });
   it('a step started while the S3 endpoint is down, never reached by this worker, waits until it is back', async () => {
     // A fresh server this process has never talked to: the worker restarted in the middle of an outage.
@@ -288,7 +302,13 @@ describe('failures name what to fix, on the first attempt', function () {
         env,
       );
       const activities = createCpuActivities({ ...depsFromEnv(env), env });
-      const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      // The log says when each attempt on the store failed: one failing after the preflight's probe time shows that
+      // the step waits where the preflight would have given up.
+      const failedAt: number[] = [];
+      const logger = new DefaultLogger('WARN', (entry) => {
+        if (entry.message.startsWith('waiting out')) failedAt.push(Date.now());
+      });
+      const mock = new MockActivityEnvironment(undefined, { logger });
       const restart = await fresh.goDown();
       const started = Date.now();
       const work = mock.run(activities.scoreDifficulty, {
@@ -303,11 +323,12 @@ describe('failures name what to fix, on the first attempt', function () {
         () => (outcome = 'done'),
         (e: unknown) => (outcome = e),
       );
-      await new Promise((r) => setTimeout(r, 12_000));
+      while (outcome === undefined && !failedAt.some((t) => t - started > outageDefaults.probeMs)) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(outcome, undefined, `the step did not wait for the store: ${String(outcome)}`);
       await restart();
       const result = (await work) as ScoreResult;
-      assert.ok(Date.now() - started >= 12_000);
       assert.ok(result.rows > 0);
       const scores = openObject(result.scoresUri, env);
       assert.ok(await scores.store.exists(scores.key), 'the scores were not written');
@@ -326,6 +347,9 @@ describe('failures name what to fix, on the first attempt', function () {
     let received = 0;
     let restart: (() => Promise<void>) | undefined;
     let restarted: Promise<void> | undefined;
+    const waiting = waitingHeartbeat(mock);
+    let finished: () => void = () => undefined;
+    const reading = new Promise<void>((resolve) => (finished = resolve));
     await mock.run(async () => {
       for await (const chunk of read) {
         chunks.push(chunk as Buffer);
@@ -333,9 +357,11 @@ describe('failures name what to fix, on the first attempt', function () {
         if (!restart && received >= 1024 * 1024) {
           // The reader holds the stream while the server dies, then comes back to it.
           restart = await s3.goDown();
-          restarted = new Promise((r) => setTimeout(r, 3_000)).then(restart);
+          // Back once the reader waits for the store (or has every byte already).
+          restarted = Promise.race([waiting, reading]).then(restart);
         }
       }
+      finished();
     });
     await restarted;
     assert.ok(restart, 'the object was read before the outage could start');
@@ -346,11 +372,12 @@ describe('failures name what to fix, on the first attempt', function () {
     const store = openStore(`s3://${s3.bucket}/cancel`, { ...s3.env, PIFT_OUTAGE_TOLERANCE: '2m' });
     await store.put('x', 'x');
     const mock = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+    const waiting = waitingHeartbeat(mock);
     const restart = await s3.goDown();
     try {
       const work = mock.run(() => store.getText('x'));
       const rejected = assert.rejects(work, (e) => /cancel/i.test(String((e as Error).name ?? e)));
-      await new Promise((r) => setTimeout(r, 4_000));
+      await waiting;
       const cancelled = Date.now();
       mock.cancel();
       await rejected;

@@ -9,6 +9,7 @@ import type { GenerateResult } from '../activities/types';
 import { startRun } from '../client';
 import type { PipelineInput } from '../common/input';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+import { stubTrainerEnv } from './helpers/stub-trainer';
 
 const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 const MODELS = ['one-off', 'stage-1', 'stage-2'];
@@ -19,6 +20,8 @@ const RUN_ID = 'served-run';
  * trained model it downloads, and the answers equal those of the same run answered by `pift.generate`. The run is
  * trained once: its served answers are kept aside, the steps from generation on are removed from the store, and the
  * run is started again without `evaluation.serving`, so `pift.generate` answers with the very models served before.
+ * The stub trainer trains, serves and answers (test/helpers/stub-trainer): what is checked is the path the prompts and
+ * answers travel; served-generation.test.ts compares the real pift.serve with the real pift.generate.
  */
 describe('a run that generates through a serving endpoint (evaluation.serving)', function () {
   this.timeout(10 * 60_000);
@@ -31,7 +34,7 @@ describe('a run that generates through a serving endpoint (evaluation.serving)',
     (await startRun(h.temporal.client, input, { taskQueue: h.cpuQueue })).handle.result();
 
   before(async () => {
-    h = await startHarness();
+    h = await startHarness({ workerEnv: stubTrainerEnv() });
     // Each server's process group id, so the test can see every one of them gone.
     pgidLog = join(await mkdtemp(join(tmpdir(), 'pift-served-run-')), 'pgids');
     h.workerEnv.PIFT_SERVE_COMMAND =
@@ -102,7 +105,7 @@ describe('a run that generates through a serving endpoint (evaluation.serving)',
   });
 
   it('fails on a GPU worker without PIFT_SERVE_COMMAND at the model check, before anything is scored', async () => {
-    const bare = await startHarness();
+    const bare = await startHarness({ workerEnv: stubTrainerEnv() });
     delete bare.workerEnv.PIFT_SERVE_COMMAND;
     await bare.startGpuWorker();
     const dataset = await bare.upload('served/bare.jsonl', toJsonl(balancedDemo(2)));

@@ -6,7 +6,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
 import { WorkerMisconfiguredError } from '../common/failures';
-import { runTrainerProcess, type TrainerEvent, type TrainerModule } from '../activities/train/trainer-process';
+import {
+  parseTrainerEvent,
+  runTrainerProcess,
+  type TrainerEvent,
+  type TrainerModule,
+} from '../activities/train/trainer-process';
 
 const repoRoot = resolve(__dirname, '..');
 const venvPython = join(repoRoot, '.venv', 'bin', 'python');
@@ -46,7 +51,7 @@ describe('trainer process', () => {
       { ...process.env, PYTHONPATH: join(repoRoot, 'trainer') },
     );
     assert.deepEqual(
-      events.map((e) => [e.event, e.model_type, e.eos_token]),
+      events.map((e) => [e.event, 'model_type' in e && e.model_type, 'eos_token' in e && e.eos_token]),
       [['model_ok', 'llama', '</s>']],
     );
   });
@@ -79,6 +84,35 @@ describe('trainer process', () => {
         err.setting === 'PIFT_WORKDIR' &&
         /scratch space full/.test(err.message) &&
         err.message.includes('scratch space full while writing /w/ckpt'),
+    );
+  });
+
+  it('fails naming PIFT_PYTHON when a trainer writes a line outside the protocol, and kills it', async () => {
+    // A trainer of another version: a progress line without the loss this worker reads.
+    const fake = join(work, 'other-version-python');
+    await writeFile(fake, '#!/bin/sh\necho \'{"event":"progress","step":1,"total_steps":2}\'\nexec sleep 60\n');
+    await chmod(fake, 0o755);
+    const started = Date.now();
+    await assert.rejects(
+      run(fake, 'pift.train', {}),
+      (err: unknown) =>
+        err instanceof WorkerMisconfiguredError &&
+        err.setting === 'PIFT_PYTHON' &&
+        /outside the trainer protocol .*loss/.test(err.message),
+    );
+    assert.ok(Date.now() - started < 30_000, 'the trainer was left running');
+  });
+});
+
+describe('trainer protocol (schema/trainer-events.schema.json)', () => {
+  it('reads each module’s events as typed, skips stray prints, and refuses another module’s events', () => {
+    const line = '{"event":"progress","done":3,"total":8}';
+    assert.deepEqual(parseTrainerEvent('pift.generate', line), { event: 'progress', done: 3, total: 8 });
+    assert.equal(parseTrainerEvent('pift.generate', 'Loading checkpoint shards: 100%'), undefined);
+    assert.throws(() => parseTrainerEvent('pift.train', line), WorkerMisconfiguredError);
+    assert.throws(
+      () => parseTrainerEvent('pift.train', '{"event":"error","kind":"oops","message":"m"}'),
+      /outside the trainer protocol/,
     );
   });
 });

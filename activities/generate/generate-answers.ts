@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
@@ -97,7 +96,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
                 `${bench.name}${suffix}.config.json`,
                 { ...config, ...fields },
                 (e) => {
-                  if (e.event === 'progress') progress = { ...progress, done: Number(e.done), total: Number(e.total) };
+                  if (e.event === 'progress') progress = { ...progress, done: e.done, total: e.total };
                   onEvent?.(e);
                 },
                 () => ctx.heartbeat(progress),
@@ -129,7 +128,7 @@ async function runGenerate(
   work: string,
   configName: string,
   config: object,
-  onEvent: (e: TrainerEvent) => void,
+  onEvent: (e: TrainerEvent<'pift.generate'>) => void,
   heartbeat: () => void,
 ): Promise<void> {
   const configPath = join(work, configName);
@@ -140,7 +139,7 @@ async function runGenerate(
     configPath,
     cwd: work,
     env: deps.env,
-    progressTimeoutMs: msToNumber(input.progressTimeout as Duration),
+    progressTimeoutMs: ms(input.progressTimeout as StringValue),
     heartbeat,
     onEvent,
   });

@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import OpenAI from 'openai';
 import { join } from 'node:path';
 import type { ActivityDeps } from '../deps';
@@ -11,7 +10,11 @@ import { completeAll, readServedPrompts } from './served-completions';
 import { serveCommandFrom, startServer, type ServedModel } from './serving-process';
 
 /** One `pift.generate` run on the benchmark's config with these fields added. */
-export type RunGenerate = (suffix: string, fields: object, onEvent?: (e: TrainerEvent) => void) => Promise<void>;
+export type RunGenerate = (
+  suffix: string,
+  fields: object,
+  onEvent?: (e: TrainerEvent<'pift.generate'>) => void,
+) => Promise<void>;
 
 export interface Progress {
   done: number;
@@ -37,7 +40,7 @@ export function servedGeneration(
       const promptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
       let modelPath: string | undefined;
       await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
-        if (e.event === 'done' && typeof e.model_path === 'string') modelPath = e.model_path;
+        if (e.event === 'done' && 'model_path' in e) modelPath = e.model_path;
       });
       served ??= await startServer({
         command,
@@ -46,7 +49,7 @@ export function servedGeneration(
         python: deps.python,
         cwd: work,
         env: deps.env,
-        startTimeoutMs: msToNumber(input.serving.startTimeout as Duration),
+        startTimeoutMs: ms(input.serving.startTimeout as StringValue),
         startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
         heartbeat: () => ctx.heartbeat(progress.get()),
       });
@@ -85,5 +88,5 @@ const servingClient = (served: ServedModel, progressTimeout: string) =>
     baseURL: served.baseURL,
     apiKey: 'unused',
     maxRetries: 2,
-    timeout: msToNumber(progressTimeout as Duration),
+    timeout: ms(progressTimeout as StringValue),
   });

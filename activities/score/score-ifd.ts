@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
@@ -100,10 +99,10 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
           configPath,
           cwd: work,
           env: deps.env,
-          progressTimeoutMs: msToNumber(ifd.progressTimeout as Duration),
+          progressTimeoutMs: ms(ifd.progressTimeout as StringValue),
           heartbeat: () => ctx.heartbeat(progress),
           onEvent: (e) => {
-            if (e.event === 'progress') progress = { ...progress, scored: Number(e.done), total: Number(e.total) };
+            if (e.event === 'progress') progress = { ...progress, scored: e.done, total: e.total };
           },
         });
         const text = await readFile(outFile, 'utf8');

@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
 import { WorkerMisconfiguredError } from '../../common/failures';
+import { parseTrainerEvent, type TrainerEvent, type TrainerModule } from './trainer-process';
 
 /** What a short-lived trainer module (`pift.check_model`, `pift.fetch_dataset`) left: its exit and protocol lines. */
-export interface ModuleOutcome {
+export interface ModuleOutcome<M extends TrainerModule> {
   /** null when it was killed (its time limit). */
   code: number | null;
   /** Its stdout's JSON lines, in order. */
-  events: Array<Record<string, unknown>>;
+  events: Array<TrainerEvent<M>>;
   stderr: string;
 }
 
@@ -14,12 +15,12 @@ export interface ModuleOutcome {
  * Runs `python -m MODULE CONFIG` to its end, bounded by `timeoutMs` (then SIGKILL). Unlike training, these need no
  * heartbeats or checkpoints, just the outcome; a python that cannot be started is the worker's misconfiguration.
  */
-export async function runModule(
+export async function runModule<M extends TrainerModule>(
   deps: { python: string; workDir: string },
-  module: string,
+  module: M,
   configPath: string,
   options: { env: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<ModuleOutcome> {
+): Promise<ModuleOutcome<M>> {
   const { code, stdout, stderr, spawnError } = await new Promise<{
     code: number | null;
     stdout: string;
@@ -50,9 +51,6 @@ export async function runModule(
       `${deps.python} -m ${module}`,
     );
   }
-  const events = stdout
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const events = stdout.split('\n').flatMap((l) => parseTrainerEvent(module, l) ?? []);
   return { code, events, stderr };
 }

@@ -1,6 +1,5 @@
 import { Context, log } from '@temporalio/activity';
-import type { Duration } from '@temporalio/common';
-import { msToNumber } from '@temporalio/common/lib/time';
+import ms, { type StringValue } from 'ms';
 import { ApplicationFailure } from '@temporalio/common';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -22,7 +21,8 @@ import {
   pruneCheckpoints,
   type CommittedCheckpoint,
 } from './checkpoints';
-import { runTrainerProcess, type TrainerEvent } from './trainer-process';
+import { runTrainerProcess } from './trainer-process';
+import type { TrainDone } from '../../common/settings/trainer-events';
 import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';
 
@@ -95,7 +95,7 @@ async function train(
 
   const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   const finalDir = join(work, 'final');
-  let doneEvent: TrainerEvent | undefined;
+  let doneEvent: TrainDone | undefined;
   /** The files of the newest checkpoint in the store: the final model's weights are among them. */
   let lastCheckpoint: readonly OutputEntry[] = [];
   let unloadable: number | undefined;
@@ -164,20 +164,21 @@ async function train(
   // The final weights are the last checkpoint's: copied inside the store, not uploaded a second time.
   const finalEntries = await out.putDir(finalDir, keys.final, { known: lastCheckpoint });
   await putMetrics(out, checkpointsDir, keys);
+  // null (no logged loss) reads as NaN, as it always has.
   const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
   const result: TrainResult = {
     name: input.name,
     modelUri: store.uriFor(keys.final),
-    steps: Number(doneEvent.total_steps ?? input.maxSteps),
+    steps: doneEvent.total_steps,
     lossFirst: losses.first,
     lossLast: losses.last,
     resumedFromStep: progress.latest.resumedFromStep ?? 0,
     attempts: ctx.info.attempt,
     reused: false,
-    ...(typeof doneEvent.precision === 'string' ? { precision: doneEvent.precision } : {}),
+    precision: doneEvent.precision,
     ...(typeof doneEvent.cpu_threads === 'number' ? { cpuThreads: doneEvent.cpu_threads } : {}),
   };
-  const lossesJson = JSON.stringify({ losses: doneEvent.losses ?? [], first: losses.first, last: losses.last });
+  const lossesJson = JSON.stringify({ losses: doneEvent.losses, first: losses.first, last: losses.last });
   await out.put(keys.losses, lossesJson);
   // The next stage or generation on this worker takes the model from here instead of downloading it.
   await keepModel(deps.workDir, finalDir, finalEntries, keys.final);
@@ -211,7 +212,7 @@ async function runTrainer(
     onStderr: (line: string) => void;
     onCheckpoint: (step: number, path: string) => Promise<void>;
   },
-): Promise<TrainerEvent | undefined> {
+): Promise<TrainDone | undefined> {
   const ctx = Context.current();
   const t = input.training;
   const { progress } = o;
@@ -229,15 +230,15 @@ async function runTrainer(
 
   const from = o.resume?.step ?? 0;
   progress.latest = { ...progress.latest, step: from, resumedFromStep: from };
-  let doneEvent: TrainerEvent | undefined;
+  let doneEvent: TrainDone | undefined;
   await runTrainerProcess({
     python: deps.python,
     module: 'pift.train',
     configPath,
     cwd: o.work,
     env: deps.env,
-    progressTimeoutMs: msToNumber(t.progressTimeout as Duration),
-    graceMs: msToNumber(t.stopGracePeriod as Duration),
+    progressTimeoutMs: ms(t.progressTimeout as StringValue),
+    graceMs: ms(t.stopGracePeriod as StringValue),
     heartbeat: () => ctx.heartbeat(progress.latest),
     onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
     launch: trainerLaunch(t),
@@ -245,19 +246,15 @@ async function runTrainer(
     onEvent: async (e) => {
       if (e.event === 'start') {
         o.onStart();
-        progress.latest = {
-          ...progress.latest,
-          totalSteps: Number(e.total_steps),
-          resumedFromStep: Number(e.resumed_from_step ?? 0),
-        };
+        progress.latest = { ...progress.latest, totalSteps: e.total_steps, resumedFromStep: e.resumed_from_step };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'progress') {
         progress.latest = {
           ...progress.latest,
-          step: Number(e.step),
-          totalSteps: Number(e.total_steps),
-          loss: Number(e.loss),
-          learningRate: Number(e.learning_rate),
+          step: e.step,
+          totalSteps: e.total_steps,
+          loss: e.loss,
+          learningRate: e.learning_rate,
           ...optionalNumbers({
             gradNorm: e.grad_norm,
             tokensPerSecond: e.tokens_per_second,
@@ -266,9 +263,9 @@ async function runTrainer(
         };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'checkpoint') {
-        await o.onCheckpoint(Number(e.step), String(e.path));
+        await o.onCheckpoint(e.step, e.path);
         // The local copy is no longer needed once it is safe in the store.
-        await rm(String(e.path), { recursive: true, force: true });
+        await rm(e.path, { recursive: true, force: true });
       } else if (e.event === 'done') {
         doneEvent = e;
       }

@@ -1,28 +1,55 @@
 import { CancelledFailure, Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import Ajv, { type ValidateFunction } from 'ajv';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
+import { TrainerEventSchemas, type EventOf, type TrainerModuleName } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { TrainerLaunch } from './trainer-config';
 
-/** One JSON line of the Python trainer's stdout protocol (see trainer/README.md). */
-export interface TrainerEvent {
-  event: string;
-  [field: string]: unknown;
+/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
+export type TrainerModule = TrainerModuleName;
+/** One JSON line of a module's stdout (common/settings/trainer-events.ts). */
+export type TrainerEvent<M extends TrainerModule = TrainerModule> = EventOf<M>;
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validators = new Map<string, ValidateFunction>();
+
+/**
+ * A stdout line of `module` as its typed event; undefined for a line that is not JSON (a stray print from a
+ * library); throws for JSON outside the protocol, which is a trainer of another version than this worker's.
+ */
+export function parseTrainerEvent<M extends TrainerModule>(module: M, line: string): TrainerEvent<M> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  let validate = validators.get(module);
+  if (!validate) {
+    validate = ajv.compile(TrainerEventSchemas[module] ?? false);
+    validators.set(module, validate);
+  }
+  if (validate(value)) return value as TrainerEvent<M>;
+  throw new WorkerMisconfiguredError(
+    `${module} wrote a line outside the trainer protocol (schema/trainer-events.schema.json: ` +
+      `${ajv.errorsText(validate.errors)}): ${line.slice(0, 300)}; install the trainer package of this worker's ` +
+      'version (scripts/setup.sh)',
+    'PIFT_PYTHON',
+    `python -m ${module}`,
+  );
 }
 
-/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
-export type TrainerModule = 'pift.train' | 'pift.generate' | 'pift.check_model' | 'pift.ifd';
-
-export interface TrainerRun {
+export interface TrainerRun<M extends TrainerModule = TrainerModule> {
   /** A Python whose environment has the trainer package installed (scripts/setup.sh does so for .venv). */
   python: string;
-  module: TrainerModule;
+  module: M;
   configPath: string;
   /** The job's scratch directory; the module is found through the installed package, not through the cwd. */
   cwd: string;
   env: NodeJS.ProcessEnv;
-  onEvent: (e: TrainerEvent) => void | Promise<void>;
+  onEvent: (e: TrainerEvent<M>) => void | Promise<void>;
   /** No stdout line for this long means a hung trainer: kill it and let Temporal retry. */
   progressTimeoutMs: number;
   /** Grace between SIGTERM (the trainer saves a checkpoint) and SIGKILL. */
@@ -84,7 +111,7 @@ export function diskFullFailure(code: number | null, kind: string | undefined, d
  * Runs the trainer in its own process group, heartbeating while it lives, and kills the whole group on
  * cancellation, on a hung trainer, or when this activity fails for any other reason.
  */
-export async function runTrainerProcess(run: TrainerRun): Promise<void> {
+export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun<M>): Promise<void> {
   const { python, module, configPath } = run;
   const child = spawn(python, trainerArgs(module, configPath, run.launch), {
     cwd: run.cwd,
@@ -120,22 +147,26 @@ export async function runTrainerProcess(run: TrainerRun): Promise<void> {
   let eventFailure: unknown;
   createInterface({ input: child.stdout! }).on('line', (line) => {
     lastLine = Date.now();
-    let event: TrainerEvent;
+    let event: TrainerEvent<M> | undefined;
     try {
-      event = JSON.parse(line) as TrainerEvent;
-    } catch {
-      return; // a stray print from a library; the protocol lines are the JSON ones
+      event = parseTrainerEvent(module, line);
+    } catch (err) {
+      eventFailure ??= err;
+      killGroup('SIGKILL');
+      return;
     }
+    if (!event) return; // a stray print from a library; the protocol lines are the JSON ones
     sawProtocolLine = true;
     if (event.event === 'error') {
-      lastError = String(event.message ?? '');
-      lastErrorKind = typeof event.kind === 'string' ? event.kind : undefined;
+      lastError = event.message;
+      lastErrorKind = event.kind;
     }
     // Events are handled one at a time, in order (checkpoint uploads must not overlap or reorder).
+    const parsed = event;
     pending = pending.then(async () => {
       if (eventFailure) return;
       try {
-        await run.onEvent(event);
+        await run.onEvent(parsed);
       } catch (err) {
         eventFailure = err;
         killGroup('SIGKILL');

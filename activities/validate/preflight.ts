@@ -1,5 +1,4 @@
-import { msToNumber } from '@temporalio/common/lib/time';
-import type { Duration } from '@temporalio/common';
+import ms, { type StringValue } from 'ms';
 import { NotFoundError, openObject, openStore } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
@@ -103,7 +102,7 @@ export async function preflight(
 function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
   const wait = env.PIFT_GPU_CHECK_WAIT ?? DEFAULT_GPU_CHECK_WAIT;
   try {
-    if (msToNumber(wait as Duration) > 0) return wait;
+    if (ms(wait as StringValue) > 0) return wait;
   } catch {
     /* reported below */
   }

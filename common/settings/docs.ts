@@ -5,10 +5,12 @@ import type { TSchema } from '@sinclair/typebox';
 import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
 import { PipelineInputSchema } from './schema';
 import { TrainerConfigSchema } from './trainer';
+import { TrainerEventsSchema } from './trainer-events';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
 export const SETTINGS_DOC_FILE = 'docs/settings.md';
+export const TRAINER_EVENTS_SCHEMA_FILE = 'schema/trainer-events.schema.json';
 export const TABLE_START = '<!-- settings-table:start -->';
 export const TABLE_END = '<!-- settings-table:end -->';
 
@@ -90,5 +92,6 @@ export function generatedFiles(settingsDoc: string): Record<string, string> {
     [PIPELINE_INPUT_SCHEMA_FILE]: jsonSchemaFile(PipelineInputSchema),
     [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
     [SETTINGS_DOC_FILE]: withSettingsTable(settingsDoc),
+    [TRAINER_EVENTS_SCHEMA_FILE]: jsonSchemaFile(TrainerEventsSchema),
   };
 }

@@ -51,9 +51,6 @@ class ScriptArguments:
     parent_pid: int | None = field(
         default=None, metadata={"help": "Exit promptly when this process dies (the orchestrator's worker)."}
     )
-    progress_every: int | None = field(
-        default=None, metadata={"help": "If set, overrides `logging_steps`: one progress event every N steps."}
-    )
     conversation_template: str = field(default="auto", metadata={"help": CONVERSATION_TEMPLATE_HELP})
     save_every_minutes: float | None = field(
         default=None, metadata={"help": "Also save a checkpoint once this many minutes passed since the last save."}
@@ -62,8 +59,6 @@ class ScriptArguments:
     def __post_init__(self) -> None:
         check_max_length(self.max_length)
         check_conversation_template(self.conversation_template)
-        if self.progress_every is not None and self.progress_every < 1:
-            raise ConfigError(f'field "progress_every" must be a positive integer, got {self.progress_every}')
         if self.save_every_minutes is not None and not self.save_every_minutes > 0:
             raise ConfigError(f'field "save_every_minutes" must be a positive number, got {self.save_every_minutes}')
 

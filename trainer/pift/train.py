@@ -51,8 +51,6 @@ LOSS_SUMMARY_WINDOW = 5
 def parse_args(config_path: str) -> tuple[ScriptArguments, ModelArguments, PiftTrainingArguments]:
     parser = HfArgumentParser((ScriptArguments, ModelArguments, PiftTrainingArguments))
     script_args, model_args, training_args = parser.parse_json_file(config_path)
-    if script_args.progress_every is not None:
-        training_args.logging_steps = script_args.progress_every
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
         raise ConfigError(f'field "resume_from_checkpoint": {checkpoint} is not a complete checkpoint directory')

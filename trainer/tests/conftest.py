@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# The protocol the orchestrator checks every line against (generated from common/settings/trainer-events.ts).
+EVENTS_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "schema" / "trainer-events.schema.json").read_text(encoding="utf-8")
+)
 
 TRAIN_STEPS = 30
 SAVE_STEPS = 10
@@ -32,10 +38,13 @@ class ScriptResult:
         return [line for line in self.events if line["event"] == event]
 
 
-def parse_protocol(stdout: str) -> list[dict[str, Any]]:
-    """Every stdout line must be one JSON object with an event name."""
+def parse_protocol(stdout: str, module: str | None = None) -> list[dict[str, Any]]:
+    """Every stdout line must be one event of the protocol: of `module`'s events, or of any module's."""
     events = [json.loads(line) for line in stdout.splitlines()]
-    assert all(isinstance(event, dict) and "event" in event for event in events)
+    modules = EVENTS_SCHEMA["properties"]
+    schema = modules[module] if module else {"anyOf": list(modules.values())}
+    for event in events:
+        jsonschema.validate(event, schema)
     return events
 
 
@@ -54,7 +63,7 @@ def run_module(module: str, config: dict[str, Any], workdir: Path, timeout: floa
     completed = subprocess.run(
         module_command(module, config_path), cwd=workdir, capture_output=True, text=True, timeout=timeout
     )
-    return ScriptResult(completed.returncode, parse_protocol(completed.stdout), completed.stderr)
+    return ScriptResult(completed.returncode, parse_protocol(completed.stdout, module), completed.stderr)
 
 
 def write_copy_task(path: Path, rows: int = 32) -> Path:
