@@ -117,7 +117,11 @@ program
   .action(async (opts: InputOptions) => {
     const input = buildInput(opts);
     const runId = input.runId ?? 'pift-validate';
-    const { checks, skipped } = await validateInput(input, runId, { env: process.env, mode: 'full' });
+    const { checks, skipped } = await validateInput(input, runId, {
+      env: process.env,
+      mode: 'full',
+      progress: (p) => console.error(`checking ${p.file ?? 'the input'}: ${p.rows} rows read`),
+    });
     for (const c of checks) console.log(`ok       ${c.field}: ${c.checked}`);
     for (const note of skipped) console.log(`skipped  ${note}`);
     console.log('input is valid');
