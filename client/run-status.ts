@@ -47,6 +47,12 @@ export function failureHint(runId: string, failure: RunFailure | undefined): str
       return 'fix the input and start a new run (resume would fail the same way)';
     case FailureType.WorkerMisconfigured:
       return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
+    case 'UnparseableScores':
+      // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
+      return (
+        'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
+        'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run'
+      );
     case FailureType.CorruptArtifact:
       return `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`;
     default:

@@ -223,4 +223,14 @@ describe('pift status', () => {
     assert.match(text, /^stopped at: cancelled$/m);
     assert.doesNotMatch(text, /stage-2 \(2\/3\)/);
   });
+
+  it('unparseable scores suggest another model or a wider limit, not resume', () => {
+    const hint = failureHint('r1', {
+      type: 'UnparseableScores',
+      message: '90 of 100 difficulty answers could not be parsed',
+    });
+    assert.match(hint, /another model \(input\.scorer\.model\)/);
+    assert.match(hint, /input\.scorer\.maxFailedFraction/);
+    assert.doesNotMatch(hint, /resume/);
+  });
 });
