@@ -16,8 +16,11 @@ const KEY_SHAPES: Array<[RegExp, string]> = [
   [/(?:^|[^A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}/, 'a GitHub token'],
 ];
 
-/** A run of token characters this long, mixed and as varied as random text, is taken for a key of unknown kind. */
-const LONG_TOKEN = /[A-Za-z0-9+/=_-]{32,}/g;
+/**
+ * A run of token characters this long, mixed and as varied as random text, is taken for a key of unknown kind. Path
+ * and name separators (`/`, `-`, `.`) end a run: a folder name with a random suffix is no key.
+ */
+const LONG_TOKEN = /[A-Za-z0-9+=_]{32,}/g;
 const MIN_BITS_PER_CHAR = 4.2;
 
 function bitsPerChar(token: string): number {
