@@ -8,7 +8,7 @@ import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
-import { preflight } from './validate/preflight';
+import { checkInput, type CheckProgress } from './validate/check-input';
 import { scoreDifficulty } from './score/score-difficulty';
 import {
   mergeScoreShards,
@@ -47,8 +47,9 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       checkRunLocations(cfg, deps.fileRoots);
       return cfg;
     }),
-  // The CPU worker may not share the GPU worker's disk: local model directories are checked by checkModel there.
-  // Only what the workflow needs goes into history; the list of checks is for the CLI's `validate`.
+  // The check `pift validate` makes, every row read, before the first paid request. The CPU worker may not share the
+  // GPU worker's disk: local model directories are checked by checkModel there. Only what the workflow needs goes
+  // into history; the list of checks is for the CLI's `validate`.
   preflight: (cfg: ResolvedInput) =>
     withTypedFailures(async () => {
       // First, before anything is asked of any endpoint: one run id, one workflow, however the run was started.
@@ -57,7 +58,11 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
         const store = openStore(cfg.store, deps.env, { probe: 'fail-fast' });
         await claimRun(store, cfg.runId, { workflowId: execution.workflowId, workflowRunId: execution.runId });
       }
-      const { gpuCheckWait } = await preflight(deps.env, cfg, { localModelDirs: false, fileRoots: deps.fileRoots });
+      const progress: CheckProgress = { rows: 0 };
+      const { gpuCheckWait } = await whileHeartbeating(
+        () => ({ step: 'preflight', checking: progress.file, rows: progress.rows }),
+        () => checkInput(deps, cfg, { localModelDirs: false, fileRoots: deps.fileRoots, progress }),
+      );
       return { gpuCheckWait };
     }),
   // Hub datasets are read once with the `datasets` library into the run's store; the run then reads that file.

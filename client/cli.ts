@@ -117,7 +117,11 @@ program
   .action(async (opts: InputOptions) => {
     const input = buildInput(opts);
     const runId = input.runId ?? 'pift-validate';
-    const { checks, skipped } = await validateInput(input, runId, { env: process.env, mode: 'full' });
+    const { checks, skipped } = await validateInput(input, runId, {
+      env: process.env,
+      mode: 'full',
+      progress: (p) => console.error(`checking ${p.file ?? 'the input'}: ${p.rows} rows read`),
+    });
     for (const c of checks) console.log(`ok       ${c.field}: ${c.checked}`);
     for (const note of skipped) console.log(`skipped  ${note}`);
     console.log('input is valid');
@@ -160,8 +164,15 @@ program
   .description('cancel a run; its trainer is stopped after saving a checkpoint, and `resume` continues it later')
   .action(async (runId: string) => {
     await withClient(async (client) => {
-      await client.workflow.getHandle(runId).cancel();
-      console.log(`cancellation requested for ${runId}`);
+      const handle = client.workflow.getHandle(runId);
+      const { status } = await handle.describe();
+      if (status.name !== 'RUNNING') {
+        console.error(`run ${runId} is already ${status.name.toLowerCase()}: nothing to cancel`);
+        process.exitCode = 1;
+        return;
+      }
+      await handle.cancel();
+      console.log(`cancellation requested for ${runId}: its trainer saves a checkpoint, then the run stops`);
     });
   });
 

@@ -10,6 +10,24 @@ export interface RunSummary {
   closeTime?: Date;
 }
 
+/**
+ * The step a failed run failed in: the activity whose failure ended it, as its history has it (the search attribute
+ * only says `failed`). Failures before any activity (the input's own check) are the `validate` step's.
+ */
+export async function failedStep(client: Client, runId: string): Promise<string> {
+  const history = await client.workflow.getHandle(runId).fetchHistory();
+  const events = history.events ?? [];
+  const scheduled = new Map<string, string>();
+  let step = 'validate';
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(String(e.eventId), s.activityId ?? s.activityType?.name ?? 'activity');
+    const failed = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+    if (failed) step = scheduled.get(String(failed.scheduledEventId)) ?? step;
+  }
+  return step;
+}
+
 /** The most recent Phased IFT runs in the namespace, newest first (the server's visibility store). */
 export async function listRuns(client: Client, opts: { limit?: number } = {}): Promise<RunSummary[]> {
   const limit = opts.limit ?? 20;
@@ -24,6 +42,14 @@ export async function listRuns(client: Client, opts: { limit?: number } = {}): P
     });
     if (runs.length >= limit) break;
   }
+  // Where a failed run stopped is what its user looks for first.
+  await Promise.all(
+    runs
+      .filter((r) => r.status === 'FAILED')
+      .map(async (r) => {
+        r.step = `failed in ${await failedStep(client, r.runId).catch(() => r.step ?? '?')}`;
+      }),
+  );
   return runs;
 }
 

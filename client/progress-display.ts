@@ -82,7 +82,7 @@ export function formatEta(seconds: number): string {
 
 type ProgressView = Progress & {
   training?: Record<string, TrainerProgress>;
-  activities?: ReadonlyArray<{ name: string; details?: unknown }>;
+  activities?: ReadonlyArray<{ name: string; details?: unknown; state?: string; taskQueue?: string }>;
 };
 
 /** Everything running with a count: every training (a stage and the baseline run at once), generation, judging. */
@@ -92,17 +92,74 @@ export function runningWork(p: ProgressView): WorkProgress[] {
   return Object.values(p.training ?? {}).flatMap((t) => workProgress({ name: t.name, details: t }) ?? []);
 }
 
+/** An outage a step is waiting out, from its heartbeat (store/outage.ts): what, since when, why, until when. */
+export interface Waiting {
+  waitingFor: string;
+  since?: Date;
+  giveUpAt?: Date;
+  lastError?: string;
+}
+
+export function waitingOf(details: unknown): Waiting | undefined {
+  const d = details as Record<string, unknown> | undefined;
+  if (typeof d !== 'object' || d === null || typeof d.waitingFor !== 'string') return undefined;
+  const date = (x: unknown) => (typeof x === 'string' && !Number.isNaN(Date.parse(x)) ? new Date(x) : undefined);
+  return {
+    waitingFor: d.waitingFor,
+    ...(date(d.since) ? { since: date(d.since) } : {}),
+    ...(date(d.giveUpAt) ? { giveUpAt: date(d.giveUpAt) } : {}),
+    ...(typeof d.lastError === 'string' ? { lastError: d.lastError } : {}),
+  };
+}
+
+/** `waiting for the LLM endpoint … for 6m00s (Request timed out.); gives up in 1h54m (PIFT_OUTAGE_TOLERANCE)`. */
+export function describeWaiting(w: Waiting, now = Date.now()): string {
+  const since = w.since ? ` for ${formatEta((now - w.since.getTime()) / 1000)}` : '';
+  const why = w.lastError ? ` (${w.lastError})` : '';
+  const left = w.giveUpAt
+    ? `; gives up in ${formatEta((w.giveUpAt.getTime() - now) / 1000)} (PIFT_OUTAGE_TOLERANCE)`
+    : '';
+  return `waiting for ${w.waitingFor}${since}${why}${left}`;
+}
+
 /**
- * One status line, e.g. `stage-2 (2/3) | stage-2 step 40/120 loss 1.234 | one-off step 200/360 | done: score, segment,
- * stage-1`.
+ * What runs now and what waits for a worker slot, by the activities the server holds: `running: one-off | waiting for
+ * a free slot: stage-2`. Without them (no describe, or between two steps) the workflow's own step.
  */
-export function describeProgress(p: ProgressView): string {
-  const stage = p.stage && p.stages ? ` (${p.stage}/${p.stages})` : '';
+function headline(p: ProgressView, now: number): string {
+  const stageOf = (name: string) =>
+    p.stages && /^stage-\d+$/.test(name) ? ` (${name.slice('stage-'.length)}/${p.stages})` : '';
+  const started = (p.activities ?? []).filter((a) => a.state === undefined || a.state === 'started');
+  const queued = (p.activities ?? []).filter((a) => a.state === 'scheduled');
+  if (started.length + queued.length === 0) {
+    return `${p.step}${p.stage && p.stages ? ` (${p.stage}/${p.stages})` : ''}`;
+  }
+  const parts: string[] = [];
+  if (started.length) {
+    const names = started.map((a) => {
+      const waiting = waitingOf(a.details);
+      return `${a.name}${stageOf(a.name)}${waiting ? ` ${describeWaiting(waiting, now)}` : ''}`;
+    });
+    parts.push(`running: ${names.join(', ')}`);
+  }
+  if (queued.length) {
+    const queues = [...new Set(queued.map((a) => a.taskQueue).filter(Boolean))];
+    const where = queues.length ? ` on ${queues.join(', ')}` : '';
+    parts.push(`waiting for a free worker slot${where}: ${queued.map((a) => a.name).join(', ')}`);
+  }
+  return parts.join(' | ');
+}
+
+/**
+ * One status line, e.g. `running: stage-2 (2/3), one-off | stage-2 step 40/120 loss 1.234 | one-off step 200/360 |
+ * done: score, segment, stage-1`.
+ */
+export function describeProgress(p: ProgressView, now = Date.now()): string {
   const work = runningWork(p)
     .map((w) => ` | ${describeWork(w)}`)
     .join('');
   const done = p.finished.length ? ` | done: ${p.finished.join(', ')}` : '';
-  return `${p.step}${stage}${work}${done}`;
+  return `${headline(p, now)}${work}${done}`;
 }
 
 /** How often the run is polled: heartbeats reach the server within a few seconds (workers/create-workers.ts). */
@@ -135,8 +192,7 @@ export async function followProgress<T>(
       if (p && !closed) {
         const line = describeProgress(p);
         if (bars) {
-          const stage = p.stage && p.stages ? ` (${p.stage}/${p.stages})` : '';
-          const status = `${p.step}${stage}${p.finished.length ? ` | done: ${p.finished.join(', ')}` : ''}`;
+          const status = `${headline(p, Date.now())}${p.finished.length ? ` | done: ${p.finished.join(', ')}` : ''}`;
           header ??= bars.create(0, 0, { status }, { format: '{status}' });
           header.update(0, { status });
           const work = runningWork(p);

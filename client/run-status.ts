@@ -2,7 +2,7 @@ import { ApplicationFailure, type Client } from '@temporalio/client';
 import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import type { PipelineInput } from '../common/input';
 import { FailureType, failureTypeOf } from '../common/failures';
-import { describeProgress, describeWork, workProgress } from './progress-display';
+import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 import { innermostMessage, runProgress, type RunningActivity, type RunProgress } from './run-progress';
 
@@ -21,6 +21,8 @@ export interface RunStatus {
   progress: RunProgress;
   /** Queues the running run needs that no worker polls. */
   unpolled: NeededQueue[];
+  /** Of those, queues whose workers are busy: no free slot polls, but an activity there heartbeats. */
+  busy?: NeededQueue[];
   failure?: RunFailure;
 }
 
@@ -45,6 +47,12 @@ export function failureHint(runId: string, failure: RunFailure | undefined): str
       return 'fix the input and start a new run (resume would fail the same way)';
     case FailureType.WorkerMisconfigured:
       return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
+    case 'UnparseableScores':
+      // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
+      return (
+        'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
+        'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run'
+      );
     case FailureType.CorruptArtifact:
       return `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`;
     default:
@@ -63,6 +71,8 @@ function describeActivity(a: RunningActivity): string {
   } else if (w) {
     line += ` | ${describeWork(w).slice(w.name.length + 1)}`;
   }
+  const waiting = waitingOf(a.details);
+  if (waiting) line += `\n  ${describeWaiting(waiting)}`;
   if (a.lastFailure)
     line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;
   return line;
@@ -70,8 +80,11 @@ function describeActivity(a: RunningActivity): string {
 
 /** The text `pift status` prints. */
 export function formatStatus(s: RunStatus): string {
-  const lines = [`run ${s.runId}: ${s.progress.status}`, `Web UI: ${s.uiLink}`, describeProgress(s.progress)];
+  const closed = s.progress.status !== 'RUNNING';
+  const where = closed ? `stopped at: ${s.progress.step}` : describeProgress(s.progress);
+  const lines = [`run ${s.runId}: ${s.progress.status}`, `Web UI: ${s.uiLink}`, where];
   for (const a of s.progress.activities) lines.push(describeActivity(a));
+  for (const q of s.busy ?? []) lines.push(`busy: every worker slot on ${q.queue} is taken by this run's running work`);
   for (const q of s.unpolled) lines.push(`warning: ${noWorkerMessage(q)}`);
   if (s.failure) {
     lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
@@ -86,8 +99,8 @@ export function formatStatus(s: RunStatus): string {
   return lines.join('\n');
 }
 
-/** The GPU queue a run was started with, from its first history event (absent: the deployment default). */
-async function startedGpuQueue(client: Client, runId: string): Promise<string | undefined> {
+/** The input a run was started with, from its first history event. */
+async function startedInput(client: Client, runId: string): Promise<PipelineInput | undefined> {
   const { history } = await client.workflowService.getWorkflowExecutionHistory({
     namespace: client.options.namespace,
     execution: { workflowId: runId },
@@ -95,12 +108,12 @@ async function startedGpuQueue(client: Client, runId: string): Promise<string | 
   });
   const payloads = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
   const [input] = await decodeArrayFromPayloads(client.options.loadedDataConverter, payloads);
-  return (input as PipelineInput | undefined)?.gpuTaskQueue;
+  return input as PipelineInput | undefined;
 }
 
 /**
- * The queues a run needs: its own (the CPU worker's) and its GPU queue, as a pending GPU activity names it, else as
- * the run was started with, else the deployment default.
+ * The queues a run needs: its own (the CPU worker's) and, unless it trains nothing (export-only), its GPU queue, as a
+ * pending GPU activity names it, else as the run was started with, else the deployment default.
  */
 export async function neededQueues(
   client: Client,
@@ -113,11 +126,26 @@ export async function neededQueues(
   const pendingGpu = progress?.activities.find(
     (a) => a.taskQueue && a.taskQueue !== taskQueue && a.type !== 'checkModel',
   )?.taskQueue;
-  const gpuQueue = pendingGpu ?? (await startedGpuQueue(client, runId).catch(() => undefined)) ?? defaultGpuQueue;
-  return [
-    { queue: taskQueue, kind: 'cpu' },
-    { queue: gpuQueue, kind: 'gpu' },
-  ];
+  const input = await startedInput(client, runId).catch(() => undefined);
+  const cpu: NeededQueue = { queue: taskQueue, kind: 'cpu' };
+  if (input?.training?.mode === 'export-only') return [cpu];
+  return [cpu, { queue: pendingGpu ?? input?.gpuTaskQueue ?? defaultGpuQueue, kind: 'gpu' }];
+}
+
+/** A poller unseen this long, with an activity there heartbeating, is a worker busy with this run, not one gone. */
+const LIVE_HEARTBEAT_MS = 2 * 60_000;
+
+/** Queues without an idle poller whose workers are busy: a started activity there heartbeated just now. */
+export function busyQueues(unpolled: NeededQueue[], progress: RunProgress, now = Date.now()): NeededQueue[] {
+  return unpolled.filter((q) =>
+    progress.activities.some(
+      (a) =>
+        a.state === 'started' &&
+        (a.taskQueue ?? progress.taskQueue) === q.queue &&
+        a.lastHeartbeat !== undefined &&
+        now - a.lastHeartbeat.getTime() < LIVE_HEARTBEAT_MS,
+    ),
+  );
 }
 
 /** Everything `pift status` shows about a run. */
@@ -128,8 +156,12 @@ export async function runStatus(
 ): Promise<RunStatus> {
   const progress = await runProgress(client, runId);
   let unpolled: NeededQueue[] = [];
-  if (progress.status === 'RUNNING')
+  let busy: NeededQueue[] = [];
+  if (progress.status === 'RUNNING') {
     unpolled = await unpolledQueues(client, await neededQueues(client, runId, opts.gpuTaskQueue, progress));
+    busy = busyQueues(unpolled, progress);
+    unpolled = unpolled.filter((q) => !busy.includes(q));
+  }
   const failure =
     progress.status === 'FAILED'
       ? await client.workflow
@@ -140,5 +172,5 @@ export async function runStatus(
             (err) => runFailureOf(err),
           )
       : undefined;
-  return { runId, uiLink: opts.uiLink, progress, unpolled, ...(failure ? { failure } : {}) };
+  return { runId, uiLink: opts.uiLink, progress, unpolled, busy, ...(failure ? { failure } : {}) };
 }

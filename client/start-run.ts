@@ -2,6 +2,7 @@ import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } fro
 import { defaultPayloadConverter } from '@temporalio/common';
 import { CPU_TASK_QUEUE, PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
 import type { PipelineInput } from '../common/input';
+import { checkInputHygiene } from '../common/settings/hygiene';
 import { phasedIftPipeline, type PipelineResult, type Progress } from '../workflows';
 
 export interface StartOptions {
@@ -28,6 +29,8 @@ export const newRunId = (): string => `pift-${new Date().toISOString().replace(/
  * it closed re-uses every finished step. This is the function other services call.
  */
 export async function startRun(client: Client, input: PipelineInput, opts: StartOptions = {}): Promise<StartedRun> {
+  // Before the start: a key or an oversized input must never reach the run's history.
+  checkInputHygiene(input);
   const runId = input.runId ?? newRunId();
   const handle = await client.workflow.start(phasedIftPipeline, {
     taskQueue: opts.taskQueue ?? CPU_TASK_QUEUE,

@@ -5,7 +5,8 @@ import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
 import { parseInputLocations } from '../activities/validate/input-uris';
 import { costPreview } from '../activities/validate/cost-preview';
-import { preflight, type PreflightCheck } from '../activities/validate/preflight';
+import { checkInput, type CheckProgress } from '../activities/validate/check-input';
+import type { PreflightCheck } from '../activities/validate/preflight';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import type { PipelineInput, ResolvedInput } from '../common/input';
@@ -28,6 +29,8 @@ export interface ValidateOptions {
   mode: 'full' | 'before-start';
   /** With 'before-start': false checks only what needs no I/O (schema, run id, URIs). */
   io?: boolean;
+  /** Told every few seconds how far the reading of the rows is. */
+  progress?: (p: CheckProgress) => void;
 }
 
 /** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
@@ -41,14 +44,31 @@ function withinMs<T>(ms: number, work: Promise<T>): Promise<T> {
   return Promise.race([work, limit]).finally(() => clearTimeout(timer));
 }
 
-/** The same checks a run makes before scoring, in this process, without starting a workflow. */
+/** Calls `report` every `everyMs` while `work` runs: a large dataset takes minutes to read. */
+async function reporting<T>(
+  progress: CheckProgress,
+  report: ((p: CheckProgress) => void) | undefined,
+  work: Promise<T>,
+) {
+  const timer = report && setInterval(() => report(progress), 2_000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/**
+ * The check a run makes before its first paid request (checkInput, the run's own preflight), in this process and
+ * without starting a workflow; with 'full' also the cost estimate and the model check.
+ */
 export async function validateInput(input: PipelineInput, runId: string, opts: ValidateOptions): Promise<Validation> {
   const cfg = resolvePipelineInput(input, runId, opts.env);
   // The workers' rule, with this process's environment: PIFT_FILE_ROOTS, else the same default folders.
   const deps = depsFromEnv(opts.env);
   const { fileRoots } = deps;
   const checks: PreflightCheck[] = [
-    { field: 'input', checked: 'matches the schema; defaults filled' },
+    { field: 'input', checked: 'matches the schema; defaults filled; no key-shaped value' },
     { field: 'input.runId', checked: cfg.runId },
   ];
   const skipped: string[] = [];
@@ -62,22 +82,26 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
         `(${opts.env[FILE_ROOTS_SETTING] === undefined ? 'the default folders' : 'as set'} here; each worker applies its own)`,
     },
   );
+  const progress: CheckProgress = { rows: 0 };
   if (opts.mode === 'before-start') {
     if (opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
     try {
-      const report = await withinMs(
-        BEFORE_START_LIMIT_MS,
-        preflight(opts.env, cfg, { localModelDirs: false, fileRoots, probeStore: input.store !== undefined }),
-      );
-      checks.push(...report.checks);
+      const check = checkInput(deps, cfg, {
+        localModelDirs: false,
+        fileRoots,
+        probeStore: input.store !== undefined,
+        progress,
+      });
+      checks.push(...(await withinMs(BEFORE_START_LIMIT_MS, reporting(progress, opts.progress, check))).checks);
     } catch (err) {
       if (err instanceof InvalidDataError) throw err;
-      skipped.push(`store and data checks: ${(err as Error).message}`);
+      skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
     }
     return { cfg, checks, skipped };
   }
 
-  checks.push(...(await preflight(opts.env, cfg, { localModelDirs: true, fileRoots, probeStore: true })).checks);
+  const check = checkInput(deps, cfg, { localModelDirs: true, fileRoots, probeStore: true, progress });
+  checks.push(...(await reporting(progress, opts.progress, check)).checks);
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
   try {
     // What scoring and judging will cost, before anything is started; an estimate above a limit fails here.

@@ -72,8 +72,26 @@ export class TransientInfraError extends Error {
   }
 }
 
+/**
+ * A full disk met by a local write that no store mapped (stores name their own setting): the worker's scratch space,
+ * at whichever write it happened (a step's local copy of the dataset, a trainer config, a scratch download). No retry
+ * finds space that is not there.
+ */
+function scratchFull(err: unknown): WorkerMisconfiguredError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  const { syscall, path } = err as { syscall?: string; path?: string };
+  const what = code === 'EDQUOT' ? 'disk quota exceeded' : 'no space left on the device';
+  return new WorkerMisconfiguredError(
+    `scratch space full: ${what}${syscall ? ` (${syscall}${path ? ` ${path}` : ''})` : ''}; free space under ` +
+      'PIFT_WORKDIR or point PIFT_WORKDIR at a bigger disk, then resume the run',
+    'PIFT_WORKDIR',
+  );
+}
+
 /** Turns our error classes into Temporal failures of the matching type; anything else (a bug) passes unchanged. */
 export function toTemporalFailure(err: unknown): unknown {
+  err = scratchFull(err) ?? err;
   if (err instanceof InvalidDataError) {
     return ApplicationFailure.create({
       message: err.message,

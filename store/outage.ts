@@ -127,7 +127,14 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
       lastError = describe(err);
       (ctx?.log ?? console).warn(`waiting out ${o.endpoint}: ${o.operation} failed (${lastError}), attempt ${attempt}`);
       if (ctx && !heartbeat) {
-        const beat = () => ctx.heartbeat({ waitingFor: o.endpoint, since: new Date(started).toISOString(), lastError });
+        // What `pift status` shows of a waiting step: what it waits for, since when, why, and until when at most.
+        const beat = () =>
+          ctx.heartbeat({
+            waitingFor: o.endpoint,
+            since: new Date(started).toISOString(),
+            giveUpAt: new Date(started + o.toleranceMs).toISOString(),
+            lastError,
+          });
         beat();
         heartbeat = setInterval(beat, outageDefaults.heartbeatEveryMs);
       }

@@ -13,7 +13,8 @@ import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
 import { diskFullFailure, runTrainerProcess, type TrainerModule } from '../activities/train/trainer-process';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
-import { FailureType, WorkerMisconfiguredError } from '../common/failures';
+import { FailureType, WorkerMisconfiguredError, withTypedFailures } from '../common/failures';
+import { LineWriter } from '../activities/segment/row-file';
 import { openObject, openStore } from '../store';
 import { outageDefaults } from '../store/outage';
 import type { ScoreResult } from '../activities/types';
@@ -231,6 +232,14 @@ describe('failures name what to fix, on the first attempt', function () {
       rmSync(join(small, 'filler'));
     });
 
+    it("the score step's local copy of the dataset in full scratch space names PIFT_WORKDIR", async () => {
+      writeFileSync(join(small, 'filler'), Buffer.alloc(40 * 1024)); // leaves less than the 48 KiB dataset
+      const env = { ...workEnv(), PIFT_WORKDIR: join(small, 'work') };
+      const r = await scoreFails(env, { dataset: DEMO, store: localStore, scorer: offline });
+      assertFails(r, FailureType.WorkerMisconfigured, [/scratch space full/, /PIFT_WORKDIR/]);
+      rmSync(join(small, 'filler'));
+    });
+
     it('a download into full scratch space names PIFT_WORKDIR', async () => {
       const store = openStore(`s3://${s3.bucket}/data`, s3.env);
       writeFileSync(join(small, 'filler'), Buffer.alloc(40 * 1024)); // leaves less than the 48 KiB dataset
@@ -385,5 +394,21 @@ describe('failures name what to fix, on the first attempt', function () {
     } finally {
       await restart();
     }
+  });
+});
+
+describe('a full disk at any local write', () => {
+  it('is a misconfiguration naming PIFT_WORKDIR, not an error retried ten times', async function () {
+    if (process.platform !== 'linux') this.skip();
+    // /dev/full answers every write with ENOSPC, as a full scratch disk does.
+    const writer = await LineWriter.create('/dev/full');
+    const failure = await withTypedFailures(async () => {
+      await writer.write(Buffer.from('x\n'));
+    }).catch((err: unknown) => err);
+    await writer.close().catch(() => undefined);
+    assert.ok(failure instanceof ApplicationFailure, String(failure));
+    assert.equal(failure.type, FailureType.WorkerMisconfigured);
+    assert.equal(failure.nonRetryable, true);
+    assert.match(failure.message, /^scratch space full: no space left on the device \(write\); .*PIFT_WORKDIR/);
   });
 });

@@ -4,18 +4,27 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import { describe, it } from 'mocha';
-import { describeProgress, formatEta, followProgress, runningWork, workProgress } from '../client/progress-display';
+import {
+  describeProgress,
+  describeWaiting,
+  formatEta,
+  followProgress,
+  runningWork,
+  waitingOf,
+  workProgress,
+} from '../client/progress-display';
 import { runningActivities, type RunProgress } from '../client/run-progress';
 import { formatStatus } from '../client/run-status';
 import type { Progress } from '../workflows/messages';
 
-const Started = temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
+const { PENDING_ACTIVITY_STATE_STARTED: Started, PENDING_ACTIVITY_STATE_SCHEDULED: Scheduled } =
+  temporal.api.enums.v1.PendingActivityState;
 
 /** A pending activity as the server describes it, its heartbeat details encoded as the SDK sends them. */
-const pending = (activityId: string, type: string, details?: unknown) => ({
+const pending = (activityId: string, type: string, details?: unknown, state = Started) => ({
   activityId,
   activityType: { name: type },
-  state: Started,
+  state,
   attempt: 1,
   maximumAttempts: 20,
   ...(details !== undefined ? { heartbeatDetails: { payloads: [defaultPayloadConverter.toPayload(details)] } } : {}),
@@ -31,7 +40,7 @@ const generating = pending('generate-stage-1', 'generateAnswers', {
   total: 48,
 });
 const judging = pending('evaluate', 'evaluate', { judged: 30, total: 144 });
-const queued = pending('generate-stage-2', 'generateAnswers');
+const queued = pending('generate-stage-2', 'generateAnswers', undefined, Scheduled);
 
 const progress = (
   step: string,
@@ -59,7 +68,7 @@ describe('progress that tells the truth', () => {
     );
     assert.equal(
       line,
-      'stage-2 (2/3) | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988 | done: score, segment, stage-1',
+      'running: stage-2 (2/3), one-off | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988 | done: score, segment, stage-1',
     );
   });
 
@@ -75,7 +84,10 @@ describe('progress that tells the truth', () => {
     });
     const activities = await runningActivities({ pendingActivities: [fast] }, converter);
     const line = describeProgress(progress('stage-3', activities, { stage: 3 }));
-    assert.equal(line, 'stage-3 (3/3) | stage-3 step 10/100 loss 2.000 812 tok/s eta 2m05s | done: score, segment');
+    assert.equal(
+      line,
+      'running: stage-3 (3/3) | stage-3 step 10/100 loss 2.000 812 tok/s eta 2m05s | done: score, segment',
+    );
     assert.deepEqual([45, 125, 11_220].map(formatEta), ['45s', '2m05s', '3h07m']);
   });
 
@@ -92,16 +104,16 @@ describe('progress that tells the truth', () => {
     assert.match(describeProgress(p), /\| one-off step 210\/360 loss 0\.988 \|/);
   });
 
-  it('shows generation (prompts done of total) and judging (judgments done of total); a queued activity adds nothing', async () => {
+  it('shows generation (prompts done of total) and judging (judgments done of total); a queued activity waits for a slot', async () => {
     const activities = await runningActivities({ pendingActivities: [generating, queued] }, converter);
     assert.equal(
       describeProgress(progress('generate', activities)),
-      'generate | generate-stage-1 prompts 12/48 of heldout | done: score, segment',
+      'running: generate-stage-1 | waiting for a free worker slot: generate-stage-2 | generate-stage-1 prompts 12/48 of heldout | done: score, segment',
     );
     const judged = await runningActivities({ pendingActivities: [judging] }, converter);
     assert.equal(
       describeProgress(progress('evaluate', judged)),
-      'evaluate | evaluate judgments 30/144 | done: score, segment',
+      'running: evaluate | evaluate judgments 30/144 | done: score, segment',
     );
     assert.deepEqual(workProgress({ name: 'score', details: { scored: 5, total: 300 } }), {
       name: 'score',
@@ -110,6 +122,41 @@ describe('progress that tells the truth', () => {
       total: 300,
     });
     assert.equal(workProgress({ name: 'segment', details: { step: 'segment' } }), undefined);
+  });
+
+  it('names what runs and what waits for a free GPU slot, not the step the workflow last entered', async () => {
+    const waiting = {
+      ...pending('stage-2', 'trainStage', undefined, Scheduled),
+      activityOptions: { taskQueue: { name: 'pift-gpu' } },
+    };
+    const activities = await runningActivities({ pendingActivities: [oneOff, waiting] }, converter);
+    assert.equal(
+      describeProgress(progress('stage-2', activities, { stage: 2, finished: ['score', 'segment', 'stage-1'] })),
+      'running: one-off | waiting for a free worker slot on pift-gpu: stage-2 | one-off step 210/360 loss 0.988 | done: score, segment, stage-1',
+    );
+  });
+
+  it('says what a waiting step waits for, for how long, why, and how much of the outage tolerance is left', async () => {
+    const now = Date.parse('2026-01-01T12:06:00Z');
+    const details = {
+      waitingFor: 'the LLM endpoint http://llm:8000/v1',
+      since: '2026-01-01T12:00:00Z',
+      giveUpAt: '2026-01-01T14:00:00Z',
+      lastError: 'Request timed out.',
+    };
+    const activities = await runningActivities(
+      { pendingActivities: [pending('score', 'scoreDifficulty', details)] },
+      converter,
+    );
+    const expected =
+      'waiting for the LLM endpoint http://llm:8000/v1 for 6m00s (Request timed out.); gives up in 1h54m (PIFT_OUTAGE_TOLERANCE)';
+    assert.equal(describeWaiting(waitingOf(activities[0].details)!, now), expected);
+    assert.equal(describeProgress(progress('score', activities, { finished: [] }), now), `running: score ${expected}`);
+    const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: progress('score', activities), unpolled: [] });
+    assert.match(
+      text,
+      /^ {2}waiting for the LLM endpoint http:\/\/llm:8000\/v1 for .* \(Request timed out\.\); gives up in /m,
+    );
   });
 
   it('pift status names the count of each running activity', async () => {
@@ -167,9 +214,9 @@ describe('progress that tells the truth', () => {
     const handle = { client: { workflow } as unknown as Client, workflowId: 'r1' } as unknown as WorkflowHandle;
     assert.equal(await followProgress(handle, result, { everyMs: 5, stream }), 'closed');
     assert.deepEqual(written.slice(0, 3), [
-      'stage-2 | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988\n',
-      'generate | generate-stage-1 prompts 12/48 of heldout\n',
-      'evaluate | evaluate judgments 30/144\n',
+      'running: stage-2, one-off | stage-2 step 40/120 loss 1.235 | one-off step 210/360 loss 0.988\n',
+      'running: generate-stage-1 | generate-stage-1 prompts 12/48 of heldout\n',
+      'running: evaluate | evaluate judgments 30/144\n',
     ]);
   });
 });

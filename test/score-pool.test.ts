@@ -179,6 +179,26 @@ describe('scoring in one continuous pool', function () {
     assert.equal(asks.get(5), 4);
   });
 
+  it('re-asks an unparseable answer with a corrective turn, not the identical request', async () => {
+    const asked: ChatRequest[] = [];
+    llm.handle((req) => {
+      if (rowOf(req) !== 7) return { content: answerOf(rowOf(req)) };
+      asked.push(req);
+      // A model that writes a word before its number, until told to give the number alone.
+      return { content: req.messages.length === 1 ? 'Difficulty:' : '4' };
+    });
+    const runId = fresh();
+    const result = await score(runId, { parseRetries: 2 });
+    assert.equal(result.scored, ROWS);
+    assert.equal(asked.length, 2);
+    const [first, second] = asked;
+    assert.deepEqual(second.messages.slice(0, 1), first.messages);
+    assert.deepEqual(second.messages[1], { role: 'assistant', content: 'Difficulty:' });
+    assert.equal(second.messages[2].role, 'user');
+    assert.match(String(second.messages[2].content), /one number from 1 to 5/);
+    assert.equal(JSON.parse(scoresOf(runId).trim().split('\n')[7]).score, 4);
+  });
+
   it('a new run over the same rows takes every score from the cache and asks nothing', async () => {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     const first = fresh();

@@ -4,7 +4,14 @@ import { defaultPayloadConverter, RetryState } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
 import { describe, it } from 'mocha';
-import { failureHint, formatStatus, neededQueues, runFailureOf, type RunStatus } from '../client/run-status';
+import {
+  busyQueues,
+  failureHint,
+  formatStatus,
+  neededQueues,
+  runFailureOf,
+  type RunStatus,
+} from '../client/run-status';
 import { runningActivities, type RunProgress } from '../client/run-progress';
 import { FailureType, toTemporalFailure, WorkerMisconfiguredError } from '../common/failures';
 
@@ -169,5 +176,61 @@ describe('pift status', () => {
       { queue: 'pift-cpu', kind: 'cpu' },
       { queue: 'my-gpu', kind: 'gpu' },
     ]);
+  });
+
+  it('tells a busy GPU worker (its activity heartbeats) from an absent one', async () => {
+    const [a] = await runningActivities(describeResponse(), converter);
+    const gpu = { queue: 'pift-gpu', kind: 'gpu' as const };
+    const now = Date.now();
+    const live = progressWith({ activities: [{ ...a, lastHeartbeat: new Date(now - 10_000) }] });
+    assert.deepEqual(busyQueues([gpu], live, now), [gpu]);
+    const stale = progressWith({ activities: [{ ...a, lastHeartbeat: new Date(now - 10 * 60_000) }] });
+    assert.deepEqual(busyQueues([gpu], stale, now), []);
+    const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: live, unpolled: [], busy: [gpu] });
+    assert.match(text, /^busy: every worker slot on pift-gpu is taken/m);
+    assert.doesNotMatch(text, /no worker is polling/);
+  });
+
+  it('an export-only run needs no GPU queue', async () => {
+    const input = { dataset: 'd.jsonl', training: { mode: 'export-only' } };
+    const client = {
+      options: { namespace: 'default', loadedDataConverter: converter },
+      workflowService: {
+        getWorkflowExecutionHistory: async () => ({
+          history: {
+            events: [
+              {
+                workflowExecutionStartedEventAttributes: {
+                  input: { payloads: [defaultPayloadConverter.toPayload(input)] },
+                },
+              },
+            ],
+          },
+        }),
+      },
+    };
+    const queues = await neededQueues(client as never, 'r1', 'pift-gpu', progressWith({}));
+    assert.deepEqual(queues, [{ queue: 'pift-cpu', kind: 'cpu' }]);
+  });
+
+  it('a closed run shows where it stopped, not a running line', () => {
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'u',
+      progress: progressWith({ status: 'CANCELLED', step: 'cancelled' }),
+      unpolled: [],
+    });
+    assert.match(text, /^stopped at: cancelled$/m);
+    assert.doesNotMatch(text, /stage-2 \(2\/3\)/);
+  });
+
+  it('unparseable scores suggest another model or a wider limit, not resume', () => {
+    const hint = failureHint('r1', {
+      type: 'UnparseableScores',
+      message: '90 of 100 difficulty answers could not be parsed',
+    });
+    assert.match(hint, /another model \(input\.scorer\.model\)/);
+    assert.match(hint, /input\.scorer\.maxFailedFraction/);
+    assert.doesNotMatch(hint, /resume/);
   });
 });

@@ -11,6 +11,7 @@ import { readManifest } from '../artifacts/manifest';
 import {
   benchmarkKeys,
   evaluateKeys,
+  exportKeys,
   generateKeys,
   scoreCompareKeys,
   scoreKeys,
@@ -225,6 +226,14 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
   const evalKeys = evaluateKeys(runId);
   const results = await readJson<RunReportData['results']>(store, evalKeys.results);
   if (!results) {
+    // An export-only run trains and evaluates nothing: what it made is the export, not a report.
+    if (await store.exists(exportKeys(runId).manifest)) {
+      throw new InvalidDataError(
+        `run ${runId} has no evaluation to report: it exported its stages (training.mode "export-only") to ` +
+          `${store.uriFor(exportKeys(runId).dir)}/ (see the README.md there)`,
+        { field: 'runId' },
+      );
+    }
     throw new InvalidDataError(
       `${store.uriFor(evalKeys.results)} does not exist: run ${runId} has not finished its evaluation in this store`,
       { field: 'runId' },

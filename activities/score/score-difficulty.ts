@@ -23,7 +23,7 @@ import {
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from './file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, scoreMessagesFor, scorePromptFor } from './score-prompt';
 import {
   cachedScore,
   parsedSample,
@@ -135,12 +135,23 @@ async function askScore(
   parseRetries: number,
 ): Promise<Asked> {
   let asked: Asked = { score: null, raw: '', error: 'unparseable answer: ' };
+  let ask = request;
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
     // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
-    const reply = await complete(endpoint, request, setting);
+    const reply = await complete(endpoint, ask, setting);
     if ('rejected' in reply) return rejectedSample(reply.rejected);
     asked = parsedSample(reply.content);
     if (asked.score !== null) return asked;
+    // The identical request at temperature 0 would get the identical answer: the re-ask shows the model its own
+    // reply and asks for the bare number.
+    ask = {
+      ...request,
+      messages: [
+        ...request.messages,
+        { role: 'assistant', content: reply.content },
+        { role: 'user', content: SCORE_CORRECTION },
+      ],
+    };
   }
   return asked;
 }

@@ -77,6 +77,14 @@ export function scoreMessagesFor(row: DatasetRow): Array<{ role: 'user'; content
   ];
 }
 
+/**
+ * [ours] The follow-up turn of a re-ask, after the model's unparseable reply: at temperature 0 the same request would
+ * get the same reply again.
+ */
+export const SCORE_CORRECTION =
+  'Your reply has no score I can read. Answer again with the difficulty score alone: one number from 1 to 5 ' +
+  '(one decimal allowed), nothing else.';
+
 /** [ours] temperature 0, one sample; a bare number needs only a few tokens. */
 export const SCORE_DECODING = {
   model: PAPER_JUDGE_MODEL,

