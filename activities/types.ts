@@ -1,4 +1,5 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
+import type { ConvergenceFlag } from '../common/convergence';
 import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/input';
 import type { ModelAccuracy } from './evaluate/accuracy';
 import type { OrderingPoint } from './evaluate/orderings';
@@ -207,6 +208,8 @@ export interface EvaluateResult {
   accuracy?: Record<string, ModelAccuracy>;
   /** With `evaluation.controls`: the per-stage curve of each ordering. */
   orderings?: Record<string, OrderingPoint[]>;
+  /** Only when a training did not converge: which, why, and the models whose win rate is unreliable. */
+  convergence?: { flags: ConvergenceFlag[]; unreliable: string[] };
   /** An online judge's estimate (made before its first request) and this attempt's reported usage. */
   cost?: StepCost;
 }

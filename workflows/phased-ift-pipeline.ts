@@ -30,6 +30,7 @@ export interface PipelineResult {
     table?: string[];
     accuracy?: EvaluateResult['accuracy'];
     orderings?: EvaluateResult['orderings'];
+    convergence?: EvaluateResult['convergence'];
   };
   /** report.md and report.html in the store. */
   report?: Pick<ReportResult, 'markdownUri' | 'htmlUri'>;

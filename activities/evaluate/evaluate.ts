@@ -33,6 +33,8 @@ import {
   type CostLimits,
   type JudgedPrompt,
 } from '../llm/cost-estimate';
+import { convergenceFlags, convergenceMarkdown, unreliableModels } from '../../common/convergence';
+import { lossRecord, trainingCurves } from '../artifacts/training-curves';
 import { exactMatchAccuracy } from './accuracy';
 import { orderingCurves } from './orderings';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
@@ -289,12 +291,22 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: replies(c, k) })),
         );
       }
+      // A win rate against a model whose training did not converge is marked; runs whose trainings all
+      // converged read as before.
+      const flags = convergenceFlags((await trainingCurves(store, input.runId)).map(lossRecord));
+      const unreliable = unreliableModels(
+        flags,
+        input.baseline.name,
+        input.candidates.map((c) => c.name),
+      );
+      const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
         (judge.offline
           ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
           : '') +
-        renderWinRateMarkdown(report) +
+        renderWinRateMarkdown(report, unreliable) +
         `\n${renderStatisticsMarkdown(report, statistics)}` +
+        convergenceMarkdown(flags, unreliable) +
         (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
       const models = [input.baseline, ...input.candidates];
       const accuracy = await exactMatchAccuracy(
@@ -315,6 +327,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           ...(judge.offline ? {} : { judgeReplies: { parseRetries: reasks } }),
           ...(accuracy && { accuracy }),
           ...(orderings && { orderings }),
+          ...(convergence && { convergence }),
         },
         null,
         2,
@@ -337,6 +350,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         markdown,
         ...(accuracy && { accuracy }),
         ...(orderings && { orderings }),
+        ...(convergence && { convergence }),
         ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
       };
       return result;

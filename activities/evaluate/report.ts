@@ -99,9 +99,10 @@ function cell(text: string): string {
 
 /**
  * Markdown: a header naming the judge and the rule, then the table. A benchmark a row lacks shows `—`;
- * that row's average is then over fewer benchmarks than the others'.
+ * that row's average is then over fewer benchmarks than the others'. A model in `unreliable` (a training in the
+ * comparison did not converge) is marked so.
  */
-export function renderWinRateMarkdown(report: WinRateReport): string {
+export function renderWinRateMarkdown(report: WinRateReport, unreliable: ReadonlySet<string> = new Set()): string {
   const version = report.judgePromptVersion ? ` (prompt ${report.judgePromptVersion})` : '';
   const lines = [
     `Judge: ${report.judge}${version}. Rule: ${report.rule}.`,
@@ -117,7 +118,7 @@ export function renderWinRateMarkdown(report: WinRateReport): string {
     });
     const t = row.totals;
     lines.push(
-      `| ${cell(row.model)} | ${rates.join(' | ')} | ${formatWinRate(row.average)} | ` +
+      `| ${cell(row.model)}${unreliable.has(row.model) ? ' (unreliable)' : ''} | ${rates.join(' | ')} | ${formatWinRate(row.average)} | ` +
         `${t.win}/${t.tie}/${t.loss}/${t.failed} | ${t.positionInconsistent} |`,
     );
   }

@@ -47,9 +47,22 @@ function resultsTable(data: RunReportData): string {
       return `<td class="num">${cell ? formatWinRate(cell.winRate) : '—'}</td>`;
     });
     const t = c.totals;
-    return `<tr><td>${e(c.model)}</td>${rates.join('')}<td class="num"><b>${formatWinRate(c.average)}</b></td><td class="num">${t.win}/${t.tie}/${t.loss}/${t.failed}</td><td class="num">${t.positionInconsistent}</td></tr>`;
+    const mark = data.convergence.unreliable.has(c.model) ? ' <span class="unreliable">unreliable</span>' : '';
+    return `<tr><td>${e(c.model)}${mark}</td>${rates.join('')}<td class="num"><b>${formatWinRate(c.average)}</b></td><td class="num">${t.win}/${t.tie}/${t.loss}/${t.failed}</td><td class="num">${t.positionInconsistent}</td></tr>`;
   });
   return `<table id="results-table">${head}${rows.join('')}</table>`;
+}
+
+/** Trainings that did not converge, above the tables whose win rates they make unreliable. */
+function convergenceWarning(data: RunReportData): string {
+  const { flags, unreliable } = data.convergence;
+  if (flags.length === 0) return '';
+  const items = flags.map((f) => `<li><b>${e(f.name)}</b>: ${e(f.reason)}.</li>`).join('');
+  const models = [...unreliable].map(e).join(', ');
+  return (
+    `<div class="not-converged" id="convergence-warning"><b>Training did not converge</b> — a win rate against such ` +
+    `a model says nothing about the method:<ul>${items}</ul>${models ? `Unreliable win rates: ${models}.` : ''}</div>`
+  );
 }
 
 function statisticsTable(data: RunReportData): string {
@@ -87,10 +100,11 @@ function stagesTable(data: RunReportData): string {
   const seg = data.segment;
   if (!seg) return '';
   const training = new Map(data.training.map((t) => [t.name, t]));
+  const flagged = new Set(data.convergence.flags.map((f) => f.name));
   const loss = (name: string) => {
     const t = training.get(name);
     return t
-      ? `<td class="num">${t.steps}</td><td class="num">${fixed(t.lossFirst)} → ${fixed(t.lossLast)}</td>`
+      ? `<td class="num">${t.steps}</td><td class="num">${fixed(t.lossFirst)} → ${fixed(t.lossLast)}${flagged.has(name) ? ' <span class="unreliable">did not converge</span>' : ''}</td>`
       : '<td>—</td><td>—</td>';
   };
   const rows = seg.stages
@@ -146,6 +160,8 @@ pre { white-space: pre-wrap; word-break: break-word; margin: 0; font: 12.5px/1.4
 .prompt { background: #f7f7f7; padding: .4rem; } .answers { display: grid; gap: .6rem; margin-top: .6rem; }
 .answer { border: 1px solid #eee; padding: .4rem; } .who { font-weight: 600; margin-bottom: .2rem; }
 .outcome { font-weight: 400; font-size: .8rem; padding: 0 .35rem; border-radius: 3px; background: #eee; }
+.not-converged { background: #fbe0e0; padding: .5rem .8rem; border-left: 4px solid #c62828; } .not-converged ul { margin: .3rem 0; }
+.unreliable { color: #c62828; font-weight: 600; font-size: .85rem; }
 .outcome.win { background: #d8f0d8; } .outcome.loss { background: #f6d6d6; } .outcome.failed { background: #f6e6b0; }
 `;
 
@@ -184,6 +200,7 @@ export function renderReportHtml(data: RunReportData): string {
 ${r.offline ? `<p class="offline">Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.</p>` : ''}
 <p class="note">Judge: ${e(r.judge)}${r.judgePromptVersion ? ` (prompt ${e(r.judgePromptVersion)})` : ''}. Rule: ${e(r.rule)}.</p>
 <h2>Results</h2>
+${convergenceWarning(data)}
 ${resultsTable(data)}
 <p class="note">Beside the win rate: ${e(data.statistics.method)}; ${data.statistics.resamples} resamples, seed ${data.statistics.seed}.</p>
 ${statisticsTable(data)}

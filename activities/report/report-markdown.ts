@@ -1,4 +1,5 @@
 import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
+import { convergenceMarkdown } from '../../common/convergence';
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
 
@@ -24,7 +25,11 @@ export const offlineNote = (data: RunReportData) =>
 
 /** The results tables alone (win rates and what to read beside them), as results.md has them. */
 export function resultsMarkdown(data: RunReportData): string {
-  return `${offlineNote(data)}${renderWinRateMarkdown(data.results)}\n${renderStatisticsMarkdown(data.results, data.statistics)}`;
+  const { flags, unreliable } = data.convergence;
+  return (
+    `${offlineNote(data)}${renderWinRateMarkdown(data.results, unreliable)}\n` +
+    `${renderStatisticsMarkdown(data.results, data.statistics)}${convergenceMarkdown(flags, unreliable)}`
+  );
 }
 
 /** report.md: the same content as report.html, as tables instead of charts. */
@@ -44,7 +49,7 @@ export function renderReportMarkdown(data: RunReportData): string {
       return cell ? formatWinRate(cell.winRate) : '—';
     });
     out.push(
-      `| ${markdownCell(c.model)} | ${formatWinRate(c.average)} | ${s ? formatInterval(s.overall.interval) : '—'} | ${rates.join(' | ')} |`,
+      `| ${markdownCell(c.model)}${data.convergence.unreliable.has(c.model) ? ' (unreliable)' : ''} | ${formatWinRate(c.average)} | ${s ? formatInterval(s.overall.interval) : '—'} | ${rates.join(' | ')} |`,
     );
   }
   out.push('');
@@ -53,12 +58,14 @@ export function renderReportMarkdown(data: RunReportData): string {
     out.push(
       '## Training loss',
       '',
-      '| Training | Steps | First loss | Last loss | Logged points |',
-      '|---|---:|---:|---:|---:|',
+      '| Training | Steps | First loss | Last loss | Logged points | Converged |',
+      '|---|---:|---:|---:|---:|---|',
     );
+    const flagOf = new Map(data.convergence.flags.map((f) => [f.name, f.reason]));
     for (const t of data.training) {
+      const converged = flagOf.has(t.name) ? `**no**: ${markdownCell(flagOf.get(t.name)!)}` : 'yes';
       out.push(
-        `| ${markdownCell(t.name)} | ${t.steps} | ${num(t.lossFirst)} | ${num(t.lossLast)} | ${t.points.length} |`,
+        `| ${markdownCell(t.name)} | ${t.steps} | ${num(t.lossFirst)} | ${num(t.lossLast)} | ${t.points.length} | ${converged} |`,
       );
     }
     out.push('', '(First and last: means of the first and last few logged losses, as the trainer reports them.)', '');

@@ -2,12 +2,13 @@
  * Everything a run's report shows, read from the run's artifacts in the store (nothing from workflow history), so a
  * report can be written for any finished run, also one finished before the report step existed.
  */
-import { ONE_OFF } from '../../common/constants';
+import { convergenceFlags, unreliableModels, type ConvergenceFlag } from '../../common/convergence';
 import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { readJsonl, streamJsonl } from '../artifacts/jsonl';
 import { readManifest } from '../artifacts/manifest';
+import { lossRecord, trainingCurves, type TrainingCurve } from '../artifacts/training-curves';
 import {
   benchmarkKeys,
   evaluateKeys,
@@ -16,24 +17,14 @@ import {
   scoreCompareKeys,
   scoreKeys,
   segmentKeys,
-  trainKeys,
 } from '../artifacts/run-keys';
 import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
 import type { WinRateReport } from '../evaluate/report';
 import type { Outcome } from '../evaluate/verdict';
-import type { GenerateResult, ScoreAgreement, ScoreResult, TrainResult } from '../types';
+import type { GenerateResult, ScoreAgreement, ScoreResult } from '../types';
 import { binIndex, isOpenScale, roundBinWidth } from '../score/histogram';
 
-export interface TrainingCurve {
-  name: string;
-  steps: number;
-  lossFirst: number | null;
-  lossLast: number | null;
-  /** Logged losses with the optimizer step of each. */
-  points: Array<{ step: number; loss: number }>;
-  /** True when the steps were reconstructed (the stored losses carry no steps). */
-  stepsInferred: boolean;
-}
+export { lossSteps, type TrainingCurve } from '../artifacts/training-curves';
 
 export interface ScoreBin {
   /** `low <= score < high` (the last bin also holds its upper edge). */
@@ -72,6 +63,8 @@ export interface RunReportData {
   /** With `scorer.compareWith`: the second scorer's histogram and the two scorers' rank agreement. */
   agreement?: ScoreAgreement;
   training: TrainingCurve[];
+  /** Trainings that did not converge, and the compared models whose win rate is unreliable because of them. */
+  convergence: { flags: ConvergenceFlag[]; unreliable: Set<string> };
   samples: SampleAnswer[];
   /** What generated each model's answers, where its generate step recorded it (`pift.generate`, or a server). */
   generation: Array<{ model: string; generatedBy: string; server?: string }>;
@@ -83,57 +76,6 @@ type JudgedPrompt = StoredVerdict & { id: string };
 
 async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
   return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
-}
-
-/**
- * The optimizer step of each stored loss. The trainer logs every step and keeps every `stride`-th entry (at most 200),
- * the last replaced by the final step; stored losses written before their steps were kept follow that rule.
- */
-export function lossSteps(count: number, steps: number): { steps: number[]; inferred: boolean } {
-  if (count === 0) return { steps: [], inferred: true };
-  const stride = Math.max(1, Math.ceil(steps / 200));
-  if (Math.ceil(steps / stride) === count) {
-    return {
-      steps: Array.from({ length: count }, (_, i) => (i === count - 1 ? steps : 1 + i * stride)),
-      inferred: true,
-    };
-  }
-  // Another logging interval: evenly spread over the run.
-  return { steps: Array.from({ length: count }, (_, i) => Math.round(((i + 1) * steps) / count)), inferred: true };
-}
-
-async function trainingCurve(store: ObjectStore, runId: string, name: string): Promise<TrainingCurve | undefined> {
-  const keys = trainKeys(runId, name);
-  const manifest = await readManifest<TrainResult>(store, keys.manifest);
-  if (!manifest) return undefined;
-  const stored = await readJson<{ losses?: number[]; steps?: number[]; loss_steps?: number[] }>(store, keys.losses);
-  const losses = stored?.losses ?? [];
-  const given = stored?.steps ?? stored?.loss_steps;
-  const { steps, inferred } =
-    given && given.length === losses.length
-      ? { steps: given, inferred: false }
-      : lossSteps(losses.length, manifest.result.steps);
-  return {
-    name,
-    steps: manifest.result.steps,
-    lossFirst: Number.isFinite(manifest.result.lossFirst) ? manifest.result.lossFirst : null,
-    lossLast: Number.isFinite(manifest.result.lossLast) ? manifest.result.lossLast : null,
-    points: losses.map((loss, i) => ({ step: steps[i], loss })),
-    stepsInferred: inferred,
-  };
-}
-
-/** Every training of the run: stages in order, then the One-off baseline. */
-async function trainings(store: ObjectStore, runId: string): Promise<TrainingCurve[]> {
-  const names = new Set<string>();
-  for (const key of await store.list(`${runId}/train`)) {
-    const m = new RegExp(`^${runId.replace(/[.]/g, '\\.')}/train/([^/]+)/manifest\\.json$`).exec(key);
-    if (m) names.add(m[1]);
-  }
-  const order = (n: string) => (n === ONE_OFF ? Infinity : Number(/^stage-(\d+)$/.exec(n)?.[1] ?? 1e9));
-  const sorted = [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b));
-  const curves = await Promise.all(sorted.map((n) => trainingCurve(store, runId, n)));
-  return curves.filter((c): c is TrainingCurve => c !== undefined);
 }
 
 /** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
@@ -302,6 +244,8 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     return sample;
   });
 
+  const training = await trainingCurves(store, runId);
+  const flags = convergenceFlags(training.map(lossRecord));
   const segment = await readJson<RunReportData['segment']>(store, segmentKeys(runId).summary);
   const agreement = await readJson<ScoreAgreement>(store, scoreCompareKeys(runId).agreement.result);
   return {
@@ -311,7 +255,15 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     segment,
     scores: await scoreHistogram(store, runId, segment),
     ...(agreement ? { agreement } : {}),
-    training: await trainings(store, runId),
+    training,
+    convergence: {
+      flags,
+      unreliable: unreliableModels(
+        flags,
+        results.baseline,
+        results.comparisons.map((c) => c.model),
+      ),
+    },
     samples,
     generation,
   };
