@@ -1,6 +1,6 @@
 /**
- * hyparquet is ESM-only; Node 20 loads it with require(), and this small typed surface keeps TypeScript (whose
- * moduleResolution here does not read package exports) off its declaration files.
+ * hyparquet is ESM-only; Node loads it with require() (from 20.19 and 22.12 on), and this small typed surface keeps
+ * TypeScript (whose moduleResolution here does not read package exports) off its declaration files.
  */
 export interface AsyncBuffer {
   byteLength: number;
