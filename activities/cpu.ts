@@ -4,6 +4,7 @@ import { withTypedFailures } from '../common/failures';
 import { Context } from '@temporalio/activity';
 import { checkRunLocations, openStore } from '../store';
 import { claimRun } from './artifacts/run-claim';
+import { unpolledQueues } from '../client/queue-pollers';
 import { whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
@@ -65,6 +66,11 @@ export const createCpuActivities = (deps: ActivityDeps) => ({
       );
       return { gpuCheckWait };
     }),
+  /** Whether a GPU worker polls `queue` (fresh pollers), however busy: tells a busy queue from one nobody serves. */
+  gpuWorkerPolls: (queue: string) =>
+    withTypedFailures(
+      async () => (await unpolledQueues(Context.current().client, [{ queue, kind: 'gpu' }])).length === 0,
+    ),
   // Hub datasets are read once with the `datasets` library into the run's store; the run then reads that file.
   fetchHubDataset: (input: FetchHubDatasetInput) =>
     withTypedFailures(() =>

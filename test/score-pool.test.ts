@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -217,34 +217,57 @@ describe('scoring in one continuous pool', function () {
     assert.equal(llm.requests.length, ROWS);
   });
 
-  it('takes an answer-cache entry left empty or torn by a crash as a miss, asks it again and rewrites it', async () => {
+  /** The answer-cache logs of the score step, as paths. */
+  const cacheLogs = () => {
+    const folder = mkdirp(join(dir, 'store', '.pift-cache', 'score', 'log'));
+    return new Set(readdirSync(folder).map((name) => join(folder, name)));
+  };
+
+  it('writes answers many to a log, and takes a log torn by a crash up to its last whole line', async () => {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
-    const cacheFiles = () =>
-      new Set(
-        readdirSync(mkdirp(join(dir, 'store', '.pift-cache', 'score')), { recursive: true, withFileTypes: true })
-          .filter((e) => e.isFile())
-          .map((e) => join(e.parentPath, e.name)),
-      );
-    const before = cacheFiles();
+    const before = cacheLogs();
     const first = fresh();
     // Three samples: questions no other test asks, so every entry is this test's own.
     await score(first, { cache: true, samples: 3 });
-    const written = [...cacheFiles()].filter((f) => !before.has(f)).sort();
-    // One entry per row, holding its three samples.
-    assert.equal(written.length, ROWS);
-    // Entries are written without a flush to disk: a crash can leave one empty, or cut short.
-    writeFileSync(written[0], '');
-    writeFileSync(written[1], readFileSync(written[1], 'utf8').slice(0, 5));
+    const written = [...cacheLogs()].filter((f) => !before.has(f));
+    assert.equal(written.length, 1, 'one log for the step, not a file per answer');
+    const lines = readFileSync(written[0], 'utf8').split('\n').filter(Boolean);
+    assert.equal(lines.length, ROWS);
+    // Logs are written without a flush to disk: a crash can cut one short, here in the middle of its 11th line.
+    writeFileSync(written[0], `${lines.slice(0, 10).join('\n')}\n${lines[10].slice(0, 30)}`);
     llm.reset();
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     const second = fresh();
     await score(second, { cache: true, samples: 3 });
-    assert.equal(llm.requests.length, 2 * 3);
+    assert.equal(llm.requests.length, (ROWS - 10) * 3);
     assert.equal(scoresOf(second), scoresOf(first));
-    for (const f of written.slice(0, 2)) JSON.parse(readFileSync(f, 'utf8'));
     llm.reset();
     await score(fresh(), { cache: true, samples: 3 });
     assert.equal(llm.requests.length, 0);
+  });
+
+  it('finds the answers an earlier version cached one object each', async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const before = cacheLogs();
+    const first = fresh();
+    await score(first, { cache: true, samples: 4 });
+    // The same entries as the earlier layout kept them: .pift-cache/score/<sha256[0..2]>/<sha256>.json.
+    for (const log of [...cacheLogs()].filter((f) => !before.has(f))) {
+      for (const line of readFileSync(log, 'utf8').split('\n').filter(Boolean)) {
+        const { k, v } = JSON.parse(line) as { k: string; v: unknown };
+        writeFileSync(
+          join(mkdirp(join(dir, 'store', '.pift-cache', 'score', k.slice(0, 2))), `${k}.json`),
+          JSON.stringify(v),
+        );
+      }
+      rmSync(log);
+    }
+    llm.reset();
+    llm.handle(() => ({ status: 401 }));
+    const second = fresh();
+    await score(second, { cache: true, samples: 4 });
+    assert.equal(llm.requests.length, 0);
+    assert.equal(scoresOf(second), scoresOf(first));
   });
 
   it("runs at the endpoint's announced requests-per-minute limit, learnt from its x-ratelimit headers", async () => {

@@ -23,6 +23,12 @@ const { preflight } = proxyActivities<CpuActivities>({
   },
 });
 
+const { gpuWorkerPolls } = proxyActivities<CpuActivities>({
+  summary: 'gpu-workers',
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+});
+
 /**
  * Everything that can fail before the first paid request: the input's URIs, store, dataset and benchmarks (CPU
  * worker), then the base model and its tokenizer on the GPU queue, which also proves a GPU worker polls it.
@@ -31,39 +37,50 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
   const { gpuCheckWait } = await preflight(cfg);
   // Nothing is trained: no model to check, no GPU worker needed.
   if (cfg.training.mode === 'export-only') return;
+  const checkQueue = modelCheckQueue(cfg.gpuTaskQueue);
   const { checkModel } = proxyActivities<GpuActivities>({
-    taskQueue: modelCheckQueue(cfg.gpuTaskQueue),
+    taskQueue: checkQueue,
     summary: 'check-model',
-    // Not retried by the server: a queue nobody takes work from fails the run at once, with a message that says so.
+    // Bounded per attempt: a check nobody took within the wait asks whether any GPU worker polls at all (below).
     scheduleToStartTimeout: gpuCheckWait as Duration,
     startToCloseTimeout: '15 minutes',
     heartbeatTimeout: '1 minute',
-    retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+    // As sturdy as training: a GPU worker that dies during the check costs an attempt of the same budget.
+    retry: {
+      initialInterval: '5 seconds',
+      maximumInterval: '5 minutes',
+      maximumAttempts: cfg.training.maxAttempts,
+      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+    },
   });
-  try {
-    await checkModel({
-      runId: cfg.runId,
-      model: cfg.training.baseModel,
-      maxLength: cfg.training.maxLength,
-      field: 'input.training.baseModel',
-      ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
-    });
-  } catch (err) {
-    if (
-      err instanceof ActivityFailure &&
-      err.cause instanceof TimeoutFailure &&
-      err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START
-    ) {
-      throw ApplicationFailure.create({
-        type: FailureType.WorkerMisconfigured,
-        nonRetryable: true,
-        message:
-          `no GPU worker took the model check within ${gpuCheckWait}: no GPU worker of task queue ` +
-          `"${cfg.gpuTaskQueue}" is running (its model checks go to "${modelCheckQueue(cfg.gpuTaskQueue)}"). Start one with ` +
-          `PIFT_GPU_TASK_QUEUE=${cfg.gpuTaskQueue} npm run worker:gpu, then resume the run`,
-        details: [{ setting: 'PIFT_GPU_TASK_QUEUE', tried: `model check on task queue ${cfg.gpuTaskQueue}` }],
+  for (;;) {
+    try {
+      await checkModel({
+        runId: cfg.runId,
+        model: cfg.training.baseModel,
+        maxLength: cfg.training.maxLength,
+        field: 'input.training.baseModel',
+        ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
       });
+      return;
+    } catch (err) {
+      if (
+        !(err instanceof ActivityFailure) ||
+        !(err.cause instanceof TimeoutFailure) ||
+        err.cause.timeoutType !== TimeoutType.SCHEDULE_TO_START
+      )
+        throw err;
     }
-    throw err;
+    // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
+    if (await gpuWorkerPolls(checkQueue)) continue;
+    throw ApplicationFailure.create({
+      type: FailureType.WorkerMisconfigured,
+      nonRetryable: true,
+      message:
+        `no GPU worker took the model check within ${gpuCheckWait}: no GPU worker of task queue ` +
+        `"${cfg.gpuTaskQueue}" is running (its model checks go to "${checkQueue}"). Start one with ` +
+        `PIFT_GPU_TASK_QUEUE=${cfg.gpuTaskQueue} npm run worker:gpu, then resume the run`,
+      details: [{ setting: 'PIFT_GPU_TASK_QUEUE', tried: `model check on task queue ${cfg.gpuTaskQueue}` }],
+    });
   }
 }

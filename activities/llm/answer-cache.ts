@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { ObjectStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 
@@ -6,31 +7,59 @@ import { hashInputs } from '../artifacts/hashing';
  * version, decoding, the hash of the text asked about): a re-run under a new run id, or a dataset overlapping an
  * earlier one, pays only for what is new. Only answers that parsed are kept; an unreadable entry is a miss.
  *
- * The online steps write entries without a flush to disk (`durable` false): every answer such a step uses is also in
- * its own committed parts, so an entry lost to a machine crash costs one request again, while flushing each of
- * hundreds of answers a second costs the one event loop that asks for them. The Batch API steps hand their answers to
- * the online step through the cache, so theirs are flushed. A lookup is one read (one request on S3), not an
- * existence check and a read.
+ * Entries are written many at a time, as one log object of up to LOG_ENTRIES lines `{"k": <sha256>, "v": <value>}`:
+ * one write (one request on S3, one flushed file locally) per batch instead of an object per answer, whose write cost
+ * the one event loop that asks for hundreds of answers a second more than the requests themselves. The online steps
+ * write theirs without a flush to disk (`durable` false): every answer such a step uses is also in its own committed
+ * parts, so a log lost to a machine crash costs its requests again. The Batch API steps hand their answers to the
+ * online step through the cache, so theirs are flushed.
  *
- *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json
+ * The logs are read once, on the first lookup of a step, into a map of what they hold. Entries of earlier versions,
+ * one object each, are still found, at one read per miss:
+ *
+ *   .pift-cache/<kind>/log/<time>-<random>.jsonl         this version
+ *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json       earlier versions
  */
 export interface AnswerCache {
   /** The entry of `material`, which is not to change after: its key is kept for the `put` that follows a miss. */
   get<T>(material: unknown): Promise<T | undefined>;
-  /** Starts writing an entry; the row that bought it does not wait for the write. */
+  /** Adds an entry; the row that bought it does not wait for its log to be written. */
   put(material: unknown, value: unknown): void;
-  /** Waits for every write started, failing with the first that failed: a step calls it before it commits. */
+  /** Writes what is left and waits for every write, failing with the first that failed: called before a commit. */
   flush(): Promise<void>;
 }
 
 export const CACHE_PREFIX = '.pift-cache';
 
+/** Where an earlier version kept the entry of `material`, one object per answer. */
 export const cacheKey = (kind: string, material: unknown): string => {
   const hash = hashInputs(material);
   return `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
 };
 
+const logFolder = (kind: string) => `${CACHE_PREFIX}/${kind}/log`;
+
+/** Entries per log object: a few hundred KB, written every few seconds at full speed. */
+const LOG_ENTRIES = 2000;
+
+/** A log's name: unique across processes and attempts, sorted by time. */
+const logKey = (kind: string) =>
+  `${logFolder(kind)}/${Date.now().toString(36).padStart(9, '0')}-${randomBytes(6).toString('hex')}.jsonl`;
+
 const off: AnswerCache = { get: async () => undefined, put: () => {}, flush: async () => {} };
+
+/** Every entry the logs hold, by hash (as JSON text: parsed on a hit only). Torn or foreign lines are skipped. */
+async function readLogs(store: ObjectStore, kind: string): Promise<Map<string, string>> {
+  const entries = new Map<string, string>();
+  for (const key of await store.list(logFolder(kind))) {
+    for (const line of (await store.getText(key)).split('\n')) {
+      // '{"k":"<64 hex>","v":' then the value and '}'.
+      if (line.length < 78 || !line.startsWith('{"k":"') || !line.endsWith('}')) continue;
+      entries.set(line.slice(6, 70), line.slice(76, -1));
+    }
+  }
+  return entries;
+}
 
 export function answerCache(
   store: ObjectStore,
@@ -41,36 +70,52 @@ export function answerCache(
   if (!enabled) return off;
   const writing = new Set<Promise<void>>();
   let failed: { error: unknown } | undefined;
-  // The key of a material looked up, for the write that follows a miss: hashed once per answer, not twice.
-  const keys = new WeakMap<object, string>();
-  const keyOf = (material: unknown): string => {
-    if (typeof material !== 'object' || material === null) return cacheKey(kind, material);
-    let key = keys.get(material);
-    if (key === undefined) {
-      key = cacheKey(kind, material);
-      keys.set(material, key);
+  let pending: string[] = [];
+  let logs: Promise<Map<string, string>> | undefined;
+  // The hash of a material looked up, for the write that follows a miss: hashed once per answer, not twice.
+  const hashes = new WeakMap<object, string>();
+  const hashOf = (material: unknown): string => {
+    if (typeof material !== 'object' || material === null) return hashInputs(material);
+    let hash = hashes.get(material);
+    if (hash === undefined) {
+      hash = hashInputs(material);
+      hashes.set(material, hash);
     }
-    return key;
+    return hash;
+  };
+  const parsed = <T>(text: string | undefined): T | undefined => {
+    if (text === undefined) return undefined;
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      return undefined;
+    }
+  };
+  const writeLog = () => {
+    if (pending.length === 0) return;
+    const body = pending.join('');
+    pending = [];
+    const done = () => void writing.delete(write);
+    const write = store.put(logKey(kind), body, { durable }).then(done, (error: unknown) => {
+      failed ??= { error };
+      done();
+    });
+    writing.add(write);
   };
   return {
     async get<T>(material: unknown) {
-      const text = await store.findText(keyOf(material));
-      if (text === undefined) return undefined;
-      try {
-        return JSON.parse(text) as T;
-      } catch {
-        return undefined;
-      }
+      const hash = hashOf(material);
+      logs ??= readLogs(store, kind);
+      const logged = (await logs).get(hash);
+      if (logged !== undefined) return parsed<T>(logged);
+      return parsed<T>(await store.findText(`${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`));
     },
     put(material: unknown, value: unknown) {
-      const written = () => void writing.delete(write);
-      const write = store.put(keyOf(material), JSON.stringify(value), { durable }).then(written, (error: unknown) => {
-        failed ??= { error };
-        written();
-      });
-      writing.add(write);
+      pending.push(`{"k":"${hashOf(material)}","v":${JSON.stringify(value)}}\n`);
+      if (pending.length >= LOG_ENTRIES) writeLog();
     },
     async flush() {
+      writeLog();
       await Promise.all(writing);
       if (failed) throw failed.error;
     },
