@@ -17,7 +17,6 @@ import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
 import { IdCheck } from './id-check';
-import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
 import { JsonRecordSplitter, type SourceRecord } from './json-records';
 import {
   detectLayout,
@@ -164,15 +163,8 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
       const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
-      let parsed = 0;
       for await (const chunk of text) {
         const records = splitter.push(chunk);
-        parsed += records.length;
-        // Short ids JSON.parse kept in V8's string table: about 30 MB a million rows without these collections.
-        if (parsed >= ROWS_PER_COLLECTION) {
-          parsed = 0;
-          fullCollection();
-        }
         if (kind === 'json' && splitter.isArray === false) {
           throw new InvalidDataError(
             `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,
