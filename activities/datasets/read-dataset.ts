@@ -1,8 +1,8 @@
 /**
  * A training dataset read row by row, whatever its file type and layout: JSONL and JSON arrays (plain or gzip, read
- * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (one row group at a time). Only one
- * record (or one Parquet row group) is held at a time, plus a hash of each id seen (8 bytes), for the check that ids
- * are unique.
+ * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (through the row engine, a chunk of
+ * rows at a time). Only one record (or one chunk) is held at a time; the ids seen go to the row engine for the check
+ * that ids are unique.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
@@ -93,7 +93,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   }
 
   /**
-   * The rows read again without the duplicate-id check, which keeps 8 bytes a row: for a step whose first complete
+   * The rows read again without the duplicate-id check, which keeps every id: for a step whose first complete
    * read checked them, and which compares `sha256` after this read, so a file changed in between (duplicates
    * included) is caught before anything is committed.
    */
