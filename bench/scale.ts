@@ -14,6 +14,7 @@
  * JSONL score file written beside the dataset (`scorer.kind: "file"`), half of them matched by id and half by user
  * text in the released `{"id", "score", "data"}` format.
  * Prints, per size N (100k, 1m, or the row count):
+ *   row_memory        the row engine's memory_limit in the workers (PIFT_ROW_MEMORY, default 100MB)
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
  *                     one worker's with --one-worker
  *   rss_mb_score_N, rss_mb_segment_N   each step's peak: its worker's VmHWM, or with --one-worker the highest RSS
@@ -34,6 +35,7 @@ import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startFakeOpenAI, type FakeOpenAI } from '../test/helpers/fake-openai';
 import { findTemporalBinary } from '../test/helpers/temporal';
 import { PIFT_STEP } from '../common/constants';
+import { rowMemory } from '../activities/rows/engine';
 
 const root = resolve(__dirname, '..');
 const TASK_QUEUE = 'pift-bench-scale';
@@ -187,6 +189,8 @@ async function main() {
   console.log(`scorer=${scorerName[scorer]}`);
   console.log(`concurrency=${values.concurrency}`);
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
+  // The row engine's memory_limit in the workers (PIFT_ROW_MEMORY passes through when set).
+  console.log(`row_memory=${rowMemory(process.env)}`);
   if (shardRows) {
     console.log(`shard_rows=${shardRows}`);
     console.log(`score_shard_slots=${process.env.PIFT_SCORE_SHARD_SLOTS || 'default'}`);
@@ -208,6 +212,7 @@ async function main() {
         ...(fake ? { PIFT_OPENAI_BASE_URL: fake.baseURL, OPENAI_API_KEY: fake.apiKey } : {}),
         // Shards a worker scores at once (its default when unset), as a CPU worker's environment sets it.
         ...(process.env.PIFT_SCORE_SHARD_SLOTS ? { PIFT_SCORE_SHARD_SLOTS: process.env.PIFT_SCORE_SHARD_SLOTS } : {}),
+        ...(process.env.PIFT_ROW_MEMORY ? { PIFT_ROW_MEMORY: process.env.PIFT_ROW_MEMORY } : {}),
       };
       const cfg = resolvePipelineInput(
         {

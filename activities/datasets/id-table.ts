@@ -4,7 +4,7 @@
  * garbage while it grows); here an id costs its UTF-8 bytes in one growing buffer plus 20 bytes in typed arrays (its
  * start, its line, two slots of an open-addressing table at most half full), outside the JavaScript heap. Ids are
  * compared byte for byte, so a hash collision never makes two ids one. A dataset read as a stream only needs to know
- * its ids are unique, which id-hashes.ts checks at 8 bytes a row.
+ * its ids are unique, which id-check.ts checks in the row engine.
  */
 
 const EMPTY = 0;

@@ -1,8 +1,8 @@
 /**
  * A training dataset read row by row, whatever its file type and layout: JSONL and JSON arrays (plain or gzip, read
- * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (one row group at a time). Only one
- * record (or one Parquet row group) is held at a time, plus a hash of each id seen (8 bytes), for the check that ids
- * are unique.
+ * as a text stream), CSV (plain or gzip, streamed through csv-parse) and Parquet (through the row engine, a chunk of
+ * rows at a time). Only one record (or one chunk) is held at a time; the ids seen go to the row engine for the check
+ * that ids are unique.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
@@ -17,7 +17,6 @@ import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
 import { IdCheck } from './id-check';
-import { fullCollection, ROWS_PER_COLLECTION } from '../full-collection';
 import { JsonRecordSplitter, type SourceRecord } from './json-records';
 import {
   detectLayout,
@@ -94,7 +93,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   }
 
   /**
-   * The rows read again without the duplicate-id check, which keeps 8 bytes a row: for a step whose first complete
+   * The rows read again without the duplicate-id check, which keeps every id: for a step whose first complete
    * read checked them, and which compares `sha256` after this read, so a file changed in between (duplicates
    * included) is caught before anything is committed.
    */
@@ -164,15 +163,8 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
       const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
-      let parsed = 0;
       for await (const chunk of text) {
         const records = splitter.push(chunk);
-        parsed += records.length;
-        // Short ids JSON.parse kept in V8's string table: about 30 MB a million rows without these collections.
-        if (parsed >= ROWS_PER_COLLECTION) {
-          parsed = 0;
-          fullCollection();
-        }
         if (kind === 'json' && splitter.isArray === false) {
           throw new InvalidDataError(
             `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,

@@ -149,8 +149,8 @@ export function duplicateId(source: string, rec: SourceRecord, field: string, fi
 
 /**
  * Checks ids are unique across the file (given and generated alike), at the row that repeats one. `check` false skips
- * it: for a file read again after a first complete read checked it, and for a streamed read, which checks ids at 8
- * bytes a row after its last row instead (see DatasetRows and id-hashes.ts); this table costs ids' bytes and more.
+ * it: for a file read again after a first complete read checked it, and for a streamed read, which keeps its ids in
+ * the row engine and finds a repeat after its last row instead (see DatasetRows and id-check.ts).
  */
 export function uniqueIds(source: string, check = true): (rec: SourceRecord, id: string, field: string) => void {
   if (!check) return () => {};
