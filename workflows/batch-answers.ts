@@ -2,24 +2,22 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 // Only the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
-import type { BatchCollected, BatchPolled, BatchRef, BatchSubmitted } from '../activities/llm/batch-rounds';
+import type { BatchCollected, BatchSubmitted } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
 import { NON_RETRYABLE_FAILURES } from '../common/failures';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 
 /** A step's Batch API activities, each named for the Web UI by its round. */
-export interface BatchSteps {
+interface BatchSteps {
   submit: (round: number) => Promise<BatchSubmitted>;
-  wait: (ref: BatchRef, round: number) => Promise<BatchPolled>;
   collect: (round: number, batchId: string) => Promise<BatchCollected>;
 }
 
-export interface BatchWaiting {
-  /** `input.scorer.mode` or `input.evaluation.mode`, named in the activities' messages. */
-  setting: string;
+interface BatchWaiting {
+  batchPollInterval: string;
   /** Rounds after the first, for what failed, expired or did not parse. */
-  resubmits: number;
+  batchResubmits: number;
 }
 
 /**
@@ -43,22 +41,23 @@ const waitAs = (name: string, pollInterval: Duration): Pick<CpuActivities, 'wait
   });
 
 /**
- * Batch API rounds: submit what the cache lacks, wait until the batch is finished, collect its answers into the
- * cache, and submit again what is left, up to `resubmits` times. The step that follows asks online only what the
- * rounds left.
+ * Batch API rounds of a step ('score' or 'evaluate'): submit what the cache lacks, wait until the batch is finished,
+ * collect its answers into the cache, and submit again what is left, up to `batchResubmits` times. The step that
+ * follows asks online only what the rounds left. `setting` (`input.scorer.mode`…) is named in the activities' messages.
  */
-export async function answerInBatches(steps: BatchSteps, opts: BatchWaiting): Promise<BatchCollected[]> {
+async function answerInBatches(
+  step: string,
+  setting: string,
+  steps: BatchSteps,
+  waiting: BatchWaiting,
+): Promise<BatchCollected[]> {
   const rounds: BatchCollected[] = [];
-  for (let round = 0; round <= opts.resubmits; round++) {
+  for (let round = 0; round <= waiting.batchResubmits; round++) {
     const submitted = await steps.submit(round);
     if (!submitted.batchId) break;
     // A round above the endpoint's caps on one batch was sent as several, waited for and collected together.
-    const ref = {
-      batchId: submitted.batchId,
-      ...(submitted.batchIds && { batchIds: submitted.batchIds }),
-      setting: opts.setting,
-    };
-    await steps.wait(ref, round);
+    const ref = { batchId: submitted.batchId, ...(submitted.batchIds && { batchIds: submitted.batchIds }), setting };
+    await waitAs(`${step}-batch-${round}-wait`, waiting.batchPollInterval as Duration).waitForBatch(ref);
     const collected = await steps.collect(round, submitted.batchId);
     rounds.push(collected);
     if (collected.pending === 0) break;
@@ -70,17 +69,17 @@ export async function answerInBatches(steps: BatchSteps, opts: BatchWaiting): Pr
 export function judgeInBatches(
   cpuAs: (name: string) => Pick<CpuActivities, 'submitJudgeBatch' | 'collectJudgeBatch'>,
   input: EvaluateInput,
-  waiting: { batchPollInterval: string; batchResubmits: number },
+  waiting: BatchWaiting,
 ): Promise<BatchCollected[]> {
-  const pollInterval = waiting.batchPollInterval as Duration;
   return answerInBatches(
+    'evaluate',
+    'input.evaluation.mode',
     {
       submit: (round) => cpuAs(`evaluate-batch-${round}`).submitJudgeBatch({ ...input, round }),
-      wait: (ref, round) => waitAs(`evaluate-batch-${round}-wait`, pollInterval).waitForBatch(ref),
       collect: (round, batchId) =>
         cpuAs(`evaluate-batch-${round}-collect`).collectJudgeBatch({ ...input, round, batchId }),
     },
-    { setting: 'input.evaluation.mode', resubmits: waiting.batchResubmits },
+    waiting,
   );
 }
 
@@ -88,16 +87,16 @@ export function judgeInBatches(
 export function scoreInBatches(
   cpuAs: (name: string) => Pick<CpuActivities, 'submitScoreBatch' | 'collectScoreBatch'>,
   input: ScoreInput,
-  waiting: { batchPollInterval: string; batchResubmits: number },
+  waiting: BatchWaiting,
 ): Promise<BatchCollected[]> {
-  const pollInterval = waiting.batchPollInterval as Duration;
   return answerInBatches(
+    'score',
+    'input.scorer.mode',
     {
       submit: (round) => cpuAs(`score-batch-${round}`).submitScoreBatch({ ...input, round }),
-      wait: (ref, round) => waitAs(`score-batch-${round}-wait`, pollInterval).waitForBatch(ref),
       collect: (round, batchId) =>
         cpuAs(`score-batch-${round}-collect`).collectScoreBatch({ ...input, round, batchId }),
     },
-    { setting: 'input.scorer.mode', resubmits: waiting.batchResubmits },
+    waiting,
   );
 }

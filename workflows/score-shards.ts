@@ -12,23 +12,21 @@ type ActivitiesAs<K extends keyof CpuActivities> = (name: string) => Pick<CpuAct
  * plan's few numbers and each shard's counts, never rows.
  *
  * `shardsAs` names where the shards go: the CPU workers' shard queue, where each worker takes only a few at a time
- * (PIFT_SCORE_SHARD_SLOTS); without it (runs recorded before that queue existed) the CPU queue itself, where one worker
- * takes as many as it has activity slots.
+ * (PIFT_SCORE_SHARD_SLOTS).
  */
 export async function scoreInShards(
   cpuAs: ActivitiesAs<'planScoreShards' | 'scoreShard' | 'mergeScoreShards' | 'scoreDifficulty'>,
   input: ScoreInput,
   shardRows: number,
-  shardsAs?: ActivitiesAs<'scoreShard'>,
+  shardsAs: ActivitiesAs<'scoreShard'>,
 ): Promise<ScoreResult> {
   const planned = await cpuAs('score-plan').planScoreShards({ ...input, shardRows });
   if (!planned.sharded) return cpuAs('score').scoreDifficulty(input);
   // Each shard gets its own estimate, not the whole list: history grows with the shards, not with their square.
   const { shardPromptTokens, ...plan }: ShardedPlan = planned;
-  const shardAs = shardsAs ?? cpuAs;
   await Promise.all(
     Array.from({ length: plan.shards }, (_, shard) =>
-      shardAs(`score-shard-${shard + 1}`).scoreShard({
+      shardsAs(`score-shard-${shard + 1}`).scoreShard({
         ...input,
         plan,
         shard,
