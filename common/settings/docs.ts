@@ -3,12 +3,14 @@
 import type { TSchema } from '@sinclair/typebox';
 import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
 import { PipelineInputSchema } from './schema';
-import { TrainerConfigSchema } from './trainer';
+import { TrainerConfigSchema, trainerDefaults } from './trainer';
 import { TrainerEventsSchema } from './trainer-events';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
 export const TRAINER_EVENTS_SCHEMA_FILE = 'schema/trainer-events.schema.json';
+/** Inside the trainer package (its package data), which reads its defaults from it. */
+export const TRAINER_DEFAULTS_FILE = 'trainer/pift/configs/defaults.json';
 export const README_FILE = 'README.md';
 export const TABLE_START = '<!-- settings-table:start -->';
 export const TABLE_END = '<!-- settings-table:end -->';
@@ -91,6 +93,7 @@ export function generatedFiles(readme: string): Record<string, string> {
     [PIPELINE_INPUT_SCHEMA_FILE]: jsonSchemaFile(PipelineInputSchema),
     [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
     [TRAINER_EVENTS_SCHEMA_FILE]: jsonSchemaFile(TrainerEventsSchema),
+    [TRAINER_DEFAULTS_FILE]: `${JSON.stringify(trainerDefaults(), null, 2)}\n`,
     [README_FILE]: withSettingsTable(readme),
   };
 }
