@@ -20,6 +20,7 @@ import type { GenerateInput, GenerateResult } from '../activities/types';
 import { LocalStore } from '../store';
 import { groupAlive } from '../activities/generate/serving-process';
 import { saveTinyModel } from './helpers/tiny-model';
+import { STUB_PYTHON } from './helpers/stub-trainer';
 
 const repoRoot = resolve(__dirname, '..');
 const python = process.env.PIFT_PYTHON ?? join(repoRoot, '.venv', 'bin', 'python');
@@ -156,6 +157,9 @@ describe('generation through a serving endpoint', function () {
     });
   }
 
+  // The tests below check how the step meets a server that fails; the stub trainer writes their prompts (the same
+  // "prompts" mode, without importing torch), as the real one did above.
+
   /**
    * A stand-in server that lists the model, then meets the first completion request as told: `hang` (never answers),
    * `refuse` (HTTP 400, as vLLM answers a prompt over its maximum length) or `die` (prints and exits, as a server
@@ -196,7 +200,7 @@ require('node:http').createServer((req, res) => {
   it("kills the server's process group when the step is cancelled mid-request", async () => {
     const server = await scriptedServer('hang');
     const saved = deps;
-    deps = { ...deps, env: server.env };
+    deps = { ...deps, python: STUB_PYTHON, env: server.env };
     try {
       const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
       const running = generate(input('cancelled', { serving }), env);
@@ -215,7 +219,7 @@ require('node:http').createServer((req, res) => {
   it('a prompt the server refuses fails the step naming PIFT_SERVE_COMMAND, not retried', async () => {
     const server = await scriptedServer('refuse');
     const saved = deps;
-    deps = { ...deps, env: server.env };
+    deps = { ...deps, python: STUB_PYTHON, env: server.env };
     try {
       await assert.rejects(generate(input('refused', { serving })), (err: unknown) => {
         assert.ok(err instanceof ApplicationFailure);
@@ -234,7 +238,7 @@ require('node:http').createServer((req, res) => {
   it('a server that dies while answering fails the step (retryably) with its last words', async () => {
     const server = await scriptedServer('die');
     const saved = deps;
-    deps = { ...deps, env: server.env };
+    deps = { ...deps, python: STUB_PYTHON, env: server.env };
     try {
       await assert.rejects(generate(input('died', { serving })), (err: unknown) => {
         assert.ok(err instanceof Error && !(err instanceof ApplicationFailure && err.nonRetryable));
@@ -251,7 +255,11 @@ require('node:http').createServer((req, res) => {
   it('fails naming PIFT_SERVE_COMMAND and the start timeout when the server never becomes healthy', async () => {
     await rm(pgidFile(), { force: true });
     const saved = deps;
-    deps = { ...deps, env: { ...deps.env, PIFT_SERVE_COMMAND: `echo $$ > ${quote(pgidFile())}; sleep 600` } };
+    deps = {
+      ...deps,
+      python: STUB_PYTHON,
+      env: { ...deps.env, PIFT_SERVE_COMMAND: `echo $$ > ${quote(pgidFile())}; sleep 600` },
+    };
     try {
       await assert.rejects(
         generate(input('never-healthy', { serving: { concurrency: 1, startTimeout: '2 seconds' } })),
@@ -277,6 +285,7 @@ require('node:http').createServer((req, res) => {
     const saved = deps;
     deps = {
       ...deps,
+      python: STUB_PYTHON,
       env: { ...deps.env, PIFT_SERVE_COMMAND: 'echo "api_key=sk-verysecret" >&2; echo "no such model" >&2; exit 3' },
     };
     try {
@@ -358,7 +367,7 @@ require('node:http').createServer((req, res) => {
     const saved = deps;
     const env = { ...deps.env };
     delete env.PIFT_SERVE_COMMAND;
-    deps = { ...deps, env };
+    deps = { ...deps, python: STUB_PYTHON, env };
     try {
       await assert.rejects(
         generate(input('no-command', { serving: { concurrency: 1, startTimeout: '1 minute' } })),

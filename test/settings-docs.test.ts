@@ -22,6 +22,8 @@ describe('generated settings files', () => {
       'docs/settings.md',
       'schema/pipeline-input.schema.json',
       'schema/trainer-config.schema.json',
+      'schema/trainer-events.schema.json',
+      'trainer/pift/configs/defaults.json',
     ]);
     for (const [path, expected] of Object.entries(files)) {
       const actual = await readFile(join(root, path), 'utf8');

@@ -4,13 +4,15 @@
 import type { TSchema } from '@sinclair/typebox';
 import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
 import { PipelineInputSchema } from './schema';
-import { TrainerConfigSchema } from './trainer';
+import { TrainerConfigSchema, trainerDefaults } from './trainer';
 import { TrainerEventsSchema } from './trainer-events';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
 export const SETTINGS_DOC_FILE = 'docs/settings.md';
 export const TRAINER_EVENTS_SCHEMA_FILE = 'schema/trainer-events.schema.json';
+/** Inside the trainer package (its package data), which reads its defaults from it. */
+export const TRAINER_DEFAULTS_FILE = 'trainer/pift/configs/defaults.json';
 export const TABLE_START = '<!-- settings-table:start -->';
 export const TABLE_END = '<!-- settings-table:end -->';
 
@@ -93,5 +95,6 @@ export function generatedFiles(settingsDoc: string): Record<string, string> {
     [TRAINER_CONFIG_SCHEMA_FILE]: jsonSchemaFile(TrainerConfigSchema),
     [SETTINGS_DOC_FILE]: withSettingsTable(settingsDoc),
     [TRAINER_EVENTS_SCHEMA_FILE]: jsonSchemaFile(TrainerEventsSchema),
+    [TRAINER_DEFAULTS_FILE]: `${JSON.stringify(trainerDefaults(), null, 2)}\n`,
   };
 }

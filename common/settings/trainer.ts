@@ -3,6 +3,8 @@
 // schema/trainer-config.schema.json). Constraints come from ./constraints, shared with the workflow input.
 import { Type, type Static } from '@sinclair/typebox';
 import * as c from './constraints';
+import { TRAINING_PRESETS } from './constants';
+import { TrainingSchema } from './schema';
 
 const local = (description: string) => Type.String({ minLength: 1, description });
 
@@ -86,3 +88,24 @@ export const TrainerConfigSchema = Type.Composite([TrainerLocalSchema, TrainerSe
 export type TrainerLocal = Static<typeof TrainerLocalSchema>;
 export type TrainerSettings = Static<typeof TrainerSettingsSchema>;
 export type TrainerConfig = Static<typeof TrainerConfigSchema>;
+
+const trainingDefault = (name: keyof typeof TrainingSchema.properties) =>
+  (TrainingSchema.properties[name] as { default?: unknown }).default;
+
+/**
+ * What the trainer applies to a field its config leaves out (someone running `python -m pift.train` by hand; the
+ * orchestrator writes every field): the workflow's own defaults for a pretrained model, generated into
+ * trainer/pift/configs/defaults.json by `npm run schema`, so that they live here alone.
+ */
+export const trainerDefaults = () =>
+  ({
+    max_length: TRAINING_PRESETS.paper.maxLength,
+    learning_rate: TRAINING_PRESETS.paper.learningRate,
+    weight_decay: trainingDefault('weightDecay'),
+    adam_beta1: trainingDefault('adamBeta1'),
+    adam_beta2: trainingDefault('adamBeta2'),
+    max_grad_norm: trainingDefault('maxGradNorm'),
+    lr_scheduler_type: trainingDefault('scheduler'),
+    warmup_ratio: trainingDefault('warmupRatio'),
+    seed: trainingDefault('seed'),
+  }) satisfies Partial<Record<keyof TrainerSettings, unknown>>;

@@ -1,16 +1,19 @@
-"""Config dataclasses for the entry scripts; the defaults here are the only place defaults live.
+"""Config dataclasses for the entry scripts.
 
-Training defaults follow the paper's released script (see the repo's reference notes):
-AdamW(0.9, 0.95), weight decay 0.1, max grad norm 1.0, lr 5e-6, cosine with 10% warmup,
-seed 3517, max length 2048. Values the sources leave open are marked [ours].
+The training defaults are the workflow's own (common/settings/, the paper's released script: AdamW(0.9, 0.95),
+weight decay 0.1, max grad norm 1.0, lr 5e-6, cosine with 10% warmup, seed 3517, max length 2048), read from
+configs/defaults.json, which `npm run schema` generates from there: the orchestrator writes every field, and a config
+written by hand that leaves one out gets the same value. The trainer's own choices are marked [ours].
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +25,7 @@ from .precision import choose_precision, device_caps
 
 logger = logging.getLogger(__name__)
 
+DEFAULTS: dict[str, Any] = json.loads((Path(__file__).parent / "configs" / "defaults.json").read_text(encoding="utf-8"))
 BUILTIN_TINY_LLAMA = "builtin:tiny-llama"
 MIN_MAX_LENGTH = 32
 CONVERSATION_TEMPLATES = ("auto", "model", "paper")
@@ -47,7 +51,7 @@ def check_max_length(value: int, field_name: str = "max_length") -> None:
 class ScriptArguments:
     train_file: str = field(metadata={"help": "Local JSONL file; one object per line with id, instruction, input, output."})
     final_dir: str = field(metadata={"help": "Where the final model and tokenizer are saved after the last step."})
-    max_length: int = field(default=2048, metadata={"help": "Tokens per training sequence (paper: 2048)."})
+    max_length: int = field(default=DEFAULTS["max_length"], metadata={"help": "Tokens per training sequence."})
     parent_pid: int | None = field(
         default=None, metadata={"help": "Exit promptly when this process dies (the orchestrator's worker)."}
     )
@@ -123,18 +127,18 @@ class ModelArguments:
 class PiftTrainingArguments(TrainingArguments):
     """`TrainingArguments` with the paper's defaults and the checks this pipeline relies on."""
 
-    learning_rate: float = field(default=5e-6)
-    weight_decay: float = field(default=0.1)
-    adam_beta1: float = field(default=0.9)
-    adam_beta2: float = field(default=0.95)
-    max_grad_norm: float = field(default=1.0)
-    lr_scheduler_type: SchedulerType | str = field(default="cosine")
+    learning_rate: float = field(default=DEFAULTS["learning_rate"])
+    weight_decay: float = field(default=DEFAULTS["weight_decay"])
+    adam_beta1: float = field(default=DEFAULTS["adam_beta1"])
+    adam_beta2: float = field(default=DEFAULTS["adam_beta2"])
+    max_grad_norm: float = field(default=DEFAULTS["max_grad_norm"])
+    lr_scheduler_type: SchedulerType | str = field(default=DEFAULTS["lr_scheduler_type"])
     # transformers 5 folded `warmup_ratio` into `warmup_steps`: a float below 1 is a ratio.
-    warmup_steps: float = field(default=0.1)
+    warmup_steps: float = field(default=DEFAULTS["warmup_ratio"])
     warmup_ratio: float | None = field(
         default=None, metadata={"help": "Alias kept for older configs; sets `warmup_steps` to this ratio."}
     )
-    seed: int = field(default=3517)
+    seed: int = field(default=DEFAULTS["seed"])
     save_strategy: SaveStrategy | str = field(default="steps")
     logging_steps: float = field(default=1)
     report_to: None | str | list[str] = field(default="none")

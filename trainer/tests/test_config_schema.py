@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from transformers import HfArgumentParser, SchedulerType
 
-from pift.config import MIN_MAX_LENGTH, ModelArguments, PiftTrainingArguments, ScriptArguments
+from pift.config import DEFAULTS, MIN_MAX_LENGTH, ModelArguments, PiftTrainingArguments, ScriptArguments
 from pift.errors import ConfigError
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema" / "trainer-config.schema.json"
@@ -125,3 +125,16 @@ def test_every_scheduler_the_schema_allows_is_a_transformers_scheduler(schema: d
     for name in allowed:
         _, _, training_args = parse(valid_config(tmp_path, lr_scheduler_type=name))
         assert training_args.lr_scheduler_type == SchedulerType(name)
+
+
+def test_defaults_are_the_workflows(schema: dict[str, Any], tmp_path: Path) -> None:
+    """configs/defaults.json (generated from common/settings/) names schema fields, and a config without them gets
+    its values, as the orchestrator would have written them."""
+    assert set(DEFAULTS) <= set(schema["properties"]), sorted(set(DEFAULTS) - set(schema["properties"]))
+    config = {k: v for k, v in valid_config(tmp_path).items() if k not in DEFAULTS}
+    script_args, _, training_args = parse(config)
+    assert script_args.max_length == DEFAULTS["max_length"]
+    assert training_args.warmup_steps == DEFAULTS["warmup_ratio"]
+    for name in DEFAULTS.keys() - {"max_length", "warmup_ratio", "lr_scheduler_type"}:
+        assert getattr(training_args, name) == DEFAULTS[name], name
+    assert training_args.lr_scheduler_type == SchedulerType(DEFAULTS["lr_scheduler_type"])
