@@ -173,6 +173,8 @@ export interface GenerateResult {
    */
   generatedBy?: 'pift.generate' | 'served';
   server?: string;
+  /** With `served`: the precision the server decoded in, as it reported it (activities/generate/serving-process.ts). */
+  servedDtype?: string;
 }
 
 export interface EvaluateInput extends StepRef {

@@ -18,7 +18,7 @@ import type { ActivityDeps } from '../activities/deps';
 import { createGpuActivities } from '../activities/gpu';
 import type { GenerateInput, GenerateResult } from '../activities/types';
 import { LocalStore } from '../store';
-import { groupAlive } from '../activities/generate/serving-process';
+import { groupAlive, servedDtype } from '../activities/generate/serving-process';
 import { saveTinyModel } from './helpers/tiny-model';
 import { STUB_PYTHON } from './helpers/stub-trainer';
 
@@ -137,6 +137,8 @@ describe('generation through a serving endpoint', function () {
       assert.equal(inWorker.generatedBy, 'pift.generate');
       assert.equal(served.generatedBy, 'served');
       assert.equal(served.server, 'pift');
+      // pift.serve on a CPU decodes in fp32, as pift.generate does, and says so.
+      assert.equal(served.servedDtype, 'float32');
       const expected = await answersOf(inWorker);
       assert.equal(expected.length, 8);
       assert.ok(
@@ -381,5 +383,21 @@ require('node:http').createServer((req, res) => {
     } finally {
       deps = saved;
     }
+  });
+});
+
+describe('the served dtype', () => {
+  it("is read from the listing, else from the server's log, else from --dtype, else said to be unknown", () => {
+    assert.equal(servedDtype('torch.float32', [], ''), 'float32');
+    const vllmLog = ['INFO config.py: Downcasting torch.float32 to torch.bfloat16.'];
+    assert.equal(
+      servedDtype(undefined, vllmLog, 'vllm serve {model}'),
+      "bfloat16 (the server's log: downcast from float32)",
+    );
+    assert.equal(
+      servedDtype(undefined, [], 'python -m vllm.entrypoints.openai.api_server --model {model} --dtype float32'),
+      'float32 (PIFT_SERVE_COMMAND --dtype)',
+    );
+    assert.match(servedDtype(undefined, [], 'some-server {model}'), /^unknown .*--dtype/);
   });
 });

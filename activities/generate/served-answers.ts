@@ -75,8 +75,8 @@ export function servedGeneration(
       await generate('.answers', { mode: 'answers', completions_file: completionsFile });
     },
     /** What the step records: served, and by what (absent when every benchmark was already answered). */
-    recorded(): Pick<GenerateResult, 'generatedBy' | 'server'> {
-      return { generatedBy: 'served', ...(served && { server: served.server }) };
+    recorded(): Pick<GenerateResult, 'generatedBy' | 'server' | 'servedDtype'> {
+      return { generatedBy: 'served', ...(served && { server: served.server, servedDtype: served.dtype }) };
     },
     stop: async () => served?.stop(),
   };

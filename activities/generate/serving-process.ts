@@ -16,6 +16,12 @@ export interface ServedModel {
   name: string;
   /** Who owns the model by `GET /v1/models` (`vllm`, `pift`), recorded with the answers. */
   server: string;
+  /**
+   * The precision the server decodes in, as far as it tells: its model listing's `dtype` (pift.serve), else a
+   * downcast its log reports (vLLM: `Downcasting torch.float32 to torch.bfloat16`), else the command's `--dtype`.
+   * Greedy answers differ from `pift.generate`'s where the precision differs (fp32 on a CPU).
+   */
+  dtype: string;
   /** The group leader's pid, which is also the process group id. */
   pid: number;
   stop: () => Promise<void>;
@@ -169,8 +175,11 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
           TRIED,
         );
       }
-      const owner = await listedOwner(baseURL, opts.name);
-      if (owner !== undefined) return { baseURL, name: opts.name, server: owner, pid, stop, requestFailure };
+      const listed = await listedModel(baseURL, opts.name);
+      if (listed !== undefined) {
+        const dtype = servedDtype(listed.dtype, tail, command);
+        return { baseURL, name: opts.name, server: listed.owner, dtype, pid, stop, requestFailure };
+      }
       if (Date.now() > deadline) {
         throw new WorkerMisconfiguredError(
           `the serving command (${SERVE_COMMAND_SETTING}) did not list model "${opts.name}" at GET ${baseURL}/models ` +
@@ -187,17 +196,33 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   }
 }
 
-/** The model's `owned_by` once the server lists it; undefined while it is still loading or not listening yet. */
-async function listedOwner(baseURL: string, name: string): Promise<string | undefined> {
+/** The model's `owned_by` (and `dtype`, where listed) once the server lists it; undefined while it is loading. */
+async function listedModel(baseURL: string, name: string): Promise<{ owner: string; dtype?: string } | undefined> {
   try {
     const response = await fetch(`${baseURL}/models`, { signal: AbortSignal.timeout(5_000) });
     if (!response.ok) return undefined;
-    const body = (await response.json()) as { data?: { id?: string; owned_by?: string }[] };
+    const body = (await response.json()) as { data?: { id?: string; owned_by?: string; dtype?: unknown }[] };
     const model = body.data?.find((m) => m.id === name);
-    return model ? String(model.owned_by ?? 'unknown') : undefined;
+    if (!model) return undefined;
+    return {
+      owner: String(model.owned_by ?? 'unknown'),
+      ...(typeof model.dtype === 'string' && { dtype: model.dtype }),
+    };
   } catch {
     return undefined;
   }
+}
+
+/** See ServedModel.dtype. */
+export function servedDtype(listed: string | undefined, log: readonly string[], command: string): string {
+  if (listed) return listed.replace(/^torch\./, '');
+  for (const line of log) {
+    const downcast = /Downcasting torch\.(\w+) to torch\.(\w+)/.exec(line);
+    if (downcast) return `${downcast[2]} (the server's log: downcast from ${downcast[1]})`;
+  }
+  const flag = /--dtype[= ]+([\w.]+)/.exec(command);
+  if (flag) return `${flag[1]} (${SERVE_COMMAND_SETTING} --dtype)`;
+  return `unknown (the server does not say; give ${SERVE_COMMAND_SETTING} a --dtype)`;
 }
 
 /** True while any process of the group lives. */

@@ -74,7 +74,9 @@ class Completer:
         self.lock = threading.Lock()
 
     def models(self) -> dict[str, Any]:
-        model = {"id": self.name, "object": "model", "created": int(time.time()), "owned_by": "pift"}
+        # The precision it decodes in, so the orchestrator records what served the answers.
+        dtype = str(self.model.dtype).removeprefix("torch.")
+        model = {"id": self.name, "object": "model", "created": int(time.time()), "owned_by": "pift", "dtype": dtype}
         return {"object": "list", "data": [{**model, "max_model_len": self.max_model_len}]}
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
