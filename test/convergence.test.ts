@@ -88,6 +88,8 @@ describe('training convergence', function () {
       ['stage-1', 'stage-2'],
     );
     assert.deepEqual(convergenceFlags([{ name: 'x', lossFirst: null, lossLast: 1, losses: [] }])[0].name, 'x');
+    // A later stage that starts where the others end has nothing left to fall by: it trained well.
+    assert.deepEqual(convergenceFlags([curve('stage-1', 2, 0.01), curve('stage-2', 0.005, 0.005)]), []);
   });
 
   it("raises no flag on the fair demo's trainings", () => {
@@ -104,7 +106,8 @@ describe('training convergence', function () {
     assert.deepEqual(convergenceFlags(demo), []);
   });
 
-  it('flags the arm of a small real comparison that trained at a learning rate it diverges at', async () => {
+  it('flags the arm of a small real comparison that trained at a learning rate it diverges at', async function () {
+    this.timeout(600_000); // two short trainings: about 20 s on an idle machine
     // Two arms of the builtin tiny model on the same demo rows, one at the tiny preset's rate, one at 0.5.
     const dir = mkdtempSync(join(tmpdir(), 'convergence-train-'));
     const rows = readFileSync(join(repoRoot, 'data', 'demo', 'train.jsonl'), 'utf8')
