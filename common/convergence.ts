@@ -35,8 +35,9 @@ const fmt = (x: number) => x.toFixed(3);
 
 /**
  * The trainings that did not converge, each with the reason: a loss that is NaN or infinite, a last loss not clearly
- * below the first, or a last loss far above the other trainings'. The comparison is at the end of training, where
- * every ordering (stages, controls, One-off) has spent the same total steps.
+ * below the first (unless it ends at or below the other trainings' median), or a last loss far above the other
+ * trainings'. The comparison is at the end of training, where every ordering (stages, controls, One-off) has spent
+ * the same total steps.
  */
 export function convergenceFlags(records: readonly LossRecord[]): ConvergenceFlag[] {
   const flags: ConvergenceFlag[] = [];
@@ -46,16 +47,18 @@ export function convergenceFlags(records: readonly LossRecord[]): ConvergenceFla
       flags.push({ name: r.name, reason: 'its training loss is NaN or infinite' });
       continue;
     }
-    if (r.lossLast > (1 - MIN_LOSS_FALL) * r.lossFirst) {
+    const others = [...lastOf].filter(([name]) => name !== r.name).map(([, loss]) => loss);
+    const typical = others.length ? median(others) : undefined;
+    // A later stage may start where the others end (its rows already learned): at or below them it trained well.
+    const atOrBelowOthers = typical !== undefined && r.lossLast <= typical;
+    if (r.lossLast > (1 - MIN_LOSS_FALL) * r.lossFirst && !atOrBelowOthers) {
       flags.push({
         name: r.name,
         reason: `its loss did not fall (${fmt(r.lossFirst)} → ${fmt(r.lossLast)}; at least ${100 * MIN_LOSS_FALL}% lower expected)`,
       });
       continue;
     }
-    const others = [...lastOf].filter(([name]) => name !== r.name).map(([, loss]) => loss);
-    if (others.length === 0) continue;
-    const typical = median(others);
+    if (typical === undefined) continue;
     if (r.lossLast > FAR_ABOVE_FACTOR * typical && r.lossLast - typical > FAR_ABOVE_NATS) {
       flags.push({
         name: r.name,

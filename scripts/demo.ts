@@ -5,12 +5,13 @@
  * With no LLM endpoint in the environment, scoring and judging use the offline, clearly labelled fallbacks.
  *
  * `npm run demo -- --model smollm2` runs the same on the pretrained SmolLM2-135M-Instruct
- * (`builtin:smollm2-135m-instruct`) instead of the tiny model trained from scratch.
+ * (`builtin:smollm2-135m-instruct`) instead of the pretrained tiny model (scripts/demo-config.ts).
  */
 import { Client, Connection } from '@temporalio/client';
 import { Command, Option } from 'commander';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { followProgress, startRun } from '../client';
@@ -103,6 +104,7 @@ async function run(model: DemoModel) {
     model,
     dataset: pathToFileURL(join(root, 'data', 'demo', 'train.jsonl')).href,
     heldout: pathToFileURL(join(root, 'data', 'demo', 'heldout.jsonl')).href,
+    root,
     runId: `demo-${model === 'tiny' ? '' : `${model}-`}${new Date().toISOString().slice(0, 19).replace(/[:T]/g, '-')}`,
     epochs: process.env.PIFT_DEMO_EPOCHS === undefined ? undefined : Number(process.env.PIFT_DEMO_EPOCHS),
   });
@@ -113,14 +115,21 @@ async function run(model: DemoModel) {
   );
   const result = await followProgress(runHandle.handle, runHandle.handle.result());
 
-  console.log(
-    `\nPhased IFT demo finished in ${((Date.now() - started) / 1000).toFixed(0)} s (scorer: ${result.scorer})`,
-  );
+  const runSeconds = ((Date.now() - started) / 1000).toFixed(0);
+  console.log(`\nPhased IFT demo finished in ${runSeconds} s (scorer: ${result.scorer})`);
   console.log('\nStages:');
   for (const s of result.stages) console.log(`  stage ${s.stage}: ${s.rows} rows, scores ${s.minScore}–${s.maxScore}`);
+  const flags = new Map((result.evaluation?.convergence?.flags ?? []).map((f) => [f.name, f.reason]));
   console.log('\nTraining (loss first → last):');
-  for (const t of result.training)
-    console.log(`  ${t.name}: ${t.steps} steps, ${t.lossFirst.toFixed(3)} → ${t.lossLast.toFixed(3)}`);
+  for (const t of result.training) {
+    const flag = flags.has(t.name) ? `  DID NOT CONVERGE: ${flags.get(t.name)}` : '';
+    console.log(`  ${t.name}: ${t.steps} steps, ${t.lossFirst.toFixed(3)} → ${t.lossLast.toFixed(3)}${flag}`);
+  }
+  console.log(
+    flags.size
+      ? `${flags.size} training(s) did not converge: the win rates against them are unreliable.`
+      : 'Every training converged (no loss NaN, each fell clearly, none ended far above the others).',
+  );
   console.log(
     `\nWin rate of each stage's model against the One-off baseline:\n\n${result.evaluation?.markdown ?? '(no evaluation)'}`,
   );
@@ -133,6 +142,13 @@ async function run(model: DemoModel) {
       );
     await printSamples(result.store, result.runId, Object.keys(accuracy), workerEnv);
   }
+  const cpu = cpuSeconds(children);
+  console.log(
+    `\nTime: ${process.uptime().toFixed(0)} s from start to results (the run itself ${runSeconds} s)` +
+      (cpu === undefined
+        ? '.'
+        : `; ${cpu.toFixed(0)} CPU seconds in the server, workers and trainers, so at least ${(cpu / cpus().length).toFixed(0)} s on this machine's ${cpus().length} cores when idle.`),
+  );
   console.log(`\nWeb UI:    ${runHandle.uiLink}`);
   console.log(`Artifacts: ${result.store}/${result.runId}/  (results: ${result.evaluation?.markdownUri ?? '-'})`);
   // A file:// URI opens in a browser as it is: the report is self-contained.
@@ -183,6 +199,27 @@ async function printSamples(storeUri: string, runId: string, models: string[], e
     for (const name of models)
       console.log(`    ${name.padEnd(9)} ${JSON.stringify(answers.get(name)?.get(p.id) ?? '')}`);
   }
+}
+
+/**
+ * CPU seconds used so far by these processes and the children they waited for (the trainers and generators a worker
+ * ran), from /proc; undefined where there is no /proc. On a shared machine this, not the wall time, says how long the
+ * demo takes on an idle one.
+ */
+function cpuSeconds(processes: ChildProcess[]): number | undefined {
+  let ticks = 0;
+  try {
+    for (const p of processes) {
+      if (p.pid === undefined || p.exitCode !== null) continue;
+      // Fields after the command name: utime, stime, cutime, cstime are the 12th to 15th.
+      const fields = readFileSync(`/proc/${p.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0);
+    }
+  } catch {
+    return undefined;
+  }
+  const own = process.cpuUsage();
+  return ticks / 100 + (own.user + own.system) / 1e6; // Linux counts 100 ticks a second (USER_HZ)
 }
 
 function stopChildren() {

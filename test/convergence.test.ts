@@ -88,6 +88,8 @@ describe('training convergence', function () {
       ['stage-1', 'stage-2'],
     );
     assert.deepEqual(convergenceFlags([{ name: 'x', lossFirst: null, lossLast: 1, losses: [] }])[0].name, 'x');
+    // A later stage that starts where the others end has nothing left to fall by: it trained well.
+    assert.deepEqual(convergenceFlags([curve('stage-1', 2, 0.01), curve('stage-2', 0.005, 0.005)]), []);
   });
 
   it("raises no flag on the fair demo's trainings", () => {
@@ -102,6 +104,56 @@ describe('training convergence', function () {
       curve('one-off', 1.829, 0.001),
     ];
     assert.deepEqual(convergenceFlags(demo), []);
+  });
+
+  it('flags the arm of a small real comparison that trained at a learning rate it diverges at', async function () {
+    this.timeout(600_000); // two short trainings: about 20 s on an idle machine
+    // Two arms of the builtin tiny model on the same demo rows, one at the tiny preset's rate, one at 0.5.
+    const dir = mkdtempSync(join(tmpdir(), 'convergence-train-'));
+    const rows = readFileSync(join(repoRoot, 'data', 'demo', 'train.jsonl'), 'utf8')
+      .split('\n')
+      .slice(0, 64);
+    writeFileSync(join(dir, 'train.jsonl'), `${rows.join('\n')}\n`);
+    const { python } = depsFromEnv(process.env);
+    const train = (name: string, learningRate: number) => {
+      const config = join(dir, `${name}.json`);
+      writeFileSync(
+        config,
+        JSON.stringify({
+          train_file: join(dir, 'train.jsonl'),
+          final_dir: join(dir, name, 'final'),
+          output_dir: join(dir, name, 'checkpoints'),
+          model_name_or_path: 'builtin:tiny-llama',
+          max_length: 128,
+          max_steps: 24,
+          per_device_train_batch_size: 8,
+          learning_rate: learningRate,
+          save_steps: 1000,
+        }),
+      );
+      return new Promise<LossRecord>((done, fail) =>
+        execFile(python, ['-m', 'pift.train', config], { cwd: dir, timeout: 240_000 }, (err, stdout, stderr) => {
+          if (err) return fail(new Error(`${name}: ${stderr.slice(-2000)}`));
+          const event = stdout
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l) as { event: string; loss_first: number; loss_last: number; losses: number[] })
+            .find((e) => e.event === 'done')!;
+          done({ name, lossFirst: event.loss_first, lossLast: event.loss_last, losses: event.losses });
+        }),
+      );
+    };
+    try {
+      const arms = await Promise.all([train('one-off', 3e-3), train('stage-1', 0.5)]);
+      const flags = convergenceFlags(arms);
+      assert.deepEqual(
+        flags.map((f) => f.name),
+        ['stage-1'],
+        JSON.stringify(arms.map(({ name, lossFirst, lossLast }) => ({ name, lossFirst, lossLast }))),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe('in a run with a diverged One-off', () => {
