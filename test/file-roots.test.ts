@@ -176,7 +176,9 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
       [{ ...ok, baseline: { mode: 'existing', checkpoint: outsideModel } }, 'input.baseline.checkpoint'],
     ] as Array<[PipelineInput, string]>) {
       const cfg = await resolveInput(input, 'r');
-      await assert.rejects(preflight(cfg), (err: unknown) => {
+      // In an activity's context, as the worker runs it: the check first claims the run id for its workflow.
+      const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+      await assert.rejects(env.run(preflight, cfg), (err: unknown) => {
         assert.ok(err instanceof ApplicationFailure);
         assert.equal(err.type, FailureType.BadInput);
         assert.match(err.message, new RegExp(`^${field.replace(/\./g, '\\.')}: .* is outside .*PIFT_FILE_ROOTS=`));
