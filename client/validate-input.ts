@@ -120,7 +120,8 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
       checked: `the trainer loads its config and tokenizer (${model.modelType ?? 'model'}, ${model.tokenizerSize} tokens)`,
     });
   } catch (err) {
-    if (!(err instanceof WorkerMisconfiguredError)) throw err;
+    // Only a trainer this machine lacks is the GPU worker's to check; a hub model it cannot get fails here too.
+    if (!(err instanceof WorkerMisconfiguredError) || err.setting !== 'PIFT_PYTHON') throw err;
     skipped.push(`model check (the GPU worker makes it when the run starts): ${err.message}`);
   } finally {
     await rm(workDir, { recursive: true, force: true });
