@@ -52,8 +52,8 @@ describe('generated settings files', () => {
       const keys = Object.keys(PipelineInputSchema.properties[group].properties);
       for (const key of keys) assert.ok(row(`${group}.${key}`), `no row for ${group}.${key}`);
     }
-    assert.match(row('training.epochs') ?? '', /\| integer ≥ 1 \| `3` \| \[ours\] \|/);
-    assert.match(row('training.maxLength') ?? '', /integer ≥ 32 \| 2048 \(builtin tiny model: 256\) \| \[repo\]/);
+    assert.match(row('training.epochs') ?? '', /\| integer ≥ 1, ≤ 1000 \| `3` \| \[ours\] \|/);
+    assert.match(row('training.maxLength') ?? '', /integer ≥ 32, ≤ 1048576 \| 2048 \(builtin tiny model: 256\) \| \[repo\]/);
     assert.match(row('gpuTaskQueue') ?? '', /PIFT_GPU_TASK_QUEUE/);
     assert.match(row('dataset') ?? '', /\| required \|/);
   });
