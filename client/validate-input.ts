@@ -4,7 +4,7 @@ import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
 import { parseInputLocations } from '../activities/validate/input-uris';
-import { costPreview } from '../activities/validate/cost-preview';
+import { CostInputs, costPreview } from '../activities/validate/cost-preview';
 import { checkInput, type CheckProgress } from '../activities/validate/check-input';
 import type { PreflightCheck } from '../activities/validate/preflight';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
@@ -100,12 +100,20 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     return { cfg, checks, skipped };
   }
 
-  const check = checkInput(deps, cfg, { localModelDirs: true, fileRoots, probeStore: true, progress });
+  const read = new CostInputs(cfg, opts.env);
+  const check = checkInput(deps, cfg, {
+    localModelDirs: true,
+    fileRoots,
+    probeStore: true,
+    progress,
+    onRow: read.row,
+    onPrompt: read.prompt,
+  });
   checks.push(...(await reporting(progress, opts.progress, check)).checks);
+  // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
+  checks.push(...costPreview(opts.env, cfg, read));
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
   try {
-    // What scoring and judging will cost, before anything is started; an estimate above a limit fails here.
-    checks.push(...(await costPreview({ ...deps, workDir }, cfg)));
     const model = await checkModel(
       { ...deps, workDir },
       {
