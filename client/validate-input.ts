@@ -4,7 +4,7 @@ import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/train/check-model';
 import { parseInputLocations } from '../activities/validate/input-uris';
-import { costPreview } from '../activities/validate/cost-preview';
+import { CostInputs, costPreview } from '../activities/validate/cost-preview';
 import { checkInput, type CheckProgress } from '../activities/validate/check-input';
 import type { PreflightCheck } from '../activities/validate/preflight';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
@@ -100,12 +100,20 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     return { cfg, checks, skipped };
   }
 
-  const check = checkInput(deps, cfg, { localModelDirs: true, fileRoots, probeStore: true, progress });
+  const read = new CostInputs(cfg, opts.env);
+  const check = checkInput(deps, cfg, {
+    localModelDirs: true,
+    fileRoots,
+    probeStore: true,
+    progress,
+    onRow: read.row,
+    onPrompt: read.prompt,
+  });
   checks.push(...(await reporting(progress, opts.progress, check)).checks);
+  // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
+  checks.push(...costPreview(opts.env, cfg, read));
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
   try {
-    // What scoring and judging will cost, before anything is started; an estimate above a limit fails here.
-    checks.push(...(await costPreview({ ...deps, workDir }, cfg)));
     const model = await checkModel(
       { ...deps, workDir },
       {
@@ -120,7 +128,8 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
       checked: `the trainer loads its config and tokenizer (${model.modelType ?? 'model'}, ${model.tokenizerSize} tokens)`,
     });
   } catch (err) {
-    if (!(err instanceof WorkerMisconfiguredError)) throw err;
+    // Only a trainer this machine lacks is the GPU worker's to check; a hub model it cannot get fails here too.
+    if (!(err instanceof WorkerMisconfiguredError) || err.setting !== 'PIFT_PYTHON') throw err;
     skipped.push(`model check (the GPU worker makes it when the run starts): ${err.message}`);
   } finally {
     await rm(workDir, { recursive: true, force: true });

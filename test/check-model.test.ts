@@ -7,9 +7,9 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { checkModel } from '../activities/train/check-model';
+import { checkModel, hubFailure } from '../activities/train/check-model';
 import { localModel } from '../activities/artifacts/transfer';
-import { InvalidDataError } from '../common/failures';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 
 const base = realpathSync(mkdtempSync(join(tmpdir(), 'pift-check-model-')));
 const dir = join(base, 'allowed');
@@ -113,6 +113,38 @@ describe("checkModel (the GPU worker's model check)", function () {
       err.message,
       /^input\.training\.baseModel: hf:\/\/acme\/absent@v1 is not in the model cache .*HF_HUB_OFFLINE=1/,
     );
+  });
+
+  it('a hub model this worker cannot reach, not in its cache, names PIFT_MODEL_CACHE and HF_HUB_OFFLINE', async () => {
+    const unreachable = {
+      ...deps,
+      env: {
+        ...deps.env,
+        PIFT_MODEL_CACHE: join(base, 'empty-cache'),
+        HF_HUB_OFFLINE: '0',
+        // Nothing listens here: what a worker without network meets.
+        HF_ENDPOINT: 'http://127.0.0.1:9',
+        HF_HUB_DOWNLOAD_TIMEOUT: '2',
+        HF_HUB_ETAG_TIMEOUT: '2',
+      },
+    };
+    const input = { runId: 'check-model-net', model: 'hf://acme/far-away', maxLength: 64, field };
+    const err = await checkModel(unreachable, input).then(
+      () => assert.fail('an unreachable hub model passed'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof WorkerMisconfiguredError, String(err));
+    assert.equal(err.setting, 'PIFT_MODEL_CACHE');
+    assert.match(err.message, /hf:\/\/acme\/far-away is not in the GPU worker's model cache .*HF_HUB_OFFLINE=1/);
+  });
+
+  it('names HF_TOKEN for a gated hub model and the field for a missing one', () => {
+    const hub = { model: 'hf://meta/gated', field };
+    const gated = hubFailure(hub, 'huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo');
+    assert.ok(gated instanceof WorkerMisconfiguredError && gated.setting === 'HF_TOKEN', String(gated));
+    const missing = hubFailure(hub, 'RepositoryNotFoundError: 404 Client Error');
+    assert.ok(missing instanceof InvalidDataError && missing.where.field === field, String(missing));
+    assert.equal(hubFailure({ model: 'builtin:tiny-llama', field }, 'ConnectionError'), undefined);
   });
 
   it('refuses a model directory whose tokenizer does not load, naming the field', async () => {

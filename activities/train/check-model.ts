@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
-import { InvalidDataError } from '../../common/failures';
+import { Context } from '@temporalio/activity';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { TINY_MODEL } from '../../common/settings/constants';
 import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
 import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
@@ -78,8 +80,13 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
       weights_listed: ref.kind === 'store',
     }),
   );
+  // A builtin other than the tiny model is converted from its package's file once, into the model cache: minutes the
+  // first time, so it runs under the download's time limit, with one line saying so (and no progress bars).
+  const converts = ref.kind === 'builtin' && input.model !== TINY_MODEL;
+  if (converts) note(`${input.model}: converting it into this worker's model cache (PIFT_MODEL_CACHE), once`);
+  const env = { ...(ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env)), TQDM_DISABLE: '1' };
   try {
-    return await runCheck(deps, configPath, input, ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env));
+    return await runCheck(deps, configPath, input, env, ref.kind === 'hub' || converts);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -102,12 +109,13 @@ async function runCheck(
   configPath: string,
   input: CheckModelInput,
   env: NodeJS.ProcessEnv,
+  fetches: boolean,
 ): Promise<CheckModelResult> {
-  // A hub model is downloaded during its check: a large one takes far longer than a check.
+  // A hub model is downloaded, a builtin converted, during its check: far longer than a check, the first time.
   const timeout = Number(
-    env.HF_HUB_OFFLINE === '1'
-      ? (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS)
-      : (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS),
+    fetches && env.HF_HUB_OFFLINE !== '1'
+      ? (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS)
+      : (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
   );
   const { code, events, stderr } = await runModule(deps, 'pift.check_model', configPath, {
     env,
@@ -131,12 +139,67 @@ async function runCheck(
       ? 'input.training.maxLength'
       : input.field;
     const message = raw.replace(/^field "[^"]+": /, '');
-    throw new InvalidDataError(`${field}: ${message}`, { field });
+    throw hubFailure(input, message) ?? new InvalidDataError(`${field}: ${message}`, { field });
   }
   const missing = missingPackage(deps.python, 'pift.check_model', stderr.split('\n'));
   if (missing) throw missing;
+  const unreachable = hubFailure(input, stderr);
+  if (unreachable) throw unreachable;
   const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
   throw new Error(`model check ${why}: ${String(error?.message ?? lastLine(stderr))}`);
 }
 
-const lastLine = (text: string) => text.trim().split('\n').slice(-1)[0] ?? '';
+/** The last line a process printed, a progress bar's carriage returns counted as line ends, at most 300 characters. */
+const lastLine = (text: string) =>
+  (
+    text
+      .split(/[\r\n]/)
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .slice(-1)[0] ?? ''
+  ).slice(0, 300);
+
+/**
+ * A hub model the worker cannot get, named by what to fix: a gated repository (HF_TOKEN), a hub this worker cannot
+ * reach with the model not in its cache (PIFT_MODEL_CACHE, HF_HUB_OFFLINE), a repository the hub does not have. (With
+ * HF_HUB_OFFLINE=1 the trainer itself names the cache.)
+ */
+export function hubFailure(input: Pick<CheckModelInput, 'model' | 'field'>, said: string): Error | undefined {
+  if (!input.model.startsWith('hf://')) return undefined;
+  if (/GatedRepoError|\b401\b|\b403\b|gated|restricted/i.test(said)) {
+    return new WorkerMisconfiguredError(
+      `${input.field}: ${input.model} is gated: the GPU worker needs HF_TOKEN of an account that accepted its terms`,
+      'HF_TOKEN',
+    );
+  }
+  if (/RepositoryNotFoundError|RevisionNotFoundError/.test(said)) {
+    return new InvalidDataError(
+      `${input.field}: ${input.model} is not on the hub (or is private: the GPU worker's HF_TOKEN must have access)`,
+      { field: input.field },
+    );
+  }
+  if (
+    /LocalEntryNotFoundError|ConnectionError|NameResolution|Max retries exceeded|timed out|OfflineModeIsEnabled/.test(
+      said,
+    )
+  ) {
+    return new WorkerMisconfiguredError(
+      `${input.field}: ${input.model} is not in the GPU worker's model cache (PIFT_MODEL_CACHE) and the hub cannot be ` +
+        'reached from it: give it network access, or fill PIFT_MODEL_CACHE on a machine with access and set ' +
+        'HF_HUB_OFFLINE=1',
+      'PIFT_MODEL_CACHE',
+    );
+  }
+  return undefined;
+}
+
+/** One line about slow work, in the worker's log (or on the command line's console). */
+function note(line: string): void {
+  let ctx: Context | undefined;
+  try {
+    ctx = Context.current();
+  } catch {
+    ctx = undefined;
+  }
+  (ctx?.log ?? console).info(line);
+}

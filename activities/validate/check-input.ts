@@ -1,6 +1,7 @@
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError } from '../../common/failures';
-import { benchmarkPromptBuilder } from '../datasets/parse';
+import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse';
+import type { DatasetRow } from '../datasets/rows';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
 import { fileScorer } from '../score/file-scores';
@@ -16,6 +17,9 @@ export interface CheckProgress {
 export interface InputCheckOptions extends PreflightOptions {
   /** Updated as rows are read; whoever passes it reports it (heartbeats, a progress line). */
   progress?: CheckProgress;
+  /** Each dataset row and benchmark prompt as it passes its check (`pift validate` estimates costs from them). */
+  onRow?: (row: DatasetRow) => void;
+  onPrompt?: (prompt: BenchmarkPrompt) => void;
 }
 
 export interface InputChecks extends PreflightReport {
@@ -60,7 +64,7 @@ export async function checkInput(
       columns: cfg.datasetColumns,
       maxRowBytes: cfg.maxRowBytes,
     });
-    rows = await countRows(dataset, 'input.dataset', progress);
+    rows = await countRows(dataset, 'input.dataset', progress, opts.onRow);
     checks.push({ field: 'input.dataset', checked: `${rows} rows read, each one valid (${dataset.layout} layout)` });
     if (cfg.scorer.kind === 'file') checks.push(await checkScoreFiles(deps, cfg, dataset, rows));
     checks.push(checkStageSizes(cfg, rows));
@@ -71,7 +75,8 @@ export async function checkInput(
     const build = benchmarkPromptBuilder(file.source, bench.name);
     Object.assign(progress, { file: field, rows: 0 });
     for await (const rec of file.records()) {
-      build(rec);
+      const prompt = build(rec);
+      opts.onPrompt?.(prompt);
       progress.rows += 1;
     }
     checks.push({ field, checked: `${progress.rows} prompts read, each one valid` });
@@ -79,9 +84,17 @@ export async function checkInput(
   return { ...report, checks, rows };
 }
 
-async function countRows(dataset: DatasetRows, field: string, progress: CheckProgress): Promise<number> {
+async function countRows(
+  dataset: DatasetRows,
+  field: string,
+  progress: CheckProgress,
+  onRow?: (row: DatasetRow) => void,
+): Promise<number> {
   Object.assign(progress, { file: field, rows: 0 });
-  for await (const _ of dataset) progress.rows += 1;
+  for await (const row of dataset) {
+    onRow?.(row);
+    progress.rows += 1;
+  }
   return progress.rows;
 }
 

@@ -1,7 +1,6 @@
 import type { ResolvedInput } from '../../common/input';
-import { benchmarkPromptBuilder } from '../datasets/parse';
-import { readDatasetRows } from '../datasets/read-dataset';
-import type { ActivityDeps } from '../deps';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import type { DatasetRow } from '../datasets/rows';
 import { judgeQuestion } from '../evaluate/judge-prompt';
 import {
   answerOfTokens,
@@ -10,10 +9,11 @@ import {
   describeEstimate,
   estimateJudging,
   ScoringEstimate,
-  type CostEstimate,
   type JudgedPrompt,
 } from '../llm/cost-estimate';
 import { asksEndpoint } from '../llm/llm-client';
+import { heldoutRows } from './check-input';
+import { isHubDataset } from './hub-dataset';
 import type { PreflightCheck } from './preflight';
 
 const free = (kind: string, what: string) =>
@@ -21,48 +21,55 @@ const free = (kind: string, what: string) =>
     ? `this machine sets no LLM endpoint, so \`auto\` is the offline ${what} here (a worker with one pays)`
     : `the ${kind} ${what} asks no LLM endpoint`;
 
+/** What the cost preview needs of the rows and prompts checkInput reads, gathered as they pass (one read of each). */
+export class CostInputs {
+  rows = 0;
+  /** The first rows' questions, which stand in for the held-out prompts. */
+  readonly firstQuestions: string[] = [];
+  readonly benchmarkQuestions: string[] = [];
+  readonly scoring?: ScoringEstimate;
+
+  constructor(
+    private readonly cfg: ResolvedInput,
+    env: NodeJS.ProcessEnv,
+  ) {
+    if (asksEndpoint(cfg.scorer.kind, env)) {
+      this.scoring = new ScoringEstimate({
+        samples: cfg.scorer.samples,
+        price: cfg.scorer.pricePerMillionTokens,
+        parseRetries: cfg.scorer.parseRetries,
+      });
+    }
+  }
+
+  row = (row: DatasetRow): void => {
+    this.scoring?.add(row);
+    if (this.firstQuestions.length < this.cfg.evaluation.heldoutMax)
+      this.firstQuestions.push(judgeQuestion(row.instruction, row.input));
+    this.rows += 1;
+  };
+
+  prompt = (p: BenchmarkPrompt): void => {
+    this.benchmarkQuestions.push(judgeQuestion(p.instruction, p.input));
+  };
+}
+
 /**
  * What scoring and judging will cost, as `pift validate` shows it before anything is started, with the steps' own
  * limits checked against it (an estimate above a limit fails here as it would fail the step). This machine's endpoint
- * settings stand in for the workers'.
+ * settings stand in for the workers'; `read` holds what checkInput read of the dataset and benchmarks.
  */
-export async function costPreview(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
-  cfg: ResolvedInput,
-): Promise<PreflightCheck[]> {
+export function costPreview(env: NodeJS.ProcessEnv, cfg: ResolvedInput, read: CostInputs): PreflightCheck[] {
   const checks: PreflightCheck[] = [];
-  // One read of the dataset, keeping only what the estimates need: the scoring estimate, the number of rows and the
-  // first rows' questions, which stand in for the held-out prompts.
-  let read: { rows: number; scoring?: CostEstimate; firstQuestions: string[] } | undefined;
-  const readDataset = async () => {
-    if (read) return read;
-    const scoring = asksEndpoint(cfg.scorer.kind, deps.env)
-      ? new ScoringEstimate({
-          samples: cfg.scorer.samples,
-          price: cfg.scorer.pricePerMillionTokens,
-          parseRetries: cfg.scorer.parseRetries,
-        })
-      : undefined;
-    const firstQuestions: string[] = [];
-    let rows = 0;
-    for await (const row of readDatasetRows(deps, cfg.dataset, {
-      format: cfg.datasetFormat,
-      columns: cfg.datasetColumns,
-      maxRowBytes: cfg.maxRowBytes,
-    })) {
-      scoring?.add(row);
-      if (firstQuestions.length < cfg.evaluation.heldoutMax)
-        firstQuestions.push(judgeQuestion(row.instruction, row.input));
-      rows += 1;
-    }
-    read = { rows, scoring: scoring?.result(), firstQuestions };
-    return read;
-  };
-
-  if (!asksEndpoint(cfg.scorer.kind, deps.env)) {
+  if (!read.scoring) {
     checks.push({ field: 'input.scorer cost', checked: `nothing: ${free(cfg.scorer.kind, 'scorer')}` });
+  } else if (isHubDataset(cfg.dataset)) {
+    checks.push({
+      field: 'input.scorer cost',
+      checked: 'not estimated here: a hub dataset is read when the run starts',
+    });
   } else {
-    const estimate = (await readDataset()).scoring!;
+    const estimate = read.scoring.result();
     checkEstimate(estimate, { ...cfg.scorer, setting: 'input.scorer' }, 'scoring');
     checks.push({ field: 'input.scorer cost', checked: describeEstimate(estimate) });
   }
@@ -70,28 +77,17 @@ export async function costPreview(
   const ev = cfg.evaluation;
   if (cfg.baseline.mode === 'skip' || cfg.training.mode === 'export-only') {
     checks.push({ field: 'input.evaluation cost', checked: 'nothing: no evaluation' });
-  } else if (!asksEndpoint(ev.judge, deps.env)) {
+  } else if (!asksEndpoint(ev.judge, env)) {
     checks.push({ field: 'input.evaluation cost', checked: `nothing: ${free(ev.judge, 'judge')}` });
   } else {
     const questions: string[] = [];
     let heldout = '';
     if (ev.benchmarks.length) {
-      for (const [i, bench] of ev.benchmarks.entries()) {
-        const file = readDatasetRows(deps, bench.uri, {
-          field: `input.evaluation.benchmarks[${i}].uri`,
-          maxRowBytes: cfg.maxRowBytes,
-        });
-        const build = benchmarkPromptBuilder(file.source, bench.name);
-        for await (const rec of file.records()) {
-          const p = build(rec);
-          questions.push(judgeQuestion(p.instruction, p.input));
-        }
-      }
+      questions.push(...read.benchmarkQuestions);
     } else {
       // The held-out rows are drawn by seed when the run segments; as many rows of the dataset stand in for them.
-      const { rows, firstQuestions } = await readDataset();
-      const n = Math.min(ev.heldoutMax, Math.floor(rows * ev.heldoutFraction));
-      questions.push(...firstQuestions.slice(0, n));
+      const n = heldoutRows(cfg, read.rows);
+      questions.push(...read.firstQuestions.slice(0, n));
       heldout = `; the held-out prompts are drawn by seed, the first ${n} rows stand in for them`;
     }
     // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.
