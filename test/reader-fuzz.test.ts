@@ -86,7 +86,12 @@ describe('no reader can hang: damaged files fail fast as bad input', function ()
       for (const { name, bytes: whole } of [{ name: file, bytes }, ...packed]) {
         for (const [what, copy] of damaged(whole, whole.length)) {
           const err = await outcome(`${what}-${name}`, copy);
-          if (err) assert.equal(err.where.file, `${what}-${name}`, err.message);
+          if (!err) continue;
+          assert.equal(err.where.file, `${what}-${name}`, err.message);
+          // Only a verdict on the whole file names no line: no rows at all, or a Parquet footer that cannot be read.
+          if (!/: (dataset is empty|not a readable Parquet file)/.test(err.message)) {
+            assert.ok(err.where.line !== undefined, `no line in: ${err.message}`);
+          }
         }
       }
     });
@@ -116,7 +121,7 @@ describe('no reader can hang: damaged files fail fast as bad input', function ()
     assert.match(cut?.message ?? '', /^cut\.json line \d+: invalid JSON \(Unexpected end of JSON input\)$/);
     const gz = gzipSync(rows.join('\n'));
     const short = await outcome('short.jsonl.gz', gz.subarray(0, gz.length >> 1));
-    assert.match(short?.message ?? '', /^short\.jsonl\.gz: gzip data is damaged/);
+    assert.match(short?.message ?? '', /^short\.jsonl\.gz: gzip data is damaged \(\w+\) at line \d+$/);
     const parquet = readFileSync(join(fixtures, 'alpaca.parquet'));
     const broken = await outcome('broken.parquet', parquet.subarray(0, parquet.length - 10));
     assert.match(broken?.message ?? '', /^broken\.parquet: /);

@@ -9,6 +9,20 @@ import { compressionOf, firstInvalidLine } from './decode';
 /** The longest signature SIGNATURES in decode.ts checks; that many bytes are looked at before anything is decoded. */
 const SNIFF_BYTES = 6;
 
+/** Gzip data that ends or breaks before its end; utf8Chunks names the line of unpacked text it cut (`at`). */
+class DamagedGzip extends InvalidDataError {
+  constructor(
+    private readonly source: string,
+    code: string,
+  ) {
+    super(`${source}: gzip data is damaged (${code})`, { file: source });
+  }
+
+  at(line: number): InvalidDataError {
+    return new InvalidDataError(`${this.message} at line ${line}`, { file: this.source, line });
+  }
+}
+
 /** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */
 export async function* unpackedBytes(input: Readable, source: string): AsyncGenerator<Buffer> {
   const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -54,7 +68,7 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     if (err instanceof InvalidDataError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     if (code?.startsWith('Z_')) {
-      throw new InvalidDataError(`${source}: gzip data is damaged (${code ?? 'unreadable'})`, { file: source });
+      throw new DamagedGzip(source, code);
     }
     throw err;
   } finally {
@@ -133,27 +147,35 @@ export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, 
       });
     }
   };
-  for await (const chunk of bytes) {
-    hash?.update(chunk);
-    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-    if (first && data.length >= 2) {
-      first = false;
-      if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
-        throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
-          file: source,
-          line: 1,
-        });
-      }
-    }
-    const cut = completeLength(data);
-    const whole = data.subarray(0, cut);
-    carry = Buffer.from(data.subarray(cut));
-    if (whole.length === 0) continue;
-    const text = decode(whole);
-    linesBefore += countNewlines(whole);
-    yield text;
+  try {
+    for await (const chunk of chunks()) yield chunk;
+  } catch (err) {
+    throw err instanceof DamagedGzip ? err.at(linesBefore + 1) : err;
   }
-  if (carry.length) yield decode(carry);
+
+  async function* chunks(): AsyncGenerator<string> {
+    for await (const chunk of bytes) {
+      hash?.update(chunk);
+      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+      if (first && data.length >= 2) {
+        first = false;
+        if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
+          throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
+            file: source,
+            line: 1,
+          });
+        }
+      }
+      const cut = completeLength(data);
+      const whole = data.subarray(0, cut);
+      carry = Buffer.from(data.subarray(cut));
+      if (whole.length === 0) continue;
+      const text = decode(whole);
+      linesBefore += countNewlines(whole);
+      yield text;
+    }
+    if (carry.length) yield decode(carry);
+  }
 }
 
 /** The sha256 of the text `utf8Chunks` reads, once it has read to the end. */

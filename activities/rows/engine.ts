@@ -15,20 +15,21 @@ export const rowMemory = (env: NodeJS.ProcessEnv): string => env.PIFT_ROW_MEMORY
 export type Rows = DuckDBConnection;
 export type SqlValues = Record<string, DuckDBValue>;
 
-/** A connection to a fresh in-memory database, and the clean-up that closes it and removes its scratch folder. */
+/** A connection to a fresh database in a scratch folder, and the clean-up that closes it and removes its scratch folder. */
 export interface OpenRows {
   rows: Rows;
   close(): Promise<void>;
 }
 
 /**
- * Opens a fresh in-memory database. One thread: `row_number() OVER ()` then numbers rows in file order, which the
- * steps' outputs depend on, and a step's memory does not grow with the host's cores.
+ * Opens a fresh database in a scratch folder under the work folder: its tables, and what a query spills, live on
+ * disk beyond the memory limit. One thread: a sequence then numbers rows in file order, which the steps' outputs depend
+ * on, and a step's memory does not grow with the host's cores.
  */
 export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<OpenRows> {
   await mkdir(deps.workDir, { recursive: true });
   const scratch = await mkdtemp(join(deps.workDir, 'rows-'));
-  const instance = await DuckDBInstance.create(':memory:', {
+  const instance = await DuckDBInstance.create(join(scratch, 'rows.duckdb'), {
     memory_limit: rowMemory(deps.env),
     temp_directory: scratch,
     threads: '1',
@@ -45,7 +46,7 @@ export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }
   };
 }
 
-/** Runs `use` with a connection to a fresh in-memory database (see openRows). */
+/** Runs `use` with a connection to a fresh database (see openRows). */
 export async function withRows<T>(
   deps: { env: NodeJS.ProcessEnv; workDir: string },
   use: (rows: Rows) => Promise<T>,
@@ -62,14 +63,20 @@ export async function withRows<T>(
 export const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 
 /**
- * The non-blank lines of a local text file as (pos, line), pos counting every line from 1: a CSV read with one column
- * and no quoting, which splits on line breaks only (the files read so are our own JSONL, where JSON.stringify escapes
- * every control character). `maxLine` bounds a line's bytes; see `withLongerLines`.
+ * The non-blank lines of a local text file as (pos, line), pos ascending in file order (from the sequence `name`, made
+ * here; a window over the whole file would hold it in memory): a CSV read with one column and
+ * no quoting, which splits on line breaks only (the files read so are our own JSONL, where JSON.stringify escapes every
+ * control character). `maxLine` bounds a line's bytes; see `withLongerLines`.
  */
-export const linesOf = (path: string, maxLine: number): string =>
-  `(SELECT * FROM (SELECT line, row_number() OVER () AS pos FROM read_csv(${literal(path)}, columns = {'line': 'VARCHAR'}, ` +
-  `header = false, auto_detect = false, delim = chr(1), quote = '', escape = '', new_line = '\\n', ` +
-  `compression = 'none', parallel = false, max_line_size = ${maxLine}, buffer_size = ${maxLine + 1})) WHERE trim(line) <> '')`;
+export async function linesOf(rows: Rows, path: string, maxLine: number, name = 'lines'): Promise<string> {
+  await rows.run(`CREATE OR REPLACE SEQUENCE ${name}`);
+  return (
+    `(SELECT * FROM (SELECT line, nextval('${name}') AS pos FROM read_csv(${literal(path)}, ` +
+    `columns = {'line': 'VARCHAR'}, header = false, auto_detect = false, delim = chr(1), quote = '', escape = '', ` +
+    `new_line = '\\n', compression = 'none', parallel = false, max_line_size = ${maxLine}, ` +
+    `buffer_size = ${maxLine + 1})) WHERE trim(line) <> '')`
+  );
+}
 
 const FIRST_LINE_LIMIT = 4 << 20;
 

@@ -76,9 +76,9 @@ async function writeStages(
   place: (stage: number) => { key: string; path: string },
   out: StepOutputs,
 ): Promise<StageSplit[]> {
-  await withLongerLines((maxLine) =>
+  await withLongerLines(async (maxLine) =>
     rows.run(`CREATE OR REPLACE TABLE pool AS
-      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${linesOf(poolPath, maxLine)}`),
+      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, poolPath, maxLine)}`),
   );
   const result = await rows.stream("SELECT line FROM pool ORDER BY sha256($salt || ':' || id), pos", {
     salt: `${seed}:control-random`,

@@ -78,13 +78,15 @@ const SEEDED_KEY = "sha256($salt || ':' || id)";
 async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Promise<void> {
   await withLongerLines(async (maxLine) => {
     await rows.run(`CREATE OR REPLACE TABLE ds AS
-      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${linesOf(datasetPath, maxLine)}`);
+      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, datasetPath, maxLine)}`);
+    // A row scored twice has the score of its later line.
     await rows.run(`CREATE OR REPLACE TABLE sc AS
-      SELECT json_extract_string(line, '$.id') AS id,
-        CASE WHEN json_type(line, '$.score') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
-          THEN CAST(json_extract(line, '$.score') AS DOUBLE) END AS score
-      FROM ${linesOf(scoresPath, maxLine)}
-      QUALIFY row_number() OVER (PARTITION BY id ORDER BY pos DESC) = 1`);
+      SELECT id, arg_max_null(score, pos) AS score FROM (
+        SELECT pos, json_extract_string(line, '$.id') AS id,
+          CASE WHEN json_type(line, '$.score') IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+            THEN CAST(json_extract(line, '$.score') AS DOUBLE) END AS score
+        FROM ${await linesOf(rows, scoresPath, maxLine)})
+      GROUP BY id`);
   });
   await rows.run(`CREATE TABLE scored AS SELECT pos, id, score FROM ds JOIN sc USING (id) WHERE score IS NOT NULL`);
   await rows.run('DROP TABLE sc');
