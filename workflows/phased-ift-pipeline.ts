@@ -319,7 +319,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
       };
       // A damaged model of the stage before is recomputed by running that stage again (recompute-producer.ts).
       const trained = await withRecomputedProducers(producers, () => gpuAs(name).trainStage(stageInput));
-      producers.set(`train/${name}`, () => gpuAs(name).trainStage(stageInput));
+      producers.set(`${cfg.runId}/train/${name}`, () => gpuAs(name).trainStage(stageInput));
       stageModels.push(trained);
       progress.finished.push(name);
       initModel = trained.modelUri;
