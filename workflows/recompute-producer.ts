@@ -1,7 +1,7 @@
 import { ApplicationFailure, log } from '@temporalio/workflow';
 import { FailureType } from '../common/failures';
 
-/** The steps of this run that can be run again, by the name their manifests carry ('train/stage-1'). */
+/** The steps of this run that can be run again, by run id and the name their manifests carry ('<runId>/train/stage-1'). */
 export type Producers = Map<string, () => Promise<unknown>>;
 
 /** Rounds of recomputing before a damage that keeps coming back fails the run (a store that corrupts what it keeps). */

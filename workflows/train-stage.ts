@@ -15,6 +15,6 @@ export async function trainStage(
 ): Promise<TrainResult> {
   const train = () => acts.gpuAs(name).trainStage(input);
   const trained = await withRecomputedProducers(acts.producers, train);
-  acts.producers.set(`train/${name}`, train);
+  acts.producers.set(`${input.runId}/train/${name}`, train);
   return trained;
 }

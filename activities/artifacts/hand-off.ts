@@ -30,7 +30,7 @@ export interface HandOff {
 
 /** What a hand-off failure names, for the workflow to recompute the producer (workflows/recompute-producer.ts). */
 export interface DamagedHandOff {
-  /** The producing step, as its manifest names it: 'train/stage-1', 'segment', … */
+  /** The producing step, by run id and its name in its manifest: '<runId>/train/stage-1', '<runId>/segment', … */
   producer: string;
   uri: string;
 }
@@ -39,12 +39,16 @@ export interface DamagedHandOff {
  * The producer's committed bytes are gone or damaged, here and in every copy this worker holds: retrying this step
  * cannot help, running the producer again can (it verifies its outputs when reused and recomputes damaged ones).
  */
-function damaged(manifest: Pick<StepManifest<unknown>, 'step'>, uri: string, why: string): ApplicationFailure {
+function damaged(
+  manifest: Pick<StepManifest<unknown>, 'runId' | 'step'>,
+  uri: string,
+  why: string,
+): ApplicationFailure {
   return ApplicationFailure.create({
     message: `${uri}: ${why}; the step that wrote it (${manifest.step}) is computed again`,
     type: FailureType.CorruptArtifact,
     nonRetryable: true,
-    details: [{ producer: manifest.step, uri } satisfies DamagedHandOff],
+    details: [{ producer: `${manifest.runId}/${manifest.step}`, uri } satisfies DamagedHandOff],
   });
 }
 
@@ -96,8 +100,12 @@ const entriesOf = (outputs: readonly OutputEntry[] | undefined, key: string) =>
 /** The producer's manifest and its entries for the hand-off; a manifest or entry that is gone is damage too. */
 async function committed(h: HandOff): Promise<{ manifest: StepManifest<unknown>; entries: OutputEntry[] }> {
   const manifest = await readManifest<unknown>(h.store, h.manifestKey);
-  const step = manifest?.step ?? h.manifestKey.split('/').slice(1, -1).join('/');
-  if (!manifest) throw damaged({ step }, h.store.uriFor(h.key), `its step's manifest ${h.manifestKey} is gone`);
+  if (!manifest) {
+    // Named as it would name itself: the manifest sits in <runId>/<step>/.
+    const [runId, ...step] = h.manifestKey.split('/').slice(0, -1);
+    const gone = `its step's manifest ${h.manifestKey} is gone`;
+    throw damaged({ runId, step: step.join('/') }, h.store.uriFor(h.key), gone);
+  }
   const entries = entriesOf(manifest.outputs, h.key);
   if (entries.length === 0) throw damaged(manifest, h.store.uriFor(h.key), `not listed by ${h.manifestKey}`);
   return { manifest, entries };
