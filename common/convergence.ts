@@ -51,10 +51,14 @@ export function convergenceFlags(records: readonly LossRecord[]): ConvergenceFla
     const typical = others.length ? median(others) : undefined;
     // A later stage may start where the others end (its rows already learned): at or below them it trained well.
     const atOrBelowOthers = typical !== undefined && r.lossLast <= typical;
-    if (r.lossLast > (1 - MIN_LOSS_FALL) * r.lossFirst && !atOrBelowOthers) {
+    // The start is the first logged loss where it is lower than the first few's mean: a run that blows up in its
+    // first steps has a high mean there, and falling from that peak is not training.
+    const first = r.losses[0];
+    const start = finite(first) ? Math.min(first, r.lossFirst) : r.lossFirst;
+    if (r.lossLast > (1 - MIN_LOSS_FALL) * start && !atOrBelowOthers) {
       flags.push({
         name: r.name,
-        reason: `its loss did not fall (${fmt(r.lossFirst)} → ${fmt(r.lossLast)}; at least ${100 * MIN_LOSS_FALL}% lower expected)`,
+        reason: `its loss did not fall (${fmt(start)} → ${fmt(r.lossLast)}; at least ${100 * MIN_LOSS_FALL}% lower expected)`,
       });
       continue;
     }

@@ -84,7 +84,8 @@ def generic_line(rng: random.Random) -> str:
 
 
 def batch_of(lines: list[str], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    ids = [[tokenizer.bos_token_id, *tokenizer(line, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id] for line in lines]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    ids = [[bos, *tokenizer(line, add_special_tokens=False)["input_ids"], eos] for line in lines]
     width = max(len(x) for x in ids)
     inputs = torch.full((len(ids), width), tokenizer.pad_token_id)
     labels = torch.full((len(ids), width), -100)
@@ -101,10 +102,13 @@ def pretrain(out: Path) -> None:
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(SEED)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, betas=(0.9, 0.95), weight_decay=0.1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (step + 1) / WARMUP if step < WARMUP else 0.5 * (1 + math.cos(math.pi * (step - WARMUP) / (STEPS - WARMUP))),
-    )
+    # Linear warmup, then cosine to zero, as the trainer's defaults.
+    def factor(step: int) -> float:
+        if step < WARMUP:
+            return (step + 1) / WARMUP
+        return 0.5 * (1 + math.cos(math.pi * (step - WARMUP) / (STEPS - WARMUP)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     model.train()
     for step in range(1, STEPS + 1):
         inputs, labels = batch_of([generic_line(rng) for _ in range(BATCH)], tokenizer)

@@ -128,7 +128,7 @@ async function run(model: DemoModel) {
   console.log(
     flags.size
       ? `${flags.size} training(s) did not converge: the win rates against them are unreliable.`
-      : 'Every training converged (no loss NaN, each fell clearly, none ended far above the others).',
+      : 'No training flagged: no loss NaN or infinite, none that did not fall, none far above the others.',
   );
   console.log(
     `\nWin rate of each stage's model against the One-off baseline:\n\n${result.evaluation?.markdown ?? '(no evaluation)'}`,

@@ -92,18 +92,22 @@ describe('training convergence', function () {
     assert.deepEqual(convergenceFlags([curve('stage-1', 2, 0.01), curve('stage-2', 0.005, 0.005)]), []);
   });
 
-  it("raises no flag on the fair demo's trainings", () => {
-    // `npm run demo` as measured for data/README.md (pretrained tiny model, learning rate 1e-3, with the random control).
+  it("flags only the demo's control stages whose loss barely fell, in the last measured demo", () => {
+    // `npm run demo` as data/README.md records it (pretrained tiny model, learning rate 1e-3, 3 epochs): every arm
+    // is still far from trained, and the control's later stages hardly moved.
     const demo = [
-      curve('stage-1', 1.669, 0.001),
-      curve('stage-2', 2.001, 0.001),
-      curve('stage-3', 1.566, 0.001),
-      curve('random-stage-1', 1.822, 0.002),
-      curve('random-stage-2', 0.11, 0.001),
-      curve('random-stage-3', 0.04, 0.001),
-      curve('one-off', 1.829, 0.001),
+      curve('stage-1', 4.949, 1.483),
+      curve('stage-2', 5.497, 1.052),
+      curve('stage-3', 9.713, 0.45),
+      curve('random-stage-1', 8.235, 1.251),
+      curve('random-stage-2', 1.381, 1.288),
+      curve('random-stage-3', 1.317, 1.2),
+      curve('one-off', 6.72, 1.034),
     ];
-    assert.deepEqual(convergenceFlags(demo), []);
+    assert.deepEqual(
+      convergenceFlags(demo).map((f) => f.name),
+      ['random-stage-2', 'random-stage-3'],
+    );
   });
 
   it('flags the arm of a small real comparison that trained at a learning rate it diverges at', async function () {
