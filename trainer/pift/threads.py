@@ -17,7 +17,7 @@ CPU_THREADS_ENV = "PIFT_CPU_THREADS"
 
 
 def cpu_threads_setting() -> int:
-    value = os.environ.get(CPU_THREADS_ENV, "1")
+    value = os.environ.get(CPU_THREADS_ENV) or "1"  # unset or empty: the default
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"environment variable {CPU_THREADS_ENV} must be a positive integer, got {value!r}")
     return int(value)

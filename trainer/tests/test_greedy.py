@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import torch
-from conftest import TrainedRun, run_module
+from conftest import run_module
 
-from pift.config import GenerateArguments
+from pift.config import BUILTIN_TINY_LLAMA, GenerateArguments
 from pift.data import InstructionRow
 from pift.generate import encode_prompt, to_answer
 from pift.models import load_model, load_tokenizer
 from pift.serve import Completer, ServeArguments, completion_text
+from pift.tiny_model import build_tiny_tokenizer
 
 MAX_NEW_TOKENS = 16
 ROWS = [InstructionRow(id=index, instruction="Copy the word.", input="abc" * (index + 2), output=None) for index in range(4)]
@@ -31,13 +32,15 @@ def argmax_loop(model, prompt: list[int], eos: int) -> list[int]:
     return ids[len(prompt) :]
 
 
-def test_the_folders_sampling_defaults_are_ignored(trained_run: TrainedRun, tmp_path: Path) -> None:
+def test_the_folders_sampling_defaults_are_ignored(tmp_path: Path) -> None:
+    # The builtin model's random weights repeat themselves, which is what the folder's settings would prevent.
     model_dir = tmp_path / "model"
-    shutil.copytree(trained_run.workdir / "final", model_dir)
-    config_file = model_dir / "generation_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config.update(repetition_penalty=1.3, no_repeat_ngram_size=2)
-    config_file.write_text(json.dumps(config), encoding="utf-8")
+    tokenizer = build_tiny_tokenizer()
+    saved = load_model(BUILTIN_TINY_LLAMA, tokenizer)
+    saved.generation_config.update(repetition_penalty=1.3, no_repeat_ngram_size=2)
+    saved.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    assert json.loads((model_dir / "generation_config.json").read_text(encoding="utf-8"))["no_repeat_ngram_size"] == 2
 
     tokenizer = load_tokenizer(str(model_dir))
     model = load_model(str(model_dir), tokenizer).eval()
@@ -66,7 +69,7 @@ def test_the_folders_sampling_defaults_are_ignored(trained_run: TrainedRun, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     answers = {answer["id"]: answer for answer in map(json.loads, output_file.read_text(encoding="utf-8").splitlines())}
     for row, prompt, ids in zip(ROWS, prompts, expected):
-        assert answers[row.id] == to_answer(tokenizer, row, prompt, ids)
+        assert answers[row.id] == dataclasses.asdict(to_answer(tokenizer, row, prompt, ids))
 
     served = Completer(ServeArguments(model=str(model_dir)))
     for prompt, ids in zip(prompts, expected):
