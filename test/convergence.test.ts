@@ -112,7 +112,7 @@ describe('training convergence', function () {
 
   it('flags the arm of a small real comparison that trained at a learning rate it diverges at', async function () {
     this.timeout(600_000); // two short trainings: about 20 s on an idle machine
-    // Two arms of the builtin tiny model on the same demo rows, one at the tiny preset's rate, one at 0.5.
+    // Two arms of the builtin tiny model on the same demo rows, one at the tiny preset's rate, one at 5.
     const dir = mkdtempSync(join(tmpdir(), 'convergence-train-'));
     const rows = readFileSync(join(repoRoot, 'data', 'demo', 'train.jsonl'), 'utf8')
       .split('\n')
@@ -148,7 +148,7 @@ describe('training convergence', function () {
       );
     };
     try {
-      const arms = await Promise.all([train('one-off', 3e-3), train('stage-1', 0.5)]);
+      const arms = await Promise.all([train('one-off', 3e-3), train('stage-1', 5)]);
       const flags = convergenceFlags(arms);
       assert.deepEqual(
         flags.map((f) => f.name),
