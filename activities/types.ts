@@ -68,6 +68,20 @@ export interface ScoreResult {
   agreement?: ScoreAgreement;
 }
 
+/** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
+export interface ScoreRow {
+  id: string;
+  score: number | null;
+  scorer: string;
+  promptSha256: string;
+  /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
+  raw?: string;
+  error?: string;
+  /** With `scorer.samples` > 1: each sample's score (null where it stayed unparseable) and raw answer; `score` is their mean. */
+  samples?: Array<number | null>;
+  answers?: string[];
+}
+
 export interface SegmentInput extends StepRef {
   score: Pick<ScoreResult, 'datasetUri' | 'scoresUri' | 'sha256'>;
   stages: ResolvedInput['stages'];

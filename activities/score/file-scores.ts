@@ -7,9 +7,8 @@ import { IdTable } from '../datasets/id-table';
 import { kindOf, type AlpacaRow } from '../datasets/parse';
 import { newTextHash, unpackedBytes, utf8Chunks } from '../datasets/text-stream';
 import type { ActivityDeps } from '../deps';
-import type { ScoreRow } from './score-difficulty';
 import { scoredText } from './score-prompt';
-import type { ScoreInput } from '../types';
+import type { ScoreInput, ScoreRow } from '../types';
 
 /**
  * Scores one already has (`scorer.kind: "file"`): the paper's released PhasedSFT files, scores from an earlier run,

@@ -12,9 +12,9 @@ import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
-import { cachedByTrainer } from '../validate/model-ref';
-import { checkModel } from '../train/check-model';
-import { runTrainerProcess } from '../train/trainer-process';
+import { cachedByTrainer } from '../python/model-ref';
+import { checkModel } from '../python/check-model';
+import { runTrainerProcess } from '../python/trainer-process';
 import { scoreHistogram } from './histogram';
 import type { IfdScoreInput, ScoreResult } from '../types';
 

@@ -4,7 +4,7 @@ import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
 import { InvalidDataError } from '../../common/failures';
-import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
+import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
 import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {

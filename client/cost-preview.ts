@@ -1,8 +1,8 @@
-import type { ResolvedInput } from '../../common/input';
-import { benchmarkPromptBuilder } from '../datasets/parse';
-import { readDatasetRows } from '../datasets/read-dataset';
-import type { ActivityDeps } from '../deps';
-import { judgeQuestion } from '../evaluate/judge-prompt';
+import type { ResolvedInput } from '../common/input';
+import { benchmarkPromptBuilder } from '../activities/datasets/parse';
+import { readDatasetRows } from '../activities/datasets/read-dataset';
+import type { ActivityDeps } from '../activities/deps';
+import { buildJudgeMessages, JUDGE_DECODING, judgeQuestion } from '../activities/evaluate/judge-prompt';
 import {
   answerOfTokens,
   approxTokens,
@@ -11,10 +11,11 @@ import {
   estimateJudging,
   ScoringEstimate,
   type CostEstimate,
-  type JudgedPrompt,
-} from '../llm/cost-estimate';
-import { asksEndpoint } from '../llm/llm-client';
-import type { PreflightCheck } from './preflight';
+  type Messages,
+} from '../activities/llm/cost-estimate';
+import { asksEndpoint } from '../activities/llm/llm-client';
+import { scoreMessagesFor, SCORE_DECODING } from '../activities/score/score-prompt';
+import type { PreflightCheck } from '../activities/validate/preflight';
 
 const free = (kind: string, what: string) =>
   kind === 'auto'
@@ -41,6 +42,7 @@ export async function costPreview(
           samples: cfg.scorer.samples,
           price: cfg.scorer.pricePerMillionTokens,
           parseRetries: cfg.scorer.parseRetries,
+          maxTokens: SCORE_DECODING.max_tokens,
         })
       : undefined;
     const firstQuestions: string[] = [];
@@ -50,7 +52,7 @@ export async function costPreview(
       columns: cfg.datasetColumns,
       maxRowBytes: cfg.maxRowBytes,
     })) {
-      scoring?.add(row);
+      scoring?.add(scoreMessagesFor(row));
       if (firstQuestions.length < cfg.evaluation.heldoutMax)
         firstQuestions.push(judgeQuestion(row.instruction, row.input));
       rows += 1;
@@ -97,16 +99,17 @@ export async function costPreview(
     // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.
     const candidates = (ev.perStage ? cfg.stages.count : 1) * (1 + ev.controls.length);
     const answerTokens = ev.maxNewTokens ?? ev.maxLength;
-    const prompts: JudgedPrompt[] = [];
+    const prompts: Messages[] = [];
     for (let c = 0; c < candidates; c++) {
       for (const question of questions) {
         const answer = answerOfTokens(ev.maxNewTokens ?? Math.max(0, ev.maxLength - approxTokens(question)));
-        prompts.push({ question, candidate: answer, baseline: answer });
+        prompts.push(buildJudgeMessages(question, answer, answer));
       }
     }
     const estimate = estimateJudging(prompts, {
       price: ev.pricePerMillionTokens,
       parseRetries: ev.reaskUnparseable ? ev.parseRetries : 0,
+      maxTokens: JUDGE_DECODING.max_tokens,
       assumptions: [
         `${questions.length} prompts x ${candidates} candidate models x 2 orders; answers not generated yet, each ` +
           `counted at ${ev.maxNewTokens === undefined ? `maxLength (${answerTokens}) less its prompt` : `maxNewTokens (${answerTokens})`} tokens${heldout}`,
