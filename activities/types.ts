@@ -1,8 +1,6 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
 import type { ConvergenceFlag } from '../common/convergence';
 import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/input';
-import type { ModelAccuracy } from './evaluate/accuracy';
-import type { OrderingPoint } from './evaluate/orderings';
 import type { StepCost } from './llm/cost-estimate';
 
 export interface StepRef {
@@ -189,6 +187,29 @@ export interface GenerateResult {
   server?: string;
   /** With `served`: the precision the server decoded in, as it reported it (activities/generate/serving-process.ts). */
   servedDtype?: string;
+}
+
+export interface AccuracyCount {
+  correct: number;
+  /** Prompts of the benchmark that carry a reference. */
+  checked: number;
+  /** correct / checked, in [0, 1]. */
+  accuracy: number;
+}
+
+export interface ModelAccuracy {
+  benchmarks: Record<string, AccuracyCount>;
+  /** Summed over the model's benchmarks. */
+  total: AccuracyCount;
+}
+
+export interface OrderingPoint {
+  /** Position in training order: 1 = the model after its first stage. */
+  stage: number;
+  model: string;
+  /** Mean win rate over benchmarks, as in the table. */
+  average: number;
+  benchmarks: Record<string, number>;
 }
 
 export interface EvaluateInput extends StepRef {

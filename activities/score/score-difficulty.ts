@@ -34,7 +34,7 @@ import {
   type Asked,
 } from './score-answers';
 import { OpenPartLines } from './part-lines';
-import { countOnClosedScale } from './histogram';
+import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
 import { LineWriter } from '../rows/row-file';

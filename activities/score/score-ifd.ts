@@ -15,7 +15,7 @@ import { localModel } from '../artifacts/transfer';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
 import { runTrainerProcess } from '../python/trainer-process';
-import { scoreHistogram } from './histogram';
+import { scoreHistogram } from '../results/histogram';
 import type { IfdScoreInput, ScoreResult } from '../types';
 
 /** One line of an IFD scores.jsonl, as `python -m pift.ifd` writes it; segmentation reads `id` and `score`. */
