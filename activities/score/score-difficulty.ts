@@ -21,7 +21,7 @@ import {
   type ModelSource,
 } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
-import { fileScorer } from './file-scores';
+import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { SCORE_CORRECTION, SCORE_DECODING, scoreMessagesFor, scorePromptFor } from './score-prompt';
 import {

@@ -3,7 +3,7 @@ import { InvalidDataError } from '../../common/failures';
 import { benchmarkPromptBuilder } from '../datasets/parse';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
-import { fileScorer } from '../score/file-scores';
+import { fileScorer } from '../datasets/file-scores';
 import { isHubDataset } from './hub-dataset';
 import { preflight, type PreflightCheck, type PreflightOptions, type PreflightReport } from './preflight';
 

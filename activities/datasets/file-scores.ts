@@ -2,12 +2,12 @@ import { hash as digest, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
-import { openUserFile } from '../datasets/read-user-file';
-import { IdTable } from '../datasets/id-table';
-import { kindOf, type AlpacaRow } from '../datasets/parse';
-import { newTextHash, unpackedBytes, utf8Chunks } from '../datasets/text-stream';
+import { openUserFile } from './read-user-file';
+import { IdTable } from './id-table';
+import { kindOf, type AlpacaRow } from './parse';
+import { scoredText } from './rows';
+import { newTextHash, unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
-import { scoredText } from './score-prompt';
 import type { ScoreInput, ScoreRow } from '../types';
 
 /**
