@@ -4,7 +4,7 @@ import { generateAnswers } from './generate/generate-answers';
 import { serveCommandFrom } from './generate/serving-process';
 import { scoreIfd } from './score/score-ifd';
 import { whileHeartbeating } from './heartbeat';
-import { checkModel, type CheckModelInput } from './train/check-model';
+import { checkModel, type CheckModelInput } from './python/check-model';
 import { trainStage } from './train/train-stage';
 import type { GenerateInput, IfdScoreInput, TrainInput } from './types';
 

@@ -1,8 +1,6 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
 import type { ConvergenceFlag } from '../common/convergence';
 import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/input';
-import type { ModelAccuracy } from './evaluate/accuracy';
-import type { OrderingPoint } from './evaluate/orderings';
 import type { StepCost } from './llm/cost-estimate';
 
 export interface StepRef {
@@ -66,6 +64,20 @@ export interface ScoreResult {
   cost?: StepCost;
   /** With `scorer.compareWith`: added by the workflow after the second scorer ran. */
   agreement?: ScoreAgreement;
+}
+
+/** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
+export interface ScoreRow {
+  id: string;
+  score: number | null;
+  scorer: string;
+  promptSha256: string;
+  /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
+  raw?: string;
+  error?: string;
+  /** With `scorer.samples` > 1: each sample's score (null where it stayed unparseable) and raw answer; `score` is their mean. */
+  samples?: Array<number | null>;
+  answers?: string[];
 }
 
 export interface SegmentInput extends StepRef {
@@ -175,6 +187,29 @@ export interface GenerateResult {
   server?: string;
   /** With `served`: the precision the server decoded in, as it reported it (activities/generate/serving-process.ts). */
   servedDtype?: string;
+}
+
+export interface AccuracyCount {
+  correct: number;
+  /** Prompts of the benchmark that carry a reference. */
+  checked: number;
+  /** correct / checked, in [0, 1]. */
+  accuracy: number;
+}
+
+export interface ModelAccuracy {
+  benchmarks: Record<string, AccuracyCount>;
+  /** Summed over the model's benchmarks. */
+  total: AccuracyCount;
+}
+
+export interface OrderingPoint {
+  /** Position in training order: 1 = the model after its first stage. */
+  stage: number;
+  model: string;
+  /** Mean win rate over benchmarks, as in the table. */
+  average: number;
+  benchmarks: Record<string, number>;
 }
 
 export interface EvaluateInput extends StepRef {

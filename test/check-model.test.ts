@@ -7,7 +7,7 @@ import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { checkModel, hubFailure } from '../activities/train/check-model';
+import { checkModel, hubFailure } from '../activities/python/check-model';
 import { localModel } from '../activities/artifacts/transfer';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 

@@ -7,10 +7,16 @@ import { DefaultLogger } from '@temporalio/worker';
 import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { evaluate } from '../activities/evaluate/evaluate';
-import { JUDGE_CRITERIA, JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE } from '../activities/evaluate/judge-prompt';
+import {
+  buildJudgeMessages,
+  JUDGE_CRITERIA,
+  JUDGE_DECODING,
+  JUDGE_SYSTEM_PROMPT,
+  JUDGE_USER_TEMPLATE,
+} from '../activities/evaluate/judge-prompt';
 import { estimateJudging, estimateScoring, SpendMeter } from '../activities/llm/cost-estimate';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
-import { SCORE_PROMPT_TEMPLATE } from '../activities/score/score-prompt';
+import { SCORE_DECODING, SCORE_PROMPT_TEMPLATE, scoreMessagesFor } from '../activities/score/score-prompt';
 import type { EvaluateInput, EvaluateResult, ScoreResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError } from '../common/failures';
@@ -29,7 +35,12 @@ describe('cost estimate', () => {
     const base = SCORE_PROMPT_TEMPLATE.length - '{text}'.length;
     const rows = [alpaca('a', 'abcd'), alpaca('b', 'Sort these.', '3 1 2')];
     const prompts = [Math.ceil((base + 4) / 4), Math.ceil((base + 'Sort these.\n3 1 2'.length) / 4)];
-    const e = estimateScoring(rows, { samples: 3, price: { input: 10, output: 30 }, parseRetries: 2 });
+    const e = estimateScoring(rows.map(scoreMessagesFor), {
+      samples: 3,
+      price: { input: 10, output: 30 },
+      parseRetries: 2,
+      maxTokens: SCORE_DECODING.max_tokens,
+    });
     assert.equal(e.requests, 6);
     assert.equal(e.promptTokens, 3 * (prompts[0] + prompts[1]));
     assert.equal(e.outputTokens, 6 * 8);
@@ -37,7 +48,11 @@ describe('cost estimate', () => {
     assert.equal(e.costUsd, (e.promptTokens * 10 + 48 * 30) / 1e6);
     assert.match(e.tokenCounting, /approximate/);
     // Without a price: tokens only.
-    assert.equal(estimateScoring(rows, { samples: 1, parseRetries: 0 }).costUsd, undefined);
+    assert.equal(
+      estimateScoring(rows.map(scoreMessagesFor), { samples: 1, parseRetries: 0, maxTokens: SCORE_DECODING.max_tokens })
+        .costUsd,
+      undefined,
+    );
   });
 
   it('judging: each prompt in both orders, system and user message, 256 answer tokens each', () => {
@@ -50,9 +65,10 @@ describe('cost estimate', () => {
       'Why?'.length +
       'Because.'.length +
       'No.'.length;
-    const e = estimateJudging([{ question: 'Why?', candidate: 'Because.', baseline: 'No.' }], {
+    const e = estimateJudging([buildJudgeMessages('Why?', 'No.', 'Because.')], {
       price: { input: 2, output: 4 },
       parseRetries: 0,
+      maxTokens: JUDGE_DECODING.max_tokens,
     });
     assert.equal(e.requests, 2);
     assert.equal(e.promptTokens, 2 * Math.ceil(text / 4));
@@ -122,7 +138,12 @@ describe('cost limits of the score and evaluate steps', function () {
   };
   const estimateOf = () => {
     const rows = Array.from({ length: 20 }, (_, i) => alpaca(`r${i}`, `Instruction ${i}: add ${i} and ${i + 1}.`));
-    return estimateScoring(rows, { samples: 1, price: { input: 30, output: 60 }, parseRetries: 2 });
+    return estimateScoring(rows.map(scoreMessagesFor), {
+      samples: 1,
+      price: { input: 30, output: 60 },
+      parseRetries: 2,
+      maxTokens: SCORE_DECODING.max_tokens,
+    });
   };
 
   it('refuses a scoring run whose estimate is above maxCostUsd before any request', async () => {

@@ -14,7 +14,7 @@ import { readUserFile } from '../activities/datasets/read-user-file';
 import type { ScoreInput } from '../activities/types';
 import type { PipelineInput } from '../common/input';
 import { FailureType, InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
-import { workerDefaults } from '../activities/validate/worker-defaults';
+import { workerDefaults } from '../activities/worker-defaults';
 import { allowedLocation, fileRootsFromEnv, localPathOf } from '../store';
 
 const CANARY = 'CANARY-7f3a9c41-do-not-leak';

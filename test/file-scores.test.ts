@@ -12,7 +12,7 @@ import { depsFromEnv } from '../activities/deps';
 import { readJsonl } from '../activities/artifacts/jsonl';
 import { sha256 } from '../activities/artifacts/hashing';
 import type { AlpacaRow } from '../activities/datasets/parse';
-import { fileScorer, scoreValue } from '../activities/score/file-scores';
+import { fileScorer, scoreValue } from '../activities/datasets/file-scores';
 import type { ScoreInput, ScoreResult, SegmentResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { openObject } from '../store';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { toJsonl } from '../activities/artifacts/jsonl';
 import { OpenPartLines } from '../activities/score/part-lines';
-import type { ScoreRow } from '../activities/score/score-difficulty';
+import type { ScoreRow } from '../activities/types';
 import { storedScoreRow } from '../activities/score/score-rows';
 
 /** Rows of every shape a part holds: plain scores, failures with raw answers, samples, non-ASCII text. */

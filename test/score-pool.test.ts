@@ -6,9 +6,9 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { scoreDifficulty, type ScoreRow } from '../activities/score/score-difficulty';
+import { scoreDifficulty } from '../activities/score/score-difficulty';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
-import type { ScoreResult } from '../activities/types';
+import type { ScoreResult, ScoreRow } from '../activities/types';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
 import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
 

@@ -14,8 +14,8 @@ import {
   SCORE_DECODING,
   SCORE_PROMPT_SHA256,
   SCORE_PROMPT_TEMPLATE,
-  scoredText,
 } from '../activities/score/protocol';
+import { scoredText } from '../activities/datasets/rows';
 
 const LEVELS = ['easy', 'medium', 'hard'] as const;
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { averageRanks, spearman } from '../activities/score/spearman';
-import { binIndex, roundBinWidth, scoreHistogram } from '../activities/score/histogram';
+import { binIndex, roundBinWidth, scoreHistogram } from '../activities/results/histogram';
 
 const close = (actual: number | null, expected: number) =>
   assert.ok(actual !== null && Math.abs(actual - expected) < 1e-12, `${actual} is not ${expected}`);

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
-import { runTrainerProcess, type TrainerEvent, type TrainerModule } from '../activities/train/trainer-process';
+import { runTrainerProcess, type TrainerEvent, type TrainerModule } from '../activities/python/trainer-process';
 import { STUB_PYTHON } from './helpers/stub-trainer';
 import { demoRows } from './helpers/pipeline-harness';
 

@@ -11,7 +11,7 @@ import {
   runTrainerProcess,
   type TrainerEvent,
   type TrainerModule,
-} from '../activities/train/trainer-process';
+} from '../activities/python/trainer-process';
 
 const repoRoot = resolve(__dirname, '..');
 const venvPython = join(repoRoot, '.venv', 'bin', 'python');

@@ -9,6 +9,7 @@ import { describe, it } from 'mocha';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
 import { parseAlpaca } from '../activities/datasets/parse';
 import { describeEstimate, estimateScoring } from '../activities/llm/cost-estimate';
+import { SCORE_DECODING, scoreMessagesFor } from '../activities/score/score-prompt';
 import { startFakeOpenAI } from './helpers/fake-openai';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-validate-test-')));
@@ -135,7 +136,12 @@ describe('pift validate', function () {
         evaluation: { ...input.evaluation, judge: 'openai', pricePerMillionTokens: price },
       };
       const rows = parseAlpaca(readFileSync(demo('train.jsonl'), 'utf8'), 'train.jsonl');
-      const e = estimateScoring(rows, { samples: 1, price, parseRetries: 2 });
+      const e = estimateScoring(rows.map(scoreMessagesFor), {
+        samples: 1,
+        price,
+        parseRetries: 2,
+        maxTokens: SCORE_DECODING.max_tokens,
+      });
       const r = await pift(['validate', '--input', inputFile(priced)], env);
       assert.equal(r.code, 0, r.stderr);
       assert.ok(

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
 import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
-import { workerDefaults } from '../activities/validate/worker-defaults';
+import { workerDefaults } from '../activities/worker-defaults';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { judgeModel, scorerModel } from '../activities/llm/llm-client';
 import { temporalConfigFromEnv } from '../workers/config';

@@ -1,5 +1,5 @@
 import { loadClientConnectConfig, type ClientConnectConfig } from '@temporalio/envconfig';
-import { workerDefaults } from '../activities/validate/worker-defaults';
+import { workerDefaults } from '../activities/worker-defaults';
 
 /** Where a worker or client finds Temporal, and which queues the pipeline uses. */
 export interface TemporalConfig {

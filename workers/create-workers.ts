@@ -2,7 +2,7 @@ import type { Duration, WorkerDeploymentVersion } from '@temporalio/common';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities, type ActivityDeps } from '../activities';
 import { modelCheckQueue, shardQueue } from '../common/constants';
-import { positiveIntegerSetting } from '../activities/validate/worker-defaults';
+import { positiveIntegerSetting } from '../activities/worker-defaults';
 import { pinnedDeployment } from './versioning';
 
 /** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */

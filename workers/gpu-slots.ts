@@ -1,4 +1,4 @@
-import { positiveIntegerSetting } from '../activities/validate/worker-defaults';
+import { positiveIntegerSetting } from '../activities/worker-defaults';
 
 /**
  * How one GPU worker process shares its machine's GPUs: as one slot (every visible GPU for one training at a time, the

@@ -47,6 +47,11 @@ export type DatasetRow = AlpacaRow | ConversationRow;
 
 export const isConversation = (row: DatasetRow): row is ConversationRow => 'messages' in row;
 
+/** What is scored: the instruction, plus "\n" + input when the row has a non-empty input (as the released data). */
+export function scoredText(row: { instruction: string; input?: string }): string {
+  return row.input ? `${row.instruction}\n${row.input}` : row.instruction;
+}
+
 /** The row as the run's dataset file keeps it: Alpaca rows exactly as before, conversations with their turns. */
 export function storedRow(row: DatasetRow): Omit<ConversationRow, 'extra'> | Omit<AlpacaRow, 'extra'> {
   const { id, instruction, input, output } = row;

@@ -6,20 +6,7 @@
  */
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { normaliseAnswer } from './offline-reference-judge';
-
-export interface AccuracyCount {
-  correct: number;
-  /** Prompts of the benchmark that carry a reference. */
-  checked: number;
-  /** correct / checked, in [0, 1]. */
-  accuracy: number;
-}
-
-export interface ModelAccuracy {
-  benchmarks: Record<string, AccuracyCount>;
-  /** Summed over the model's benchmarks. */
-  total: AccuracyCount;
-}
+import type { AccuracyCount, ModelAccuracy } from '../types';
 
 export const isExactMatch = (answer: string, reference: string): boolean =>
   normaliseAnswer(answer) === normaliseAnswer(reference);

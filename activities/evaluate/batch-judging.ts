@@ -26,7 +26,7 @@ import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
 import { judgeCacheMaterial, judgeRequest, type CachedReply } from './judge-answers';
 import { judgeQuestion } from './judge-prompt';
-import { parseVerdict } from './parse-verdict';
+import { parseVerdict } from '../results/parse-verdict';
 
 /**
  * `evaluation.mode: "batch"`: every (model, benchmark, prompt, order) judgment the evaluate step would ask and the

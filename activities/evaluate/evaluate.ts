@@ -9,8 +9,10 @@ import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { judgeCacheMaterial, judgeRequest } from './judge-answers';
 import {
+  buildJudgeMessages,
   buildWinRateReport,
   countOutcomes,
+  JUDGE_DECODING,
   judgeQuestion,
   JUDGE_PROMPT_VERSION,
   OFFLINE_JUDGE_LABEL,
@@ -26,13 +28,7 @@ import { complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
-import {
-  beforeFirstRequest,
-  estimateJudging,
-  SpendMeter,
-  type CostLimits,
-  type JudgedPrompt,
-} from '../llm/cost-estimate';
+import { beforeFirstRequest, estimateJudging, SpendMeter, type CostLimits, type Messages } from '../llm/cost-estimate';
 import { convergenceFlags, convergenceMarkdown, unreliableModels } from '../../common/convergence';
 import { lossRecord, trainingCurves } from '../artifacts/training-curves';
 import { exactMatchAccuracy } from './accuracy';
@@ -200,7 +196,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const estimate =
         judge.meter &&
         beforeFirstRequest(
-          estimateJudging(await judgedPrompts(judgeParts()), { price: input.pricePerMillionTokens, parseRetries }),
+          estimateJudging(await judgedPrompts(judgeParts()), {
+            price: input.pricePerMillionTokens,
+            parseRetries,
+            maxTokens: JUDGE_DECODING.max_tokens,
+          }),
           judgingLimits(input),
           'judging',
           (message, details) => log.info(message, details),
@@ -362,10 +362,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 async function judgedPrompts(
   parts: AsyncIterable<{ items: Array<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }> }>,
 ) {
-  const all: JudgedPrompt[] = [];
+  const all: Messages[] = [];
   for await (const { items } of parts) {
     for (const { prompt, candidate, baseline } of items)
-      all.push({ question: judgeQuestion(prompt.instruction, prompt.input), candidate, baseline });
+      all.push(buildJudgeMessages(judgeQuestion(prompt.instruction, prompt.input), baseline, candidate));
   }
   return all;
 }

@@ -3,16 +3,8 @@
  * control and the descending order, each stage's model against the same baseline. Built from the report's rows, so
  * the numbers are the table's numbers, regrouped.
  */
-import type { WinRateReport } from './report';
-
-export interface OrderingPoint {
-  /** Position in training order: 1 = the model after its first stage. */
-  stage: number;
-  model: string;
-  /** Mean win rate over benchmarks, as in the table. */
-  average: number;
-  benchmarks: Record<string, number>;
-}
+import type { WinRateReport } from '../results/report';
+import type { OrderingPoint } from '../types';
 
 export function orderingCurves(
   report: WinRateReport,

@@ -10,9 +10,9 @@ import { generateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
 import { receiveFile } from '../artifacts/hand-off';
-import { cachedByTrainer } from '../validate/model-ref';
-import { checkModel } from '../train/check-model';
-import { runTrainerProcess, type TrainerEvent } from '../train/trainer-process';
+import { cachedByTrainer } from '../python/model-ref';
+import { checkModel } from '../python/check-model';
+import { runTrainerProcess, type TrainerEvent } from '../python/trainer-process';
 import { servedGeneration, type RunGenerate } from './served-answers';
 import type { GenerateInput, GenerateResult } from '../types';
 

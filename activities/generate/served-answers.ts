@@ -4,7 +4,7 @@ import OpenAI from 'openai';
 import { join } from 'node:path';
 import type { ActivityDeps } from '../deps';
 import { whileHeartbeating } from '../heartbeat';
-import type { TrainerEvent } from '../train/trainer-process';
+import type { TrainerEvent } from '../python/trainer-process';
 import type { GenerateInput, GenerateResult, PreparedBenchmark } from '../types';
 import { completeAll, readServedPrompts } from './served-completions';
 import { serveCommandFrom, startServer, type ServedModel } from './serving-process';

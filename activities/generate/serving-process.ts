@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { WorkerMisconfiguredError } from '../../common/failures';
-import { trainerEnv } from '../train/trainer-process';
+import { trainerEnv } from '../python/trainer-process';
 
 /** The worker's variable holding the command that serves one model (`{model}`, `{port}`, `{name}`, `{python}`). */
 export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';

@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
-import { LineWriter } from '../segment/row-file';
+import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
   batchFinished,
@@ -28,7 +28,7 @@ import {
   type TokenCount,
 } from './cost-estimate';
 import { llmEndpoint, type LlmEndpoint } from './llm-client';
-import { positiveIntegerSetting } from '../validate/worker-defaults';
+import { positiveIntegerSetting } from '../worker-defaults';
 
 /**
  * Rounds of Batch API requests that pre-fill a step's answer cache. Round 0 asks everything the cache lacks; each

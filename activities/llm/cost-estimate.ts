@@ -9,9 +9,6 @@
  * every endpoint anyway. It is an approximation; the metered usage is the endpoint's own count.
  */
 import { InvalidDataError } from '../../common/failures';
-import type { DatasetRow } from '../datasets/rows';
-import { buildJudgeMessages, JUDGE_DECODING } from '../evaluate/judge-prompt';
-import { scoreMessagesFor, SCORE_DECODING } from '../score/score-prompt';
 
 export const TOKEN_COUNTING = 'approximate: 4 characters a token';
 
@@ -50,11 +47,11 @@ export interface CostEstimate {
 
 export const approxTokens = (text: string): number => Math.ceil(text.length / 4);
 
+/** One request's messages, as the step that sends it builds them: only their text is counted. */
+export type Messages = ReadonlyArray<{ content?: unknown }>;
+
 /** One request's prompt tokens (the text of its messages) and its answer's cap. */
-export function requestTokens(
-  messages: ReadonlyArray<{ content?: unknown }>,
-  maxTokens: number | null | undefined,
-): TokenCount {
+export function requestTokens(messages: Messages, maxTokens: number | null | undefined): TokenCount {
   let text = '';
   for (const m of messages) if (typeof m.content === 'string') text += m.content;
   return { prompt: approxTokens(text), output: maxTokens ?? 0 };
@@ -78,16 +75,19 @@ function estimate(requests: number, tokens: TokenCount, price: Price | undefined
 
 /**
  * Scoring's estimate counted row by row, for a step that reads its rows once, as a stream, instead of holding them:
- * `result()` after the last row is what estimateScoring gives for the same rows.
+ * `result()` after the last row's messages is what estimateScoring gives for the same messages. `maxTokens` is the
+ * scorer's answer cap.
  */
 export class ScoringEstimate {
   private readonly total: TokenCount = { prompt: 0, output: 0 };
   private requests = 0;
 
-  constructor(private readonly opts: { samples: number; price?: Price; parseRetries: number }) {}
+  constructor(
+    private readonly opts: { samples: number; price?: Price; parseRetries: number; maxTokens: number | null },
+  ) {}
 
-  add(row: DatasetRow): void {
-    const one = requestTokens(scoreMessagesFor(row), SCORE_DECODING.max_tokens);
+  add(messages: Messages): void {
+    const one = requestTokens(messages, this.opts.maxTokens);
     this.total.prompt += one.prompt * this.opts.samples;
     this.total.output += one.output * this.opts.samples;
     this.requests += this.opts.samples;
@@ -103,30 +103,26 @@ export class ScoringEstimate {
 
 /** Scoring: every row's score prompt, `samples` times, each with the scorer's `max_tokens` answer. */
 export function estimateScoring(
-  rows: Iterable<DatasetRow>,
-  opts: { samples: number; price?: Price; parseRetries: number },
+  requests: Iterable<Messages>,
+  opts: { samples: number; price?: Price; parseRetries: number; maxTokens: number | null },
 ): CostEstimate {
   const counted = new ScoringEstimate(opts);
-  for (const row of rows) counted.add(row);
+  for (const messages of requests) counted.add(messages);
   return counted.result();
 }
 
-/** One prompt to judge: the question and the two answers, judged in both orders. */
-export interface JudgedPrompt {
-  question: string;
-  candidate: string;
-  baseline: string;
-}
-
-/** Judging: each prompt in both orders (the two requests hold the same text), each with the judge's `max_tokens`. */
+/**
+ * Judging: each prompt's messages asked in both orders (the two requests hold the same text), each with the judge's
+ * `max_tokens` (`maxTokens`).
+ */
 export function estimateJudging(
-  prompts: Iterable<JudgedPrompt>,
-  opts: { price?: Price; parseRetries: number; assumptions?: string[] },
+  prompts: Iterable<Messages>,
+  opts: { price?: Price; parseRetries: number; maxTokens: number | null; assumptions?: string[] },
 ): CostEstimate {
   const total: TokenCount = { prompt: 0, output: 0 };
   let requests = 0;
-  for (const p of prompts) {
-    const one = requestTokens(buildJudgeMessages(p.question, p.baseline, p.candidate), JUDGE_DECODING.max_tokens);
+  for (const messages of prompts) {
+    const one = requestTokens(messages, opts.maxTokens);
     total.prompt += 2 * one.prompt;
     total.output += 2 * one.output;
     requests += 2;

@@ -2,7 +2,7 @@ import { Context } from '@temporalio/activity';
 import OpenAI from 'openai';
 import type { ChatCompletion, ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
-import { workerDefaults } from '../validate/worker-defaults';
+import { workerDefaults } from '../worker-defaults';
 import { outageToleranceMs, waitOutOutages } from '../../store/outage';
 import { requestTokens, type SpendMeter } from './cost-estimate';
 import { estimateTokens, RateGate, type RateBudget } from './rate-gate';

@@ -4,7 +4,7 @@
  */
 import { ONE_OFF } from '../../common/constants';
 import type { RunReportData, ScoreBin } from './run-data';
-import { isOpenScale } from '../score/histogram';
+import { isOpenScale } from '../results/histogram';
 
 export interface ChartSpec {
   id: string;

@@ -5,8 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { formatInterval, formatPValue, formatWinRate } from '../evaluate/report';
-import type { CellStatistics } from '../evaluate/statistics';
+import { formatInterval, formatPValue, formatWinRate } from '../results/report';
+import type { CellStatistics } from '../results/statistics';
 import { reportCharts } from './report-charts';
 import { generationSummary, type RunReportData } from './run-data';
 

@@ -1,4 +1,4 @@
-import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../evaluate/report';
+import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../results/report';
 import { convergenceMarkdown } from '../../common/convergence';
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';

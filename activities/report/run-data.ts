@@ -18,11 +18,11 @@ import {
   scoreKeys,
   segmentKeys,
 } from '../artifacts/run-keys';
-import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../evaluate/statistics';
-import type { WinRateReport } from '../evaluate/report';
-import type { Outcome } from '../evaluate/verdict';
+import { winRateStatistics, type StoredVerdict, type WinRateStatistics } from '../results/statistics';
+import type { WinRateReport } from '../results/report';
+import type { Outcome } from '../results/verdict';
 import type { GenerateResult, ScoreAgreement, ScoreResult } from '../types';
-import { binIndex, isOpenScale, roundBinWidth } from '../score/histogram';
+import { binIndex, isOpenScale, roundBinWidth } from '../results/histogram';
 
 export { lossSteps, type TrainingCurve } from '../artifacts/training-curves';
 

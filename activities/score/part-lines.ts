@@ -1,5 +1,5 @@
 import { storedScoreRow } from './score-rows';
-import type { ScoreRow } from './score-difficulty';
+import type { ScoreRow } from '../types';
 
 const NEWLINE = 0x0a;
 

@@ -5,7 +5,7 @@ import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
 import { IdTable } from '../datasets/id-table';
 import { scoreCompareKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { isOpenScale, scoreHistogram } from './histogram';
+import { isOpenScale, scoreHistogram } from '../results/histogram';
 import { spearman } from './spearman';
 import type { ScoreAgreement, ScoreResult, StepRef } from '../types';
 

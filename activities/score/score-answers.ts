@@ -3,7 +3,7 @@ import { sha256 } from '../artifacts/hashing';
 import type { DatasetRow } from '../datasets/rows';
 import { parseScore } from './parse-score';
 import { scoreMessagesFor } from './score-prompt';
-import type { ScoreRow } from './score-difficulty';
+import type { ScoreRow } from '../types';
 
 /**
  * What a scoring request is, what the answer cache keys it by, and how its answers become a score row: one definition

@@ -21,9 +21,9 @@ import {
   type ModelSource,
 } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
-import { fileScorer } from './file-scores';
+import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { SCORE_CORRECTION, scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, SCORE_DECODING, scoreMessagesFor, scorePromptFor } from './score-prompt';
 import {
   cachedScore,
   parsedSample,
@@ -34,26 +34,12 @@ import {
   type Asked,
 } from './score-answers';
 import { OpenPartLines } from './part-lines';
-import { countOnClosedScale } from './histogram';
+import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
-import { LineWriter } from '../segment/row-file';
+import { LineWriter } from '../rows/row-file';
 import { heartbeatEvery, whileHeartbeating } from '../heartbeat';
-import type { ScoreInput, ScoreResult } from '../types';
-
-/** One line of scores.jsonl: keyed by example id, with who scored it and with which prompt. */
-export interface ScoreRow {
-  id: string;
-  score: number | null;
-  scorer: string;
-  promptSha256: string;
-  /** The judge's raw answer when it could not be parsed (never replaced by a made-up score). */
-  raw?: string;
-  error?: string;
-  /** With `scorer.samples` > 1: each sample's score (null where it stayed unparseable) and raw answer; `score` is their mean. */
-  samples?: Array<number | null>;
-  answers?: string[];
-}
+import type { ScoreInput, ScoreResult, ScoreRow } from '../types';
 
 export type Scorer = {
   label: string;
@@ -191,7 +177,7 @@ async function firstRead(
       try {
         for await (const row of dataset) {
           await writer.text(JSON.stringify(storedRow(row)));
-          estimate?.add(row);
+          estimate?.add(scoreMessagesFor(row));
           rows += 1;
         }
       } finally {
@@ -221,6 +207,7 @@ export const scoringEstimateFor = (input: ScoreInput): ScoringEstimate =>
     samples: input.scorer.samples ?? 1,
     price: input.scorer.pricePerMillionTokens,
     parseRetries: input.scorer.parseRetries,
+    maxTokens: SCORE_DECODING.max_tokens,
   });
 
 /** Reads the dataset once (see firstRead) and builds its scorer and inputs hash. */

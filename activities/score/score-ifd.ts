@@ -12,10 +12,10 @@ import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/transfer';
-import { cachedByTrainer } from '../validate/model-ref';
-import { checkModel } from '../train/check-model';
-import { runTrainerProcess } from '../train/trainer-process';
-import { scoreHistogram } from './histogram';
+import { cachedByTrainer } from '../python/model-ref';
+import { checkModel } from '../python/check-model';
+import { runTrainerProcess } from '../python/trainer-process';
+import { scoreHistogram } from '../results/histogram';
 import type { IfdScoreInput, ScoreResult } from '../types';
 
 /** One line of an IFD scores.jsonl, as `python -m pift.ifd` writes it; segmentation reads `id` and `score`. */

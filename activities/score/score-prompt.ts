@@ -6,7 +6,7 @@
  */
 import { sha256 } from '../artifacts/hashing';
 import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
-import { isConversation, type DatasetRow } from '../datasets/rows';
+import { isConversation, scoredText, type DatasetRow } from '../datasets/rows';
 
 /** The 1-5 scale and answer format, the same words for Alpaca rows and conversations. */
 const SCORE_SCALE = `Use a scale from 1 to 5, where higher means harder:
@@ -100,11 +100,6 @@ export interface ScoreRequest {
   max_tokens: number;
   messages: Array<{ role: 'user'; content: string }>;
   promptSha256: string;
-}
-
-/** What is scored: the instruction, plus "\n" + input when the row has a non-empty input (as the released data). */
-export function scoredText(row: { instruction: string; input?: string }): string {
-  return row.input ? `${row.instruction}\n${row.input}` : row.instruction;
 }
 
 export function scoreUserMessage(row: { instruction: string; input?: string }): string {

@@ -1,4 +1,4 @@
-import type { ScoreRow } from './score-difficulty';
+import type { ScoreRow } from '../types';
 
 /**
  * A line of scores.jsonl as runs write it now: `{"id", "score"}` (with `raw` and `error` when the answer failed).

@@ -25,7 +25,7 @@ import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { costOf, sumSpent, type CostEstimate, type Spent } from '../llm/cost-estimate';
 import { whileHeartbeating } from '../heartbeat';
-import { LineWriter } from '../segment/row-file';
+import { LineWriter } from '../rows/row-file';
 import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
 import {
@@ -38,6 +38,7 @@ import {
   scoringEstimateFor,
   type ScoreTally,
 } from './score-difficulty';
+import { scoreMessagesFor } from './score-prompt';
 
 export interface ScoreShardsInput extends ScoreInput {
   shardRows: number;
@@ -133,7 +134,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
               const line = await rows.next();
               if (line.done) break;
               await writer.text(line.value);
-              shardEstimate?.add(JSON.parse(line.value) as DatasetRow);
+              shardEstimate?.add(scoreMessagesFor(JSON.parse(line.value) as DatasetRow));
             }
           } finally {
             await writer.close();

@@ -13,7 +13,7 @@ import { hashInputs } from '../artifacts/hashing';
 import { controlKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
-import { LineWriter } from './row-file';
+import { LineWriter } from '../rows/row-file';
 import type { StageSplit, StepRef } from '../types';
 
 export type ControlOrdering = 'random' | 'descending';

@@ -8,10 +8,9 @@ import { hashInputs, sha256 } from '../artifacts/hashing';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
-import type { ScoreRow } from '../score/score-difficulty';
-import type { SegmentInput, SegmentResult, StageSplit } from '../types';
+import type { ScoreRow, SegmentInput, SegmentResult, StageSplit } from '../types';
 import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
-import { LineWriter } from './row-file';
+import { LineWriter } from '../rows/row-file';
 
 /** A row's key in the seeded order for `salt`. */
 export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);

@@ -9,8 +9,8 @@ import type { OutputEntry } from '../artifacts/manifest';
 import type { ActivityDeps } from '../deps';
 import { trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
-import { cachedByTrainer } from '../validate/model-ref';
-import { checkModel } from './check-model';
+import { cachedByTrainer } from '../python/model-ref';
+import { checkModel } from '../python/check-model';
 import { localModel } from '../artifacts/transfer';
 import { keepModel, receiveFile } from '../artifacts/hand-off';
 import {
@@ -21,7 +21,7 @@ import {
   pruneCheckpoints,
   type CommittedCheckpoint,
 } from './checkpoints';
-import { runTrainerProcess } from './trainer-process';
+import { runTrainerProcess } from '../python/trainer-process';
 import type { TrainDone } from '../../common/settings/trainer-events';
 import { earlierTrainingIdentities, trainerConfig, trainerLaunch, trainingIdentity } from './trainer-config';
 import type { TrainerProgress, TrainInput, TrainResult } from '../types';

@@ -2,6 +2,7 @@ import type { LoraOptions, ResolvedTraining } from '../../common/settings/schema
 import type { TrainerConfig, TrainerLocal, TrainerSettings } from '../../common/settings/trainer';
 import { hashInputs } from '../artifacts/hashing';
 import type { TrainInput } from '../types';
+import type { TrainerLaunch } from '../python/trainer-process';
 
 /**
  * Bump when what the identity covers changes, and add the old formula to `earlierTrainingIdentities`, so runs started
@@ -55,11 +56,6 @@ function loraSettings(lora: LoraOptions): NonNullable<TrainerSettings['lora']> {
 export function trainerLaunch(t: Pick<ResolvedTraining, 'processes' | 'distributed'>): TrainerLaunch | undefined {
   const processes = t.processes ?? 1;
   return processes > 1 ? { processes, distributed: t.distributed ?? 'ddp' } : undefined;
-}
-
-export interface TrainerLaunch {
-  processes: number;
-  distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
 }
 
 /** Exactly what `python trainer/train.py CONFIG` reads (schema/trainer-config.schema.json). */

@@ -4,7 +4,7 @@ import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse'
 import type { DatasetRow } from '../datasets/rows';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
-import { fileScorer } from '../score/file-scores';
+import { fileScorer } from '../datasets/file-scores';
 import { isHubDataset } from './hub-dataset';
 import { preflight, type PreflightCheck, type PreflightOptions, type PreflightReport } from './preflight';
 

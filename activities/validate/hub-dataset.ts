@@ -1,13 +1,13 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runModule } from '../train/run-module';
+import { runModule } from '../python/run-module';
 import type { ActivityDeps } from '../deps';
 import { allowedLocation, openStore } from '../../store';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
 import { runStep } from '../artifacts/step';
-import { EXIT_DATA_ERROR, missingPackage } from '../train/trainer-process';
-import { hubEnv } from '../train/check-model';
+import { EXIT_DATA_ERROR, missingPackage } from '../python/trainer-process';
+import { hubEnv } from '../python/check-model';
 import { HUB_DATASET_PREFIX } from '../../common/constants';
 
 /** `hf://datasets/org/name[/config[/split]][@revision]`; the split defaults to train, the revision to main. */

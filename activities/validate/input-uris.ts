@@ -1,7 +1,7 @@
 import { allowedLocation, openStore, parseObjectUri } from '../../store';
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
-import { parseModelRef, type ModelRef } from './model-ref';
+import { parseModelRef, type ModelRef } from '../python/model-ref';
 import { isHubDataset, parseHubDataset } from './hub-dataset';
 
 /** Every location the run will touch, each under the name of the setting it came from. */

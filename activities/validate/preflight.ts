@@ -4,7 +4,7 @@ import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { parseInputLocations } from './input-uris';
-import { allowedModel, checkLocalModelDir, checkStoredModel } from './model-ref';
+import { allowedModel, checkLocalModelDir, checkStoredModel } from '../python/model-ref';
 import { preflightProbeKey } from '../artifacts/run-keys';
 
 export interface PreflightCheck {

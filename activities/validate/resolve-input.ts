@@ -4,7 +4,7 @@ import { batchProblem, resolveTrainingDefaults, runIdProblem } from '../../commo
 import { settingsValidator } from '../../common/settings/validator';
 import { InvalidDataError } from '../../common/failures';
 import { checkInputHygiene } from '../../common/settings/hygiene';
-import { workerDefaults } from './worker-defaults';
+import { workerDefaults } from '../worker-defaults';
 
 const validateInput = settingsValidator().compile<PipelineInput>(PipelineInputSchema);
 

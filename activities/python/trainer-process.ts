@@ -5,7 +5,11 @@ import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
 import { TrainerEventSchemas, type EventOf, type TrainerModuleName } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { TrainerLaunch } from './trainer-config';
+
+export interface TrainerLaunch {
+  processes: number;
+  distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
+}
 
 /** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
 export type TrainerModule = TrainerModuleName;

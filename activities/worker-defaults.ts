@@ -1,8 +1,8 @@
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../../common/constants';
-import { WorkerMisconfiguredError } from '../../common/failures';
-import { DEFAULT_STORE_DIR, PAPER_JUDGE_MODEL } from '../../common/settings/constants';
+import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
+import { WorkerMisconfiguredError } from '../common/failures';
+import { DEFAULT_STORE_DIR, PAPER_JUDGE_MODEL } from '../common/settings/constants';
 
 /** Deployment defaults a worker's environment supplies for settings the workflow input leaves out. */
 export interface WorkerDefaults {

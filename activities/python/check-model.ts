@@ -6,7 +6,7 @@ import { downloadPrefix } from '../artifacts/transfer';
 import { Context } from '@temporalio/activity';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { TINY_MODEL } from '../../common/settings/constants';
-import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from '../validate/model-ref';
+import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
 import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {

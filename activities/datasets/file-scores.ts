@@ -2,14 +2,13 @@ import { hash as digest, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
-import { openUserFile } from '../datasets/read-user-file';
-import { IdTable } from '../datasets/id-table';
-import { kindOf, type AlpacaRow } from '../datasets/parse';
-import { newTextHash, unpackedBytes, utf8Chunks } from '../datasets/text-stream';
+import { openUserFile } from './read-user-file';
+import { IdTable } from './id-table';
+import { kindOf, type AlpacaRow } from './parse';
+import { scoredText } from './rows';
+import { newTextHash, unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
-import type { ScoreRow } from './score-difficulty';
-import { scoredText } from './score-prompt';
-import type { ScoreInput } from '../types';
+import type { ScoreInput, ScoreRow } from '../types';
 
 /**
  * Scores one already has (`scorer.kind: "file"`): the paper's released PhasedSFT files, scores from an earlier run,

@@ -1,7 +1,7 @@
-import type { ResolvedInput } from '../../common/input';
-import type { BenchmarkPrompt } from '../datasets/parse';
-import type { DatasetRow } from '../datasets/rows';
-import { judgeQuestion } from '../evaluate/judge-prompt';
+import type { ResolvedInput } from '../common/input';
+import type { BenchmarkPrompt } from '../activities/datasets/parse';
+import type { DatasetRow } from '../activities/datasets/rows';
+import { buildJudgeMessages, JUDGE_DECODING, judgeQuestion } from '../activities/evaluate/judge-prompt';
 import {
   answerOfTokens,
   approxTokens,
@@ -9,12 +9,13 @@ import {
   describeEstimate,
   estimateJudging,
   ScoringEstimate,
-  type JudgedPrompt,
-} from '../llm/cost-estimate';
-import { asksEndpoint } from '../llm/llm-client';
-import { heldoutRows } from './check-input';
-import { isHubDataset } from './hub-dataset';
-import type { PreflightCheck } from './preflight';
+  type Messages,
+} from '../activities/llm/cost-estimate';
+import { asksEndpoint } from '../activities/llm/llm-client';
+import { scoreMessagesFor, SCORE_DECODING } from '../activities/score/score-prompt';
+import { heldoutRows } from '../activities/validate/check-input';
+import { isHubDataset } from '../activities/validate/hub-dataset';
+import type { PreflightCheck } from '../activities/validate/preflight';
 
 const free = (kind: string, what: string) =>
   kind === 'auto'
@@ -38,12 +39,13 @@ export class CostInputs {
         samples: cfg.scorer.samples,
         price: cfg.scorer.pricePerMillionTokens,
         parseRetries: cfg.scorer.parseRetries,
+        maxTokens: SCORE_DECODING.max_tokens,
       });
     }
   }
 
   row = (row: DatasetRow): void => {
-    this.scoring?.add(row);
+    this.scoring?.add(scoreMessagesFor(row));
     if (this.firstQuestions.length < this.cfg.evaluation.heldoutMax)
       this.firstQuestions.push(judgeQuestion(row.instruction, row.input));
     this.rows += 1;
@@ -93,16 +95,17 @@ export function costPreview(env: NodeJS.ProcessEnv, cfg: ResolvedInput, read: Co
     // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.
     const candidates = (ev.perStage ? cfg.stages.count : 1) * (1 + ev.controls.length);
     const answerTokens = ev.maxNewTokens ?? ev.maxLength;
-    const prompts: JudgedPrompt[] = [];
+    const prompts: Messages[] = [];
     for (let c = 0; c < candidates; c++) {
       for (const question of questions) {
         const answer = answerOfTokens(ev.maxNewTokens ?? Math.max(0, ev.maxLength - approxTokens(question)));
-        prompts.push({ question, candidate: answer, baseline: answer });
+        prompts.push(buildJudgeMessages(question, answer, answer));
       }
     }
     const estimate = estimateJudging(prompts, {
       price: ev.pricePerMillionTokens,
       parseRetries: ev.reaskUnparseable ? ev.parseRetries : 0,
+      maxTokens: JUDGE_DECODING.max_tokens,
       assumptions: [
         `${questions.length} prompts x ${candidates} candidate models x 2 orders; answers not generated yet, each ` +
           `counted at ${ev.maxNewTokens === undefined ? `maxLength (${answerTokens}) less its prompt` : `maxNewTokens (${answerTokens})`} tokens${heldout}`,
