@@ -171,6 +171,9 @@ async function putOrdered(
   // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
   const sql = `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`;
   const n = await writeLines(rows, sql, { salt }, scratch);
+  // A streamed result that fails part way (out of memory) can end early instead of failing: never store a short file.
+  const expected = await numberOf(rows, `SELECT count(*) FROM ds WHERE ${where}`);
+  if (n !== expected) throw new Error(`the row engine gave ${n} of the ${expected} rows of ${key}`);
   const entry = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
   return { entry, rows: n };
