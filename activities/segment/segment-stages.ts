@@ -158,20 +158,31 @@ async function writeLines(rows: Rows, sql: string, values: SqlValues, path: stri
   return written;
 }
 
-/** Writes the lines of the rows of `table` (pos, id), in seeded order for `salt`, as one output. */
+/** Writes the lines of the rows of `ds` that `where` selects, in seeded order for `salt`, as one output. */
 async function putOrdered(
   out: StepOutputs,
   key: string,
   rows: Rows,
-  from: string,
+  where: string,
   salt: string,
   scratch: string,
 ): Promise<{ entry: OutputEntry; rows: number }> {
-  const sql = `SELECT ds.line FROM ${from} AS t JOIN ds USING (pos) ORDER BY sha256($salt || ':' || t.id), pos`;
+  // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
+  const sql = `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`;
   const n = await writeLines(rows, sql, { salt }, scratch);
+  // A streamed result that fails part way (out of memory) can end early instead of failing: never store a short file.
+  const expected = await numberOf(rows, `SELECT count(*) FROM ds WHERE ${where}`);
+  if (n !== expected) throw new Error(`the row engine gave ${n} of the ${expected} rows of ${key}`);
   const entry = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
   return { entry, rows: n };
+}
+
+/** Marks each row of `ds` with its stage (column `stage`): 0 held out, 1..count staged, NULL neither. */
+async function markStages(rows: Rows): Promise<void> {
+  await rows.run('ALTER TABLE ds ADD COLUMN stage INTEGER');
+  await rows.run('UPDATE ds SET stage = staged.stage FROM staged WHERE ds.pos = staged.pos');
+  await rows.run('UPDATE ds SET stage = 0 WHERE pos IN (SELECT pos FROM heldout)');
 }
 
 async function segment(
@@ -205,6 +216,7 @@ async function segment(
   await assignStages(rows, input, thresholds, scoredCount);
   const ranges = await rows.runAndReadAll('SELECT stage, min(score), max(score) FROM staged GROUP BY stage');
   const range = new Map(ranges.getRows().map(([k, lo, hi]) => [Number(k), [lo as number, hi as number] as const]));
+  await markStages(rows);
 
   const stages: StageSplit[] = [];
   const scratch = join(dir, 'out.jsonl');
@@ -219,8 +231,7 @@ async function segment(
       );
     }
     const key = keys.stage(k);
-    const from = `(SELECT pos, id FROM staged WHERE stage = ${k})`;
-    const written = await putOrdered(out, key, rows, from, `${seed}:stage-${k}`, scratch);
+    const written = await putOrdered(out, key, rows, `stage = ${k}`, `${seed}:stage-${k}`, scratch);
     const [minScore, maxScore]: readonly [number | null, number | null] = range.get(k) ?? [null, null];
     stages.push({
       stage: k,
@@ -231,10 +242,10 @@ async function segment(
       sha256: written.entry.sha256,
     });
   }
-  const oneOff = await putOrdered(out, keys.oneOff, rows, 'staged', `${seed}:one-off`, scratch);
+  const oneOff = await putOrdered(out, keys.oneOff, rows, 'stage > 0', `${seed}:one-off`, scratch);
   let heldoutRef: SegmentResult['heldout'];
   if (heldout) {
-    await putOrdered(out, keys.heldout, rows, 'heldout', `${seed}:heldout`, scratch);
+    await putOrdered(out, keys.heldout, rows, 'stage = 0', `${seed}:heldout`, scratch);
     heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout };
   }
 
