@@ -83,6 +83,8 @@ export function formatStatus(s: RunStatus): string {
   const closed = s.progress.status !== 'RUNNING';
   const where = closed ? `stopped at: ${s.progress.step}` : describeProgress(s.progress);
   const lines = [`run ${s.runId}: ${s.progress.status}`, `Web UI: ${s.uiLink}`, where];
+  // A closed run still says what it finished: what a resume would not do again.
+  if (closed && s.progress.finished.length) lines.push(`done: ${s.progress.finished.join(', ')}`);
   for (const a of s.progress.activities) lines.push(describeActivity(a));
   for (const q of s.busy ?? []) lines.push(`busy: every worker slot on ${q.queue} is taken by this run's running work`);
   for (const q of s.unpolled) lines.push(`warning: ${noWorkerMessage(q)}`);

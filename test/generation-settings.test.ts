@@ -44,7 +44,8 @@ describe('generation settings reach the trainer', function () {
       benchUri,
       JSON.stringify({ id: 'c1', instruction: 'Copy: xyz', input: '', messages: conversation }) + '\n',
     );
-    // A stand-in for the trainer's Python that records every config it is given and answers every prompt.
+    // A stand-in for the trainer's Python that records every config it is given and answers every prompt, in the
+    // trainer's stdout protocol (schema/trainer-events.schema.json).
     fakeLog = join(root, 'configs.jsonl');
     const fake = join(root, 'fake-trainer.js');
     await writeFile(
@@ -54,7 +55,7 @@ const config = JSON.parse(fs.readFileSync(process.argv[4], 'utf8'));
 fs.appendFileSync(${JSON.stringify(fakeLog)}, JSON.stringify({ module: process.argv[3], config }) + '\\n');
 const ids = fs.readFileSync(config.input_file, 'utf8').trim().split('\\n').map((line) => JSON.parse(line).id);
 fs.writeFileSync(config.output_file, ids.map((id) => JSON.stringify({ id, answer: 'x', prompt_tokens: 1, answer_tokens: 1 }) + '\\n').join(''));
-console.log(JSON.stringify({ event: 'done', total: ids.length }));
+console.log(JSON.stringify({ event: 'done', total: ids.length, output_file: config.output_file }));
 `,
     );
     const fakePython = join(root, 'fake-python');

@@ -39,7 +39,11 @@ export class IdCheck {
   }
 
   async close(): Promise<void> {
-    this.appender.closeSync();
-    await this.engine.close();
+    // Closing the appender flushes it, which fails on a full disk: the database is closed (and its file let go) anyway.
+    try {
+      this.appender.closeSync();
+    } finally {
+      await this.engine.close();
+    }
   }
 }

@@ -35,13 +35,29 @@ export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }
     threads: '1',
     preserve_insertion_order: 'true',
   });
-  const rows = await instance.connect();
+  // Whatever fails on the way (a full disk among them), the database file is closed and the scratch folder removed.
+  const closeInstance = async () => {
+    try {
+      instance.closeSync();
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  };
+  let rows: Rows;
+  try {
+    rows = await instance.connect();
+  } catch (err) {
+    await closeInstance();
+    throw err;
+  }
   return {
     rows,
     close: async () => {
-      rows.closeSync();
-      instance.closeSync();
-      await rm(scratch, { recursive: true, force: true });
+      try {
+        rows.closeSync();
+      } finally {
+        await closeInstance();
+      }
     },
   };
 }
