@@ -92,21 +92,20 @@ describe('training convergence', function () {
     assert.deepEqual(convergenceFlags([curve('stage-1', 2, 0.01), curve('stage-2', 0.005, 0.005)]), []);
   });
 
-  it("flags only the demo's control stages whose loss barely fell, in the last measured demo", () => {
-    // `npm run demo` as data/README.md records it (pretrained tiny model, learning rate 1e-3, 3 epochs): every arm
-    // is still far from trained, and the control's later stages hardly moved.
+  it("flags only the demo's control stage whose loss stayed far above the others', in the last measured demo", () => {
+    // `npm run demo` as data/README.md records it (pretrained tiny model, learning rate 1e-3, 10 epochs).
     const demo = [
-      curve('stage-1', 4.949, 1.483),
-      curve('stage-2', 5.497, 1.052),
-      curve('stage-3', 9.713, 0.45),
-      curve('random-stage-1', 8.235, 1.251),
-      curve('random-stage-2', 1.381, 1.288),
-      curve('random-stage-3', 1.317, 1.2),
-      curve('one-off', 6.72, 1.034),
+      curve('stage-1', 5.021, 0.027),
+      curve('stage-2', 8.323, 0.0),
+      curve('stage-3', 13.464, 0.0),
+      curve('random-stage-1', 8.408, 1.024),
+      curve('random-stage-2', 1.254, 0.085),
+      curve('random-stage-3', 0.287, 0.0),
+      curve('one-off', 6.77, 0.428),
     ];
     assert.deepEqual(
       convergenceFlags(demo).map((f) => f.name),
-      ['random-stage-2', 'random-stage-3'],
+      ['random-stage-1'],
     );
   });
 
