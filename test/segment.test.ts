@@ -5,13 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
-import {
-  quantileThresholds,
-  readScore,
-  seededOrder,
-  segmentStages,
-  stageOf,
-} from '../activities/segment/segment-stages';
+import { quantileThresholds, seededOrder, segmentStages, stageOf } from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
 import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';
@@ -46,25 +40,6 @@ describe('segmentation rules', () => {
       seededOrder(rows, 'other:stage-1').map((r) => r.id),
       a,
     );
-  });
-
-  it('reads the id and score of a score line as JSON.parse does, sliced or parsed whole', () => {
-    const lines = [
-      '{"id":"b123456","score":3}',
-      '{"id":"b1","score":-1.25e-7,"raw":"x"}',
-      '{"id":"b2","score":null,"raw":"no score, sorry","error":"unparseable"}',
-      '{"id":"b3","score":4.5}',
-      '{"id":"a\\"b","score":2}',
-      '{"id":"caf\\u00e9","score":0}',
-      '{"id": "py", "score": 2.5}',
-      '{"score":1,"id":"late"}',
-      '{"id":"s","score":"2"}',
-      '{"id":"n","score":1E+2,"samples":[1,null]}',
-    ];
-    for (const line of lines) {
-      const parsed = JSON.parse(line) as { id: string; score: unknown };
-      assert.deepEqual(readScore(line), { id: parsed.id, score: parsed.score }, line);
-    }
   });
 
   it('counts optimizer steps as the HF Trainer does', () => {

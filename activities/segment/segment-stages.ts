@@ -8,7 +8,7 @@ import { hashInputs, sha256 } from '../artifacts/hashing';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
-import type { ScoreRow, SegmentInput, SegmentResult, StageSplit } from '../types';
+import type { SegmentInput, SegmentResult, StageSplit } from '../types';
 import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 
@@ -56,15 +56,6 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
       await rm(dir, { recursive: true, force: true });
     }
   });
-}
-
-/**
- * A score line's id and score, as JSON.parse reads them (segmentation reads them in SQL; kept for the checks that
- * pin what a score line means).
- */
-export function readScore(text: string): Pick<ScoreRow, 'id' | 'score'> {
-  const { id, score } = JSON.parse(text) as ScoreRow;
-  return { id, score };
 }
 
 /** The SQL of a seeded order's key: seededKey(salt, id) for the salt in parameter `$salt`. */
