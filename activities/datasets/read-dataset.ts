@@ -27,11 +27,9 @@ import {
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { feedInto, unpackedBytes, utf8Chunks } from './text-stream';
+import { pipeInto, unpackedBytes, utf8Chunks } from './text-stream';
 
-export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
-export type DatasetFileKind = (typeof DATASET_FILE_KINDS)[number];
-export const DATASET_LAYOUTS = ['alpaca', 'sharegpt', 'messages'] as const;
+type DatasetFileKind = 'jsonl' | 'json' | 'parquet' | 'csv';
 
 /** `auto`, or `<layout>-<file kind>`: `alpaca-jsonl`, `sharegpt-parquet`, `messages-csv`, ... */
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
@@ -232,7 +230,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const feed = feedInto(parser, text);
+  const stop = pipeInto(parser, text);
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -248,8 +246,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     }
     throw err;
   } finally {
-    parser.destroy();
-    await feed;
+    stop();
   }
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }
