@@ -40,20 +40,6 @@ function firstInvalidLine(bytes: Uint8Array): number {
   return line - 1;
 }
 
-/** Gzip data that ends or breaks before its end; utf8Chunks names the line of unpacked text it cut (`at`). */
-class DamagedGzip extends InvalidDataError {
-  constructor(
-    private readonly source: string,
-    code: string,
-  ) {
-    super(`${source}: gzip data is damaged (${code})`, { file: source });
-  }
-
-  at(line: number): InvalidDataError {
-    return new InvalidDataError(`${this.message} at line ${line}`, { file: this.source, line });
-  }
-}
-
 /** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */
 export async function* unpackedBytes(input: Readable, source: string): AsyncGenerator<Buffer> {
   const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -93,15 +79,20 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
   }
   const gunzip = createGunzip();
   const stop = pipeInto(gunzip, raw());
+  let lines = 0;
   try {
-    for await (const chunk of gunzip) yield chunk as Buffer;
-  } catch (err) {
-    if (err instanceof InvalidDataError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code?.startsWith('Z_')) {
-      throw new DamagedGzip(source, code);
+    for await (const chunk of gunzip) {
+      lines += countNewlines(chunk as Buffer);
+      yield chunk as Buffer;
     }
-    throw err;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof InvalidDataError || !code?.startsWith('Z_')) throw err;
+    // Gzip data that ends or breaks before its end: named with the line of unpacked text it cut.
+    throw new InvalidDataError(`${source}: gzip data is damaged (${code}) at line ${lines + 1}`, {
+      file: source,
+      line: lines + 1,
+    });
   } finally {
     input.destroy();
     stop();
@@ -161,33 +152,25 @@ export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, 
       });
     }
   };
-  try {
-    for await (const chunk of chunks()) yield chunk;
-  } catch (err) {
-    throw err instanceof DamagedGzip ? err.at(linesBefore + 1) : err;
-  }
-
-  async function* chunks(): AsyncGenerator<string> {
-    for await (const chunk of bytes) {
-      hash?.update(chunk);
-      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      if (first && data.length >= 2) {
-        first = false;
-        if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
-          throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
-            file: source,
-            line: 1,
-          });
-        }
+  for await (const chunk of bytes) {
+    hash?.update(chunk);
+    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    if (first && data.length >= 2) {
+      first = false;
+      if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
+        throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
+          file: source,
+          line: 1,
+        });
       }
-      const cut = completeLength(data);
-      const whole = data.subarray(0, cut);
-      carry = Buffer.from(data.subarray(cut));
-      if (whole.length === 0) continue;
-      const text = decode(whole);
-      linesBefore += countNewlines(whole);
-      yield text;
     }
-    if (carry.length) yield decode(carry);
+    const cut = completeLength(data);
+    const whole = data.subarray(0, cut);
+    carry = Buffer.from(data.subarray(cut));
+    if (whole.length === 0) continue;
+    const text = decode(whole);
+    linesBefore += countNewlines(whole);
+    yield text;
   }
+  if (carry.length) yield decode(carry);
 }
