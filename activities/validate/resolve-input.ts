@@ -16,6 +16,11 @@ function fieldOf(e: ErrorObject): string {
   return [path, extra || missing].filter(Boolean).join('.') || '(input)';
 }
 
+/** Input the run cannot take: the message starts with the field, as every input error's does. */
+function refuse(field: string, problem: string): never {
+  throw new InvalidDataError(`${field}: ${problem}`, { field });
+}
+
 function describe(e: ErrorObject): string {
   if (e.keyword === 'additionalProperties') return 'is not a known setting';
   if (e.keyword === 'required') return 'is required';
@@ -47,60 +52,37 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const runId = input.runId ?? workflowId;
   const runIdError = runIdProblem(runId);
-  if (runIdError)
-    throw new InvalidDataError(`input.runId: ${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`, {
-      field: 'input.runId',
-    });
-
+  if (runIdError) refuse('input.runId', `${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`);
   if (ifdRule === 'thresholds') {
-    throw new InvalidDataError(
-      'input.stages.rule: "thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; ' +
-        'use "quantiles" (the default with ifd) or "random"',
-      { field: 'input.stages.rule' },
+    refuse(
+      'input.stages.rule',
+      '"thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; use "quantiles" ' +
+        '(the default with ifd) or "random"',
     );
   }
   const compareWith = input.scorer?.compareWith;
   if (compareWith && compareWith.kind === input.scorer?.kind && compareWith.kind !== 'file') {
-    throw new InvalidDataError(`input.scorer.compareWith.kind: "${compareWith.kind}" is already the scorer`, {
-      field: 'input.scorer.compareWith.kind',
-    });
+    refuse('input.scorer.compareWith.kind', `"${compareWith.kind}" is already the scorer`);
   }
   if (compareWith?.files && compareWith.kind !== 'file') {
-    throw new InvalidDataError('input.scorer.compareWith.files: only with compareWith.kind "file"', {
-      field: 'input.scorer.compareWith.files',
-    });
+    refuse('input.scorer.compareWith.files', 'only with compareWith.kind "file"');
   }
   const stages = input.stages as ResolvedInput['stages'];
-  if (stages.rule === 'thresholds') {
-    const t = stages.thresholds;
-    if (t.length !== stages.count - 1) {
-      throw new InvalidDataError(
-        `input.stages.thresholds: ${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`,
-        {
-          field: 'input.stages.thresholds',
-        },
-      );
-    }
-    if (t.some((v, i) => i > 0 && v <= t[i - 1])) {
-      throw new InvalidDataError('input.stages.thresholds: must be strictly ascending', {
-        field: 'input.stages.thresholds',
-      });
-    }
+  const t = stages.thresholds;
+  if (stages.rule === 'thresholds' && t.length !== stages.count - 1) {
+    refuse('input.stages.thresholds', `${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`);
+  }
+  if (stages.rule === 'thresholds' && t.some((v, i) => i > 0 && v <= t[i - 1])) {
+    refuse('input.stages.thresholds', 'must be strictly ascending');
   }
   const baseline = input.baseline as ResolvedInput['baseline'];
   if (baseline.mode === 'existing' && !baseline.checkpoint) {
-    throw new InvalidDataError('input.baseline.checkpoint: is required when baseline.mode is "existing"', {
-      field: 'input.baseline.checkpoint',
-    });
+    refuse('input.baseline.checkpoint', 'is required when baseline.mode is "existing"');
   }
   const names = (input.evaluation?.benchmarks ?? []).map((b) => b.name);
   // Benchmark names are store keys and report columns, so two of one name would overwrite each other.
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-  if (duplicate) {
-    throw new InvalidDataError(`input.evaluation.benchmarks: the name "${duplicate}" is used twice`, {
-      field: 'input.evaluation.benchmarks',
-    });
-  }
+  if (duplicate) refuse('input.evaluation.benchmarks', `the name "${duplicate}" is used twice`);
   const batch = batchProblem(input.training as ResolvedInput['training']);
   if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
   const deployment = workerDefaults(env);
