@@ -19,9 +19,13 @@ export interface StepManifest<R> {
   result: R;
 }
 
+/** A JSON object of ours, undefined when it is absent. */
+export async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
+}
+
 export async function readManifest<R>(store: ObjectStore, key: string): Promise<StepManifest<R> | null> {
-  if (!(await store.exists(key))) return null;
-  return JSON.parse(await store.getText(key)) as StepManifest<R>;
+  return (await readJson<StepManifest<R>>(store, key)) ?? null;
 }
 
 /** Every output still present with its recorded size: a cheap first check (see outputsVerified). */
