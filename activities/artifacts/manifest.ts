@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Of } from './hashing';
 import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 
@@ -44,10 +44,7 @@ export async function outputsIntact(store: ObjectStore, outputs: OutputEntry[]):
 export async function outputsVerified(store: ObjectStore, outputs: OutputEntry[]): Promise<boolean> {
   if (!(await outputsIntact(store, outputs))) return false;
   for (const out of outputs) {
-    if (!out.sha256) continue;
-    const hash = createHash('sha256');
-    for await (const chunk of await store.getStream(out.key)) hash.update(chunk as Buffer);
-    if (hash.digest('hex') !== out.sha256) return false;
+    if (out.sha256 && (await sha256Of(await store.getStream(out.key))) !== out.sha256) return false;
   }
   return true;
 }
