@@ -5,7 +5,7 @@ import { Context } from '@temporalio/activity';
 import { checkRunLocations, openStore } from '../store';
 import { claimRun } from './artifacts/run-claim';
 import { unpolledQueues } from '../client/queue-pollers';
-import { whileHeartbeating } from './heartbeat';
+import { activityOf, whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
@@ -24,18 +24,7 @@ import { segmentRandomControl } from './segment/control-orderings';
 
 /** Activities of the CPU worker: light on compute, heavy on I/O and LLM calls. */
 export const createCpuActivities = (deps: ActivityDeps) => {
-  /** A step as an activity: failures reported by type, and with `details`, heartbeating them while it runs. */
-  const act =
-    <I, O>(step: (deps: ActivityDeps, input: I) => Promise<O>, details?: (input: I) => unknown) =>
-    (input: I) =>
-      withTypedFailures(() =>
-        details
-          ? whileHeartbeating(
-              () => details(input),
-              () => step(deps, input),
-            )
-          : step(deps, input),
-      );
+  const act = activityOf(deps);
   return {
     resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
       withTypedFailures(async () => {

@@ -212,11 +212,7 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
   const incomplete = `${dir}.incomplete`;
   await rm(incomplete, { recursive: true, force: true });
   await download(h, manifest, entries, incomplete);
-  await mkdir(cache, { recursive: true });
-  await rm(dir, { recursive: true, force: true });
-  await rename(incomplete, dir);
-  await touch(dir);
-  await evict(cache);
+  await intoCache(cache, incomplete, dir);
   return dir;
 }
 
@@ -231,15 +227,15 @@ export async function keepModel(
   prefix: string,
 ): Promise<void> {
   const cache = modelCacheDir(workDir);
-  const dir = join(cache, treeHash(entries, prefix));
-  await mkdir(cache, { recursive: true });
-  await rm(dir, { recursive: true, force: true });
-  await rename(localDir, dir);
-  await touch(dir);
-  await evict(cache);
+  await intoCache(cache, localDir, join(cache, treeHash(entries, prefix)));
 }
 
-async function evict(cache: string): Promise<void> {
+/** Moves a complete model folder to its place `dir` in the cache, as the most recently used, and evicts the oldest. */
+async function intoCache(cache: string, from: string, dir: string): Promise<void> {
+  await mkdir(cache, { recursive: true });
+  await rm(dir, { recursive: true, force: true });
+  await rename(from, dir);
+  await touch(dir);
   const dirs = await Promise.all(
     (await readdir(cache, { withFileTypes: true }))
       .filter((d) => d.isDirectory() && !d.name.includes('.'))

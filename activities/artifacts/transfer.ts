@@ -7,7 +7,7 @@ import { handOffAt, receiveModel } from './hand-off';
 import type { OutputEntry } from './manifest';
 import { allowedLocation, openObject, storeDefaults, type ExpectedObject, type ObjectStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting } from '../../common/failures';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -115,10 +115,7 @@ export async function localModel(
   if (!isUri(model)) {
     // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
     const dir = resolve(model);
-    if (!existsSync(dir))
-      throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, {
-        field: setting,
-      });
+    if (!existsSync(dir)) throw badSetting(setting, `model directory ${model} does not exist on this worker`);
     return dir;
   }
   const handOff = await handOffAt(model, deps.env);
@@ -127,7 +124,7 @@ export async function localModel(
   const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env, { setting });
   await rm(localDir, { recursive: true, force: true });
   if ((await downloadPrefix(store, key, localDir)) === 0) {
-    throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });
+    throw badSetting(setting, `no model files under ${model}`);
   }
   return localDir;
 }

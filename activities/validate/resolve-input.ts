@@ -2,7 +2,7 @@ import { type ErrorObject } from 'ajv';
 import { PipelineInputSchema, type PipelineInput, type ResolvedInput } from '../../common/settings/schema';
 import { batchProblem, resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
 import { settingsValidator } from '../../common/settings/validator';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting, InvalidDataError } from '../../common/failures';
 import { checkInputHygiene } from '../../common/settings/hygiene';
 import { workerDefaults } from '../worker-defaults';
 
@@ -14,11 +14,6 @@ function fieldOf(e: ErrorObject): string {
     e.keyword === 'additionalProperties' ? (e.params as { additionalProperty: string }).additionalProperty : '';
   const missing = e.keyword === 'required' ? (e.params as { missingProperty: string }).missingProperty : '';
   return [path, extra || missing].filter(Boolean).join('.') || '(input)';
-}
-
-/** Input the run cannot take: the message starts with the field, as every input error's does. */
-function refuse(field: string, problem: string): never {
-  throw new InvalidDataError(`${field}: ${problem}`, { field });
 }
 
 function describe(e: ErrorObject): string {
@@ -52,9 +47,9 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const runId = input.runId ?? workflowId;
   const runIdError = runIdProblem(runId);
-  if (runIdError) refuse('input.runId', `${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`);
+  if (runIdError) throw badSetting('input.runId', `${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`);
   if (ifdRule === 'thresholds') {
-    refuse(
+    throw badSetting(
       'input.stages.rule',
       '"thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; use "quantiles" ' +
         '(the default with ifd) or "random"',
@@ -62,27 +57,30 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const compareWith = input.scorer?.compareWith;
   if (compareWith && compareWith.kind === input.scorer?.kind && compareWith.kind !== 'file') {
-    refuse('input.scorer.compareWith.kind', `"${compareWith.kind}" is already the scorer`);
+    throw badSetting('input.scorer.compareWith.kind', `"${compareWith.kind}" is already the scorer`);
   }
   if (compareWith?.files && compareWith.kind !== 'file') {
-    refuse('input.scorer.compareWith.files', 'only with compareWith.kind "file"');
+    throw badSetting('input.scorer.compareWith.files', 'only with compareWith.kind "file"');
   }
   const stages = input.stages as ResolvedInput['stages'];
   const t = stages.thresholds;
   if (stages.rule === 'thresholds' && t.length !== stages.count - 1) {
-    refuse('input.stages.thresholds', `${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`);
+    throw badSetting(
+      'input.stages.thresholds',
+      `${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`,
+    );
   }
   if (stages.rule === 'thresholds' && t.some((v, i) => i > 0 && v <= t[i - 1])) {
-    refuse('input.stages.thresholds', 'must be strictly ascending');
+    throw badSetting('input.stages.thresholds', 'must be strictly ascending');
   }
   const baseline = input.baseline as ResolvedInput['baseline'];
   if (baseline.mode === 'existing' && !baseline.checkpoint) {
-    refuse('input.baseline.checkpoint', 'is required when baseline.mode is "existing"');
+    throw badSetting('input.baseline.checkpoint', 'is required when baseline.mode is "existing"');
   }
   const names = (input.evaluation?.benchmarks ?? []).map((b) => b.name);
   // Benchmark names are store keys and report columns, so two of one name would overwrite each other.
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-  if (duplicate) refuse('input.evaluation.benchmarks', `the name "${duplicate}" is used twice`);
+  if (duplicate) throw badSetting('input.evaluation.benchmarks', `the name "${duplicate}" is used twice`);
   const batch = batchProblem(input.training as ResolvedInput['training']);
   if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
   const deployment = workerDefaults(env);
