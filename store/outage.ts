@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import { msToNumber } from '@temporalio/common/lib/time';
+import duration, { type StringValue } from 'ms';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
 import { errorCodes, hasAnswered, isTlsFailure, isTransient } from './errors';
@@ -49,7 +49,7 @@ export function outageToleranceMs(env: NodeJS.ProcessEnv): number {
   if (!raw) return outageDefaults.toleranceMs;
   let ms: number;
   try {
-    ms = /^\d+$/.test(raw) ? Number(raw) : msToNumber(raw as Parameters<typeof msToNumber>[0]);
+    ms = /^\d+$/.test(raw) ? Number(raw) : duration(raw as StringValue);
   } catch {
     ms = NaN;
   }
