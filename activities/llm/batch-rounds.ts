@@ -27,6 +27,7 @@ import {
   type CostLimits,
   type TokenCount,
 } from './cost-estimate';
+import type { AnswerCache } from './answer-cache';
 import { llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
 
@@ -562,4 +563,87 @@ export async function* notCached<T>(
     if (chunk.length >= width) yield* flush();
   }
   yield* flush();
+}
+
+/**
+ * A step's requests as its Batch API activities walk them (scoring, judging): items in walking order, each with one
+ * or more requests, and the answer cache the batches fill with the entries the online step would have written.
+ */
+export interface BatchStep<T> {
+  ctx: RoundContext;
+  /** The step's answer cache, flushed to disk: the online step finds the batches' answers only there. */
+  cache: AnswerCache;
+  workDir: string;
+  parseRetries: number;
+  parses: (content: string) => boolean;
+  /** Where a custom_id comes in the walk. */
+  position: (customId: string) => number;
+  /** The step's items in walking order, read again on each walk. */
+  items: () => AsyncIterable<T>;
+  isCached: (item: T) => Promise<boolean>;
+  /** The item's requests, in walking order. */
+  requests: (item: T) => Array<{ customId: string; request: () => BatchItem['request'] }>;
+  /** Puts an item whose requests are all done into the cache; false when it is left for the online step. */
+  keep: (item: T, states: Array<Extract<ItemState, { done: true }>>) => boolean;
+  limits: CostLimits;
+  /** `scoring` or `judging`. */
+  name: string;
+  /** What the submit's log line says besides the round and its requests. */
+  logged: () => Record<string, unknown>;
+}
+
+/**
+ * Walks the items the cache lacks with the state of each of their requests after the rounds before `round`. The items
+ * and the rounds' results are all read as streams, side by side.
+ */
+async function eachUncached<T>(
+  s: BatchStep<T>,
+  round: number,
+  visit: (item: T, requests: ReturnType<BatchStep<T>['requests']>, states: ItemState[]) => Promise<void> | void,
+): Promise<void> {
+  const past = await PastOutcomes.open(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
+  try {
+    for await (const item of notCached(s.items(), s.isCached)) {
+      const requests = s.requests(item);
+      const states: ItemState[] = [];
+      for (const { customId } of requests) {
+        states.push(itemState(await past.get(customId, s.position(customId)), s.parseRetries, s.parses));
+      }
+      await visit(item, requests, states);
+    }
+  } finally {
+    await past.close();
+  }
+}
+
+/** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
+export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+  return submitRound(s.ctx, round, s.workDir, {
+    ask: (add) =>
+      eachUncached(s, round, async (_item, requests, states) => {
+        for (const [k, { customId, request }] of requests.entries())
+          if (!states[k].done) await add({ customId, request: request() });
+      }),
+    check: async (asked) => {
+      if (asked.requests) {
+        const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
+        checkBatchCost(asked, spent, s.limits, s.name);
+      }
+      log.info(`${s.name} batch`, { round, requests: asked.requests, ...s.logged() });
+    },
+  });
+}
+
+/** Reads round `round`'s finished batch and puts every item it completed into the answer cache. */
+export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
+  await collectRound(s.ctx, round, batchId, s.workDir);
+  let pending = 0;
+  let cached = 0;
+  await eachUncached(s, round + 1, (item, _requests, states) => {
+    const open = states.filter((st) => !st.done).length;
+    if (open) pending += open;
+    else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
+  });
+  await s.cache.flush();
+  return countRound(s.ctx, round, batchId, s.parses, pending, cached);
 }
