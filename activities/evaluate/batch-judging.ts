@@ -1,7 +1,6 @@
 import { InvalidDataError } from '../../common/failures';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
-import { readJsonl } from '../artifacts/jsonl';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
@@ -17,7 +16,7 @@ import {
 import { endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
-import { judgeCacheMaterial, judgeRequest, type CachedReply } from './judge-answers';
+import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt, type CachedReply } from './judge-answers';
 import { judgeQuestion } from './judge-prompt';
 import { parseVerdict } from '../results/parse-verdict';
 
@@ -44,16 +43,6 @@ interface JudgeItem {
   customId: string;
   material: Record<string, unknown>;
   request: () => ReturnType<typeof judgeRequest>;
-}
-
-async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
-  const { store, key } = openObject(uri, deps.env);
-  return readJsonl<T>(store, key);
-}
-
-async function answersAt(deps: ActivityDeps, uri: string): Promise<Map<string, string>> {
-  const answers = await readJsonlAt<{ id: string; answer: string }>(deps, uri);
-  return new Map(answers.map((a) => [a.id, a.answer]));
 }
 
 /** The step's rounds, or undefined for the offline judge (it asks no endpoint). */

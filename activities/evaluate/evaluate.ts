@@ -1,13 +1,13 @@
 import { Context, log } from '@temporalio/activity';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, readJsonl, toJsonl } from '../artifacts/jsonl';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { judgeCacheMaterial, judgeRequest } from './judge-answers';
+import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt } from './judge-answers';
 import {
   buildJudgeMessages,
   buildWinRateReport,
@@ -94,11 +94,6 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   };
 }
 
-async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
-  const { store, key } = openObject(uri, deps.env);
-  return readJsonl<T>(store, key);
-}
-
 /**
  * The paper's pairwise evaluation: every candidate (each stage's model) against the same One-off baseline, each prompt
  * judged in both orders, win / tie / loss by the two-order rule, win rate = 100·(W + T/2)/N − 50 per benchmark and on
@@ -147,12 +142,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const answersOf = (model: GenerateResult, bench: string): Promise<Map<string, string>> => {
         const uri = model.answers[bench];
         let read = answerFiles.get(uri);
-        if (!read) {
-          read = readJsonlAt<{ id: string; answer: string }>(deps, uri).then(
-            (rows) => new Map(rows.map((a) => [a.id, a.answer])),
-          );
-          answerFiles.set(uri, read);
-        }
+        if (!read) answerFiles.set(uri, (read = answersAt(deps, uri)));
         return read;
       };
 

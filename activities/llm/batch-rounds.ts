@@ -19,14 +19,7 @@ import {
   type BatchItem,
   type BatchOutcome,
 } from './batch-api';
-import {
-  checkEstimate,
-  costOf,
-  requestTokens,
-  TOKEN_COUNTING,
-  type CostLimits,
-  type TokenCount,
-} from './cost-estimate';
+import { checkEstimate, estimate, requestTokens, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
@@ -347,20 +340,8 @@ export function itemState(
  */
 export function checkBatchCost(asked: AskedRequests, spent: TokenCount, limits: CostLimits, stepName: string): void {
   const total = { prompt: spent.prompt + asked.tokens.prompt, output: spent.output + asked.tokens.output };
-  const costUsd = costOf(total, limits.pricePerMillionTokens);
-  checkEstimate(
-    {
-      requests: asked.requests,
-      promptTokens: total.prompt,
-      outputTokens: total.output,
-      totalTokens: total.prompt + total.output,
-      ...(costUsd === undefined ? {} : { costUsd }),
-      tokenCounting: TOKEN_COUNTING,
-      assumptions: ['a batch of the requests the cache lacks, plus what earlier batches of this step reported'],
-    },
-    limits,
-    stepName,
-  );
+  const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
+  checkEstimate(estimate(asked.requests, total, limits.pricePerMillionTokens, [assumed]), limits, stepName);
 }
 
 /** What a round is about to ask: counted as its requests are written. */
