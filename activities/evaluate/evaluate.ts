@@ -196,8 +196,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           (message, details) => log.info(message, details),
         );
       if (estimate) Object.assign(progress, { estimate });
-      const perPart = new Map<number, { counts: ReturnType<typeof countOutcomes>; reasked: number }>();
       const verdictsOf = new Map<number, Judgment[]>();
+      /** The judgments of candidate `c` on benchmark `k`. */
+      const cell = (c: number, k: number) => verdictsOf.get(c * input.benchmarks.length + k)!;
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       await runPool<Item, Judgment>({
         parts: judgeParts(),
@@ -237,20 +238,13 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           const text = toJsonl(judgments);
           out.record({ key: keyOf(index), bytes: Buffer.byteLength(text), sha256: sha256(text) });
           verdictsOf.set(index, judgments);
-          perPart.set(index, {
-            counts: countOutcomes(judgments),
-            reasked: judgments.filter((j) => (j.reasked ?? 0) > 0).length,
-          });
           ctx.heartbeat(progress);
         },
       });
       await cache.flush();
       const comparisons = input.candidates.map((candidate, c) => ({
         model: candidate.name,
-        perBenchmark: input.benchmarks.map((b, k) => ({
-          benchmark: b.name,
-          counts: perPart.get(c * input.benchmarks.length + k)!.counts,
-        })),
+        perBenchmark: input.benchmarks.map((b, k) => ({ benchmark: b.name, counts: countOutcomes(cell(c, k)) })),
       }));
 
       const report = buildWinRateReport({
@@ -265,16 +259,14 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           model: candidate.name,
           perBenchmark: input.benchmarks.map((b, k) => ({
             benchmark: b.name,
-            verdicts: verdictsOf
-              .get(c * input.benchmarks.length + k)!
-              .map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+            verdicts: cell(c, k).map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
           })),
         })),
       );
-      const replies = (c: number, k: number) => {
-        const part = perPart.get(c * input.benchmarks.length + k)!;
-        return { reasked: part.reasked, stillFailed: part.counts.failed };
-      };
+      const replies = (c: number, k: number) => ({
+        reasked: cell(c, k).filter((j) => (j.reasked ?? 0) > 0).length,
+        stillFailed: countOutcomes(cell(c, k)).failed,
+      });
       if (!judge.offline) {
         // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
         report.comparisons.forEach((row, c) =>
