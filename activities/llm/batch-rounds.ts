@@ -107,16 +107,12 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
   const polled: BatchPolled[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) polled.push(await pollOne(endpoint, batchId, ref.setting));
   if (polled.length === 1) return polled[0];
-  const counts = polled.every((p) => p.counts)
-    ? polled.reduce(
-        (sum, p) => ({
-          total: sum.total + p.counts!.total,
-          completed: sum.completed + p.counts!.completed,
-          failed: sum.failed + p.counts!.failed,
-        }),
-        { total: 0, completed: 0, failed: 0 },
-      )
-    : undefined;
+  const sum = (k: 'total' | 'completed' | 'failed') => polled.reduce((n, p) => n + p.counts![k], 0);
+  const counts = polled.every((p) => p.counts) && {
+    total: sum('total'),
+    completed: sum('completed'),
+    failed: sum('failed'),
+  };
   return {
     batchId: ref.batchId,
     status: polled.map((p) => p.status).join(' '),
