@@ -164,23 +164,22 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           yield { index, items };
         }
       }
-      const parseRetries = reasks;
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
       type Replied = { reply: string; reasked: number };
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
-        const key = judge.asked?.(question, answer1, answer2, parseRetries);
+        const key = judge.asked?.(question, answer1, answer2, reasks);
         const cached = key && (await cache.get<Replied>(key));
         if (cached) return cached;
         let reply = '';
-        for (let ask = 0; ask <= parseRetries; ask++) {
+        for (let ask = 0; ask <= reasks; ask++) {
           reply = await judge.reply(question, answer1, answer2, reference);
           if (parseVerdict(reply).ok) {
             if (key) cache.put(key, { reply, reasked: ask });
             return { reply, reasked: ask };
           }
         }
-        return { reply, reasked: parseRetries };
+        return { reply, reasked: reasks };
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
       const estimate =
@@ -188,7 +187,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         beforeFirstRequest(
           estimateJudging(await judgedPrompts(judgeParts()), {
             price: input.pricePerMillionTokens,
-            parseRetries,
+            parseRetries: reasks,
             maxTokens: JUDGE_DECODING.max_tokens,
           }),
           judgingLimits(input),
@@ -323,7 +322,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           ['average', round1(c.average)],
         ]);
       }
-      const result: EvaluateResult = {
+      return {
         resultsUri: store.uriFor(keys.results),
         markdownUri: store.uriFor(keys.markdown),
         judge: judge.label,
@@ -334,8 +333,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         ...(orderings && { orderings }),
         ...(convergence && { convergence }),
         ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
-      };
-      return result;
+      } satisfies EvaluateResult;
     },
     { heartbeat: () => progress },
   );
