@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { describe, it } from 'mocha';
+import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel, hubFailure } from '../activities/python/check-model';
 import { localModel } from '../activities/artifacts/transfer';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
+import { saveTinyModel } from './helpers/tiny-model';
 
 const base = realpathSync(mkdtempSync(join(tmpdir(), 'pift-check-model-')));
 const dir = join(base, 'allowed');
@@ -43,26 +43,12 @@ function modelWithoutTokenizer(): string {
   return model;
 }
 
-/** The builtin's config and tokenizer, written once by Python: each Python start costs seconds. */
-let tinyTemplate: string | undefined;
-
-/** A loadable model directory: the builtin's config and tokenizer, and a weights file the check never reads. */
-function tinyModel(model: string): string {
-  if (!tinyTemplate) {
-    const template = join(base, 'tiny-template');
-    execFileSync(
-      deps.python,
-      [
-        '-c',
-        'import sys; from pift.tiny_model import build_tiny_tokenizer, load_tiny_config; ' +
-          'build_tiny_tokenizer().save_pretrained(sys.argv[1]); load_tiny_config().save_pretrained(sys.argv[1])',
-        template,
-      ],
-      { stdio: 'ignore' },
-    );
-    tinyTemplate = template;
-  }
-  cpSync(tinyTemplate, model, { recursive: true });
+/**
+ * A loadable model directory: the builtin's config and tokenizer, saved once by Python for the whole test process
+ * (each Python start costs seconds), and a weights file the check never reads.
+ */
+async function tinyModel(model: string): Promise<string> {
+  await saveTinyModel(deps.python, model);
   writeFileSync(join(model, 'model.safetensors'), 'not weights');
   return model;
 }
@@ -84,6 +70,9 @@ async function refused(model: string, pattern: RegExp): Promise<InvalidDataError
 describe("checkModel (the GPU worker's model check)", function () {
   this.timeout(120_000);
 
+  // The tiny model's first save is Python's start-up, not a check: outside the tests' own time.
+  before(() => tinyModel(join(base, 'first-save')));
+
   it('accepts the builtin model and reports its tokenizer', async () => {
     const result = await check('builtin:tiny-llama');
     assert.equal(result.modelType, 'llama');
@@ -96,7 +85,7 @@ describe("checkModel (the GPU worker's model check)", function () {
     const repo = join(cache, 'hub', 'models--acme--tiny-chat');
     const commit = '0123456789abcdef0123456789abcdef01234567';
     mkdirSync(join(repo, 'snapshots', commit), { recursive: true });
-    tinyModel(join(repo, 'snapshots', commit));
+    await tinyModel(join(repo, 'snapshots', commit));
     mkdirSync(join(repo, 'refs'));
     writeFileSync(join(repo, 'refs', 'main'), commit);
     const hubDeps = { ...deps, env: { ...deps.env, PIFT_MODEL_CACHE: cache, HF_HUB_OFFLINE: '1' } };
@@ -165,19 +154,8 @@ describe("checkModel (the GPU worker's model check)", function () {
   });
 
   it('accepts a model stored as a folder, reading its config and tokenizer but not its weights', async () => {
-    const stored = join(dir, 'store', 'stored-model');
-    execFileSync(
-      deps.python,
-      [
-        '-c',
-        'import sys; from pift.tiny_model import build_tiny_tokenizer, load_tiny_config; ' +
-          'build_tiny_tokenizer().save_pretrained(sys.argv[1]); load_tiny_config().save_pretrained(sys.argv[1])',
-        stored,
-      ],
-      { cwd: deps.workDir, stdio: 'ignore' },
-    );
     // Not loadable as weights: the check must not need them.
-    writeFileSync(join(stored, 'model.safetensors'), 'not weights');
+    const stored = await tinyModel(join(dir, 'store', 'stored-model'));
     const result = await check(pathToFileURL(stored).href);
     assert.equal(result.modelType, 'llama');
     assert.equal(result.tokenizerSize, 260);
@@ -187,7 +165,7 @@ describe("checkModel (the GPU worker's model check)", function () {
     refused('Qwen/Qwen2-0.5B', /no such directory is here; for the hub model write hf:\/\/Qwen\/Qwen2-0\.5B/));
 
   it('loads a relative model directory from where it was given, not from its scratch folder', async () => {
-    const model = tinyModel(join(dir, 'relative-model'));
+    const model = await tinyModel(join(dir, 'relative-model'));
     const given = relative(process.cwd(), model);
     assert.ok(!given.startsWith('/'), given);
     const result = await check(given);
@@ -195,7 +173,7 @@ describe("checkModel (the GPU worker's model check)", function () {
   });
 
   it('says the same about every location outside the allowed folders, and reads, lists and copies none of it', async () => {
-    tinyModel(join(outside, 'model'));
+    await tinyModel(join(outside, 'model'));
     writeFileSync(join(outside, 'model', 'notes.txt'), 'CANARY');
     mkdirSync(join(outside, 'empty'));
     writeFileSync(join(outside, 'a-file'), 'x');
@@ -214,8 +192,8 @@ describe("checkModel (the GPU worker's model check)", function () {
   });
 
   it('refuses exactly the locations that training refuses (localModel)', async () => {
-    const accepted = tinyModel(join(dir, 'agreed-model'));
-    tinyModel(join(outside, 'model'));
+    const accepted = await tinyModel(join(dir, 'agreed-model'));
+    await tinyModel(join(outside, 'model'));
     symlinkSync(join(outside, 'model'), join(dir, 'link-out'));
     symlinkSync(outside, join(dir, 'dir-link'));
     const refusedByBoth = [

@@ -12,6 +12,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../workflows';
 import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
+import { stubTrainerEnv } from './helpers/stub-trainer';
 import { buildRunReport } from '../activities/report/write-report';
 
 const execFileP = promisify(execFile);
@@ -321,27 +322,33 @@ describe('phased-ift pipeline on Temporal, S3 and the Python trainer', function 
 
   describe('cancellation', () => {
     it('kills the trainer process group', async () => {
+      // What is under test is how the activity stops its trainer, not what the trainer learns: the stub trainer
+      // trains here, a step every half second, on a CPU and a GPU worker of their own.
+      const stub = await startHarness({ workerEnv: { ...stubTrainerEnv(), PIFT_STUB_STEP_SECONDS: '0.5' } });
+      await stub.startGpuWorker();
       const run = await startRun(
-        h.temporal.client,
+        stub.temporal.client,
         baseInput('cancel-run', {
+          store: stub.storeUri,
+          gpuTaskQueue: stub.gpuQueue,
           scorer: { kind: 'offline' },
           baseline: { mode: 'skip' },
           training: { epochs: 500, saveSteps: 1000 },
         }),
-        { taskQueue: h.cpuQueue },
+        { taskQueue: stub.cpuQueue },
       );
       // The trainer's pid, step and total travel in the activity's heartbeat details, read through describe().
       let pid: number | undefined;
       for (let i = 0; i < 600 && !pid; i++) {
-        pid = (await runProgress(h.temporal.client, run.runId)).training['stage-1']?.pid;
+        pid = (await runProgress(stub.temporal.client, run.runId)).training['stage-1']?.pid;
         if (!pid) await new Promise((r) => setTimeout(r, 200));
       }
       assert.ok(pid, 'the trainer started');
-      const progress = await runProgress(h.temporal.client, run.runId);
+      const progress = await runProgress(stub.temporal.client, run.runId);
       assert.equal(progress.step, 'stage-1');
       const activity = progress.activities.find((a) => a.name === 'stage-1');
       assert.equal(activity?.type, 'trainStage');
-      assert.equal(activity?.taskQueue, h.gpuQueue);
+      assert.equal(activity?.taskQueue, stub.gpuQueue);
       assert.ok((progress.training['stage-1']?.totalSteps ?? 0) > 0);
       assert.doesNotThrow(() => process.kill(-pid!, 0), 'the trainer group is alive before the cancel');
       await run.handle.cancel();

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { before, describe, it } from 'mocha';
 import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
 import type { PipelineInput } from '../common/input';
 import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
+import { stubTrainerEnv } from './helpers/stub-trainer';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (pid: number) => {
@@ -20,8 +20,6 @@ const alive = (pid: number) => {
 describe('training survives the loss of its GPU worker or of its store', function () {
   this.timeout(15 * 60_000);
   let h: Harness;
-  /** The GPU worker that finished the first run, still polling: the next test needs no new one. */
-  let liveWorker: ChildProcess | undefined;
 
   before(async () => {
     h = await startHarness();
@@ -32,23 +30,23 @@ describe('training survives the loss of its GPU worker or of its store', functio
    * sets how long each stage trains: long enough for what the test does in the middle of it, and no longer, since
    * every step and checkpoint costs time on 2 CPU cores.
    */
-  async function startTrainingRun(runId: string, epochs: number, extra: Partial<PipelineInput> = {}) {
+  async function startTrainingRun(runId: string, epochs: number, extra: Partial<PipelineInput> = {}, on = h) {
     const rows = balancedDemo(8);
-    const dataset = await h.upload(`${runId}/train.jsonl`, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const dataset = await on.upload(`${runId}/train.jsonl`, rows.map((r) => JSON.stringify(r)).join('\n'));
     return startRun(
-      h.temporal.client,
+      on.temporal.client,
       {
         dataset,
         runId,
-        store: h.storeUri,
-        gpuTaskQueue: h.gpuQueue,
+        store: on.storeUri,
+        gpuTaskQueue: on.gpuQueue,
         scorer: { kind: 'offline' },
         baseline: { mode: 'skip' },
         // A dead worker is noticed when its heartbeats stop; keep that short for the test.
         training: { epochs, saveSteps: 3, heartbeatTimeout: '8 seconds' },
         ...extra,
       },
-      { taskQueue: h.cpuQueue },
+      { taskQueue: on.cpuQueue },
     );
   }
 
@@ -83,7 +81,7 @@ describe('training survives the loss of its GPU worker or of its store', functio
     for (let i = 0; i < 100 && alive(trainerPid); i++) await sleep(100);
     assert.ok(!alive(trainerPid), 'the trainer exited with its worker');
 
-    liveWorker = await h.startGpuWorker();
+    await h.startGpuWorker();
     const result = await run.handle.result();
     const byName = new Map<string, TrainResult>(result.training.map((t) => [t.name, t]));
     const stage1 = byName.get('stage-1')!;
@@ -106,21 +104,22 @@ describe('training survives the loss of its GPU worker or of its store', functio
 
   it('waits out a store outage in the middle of training, on the same attempt', async () => {
     const runId = 'outage-run';
-    if (!liveWorker || liveWorker.exitCode !== null || liveWorker.signalCode !== null) {
-      liveWorker = await h.startGpuWorker();
-    }
+    // What is under test is the activity's uploads and heartbeats, not what the trainer learns: the stub trainer
+    // trains, a step every half second, writing its checkpoints as the real one does.
+    const stub = await startHarness({ workerEnv: { ...stubTrainerEnv(), PIFT_STUB_STEP_SECONDS: '0.5' } });
+    await stub.startGpuWorker();
     // 96 rows in one stage, batch 8: 48 steps, so training goes on through the outage and after it.
-    const run = await startTrainingRun(runId, 4, { stages: { count: 1, thresholds: [] } });
+    const run = await startTrainingRun(runId, 4, { stages: { count: 1, thresholds: [] } }, stub);
     // The first committed checkpoint shows training is under way; then the store disappears for longer than the
     // S3 client's own retries last (under a second against a refused connection) and for twice the heartbeat
     // timeout, so only the activity's heartbeats while it waits keep the attempt alive, while the trainer goes on
     // writing checkpoints that must wait to be uploaded.
     const prefix = `${runId}/train/stage-1/checkpoints/`;
     for (let i = 0; i < 1200; i++) {
-      if ((await h.store.list(prefix)).some((k) => k.endsWith('/manifest.json'))) break;
+      if ((await stub.store.list(prefix)).some((k) => k.endsWith('/manifest.json'))) break;
       await sleep(100);
     }
-    const restart = await h.s3.goDown();
+    const restart = await stub.s3.goDown();
     await sleep(16_000);
     await restart();
 

@@ -10,6 +10,9 @@ import { repoRoot, sharedTemporal } from './helpers/temporal';
 import { parseAlpaca } from '../activities/datasets/parse';
 import { describeEstimate, estimateScoring } from '../activities/llm/cost-estimate';
 import { SCORE_DECODING, scoreMessagesFor } from '../activities/score/score-prompt';
+import { buildInput } from '../client/input-file';
+import { validateInput, type Validation } from '../client/validate-input';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { startFakeOpenAI } from './helpers/fake-openai';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-validate-test-')));
@@ -66,6 +69,39 @@ async function expectInvalid(
   return r;
 }
 
+/**
+ * What a command checks, in this process: the calls its action makes (client/cli.ts), `buildInput` on the input file
+ * and then `validateInput`, `full` for `pift validate` and `before-start` for `pift run`. Each child process of the
+ * command line costs seconds of ts-node start-up, so the tests above run it where the exit status or the printed
+ * lines are what they check, and these cover each input the commands refuse or accept.
+ */
+async function validateHere(
+  input: unknown,
+  env: NodeJS.ProcessEnv = roots,
+  mode: 'full' | 'before-start' = 'full',
+): Promise<Validation> {
+  const built = buildInput({ input: inputFile(input) });
+  return validateInput(built, built.runId ?? 'pift-validate', { env: { ...process.env, ...env }, mode });
+}
+
+/** The refusal the command line prints as `invalid: <message>` and exits 2 for, with the field first. */
+async function expectRefused(
+  input: unknown,
+  field: string,
+  also?: RegExp,
+  env: NodeJS.ProcessEnv = roots,
+  mode: 'full' | 'before-start' = 'full',
+): Promise<string> {
+  const err = await validateHere(input, env, mode).then(
+    () => assert.fail(`${field}: the input passed`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof InvalidDataError || err instanceof WorkerMisconfiguredError, String(err));
+  assert.match(err.message, new RegExp(`^${field.replace(/[.[\]]/g, '\\$&')}\\b`));
+  if (also) assert.match(err.message, also);
+  return err.message;
+}
+
 describe('pift validate', function () {
   this.timeout(120_000);
 
@@ -80,8 +116,10 @@ describe('pift validate', function () {
     assert.match(r.stdout, /input is valid/);
   });
 
-  // Where a test runs the command line more than once, the runs go side by side: each is a process of its own.
-  it('exits 2 for a dataset or benchmark outside the allowed folders, naming the field and the folders', async () => {
+  it('exits 2 naming input.store for a gs:// store', () =>
+    expectInvalid({ ...demoInput(), store: 'gs://bucket/runs' }, 'input.store', /gs:\/\/bucket/));
+
+  it('refuses a dataset or benchmark outside the allowed folders, naming the field and the folders', async () => {
     const cases = [
       [{ ...demoInput(), dataset: join(outside, 'train.jsonl') }, 'input.dataset'],
       [
@@ -89,24 +127,20 @@ describe('pift validate', function () {
         'input.evaluation.benchmarks[0].uri',
       ],
     ] as const;
-    await Promise.all(
-      cases.map(async ([input, field]) => {
-        const r = await expectInvalid(input, field, /is outside the local folders .*PIFT_FILE_ROOTS=/);
-        assert.ok(r.stderr.includes(roots.PIFT_FILE_ROOTS), r.stderr);
-      }),
-    );
+    for (const [input, field] of cases) {
+      const message = await expectRefused(input, field, /is outside the local folders .*PIFT_FILE_ROOTS=/);
+      assert.ok(message.includes(roots.PIFT_FILE_ROOTS), message);
+    }
   });
 
   it('applies the default folders when PIFT_FILE_ROOTS is not set: a store outside them is refused', async () => {
+    const message = await expectRefused(demoInput(), 'input.store', /is outside/, { PIFT_FILE_ROOTS: undefined });
+    assert.ok(message.includes(join(repoRoot, 'data')), message);
     // A run that names no store uses the default one, which is always allowed.
     const { store: _, ...noStore } = demoInput();
-    const [r, ok] = await Promise.all([
-      expectInvalid(demoInput(), 'input.store', /is outside/, { PIFT_FILE_ROOTS: undefined }),
-      pift(['validate', '--input', inputFile(noStore)], { PIFT_FILE_ROOTS: undefined, PIFT_STORE: '' }),
-    ]);
-    assert.ok(r.stderr.includes(join(repoRoot, 'data')), r.stderr);
-    assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, /ok +PIFT_FILE_ROOTS: .*\(the default folders here/);
+    const ok = await validateHere(noStore, { PIFT_FILE_ROOTS: undefined, PIFT_STORE: '' });
+    const fileRoots = ok.checks.find((c) => c.field === 'PIFT_FILE_ROOTS');
+    assert.match(fileRoots?.checked ?? '', /\(the default folders here/);
   });
 
   it('says the same about every model location outside the allowed folders', async () => {
@@ -114,13 +148,14 @@ describe('pift validate', function () {
     writeFileSync(join(outside, 'model', 'config.json'), '{}');
     const models = [join(outside, 'model'), join(outside, 'train.jsonl'), join(outside, 'missing')];
     const messages = new Set<string>();
-    await Promise.all(
-      models.map(async (model) => {
-        const r = await expectInvalid({ ...demoInput(), training: { baseModel: model } }, 'input.training.baseModel');
-        assert.match(r.stderr, /is outside the local folders/);
-        messages.add(r.stderr.replaceAll(model, 'MODEL'));
-      }),
-    );
+    for (const model of models) {
+      const message = await expectRefused(
+        { ...demoInput(), training: { baseModel: model } },
+        'input.training.baseModel',
+        /is outside the local folders/,
+      );
+      messages.add(message.replaceAll(model, 'MODEL'));
+    }
     assert.equal(messages.size, 1, [...messages].join('\n'));
   });
 
@@ -142,18 +177,15 @@ describe('pift validate', function () {
         parseRetries: 2,
         maxTokens: SCORE_DECODING.max_tokens,
       });
-      const r = await pift(['validate', '--input', inputFile(priced)], env);
-      assert.equal(r.code, 0, r.stderr);
-      assert.ok(
-        r.stdout.includes(`ok       input.scorer cost: ${describeEstimate(e)}`),
-        `${describeEstimate(e)}\n${r.stdout}`,
-      );
+      const { checks } = await validateHere(priced, env);
+      const checked = (field: string) => checks.find((c) => c.field === field)?.checked ?? '';
+      assert.equal(checked('input.scorer cost'), describeEstimate(e));
       // 96 held-out prompts x 3 stages x 2 orders, answers counted at maxNewTokens.
       assert.match(
-        r.stdout,
-        /ok +input\.evaluation cost: 576 requests, ~\d+ prompt \+ at most 147456 answer tokens \(approximate: 4 characters a token\); about \$\d+\.\d\d; 96 prompts x 3 candidate models x 2 orders; answers not generated yet, each counted at maxNewTokens \(32\) tokens/,
+        checked('input.evaluation cost'),
+        /^576 requests, ~\d+ prompt \+ at most 147456 answer tokens \(approximate: 4 characters a token\); about \$\d+\.\d\d; 96 prompts x 3 candidate models x 2 orders; answers not generated yet, each counted at maxNewTokens \(32\) tokens/,
       );
-      await expectInvalid(
+      await expectRefused(
         { ...priced, scorer: { ...priced.scorer, maxCostUsd: e.costUsd! / 2 } },
         'input.scorer.maxCostUsd',
         /the scoring step would cost about .*nothing was sent/,
@@ -165,34 +197,31 @@ describe('pift validate', function () {
     }
   });
 
-  it('exits 2 naming input.store for a gs:// store', () =>
-    expectInvalid({ ...demoInput(), store: 'gs://bucket/runs' }, 'input.store', /gs:\/\/bucket/));
-
-  it('exits 2 naming input.training.baseModel for a missing model directory', () =>
-    expectInvalid(
+  it('refuses naming input.training.baseModel for a missing model directory', () =>
+    expectRefused(
       { ...demoInput(), training: { baseModel: join(dir, 'no-such-model') } },
       'input.training.baseModel',
       /does not exist/,
     ));
 
   it('explains how to name a Hub model', () =>
-    expectInvalid(
+    expectRefused(
       { ...demoInput(), training: { baseModel: 'meta-llama/Llama-2-7b-hf' } },
       'input.training.baseModel',
       /write hf:\/\/meta-llama\/Llama-2-7b-hf/,
     ));
 
-  it('exits 2 naming input.training.maxLength for 16', () =>
-    expectInvalid({ ...demoInput(), training: { maxLength: 16 } }, 'input.training.maxLength', />= 32/));
+  it('refuses naming input.training.maxLength for 16', () =>
+    expectRefused({ ...demoInput(), training: { maxLength: 16 } }, 'input.training.maxLength', />= 32/));
 
-  it("exits 2 naming input.runId for a run id with '/'", () =>
-    expectInvalid({ ...demoInput(), runId: 'bad/run/id' }, 'input.runId'));
+  it("refuses naming input.runId for a run id with '/'", () =>
+    expectRefused({ ...demoInput(), runId: 'bad/run/id' }, 'input.runId'));
 
-  it('exits 2 naming an unknown field', () =>
-    expectInvalid({ ...demoInput(), evaluation: { judgeModell: 'gpt-4' } }, 'input.evaluation.judgeModell'));
+  it('refuses naming an unknown field', () =>
+    expectRefused({ ...demoInput(), evaluation: { judgeModell: 'gpt-4' } }, 'input.evaluation.judgeModell'));
 
-  it('exits 2 naming the benchmark whose file is missing', () =>
-    expectInvalid(
+  it('refuses naming the benchmark whose file is missing', () =>
+    expectRefused(
       { ...demoInput(), evaluation: { benchmarks: [{ name: 'b', uri: demo('missing.jsonl') }] } },
       'input.evaluation.benchmarks[0].uri',
     ));
@@ -201,24 +230,27 @@ describe('pift validate', function () {
 describe('pift run with an invalid input', function () {
   this.timeout(120_000);
 
+  it("starts no workflow for a run id with '/' and exits 2", async () => {
+    const temporal = await sharedTemporal();
+    const input = { ...demoInput(), runId: 'bad/run/id' };
+    const r = await pift(['run', '--input', inputFile(input), '--no-wait'], {
+      ...roots,
+      TEMPORAL_ADDRESS: temporal.address,
+      TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
+    });
+    assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stderr, /invalid: input\.runId/);
+    assert.doesNotMatch(r.stdout, /started/);
+    await assert.rejects(temporal.client.workflow.getHandle(input.runId).describe(), WorkflowNotFoundError);
+  });
+
+  // The check `pift run` makes before it starts anything (the case above shows that a refusal starts nothing).
   for (const [what, broken, field] of [
-    ["a run id with '/'", { runId: 'bad/run/id' }, 'input.runId'],
     ['a gs:// store', { store: 'gs://bucket/runs' }, 'input.store'],
     ['a missing dataset', { dataset: demo('missing.jsonl') }, 'input.dataset'],
     ['a dataset outside the allowed folders', { dataset: join(outside, 'train.jsonl') }, 'input.dataset'],
   ] as const) {
-    it(`starts no workflow for ${what} and exits 2`, async () => {
-      const temporal = await sharedTemporal();
-      const input = { ...demoInput(), ...broken };
-      const r = await pift(['run', '--input', inputFile(input), '--no-wait'], {
-        ...roots,
-        TEMPORAL_ADDRESS: temporal.address,
-        TEMPORAL_NAMESPACE: temporal.namespace ?? 'default',
-      });
-      assert.equal(r.code, 2, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`invalid: ${field.replace(/\./g, '\\.')}`));
-      assert.doesNotMatch(r.stdout, /started/);
-      await assert.rejects(temporal.client.workflow.getHandle(input.runId).describe(), WorkflowNotFoundError);
-    });
+    it(`refuses ${what} before starting, naming ${field}`, () =>
+      expectRefused({ ...demoInput(), ...broken }, field, undefined, roots, 'before-start'));
   }
 });
