@@ -78,6 +78,20 @@ export async function withRows<T>(
   }
 }
 
+/** The number a query of one value gives (a count). */
+export async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
+  const result = await rows.runAndReadAll(sql, values);
+  return Number(result.getRows()[0][0]);
+}
+
+/**
+ * Refuses a file short of rows: a streamed result that fails part way (out of memory) can end early instead of
+ * failing. `expected` is counted before the stream opens: a query run on the connection meanwhile ends the stream.
+ */
+export function checkRowCount(key: string, written: number, expected: number): void {
+  if (written !== expected) throw new Error(`the row engine gave ${written} of the ${expected} rows of ${key}`);
+}
+
 /** A string as an SQL literal. */
 export const literal = (text: string): string => `'${text.replace(/'/g, "''")}'`;
 

@@ -9,7 +9,7 @@ import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
+import { checkRowCount, linesOf, numberOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 
 /** A row's key in the seeded order for `salt`. */
@@ -80,11 +80,6 @@ async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Pr
   });
   await rows.run(`CREATE TABLE scored AS SELECT pos, id, score FROM ds JOIN sc USING (id) WHERE score IS NOT NULL`);
   await rows.run('DROP TABLE sc');
-}
-
-async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
-  const result = await rows.runAndReadAll(sql, values);
-  return Number(result.getRows()[0][0]);
 }
 
 /**
@@ -160,10 +155,9 @@ async function putOrdered(
 ): Promise<{ entry: OutputEntry; rows: number }> {
   // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
   const sql = `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`;
-  const n = await writeLines(rows, sql, { salt }, scratch);
-  // A streamed result that fails part way (out of memory) can end early instead of failing: never store a short file.
   const expected = await numberOf(rows, `SELECT count(*) FROM ds WHERE ${where}`);
-  if (n !== expected) throw new Error(`the row engine gave ${n} of the ${expected} rows of ${key}`);
+  const n = await writeLines(rows, sql, { salt }, scratch);
+  checkRowCount(key, n, expected);
   const entry = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
   return { entry, rows: n };
