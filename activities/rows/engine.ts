@@ -24,7 +24,9 @@ export interface OpenRows {
 /**
  * Opens a fresh database in a scratch folder under the work folder: its tables, and what a query spills, live on
  * disk beyond the memory limit. One thread: a sequence then numbers rows in file order, which the steps' outputs depend
- * on, and a step's memory does not grow with the host's cores.
+ * on, and a step's memory does not grow with the host's cores. The allocator's background thread hands freed memory
+ * back to the system over time: without it what a query freed stayed in the process (segmentation's queries at 1M rows
+ * replayed alone peaked 290-340 MB with it, 350-380 MB without).
  */
 export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<OpenRows> {
   await mkdir(deps.workDir, { recursive: true });
@@ -34,6 +36,7 @@ export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }
     temp_directory: scratch,
     threads: '1',
     preserve_insertion_order: 'true',
+    allocator_background_threads: 'true',
   });
   // Whatever fails on the way (a full disk among them), the database file is closed and the scratch folder removed.
   const closeInstance = async () => {
@@ -73,6 +76,20 @@ export async function withRows<T>(
   } finally {
     await close();
   }
+}
+
+/** The number a query of one value gives (a count). */
+export async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
+  const result = await rows.runAndReadAll(sql, values);
+  return Number(result.getRows()[0][0]);
+}
+
+/**
+ * Refuses a file short of rows: a streamed result that fails part way (out of memory) can end early instead of
+ * failing. `expected` is counted before the stream opens: a query run on the connection meanwhile ends the stream.
+ */
+export function checkRowCount(key: string, written: number, expected: number): void {
+  if (written !== expected) throw new Error(`the row engine gave ${written} of the ${expected} rows of ${key}`);
 }
 
 /** A string as an SQL literal. */

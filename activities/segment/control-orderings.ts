@@ -12,7 +12,7 @@ import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
 import { controlKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
-import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
+import { checkRowCount, linesOf, numberOf, withLongerLines, withRows, type Rows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import type { StageSplit, StepRef } from '../types';
 
@@ -77,6 +77,8 @@ async function writeStages(
     rows.run(`CREATE OR REPLACE TABLE pool AS
       SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, poolPath, maxLine)}`),
   );
+  // Counted before the stream opens: no other query may run on the connection while it is read.
+  let left = await numberOf(rows, 'SELECT count(*) FROM pool');
   const result = await rows.stream("SELECT line FROM pool ORDER BY sha256($salt || ':' || id), pos", {
     salt: `${seed}:control-random`,
   });
@@ -99,6 +101,8 @@ async function writeStages(
     } finally {
       await writer.close();
     }
+    checkRowCount(key, written, Math.min(size, left));
+    left -= written;
     const { sha256 } = await out.putFile(key, path);
     stages.push({ stage, uri: out.store.uriFor(key), rows: written, minScore: null, maxScore: null, sha256 });
   }

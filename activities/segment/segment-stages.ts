@@ -9,7 +9,7 @@ import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
-import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
+import { linesOf, numberOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
 import { copyLines } from '../rows/row-file';
 
 /** A row's key in the seeded order for `salt`. */
@@ -80,11 +80,6 @@ async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Pr
   });
   await rows.run(`CREATE TABLE scored AS SELECT pos, id, score FROM ds JOIN sc USING (id) WHERE score IS NOT NULL`);
   await rows.run('DROP TABLE sc');
-}
-
-async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
-  const result = await rows.runAndReadAll(sql, values);
-  return Number(result.getRows()[0][0]);
 }
 
 /**
