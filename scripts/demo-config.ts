@@ -22,7 +22,7 @@ export const TINY_PRETRAINED = join('data', 'tiny-pretrained');
 
 const TRAINING: Record<DemoModel, NonNullable<PipelineInput['training']>> = {
   // A local model gets the paper's presets (global batch 128, 2,048 tokens): the tiny model's batch is set here.
-  tiny: { epochs: 10, batchSize: 8, gradientAccumulation: 1, learningRate: 1e-3, maxLength: 256, saveSteps: 100 },
+  tiny: { epochs: 20, batchSize: 8, gradientAccumulation: 1, learningRate: 1e-3, maxLength: 256, saveSteps: 500 },
   smollm2: {
     baseModel: 'builtin:smollm2-135m-instruct',
     epochs: 1,
