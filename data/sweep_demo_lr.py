@@ -3,7 +3,7 @@
 Usage (from the repository root, with the trainer's virtual environment):
 
     .venv/bin/python data/sweep_demo_lr.py                       # the rates in RATES
-    .venv/bin/python data/sweep_demo_lr.py --rates 1e-3 3e-3 --epochs 3
+    .venv/bin/python data/sweep_demo_lr.py --rates 1e-3 3e-3 --epochs 10 --arms one-off random
 
 For each rate it trains, from the pretrained tiny model (data/tiny-pretrained, see pretrain_tiny.py), the arms the demo
 compares with the demo's other settings: the three stages (easy, medium, hard rows: the stages the offline scorer makes
@@ -36,7 +36,7 @@ RATES = (3e-4, 1e-3, 3e-3)
 LEVELS = ("easy", "medium", "hard")
 ARMS = ("stages", "one-off", "random")
 # The demo's settings (scripts/demo-config.ts).
-EPOCHS = 3
+EPOCHS = 20
 BATCH = 8
 MAX_LENGTH = 256
 MAX_NEW_TOKENS = 32
