@@ -91,13 +91,19 @@ async function run(model: DemoModel) {
     PIFT_WORKDIR: process.env.PIFT_WORKDIR ?? join(state, 'work'),
     TS_NODE_TRANSPILE_ONLY: 'true',
   };
-  for (const kind of ['cpu', 'gpu'])
+  const worker = (name: string, kind: 'cpu' | 'gpu', env: NodeJS.ProcessEnv) =>
     startChild(
-      `worker-${kind}`,
+      `worker-${name}`,
       process.execPath,
       ['-r', 'ts-node/register', join(root, 'workers', `${kind}.ts`)],
-      workerEnv,
+      env,
     );
+  worker('cpu', 'cpu', workerEnv);
+  // Two GPU workers: each runs one training or generation at a time, and a trainer on a CPU uses one core, so the
+  // stages, the One-off and the controls train two at a time on a machine with two cores or more. Each has its own
+  // work folder, so neither evicts a model from the other's model cache while it loads it.
+  for (let i = 1; i <= Math.min(2, cpus().length); i++)
+    worker(`gpu-${i}`, 'gpu', { ...workerEnv, PIFT_WORKDIR: join(workerEnv.PIFT_WORKDIR, `gpu-${i}`) });
 
   const client = new Client({ connection });
   const input: PipelineInput = demoInput({
