@@ -13,4 +13,4 @@ export type {
   StageOptions,
   TrainingOptions,
 } from './settings/schema';
-export { optimizerSteps, resolveTrainingDefaults, RUN_ID_PATTERN, runIdProblem } from './settings/derive';
+export { optimizerSteps, resolveTrainingDefaults } from './settings/derive';

@@ -10,7 +10,7 @@ import { InvalidDataError } from '../common/failures';
 import { canonicalJson, hashInputs } from '../activities/artifacts/hashing';
 import { fromJsonl, readJsonl, toJsonl } from '../activities/artifacts/jsonl';
 import { commitManifest, finishedStep, type StepManifest } from '../activities/artifacts/manifest';
-import { filePart, jsonlPart } from '../activities/artifacts/parts';
+import { filePart } from '../activities/artifacts/parts';
 import {
   benchmarkKeys,
   evaluateKeys,
@@ -22,7 +22,7 @@ import {
 import { runStep, StepOutputs } from '../activities/artifacts/step';
 import {
   commitCheckpoint,
-  newestCompleteCheckpoint,
+  completeCheckpoints,
   optimizerStateFile,
   pruneCheckpoints,
 } from '../activities/train/checkpoints';
@@ -72,10 +72,10 @@ describe('step manifests', () => {
     await ckpt(50, { hash: 'other' }); // another configuration
     // It runs inside the training activity (it logs the checkpoints it skips).
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const found = (await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h')) as
-      { step: number } | undefined;
-    assert.equal(found?.step, 20);
-    assert.equal(await env.run(newestCompleteCheckpoint, store, 'r/train/stage-2/checkpoints', 'h'), undefined);
+    const newest = async (prefix: string) =>
+      ((await env.run(completeCheckpoints, store, prefix, 'h')) as Array<{ step: number }>)[0];
+    assert.equal((await newest('r/train/stage-1/checkpoints'))?.step, 20);
+    assert.equal(await newest('r/train/stage-2/checkpoints'), undefined);
   });
 });
 
@@ -190,32 +190,6 @@ describe('runStep', () => {
 });
 
 describe('step parts', () => {
-  it('reuses a complete JSONL part, recomputes a short one, and lists it only when it is an output', async () => {
-    const store = recordingStore();
-    const key = 'r/evaluate/judgments/stage-1/vicuna.abc.jsonl';
-    let computed = 0;
-    const compute = async () => {
-      computed += 1;
-      return [{ id: 'a' }, { id: 'b' }];
-    };
-    const out1 = new StepOutputs(store);
-    assert.deepEqual(await jsonlPart(out1, key, { rows: 2, output: true }, compute), [{ id: 'a' }, { id: 'b' }]);
-    const text = '{"id":"a"}\n{"id":"b"}\n';
-    assert.equal(await store.getText(key), text);
-    assert.deepEqual(out1.entries, [{ key, bytes: text.length, sha256: sha(text) }]);
-
-    const out2 = new StepOutputs(store);
-    await jsonlPart(out2, key, { rows: 2, output: true }, compute);
-    assert.equal(computed, 1, 'a complete part is read back');
-    assert.deepEqual(out2.entries, out1.entries, 'a reused part is listed like a written one');
-
-    await store.put(key, '{"id":"a"}\n');
-    const out3 = new StepOutputs(store);
-    await jsonlPart(out3, key, { rows: 2, output: false }, compute);
-    assert.equal(computed, 2, 'a part with too few rows is computed again');
-    assert.deepEqual(out3.entries, [], 'scratch parts are not outputs');
-  });
-
   it('reuses a file part through its marker, without making it again', async () => {
     const store = recordingStore();
     const dir = mkdtempSync(join(tmpdir(), 'pift-part-'));
@@ -239,6 +213,11 @@ describe('step parts', () => {
 
 describe('checkpoint manifests', () => {
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  /** The checkpoint training resumes from: the newest complete one. */
+  const newestOf = (found: unknown) => {
+    const [c] = found as Array<{ step: number; key: string }>;
+    return c && { step: c.step, key: c.key };
+  };
   const keys = trainKeys('r', 'stage-1');
   const commit = async (store: LocalStore, step: number, inputsHash = 'h') => {
     const dir = mkdtempSync(join(tmpdir(), 'pift-ckpt-'));
@@ -260,9 +239,7 @@ describe('checkpoint manifests', () => {
       `${old}/manifest.json`,
       JSON.stringify({ step: 10, inputsHash: 'h', files: [{ key: `${old}/model.safetensors`, bytes: 4, sha256: '' }] }),
     );
-    const find = async () =>
-      (await env.run(newestCompleteCheckpoint, store, keys.checkpoints, 'h')) as
-        { step: number; key: string } | undefined;
+    const find = async () => newestOf(await env.run(completeCheckpoints, store, keys.checkpoints, 'h'));
     assert.deepEqual(await find(), { step: 10, key: old });
 
     await commit(store, 20);
@@ -283,8 +260,7 @@ describe('checkpoint manifests', () => {
     const store = freshStore();
     await commit(store, 10, 'old-format');
     const find = async (earlier: string[]) =>
-      (await env.run(newestCompleteCheckpoint, store, keys.checkpoints, 'new-format', earlier)) as
-        { step: number; key: string } | undefined;
+      newestOf(await env.run(completeCheckpoints, store, keys.checkpoints, 'new-format', earlier));
     assert.equal(await find([]), undefined);
     assert.deepEqual(await find(['old-format']), { step: 10, key: keys.checkpoint(10) });
     await commit(store, 20, 'new-format');

@@ -31,7 +31,6 @@ export type BatchOutcome =
   | { customId: string; rejected: string }
   | { customId: string; retry: string };
 
-export type BatchStatus = Batch['status'];
 /** Statuses after which a batch changes no more. */
 const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed', 'expired', 'cancelled']);
 export const batchFinished = (status: string): boolean => FINISHED.has(status);
