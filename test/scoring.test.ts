@@ -7,14 +7,16 @@ import { parseAlpaca, type AlpacaRow } from '../activities/datasets/parse';
 import {
   buildScoreMessages,
   buildScoreRequest,
-  difficultyFeatures,
-  OFFLINE_SCORER_LABEL,
-  offlineHeuristicScore,
-  parseScore,
   SCORE_DECODING,
   SCORE_PROMPT_SHA256,
   SCORE_PROMPT_TEMPLATE,
-} from '../activities/score/protocol';
+} from '../activities/score/score-prompt';
+import {
+  difficultyFeatures,
+  OFFLINE_SCORER_LABEL,
+  offlineHeuristicScore,
+} from '../activities/score/offline-heuristic-scorer';
+import { parseScore } from '../activities/score/parse-score';
 import { scoredText } from '../activities/datasets/rows';
 
 const LEVELS = ['easy', 'medium', 'hard'] as const;
