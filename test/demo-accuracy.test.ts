@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
 import { exactMatchAccuracy } from '../activities/evaluate/accuracy';
-import { parseBenchmark } from '../activities/datasets/parse';
+import { readBenchmark } from './helpers/read-text';
 
 const read = (...path: string[]) => readFileSync(join(__dirname, '..', ...path), 'utf8');
 const lines = (text: string) =>
@@ -20,7 +20,7 @@ const lines = (text: string) =>
  */
 describe('exact-match accuracy on stored demo answers', () => {
   it("counts the final stage's exact answers, most of them on the hard tasks it trained on", async () => {
-    const prompts = parseBenchmark(read('data', 'demo', 'heldout.jsonl'), 'heldout.jsonl', 'demo-heldout');
+    const prompts = await readBenchmark(read('data', 'demo', 'heldout.jsonl'), 'heldout.jsonl', 'demo-heldout');
     const answers = lines(read('test', 'fixtures', 'demo-stage-3-answers.jsonl'));
     assert.deepEqual(answers.map((a) => a.id).sort(), prompts.map((p) => p.id).sort());
     const byId = new Map(answers.map((a) => [a.id, a.answer]));

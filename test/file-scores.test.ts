@@ -11,7 +11,7 @@ import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
 import { readJsonl } from '../activities/artifacts/jsonl';
 import { sha256 } from '../activities/artifacts/hashing';
-import type { AlpacaRow } from '../activities/datasets/parse';
+import type { AlpacaRow } from '../activities/datasets/rows';
 import { fileScorer, scoreValue } from '../activities/datasets/file-scores';
 import type { ScoreInput, ScoreResult, SegmentResult } from '../activities/types';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';

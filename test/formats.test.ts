@@ -11,7 +11,7 @@ import { OFFLINE_SCORER_LABEL } from '../activities/score/offline-heuristic-scor
 import { DefaultLogger } from '@temporalio/worker';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createCpuActivities } from '../activities/cpu';
-import { parseAlpaca, parseBenchmark } from '../activities/datasets/parse';
+import { readBenchmark } from './helpers/read-text';
 import {
   buildScoreMessages,
   SCORE_CONVERSATION_PROMPT_SHA256,
@@ -30,6 +30,15 @@ import { InvalidDataError, type Where } from '../common/failures';
 const fixtures = realpathSync(join(__dirname, 'fixtures', 'formats'));
 const demoDir = realpathSync(join(__dirname, '..', 'data', 'demo'));
 const demoTrain = join(demoDir, 'train.jsonl');
+/** The demo's training rows as the step reads them: ids and fields as written, other fields kept as `extra`. */
+const demoTrainRows = () =>
+  readFileSync(demoTrain, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const { id, instruction, input, output, ...extra } = JSON.parse(line) as Record<string, string>;
+      return { id, instruction, input: input ?? '', output, extra };
+    });
 
 function tempRoot() {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-formats-')));
@@ -180,28 +189,23 @@ describe('dataset formats: every file type and layout reads into the same rows',
     );
   });
 
-  it('the Alpaca JSONL and JSON paths give exactly the rows, ids and hash of a whole-file parse', async () => {
+  it('the Alpaca JSONL and JSON paths give exactly the rows, ids and hash of the file', async () => {
     const text = readFileSync(demoTrain, 'utf8');
     const reader = readDatasetRows(deps, demoTrain, {});
     const rows: DatasetRow[] = [];
     for await (const row of reader) rows.push(row);
-    assert.deepEqual(rows, parseAlpaca(text, 'train.jsonl'));
+    assert.deepEqual(rows, demoTrainRows());
     assert.equal(reader.sha256, sha256(text));
     assert.equal(reader.layout, 'alpaca');
 
     // A JSON array with a BOM and CRLF, gzipped.
     const { dir, deps: local } = tempRoot();
-    const array =
-      '\ufeff[\r\n' +
-      parseAlpaca(text, 'x')
-        .map((r) => JSON.stringify(r))
-        .join(',\r\n') +
-      '\r\n]\r\n';
+    const array = '\ufeff[\r\n' + text.trim().split('\n').join(',\r\n') + '\r\n]\r\n';
     writeFileSync(join(dir, 'train.json.gz'), gzipSync(array));
     const gz = readDatasetRows(local, join(dir, 'train.json.gz'));
     const fromGz: DatasetRow[] = [];
     for await (const row of gz) fromGz.push(row);
-    assert.deepEqual(fromGz, parseAlpaca(array, 'train.json.gz'));
+    assert.deepEqual(fromGz, rows);
     assert.equal(gz.sha256, sha256(array));
   });
 
@@ -210,10 +214,18 @@ describe('dataset formats: every file type and layout reads into the same rows',
     const long = (i: number) => ({ instruction: `Row ${i}: ` + 'é'.repeat(50_000), output: 'x'.repeat(i) });
     const lines = Array.from({ length: 12 }, (_, i) => JSON.stringify(long(i))).join('\n') + '\n';
     writeFileSync(join(dir, 'long.jsonl'), lines);
-    assert.deepEqual(await readAll(join(dir, 'long.jsonl'), {}, local), parseAlpaca(lines, 'long.jsonl'));
+    const expected = (id: (i: number) => string) =>
+      Array.from({ length: 12 }, (_, i) => ({ id: id(i), ...long(i), input: '' }));
+    assert.deepEqual(
+      await readAll(join(dir, 'long.jsonl'), {}, local),
+      expected((i) => `L${i + 1}`),
+    );
     const array = `[\n${Array.from({ length: 12 }, (_, i) => JSON.stringify(long(i))).join(',\n')}\n]`;
     writeFileSync(join(dir, 'long.json'), array);
-    assert.deepEqual(await readAll(join(dir, 'long.json'), {}, local), parseAlpaca(array, 'long.json'));
+    assert.deepEqual(
+      await readAll(join(dir, 'long.json'), {}, local),
+      expected((i) => `I${i}`),
+    );
     // Over the limit while still arriving: named at once, without reading the rest.
     await rejects(
       readAll(join(dir, 'long.jsonl'), { maxRowBytes: 20_000 }, local),
@@ -423,18 +435,16 @@ describe('conversations through scoring, generation and judging', () => {
     });
     assert.equal(manifest.inputsHash, expected);
     // And the stored rows are what the step always wrote.
-    const old = parseAlpaca(readFileSync(demoTrain, 'utf8'), 'train.jsonl').map(
-      ({ id, instruction, input, output }) => ({
-        id,
-        instruction,
-        input,
-        output,
-      }),
-    );
+    const old = demoTrainRows().map(({ id, instruction, input, output }) => ({
+      id,
+      instruction,
+      input,
+      output,
+    }));
     assert.equal(demo.dataset, toJsonl(old));
   });
 
-  it('a benchmark of conversations prompts with the last user turn, its answer as the reference', () => {
+  it('a benchmark of conversations prompts with the last user turn, its answer as the reference', async () => {
     const text = [
       {
         id: 'p1',
@@ -455,12 +465,12 @@ describe('conversations through scoring, generation and judging', () => {
     ]
       .map((r) => JSON.stringify(r))
       .join('\n');
-    assert.deepEqual(parseBenchmark(text, 'chat.jsonl', 'chat'), [
+    assert.deepEqual(await readBenchmark(text, 'chat.jsonl', 'chat'), [
       { id: 'p1', instruction: 'Say hi.', input: '' },
       { id: 'p2', instruction: 'Double it.', input: '', reference: '8' },
     ]);
-    assert.throws(
-      () => parseBenchmark(JSON.stringify({ messages: [{ role: 'assistant', content: 'x' }] }), 'chat.jsonl', 'chat'),
+    await assert.rejects(
+      () => readBenchmark(JSON.stringify({ messages: [{ role: 'assistant', content: 'x' }] }), 'chat.jsonl', 'chat'),
       /^InvalidDataError: chat\.jsonl line 1: field "messages" has no user turn to use as the prompt$/,
     );
   });

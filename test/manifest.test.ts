@@ -30,12 +30,6 @@ import { LocalStore, NotFoundError } from '../store';
 
 const freshStore = () => new LocalStore(mkdtempSync(join(tmpdir(), 'pift-manifest-')));
 
-/** The checkpoint a training resumes from: the newest complete one of these inputs (trainStage's first candidate). */
-async function newestCompleteCheckpoint(...args: Parameters<typeof completeCheckpoints>) {
-  const [newest] = await completeCheckpoints(...args);
-  return newest && { step: newest.step, key: newest.key };
-}
-
 describe('step manifests', () => {
   it('reuses a finished step only for the same inputs and intact outputs', async () => {
     const store = freshStore();
@@ -78,10 +72,10 @@ describe('step manifests', () => {
     await ckpt(50, { hash: 'other' }); // another configuration
     // It runs inside the training activity (it logs the checkpoints it skips).
     const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
-    const found = (await env.run(newestCompleteCheckpoint, store, 'r/train/stage-1/checkpoints', 'h')) as
-      { step: number } | undefined;
-    assert.equal(found?.step, 20);
-    assert.equal(await env.run(newestCompleteCheckpoint, store, 'r/train/stage-2/checkpoints', 'h'), undefined);
+    const newest = async (prefix: string) =>
+      ((await env.run(completeCheckpoints, store, prefix, 'h')) as Array<{ step: number }>)[0];
+    assert.equal((await newest('r/train/stage-1/checkpoints'))?.step, 20);
+    assert.equal(await newest('r/train/stage-2/checkpoints'), undefined);
   });
 });
 
@@ -219,6 +213,11 @@ describe('step parts', () => {
 
 describe('checkpoint manifests', () => {
   const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
+  /** The checkpoint training resumes from: the newest complete one. */
+  const newestOf = (found: unknown) => {
+    const [c] = found as Array<{ step: number; key: string }>;
+    return c && { step: c.step, key: c.key };
+  };
   const keys = trainKeys('r', 'stage-1');
   const commit = async (store: LocalStore, step: number, inputsHash = 'h') => {
     const dir = mkdtempSync(join(tmpdir(), 'pift-ckpt-'));
@@ -240,9 +239,7 @@ describe('checkpoint manifests', () => {
       `${old}/manifest.json`,
       JSON.stringify({ step: 10, inputsHash: 'h', files: [{ key: `${old}/model.safetensors`, bytes: 4, sha256: '' }] }),
     );
-    const find = async () =>
-      (await env.run(newestCompleteCheckpoint, store, keys.checkpoints, 'h')) as
-        { step: number; key: string } | undefined;
+    const find = async () => newestOf(await env.run(completeCheckpoints, store, keys.checkpoints, 'h'));
     assert.deepEqual(await find(), { step: 10, key: old });
 
     await commit(store, 20);
@@ -263,8 +260,7 @@ describe('checkpoint manifests', () => {
     const store = freshStore();
     await commit(store, 10, 'old-format');
     const find = async (earlier: string[]) =>
-      (await env.run(newestCompleteCheckpoint, store, keys.checkpoints, 'new-format', earlier)) as
-        { step: number; key: string } | undefined;
+      newestOf(await env.run(completeCheckpoints, store, keys.checkpoints, 'new-format', earlier));
     assert.equal(await find([]), undefined);
     assert.deepEqual(await find(['old-format']), { step: 10, key: keys.checkpoint(10) });
     await commit(store, 20, 'new-format');

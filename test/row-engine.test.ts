@@ -6,7 +6,7 @@ import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { linesOf, withLongerLines, withRows } from '../activities/rows/engine';
-import { seededOrder } from '../activities/segment/segment-stages';
+import { seededOrder } from './helpers/seeded-order';
 import { segmentRandomControl } from '../activities/segment/control-orderings';
 
 describe('the row engine', () => {

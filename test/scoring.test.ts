@@ -3,26 +3,29 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'mocha';
-import { parseAlpaca, type AlpacaRow } from '../activities/datasets/parse';
+import type { AlpacaRow } from '../activities/datasets/rows';
+import { readAlpaca } from './helpers/read-text';
 import {
   buildScoreMessages,
   scorePromptFor,
-  difficultyFeatures,
-  OFFLINE_SCORER_LABEL,
-  offlineHeuristicScore,
-  parseScore,
   SCORE_DECODING,
   SCORE_PROMPT_SHA256,
   SCORE_PROMPT_TEMPLATE,
-} from '../activities/score/protocol';
+} from '../activities/score/score-prompt';
+import {
+  difficultyFeatures,
+  OFFLINE_SCORER_LABEL,
+  offlineHeuristicScore,
+} from '../activities/score/offline-heuristic-scorer';
+import { parseScore } from '../activities/score/parse-score';
 import { scoredText } from '../activities/datasets/rows';
 import { scoreRequest } from '../activities/score/score-answers';
 
 const LEVELS = ['easy', 'medium', 'hard'] as const;
 
-function demoRows(split: 'train' | 'heldout'): AlpacaRow[] {
+function demoRows(split: 'train' | 'heldout'): Promise<AlpacaRow[]> {
   const file = `${split}.jsonl`;
-  return parseAlpaca(readFileSync(join(__dirname, '..', 'data', 'demo', file), 'utf8'), file);
+  return readAlpaca(readFileSync(join(__dirname, '..', 'data', 'demo', file), 'utf8'), file);
 }
 
 function mean(values: number[]): number {
@@ -155,9 +158,9 @@ describe('offline heuristic scorer', () => {
   });
 
   for (const split of ['train', 'heldout'] as const) {
-    it(`ranks the demo families easy < medium < hard (${split} split)`, () => {
+    it(`ranks the demo families easy < medium < hard (${split} split)`, async () => {
       const byFamily = new Map<string, { level: string; scores: number[] }>();
-      for (const row of demoRows(split)) {
+      for (const row of await demoRows(split)) {
         const family = String(row.extra?.family);
         const level = String(row.extra?.level);
         const entry = byFamily.get(family) ?? { level, scores: [] };
@@ -186,8 +189,8 @@ describe('offline heuristic scorer', () => {
     });
   }
 
-  it('puts the demo levels on the default stage cuts (easy < 1.5 <= medium < 3.5 <= hard)', () => {
-    for (const row of demoRows('train')) {
+  it('puts the demo levels on the default stage cuts (easy < 1.5 <= medium < 3.5 <= hard)', async () => {
+    for (const row of await demoRows('train')) {
       const score = offlineHeuristicScore(row);
       const level = row.extra?.level;
       if (level === 'easy') assert.ok(score < 1.5, `${row.id} ${score}`);

@@ -5,41 +5,84 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
-import { quantileThresholds, seededOrder, segmentStages, stageOf } from '../activities/segment/segment-stages';
+import { segmentStages } from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
 import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';
 
+/** The ids of each stage file, in file order, and the thresholds, from segmentStages over rows scored `scores`. */
+async function segmentScores(
+  scores: number[],
+  stages: Partial<SegmentInput['stages']>,
+  order: (ids: string[]) => string[] = (ids) => ids,
+): Promise<{ ids: string[][]; thresholds: number[] }> {
+  const dir = mkdtempSync(join(tmpdir(), 'pift-segment-'));
+  const store = new LocalStore(dir);
+  const score = new Map(scores.map((s, i) => [`r${i}`, s]));
+  const ids = order([...score.keys()]);
+  await store.put(
+    'r/score/dataset.jsonl',
+    ids.map((id) => JSON.stringify({ id, instruction: id, output: id })).join('\n'),
+  );
+  const scoresText = ids.map((id) => JSON.stringify({ id, score: score.get(id) })).join('\n');
+  await store.put('r/score/scores.jsonl', scoresText);
+  const count = stages.count ?? 3;
+  const res = await segmentStages(
+    { ...depsFromEnv({ PIFT_FILE_ROOTS: dir }), workDir: dir },
+    {
+      runId: 'r',
+      store: `file://${dir}`,
+      score: {
+        datasetUri: store.uriFor('r/score/dataset.jsonl'),
+        scoresUri: store.uriFor('r/score/scores.jsonl'),
+        sha256: sha256(scoresText),
+      },
+      stages: { count, rule: 'thresholds', thresholds: [], allowEmpty: true, seed: 1, ...stages },
+      heldoutFraction: 0,
+      heldoutMax: 0,
+    },
+  );
+  const stageIds = async (k: number) =>
+    (await store.getText(`r/segment/stage-${k}.jsonl`))
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l).id as string);
+  return { ids: await Promise.all(res.stages.map((s) => stageIds(s.stage))), thresholds: res.thresholds };
+}
+
 describe('segmentation rules', () => {
-  it('puts scores into the paper stages: < 1.5, [1.5, 3.5), >= 3.5', () => {
-    const t = [1.5, 3.5];
+  it('puts scores into the paper stages: < 1.5, [1.5, 3.5), >= 3.5', async () => {
+    const scores = [1, 1.49, 1.5, 3.49, 3.5, 5];
+    const { ids } = await segmentScores(scores, { thresholds: [1.5, 3.5] });
+    const stageOf = (i: number) => 1 + ids.findIndex((stage) => stage.includes(`r${i}`));
     assert.deepEqual(
-      [1, 1.49, 1.5, 3.49, 3.5, 5].map((s) => stageOf(s, t)),
+      scores.map((_, i) => stageOf(i)),
       [1, 1, 2, 2, 3, 3],
     );
   });
 
-  it('cuts quantiles so stages are about equal and equal scores share a stage', () => {
+  it('cuts quantiles so stages are about equal and equal scores share a stage', async () => {
     const scores = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5, 5];
-    const t = quantileThresholds(scores, 3);
-    const counts = [1, 2, 3].map((k) => scores.filter((s) => stageOf(s, t) === k).length);
-    assert.deepEqual(t, [3, 5]);
-    assert.deepEqual(counts, [4, 4, 4]);
+    const { ids, thresholds } = await segmentScores(scores, { rule: 'quantiles' });
+    assert.deepEqual(thresholds, [3, 5]);
+    assert.deepEqual(
+      ids.map((stage) => stage.length),
+      [4, 4, 4],
+    );
   });
 
-  it('shuffles once with a fixed seed, independent of input order', () => {
-    const rows = Array.from({ length: 50 }, (_, i) => ({ id: `r${i}` }));
-    const a = seededOrder(rows, 'seed:stage-1').map((r) => r.id);
-    const b = seededOrder([...rows].reverse(), 'seed:stage-1').map((r) => r.id);
+  it('shuffles once with a fixed seed, independent of input order', async () => {
+    const scores = Array.from({ length: 50 }, () => 1);
+    const stage1 = async (seed: number, order?: (ids: string[]) => string[]) =>
+      (await segmentScores(scores, { count: 1, seed }, order)).ids[0];
+    const a = await stage1(1);
+    const b = await stage1(1, (ids) => [...ids].reverse());
     assert.deepEqual(a, b);
     assert.notDeepEqual(
       a,
-      rows.map((r) => r.id),
+      scores.map((_, i) => `r${i}`),
     );
-    assert.notDeepEqual(
-      seededOrder(rows, 'other:stage-1').map((r) => r.id),
-      a,
-    );
+    assert.notDeepEqual(await stage1(2), a);
   });
 
   it('counts optimizer steps as the HF Trainer does', () => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, it } from 'mocha';
 import { repoRoot, sharedTemporal } from './helpers/temporal';
-import { parseAlpaca } from '../activities/datasets/parse';
+import { readAlpaca } from './helpers/read-text';
 import { describeEstimate, estimateScoring } from '../activities/llm/cost-estimate';
 import { SCORE_DECODING, scoreMessagesFor } from '../activities/score/score-prompt';
 import { buildInput } from '../client/input-file';
@@ -170,7 +170,7 @@ describe('pift validate', function () {
         scorer: { kind: 'openai', pricePerMillionTokens: price },
         evaluation: { ...input.evaluation, judge: 'openai', pricePerMillionTokens: price },
       };
-      const rows = parseAlpaca(readFileSync(demo('train.jsonl'), 'utf8'), 'train.jsonl');
+      const rows = await readAlpaca(readFileSync(demo('train.jsonl'), 'utf8'), 'train.jsonl');
       const e = estimateScoring(rows.map(scoreMessagesFor), {
         samples: 1,
         price,

@@ -4,8 +4,8 @@ import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 import { openUserFile } from './read-user-file';
 import { IdTable } from './id-table';
-import { kindOf, type AlpacaRow } from './parse';
-import { scoredText } from './rows';
+import { kindOf } from './json-records';
+import { scoredText, type AlpacaRow } from './rows';
 import { unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
 import type { ScoreInput, ScoreRow } from '../types';
@@ -246,7 +246,7 @@ export async function fileScorer(
 ): Promise<FileScorer> {
   const files = input.scorer.files ?? [];
   if (files.length === 0) {
-    // The dataset's own `score` field (parseAlpaca keeps other fields in `extra`).
+    // The dataset's own `score` field (the row builders keep other fields in `extra`).
     const label = `file:${dataset.source}@sha256:${dataset.sha256}#score`;
     return {
       label,

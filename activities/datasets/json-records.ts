@@ -1,7 +1,6 @@
 /**
  * Splits JSONL or a top-level JSON array into its records while the text arrives in chunks, so a file of any size is
- * read with memory for one record at a time. `parse.ts` hands it a whole text at once and gets exactly what it got
- * from parsing the whole text: same records, lines, indexes and messages.
+ * read with memory for one record at a time.
  */
 import { InvalidDataError } from '../../common/failures';
 
@@ -106,8 +105,6 @@ export class JsonRecordSplitter {
   constructor(
     private readonly source: string,
     private readonly maxRowBytes: number,
-    /** Fail a record still arriving once it is over the limit (off when the whole text is pushed at once). */
-    private readonly streaming = true,
   ) {}
 
   /** True once the first non-blank character said the file is a JSON array (undefined while only blanks came). */
@@ -162,7 +159,8 @@ export class JsonRecordSplitter {
     if (last) {
       this.lineRecord(buffered, records);
       buffered = '';
-    } else if (this.streaming) {
+    } else {
+      // A record still arriving fails once it is over the limit.
       checkPartialRowSize(this.source, this.line, buffered, this.maxRowBytes);
     }
     // A copy, not a slice: a sliced string keeps its whole parent (this chunk of text) alive until the next push,
@@ -254,7 +252,7 @@ export class JsonRecordSplitter {
     }
     if (this.state === 'in-value') {
       this.parts.push(text.slice(valueStart));
-      if (this.streaming) checkPartialRowSize(this.source, this.valueLine, this.parts.join(''), this.maxRowBytes);
+      checkPartialRowSize(this.source, this.valueLine, this.parts.join(''), this.maxRowBytes);
     }
     return records;
   }
@@ -276,10 +274,4 @@ export class JsonRecordSplitter {
       fail(this.source, rec, `item ${rec.index} must be a JSON object, found ${kindOf(value)}`);
     records.push({ value, ...rec });
   }
-}
-
-/** Every record of a whole text (JSONL or a JSON array). */
-export function splitRecords(text: string, source: string, maxRowBytes: number): SourceRecord[] {
-  const splitter = new JsonRecordSplitter(source, maxRowBytes, false);
-  return [...splitter.push(text), ...splitter.end()];
 }

@@ -1,32 +1,11 @@
 /**
- * Parsing of instruction datasets and benchmark prompt sets. Pure: takes the file's text and a source name
- * (used only in messages), never touches the disk. Every error is an InvalidDataError naming the file and the
- * line and the field at fault, and says what kind of value was found (type, length), never the file's text: a
- * file named by mistake (a key, an environment dump) must not end up in a failure message.
- *
- * Both parsers accept JSONL (one object per line, blank lines allowed) and a JSON document whose top level is an
- * array of objects (the released Alpaca files are JSON arrays, the benchmark files JSONL).
+ * The prompts of a benchmark file, built from its records as readDatasetRows hands them on (JSONL, a JSON array, CSV
+ * or Parquet). Every error is an InvalidDataError naming the file and the line and the field at fault, and says what
+ * kind of value was found (type, length), never the file's text: a file named by mistake (a key, an environment
+ * dump) must not end up in a failure message.
  */
-import { MAX_ROW_BYTES } from '../../common/settings/constants';
-import { fail, isPlainObject, kindOf, splitRecords, type SourceRecord } from './json-records';
-import {
-  alpacaRowBuilder,
-  defaultId,
-  givenId,
-  optionalString,
-  requiredString,
-  uniqueIds,
-  type AlpacaRow,
-} from './rows';
-
-export { kindOf, type AlpacaRow };
-
-export interface ParseOptions {
-  /** Largest JSONL line or JSON array element, in UTF-8 bytes; default: the input schema's `maxRowBytes`. */
-  maxRowBytes?: number;
-}
-
-const DEFAULT_MAX_ROW_BYTES = MAX_ROW_BYTES;
+import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
+import { defaultId, givenId, optionalString, requiredString, uniqueIds } from './rows';
 
 export interface BenchmarkPrompt {
   id: string;
@@ -35,14 +14,6 @@ export interface BenchmarkPrompt {
   input: string;
   /** A known answer (`output` / `reference` / `answer`, or Self-Instruct's `instances[0].output`), for the offline judge. */
   reference?: string;
-}
-
-/**
- * Alpaca rows from JSONL or a JSON array. `instruction` (non-empty string) and `output` (string) are required;
- * `input` is an optional string (absent or null reads as ''); `id` is an optional string or number, unique in the file.
- */
-export function parseAlpaca(text: string, source: string, options: ParseOptions = {}): AlpacaRow[] {
-  return splitRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map(alpacaRowBuilder(source));
 }
 
 /**
@@ -69,22 +40,6 @@ export function benchmarkFormat(name: string): { promptField: string; idField: s
   const lower = name.toLowerCase();
   const key = Object.keys(BENCHMARK_FORMATS).find((k) => lower.includes(k));
   return key === undefined ? undefined : BENCHMARK_FORMATS[key];
-}
-
-/**
- * Benchmark prompts from JSONL or a JSON array. `name` selects the field layout (BENCHMARK_FORMATS: `vicuna`,
- * `koala`, `sinstruct`, `wizardlm`, `anthropic`, `oasst`, matched as a substring like the released scripts do);
- * any other name takes the first present of PROMPT_FIELDS and of `id` / `question_id` / `idx`.
- */
-export function parseBenchmark(
-  text: string,
-  source: string,
-  name: string,
-  options: ParseOptions = {},
-): BenchmarkPrompt[] {
-  return splitRecords(text, source, options.maxRowBytes ?? DEFAULT_MAX_ROW_BYTES).map(
-    benchmarkPromptBuilder(source, name),
-  );
 }
 
 /** The turn lists a benchmark prompt may come as, with their role and text keys. */
@@ -126,7 +81,12 @@ function conversationPrompt(
   return reference === undefined ? { instruction } : { instruction, reference };
 }
 
-/** Builds the prompt of each record of a benchmark file (see parseBenchmark); ids are checked unique across calls. */
+/**
+ * Builds the prompt of each record of a benchmark file; ids are checked unique across calls. `name` selects the field
+ * layout (BENCHMARK_FORMATS: `vicuna`, `koala`, `sinstruct`, `wizardlm`, `anthropic`, `oasst`, matched as a substring
+ * like the released scripts do); any other name takes the first present of PROMPT_FIELDS and of `id` /
+ * `question_id` / `idx`.
+ */
 export function benchmarkPromptBuilder(source: string, name: string): (rec: SourceRecord) => BenchmarkPrompt {
   const format = benchmarkFormat(name);
   const checkId = uniqueIds(source);

@@ -104,14 +104,14 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const columns = this.options.columns ?? {};
     let build: ((rec: SourceRecord) => DatasetRow) | undefined;
     let unit: SourceRecord['unit'];
-    // The builders' own check (an IdTable) would keep every id's bytes in the heap; the row engine keeps them here.
+    // Ids go to the row engine, not to a table in the heap, which would hold every id's bytes.
     const ids = checkIds ? await IdCheck.open(this.deps) : undefined;
     try {
       for await (const rec of records) {
         if (build === undefined) {
           const given = this.format === 'auto' ? undefined : (this.format.split('-')[0] as DatasetLayout);
           this.layout = given ?? detectLayout(this.source, rec, columns);
-          build = rowBuilder(this.source, this.layout, columns, false);
+          build = rowBuilder(this.source, this.layout, columns);
           unit = rec.unit;
         }
         const row = build(rec);

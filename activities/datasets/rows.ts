@@ -149,12 +149,10 @@ export function duplicateId(source: string, rec: SourceRecord, field: string, fi
 }
 
 /**
- * Checks ids are unique across the file (given and generated alike), at the row that repeats one. `check` false skips
- * it: for a file read again after a first complete read checked it, and for a streamed read, which keeps its ids in
- * the row engine and finds a repeat after its last row instead (see DatasetRows and id-check.ts).
+ * Checks ids are unique across a benchmark file (given and generated alike), at the row that repeats one. A dataset's
+ * rows are checked by the row engine instead, after the last row (see DatasetRows and id-check.ts).
  */
-export function uniqueIds(source: string, check = true): (rec: SourceRecord, id: string, field: string) => void {
-  if (!check) return () => {};
+export function uniqueIds(source: string): (rec: SourceRecord, id: string, field: string) => void {
   const seen = new IdTable();
   return (rec, id, field) => {
     const first = seen.firstLine(id, rec.line);
@@ -169,14 +167,9 @@ function extraOf(value: Record<string, unknown>, known: Set<string>): Record<str
 
 /**
  * Alpaca rows: `instruction` (non-empty string) and `output` (string) are required; `input` is an optional string
- * (absent or null reads as ''); `id` is an optional string or number, unique in the file. `columns` renames them.
+ * (absent or null reads as ''); `id` is an optional string or number. `columns` renames them.
  */
-export function alpacaRowBuilder(
-  source: string,
-  columns: DatasetColumns = {},
-  checkIds = true,
-): (rec: SourceRecord) => AlpacaRow {
-  const checkId = uniqueIds(source, checkIds);
+export function alpacaRowBuilder(source: string, columns: DatasetColumns = {}): (rec: SourceRecord) => AlpacaRow {
   const f = {
     id: idFieldOf(columns),
     instruction: columns.instruction ?? 'instruction',
@@ -189,7 +182,6 @@ export function alpacaRowBuilder(
     const input = optionalString(source, rec, f.input) ?? '';
     const output = requiredString(source, rec, f.output, false);
     const id = givenId(source, rec, f.id) ?? defaultId(rec);
-    checkId(rec, id, f.id);
     const row: AlpacaRow = { id, instruction, input, output };
     const extra = extraOf(rec.value, known);
     if (extra) row.extra = extra;
@@ -220,9 +212,7 @@ export function conversationRowBuilder(
   source: string,
   layout: 'sharegpt' | 'messages',
   columns: DatasetColumns = {},
-  checkIds = true,
 ): (rec: SourceRecord) => ConversationRow {
-  const checkId = uniqueIds(source, checkIds);
   // Turns are keyed by the layout (from/value or role/content), not by the list's name: axolotl's files keep
   // role/content turns under `conversations`, and LLaMA-Factory's sharegpt files may name theirs `messages`.
   const ownField = layout === 'sharegpt' ? 'conversations' : 'messages';
@@ -294,7 +284,6 @@ export function conversationRowBuilder(
       );
     }
     const id = givenId(source, rec, idField) ?? defaultId(rec);
-    checkId(rec, id, idField);
     const row: ConversationRow = {
       id,
       instruction: messages[messages.length - 2].content,
@@ -308,14 +297,7 @@ export function conversationRowBuilder(
   };
 }
 
-/** The row builder of a layout; `checkIds` false leaves out the duplicate-id check (see uniqueIds). */
-export function rowBuilder(
-  source: string,
-  layout: DatasetLayout,
-  columns: DatasetColumns = {},
-  checkIds = true,
-): (rec: SourceRecord) => DatasetRow {
-  return layout === 'alpaca'
-    ? alpacaRowBuilder(source, columns, checkIds)
-    : conversationRowBuilder(source, layout, columns, checkIds);
+/** The row builder of a layout; ids are checked unique by the reader (see DatasetRows). */
+export function rowBuilder(source: string, layout: DatasetLayout, columns: DatasetColumns = {}) {
+  return layout === 'alpaca' ? alpacaRowBuilder(source, columns) : conversationRowBuilder(source, layout, columns);
 }

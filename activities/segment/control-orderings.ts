@@ -62,7 +62,7 @@ export async function segmentRandomControl(deps: ActivityDeps, input: RandomCont
 }
 
 /**
- * The pool's rows in seeded order (seededOrder with `<seed>:control-random`), cut into consecutive stages of `sizes`:
+ * The pool's rows in seeded order (by sha256('<seed>:control-random:<id>')), cut into consecutive stages of `sizes`:
  * each stage file is its rows' lines as the pool holds them.
  */
 async function writeStages(

@@ -4,7 +4,7 @@ import { allowedLocation, openStore } from '../../store';
 import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
-import { hashInputs, sha256 } from '../artifacts/hashing';
+import { hashInputs } from '../artifacts/hashing';
 import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
@@ -12,32 +12,13 @@ import type { SegmentInput, SegmentResult, StageSplit } from '../types';
 import { linesOf, numberOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
 import { copyLines } from '../rows/row-file';
 
-/** A row's key in the seeded order for `salt`. */
-export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);
-
-/** A fixed-seed shuffle that does not depend on row order or on any RNG implementation: sort by a keyed hash. */
-export const seededOrder = <T extends { id: string }>(rows: T[], salt: string): T[] =>
-  rows
-    .map((r) => ({ r, k: seededKey(salt, r.id) }))
-    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
-    .map(({ r }) => r);
-
-/** Cut points that put about the same number of rows in each stage; equal scores always share a stage. */
-export function quantileThresholds(scores: ArrayLike<number>, count: number): number[] {
-  const sorted = Float64Array.from(scores).sort();
-  return Array.from({ length: count - 1 }, (_, k) => sorted[Math.floor(((k + 1) * sorted.length) / count)]);
-}
-
-/** Stage k (1-based) holds thresholds[k-2] <= score < thresholds[k-1]: the paper's "stage 3 = score >= 3.5". */
-export const stageOf = (score: number, thresholds: number[]): number => 1 + thresholds.filter((t) => score >= t).length;
-
 /**
  * Splits the scored rows into stages of increasing difficulty, shuffles each stage once with a fixed seed (the paper
  * does not reshuffle per epoch), and writes the One-off baseline's data: every staged row, shuffled.
  *
  * Memory stays within the row engine's limit whatever the dataset's size: the dataset and its scores are copied to
- * local disk and joined, split and sorted there (a seeded order is `ORDER BY sha256('<salt>:' || id)`, the key
- * seededOrder sorts by), and each stage file is its rows' lines, copied as they were written.
+ * local disk and joined, split and sorted there (a seeded order is `ORDER BY sha256('<salt>:' || id)`), and each
+ * stage file is its rows' lines, copied as they were written.
  */
 export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Promise<SegmentResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
@@ -58,7 +39,7 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
   });
 }
 
-/** The SQL of a seeded order's key: seededKey(salt, id) for the salt in parameter `$salt`. */
+/** The SQL of a seeded order's key, sha256('<salt>:<id>'), for the salt in parameter `$salt`. */
 const SEEDED_KEY = "sha256($salt || ':' || id)";
 
 /**
@@ -83,7 +64,7 @@ async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Pr
 }
 
 /**
- * The held-out split: the head of seededOrder over every row (table `heldout`: pos, id), then taken out of `scored`,
+ * The held-out split: the head of the seeded order over every row (table `heldout`: pos, id), then taken out of `scored`,
  * which keeps the training rows.
  */
 async function holdOut(rows: Rows, input: SegmentInput): Promise<{ total: number; heldout: number }> {
@@ -96,7 +77,10 @@ async function holdOut(rows: Rows, input: SegmentInput): Promise<{ total: number
   return { total, heldout };
 }
 
-/** quantileThresholds over the training rows' scores: the score at each cut's place in ascending order. */
+/**
+ * Cut points that put about the same number of rows in each stage (equal scores always share a stage): the training
+ * rows' score at each cut's place in ascending order.
+ */
 async function quantiles(rows: Rows, scoredCount: number, count: number): Promise<number[]> {
   const places = Array.from({ length: count - 1 }, (_, k) => Math.floor(((k + 1) * scoredCount) / count));
   if (places.length === 0) return [];
@@ -108,7 +92,9 @@ async function quantiles(rows: Rows, scoredCount: number, count: number): Promis
   return places.map((i) => at.get(i)!);
 }
 
-/** Adds each training row's stage: by thresholds (stageOf), or the paper's random control (equal, seeded stages). */
+/**
+ * Adds each training row's stage: by thresholds (stage k holds thresholds[k-2] <= score < thresholds[k-1], the
+ * paper's "stage 3 = score >= 3.5"), or the paper's random control (equal, seeded stages). */
 async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[], scoredCount: number) {
   const { rule, count, seed } = input.stages;
   if (rule === 'random') {
