@@ -11,6 +11,7 @@ import { rowsPerPart } from '../activities/artifacts/parts';
 import { StepOutputs } from '../activities/artifacts/step';
 import { storedScoreRow } from '../activities/score/score-rows';
 import type { SegmentInput, SegmentResult } from '../activities/types';
+import { scoreRef } from './helpers/score-ref';
 import { LocalStore } from '../store';
 
 /** A seeded dataset and its scores, written as the score step writes them (or shuffled, as other tools might). */
@@ -70,11 +71,7 @@ async function segmentOnce(n: number, stages: Partial<SegmentInput['stages']>, o
     const input: SegmentInput = {
       runId: 'r',
       store: `file://${dir}`,
-      score: {
-        datasetUri: store.uriFor('r/score/dataset.jsonl'),
-        scoresUri: store.uriFor('r/score/scores.jsonl'),
-        sha256: sha256(await store.get('r/score/scores.jsonl')),
-      },
+      score: scoreRef(store, sha256(await store.get('r/score/scores.jsonl'))),
       stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 11, ...stages },
       heldoutFraction: options.heldoutFraction ?? 0.1,
       heldoutMax: 25,
@@ -139,11 +136,7 @@ describe('held-out split over many rows', () => {
         {
           runId: 'r',
           store: `file://${dir}`,
-          score: {
-            datasetUri: store.uriFor('r/score/dataset.jsonl'),
-            scoresUri: store.uriFor('r/score/scores.jsonl'),
-            sha256: sha256(await store.get('r/score/scores.jsonl')),
-          },
+          score: scoreRef(store, sha256(await store.get('r/score/scores.jsonl'))),
           stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 5 },
           heldoutFraction: 0.5,
           heldoutMax: 40,
@@ -187,11 +180,7 @@ describe('segmentation at scale', () => {
         {
           runId: 'r',
           store: `file://${dir}`,
-          score: {
-            datasetUri: store.uriFor('r/score/dataset.jsonl'),
-            scoresUri: store.uriFor('r/score/scores.jsonl'),
-            sha256: sha256(await store.get('r/score/scores.jsonl')),
-          },
+          score: scoreRef(store, sha256(await store.get('r/score/scores.jsonl'))),
           stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 1 },
           heldoutFraction: 0,
           heldoutMax: 1,

@@ -7,6 +7,7 @@ import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { segmentStages } from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
+import { scoreRef } from './helpers/score-ref';
 import { LocalStore } from '../store';
 import { optimizerSteps } from '../common/input';
 
@@ -32,11 +33,7 @@ async function segmentScores(
     {
       runId: 'r',
       store: `file://${dir}`,
-      score: {
-        datasetUri: store.uriFor('r/score/dataset.jsonl'),
-        scoresUri: store.uriFor('r/score/scores.jsonl'),
-        sha256: sha256(scoresText),
-      },
+      score: scoreRef(store, sha256(scoresText)),
       stages: { count, rule: 'thresholds', thresholds: [], allowEmpty: true, seed: 1, ...stages },
       heldoutFraction: 0,
       heldoutMax: 0,
@@ -115,11 +112,7 @@ describe('segmentStages on a store', () => {
     const input = (stages: Partial<SegmentInput['stages']>, heldoutFraction = 0): SegmentInput => ({
       runId: 'r',
       store: `file://${dir}`,
-      score: {
-        datasetUri: store.uriFor('r/score/dataset.jsonl'),
-        scoresUri: store.uriFor('r/score/scores.jsonl'),
-        sha256: sha256(scoresText),
-      },
+      score: scoreRef(store, sha256(scoresText)),
       stages: { count: 3, rule: 'thresholds', thresholds: [1.5, 3.5], allowEmpty: false, seed: 1, ...stages },
       heldoutFraction,
       heldoutMax: 100,
