@@ -21,11 +21,11 @@ import {
   type BatchSubmitted,
   type RoundContext,
 } from '../llm/batch-rounds';
-import { endpointFor, judgeModel } from '../llm/llm-client';
+import { askAgain, endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
 import { judgeCacheMaterial, judgeRequest, type CachedReply } from './judge-answers';
-import { judgeQuestion } from './judge-prompt';
+import { JUDGE_CORRECTION, judgeQuestion } from './judge-prompt';
 import { parseVerdict } from '../results/parse-verdict';
 
 /**
@@ -174,7 +174,7 @@ export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInpu
   return submitRound(j.ctx, input.round, j.workDir, {
     ask: (add) =>
       eachUncached(j, input.round, async ({ customId, request }, state) => {
-        if (!state.done) await add({ customId, request });
+        if (!state.done) await add({ customId, request: askAgain(request, state.unparsed, JUDGE_CORRECTION) });
       }),
     check: async (asked) => {
       if (asked.requests) {

@@ -316,9 +316,10 @@ export async function spentTokens(
   return spent;
 }
 
-/** Where one request stands after the rounds so far. */
+/** Where one request stands after the rounds so far; an open one that was asked has its `unparsed` last reply. */
 export type ItemState =
-  { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number } | { done: false; asks: number };
+  | { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number }
+  | { done: false; asks: number; unparsed?: string };
 
 /**
  * A request is done once it was rejected, or answered with something that parses, or answered unparseably
@@ -331,13 +332,15 @@ export function itemState(
   parses: (content: string) => boolean,
 ): ItemState {
   let asks = 0;
+  let unparsed: string | undefined;
   for (const o of outcomes ?? []) {
     if ('retry' in o) continue;
     if ('rejected' in o) return { done: true, outcome: o, asks };
     asks += 1;
     if (parses(o.content) || asks > parseRetries) return { done: true, outcome: o, asks };
+    unparsed = o.content;
   }
-  return { done: false, asks };
+  return { done: false, asks, ...(unparsed !== undefined && { unparsed }) };
 }
 
 /**

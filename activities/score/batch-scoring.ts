@@ -19,7 +19,7 @@ import {
   type BatchSubmitted,
   type RoundContext,
 } from '../llm/batch-rounds';
-import { endpointFor, scorerModel } from '../llm/llm-client';
+import { askAgain, endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
 import { parseScore } from './parse-score';
 import {
@@ -30,7 +30,7 @@ import {
   scoreRequest,
   scoreRowFromSamples,
 } from './score-answers';
-import { scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, scorePromptFor } from './score-prompt';
 
 /**
  * `scorer.mode: "batch"`: the difficulty questions the answer cache lacks are asked through the Batch API, and every
@@ -144,8 +144,13 @@ export async function submitScoreBatch(deps: ActivityDeps, input: ScoreBatchInpu
   return submitRound(s.ctx, input.round, s.workDir, {
     ask: (add) =>
       eachUncached(s, input, input.round, async (row, index, states) => {
-        for (const [k, state] of states.entries())
-          if (!state.done) await add({ customId: customId(index, k), request: scoreRequest(s.model, row) });
+        for (const [k, state] of states.entries()) {
+          if (state.done) continue;
+          await add({
+            customId: customId(index, k),
+            request: askAgain(scoreRequest(s.model, row), state.unparsed, SCORE_CORRECTION),
+          });
+        }
       }),
     check: async (asked) => {
       if (asked.requests) {
