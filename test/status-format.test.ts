@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, RetryState } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
+import { msNumberToTs } from '@temporalio/common/lib/time';
 import { describe, it } from 'mocha';
 import {
   busyQueues,
+  busyWorkers,
   failureHint,
   formatStatus,
   neededQueues,
@@ -188,6 +190,41 @@ describe('pift status', () => {
     assert.deepEqual(busyQueues([gpu], stale, now), []);
     const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: live, unpolled: [], busy: [gpu] });
     assert.match(text, /^busy: every worker slot on pift-gpu is taken/m);
+    assert.doesNotMatch(text, /no worker is polling/);
+  });
+
+  it('tells a worker busy with another run from an absent one', async () => {
+    const gpu = { queue: 'pift-gpu', kind: 'gpu' as const };
+    const now = Date.now();
+    // Run "other" trains on pift-gpu; this run (r1) waits for that queue with nothing of its own running there.
+    const other = (secondsAgo: number) => {
+      const raw = describeResponse();
+      raw.pendingActivities![0].lastHeartbeatTime = msNumberToTs(now - secondsAgo * 1000);
+      return {
+        options: { loadedDataConverter: converter },
+        workflow: {
+          async *list() {
+            yield* [
+              { workflowId: 'r1', taskQueue: 'pift-cpu' },
+              { workflowId: 'other', taskQueue: 'pift-cpu' },
+            ];
+          },
+          getHandle: (id: string) => ({ describe: async () => ({ raw: id === 'other' ? raw : {} }) }),
+        },
+      } as unknown as Client;
+    };
+    const waiting = progressWith({ activities: [] });
+    assert.deepEqual(await busyWorkers(other(10), 'r1', [gpu], waiting, now), [{ ...gpu, by: 'other' }]);
+    // Its heartbeats stopped minutes ago: that worker is gone.
+    assert.deepEqual(await busyWorkers(other(600), 'r1', [gpu], waiting, now), []);
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'u',
+      progress: waiting,
+      unpolled: [],
+      busy: [{ ...gpu, by: 'other' }],
+    });
+    assert.match(text, /^busy: every worker slot on pift-gpu is taken by run other's running work$/m);
     assert.doesNotMatch(text, /no worker is polling/);
   });
 
