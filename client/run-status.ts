@@ -153,43 +153,26 @@ export const workerLines = (s: Pick<RunStatus, 'busy' | 'unpolled'>): string[] =
   ...s.unpolled.map((q) => `warning: ${noWorkerMessage(q)}`),
 ];
 
-/** Queues without an idle poller whose workers are busy: a started activity there heartbeated just now. */
-export function busyQueues(
-  unpolled: NeededQueue[],
-  progress: { activities: RunningActivity[]; taskQueue?: string },
-  now = Date.now(),
-): NeededQueue[] {
-  return unpolled.filter((q) =>
-    progress.activities.some(
-      (a) =>
-        a.state === 'started' &&
-        (a.taskQueue ?? progress.taskQueue) === q.queue &&
-        a.lastHeartbeat !== undefined &&
-        now - a.lastHeartbeat.getTime() < LIVE_HEARTBEAT_MS,
-    ),
-  );
-}
-
 /**
- * Of the unpolled queues, those whose workers are busy: a worker polls nothing while every slot works, for this run
- * or for another running run (whose pending activities are looked at only for queues this run leaves unexplained).
+ * Of the unpolled queues, those whose workers are busy (a worker polls nothing while every slot works): a started
+ * activity of a running run there, this one or another, heartbeated just now.
  */
 export async function busyWorkers(
   client: Client,
   runId: string,
   unpolled: NeededQueue[],
-  progress: RunProgress | undefined,
   now = Date.now(),
 ): Promise<BusyQueue[]> {
-  const busy: BusyQueue[] = progress ? busyQueues(unpolled, progress, now) : [];
-  for await (const other of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
-    const left = unpolled.filter((q) => !busy.some((b) => b.queue === q.queue));
-    if (!left.length) break;
-    if (other.workflowId === runId) continue;
-    const { raw } = await client.workflow.getHandle(other.workflowId).describe();
-    const activities = await runningActivities(raw, client.options.loadedDataConverter);
-    for (const q of busyQueues(left, { activities, taskQueue: other.taskQueue }, now)) {
-      busy.push({ ...q, by: other.workflowId });
+  const busy: BusyQueue[] = [];
+  for await (const run of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+    if (busy.length === unpolled.length) break;
+    const { raw } = await client.workflow.getHandle(run.workflowId).describe();
+    for (const a of await runningActivities(raw, client.options.loadedDataConverter)) {
+      const q = unpolled.find(
+        (n) => n.queue === (a.taskQueue ?? run.taskQueue) && !busy.some((b) => b.queue === n.queue),
+      );
+      const live = a.state === 'started' && a.lastHeartbeat && now - a.lastHeartbeat.getTime() < LIVE_HEARTBEAT_MS;
+      if (q && live) busy.push({ ...q, ...(run.workflowId !== runId && { by: run.workflowId }) });
     }
   }
   return busy;
@@ -198,9 +181,7 @@ export async function busyWorkers(
 /** The queues a run needs without an idle worker: `busy` where a worker is at work, `unpolled` where none is. */
 export async function idleWorkers(client: Client, runId: string, gpuTaskQueue: string, progress?: RunProgress) {
   const unpolled = await unpolledQueues(client, await neededQueues(client, runId, gpuTaskQueue, progress));
-  const busy = await busyWorkers(client, runId, unpolled, progress).catch(() =>
-    progress ? busyQueues(unpolled, progress) : [],
-  );
+  const busy = await busyWorkers(client, runId, unpolled).catch((): BusyQueue[] => []);
   return { busy, unpolled: unpolled.filter((q) => !busy.some((b) => b.queue === q.queue)) };
 }
 

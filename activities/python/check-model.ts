@@ -86,7 +86,7 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   if (converts) note(`${input.model}: converting it into this worker's model cache (PIFT_MODEL_CACHE), once`);
   const env = { ...(ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env)), TQDM_DISABLE: '1' };
   // Not for a hub model this worker may not download: it is in the cache, or the check fails at once.
-  const fetches = converts || (ref.kind === 'hub' && env.HF_HUB_OFFLINE !== '1');
+  const fetches = converts || (ref.kind === 'hub' && deps.env.HF_HUB_OFFLINE !== '1');
   try {
     return await runCheck(deps, configPath, input, env, fetches);
   } finally {
