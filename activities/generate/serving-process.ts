@@ -236,13 +236,10 @@ export function servedDtype(listed: string | undefined, log: readonly string[], 
   return `unknown (the server does not say; give ${SERVE_COMMAND_SETTING} a --dtype)`;
 }
 
-/** vLLM's other spellings of a dtype (`--dtype float`, `half`). */
-const DTYPE_NAMES: Record<string, string> = { float: 'float32', half: 'float16', fp32: 'float32', bf16: 'bfloat16' };
-
-/** True when the served dtype (servedDtype's text) names a precision, and not `wanted`; `auto` or unknown are not. */
+/** True when the served dtype (servedDtype's text) names a precision, and not `wanted`; `auto` or unknown do not. */
 export function otherDtype(served: string, wanted: string): boolean {
   const word = served.split(' ')[0];
-  const dtype = DTYPE_NAMES[word] ?? word;
+  const dtype = ({ float: 'float32', half: 'float16' } as Record<string, string>)[word] ?? word; // vLLM's spellings
   return ['float32', 'float16', 'bfloat16'].includes(dtype) && dtype !== wanted;
 }
 
