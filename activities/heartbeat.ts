@@ -1,4 +1,6 @@
 import { Context } from '@temporalio/activity';
+import { withTypedFailures } from '../common/failures';
+import type { ActivityDeps } from './deps';
 
 /**
  * Heartbeats every few seconds for as long as `fn` runs, with the latest details. Moving a model's weights in and out
@@ -13,6 +15,20 @@ export async function whileHeartbeating<T>(details: () => unknown, fn: () => Pro
     clearInterval(timer);
   }
 }
+
+/** A step as an activity: failures reported by type, and with `details`, heartbeated while it runs. */
+export const activityOf =
+  (deps: ActivityDeps) =>
+  <I, O>(step: (deps: ActivityDeps, input: I) => Promise<O>, details?: (input: I) => unknown) =>
+  (input: I) =>
+    withTypedFailures(() =>
+      details
+        ? whileHeartbeating(
+            () => details(input),
+            () => step(deps, input),
+          )
+        : step(deps, input),
+    );
 
 /**
  * The activity's heartbeat, sent at most once every `everyMs`: for steps that have news after every row. Each call

@@ -79,32 +79,31 @@ async function startAndFollow(opts: StartOptions, adjust: (input: PipelineInput)
 
 const program = new Command('pift').description('Phased Instruction Fine-Tuning on Temporal');
 
-program
-  .command('run')
-  .description('check the input, then start a run and follow it')
-  .option(
-    '--dataset <uri>',
-    'the dataset (Alpaca or conversations; JSONL, JSON, Parquet, CSV): s3://..., file://... or a local path',
-  )
-  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
-  .option('--run-id <id>', 'run id (default: generated)')
-  .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
-  .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
-  .option('--no-wait', 'print the run id and the Web UI link, do not follow')
-  .action((opts: StartOptions) => startAndFollow(opts));
+/** `run` and `export`: the input, then whether to check it here and whether to follow the run. */
+const startCommand = (name: string, description: string, dataset: string) =>
+  program
+    .command(name)
+    .description(description)
+    .option('--dataset <uri>', `the dataset${dataset}: s3://..., file://... or a local path`)
+    .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
+    .option('--run-id <id>', 'run id (default: generated)')
+    .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
+    .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
+    .option('--no-wait', 'print the run id and the Web UI link, do not follow');
 
-program
-  .command('export')
-  .description('score and segment only, then write the stages for LLaMA-Factory and axolotl (no GPU worker needed)')
-  .option('--dataset <uri>', 'the dataset: s3://..., file://... or a local path')
-  .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
-  .option('--run-id <id>', 'run id (default: generated)')
-  .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
-  .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
-  .option('--no-wait', 'print the run id and the Web UI link, do not follow')
-  .action((opts: StartOptions) =>
-    startAndFollow(opts, (input) => ({ ...input, training: { ...input.training, mode: 'export-only' } })),
-  );
+startCommand(
+  'run',
+  'check the input, then start a run and follow it',
+  ' (Alpaca or conversations; JSONL, JSON, Parquet, CSV)',
+).action((opts: StartOptions) => startAndFollow(opts));
+
+startCommand(
+  'export',
+  'score and segment only, then write the stages for LLaMA-Factory and axolotl (no GPU worker needed)',
+  '',
+).action((opts: StartOptions) =>
+  startAndFollow(opts, (input) => ({ ...input, training: { ...input.training, mode: 'export-only' } })),
+);
 
 program
   .command('validate')

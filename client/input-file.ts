@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PipelineInput } from '../common/input';
-import { InvalidDataError } from '../common/failures';
+import { badSetting, InvalidDataError } from '../common/failures';
 
 export interface InputOptions {
   input?: string;
@@ -35,9 +35,7 @@ export function buildInput(opts: InputOptions): PipelineInput {
   const fromFile = opts.input ? readInputFile(opts.input) : {};
   const dataset = opts.dataset ?? fromFile.dataset;
   if (!dataset) {
-    throw new InvalidDataError('input.dataset: give --dataset or an --input file with a "dataset" field', {
-      field: 'input.dataset',
-    });
+    throw badSetting('input.dataset', 'give --dataset or an --input file with a "dataset" field');
   }
   const benchmarks = Array.isArray(fromFile.evaluation?.benchmarks)
     ? fromFile.evaluation.benchmarks.map((b) => (typeof b?.uri === 'string' ? { ...b, uri: asUri(b.uri) } : b))

@@ -92,16 +92,13 @@ export function innermostMessage(err: unknown): string {
   return text;
 }
 
-const workflowClientOf = (client: Client | WorkflowClient): WorkflowClient =>
-  'workflow' in client ? client.workflow : client;
-
 /**
  * Where a run is: the workflow's `progress` query (step, finished steps, error) plus its running activities as the
  * server sees them (attempt, last failure, heartbeat details, among them the trainer's step and loss). The query needs
  * a CPU worker; without one, the step comes from the PiftStep search attribute.
  */
 export async function runProgress(client: Client | WorkflowClient, runId: string): Promise<RunProgress> {
-  const workflow = workflowClientOf(client);
+  const workflow = 'workflow' in client ? client.workflow : client;
   const handle = workflow.getHandle(runId);
   const description = await handle.describe();
   // A query waits for a worker; give up soon so a run with no CPU worker still shows what the server knows.

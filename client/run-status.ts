@@ -96,11 +96,7 @@ export function formatStatus(s: RunStatus): string {
   if (s.failure) {
     lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
     lines.push(`next: ${failureHint(s.runId, s.failure)}`);
-  } else if (
-    s.progress.status === 'CANCELLED' ||
-    s.progress.status === 'TERMINATED' ||
-    s.progress.status === 'TIMED_OUT'
-  ) {
+  } else if (['CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(s.progress.status)) {
     lines.push(`next: ${failureHint(s.runId, undefined)}`);
   }
   return lines.join('\n');

@@ -45,6 +45,9 @@ export class InvalidDataError extends Error {
   }
 }
 
+/** Bad input in one setting: the message starts with the setting's name, as every input error's does. */
+export const badSetting = (field: string, problem: string) => new InvalidDataError(`${field}: ${problem}`, { field });
+
 /**
  * The worker's own setup is wrong. `setting` names the environment variable or URI to fix; `tried` says what was
  * probed, so the operator can reproduce it.

@@ -1,16 +1,5 @@
 // The workflow input's types and derived rules, re-exported from common/settings/ (where the one definition lives)
 // so existing imports stay stable. Types only and plain functions: nothing here loads the schema library, which
 // keeps the workflow bundle small.
-export type {
-  BaselineOptions,
-  BenchmarkRef,
-  EvaluationOptions,
-  PipelineInput,
-  ResolvedInput,
-  ResolvedTraining,
-  ScorerOptions,
-  ServingOptions,
-  StageOptions,
-  TrainingOptions,
-} from './settings/schema';
-export { optimizerSteps, resolveTrainingDefaults, RUN_ID_PATTERN, runIdProblem } from './settings/derive';
+export type { BenchmarkRef, PipelineInput, ResolvedInput, ServingOptions } from './settings/schema';
+export { optimizerSteps, resolveTrainingDefaults } from './settings/derive';

@@ -2,7 +2,7 @@
 // test/settings-docs.test.ts fails when a checked-in copy is stale.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { generatedFiles, SETTINGS_DOC_FILE } from '../common/settings/docs';
+import { generatedFiles, SETTINGS_DOC_FILE } from './settings-docs';
 
 async function main(): Promise<void> {
   const root = join(__dirname, '..');

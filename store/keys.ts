@@ -30,7 +30,8 @@ export function validatePrefix(prefix: string): string {
   return folder;
 }
 
-function keyProblem(key: string): string | undefined {
+/** Why `key` cannot name an object, or undefined when it can. */
+export function keyProblem(key: string): string | undefined {
   if (typeof key !== 'string' || key === '') {
     return 'it is empty';
   }

@@ -73,7 +73,6 @@ export interface ObjectStore {
   deletePrefix(prefix: string): Promise<void>;
 }
 
-/** Size and sha256 of the bytes a transfer moved. */
 export interface PutOptions {
   /**
    * false for an object whose loss only costs work done again (an answer-cache entry): the local store then skips
@@ -83,6 +82,7 @@ export interface PutOptions {
   durable?: boolean;
 }
 
+/** Size and sha256 of the bytes a transfer moved. */
 export interface WrittenObject {
   bytes: number;
   sha256: string;

@@ -1,25 +1,17 @@
 import { Context } from '@temporalio/activity';
-import { msToNumber } from '@temporalio/common/lib/time';
+import duration, { type StringValue } from 'ms';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
 import { errorCodes, hasAnswered, isTlsFailure, isTransient } from './errors';
 
 /**
  * Waiting out infrastructure blips inside the activity, so they spend no Temporal attempts (those are meant for
- * crashes), and telling an outage from a misconfiguration:
- *
- * - Every step waits outages out: connection faults, timeouts, 500/502/503/504 and throttling are retried with
- *   capped exponential backoff, heartbeating, for up to the outage tolerance (PIFT_OUTAGE_TOLERANCE, default 2 hours);
- *   only then does the operation fail, as TransientInfraError. A worker restarted in the middle of an outage waits
- *   like one that was running all along: the setup was already checked when the run started.
- * - Where the setup is first checked (the run's preflight, `pift validate`), the caller asks for `probe: 'fail-fast'`:
- *   an endpoint that has never answered (no HTTP reply of any kind, in this process) and keeps refusing, timing out
- *   or not resolving for a short probe (about 10 s) is most likely a wrong setting, and fails as
- *   WorkerMisconfiguredError naming it. Once it has answered, a fault is an outage there too.
- * - A TLS handshake failure is a wrong URL or certificate: WorkerMisconfiguredError at once, in both modes.
- * - Anything else (bad credentials, a missing object, a bug) is not retried here at all.
- *
- * A cancelled activity stops waiting at once.
+ * crashes), and telling an outage from a misconfiguration (docs/failures.md): outages are retried with capped
+ * exponential backoff, heartbeating, up to PIFT_OUTAGE_TOLERANCE, then fail as TransientInfraError; with `probe:
+ * 'fail-fast'` (where the setup is first checked) an endpoint that never answered this process and keeps failing for
+ * about 10 s is a wrong setting (WorkerMisconfiguredError), as is a failed TLS handshake in both modes. Anything else
+ * is not retried here; a cancelled activity stops waiting at once. A worker restarted mid-outage waits like one that
+ * was running all along: the setup was already checked when the run started.
  */
 
 /** 'wait' (every step): outages are waited out. 'fail-fast' (setup checks): a never-reached endpoint is a setting. */
@@ -57,7 +49,7 @@ export function outageToleranceMs(env: NodeJS.ProcessEnv): number {
   if (!raw) return outageDefaults.toleranceMs;
   let ms: number;
   try {
-    ms = /^\d+$/.test(raw) ? Number(raw) : msToNumber(raw as Parameters<typeof msToNumber>[0]);
+    ms = /^\d+$/.test(raw) ? Number(raw) : duration(raw as StringValue);
   } catch {
     ms = NaN;
   }
@@ -168,7 +160,7 @@ function describe(err: unknown): string {
 }
 
 /** The activity's context when running inside one; the store is also used by tests, tools and the CLI. */
-function activityContext(): Context | undefined {
+export function activityContext(): Context | undefined {
   try {
     return Context.current();
   } catch {

@@ -22,7 +22,7 @@ import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
 import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
-import { validateKey, validatePrefix } from './keys';
+import { keyProblem, validateKey, validatePrefix } from './keys';
 import { HashingStream } from './hashing-stream';
 import {
   checkIntegrity,
@@ -303,7 +303,7 @@ export class S3Store implements ObjectStore {
       for await (const objectKey of this.listObjectKeys(folder)) {
         const key = objectKey.slice(rootPrefix.length);
         // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
-        if (isValidKey(key)) {
+        if (keyProblem(key) === undefined) {
           keys.push(key);
         }
       }
@@ -439,13 +439,4 @@ function isNotFound(err: unknown): boolean {
     return false;
   }
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
-}
-
-function isValidKey(key: string): boolean {
-  try {
-    validateKey(key);
-    return true;
-  } catch {
-    return false;
-  }
 }

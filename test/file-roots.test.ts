@@ -10,7 +10,7 @@ import { describe, it } from 'mocha';
 import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
 import { localModel } from '../activities/artifacts/transfer';
-import { readUserFile } from '../activities/datasets/read-user-file';
+import { readDatasetRows } from '../activities/datasets/read-dataset';
 import type { ScoreInput } from '../activities/types';
 import type { PipelineInput } from '../common/input';
 import { FailureType, InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
@@ -82,7 +82,7 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     }
     // The plain-path spelling is the same location.
     await assert.rejects(
-      readUserFile(deps, '/proc/self/environ', 'input.dataset'),
+      async () => readDatasetRows(deps, '/proc/self/environ'),
       (err: unknown) => err instanceof InvalidDataError && err.where.field === 'input.dataset',
     );
   });
@@ -106,8 +106,9 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     const { allowed, outside, deps } = folders();
     symlinkSync(join(outside, 'secret.jsonl'), join(allowed, 'train.jsonl'));
     const wider = { ...deps, fileRoots: fileRootsFromEnv({ PIFT_FILE_ROOTS: [allowed, outside].join(delimiter) }, []) };
-    const { text } = await readUserFile(wider, join(allowed, 'train.jsonl'), 'input.dataset');
-    assert.ok(text.includes(CANARY));
+    const rows = [];
+    for await (const row of readDatasetRows(wider, join(allowed, 'train.jsonl'))) rows.push(row);
+    assert.equal(rows[0].instruction, CANARY);
   });
 
   it('applies to the store root, also through a dangling link that would create it outside', async () => {

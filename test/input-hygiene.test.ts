@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { decodeUserFile } from '../activities/datasets/decode';
 import { parseAlpaca, parseBenchmark } from '../activities/datasets/parse';
-import { readUserFile } from '../activities/datasets/read-user-file';
+import { readDatasetRows } from '../activities/datasets/read-dataset';
+import { unpackedBytes, utf8Chunks } from '../activities/datasets/text-stream';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, type Where } from '../common/failures';
 
@@ -26,7 +27,14 @@ function isInvalid(message: RegExp, where: Where) {
 
 function tempRoot() {
   const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-hygiene-')));
-  return { dir, deps: depsFromEnv({ PIFT_FILE_ROOTS: dir }) };
+  return { dir, deps: depsFromEnv({ PIFT_FILE_ROOTS: dir, PIFT_WORKDIR: join(dir, 'work') }) };
+}
+
+/** A user file's text as every reader decodes it: gzip unpacked, other compressions refused, UTF-8 checked. */
+async function decodeUserFile(bytes: Buffer, source: string): Promise<string> {
+  let text = '';
+  for await (const chunk of utf8Chunks(unpackedBytes(Readable.from([bytes]), source), source)) text += chunk;
+  return text;
 }
 
 describe('user file decoding', () => {
@@ -54,10 +62,11 @@ describe('user file decoding', () => {
     const { dir, deps } = tempRoot();
     const plain = readFileSync(demoTrain);
     writeFileSync(join(dir, 'train.jsonl.gz'), gzipSync(plain));
-    const { text, source } = await readUserFile(deps, join(dir, 'train.jsonl.gz'), 'input.dataset');
-    assert.equal(source, 'train.jsonl.gz');
-    assert.equal(text, plain.toString('utf8'));
-    assert.deepEqual(parseAlpaca(text, source), parseAlpaca(plain.toString('utf8'), 'train.jsonl'));
+    const rows = [];
+    for await (const row of readDatasetRows(deps, join(dir, 'train.jsonl.gz'))) rows.push(row);
+    assert.deepEqual(rows, parseAlpaca(plain.toString('utf8'), 'train.jsonl'));
+    const gz = gzipSync(plain);
+    assert.equal(await decodeUserFile(gz, 'train.jsonl.gz'), plain.toString('utf8'));
     // Concatenated members (as `cat a.gz b.gz` makes) are one stream.
     const halves = [plain.subarray(0, 1000), plain.subarray(1000)].map((part) => gzipSync(part));
     assert.equal(await decodeUserFile(Buffer.concat(halves), 't.jsonl.gz'), plain.toString('utf8'));
@@ -82,7 +91,9 @@ describe('user file decoding', () => {
       const file = join(dir, `train.jsonl.${format}`);
       writeFileSync(file, Buffer.concat([Buffer.from(magic), Buffer.from(SECRET)]));
       await assert.rejects(
-        readUserFile(deps, file, 'input.dataset'),
+        (async () => {
+          for await (const row of readDatasetRows(deps, file)) void row;
+        })(),
         isInvalid(new RegExp(`^train\\.jsonl\\.${format}: the file is ${format}-compressed, which is not supported`), {
           file: `train.jsonl.${format}`,
         }),

@@ -10,7 +10,7 @@ import { InvalidDataError } from '../common/failures';
 import { canonicalJson, hashInputs } from '../activities/artifacts/hashing';
 import { fromJsonl, readJsonl, toJsonl } from '../activities/artifacts/jsonl';
 import { commitManifest, finishedStep, type StepManifest } from '../activities/artifacts/manifest';
-import { filePart, jsonlPart } from '../activities/artifacts/parts';
+import { filePart } from '../activities/artifacts/parts';
 import {
   benchmarkKeys,
   evaluateKeys,
@@ -22,13 +22,19 @@ import {
 import { runStep, StepOutputs } from '../activities/artifacts/step';
 import {
   commitCheckpoint,
-  newestCompleteCheckpoint,
+  completeCheckpoints,
   optimizerStateFile,
   pruneCheckpoints,
 } from '../activities/train/checkpoints';
 import { LocalStore, NotFoundError } from '../store';
 
 const freshStore = () => new LocalStore(mkdtempSync(join(tmpdir(), 'pift-manifest-')));
+
+/** The checkpoint a training resumes from: the newest complete one of these inputs (trainStage's first candidate). */
+async function newestCompleteCheckpoint(...args: Parameters<typeof completeCheckpoints>) {
+  const [newest] = await completeCheckpoints(...args);
+  return newest && { step: newest.step, key: newest.key };
+}
 
 describe('step manifests', () => {
   it('reuses a finished step only for the same inputs and intact outputs', async () => {
@@ -190,32 +196,6 @@ describe('runStep', () => {
 });
 
 describe('step parts', () => {
-  it('reuses a complete JSONL part, recomputes a short one, and lists it only when it is an output', async () => {
-    const store = recordingStore();
-    const key = 'r/evaluate/judgments/stage-1/vicuna.abc.jsonl';
-    let computed = 0;
-    const compute = async () => {
-      computed += 1;
-      return [{ id: 'a' }, { id: 'b' }];
-    };
-    const out1 = new StepOutputs(store);
-    assert.deepEqual(await jsonlPart(out1, key, { rows: 2, output: true }, compute), [{ id: 'a' }, { id: 'b' }]);
-    const text = '{"id":"a"}\n{"id":"b"}\n';
-    assert.equal(await store.getText(key), text);
-    assert.deepEqual(out1.entries, [{ key, bytes: text.length, sha256: sha(text) }]);
-
-    const out2 = new StepOutputs(store);
-    await jsonlPart(out2, key, { rows: 2, output: true }, compute);
-    assert.equal(computed, 1, 'a complete part is read back');
-    assert.deepEqual(out2.entries, out1.entries, 'a reused part is listed like a written one');
-
-    await store.put(key, '{"id":"a"}\n');
-    const out3 = new StepOutputs(store);
-    await jsonlPart(out3, key, { rows: 2, output: false }, compute);
-    assert.equal(computed, 2, 'a part with too few rows is computed again');
-    assert.deepEqual(out3.entries, [], 'scratch parts are not outputs');
-  });
-
   it('reuses a file part through its marker, without making it again', async () => {
     const store = recordingStore();
     const dir = mkdtempSync(join(tmpdir(), 'pift-part-'));

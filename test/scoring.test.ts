@@ -6,7 +6,7 @@ import { describe, it } from 'mocha';
 import { parseAlpaca, type AlpacaRow } from '../activities/datasets/parse';
 import {
   buildScoreMessages,
-  buildScoreRequest,
+  scorePromptFor,
   difficultyFeatures,
   OFFLINE_SCORER_LABEL,
   offlineHeuristicScore,
@@ -16,6 +16,7 @@ import {
   SCORE_PROMPT_TEMPLATE,
 } from '../activities/score/protocol';
 import { scoredText } from '../activities/datasets/rows';
+import { scoreRequest } from '../activities/score/score-answers';
 
 const LEVELS = ['easy', 'medium', 'hard'] as const;
 
@@ -54,11 +55,16 @@ describe('score prompt', () => {
 
   it('uses temperature 0, one sample, gpt-4-0613 by default', () => {
     assert.deepEqual(SCORE_DECODING, { model: 'gpt-4-0613', temperature: 0, n: 1, max_tokens: 8 });
-    const request = buildScoreRequest({ instruction: 'x' }, { model: 'other' });
-    assert.equal(request.model, 'other');
-    assert.equal(request.promptSha256, SCORE_PROMPT_SHA256);
-    assert.equal(request.temperature, 0);
-    assert.equal(request.n, 1);
+    // The request both the online pool and the Batch API send: the model given, the paper-scale prompt.
+    const request = scoreRequest('other', { id: '1', instruction: 'x', input: '', output: '' });
+    assert.deepEqual(request, {
+      model: 'other',
+      messages: buildScoreMessages('x'),
+      temperature: 0,
+      n: 1,
+      max_tokens: 8,
+    });
+    assert.equal(scorePromptFor('alpaca').sha256, SCORE_PROMPT_SHA256);
   });
 });
 

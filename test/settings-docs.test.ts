@@ -9,7 +9,7 @@ import {
   TABLE_END,
   TABLE_START,
   withSettingsTable,
-} from '../common/settings/docs';
+} from '../scripts/settings-docs';
 import { PipelineInputSchema } from '../common/settings/schema';
 import { settingsValidator } from '../common/settings/validator';
 

@@ -21,12 +21,17 @@ interface CpuOptions extends CommonOptions {
   version?: WorkerDeploymentVersion;
 }
 
+/** Where a worker polls: the process's connection and namespace, and `taskQueue`. */
+const polling = (opts: CommonOptions, taskQueue = opts.taskQueue) => ({
+  connection: opts.connection,
+  namespace: opts.namespace,
+  taskQueue,
+});
+
 /** The CPU worker hosts the workflow and the scoring, segmentation and judging activities. */
 export function createCpuWorker(opts: CpuOptions): Promise<Worker> {
   return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace,
-    taskQueue: opts.taskQueue,
+    ...polling(opts),
     ...(opts.workflowBundle
       ? { workflowBundle: opts.workflowBundle }
       : { workflowsPath: require.resolve('../workflows') }),
@@ -53,9 +58,7 @@ export const scoreShardSlots = (env: NodeJS.ProcessEnv): number =>
 export function createShardWorker(opts: CommonOptions): Promise<Worker> {
   const { scoreShard } = createCpuActivities(opts.deps);
   return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace,
-    taskQueue: shardQueue(opts.taskQueue),
+    ...polling(opts, shardQueue(opts.taskQueue)),
     activities: { scoreShard },
     maxConcurrentActivityTaskExecutions: scoreShardSlots(opts.deps.env),
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
@@ -73,9 +76,7 @@ export async function createCpuWorkers(opts: CpuOptions): Promise<Worker[]> {
  */
 export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
   return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace,
-    taskQueue: opts.taskQueue,
+    ...polling(opts),
     activities: createGpuActivities(opts.deps),
     maxConcurrentActivityTaskExecutions: 1,
     // Trainer progress reaches `pift status` only in heartbeat details, and a cancellation reaches the trainer only
@@ -90,9 +91,7 @@ export function createGpuWorker(opts: CommonOptions): Promise<Worker> {
 export function createModelCheckWorker(opts: CommonOptions): Promise<Worker> {
   const { checkModel } = createGpuActivities(opts.deps);
   return Worker.create({
-    connection: opts.connection,
-    namespace: opts.namespace,
-    taskQueue: modelCheckQueue(opts.taskQueue),
+    ...polling(opts, modelCheckQueue(opts.taskQueue)),
     activities: { checkModel },
     maxConcurrentActivityTaskExecutions: 2,
   });

@@ -1,12 +1,9 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-// Only the activity types: activity code must never reach the workflow bundle.
-import type { createCpuActivities } from '../activities/cpu';
 import type { BatchCollected, BatchSubmitted } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
 import { NON_RETRYABLE_FAILURES } from '../common/failures';
-
-type CpuActivities = ReturnType<typeof createCpuActivities>;
+import type { CpuActivities } from './step-activities';
 
 /** A step's Batch API activities, each named for the Web UI by its round. */
 interface BatchSteps {

@@ -1,14 +1,9 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType, type Duration } from '@temporalio/common';
-// Only the activity types: activity code must never reach the workflow bundle.
-import type { createCpuActivities } from '../activities/cpu';
-import type { createGpuActivities } from '../activities/gpu';
 import { modelCheckQueue } from '../common/constants';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../common/failures';
 import type { ResolvedInput } from '../common/input';
-
-type CpuActivities = ReturnType<typeof createCpuActivities>;
-type GpuActivities = ReturnType<typeof createGpuActivities>;
+import type { CpuActivities, GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({
   summary: 'preflight',

@@ -1,9 +1,7 @@
-// Only the activity types: activity code must never reach the workflow bundle.
-import type { createCpuActivities } from '../activities/cpu';
 import type { ShardedPlan } from '../activities/score/score-shards';
 import type { ScoreInput, ScoreResult } from '../activities/types';
+import type { CpuActivities } from './step-activities';
 
-type CpuActivities = ReturnType<typeof createCpuActivities>;
 type ActivitiesAs<K extends keyof CpuActivities> = (name: string) => Pick<CpuActivities, K>;
 
 /**

@@ -1,6 +1,5 @@
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,7 +14,7 @@ import {
   type ObjectStore,
   type WrittenObject,
 } from '../../store';
-import { hashInputs, sha256File } from './hashing';
+import { hashInputs, sha256File, sha256Of } from './hashing';
 import { readManifest, type OutputEntry, type StepManifest } from './manifest';
 
 /**
@@ -171,13 +170,6 @@ const touch = (dir: string) => {
   return utimes(dir, now, now);
 };
 
-/** The sha256 of a stored object, read as it streams (nothing written). */
-async function storedSha256(store: ObjectStore, key: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of await store.getStream(key)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /**
  * The stored copy of a model held intact in this worker's cache: each file the store no longer has as committed is
  * uploaded again from the cache (the producer's manifest stays valid, since the bytes are those it lists).
@@ -188,7 +180,7 @@ async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir:
     entries.map((e) =>
       limit(async () => {
         const head = await h.store.head(e.key);
-        if (head?.size === e.bytes && (await storedSha256(h.store, e.key)) === e.sha256) return;
+        if (head?.size === e.bytes && (await sha256Of(await h.store.getStream(e.key))) === e.sha256) return;
         log.warn('a stored model file is damaged; using the intact copy on this worker and storing it again', {
           uri: h.store.uriFor(e.key),
         });
@@ -220,11 +212,7 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
   const incomplete = `${dir}.incomplete`;
   await rm(incomplete, { recursive: true, force: true });
   await download(h, manifest, entries, incomplete);
-  await mkdir(cache, { recursive: true });
-  await rm(dir, { recursive: true, force: true });
-  await rename(incomplete, dir);
-  await touch(dir);
-  await evict(cache);
+  await intoCache(cache, incomplete, dir);
   return dir;
 }
 
@@ -239,15 +227,15 @@ export async function keepModel(
   prefix: string,
 ): Promise<void> {
   const cache = modelCacheDir(workDir);
-  const dir = join(cache, treeHash(entries, prefix));
-  await mkdir(cache, { recursive: true });
-  await rm(dir, { recursive: true, force: true });
-  await rename(localDir, dir);
-  await touch(dir);
-  await evict(cache);
+  await intoCache(cache, localDir, join(cache, treeHash(entries, prefix)));
 }
 
-async function evict(cache: string): Promise<void> {
+/** Moves a complete model folder to its place `dir` in the cache, as the most recently used, and evicts the oldest. */
+async function intoCache(cache: string, from: string, dir: string): Promise<void> {
+  await mkdir(cache, { recursive: true });
+  await rm(dir, { recursive: true, force: true });
+  await rename(from, dir);
+  await touch(dir);
   const dirs = await Promise.all(
     (await readdir(cache, { withFileTypes: true }))
       .filter((d) => d.isDirectory() && !d.name.includes('.'))

@@ -4,11 +4,14 @@ import { createReadStream } from 'node:fs';
 
 export const sha256 = (data: string | Uint8Array): string => createHash('sha256').update(data).digest('hex');
 
-export async function sha256File(path: string): Promise<string> {
+/** The sha256 of a stream's bytes (a local file, a stored object), read as it flows. */
+export async function sha256Of(chunks: AsyncIterable<unknown>): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  for await (const chunk of chunks) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
+
+export const sha256File = (path: string): Promise<string> => sha256Of(createReadStream(path));
 
 /**
  * Key order must not change a hash: objects are serialised as RFC 8785 canonical JSON (sorted keys, undefined members

@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline';
 import type { ObjectStore } from '../../store';
 
 /** Our own artifacts are JSONL written by us; user files go through datasets/, which reports file and line. */
@@ -15,24 +14,9 @@ export function fromJsonl<T>(text: string): T[] {
 }
 
 /**
- * The rows of one of our JSONL objects, read line by line from the store, so a large file is never held whole as one
- * string. Same rows as `fromJsonl` over the object's text (JSON.stringify never writes a raw line break).
- */
-export async function* streamJsonl<T>(store: ObjectStore, key: string): AsyncGenerator<T> {
-  const input = await store.getStream(key);
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  try {
-    for await (const line of lines) if (!isBlank(line)) yield JSON.parse(line) as T;
-  } finally {
-    // Also when the reader stops early: the file handle or the S3 connection is released.
-    lines.close();
-    input.destroy();
-  }
-}
-
-/**
- * The rows of `streamJsonl`, handed over a chunk of the object at a time: one await per chunk rather than per line,
- * for readers that walk a million rows (or two files side by side).
+ * The rows of one of our JSONL objects, read from the store a chunk at a time, so a large file is never held whole as
+ * one string: one await per chunk rather than per line, for readers that walk a million rows (or two files side by
+ * side). Same rows as `fromJsonl` over the object's text (JSON.stringify never writes a raw line break).
  */
 export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): AsyncGenerator<T[]> {
   const input = await store.getStream(key);
@@ -59,6 +43,11 @@ export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): As
   } finally {
     input.destroy();
   }
+}
+
+/** The rows of `streamJsonlChunks` one at a time. */
+export async function* streamJsonl<T>(store: ObjectStore, key: string): AsyncGenerator<T> {
+  for await (const rows of streamJsonlChunks<T>(store, key)) yield* rows;
 }
 
 /** The rows of `streamJsonlChunks` one at a time, without an await per row: for walking a file beside another. */

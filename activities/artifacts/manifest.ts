@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Of } from './hashing';
 import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 
@@ -19,9 +19,13 @@ export interface StepManifest<R> {
   result: R;
 }
 
+/** A JSON object of ours, undefined when it is absent. */
+export async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
+  return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
+}
+
 export async function readManifest<R>(store: ObjectStore, key: string): Promise<StepManifest<R> | null> {
-  if (!(await store.exists(key))) return null;
-  return JSON.parse(await store.getText(key)) as StepManifest<R>;
+  return (await readJson<StepManifest<R>>(store, key)) ?? null;
 }
 
 /** Every output still present with its recorded size: a cheap first check (see outputsVerified). */
@@ -40,10 +44,7 @@ export async function outputsIntact(store: ObjectStore, outputs: OutputEntry[]):
 export async function outputsVerified(store: ObjectStore, outputs: OutputEntry[]): Promise<boolean> {
   if (!(await outputsIntact(store, outputs))) return false;
   for (const out of outputs) {
-    if (!out.sha256) continue;
-    const hash = createHash('sha256');
-    for await (const chunk of await store.getStream(out.key)) hash.update(chunk as Buffer);
-    if (hash.digest('hex') !== out.sha256) return false;
+    if (out.sha256 && (await sha256Of(await store.getStream(out.key))) !== out.sha256) return false;
   }
   return true;
 }

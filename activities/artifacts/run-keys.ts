@@ -41,14 +41,21 @@ export const preflightProbeKey = (runId: string) => `${runId}/.preflight-probe`;
 /** Written once, by a conditional write, before any step: the one workflow this run id belongs to. */
 export const runOwnerKey = (runId: string) => `${runId}/owner.json`;
 
-const scoreKeysIn = (dir: string) => ({
+/** A step's folder: the folder itself, its manifest, and the files `named` there. */
+const stepFolder = <T>(dir: string, named: (dir: string) => T) => ({
+  dir,
   manifest: `${dir}/${MANIFEST}`,
-  dataset: `${dir}/dataset.jsonl`,
-  scores: `${dir}/scores.jsonl`,
-  prompt: `${dir}/prompt.txt`,
-  part: (inputsHash: string, index: number) =>
-    `${dir}/parts/${partTag(inputsHash)}-${String(index).padStart(5, '0')}.jsonl`,
+  ...named(dir),
 });
+
+const scoreKeysIn = (dir: string) =>
+  stepFolder(dir, () => ({
+    dataset: `${dir}/dataset.jsonl`,
+    scores: `${dir}/scores.jsonl`,
+    prompt: `${dir}/prompt.txt`,
+    part: (inputsHash: string, index: number) =>
+      `${dir}/parts/${partTag(inputsHash)}-${String(index).padStart(5, '0')}.jsonl`,
+  }));
 
 export const scoreKeys = (runId: string) => scoreKeysIn(`${runId}/score`);
 
@@ -75,49 +82,27 @@ export const scoreCompareKeys = (runId: string) => ({
   agreement: { manifest: `${runId}/score/agreement/${MANIFEST}`, result: `${runId}/score/agreement/agreement.json` },
 });
 
-export const segmentKeys = (runId: string) => {
-  const dir = `${runId}/segment`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
+export const segmentKeys = (runId: string) =>
+  stepFolder(`${runId}/segment`, (dir) => ({
     stage: (k: number) => `${dir}/stage-${k}.jsonl`,
     oneOff: `${dir}/one-off.jsonl`,
     heldout: `${dir}/heldout.jsonl`,
     summary: `${dir}/summary.json`,
-  };
-};
+  }));
 
 /** Stage files and dataset descriptions for other trainers (LLaMA-Factory, axolotl), all in one folder. */
-export const exportKeys = (runId: string) => {
-  const dir = `${runId}/export`;
-  return {
-    dir,
-    manifest: `${dir}/${MANIFEST}`,
-    file: (name: string) => `${dir}/${name}`,
-  };
-};
+export const exportKeys = (runId: string) =>
+  stepFolder(`${runId}/export`, (dir) => ({ file: (name: string) => `${dir}/${name}` }));
 
 /** A control ordering's stage files (evaluation.controls). */
-export const controlKeys = (runId: string, ordering: string) => {
-  const dir = `${runId}/controls/${ordering}`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
-    stage: (k: number) => `${dir}/stage-${k}.jsonl`,
-  };
-};
+export const controlKeys = (runId: string, ordering: string) =>
+  stepFolder(`${runId}/controls/${ordering}`, (dir) => ({ stage: (k: number) => `${dir}/stage-${k}.jsonl` }));
 
-export const benchmarkKeys = (runId: string) => {
-  const dir = `${runId}/benchmarks`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
-    prompts: (benchmark: string) => `${dir}/${benchmark}.jsonl`,
-  };
-};
+export const benchmarkKeys = (runId: string) =>
+  stepFolder(`${runId}/benchmarks`, (dir) => ({ prompts: (benchmark: string) => `${dir}/${benchmark}.jsonl` }));
 
-export const trainKeys = (runId: string, name: string) => {
-  const dir = `${runId}/train/${name}`;
-  const checkpoints = `${dir}/checkpoints`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
+export const trainKeys = (runId: string, name: string) =>
+  stepFolder(`${runId}/train/${name}`, (dir) => ({
     /** A folder: the trained model's files. */
     final: `${dir}/final`,
     losses: `${dir}/losses.json`,
@@ -126,10 +111,9 @@ export const trainKeys = (runId: string, name: string) => {
     /** The trainer's log of one attempt, kept whether it succeeded or not. */
     log: (attempt: number) => `${dir}/logs/attempt-${attempt}.log`,
     /** A folder of `step-N` folders. */
-    checkpoints,
-    checkpoint: (step: number) => `${checkpoints}/step-${String(step).padStart(9, '0')}`,
-  };
-};
+    checkpoints: `${dir}/checkpoints`,
+    checkpoint: (step: number) => `${dir}/checkpoints/step-${String(step).padStart(9, '0')}`,
+  }));
 
 /** The manifest of a checkpoint folder (or of any folder committed as one unit). */
 export const manifestIn = (folder: string) => `${folder}/${MANIFEST}`;
@@ -143,34 +127,22 @@ export const isCheckpointManifest = (key: string) => /\/step-\d+\/manifest\.json
 /** The `step-N` folder name a key lies in, if any. */
 export const checkpointFolderOf = (key: string) => /\/(step-\d+)\//.exec(key)?.[1];
 
-export const generateKeys = (runId: string, name: string) => {
-  const dir = `${runId}/generate/${name}`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
+export const generateKeys = (runId: string, name: string) =>
+  stepFolder(`${runId}/generate/${name}`, (dir) => ({
     answers: (benchmark: string) => `${dir}/${benchmark}.jsonl`,
     answersDone: (benchmark: string, inputsHash: string) => `${dir}/${benchmark}.${partTag(inputsHash)}.done`,
-  };
-};
+  }));
 
-export const evaluateKeys = (runId: string) => {
-  const dir = `${runId}/evaluate`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
+export const evaluateKeys = (runId: string) =>
+  stepFolder(`${runId}/evaluate`, (dir) => ({
     results: `${dir}/results.json`,
     markdown: `${dir}/results.md`,
     judgments: (candidate: string, benchmark: string, inputsHash: string) =>
       `${dir}/judgments/${candidate}/${benchmark}.${partTag(inputsHash)}.jsonl`,
-  };
-};
+  }));
 
-export const reportKeys = (runId: string) => {
-  const dir = `${runId}/report`;
-  return {
-    manifest: `${dir}/${MANIFEST}`,
-    markdown: `${dir}/report.md`,
-    html: `${dir}/report.html`,
-  };
-};
+export const reportKeys = (runId: string) =>
+  stepFolder(`${runId}/report`, (dir) => ({ markdown: `${dir}/report.md`, html: `${dir}/report.html` }));
 
 /**
  * One round of a step's Batch API requests (`scorer.mode` / `evaluation.mode` "batch"): the request file as uploaded,

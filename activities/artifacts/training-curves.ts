@@ -6,12 +6,8 @@ import { ONE_OFF } from '../../common/constants';
 import type { LossRecord } from '../../common/convergence';
 import type { ObjectStore } from '../../store';
 import type { TrainResult } from '../types';
-import { readManifest } from './manifest';
+import { readJson, readManifest } from './manifest';
 import { trainKeys } from './run-keys';
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
-  return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
-}
 
 export interface TrainingCurve {
   name: string;

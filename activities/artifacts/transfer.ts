@@ -5,9 +5,9 @@ import pLimit from 'p-limit';
 import { sha256File } from './hashing';
 import { handOffAt, receiveModel } from './hand-off';
 import type { OutputEntry } from './manifest';
-import { allowedLocation, openObject, storeDefaults, type ObjectStore } from '../../store';
+import { allowedLocation, openObject, storeDefaults, type ExpectedObject, type ObjectStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting } from '../../common/failures';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -60,13 +60,13 @@ export async function uploadDir(
 }
 
 /**
- * Downloads exactly these objects (as a manifest lists them) under `localDir`, keeping their paths below `prefix`,
- * several at once, each verified against its recorded size and sha256 as it streams in.
+ * Downloads these objects under `localDir`, keeping their paths below `prefix`, several at once, each verified as it
+ * streams in against the size and sha256 its entry records (a manifest's), if any.
  * @throws IntegrityError naming the first damaged object.
  */
 export async function downloadVerified(
   store: ObjectStore,
-  entries: readonly OutputEntry[],
+  entries: ReadonlyArray<{ key: string } & ExpectedObject>,
   prefix: string,
   localDir: string,
 ): Promise<void> {
@@ -74,12 +74,7 @@ export async function downloadVerified(
   await mkdir(localDir, { recursive: true });
   await Promise.all(
     entries.map((e) =>
-      limit(() =>
-        store.getFile(e.key, join(localDir, ...e.key.slice(prefix.length + 1).split('/')), {
-          bytes: e.bytes,
-          sha256: e.sha256,
-        }),
-      ),
+      limit(() => store.getFile(e.key, join(localDir, ...e.key.slice(prefix.length + 1).split('/')), e)),
     ),
   );
 }
@@ -92,10 +87,11 @@ export async function downloadPrefix(
   skip?: (key: string) => boolean,
 ): Promise<number> {
   const keys = (await store.list(`${prefix}/`)).filter((k) => !skip?.(k));
-  await mkdir(localDir, { recursive: true });
-  const limit = pLimit(storeDefaults.filesInFlight);
-  await Promise.all(
-    keys.map((key) => limit(() => store.getFile(key, join(localDir, ...key.slice(prefix.length + 1).split('/'))))),
+  await downloadVerified(
+    store,
+    keys.map((key) => ({ key })),
+    prefix,
+    localDir,
   );
   return keys.length;
 }
@@ -119,10 +115,7 @@ export async function localModel(
   if (!isUri(model)) {
     // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
     const dir = resolve(model);
-    if (!existsSync(dir))
-      throw new InvalidDataError(`${setting}: model directory ${model} does not exist on this worker`, {
-        field: setting,
-      });
+    if (!existsSync(dir)) throw badSetting(setting, `model directory ${model} does not exist on this worker`);
     return dir;
   }
   const handOff = await handOffAt(model, deps.env);
@@ -131,7 +124,7 @@ export async function localModel(
   const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env, { setting });
   await rm(localDir, { recursive: true, force: true });
   if ((await downloadPrefix(store, key, localDir)) === 0) {
-    throw new InvalidDataError(`${setting}: no model files under ${model}`, { field: setting });
+    throw badSetting(setting, `no model files under ${model}`);
   }
   return localDir;
 }

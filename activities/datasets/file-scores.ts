@@ -1,4 +1,4 @@
-import { hash as digest, type Hash } from 'node:crypto';
+import { createHash, hash as digest, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
@@ -6,7 +6,7 @@ import { openUserFile } from './read-user-file';
 import { IdTable } from './id-table';
 import { kindOf, type AlpacaRow } from './parse';
 import { scoredText } from './rows';
-import { newTextHash, unpackedBytes, utf8Chunks } from './text-stream';
+import { unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
 import type { ScoreInput, ScoreRow } from '../types';
 
@@ -133,7 +133,7 @@ async function scoreFileText(
   field: string,
 ): Promise<{ source: string; chunks: AsyncGenerator<string>; hash: Hash; input: Readable }> {
   const { opened: input, source } = await openUserFile(deps, uri, field, (store, key) => store.getStream(key));
-  const hash = newTextHash();
+  const hash = createHash('sha256');
   return { source, hash, input, chunks: utf8Chunks(unpackedBytes(input, source), source, hash) };
 }
 

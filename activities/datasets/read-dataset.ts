@@ -7,12 +7,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { parse as csvParse, CsvError } from 'csv-parse';
 import { InvalidDataError } from '../../common/failures';
 import { MAX_ROW_BYTES } from '../../common/settings/constants';
 import { DATASET_FORMATS } from '../../common/settings/schema';
 import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
+import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
@@ -27,11 +27,9 @@ import {
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { feedInto, unpackedBytes, utf8Chunks } from './text-stream';
+import { pipeInto, unpackedBytes, utf8Chunks } from './text-stream';
 
-export const DATASET_FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
-export type DatasetFileKind = (typeof DATASET_FILE_KINDS)[number];
-export const DATASET_LAYOUTS = ['alpaca', 'sharegpt', 'messages'] as const;
+type DatasetFileKind = 'jsonl' | 'json' | 'parquet' | 'csv';
 
 /** `auto`, or `<layout>-<file kind>`: `alpaca-jsonl`, `sharegpt-parquet`, `messages-csv`, ... */
 export type DatasetFormat = (typeof DATASET_FORMATS)[number];
@@ -70,8 +68,6 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   sha256: string | undefined;
   layout: DatasetLayout | undefined;
   rows = 0;
-  private readonly store: ObjectStore;
-  private readonly key: string;
   private readonly format: DatasetFormat;
   private readonly field: string;
 
@@ -82,10 +78,9 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   ) {
     this.field = options.field ?? 'input.dataset';
     this.format = options.format ?? 'auto';
-    const opened = openObject(allowedLocation(uri, deps.fileRoots, this.field), deps.env, { setting: this.field });
-    this.store = opened.store;
-    this.key = opened.key;
-    this.source = basename(opened.key);
+    // A location outside the allowed folders fails here, before any reading.
+    const { key } = openObject(allowedLocation(uri, deps.fileRoots, this.field), deps.env, { setting: this.field });
+    this.source = basename(key);
   }
 
   [Symbol.asyncIterator](): AsyncGenerator<DatasetRow> {
@@ -140,25 +135,16 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     return kind === 'parquet' ? this.parquetRecords() : this.streamRecords(kind);
   }
 
-  private notFound(err: unknown): never {
-    if (err instanceof NotFoundError) {
-      throw new InvalidDataError(`${this.field}: ${this.uri} does not exist`, { field: this.field, file: this.uri });
-    }
-    throw err;
-  }
-
-  private async open(): Promise<Readable> {
-    try {
-      return await this.store.getStream(this.key);
-    } catch (err) {
-      this.notFound(err);
-    }
+  /** Opens the file (see openUserFile: a missing one is bad input naming the field). */
+  private async open<T>(read: (store: ObjectStore, key: string) => Promise<T>): Promise<T> {
+    return (await openUserFile(this.deps, this.uri, this.field, read)).opened;
   }
 
   /** JSON, JSONL or CSV: bytes unpacked, checked as UTF-8 and hashed on the way. */
   private async *streamRecords(kind: DatasetFileKind | undefined): AsyncGenerator<SourceRecord> {
     const hash = createHash('sha256');
-    const text = utf8Chunks(unpackedBytes(await this.open(), this.source), this.source, hash);
+    const input = await this.open((store, key) => store.getStream(key));
+    const text = utf8Chunks(unpackedBytes(input, this.source), this.source, hash);
     const maxRowBytes = this.options.maxRowBytes ?? MAX_ROW_BYTES;
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
@@ -185,13 +171,13 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     if (path === undefined) {
       scratch = join(this.deps.workDir, 'datasets', `${randomUUID()}-${this.source}`);
       await mkdir(join(this.deps.workDir, 'datasets'), { recursive: true });
-      try {
-        await this.store.getFile(this.key, scratch);
-      } catch (err) {
-        this.notFound(err);
-      }
+      await this.open((store, key) => store.getFile(key, scratch!));
       path = scratch;
-    } else if (!(await this.store.exists(this.key))) this.notFound(new NotFoundError(this.uri));
+    } else {
+      await this.open(async (store, key) => {
+        if (!(await store.exists(key))) throw new NotFoundError(this.uri);
+      });
+    }
     try {
       yield* parquetRecords(this.deps, path, this.source);
       this.sha256 = await sha256File(path);
@@ -232,7 +218,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const feed = feedInto(parser, text);
+  const stop = pipeInto(parser, text);
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -248,8 +234,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     }
     throw err;
   } finally {
-    parser.destroy();
-    await feed;
+    stop();
   }
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

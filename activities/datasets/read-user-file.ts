@@ -2,7 +2,6 @@ import { basename } from 'node:path';
 import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, NotFoundError, openObject, type ObjectStore } from '../../store';
 import type { ActivityDeps } from '../deps';
-import { decodeUserFile } from './decode';
 
 /**
  * Opens a file the run's input names (dataset, benchmark, score file): only from the worker's allowed local folders or
@@ -22,14 +21,4 @@ export async function openUserFile<T>(
       throw new InvalidDataError(`${field}: ${uri} does not exist`, { field, file: uri });
     throw err;
   }
-}
-
-/** Reads a file the run's input names as text (see openUserFile): gzip unpacked, UTF-8 checked. */
-export async function readUserFile(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
-  uri: string,
-  field: string,
-): Promise<{ text: string; source: string }> {
-  const { opened: bytes, source } = await openUserFile(deps, uri, field, (store, key) => store.get(key));
-  return { text: await decodeUserFile(bytes, source), source };
 }

@@ -143,10 +143,6 @@ export function defaultId(rec: SourceRecord): string {
 /** The field a row's id is read from, in every layout. */
 export const idFieldOf = (columns: DatasetColumns): string => columns.id ?? 'id';
 
-/** A row's id, given or generated, as the row builders make it (without building the row). */
-export const rowId = (source: string, rec: SourceRecord, columns: DatasetColumns): string =>
-  givenId(source, rec, idFieldOf(columns)) ?? defaultId(rec);
-
 /** The error for an id used again at `rec`; the id itself is file content: the two lines say where to look. */
 export function duplicateId(source: string, rec: SourceRecord, field: string, first: number): never {
   fail(source, rec, `duplicate id in field "${field}" (first used on ${rec.unit ?? 'line'} ${first})`, field);

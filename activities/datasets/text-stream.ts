@@ -1,26 +1,43 @@
 // A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
-// chunk, so no file is ever held whole. Same rules and messages as decode.ts, which reads a file held in memory.
-import { createHash, type Hash } from 'node:crypto';
-import type { Readable, Writable } from 'node:stream';
+// chunk, so no file is ever held whole. Every error names the file and, where there is one, the line, never the bytes.
+import type { Hash } from 'node:crypto';
+import { Readable, type Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidDataError } from '../../common/failures';
-import { compressionOf, firstInvalidLine } from './decode';
 
-/** The longest signature SIGNATURES in decode.ts checks; that many bytes are looked at before anything is decoded. */
+/** Leading bytes of the compressed formats people hand in by mistake, first match wins. */
+const SIGNATURES: ReadonlyArray<{ format: string; magic: number[] }> = [
+  { format: 'gzip', magic: [0x1f, 0x8b] },
+  { format: 'zstd', magic: [0x28, 0xb5, 0x2f, 0xfd] },
+  { format: 'xz', magic: [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00] },
+  { format: 'bzip2', magic: [0x42, 0x5a, 0x68] },
+  { format: 'zip', magic: [0x50, 0x4b, 0x03, 0x04] },
+  { format: '7z', magic: [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c] },
+  { format: 'lz4', magic: [0x04, 0x22, 0x4d, 0x18] },
+];
+
+/** The longest signature; that many bytes are looked at before anything is decoded. */
 const SNIFF_BYTES = 6;
 
-/** Gzip data that ends or breaks before its end; utf8Chunks names the line of unpacked text it cut (`at`). */
-class DamagedGzip extends InvalidDataError {
-  constructor(
-    private readonly source: string,
-    code: string,
-  ) {
-    super(`${source}: gzip data is damaged (${code})`, { file: source });
-  }
+const compressionOf = (bytes: Uint8Array): string | undefined =>
+  SIGNATURES.find(({ magic }) => magic.every((b, i) => bytes[i] === b))?.format;
 
-  at(line: number): InvalidDataError {
-    return new InvalidDataError(`${this.message} at line ${line}`, { file: this.source, line });
+/** Only called once the bytes failed: decodes line by line to name the first bad one (1-based within `bytes`). */
+function firstInvalidLine(bytes: Uint8Array): number {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== 0x0a) continue;
+    try {
+      decoder.decode(bytes.subarray(start, i));
+    } catch {
+      return line;
+    }
+    line += 1;
+    start = i + 1;
   }
+  return line - 1;
 }
 
 /** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */
@@ -61,50 +78,38 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     return;
   }
   const gunzip = createGunzip();
-  const feed = feedInto(gunzip, raw());
+  const stop = pipeInto(gunzip, raw());
+  let lines = 0;
   try {
-    for await (const chunk of gunzip) yield chunk as Buffer;
-  } catch (err) {
-    if (err instanceof InvalidDataError) throw err;
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code?.startsWith('Z_')) {
-      throw new DamagedGzip(source, code);
+    for await (const chunk of gunzip) {
+      lines += countNewlines(chunk as Buffer);
+      yield chunk as Buffer;
     }
-    throw err;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof InvalidDataError || !code?.startsWith('Z_')) throw err;
+    // Gzip data that ends or breaks before its end: named with the line of unpacked text it cut.
+    throw new InvalidDataError(`${source}: gzip data is damaged (${code}) at line ${lines + 1}`, {
+      file: source,
+      line: lines + 1,
+    });
   } finally {
     input.destroy();
-    gunzip.destroy();
-    await feed;
+    stop();
   }
 }
 
 /**
- * Writes `chunks` into a transform stream, waiting for room; ends it after the last. A reader that stops early destroys
- * the stream: a destroyed stream never sends 'drain', so the wait also ends on 'close' and the feed stops there (it
- * used to wait for ever, and the clean-up that awaits the feed with it).
+ * `chunks` piped into a transform stream (gunzip, a CSV parser): an error of either ends the reading of `into`. A
+ * reader that stops early calls the returned stop(), which waits on nothing (a destroyed stream sends no 'drain').
  */
-export async function feedInto(into: Writable, chunks: AsyncIterable<Buffer | string>): Promise<void> {
-  try {
-    for await (const chunk of chunks) {
-      if (into.destroyed) return;
-      if (!into.write(chunk)) await roomIn(into);
-    }
-    if (!into.destroyed) into.end();
-  } catch (err) {
-    into.destroy(err as Error);
-  }
-}
-
-/** Resolves on 'drain', or once the stream is closed or failed (no 'drain' comes then). */
-function roomIn(stream: Writable): Promise<void> {
-  if (stream.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done).off('close', done).off('error', done);
-      resolve();
-    };
-    stream.on('drain', done).on('close', done).on('error', done);
-  });
+export function pipeInto(into: Transform, chunks: AsyncIterable<Buffer | string>): () => void {
+  const source = Readable.from(chunks).on('error', (err) => into.destroy(err));
+  source.pipe(into);
+  return () => {
+    source.destroy();
+    into.destroy();
+  };
 }
 
 /** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */
@@ -147,36 +152,25 @@ export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, 
       });
     }
   };
-  try {
-    for await (const chunk of chunks()) yield chunk;
-  } catch (err) {
-    throw err instanceof DamagedGzip ? err.at(linesBefore + 1) : err;
-  }
-
-  async function* chunks(): AsyncGenerator<string> {
-    for await (const chunk of bytes) {
-      hash?.update(chunk);
-      const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-      if (first && data.length >= 2) {
-        first = false;
-        if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
-          throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
-            file: source,
-            line: 1,
-          });
-        }
+  for await (const chunk of bytes) {
+    hash?.update(chunk);
+    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    if (first && data.length >= 2) {
+      first = false;
+      if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
+        throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
+          file: source,
+          line: 1,
+        });
       }
-      const cut = completeLength(data);
-      const whole = data.subarray(0, cut);
-      carry = Buffer.from(data.subarray(cut));
-      if (whole.length === 0) continue;
-      const text = decode(whole);
-      linesBefore += countNewlines(whole);
-      yield text;
     }
-    if (carry.length) yield decode(carry);
+    const cut = completeLength(data);
+    const whole = data.subarray(0, cut);
+    carry = Buffer.from(data.subarray(cut));
+    if (whole.length === 0) continue;
+    const text = decode(whole);
+    linesBefore += countNewlines(whole);
+    yield text;
   }
+  if (carry.length) yield decode(carry);
 }
-
-/** The sha256 of the text `utf8Chunks` reads, once it has read to the end. */
-export const newTextHash = (): Hash => createHash('sha256');

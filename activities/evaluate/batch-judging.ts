@@ -1,30 +1,22 @@
-import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
-import { readJsonl } from '../artifacts/jsonl';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
-import type { BatchItem } from '../llm/batch-api';
 import {
-  checkBatchCost,
   batchCaps,
-  collectRound,
-  countRound,
-  itemState,
-  notCached,
-  PastOutcomes,
-  spentTokens,
-  submitRound,
+  collectStepRound,
+  submitStepRound,
   type BatchCollected,
+  type BatchStep,
   type BatchSubmitted,
-  type RoundContext,
 } from '../llm/batch-rounds';
-import { askAgain, endpointFor, judgeModel } from '../llm/llm-client';
+
+import { endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
-import { judgeCacheMaterial, judgeRequest, type CachedReply } from './judge-answers';
+import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt, type CachedReply } from './judge-answers';
 import { JUDGE_CORRECTION, judgeQuestion } from './judge-prompt';
 import { parseVerdict } from '../results/parse-verdict';
 
@@ -46,39 +38,15 @@ export interface JudgeCollectInput extends JudgeBatchInput {
 const SETTING = 'input.evaluation.mode';
 const parses = (content: string) => parseVerdict(content).ok;
 
+/** One distinct judge request, at its place in the walk (equal requests are asked once, in the place of the first). */
 interface JudgeItem {
   customId: string;
   material: Record<string, unknown>;
-  position: number;
+  request: () => ReturnType<typeof judgeRequest>;
 }
 
-interface Judging {
-  ctx: RoundContext;
-  parseRetries: number;
-  /**
-   * The position of every distinct request by its custom_id (the start of its cache key: equal requests are asked
-   * once, in the place of the first). Only ids are kept: requests are built again on each walk, so the step's memory
-   * does not grow with benchmarks' answers times candidates times orders.
-   */
-  positions: Map<string, number>;
-  /** The distinct requests in position order, from the benchmark and answer files. */
-  walk: () => AsyncGenerator<JudgeItem & { request: BatchItem['request'] }>;
-  cache: ReturnType<typeof answerCache>;
-  workDir: string;
-}
-
-async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
-  const { store, key } = openObject(uri, deps.env);
-  return readJsonl<T>(store, key);
-}
-
-async function answersAt(deps: ActivityDeps, uri: string): Promise<Map<string, string>> {
-  const answers = await readJsonlAt<{ id: string; answer: string }>(deps, uri);
-  return new Map(answers.map((a) => [a.id, a.answer]));
-}
-
-/** What a round needs, or undefined for the offline judge (it asks no endpoint). */
-async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judging | undefined> {
+/** The step's rounds, or undefined for the offline judge (it asks no endpoint). */
+async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<BatchStep<JudgeItem> | undefined> {
   const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) return undefined;
   if (input.cache === false) {
@@ -93,7 +61,7 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
   const parseRetries = input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
 
   /** Every judgment in the evaluate step's order, repeats included; one benchmark's answers are read at a time. */
-  async function* everyJudgment() {
+  async function* everyJudgment(): AsyncGenerator<JudgeItem> {
     for (const bench of input.benchmarks) {
       const prompts = await readJsonlAt<BenchmarkPrompt>(deps, bench.uri);
       const theirs = await answersAt(deps, input.baseline.answers[bench.name]);
@@ -117,93 +85,55 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<Judgin
     }
   }
 
+  // Only the ids' places are kept: requests are built again on each walk, so the step's memory does not grow with
+  // benchmarks' answers times candidates times orders.
   const positions = new Map<string, number>();
   for await (const { customId } of everyJudgment()) {
     if (!positions.has(customId)) positions.set(customId, positions.size);
   }
-  async function* walk() {
+  async function* distinct() {
     let next = 0;
-    for await (const { customId, material, request } of everyJudgment()) {
+    for await (const item of everyJudgment()) {
       // A repeat's id was placed before: only the first occurrence has the next position.
-      if (positions.get(customId) !== next) continue;
-      yield { customId, material, position: next, request: request() };
+      if (positions.get(item.customId) !== next) continue;
+      yield item;
       next += 1;
     }
   }
+  const cache = answerCache(store, 'judge', true, true);
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING, caps: batchCaps(deps.env) },
-    parseRetries,
-    positions,
-    walk,
-    // The online step finds these answers only here: flushed to disk, unlike its own entries.
-    cache: answerCache(store, 'judge', true, true),
+    cache,
     workDir: deps.workDir,
+    parseRetries,
+    parses,
+    correction: JUDGE_CORRECTION,
+    position: (customId) => positions.get(customId) ?? -1,
+    items: distinct,
+    isCached: async ({ material }) => (await cache.get(material)) !== undefined,
+    requests: ({ customId, request }) => [{ customId, request }],
+    keep: ({ material }, [{ outcome, asks }]) => {
+      // A reply that stayed unparseable or a rejected request is not cached, as online: the evaluate step asks again.
+      if (!('content' in outcome) || !parses(outcome.content)) return false;
+      const value: CachedReply = { reply: outcome.content, reasked: asks - 1 };
+      cache.put(material, value);
+      return true;
+    },
+    limits: judgingLimits(input),
+    name: 'judging',
+    logged: () => ({ judgments: positions.size }),
   };
-}
-
-/** Walks the requests the cache lacks with their state after the rounds before `round`. */
-async function eachUncached(
-  j: Judging,
-  round: number,
-  visit: (
-    item: JudgeItem & { request: BatchItem['request'] },
-    state: ReturnType<typeof itemState>,
-  ) => Promise<void> | void,
-): Promise<void> {
-  const past = await PastOutcomes.open(
-    j.ctx.store,
-    j.ctx.runId,
-    'evaluate',
-    round,
-    (customId) => j.positions.get(customId) ?? -1,
-  );
-  const isCached = async ({ material }: JudgeItem) => (await j.cache.get(material)) !== undefined;
-  try {
-    for await (const item of notCached(j.walk(), isCached)) {
-      await visit(item, itemState(await past.get(item.customId, item.position), j.parseRetries, parses));
-    }
-  } finally {
-    await past.close();
-  }
 }
 
 /** Sends round `round`'s batch of judge requests (or finds the one already sent); no batch id when none is left. */
 export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchSubmitted> {
   const j = await judging(deps, input);
-  if (!j) return { round: input.round, requests: 0 };
-  return submitRound(j.ctx, input.round, j.workDir, {
-    ask: (add) =>
-      eachUncached(j, input.round, async ({ customId, request }, state) => {
-        if (!state.done) await add({ customId, request: askAgain(request, state.unparsed, JUDGE_CORRECTION) });
-      }),
-    check: async (asked) => {
-      if (asked.requests) {
-        const spent = await spentTokens(j.ctx.store, j.ctx.runId, 'evaluate', input.round);
-        checkBatchCost(asked, spent, judgingLimits(input), 'judging');
-      }
-      log.info('judging batch', { round: input.round, requests: asked.requests, judgments: j.positions.size });
-    },
-  });
+  return j ? submitStepRound(j, input.round) : { round: input.round, requests: 0 };
 }
 
 /** Reads round `round`'s finished batch and puts every reply that parsed into the answer cache. */
 export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectInput): Promise<BatchCollected> {
   const j = await judging(deps, input);
   if (!j) throw new Error('a batch was submitted for the offline judge');
-  await collectRound(j.ctx, input.round, input.batchId, j.workDir);
-  let pending = 0;
-  let cached = 0;
-  await eachUncached(j, input.round + 1, ({ material }, state) => {
-    if (!state.done) {
-      pending += 1;
-      return;
-    }
-    // A reply that stayed unparseable or a rejected request is not cached, as online: the evaluate step asks again.
-    if (!('content' in state.outcome) || !parses(state.outcome.content)) return;
-    const value: CachedReply = { reply: state.outcome.content, reasked: state.asks - 1 };
-    j.cache.put(material, value);
-    cached += 1;
-  });
-  await j.cache.flush();
-  return countRound(j.ctx, input.round, input.batchId, parses, pending, cached);
+  return collectStepRound(j, input.round, input.batchId);
 }

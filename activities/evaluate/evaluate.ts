@@ -1,13 +1,13 @@
 import { Context, log } from '@temporalio/activity';
-import { allowedLocation, openObject, openStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, readJsonl, toJsonl } from '../artifacts/jsonl';
+import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { judgeCacheMaterial, judgeRequest } from './judge-answers';
+import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt } from './judge-answers';
 import {
   buildJudgeMessages,
   buildWinRateReport,
@@ -99,11 +99,6 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   };
 }
 
-async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
-  const { store, key } = openObject(uri, deps.env);
-  return readJsonl<T>(store, key);
-}
-
 /**
  * The paper's pairwise evaluation: every candidate (each stage's model) against the same One-off baseline, each prompt
  * judged in both orders, win / tie / loss by the two-order rule, win rate = 100·(W + T/2)/N − 50 per benchmark and on
@@ -152,12 +147,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const answersOf = (model: GenerateResult, bench: string): Promise<Map<string, string>> => {
         const uri = model.answers[bench];
         let read = answerFiles.get(uri);
-        if (!read) {
-          read = readJsonlAt<{ id: string; answer: string }>(deps, uri).then(
-            (rows) => new Map(rows.map((a) => [a.id, a.answer])),
-          );
-          answerFiles.set(uri, read);
-        }
+        if (!read) answerFiles.set(uri, (read = answersAt(deps, uri)));
         return read;
       };
 
@@ -179,16 +169,15 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           yield { index, items };
         }
       }
-      const parseRetries = reasks;
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
       type Replied = { reply: string; reasked: number };
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
-        const key = judge.asked?.(question, answer1, answer2, parseRetries);
+        const key = judge.asked?.(question, answer1, answer2, reasks);
         const cached = key && (await cache.get<Replied>(key));
         if (cached) return cached;
         let reply = '';
-        for (let ask = 0; ask <= parseRetries; ask++) {
+        for (let ask = 0; ask <= reasks; ask++) {
           // A rejected request is asked as it was: the endpoint never saw a reply to correct.
           const unparsed = ask && !reply.startsWith(REJECTED) ? reply : undefined;
           reply = await judge.reply(question, answer1, answer2, reference, unparsed);
@@ -197,7 +186,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
             return { reply, reasked: ask };
           }
         }
-        return { reply, reasked: parseRetries };
+        return { reply, reasked: reasks };
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
       const estimate =
@@ -205,7 +194,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         beforeFirstRequest(
           estimateJudging(await judgedPrompts(judgeParts()), {
             price: input.pricePerMillionTokens,
-            parseRetries,
+            parseRetries: reasks,
             maxTokens: JUDGE_DECODING.max_tokens,
           }),
           judgingLimits(input),
@@ -213,8 +202,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           (message, details) => log.info(message, details),
         );
       if (estimate) Object.assign(progress, { estimate });
-      const perPart = new Map<number, { counts: ReturnType<typeof countOutcomes>; reasked: number }>();
       const verdictsOf = new Map<number, Judgment[]>();
+      /** The judgments of candidate `c` on benchmark `k`. */
+      const cell = (c: number, k: number) => verdictsOf.get(c * input.benchmarks.length + k)!;
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       await runPool<Item, Judgment>({
         parts: judgeParts(),
@@ -254,20 +244,13 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           const text = toJsonl(judgments);
           out.record({ key: keyOf(index), bytes: Buffer.byteLength(text), sha256: sha256(text) });
           verdictsOf.set(index, judgments);
-          perPart.set(index, {
-            counts: countOutcomes(judgments),
-            reasked: judgments.filter((j) => (j.reasked ?? 0) > 0).length,
-          });
           ctx.heartbeat(progress);
         },
       });
       await cache.flush();
       const comparisons = input.candidates.map((candidate, c) => ({
         model: candidate.name,
-        perBenchmark: input.benchmarks.map((b, k) => ({
-          benchmark: b.name,
-          counts: perPart.get(c * input.benchmarks.length + k)!.counts,
-        })),
+        perBenchmark: input.benchmarks.map((b, k) => ({ benchmark: b.name, counts: countOutcomes(cell(c, k)) })),
       }));
 
       const report = buildWinRateReport({
@@ -282,16 +265,14 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           model: candidate.name,
           perBenchmark: input.benchmarks.map((b, k) => ({
             benchmark: b.name,
-            verdicts: verdictsOf
-              .get(c * input.benchmarks.length + k)!
-              .map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+            verdicts: cell(c, k).map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
           })),
         })),
       );
-      const replies = (c: number, k: number) => {
-        const part = perPart.get(c * input.benchmarks.length + k)!;
-        return { reasked: part.reasked, stillFailed: part.counts.failed };
-      };
+      const replies = (c: number, k: number) => ({
+        reasked: cell(c, k).filter((j) => (j.reasked ?? 0) > 0).length,
+        stillFailed: countOutcomes(cell(c, k)).failed,
+      });
       if (!judge.offline) {
         // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
         report.comparisons.forEach((row, c) =>
@@ -348,7 +329,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           ['average', round1(c.average)],
         ]);
       }
-      const result: EvaluateResult = {
+      return {
         resultsUri: store.uriFor(keys.results),
         markdownUri: store.uriFor(keys.markdown),
         judge: judge.label,
@@ -359,8 +340,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         ...(orderings && { orderings }),
         ...(convergence && { convergence }),
         ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
-      };
-      return result;
+      } satisfies EvaluateResult;
     },
     { heartbeat: () => progress },
   );

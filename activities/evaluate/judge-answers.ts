@@ -1,5 +1,8 @@
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
+import { openObject } from '../../store';
 import { sha256 } from '../artifacts/hashing';
+import { readJsonl } from '../artifacts/jsonl';
+import type { ActivityDeps } from '../deps';
 import { buildJudgeRequest } from './judge-prompt';
 
 /**
@@ -34,4 +37,15 @@ export function judgeCacheMaterial(
 export interface CachedReply {
   reply: string;
   reasked: number;
+}
+
+export async function readJsonlAt<T>(deps: ActivityDeps, uri: string): Promise<T[]> {
+  const { store, key } = openObject(uri, deps.env);
+  return readJsonl<T>(store, key);
+}
+
+/** A model's answers file, by prompt id. */
+export async function answersAt(deps: ActivityDeps, uri: string): Promise<Map<string, string>> {
+  const answers = await readJsonlAt<{ id: string; answer: string }>(deps, uri);
+  return new Map(answers.map((a) => [a.id, a.answer]));
 }

@@ -12,7 +12,7 @@ import { localModel } from '../artifacts/transfer';
 import { receiveFile } from '../artifacts/hand-off';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
-import { runTrainerProcess, type TrainerEvent } from '../python/trainer-process';
+import { runTrainerProcess } from '../python/trainer-process';
 import { servedGeneration, type RunGenerate } from './served-answers';
 import type { GenerateInput, GenerateResult } from '../types';
 
@@ -88,19 +88,24 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
               parent_pid: process.pid,
             };
             progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
-            const generate: RunGenerate = (suffix, fields, onEvent) =>
-              runGenerate(
-                deps,
-                input,
-                work,
-                `${bench.name}${suffix}.config.json`,
-                { ...config, ...fields },
-                (e) => {
+            // `python -m pift.generate` on one config (answering, or one half of the served path).
+            const generate: RunGenerate = async (suffix, fields, onEvent) => {
+              const configPath = join(work, `${bench.name}${suffix}.config.json`);
+              await writeFile(configPath, JSON.stringify({ ...config, ...fields }, null, 2));
+              await runTrainerProcess({
+                python: deps.python,
+                module: 'pift.generate',
+                configPath,
+                cwd: work,
+                env: deps.env,
+                progressTimeoutMs: ms(input.progressTimeout as StringValue),
+                heartbeat: () => ctx.heartbeat(progress),
+                onEvent: (e) => {
                   if (e.event === 'progress') progress = { ...progress, done: e.done, total: e.total };
                   onEvent?.(e);
                 },
-                () => ctx.heartbeat(progress),
-              );
+              });
+            };
             await (served ? served.answer(bench, generate) : generate('', {}));
             return outFile;
           });
@@ -119,28 +124,4 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     },
     { heartbeat: () => progress },
   );
-}
-
-/** `python -m pift.generate` on one config (answering, or one half of the served path). */
-async function runGenerate(
-  deps: ActivityDeps,
-  input: GenerateInput,
-  work: string,
-  configName: string,
-  config: object,
-  onEvent: (e: TrainerEvent<'pift.generate'>) => void,
-  heartbeat: () => void,
-): Promise<void> {
-  const configPath = join(work, configName);
-  await writeFile(configPath, JSON.stringify(config, null, 2));
-  await runTrainerProcess({
-    python: deps.python,
-    module: 'pift.generate',
-    configPath,
-    cwd: work,
-    env: deps.env,
-    progressTimeoutMs: ms(input.progressTimeout as StringValue),
-    heartbeat,
-    onEvent,
-  });
 }

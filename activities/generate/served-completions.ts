@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { fromJsonl } from '../artifacts/jsonl';
 
 /** One line of `pift.generate`'s `"mode": "prompts"` file: the exact token ids it would feed the model. */
 export interface ServedPrompt {
@@ -18,13 +19,7 @@ export interface ServedCompletion {
   finish_reason: string;
 }
 
-const readJsonl = async <T>(path: string): Promise<T[]> =>
-  (await readFile(path, 'utf8'))
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as T);
-
-export const readServedPrompts = (path: string) => readJsonl<ServedPrompt>(path);
+export const readServedPrompts = async (path: string) => fromJsonl<ServedPrompt>(await readFile(path, 'utf8'));
 
 /**
  * The completions a killed attempt on this worker left, keeping only whole lines: a torn last line is dropped from

@@ -31,17 +31,27 @@ export type BatchOutcome =
   | { customId: string; rejected: string }
   | { customId: string; retry: string };
 
-export type BatchStatus = Batch['status'];
 /** Statuses after which a batch changes no more. */
 const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed', 'expired', 'cancelled']);
 export const batchFinished = (status: string): boolean => FINISHED.has(status);
 
-const notSupported = (endpoint: LlmEndpoint, setting: string, operation: string) => (reason: string) =>
-  new InvalidDataError(
-    `${setting} is "batch" but the LLM endpoint ${endpoint.baseURL} (${endpoint.urlSetting}) answered HTTP 404 for ` +
-      `${operation}: it has no Batch API (${reason}); use the online mode with this endpoint`,
-    { field: setting },
-  );
+/** A call of the Batch API: outages waited out, and a 404 said as an endpoint without the Batch API. */
+function batchCall<T>(
+  endpoint: LlmEndpoint,
+  setting: string,
+  request: string,
+  call: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const [method, path] = request.split(' ');
+  const op = `${method} ${endpoint.baseURL}${path}`;
+  const notSupported = (reason: string) =>
+    new InvalidDataError(
+      `${setting} is "batch" but the LLM endpoint ${endpoint.baseURL} (${endpoint.urlSetting}) answered HTTP 404 for ` +
+        `${op}: it has no Batch API (${reason}); use the online mode with this endpoint`,
+      { field: setting },
+    );
+  return callEndpoint(endpoint, op, call, notSupported);
+}
 
 /** One line of a batch's input file (without its line break). */
 export const batchLine = (i: BatchItem): string =>
@@ -52,38 +62,27 @@ export const batchLine = (i: BatchItem): string =>
  * multipart body as it is sent: the SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
  */
 export async function uploadBatchFile(endpoint: LlmEndpoint, path: string, setting: string): Promise<string> {
-  const op = `POST ${endpoint.baseURL}/files`;
-  const file = await callEndpoint(
-    endpoint,
-    op,
-    async (signal) =>
-      endpoint.client.files.create(
-        { file: new File([await openAsBlob(path)], 'batch.jsonl'), purpose: 'batch' },
-        { signal },
-      ),
-    notSupported(endpoint, setting, op),
+  const file = await batchCall(endpoint, setting, 'POST /files', async (signal) =>
+    endpoint.client.files.create(
+      { file: new File([await openAsBlob(path)], 'batch.jsonl'), purpose: 'batch' },
+      { signal },
+    ),
   );
   return file.id;
 }
 
-export async function createBatch(
+export const createBatch = (
   endpoint: LlmEndpoint,
   inputFileId: string,
   metadata: Record<string, string>,
   setting: string,
-): Promise<Batch> {
-  const op = `POST ${endpoint.baseURL}/batches`;
-  return callEndpoint(
-    endpoint,
-    op,
-    (signal) =>
-      endpoint.client.batches.create(
-        { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
-        { signal },
-      ),
-    notSupported(endpoint, setting, op),
+) =>
+  batchCall(endpoint, setting, 'POST /batches', (signal) =>
+    endpoint.client.batches.create(
+      { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
+      { signal },
+    ),
   );
-}
 
 /**
  * A batch this step created earlier and did not get to record (the attempt died between creating and storing it),
@@ -94,54 +93,34 @@ export async function findBatch(
   metadata: Record<string, string>,
   setting: string,
 ): Promise<Batch | undefined> {
-  const op = `GET ${endpoint.baseURL}/batches`;
   const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
   try {
-    return await callEndpoint(
-      endpoint,
-      op,
-      async (signal) => {
-        let seen = 0;
-        for await (const b of endpoint.client.batches.list({ limit: 100 }, { signal })) {
-          if (matches(b)) return b;
-          if (++seen >= 1000) break;
-        }
-        return undefined;
-      },
-      notSupported(endpoint, setting, op),
-    );
+    return await batchCall(endpoint, setting, 'GET /batches', async (signal) => {
+      let seen = 0;
+      for await (const b of endpoint.client.batches.list({ limit: 100 }, { signal })) {
+        if (matches(b)) return b;
+        if (++seen >= 1000) break;
+      }
+      return undefined;
+    });
   } catch (err) {
     if (err instanceof InvalidDataError) return undefined;
     throw err;
   }
 }
 
-export async function retrieveBatch(endpoint: LlmEndpoint, batchId: string, setting: string): Promise<Batch> {
-  const op = `GET ${endpoint.baseURL}/batches/${batchId}`;
-  return callEndpoint(
-    endpoint,
-    op,
-    (signal) => endpoint.client.batches.retrieve(batchId, { signal }),
-    notSupported(endpoint, setting, op),
+export const retrieveBatch = (endpoint: LlmEndpoint, batchId: string, setting: string): Promise<Batch> =>
+  batchCall(endpoint, setting, `GET /batches/${batchId}`, (signal) =>
+    endpoint.client.batches.retrieve(batchId, { signal }),
   );
-}
 
 /** Downloads a file of the batch to `path`, as it arrives. */
 async function downloadFile(endpoint: LlmEndpoint, fileId: string, path: string, setting: string): Promise<void> {
-  const op = `GET ${endpoint.baseURL}/files/${fileId}/content`;
-  await callEndpoint(
-    endpoint,
-    op,
-    async (signal) => {
-      const response = await endpoint.client.files.content(fileId, { signal });
-      if (!response.body) {
-        await writeFile(path, '');
-        return;
-      }
-      await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
-    },
-    notSupported(endpoint, setting, op),
-  );
+  await batchCall(endpoint, setting, `GET /files/${fileId}/content`, async (signal) => {
+    const response = await endpoint.client.files.content(fileId, { signal });
+    if (!response.body) return writeFile(path, '');
+    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
+  });
 }
 
 /** A line of an output or error file. */
@@ -197,10 +176,8 @@ export async function batchOutcomes(
   const handles: FileHandle[] = [];
   try {
     const ids = new IdTable();
-    let fileOf = new Uint8Array(1024);
-    let offsets = new Float64Array(1024);
-    let lengths = new Uint32Array(1024);
-    let count = 0;
+    // Where each request's line is: its file, its offset and its length.
+    const [fileOf, offsets, lengths]: number[][] = [[], [], []];
     for (const fileId of [batch.output_file_id, batch.error_file_id]) {
       if (!fileId) continue;
       const path = join(dir, `${handles.length}.jsonl`);
@@ -208,13 +185,7 @@ export async function batchOutcomes(
       for await (const { line, offset } of linesWithOffsets(path)) {
         const parsed = parsedLine(line);
         if (!parsed) continue;
-        let entry = ids.firstLine(parsed.custom_id!, count);
-        if (entry === undefined) {
-          if (count === offsets.length) {
-            [fileOf, offsets, lengths] = [grown(fileOf), grown(offsets), grown(lengths)];
-          }
-          entry = count++;
-        }
+        const entry = ids.firstLine(parsed.custom_id!, offsets.length) ?? offsets.length;
         [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
       }
       handles.push(await open(path, 'r'));
@@ -233,12 +204,6 @@ export async function batchOutcomes(
     await Promise.all(handles.map((h) => h.close()));
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-function grown<T extends Uint8Array | Uint32Array | Float64Array>(a: T): T {
-  const next = new (a.constructor as new (n: number) => T)(a.length * 2);
-  next.set(a);
-  return next;
 }
 
 function outcomeOf(customId: string, line: ResultLine): BatchOutcome {

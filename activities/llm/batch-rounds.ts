@@ -19,15 +19,9 @@ import {
   type BatchItem,
   type BatchOutcome,
 } from './batch-api';
-import {
-  checkEstimate,
-  costOf,
-  requestTokens,
-  TOKEN_COUNTING,
-  type CostLimits,
-  type TokenCount,
-} from './cost-estimate';
-import { llmEndpoint, type LlmEndpoint } from './llm-client';
+import { checkEstimate, estimate, requestTokens, type CostLimits, type TokenCount } from './cost-estimate';
+import type { AnswerCache } from './answer-cache';
+import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
 
 /**
@@ -113,16 +107,12 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
   const polled: BatchPolled[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) polled.push(await pollOne(endpoint, batchId, ref.setting));
   if (polled.length === 1) return polled[0];
-  const counts = polled.every((p) => p.counts)
-    ? polled.reduce(
-        (sum, p) => ({
-          total: sum.total + p.counts!.total,
-          completed: sum.completed + p.counts!.completed,
-          failed: sum.failed + p.counts!.failed,
-        }),
-        { total: 0, completed: 0, failed: 0 },
-      )
-    : undefined;
+  const sum = (k: 'total' | 'completed' | 'failed') => polled.reduce((n, p) => n + p.counts![k], 0);
+  const counts = polled.every((p) => p.counts) && {
+    total: sum('total'),
+    completed: sum('completed'),
+    failed: sum('failed'),
+  };
   return {
     batchId: ref.batchId,
     status: polled.map((p) => p.status).join(' '),
@@ -349,20 +339,8 @@ export function itemState(
  */
 export function checkBatchCost(asked: AskedRequests, spent: TokenCount, limits: CostLimits, stepName: string): void {
   const total = { prompt: spent.prompt + asked.tokens.prompt, output: spent.output + asked.tokens.output };
-  const costUsd = costOf(total, limits.pricePerMillionTokens);
-  checkEstimate(
-    {
-      requests: asked.requests,
-      promptTokens: total.prompt,
-      outputTokens: total.output,
-      totalTokens: total.prompt + total.output,
-      ...(costUsd === undefined ? {} : { costUsd }),
-      tokenCounting: TOKEN_COUNTING,
-      assumptions: ['a batch of the requests the cache lacks, plus what earlier batches of this step reported'],
-    },
-    limits,
-    stepName,
-  );
+  const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
+  checkEstimate(estimate(asked.requests, total, limits.pricePerMillionTokens, [assumed]), limits, stepName);
 }
 
 /** What a round is about to ask: counted as its requests are written. */
@@ -565,4 +543,91 @@ export async function* notCached<T>(
     if (chunk.length >= width) yield* flush();
   }
   yield* flush();
+}
+
+/**
+ * A step's requests as its Batch API activities walk them (scoring, judging): items in walking order, each with one
+ * or more requests, and the answer cache the batches fill with the entries the online step would have written.
+ */
+export interface BatchStep<T> {
+  ctx: RoundContext;
+  /** The step's answer cache, flushed to disk: the online step finds the batches' answers only there. */
+  cache: AnswerCache;
+  workDir: string;
+  parseRetries: number;
+  parses: (content: string) => boolean;
+  /** The corrective turn a re-ask adds after the request's own unparseable reply (see askAgain). */
+  correction: string;
+  /** Where a custom_id comes in the walk. */
+  position: (customId: string) => number;
+  /** The step's items in walking order, read again on each walk. */
+  items: () => AsyncIterable<T>;
+  isCached: (item: T) => Promise<boolean>;
+  /** The item's requests, in walking order. */
+  requests: (item: T) => Array<{ customId: string; request: () => BatchItem['request'] }>;
+  /** Puts an item whose requests are all done into the cache; false when it is left for the online step. */
+  keep: (item: T, states: Array<Extract<ItemState, { done: true }>>) => boolean;
+  limits: CostLimits;
+  /** `scoring` or `judging`. */
+  name: string;
+  /** What the submit's log line says besides the round and its requests. */
+  logged: () => Record<string, unknown>;
+}
+
+/**
+ * Walks the items the cache lacks with the state of each of their requests after the rounds before `round`. The items
+ * and the rounds' results are all read as streams, side by side.
+ */
+async function eachUncached<T>(
+  s: BatchStep<T>,
+  round: number,
+  visit: (item: T, requests: ReturnType<BatchStep<T>['requests']>, states: ItemState[]) => Promise<void> | void,
+): Promise<void> {
+  const past = await PastOutcomes.open(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
+  try {
+    for await (const item of notCached(s.items(), s.isCached)) {
+      const requests = s.requests(item);
+      const states: ItemState[] = [];
+      for (const { customId } of requests) {
+        states.push(itemState(await past.get(customId, s.position(customId)), s.parseRetries, s.parses));
+      }
+      await visit(item, requests, states);
+    }
+  } finally {
+    await past.close();
+  }
+}
+
+/** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
+export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+  return submitRound(s.ctx, round, s.workDir, {
+    ask: (add) =>
+      eachUncached(s, round, async (_item, requests, states) => {
+        for (const [k, { customId, request }] of requests.entries()) {
+          const state = states[k];
+          if (!state.done) await add({ customId, request: askAgain(request(), state.unparsed, s.correction) });
+        }
+      }),
+    check: async (asked) => {
+      if (asked.requests) {
+        const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
+        checkBatchCost(asked, spent, s.limits, s.name);
+      }
+      log.info(`${s.name} batch`, { round, requests: asked.requests, ...s.logged() });
+    },
+  });
+}
+
+/** Reads round `round`'s finished batch and puts every item it completed into the answer cache. */
+export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
+  await collectRound(s.ctx, round, batchId, s.workDir);
+  let pending = 0;
+  let cached = 0;
+  await eachUncached(s, round + 1, (item, _requests, states) => {
+    const open = states.filter((st) => !st.done).length;
+    if (open) pending += open;
+    else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
+  });
+  await s.cache.flush();
+  return countRound(s.ctx, round, batchId, s.parses, pending, cached);
 }

@@ -60,7 +60,13 @@ export function requestTokens(messages: Messages, maxTokens: number | null | und
 export const costOf = (tokens: TokenCount, price?: Price): number | undefined =>
   price && (tokens.prompt * price.input + tokens.output * price.output) / 1e6;
 
-function estimate(requests: number, tokens: TokenCount, price: Price | undefined, assumptions: string[]): CostEstimate {
+/** An estimate of `requests` requests of `tokens` in all, with what it leaves out or assumes. */
+export function estimate(
+  requests: number,
+  tokens: TokenCount,
+  price: Price | undefined,
+  assumptions: string[],
+): CostEstimate {
   const costUsd = costOf(tokens, price);
   return {
     requests,
@@ -240,14 +246,7 @@ export class SpendMeter {
   }
 
   total(): Spent {
-    const costUsd = costOf({ prompt: this.spent.prompt, output: this.spent.output }, this.limits.pricePerMillionTokens);
-    return {
-      requests: this.spent.requests,
-      promptTokens: this.spent.prompt,
-      completionTokens: this.spent.output,
-      ...(costUsd === undefined ? {} : { costUsd }),
-      ...(this.spent.estimated ? { estimatedReplies: this.spent.estimated } : {}),
-    };
+    return spentOf(this.spent, this.limits.pricePerMillionTokens);
   }
 
   private describe(): string {
@@ -268,7 +267,11 @@ export function sumSpent(parts: readonly Spent[], price?: Price): Spent {
     sum.output += p.completionTokens;
     sum.estimated += p.estimatedReplies ?? 0;
   }
-  const costUsd = costOf({ prompt: sum.prompt, output: sum.output }, price);
+  return spentOf(sum, price);
+}
+
+function spentOf(sum: { requests: number; prompt: number; output: number; estimated: number }, price?: Price): Spent {
+  const costUsd = costOf(sum, price);
   return {
     requests: sum.requests,
     promptTokens: sum.prompt,

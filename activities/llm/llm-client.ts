@@ -100,14 +100,14 @@ export function asksEndpoint(kind: string, env: NodeJS.ProcessEnv): boolean {
 }
 
 /** Model names may come from the input (not secret); the environment gives the deployment's default. */
-export const scorerModel = (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
-  fromInput === undefined
-    ? { model: workerDefaults(env).scorerModel, setting: 'PIFT_SCORER_MODEL' }
-    : { model: fromInput, setting: 'input.scorer.model' };
-export const judgeModel = (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
-  fromInput === undefined
-    ? { model: workerDefaults(env).judgeModel, setting: 'PIFT_JUDGE_MODEL' }
-    : { model: fromInput, setting: 'input.evaluation.judgeModel' };
+const modelFrom =
+  (kind: 'scorerModel' | 'judgeModel', envSetting: string, inputSetting: string) =>
+  (env: NodeJS.ProcessEnv, fromInput?: string): ModelSource =>
+    fromInput === undefined
+      ? { model: workerDefaults(env)[kind], setting: envSetting }
+      : { model: fromInput, setting: inputSetting };
+export const scorerModel = modelFrom('scorerModel', 'PIFT_SCORER_MODEL', 'input.scorer.model');
+export const judgeModel = modelFrom('judgeModel', 'PIFT_JUDGE_MODEL', 'input.evaluation.judgeModel');
 
 /**
  * Where the setup is first checked (preflight, `pift validate`): one cheap GET proves the endpoint answers at all (any
@@ -138,6 +138,15 @@ export interface ModelSource {
   setting: string;
 }
 
+/** How `complete` and `callEndpoint` wait out an outage of the endpoint. */
+const outages = (endpoint: LlmEndpoint, operation: string) => ({
+  endpoint: `the LLM endpoint ${endpoint.baseURL}`,
+  setting: endpoint.urlSetting,
+  operation,
+  toleranceMs: endpoint.outageToleranceMs,
+  isTransient: isLlmTransient,
+});
+
 /** Statuses worth waiting out once the client's own retries are spent. */
 const RETRY_LATER = new Set([408, 409, 429, 500, 502, 503, 504]);
 
@@ -166,7 +175,6 @@ export async function complete(
   const operation = `POST ${endpoint.baseURL}/chat/completions`;
   const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
   const cost = estimateTokens(params);
-  let sends = 0;
   try {
     return await waitOutOutages(
       async () => {
@@ -176,7 +184,7 @@ export async function complete(
           let replied: Awaited<ReturnType<typeof ask>> | undefined;
           try {
             await endpoint.gate.acquire(cost, signal);
-            replied = await ask(endpoint, params, signal, sends++ > 0);
+            replied = await ask(endpoint, params, signal);
             return { content: replied.content };
           } catch (err) {
             const status = err instanceof OpenAI.APIError ? err.status : undefined;
@@ -192,13 +200,7 @@ export async function complete(
           }
         }
       },
-      {
-        endpoint: `the LLM endpoint ${endpoint.baseURL}`,
-        setting: endpoint.urlSetting,
-        operation,
-        toleranceMs: endpoint.outageToleranceMs,
-        isTransient: isLlmTransient,
-      },
+      outages(endpoint, operation),
     );
   } finally {
     unlink();
@@ -242,13 +244,7 @@ export async function callEndpoint<T>(
           throw classify(endpoint, err, '', endpoint.urlSetting, operation) ?? err;
         }
       },
-      {
-        endpoint: `the LLM endpoint ${endpoint.baseURL}`,
-        setting: endpoint.urlSetting,
-        operation,
-        toleranceMs: endpoint.outageToleranceMs,
-        isTransient: isLlmTransient,
-      },
+      outages(endpoint, operation),
     );
   } finally {
     unlink();
@@ -256,19 +252,14 @@ export async function callEndpoint<T>(
 }
 
 /**
- * One send of the request. The client leaves a listener on the signal it is given: the first send is given the
- * request's own signal, which goes with the request; a request sent again (a rate limit or an outage waited out, for
- * as long as PIFT_OUTAGE_TOLERANCE) gets a signal per send, so that the listeners do not pile up on it.
+ * One send of the request, with a signal of its own: the client leaves a listener on the signal it is given, and a
+ * request sent again (a rate limit or an outage waited out, for as long as PIFT_OUTAGE_TOLERANCE) would pile them up
+ * on the request's.
  */
-async function ask(
-  endpoint: LlmEndpoint,
-  params: ChatCompletionCreateParamsNonStreaming,
-  signal: AbortSignal,
-  again: boolean,
-) {
-  if (!again) return answer(await endpoint.client.chat.completions.create(params, { signal }));
+async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
   const send = new AbortController();
   const abort = () => send.abort(signal.reason);
+  if (signal.aborted) abort();
   signal.addEventListener('abort', abort, { once: true });
   try {
     return answer(await endpoint.client.chat.completions.create(params, { signal: send.signal }));

@@ -21,13 +21,12 @@ class Bucket {
   private level: number;
   private at: number;
   /** Tokens per ms. */
-  private rate: number;
+  private rate!: number;
   /** At most one second's worth saved up, so a burst never runs far ahead of the rate. */
-  private capacity: number;
+  private capacity!: number;
 
   constructor(perMinute: number, now: number, level?: number) {
-    this.rate = perMinute / 60_000;
-    this.capacity = Math.max(1, perMinute / 60);
+    this.setLimit(perMinute);
     this.level = Math.min(this.capacity, level ?? this.capacity);
     this.at = now;
   }

@@ -27,11 +27,6 @@ export interface PoolOptions<T, R> {
   /** Items in flight at most. */
   concurrency: number;
   /**
-   * Answers of the parts started but not yet handed on, at most (the two oldest parts always go on, so the next is
-   * fed while one finishes): bounds memory while one slow item holds the oldest part back.
-   */
-  maxOpenItems?: number;
-  /**
    * The part's results stored by an earlier attempt, or undefined: then its items are asked. The caller checks the
    * stored part against the number of items it expects there (the items are only counted as they stream past).
    */
@@ -56,8 +51,10 @@ interface OpenPart<R> {
 }
 
 export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
-  // Eight parts of 100 at up to 200 concurrent items, as when this counted parts.
-  const maxOpenItems = o.maxOpenItems ?? 400 * Math.max(2, Math.ceil(o.concurrency / 100));
+  // Answers of the parts started but not yet handed on, at most (the two oldest parts always go on, so the next is fed
+  // while one finishes): bounds memory while one slow item holds the oldest part back. Eight parts of 100 at up to 200
+  // concurrent items, as when this counted parts.
+  const maxOpenItems = 400 * Math.max(2, Math.ceil(o.concurrency / 100));
   const open: OpenPart<R>[] = [];
   let openItems = 0;
   let running = 0;

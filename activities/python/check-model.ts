@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
-import { Context } from '@temporalio/activity';
-import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { activityContext } from '../../store/outage';
+import { badSetting, WorkerMisconfiguredError } from '../../common/failures';
 import { TINY_MODEL } from '../../common/settings/constants';
 import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
 import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
@@ -59,16 +59,12 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
     const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
     modelPath = join(work, 'model');
     if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {
-      throw new InvalidDataError(`${input.field}: no model config or tokenizer files under ${ref.uri}`, {
-        field: input.field,
-      });
+      throw badSetting(input.field, `no model config or tokenizer files under ${ref.uri}`);
     }
     // The weights stay in the store: the trainer finds them by these names, so their presence is checked here.
     const keys = await store.list(`${key}/`);
     if (!keys.some((k) => MODEL_WEIGHTS.test(k.slice(key.length + 1)))) {
-      throw new InvalidDataError(`${input.field}: no model weights under ${ref.uri} (expected model.safetensors)`, {
-        field: input.field,
-      });
+      throw badSetting(input.field, `no model weights under ${ref.uri} (expected model.safetensors)`);
     }
   }
   const configPath = join(work, 'check-model.json');
@@ -83,7 +79,9 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   // A builtin other than the tiny model is converted from its package's file once, into the model cache: minutes the
   // first time, so it runs under the download's time limit, with one line saying so (and no progress bars).
   const converts = ref.kind === 'builtin' && input.model !== TINY_MODEL;
-  if (converts) note(`${input.model}: converting it into this worker's model cache (PIFT_MODEL_CACHE), once`);
+  // One line about slow work, in the worker's log (or on the command line's console).
+  const note = `${input.model}: converting it into this worker's model cache (PIFT_MODEL_CACHE), once`;
+  if (converts) (activityContext()?.log ?? console).info(note);
   const env = { ...(ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env)), TQDM_DISABLE: '1' };
   // Not for a hub model this worker may not download: it is in the cache, or the check fails at once.
   const fetches = converts || (ref.kind === 'hub' && deps.env.HF_HUB_OFFLINE !== '1');
@@ -141,7 +139,7 @@ async function runCheck(
       ? 'input.training.maxLength'
       : input.field;
     const message = raw.replace(/^field "[^"]+": /, '');
-    throw hubFailure(input, message) ?? new InvalidDataError(`${field}: ${message}`, { field });
+    throw hubFailure(input, message) ?? badSetting(field, `${message}`);
   }
   const missing = missingPackage(deps.python, 'pift.check_model', stderr.split('\n'));
   if (missing) throw missing;
@@ -175,9 +173,9 @@ export function hubFailure(input: Pick<CheckModelInput, 'model' | 'field'>, said
     );
   }
   if (/RepositoryNotFoundError|RevisionNotFoundError/.test(said)) {
-    return new InvalidDataError(
-      `${input.field}: ${input.model} is not on the hub (or is private: the GPU worker's HF_TOKEN must have access)`,
-      { field: input.field },
+    return badSetting(
+      input.field,
+      `${input.model} is not on the hub (or is private: the GPU worker's HF_TOKEN must have access)`,
     );
   }
   if (
@@ -193,15 +191,4 @@ export function hubFailure(input: Pick<CheckModelInput, 'model' | 'field'>, said
     );
   }
   return undefined;
-}
-
-/** One line about slow work, in the worker's log (or on the command line's console). */
-function note(line: string): void {
-  let ctx: Context | undefined;
-  try {
-    ctx = Context.current();
-  } catch {
-    ctx = undefined;
-  }
-  (ctx?.log ?? console).info(line);
 }

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openObject } from '../../store';
 import { allowedLocation, isAllowedLocation } from '../../store/file-roots';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting, InvalidDataError } from '../../common/failures';
 
 /**
  * Models that need no download: the tiny model is built from a config in the repo; SmolLM2-135M-Instruct is converted
@@ -33,9 +33,7 @@ const HUB_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export function parseModelRef(value: string, field: string): ModelRef {
   if (value.startsWith('builtin:')) {
     if (!BUILTIN_MODELS.includes(value)) {
-      throw new InvalidDataError(`${field}: unknown builtin model "${value}"; known: ${BUILTIN_MODELS.join(', ')}`, {
-        field,
-      });
+      throw badSetting(field, `unknown builtin model "${value}"; known: ${BUILTIN_MODELS.join(', ')}`);
     }
     return { kind: 'builtin', name: value };
   }
@@ -44,19 +42,14 @@ export function parseModelRef(value: string, field: string): ModelRef {
   if (scheme === 'hf') {
     const hub = HUB_URI.exec(value);
     if (!hub?.[1]) {
-      throw new InvalidDataError(
-        `${field}: ${JSON.stringify(value)} is not a hub model; expected hf://org/name[@revision]`,
-        {
-          field,
-        },
-      );
+      throw badSetting(field, `${JSON.stringify(value)} is not a hub model; expected hf://org/name[@revision]`);
     }
     return { kind: 'hub', uri: value, repoId: hub[1], revision: hub[2] ?? 'main' };
   }
   if (!STORE_SCHEMES.includes(scheme)) {
-    throw new InvalidDataError(
-      `${field}: unsupported URI scheme "${scheme}://" in ${JSON.stringify(value)}; use a local directory, file:///abs/dir, s3://bucket/prefix or hf://org/name[@revision]`,
-      { field },
+    throw badSetting(
+      field,
+      `unsupported URI scheme "${scheme}://" in ${JSON.stringify(value)}; use a local directory, file:///abs/dir, s3://bucket/prefix or hf://org/name[@revision]`,
     );
   }
   return { kind: 'store', uri: value.replace(/\/+$/, '') };
@@ -92,13 +85,13 @@ export function allowedModel(ref: ModelRef, roots: readonly string[], field: str
 export function checkLocalModelDir(path: string, field: string): string {
   const dir = resolve(path);
   if (!existsSync(dir)) {
-    throw new InvalidDataError(`${field}: model directory ${dir} does not exist on this machine`, { field });
+    throw badSetting(field, `model directory ${dir} does not exist on this machine`);
   }
   if (!statSync(dir).isDirectory()) {
-    throw new InvalidDataError(`${field}: ${dir} is a file; give the directory that holds config.json`, { field });
+    throw badSetting(field, `${dir} is a file; give the directory that holds config.json`);
   }
   if (!existsSync(join(dir, 'config.json'))) {
-    throw new InvalidDataError(`${field}: model directory ${dir} holds no config.json`, { field });
+    throw badSetting(field, `model directory ${dir} holds no config.json`);
   }
   return dir;
 }
@@ -107,9 +100,9 @@ export function checkLocalModelDir(path: string, field: string): string {
 export async function checkStoredModel(uri: string, field: string, env: NodeJS.ProcessEnv): Promise<number> {
   const { store, key } = openModelFolder(uri, field, env);
   const keys = await store.list(`${key}/`);
-  if (keys.length === 0) throw new InvalidDataError(`${field}: no model files under ${uri}`, { field });
+  if (keys.length === 0) throw badSetting(field, `no model files under ${uri}`);
   if (!keys.includes(`${key}/config.json`)) {
-    throw new InvalidDataError(`${field}: the model folder ${uri} holds no config.json`, { field });
+    throw badSetting(field, `the model folder ${uri} holds no config.json`);
   }
   return keys.length;
 }

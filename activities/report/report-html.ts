@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { formatInterval, formatPValue, formatWinRate } from '../results/report';
+import { fixed, formatInterval, formatPValue, formatWinRate, pct } from '../results/report';
 import type { CellStatistics } from '../results/statistics';
 import { reportCharts } from './report-charts';
 import { generationSummary, type RunReportData } from './run-data';
@@ -34,9 +34,6 @@ const scriptJson = (value: unknown) =>
     .replace(/\u2029/g, '\\u2029');
 
 const e = escapeHtml;
-const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
-const fixed = (x: number | null | undefined, d = 3) =>
-  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(d);
 
 function resultsTable(data: RunReportData): string {
   const r = data.results;

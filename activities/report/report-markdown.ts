@@ -1,4 +1,10 @@
-import { formatInterval, formatWinRate, renderStatisticsMarkdown, renderWinRateMarkdown } from '../results/report';
+import {
+  fixed,
+  formatInterval,
+  formatWinRate,
+  renderStatisticsMarkdown,
+  renderWinRateMarkdown,
+} from '../results/report';
 import { convergenceMarkdown } from '../../common/convergence';
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
@@ -13,9 +19,6 @@ export function markdownCell(text: string): string {
     .replace(/`/g, '\\`')
     .replace(/\r?\n/g, '<br>');
 }
-
-const num = (x: number | null | undefined, digits = 3) =>
-  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits);
 
 /** The offline judge is not the paper's: every view of the numbers says so. */
 export const offlineNote = (data: RunReportData) =>
@@ -65,7 +68,7 @@ export function renderReportMarkdown(data: RunReportData): string {
     for (const t of data.training) {
       const converged = flagOf.has(t.name) ? `**no**: ${markdownCell(flagOf.get(t.name)!)}` : 'yes';
       out.push(
-        `| ${markdownCell(t.name)} | ${t.steps} | ${num(t.lossFirst)} | ${num(t.lossLast)} | ${t.points.length} | ${converged} |`,
+        `| ${markdownCell(t.name)} | ${t.steps} | ${fixed(t.lossFirst)} | ${fixed(t.lossLast)} | ${t.points.length} | ${converged} |`,
       );
     }
     out.push('', '(First and last: means of the first and last few logged losses, as the trainer reports them.)', '');
@@ -82,7 +85,8 @@ export function renderReportMarkdown(data: RunReportData): string {
       '| Stage | Rows | Min score | Max score |',
       '|---|---:|---:|---:|',
     );
-    for (const s of seg.stages) out.push(`| ${s.stage} | ${s.rows} | ${num(s.minScore, 2)} | ${num(s.maxScore, 2)} |`);
+    for (const s of seg.stages)
+      out.push(`| ${s.stage} | ${s.rows} | ${fixed(s.minScore, 2)} | ${fixed(s.maxScore, 2)} |`);
     out.push('');
     if (data.scores) {
       const split = seg.rule !== 'random';

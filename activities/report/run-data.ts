@@ -7,7 +7,7 @@ import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { readJsonl, streamJsonl } from '../artifacts/jsonl';
-import { readManifest } from '../artifacts/manifest';
+import { readJson, readManifest } from '../artifacts/manifest';
 import { lossRecord, trainingCurves, type TrainingCurve } from '../artifacts/training-curves';
 import {
   benchmarkKeys,
@@ -73,10 +73,6 @@ export interface RunReportData {
 export const REPORT_SAMPLES = 6;
 
 type JudgedPrompt = StoredVerdict & { id: string };
-
-async function readJson<T>(store: ObjectStore, key: string): Promise<T | undefined> {
-  return (await store.exists(key)) ? (JSON.parse(await store.getText(key)) as T) : undefined;
-}
 
 /** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
 export function stageOfScore(score: number, seg: NonNullable<RunReportData['segment']>): number | undefined {

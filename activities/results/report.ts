@@ -125,8 +125,11 @@ export function renderWinRateMarkdown(report: WinRateReport, unreliable: Readonl
   return `${lines.join('\n')}\n`;
 }
 
-const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
-const chars = (x: number | null) => (x === null ? '—' : x.toFixed(0));
+/** A share as a percentage with one decimal; `—` for none. */
+export const pct = (x: number | null) => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
+/** `digits` decimals; `—` for a number that is missing or not finite. */
+export const fixed = (x: number | null | undefined, digits = 3) =>
+  x === null || x === undefined || !Number.isFinite(x) ? '—' : x.toFixed(digits);
 
 /** A p-value as people read it: three significant digits, `<0.001` below that. */
 export function formatPValue(p: number): string {
@@ -170,7 +173,7 @@ export function renderStatisticsMarkdown(report: WinRateReport, stats: WinRateSt
         `| ${cell(model.model)} | ${cell(name)} | ${rate === undefined ? '—' : formatWinRate(rate)} | ` +
           `${formatInterval(s.interval)} | ${s.signTest.wins}–${s.signTest.losses} | ${formatPValue(s.signTest.pValue)} | ` +
           `${pct(s.positionBias.rate)} | ${s.parseFailures.prompts}/${s.parseFailures.replies} |` +
-          `${reasks ? ` ${s.reasks ?? '—'} |` : ''} ${chars(s.meanChars.candidate)}/${chars(s.meanChars.baseline)} |`,
+          `${reasks ? ` ${s.reasks ?? '—'} |` : ''} ${fixed(s.meanChars.candidate, 0)}/${fixed(s.meanChars.baseline, 0)} |`,
       );
     }
   }

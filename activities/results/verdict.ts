@@ -22,7 +22,7 @@
  * i.e. the sign of (+1 better, 0 tie, -1 worse) summed over the two orders. If either order's reply does not
  * parse, the prompt is 'failed': it counts for neither side but stays in the win rate's N.
  */
-import { parseVerdict, type ParsedVerdict } from './parse-verdict';
+import { parseVerdict } from './parse-verdict';
 
 /** How the candidate fared against the baseline in one order. */
 export type Preference = 'better' | 'tie' | 'worse';
@@ -60,8 +60,9 @@ export interface PairVerdict {
   reason?: string;
 }
 
-/** Outcome from both orders' parsed replies (order 1 = baseline shown first, order 2 = candidate shown first). */
-export function verdictFromParsed(order1: ParsedVerdict, order2: ParsedVerdict): PairVerdict {
+/** Outcome from the judge's raw reply texts for order 1 (baseline shown first) and order 2 (candidate shown first). */
+export function verdictFromReplies(replyOrder1: string, replyOrder2: string): PairVerdict {
+  const [order1, order2] = [parseVerdict(replyOrder1), parseVerdict(replyOrder2)];
   if (!order1.ok || !order2.ok) {
     const reasons: string[] = [];
     if (!order1.ok) reasons.push(`order 1: ${order1.reason}`);
@@ -71,9 +72,4 @@ export function verdictFromParsed(order1: ParsedVerdict, order2: ParsedVerdict):
   const p1 = candidatePreference(1, order1.score1, order1.score2);
   const p2 = candidatePreference(2, order2.score1, order2.score2);
   return { outcome: decideOutcome(p1, p2), order1: p1, order2: p2, positionInconsistent: p1 !== p2 };
-}
-
-/** Outcome from the judge's raw reply texts for order 1 and order 2. */
-export function verdictFromReplies(replyOrder1: string, replyOrder2: string): PairVerdict {
-  return verdictFromParsed(parseVerdict(replyOrder1), parseVerdict(replyOrder2));
 }

@@ -1,4 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
+import { literal, type Rows, type SqlValues } from './engine';
 
 const NEWLINE = 0x0a;
 const CHUNK = 1 << 20;
@@ -56,4 +57,18 @@ export class LineWriter {
       await this.file.close();
     }
   }
+}
+
+/**
+ * Writes the `line` column a query selects, in its order, to a local file, each line's bytes as they are and "\n"
+ * after each: CSV without header, quote or escape and with a delimiter a JSON line never holds (JSON.stringify escapes
+ * every control character). Returns the number of lines written.
+ */
+export async function copyLines(rows: Rows, sql: string, path: string, values?: SqlValues): Promise<number> {
+  const copied = await rows.runAndReadAll(
+    `COPY (${sql}) TO ${literal(path)} ` +
+      `(FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER chr(1), NEW_LINE '\\n')`,
+    values,
+  );
+  return Number(copied.getRows()[0][0]);
 }

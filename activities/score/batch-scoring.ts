@@ -1,4 +1,3 @@
-import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
@@ -6,20 +5,15 @@ import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
 import {
-  checkBatchCost,
   batchCaps,
-  collectRound,
-  countRound,
-  itemState,
-  notCached,
-  PastOutcomes,
-  spentTokens,
-  submitRound,
+  collectStepRound,
+  submitStepRound,
   type BatchCollected,
+  type BatchStep,
   type BatchSubmitted,
-  type RoundContext,
 } from '../llm/batch-rounds';
-import { askAgain, endpointFor, scorerModel } from '../llm/llm-client';
+
+import { endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
 import { parseScore } from './parse-score';
 import {
@@ -48,25 +42,23 @@ export interface ScoreCollectInput extends ScoreBatchInput {
 }
 
 const SETTING = 'input.scorer.mode';
-const parses = (content: string) => parseScore(content).ok;
 /** A row's sample `s` is the request `<row index>.<s>`: short, unique in a batch, the same in every round. */
 const customId = (index: number, sample: number) => `${index}.${sample}`;
 
-interface Scoring {
-  ctx: RoundContext;
-  /** Read again on each walk: the rows are never all in memory. */
-  dataset: DatasetRows;
-  model: string;
-  samples: number;
-  cache: ReturnType<typeof answerCache>;
-  workDir: string;
+/** Where request `<row index>.<sample>` comes in the walk: rows in order, each row's samples in order. */
+const positionOf = (id: string) => {
+  const dot = id.indexOf('.');
+  return Number(id.slice(0, dot)) * 65_536 + Number(id.slice(dot + 1));
+};
+
+/** The dataset's rows with their index, read as a stream. */
+async function* indexedRows(dataset: DatasetRows): AsyncGenerator<[number, DatasetRow]> {
+  let index = 0;
+  for await (const row of dataset) yield [index++, row];
 }
 
-/** The prompt's hash, known once the walk has read the dataset's first row (it gives the layout). */
-const promptSha256 = (s: Scoring) => scorePromptFor(s.dataset.layout).sha256;
-
-/** What a round needs, or undefined when this scorer asks no endpoint (offline, file scores). */
-async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring | undefined> {
+/** The step's rounds, or undefined when this scorer asks no endpoint (offline, file scores). */
+function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, DatasetRow]> | undefined {
   const kind = input.scorer.kind;
   if (kind === 'file' || kind === 'ifd') return undefined;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
@@ -81,110 +73,58 @@ async function scoring(deps: ActivityDeps, input: ScoreInput): Promise<Scoring |
     });
   }
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  // Read again on each walk: the rows are never all in memory.
   const dataset = readDatasetRows(deps, input.dataset, {
     format: input.datasetFormat,
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,
   });
+  const model = scorerModel(deps.env, input.scorer.model).model;
+  const samples = input.scorer.samples ?? 1;
+  const cache = answerCache(store, 'score', true, true);
+  // Known once the walk has read the dataset's first row (it gives the layout).
+  const promptSha256 = () => scorePromptFor(dataset.layout).sha256;
+  const material = (row: DatasetRow) => scoreCacheMaterial(model, promptSha256(), samples, row);
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING, caps: batchCaps(deps.env) },
-    dataset,
-    model: scorerModel(deps.env, input.scorer.model).model,
-    samples: input.scorer.samples ?? 1,
-    // The online step finds these answers only here: flushed to disk, unlike its own entries.
-    cache: answerCache(store, 'score', true, true),
+    cache,
     workDir: deps.workDir,
+    parseRetries: input.scorer.parseRetries,
+    parses: (content) => parseScore(content).ok,
+    correction: SCORE_CORRECTION,
+    position: positionOf,
+    items: () => indexedRows(dataset),
+    isCached: async ([, row]) => (await cache.get(material(row))) !== undefined,
+    requests: ([index, row]) =>
+      Array.from({ length: samples }, (_, k) => ({
+        customId: customId(index, k),
+        request: () => scoreRequest(model, row),
+      })),
+    keep: ([, row], states) => {
+      const asked = states.map(({ outcome }) =>
+        'rejected' in outcome ? rejectedSample(outcome.rejected) : parsedSample(outcome.content),
+      );
+      const scored = scoreRowFromSamples(row.id, model, promptSha256(), asked);
+      // Rows that failed are left out, as the online pool leaves them out: the scoring step asks them again.
+      if (scored.score === null) return false;
+      cache.put(material(row), cachedScore(scored));
+      return true;
+    },
+    limits: { ...input.scorer, setting: 'input.scorer' },
+    name: 'scoring',
+    logged: () => ({ rows: dataset.rows }),
   };
-}
-
-/** Where request `<row index>.<sample>` comes in the walk: rows in order, each row's samples in order. */
-const positionOf = (id: string) => {
-  const dot = id.indexOf('.');
-  return Number(id.slice(0, dot)) * 65_536 + Number(id.slice(dot + 1));
-};
-
-/** The dataset's rows with their index, read as a stream. */
-async function* indexedRows(dataset: DatasetRows): AsyncGenerator<[number, DatasetRow]> {
-  let index = 0;
-  for await (const row of dataset) yield [index++, row];
-}
-
-/**
- * Walks the rows the cache lacks with each sample's state after the rounds before `round`: `visit` gets the row, its
- * index, its cache material and the state of every sample. The dataset and the rounds' results are all read as
- * streams, side by side.
- */
-async function eachUncached(
-  s: Scoring,
-  input: ScoreInput,
-  round: number,
-  visit: (row: DatasetRow, index: number, states: ReturnType<typeof itemState>[]) => Promise<void> | void,
-): Promise<void> {
-  const past = await PastOutcomes.open(s.ctx.store, s.ctx.runId, 'score', round, positionOf);
-  const isCached = async ([, row]: [number, DatasetRow]) =>
-    (await s.cache.get(scoreCacheMaterial(s.model, promptSha256(s), s.samples, row))) !== undefined;
-  try {
-    for await (const [index, row] of notCached(indexedRows(s.dataset), isCached)) {
-      const states: ReturnType<typeof itemState>[] = [];
-      for (let k = 0; k < s.samples; k++) {
-        const id = customId(index, k);
-        states.push(itemState(await past.get(id, positionOf(id)), input.scorer.parseRetries, parses));
-      }
-      await visit(row, index, states);
-    }
-  } finally {
-    await past.close();
-  }
 }
 
 /** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
 export async function submitScoreBatch(deps: ActivityDeps, input: ScoreBatchInput): Promise<BatchSubmitted> {
-  const s = await scoring(deps, input);
-  if (!s) return { round: input.round, requests: 0 };
-  return submitRound(s.ctx, input.round, s.workDir, {
-    ask: (add) =>
-      eachUncached(s, input, input.round, async (row, index, states) => {
-        for (const [k, state] of states.entries()) {
-          if (state.done) continue;
-          await add({
-            customId: customId(index, k),
-            request: askAgain(scoreRequest(s.model, row), state.unparsed, SCORE_CORRECTION),
-          });
-        }
-      }),
-    check: async (asked) => {
-      if (asked.requests) {
-        const spent = await spentTokens(s.ctx.store, s.ctx.runId, 'score', input.round);
-        checkBatchCost(asked, spent, { ...input.scorer, setting: 'input.scorer' }, 'scoring');
-      }
-      log.info('scoring batch', { round: input.round, requests: asked.requests, rows: s.dataset.rows });
-    },
-  });
+  const s = scoring(deps, input);
+  return s ? submitStepRound(s, input.round) : { round: input.round, requests: 0 };
 }
 
 /** Reads round `round`'s finished batch and puts every row it completed into the answer cache. */
 export async function collectScoreBatch(deps: ActivityDeps, input: ScoreCollectInput): Promise<BatchCollected> {
-  const s = await scoring(deps, input);
+  const s = scoring(deps, input);
   if (!s) throw new Error('a batch was submitted for a scorer that asks no endpoint');
-  await collectRound(s.ctx, input.round, input.batchId, s.workDir);
-  let pending = 0;
-  let cached = 0;
-  await eachUncached(s, input, input.round + 1, (row, _index, states) => {
-    const open = states.filter((st) => !st.done).length;
-    if (open) {
-      pending += open;
-      return;
-    }
-    const asked = states.map((st) => {
-      const outcome = (st as Extract<typeof st, { done: true }>).outcome;
-      return 'rejected' in outcome ? rejectedSample(outcome.rejected) : parsedSample(outcome.content);
-    });
-    const scored = scoreRowFromSamples(row.id, s.model, promptSha256(s), asked);
-    // Rows that failed are left out, as the online pool leaves them out: the scoring step asks them again.
-    if (scored.score === null) return;
-    s.cache.put(scoreCacheMaterial(s.model, promptSha256(s), s.samples, row), cachedScore(scored));
-    cached += 1;
-  });
-  await s.cache.flush();
-  return countRound(s.ctx, input.round, input.batchId, parses, pending, cached);
+  return collectStepRound(s, input.round, input.batchId);
 }

@@ -37,79 +37,19 @@
 
 export const OFFLINE_SCORER_LABEL = "offline-heuristic-v1 (not the paper's GPT-4 scorer)";
 
-const LIGHT = [
-  'copy',
-  'repeat',
-  'echo',
-  'give',
-  'name',
-  'list',
-  'write',
-  'print',
-  'state',
-  'uppercase',
-  'lowercase',
-  'capitalize',
-];
-const TRANSFORM = [
-  'reverse',
-  'count',
-  'sort',
-  'add',
-  'subtract',
-  'sum',
-  'find',
-  'extract',
-  'convert',
-  'translate',
-  'replace',
-  'remove',
-  'rewrite',
-  'classify',
-  'identify',
-  'compare',
-  'rank',
-  'spell',
-  'match',
-];
-const HEAVY = [
-  'multiply',
-  'divide',
-  'calculate',
-  'compute',
-  'solve',
-  'format',
-  'summarize',
-  'summarise',
-  'explain',
-  'analyze',
-  'analyse',
-  'prove',
-  'derive',
-  'design',
-  'plan',
-  'evaluate',
-  'generate',
-  'implement',
-  'optimize',
-  'optimise',
-  'debug',
-  'compose',
-];
+// `words` is a hoisted function declaration below.
+const LIGHT = words('copy repeat echo give name list write print state uppercase lowercase capitalize');
+const TRANSFORM = words(
+  'reverse count sort add subtract sum find extract convert translate replace remove rewrite classify identify ' +
+    'compare rank spell match',
+);
+const HEAVY = words(
+  'multiply divide calculate compute solve format summarize summarise explain analyze analyse prove derive design ' +
+    'plan evaluate generate implement optimize optimise debug compose',
+);
 const STEP_MARKERS = /\b(?:then|after|afterwards|before|finally|next|followed by|step by step)\b/g;
 const FORMAT_WORDS = /\b(?:json|table|csv|markdown|yaml|xml|bullet|numbered list)\b/;
-const REASONING_WORDS = [
-  'why',
-  'reason',
-  'justify',
-  'prove',
-  'derive',
-  'analyze',
-  'analyse',
-  'compare',
-  'evaluate',
-  'step by step',
-];
+const REASONING_WORDS = [...words('why reason justify prove derive analyze analyse compare evaluate'), 'step by step'];
 const OPERATOR = /(?<=[\d)]\s*)(?:[+\-*/×÷^=]|x(?=\s*\d))(?=\s*[\d(])/g;
 
 export interface DifficultyFeatures {

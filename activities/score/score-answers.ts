@@ -2,7 +2,7 @@ import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/ch
 import { sha256 } from '../artifacts/hashing';
 import type { DatasetRow } from '../datasets/rows';
 import { parseScore } from './parse-score';
-import { scoreMessagesFor } from './score-prompt';
+import { SCORE_DECODING, scoreMessagesFor } from './score-prompt';
 import type { ScoreRow } from '../types';
 
 /**
@@ -10,7 +10,7 @@ import type { ScoreRow } from '../types';
  * for the online pool and the Batch API, so that a score bought either way is the same bytes under the same key.
  */
 
-const DECODING = { temperature: 0, n: 1, max_tokens: 8 } as const;
+const { model: _default, ...DECODING } = SCORE_DECODING;
 
 /** One ask of one row's difficulty (`messages`: the row's, when the caller has built them already). */
 export const scoreRequest = (

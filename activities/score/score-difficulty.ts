@@ -12,15 +12,7 @@ import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import {
-  askAgain,
-  asksEndpoint,
-  complete,
-  endpointFor,
-  scorerModel,
-  type LlmEndpoint,
-  type ModelSource,
-} from '../llm/llm-client';
+import { askAgain, asksEndpoint, complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
@@ -91,28 +83,18 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
       const material = cached ? scoreCacheMaterial(source.model, promptSha256, samples, row, messages) : undefined;
       const hit = material && (await cache.get<Omit<ScoreRow, 'id'>>(material));
       if (hit) return { id: row.id, ...hit };
-      const scored = await askSamples(endpoint, source, row, request, input.scorer.parseRetries, samples, promptSha256);
+      // `samples` asks, combined as the Batch API's answers are.
+      const asked = await Promise.all(
+        Array.from({ length: Math.max(1, samples) }, () =>
+          askScore(endpoint, source.setting, request, input.scorer.parseRetries),
+        ),
+      );
+      const scored = scoreRowFromSamples(row.id, source.model, promptSha256, asked);
       if (material && scored.score !== null) cache.put(material, cachedScore(scored));
       return scored;
     },
     flush: () => cache.flush(),
   };
-}
-
-/** One row's score: `samples` asks, combined as the Batch API's answers are (scoreRowFromSamples). */
-async function askSamples(
-  endpoint: LlmEndpoint,
-  source: ModelSource,
-  row: DatasetRow,
-  request: ChatCompletionCreateParamsNonStreaming,
-  parseRetries: number,
-  samples: number,
-  promptSha256: string,
-): Promise<ScoreRow> {
-  const asked = await Promise.all(
-    Array.from({ length: Math.max(1, samples) }, () => askScore(endpoint, source.setting, request, parseRetries)),
-  );
-  return scoreRowFromSamples(row.id, source.model, promptSha256, asked);
 }
 
 async function askScore(
@@ -143,13 +125,17 @@ async function askScore(
  * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
  * stored bytes are those of a step that held every row.
  */
-export async function scoreDifficulty(deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> {
+export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
+  inWorkDir(deps, 'score-', (work) => scoreStreamed(deps, input, work));
+
+/** Runs `fn` in a scratch folder of its own, removed after. */
+export async function inWorkDir<T>(deps: ActivityDeps, prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
   await mkdir(deps.workDir, { recursive: true });
-  const work = await mkdtemp(join(deps.workDir, 'score-'));
+  const dir = await mkdtemp(join(deps.workDir, prefix));
   try {
-    return await scoreStreamed(deps, input, work);
+    return await fn(dir);
   } finally {
-    await rm(work, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -93,33 +93,8 @@ export const SCORE_DECODING = {
   max_tokens: 8,
 } as const;
 
-export interface ScoreRequest {
-  model: string;
-  temperature: number;
-  n: number;
-  max_tokens: number;
-  messages: Array<{ role: 'user'; content: string }>;
-  promptSha256: string;
-}
-
-export function scoreUserMessage(row: { instruction: string; input?: string }): string {
-  // split/join, not replace: a `$&` inside the row must stay literal.
-  return SCORE_PROMPT_TEMPLATE.split('{text}').join(scoredText(row));
-}
-
 /** The chat messages of one scoring request: a single user message. */
 export function buildScoreMessages(instruction: string, input = ''): Array<{ role: 'user'; content: string }> {
-  return [{ role: 'user', content: scoreUserMessage({ instruction, input }) }];
-}
-
-export function buildScoreRequest(
-  row: { instruction: string; input?: string },
-  options: { model?: string } = {},
-): ScoreRequest {
-  return {
-    ...SCORE_DECODING,
-    model: options.model ?? SCORE_DECODING.model,
-    messages: buildScoreMessages(row.instruction, row.input),
-    promptSha256: SCORE_PROMPT_SHA256,
-  };
+  // split/join, not replace: a `$&` inside the row must stay literal.
+  return [{ role: 'user', content: SCORE_PROMPT_TEMPLATE.split('{text}').join(scoredText({ instruction, input })) }];
 }

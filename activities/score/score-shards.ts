@@ -12,7 +12,7 @@
  *   it deletes the shards' files, which nothing reads once the score step is committed.
  */
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
@@ -30,6 +30,7 @@ import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
 import {
   checkedEstimate,
+  inWorkDir,
   makeScorer,
   prepareScoring,
   refuseTooManyFailures,
@@ -82,23 +83,13 @@ export interface ShardResult extends ScoreTally {
   spent?: Spent;
 }
 
-async function inWorkDir<T>(deps: ActivityDeps, fn: (dir: string) => Promise<T>): Promise<T> {
-  await mkdir(deps.workDir, { recursive: true });
-  const dir = await mkdtemp(join(deps.workDir, 'score-shards-'));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
 const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
   openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
 
 export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInput): Promise<ScorePlan> {
   if (!SHARDABLE_SCORERS.includes(input.scorer.kind))
     throw new Error(`scorer.kind ${input.scorer.kind} is not scored in shards`);
-  return inWorkDir(deps, async (work) => {
+  return inWorkDir(deps, 'score-shards-', async (work) => {
     const p = await prepareScoring(deps, input, work);
     const { store, keys, read, inputsHash } = p;
     const shardKeys = scoreShardKeys(input.runId, inputsHash);
@@ -238,7 +229,7 @@ export async function scoreShard(
       inputsHash: plan.inputsHash,
     },
     (out) =>
-      inWorkDir(deps, async (work) => {
+      inWorkDir(deps, 'score-shards-', async (work) => {
         const scoresPath = join(work, 'scores.jsonl');
         const tally = await scoreIntoFile({
           rows: streamJsonl<DatasetRow>(store, shardKeys.rows(shard)),
@@ -272,7 +263,7 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash: plan.inputsHash },
     (out) =>
-      inWorkDir(deps, async (work) => {
+      inWorkDir(deps, 'score-shards-', async (work) => {
         const planned = await readManifest<ShardedPlan>(store, shardKeys.plan);
         if (!planned || planned.inputsHash !== plan.inputsHash) throw new Error(`${shardKeys.plan} is missing`);
         for (const key of [keys.dataset, keys.prompt]) out.record(planned.outputs.find((o) => o.key === key)!);

@@ -26,9 +26,6 @@ export interface RandomControlInput extends StepRef {
   seed: number;
 }
 
-/** The stages a control trains, in training order, each named by its position (1 = trained first). */
-export const descendingStages = <T>(stages: readonly T[]): T[] => [...stages].reverse();
-
 export async function segmentRandomControl(deps: ActivityDeps, input: RandomControlInput): Promise<StageSplit[]> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = controlKeys(input.runId, 'random');

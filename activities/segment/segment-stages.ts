@@ -10,7 +10,7 @@ import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
 import { linesOf, withLongerLines, withRows, type Rows, type SqlValues } from '../rows/engine';
-import { LineWriter } from '../rows/row-file';
+import { copyLines } from '../rows/row-file';
 
 /** A row's key in the seeded order for `salt`. */
 export const seededKey = (salt: string, id: string): string => sha256(`${salt}:${id}`);
@@ -133,22 +133,6 @@ async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[
   await rows.run(`CREATE TABLE staged AS SELECT pos, id, score, 1${above.join('')} AS stage FROM scored`, values);
 }
 
-/** Writes the dataset lines a query selects (column `line`), in its order, to a local file; returns the row count. */
-async function writeLines(rows: Rows, sql: string, values: SqlValues, path: string): Promise<number> {
-  const writer = await LineWriter.create(path);
-  let written = 0;
-  try {
-    const result = await rows.stream(sql, values);
-    for await (const chunk of result.yieldRows()) {
-      for (const [line] of chunk) await writer.text(line as string);
-      written += chunk.length;
-    }
-  } finally {
-    await writer.close();
-  }
-  return written;
-}
-
 /** Writes the lines of the rows of `ds` that `where` selects, in seeded order for `salt`, as one output. */
 async function putOrdered(
   out: StepOutputs,
@@ -159,11 +143,7 @@ async function putOrdered(
   scratch: string,
 ): Promise<{ entry: OutputEntry; rows: number }> {
   // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
-  const sql = `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`;
-  const n = await writeLines(rows, sql, { salt }, scratch);
-  // A streamed result that fails part way (out of memory) can end early instead of failing: never store a short file.
-  const expected = await numberOf(rows, `SELECT count(*) FROM ds WHERE ${where}`);
-  if (n !== expected) throw new Error(`the row engine gave ${n} of the ${expected} rows of ${key}`);
+  const n = await copyLines(rows, `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`, scratch, { salt });
   const entry = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
   return { entry, rows: n };

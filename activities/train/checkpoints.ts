@@ -109,20 +109,6 @@ export async function downloadNewestIntact(
   return undefined;
 }
 
-/**
- * Newest checkpoint whose manifest (committed last) matches these inputs, as hashed now or by an earlier version
- * (`earlierInputsHashes`), and whose files are all there.
- */
-export async function newestCompleteCheckpoint(
-  store: ObjectStore,
-  prefix: string,
-  inputsHash: string,
-  earlierInputsHashes: readonly string[] = [],
-): Promise<{ step: number; key: string } | undefined> {
-  const [newest] = await completeCheckpoints(store, prefix, inputsHash, earlierInputsHashes);
-  return newest && { step: newest.step, key: newest.key };
-}
-
 /** Keeps the newest `keep` committed checkpoints; the manifest goes first so no manifest ever names missing files. */
 export async function pruneCheckpoints(
   store: ObjectStore,

@@ -32,16 +32,19 @@ import type { TrainerProgress, TrainInput, TrainResult } from '../types';
  */
 export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise<TrainResult> {
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  const keys = trainKeys(input.runId, input.name);
-  const inputsHash = trainingIdentity(input);
-  const earlierInputsHashes = earlierTrainingIdentities(input);
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
   return runStep(
     store,
-    { runId: input.runId, step: `train/${input.name}`, key: keys.manifest, inputsHash, earlierInputsHashes },
-    (out) => train(deps, input, { out, keys, inputsHash, earlierInputsHashes, progress }),
+    {
+      runId: input.runId,
+      step: `train/${input.name}`,
+      key: trainKeys(input.runId, input.name).manifest,
+      inputsHash: trainingIdentity(input),
+      earlierInputsHashes: earlierTrainingIdentities(input),
+    },
+    (out) => train(deps, input, out, progress),
     { heartbeat: () => progress.latest },
   );
 }
@@ -49,20 +52,11 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
 async function train(
   deps: ActivityDeps,
   input: TrainInput,
-  {
-    out,
-    keys,
-    inputsHash,
-    earlierInputsHashes,
-    progress,
-  }: {
-    out: StepOutputs;
-    keys: ReturnType<typeof trainKeys>;
-    inputsHash: string;
-    earlierInputsHashes: readonly string[];
-    progress: { latest: TrainerProgress };
-  },
+  out: StepOutputs,
+  progress: { latest: TrainerProgress },
 ): Promise<TrainResult> {
+  const keys = trainKeys(input.runId, input.name);
+  const inputsHash = trainingIdentity(input);
   const ctx = Context.current();
   const { store } = out;
   const t = input.training;
@@ -93,7 +87,7 @@ async function train(
     await store.putFile(keys.log(ctx.info.attempt), logFile);
   };
 
-  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
+  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierTrainingIdentities(input));
   const finalDir = join(work, 'final');
   let doneEvent: TrainDone | undefined;
   /** The files of the newest checkpoint in the store: the final model's weights are among them. */

@@ -64,7 +64,12 @@ export async function checkInput(
       columns: cfg.datasetColumns,
       maxRowBytes: cfg.maxRowBytes,
     });
-    rows = await countRows(dataset, 'input.dataset', progress, opts.onRow);
+    Object.assign(progress, { file: 'input.dataset', rows: 0 });
+    for await (const row of dataset) {
+      opts.onRow?.(row);
+      progress.rows += 1;
+    }
+    rows = progress.rows;
     checks.push({ field: 'input.dataset', checked: `${rows} rows read, each one valid (${dataset.layout} layout)` });
     if (cfg.scorer.kind === 'file') checks.push(await checkScoreFiles(deps, cfg, dataset, rows));
     checks.push(checkStageSizes(cfg, rows));
@@ -82,20 +87,6 @@ export async function checkInput(
     checks.push({ field, checked: `${progress.rows} prompts read, each one valid` });
   }
   return { ...report, checks, rows };
-}
-
-async function countRows(
-  dataset: DatasetRows,
-  field: string,
-  progress: CheckProgress,
-  onRow?: (row: DatasetRow) => void,
-): Promise<number> {
-  Object.assign(progress, { file: field, rows: 0 });
-  for await (const row of dataset) {
-    onRow?.(row);
-    progress.rows += 1;
-  }
-  return progress.rows;
 }
 
 /** Score files are read whole and matched to every row, as the score step would; too many rows unscored fail here. */

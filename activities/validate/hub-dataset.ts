@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { runModule } from '../python/run-module';
 import type { ActivityDeps } from '../deps';
 import { allowedLocation, openStore } from '../../store';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
 import { runStep } from '../artifacts/step';
 import { EXIT_DATA_ERROR, missingPackage } from '../python/trainer-process';
@@ -19,9 +19,9 @@ export const isHubDataset = (uri: string): boolean => uri.startsWith(HUB_DATASET
 /** Checks the form of a hub dataset URI without any I/O, so a typo fails before the run starts. */
 export function parseHubDataset(uri: string, field: string): string {
   if (!HUB_DATASET_URI.test(uri)) {
-    throw new InvalidDataError(
-      `${field}: ${JSON.stringify(uri)} is not a hub dataset; expected hf://datasets/org/name[/config[/split]][@revision]`,
-      { field },
+    throw badSetting(
+      field,
+      `${JSON.stringify(uri)} is not a hub dataset; expected hf://datasets/org/name[/config[/split]][@revision]`,
     );
   }
   return uri;
@@ -109,7 +109,7 @@ async function runFetch(
   const error = events.find((e) => e.event === 'error');
   if (code === EXIT_DATA_ERROR) {
     const message = String(error?.message ?? 'the dataset could not be read').replace(/^field "[^"]+": /, '');
-    throw new InvalidDataError(`${field}: ${message}`, { field });
+    throw badSetting(field, `${message}`);
   }
   const missing = missingPackage(deps.python, 'pift.fetch_dataset', stderr.split('\n'));
   if (missing) throw missing;

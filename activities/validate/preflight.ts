@@ -1,7 +1,7 @@
 import ms, { type StringValue } from 'ms';
 import { NotFoundError, openObject, openStore } from '../../store';
 import type { ResolvedInput } from '../../common/input';
-import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
+import { badSetting, InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { parseInputLocations } from './input-uris';
 import { allowedModel, checkLocalModelDir, checkStoredModel } from '../python/model-ref';
@@ -64,9 +64,7 @@ export async function preflight(
       return holder.head(key);
     });
     if (!head) {
-      throw new InvalidDataError(`${field}: no file at ${uri} (a folder is not a file: name one .jsonl or .json)`, {
-        field,
-      });
+      throw badSetting(field, `no file at ${uri} (a folder is not a file: name one .jsonl or .json)`);
     }
     checks.push({ field, checked: `${uri} exists (${head.size} bytes)` });
   }
@@ -125,7 +123,7 @@ async function naming<T>(field: string, uri: string, fn: () => Promise<T>): Prom
   } catch (err) {
     const fromEnv = !field.startsWith('input.');
     if (err instanceof NotFoundError) {
-      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field });
+      throw badSetting(field, `${uri} does not exist`);
     }
     const code = (err as { code?: string }).code;
     if (code && FS_REFUSALS.has(code)) {

@@ -2,7 +2,7 @@ import { type ErrorObject } from 'ajv';
 import { PipelineInputSchema, type PipelineInput, type ResolvedInput } from '../../common/settings/schema';
 import { batchProblem, resolveTrainingDefaults, runIdProblem } from '../../common/settings/derive';
 import { settingsValidator } from '../../common/settings/validator';
-import { InvalidDataError } from '../../common/failures';
+import { badSetting, InvalidDataError } from '../../common/failures';
 import { checkInputHygiene } from '../../common/settings/hygiene';
 import { workerDefaults } from '../worker-defaults';
 
@@ -47,60 +47,40 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   }
   const runId = input.runId ?? workflowId;
   const runIdError = runIdProblem(runId);
-  if (runIdError)
-    throw new InvalidDataError(`input.runId: ${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`, {
-      field: 'input.runId',
-    });
-
+  if (runIdError) throw badSetting('input.runId', `${runIdError}${input.runId ? '' : ' (taken from the workflow id)'}`);
   if (ifdRule === 'thresholds') {
-    throw new InvalidDataError(
-      'input.stages.rule: "thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; ' +
-        'use "quantiles" (the default with ifd) or "random"',
-      { field: 'input.stages.rule' },
+    throw badSetting(
+      'input.stages.rule',
+      '"thresholds" cuts scores on the 1-5 scale, but scorer.kind "ifd" scores are loss ratios; use "quantiles" ' +
+        '(the default with ifd) or "random"',
     );
   }
   const compareWith = input.scorer?.compareWith;
   if (compareWith && compareWith.kind === input.scorer?.kind && compareWith.kind !== 'file') {
-    throw new InvalidDataError(`input.scorer.compareWith.kind: "${compareWith.kind}" is already the scorer`, {
-      field: 'input.scorer.compareWith.kind',
-    });
+    throw badSetting('input.scorer.compareWith.kind', `"${compareWith.kind}" is already the scorer`);
   }
   if (compareWith?.files && compareWith.kind !== 'file') {
-    throw new InvalidDataError('input.scorer.compareWith.files: only with compareWith.kind "file"', {
-      field: 'input.scorer.compareWith.files',
-    });
+    throw badSetting('input.scorer.compareWith.files', 'only with compareWith.kind "file"');
   }
   const stages = input.stages as ResolvedInput['stages'];
-  if (stages.rule === 'thresholds') {
-    const t = stages.thresholds;
-    if (t.length !== stages.count - 1) {
-      throw new InvalidDataError(
-        `input.stages.thresholds: ${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`,
-        {
-          field: 'input.stages.thresholds',
-        },
-      );
-    }
-    if (t.some((v, i) => i > 0 && v <= t[i - 1])) {
-      throw new InvalidDataError('input.stages.thresholds: must be strictly ascending', {
-        field: 'input.stages.thresholds',
-      });
-    }
+  const t = stages.thresholds;
+  if (stages.rule === 'thresholds' && t.length !== stages.count - 1) {
+    throw badSetting(
+      'input.stages.thresholds',
+      `${stages.count} stages need ${stages.count - 1} thresholds, got ${t.length}`,
+    );
+  }
+  if (stages.rule === 'thresholds' && t.some((v, i) => i > 0 && v <= t[i - 1])) {
+    throw badSetting('input.stages.thresholds', 'must be strictly ascending');
   }
   const baseline = input.baseline as ResolvedInput['baseline'];
   if (baseline.mode === 'existing' && !baseline.checkpoint) {
-    throw new InvalidDataError('input.baseline.checkpoint: is required when baseline.mode is "existing"', {
-      field: 'input.baseline.checkpoint',
-    });
+    throw badSetting('input.baseline.checkpoint', 'is required when baseline.mode is "existing"');
   }
   const names = (input.evaluation?.benchmarks ?? []).map((b) => b.name);
   // Benchmark names are store keys and report columns, so two of one name would overwrite each other.
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
-  if (duplicate) {
-    throw new InvalidDataError(`input.evaluation.benchmarks: the name "${duplicate}" is used twice`, {
-      field: 'input.evaluation.benchmarks',
-    });
-  }
+  if (duplicate) throw badSetting('input.evaluation.benchmarks', `the name "${duplicate}" is used twice`);
   const batch = batchProblem(input.training as ResolvedInput['training']);
   if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
   const deployment = workerDefaults(env);

@@ -39,8 +39,6 @@ export const TRAINING_PRESETS = {
  */
 export const GLOBAL_BATCH_PRESETS = { paper: 128, tiny: undefined } as const;
 
-/** Base models with this prefix need no download (built in code, or converted from a file a package ships). */
-export const BUILTIN_MODEL_PREFIX = 'builtin:';
 /** The one model trained from scratch, which gets the `tiny` preset; the builtin SmolLM2 is pretrained. */
 export const TINY_MODEL = 'builtin:tiny-llama';
 

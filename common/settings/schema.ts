@@ -23,8 +23,21 @@ const duration = () =>
   Type.String({ maxLength: 24, pattern: '^\\d+(\\.\\d+)?\\s*(ms|s|m|h|d|seconds?|minutes?|hours?|days?)$' });
 const llmKind = () => stringEnum(['auto', 'openai', 'offline'] as const);
 
-/** `mode`, and how batches are waited for, of a step that asks an LLM endpoint (activities/llm/batch-rounds.ts). */
-const batchSettings = (what: string) => ({
+/**
+ * How a step asks its LLM endpoint: its rate limits (activities/llm/rate-gate.ts) and `mode`, with how batches are
+ * waited for (activities/llm/batch-rounds.ts).
+ */
+const endpointSettings = (requests: string, what: string) => ({
+  requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
+    source: 'ours',
+    defaultText: 'unset',
+    description: `${requests} requests per minute at most (token bucket); the endpoint's Retry-After and x-ratelimit headers are honoured either way`,
+  }),
+  tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }), {
+    source: 'ours',
+    defaultText: 'unset',
+    description: `estimated ${requests} prompt + answer tokens per minute at most (token bucket)`,
+  }),
   mode: withDefault(stringEnum(['online', 'batch'] as const), 'online', {
     source: 'ours',
     description: `\`online\`: ${what} are asked one request at a time; \`batch\`: first through the endpoint's OpenAI Batch API (files and batches endpoints; cheaper, takes up to 24 hours), every answer going into the answer cache (needs \`cache\`), then online for whatever the batches left; give \`pricePerMillionTokens\` at the endpoint's batch prices`,
@@ -169,18 +182,7 @@ export const ScorerSchema = Type.Object(
       description:
         'asks per instruction; the score is their mean and each raw answer is stored with it (the released scores look like means of several ratings)',
     }),
-    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
-      source: 'ours',
-      defaultText: 'unset',
-      description:
-        "scoring requests per minute at most (token bucket); the endpoint's Retry-After and x-ratelimit headers are honoured either way",
-    }),
-    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }), {
-      source: 'ours',
-      defaultText: 'unset',
-      description: 'estimated prompt + answer tokens per minute at most (token bucket)',
-    }),
-    ...batchSettings('the difficulty questions'),
+    ...endpointSettings('scoring', 'the difficulty questions'),
     cache: withDefault(Type.Boolean(), true, {
       source: 'ours',
       description:
@@ -467,18 +469,7 @@ export const EvaluationSchema = Type.Object(
       source: 'ours',
       description: 'extra asks of an unparseable judge reply when `reaskUnparseable` is on',
     }),
-    requestsPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e9 }), {
-      source: 'ours',
-      defaultText: 'unset',
-      description:
-        "judge requests per minute at most (token bucket); the endpoint's rate-limit headers are honoured either way",
-    }),
-    tokensPerMinute: optional(Type.Number({ exclusiveMinimum: 0, maximum: 1e12 }), {
-      source: 'ours',
-      defaultText: 'unset',
-      description: 'estimated judge prompt + answer tokens per minute at most (token bucket)',
-    }),
-    ...batchSettings('the judge prompts'),
+    ...endpointSettings('judge', 'the judge prompts'),
     cache: withDefault(Type.Boolean(), true, {
       source: 'ours',
       description:

@@ -1,11 +1,11 @@
 // Everything generated from the settings schemas: the checked-in JSON Schema files and the settings table of
 // docs/settings.md.
-// Pure functions of the schemas (scripts/gen-schema.ts writes them; a test compares them with the files).
+// Pure functions of the schemas, build-time only (gen-schema.ts writes them; a test compares them with the files).
 import type { TSchema } from '@sinclair/typebox';
-import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from './define';
-import { PipelineInputSchema } from './schema';
-import { TrainerConfigSchema, trainerDefaults } from './trainer';
-import { TrainerEventsSchema } from './trainer-events';
+import { DEFAULT_TEXT_KEYWORD, SOURCE_KEYWORD } from '../common/settings/define';
+import { PipelineInputSchema } from '../common/settings/schema';
+import { TrainerConfigSchema, trainerDefaults } from '../common/settings/trainer';
+import { TrainerEventsSchema } from '../common/settings/trainer-events';
 
 export const PIPELINE_INPUT_SCHEMA_FILE = 'schema/pipeline-input.schema.json';
 export const TRAINER_CONFIG_SCHEMA_FILE = 'schema/trainer-config.schema.json';
