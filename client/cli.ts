@@ -12,10 +12,9 @@ import { temporalConfigFromEnv } from '../workers/config';
 import { formatRuns, listRuns } from './list-runs';
 import { buildInput, type InputOptions } from './input-file';
 import { followProgress } from './progress-display';
-import { noWorkerMessage, unpolledQueues } from './queue-pollers';
 import { storeOfRun, writeLocalReport } from './run-report';
 import { innermostMessage } from './run-progress';
-import { failureHint, formatStatus, neededQueues, runFailureOf, runStatus } from './run-status';
+import { failureHint, formatStatus, idleWorkers, runFailureOf, runStatus, workerLines } from './run-status';
 import { newRunId, resumeRun, startRun, uiLink, type StartedRun } from './start-run';
 import { validateInput } from './validate-input';
 
@@ -38,8 +37,8 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Promise<void> {
   console.log(`run ${run.runId} started\nWeb UI: ${run.uiLink}`);
   // A run with no worker on a queue it needs waits forever without a word: say so now.
-  const idle = await unpolledQueues(client, await neededQueues(client, run.runId, cfg.gpuTaskQueue)).catch(() => []);
-  for (const q of idle) console.error(`warning: ${noWorkerMessage(q)}`);
+  const idle = await idleWorkers(client, run.runId, cfg.gpuTaskQueue).catch(() => undefined);
+  for (const line of idle ? workerLines(idle) : []) console.error(line);
   if (!wait) return;
   try {
     const result = await followProgress(run.handle, run.handle.result());

@@ -4,7 +4,13 @@ import type { PipelineInput } from '../common/input';
 import { FailureType, failureTypeOf } from '../common/failures';
 import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
-import { innermostMessage, runProgress, type RunningActivity, type RunProgress } from './run-progress';
+import {
+  innermostMessage,
+  runningActivities,
+  runProgress,
+  type RunningActivity,
+  type RunProgress,
+} from './run-progress';
 
 /** Why a run failed, by type: the type decides what the user should do next. */
 export interface RunFailure {
@@ -22,7 +28,7 @@ export interface RunStatus {
   /** Queues the running run needs that no worker polls. */
   unpolled: NeededQueue[];
   /** Of those, queues whose workers are busy: no free slot polls, but an activity there heartbeats. */
-  busy?: NeededQueue[];
+  busy?: BusyQueue[];
   failure?: RunFailure;
 }
 
@@ -86,8 +92,7 @@ export function formatStatus(s: RunStatus): string {
   // A closed run still says what it finished: what a resume would not do again.
   if (closed && s.progress.finished.length) lines.push(`done: ${s.progress.finished.join(', ')}`);
   for (const a of s.progress.activities) lines.push(describeActivity(a));
-  for (const q of s.busy ?? []) lines.push(`busy: every worker slot on ${q.queue} is taken by this run's running work`);
-  for (const q of s.unpolled) lines.push(`warning: ${noWorkerMessage(q)}`);
+  lines.push(...workerLines(s));
   if (s.failure) {
     lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
     lines.push(`next: ${failureHint(s.runId, s.failure)}`);
@@ -130,20 +135,50 @@ export async function neededQueues(
   return [cpu, { queue: pendingGpu ?? input?.gpuTaskQueue ?? defaultGpuQueue, kind: 'gpu' }];
 }
 
-/** A poller unseen this long, with an activity there heartbeating, is a worker busy with this run, not one gone. */
+/** A poller unseen this long, with an activity there heartbeating, is a worker busy with a run, not one gone. */
 const LIVE_HEARTBEAT_MS = 2 * 60_000;
 
-/** Queues without an idle poller whose workers are busy: a started activity there heartbeated just now. */
-export function busyQueues(unpolled: NeededQueue[], progress: RunProgress, now = Date.now()): NeededQueue[] {
-  return unpolled.filter((q) =>
-    progress.activities.some(
-      (a) =>
-        a.state === 'started' &&
-        (a.taskQueue ?? progress.taskQueue) === q.queue &&
-        a.lastHeartbeat !== undefined &&
-        now - a.lastHeartbeat.getTime() < LIVE_HEARTBEAT_MS,
-    ),
-  );
+/** A queue without an idle poller whose worker is at work: for this run, or for the running run `by`. */
+export type BusyQueue = NeededQueue & { by?: string };
+
+/** What `status` and `run` say about the workers a run needs. */
+export const workerLines = (s: Pick<RunStatus, 'busy' | 'unpolled'>): string[] => [
+  ...(s.busy ?? []).map(
+    (q) => `busy: every worker slot on ${q.queue} is taken by ${q.by ? `run ${q.by}` : 'this run'}'s running work`,
+  ),
+  ...s.unpolled.map((q) => `warning: ${noWorkerMessage(q)}`),
+];
+
+/**
+ * Of the unpolled queues, those whose workers are busy (a worker polls nothing while every slot works): a started
+ * activity of a running run there, this one or another, heartbeated just now.
+ */
+export async function busyWorkers(
+  client: Client,
+  runId: string,
+  unpolled: NeededQueue[],
+  now = Date.now(),
+): Promise<BusyQueue[]> {
+  const busy: BusyQueue[] = [];
+  for await (const run of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
+    if (busy.length === unpolled.length) break;
+    const { raw } = await client.workflow.getHandle(run.workflowId).describe();
+    for (const a of await runningActivities(raw, client.options.loadedDataConverter)) {
+      const q = unpolled.find(
+        (n) => n.queue === (a.taskQueue ?? run.taskQueue) && !busy.some((b) => b.queue === n.queue),
+      );
+      const live = a.state === 'started' && a.lastHeartbeat && now - a.lastHeartbeat.getTime() < LIVE_HEARTBEAT_MS;
+      if (q && live) busy.push({ ...q, ...(run.workflowId !== runId && { by: run.workflowId }) });
+    }
+  }
+  return busy;
+}
+
+/** The queues a run needs without an idle worker: `busy` where a worker is at work, `unpolled` where none is. */
+export async function idleWorkers(client: Client, runId: string, gpuTaskQueue: string, progress?: RunProgress) {
+  const unpolled = await unpolledQueues(client, await neededQueues(client, runId, gpuTaskQueue, progress));
+  const busy = await busyWorkers(client, runId, unpolled).catch((): BusyQueue[] => []);
+  return { busy, unpolled: unpolled.filter((q) => !busy.some((b) => b.queue === q.queue)) };
 }
 
 /** Everything `pift status` shows about a run. */
@@ -153,13 +188,10 @@ export async function runStatus(
   opts: { uiLink: string; gpuTaskQueue: string },
 ): Promise<RunStatus> {
   const progress = await runProgress(client, runId);
-  let unpolled: NeededQueue[] = [];
-  let busy: NeededQueue[] = [];
-  if (progress.status === 'RUNNING') {
-    unpolled = await unpolledQueues(client, await neededQueues(client, runId, opts.gpuTaskQueue, progress));
-    busy = busyQueues(unpolled, progress);
-    unpolled = unpolled.filter((q) => !busy.includes(q));
-  }
+  const { unpolled, busy } =
+    progress.status === 'RUNNING'
+      ? await idleWorkers(client, runId, opts.gpuTaskQueue, progress)
+      : { unpolled: [], busy: [] };
   const failure =
     progress.status === 'FAILED'
       ? await client.workflow

@@ -137,6 +137,16 @@ describe('judging through the OpenAI Batch API', function () {
     const done = await rounds(batch);
     assert.ok(done.length >= 2, `${done.length} rounds`);
     assert.ok(done[0].retry > 0 && done[0].unparseable > 0, JSON.stringify(done[0]));
+    // An unparseable reply is asked again after the judge's reply and a correction, as online (askAgain).
+    const second = llm.batch.files.get(llm.batch.batches[1].inputFileId)!.text.trim().split('\n');
+    const reasked = second
+      .map((l) => (JSON.parse(l) as { body: { messages: ChatRequest['messages'] } }).body.messages)
+      .filter((m) => m.length === 4);
+    assert.equal(reasked.length, done[0].unparseable);
+    for (const m of reasked) {
+      assert.deepEqual(m[2], { role: 'assistant', content: 'Assistant 2 is better.' });
+      assert.match(String(m[3].content), /two scores alone on one line/);
+    }
     assert.equal(done.at(-1)!.pending, 0);
     // Every (model, benchmark, prompt, order) judgment went into the cache; equal requests are asked once.
     assert.equal(

@@ -223,6 +223,18 @@ describe('scoring through the OpenAI Batch API', function () {
       llm.batch.batches.map((b) => b.counts.total),
       [ROWS, 20, 3],
     );
+    // An unparseable answer is asked again after the model's reply and a correction, as online (askAgain).
+    type Line = { custom_id: string; body: { messages: ChatRequest['messages'] } };
+    const second = llm.batch.files.get(llm.batch.batches[1].inputFileId)!.text.trim().split('\n');
+    const reasked = second.map((l) => JSON.parse(l) as Line).filter((l) => l.body.messages.length === 3);
+    assert.deepEqual(
+      reasked.map((l) => Number(l.custom_id.split('.')[0])),
+      [1, 9, 13, 21, 29, 33, 37],
+    );
+    for (const l of reasked) {
+      assert.deepEqual(l.body.messages[1], { role: 'assistant', content: 'quite hard, I would say' });
+      assert.match(String(l.body.messages[2].content), /one number from 1 to 5/);
+    }
     assert.equal(
       done.reduce((n, d) => n + d.cached, 0),
       ROWS,

@@ -127,6 +127,40 @@ describe("checkModel (the GPU worker's model check)", function () {
     assert.match(err.message, /hf:\/\/acme\/far-away is not in the GPU worker's model cache .*HF_HUB_OFFLINE=1/);
   });
 
+  it("converts a builtin under the download's time limit with one line of progress, no progress bar in errors", async () => {
+    // A trainer whose check takes 2 s and draws 8 KB of progress bar, as a first conversion of the GGUF does.
+    const python = join(dir, 'converting-python');
+    const bar = Array.from({ length: 200 }, (_, i) => `\\rconverting: ${i}%%|${'#'.repeat(20)}|`).join('');
+    const ok = { event: 'model_ok', model_type: 'llama', tokenizer_size: 49152, vocab_size: 49152, bos_token: null };
+    Object.assign(ok, { eos_token: null, pad_token: null, max_position_embeddings: 2048 });
+    writeFileSync(
+      python,
+      `#!/bin/sh\nprintf '${bar}\\n' >&2\nsleep 2\necho "progress bars off: $TQDM_DISABLE" >&2\n` +
+        `[ -n "$PIFT_TEST_CONVERTS" ] || exit 1\necho '${JSON.stringify(ok)}'\n`,
+      { mode: 0o755 },
+    );
+    const env = { ...deps.env, PIFT_CHECK_MODEL_TIMEOUT_MS: '500', PIFT_TEST_CONVERTS: '1' };
+    const converting = (model: string, extra = {}) =>
+      checkModel({ ...deps, python, env: { ...env, ...extra } }, { runId: 'convert', model, maxLength: 256, field });
+    const said: unknown[] = [];
+    const info = console.info;
+    console.info = (line: unknown) => said.push(line);
+    try {
+      assert.equal((await converting('builtin:smollm2-135m-instruct')).modelType, 'llama');
+    } finally {
+      console.info = info;
+    }
+    assert.deepEqual(said, [
+      "builtin:smollm2-135m-instruct: converting it into this worker's model cache (PIFT_MODEL_CACHE), once",
+    ]);
+    // A model that needs no conversion keeps the check's own limit.
+    await assert.rejects(converting('builtin:tiny-llama'), /model check was killed after 500 ms/);
+    // A failed conversion says its last line, without the bar.
+    const err = await converting('builtin:smollm2-135m-instruct', { PIFT_TEST_CONVERTS: '' }).catch((e: Error) => e);
+    assert.ok(err instanceof Error);
+    assert.equal(err.message, 'model check exited with code 1: progress bars off: 1');
+  });
+
   it('names HF_TOKEN for a gated hub model and the field for a missing one', () => {
     const hub = { model: 'hf://meta/gated', field };
     const gated = hubFailure(hub, 'huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo');

@@ -97,7 +97,7 @@ console.log(JSON.stringify({ event: 'done', total: ids.length, output_file: conf
     );
     const settings = generationSettings(cfg, ref, []);
     assert.equal(settings.conversationTemplate, 'paper');
-    assert.deepEqual(settings.serving, { concurrency: 16, startTimeout: '10 minutes' });
+    assert.deepEqual(settings.serving, { concurrency: 16, startTimeout: '10 minutes', allowOtherDtype: false });
 
     // Unset, neither is in the activity's input, so its inputs hash is the one earlier runs recorded.
     const plain = generationSettings(resolvePipelineInput({ dataset: 'data/demo/train.jsonl' }, 'run-1', {}), ref, []);

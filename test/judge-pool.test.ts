@@ -142,6 +142,33 @@ describe('judging in one continuous pool', function () {
     assert.match(file('results.md'), /\| stage-1 \| 10 \/ 1 \| 10 \/ 1 \|/);
   });
 
+  it('re-asks an unparseable reply with a corrective turn, not the identical request', async () => {
+    const asked: ChatRequest[] = [];
+    llm.handle((req) => {
+      if (promptOf(req) !== 3) return { content: verdictFor(req) };
+      asked.push(req);
+      // A judge that explains itself until told to give the two scores alone.
+      return { content: req.messages.length === 2 ? 'Assistant 1 is better.' : verdictFor(req) };
+    });
+    const { result, file } = judge({
+      concurrency: 4,
+      candidates: base.candidates.slice(0, 1),
+      benchmarks: base.benchmarks.slice(0, 1),
+    });
+    await result;
+    // Both orders of the one prompt: asked, then re-asked once with the judge's reply and a correction.
+    assert.equal(asked.length, 4);
+    const reasks = asked.filter((r) => r.messages.length === 4);
+    assert.equal(reasks.length, 2);
+    for (const r of reasks) {
+      assert.deepEqual(r.messages[2], { role: 'assistant', content: 'Assistant 1 is better.' });
+      assert.equal(r.messages[3].role, 'user');
+      assert.match(String(r.messages[3].content), /two scores alone on one line/);
+    }
+    const [row] = JSON.parse(file('results.json')).comparisons;
+    assert.deepEqual(row.benchmarks[0].judgeReplies, { reasked: 1, stillFailed: 0 });
+  });
+
   it("counts an unparseable reply as failed at once with the paper's strict counting", async () => {
     flaky();
     const { result, file } = judge({ concurrency: 16, reaskUnparseable: false });

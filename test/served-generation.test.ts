@@ -18,7 +18,7 @@ import type { ActivityDeps } from '../activities/deps';
 import { createGpuActivities } from '../activities/gpu';
 import type { GenerateInput, GenerateResult } from '../activities/types';
 import { LocalStore } from '../store';
-import { groupAlive, servedDtype } from '../activities/generate/serving-process';
+import { groupAlive, otherDtype, servedDtype } from '../activities/generate/serving-process';
 import { saveTinyModel } from './helpers/tiny-model';
 import { STUB_PYTHON } from './helpers/stub-trainer';
 
@@ -126,7 +126,7 @@ describe('generation through a serving endpoint', function () {
   for (const answerExtraction of [undefined, 'paper'] as const) {
     it(`answers through pift.serve equal pift.generate's (${answerExtraction ?? 'trimmed'} extraction)`, async () => {
       const extra = answerExtraction ? { answerExtraction } : {};
-      const serving = { concurrency: 3, startTimeout: '2 minutes' };
+      const serving = { concurrency: 3, startTimeout: '2 minutes', allowOtherDtype: false };
       // Two Python processes that share nothing but the model directory they read: side by side, they take the time
       // of one start-up on two cores instead of two.
       const [inWorker, served] = await Promise.all([
@@ -165,18 +165,20 @@ describe('generation through a serving endpoint', function () {
   /**
    * A stand-in server that lists the model, then meets the first completion request as told: `hang` (never answers),
    * `refuse` (HTTP 400, as vLLM answers a prompt over its maximum length) or `die` (prints and exits, as a server
-   * that runs out of memory). The command it runs under writes its process group id first.
+   * that runs out of memory). It lists the model with `dtype` where given, as pift.serve does. The command it runs
+   * under writes its process group id first.
    */
-  const scriptedServer = async (behaviour: 'hang' | 'refuse' | 'die') => {
+  const scriptedServer = async (behaviour: 'hang' | 'refuse' | 'die', dtype = '') => {
     const asked = join(root, `asked-${behaviour}`);
     const script = join(root, 'scripted-server.js');
     await writeFile(
       script,
-      `const [port, name, asked, behaviour] = process.argv.slice(2);
+      `const [port, name, asked, behaviour, dtype] = process.argv.slice(2);
 require('node:http').createServer((req, res) => {
   if (req.url.startsWith('/v1/models')) {
     res.setHeader('content-type', 'application/json');
-    return res.end(JSON.stringify({ object: 'list', data: [{ id: name, object: 'model', owned_by: 'test' }] }));
+    const model = { id: name, object: 'model', owned_by: 'test', ...(dtype && { dtype }) };
+    return res.end(JSON.stringify({ object: 'list', data: [model] }));
   }
   require('node:fs').writeFileSync(asked, '1');
   if (behaviour === 'refuse') {
@@ -192,12 +194,13 @@ require('node:http').createServer((req, res) => {
 `,
     );
     await rm(pgidFile(), { force: true });
+    await rm(asked, { force: true });
     const command =
       `echo $$ > ${quote(pgidFile())}; ` +
-      `${quote(process.execPath)} ${quote(script)} {port} {name} ${quote(asked)} ${behaviour}`;
+      `${quote(process.execPath)} ${quote(script)} {port} {name} ${quote(asked)} ${behaviour} ${quote(dtype)}`;
     return { asked, env: { ...deps.env, PIFT_SERVE_COMMAND: command } };
   };
-  const serving = { concurrency: 2, startTimeout: '1 minute' };
+  const serving = { concurrency: 2, startTimeout: '1 minute', allowOtherDtype: false };
 
   it("kills the server's process group when the step is cancelled mid-request", async () => {
     const server = await scriptedServer('hang');
@@ -254,7 +257,35 @@ require('node:http').createServer((req, res) => {
     }
   });
 
-  it('fails naming PIFT_SERVE_COMMAND and the start timeout when the server never becomes healthy', async () => {
+  it("refuses a server that lists another dtype than pift.generate's, unless the input allows it", async () => {
+    const server = await scriptedServer('refuse', 'bfloat16');
+    const saved = deps;
+    deps = { ...deps, python: STUB_PYTHON, env: server.env };
+    try {
+      // The stub trainer says pift.generate decodes in float32 here, as the real one does on a CPU.
+      await assert.rejects(generate(input('other-dtype', { serving })), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'WorkerMisconfigured');
+        assert.equal(err.nonRetryable, true);
+        assert.match(err.message, /decodes in bfloat16, pift\.generate in float32/);
+        assert.match(
+          err.message,
+          /give PIFT_SERVE_COMMAND --dtype float32, or set evaluation\.serving\.allowOtherDtype/,
+        );
+        return true;
+      });
+      assert.equal(existsSync(server.asked), false, 'no prompt was sent');
+      assert.equal(groupAlive(Number((await readFile(pgidFile(), 'utf8')).trim())), false);
+      // Allowed, the same server is asked (and here refuses the prompt, which ends the step).
+      const allowed = { ...serving, allowOtherDtype: true };
+      await assert.rejects(generate(input('other-dtype-allowed', { serving: allowed })), /refused prompt/);
+      assert.equal(existsSync(server.asked), true);
+    } finally {
+      deps = saved;
+    }
+  });
+
+  it('retries, naming PIFT_SERVE_COMMAND and the start timeout, a server that never becomes healthy', async () => {
     await rm(pgidFile(), { force: true });
     const saved = deps;
     deps = {
@@ -264,11 +295,14 @@ require('node:http').createServer((req, res) => {
     };
     try {
       await assert.rejects(
-        generate(input('never-healthy', { serving: { concurrency: 1, startTimeout: '2 seconds' } })),
+        generate(
+          input('never-healthy', { serving: { concurrency: 1, startTimeout: '2 seconds', allowOtherDtype: false } }),
+        ),
         (err: unknown) => {
+          // A loaded host may only be slow: a blip the activity's retries wait out, not a misconfiguration.
           assert.ok(err instanceof ApplicationFailure);
-          assert.equal(err.type, 'WorkerMisconfigured');
-          assert.equal(err.nonRetryable, true);
+          assert.equal(err.type, 'TransientInfra');
+          assert.equal(err.nonRetryable, false);
           assert.match(err.message, /PIFT_SERVE_COMMAND/);
           assert.match(err.message, /evaluation\.serving\.startTimeout \(2 seconds\)/);
           assert.match(err.message, /GET http:\/\/127\.0\.0\.1:\d+\/v1\/models/);
@@ -292,7 +326,7 @@ require('node:http').createServer((req, res) => {
     };
     try {
       await assert.rejects(
-        generate(input('exits', { serving: { concurrency: 1, startTimeout: '1 minute' } })),
+        generate(input('exits', { serving: { concurrency: 1, startTimeout: '1 minute', allowOtherDtype: false } })),
         (err: unknown) => {
           assert.ok(err instanceof ApplicationFailure);
           assert.equal(err.type, 'WorkerMisconfigured');
@@ -372,7 +406,9 @@ require('node:http').createServer((req, res) => {
     deps = { ...deps, python: STUB_PYTHON, env };
     try {
       await assert.rejects(
-        generate(input('no-command', { serving: { concurrency: 1, startTimeout: '1 minute' } })),
+        generate(
+          input('no-command', { serving: { concurrency: 1, startTimeout: '1 minute', allowOtherDtype: false } }),
+        ),
         (err: unknown) => {
           assert.ok(err instanceof ApplicationFailure);
           assert.equal(err.type, 'WorkerMisconfigured');
@@ -399,5 +435,13 @@ describe('the served dtype', () => {
       'float32 (PIFT_SERVE_COMMAND --dtype)',
     );
     assert.match(servedDtype(undefined, [], 'some-server {model}'), /^unknown .*--dtype/);
+  });
+
+  it('is another than the wanted one only where it names a precision', () => {
+    assert.equal(otherDtype("bfloat16 (the server's log: downcast from float32)", 'float32'), true);
+    assert.equal(otherDtype('float (PIFT_SERVE_COMMAND --dtype)', 'float32'), false);
+    assert.equal(otherDtype('half (PIFT_SERVE_COMMAND --dtype)', 'bfloat16'), true);
+    assert.equal(otherDtype('auto (PIFT_SERVE_COMMAND --dtype)', 'float32'), false);
+    assert.equal(otherDtype('unknown (the server does not say)', 'float32'), false);
   });
 });

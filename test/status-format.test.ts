@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { ActivityFailure, ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { ActivityFailure, ApplicationFailure, WorkflowFailedError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, RetryState } from '@temporalio/common';
 import { loadDataConverter } from '@temporalio/common/lib/internal-non-workflow';
 import { temporal } from '@temporalio/proto';
+import { msNumberToTs } from '@temporalio/common/lib/time';
 import { describe, it } from 'mocha';
 import {
-  busyQueues,
+  busyWorkers,
   failureHint,
   formatStatus,
   neededQueues,
@@ -178,16 +179,32 @@ describe('pift status', () => {
     ]);
   });
 
-  it('tells a busy GPU worker (its activity heartbeats) from an absent one', async () => {
-    const [a] = await runningActivities(describeResponse(), converter);
+  it('tells a worker busy with this run or another (its activity heartbeats) from an absent one', async () => {
     const gpu = { queue: 'pift-gpu', kind: 'gpu' as const };
     const now = Date.now();
-    const live = progressWith({ activities: [{ ...a, lastHeartbeat: new Date(now - 10_000) }] });
-    assert.deepEqual(busyQueues([gpu], live, now), [gpu]);
-    const stale = progressWith({ activities: [{ ...a, lastHeartbeat: new Date(now - 10 * 60_000) }] });
-    assert.deepEqual(busyQueues([gpu], stale, now), []);
-    const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: live, unpolled: [], busy: [gpu] });
-    assert.match(text, /^busy: every worker slot on pift-gpu is taken/m);
+    // Running runs as the server lists and describes them: `trains` trains on pift-gpu, its last heartbeat so long ago.
+    const clientWith = (trains: string, secondsAgo: number) => {
+      const raw = describeResponse();
+      raw.pendingActivities![0].lastHeartbeatTime = msNumberToTs(now - secondsAgo * 1000);
+      return {
+        options: { loadedDataConverter: converter },
+        workflow: {
+          async *list() {
+            yield* ['r1', 'other'].map((workflowId) => ({ workflowId, taskQueue: 'pift-cpu' }));
+          },
+          getHandle: (id: string) => ({ describe: async () => ({ raw: id === trains ? raw : {} }) }),
+        },
+      } as unknown as Client;
+    };
+    assert.deepEqual(await busyWorkers(clientWith('r1', 10), 'r1', [gpu], now), [gpu]);
+    assert.deepEqual(await busyWorkers(clientWith('other', 10), 'r1', [gpu], now), [{ ...gpu, by: 'other' }]);
+    // Its heartbeats stopped minutes ago: that worker is gone.
+    assert.deepEqual(await busyWorkers(clientWith('other', 600), 'r1', [gpu], now), []);
+    const status = (busy: RunStatus['busy']) =>
+      formatStatus({ runId: 'r1', uiLink: 'u', progress: progressWith({}), unpolled: [], busy });
+    assert.match(status([gpu]), /^busy: every worker slot on pift-gpu is taken by this run's running work$/m);
+    const text = status([{ ...gpu, by: 'other' }]);
+    assert.match(text, /^busy: every worker slot on pift-gpu is taken by run other's running work$/m);
     assert.doesNotMatch(text, /no worker is polling/);
   });
 

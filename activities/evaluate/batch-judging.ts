@@ -17,7 +17,7 @@ import { endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
 import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt, type CachedReply } from './judge-answers';
-import { judgeQuestion } from './judge-prompt';
+import { JUDGE_CORRECTION, judgeQuestion } from './judge-prompt';
 import { parseVerdict } from '../results/parse-verdict';
 
 /**
@@ -107,6 +107,7 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<BatchS
     workDir: deps.workDir,
     parseRetries,
     parses,
+    correction: JUDGE_CORRECTION,
     position: (customId) => positions.get(customId) ?? -1,
     items: distinct,
     isCached: async ({ material }) => (await cache.get(material)) !== undefined,

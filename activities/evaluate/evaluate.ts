@@ -12,6 +12,7 @@ import {
   buildJudgeMessages,
   buildWinRateReport,
   countOutcomes,
+  JUDGE_CORRECTION,
   JUDGE_DECODING,
   judgeQuestion,
   JUDGE_PROMPT_VERSION,
@@ -24,7 +25,7 @@ import {
   winRateStatistics,
   type PairVerdict,
 } from './protocol';
-import { complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { askAgain, complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
@@ -50,12 +51,15 @@ interface Judgment extends PairVerdict {
 type Judge = {
   label: string;
   offline: boolean;
-  reply: (question: string, answer1: string, answer2: string, reference?: string) => Promise<string>;
+  /** `unparsed`: this order's previous reply, which did not parse (see askAgain). */
+  reply: (question: string, answer1: string, answer2: string, reference?: string, unparsed?: string) => Promise<string>;
   /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
   asked?: (question: string, answer1: string, answer2: string, parseRetries: number) => Record<string, unknown>;
   /** An online judge's spending limit (the offline judge costs nothing). */
   meter?: SpendMeter;
 };
+
+const REJECTED = '[request rejected: ';
 
 export const judgingLimits = (input: EvaluateInput): CostLimits => ({
   pricePerMillionTokens: input.pricePerMillionTokens,
@@ -84,10 +88,11 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
     label: model,
     offline: false,
     meter: endpoint.meter,
-    reply: async (question, answer1, answer2) => {
-      const reply = await complete(endpoint, judgeRequest(model, question, answer1, answer2), setting);
+    reply: async (question, answer1, answer2, _reference, unparsed) => {
+      const request = askAgain(judgeRequest(model, question, answer1, answer2), unparsed, JUDGE_CORRECTION);
+      const reply = await complete(endpoint, request, setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
-      return 'rejected' in reply ? `[request rejected: ${reply.rejected}]` : reply.content;
+      return 'rejected' in reply ? `${REJECTED}${reply.rejected}]` : reply.content;
     },
     asked: (question, answer1, answer2, parseRetries) =>
       judgeCacheMaterial(model, question, answer1, answer2, parseRetries),
@@ -173,7 +178,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         if (cached) return cached;
         let reply = '';
         for (let ask = 0; ask <= reasks; ask++) {
-          reply = await judge.reply(question, answer1, answer2, reference);
+          // A rejected request is asked as it was: the endpoint never saw a reply to correct.
+          const unparsed = ask && !reply.startsWith(REJECTED) ? reply : undefined;
+          reply = await judge.reply(question, answer1, answer2, reference, unparsed);
           if (parseVerdict(reply).ok) {
             if (key) cache.put(key, { reply, reasked: ask });
             return { reply, reasked: ask };

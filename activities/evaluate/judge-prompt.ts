@@ -30,6 +30,11 @@ export const JUDGE_DECODING = {
   max_tokens: 256,
 } as const;
 
+/** [ours] The follow-up turn of a re-ask (askAgain), after a reply without two scores on its first line. */
+export const JUDGE_CORRECTION =
+  'Your reply has no two scores I can read. Answer again with the two scores alone on one line: the score of ' +
+  'Assistant 1, a space, the score of Assistant 2.';
+
 /**
  * Changes whenever any protocol string changes: `judge-pairwise-v1+sha256:` and 16 hex digits. Activity code only:
  * it needs node:crypto.

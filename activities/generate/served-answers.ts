@@ -39,8 +39,9 @@ export function servedGeneration(
     async answer(bench: PreparedBenchmark, generate: RunGenerate): Promise<void> {
       const promptsFile = join(work, `${bench.name}.served-prompts.jsonl`);
       let modelPath: string | undefined;
+      let dtype: string | undefined;
       await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
-        if (e.event === 'done' && 'model_path' in e) modelPath = e.model_path;
+        if (e.event === 'done' && 'model_path' in e) ({ model_path: modelPath, dtype } = e);
       });
       served ??= await startServer({
         command,
@@ -51,6 +52,7 @@ export function servedGeneration(
         env: deps.env,
         startTimeoutMs: ms(input.serving.startTimeout as StringValue),
         startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
+        ...(!input.serving.allowOtherDtype && { dtype }),
         heartbeat: () => ctx.heartbeat(progress.get()),
       });
       const server = served;

@@ -3,7 +3,7 @@ import { APIError } from 'openai';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
-import { WorkerMisconfiguredError } from '../../common/failures';
+import { TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
 import { trainerEnv } from '../python/trainer-process';
 
 /** The worker's variable holding the command that serves one model (`{model}`, `{port}`, `{name}`, `{python}`). */
@@ -41,6 +41,8 @@ export interface ServeOptions {
   startTimeoutMs: number;
   /** How the timeout reads in an error: the setting and its value. */
   startTimeoutText: string;
+  /** The dtype `pift.generate` decodes in here: a server saying it decodes in another fails (absent: any is taken). */
+  dtype?: string;
   heartbeat: () => void;
 }
 
@@ -178,14 +180,23 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
       const listed = await listedModel(baseURL, opts.name);
       if (listed !== undefined) {
         const dtype = servedDtype(listed.dtype, tail, command);
+        if (opts.dtype && otherDtype(dtype, opts.dtype)) {
+          throw new WorkerMisconfiguredError(
+            `the server of ${opts.name} decodes in ${dtype}, pift.generate in ${opts.dtype}, so their greedy ` +
+              `answers would differ: give ${SERVE_COMMAND_SETTING} --dtype ${opts.dtype}, or set ` +
+              'evaluation.serving.allowOtherDtype',
+            SERVE_COMMAND_SETTING,
+            TRIED,
+          );
+        }
         return { baseURL, name: opts.name, server: listed.owner, dtype, pid, stop, requestFailure };
       }
       if (Date.now() > deadline) {
-        throw new WorkerMisconfiguredError(
+        // A loaded host may just be slow: retried like any blip, and the last attempt's message says what to check.
+        throw new TransientInfraError(
           `the serving command (${SERVE_COMMAND_SETTING}) did not list model "${opts.name}" at GET ${baseURL}/models ` +
             `within ${opts.startTimeoutText}: check the command, or give a slow model more time${said()}`,
           SERVE_COMMAND_SETTING,
-          TRIED,
         );
       }
       await Promise.race([sleep(1_000), exited, ctx.cancelled.catch(() => undefined)]);
@@ -223,6 +234,13 @@ export function servedDtype(listed: string | undefined, log: readonly string[], 
   const flag = /--dtype[= ]+([\w.]+)/.exec(command);
   if (flag) return `${flag[1]} (${SERVE_COMMAND_SETTING} --dtype)`;
   return `unknown (the server does not say; give ${SERVE_COMMAND_SETTING} a --dtype)`;
+}
+
+/** True when the served dtype (servedDtype's text) names a precision, and not `wanted`; `auto` or unknown do not. */
+export function otherDtype(served: string, wanted: string): boolean {
+  const word = served.split(' ')[0];
+  const dtype = ({ float: 'float32', half: 'float16' } as Record<string, string>)[word] ?? word; // vLLM's spellings
+  return ['float32', 'float16', 'bfloat16'].includes(dtype) && dtype !== wanted;
 }
 
 /** True while any process of the group lives. */

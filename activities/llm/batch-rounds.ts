@@ -21,7 +21,7 @@ import {
 } from './batch-api';
 import { checkEstimate, estimate, requestTokens, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
-import { llmEndpoint, type LlmEndpoint } from './llm-client';
+import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
 
 /**
@@ -306,9 +306,10 @@ export async function spentTokens(
   return spent;
 }
 
-/** Where one request stands after the rounds so far. */
+/** Where one request stands after the rounds so far; an open one that was asked has its `unparsed` last reply. */
 export type ItemState =
-  { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number } | { done: false; asks: number };
+  | { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number }
+  | { done: false; asks: number; unparsed?: string };
 
 /**
  * A request is done once it was rejected, or answered with something that parses, or answered unparseably
@@ -321,13 +322,15 @@ export function itemState(
   parses: (content: string) => boolean,
 ): ItemState {
   let asks = 0;
+  let unparsed: string | undefined;
   for (const o of outcomes ?? []) {
     if ('retry' in o) continue;
     if ('rejected' in o) return { done: true, outcome: o, asks };
     asks += 1;
     if (parses(o.content) || asks > parseRetries) return { done: true, outcome: o, asks };
+    unparsed = o.content;
   }
-  return { done: false, asks };
+  return { done: false, asks, ...(unparsed !== undefined && { unparsed }) };
 }
 
 /**
@@ -553,6 +556,8 @@ export interface BatchStep<T> {
   workDir: string;
   parseRetries: number;
   parses: (content: string) => boolean;
+  /** The corrective turn a re-ask adds after the request's own unparseable reply (see askAgain). */
+  correction: string;
   /** Where a custom_id comes in the walk. */
   position: (customId: string) => number;
   /** The step's items in walking order, read again on each walk. */
@@ -598,8 +603,10 @@ export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promis
   return submitRound(s.ctx, round, s.workDir, {
     ask: (add) =>
       eachUncached(s, round, async (_item, requests, states) => {
-        for (const [k, { customId, request }] of requests.entries())
-          if (!states[k].done) await add({ customId, request: request() });
+        for (const [k, { customId, request }] of requests.entries()) {
+          const state = states[k];
+          if (!state.done) await add({ customId, request: askAgain(request(), state.unparsed, s.correction) });
+        }
       }),
     check: async (asked) => {
       if (asked.requests) {

@@ -208,6 +208,21 @@ export async function complete(
 }
 
 /**
+ * [ours] What to send after an unparseable reply (none yet: the request itself): at temperature 0 the same request
+ * would get the same reply, so the model sees its reply and a corrective turn. One rule for scoring and judging,
+ * online and through the Batch API.
+ */
+export function askAgain(
+  request: ChatCompletionCreateParamsNonStreaming,
+  unparsed: string | undefined,
+  correction: string,
+): ChatCompletionCreateParamsNonStreaming {
+  if (unparsed === undefined) return request;
+  const turns = [{ role: 'assistant', content: unparsed } as const, { role: 'user', content: correction } as const];
+  return { ...request, messages: [...request.messages, ...turns] };
+}
+
+/**
  * One call of the endpoint other than a chat completion (the Batch API's files and batches): outages are waited out
  * as `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is `notFound`'s
  * error (an endpoint without the Batch API is not an outage).

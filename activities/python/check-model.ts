@@ -83,8 +83,10 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   const note = `${input.model}: converting it into this worker's model cache (PIFT_MODEL_CACHE), once`;
   if (converts) (activityContext()?.log ?? console).info(note);
   const env = { ...(ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env)), TQDM_DISABLE: '1' };
+  // Not for a hub model this worker may not download: it is in the cache, or the check fails at once.
+  const fetches = converts || (ref.kind === 'hub' && deps.env.HF_HUB_OFFLINE !== '1');
   try {
-    return await runCheck(deps, configPath, input, env, ref.kind === 'hub' || converts);
+    return await runCheck(deps, configPath, input, env, fetches);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -111,7 +113,7 @@ async function runCheck(
 ): Promise<CheckModelResult> {
   // A hub model is downloaded, a builtin converted, during its check: far longer than a check, the first time.
   const timeout = Number(
-    fetches && env.HF_HUB_OFFLINE !== '1'
+    fetches
       ? (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS)
       : (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
   );

@@ -24,7 +24,7 @@ import {
   scoreRequest,
   scoreRowFromSamples,
 } from './score-answers';
-import { scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, scorePromptFor } from './score-prompt';
 
 /**
  * `scorer.mode: "batch"`: the difficulty questions the answer cache lacks are asked through the Batch API, and every
@@ -91,6 +91,7 @@ function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, Data
     workDir: deps.workDir,
     parseRetries: input.scorer.parseRetries,
     parses: (content) => parseScore(content).ok,
+    correction: SCORE_CORRECTION,
     position: positionOf,
     items: () => indexedRows(dataset),
     isCached: async ([, row]) => (await cache.get(material(row))) !== undefined,

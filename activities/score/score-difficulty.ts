@@ -12,7 +12,7 @@ import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { asksEndpoint, complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
+import { askAgain, asksEndpoint, complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
 import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
@@ -104,23 +104,13 @@ async function askScore(
   parseRetries: number,
 ): Promise<Asked> {
   let asked: Asked = { score: null, raw: '', error: 'unparseable answer: ' };
-  let ask = request;
   for (let attempt = 0; attempt <= parseRetries; attempt++) {
     // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
+    const ask = askAgain(request, attempt ? asked.raw : undefined, SCORE_CORRECTION);
     const reply = await complete(endpoint, ask, setting);
     if ('rejected' in reply) return rejectedSample(reply.rejected);
     asked = parsedSample(reply.content);
     if (asked.score !== null) return asked;
-    // The identical request at temperature 0 would get the identical answer: the re-ask shows the model its own
-    // reply and asks for the bare number.
-    ask = {
-      ...request,
-      messages: [
-        ...request.messages,
-        { role: 'assistant', content: reply.content },
-        { role: 'user', content: SCORE_CORRECTION },
-      ],
-    };
   }
   return asked;
 }

@@ -421,7 +421,12 @@ export const ServingSchema = Type.Object(
     startTimeout: withDefault(duration(), '10 minutes', {
       source: 'ours',
       description:
-        'how long the started server may take to load the model and list it at `GET /v1/models`; past it the step fails naming `PIFT_SERVE_COMMAND`',
+        'how long the started server may take to load the model and list it at `GET /v1/models`; past it the step is retried, then fails naming `PIFT_SERVE_COMMAND`',
+    }),
+    allowOtherDtype: withDefault(Type.Boolean(), false, {
+      source: 'ours',
+      description:
+        "serve in another precision than `pift.generate`'s (fp32 on a CPU, bf16 on a GPU); off, a server whose dtype says otherwise fails the step naming `PIFT_SERVE_COMMAND`",
     }),
   },
   { additionalProperties: false },

@@ -83,8 +83,8 @@ const JobProgress = event('progress', { done: count, total: count }, 'pift.gener
 const GenerateDone = event('done', { total: count, output_file: path }, 'pift.generate: every answer is written');
 const PromptsDone = event(
   'done',
-  { total: count, prompts_file: path, model_path: Type.String({ minLength: 1 }) },
-  'pift.generate in prompts mode: the prompts a server must complete, and the model it must load',
+  { total: count, prompts_file: path, model_path: Type.String({ minLength: 1 }), dtype: Type.String() },
+  'pift.generate in prompts mode: the prompts a server must complete, the model it must load, the dtype to decode in',
 );
 const IfdDone = event('done', { total: count, precision, output_file: path }, 'pift.ifd: every score is written');
 

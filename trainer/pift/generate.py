@@ -43,7 +43,7 @@ from .data import InstructionRow, Row, read_instruction_rows
 from .errors import ConfigError
 from .job import run_job
 from .model_cache import resolve_model
-from .models import load_model, load_tokenizer, plain_greedy
+from .models import decoding_device, load_model, load_tokenizer, plain_greedy
 from .parent_watch import watch_parent
 from .protocol import emit
 from .scratch import writing
@@ -77,8 +77,7 @@ def main(args: GenerateArguments) -> None:
 
 
 def answer_pending(args: GenerateArguments, pending: list[Row], already_done: int, total: int) -> None:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device, dtype = decoding_device()
     tokenizer = load_tokenizer(args.model_dir, field_name="model_dir")
     model = plain_greedy(load_model(args.model_dir, tokenizer, dtype=dtype, field_name="model_dir"), tokenizer)
     model = model.to(device).eval()
@@ -191,7 +190,9 @@ def write_endpoint_prompts(args: GenerateArguments, rows: list[Row]) -> None:
                 handle.write(json.dumps(record) + "\n")
     # A builtin or hub reference resolves to the directory (or builtin name) a server must load.
     model_path = resolve_model(args.model_dir, "model_dir").path
-    emit("done", total=len(rows), prompts_file=os.path.abspath(args.prompts_file), model_path=model_path)
+    # The precision "generate" would decode in here, which the orchestrator holds the server's against.
+    dtype = str(decoding_device()[1]).removeprefix("torch.")
+    emit("done", total=len(rows), prompts_file=os.path.abspath(args.prompts_file), model_path=model_path, dtype=dtype)
 
 
 def write_endpoint_answers(args: GenerateArguments, rows: list[Row]) -> None:

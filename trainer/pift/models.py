@@ -115,3 +115,9 @@ def plain_greedy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> 
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
     )
     return model
+
+
+def decoding_device() -> tuple[torch.device, torch.dtype]:
+    """bf16 on a GPU, fp32 on a CPU: greedy answers equal these only where a server decodes in the same precision."""
+    cuda = torch.cuda.is_available()
+    return torch.device("cuda" if cuda else "cpu"), torch.bfloat16 if cuda else torch.float32

@@ -33,7 +33,7 @@ from transformers import GenerationConfig, HfArgumentParser, PreTrainedModel, Pr
 
 from .errors import ConfigError
 from .job import configure_logging
-from .models import load_model, load_tokenizer, plain_greedy
+from .models import decoding_device, load_model, load_tokenizer, plain_greedy
 from .parent_watch import watch_parent
 
 logger = logging.getLogger(__name__)
@@ -61,8 +61,7 @@ class Completer:
     """One model, greedy; requests take turns so each prompt is decoded alone."""
 
     def __init__(self, args: ServeArguments):
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        device, dtype = decoding_device()
         self.name = args.served_model_name or args.model
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(args.model, field_name="--model")
         self.model: PreTrainedModel = (

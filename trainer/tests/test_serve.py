@@ -53,6 +53,8 @@ def server(trained_run: TrainedRun) -> Iterator[str]:
                 time.sleep(0.5)
         assert [model["id"] for model in models["data"]] == [NAME]
         assert models["data"][0]["owned_by"] == "pift"
+        # The precision "generate" decodes in here, which the prompts mode tells the orchestrator to expect.
+        assert models["data"][0]["dtype"] == "float32"
         yield base
     finally:
         process.terminate()
@@ -90,6 +92,7 @@ def test_answers_through_the_server_equal_generate(
     )
     assert prompts.returncode == 0, prompts.stderr[-3000:]
     assert prompts.of("done")[0]["model_path"] == str(trained_run.workdir / "final")
+    assert prompts.of("done")[0]["dtype"] == "float32"
     completions = []
     for prompt in read_lines(tmp_path / "served.jsonl"):
         assert prompt["max_tokens"] == 48 - len(prompt["prompt"])

@@ -158,7 +158,8 @@ def generate(config: dict[str, Any]) -> None:
                 prompts.write(json.dumps({"id": row["id"], "prompt": prompt_ids(row), "max_tokens": budget}) + "\n")
         model_dir = Path(config["model_dir"])
         model_path = str(model_dir.resolve()) if model_dir.is_dir() else config["model_dir"]
-        emit("done", total=len(rows), prompts_file=str(Path(config["prompts_file"]).resolve()), model_path=model_path)
+        prompts_file = str(Path(config["prompts_file"]).resolve())
+        emit("done", total=len(rows), prompts_file=prompts_file, model_path=model_path, dtype="float32")
         return
     output = Path(config["output_file"])
     if mode == "answers":
