@@ -19,10 +19,10 @@ npx --no-install tsc --noEmit -p tsconfig.build.json || failed_checks=$((failed_
 npx --no-install eslint . || failed_checks=$((failed_checks + 1))
 
 echo "== typescript tests"
-# Mocha runs in PIFT_TEST_GROUPS processes (default 1), each with its own servers, the files dealt out by their
-# measured time (scripts/mocha-groups.mjs). Two groups beside pytest overload a 2-core machine: a test of a cancelled
-# run once failed its replay there; use more where there are more cores.
-mapfile -t groups < <(node scripts/mocha-groups.mjs "${PIFT_TEST_GROUPS:-1}")
+# Mocha runs in PIFT_TEST_GROUPS processes (default 2), each with its own servers, the files dealt out by their
+# measured time (scripts/mocha-groups.mjs). Most tests wait on servers and child processes: one group beside pytest
+# kept a 2-core machine about 1.35 cores busy (14 min 39 s on a clean clone), two took it to 11 min 38 s.
+mapfile -t groups < <(node scripts/mocha-groups.mjs "${PIFT_TEST_GROUPS:-2}")
 group_pids=()
 for i in "${!groups[@]}"; do
   [ "$i" -eq 0 ] && continue
