@@ -104,13 +104,12 @@ def random_llama(workdir: Path, shape: dict) -> tuple[Path, int, dict]:
     return folder, params, shape
 
 
-def check_llama(workdir: Path, folder: Path, params: int, shape: dict, small: bool) -> None:
-    steps, batch, length = (3, 2, 128) if small else (12, 4, 2048)
-    write_long_rows(workdir / "long.jsonl", steps * batch)
-    config = {
+def long_rows_config(workdir: Path, folder: Path, name: str, steps: int, batch: int, length: int) -> dict:
+    """A pift.train config of `steps` steps on long.jsonl, checkpointed once, into `<name>-final`."""
+    return {
         "train_file": str(workdir / "long.jsonl"),
-        "final_dir": str(workdir / "llama-final"),
-        "output_dir": str(workdir / "llama-ckpt"),
+        "final_dir": str(workdir / f"{name}-final"),
+        "output_dir": str(workdir / f"{name}-ckpt"),
         "model_name_or_path": str(folder),
         "max_length": length,
         "max_steps": steps,
@@ -119,7 +118,12 @@ def check_llama(workdir: Path, folder: Path, params: int, shape: dict, small: bo
         "learning_rate": 1e-4,
         "report_to": "none",
     }
-    done = run_module("pift.train", config, workdir)
+
+
+def check_llama(workdir: Path, folder: Path, params: int, shape: dict, small: bool) -> None:
+    steps, batch, length = (3, 2, 128) if small else (12, 4, 2048)
+    write_long_rows(workdir / "long.jsonl", steps * batch)
+    done = run_module("pift.train", long_rows_config(workdir, folder, "llama", steps, batch, length), workdir)
     tokens = steps * batch * length
     per_token = 6 * params + 12 * shape["num_hidden_layers"] * shape["hidden_size"] * length
     tokens_per_s = tokens / done["train_runtime"]
@@ -132,19 +136,7 @@ def check_llama(workdir: Path, folder: Path, params: int, shape: dict, small: bo
 
 def check_lora(workdir: Path, folder: Path, small: bool) -> None:
     steps, batch, length = (3, 2, 128) if small else (8, 4, 2048)
-    config = {
-        "train_file": str(workdir / "long.jsonl"),
-        "final_dir": str(workdir / "lora-final"),
-        "output_dir": str(workdir / "lora-ckpt"),
-        "model_name_or_path": str(folder),
-        "max_length": length,
-        "max_steps": steps,
-        "save_steps": steps,
-        "per_device_train_batch_size": batch,
-        "learning_rate": 1e-4,
-        "report_to": "none",
-        "lora": {"r": 16},
-    }
+    config = {**long_rows_config(workdir, folder, "lora", steps, batch, length), "lora": {"r": 16}}
     done = run_module("pift.train", config, workdir)
     merged = any((workdir / "lora-final").glob("model*.safetensors"))
     line("lora", merged, steps=done["total_steps"], precision=done["precision"],
