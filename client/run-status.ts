@@ -160,6 +160,8 @@ export async function busyWorkers(
   now = Date.now(),
 ): Promise<BusyQueue[]> {
   const busy: BusyQueue[] = [];
+  // Every queue has an idle poller (the usual case): no listing of the running runs.
+  if (unpolled.length === 0) return busy;
   for await (const run of client.workflow.list({ query: 'ExecutionStatus = "Running"' })) {
     if (busy.length === unpolled.length) break;
     const { raw } = await client.workflow.getHandle(run.workflowId).describe();
