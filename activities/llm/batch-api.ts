@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
-import { mkdtemp, open, rm, writeFile, type FileHandle } from 'node:fs/promises';
+import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,6 +7,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
+import { inScratch } from '../artifacts/scratch';
 import { IdTable } from '../datasets/id-table';
 import { callEndpoint, type LlmEndpoint } from './llm-client';
 
@@ -58,16 +59,19 @@ export const batchLine = (i: BatchItem): string =>
   JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
 
 /**
- * Uploads the request file at `path`, read again on each try. A File backed by the file on disk is streamed into the
- * multipart body as it is sent: the SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+ * Uploads `range` of the request file at `path`, read again on each try and streamed from the disk as it is sent: the
+ * SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
  */
-export async function uploadBatchFile(endpoint: LlmEndpoint, path: string, setting: string): Promise<string> {
-  const file = await batchCall(endpoint, setting, 'POST /files', async (signal) =>
-    endpoint.client.files.create(
-      { file: new File([await openAsBlob(path)], 'batch.jsonl'), purpose: 'batch' },
-      { signal },
-    ),
-  );
+export async function uploadBatchFile(
+  endpoint: LlmEndpoint,
+  path: string,
+  range: { start: number; end: number },
+  setting: string,
+): Promise<string> {
+  const file = await batchCall(endpoint, setting, 'POST /files', async (signal) => {
+    const blob = (await openAsBlob(path)).slice(range.start, range.end);
+    return endpoint.client.files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
+  });
   return file.id;
 }
 
@@ -172,38 +176,38 @@ export async function batchOutcomes(
   workDir: string,
   write: (outcome: BatchOutcome) => Promise<void>,
 ): Promise<void> {
-  const dir = await mkdtemp(join(workDir, 'batch-results-'));
-  const handles: FileHandle[] = [];
-  try {
-    const ids = new IdTable();
-    // Where each request's line is: its file, its offset and its length.
-    const [fileOf, offsets, lengths]: number[][] = [[], [], []];
-    for (const fileId of [batch.output_file_id, batch.error_file_id]) {
-      if (!fileId) continue;
-      const path = join(dir, `${handles.length}.jsonl`);
-      await downloadFile(endpoint, fileId, path, setting);
-      for await (const { line, offset } of linesWithOffsets(path)) {
-        const parsed = parsedLine(line);
-        if (!parsed) continue;
-        const entry = ids.firstLine(parsed.custom_id!, offsets.length) ?? offsets.length;
-        [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
+  await inScratch(workDir, 'batch-results-', async (dir) => {
+    const handles: FileHandle[] = [];
+    try {
+      const ids = new IdTable();
+      // Where each request's line is: its file, its offset and its length.
+      const [fileOf, offsets, lengths]: number[][] = [[], [], []];
+      for (const fileId of [batch.output_file_id, batch.error_file_id]) {
+        if (!fileId) continue;
+        const path = join(dir, `${handles.length}.jsonl`);
+        await downloadFile(endpoint, fileId, path, setting);
+        for await (const { line, offset } of linesWithOffsets(path)) {
+          const parsed = parsedLine(line);
+          if (!parsed) continue;
+          const entry = ids.firstLine(parsed.custom_id!, offsets.length) ?? offsets.length;
+          [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
+        }
+        handles.push(await open(path, 'r'));
       }
-      handles.push(await open(path, 'r'));
-    }
-    for await (const id of customIds) {
-      const entry = ids.lineOf(id);
-      if (entry === undefined) {
-        await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });
-        continue;
+      for await (const id of customIds) {
+        const entry = ids.lineOf(id);
+        if (entry === undefined) {
+          await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });
+          continue;
+        }
+        const bytes = Buffer.alloc(lengths[entry]);
+        await handles[fileOf[entry]].read(bytes, 0, bytes.length, offsets[entry]);
+        await write(outcomeOf(id, parsedLine(bytes)!));
       }
-      const bytes = Buffer.alloc(lengths[entry]);
-      await handles[fileOf[entry]].read(bytes, 0, bytes.length, offsets[entry]);
-      await write(outcomeOf(id, parsedLine(bytes)!));
+    } finally {
+      await Promise.all(handles.map((h) => h.close()));
     }
-  } finally {
-    await Promise.all(handles.map((h) => h.close()));
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 }
 
 function outcomeOf(customId: string, line: ResultLine): BatchOutcome {

@@ -1,11 +1,12 @@
 import { createHash, type Hash } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { log } from '@temporalio/activity';
+import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { inScratch } from '../artifacts/scratch';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
@@ -101,23 +102,34 @@ export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpo
   return endpoint;
 }
 
-/** The poll the workflow makes between its timers: one retrieve of each of the round's batches. */
+/** One look at each of the round's batches (a batch that did not run says why in the log). */
 export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
   const endpoint = batchEndpoint(env, ref.setting);
   const polled: BatchPolled[] = [];
-  for (const batchId of ref.batchIds ?? [ref.batchId]) polled.push(await pollOne(endpoint, batchId, ref.setting));
+  for (const batchId of ref.batchIds ?? [ref.batchId]) {
+    const batch = await retrieveBatch(endpoint, batchId, ref.setting);
+    if (batch.status === 'failed' || batch.status === 'cancelled') {
+      // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
+      log.warn('batch did not run', {
+        batchId: batch.id,
+        status: batch.status,
+        errors: (batch.errors?.data ?? [])
+          .slice(0, 5)
+          .map((e) => `${e.code ?? ''} line ${e.line ?? '?'}: ${e.message ?? ''}`),
+      });
+    }
+    const { id, status, request_counts: counts } = batch;
+    polled.push({ batchId: id, status, done: batchFinished(status), ...(counts && { counts }) });
+  }
   if (polled.length === 1) return polled[0];
   const sum = (k: 'total' | 'completed' | 'failed') => polled.reduce((n, p) => n + p.counts![k], 0);
-  const counts = polled.every((p) => p.counts) && {
-    total: sum('total'),
-    completed: sum('completed'),
-    failed: sum('failed'),
-  };
   return {
     batchId: ref.batchId,
     status: polled.map((p) => p.status).join(' '),
     done: polled.every((p) => p.done),
-    ...(counts && { counts }),
+    ...(polled.every((p) => p.counts) && {
+      counts: { total: sum('total'), completed: sum('completed'), failed: sum('failed') },
+    }),
   };
 }
 
@@ -132,35 +144,13 @@ export const BATCH_RUNNING = 'BatchRunning';
 export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
   const polled = await pollBatch(env, ref);
   if (polled.done) return polled;
-  const counts = polled.counts
-    ? ` (${polled.counts.completed + polled.counts.failed}/${polled.counts.total} done)`
-    : '';
+  const { counts } = polled;
   throw ApplicationFailure.create({
     type: BATCH_RUNNING,
-    message: `batch ${ref.batchId} is ${polled.status}${counts}`,
+    message: `batch ${ref.batchId} is ${polled.status}${counts ? ` (${counts.completed + counts.failed}/${counts.total} done)` : ''}`,
     // An expected state, not an error: logged at debug level and kept out of the failure metrics.
     category: 'BENIGN',
   });
-}
-
-async function pollOne(endpoint: LlmEndpoint, batchId: string, setting: string): Promise<BatchPolled> {
-  const batch = await retrieveBatch(endpoint, batchId, setting);
-  if (batch.status === 'failed' || batch.status === 'cancelled') {
-    // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
-    log.warn('batch did not run', {
-      batchId: batch.id,
-      status: batch.status,
-      errors: (batch.errors?.data ?? [])
-        .slice(0, 5)
-        .map((e) => `${e.code ?? ''} line ${e.line ?? '?'}: ${e.message ?? ''}`),
-    });
-  }
-  return {
-    batchId: batch.id,
-    status: batch.status,
-    done: batchFinished(batch.status),
-    ...(batch.request_counts && { counts: batch.request_counts }),
-  };
 }
 
 export interface RoundContext {
@@ -189,67 +179,58 @@ const submittedOf = (round: number, stored: StoredRound): BatchSubmitted => ({
   requests: stored.requests,
 });
 
-/** One earlier round's results, read along with the requests being walked (its file is in walking order). */
-class RoundResults {
-  private readonly results: JsonlCursor<BatchOutcome>;
-
-  constructor(
-    store: ObjectStore,
-    key: string,
-    private readonly position: (customId: string) => number,
-  ) {
-    this.results = new JsonlCursor<BatchOutcome>(store, key);
-  }
-
-  /** The outcome of `customId`, at `position` in walking order, or undefined when this round did not ask it. */
-  async outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined> {
-    for (let o = await this.results.peek(); o !== undefined; o = await this.results.peek()) {
-      const at = this.position(o.customId);
-      if (at > position) return undefined;
-      await this.results.next();
-      if (at === position && o.customId === customId) return o;
-    }
-    return undefined;
-  }
-
-  close = () => this.results.close();
+/** One earlier round's results: the outcome of a request at a position in walking order, or undefined. */
+interface RoundResults {
+  outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined>;
+  close(): Promise<void>;
 }
 
-/** A round's results file that is not in walking order, held as the first version held every round. */
-class RoundResultsById {
-  constructor(private readonly byId: Map<string, BatchOutcome>) {}
-
-  static async read(store: ObjectStore, key: string): Promise<RoundResultsById> {
-    const byId = new Map<string, BatchOutcome>();
-    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) for (const o of rows) byId.set(o.customId, o);
-    return new RoundResultsById(byId);
-  }
-
-  outcomeOf = async (customId: string) => this.byId.get(customId);
-  close = async () => {};
-}
-
-/** Whether a results file lists its requests in walking order, as every collect writes it. */
-async function inWalkingOrder(store: ObjectStore, key: string, position: (customId: string) => number) {
+/**
+ * A round's results file read alongside the walk, which is the order every collect writes it in, one chunk at a time;
+ * a file out of that order (none that this code writes) is held in a Map, as the first version held every round.
+ */
+async function openRound(
+  store: ObjectStore,
+  key: string,
+  position: (customId: string) => number,
+): Promise<RoundResults> {
+  // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
   let last = -Infinity;
+  let inOrder = true;
   for await (const rows of streamJsonlChunks<{ customId: string }>(store, key)) {
     for (const o of rows) {
       const at = position(o.customId);
-      if (!(at > last)) return false;
+      inOrder &&= at > last;
       last = at;
     }
+    if (!inOrder) break;
   }
-  return true;
+  if (!inOrder) {
+    const byId = new Map<string, BatchOutcome>();
+    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) for (const o of rows) byId.set(o.customId, o);
+    return { outcomeOf: async (customId) => byId.get(customId), close: async () => {} };
+  }
+  const results = new JsonlCursor<BatchOutcome>(store, key);
+  return {
+    async outcomeOf(customId, at) {
+      for (let o = await results.peek(); o !== undefined; o = await results.peek()) {
+        const here = position(o.customId);
+        if (here > at) return undefined;
+        await results.next();
+        if (here === at && o.customId === customId) return o;
+      }
+      return undefined;
+    },
+    close: () => results.close(),
+  };
 }
 
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
- * them (`position` gives that order): each round's results file is written in its requests' order, so it is read
- * alongside the walk, one chunk at a time, instead of being held whole. A file found out of order (none that this code
- * writes) is read into a Map.
+ * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
  */
 export class PastOutcomes {
-  private constructor(private readonly rounds: Array<RoundResults | RoundResultsById>) {}
+  private constructor(private readonly rounds: RoundResults[]) {}
 
   static async open(
     store: ObjectStore,
@@ -258,13 +239,10 @@ export class PastOutcomes {
     before: number,
     position: (customId: string) => number,
   ): Promise<PastOutcomes> {
-    const rounds: Array<RoundResults | RoundResultsById> = [];
+    const rounds: RoundResults[] = [];
     for (let round = 0; round < before; round++) {
       const key = batchRoundKeys(runId, step, round).results;
-      if (!(await store.exists(key))) continue;
-      // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
-      if (await inWalkingOrder(store, key, position)) rounds.push(new RoundResults(store, key, position));
-      else rounds.push(await RoundResultsById.read(store, key));
+      if (await store.exists(key)) rounds.push(await openRound(store, key, position));
     }
     return new PastOutcomes(rounds);
   }
@@ -331,196 +309,6 @@ export function itemState(
     unparsed = o.content;
   }
   return { done: false, asks, ...(unparsed !== undefined && { unparsed }) };
-}
-
-/**
- * The step's limits, checked before a batch is sent (a batch cannot be stopped halfway the way the online pool
- * stops before its next request): what earlier rounds reported plus this batch's estimate.
- */
-export function checkBatchCost(asked: AskedRequests, spent: TokenCount, limits: CostLimits, stepName: string): void {
-  const total = { prompt: spent.prompt + asked.tokens.prompt, output: spent.output + asked.tokens.output };
-  const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
-  checkEstimate(estimate(asked.requests, total, limits.pricePerMillionTokens, [assumed]), limits, stepName);
-}
-
-/** What a round is about to ask: counted as its requests are written. */
-export interface AskedRequests {
-  requests: number;
-  tokens: TokenCount;
-}
-
-/** How a step hands a round its requests: `ask` adds them one at a time, `check` sees them all before any is sent. */
-export interface RoundRequests {
-  ask: (add: (item: BatchItem) => Promise<void>) => Promise<void>;
-  check: (asked: AskedRequests) => void | Promise<void>;
-}
-
-/**
- * Sends round `round`'s batch, once: a round already sent returns its stored batch id, and one whose file was uploaded
- * by an attempt that died before recording the batch looks for that batch (by its metadata) before creating one. A
- * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
- * round's requests.jsonl keeps all of them, in order.
- */
-export async function submitRound(
-  ctx: RoundContext,
-  round: number,
-  workDir: string,
-  requests: RoundRequests,
-): Promise<BatchSubmitted> {
-  const keys = batchRoundKeys(ctx.runId, ctx.step, round);
-  if (await ctx.store.exists(keys.batch)) {
-    return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
-  }
-  const caps = ctx.caps ?? DEFAULT_BATCH_CAPS;
-  // The request file is written line by line to the scratch folder, then stored and uploaded from there.
-  await mkdir(workDir, { recursive: true });
-  const dir = await mkdtemp(join(workDir, 'batch-requests-'));
-  try {
-    const path = join(dir, 'requests.jsonl');
-    const writer = await LineWriter.create(path);
-    const chunks: Array<{ path: string; writer: LineWriter; hash: Hash; requests: number; bytes: number }> = [];
-    const asked: AskedRequests = { requests: 0, tokens: { prompt: 0, output: 0 } };
-    try {
-      await requests.ask(async (item) => {
-        const line = batchLine(item);
-        const bytes = Buffer.byteLength(line) + 1;
-        let chunk = chunks.at(-1);
-        if (!chunk || chunk.requests >= caps.requests || (chunk.requests > 0 && chunk.bytes + bytes > caps.bytes)) {
-          const chunkPath = join(dir, `requests-${chunks.length}.jsonl`);
-          chunk = {
-            path: chunkPath,
-            writer: await LineWriter.create(chunkPath),
-            hash: createHash('sha256'),
-            requests: 0,
-            bytes: 0,
-          };
-          chunks.push(chunk);
-        }
-        chunk.hash.update(line).update('\n');
-        chunk.requests += 1;
-        chunk.bytes += bytes;
-        await chunk.writer.text(line);
-        await writer.text(line);
-        const one = requestTokens(item.request.messages, item.request.max_tokens);
-        asked.requests += 1;
-        asked.tokens.prompt += one.prompt;
-        asked.tokens.output += one.output;
-      });
-    } finally {
-      await writer.close();
-      for (const chunk of chunks) await chunk.writer.close();
-    }
-    await requests.check(asked);
-    if (!asked.requests) return { round, requests: 0 };
-    await ctx.store.putFile(keys.requests, path);
-    const batches: NonNullable<StoredRound['batches']> = [];
-    for (const [k, chunk] of chunks.entries()) {
-      // Names the round (and its part of it) and its exact requests: a batch found by it is this one, not another
-      // run's or round's. The first part is named as a round of one batch always was, so an earlier run resumes.
-      const metadata = {
-        pift_round: `${ctx.runId}/${ctx.step}/${round}${k ? `.${k}` : ''}`,
-        pift_requests: chunk.hash.digest('hex').slice(0, 32),
-      };
-      const uploadKey = keys.uploadOfPart(k);
-      let batch = (await ctx.store.exists(uploadKey))
-        ? await findBatch(ctx.endpoint, metadata, ctx.setting)
-        : undefined;
-      if (!batch) {
-        const inputFileId = await uploadBatchFile(ctx.endpoint, chunk.path, ctx.setting);
-        await ctx.store.put(uploadKey, JSON.stringify({ inputFileId, requests: chunk.requests }));
-        batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
-      }
-      batches.push({ batchId: batch.id, inputFileId: batch.input_file_id, requests: chunk.requests });
-    }
-    const stored: StoredRound = {
-      batchId: batches[0].batchId,
-      inputFileId: batches[0].inputFileId,
-      requests: asked.requests,
-      ...(batches.length > 1 && { batches }),
-    };
-    await ctx.store.put(keys.batch, JSON.stringify(stored));
-    return submittedOf(round, stored);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/**
- * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
- * written line by line in the order of the round's requests.
- */
-export async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
-  const keys = batchRoundKeys(ctx.runId, ctx.step, round);
-  if (await ctx.store.exists(keys.results)) return;
-  const stored = (await ctx.store.exists(keys.batch))
-    ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
-    : undefined;
-  const parts = stored?.batches ?? [{ batchId, requests: Infinity }];
-  const batches = [];
-  for (const part of parts) {
-    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-    if (!batchFinished(batch.status)) {
-      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-      throw ApplicationFailure.retryable(
-        `batch ${part.batchId} is ${batch.status}, not finished yet`,
-        'BatchNotFinished',
-      );
-    }
-    batches.push({ batch, requests: part.requests });
-  }
-  // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
-  const ids = (async function* () {
-    for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
-      for (const r of rows) yield r.custom_id;
-  })();
-  async function* take(n: number) {
-    for (let i = 0; i < n; i++) {
-      const next = await ids.next();
-      if (next.done) return;
-      yield next.value;
-    }
-  }
-  await mkdir(workDir, { recursive: true });
-  const dir = await mkdtemp(join(workDir, 'batch-collect-'));
-  try {
-    const path = join(dir, 'results.jsonl');
-    const writer = await LineWriter.create(path);
-    try {
-      for (const { batch, requests } of batches) {
-        await batchOutcomes(ctx.endpoint, batch, take(requests), ctx.setting, dir, (o) =>
-          writer.text(JSON.stringify(o)),
-        );
-      }
-    } finally {
-      await writer.close();
-      await ids.return(undefined);
-    }
-    await ctx.store.putFile(keys.results, path);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** A round's outcomes counted for the workflow, read from the results the collect stored. */
-export async function countRound(
-  ctx: RoundContext,
-  round: number,
-  batchId: string,
-  parses: (content: string) => boolean,
-  pending: number,
-  cached: number,
-): Promise<BatchCollected> {
-  const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  const key = batchRoundKeys(ctx.runId, ctx.step, round).results;
-  for await (const rows of streamJsonlChunks<BatchOutcome>(ctx.store, key)) {
-    for (const o of rows) {
-      if ('retry' in o) counts.retry += 1;
-      else if ('rejected' in o) counts.rejected += 1;
-      else if (parses(o.content)) counts.answered += 1;
-      else counts.unparseable += 1;
-    }
-  }
-  return { round, batchId, ...counts, pending, cached };
 }
 
 /**
@@ -598,27 +386,166 @@ async function eachUncached<T>(
   }
 }
 
-/** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
-export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
-  return submitRound(s.ctx, round, s.workDir, {
-    ask: (add) =>
-      eachUncached(s, round, async (_item, requests, states) => {
-        for (const [k, { customId, request }] of requests.entries()) {
-          const state = states[k];
-          if (!state.done) await add({ customId, request: askAgain(request(), state.unparsed, s.correction) });
+/** One batch of a round: a consecutive byte range of its request file. */
+interface BatchPart {
+  start: number;
+  bytes: number;
+  requests: number;
+  hash: Hash;
+}
+
+/**
+ * Writes round `round`'s requests (those not done after the earlier rounds) to `path`, cut into parts within the caps
+ * on one batch, and checks the step's limits before any is sent (a batch cannot be stopped halfway the way the online
+ * pool stops before its next request): what earlier rounds reported plus this round's estimate.
+ */
+async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
+  const caps = s.ctx.caps ?? DEFAULT_BATCH_CAPS;
+  const parts: BatchPart[] = [];
+  const tokens = { prompt: 0, output: 0 };
+  let requests = 0;
+  const writer = await LineWriter.create(path);
+  try {
+    await eachUncached(s, round, async (_item, itemRequests, states) => {
+      for (const [k, { customId, request }] of itemRequests.entries()) {
+        const state = states[k];
+        if (state.done) continue;
+        const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
+        const line = batchLine(item);
+        const bytes = Buffer.byteLength(line) + 1;
+        let part = parts.at(-1);
+        if (!part || part.requests >= caps.requests || (part.requests > 0 && part.bytes + bytes > caps.bytes)) {
+          part = { start: part ? part.start + part.bytes : 0, bytes: 0, requests: 0, hash: createHash('sha256') };
+          parts.push(part);
         }
-      }),
-    check: async (asked) => {
-      if (asked.requests) {
-        const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
-        checkBatchCost(asked, spent, s.limits, s.name);
+        part.hash.update(line).update('\n');
+        part.requests += 1;
+        part.bytes += bytes;
+        await writer.text(line);
+        const one = requestTokens(item.request.messages, item.request.max_tokens);
+        requests += 1;
+        tokens.prompt += one.prompt;
+        tokens.output += one.output;
       }
-      log.info(`${s.name} batch`, { round, requests: asked.requests, ...s.logged() });
-    },
+    });
+  } finally {
+    await writer.close();
+  }
+  if (requests) {
+    const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
+    const total = { prompt: spent.prompt + tokens.prompt, output: spent.output + tokens.output };
+    const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
+    checkEstimate(estimate(requests, total, s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
+  }
+  log.info(`${s.name} batch`, { round, requests, ...s.logged() });
+  return parts;
+}
+
+/**
+ * Sends round `round`'s batch, once: a round already sent returns its stored batch id, and one whose file was uploaded
+ * by an attempt that died before recording the batch looks for that batch (by its metadata) before creating one. A
+ * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
+ * round's requests.jsonl keeps all of them, in order. No batch id when nothing is left to ask.
+ */
+export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+  const { ctx } = s;
+  const keys = batchRoundKeys(ctx.runId, ctx.step, round);
+  if (await ctx.store.exists(keys.batch)) {
+    return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
+  }
+  // The request file is written line by line to the scratch folder, then stored and uploaded from there.
+  return inScratch(s.workDir, 'batch-requests-', async (dir) => {
+    const path = join(dir, 'requests.jsonl');
+    const parts = await writeRequests(s, round, path);
+    if (!parts.length) return { round, requests: 0 };
+    await ctx.store.putFile(keys.requests, path);
+    const batches: NonNullable<StoredRound['batches']> = [];
+    for (const [k, part] of parts.entries()) {
+      // Names the round (and its part of it) and its exact requests: a batch found by it is this one, not another
+      // run's or round's. The first part is named as a round of one batch always was, so an earlier run resumes.
+      const metadata = {
+        pift_round: `${ctx.runId}/${ctx.step}/${round}${k ? `.${k}` : ''}`,
+        pift_requests: part.hash.digest('hex').slice(0, 32),
+      };
+      const uploadKey = keys.uploadOfPart(k);
+      let batch = (await ctx.store.exists(uploadKey))
+        ? await findBatch(ctx.endpoint, metadata, ctx.setting)
+        : undefined;
+      if (!batch) {
+        const range = { start: part.start, end: part.start + part.bytes };
+        const inputFileId = await uploadBatchFile(ctx.endpoint, path, range, ctx.setting);
+        await ctx.store.put(uploadKey, JSON.stringify({ inputFileId, requests: part.requests }));
+        batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+      }
+      batches.push({ batchId: batch.id, inputFileId: batch.input_file_id, requests: part.requests });
+    }
+    const stored: StoredRound = {
+      batchId: batches[0].batchId,
+      inputFileId: batches[0].inputFileId,
+      requests: parts.reduce((n, p) => n + p.requests, 0),
+      ...(batches.length > 1 && { batches }),
+    };
+    await ctx.store.put(keys.batch, JSON.stringify(stored));
+    return submittedOf(round, stored);
   });
 }
 
-/** Reads round `round`'s finished batch and puts every item it completed into the answer cache. */
+/**
+ * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
+ * written line by line in the order of the round's requests.
+ */
+async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
+  const keys = batchRoundKeys(ctx.runId, ctx.step, round);
+  if (await ctx.store.exists(keys.results)) return;
+  const stored = (await ctx.store.exists(keys.batch))
+    ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
+    : undefined;
+  const parts = stored?.batches ?? [{ batchId, requests: Infinity }];
+  const batches: Array<{ batch: Batch; requests: number }> = [];
+  for (const part of parts) {
+    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+    if (!batchFinished(batch.status)) {
+      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+      throw ApplicationFailure.retryable(
+        `batch ${part.batchId} is ${batch.status}, not finished yet`,
+        'BatchNotFinished',
+      );
+    }
+    batches.push({ batch, requests: part.requests });
+  }
+  // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
+  const ids = (async function* () {
+    for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
+      for (const r of rows) yield r.custom_id;
+  })();
+  async function* take(n: number) {
+    for (let i = 0; i < n; i++) {
+      const next = await ids.next();
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+  await inScratch(workDir, 'batch-collect-', async (dir) => {
+    const path = join(dir, 'results.jsonl');
+    const writer = await LineWriter.create(path);
+    try {
+      for (const { batch, requests } of batches) {
+        await batchOutcomes(ctx.endpoint, batch, take(requests), ctx.setting, dir, (o) =>
+          writer.text(JSON.stringify(o)),
+        );
+      }
+    } finally {
+      await writer.close();
+      await ids.return(undefined);
+    }
+    await ctx.store.putFile(keys.results, path);
+  });
+}
+
+/**
+ * Reads round `round`'s finished batch, puts every item it completed into the answer cache, and counts the round's
+ * outcomes for the workflow from the results the collect stored.
+ */
 export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
   await collectRound(s.ctx, round, batchId, s.workDir);
   let pending = 0;
@@ -629,5 +556,15 @@ export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchI
     else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
   });
   await s.cache.flush();
-  return countRound(s.ctx, round, batchId, s.parses, pending, cached);
+  const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
+  const key = batchRoundKeys(s.ctx.runId, s.ctx.step, round).results;
+  for await (const rows of streamJsonlChunks<BatchOutcome>(s.ctx.store, key)) {
+    for (const o of rows) {
+      if ('retry' in o) counts.retry += 1;
+      else if ('rejected' in o) counts.rejected += 1;
+      else if (s.parses(o.content)) counts.answered += 1;
+      else counts.unparseable += 1;
+    }
+  }
+  return { round, batchId, ...counts, pending, cached };
 }
