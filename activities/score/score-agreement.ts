@@ -21,40 +21,17 @@ export interface ScoreAgreementInput extends StepRef {
 type ScoreLine = { id: string | number; score: number | null };
 
 /**
- * Scores kept as they are read, 8 bytes a row in one growing Float64Array (NaN for a row without a score: JSON has no
- * NaN, so none is ever a real score). Iterable again and again, as scoreHistogram needs for an open scale.
+ * Scores kept as they are read, NaN for a row without a score (JSON has no NaN, so none is ever a real score): an
+ * array of doubles only, which V8 keeps as 8 bytes a row.
  */
-export class ScoreColumn implements Iterable<number | null> {
-  private values = new Float64Array(1024);
-  length = 0;
+type ScoreColumn = number[];
 
-  push(score: number | null): void {
-    if (this.length === this.values.length) {
-      const grown = new Float64Array(this.length * 2);
-      grown.set(this.values);
-      this.values = grown;
-    }
-    this.values[this.length++] = score ?? NaN;
-  }
-
-  at(i: number): number | null {
-    const v = this.values[i];
-    return Number.isNaN(v) ? null : v;
-  }
-
-  set(i: number, score: number | null): void {
-    this.values[i] = score ?? NaN;
-  }
-
-  /** The filled part, for spearman; valid until the next push. */
-  view(): Float64Array {
-    return this.values.subarray(0, this.length);
-  }
-
-  *[Symbol.iterator](): Iterator<number | null> {
-    for (let i = 0; i < this.length; i++) yield this.at(i);
-  }
-}
+/** A column's scores with null for none, iterable again and again, as scoreHistogram needs for an open scale. */
+const withNulls = (column: ScoreColumn): Iterable<number | null> => ({
+  *[Symbol.iterator]() {
+    for (const v of column) yield Number.isNaN(v) ? null : v;
+  },
+});
 
 /** Each file's scores in its own order, and the pairs of rows both scored, in the primary file's order. */
 interface Paired {
@@ -65,7 +42,7 @@ interface Paired {
 }
 
 function pairUp(paired: Paired, score: number | null, other: number | null | undefined): void {
-  if (score === null || other === null || other === undefined) return;
+  if (score === null || other === null || other === undefined || Number.isNaN(other)) return;
   paired.x.push(score);
   paired.y.push(other);
 }
@@ -81,12 +58,7 @@ function chunks(uri: string, env: NodeJS.ProcessEnv): AsyncGenerator<ScoreLine[]
   return streamJsonlChunks<ScoreLine>(store, key);
 }
 
-const newPaired = (): Paired => ({
-  primary: new ScoreColumn(),
-  secondary: new ScoreColumn(),
-  x: new ScoreColumn(),
-  y: new ScoreColumn(),
-});
+const newPaired = (): Paired => ({ primary: [], secondary: [], x: [], y: [] });
 
 /**
  * Both files read side by side, which is how two score steps over one dataset write them (in dataset order, each id
@@ -102,8 +74,8 @@ async function pairedInOrder(primaryUri: string, secondaryUri: string, env: Node
       const s = await secondary.next();
       if (p === undefined || s === undefined) return p === s ? paired : undefined;
       if (String(p.id) !== String(s.id)) return undefined;
-      paired.primary.push(p.score);
-      paired.secondary.push(s.score);
+      paired.primary.push(p.score ?? NaN);
+      paired.secondary.push(s.score ?? NaN);
       pairUp(paired, p.score, s.score);
     }
   } finally {
@@ -121,15 +93,15 @@ async function pairedById(primaryUri: string, secondaryUri: string, env: NodeJS.
   for await (const rows of chunks(secondaryUri, env)) {
     for (const s of rows) {
       const first = ids.firstLine(String(s.id), paired.secondary.length);
-      if (first === undefined) paired.secondary.push(s.score);
-      else paired.secondary.set(first, s.score);
+      if (first === undefined) paired.secondary.push(s.score ?? NaN);
+      else paired.secondary[first] = s.score ?? NaN;
     }
   }
   for await (const rows of chunks(primaryUri, env)) {
     for (const p of rows) {
-      paired.primary.push(p.score);
+      paired.primary.push(p.score ?? NaN);
       const at = ids.lineOf(String(p.id));
-      pairUp(paired, p.score, at === undefined ? undefined : paired.secondary.at(at));
+      pairUp(paired, p.score, at === undefined ? undefined : paired.secondary[at]);
     }
   }
   return paired;
@@ -152,15 +124,15 @@ export async function scoreAgreement(deps: ActivityDeps, input: ScoreAgreementIn
         (await pairedInOrder(input.primary.scoresUri, input.secondary.scoresUri, deps.env)) ??
         (await pairedById(input.primary.scoresUri, input.secondary.scoresUri, deps.env));
       const agreement: ScoreAgreement = {
-        spearman: spearman(paired.x.view(), paired.y.view()),
+        spearman: spearman(paired.x, paired.y),
         rows: paired.x.length,
         primary: {
           scorer: input.primary.scorer,
-          histogram: scoreHistogram(paired.primary, isOpenScale(input.primary.scorer)),
+          histogram: scoreHistogram(withNulls(paired.primary), isOpenScale(input.primary.scorer)),
         },
         secondary: {
           scorer: input.secondary.scorer,
-          histogram: scoreHistogram(paired.secondary, isOpenScale(input.secondary.scorer)),
+          histogram: scoreHistogram(withNulls(paired.secondary), isOpenScale(input.secondary.scorer)),
           scoresUri: input.secondary.scoresUri,
         },
       };
