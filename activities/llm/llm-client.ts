@@ -5,7 +5,7 @@ import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failure
 import { workerDefaults } from '../worker-defaults';
 import { outageToleranceMs, waitOutOutages } from '../../store/outage';
 import { requestTokens, type SpendMeter } from './cost-estimate';
-import { estimateTokens, RateGate, type RateBudget } from './rate-gate';
+import { RateGate, type RateBudget } from './rate-gate';
 
 export interface LlmEndpoint {
   client: OpenAI;
@@ -173,38 +173,37 @@ export async function complete(
   modelSetting: string,
 ): Promise<{ content: string } | { rejected: string }> {
   const operation = `POST ${endpoint.baseURL}/chat/completions`;
-  const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
-  const cost = estimateTokens(params);
-  try {
-    return await waitOutOutages(
-      async () => {
-        for (;;) {
-          // A request that could pass the step's spending limit is never sent (a non-retryable error naming it).
-          const reserved = endpoint.meter?.admit(requestTokens(params.messages, params.max_tokens));
-          let replied: Awaited<ReturnType<typeof ask>> | undefined;
-          try {
+  const tokens = requestTokens(params.messages, params.max_tokens);
+  // The gate's budget counts the reply at its cap, or at 256 tokens when the request sets none.
+  const cost = tokens.prompt + (params.max_tokens ?? 256);
+  return waitOutOutages(
+    async () => {
+      for (;;) {
+        // A request that could pass the step's spending limit is never sent (a non-retryable error naming it).
+        const reserved = endpoint.meter?.admit(tokens);
+        let replied: ChatCompletion | undefined;
+        try {
+          replied = await withActivitySignal(async (signal) => {
             await endpoint.gate.acquire(cost, signal);
-            replied = await ask(endpoint, params, signal);
-            return { content: replied.content };
-          } catch (err) {
-            const status = err instanceof OpenAI.APIError ? err.status : undefined;
-            if (status === 400 || status === 422)
-              return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
-            const typed = classify(endpoint, err, params.model, modelSetting, operation);
-            if (typed) throw typed;
-            // The gate saw this 429 (and its Retry-After) on its way through the client: the next turn waits for it.
-            if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) continue;
-            throw err;
-          } finally {
-            if (reserved) endpoint.meter!.settle(reserved, replied ?? 'failed');
-          }
+            return endpoint.client.chat.completions.create(params, { signal });
+          });
+          return { content: replied.choices?.[0]?.message?.content ?? '' };
+        } catch (err) {
+          const status = err instanceof OpenAI.APIError ? err.status : undefined;
+          if (status === 400 || status === 422)
+            return { rejected: `HTTP ${status}: ${redacted(endpoint, err as Error)}` };
+          const typed = classify(endpoint, err, params.model, modelSetting, operation);
+          if (typed) throw typed;
+          // The gate saw this 429 (and its Retry-After) on its way through the client: the next turn waits for it.
+          if (status === 429 && Date.now() - endpoint.gate.lastAnswerAt < endpoint.outageToleranceMs) continue;
+          throw err;
+        } finally {
+          if (reserved) endpoint.meter!.settle(reserved, replied ?? 'failed');
         }
-      },
-      outages(endpoint, operation),
-    );
-  } finally {
-    unlink();
-  }
+      }
+    },
+    outages(endpoint, operation),
+  );
 }
 
 /**
@@ -227,69 +226,49 @@ export function askAgain(
  * as `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is `notFound`'s
  * error (an endpoint without the Batch API is not an outage).
  */
-export async function callEndpoint<T>(
+export function callEndpoint<T>(
   endpoint: LlmEndpoint,
   operation: string,
   call: (signal: AbortSignal) => Promise<T>,
   notFound: (reason: string) => Error,
 ): Promise<T> {
-  const { signal, unlink } = linkedToActivity(Context.current().cancellationSignal);
-  try {
-    return await waitOutOutages(
-      async () => {
-        try {
-          return await call(signal);
-        } catch (err) {
-          if (err instanceof OpenAI.APIError && err.status === 404) throw notFound(redacted(endpoint, err));
-          throw classify(endpoint, err, '', endpoint.urlSetting, operation) ?? err;
-        }
-      },
-      outages(endpoint, operation),
-    );
-  } finally {
-    unlink();
-  }
+  return waitOutOutages(
+    async () => {
+      try {
+        return await withActivitySignal(call);
+      } catch (err) {
+        if (err instanceof OpenAI.APIError && err.status === 404) throw notFound(redacted(endpoint, err));
+        throw classify(endpoint, err, '', endpoint.urlSetting, operation) ?? err;
+      }
+    },
+    outages(endpoint, operation),
+  );
 }
-
-/**
- * One send of the request, with a signal of its own: the client leaves a listener on the signal it is given, and a
- * request sent again (a rate limit or an outage waited out, for as long as PIFT_OUTAGE_TOLERANCE) would pile them up
- * on the request's.
- */
-async function ask(endpoint: LlmEndpoint, params: ChatCompletionCreateParamsNonStreaming, signal: AbortSignal) {
-  const send = new AbortController();
-  const abort = () => send.abort(signal.reason);
-  if (signal.aborted) abort();
-  signal.addEventListener('abort', abort, { once: true });
-  try {
-    return answer(await endpoint.client.chat.completions.create(params, { signal: send.signal }));
-  } finally {
-    signal.removeEventListener('abort', abort);
-  }
-}
-
-const answer = (reply: ChatCompletion) => ({ content: reply.choices?.[0]?.message?.content ?? '', usage: reply.usage });
 
 /** The requests in flight of each activity, aborted together by one listener on its cancellation signal. */
 const requestsOf = new WeakMap<AbortSignal, Set<AbortController>>();
 
 /**
- * A signal of this request's own that the activity's cancellation aborts. The client adds a listener to the signal
- * it is given and never removes it; given the activity's, a step would leave one there per request sent.
+ * Runs one send with a signal of its own that the activity's cancellation aborts. The client adds a listener to the
+ * signal it is given and never removes it: given the activity's, a step would leave one there per request, and given
+ * one per request, a request sent again (a rate limit or an outage waited out) would pile them up on it.
  */
-function linkedToActivity(cancelled: AbortSignal): { signal: AbortSignal; unlink: () => void } {
+async function withActivitySignal<T>(send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const cancelled = Context.current().cancellationSignal;
   let requests = requestsOf.get(cancelled);
   if (!requests) {
-    const mine = new Set<AbortController>();
-    requests = mine;
+    const mine = (requests = new Set<AbortController>());
     requestsOf.set(cancelled, mine);
     cancelled.addEventListener('abort', () => mine.forEach((c) => c.abort(cancelled.reason)), { once: true });
   }
   const controller = new AbortController();
   if (cancelled.aborted) controller.abort(cancelled.reason);
   requests.add(controller);
-  const set = requests;
-  return { signal: controller.signal, unlink: () => set.delete(controller) };
+  try {
+    return await send(controller.signal);
+  } finally {
+    requests.delete(controller);
+  }
 }
 
 /** The typed error for a reply retrying cannot fix, or undefined. */

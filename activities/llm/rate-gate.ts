@@ -217,10 +217,3 @@ export function durationMs(raw: string | null): number | undefined {
   }
   return text.length ? total : undefined;
 }
-
-/** A request's likely token cost, for the tokens-per-minute budget: its text at ~4 characters a token, plus the reply. */
-export function estimateTokens(params: { messages: ReadonlyArray<{ content?: unknown }>; max_tokens?: number | null }) {
-  let chars = 0;
-  for (const m of params.messages) chars += typeof m.content === 'string' ? m.content.length : 0;
-  return Math.ceil(chars / 4) + (params.max_tokens ?? 256);
-}
