@@ -9,7 +9,7 @@ import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/ch
 import { InvalidDataError } from '../../common/failures';
 import { inScratch } from '../artifacts/scratch';
 import { IdTable } from '../datasets/id-table';
-import { callEndpoint, type LlmEndpoint } from './llm-client';
+import { callBatchApi, type LlmEndpoint } from './llm-client';
 
 /**
  * The OpenAI Batch API through the `openai` package: a JSONL file of chat completion requests is uploaded
@@ -36,24 +36,6 @@ export type BatchOutcome =
 const FINISHED: ReadonlySet<string> = new Set(['completed', 'failed', 'expired', 'cancelled']);
 export const batchFinished = (status: string): boolean => FINISHED.has(status);
 
-/** A call of the Batch API: outages waited out, and a 404 said as an endpoint without the Batch API. */
-function batchCall<T>(
-  endpoint: LlmEndpoint,
-  setting: string,
-  request: string,
-  call: (signal: AbortSignal) => Promise<T>,
-): Promise<T> {
-  const [method, path] = request.split(' ');
-  const op = `${method} ${endpoint.baseURL}${path}`;
-  const notSupported = (reason: string) =>
-    new InvalidDataError(
-      `${setting} is "batch" but the LLM endpoint ${endpoint.baseURL} (${endpoint.urlSetting}) answered HTTP 404 for ` +
-        `${op}: it has no Batch API (${reason}); use the online mode with this endpoint`,
-      { field: setting },
-    );
-  return callEndpoint(endpoint, op, call, notSupported);
-}
-
 /** One line of a batch's input file (without its line break). */
 export const batchLine = (i: BatchItem): string =>
   JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
@@ -68,7 +50,7 @@ export async function uploadBatchFile(
   range: { start: number; end: number },
   setting: string,
 ): Promise<string> {
-  const file = await batchCall(endpoint, setting, 'POST /files', async (signal) => {
+  const file = await callBatchApi(endpoint, setting, 'POST /files', async (signal) => {
     const blob = (await openAsBlob(path)).slice(range.start, range.end);
     return endpoint.client.files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
   });
@@ -81,7 +63,7 @@ export const createBatch = (
   metadata: Record<string, string>,
   setting: string,
 ) =>
-  batchCall(endpoint, setting, 'POST /batches', (signal) =>
+  callBatchApi(endpoint, setting, 'POST /batches', (signal) =>
     endpoint.client.batches.create(
       { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
       { signal },
@@ -99,7 +81,7 @@ export async function findBatch(
 ): Promise<Batch | undefined> {
   const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
   try {
-    return await batchCall(endpoint, setting, 'GET /batches', async (signal) => {
+    return await callBatchApi(endpoint, setting, 'GET /batches', async (signal) => {
       let seen = 0;
       for await (const b of endpoint.client.batches.list({ limit: 100 }, { signal })) {
         if (matches(b)) return b;
@@ -114,13 +96,13 @@ export async function findBatch(
 }
 
 export const retrieveBatch = (endpoint: LlmEndpoint, batchId: string, setting: string): Promise<Batch> =>
-  batchCall(endpoint, setting, `GET /batches/${batchId}`, (signal) =>
+  callBatchApi(endpoint, setting, `GET /batches/${batchId}`, (signal) =>
     endpoint.client.batches.retrieve(batchId, { signal }),
   );
 
 /** Downloads a file of the batch to `path`, as it arrives. */
 async function downloadFile(endpoint: LlmEndpoint, fileId: string, path: string, setting: string): Promise<void> {
-  await batchCall(endpoint, setting, `GET /files/${fileId}/content`, async (signal) => {
+  await callBatchApi(endpoint, setting, `GET /files/${fileId}/content`, async (signal) => {
     const response = await endpoint.client.files.content(fileId, { signal });
     if (!response.body) return writeFile(path, '');
     await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));

@@ -138,7 +138,7 @@ export interface ModelSource {
   setting: string;
 }
 
-/** How `complete` and `callEndpoint` wait out an outage of the endpoint. */
+/** How `complete` and `callBatchApi` wait out an outage of the endpoint. */
 const outages = (endpoint: LlmEndpoint, operation: string) => ({
   endpoint: `the LLM endpoint ${endpoint.baseURL}`,
   setting: endpoint.urlSetting,
@@ -222,22 +222,30 @@ export function askAgain(
 }
 
 /**
- * One call of the endpoint other than a chat completion (the Batch API's files and batches): outages are waited out
- * as `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is `notFound`'s
- * error (an endpoint without the Batch API is not an outage).
+ * One call of the Batch API (its files and batches), `request` being its method and path: outages are waited out as
+ * `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is an endpoint without
+ * the Batch API (not an outage), named with `setting`, the step's batch mode.
  */
-export function callEndpoint<T>(
+export function callBatchApi<T>(
   endpoint: LlmEndpoint,
-  operation: string,
+  setting: string,
+  request: string,
   call: (signal: AbortSignal) => Promise<T>,
-  notFound: (reason: string) => Error,
 ): Promise<T> {
+  const [method, path] = request.split(' ');
+  const operation = `${method} ${endpoint.baseURL}${path}`;
   return waitOutOutages(
     async () => {
       try {
         return await withActivitySignal(call);
       } catch (err) {
-        if (err instanceof OpenAI.APIError && err.status === 404) throw notFound(redacted(endpoint, err));
+        if (err instanceof OpenAI.APIError && err.status === 404) {
+          throw new InvalidDataError(
+            `${setting} is "batch" but the LLM endpoint ${endpoint.baseURL} (${endpoint.urlSetting}) answered HTTP 404 ` +
+              `for ${operation}: it has no Batch API (${redacted(endpoint, err)}); use the online mode with this endpoint`,
+            { field: setting },
+          );
+        }
         throw classify(endpoint, err, '', endpoint.urlSetting, operation) ?? err;
       }
     },

@@ -1,4 +1,3 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { join } from 'node:path';
 import { log } from '@temporalio/activity';
@@ -11,6 +10,7 @@ import { hashInputs } from '../artifacts/hashing';
 import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
+import { inScratch } from '../artifacts/scratch';
 import { runStep } from '../artifacts/step';
 import { askAgain, asksEndpoint, complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
 import { inParts, runPool } from '../llm/row-pool';
@@ -126,18 +126,7 @@ async function askScore(
  * stored bytes are those of a step that held every row.
  */
 export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
-  inWorkDir(deps, 'score-', (work) => scoreStreamed(deps, input, work));
-
-/** Runs `fn` in a scratch folder of its own, removed after. */
-export async function inWorkDir<T>(deps: ActivityDeps, prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
-  await mkdir(deps.workDir, { recursive: true });
-  const dir = await mkdtemp(join(deps.workDir, prefix));
-  try {
-    return await fn(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
+  inScratch(deps.workDir, 'score-', (work) => scoreStreamed(deps, input, work));
 
 /** The first read: every row checked and counted, its estimate added up, its stored form written to `path`. */
 async function firstRead(

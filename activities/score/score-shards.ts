@@ -20,6 +20,7 @@ import { streamJsonl } from '../artifacts/jsonl';
 import { finishedStep, readManifest } from '../artifacts/manifest';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreKeys, scoreShardKeys } from '../artifacts/run-keys';
+import { inScratch } from '../artifacts/scratch';
 import { runStep, StepOutputs } from '../artifacts/step';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
@@ -30,7 +31,6 @@ import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
 import {
   checkedEstimate,
-  inWorkDir,
   makeScorer,
   prepareScoring,
   refuseTooManyFailures,
@@ -89,7 +89,7 @@ const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
 export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInput): Promise<ScorePlan> {
   if (!SHARDABLE_SCORERS.includes(input.scorer.kind))
     throw new Error(`scorer.kind ${input.scorer.kind} is not scored in shards`);
-  return inWorkDir(deps, 'score-shards-', async (work) => {
+  return inScratch(deps.workDir, 'score-shards-', async (work) => {
     const p = await prepareScoring(deps, input, work);
     const { store, keys, read, inputsHash } = p;
     const shardKeys = scoreShardKeys(input.runId, inputsHash);
@@ -113,7 +113,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
         await out.putFile(keys.dataset, p.datasetPath);
         await out.put(keys.prompt, p.prompt.template);
         // Each shard's rows as dataset.jsonl stores them: what the scorers read of a row (never its other fields).
-        const rows = streamLines(p.datasetPath);
+        const rows = createInterface({ input: createReadStream(p.datasetPath) })[Symbol.asyncIterator]();
         const shardPromptTokens: number[] = [];
         for (let shard = 0; shard < shards; shard++) {
           const path = join(work, `rows-${shard}.jsonl`);
@@ -151,18 +151,6 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
       { heartbeat: () => ({ shardsWritten, shards }) },
     );
   });
-}
-
-/** The lines of a local file, one at a time, pulled as the caller asks. */
-function streamLines(path: string): AsyncIterator<string> {
-  return (async function* () {
-    const lines = createInterface({ input: createReadStream(path), crlfDelay: Infinity });
-    try {
-      for await (const line of lines) if (line !== '') yield line;
-    } finally {
-      lines.close();
-    }
-  })();
 }
 
 const shardSize = (plan: ShardedPlan, shard: number) => Math.min(plan.shardRows, plan.rows - shard * plan.shardRows);
@@ -229,7 +217,7 @@ export async function scoreShard(
       inputsHash: plan.inputsHash,
     },
     (out) =>
-      inWorkDir(deps, 'score-shards-', async (work) => {
+      inScratch(deps.workDir, 'score-shards-', async (work) => {
         const scoresPath = join(work, 'scores.jsonl');
         const tally = await scoreIntoFile({
           rows: streamJsonl<DatasetRow>(store, shardKeys.rows(shard)),
@@ -263,7 +251,7 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
     store,
     { runId: input.runId, step: 'score', key: keys.manifest, inputsHash: plan.inputsHash },
     (out) =>
-      inWorkDir(deps, 'score-shards-', async (work) => {
+      inScratch(deps.workDir, 'score-shards-', async (work) => {
         const planned = await readManifest<ShardedPlan>(store, shardKeys.plan);
         if (!planned || planned.inputsHash !== plan.inputsHash) throw new Error(`${shardKeys.plan} is missing`);
         for (const key of [keys.dataset, keys.prompt]) out.record(planned.outputs.find((o) => o.key === key)!);
