@@ -14,7 +14,8 @@ import {
   JUDGE_SYSTEM_PROMPT,
   JUDGE_USER_TEMPLATE,
 } from '../activities/evaluate/judge-prompt';
-import { estimateJudging, estimateScoring, SpendMeter } from '../activities/llm/cost-estimate';
+import { estimateJudging, SpendMeter } from '../activities/llm/cost-estimate';
+import { estimateScoring } from './helpers/scoring-estimate';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
 import { SCORE_DECODING, SCORE_PROMPT_TEMPLATE, scoreMessagesFor } from '../activities/score/score-prompt';
 import type { EvaluateInput, EvaluateResult, ScoreResult } from '../activities/types';

@@ -20,7 +20,7 @@ import {
   type BatchItem,
   type BatchOutcome,
 } from './batch-api';
-import { checkEstimate, estimate, requestTokens, type CostLimits, type TokenCount } from './cost-estimate';
+import { checkEstimate, estimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
@@ -402,8 +402,7 @@ interface BatchPart {
 async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
   const caps = s.ctx.caps ?? DEFAULT_BATCH_CAPS;
   const parts: BatchPart[] = [];
-  const tokens = { prompt: 0, output: 0 };
-  let requests = 0;
+  const asked = new RequestCount(1, null);
   const writer = await LineWriter.create(path);
   try {
     await eachUncached(s, round, async (_item, itemRequests, states) => {
@@ -422,15 +421,13 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
         part.requests += 1;
         part.bytes += bytes;
         await writer.text(line);
-        const one = requestTokens(item.request.messages, item.request.max_tokens);
-        requests += 1;
-        tokens.prompt += one.prompt;
-        tokens.output += one.output;
+        asked.add(item.request.messages, item.request.max_tokens);
       }
     });
   } finally {
     await writer.close();
   }
+  const { requests, tokens } = asked;
   if (requests) {
     const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
     const total = { prompt: spent.prompt + tokens.prompt, output: spent.output + tokens.output };

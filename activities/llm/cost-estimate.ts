@@ -79,42 +79,41 @@ export function estimate(
   };
 }
 
-/**
- * Scoring's estimate counted row by row, for a step that reads its rows once, as a stream, instead of holding them:
- * `result()` after the last row's messages is what estimateScoring gives for the same messages. `maxTokens` is the
- * scorer's answer cap.
- */
-export class ScoringEstimate {
-  private readonly total: TokenCount = { prompt: 0, output: 0 };
-  private requests = 0;
+/** Requests counted as they are built: each one's messages asked `times` times, each with a `maxTokens` answer. */
+export class RequestCount {
+  readonly tokens: TokenCount = { prompt: 0, output: 0 };
+  requests = 0;
 
   constructor(
-    private readonly opts: { samples: number; price?: Price; parseRetries: number; maxTokens: number | null },
+    private readonly times: number,
+    private readonly maxTokens: number | null,
   ) {}
 
-  add(messages: Messages): void {
-    const one = requestTokens(messages, this.opts.maxTokens);
-    this.total.prompt += one.prompt * this.opts.samples;
-    this.total.output += one.output * this.opts.samples;
-    this.requests += this.opts.samples;
+  add(messages: Messages, maxTokens = this.maxTokens): void {
+    const one = requestTokens(messages, maxTokens);
+    this.tokens.prompt += one.prompt * this.times;
+    this.tokens.output += one.output * this.times;
+    this.requests += this.times;
+  }
+}
+
+/**
+ * Scoring's estimate counted row by row, for a step that reads its rows once, as a stream, instead of holding them:
+ * every row's score prompt, `samples` times, each with the scorer's `max_tokens` answer (`maxTokens`).
+ */
+export class ScoringEstimate extends RequestCount {
+  constructor(
+    private readonly opts: { samples: number; price?: Price; parseRetries: number; maxTokens: number | null },
+  ) {
+    super(opts.samples, opts.maxTokens);
   }
 
   result(): CostEstimate {
-    return estimate(this.requests, { ...this.total }, this.opts.price, [
+    return estimate(this.requests, { ...this.tokens }, this.opts.price, [
       'one ask per row and sample; re-asks of unparseable answers (up to ' +
         `${this.opts.parseRetries} each) add to it, answers already in the cache take from it`,
     ]);
   }
-}
-
-/** Scoring: every row's score prompt, `samples` times, each with the scorer's `max_tokens` answer. */
-export function estimateScoring(
-  requests: Iterable<Messages>,
-  opts: { samples: number; price?: Price; parseRetries: number; maxTokens: number | null },
-): CostEstimate {
-  const counted = new ScoringEstimate(opts);
-  for (const messages of requests) counted.add(messages);
-  return counted.result();
 }
 
 /**
@@ -125,15 +124,9 @@ export function estimateJudging(
   prompts: Iterable<Messages>,
   opts: { price?: Price; parseRetries: number; maxTokens: number | null; assumptions?: string[] },
 ): CostEstimate {
-  const total: TokenCount = { prompt: 0, output: 0 };
-  let requests = 0;
-  for (const messages of prompts) {
-    const one = requestTokens(messages, opts.maxTokens);
-    total.prompt += 2 * one.prompt;
-    total.output += 2 * one.output;
-    requests += 2;
-  }
-  return estimate(requests, total, opts.price, [
+  const counted = new RequestCount(2, opts.maxTokens);
+  for (const messages of prompts) counted.add(messages);
+  return estimate(counted.requests, counted.tokens, opts.price, [
     ...(opts.assumptions ?? []),
     `one ask per order; re-asks of unparseable replies (up to ${opts.parseRetries} each) add to it, ` +
       'replies already in the cache take from it',
