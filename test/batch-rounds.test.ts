@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
 import type { BatchOutcome } from '../activities/llm/batch-api';
-import { PastOutcomes, spentTokens } from '../activities/llm/batch-rounds';
+import { openPastOutcomes, spentTokens } from '../activities/llm/batch-rounds';
 import { LocalStore } from '../store/local-store';
 
 /** The scoring rounds' custom ids, `<row>.<sample>`, in the order the rounds walk them. */
@@ -14,7 +14,7 @@ const position = (id: string) => {
   return row * 65_536 + sample;
 };
 
-describe('earlier batch rounds read alongside the walk (PastOutcomes)', () => {
+describe('earlier batch rounds read alongside the walk (openPastOutcomes)', () => {
   let dir: string;
   let store: LocalStore;
   before(() => {
@@ -47,7 +47,7 @@ describe('earlier batch rounds read alongside the walk (PastOutcomes)', () => {
     for (const o of [...round0, ...round1, ...round2])
       expected.set(o.customId, [...(expected.get(o.customId) ?? []), o]);
 
-    const past = await PastOutcomes.open(store, 'big', 'score', 3, position);
+    const past = await openPastOutcomes(store, 'big', 'score', 3, position);
     let walked = 0;
     for (const [i, id] of ids.entries()) {
       if (i % 10 === 4) continue; // cached since: skipped by the walk
@@ -76,7 +76,7 @@ describe('earlier batch rounds read alongside the walk (PastOutcomes)', () => {
       1,
       ids.slice(10, 20).map((customId): BatchOutcome => ({ customId, retry: 'later' })),
     );
-    const past = await PastOutcomes.open(store, 'shuffled', 'score', 2, position);
+    const past = await openPastOutcomes(store, 'shuffled', 'score', 2, position);
     for (const id of ids) {
       const expected: BatchOutcome[] = [{ customId: id, content: id }];
       const n = Number(id.split('.')[0]);

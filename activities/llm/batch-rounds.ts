@@ -90,21 +90,13 @@ export const batchCaps = (env: NodeJS.ProcessEnv): BatchCaps => ({
   bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', DEFAULT_BATCH_CAPS.bytes),
 });
 
-export function batchEndpoint(env: NodeJS.ProcessEnv, setting: string): LlmEndpoint {
-  const endpoint = llmEndpoint(env, { maxRetries: 6, timeoutSeconds: 120 });
-  if (!endpoint) {
-    throw new WorkerMisconfiguredError(
-      `${setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`,
-      'PIFT_OPENAI_BASE_URL',
-      setting,
-    );
-  }
-  return endpoint;
-}
-
 /** One look at each of the round's batches (a batch that did not run says why in the log). */
 export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
-  const endpoint = batchEndpoint(env, ref.setting);
+  const endpoint = llmEndpoint(env, { maxRetries: 6, timeoutSeconds: 120 });
+  if (!endpoint) {
+    const message = `${ref.setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`;
+    throw new WorkerMisconfiguredError(message, 'PIFT_OPENAI_BASE_URL', ref.setting);
+  }
   const polled: BatchPolled[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) {
     const batch = await retrieveBatch(endpoint, batchId, ref.setting);
@@ -229,37 +221,30 @@ async function openRound(
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
  * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
  */
-export class PastOutcomes {
-  private constructor(private readonly rounds: RoundResults[]) {}
-
-  static async open(
-    store: ObjectStore,
-    runId: string,
-    step: RoundContext['step'],
-    before: number,
-    position: (customId: string) => number,
-  ): Promise<PastOutcomes> {
-    const rounds: RoundResults[] = [];
-    for (let round = 0; round < before; round++) {
-      const key = batchRoundKeys(runId, step, round).results;
-      if (await store.exists(key)) rounds.push(await openRound(store, key, position));
-    }
-    return new PastOutcomes(rounds);
+export async function openPastOutcomes(
+  store: ObjectStore,
+  runId: string,
+  step: RoundContext['step'],
+  before: number,
+  position: (customId: string) => number,
+) {
+  const rounds: RoundResults[] = [];
+  for (let round = 0; round < before; round++) {
+    const key = batchRoundKeys(runId, step, round).results;
+    if (await store.exists(key)) rounds.push(await openRound(store, key, position));
   }
-
-  /** Call in walking order, each request once. */
-  async get(customId: string, position: number): Promise<BatchOutcome[]> {
-    const found: BatchOutcome[] = [];
-    for (const round of this.rounds) {
-      const o = await round.outcomeOf(customId, position);
-      if (o) found.push(o);
-    }
-    return found;
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.rounds.map((r) => r.close()));
-  }
+  return {
+    /** Call in walking order, each request once. */
+    async get(customId: string, at: number): Promise<BatchOutcome[]> {
+      const found: BatchOutcome[] = [];
+      for (const round of rounds) {
+        const o = await round.outcomeOf(customId, at);
+        if (o) found.push(o);
+      }
+      return found;
+    },
+    close: () => Promise.all(rounds.map((r) => r.close())),
+  };
 }
 
 /** The tokens the endpoint reported for every answer of the rounds before `before`. */
@@ -371,7 +356,7 @@ async function eachUncached<T>(
   round: number,
   visit: (item: T, requests: ReturnType<BatchStep<T>['requests']>, states: ItemState[]) => Promise<void> | void,
 ): Promise<void> {
-  const past = await PastOutcomes.open(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
+  const past = await openPastOutcomes(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
   try {
     for await (const item of notCached(s.items(), s.isCached)) {
       const requests = s.requests(item);
