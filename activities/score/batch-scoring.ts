@@ -1,6 +1,6 @@
 import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
-import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
+import { readDatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
@@ -51,12 +51,6 @@ const positionOf = (id: string) => {
   return Number(id.slice(0, dot)) * 65_536 + Number(id.slice(dot + 1));
 };
 
-/** The dataset's rows with their index, read as a stream. */
-async function* indexedRows(dataset: DatasetRows): AsyncGenerator<[number, DatasetRow]> {
-  let index = 0;
-  for await (const row of dataset) yield [index++, row];
-}
-
 /** The step's rounds, or undefined when this scorer asks no endpoint (offline, file scores). */
 function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, DatasetRow]> | undefined {
   const kind = input.scorer.kind;
@@ -93,7 +87,10 @@ function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, Data
     parses: (content) => parseScore(content).ok,
     correction: SCORE_CORRECTION,
     position: positionOf,
-    items: () => indexedRows(dataset),
+    async *items() {
+      let index = 0;
+      for await (const row of dataset) yield [index++, row] as [number, DatasetRow];
+    },
     isCached: async ([, row]) => (await cache.get(material(row))) !== undefined,
     requests: ([index, row]) =>
       Array.from({ length: samples }, (_, k) => ({
