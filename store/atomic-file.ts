@@ -89,27 +89,20 @@ const close = promisify(fsc.close);
  * the file empty.
  */
 export async function writeBytesAtomically(target: string, body: string | Uint8Array, flush = true): Promise<void> {
-  const dir = path.dirname(target);
-  if (!flush) {
-    await inDir(dir, () => {
-      const tmpPath = tempPathFor(target);
-      // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
-      return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
-    });
-    return;
-  }
-  await inDir(dir, async () => {
+  await inDir(path.dirname(target), () => {
     const tmpPath = tempPathFor(target);
     // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
-    const fd = await open(tmpPath, 'wx');
-    await commit(tmpPath, target, async () => {
-      try {
-        await writeFile(fd, body);
-        await fdatasync(fd);
-      } finally {
-        await close(fd);
-      }
-    });
+    if (!flush) return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
+    return open(tmpPath, 'wx').then((fd) =>
+      commit(tmpPath, target, async () => {
+        try {
+          await writeFile(fd, body);
+          await fdatasync(fd);
+        } finally {
+          await close(fd);
+        }
+      }),
+    );
   });
 }
 

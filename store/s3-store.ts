@@ -18,19 +18,14 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
 import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
 import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { keyProblem, validateKey, validatePrefix } from './keys';
 import { HashingStream } from './hashing-stream';
-import {
-  checkIntegrity,
-  NotFoundError,
-  type ExpectedObject,
-  type ObjectStore,
-  type WrittenObject,
-} from './object-store';
+import { checkIntegrity, NotFoundError, type ExpectedObject, ObjectStore, type WrittenObject } from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -52,7 +47,7 @@ export interface S3StoreOptions {
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
-export class S3Store implements ObjectStore {
+export class S3Store extends ObjectStore {
   readonly root: string;
   readonly bucket: string;
   private readonly client: S3Client;
@@ -65,6 +60,7 @@ export class S3Store implements ObjectStore {
   private readonly copyLimits: { singleMaxBytes: number; partSize: number };
 
   constructor(options: S3StoreOptions) {
+    super();
     this.client = options.client;
     this.bucket = options.bucket;
     this.prefix = validatePrefix(options.prefix ?? '');
@@ -85,36 +81,17 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: string | Uint8Array): Promise<void> {
-    // An explicit length: the SDK cannot infer one for an empty body and would warn about streams.
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-    const objectKey = this.objectKey(key);
-    await this.resilient('PUT', key, () =>
-      this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: length }),
-      ),
-    );
+    await this.resilient('PUT', key, () => this.putObject(key, body));
   }
 
   async putIfAbsent(key: string, body: string): Promise<boolean> {
-    const objectKey = this.objectKey(key);
-    return this.resilient('PUT', key, async () => {
-      try {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: objectKey,
-            Body: body,
-            ContentLength: Buffer.byteLength(body),
-            IfNoneMatch: '*',
-          }),
-        );
-        return true;
-      } catch (err) {
+    return this.resilient('PUT', key, () =>
+      this.putObject(key, body, '*').then(
+        () => true,
         // 412: the key exists. (409, a concurrent conditional write still in flight, is retried as transient.)
-        if (httpStatusOf(err) === 412) return false;
-        throw err;
-      }
-    });
+        (err: unknown) => (httpStatusOf(err) === 412 ? false : Promise.reject(err)),
+      ),
+    );
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
@@ -155,37 +132,24 @@ export class S3Store implements ObjectStore {
         return;
       }
       const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const { partSize } = this.copyLimits;
+      const limit = pLimit(storeDefaults.multipartQueueSize);
+      const copyPart = async (i: number) => {
+        const PartNumber = i + 1;
+        const range = `bytes=${i * partSize}-${Math.min(head.size, (i + 1) * partSize) - 1}`;
+        const out = await this.client.send(
+          new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber, CopySource: source, CopySourceRange: range }),
+        );
+        return { ETag: out.CopyPartResult?.ETag, PartNumber };
+      };
       try {
-        const { partSize } = this.copyLimits;
-        const ranges = Array.from({ length: Math.ceil(head.size / partSize) }, (_, i) => [
-          i * partSize,
-          Math.min(head.size, (i + 1) * partSize) - 1,
-        ]);
-        const parts: { ETag?: string; PartNumber: number }[] = [];
-        for (let i = 0; i < ranges.length; i += storeDefaults.multipartQueueSize) {
-          const batch = ranges.slice(i, i + storeDefaults.multipartQueueSize);
-          const done = await Promise.all(
-            batch.map(async ([from, to], j) => {
-              const PartNumber = i + j + 1;
-              const out = await this.client.send(
-                new UploadPartCopyCommand({
-                  Bucket,
-                  Key,
-                  UploadId,
-                  PartNumber,
-                  CopySource: source,
-                  CopySourceRange: `bytes=${from}-${to}`,
-                }),
-              );
-              return { ETag: out.CopyPartResult?.ETag, PartNumber };
-            }),
-          );
-          parts.push(...done);
-        }
+        const count = Math.ceil(head.size / partSize);
+        const parts = await Promise.all(Array.from({ length: count }, (_, i) => limit(() => copyPart(i))));
         await this.client.send(
           new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
         );
       } catch (err) {
+        limit.clearQueue(); // no part starts after the abort
         await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
         throw err;
       }
@@ -197,19 +161,6 @@ export class S3Store implements ObjectStore {
       const { body } = await this.openBody(key, 0);
       return buffer(body);
     });
-  }
-
-  async getText(key: string): Promise<string> {
-    return (await this.get(key)).toString('utf8');
-  }
-
-  async findText(key: string): Promise<string | undefined> {
-    try {
-      return await this.getText(key);
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
   }
 
   /**
@@ -271,17 +222,12 @@ export class S3Store implements ObjectStore {
 
   async head(key: string): Promise<{ size: number } | null> {
     const objectKey = this.objectKey(key);
-    return this.resilient('HEAD', key, async () => {
-      try {
-        const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
-        return { size: out.ContentLength ?? 0 };
-      } catch (err) {
-        if (isNotFound(err)) {
-          return null;
-        }
-        throw err;
-      }
-    });
+    return this.resilient('HEAD', key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey })).then(
+        (out) => ({ size: out.ContentLength ?? 0 }),
+        (err: unknown) => (isNotFound(err) ? null : Promise.reject(err)),
+      ),
+    );
   }
 
   async delete(key: string): Promise<void> {
@@ -289,10 +235,6 @@ export class S3Store implements ObjectStore {
     await this.resilient('DELETE', key, () =>
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: objectKey })),
     );
-  }
-
-  async exists(key: string): Promise<boolean> {
-    return (await this.head(key)) !== null;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -311,11 +253,7 @@ export class S3Store implements ObjectStore {
     });
   }
 
-  async deletePrefix(prefix: string): Promise<void> {
-    const folder = validatePrefix(prefix);
-    if (folder === '') {
-      throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
-    }
+  protected async deleteFolder(folder: string): Promise<void> {
     // Deleting is idempotent, so a retry after an outage simply lists what is left.
     await this.resilient('DELETE', `${folder}/`, async () => {
       let batch: string[] = [];
@@ -387,6 +325,13 @@ export class S3Store implements ObjectStore {
       const sample = errors.slice(0, 3).map((e) => `${e.Key}: ${e.Code} ${e.Message}`);
       throw new Error(`failed to delete ${errors.length} objects from s3://${this.bucket}: ${sample.join('; ')}`);
     }
+  }
+
+  /** A PutObject with an explicit length: the SDK cannot infer one for an empty body and would warn about streams. */
+  private putObject(key: string, body: string | Uint8Array, IfNoneMatch?: string) {
+    const ContentLength = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    const Key = this.objectKey(key);
+    return this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength, IfNoneMatch }));
   }
 
   /** A GET from byte `from` on, of the version tagged `etag` when given (a changed object fails, never mixes). */
