@@ -77,21 +77,13 @@ const num = (n: number) => (n !== 0 && Math.abs(n) < 1e-3 ? n.toExponential() : 
 const byModel = (k: keyof typeof paper) =>
   (paper[k] as number) === tiny[k] ? num(paper[k]) : `${num(paper[k])} (builtin tiny model: ${num(tiny[k])})`;
 
-/** `auto`, or `<layout>-<file kind>`; the layouts and file kinds activities/datasets/read-dataset.ts reads. */
+/** The layouts and file kinds activities/datasets/read-dataset.ts reads. */
+const LAYOUTS = ['alpaca', 'sharegpt', 'messages'] as const;
+const FILE_KINDS = ['jsonl', 'json', 'parquet', 'csv'] as const;
+/** `auto`, or `<layout>-<file kind>`. */
 export const DATASET_FORMATS = [
   'auto',
-  'alpaca-jsonl',
-  'alpaca-json',
-  'alpaca-parquet',
-  'alpaca-csv',
-  'sharegpt-jsonl',
-  'sharegpt-json',
-  'sharegpt-parquet',
-  'sharegpt-csv',
-  'messages-jsonl',
-  'messages-json',
-  'messages-parquet',
-  'messages-csv',
+  ...LAYOUTS.flatMap((l) => FILE_KINDS.map((k) => `${l}-${k}` as const)),
 ] as const;
 
 const column = (what: string) => optional(name(), { ours: what });
