@@ -52,28 +52,13 @@ export class S3Store extends ObjectStore {
   readonly bucket: string;
   private readonly client: S3Client;
   private readonly prefix: string;
-  private readonly listPageSize: number;
-  private readonly setting: string;
-  private readonly endpoint?: string;
-  private readonly outageToleranceMs: number;
-  private readonly probe: ProbeMode;
-  private readonly copyLimits: { singleMaxBytes: number; partSize: number };
 
-  constructor(options: S3StoreOptions) {
+  constructor(private readonly options: S3StoreOptions) {
     super();
     this.client = options.client;
     this.bucket = options.bucket;
     this.prefix = validatePrefix(options.prefix ?? '');
-    this.listPageSize = options.listPageSize ?? storeDefaults.listPageSize;
     this.root = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
-    this.setting = options.setting ?? RUN_STORE_SETTING;
-    this.endpoint = options.endpoint;
-    this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
-    this.probe = options.probe ?? 'wait';
-    this.copyLimits = options.copyLimits ?? {
-      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
-      partSize: storeDefaults.copyPartSize,
-    };
   }
 
   uriFor(key: string): string {
@@ -126,13 +111,16 @@ export class S3Store extends ObjectStore {
       .join('/')}`;
     const Key = this.objectKey(toKey);
     const Bucket = this.bucket;
+    const { singleMaxBytes, partSize } = this.options.copyLimits ?? {
+      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
+      partSize: storeDefaults.copyPartSize,
+    };
     await this.resilient('COPY', toKey, async () => {
-      if (head.size <= this.copyLimits.singleMaxBytes) {
+      if (head.size <= singleMaxBytes) {
         await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
         return;
       }
       const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-      const { partSize } = this.copyLimits;
       const limit = pLimit(storeDefaults.multipartQueueSize);
       const copyPart = async (i: number) => {
         const PartNumber = i + 1;
@@ -276,23 +264,21 @@ export class S3Store extends ObjectStore {
    */
   private async resilient<T>(verb: string, key: string, op: () => Promise<T>): Promise<T> {
     const operation = `${verb} ${this.root}/${key}`;
+    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs = outageDefaults.toleranceMs } = this.options;
     return waitOutOutages(
       async () => {
         try {
           return await op();
         } catch (err) {
-          throw (
-            classifyS3Error(err, { setting: this.setting, bucket: this.bucket, endpoint: this.endpoint, operation }) ??
-            err
-          );
+          throw classifyS3Error(err, { setting, bucket: this.bucket, endpoint, operation }) ?? err;
         }
       },
       {
-        endpoint: `the S3 endpoint ${this.endpoint ?? '(AWS default)'}`,
+        endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
         setting: 'PIFT_S3_ENDPOINT',
         operation,
-        toleranceMs: this.outageToleranceMs,
-        probe: this.probe,
+        toleranceMs: outageToleranceMs,
+        probe: this.options.probe,
       },
     );
   }
@@ -301,7 +287,7 @@ export class S3Store extends ObjectStore {
   private async *listObjectKeys(folder: string): AsyncGenerator<string> {
     const fullFolder = [this.prefix, folder].filter((s) => s !== '').join('/');
     const pages = paginateListObjectsV2(
-      { client: this.client, pageSize: this.listPageSize },
+      { client: this.client, pageSize: this.options.listPageSize ?? storeDefaults.listPageSize },
       { Bucket: this.bucket, Prefix: fullFolder === '' ? undefined : `${fullFolder}/` },
     );
     for await (const page of pages) {
