@@ -50,13 +50,7 @@ export class LocalStore extends ObjectStore {
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
     const target = this.pathFor(key);
-    let written: WrittenObject | undefined;
-    await mapDiskFull(this.dir, this.setting, () =>
-      writeFileAtomically(target, async (tmp) => {
-        written = await hashedCopy(localPath, tmp);
-      }),
-    );
-    return written!;
+    return mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => hashedCopy(localPath, tmp)));
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {
@@ -89,15 +83,14 @@ export class LocalStore extends ObjectStore {
     }
     const source = this.pathFor(key);
     const target = path.resolve(localPath);
-    let written: WrittenObject | undefined;
     // Downloads land in the worker's scratch space.
-    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
       writeFileAtomically(target, async (tmp) => {
-        written = await hashedCopy(source, tmp);
+        const written = await hashedCopy(source, tmp);
         checkIntegrity(this.uriFor(key), expect, written);
+        return written;
       }),
     );
-    return written!;
   }
 
   async head(key: string): Promise<{ size: number } | null> {
