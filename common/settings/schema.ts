@@ -17,6 +17,7 @@ import {
 /** A location (URI or path), a model or queue name: bounded, so no field can carry a file's worth of text. */
 const uri = () => Type.String({ minLength: 1, maxLength: 4096 });
 const name = () => Type.String({ minLength: 1, maxLength: 256 });
+const int = (minimum: number, maximum: number) => Type.Integer({ minimum, maximum });
 /** Score files and benchmarks: a run names a few. */
 const MAX_FILES = 1000;
 const duration = () =>
@@ -42,7 +43,7 @@ const endpointSettings = (requests: string, what: string) => ({
   batchPollInterval: withDefault(duration(), '5 minutes', {
     ours: 'with `mode` `batch`: the time between two looks at a running batch (the retry interval of the one activity that waits for it, so the history does not grow with the looks)',
   }),
-  batchResubmits: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 3, {
+  batchResubmits: withDefault(int(0, 10), 3, {
     ours: 'with `mode` `batch`: new batches for the requests that failed, expired or did not parse (each unparseable answer re-asked at most `parseRetries` times); what is left after them is asked online',
   }),
 });
@@ -122,7 +123,7 @@ export const ScorerSchema = Type.Object(
         defaultText: 'unset',
       },
     ),
-    ifdBatchSize: optional(Type.Integer({ minimum: 1, maximum: 1024 }), {
+    ifdBatchSize: optional(int(1, 1024), {
       ours: 'rows per forward pass of the `ifd` scorer on the GPU worker',
       defaultText: '8',
     }),
@@ -133,26 +134,20 @@ export const ScorerSchema = Type.Object(
       repo: "judge model for scoring (the paper's judge)",
       defaultText: `worker's \`PIFT_SCORER_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
     }),
-    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 8, {
-      ours: 'scoring requests in flight, in one pool across all rows',
-    }),
+    concurrency: withDefault(int(1, 1024), 8, { ours: 'scoring requests in flight, in one pool across all rows' }),
     shardRows: optional(c.positiveInt(), {
       ours: "a dataset of more rows is scored in shards of this many rows (rounded up to whole parts of 100, or of rows/1000 above 100,000 rows), each its own activity on the CPU workers' shard queue (`PIFT_SCORE_SHARD_SLOTS` at a time per worker), so that more CPU workers score it sooner; scores.jsonl and the step's result are the same bytes as one activity's. Scorers `auto`, `openai` and `offline` (`file` and `ifd` are never sharded)",
       defaultText: 'unset: one scoring activity',
     }),
-    samples: withDefault(Type.Integer({ minimum: 1, maximum: 20 }), 1, {
+    samples: withDefault(int(1, 20), 1, {
       ours: 'asks per instruction; the score is their mean and each raw answer is stored with it (the released scores look like means of several ratings)',
     }),
     ...endpointSettings('scoring', 'the difficulty questions'),
     cache: withDefault(Type.Boolean(), true, {
       ours: 'reuse scores already bought with the same model, prompt, decoding and samples for the same text, from any run in the store (`.pift-cache/`)',
     }),
-    parseRetries: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 2, {
-      ours: 'extra asks when an answer cannot be parsed',
-    }),
-    requestRetries: withDefault(Type.Integer({ minimum: 0, maximum: 20 }), 6, {
-      ours: "transport retries of one request (the client's own)",
-    }),
+    parseRetries: withDefault(int(0, 10), 2, { ours: 'extra asks when an answer cannot be parsed' }),
+    requestRetries: withDefault(int(0, 20), 6, { ours: "transport retries of one request (the client's own)" }),
     timeoutSeconds: withDefault(Type.Number({ exclusiveMinimum: 0, maximum: 86400 }), 120, {
       ours: 'timeout of one request',
     }),
@@ -166,9 +161,7 @@ export const ScorerSchema = Type.Object(
 
 export const StagesSchema = Type.Object(
   {
-    count: withDefault(Type.Integer({ minimum: 1, maximum: 20 }), 3, {
-      paper: 'number of stages of increasing difficulty',
-    }),
+    count: withDefault(int(1, 20), 3, { paper: 'number of stages of increasing difficulty' }),
     rule: withDefault(stringEnum(['thresholds', 'quantiles', 'random'] as const), 'thresholds', {
       paper:
         "`thresholds` (score cut points), `quantiles` (equal-size stages), or `random` (the paper's control: stages of mixed difficulty); with `scorer.kind` `ifd` the default is `quantiles`",
@@ -312,7 +305,7 @@ export const BenchmarkRefSchema = Type.Object(
 
 export const ServingSchema = Type.Object(
   {
-    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 16, {
+    concurrency: withDefault(int(1, 1024), 16, {
       ours: 'prompts in flight to the server at once (greedy answers do not depend on it)',
     }),
     startTimeout: withDefault(duration(), '10 minutes', {
@@ -339,13 +332,13 @@ export const EvaluationSchema = Type.Object(
       repo: 'pairwise judge; temperature 0, top_p 1, max_tokens 256',
       defaultText: `worker's \`PIFT_JUDGE_MODEL\`, else \`${PAPER_JUDGE_MODEL}\``,
     }),
-    concurrency: withDefault(Type.Integer({ minimum: 1, maximum: 1024 }), 8, {
+    concurrency: withDefault(int(1, 1024), 8, {
       ours: 'judge requests in flight, in one pool across every (model, benchmark, prompt, order)',
     }),
     reaskUnparseable: withDefault(Type.Boolean(), true, {
       ours: "re-ask a judge reply that does not parse (up to `parseRetries` times); `false` is the paper's strict counting, where it fails the prompt at once",
     }),
-    parseRetries: withDefault(Type.Integer({ minimum: 0, maximum: 10 }), 2, {
+    parseRetries: withDefault(int(0, 10), 2, {
       ours: 'extra asks of an unparseable judge reply when `reaskUnparseable` is on',
     }),
     ...endpointSettings('judge', 'the judge prompts'),
