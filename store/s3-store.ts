@@ -230,12 +230,9 @@ export class S3Store extends ObjectStore {
     const rootPrefix = this.prefix ? `${this.prefix}/` : '';
     return this.resilient('LIST', folder, async () => {
       const keys: string[] = [];
-      for await (const objectKey of this.listObjectKeys(folder)) {
-        const key = objectKey.slice(rootPrefix.length);
+      for await (const page of this.listPages(folder)) {
         // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
-        if (keyProblem(key) === undefined) {
-          keys.push(key);
-        }
+        keys.push(...page.map((k) => k.slice(rootPrefix.length)).filter((key) => keyProblem(key) === undefined));
       }
       return keys.sort();
     });
@@ -244,16 +241,8 @@ export class S3Store extends ObjectStore {
   protected async deleteFolder(folder: string): Promise<void> {
     // Deleting is idempotent, so a retry after an outage simply lists what is left.
     await this.resilient('DELETE', `${folder}/`, async () => {
-      let batch: string[] = [];
-      for await (const objectKey of this.listObjectKeys(folder)) {
-        batch.push(objectKey);
-        if (batch.length === storeDefaults.deleteBatchSize) {
-          await this.deleteObjects(batch);
-          batch = [];
-        }
-      }
-      if (batch.length > 0) {
-        await this.deleteObjects(batch);
+      for await (const page of this.listPages(folder)) {
+        if (page.length > 0) await this.deleteObjects(page);
       }
     });
   }
@@ -283,19 +272,15 @@ export class S3Store extends ObjectStore {
     );
   }
 
-  /** Every raw object key below `folder` of this store, page by page. */
-  private async *listObjectKeys(folder: string): AsyncGenerator<string> {
+  /** The raw object keys below `folder` of this store, a page at a time: at most 1000, what one DeleteObjects takes. */
+  private async *listPages(folder: string): AsyncGenerator<string[]> {
     const fullFolder = [this.prefix, folder].filter((s) => s !== '').join('/');
     const pages = paginateListObjectsV2(
       { client: this.client, pageSize: this.options.listPageSize ?? storeDefaults.listPageSize },
       { Bucket: this.bucket, Prefix: fullFolder === '' ? undefined : `${fullFolder}/` },
     );
     for await (const page of pages) {
-      for (const object of page.Contents ?? []) {
-        if (object.Key !== undefined) {
-          yield object.Key;
-        }
-      }
+      yield (page.Contents ?? []).flatMap((object) => (object.Key === undefined ? [] : [object.Key]));
     }
   }
 
