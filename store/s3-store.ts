@@ -316,11 +316,8 @@ export class S3Store extends ObjectStore {
           IfMatch: etag,
         }),
       );
-      if (!out.Body) {
-        throw new Error(`empty response body for ${this.uriFor(key)}`);
-      }
       if (!(out.Body instanceof Readable)) {
-        throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+        throw new Error(`expected a Node stream as the body of ${this.uriFor(key)}, got ${typeof out.Body}`);
       }
       const end = out.ContentLength === undefined ? undefined : from + out.ContentLength;
       return { body: out.Body, etag: out.ETag, end };
