@@ -95,30 +95,17 @@ function scratchFull(err: unknown): WorkerMisconfiguredError | undefined {
 /** Turns our error classes into Temporal failures of the matching type; anything else (a bug) passes unchanged. */
 export function toTemporalFailure(err: unknown): unknown {
   err = scratchFull(err) ?? err;
-  if (err instanceof InvalidDataError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: FailureType.BadInput,
-      nonRetryable: true,
-      details: [err.where],
-    });
-  }
-  if (err instanceof WorkerMisconfiguredError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: FailureType.WorkerMisconfigured,
-      nonRetryable: true,
-      details: [{ setting: err.setting, tried: err.tried }],
-    });
-  }
-  if (err instanceof TransientInfraError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: FailureType.TransientInfra,
-      details: [{ service: err.service }],
-    });
-  }
-  return err;
+  const [type, details] =
+    err instanceof InvalidDataError
+      ? [FailureType.BadInput, err.where]
+      : err instanceof WorkerMisconfiguredError
+        ? [FailureType.WorkerMisconfigured, { setting: err.setting, tried: err.tried }]
+        : err instanceof TransientInfraError
+          ? [FailureType.TransientInfra, { service: err.service }]
+          : [];
+  if (type === undefined) return err;
+  const nonRetryable = NON_RETRYABLE_FAILURES.includes(type);
+  return ApplicationFailure.create({ message: (err as Error).message, type, nonRetryable, details: [details] });
 }
 
 /** Runs an activity body and reports its failures by type. */

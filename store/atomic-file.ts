@@ -45,10 +45,11 @@ async function inDir<T>(dir: string, attempt: () => Promise<T>): Promise<T> {
   }
 }
 
-async function commit(tmpPath: string, target: string, work: () => Promise<void>): Promise<void> {
+async function commit<T>(tmpPath: string, target: string, work: () => Promise<T>): Promise<T> {
   try {
-    await work();
+    const result = await work();
     await fs.rename(tmpPath, target);
+    return result;
   } catch (err) {
     await fs.rm(tmpPath, { force: true });
     throw err;
@@ -57,21 +58,23 @@ async function commit(tmpPath: string, target: string, work: () => Promise<void>
 
 /**
  * Runs `write` against a temporary sibling of `target`, flushes it to disk and renames it into place, so a reader
- * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one.
+ * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one. Returns what
+ * `write` returned.
  */
-export async function writeFileAtomically(target: string, write: (tmpPath: string) => Promise<void>): Promise<void> {
+export async function writeFileAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
   // Always made, never taken from the memo: `write` may consume a one-shot stream (a download), so an attempt that
   // found its directory gone could not be run again. These writes are few and large; a mkdir is nothing beside them.
   await ensureDir(path.dirname(target), true);
   const tmpPath = tempPathFor(target);
-  await commit(tmpPath, target, async () => {
-    await write(tmpPath);
+  return commit(tmpPath, target, async () => {
+    const result = await write(tmpPath);
     const handle = await fs.open(tmpPath, 'r+');
     try {
       await handle.datasync();
     } finally {
       await handle.close();
     }
+    return result;
   });
 }
 
@@ -89,27 +92,20 @@ const close = promisify(fsc.close);
  * the file empty.
  */
 export async function writeBytesAtomically(target: string, body: string | Uint8Array, flush = true): Promise<void> {
-  const dir = path.dirname(target);
-  if (!flush) {
-    await inDir(dir, () => {
-      const tmpPath = tempPathFor(target);
-      // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
-      return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
-    });
-    return;
-  }
-  await inDir(dir, async () => {
+  await inDir(path.dirname(target), () => {
     const tmpPath = tempPathFor(target);
     // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
-    const fd = await open(tmpPath, 'wx');
-    await commit(tmpPath, target, async () => {
-      try {
-        await writeFile(fd, body);
-        await fdatasync(fd);
-      } finally {
-        await close(fd);
-      }
-    });
+    if (!flush) return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
+    return open(tmpPath, 'wx').then((fd) =>
+      commit(tmpPath, target, async () => {
+        try {
+          await writeFile(fd, body);
+          await fdatasync(fd);
+        } finally {
+          await close(fd);
+        }
+      }),
+    );
   });
 }
 

@@ -12,8 +12,6 @@ export const storeDefaults = {
   copyPartSize: 512 * 1024 * 1024,
   /** Files of one folder uploaded or downloaded at once (each with its own parts in flight). */
   filesInFlight: 4,
-  /** Keys per ListObjectsV2 page; S3 caps it at 1000. */
+  /** Keys per ListObjectsV2 page, and so per DeleteObjects request; S3 caps both at 1000. */
   listPageSize: 1000,
-  /** Keys per DeleteObjects request; S3 caps it at 1000. */
-  deleteBatchSize: 1000,
 } as const;

@@ -173,34 +173,24 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
 }
 
 /**
- * A full disk or quota, as the worker's misconfiguration: no retry finds space that is not there. `dir` is where the
- * write went, `setting` what placed it there (PIFT_WORKDIR for scratch space).
+ * Runs a local write so that a full disk or quota surfaces as the worker's misconfiguration: no retry finds space
+ * that is not there. `dir` is where the write went, `setting` what placed it there (PIFT_WORKDIR for scratch space).
  */
-export async function diskFullError(err: unknown, dir: string, setting: string): Promise<Error | undefined> {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
-  return new WorkerMisconfiguredError(
-    `${code === 'EDQUOT' ? 'disk quota exceeded' : 'scratch space full'}: no space left on the disk of ${dir}` +
-      `${await freeBytes(dir)}; free space there or point ${describeSetting(setting)} at a bigger disk`,
-    setting,
-    `writing under ${dir}`,
-  );
-}
-
-async function freeBytes(dir: string): Promise<string> {
-  try {
-    const s = await statfs(dir);
-    return ` (${s.bavail * s.bsize} bytes free)`;
-  } catch {
-    return '';
-  }
-}
-
-/** Wraps a local write so that a full disk surfaces as `diskFullError`. */
 export async function mapDiskFull<T>(dir: string, setting: string, write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (err) {
-    throw (await diskFullError(err, dir, setting)) ?? err;
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+    const free = await statfs(dir).then(
+      (s) => ` (${s.bavail * s.bsize} bytes free)`,
+      () => '',
+    );
+    throw new WorkerMisconfiguredError(
+      `${code === 'EDQUOT' ? 'disk quota exceeded' : 'scratch space full'}: no space left on the disk of ${dir}` +
+        `${free}; free space there or point ${describeSetting(setting)} at a bigger disk`,
+      setting,
+      `writing under ${dir}`,
+    );
   }
 }

@@ -10,7 +10,8 @@ import { badUri } from './errors';
 /** The worker setting that lists the allowed folders, separated like PATH (':' on POSIX, ';' on Windows). */
 export const FILE_ROOTS_SETTING = 'PIFT_FILE_ROOTS';
 
-const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
+/** The scheme of a URI (`s3`, `file`), lower-cased, or undefined for a plain path. */
+export const schemeOf = (location: string) => /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(location)?.[1]?.toLowerCase();
 /** More links than this in a row is a loop, as the kernel's own limit (ELOOP) says. */
 const MAX_LINK_HOPS = 40;
 
@@ -41,7 +42,7 @@ export function fileRootsFromEnv(env: NodeJS.ProcessEnv, defaults: readonly stri
  * A `file://` URI that names no local path (another host, an encoded `/`) is bad input naming `field`.
  */
 export function localPathOf(location: string, field: string): string | undefined {
-  const scheme = SCHEME.exec(location)?.[1]?.toLowerCase();
+  const scheme = schemeOf(location);
   if (scheme === undefined) return path.resolve(location);
   if (scheme !== 'file') return undefined;
   let local: string;

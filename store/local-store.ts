@@ -11,7 +11,7 @@ import {
   checkIntegrity,
   NotFoundError,
   type ExpectedObject,
-  type ObjectStore,
+  ObjectStore,
   type PutOptions,
   type WrittenObject,
 } from './object-store';
@@ -21,13 +21,14 @@ import {
 const readFile = promisify(readFileCallback);
 
 /** A directory used as an object store: the embedded default, needing no server. */
-export class LocalStore implements ObjectStore {
+export class LocalStore extends ObjectStore {
   readonly root: string;
   private readonly dir: string;
   /** The setting that placed the store here, named when its disk is full. */
   private readonly setting: string;
 
   constructor(dir: string, options: { setting?: string } = {}) {
+    super();
     this.dir = path.resolve(dir);
     this.root = pathToFileURL(this.dir).href;
     this.setting = options.setting ?? RUN_STORE_SETTING;
@@ -49,13 +50,7 @@ export class LocalStore implements ObjectStore {
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
     const target = this.pathFor(key);
-    let written: WrittenObject | undefined;
-    await mapDiskFull(this.dir, this.setting, () =>
-      writeFileAtomically(target, async (tmp) => {
-        written = await hashedCopy(localPath, tmp);
-      }),
-    );
-    return written!;
+    return mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => hashedCopy(localPath, tmp)));
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {
@@ -70,17 +65,9 @@ export class LocalStore implements ObjectStore {
     return this.mapNotFound(key, () => readFile(this.pathFor(key)));
   }
 
-  async getText(key: string): Promise<string> {
-    return (await this.get(key)).toString('utf8');
-  }
-
-  async findText(key: string): Promise<string | undefined> {
-    try {
-      return (await readFile(this.pathFor(key))).toString('utf8');
-    } catch (err) {
-      if (isNotFoundCode(err)) return undefined;
-      throw err;
-    }
+  /** Without a NotFoundError made per miss: the answer cache looks up every row a step scores. */
+  override async findText(key: string): Promise<string | undefined> {
+    return (await unlessAbsent(readFile(this.pathFor(key))))?.toString('utf8');
   }
 
   async getStream(key: string): Promise<Readable> {
@@ -96,35 +83,23 @@ export class LocalStore implements ObjectStore {
     }
     const source = this.pathFor(key);
     const target = path.resolve(localPath);
-    let written: WrittenObject | undefined;
     // Downloads land in the worker's scratch space.
-    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
       writeFileAtomically(target, async (tmp) => {
-        written = await hashedCopy(source, tmp);
+        const written = await hashedCopy(source, tmp);
         checkIntegrity(this.uriFor(key), expect, written);
+        return written;
       }),
     );
-    return written!;
   }
 
   async head(key: string): Promise<{ size: number } | null> {
-    try {
-      const stat = await fs.stat(this.pathFor(key));
-      return stat.isFile() ? { size: stat.size } : null;
-    } catch (err) {
-      if (isNotFoundCode(err)) {
-        return null;
-      }
-      throw err;
-    }
+    const stat = await unlessAbsent(fs.stat(this.pathFor(key)));
+    return stat?.isFile() ? { size: stat.size } : null;
   }
 
   async delete(key: string): Promise<void> {
     await fs.rm(this.pathFor(key), { force: true });
-  }
-
-  async exists(key: string): Promise<boolean> {
-    return (await this.head(key)) !== null;
   }
 
   async list(prefix: string): Promise<string[]> {
@@ -134,14 +109,10 @@ export class LocalStore implements ObjectStore {
     return keys.sort();
   }
 
-  async deletePrefix(prefix: string): Promise<void> {
-    const folder = validatePrefix(prefix);
-    if (folder === '') {
-      throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
-    }
+  protected async deleteFolder(folder: string): Promise<void> {
     const dir = this.pathFor(folder);
     // A file at exactly `prefix` is an object, not a folder, and is kept (same as on S3).
-    const stat = await fs.stat(dir).catch((err: unknown) => (isNotFoundCode(err) ? null : Promise.reject(err)));
+    const stat = await unlessAbsent(fs.stat(dir));
     if (stat?.isDirectory()) {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -157,16 +128,8 @@ export class LocalStore implements ObjectStore {
   }
 
   private async walk(dir: string, keyPrefix: string, keys: string[]): Promise<void> {
-    let entries;
-    try {
-      entries = await fs.readdir(dir, { withFileTypes: true });
-    } catch (err) {
-      if (isNotFoundCode(err)) {
-        return;
-      }
-      throw err;
-    }
-    for (const entry of entries) {
+    const entries = await unlessAbsent(fs.readdir(dir, { withFileTypes: true }));
+    for (const entry of entries ?? []) {
       if (entry.name.endsWith(TEMP_SUFFIX)) {
         continue;
       }
@@ -230,6 +193,10 @@ function isNotFoundCode(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR';
 }
+
+/** What `read` gives, or null when what it reads is absent. */
+const unlessAbsent = <T>(read: Promise<T>) =>
+  read.catch((err: unknown) => (isNotFoundCode(err) ? null : Promise.reject(err)));
 
 async function isDirectory(p: string): Promise<boolean> {
   return fs.stat(p).then(

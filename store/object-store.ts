@@ -1,51 +1,56 @@
 import type { Readable } from 'node:stream';
+import { validatePrefix } from './keys';
 
 /**
  * One interface for every place the pipeline keeps its artifacts: a local directory (the embedded default) or an
  * S3-compatible bucket. Keys are '/'-separated and relative to the store's root, so the same key names the same
  * object whichever backend a deployment picks.
  */
-export interface ObjectStore {
+export abstract class ObjectStore {
   /** Where the store lives, as a URI: `file:///abs/dir` or `s3://bucket/prefix`. */
-  readonly root: string;
+  abstract readonly root: string;
 
   /** The full URI of `key`, for messages and for handing an object to another process. */
-  uriFor(key: string): string;
+  abstract uriFor(key: string): string;
 
-  put(key: string, body: string | Uint8Array, options?: PutOptions): Promise<void>;
+  abstract put(key: string, body: string | Uint8Array, options?: PutOptions): Promise<void>;
 
   /**
    * Writes `body` at `key` only if no object is there yet, atomically: of several writers racing for one key exactly
    * one gets true (S3 `If-None-Match: *`, a local exclusive link). false when the key was already taken.
    */
-  putIfAbsent(key: string, body: string): Promise<boolean>;
+  abstract putIfAbsent(key: string, body: string): Promise<boolean>;
 
   /**
    * Streams a local file up (big files go up in parts on S3), hashing it on the way: the file is read once, and what
    * is returned describes the bytes that were sent.
    */
-  putFile(key: string, localPath: string): Promise<WrittenObject>;
+  abstract putFile(key: string, localPath: string): Promise<WrittenObject>;
 
   /** Copies an object inside the store, without moving its bytes through this process where the backend can. */
-  copy(fromKey: string, toKey: string): Promise<void>;
+  abstract copy(fromKey: string, toKey: string): Promise<void>;
 
   /** @throws NotFoundError when the object is absent. */
-  get(key: string): Promise<Buffer>;
+  abstract get(key: string): Promise<Buffer>;
 
   /** The object decoded as UTF-8. @throws NotFoundError when the object is absent. */
-  getText(key: string): Promise<string>;
+  async getText(key: string): Promise<string> {
+    return (await this.get(key)).toString('utf8');
+  }
 
   /**
    * `getText`, or undefined when the object is absent: for lookups that miss as often as they hit (the answer cache),
    * with no error made for each miss.
    */
-  findText(key: string): Promise<string | undefined>;
+  async findText(key: string): Promise<string | undefined> {
+    return this.getText(key).catch((err: unknown) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
+  }
 
   /**
    * The object as a byte stream, for reading a large object without holding it whole in memory.
    * @throws NotFoundError when the object is absent.
    */
-  getStream(key: string): Promise<Readable>;
+  abstract getStream(key: string): Promise<Readable>;
 
   /**
    * Streams an object to `localPath`, creating parent directories. The file appears whole or not at all. With
@@ -53,24 +58,33 @@ export interface ObjectStore {
    * @throws NotFoundError when the object is absent.
    * @throws IntegrityError when the object's bytes are not those `expect` names.
    */
-  getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject>;
+  abstract getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject>;
 
   /** The object's size, or null when it is absent. */
-  head(key: string): Promise<{ size: number } | null>;
+  abstract head(key: string): Promise<{ size: number } | null>;
 
-  exists(key: string): Promise<boolean>;
+  async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== null;
+  }
 
   /**
    * Every key below the folder `prefix` (recursive, sorted, full keys). `prefix` names a folder: 'runs/a' lists
    * 'runs/a/x' but not 'runs/ab' nor 'runs/a' itself; '' lists the whole store.
    */
-  list(prefix: string): Promise<string[]>;
+  abstract list(prefix: string): Promise<string[]>;
 
   /** Deletes one object; deleting an absent one is not an error. */
-  delete(key: string): Promise<void>;
+  abstract delete(key: string): Promise<void>;
 
   /** Deletes every key below the folder `prefix` (same meaning as in `list`); the whole root cannot be deleted. */
-  deletePrefix(prefix: string): Promise<void>;
+  async deletePrefix(prefix: string): Promise<void> {
+    const folder = validatePrefix(prefix);
+    if (folder === '') throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
+    await this.deleteFolder(folder);
+  }
+
+  /** Deletes every key below `folder`, a valid key. */
+  protected abstract deleteFolder(folder: string): Promise<void>;
 }
 
 export interface PutOptions {

@@ -1,14 +1,13 @@
 import * as path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { badUri, RUN_STORE_SETTING } from './errors';
 import { validateKey, validatePrefix } from './keys';
+import { localPathOf, schemeOf } from './file-roots';
 import { LocalStore } from './local-store';
 import type { ObjectStore } from './object-store';
 import { outageToleranceMs, type ProbeMode } from './outage';
 import { S3Store } from './s3-store';
 import { s3ClientFor, s3SettingsFromEnv } from './s3-client';
-
-const SCHEME = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//;
 
 export interface OpenOptions {
   /**
@@ -32,17 +31,10 @@ export interface OpenOptions {
  */
 export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, options: OpenOptions = {}): ObjectStore {
   const setting = options.setting ?? RUN_STORE_SETTING;
-  const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
-  if (scheme === undefined) {
-    if (uri.trim() === '') {
-      throw badUri(setting, 'store location is empty; give a directory, file:///abs/dir or s3://bucket/prefix');
-    }
-    return new LocalStore(path.resolve(uri), { setting });
+  if (uri.trim() === '') {
+    throw badUri(setting, 'store location is empty; give a directory, file:///abs/dir or s3://bucket/prefix');
   }
-  if (scheme === 'file') {
-    return new LocalStore(filePath(uri, setting), { setting });
-  }
-  if (scheme === 's3') {
+  if (schemeOf(uri) === 's3') {
     const { bucket, prefix } = splitS3Uri(uri, setting);
     const settings = s3SettingsFromEnv(env);
     return new S3Store({
@@ -55,6 +47,8 @@ export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, opt
       probe: options.probe,
     });
   }
+  const dir = localPathOf(uri, setting);
+  if (dir !== undefined) return new LocalStore(dir, { setting });
   throw badUri(
     setting,
     `unsupported store URI ${JSON.stringify(uri)}: use a directory, file:///abs/dir or s3://bucket/prefix`,
@@ -70,8 +64,7 @@ export function parseObjectUri(uri: string, options: OpenOptions = {}): { root: 
   if (uri.endsWith('/') || uri.endsWith(path.sep)) {
     throw badUri(setting, `object URI ${JSON.stringify(uri)} names a folder, not an object (drop the trailing '/')`);
   }
-  const scheme = SCHEME.exec(uri)?.[1]?.toLowerCase();
-  if (scheme === 's3') {
+  if (schemeOf(uri) === 's3') {
     const { bucket, prefix } = splitS3Uri(uri, setting);
     if (prefix === '') {
       throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
@@ -82,12 +75,8 @@ export function parseObjectUri(uri: string, options: OpenOptions = {}): { root: 
       key: prefix.slice(slash + 1),
     };
   }
-  let file: string;
-  if (scheme === 'file') {
-    file = filePath(uri, setting);
-  } else if (scheme === undefined && uri.trim() !== '') {
-    file = path.resolve(uri);
-  } else {
+  const file = uri.trim() === '' ? undefined : localPathOf(uri, setting);
+  if (file === undefined) {
     throw badUri(
       setting,
       `unsupported object URI ${JSON.stringify(uri)}: use a path, file:///abs/file or s3://bucket/key`,
@@ -110,7 +99,7 @@ export function openObject(
 }
 
 function splitS3Uri(uri: string, setting: string): { bucket: string; prefix: string } {
-  const rest = uri.replace(SCHEME, '');
+  const rest = uri.slice('s3://'.length);
   const slash = rest.indexOf('/');
   const bucket = slash < 0 ? rest : rest.slice(0, slash);
   const prefix = slash < 0 ? '' : rest.slice(slash + 1);
@@ -118,10 +107,6 @@ function splitS3Uri(uri: string, setting: string): { bucket: string; prefix: str
     throw badUri(setting, `invalid S3 bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(uri)}`);
   }
   return { bucket, prefix: checked(setting, uri, () => validatePrefix(prefix)) };
-}
-
-function filePath(uri: string, setting: string): string {
-  return checked(setting, uri, () => fileURLToPath(uri));
 }
 
 /** Key and path rules throw plain errors; in a URI they are the setting's problem. */

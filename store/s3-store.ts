@@ -18,19 +18,14 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { pipeline } from 'node:stream/promises';
+import pLimit from 'p-limit';
 import { writeFileAtomically } from './atomic-file';
 import { storeDefaults } from './defaults';
 import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { keyProblem, validateKey, validatePrefix } from './keys';
 import { HashingStream } from './hashing-stream';
-import {
-  checkIntegrity,
-  NotFoundError,
-  type ExpectedObject,
-  type ObjectStore,
-  type WrittenObject,
-} from './object-store';
+import { checkIntegrity, NotFoundError, type ExpectedObject, ObjectStore, type WrittenObject } from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -52,32 +47,18 @@ export interface S3StoreOptions {
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
-export class S3Store implements ObjectStore {
+export class S3Store extends ObjectStore {
   readonly root: string;
   readonly bucket: string;
   private readonly client: S3Client;
   private readonly prefix: string;
-  private readonly listPageSize: number;
-  private readonly setting: string;
-  private readonly endpoint?: string;
-  private readonly outageToleranceMs: number;
-  private readonly probe: ProbeMode;
-  private readonly copyLimits: { singleMaxBytes: number; partSize: number };
 
-  constructor(options: S3StoreOptions) {
+  constructor(private readonly options: S3StoreOptions) {
+    super();
     this.client = options.client;
     this.bucket = options.bucket;
     this.prefix = validatePrefix(options.prefix ?? '');
-    this.listPageSize = options.listPageSize ?? storeDefaults.listPageSize;
     this.root = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
-    this.setting = options.setting ?? RUN_STORE_SETTING;
-    this.endpoint = options.endpoint;
-    this.outageToleranceMs = options.outageToleranceMs ?? outageDefaults.toleranceMs;
-    this.probe = options.probe ?? 'wait';
-    this.copyLimits = options.copyLimits ?? {
-      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
-      partSize: storeDefaults.copyPartSize,
-    };
   }
 
   uriFor(key: string): string {
@@ -85,36 +66,17 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: string | Uint8Array): Promise<void> {
-    // An explicit length: the SDK cannot infer one for an empty body and would warn about streams.
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
-    const objectKey = this.objectKey(key);
-    await this.resilient('PUT', key, () =>
-      this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentLength: length }),
-      ),
-    );
+    await this.resilient('PUT', key, () => this.putObject(key, body));
   }
 
   async putIfAbsent(key: string, body: string): Promise<boolean> {
-    const objectKey = this.objectKey(key);
-    return this.resilient('PUT', key, async () => {
-      try {
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.bucket,
-            Key: objectKey,
-            Body: body,
-            ContentLength: Buffer.byteLength(body),
-            IfNoneMatch: '*',
-          }),
-        );
-        return true;
-      } catch (err) {
+    return this.resilient('PUT', key, () =>
+      this.putObject(key, body, '*').then(
+        () => true,
         // 412: the key exists. (409, a concurrent conditional write still in flight, is retried as transient.)
-        if (httpStatusOf(err) === 412) return false;
-        throw err;
-      }
-    });
+        (err: unknown) => (httpStatusOf(err) === 412 ? false : Promise.reject(err)),
+      ),
+    );
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
@@ -149,43 +111,33 @@ export class S3Store implements ObjectStore {
       .join('/')}`;
     const Key = this.objectKey(toKey);
     const Bucket = this.bucket;
+    const { singleMaxBytes, partSize } = this.options.copyLimits ?? {
+      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
+      partSize: storeDefaults.copyPartSize,
+    };
     await this.resilient('COPY', toKey, async () => {
-      if (head.size <= this.copyLimits.singleMaxBytes) {
+      if (head.size <= singleMaxBytes) {
         await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
         return;
       }
       const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const limit = pLimit(storeDefaults.multipartQueueSize);
+      const copyPart = async (i: number) => {
+        const PartNumber = i + 1;
+        const range = `bytes=${i * partSize}-${Math.min(head.size, (i + 1) * partSize) - 1}`;
+        const out = await this.client.send(
+          new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber, CopySource: source, CopySourceRange: range }),
+        );
+        return { ETag: out.CopyPartResult?.ETag, PartNumber };
+      };
       try {
-        const { partSize } = this.copyLimits;
-        const ranges = Array.from({ length: Math.ceil(head.size / partSize) }, (_, i) => [
-          i * partSize,
-          Math.min(head.size, (i + 1) * partSize) - 1,
-        ]);
-        const parts: { ETag?: string; PartNumber: number }[] = [];
-        for (let i = 0; i < ranges.length; i += storeDefaults.multipartQueueSize) {
-          const batch = ranges.slice(i, i + storeDefaults.multipartQueueSize);
-          const done = await Promise.all(
-            batch.map(async ([from, to], j) => {
-              const PartNumber = i + j + 1;
-              const out = await this.client.send(
-                new UploadPartCopyCommand({
-                  Bucket,
-                  Key,
-                  UploadId,
-                  PartNumber,
-                  CopySource: source,
-                  CopySourceRange: `bytes=${from}-${to}`,
-                }),
-              );
-              return { ETag: out.CopyPartResult?.ETag, PartNumber };
-            }),
-          );
-          parts.push(...done);
-        }
+        const count = Math.ceil(head.size / partSize);
+        const parts = await Promise.all(Array.from({ length: count }, (_, i) => limit(() => copyPart(i))));
         await this.client.send(
           new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
         );
       } catch (err) {
+        limit.clearQueue(); // no part starts after the abort
         await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
         throw err;
       }
@@ -197,19 +149,6 @@ export class S3Store implements ObjectStore {
       const { body } = await this.openBody(key, 0);
       return buffer(body);
     });
-  }
-
-  async getText(key: string): Promise<string> {
-    return (await this.get(key)).toString('utf8');
-  }
-
-  async findText(key: string): Promise<string | undefined> {
-    try {
-      return await this.getText(key);
-    } catch (err) {
-      if (err instanceof NotFoundError) return undefined;
-      throw err;
-    }
   }
 
   /**
@@ -271,17 +210,12 @@ export class S3Store implements ObjectStore {
 
   async head(key: string): Promise<{ size: number } | null> {
     const objectKey = this.objectKey(key);
-    return this.resilient('HEAD', key, async () => {
-      try {
-        const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey }));
-        return { size: out.ContentLength ?? 0 };
-      } catch (err) {
-        if (isNotFound(err)) {
-          return null;
-        }
-        throw err;
-      }
-    });
+    return this.resilient('HEAD', key, () =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: objectKey })).then(
+        (out) => ({ size: out.ContentLength ?? 0 }),
+        (err: unknown) => (isNotFound(err) ? null : Promise.reject(err)),
+      ),
+    );
   }
 
   async delete(key: string): Promise<void> {
@@ -291,43 +225,24 @@ export class S3Store implements ObjectStore {
     );
   }
 
-  async exists(key: string): Promise<boolean> {
-    return (await this.head(key)) !== null;
-  }
-
   async list(prefix: string): Promise<string[]> {
     const folder = validatePrefix(prefix);
     const rootPrefix = this.prefix ? `${this.prefix}/` : '';
     return this.resilient('LIST', folder, async () => {
       const keys: string[] = [];
-      for await (const objectKey of this.listObjectKeys(folder)) {
-        const key = objectKey.slice(rootPrefix.length);
+      for await (const page of this.listPages(folder)) {
         // Skip what no key could name: folder markers ('dir/') and names written by other tools ('a//b').
-        if (keyProblem(key) === undefined) {
-          keys.push(key);
-        }
+        keys.push(...page.map((k) => k.slice(rootPrefix.length)).filter((key) => keyProblem(key) === undefined));
       }
       return keys.sort();
     });
   }
 
-  async deletePrefix(prefix: string): Promise<void> {
-    const folder = validatePrefix(prefix);
-    if (folder === '') {
-      throw new Error(`refusing to delete the whole store ${this.root}; name a folder`);
-    }
+  protected async deleteFolder(folder: string): Promise<void> {
     // Deleting is idempotent, so a retry after an outage simply lists what is left.
     await this.resilient('DELETE', `${folder}/`, async () => {
-      let batch: string[] = [];
-      for await (const objectKey of this.listObjectKeys(folder)) {
-        batch.push(objectKey);
-        if (batch.length === storeDefaults.deleteBatchSize) {
-          await this.deleteObjects(batch);
-          batch = [];
-        }
-      }
-      if (batch.length > 0) {
-        await this.deleteObjects(batch);
+      for await (const page of this.listPages(folder)) {
+        if (page.length > 0) await this.deleteObjects(page);
       }
     });
   }
@@ -338,40 +253,34 @@ export class S3Store implements ObjectStore {
    */
   private async resilient<T>(verb: string, key: string, op: () => Promise<T>): Promise<T> {
     const operation = `${verb} ${this.root}/${key}`;
+    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs = outageDefaults.toleranceMs } = this.options;
     return waitOutOutages(
       async () => {
         try {
           return await op();
         } catch (err) {
-          throw (
-            classifyS3Error(err, { setting: this.setting, bucket: this.bucket, endpoint: this.endpoint, operation }) ??
-            err
-          );
+          throw classifyS3Error(err, { setting, bucket: this.bucket, endpoint, operation }) ?? err;
         }
       },
       {
-        endpoint: `the S3 endpoint ${this.endpoint ?? '(AWS default)'}`,
+        endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
         setting: 'PIFT_S3_ENDPOINT',
         operation,
-        toleranceMs: this.outageToleranceMs,
-        probe: this.probe,
+        toleranceMs: outageToleranceMs,
+        probe: this.options.probe,
       },
     );
   }
 
-  /** Every raw object key below `folder` of this store, page by page. */
-  private async *listObjectKeys(folder: string): AsyncGenerator<string> {
+  /** The raw object keys below `folder` of this store, a page at a time: at most 1000, what one DeleteObjects takes. */
+  private async *listPages(folder: string): AsyncGenerator<string[]> {
     const fullFolder = [this.prefix, folder].filter((s) => s !== '').join('/');
     const pages = paginateListObjectsV2(
-      { client: this.client, pageSize: this.listPageSize },
+      { client: this.client, pageSize: this.options.listPageSize ?? storeDefaults.listPageSize },
       { Bucket: this.bucket, Prefix: fullFolder === '' ? undefined : `${fullFolder}/` },
     );
     for await (const page of pages) {
-      for (const object of page.Contents ?? []) {
-        if (object.Key !== undefined) {
-          yield object.Key;
-        }
-      }
+      yield (page.Contents ?? []).flatMap((object) => (object.Key === undefined ? [] : [object.Key]));
     }
   }
 
@@ -389,6 +298,13 @@ export class S3Store implements ObjectStore {
     }
   }
 
+  /** A PutObject with an explicit length: the SDK cannot infer one for an empty body and would warn about streams. */
+  private putObject(key: string, body: string | Uint8Array, IfNoneMatch?: string) {
+    const ContentLength = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    const Key = this.objectKey(key);
+    return this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength, IfNoneMatch }));
+  }
+
   /** A GET from byte `from` on, of the version tagged `etag` when given (a changed object fails, never mixes). */
   private async openBody(key: string, from: number, etag?: string): Promise<OpenedBody> {
     try {
@@ -400,11 +316,8 @@ export class S3Store implements ObjectStore {
           IfMatch: etag,
         }),
       );
-      if (!out.Body) {
-        throw new Error(`empty response body for ${this.uriFor(key)}`);
-      }
       if (!(out.Body instanceof Readable)) {
-        throw new Error(`expected a Node stream for ${this.uriFor(key)}`);
+        throw new Error(`expected a Node stream as the body of ${this.uriFor(key)}, got ${typeof out.Body}`);
       }
       const end = out.ContentLength === undefined ? undefined : from + out.ContentLength;
       return { body: out.Body, etag: out.ETag, end };

@@ -64,6 +64,13 @@ function describeStoreContract(
       await assert.rejects(store.findText('../outside'), /invalid object key/);
     });
 
+    it('gives a key to exactly one of several writers racing for it', async () => {
+      const won = await Promise.all(Array.from({ length: 6 }, (_, i) => store.putIfAbsent('claim/owner', `${i}`)));
+      assert.equal(won.filter(Boolean).length, 1);
+      assert.equal(await store.getText('claim/owner'), String(won.indexOf(true)));
+      assert.equal(await store.putIfAbsent('claim/owner', 'late'), false);
+    });
+
     it('overwrites an existing object', async () => {
       await store.put('ow/x', 'first');
       await store.put('ow/x', 'second');

@@ -4,26 +4,30 @@ import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox
 
 /** Where a default comes from, as docs/settings.md tags it. */
 export type Source = 'paper' | 'repo' | 'unverified' | 'ours' | 'worker';
+const SOURCES: readonly Source[] = ['paper', 'repo', 'unverified', 'ours', 'worker'];
 
 /** JSON Schema annotation keywords of our own; the validator registers them so strict mode accepts them. */
 export const SOURCE_KEYWORD = 'x-source';
 export const DEFAULT_TEXT_KEYWORD = 'x-default';
 
-export interface Doc {
-  description: string;
-  source?: Source;
-  /** How the default is found when it is not one fixed value (worker environment, base model, workflow id). */
+/**
+ * A setting's documentation: what it does, keyed by where its default comes from (`{ paper: '…' }`), or by
+ * `description` when there is none to cite. `defaultText` says how the default is found when it is not one fixed
+ * value (worker environment, base model, workflow id).
+ */
+export type Doc = { [K in Source | 'description']: { [k in K]: string } }[Source | 'description'] & {
   defaultText?: string;
-}
+};
 
 type Defaulted<T extends TSchema> = T & { default: Static<T> };
 
 function annotate<T extends TSchema>(schema: T, doc: Doc): T {
+  const source = SOURCES.find((s) => s in doc);
   // A copy (symbol keys included), so a shared sub-schema never carries another field's annotations.
   return {
     ...schema,
-    description: doc.description,
-    ...(doc.source ? { [SOURCE_KEYWORD]: doc.source } : {}),
+    description: (doc as Record<string, string>)[source ?? 'description'],
+    ...(source ? { [SOURCE_KEYWORD]: source } : {}),
     ...(doc.defaultText ? { [DEFAULT_TEXT_KEYWORD]: doc.defaultText } : {}),
   };
 }
