@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import { receiveFile } from '../artifacts/hand-off';
@@ -28,19 +28,17 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     heldout: [input.heldoutFraction, input.heldoutMax],
   });
   const spec = { runId: input.runId, step: 'segment', key: segmentKeys(input.runId).manifest, inputsHash };
-  return runStep(store, spec, async (out) => {
-    await mkdir(deps.workDir, { recursive: true });
-    const dir = await mkdtemp(join(deps.workDir, 'segment-'));
-    try {
-      return await withRows(deps, (rows) => segment(deps, input, out, dir, rows));
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  return runStep(store, spec, (out) => withRows(deps, (rows, dir) => segment(deps, input, out, dir, rows)));
 }
 
 /** The SQL of a seeded order's key, sha256('<salt>:<id>'), for the salt in parameter `$salt`. */
-const SEEDED_KEY = "sha256($salt || ':' || id)";
+export const SEEDED_KEY = "sha256($salt || ':' || id)";
+
+/** Table `ds` (pos, id, line): the rows of a local JSONL file, pos in file order. */
+export async function loadDataset(rows: Rows, path: string, maxLine: number): Promise<void> {
+  await rows.run(`CREATE OR REPLACE TABLE ds AS
+    SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, path, maxLine)}`);
+}
 
 /**
  * Tables `ds` (pos, id, line: the dataset's rows, pos in file order) and `scored` (pos, id, score: every row with a
@@ -48,8 +46,7 @@ const SEEDED_KEY = "sha256($salt || ':' || id)";
  */
 async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Promise<void> {
   await withLongerLines(async (maxLine) => {
-    await rows.run(`CREATE OR REPLACE TABLE ds AS
-      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, datasetPath, maxLine)}`);
+    await loadDataset(rows, datasetPath, maxLine);
     // A row scored twice has the score of its later line.
     await rows.run(`CREATE OR REPLACE TABLE sc AS
       SELECT id, arg_max_null(score, pos) AS score FROM (
@@ -115,7 +112,7 @@ async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[
 }
 
 /** Writes the lines of the rows of `ds` that `where` selects, in seeded order for `salt`, as one output. */
-async function putOrdered(
+export async function putOrdered(
   out: StepOutputs,
   key: string,
   rows: Rows,
@@ -130,11 +127,10 @@ async function putOrdered(
   return { entry, rows: n };
 }
 
-/** Marks each row of `ds` with its stage (column `stage`): 0 held out, 1..count staged, NULL neither. */
-async function markStages(rows: Rows): Promise<void> {
+/** Marks each row of `ds` with its stage in table `staged` (pos, stage), as column `stage`; NULL for none. */
+export async function markStages(rows: Rows): Promise<void> {
   await rows.run('ALTER TABLE ds ADD COLUMN stage INTEGER');
   await rows.run('UPDATE ds SET stage = staged.stage FROM staged WHERE ds.pos = staged.pos');
-  await rows.run('UPDATE ds SET stage = 0 WHERE pos IN (SELECT pos FROM heldout)');
 }
 
 async function segment(
@@ -169,6 +165,7 @@ async function segment(
   const ranges = await rows.runAndReadAll('SELECT stage, min(score), max(score) FROM staged GROUP BY stage');
   const range = new Map(ranges.getRows().map(([k, lo, hi]) => [Number(k), [lo as number, hi as number] as const]));
   await markStages(rows);
+  await rows.run('UPDATE ds SET stage = 0 WHERE pos IN (SELECT pos FROM heldout)'); // stage 0: held out
 
   const stages: StageSplit[] = [];
   const scratch = join(dir, 'out.jsonl');
