@@ -7,6 +7,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream';
 import { parse as csvParse, CsvError } from 'csv-parse';
 import { InvalidDataError } from '../../common/failures';
 import { MAX_ROW_BYTES } from '../../common/settings/constants';
@@ -17,7 +18,7 @@ import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
 import { IdCheck } from './id-check';
-import { JsonRecordSplitter, type SourceRecord } from './json-records';
+import { jsonRecords, type SourceRecord } from './json-records';
 import {
   detectLayout,
   duplicateId,
@@ -27,7 +28,7 @@ import {
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { pipeInto, unpackedBytes, utf8Chunks } from './text-stream';
+import { unpackedBytes, utf8Chunks } from './text-stream';
 
 type DatasetFileKind = 'jsonl' | 'json' | 'parquet' | 'csv';
 
@@ -148,18 +149,15 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const maxRowBytes = this.options.maxRowBytes ?? MAX_ROW_BYTES;
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
-      const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
-      for await (const chunk of text) {
-        const records = splitter.push(chunk);
-        if (kind === 'json' && splitter.isArray === false) {
+      for await (const rec of jsonRecords(text, this.source, maxRowBytes)) {
+        if (kind === 'json' && rec.index === -1) {
           throw new InvalidDataError(
             `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,
             { file: this.source, field: 'input.datasetFormat' },
           );
         }
-        yield* handedOn(records);
+        yield rec;
       }
-      yield* splitter.end();
     }
     this.sha256 = hash.digest('hex');
   }
@@ -187,19 +185,6 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   }
 }
 
-/**
- * The records of a chunk one by one, each let go by the array as it is handed on: a chunk's records would otherwise
- * all live until the consumer, which may be scoring them one at a time, reached its last, long enough to outlive
- * young-generation collections and be promoted (the old generation then grows with the dataset's size).
- */
-function* handedOn(records: SourceRecord[]): Generator<SourceRecord> {
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i];
-    (records as Array<SourceRecord | undefined>)[i] = undefined;
-    yield record;
-  }
-}
-
 /** The rows of the dataset at `uri`, read as a stream (see DatasetRows). */
 export function readDatasetRows(
   deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
@@ -218,7 +203,8 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const stop = pipeInto(parser, text);
+  // An error of either side ends the reading of `parser`; destroying it (a reader that stops early) ends the pipe.
+  pipeline(text, parser, () => {});
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -234,7 +220,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     }
     throw err;
   } finally {
-    stop();
+    parser.destroy();
   }
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

@@ -1,7 +1,7 @@
 // A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
 // chunk, so no file is ever held whole. Every error names the file and, where there is one, the line, never the bytes.
 import type { Hash } from 'node:crypto';
-import { Readable, type Transform } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidDataError } from '../../common/failures';
 
@@ -78,7 +78,8 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     return;
   }
   const gunzip = createGunzip();
-  const stop = pipeInto(gunzip, raw());
+  // An error of either side ends the reading of `gunzip`; destroying it (a reader that stops early) ends the pipe.
+  pipeline(raw(), gunzip, () => {});
   let lines = 0;
   try {
     for await (const chunk of gunzip) {
@@ -95,21 +96,8 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
     });
   } finally {
     input.destroy();
-    stop();
+    gunzip.destroy();
   }
-}
-
-/**
- * `chunks` piped into a transform stream (gunzip, a CSV parser): an error of either ends the reading of `into`. A
- * reader that stops early calls the returned stop(), which waits on nothing (a destroyed stream sends no 'drain').
- */
-export function pipeInto(into: Transform, chunks: AsyncIterable<Buffer | string>): () => void {
-  const source = Readable.from(chunks).on('error', (err) => into.destroy(err));
-  source.pipe(into);
-  return () => {
-    source.destroy();
-    into.destroy();
-  };
 }
 
 /** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */
