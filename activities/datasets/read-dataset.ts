@@ -4,8 +4,7 @@
  * rows at a time). Only one record (or one chunk) is held at a time; the ids seen go to the row engine for the check
  * that ids are unique.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { parse as csvParse, CsvError } from 'csv-parse';
@@ -16,7 +15,7 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
-import { literal, openRows } from '../rows/engine';
+import { literal, openRows, type Rows } from '../rows/engine';
 import { IdCheck } from './id-check';
 import { jsonRecords, type SourceRecord } from './json-records';
 import {
@@ -162,25 +161,23 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     this.sha256 = hash.digest('hex');
   }
 
-  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the scratch folder. */
+  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the engine's scratch folder. */
   private async *parquetRecords(): AsyncGenerator<SourceRecord> {
-    let path = localPathOf(this.uri, this.field);
-    let scratch: string | undefined;
-    if (path === undefined) {
-      scratch = join(this.deps.workDir, 'datasets', `${randomUUID()}-${this.source}`);
-      await mkdir(join(this.deps.workDir, 'datasets'), { recursive: true });
-      await this.open((store, key) => store.getFile(key, scratch!));
-      path = scratch;
-    } else {
-      await this.open(async (store, key) => {
-        if (!(await store.exists(key))) throw new NotFoundError(this.uri);
-      });
-    }
+    const { rows, scratch, close } = await openRows(this.deps);
     try {
-      yield* parquetRecords(this.deps, path, this.source);
+      let path = localPathOf(this.uri, this.field);
+      if (path === undefined) {
+        const local = (path = join(scratch, 'dataset.parquet'));
+        await this.open((store, key) => store.getFile(key, local));
+      } else {
+        await this.open(async (store, key) => {
+          if (!(await store.exists(key))) throw new NotFoundError(this.uri);
+        });
+      }
+      yield* parquetRecords(rows, path, this.source);
       this.sha256 = await sha256File(path);
     } finally {
-      if (scratch) await rm(scratch, { force: true });
+      await close();
     }
   }
 }
@@ -229,44 +226,31 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
  * A Parquet file's rows through the row engine, in file order, a chunk at a time: INT64 ids come back as bigint, kept
  * so that the id reads as its digits. DuckDB's complaints name the file by its path, which is replaced by its name.
  */
-async function* parquetRecords(
-  deps: Pick<ActivityDeps, 'env' | 'workDir'>,
-  path: string,
-  source: string,
-): AsyncGenerator<SourceRecord> {
-  const { rows, close } = await openRows(deps);
+async function* parquetRecords(rows: Rows, path: string, source: string): AsyncGenerator<SourceRecord> {
   const problem = (err: unknown) =>
     String((err as Error).message ?? err)
       .split(path)
       .join(source)
       .slice(0, 160);
-  let read = 0;
-  try {
-    let result;
-    try {
-      result = await rows.stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`);
-    } catch (err) {
+  const result = await rows
+    .stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`)
+    .catch((err: unknown) => {
       throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
+    });
+  const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
+  let read = 0;
+  for (;;) {
+    const next = await chunks.next().catch((err: unknown) => {
+      throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
+        file: source,
+        line: read + 1,
+      });
+    });
+    if (next.done) break;
+    for (const { file_row_number: at, ...value } of next.value) {
+      read += 1;
+      yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
     }
-    const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
-    for (;;) {
-      let next;
-      try {
-        next = await chunks.next();
-      } catch (err) {
-        throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
-          file: source,
-          line: read + 1,
-        });
-      }
-      if (next.done) break;
-      for (const { file_row_number: at, ...value } of next.value) {
-        read += 1;
-        yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
-      }
-    }
-  } finally {
-    await close();
   }
   if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }
