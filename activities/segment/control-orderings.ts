@@ -49,16 +49,8 @@ export async function segmentRandomControl(deps: ActivityDeps, input: RandomCont
       await markStages(rows);
       const stages: StageSplit[] = [];
       for (let stage = 1; stage <= sizes.length; stage++) {
-        const key = keys.stage(stage);
-        const put = await putOrdered(out, key, rows, `stage = ${stage}`, salt, join(dir, 'stage.jsonl'));
-        stages.push({
-          stage,
-          uri: store.uriFor(key),
-          rows: put.rows,
-          minScore: null,
-          maxScore: null,
-          sha256: put.entry.sha256,
-        });
+        const put = await putOrdered(out, keys.stage(stage), rows, `stage = ${stage}`, salt, join(dir, 'stage.jsonl'));
+        stages.push({ stage, uri: put.uri, rows: put.rows, minScore: null, maxScore: null, sha256: put.sha256 });
       }
       return stages;
     }),

@@ -5,7 +5,6 @@ import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
-import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
@@ -119,12 +118,12 @@ export async function putOrdered(
   where: string,
   salt: string,
   scratch: string,
-): Promise<{ entry: OutputEntry; rows: number }> {
+): Promise<{ uri: string; rows: number; sha256: string }> {
   // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
   const n = await copyLines(rows, `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`, scratch, { salt });
-  const entry = await out.putFile(key, scratch);
+  const { sha256 } = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
-  return { entry, rows: n };
+  return { uri: out.store.uriFor(key), rows: n, sha256 };
 }
 
 /** Marks each row of `ds` with its stage in table `staged` (pos, stage), as column `stage`; NULL for none. */
@@ -140,7 +139,6 @@ async function segment(
   dir: string,
   rows: Rows,
 ): Promise<SegmentResult> {
-  const { store } = out;
   const keys = segmentKeys(input.runId);
   // Local copies, streamed: the dataset and its scores are the largest files a run keeps.
   const datasetPath = join(dir, 'dataset.jsonl');
@@ -179,33 +177,12 @@ async function segment(
         { field: 'input.stages' },
       );
     }
-    const key = keys.stage(k);
-    const written = await putOrdered(out, key, rows, `stage = ${k}`, `${seed}:stage-${k}`, scratch);
+    const put = await putOrdered(out, keys.stage(k), rows, `stage = ${k}`, `${seed}:stage-${k}`, scratch);
     const [minScore, maxScore]: readonly [number | null, number | null] = range.get(k) ?? [null, null];
-    stages.push({
-      stage: k,
-      uri: store.uriFor(key),
-      rows: written.rows,
-      minScore,
-      maxScore,
-      sha256: written.entry.sha256,
-    });
+    stages.push({ stage: k, uri: put.uri, rows: put.rows, minScore, maxScore, sha256: put.sha256 });
   }
   const oneOff = await putOrdered(out, keys.oneOff, rows, 'stage > 0', `${seed}:one-off`, scratch);
-  let heldoutRef: SegmentResult['heldout'];
-  if (heldout) {
-    await putOrdered(out, keys.heldout, rows, 'stage = 0', `${seed}:heldout`, scratch);
-    heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout };
-  }
-
-  const result: SegmentResult = {
-    stages,
-    oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOff.rows, sha256: oneOff.entry.sha256 },
-    heldout: heldoutRef,
-    thresholds,
-    unscored,
-    summaryUri: store.uriFor(keys.summary),
-  };
+  const held = heldout ? await putOrdered(out, keys.heldout, rows, 'stage = 0', `${seed}:heldout`, scratch) : undefined;
   const summary = {
     rule,
     thresholds,
@@ -215,5 +192,12 @@ async function segment(
     unscored,
   };
   await out.put(keys.summary, JSON.stringify(summary, null, 2));
-  return result;
+  return {
+    stages,
+    oneOff,
+    heldout: held && { uri: held.uri, rows: heldout },
+    thresholds,
+    unscored,
+    summaryUri: out.store.uriFor(keys.summary),
+  };
 }
