@@ -1,5 +1,4 @@
-import { createHash, hash as digest, type Hash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { createHash, hash as digest } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 import { openUserFile } from './read-user-file';
@@ -126,17 +125,6 @@ async function* records(chunks: AsyncIterable<string>, file: string): AsyncGener
   if (rec) yield rec;
 }
 
-/** A score file's text as a stream: gzip unpacked and UTF-8 checked on the way, `hash` fed its bytes. */
-async function scoreFileText(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
-  uri: string,
-  field: string,
-): Promise<{ source: string; chunks: AsyncGenerator<string>; hash: Hash; input: Readable }> {
-  const { opened: input, source } = await openUserFile(deps, uri, field, (store, key) => store.getStream(key));
-  const hash = createHash('sha256');
-  return { source, hash, input, chunks: utf8Chunks(unpackedBytes(input, source), source, hash) };
-}
-
 const textKey = (text: string) => text.trim();
 
 /**
@@ -149,17 +137,15 @@ const userTextKey = (text: string) => `t${digest('sha256', textKey(text), 'base6
 
 /**
  * The scores of every file, by dataset id and by user text (released format), kept compactly: the keys in an IdTable
- * (their bytes in one buffer), and each entry's score and where it was given in typed arrays, about 60 bytes an entry
- * where Maps of full strings and objects cost several hundred.
+ * (their bytes in one buffer), each entry's score and where it was given in arrays of unboxed numbers, about 60 bytes
+ * an entry where Maps of full strings and objects cost several hundred.
  */
 class ScoreIndex {
   private readonly keys = new IdTable();
-  private scores = new Float64Array(1024);
-  /** Entry i was given in files[fileOf[i]] at line (or item) positions[i]. */
-  private fileOf = new Uint32Array(1024);
-  private positions = new Uint32Array(1024);
-  private count = 0;
-  private readonly files: Array<{ file: string; array: boolean }> = [];
+  private readonly scores: number[] = [];
+  /** Entry i was given at line (or item) positions[i] of the last of `files` whose entries start at or before i. */
+  private readonly positions: number[] = [];
+  private readonly files: Array<{ file: string; array: boolean; from: number }> = [];
   /** Released-format rows whose user text was given twice with different scores: the first one is used. */
   conflicts = 0;
 
@@ -177,7 +163,7 @@ class ScoreIndex {
       const data = value.data;
       if (!Array.isArray(data) || typeof data[0] !== 'string')
         fail(where, `field "data" must be an array [user, response] of strings, found ${kindOf(data)}`, 'data');
-      const first = this.keys.firstLine(userTextKey(data[0] as string), this.count);
+      const first = this.keys.firstLine(userTextKey(data[0] as string), this.scores.length);
       if (first === undefined) this.record(where, score);
       else if (this.scores[first] !== score) this.conflicts += 1;
       return;
@@ -185,9 +171,12 @@ class ScoreIndex {
     const id = value.id;
     if (typeof id !== 'string' && typeof id !== 'number')
       fail(where, `field "id" must be a string or a number, found ${kindOf(id)}`, 'id');
-    const first = this.keys.firstLine(idKey(String(id)), this.count);
-    if (first !== undefined)
-      fail(where, `duplicate id in field "id" (first given at ${at(this.whereOf(first))})`, 'id');
+    const first = this.keys.firstLine(idKey(String(id)), this.scores.length);
+    if (first !== undefined) {
+      const { file, array } = this.files.findLast((f) => f.from <= first)!;
+      const given = array ? { file, item: this.positions[first] } : { file, line: this.positions[first] };
+      fail(where, `duplicate id in field "id" (first given at ${at(given)})`, 'id');
+    }
     this.record(where, score);
   }
 
@@ -197,34 +186,13 @@ class ScoreIndex {
     return entry === undefined ? undefined : this.scores[entry];
   }
 
-  private fileIndex(w: Where): number {
-    const last = this.files.length - 1;
-    const array = w.line === undefined;
-    if (last >= 0 && this.files[last].file === w.file && this.files[last].array === array) return last;
-    this.files.push({ file: w.file, array });
-    return last + 1;
-  }
-
-  private whereOf(entry: number): Where {
-    const { file, array } = this.files[this.fileOf[entry]];
-    return array ? { file, item: this.positions[entry] } : { file, line: this.positions[entry] };
-  }
-
   private record(where: Where, score: number): void {
-    if (this.count === this.scores.length) {
-      const grow = <T extends Float64Array | Uint32Array>(a: T, make: (n: number) => T): T => {
-        const grown = make(a.length * 2);
-        grown.set(a);
-        return grown;
-      };
-      this.scores = grow(this.scores, (n) => new Float64Array(n));
-      this.fileOf = grow(this.fileOf, (n) => new Uint32Array(n));
-      this.positions = grow(this.positions, (n) => new Uint32Array(n));
-    }
-    this.scores[this.count] = score;
-    this.fileOf[this.count] = this.fileIndex(where);
-    this.positions[this.count] = where.line ?? where.item!;
-    this.count += 1;
+    const last = this.files.at(-1);
+    const array = where.line === undefined;
+    if (last?.file !== where.file || last.array !== array)
+      this.files.push({ file: where.file, array, from: this.scores.length });
+    this.scores.push(score);
+    this.positions.push(where.line ?? where.item!);
   }
 }
 
@@ -268,9 +236,13 @@ export async function fileScorer(
   const index = new ScoreIndex();
   const read: Array<{ source: string; sha: string }> = [];
   for (const [i, uri] of files.entries()) {
-    const { source, chunks, hash, input: stream } = await scoreFileText(deps, uri, `input.scorer.files[${i}]`);
+    const field = `input.scorer.files[${i}]`;
+    const { opened: stream, source } = await openUserFile(deps, uri, field, (store, key) => store.getStream(key));
+    // Gzip unpacked and UTF-8 checked on the way, `hash` fed the bytes.
+    const hash = createHash('sha256');
     try {
-      for await (const { value, where } of records(chunks, source)) index.add(where, value);
+      for await (const { value, where } of records(utf8Chunks(unpackedBytes(stream, source), source, hash), source))
+        index.add(where, value);
     } finally {
       // Also when a bad entry stops the reading: the file handle or the S3 connection is released.
       stream.destroy();

@@ -45,7 +45,7 @@ export function kindOf(value: unknown): string {
  * JSON.parse's complaint without the file's text: V8 quotes the offending token and a snippet around it, so only
  * its fixed phrases are kept, with the offset when it gives one.
  */
-export function jsonProblem(err: unknown): { what: string; offset?: number } {
+function jsonProblem(err: unknown): { what: string; offset?: number } {
   const message = err instanceof Error ? err.message : '';
   const located = /^([A-Za-z][A-Za-z ',:[\]{}-]{0,80}?) in JSON at position (\d+)/.exec(message);
   if (located) return { what: located[1].replace(/token '.*?'/, 'character'), offset: Number(located[2]) };
@@ -60,7 +60,7 @@ function newlinesIn(text: string, end = text.length): number {
   return n;
 }
 
-export function checkRowSize(source: string, line: number, row: string, maxRowBytes: number): void {
+function checkRowSize(source: string, line: number, row: string, maxRowBytes: number): void {
   if (row.length <= maxRowBytes / 3) return; // at most 3 UTF-8 bytes per UTF-16 unit: surely within the limit
   const bytes = Buffer.byteLength(row, 'utf8');
   if (bytes > maxRowBytes) {
@@ -82,196 +82,180 @@ function checkPartialRowSize(source: string, line: number, partial: string, maxR
 
 const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
 
-type ArrayState = 'open' | 'first' | 'value' | 'in-value' | 'after' | 'end';
+/** Takes the file's text chunk by chunk, then undefined at its end; yields the records each completes. */
+type Splitter = (text: string | undefined) => Generator<SourceRecord>;
 
-/** Push text chunks in order, then call end(); each call returns the records completed so far. */
-export class JsonRecordSplitter {
-  private mode: 'unknown' | 'jsonl' | 'array' = 'unknown';
-  private started = false;
-  private pending = '';
-  /** Lines before `pending` (JSONL) or before the current chunk (array). */
-  private line = 1;
-  // JSON array scanning state.
-  private state: ArrayState = 'open';
-  private parts: string[] = [];
-  private valueLine = 0;
-  private depth = 0;
-  private inString = false;
-  private escaped = false;
-  private scalar = false;
-  private index = 0;
-  private count = 0;
-
-  constructor(
-    private readonly source: string,
-    private readonly maxRowBytes: number,
-  ) {}
-
-  /** True once the first non-blank character said the file is a JSON array (undefined while only blanks came). */
-  get isArray(): boolean | undefined {
-    return this.mode === 'unknown' ? undefined : this.mode === 'array';
-  }
-
-  push(chunk: string): SourceRecord[] {
+/**
+ * The records of JSONL or of a top-level JSON array (told apart by the first non-blank character) as the text
+ * arrives, one at a time: JSONL records are named by their line, array elements by the line they start on and their
+ * index. A file without a record is refused as empty.
+ */
+export async function* jsonRecords(
+  chunks: AsyncIterable<string>,
+  source: string,
+  maxRowBytes: number,
+): AsyncGenerator<SourceRecord> {
+  let head: string | undefined;
+  let split: Splitter | undefined;
+  let count = 0;
+  for await (const chunk of chunks) {
     let text = chunk;
-    if (!this.started && text.length) {
-      this.started = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a UTF-8 BOM is not part of the JSON
+    if (split === undefined) {
+      // A UTF-8 BOM (the text's first character) is not part of the JSON.
+      head = head === undefined ? text.replace(/^\ufeff/, '') : head + text;
+      const first = head.search(/\S/);
+      if (first === -1) continue;
+      split = head[first] === '[' ? arraySplitter(source, maxRowBytes) : lineSplitter(source, maxRowBytes);
+      text = head;
     }
-    if (this.mode === 'unknown') {
-      const buffered = this.pending + text;
-      const first = buffered.search(/\S/);
-      if (first === -1) {
-        this.pending = buffered;
-        return [];
-      }
-      this.mode = buffered[first] === '[' ? 'array' : 'jsonl';
-      this.pending = '';
-      text = buffered;
+    for (const rec of split(text)) {
+      count += 1;
+      yield rec;
     }
-    const out = this.mode === 'jsonl' ? this.pushLines(text, false) : this.pushArray(text);
-    this.count += out.length;
-    return out;
   }
-
-  end(): SourceRecord[] {
-    let out: SourceRecord[] = [];
-    if (this.mode === 'jsonl') out = this.pushLines('', true);
-    else if (this.mode === 'array' && this.state !== 'end') {
-      this.syntax(this.line, 'Unexpected end of JSON input');
-    }
-    this.count += out.length;
-    if (this.count === 0) throw new InvalidDataError(`${this.source}: dataset is empty`, { file: this.source });
-    return out;
+  for (const rec of split?.(undefined) ?? []) {
+    count += 1;
+    yield rec;
   }
+  if (count === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
+}
 
-  private pushLines(text: string, last: boolean): SourceRecord[] {
-    const records: SourceRecord[] = [];
-    let buffered = this.pending + text;
+/** JSONL: one record a line, blank lines skipped. */
+function lineSplitter(source: string, maxRowBytes: number): Splitter {
+  let pending = '';
+  let line = 1;
+  return function* (text) {
+    const buffered = pending + (text ?? '');
     let from = 0;
-    for (;;) {
-      const nl = buffered.indexOf('\n', from);
-      if (nl === -1) break;
-      this.lineRecord(buffered.slice(from, nl), records);
+    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n', from)) {
+      const rec = lineRecord(source, buffered.slice(from, nl), line++, maxRowBytes);
+      if (rec) yield rec;
       from = nl + 1;
     }
-    buffered = buffered.slice(from);
-    if (last) {
-      this.lineRecord(buffered, records);
-      buffered = '';
-    } else {
-      // A record still arriving fails once it is over the limit.
-      checkPartialRowSize(this.source, this.line, buffered, this.maxRowBytes);
+    const rest = buffered.slice(from);
+    if (text === undefined) {
+      const rec = lineRecord(source, rest, line, maxRowBytes);
+      if (rec) yield rec;
+      return;
     }
-    // A copy, not a slice: a sliced string keeps its whole parent (this chunk of text) alive until the next push,
+    // A record still arriving fails once it is over the limit.
+    checkPartialRowSize(source, line, rest, maxRowBytes);
+    // A copy, not a slice: a sliced string keeps its whole parent (this chunk of text) alive until the next chunk,
     // long enough, while the chunk's rows are scored, to be promoted to the old generation.
-    this.pending = Buffer.from(buffered, 'utf8').toString('utf8');
-    return records;
-  }
+    pending = Buffer.from(rest, 'utf8').toString('utf8');
+  };
+}
 
-  private lineRecord(raw: string, records: SourceRecord[]): void {
-    const rec = { line: this.line, index: -1 };
-    this.line += 1;
-    // Checked before parsing, so an oversized line costs no parse.
-    checkRowSize(this.source, rec.line, raw.endsWith('\r') ? raw.slice(0, -1) : raw, this.maxRowBytes);
-    const lineText = raw.trim();
-    if (lineText === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(lineText);
-    } catch (err) {
-      const { what, offset } = jsonProblem(err);
-      const column = offset === undefined ? '' : ` at column ${raw.indexOf(lineText) + offset + 1}`;
-      fail(this.source, rec, `invalid JSON (${what}${column})`);
-    }
-    if (!isPlainObject(value)) fail(this.source, rec, `expected a JSON object, found ${kindOf(value)}`);
-    records.push({ value, ...rec });
+function lineRecord(source: string, raw: string, line: number, maxRowBytes: number): SourceRecord | undefined {
+  const rec = { line, index: -1 };
+  // Checked before parsing, so an oversized line costs no parse.
+  checkRowSize(source, line, raw.endsWith('\r') ? raw.slice(0, -1) : raw, maxRowBytes);
+  const lineText = raw.trim();
+  if (lineText === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(lineText);
+  } catch (err) {
+    const { what, offset } = jsonProblem(err);
+    const column = offset === undefined ? '' : ` at column ${raw.indexOf(lineText) + offset + 1}`;
+    fail(source, rec, `invalid JSON (${what}${column})`);
   }
+  if (!isPlainObject(value)) fail(source, rec, `expected a JSON object, found ${kindOf(value)}`);
+  return { value, ...rec };
+}
 
-  private syntax(line: number, what: string): never {
-    fail(this.source, { line }, `invalid JSON (${what})`);
-  }
-
-  /** A string-aware scan of the top-level array: each element is cut out whole and parsed on its own. */
-  private pushArray(text: string): SourceRecord[] {
-    const records: SourceRecord[] = [];
-    let valueStart = this.state === 'in-value' ? 0 : -1;
-    for (let i = 0; i < text.length; i++) {
-      const c = text.charCodeAt(i);
-      if (this.state === 'in-value') {
-        if (this.inString) {
-          if (this.escaped) this.escaped = false;
-          else if (c === 0x5c) this.escaped = true;
-          else if (c === 0x22) {
-            this.inString = false;
-            if (this.depth === 0) this.finishValue(text.slice(valueStart, i + 1), records);
-          }
-        } else if (this.scalar) {
-          if (isSpace(c) || c === 0x2c || c === 0x5d) {
-            this.finishValue(text.slice(valueStart, i), records);
-            i--; // the separator is read again in the 'after' state
-            continue;
-          }
-        } else if (c === 0x22) this.inString = true;
-        else if (c === 0x7b || c === 0x5b) this.depth++;
-        else if (c === 0x7d || c === 0x5d) {
-          this.depth--;
-          if (this.depth === 0) this.finishValue(text.slice(valueStart, i + 1), records);
-        }
-        if (c === 0x0a) this.line++;
-        continue;
-      }
-      if (c === 0x0a) this.line++;
-      if (isSpace(c)) continue;
-      switch (this.state) {
-        case 'open':
-          this.state = 'first'; // the mode check saw that this is '['
-          break;
-        case 'first':
-        case 'value':
-          if (c === 0x5d && this.state === 'first') this.state = 'end';
-          else if (c === 0x5d || c === 0x2c) this.syntax(this.line, 'Unexpected character');
-          else {
-            this.state = 'in-value';
-            this.valueLine = this.line;
-            valueStart = i;
-            this.parts = [];
-            this.depth = c === 0x7b || c === 0x5b ? 1 : 0;
-            this.inString = c === 0x22;
-            this.scalar = !this.inString && this.depth === 0;
-          }
-          break;
-        case 'after':
-          if (c === 0x2c) this.state = 'value';
-          else if (c === 0x5d) this.state = 'end';
-          else this.syntax(this.line, "Expected ',' or ']' after array element");
-          break;
-        case 'end':
-          this.syntax(this.line, 'Unexpected non-whitespace character after JSON');
-      }
-    }
-    if (this.state === 'in-value') {
-      this.parts.push(text.slice(valueStart));
-      checkPartialRowSize(this.source, this.valueLine, this.parts.join(''), this.maxRowBytes);
-    }
-    return records;
-  }
-
-  private finishValue(tail: string, records: SourceRecord[]): void {
-    const body = this.parts.length ? this.parts.join('') + tail : tail;
-    this.parts = [];
-    this.state = 'after';
-    const rec = { line: this.valueLine, index: this.index++ };
-    checkRowSize(this.source, rec.line, body, this.maxRowBytes);
+/** A string-aware scan of the top-level array: each element is cut out whole and parsed on its own. */
+function arraySplitter(source: string, maxRowBytes: number): Splitter {
+  let state: 'open' | 'first' | 'value' | 'in-value' | 'after' | 'end' = 'open';
+  /** The text of the element being read, from earlier chunks. */
+  let parts: string[] = [];
+  let line = 1;
+  let valueLine = 0;
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let scalar = false;
+  let index = 0;
+  const syntax = (at: number, what: string): never => fail(source, { line: at }, `invalid JSON (${what})`);
+  const finish = (tail: string): SourceRecord => {
+    const body = parts.length ? parts.join('') + tail : tail;
+    parts = [];
+    state = 'after';
+    const rec = { line: valueLine, index: index++ };
+    checkRowSize(source, rec.line, body, maxRowBytes);
     let value: unknown;
     try {
       value = JSON.parse(body);
     } catch (err) {
       const { what, offset } = jsonProblem(err);
-      this.syntax(rec.line + (offset === undefined ? 0 : newlinesIn(body, offset)), what);
+      syntax(rec.line + (offset === undefined ? 0 : newlinesIn(body, offset)), what);
     }
-    if (!isPlainObject(value))
-      fail(this.source, rec, `item ${rec.index} must be a JSON object, found ${kindOf(value)}`);
-    records.push({ value, ...rec });
-  }
+    if (!isPlainObject(value)) fail(source, rec, `item ${rec.index} must be a JSON object, found ${kindOf(value)}`);
+    return { value, ...rec };
+  };
+  return function* (text) {
+    if (text === undefined) {
+      if (state !== 'end') syntax(line, 'Unexpected end of JSON input');
+      return;
+    }
+    let valueStart = state === 'in-value' ? 0 : -1;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (state === 'in-value') {
+        if (inString) {
+          if (escaped) escaped = false;
+          else if (c === 0x5c) escaped = true;
+          else if (c === 0x22) {
+            inString = false;
+            if (depth === 0) yield finish(text.slice(valueStart, i + 1));
+          }
+        } else if (scalar) {
+          if (isSpace(c) || c === 0x2c || c === 0x5d) {
+            yield finish(text.slice(valueStart, i));
+            i--; // the separator is read again in the 'after' state
+            continue;
+          }
+        } else if (c === 0x22) inString = true;
+        else if (c === 0x7b || c === 0x5b) depth++;
+        else if (c === 0x7d || c === 0x5d) {
+          depth--;
+          if (depth === 0) yield finish(text.slice(valueStart, i + 1));
+        }
+        if (c === 0x0a) line++;
+        continue;
+      }
+      if (c === 0x0a) line++;
+      if (isSpace(c)) continue;
+      switch (state) {
+        case 'open':
+          state = 'first'; // the mode check saw that this is '['
+          break;
+        case 'first':
+        case 'value':
+          if (c === 0x5d && state === 'first') state = 'end';
+          else if (c === 0x5d || c === 0x2c) syntax(line, 'Unexpected character');
+          else {
+            state = 'in-value';
+            valueLine = line;
+            valueStart = i;
+            parts = [];
+            depth = c === 0x7b || c === 0x5b ? 1 : 0;
+            inString = c === 0x22;
+            scalar = !inString && depth === 0;
+          }
+          break;
+        case 'after':
+          if (c === 0x2c) state = 'value';
+          else if (c === 0x5d) state = 'end';
+          else syntax(line, "Expected ',' or ']' after array element");
+          break;
+        case 'end':
+          syntax(line, 'Unexpected non-whitespace character after JSON');
+      }
+    }
+    if (state === 'in-value') {
+      parts.push(text.slice(valueStart));
+      checkPartialRowSize(source, valueLine, parts.join(''), maxRowBytes);
+    }
+  };
 }

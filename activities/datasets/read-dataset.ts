@@ -4,9 +4,9 @@
  * rows at a time). Only one record (or one chunk) is held at a time; the ids seen go to the row engine for the check
  * that ids are unique.
  */
-import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
+import { pipeline } from 'node:stream';
 import { parse as csvParse, CsvError } from 'csv-parse';
 import { InvalidDataError } from '../../common/failures';
 import { MAX_ROW_BYTES } from '../../common/settings/constants';
@@ -15,9 +15,9 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
-import { literal, openRows } from '../rows/engine';
+import { literal, openRows, type Rows } from '../rows/engine';
 import { IdCheck } from './id-check';
-import { JsonRecordSplitter, type SourceRecord } from './json-records';
+import { jsonRecords, type SourceRecord } from './json-records';
 import {
   detectLayout,
   duplicateId,
@@ -27,7 +27,7 @@ import {
   type DatasetLayout,
   type DatasetRow,
 } from './rows';
-import { pipeInto, unpackedBytes, utf8Chunks } from './text-stream';
+import { unpackedBytes, utf8Chunks } from './text-stream';
 
 type DatasetFileKind = 'jsonl' | 'json' | 'parquet' | 'csv';
 
@@ -148,55 +148,37 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     const maxRowBytes = this.options.maxRowBytes ?? MAX_ROW_BYTES;
     if (kind === 'csv') yield* csvRecords(text, this.source, maxRowBytes);
     else {
-      const splitter = new JsonRecordSplitter(this.source, maxRowBytes);
-      for await (const chunk of text) {
-        const records = splitter.push(chunk);
-        if (kind === 'json' && splitter.isArray === false) {
+      for await (const rec of jsonRecords(text, this.source, maxRowBytes)) {
+        if (kind === 'json' && rec.index === -1) {
           throw new InvalidDataError(
             `${this.source}: datasetFormat is "${this.format}" but the file is not a JSON array`,
             { file: this.source, field: 'input.datasetFormat' },
           );
         }
-        yield* handedOn(records);
+        yield rec;
       }
-      yield* splitter.end();
     }
     this.sha256 = hash.digest('hex');
   }
 
-  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the scratch folder. */
+  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the engine's scratch folder. */
   private async *parquetRecords(): AsyncGenerator<SourceRecord> {
-    let path = localPathOf(this.uri, this.field);
-    let scratch: string | undefined;
-    if (path === undefined) {
-      scratch = join(this.deps.workDir, 'datasets', `${randomUUID()}-${this.source}`);
-      await mkdir(join(this.deps.workDir, 'datasets'), { recursive: true });
-      await this.open((store, key) => store.getFile(key, scratch!));
-      path = scratch;
-    } else {
-      await this.open(async (store, key) => {
-        if (!(await store.exists(key))) throw new NotFoundError(this.uri);
-      });
-    }
+    const { rows, scratch, close } = await openRows(this.deps);
     try {
-      yield* parquetRecords(this.deps, path, this.source);
+      let path = localPathOf(this.uri, this.field);
+      if (path === undefined) {
+        const local = (path = join(scratch, 'dataset.parquet'));
+        await this.open((store, key) => store.getFile(key, local));
+      } else {
+        await this.open(async (store, key) => {
+          if (!(await store.exists(key))) throw new NotFoundError(this.uri);
+        });
+      }
+      yield* parquetRecords(rows, path, this.source);
       this.sha256 = await sha256File(path);
     } finally {
-      if (scratch) await rm(scratch, { force: true });
+      await close();
     }
-  }
-}
-
-/**
- * The records of a chunk one by one, each let go by the array as it is handed on: a chunk's records would otherwise
- * all live until the consumer, which may be scoring them one at a time, reached its last, long enough to outlive
- * young-generation collections and be promoted (the old generation then grows with the dataset's size).
- */
-function* handedOn(records: SourceRecord[]): Generator<SourceRecord> {
-  for (let i = 0; i < records.length; i++) {
-    const record = records[i];
-    (records as Array<SourceRecord | undefined>)[i] = undefined;
-    yield record;
   }
 }
 
@@ -218,7 +200,8 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     skip_empty_lines: true,
     max_record_size: maxRowBytes,
   });
-  const stop = pipeInto(parser, text);
+  // An error of either side ends the reading of `parser`; destroying it (a reader that stops early) ends the pipe.
+  pipeline(text, parser, () => {});
   let index = 0;
   try {
     for await (const item of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
@@ -234,7 +217,7 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     }
     throw err;
   } finally {
-    stop();
+    parser.destroy();
   }
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }
@@ -243,44 +226,31 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
  * A Parquet file's rows through the row engine, in file order, a chunk at a time: INT64 ids come back as bigint, kept
  * so that the id reads as its digits. DuckDB's complaints name the file by its path, which is replaced by its name.
  */
-async function* parquetRecords(
-  deps: Pick<ActivityDeps, 'env' | 'workDir'>,
-  path: string,
-  source: string,
-): AsyncGenerator<SourceRecord> {
-  const { rows, close } = await openRows(deps);
+async function* parquetRecords(rows: Rows, path: string, source: string): AsyncGenerator<SourceRecord> {
   const problem = (err: unknown) =>
     String((err as Error).message ?? err)
       .split(path)
       .join(source)
       .slice(0, 160);
-  let read = 0;
-  try {
-    let result;
-    try {
-      result = await rows.stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`);
-    } catch (err) {
+  const result = await rows
+    .stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`)
+    .catch((err: unknown) => {
       throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
+    });
+  const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
+  let read = 0;
+  for (;;) {
+    const next = await chunks.next().catch((err: unknown) => {
+      throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
+        file: source,
+        line: read + 1,
+      });
+    });
+    if (next.done) break;
+    for (const { file_row_number: at, ...value } of next.value) {
+      read += 1;
+      yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
     }
-    const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
-    for (;;) {
-      let next;
-      try {
-        next = await chunks.next();
-      } catch (err) {
-        throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
-          file: source,
-          line: read + 1,
-        });
-      }
-      if (next.done) break;
-      for (const { file_row_number: at, ...value } of next.value) {
-        read += 1;
-        yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
-      }
-    }
-  } finally {
-    await close();
   }
   if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

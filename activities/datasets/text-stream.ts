@@ -1,7 +1,7 @@
 // A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
 // chunk, so no file is ever held whole. Every error names the file and, where there is one, the line, never the bytes.
 import type { Hash } from 'node:crypto';
-import { Readable, type Transform } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidDataError } from '../../common/failures';
 
@@ -42,43 +42,44 @@ function firstInvalidLine(bytes: Uint8Array): number {
 
 /** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */
 export async function* unpackedBytes(input: Readable, source: string): AsyncGenerator<Buffer> {
-  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  let head = Buffer.alloc(0);
-  while (head.length < SNIFF_BYTES) {
-    const next = await iterator.next();
-    if (next.done) break;
-    head = Buffer.concat([head, next.value]);
-  }
-  const format = compressionOf(head);
-  if (head.subarray(0, 4).toString('latin1') === 'PAR1') {
-    input.destroy();
-    throw new InvalidDataError(
-      `${source}: the file is Parquet; name it .parquet or set datasetFormat to "<layout>-parquet"`,
-      { file: source, field: 'input.datasetFormat' },
-    );
-  }
-  if (format !== undefined && format !== 'gzip') {
-    input.destroy();
-    throw new InvalidDataError(
-      `${source}: the file is ${format}-compressed, which is not supported; decompress it or compress it with gzip`,
-      { file: source },
-    );
-  }
-  async function* raw(): AsyncGenerator<Buffer> {
-    if (head.length) yield head;
-    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
-  }
-  if (format === undefined) {
-    try {
-      yield* raw();
-    } finally {
-      // A reader that stops early (a first repeated id found, say) must not leave the file open until a collection.
-      input.destroy();
+  try {
+    const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    let head = Buffer.alloc(0);
+    while (head.length < SNIFF_BYTES) {
+      const next = await iterator.next();
+      if (next.done) break;
+      head = Buffer.concat([head, next.value]);
     }
-    return;
+    const format = compressionOf(head);
+    if (head.subarray(0, 4).toString('latin1') === 'PAR1') {
+      throw new InvalidDataError(
+        `${source}: the file is Parquet; name it .parquet or set datasetFormat to "<layout>-parquet"`,
+        { file: source, field: 'input.datasetFormat' },
+      );
+    }
+    if (format !== undefined && format !== 'gzip') {
+      throw new InvalidDataError(
+        `${source}: the file is ${format}-compressed, which is not supported; decompress it or compress it with gzip`,
+        { file: source },
+      );
+    }
+    const raw = async function* (): AsyncGenerator<Buffer> {
+      if (head.length) yield head;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+    };
+    if (format === undefined) yield* raw();
+    else yield* gunzipped(raw(), source);
+  } finally {
+    // A reader that stops early (a first repeated id found, say) must not leave the file open until a collection.
+    input.destroy();
   }
+}
+
+/** Gzip data inflated; data that ends or breaks before its end is named with the line of unpacked text it cut. */
+async function* gunzipped(bytes: AsyncIterable<Buffer>, source: string): AsyncGenerator<Buffer> {
   const gunzip = createGunzip();
-  const stop = pipeInto(gunzip, raw());
+  // An error of either side ends the reading of `gunzip`; destroying it (a reader that stops early) ends the pipe.
+  pipeline(bytes, gunzip, () => {});
   let lines = 0;
   try {
     for await (const chunk of gunzip) {
@@ -88,28 +89,13 @@ export async function* unpackedBytes(input: Readable, source: string): AsyncGene
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (err instanceof InvalidDataError || !code?.startsWith('Z_')) throw err;
-    // Gzip data that ends or breaks before its end: named with the line of unpacked text it cut.
     throw new InvalidDataError(`${source}: gzip data is damaged (${code}) at line ${lines + 1}`, {
       file: source,
       line: lines + 1,
     });
   } finally {
-    input.destroy();
-    stop();
+    gunzip.destroy();
   }
-}
-
-/**
- * `chunks` piped into a transform stream (gunzip, a CSV parser): an error of either ends the reading of `into`. A
- * reader that stops early calls the returned stop(), which waits on nothing (a destroyed stream sends no 'drain').
- */
-export function pipeInto(into: Transform, chunks: AsyncIterable<Buffer | string>): () => void {
-  const source = Readable.from(chunks).on('error', (err) => into.destroy(err));
-  source.pipe(into);
-  return () => {
-    source.destroy();
-    into.destroy();
-  };
 }
 
 /** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */

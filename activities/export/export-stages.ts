@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { finished } from 'node:stream/promises';
+import { pipeline } from 'node:stream/promises';
 import { ONE_OFF, stageName } from '../../common/constants';
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
@@ -16,7 +16,6 @@ import {
   datasetInfo,
   exportFileName,
   exportReadme,
-  exportRow,
   type ExportedSet,
   type ExportLayout,
 } from './trainer-formats';
@@ -54,14 +53,14 @@ async function writeExport(deps: ActivityDeps, input: ExportInput, out: StepOutp
     for (const { set, uri } of sources) {
       const { store, key } = openObject(uri, deps.env);
       const local = join(scratch, exportFileName(set.name));
-      const file = createWriteStream(local);
-      for await (const row of streamJsonl<StoredRow>(store, key)) {
-        layout ??= row.messages !== undefined ? 'messages' : 'alpaca';
-        if (!file.write(JSON.stringify(exportRow(row)) + '\n'))
-          await new Promise<void>((r) => file.once('drain', () => r()));
+      // Alpaca rows as `{instruction, input, output}`, conversations as `{messages}` (see trainer-formats.ts).
+      async function* exported() {
+        for await (const { instruction, input, output, messages } of streamJsonl<StoredRow>(store, key)) {
+          layout ??= messages !== undefined ? 'messages' : 'alpaca';
+          yield JSON.stringify(messages !== undefined ? { messages } : { instruction, input, output }) + '\n';
+        }
       }
-      file.end();
-      await finished(file);
+      await pipeline(exported, createWriteStream(local));
       await out.putFile(keys.file(exportFileName(set.name)), local);
     }
   } finally {

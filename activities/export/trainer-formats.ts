@@ -28,17 +28,6 @@ export const exportFileName = (name: string) => `${name}.jsonl`;
 export const llamaFactoryName = (name: string) => `pift_${name.replace(/-/g, '_')}`;
 export const axolotlConfigName = (name: string) => `axolotl-${name}.yml`;
 
-/** The exported form of one stored row. */
-export function exportRow(row: {
-  instruction: string;
-  input: string;
-  output: string;
-  messages?: unknown;
-}): Record<string, unknown> {
-  if (row.messages !== undefined) return { messages: row.messages };
-  return { instruction: row.instruction, input: row.input, output: row.output };
-}
-
 export function datasetInfo(layout: ExportLayout, sets: readonly ExportedSet[]): Record<string, unknown> {
   const entry = (set: ExportedSet) =>
     layout === 'alpaca'

@@ -18,6 +18,8 @@ export type SqlValues = Record<string, DuckDBValue>;
 /** A connection to a fresh database in a scratch folder, and the clean-up that closes it and removes its scratch folder. */
 export interface OpenRows {
   rows: Rows;
+  /** The scratch folder, also for a step's own local files (named unlike DuckDB's `rows.duckdb*` and temp files). */
+  scratch: string;
   close(): Promise<void>;
 }
 
@@ -55,6 +57,7 @@ export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }
   }
   return {
     rows,
+    scratch,
     close: async () => {
       try {
         rows.closeSync();
@@ -65,14 +68,14 @@ export async function openRows(deps: { env: NodeJS.ProcessEnv; workDir: string }
   };
 }
 
-/** Runs `use` with a connection to a fresh database (see openRows). */
+/** Runs `use` with a connection to a fresh database and its scratch folder (see openRows). */
 export async function withRows<T>(
   deps: { env: NodeJS.ProcessEnv; workDir: string },
-  use: (rows: Rows) => Promise<T>,
+  use: (rows: Rows, scratch: string) => Promise<T>,
 ): Promise<T> {
-  const { rows, close } = await openRows(deps);
+  const { rows, scratch, close } = await openRows(deps);
   try {
-    return await use(rows);
+    return await use(rows, scratch);
   } finally {
     await close();
   }
@@ -82,14 +85,6 @@ export async function withRows<T>(
 export async function numberOf(rows: Rows, sql: string, values?: SqlValues): Promise<number> {
   const result = await rows.runAndReadAll(sql, values);
   return Number(result.getRows()[0][0]);
-}
-
-/**
- * Refuses a file short of rows: a streamed result that fails part way (out of memory) can end early instead of
- * failing. `expected` is counted before the stream opens: a query run on the connection meanwhile ends the stream.
- */
-export function checkRowCount(key: string, written: number, expected: number): void {
-  if (written !== expected) throw new Error(`the row engine gave ${written} of the ${expected} rows of ${key}`);
 }
 
 /** A string as an SQL literal. */

@@ -15,25 +15,16 @@ export class LineWriter {
     return new LineWriter(await open(path, 'w'));
   }
 
-  /** Appends one line (its bytes without the line break; copied, so the caller may reuse its buffer). */
-  async line(bytes: Uint8Array): Promise<void> {
-    if (this.used + bytes.length + 1 > this.buf.length) {
-      await this.flush();
-      if (bytes.length + 1 > this.buf.length) this.buf = Buffer.alloc(bytes.length + 1);
-    }
-    this.buf.set(bytes, this.used);
-    this.buf[this.used + bytes.length] = NEWLINE;
-    this.used += bytes.length + 1;
-  }
-
-  /** Appends one line given as text (UTF-8), encoded straight into the buffer. */
-  async text(line: string): Promise<void> {
-    const bytes = Buffer.byteLength(line);
+  /** Appends one line (without its line break): bytes are copied, text is encoded straight into the buffer. */
+  async text(line: string | Uint8Array): Promise<void> {
+    const bytes = typeof line === 'string' ? Buffer.byteLength(line) : line.length;
     if (this.used + bytes + 1 > this.buf.length) {
       await this.flush();
       if (bytes + 1 > this.buf.length) this.buf = Buffer.alloc(bytes + 1);
     }
-    this.used += this.buf.write(line, this.used);
+    if (typeof line === 'string') this.buf.write(line, this.used);
+    else this.buf.set(line, this.used);
+    this.used += bytes;
     this.buf[this.used++] = NEWLINE;
   }
 

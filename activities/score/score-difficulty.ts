@@ -285,7 +285,7 @@ export async function scoreIntoFile(o: {
         const lines = answers.of(index);
         let failedHere = false;
         for (const slot of slots) {
-          await scoresFile.line(lines.scoresLine(slot));
+          await scoresFile.text(lines.scoresLine(slot));
           const score = lines.score(slot);
           countOnClosedScale(tally.histogram, score);
           if (score !== null) continue;

@@ -1,4 +1,3 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 /**
  * The orderings a run trains besides the paper's ascending one (`evaluation.controls`), all from the same start and
@@ -11,9 +10,9 @@ import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
 import { controlKeys } from '../artifacts/run-keys';
-import { runStep, type StepOutputs } from '../artifacts/step';
-import { checkRowCount, linesOf, numberOf, withLongerLines, withRows, type Rows } from '../rows/engine';
-import { LineWriter } from '../rows/row-file';
+import { runStep } from '../artifacts/step';
+import { withLongerLines, withRows } from '../rows/engine';
+import { loadDataset, markStages, putOrdered, SEEDED_KEY } from './segment-stages';
 import type { StageSplit, StepRef } from '../types';
 
 export type ControlOrdering = 'random' | 'descending';
@@ -31,80 +30,29 @@ export async function segmentRandomControl(deps: ActivityDeps, input: RandomCont
   const keys = controlKeys(input.runId, 'random');
   const sizes = input.stages.map((s) => s.rows);
   const inputsHash = hashInputs({ pool: input.pool.sha256, sizes, seed: input.seed });
-  return runStep(
-    store,
-    { runId: input.runId, step: 'controls/random', key: keys.manifest, inputsHash },
-    async (out) => {
-      await mkdir(deps.workDir, { recursive: true });
-      const dir = await mkdtemp(join(deps.workDir, 'controls-'));
-      try {
-        const poolPath = join(dir, 'pool.jsonl');
-        const { store: poolStore, key } = openObject(input.pool.uri, deps.env);
-        await poolStore.getFile(key, poolPath);
-        return await withRows(deps, (rows) =>
-          writeStages(
-            rows,
-            poolPath,
-            sizes,
-            input.seed,
-            (k) => ({
-              key: keys.stage(k),
-              path: join(dir, `stage-${k}.jsonl`),
-            }),
-            out,
-          ),
-        );
-      } finally {
-        await rm(dir, { recursive: true, force: true });
+  const spec = { runId: input.runId, step: 'controls/random', key: keys.manifest, inputsHash };
+  return runStep(store, spec, (out) =>
+    withRows(deps, async (rows, dir) => {
+      const poolPath = join(dir, 'pool.jsonl');
+      const { store: poolStore, key } = openObject(input.pool.uri, deps.env);
+      await poolStore.getFile(key, poolPath);
+      await withLongerLines((maxLine) => loadDataset(rows, poolPath, maxLine));
+      // The pool's rows in seeded order, cut into consecutive stages of `sizes` (rows past the last are left out).
+      const salt = `${input.seed}:control-random`;
+      let end = 0;
+      const stageOf = sizes.map((size, i) => `WHEN r <= ${(end += size)} THEN ${i + 1}`).join(' ');
+      await rows.run(
+        `CREATE TABLE staged AS SELECT pos, CASE ${stageOf} END AS stage
+         FROM (SELECT pos, row_number() OVER (ORDER BY ${SEEDED_KEY}, pos) AS r FROM ds)`,
+        { salt },
+      );
+      await markStages(rows);
+      const stages: StageSplit[] = [];
+      for (let stage = 1; stage <= sizes.length; stage++) {
+        const put = await putOrdered(out, keys.stage(stage), rows, `stage = ${stage}`, salt, join(dir, 'stage.jsonl'));
+        stages.push({ stage, uri: put.uri, rows: put.rows, minScore: null, maxScore: null, sha256: put.sha256 });
       }
-    },
+      return stages;
+    }),
   );
-}
-
-/**
- * The pool's rows in seeded order (by sha256('<seed>:control-random:<id>')), cut into consecutive stages of `sizes`:
- * each stage file is its rows' lines as the pool holds them.
- */
-async function writeStages(
-  rows: Rows,
-  poolPath: string,
-  sizes: number[],
-  seed: number,
-  place: (stage: number) => { key: string; path: string },
-  out: StepOutputs,
-): Promise<StageSplit[]> {
-  await withLongerLines(async (maxLine) =>
-    rows.run(`CREATE OR REPLACE TABLE pool AS
-      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, poolPath, maxLine)}`),
-  );
-  // Counted before the stream opens: no other query may run on the connection while it is read.
-  let left = await numberOf(rows, 'SELECT count(*) FROM pool');
-  const result = await rows.stream("SELECT line FROM pool ORDER BY sha256($salt || ':' || id), pos", {
-    salt: `${seed}:control-random`,
-  });
-  const ordered = (async function* () {
-    for await (const chunk of result.yieldRows()) for (const [line] of chunk) yield line as string;
-  })();
-  const stages: StageSplit[] = [];
-  for (const [index, size] of sizes.entries()) {
-    const stage = index + 1;
-    const { key, path } = place(stage);
-    const writer = await LineWriter.create(path);
-    let written = 0;
-    try {
-      while (written < size) {
-        const next = await ordered.next();
-        if (next.done) break;
-        await writer.text(next.value);
-        written += 1;
-      }
-    } finally {
-      await writer.close();
-    }
-    checkRowCount(key, written, Math.min(size, left));
-    left -= written;
-    const { sha256 } = await out.putFile(key, path);
-    stages.push({ stage, uri: out.store.uriFor(key), rows: written, minScore: null, maxScore: null, sha256 });
-  }
-  return stages;
 }

@@ -1,11 +1,10 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
-import type { OutputEntry } from '../artifacts/manifest';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { SegmentInput, SegmentResult, StageSplit } from '../types';
@@ -28,19 +27,17 @@ export async function segmentStages(deps: ActivityDeps, input: SegmentInput): Pr
     heldout: [input.heldoutFraction, input.heldoutMax],
   });
   const spec = { runId: input.runId, step: 'segment', key: segmentKeys(input.runId).manifest, inputsHash };
-  return runStep(store, spec, async (out) => {
-    await mkdir(deps.workDir, { recursive: true });
-    const dir = await mkdtemp(join(deps.workDir, 'segment-'));
-    try {
-      return await withRows(deps, (rows) => segment(deps, input, out, dir, rows));
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+  return runStep(store, spec, (out) => withRows(deps, (rows, dir) => segment(deps, input, out, dir, rows)));
 }
 
 /** The SQL of a seeded order's key, sha256('<salt>:<id>'), for the salt in parameter `$salt`. */
-const SEEDED_KEY = "sha256($salt || ':' || id)";
+export const SEEDED_KEY = "sha256($salt || ':' || id)";
+
+/** Table `ds` (pos, id, line): the rows of a local JSONL file, pos in file order. */
+export async function loadDataset(rows: Rows, path: string, maxLine: number): Promise<void> {
+  await rows.run(`CREATE OR REPLACE TABLE ds AS
+    SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, path, maxLine)}`);
+}
 
 /**
  * Tables `ds` (pos, id, line: the dataset's rows, pos in file order) and `scored` (pos, id, score: every row with a
@@ -48,8 +45,7 @@ const SEEDED_KEY = "sha256($salt || ':' || id)";
  */
 async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Promise<void> {
   await withLongerLines(async (maxLine) => {
-    await rows.run(`CREATE OR REPLACE TABLE ds AS
-      SELECT pos, json_extract_string(line, '$.id') AS id, line FROM ${await linesOf(rows, datasetPath, maxLine)}`);
+    await loadDataset(rows, datasetPath, maxLine);
     // A row scored twice has the score of its later line.
     await rows.run(`CREATE OR REPLACE TABLE sc AS
       SELECT id, arg_max_null(score, pos) AS score FROM (
@@ -115,26 +111,25 @@ async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[
 }
 
 /** Writes the lines of the rows of `ds` that `where` selects, in seeded order for `salt`, as one output. */
-async function putOrdered(
+export async function putOrdered(
   out: StepOutputs,
   key: string,
   rows: Rows,
   where: string,
   salt: string,
   scratch: string,
-): Promise<{ entry: OutputEntry; rows: number }> {
+): Promise<{ uri: string; rows: number; sha256: string }> {
   // One scan and one sort, no join: a join of the rows back to their lines held every line in memory.
   const n = await copyLines(rows, `SELECT line FROM ds WHERE ${where} ORDER BY ${SEEDED_KEY}, pos`, scratch, { salt });
-  const entry = await out.putFile(key, scratch);
+  const { sha256 } = await out.putFile(key, scratch);
   await rm(scratch, { force: true });
-  return { entry, rows: n };
+  return { uri: out.store.uriFor(key), rows: n, sha256 };
 }
 
-/** Marks each row of `ds` with its stage (column `stage`): 0 held out, 1..count staged, NULL neither. */
-async function markStages(rows: Rows): Promise<void> {
+/** Marks each row of `ds` with its stage in table `staged` (pos, stage), as column `stage`; NULL for none. */
+export async function markStages(rows: Rows): Promise<void> {
   await rows.run('ALTER TABLE ds ADD COLUMN stage INTEGER');
   await rows.run('UPDATE ds SET stage = staged.stage FROM staged WHERE ds.pos = staged.pos');
-  await rows.run('UPDATE ds SET stage = 0 WHERE pos IN (SELECT pos FROM heldout)');
 }
 
 async function segment(
@@ -144,7 +139,6 @@ async function segment(
   dir: string,
   rows: Rows,
 ): Promise<SegmentResult> {
-  const { store } = out;
   const keys = segmentKeys(input.runId);
   // Local copies, streamed: the dataset and its scores are the largest files a run keeps.
   const datasetPath = join(dir, 'dataset.jsonl');
@@ -169,6 +163,7 @@ async function segment(
   const ranges = await rows.runAndReadAll('SELECT stage, min(score), max(score) FROM staged GROUP BY stage');
   const range = new Map(ranges.getRows().map(([k, lo, hi]) => [Number(k), [lo as number, hi as number] as const]));
   await markStages(rows);
+  await rows.run('UPDATE ds SET stage = 0 WHERE pos IN (SELECT pos FROM heldout)'); // stage 0: held out
 
   const stages: StageSplit[] = [];
   const scratch = join(dir, 'out.jsonl');
@@ -182,33 +177,12 @@ async function segment(
         { field: 'input.stages' },
       );
     }
-    const key = keys.stage(k);
-    const written = await putOrdered(out, key, rows, `stage = ${k}`, `${seed}:stage-${k}`, scratch);
+    const put = await putOrdered(out, keys.stage(k), rows, `stage = ${k}`, `${seed}:stage-${k}`, scratch);
     const [minScore, maxScore]: readonly [number | null, number | null] = range.get(k) ?? [null, null];
-    stages.push({
-      stage: k,
-      uri: store.uriFor(key),
-      rows: written.rows,
-      minScore,
-      maxScore,
-      sha256: written.entry.sha256,
-    });
+    stages.push({ stage: k, uri: put.uri, rows: put.rows, minScore, maxScore, sha256: put.sha256 });
   }
   const oneOff = await putOrdered(out, keys.oneOff, rows, 'stage > 0', `${seed}:one-off`, scratch);
-  let heldoutRef: SegmentResult['heldout'];
-  if (heldout) {
-    await putOrdered(out, keys.heldout, rows, 'stage = 0', `${seed}:heldout`, scratch);
-    heldoutRef = { uri: store.uriFor(keys.heldout), rows: heldout };
-  }
-
-  const result: SegmentResult = {
-    stages,
-    oneOff: { uri: store.uriFor(keys.oneOff), rows: oneOff.rows, sha256: oneOff.entry.sha256 },
-    heldout: heldoutRef,
-    thresholds,
-    unscored,
-    summaryUri: store.uriFor(keys.summary),
-  };
+  const held = heldout ? await putOrdered(out, keys.heldout, rows, 'stage = 0', `${seed}:heldout`, scratch) : undefined;
   const summary = {
     rule,
     thresholds,
@@ -218,5 +192,12 @@ async function segment(
     unscored,
   };
   await out.put(keys.summary, JSON.stringify(summary, null, 2));
-  return result;
+  return {
+    stages,
+    oneOff,
+    heldout: held && { uri: held.uri, rows: heldout },
+    thresholds,
+    unscored,
+    summaryUri: out.store.uriFor(keys.summary),
+  };
 }
