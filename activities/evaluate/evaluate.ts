@@ -18,8 +18,8 @@ import {
   JUDGE_PROMPT_VERSION,
   OFFLINE_JUDGE_LABEL,
   offlineJudgeReply,
-  renderStatisticsMarkdown,
-  renderWinRateMarkdown,
+  markdownRow,
+  resultsMarkdown,
   parseVerdict,
   verdictFromReplies,
   winRateStatistics,
@@ -30,7 +30,7 @@ import { heartbeatEvery } from '../heartbeat';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, estimateJudging, SpendMeter, type CostLimits, type Messages } from '../llm/cost-estimate';
-import { convergenceFlags, convergenceMarkdown, unreliableModels } from '../../common/convergence';
+import { convergenceFlags, unreliableModels } from '../../common/convergence';
 import { lossRecord, trainingCurves } from '../artifacts/training-curves';
 import { exactMatchAccuracy } from './accuracy';
 import { orderingCurves } from './orderings';
@@ -289,13 +289,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       );
       const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
-        (judge.offline
-          ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
-          : '') +
-        renderWinRateMarkdown(report, unreliable) +
-        `\n${renderStatisticsMarkdown(report, statistics)}` +
-        convergenceMarkdown(flags, unreliable) +
-        (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+        resultsMarkdown({
+          results: { ...report, offline: judge.offline },
+          statistics,
+          convergence: { flags, unreliable },
+        }) + (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
       const models = [input.baseline, ...input.candidates];
       const accuracy = await exactMatchAccuracy(
         models.map((m) => m.name),
@@ -374,13 +372,12 @@ function repliesMarkdown(
     '',
     `| Model | ${report.benchmarks.join(' | ')} |`,
     `|---|${report.benchmarks.map(() => '---:|').join('')}`,
+    ...report.comparisons.map((row, c) =>
+      markdownRow([
+        row.model,
+        ...row.benchmarks.map((_b, k) => `${replies(c, k).reasked} / ${replies(c, k).stillFailed}`),
+      ]),
+    ),
   ];
-  report.comparisons.forEach((row, c) => {
-    const cells = row.benchmarks.map((_b, k) => {
-      const r = replies(c, k);
-      return `${r.reasked} / ${r.stillFailed}`;
-    });
-    lines.push(`| ${row.model} | ${cells.join(' | ')} |`);
-  });
   return `${lines.join('\n')}\n`;
 }
