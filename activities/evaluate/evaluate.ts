@@ -189,10 +189,15 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         return { reply, reasked: reasks };
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
+      const judgedPrompts: Messages[] = [];
+      for await (const { items } of judge.meter ? judgeParts() : []) {
+        for (const { prompt: p, candidate, baseline } of items)
+          judgedPrompts.push(buildJudgeMessages(judgeQuestion(p.instruction, p.input), baseline, candidate));
+      }
       const estimate =
         judge.meter &&
         beforeFirstRequest(
-          estimateJudging(await judgedPrompts(judgeParts()), {
+          estimateJudging(judgedPrompts, {
             price: input.pricePerMillionTokens,
             parseRetries: reasks,
             maxTokens: JUDGE_DECODING.max_tokens,
@@ -236,9 +241,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
             ...(reasked ? { reasked } : {}),
           };
         },
-        save: async ({ index }, judgments) => {
-          await store.put(keyOf(index), toJsonl(judgments));
-        },
+        save: ({ index }, judgments) => store.put(keyOf(index), toJsonl(judgments)),
         emit: async ({ index }, judgments) => {
           // Judgments are outputs kept for audit, listed in the manifest in (candidate, benchmark) order.
           const text = toJsonl(judgments);
@@ -282,11 +285,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       // A win rate against a model whose training did not converge is marked; runs whose trainings all
       // converged read as before.
       const flags = convergenceFlags((await trainingCurves(store, input.runId)).map(lossRecord));
-      const unreliable = unreliableModels(
-        flags,
-        input.baseline.name,
-        input.candidates.map((c) => c.name),
-      );
+      const models = [input.baseline, ...input.candidates];
+      const names = models.map((m) => m.name);
+      const unreliable = unreliableModels(flags, input.baseline.name, names.slice(1));
       const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
         resultsMarkdown({
@@ -294,16 +295,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           statistics,
           convergence: { flags, unreliable },
         }) + (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
-      const models = [input.baseline, ...input.candidates];
-      const accuracy = await exactMatchAccuracy(
-        models.map((m) => m.name),
-        prompts,
-        (name, bench) =>
-          answersOf(
-            models.find((m) => m.name === name)!,
-            bench,
-          ),
-      );
+      const byName = (name: string) => models.find((m) => m.name === name)!;
+      const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
       const resultsJson = JSON.stringify(
         {
@@ -342,17 +335,6 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     },
     { heartbeat: () => progress },
   );
-}
-
-async function judgedPrompts(
-  parts: AsyncIterable<{ items: Array<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }> }>,
-) {
-  const all: Messages[] = [];
-  for await (const { items } of parts) {
-    for (const { prompt, candidate, baseline } of items)
-      all.push(buildJudgeMessages(judgeQuestion(prompt.instruction, prompt.input), baseline, candidate));
-  }
-  return all;
 }
 
 const round1 = (x: number) => Math.round(x * 10) / 10;
