@@ -18,8 +18,8 @@ import {
   JUDGE_PROMPT_VERSION,
   OFFLINE_JUDGE_LABEL,
   offlineJudgeReply,
-  renderStatisticsMarkdown,
-  renderWinRateMarkdown,
+  markdownRow,
+  resultsMarkdown,
   parseVerdict,
   verdictFromReplies,
   winRateStatistics,
@@ -30,7 +30,7 @@ import { heartbeatEvery } from '../heartbeat';
 import { runPool, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, estimateJudging, SpendMeter, type CostLimits, type Messages } from '../llm/cost-estimate';
-import { convergenceFlags, convergenceMarkdown, unreliableModels } from '../../common/convergence';
+import { convergenceFlags, unreliableModels } from '../../common/convergence';
 import { lossRecord, trainingCurves } from '../artifacts/training-curves';
 import { exactMatchAccuracy } from './accuracy';
 import { orderingCurves } from './orderings';
@@ -189,10 +189,15 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         return { reply, reasked: reasks };
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
+      const judgedPrompts: Messages[] = [];
+      for await (const { items } of judge.meter ? judgeParts() : []) {
+        for (const { prompt: p, candidate, baseline } of items)
+          judgedPrompts.push(buildJudgeMessages(judgeQuestion(p.instruction, p.input), baseline, candidate));
+      }
       const estimate =
         judge.meter &&
         beforeFirstRequest(
-          estimateJudging(await judgedPrompts(judgeParts()), {
+          estimateJudging(judgedPrompts, {
             price: input.pricePerMillionTokens,
             parseRetries: reasks,
             maxTokens: JUDGE_DECODING.max_tokens,
@@ -236,9 +241,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
             ...(reasked ? { reasked } : {}),
           };
         },
-        save: async ({ index }, judgments) => {
-          await store.put(keyOf(index), toJsonl(judgments));
-        },
+        save: ({ index }, judgments) => store.put(keyOf(index), toJsonl(judgments)),
         emit: async ({ index }, judgments) => {
           // Judgments are outputs kept for audit, listed in the manifest in (candidate, benchmark) order.
           const text = toJsonl(judgments);
@@ -282,30 +285,18 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       // A win rate against a model whose training did not converge is marked; runs whose trainings all
       // converged read as before.
       const flags = convergenceFlags((await trainingCurves(store, input.runId)).map(lossRecord));
-      const unreliable = unreliableModels(
-        flags,
-        input.baseline.name,
-        input.candidates.map((c) => c.name),
-      );
+      const models = [input.baseline, ...input.candidates];
+      const names = models.map((m) => m.name);
+      const unreliable = unreliableModels(flags, input.baseline.name, names.slice(1));
       const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
-        (judge.offline
-          ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
-          : '') +
-        renderWinRateMarkdown(report, unreliable) +
-        `\n${renderStatisticsMarkdown(report, statistics)}` +
-        convergenceMarkdown(flags, unreliable) +
-        (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
-      const models = [input.baseline, ...input.candidates];
-      const accuracy = await exactMatchAccuracy(
-        models.map((m) => m.name),
-        prompts,
-        (name, bench) =>
-          answersOf(
-            models.find((m) => m.name === name)!,
-            bench,
-          ),
-      );
+        resultsMarkdown({
+          results: { ...report, offline: judge.offline },
+          statistics,
+          convergence: { flags, unreliable },
+        }) + (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+      const byName = (name: string) => models.find((m) => m.name === name)!;
+      const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
       const resultsJson = JSON.stringify(
         {
@@ -346,17 +337,6 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   );
 }
 
-async function judgedPrompts(
-  parts: AsyncIterable<{ items: Array<{ prompt: BenchmarkPrompt; candidate: string; baseline: string }> }>,
-) {
-  const all: Messages[] = [];
-  for await (const { items } of parts) {
-    for (const { prompt, candidate, baseline } of items)
-      all.push(buildJudgeMessages(judgeQuestion(prompt.instruction, prompt.input), baseline, candidate));
-  }
-  return all;
-}
-
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
 /** The re-asked and still-failed prompts of each (model, benchmark), under the win-rate table. */
@@ -374,13 +354,12 @@ function repliesMarkdown(
     '',
     `| Model | ${report.benchmarks.join(' | ')} |`,
     `|---|${report.benchmarks.map(() => '---:|').join('')}`,
+    ...report.comparisons.map((row, c) =>
+      markdownRow([
+        row.model,
+        ...row.benchmarks.map((_b, k) => `${replies(c, k).reasked} / ${replies(c, k).stillFailed}`),
+      ]),
+    ),
   ];
-  report.comparisons.forEach((row, c) => {
-    const cells = row.benchmarks.map((_b, k) => {
-      const r = replies(c, k);
-      return `${r.reasked} / ${r.stillFailed}`;
-    });
-    lines.push(`| ${row.model} | ${cells.join(' | ')} |`);
-  });
   return `${lines.join('\n')}\n`;
 }

@@ -19,6 +19,12 @@ const BASELINE_COLOUR = '#555555';
 const colour = (i: number) => PALETTE[i % PALETTE.length];
 
 const axisTitle = (text: string) => ({ display: true, text });
+const ROWS_AXIS = { beginAtZero: true, title: axisTitle('rows') };
+const NO_LEGEND = { legend: { display: false } };
+
+/** A chart as written below: its Chart.js configuration's fields beside its own. */
+type FlatSpec = Omit<ChartSpec, 'config'> & ChartSpec['config'];
+const spec = ({ id, title, note, ...config }: FlatSpec): ChartSpec => ({ id, title, note, config });
 
 function winRateChart(data: RunReportData): ChartSpec {
   const r = data.results;
@@ -64,23 +70,21 @@ function winRateChart(data: RunReportData): ChartSpec {
       }),
     );
   }
-  return {
+  return spec({
     id: 'chart-win-rate',
     title: `Win rate per stage against ${r.baseline}`,
     note:
       "The paper's win rate 100·(W + T/2)/N − 50 (0 = parity with the baseline) of each stage's model; the bar is its " +
       `bootstrap ${Math.round(data.statistics.level * 100)}% interval.`,
-    config: {
-      type: 'bar',
-      data: { labels: models, datasets },
-      options: {
-        scales: {
-          y: { suggestedMin: -50, suggestedMax: 50, title: axisTitle('win rate (points)') },
-          x: { title: axisTitle('model') },
-        },
+    type: 'bar',
+    data: { labels: models, datasets },
+    options: {
+      scales: {
+        y: { suggestedMin: -50, suggestedMax: 50, title: axisTitle('win rate (points)') },
+        x: { title: axisTitle('model') },
       },
     },
-  };
+  });
 }
 
 function lossChart(data: RunReportData): ChartSpec | undefined {
@@ -102,7 +106,7 @@ function lossChart(data: RunReportData): ChartSpec | undefined {
     };
   });
   const inferred = data.training.some((t) => t.stepsInferred);
-  return {
+  return spec({
     id: 'chart-loss',
     title: 'Training loss per stage and the One-off baseline',
     note:
@@ -110,18 +114,16 @@ function lossChart(data: RunReportData): ChartSpec | undefined {
       (inferred
         ? ' Steps are reconstructed from the trainer’s logging rule (the stored losses do not carry them).'
         : ''),
-    config: {
-      type: 'line',
-      data: { datasets },
-      options: {
-        parsing: true,
-        scales: {
-          x: { type: 'linear', title: axisTitle('optimizer step (stages cumulative)') },
-          y: { title: axisTitle('training loss') },
-        },
+    type: 'line',
+    data: { datasets },
+    options: {
+      parsing: true,
+      scales: {
+        x: { type: 'linear', title: axisTitle('optimizer step (stages cumulative)') },
+        y: { title: axisTitle('training loss') },
       },
     },
-  };
+  });
 }
 
 /** `1` for whole-number bins, `1.25–1.5` for finer ones. */
@@ -139,31 +141,29 @@ function histogramChart(data: RunReportData): ChartSpec | undefined {
     backgroundColor: colour(i),
   }));
   const cuts = seg && seg.rule !== 'random' && seg.thresholds.length ? `cuts at ${seg.thresholds.join(', ')}` : '';
-  return {
+  return spec({
     id: 'chart-difficulty',
     title: 'Difficulty scores and the stage cuts',
     note:
       `Rows per difficulty score (scorer ${scores.scorer || 'unknown'}), coloured by the stage they went to` +
       `${cuts ? ` (${cuts})` : seg?.rule === 'random' ? ' (random rule: stages mix every difficulty)' : ''}` +
       `${scores.failed ? `; ${scores.failed} rows did not get a score` : ''}.`,
-    config: {
-      type: 'bar',
-      data: { labels: scores.histogram.map(binLabel), datasets },
-      options: {
-        scales: {
-          x: {
-            stacked: true,
-            title: axisTitle(
-              isOpenScale(scores.scorer)
-                ? 'IFD: loss given the instruction / loss alone (higher = harder)'
-                : 'difficulty score',
-            ),
-          },
-          y: { stacked: true, beginAtZero: true, title: axisTitle('rows') },
+    type: 'bar',
+    data: { labels: scores.histogram.map(binLabel), datasets },
+    options: {
+      scales: {
+        x: {
+          stacked: true,
+          title: axisTitle(
+            isOpenScale(scores.scorer)
+              ? 'IFD: loss given the instruction / loss alone (higher = harder)'
+              : 'difficulty score',
+          ),
         },
+        y: { stacked: true, beginAtZero: true, title: axisTitle('rows') },
       },
     },
-  };
+  });
 }
 
 /** Spearman's rho to three decimals, or why there is none. */
@@ -174,56 +174,52 @@ function agreementChart(data: RunReportData): ChartSpec | undefined {
   const a = data.agreement;
   if (!a) return undefined;
   const bins = Object.entries(a.secondary.histogram).filter(([k]) => k !== 'failed');
-  return {
+  return spec({
     id: 'chart-agreement',
     title: `Second scorer: ${a.secondary.scorer} (Spearman ρ ${rhoText(a.spearman)})`,
     note:
       `Rows per score of the compared scorer; its rank agreement with ${a.primary.scorer} over the ${a.rows} rows ` +
       `both scored is Spearman's ρ = ${rhoText(a.spearman)} (1: same order, 0: unrelated, -1: reversed). ` +
       'Its scores are kept apart and not used for the stages.',
-    config: {
-      type: 'bar',
-      data: {
-        labels: bins.map(([k]) => k),
-        datasets: [{ label: 'rows', data: bins.map(([, n]) => n), backgroundColor: BASELINE_COLOUR }],
-      },
-      options: {
-        plugins: { legend: { display: false } },
-        scales: {
-          x: { title: axisTitle(isOpenScale(a.secondary.scorer) ? 'IFD (bin lower edge)' : 'difficulty score') },
-          y: { beginAtZero: true, title: axisTitle('rows') },
-        },
+    type: 'bar',
+    data: {
+      labels: bins.map(([k]) => k),
+      datasets: [{ label: 'rows', data: bins.map(([, n]) => n), backgroundColor: BASELINE_COLOUR }],
+    },
+    options: {
+      plugins: NO_LEGEND,
+      scales: {
+        x: { title: axisTitle(isOpenScale(a.secondary.scorer) ? 'IFD (bin lower edge)' : 'difficulty score') },
+        y: ROWS_AXIS,
       },
     },
-  };
+  });
 }
 
 function stageSizeChart(data: RunReportData): ChartSpec | undefined {
   const seg = data.segment;
   if (!seg) return undefined;
   const labels = [...seg.stages.map((s) => `stage-${s.stage}`), ONE_OFF];
-  return {
+  return spec({
     id: 'chart-stage-sizes',
     title: 'Stage sizes',
     note: 'Training rows per stage; the One-off baseline trains on all of them.',
-    config: {
-      type: 'bar',
-      data: {
-        labels,
-        datasets: [
-          {
-            label: 'rows',
-            data: [...seg.stages.map((s) => s.rows), seg.oneOff],
-            backgroundColor: [...seg.stages.map((_, i) => colour(i)), BASELINE_COLOUR],
-          },
-        ],
-      },
-      options: {
-        plugins: { legend: { display: false } },
-        scales: { y: { beginAtZero: true, title: axisTitle('rows') } },
-      },
+    type: 'bar',
+    data: {
+      labels,
+      datasets: [
+        {
+          label: 'rows',
+          data: [...seg.stages.map((s) => s.rows), seg.oneOff],
+          backgroundColor: [...seg.stages.map((_, i) => colour(i)), BASELINE_COLOUR],
+        },
+      ],
     },
-  };
+    options: {
+      plugins: NO_LEGEND,
+      scales: { y: ROWS_AXIS },
+    },
+  });
 }
 
 /** Every chart the run's data allows, in reading order. */

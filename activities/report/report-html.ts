@@ -5,8 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fixed, formatInterval, formatPValue, formatWinRate, pct } from '../results/report';
-import type { CellStatistics } from '../results/statistics';
+import { countsReasks, fixed, OFFLINE_NOTE, statisticsRows, winRateCells } from '../results/report';
 import { reportCharts } from './report-charts';
 import { generationSummary, type RunReportData } from './run-data';
 
@@ -35,17 +34,19 @@ const scriptJson = (value: unknown) =>
 
 const e = escapeHtml;
 
+const headRow = (cells: readonly string[]) => `<tr>${cells.map((c) => `<th>${c}</th>`).join('')}</tr>`;
+/** A table row: text cells, then right-aligned number cells. */
+const tableRow = (texts: readonly string[], numbers: readonly string[]) =>
+  `<tr>${texts.map((t) => `<td>${t}</td>`).join('')}${numbers.map((n) => `<td class="num">${n}</td>`).join('')}</tr>`;
+
 function resultsTable(data: RunReportData): string {
   const r = data.results;
-  const head = `<tr><th>Model vs ${e(r.baseline)}</th>${r.benchmarks.map((b) => `<th>${e(b)}</th>`).join('')}<th>Average</th><th>W/T/L/F</th><th>Orders disagree</th></tr>`;
+  const head = headRow([`Model vs ${e(r.baseline)}`, ...r.benchmarks.map(e), 'Average', 'W/T/L/F', 'Orders disagree']);
   const rows = r.comparisons.map((c) => {
-    const rates = r.benchmarks.map((b) => {
-      const cell = c.benchmarks.find((x) => x.benchmark === b);
-      return `<td class="num">${cell ? formatWinRate(cell.winRate) : '—'}</td>`;
-    });
-    const t = c.totals;
+    const cells = winRateCells(r, c);
+    cells[r.benchmarks.length] = `<b>${cells[r.benchmarks.length]}</b>`;
     const mark = data.convergence.unreliable.has(c.model) ? ' <span class="unreliable">unreliable</span>' : '';
-    return `<tr><td>${e(c.model)}${mark}</td>${rates.join('')}<td class="num"><b>${formatWinRate(c.average)}</b></td><td class="num">${t.win}/${t.tie}/${t.loss}/${t.failed}</td><td class="num">${t.positionInconsistent}</td></tr>`;
+    return tableRow([`${e(c.model)}${mark}`], cells);
   });
   return `<table id="results-table">${head}${rows.join('')}</table>`;
 }
@@ -64,32 +65,13 @@ function convergenceWarning(data: RunReportData): string {
 
 function statisticsTable(data: RunReportData): string {
   const s = data.statistics;
-  const reasks = s.comparisons.some((c) => c.overall.reasks !== undefined);
-  const level = Math.round(s.level * 100);
   const head =
-    `<tr><th>Model</th><th>Benchmark</th><th>Win rate</th><th>${level}% CI</th><th>W–L</th><th>Sign test p</th>` +
-    `<th>Position bias</th><th>Parse failures<br>(prompts/replies)</th>${reasks ? '<th>Re-asks</th>' : ''}` +
-    `<th>Mean length, ${e(s.lengthUnit)}<br>(model/baseline)</th></tr>`;
-  const rows: string[] = [];
-  for (const m of s.comparisons) {
-    const row = data.results.comparisons.find((c) => c.model === m.model);
-    const cells: Array<[string, number | undefined, CellStatistics]> = m.benchmarks.map((b) => [
-      b.benchmark,
-      row?.benchmarks.find((x) => x.benchmark === b.benchmark)?.winRate,
-      b,
-    ]);
-    if (m.benchmarks.length > 1) cells.push(['overall', row?.average, m.overall]);
-    for (const [name, rate, c] of cells) {
-      rows.push(
-        `<tr><td>${e(m.model)}</td><td>${e(name)}</td><td class="num">${rate === undefined ? '—' : formatWinRate(rate)}</td>` +
-          `<td class="num">${formatInterval(c.interval)}</td><td class="num">${c.signTest.wins}–${c.signTest.losses}</td>` +
-          `<td class="num">${formatPValue(c.signTest.pValue)}</td><td class="num">${pct(c.positionBias.rate)}</td>` +
-          `<td class="num">${c.parseFailures.prompts}/${c.parseFailures.replies}</td>` +
-          `${reasks ? `<td class="num">${c.reasks ?? '—'}</td>` : ''}` +
-          `<td class="num">${fixed(c.meanChars.candidate, 0)}/${fixed(c.meanChars.baseline, 0)}</td></tr>`,
-      );
-    }
-  }
+    `<tr><th>Model</th><th>Benchmark</th><th>Win rate</th><th>${Math.round(s.level * 100)}% CI</th><th>W–L</th>` +
+    `<th>Sign test p</th><th>Position bias</th><th>Parse failures<br>(prompts/replies)</th>` +
+    `${countsReasks(s) ? '<th>Re-asks</th>' : ''}<th>Mean length, ${e(s.lengthUnit)}<br>(model/baseline)</th></tr>`;
+  const rows = statisticsRows(data.results, s).map(([model, name, ...cells]) =>
+    tableRow([e(model), e(name ?? 'overall')], cells),
+  );
   return `<table id="statistics-table">${head}${rows.join('')}</table>`;
 }
 
@@ -194,7 +176,7 @@ export function renderReportHtml(data: RunReportData): string {
 </head>
 <body>
 <h1>Phased IFT run ${e(data.runId)}</h1>
-${r.offline ? `<p class="offline">Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.</p>` : ''}
+${r.offline ? `<p class="offline">${OFFLINE_NOTE}</p>` : ''}
 <p class="note">Judge: ${e(r.judge)}${r.judgePromptVersion ? ` (prompt ${e(r.judgePromptVersion)})` : ''}. Rule: ${e(r.rule)}.</p>
 <h2>Results</h2>
 ${convergenceWarning(data)}

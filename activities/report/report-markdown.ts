@@ -1,11 +1,4 @@
-import {
-  fixed,
-  formatInterval,
-  formatWinRate,
-  renderStatisticsMarkdown,
-  renderWinRateMarkdown,
-} from '../results/report';
-import { convergenceMarkdown } from '../../common/convergence';
+import { fixed, formatInterval, formatWinRate, resultsMarkdown } from '../results/report';
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
 
@@ -18,21 +11,6 @@ export function markdownCell(text: string): string {
     .replace(/\|/g, '\\|')
     .replace(/`/g, '\\`')
     .replace(/\r?\n/g, '<br>');
-}
-
-/** The offline judge is not the paper's: every view of the numbers says so. */
-export const offlineNote = (data: RunReportData) =>
-  data.results.offline
-    ? "> Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.\n\n"
-    : '';
-
-/** The results tables alone (win rates and what to read beside them), as results.md has them. */
-export function resultsMarkdown(data: RunReportData): string {
-  const { flags, unreliable } = data.convergence;
-  return (
-    `${offlineNote(data)}${renderWinRateMarkdown(data.results, unreliable)}\n` +
-    `${renderStatisticsMarkdown(data.results, data.statistics)}${convergenceMarkdown(flags, unreliable)}`
-  );
 }
 
 /** report.md: the same content as report.html, as tables instead of charts. */

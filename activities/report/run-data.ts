@@ -74,12 +74,6 @@ export const REPORT_SAMPLES = 6;
 
 type JudgedPrompt = StoredVerdict & { id: string };
 
-/** Stage a score falls in under the run's cut points; undefined where stages are not score ranges (`random`). */
-export function stageOfScore(score: number, seg: NonNullable<RunReportData['segment']>): number | undefined {
-  if (seg.rule === 'random') return undefined;
-  return 1 + seg.thresholds.filter((t) => score >= t).length;
-}
-
 /**
  * Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide; scores on an open
  * scale (IFD) at most about a dozen bins of a round width.
@@ -123,7 +117,8 @@ async function scoreHistogram(
   }));
   for (const score of rows) {
     const bin = histogram[Math.min(count - 1, binIndex(score, width) - first)];
-    const stage = seg ? (stageOfScore(score, seg) ?? 1) : 1;
+    // Where stages are not score ranges (`random`), every row counts for the one column.
+    const stage = seg && seg.rule !== 'random' ? 1 + seg.thresholds.filter((t) => score >= t).length : 1;
     bin.rows++;
     bin.byStage[Math.min(stages, stage) - 1]++;
   }
@@ -165,15 +160,12 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
   const results = await readJson<RunReportData['results']>(store, evalKeys.results);
   if (!results) {
     // An export-only run trains and evaluates nothing: what it made is the export, not a report.
-    if (await store.exists(exportKeys(runId).manifest)) {
-      throw new InvalidDataError(
-        `run ${runId} has no evaluation to report: it exported its stages (training.mode "export-only") to ` +
-          `${store.uriFor(exportKeys(runId).dir)}/ (see the README.md there)`,
-        { field: 'runId' },
-      );
-    }
+    const exported = await store.exists(exportKeys(runId).manifest);
     throw new InvalidDataError(
-      `${store.uriFor(evalKeys.results)} does not exist: run ${runId} has not finished its evaluation in this store`,
+      exported
+        ? `run ${runId} has no evaluation to report: it exported its stages (training.mode "export-only") to ` +
+            `${store.uriFor(exportKeys(runId).dir)}/ (see the README.md there)`
+        : `${store.uriFor(evalKeys.results)} does not exist: run ${runId} has not finished its evaluation in this store`,
       { field: 'runId' },
     );
   }
@@ -191,7 +183,8 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
       })),
     );
 
-  const models = [...results.comparisons.map((c) => c.model), results.baseline];
+  const candidates = results.comparisons.map((c) => c.model);
+  const models = [...candidates, results.baseline];
   const prompts = new Map<string, BenchmarkPrompt[]>();
   for (const b of results.benchmarks) {
     const key = benchmarkKeys(runId).prompts(b);
@@ -200,45 +193,30 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
   const generation: RunReportData['generation'] = [];
   for (const model of models) {
     const recorded = (await readManifest<GenerateResult>(store, generateKeys(runId, model).manifest))?.result;
-    if (recorded?.generatedBy) {
-      generation.push({
-        model,
-        generatedBy: recorded.generatedBy,
-        ...(recorded.server && { server: recorded.server }),
-      });
-    }
+    if (!recorded?.generatedBy) continue;
+    generation.push({ model, generatedBy: recorded.generatedBy, ...(recorded.server && { server: recorded.server }) });
   }
   const answers = new Map<string, string>();
   for (const model of models) {
     for (const b of results.benchmarks) {
       const key = generateKeys(runId, model).answers(b);
       if (!(await store.exists(key))) continue;
-      for (const a of await readJsonl<{ id: string; answer: string }>(store, key)) {
+      for (const a of await readJsonl<{ id: string; answer: string }>(store, key))
         answers.set(`${model}\n${b}\n${a.id}`, a.answer);
-      }
     }
   }
-  const samples = pickSamples(prompts, REPORT_SAMPLES).map(([benchmark, p]) => {
-    const sample: SampleAnswer = {
-      benchmark,
-      id: p.id,
-      instruction: p.instruction,
-      input: p.input,
-      answers: models.map((model) => {
-        const outcome = verdicts
-          .get(model)
-          ?.get(benchmark)
-          ?.find((v) => v.id === p.id)?.outcome;
-        return {
-          model,
-          answer: answers.get(`${model}\n${benchmark}\n${p.id}`) ?? '',
-          ...(outcome ? { outcome } : {}),
-        };
-      }),
-    };
-    if (p.reference !== undefined) sample.reference = p.reference;
-    return sample;
-  });
+  const samples = pickSamples(prompts, REPORT_SAMPLES).map(([benchmark, p]): SampleAnswer => ({
+    benchmark,
+    id: p.id,
+    instruction: p.instruction,
+    input: p.input,
+    answers: models.map((model) => {
+      const judged = verdicts.get(model)?.get(benchmark);
+      const outcome = judged?.find((v) => v.id === p.id)?.outcome;
+      return { model, answer: answers.get(`${model}\n${benchmark}\n${p.id}`) ?? '', ...(outcome ? { outcome } : {}) };
+    }),
+    ...(p.reference !== undefined && { reference: p.reference }),
+  }));
 
   const training = await trainingCurves(store, runId);
   const flags = convergenceFlags(training.map(lossRecord));
@@ -252,14 +230,7 @@ export async function loadRunReportData(store: ObjectStore, runId: string): Prom
     scores: await scoreHistogram(store, runId, segment),
     ...(agreement ? { agreement } : {}),
     training,
-    convergence: {
-      flags,
-      unreliable: unreliableModels(
-        flags,
-        results.baseline,
-        results.comparisons.map((c) => c.model),
-      ),
-    },
+    convergence: { flags, unreliable: unreliableModels(flags, results.baseline, candidates) },
     samples,
     generation,
   };

@@ -6,7 +6,8 @@ import { evaluateKeys, reportKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
 import type { StepRef } from '../types';
 import { renderReportHtml } from './report-html';
-import { renderReportMarkdown, resultsMarkdown } from './report-markdown';
+import { renderReportMarkdown } from './report-markdown';
+import { resultsMarkdown } from '../results/report';
 import { loadRunReportData } from './run-data';
 
 export interface ReportResult {

@@ -2,6 +2,7 @@
  * The win-rate report: a JSON-ready object and a Markdown table, one row per compared model (e.g. each stage's
  * model) against the same baseline (One-off), one column per benchmark, then the average and the outcome counts.
  */
+import { convergenceMarkdown, type ConvergenceFlag } from '../../common/convergence';
 import { InvalidDataError } from '../../common/failures';
 import type { CellStatistics, WinRateInterval, WinRateStatistics } from './statistics';
 import { summariseWinRates, type BenchmarkWinRate, type OutcomeCounts } from './win-rate';
@@ -97,9 +98,26 @@ function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\r?\n/g, ' ');
 }
 
+/** A Markdown table row of escaped cells. */
+export const markdownRow = (cells: readonly unknown[]) => `| ${cells.join(' | ')} |`;
+
 /**
- * Markdown: a header naming the judge and the rule, then the table. A benchmark a row lacks shows `—`;
- * that row's average is then over fewer benchmarks than the others'. A model in `unreliable` (a training in the
+ * One row of the win-rate table after the model: each benchmark's win rate (`—` where the row lacks it; its average is
+ * then over fewer benchmarks than the others'), the average, W/T/L/F and the prompts whose orders disagree.
+ */
+export function winRateCells(report: WinRateReport, row: WinRateComparison): string[] {
+  const rate = new Map(row.benchmarks.map((b) => [b.benchmark, formatWinRate(b.winRate)]));
+  const t = row.totals;
+  return [
+    ...report.benchmarks.map((name) => rate.get(name) ?? '—'),
+    formatWinRate(row.average),
+    `${t.win}/${t.tie}/${t.loss}/${t.failed}`,
+    String(t.positionInconsistent),
+  ];
+}
+
+/**
+ * Markdown: a header naming the judge and the rule, then the table. A model in `unreliable` (a training in the
  * comparison did not converge) is marked so.
  */
 export function renderWinRateMarkdown(report: WinRateReport, unreliable: ReadonlySet<string> = new Set()): string {
@@ -109,19 +127,13 @@ export function renderWinRateMarkdown(report: WinRateReport, unreliable: Readonl
     '',
     `| Model vs ${cell(report.baseline)} | ${report.benchmarks.map(cell).join(' | ')} | Average | W/T/L/F | Orders disagree |`,
     `|---|${report.benchmarks.map(() => '---:|').join('')}---:|---|---:|`,
+    ...report.comparisons.map((row) =>
+      markdownRow([
+        `${cell(row.model)}${unreliable.has(row.model) ? ' (unreliable)' : ''}`,
+        ...winRateCells(report, row),
+      ]),
+    ),
   ];
-  for (const row of report.comparisons) {
-    const byName = new Map(row.benchmarks.map((b) => [b.benchmark, b]));
-    const rates = report.benchmarks.map((name) => {
-      const b = byName.get(name);
-      return b === undefined ? '—' : formatWinRate(b.winRate);
-    });
-    const t = row.totals;
-    lines.push(
-      `| ${cell(row.model)}${unreliable.has(row.model) ? ' (unreliable)' : ''} | ${rates.join(' | ')} | ${formatWinRate(row.average)} | ` +
-        `${t.win}/${t.tie}/${t.loss}/${t.failed} | ${t.positionInconsistent} |`,
-    );
-  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -142,14 +154,40 @@ export function formatInterval(i: WinRateInterval): string {
   return Number.isFinite(i.low) ? `[${formatWinRate(i.low)}, ${formatWinRate(i.high)}]` : '—';
 }
 
+/** Whether the statistics count re-asks (the judging recorded them), so the tables show that column. */
+export const countsReasks = (stats: WinRateStatistics) => stats.comparisons.some((c) => c.overall.reasks !== undefined);
+
 /**
- * The table beside the win-rate table: for each model, every benchmark and then the overall row, the paper's win rate
- * with its bootstrap interval, the sign test, the position-bias rate, parse failures, re-asks and answer lengths.
+ * The rows of the table beside the win-rate table, as [model, benchmark (undefined: overall), ...cells]: for each
+ * model, every benchmark and then (with several) the overall row, the paper's win rate with its bootstrap interval,
+ * the sign test, the position-bias rate, parse failures, re-asks and answer lengths.
  */
+export function statisticsRows(report: WinRateReport, stats: WinRateStatistics) {
+  const reasks = countsReasks(stats);
+  return stats.comparisons.flatMap((model) => {
+    const row = report.comparisons.find((c) => c.model === model.model);
+    const rateOf = new Map(row?.benchmarks.map((b) => [b.benchmark, b.winRate]));
+    type Row = [benchmark: string | undefined, rate: number | undefined, s: CellStatistics];
+    const cells = model.benchmarks.map((b): Row => [b.benchmark, rateOf.get(b.benchmark), b]);
+    if (model.benchmarks.length > 1) cells.push([undefined, row?.average, model.overall]);
+    return cells.map(([name, rate, s]): [string, string | undefined, ...string[]] => [
+      model.model,
+      name,
+      rate === undefined ? '—' : formatWinRate(rate),
+      formatInterval(s.interval),
+      `${s.signTest.wins}–${s.signTest.losses}`,
+      formatPValue(s.signTest.pValue),
+      pct(s.positionBias.rate),
+      `${s.parseFailures.prompts}/${s.parseFailures.replies}`,
+      ...(reasks ? [String(s.reasks ?? '—')] : []),
+      `${fixed(s.meanChars.candidate, 0)}/${fixed(s.meanChars.baseline, 0)}`,
+    ]);
+  });
+}
+
+/** The statistics table in Markdown, after a line on how its numbers are computed. */
 export function renderStatisticsMarkdown(report: WinRateReport, stats: WinRateStatistics): string {
-  const reasks = stats.comparisons.some(
-    (c) => c.overall.reasks !== undefined || c.benchmarks.some((b) => b.reasks !== undefined),
-  );
+  const reasks = countsReasks(stats);
   const lines = [
     `Beside the win rate: ${Math.round(stats.level * 100)}% bootstrap interval (${stats.resamples} resamples of the ` +
       `prompts, seed ${stats.seed}); sign test = two-sided exact binomial on wins vs losses (ties, failures left out); ` +
@@ -160,22 +198,28 @@ export function renderStatisticsMarkdown(report: WinRateReport, stats: WinRateSt
       `Sign test p | Position bias | Parse failures (prompts/replies) |${reasks ? ' Re-asks |' : ''} ` +
       'Mean length (model/baseline) |',
     `|---|---|---:|---|---:|---:|---:|---:|${reasks ? '---:|' : ''}---:|`,
+    ...statisticsRows(report, stats).map(([model, name, ...cells]) =>
+      markdownRow([cell(model), name === undefined ? '**overall**' : cell(name), ...cells]),
+    ),
   ];
-  for (const model of stats.comparisons) {
-    const row = report.comparisons.find((c) => c.model === model.model);
-    const rateOf = new Map(row?.benchmarks.map((b) => [b.benchmark, b.winRate]));
-    const cells = [
-      ...model.benchmarks.map((b) => ({ name: b.benchmark, rate: rateOf.get(b.benchmark), s: b as CellStatistics })),
-      ...(model.benchmarks.length > 1 ? [{ name: '**overall**', rate: row?.average, s: model.overall }] : []),
-    ];
-    for (const { name, rate, s } of cells) {
-      lines.push(
-        `| ${cell(model.model)} | ${cell(name)} | ${rate === undefined ? '—' : formatWinRate(rate)} | ` +
-          `${formatInterval(s.interval)} | ${s.signTest.wins}–${s.signTest.losses} | ${formatPValue(s.signTest.pValue)} | ` +
-          `${pct(s.positionBias.rate)} | ${s.parseFailures.prompts}/${s.parseFailures.replies} |` +
-          `${reasks ? ` ${s.reasks ?? '—'} |` : ''} ${fixed(s.meanChars.candidate, 0)}/${fixed(s.meanChars.baseline, 0)} |`,
-      );
-    }
-  }
   return `${lines.join('\n')}\n`;
+}
+
+/** The offline judge is not the paper's: every view of the numbers says so. */
+export const OFFLINE_NOTE =
+  "Offline evaluation: scores come from a reference-based judge, not from the paper's GPT-4 judge.";
+
+/** results.md: the offline judge's note, the win-rate table, the statistics beside it and the convergence warning. */
+export function resultsMarkdown({ results, statistics, convergence: { flags, unreliable } }: EvaluatedResults): string {
+  return (
+    `${results.offline ? `> ${OFFLINE_NOTE}\n\n` : ''}${renderWinRateMarkdown(results, unreliable)}\n` +
+    `${renderStatisticsMarkdown(results, statistics)}${convergenceMarkdown(flags, unreliable)}`
+  );
+}
+
+/** What results.md shows: the report, its statistics, and the trainings that did not converge. */
+export interface EvaluatedResults {
+  results: WinRateReport & { offline?: boolean };
+  statistics: WinRateStatistics;
+  convergence: { flags: readonly ConvergenceFlag[]; unreliable: ReadonlySet<string> };
 }
