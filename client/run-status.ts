@@ -70,12 +70,9 @@ function describeActivity(a: RunningActivity): string {
   const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
   let line = `running: ${a.name} (${a.type}${where}, ${a.state}), attempt ${attempts}`;
   const w = workProgress(a);
-  if (w?.kind === 'training') {
-    line += ` | trainer step ${w.done}/${w.total}`;
-    if (w.loss !== undefined) line += ` loss ${w.loss.toFixed(3)}`;
-  } else if (w) {
-    line += ` | ${describeWork(w).slice(w.name.length + 1)}`;
-  }
+  // A training's count without its rate and time left: `trainer step 40/120 loss 1.235`.
+  const count = w && describeWork({ ...w, tokensPerSecond: undefined, etaSeconds: undefined }).slice(w.name.length);
+  if (w) line += ` |${w.kind === 'training' ? ' trainer' : ''}${count}`;
   const waiting = waitingOf(a.details);
   if (waiting) line += `\n  ${describeWaiting(waiting)}`;
   if (a.lastFailure)
