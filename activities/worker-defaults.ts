@@ -4,26 +4,18 @@ import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
 import { WorkerMisconfiguredError } from '../common/failures';
 import { DEFAULT_STORE_DIR, PAPER_JUDGE_MODEL } from '../common/settings/constants';
 
-/** Deployment defaults a worker's environment supplies for settings the workflow input leaves out. */
-export interface WorkerDefaults {
-  /** Store URI of runs whose input names none. */
-  store: string;
-  cpuTaskQueue: string;
-  /** Task queue the GPU worker polls; runs that name no queue are sent there. */
-  gpuTaskQueue: string;
-  scorerModel: string;
-  judgeModel: string;
-}
-
 /**
- * The one place worker environment variables become defaults, so the worker that polls a queue and the run that
- * sends work to it read the same variable. A relative store directory is made absolute here: the run records it,
- * and the GPU worker may start in another directory.
+ * Deployment defaults a worker's environment supplies for settings the workflow input leaves out. The one place
+ * worker environment variables become defaults, so the worker that polls a queue and the run that sends work to it
+ * read the same variable. A relative store directory is made absolute here: the run records it, and the GPU worker
+ * may start in another directory.
  */
-export function workerDefaults(env: NodeJS.ProcessEnv): WorkerDefaults {
+export function workerDefaults(env: NodeJS.ProcessEnv) {
   return {
+    // Store URI of runs whose input names none.
     store: env.PIFT_STORE || pathToFileURL(resolve(DEFAULT_STORE_DIR)).href,
     cpuTaskQueue: env.PIFT_CPU_TASK_QUEUE || CPU_TASK_QUEUE,
+    // Task queue the GPU worker polls; runs that name no queue are sent there.
     gpuTaskQueue: env.PIFT_GPU_TASK_QUEUE || GPU_TASK_QUEUE,
     scorerModel: env.PIFT_SCORER_MODEL || PAPER_JUDGE_MODEL,
     judgeModel: env.PIFT_JUDGE_MODEL || PAPER_JUDGE_MODEL,

@@ -1,9 +1,8 @@
 import { ApplicationFailure, type Client } from '@temporalio/client';
-import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
-import type { PipelineInput } from '../common/input';
 import { FailureType, failureTypeOf } from '../common/failures';
 import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
+import { runStartInput } from './start-run';
 import {
   innermostMessage,
   runningActivities,
@@ -71,12 +70,9 @@ function describeActivity(a: RunningActivity): string {
   const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
   let line = `running: ${a.name} (${a.type}${where}, ${a.state}), attempt ${attempts}`;
   const w = workProgress(a);
-  if (w?.kind === 'training') {
-    line += ` | trainer step ${w.done}/${w.total}`;
-    if (w.loss !== undefined) line += ` loss ${w.loss.toFixed(3)}`;
-  } else if (w) {
-    line += ` | ${describeWork(w).slice(w.name.length + 1)}`;
-  }
+  // A training's count without its rate and time left: `trainer step 40/120 loss 1.235`.
+  const count = w && describeWork({ ...w, tokensPerSecond: undefined, etaSeconds: undefined }).slice(w.name.length);
+  if (w) line += ` |${w.kind === 'training' ? ' trainer' : ''}${count}`;
   const waiting = waitingOf(a.details);
   if (waiting) line += `\n  ${describeWaiting(waiting)}`;
   if (a.lastFailure)
@@ -102,18 +98,6 @@ export function formatStatus(s: RunStatus): string {
   return lines.join('\n');
 }
 
-/** The input a run was started with, from its first history event. */
-async function startedInput(client: Client, runId: string): Promise<PipelineInput | undefined> {
-  const { history } = await client.workflowService.getWorkflowExecutionHistory({
-    namespace: client.options.namespace,
-    execution: { workflowId: runId },
-    maximumPageSize: 1,
-  });
-  const payloads = history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
-  const [input] = await decodeArrayFromPayloads(client.options.loadedDataConverter, payloads);
-  return input as PipelineInput | undefined;
-}
-
 /**
  * The queues a run needs: its own (the CPU worker's) and, unless it trains nothing (export-only), its GPU queue, as a
  * pending GPU activity names it, else as the run was started with, else the deployment default.
@@ -129,7 +113,7 @@ export async function neededQueues(
   const pendingGpu = progress?.activities.find(
     (a) => a.taskQueue && a.taskQueue !== taskQueue && a.type !== 'checkModel',
   )?.taskQueue;
-  const input = await startedInput(client, runId).catch(() => undefined);
+  const input = (await runStartInput(client, runId).catch(() => undefined))?.input;
   const cpu: NeededQueue = { queue: taskQueue, kind: 'cpu' };
   if (input?.training?.mode === 'export-only') return [cpu];
   return [cpu, { queue: pendingGpu ?? input?.gpuTaskQueue ?? defaultGpuQueue, kind: 'gpu' }];

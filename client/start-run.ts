@@ -1,5 +1,5 @@
 import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
+import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import { CPU_TASK_QUEUE, PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
 import type { PipelineInput } from '../common/input';
 import { checkInputHygiene } from '../common/settings/hygiene';
@@ -43,23 +43,18 @@ export async function startRun(client: Client, input: PipelineInput, opts: Start
   return { handle, runId, uiLink: uiLink(opts.uiUrl ?? 'http://localhost:8233', client.options.namespace, runId) };
 }
 
-/** The input and task queue a run was started with, read from its history (works for runs started in the Web UI). */
-export async function runStartInput(
-  client: Client,
-  runId: string,
-): Promise<{ input: PipelineInput; taskQueue: string; status: string }> {
-  const handle = client.workflow.getHandle(runId);
-  const [history, description] = await Promise.all([handle.fetchHistory(), handle.describe()]);
-  const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
-  const payload = started?.input?.payloads?.[0];
-  if (!started || !payload) throw new Error(`run ${runId} has no start input in its history`);
-  if (started.workflowType?.name !== WORKFLOW_TYPE)
-    throw new Error(`${runId} is a ${started.workflowType?.name} workflow, not a ${WORKFLOW_TYPE} run`);
-  return {
-    input: defaultPayloadConverter.fromPayload<PipelineInput>(payload),
-    taskQueue: started.taskQueue?.name ?? CPU_TASK_QUEUE,
-    status: description.status.name,
-  };
+/** The input, type and task queue a run was started with, from its first history event (runs started in the Web UI too). */
+export async function runStartInput(client: Client, runId: string) {
+  const { history } = await client.workflowService.getWorkflowExecutionHistory({
+    namespace: client.options.namespace,
+    execution: { workflowId: runId },
+    maximumPageSize: 1,
+  });
+  const started = history?.events?.[0]?.workflowExecutionStartedEventAttributes;
+  const [input] = await decodeArrayFromPayloads(client.options.loadedDataConverter, started?.input?.payloads);
+  if (input === undefined) throw new Error(`run ${runId} has no start input in its history`);
+  const taskQueue = started?.taskQueue?.name ?? CPU_TASK_QUEUE;
+  return { input: input as PipelineInput, type: started?.workflowType?.name, taskQueue };
 }
 
 /**
@@ -71,9 +66,13 @@ export async function resumeRun(
   runId: string,
   opts: StartOptions & { force?: boolean } = {},
 ): Promise<StartedRun> {
-  const { input, taskQueue, status } = await runStartInput(client, runId);
-  if (status === 'RUNNING') throw new Error(`run ${runId} is still running; nothing to resume`);
-  if (status === 'COMPLETED' && !opts.force)
+  const [{ input, type, taskQueue }, { status }] = await Promise.all([
+    runStartInput(client, runId),
+    client.workflow.getHandle(runId).describe(),
+  ]);
+  if (type !== WORKFLOW_TYPE) throw new Error(`${runId} is a ${type} workflow, not a ${WORKFLOW_TYPE} run`);
+  if (status.name === 'RUNNING') throw new Error(`run ${runId} is still running; nothing to resume`);
+  if (status.name === 'COMPLETED' && !opts.force)
     throw new Error(`run ${runId} already completed; pass --force to re-run it (finished steps are reused)`);
   try {
     return await startRun(client, { ...input, runId }, { ...opts, taskQueue: opts.taskQueue ?? taskQueue });

@@ -36,25 +36,20 @@ export interface ValidateOptions {
 /** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
 const BEFORE_START_LIMIT_MS = 20_000;
 
-function withinMs<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+/**
+ * Awaits `work`, telling `report` every 2 s how far the reading of the rows is (a large dataset takes minutes), and
+ * gives up after `limitMs` when given.
+ */
+async function watched<T>(work: Promise<T>, progress: CheckProgress, opts: ValidateOptions, limitMs?: number) {
+  const timers = [opts.progress && setInterval(() => opts.progress!(progress), 2_000)];
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms / 1000} s`)), ms);
+    const error = () => reject(new Error(`no answer within ${limitMs! / 1000} s`));
+    if (limitMs !== undefined) timers.push(setTimeout(error, limitMs));
   });
-  return Promise.race([work, limit]).finally(() => clearTimeout(timer));
-}
-
-/** Calls `report` every `everyMs` while `work` runs: a large dataset takes minutes to read. */
-async function reporting<T>(
-  progress: CheckProgress,
-  report: ((p: CheckProgress) => void) | undefined,
-  work: Promise<T>,
-) {
-  const timer = report && setInterval(() => report(progress), 2_000);
   try {
-    return await work;
+    return await Promise.race([work, limit]);
   } finally {
-    clearInterval(timer);
+    timers.forEach(clearTimeout);
   }
 }
 
@@ -92,7 +87,7 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
         probeStore: input.store !== undefined,
         progress,
       });
-      checks.push(...(await withinMs(BEFORE_START_LIMIT_MS, reporting(progress, opts.progress, check))).checks);
+      checks.push(...(await watched(check, progress, opts, BEFORE_START_LIMIT_MS)).checks);
     } catch (err) {
       if (err instanceof InvalidDataError) throw err;
       skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
@@ -109,7 +104,7 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     onRow: read.row,
     onPrompt: read.prompt,
   });
-  checks.push(...(await reporting(progress, opts.progress, check)).checks);
+  checks.push(...(await watched(check, progress, opts)).checks);
   // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
   checks.push(...costPreview(opts.env, cfg, read));
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));

@@ -1,23 +1,14 @@
-import { loadClientConnectConfig, type ClientConnectConfig } from '@temporalio/envconfig';
+import { loadClientConnectConfig } from '@temporalio/envconfig';
 import { workerDefaults } from '../activities/worker-defaults';
 
-/** Where a worker or client finds Temporal, and which queues the pipeline uses. */
-export interface TemporalConfig {
-  /**
-   * Address, TLS (mTLS client certificate, server CA), API key and gRPC metadata, as @temporalio/envconfig loads
-   * them: the profile `TEMPORAL_PROFILE` (default "default") of the Temporal config file (`TEMPORAL_CONFIG_FILE`,
-   * default ~/.config/temporalio/temporal.toml), overridden by TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_TLS_*.
-   * The same settings the `temporal` CLI reads, so one profile serves both.
-   */
-  connection: ClientConnectConfig['connectionOptions'] & { address: string };
-  address: string;
-  namespace: string;
-  cpuTaskQueue: string;
-  gpuTaskQueue: string;
-  uiUrl: string;
-}
-
-export function temporalConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TemporalConfig {
+/**
+ * Where a worker or client finds Temporal, and which queues the pipeline uses. The connection (address, TLS: mTLS
+ * client certificate, server CA; API key and gRPC metadata) is what @temporalio/envconfig loads: the profile
+ * `TEMPORAL_PROFILE` (default "default") of the Temporal config file (`TEMPORAL_CONFIG_FILE`, default
+ * ~/.config/temporalio/temporal.toml), overridden by TEMPORAL_ADDRESS, TEMPORAL_API_KEY, TEMPORAL_TLS_*. The same
+ * settings the `temporal` CLI reads, so one profile serves both.
+ */
+export function temporalConfigFromEnv(env: NodeJS.ProcessEnv = process.env) {
   const vars = Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
   const { connectionOptions, namespace } = loadClientConnectConfig({ overrideEnvVars: vars });
   const address = connectionOptions.address ?? 'localhost:7233';

@@ -4,14 +4,10 @@ import { positiveIntegerSetting } from '../activities/worker-defaults';
  * How one GPU worker process shares its machine's GPUs: as one slot (every visible GPU for one training at a time, the
  * default; a stage with `training.processes` > 1 uses them together) or split into PIFT_GPU_SLOTS equal slots, each
  * a worker of its own that runs one activity at a time on its own GPUs (for example 8 GPUs as 4 slots of 2: four
- * stages or baselines of different runs at once).
+ * stages or baselines of different runs at once). A slot's `devices` is its CUDA_VISIBLE_DEVICES; undefined: the
+ * process's own setting, unchanged.
  */
-export interface GpuSlot {
-  /** The slot's CUDA_VISIBLE_DEVICES; undefined: the process's own setting, unchanged. */
-  devices?: string;
-}
-
-export function gpuSlots(env: NodeJS.ProcessEnv): GpuSlot[] {
+export function gpuSlots(env: NodeJS.ProcessEnv): Array<{ devices?: string }> {
   const slots = positiveIntegerSetting(env, 'PIFT_GPU_SLOTS', 1);
   if (slots === 1) return [{}];
   const listed = (env.PIFT_GPUS ?? env.CUDA_VISIBLE_DEVICES ?? '').trim();

@@ -1,19 +1,34 @@
 import { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, NativeConnection } from '@temporalio/worker';
 import { depsFromEnv } from '../activities';
+import { PIFT_STEP } from '../common/constants';
 import { temporalConfigFromEnv } from './config';
 import { createCpuWorkers, createGpuWorker, createModelCheckWorker } from './create-workers';
 import { gpuSlots } from './gpu-slots';
-import { ensureSearchAttributes } from './search-attributes';
 import { makeCurrentVersion, workerVersion } from './versioning';
 
+/**
+ * Registers the PiftStep search attribute when the namespace lacks it: upserting an unknown attribute would fail
+ * every workflow task. The dev server started by our scripts already has it; other clusters get it here.
+ */
+async function ensureSearchAttributes(client: Connection, namespace: string): Promise<void> {
+  const { customAttributes } = await client.operatorService.listSearchAttributes({ namespace });
+  if (customAttributes && PIFT_STEP.name in customAttributes) return;
+  await client.operatorService.addSearchAttributes({
+    namespace,
+    searchAttributes: { [PIFT_STEP.name]: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD },
+  });
+}
+
 /** Entry point of both worker processes; configuration comes from the environment (docs/worker-environment.md). */
-export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
+async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   const cfg = temporalConfigFromEnv();
+  const client = await Connection.connect(cfg.connection);
   // Only the CPU worker runs workflows, which upsert the PiftStep search attribute.
   // A key that may not change the namespace (Temporal Cloud) must not keep the worker from starting.
   if (kind === 'cpu')
-    await ensureSearchAttributes(cfg.connection, cfg.namespace).catch((err) =>
+    await ensureSearchAttributes(client, cfg.namespace).catch((err) =>
       console.error(`warning: could not check the PiftStep search attribute (add it to ${cfg.namespace}): ${err}`),
     );
   const connection = await NativeConnection.connect(cfg.connection);
@@ -30,16 +45,11 @@ export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
       : [
           // One worker per slot, each with its own GPUs and one activity at a time.
           ...(await Promise.all(
-            slots.map(({ devices }) =>
-              createGpuWorker(
-                devices === undefined
-                  ? options
-                  : {
-                      ...options,
-                      deps: { ...options.deps, env: { ...options.deps.env, CUDA_VISIBLE_DEVICES: devices } },
-                    },
-              ),
-            ),
+            slots.map(({ devices }) => {
+              const env =
+                devices === undefined ? options.deps.env : { ...options.deps.env, CUDA_VISIBLE_DEVICES: devices };
+              return createGpuWorker({ ...options, deps: { ...options.deps, env } });
+            }),
           )),
           await createModelCheckWorker(options),
         ];
@@ -50,10 +60,10 @@ export async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
     // Both stop together on SIGINT/SIGTERM (the SDK's runtime shuts down every worker of the process).
     const running = Promise.all(workers.map((w) => w.run()));
     if (version && process.env.PIFT_SET_CURRENT_VERSION?.trim() !== '0') {
-      const client = await Connection.connect(cfg.connection);
-      await makeCurrentVersion(client, cfg.namespace, version).finally(() => client.close());
+      await makeCurrentVersion(client, cfg.namespace, version);
       console.error(`pift ${kind} worker: ${version.deploymentName}/${version.buildId} is the current version`);
     }
+    await client.close();
     await running;
   } finally {
     await connection.close();

@@ -1,15 +1,16 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import type { BatchCollected, BatchSubmitted } from '../activities/llm/batch-rounds';
+import type { BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
 import { NON_RETRYABLE_FAILURES } from '../common/failures';
 import type { CpuActivities } from './step-activities';
 
-/** A step's Batch API activities, each named for the Web UI by its round. */
-interface BatchSteps {
-  submit: (round: number) => Promise<BatchSubmitted>;
-  collect: (round: number, batchId: string) => Promise<BatchCollected>;
-}
+/** Each step's setting (named in the activities' messages) and its submit and collect activities. */
+const BATCH_STEPS = {
+  score: { setting: 'input.scorer.mode', submit: 'submitScoreBatch', collect: 'collectScoreBatch' },
+  evaluate: { setting: 'input.evaluation.mode', submit: 'submitJudgeBatch', collect: 'collectJudgeBatch' },
+} as const;
+type BatchActivities = Pick<CpuActivities, (typeof BATCH_STEPS)[keyof typeof BATCH_STEPS]['submit' | 'collect']>;
 
 interface BatchWaiting {
   batchPollInterval: string;
@@ -38,62 +39,29 @@ const waitAs = (name: string, pollInterval: Duration): Pick<CpuActivities, 'wait
   });
 
 /**
- * Batch API rounds of a step ('score' or 'evaluate'): submit what the cache lacks, wait until the batch is finished,
- * collect its answers into the cache, and submit again what is left, up to `batchResubmits` times. The step that
- * follows asks online only what the rounds left. `setting` (`input.scorer.mode`…) is named in the activities' messages.
+ * Batch API rounds of a step: submit what the cache lacks, wait until the batch is finished, collect its answers into
+ * the cache, and submit again what is left, up to `batchResubmits` times. The step that follows asks online only what
+ * the rounds left: `scorer.mode: "batch"` fills the scoring cache before scoreDifficulty runs, `evaluation.mode:
+ * "batch"` the judge cache before evaluate runs. `input` is the step's own (ScoreInput or EvaluateInput).
  */
-async function answerInBatches(
-  step: string,
-  setting: string,
-  steps: BatchSteps,
+export async function answerInBatches(
+  step: keyof typeof BATCH_STEPS,
+  cpuAs: (name: string) => BatchActivities,
+  input: ScoreInput | EvaluateInput,
   waiting: BatchWaiting,
 ): Promise<BatchCollected[]> {
+  const { setting, submit, collect } = BATCH_STEPS[step];
   const rounds: BatchCollected[] = [];
   for (let round = 0; round <= waiting.batchResubmits; round++) {
-    const submitted = await steps.submit(round);
+    const submitted = await cpuAs(`${step}-batch-${round}`)[submit]({ ...input, round } as never);
     if (!submitted.batchId) break;
     // A round above the endpoint's caps on one batch was sent as several, waited for and collected together.
     const ref = { batchId: submitted.batchId, ...(submitted.batchIds && { batchIds: submitted.batchIds }), setting };
     await waitAs(`${step}-batch-${round}-wait`, waiting.batchPollInterval as Duration).waitForBatch(ref);
-    const collected = await steps.collect(round, submitted.batchId);
+    const { batchId } = submitted;
+    const collected = await cpuAs(`${step}-batch-${round}-collect`)[collect]({ ...input, round, batchId } as never);
     rounds.push(collected);
     if (collected.pending === 0) break;
   }
   return rounds;
-}
-
-/** `evaluation.mode: "batch"`: fills the judge cache through the Batch API before evaluate runs. */
-export function judgeInBatches(
-  cpuAs: (name: string) => Pick<CpuActivities, 'submitJudgeBatch' | 'collectJudgeBatch'>,
-  input: EvaluateInput,
-  waiting: BatchWaiting,
-): Promise<BatchCollected[]> {
-  return answerInBatches(
-    'evaluate',
-    'input.evaluation.mode',
-    {
-      submit: (round) => cpuAs(`evaluate-batch-${round}`).submitJudgeBatch({ ...input, round }),
-      collect: (round, batchId) =>
-        cpuAs(`evaluate-batch-${round}-collect`).collectJudgeBatch({ ...input, round, batchId }),
-    },
-    waiting,
-  );
-}
-
-/** `scorer.mode: "batch"`: fills the scoring cache through the Batch API before scoreDifficulty runs. */
-export function scoreInBatches(
-  cpuAs: (name: string) => Pick<CpuActivities, 'submitScoreBatch' | 'collectScoreBatch'>,
-  input: ScoreInput,
-  waiting: BatchWaiting,
-): Promise<BatchCollected[]> {
-  return answerInBatches(
-    'score',
-    'input.scorer.mode',
-    {
-      submit: (round) => cpuAs(`score-batch-${round}`).submitScoreBatch({ ...input, round }),
-      collect: (round, batchId) =>
-        cpuAs(`score-batch-${round}-collect`).collectScoreBatch({ ...input, round, batchId }),
-    },
-    waiting,
-  );
 }

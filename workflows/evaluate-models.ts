@@ -2,7 +2,7 @@ import type { EvaluateResult, GenerateResult, PreparedBenchmark } from '../activ
 import type { ReportResult } from '../activities/report/write-report';
 import { ONE_OFF } from '../common/constants';
 import type { ResolvedInput } from '../common/input';
-import { judgeInBatches } from './batch-answers';
+import { answerInBatches } from './batch-answers';
 import { generationSettings } from './generation-input';
 import { withRecomputedProducers } from './recompute-producer';
 import type { RunProgress } from './run-progress';
@@ -61,7 +61,7 @@ export async function evaluateModels(
   };
   // evaluation.mode "batch": Batch API rounds fill the judge cache first.
   if (cfg.evaluation.mode === 'batch') {
-    await judgeInBatches(cpuAs, input, cfg.evaluation);
+    await answerInBatches('evaluate', cpuAs, input, cfg.evaluation);
     progress.finish('evaluate-batch');
   }
   const evaluation = await cpuAs('evaluate').evaluate(input);

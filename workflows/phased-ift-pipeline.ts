@@ -20,18 +20,8 @@ export interface PipelineResult {
   training: TrainResult[];
   /** The stages written for other trainers. */
   export?: ExportResult;
-  evaluation?: {
-    resultsUri: string;
-    markdownUri: string;
-    judge: string;
-    winRates: Record<string, Record<string, number>>;
-    markdown: string;
-    /** The results tables, one line each: readable in the Web UI's JSON view of the result. */
-    table?: string[];
-    accuracy?: EvaluateResult['accuracy'];
-    orderings?: EvaluateResult['orderings'];
-    convergence?: EvaluateResult['convergence'];
-  };
+  /** The results tables, one line each in `table`: readable in the Web UI's JSON view of the result. */
+  evaluation?: EvaluateResult & { table?: string[] };
   /** report.md and report.html in the store. */
   report?: Pick<ReportResult, 'markdownUri' | 'htmlUri'>;
 }

@@ -3,7 +3,7 @@ import { TimeoutType, type Duration } from '@temporalio/common';
 import { modelCheckQueue } from '../common/constants';
 import { FailureType, NON_RETRYABLE_FAILURES } from '../common/failures';
 import type { ResolvedInput } from '../common/input';
-import type { CpuActivities, GpuActivities } from './step-activities';
+import { gpuRetry, type CpuActivities, type GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({
   summary: 'preflight',
@@ -41,12 +41,7 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
     startToCloseTimeout: '15 minutes',
     heartbeatTimeout: '1 minute',
     // As sturdy as training: a GPU worker that dies during the check costs an attempt of the same budget.
-    retry: {
-      initialInterval: '5 seconds',
-      maximumInterval: '5 minutes',
-      maximumAttempts: cfg.training.maxAttempts,
-      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-    },
+    retry: gpuRetry(cfg),
   });
   for (;;) {
     try {

@@ -1,7 +1,7 @@
 import type { ScoreInput, ScoreResult } from '../activities/types';
 import { HUB_DATASET_PREFIX, SHARDABLE_SCORERS } from '../common/constants';
 import type { ResolvedInput } from '../common/input';
-import { scoreInBatches } from './batch-answers';
+import { answerInBatches } from './batch-answers';
 import type { RunProgress } from './run-progress';
 import { scoreInShards } from './score-shards';
 import type { StepActivities } from './step-activities';
@@ -31,7 +31,7 @@ export async function scoreRows(cfg: ResolvedInput, acts: StepActivities, progre
     maxRowBytes: cfg.maxRowBytes,
   };
   if (cfg.scorer.mode === 'batch') {
-    await scoreInBatches(cpuAs, input, cfg.scorer);
+    await answerInBatches('score', cpuAs, input, cfg.scorer);
     progress.finish('score-batch');
   }
   const { shardRows } = cfg.scorer;

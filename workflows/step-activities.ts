@@ -32,6 +32,14 @@ const cpuOptions: ActivityOptions = {
   },
 };
 
+/** Retries of GPU work: a GPU worker that dies mid-activity costs one attempt of `training.maxAttempts`. */
+export const gpuRetry = (cfg: ResolvedInput): ActivityOptions['retry'] => ({
+  initialInterval: '5 seconds',
+  maximumInterval: '5 minutes',
+  maximumAttempts: cfg.training.maxAttempts,
+  nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+});
+
 const gpuOptions = (cfg: ResolvedInput): ActivityOptions => ({
   taskQueue: cfg.gpuTaskQueue,
   // A cancelled run waits until the trainer's process group is gone and its last checkpoint is stored.
@@ -39,12 +47,7 @@ const gpuOptions = (cfg: ResolvedInput): ActivityOptions => ({
   // Long trainings are bounded by the heartbeat (a dead worker is noticed within it), not by a wall clock.
   startToCloseTimeout: '30 days',
   heartbeatTimeout: cfg.training.heartbeatTimeout as Duration,
-  retry: {
-    initialInterval: '5 seconds',
-    maximumInterval: '5 minutes',
-    maximumAttempts: cfg.training.maxAttempts,
-    nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-  },
+  retry: gpuRetry(cfg),
 });
 
 /**

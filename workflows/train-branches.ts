@@ -1,17 +1,38 @@
 import { CancellationScope } from '@temporalio/workflow';
-import type { SegmentResult, TrainResult } from '../activities/types';
+import type { SegmentResult, TrainInput, TrainResult } from '../activities/types';
 import { ONE_OFF, stageName } from '../common/constants';
 import { optimizerSteps, type ResolvedInput } from '../common/input';
-import { trainControlBranches } from './control-branches';
+import { withRecomputedProducers } from './recompute-producer';
 import type { RunProgress } from './run-progress';
 import type { StepActivities } from './step-activities';
-import { trainStage } from './train-stage';
 
 export interface TrainedModels {
   stages: TrainResult[];
   baseline?: TrainResult;
   /** Each control ordering's stage models, in training order. */
   controls: Record<string, TrainResult[]>;
+}
+
+/** One training of a chain: its name, its rows and its optimizer steps. */
+interface Link {
+  name: string;
+  data: { uri: string; sha256: string };
+  steps: number;
+  /** The real stage's number, for the run's progress; absent for a control's stage. */
+  stage?: number;
+}
+
+/**
+ * Every training of a run goes through here: the stages, the One-off baseline and the control orderings. The
+ * activity is named for the Web UI and `pift status` by the training's name ('stage-2', 'one-off', 'random-stage-1').
+ * A damaged model of an earlier training (a stage's start) is recomputed by running that training again, and each
+ * finished training is registered so that a later step can do the same with its model.
+ */
+async function trainStage(acts: StepActivities, input: TrainInput): Promise<TrainResult> {
+  const train = () => acts.gpuAs(input.name).trainStage(input);
+  const trained = await withRecomputedProducers(acts.producers, train);
+  acts.producers.set(`${input.runId}/train/${input.name}`, train);
+  return trained;
 }
 
 /**
@@ -25,14 +46,66 @@ export async function trainBranches(
   progress: RunProgress,
   seg: SegmentResult,
 ): Promise<TrainedModels> {
+  const ref = { runId: cfg.runId, store: cfg.store };
   const stageSteps = seg.stages.map((s) => (s.rows > 0 ? optimizerSteps(s.rows, cfg.training) : 0));
+  // An empty stage is only possible with stages.allowEmpty; it is not trained.
+  const real = seg.stages.filter((s) => s.rows > 0);
+  const train = (link: Link, initModel: string) =>
+    trainStage(acts, {
+      ...ref,
+      name: link.name,
+      dataUri: link.data.uri,
+      dataSha256: link.data.sha256,
+      initModel,
+      maxSteps: link.steps,
+      training: cfg.training,
+    });
+  /** Each link a fresh training from the previous one's final weights (new optimizer, warmup); the first from the base. */
+  const trainChain = async (links: Link[]): Promise<TrainResult[]> => {
+    const models: TrainResult[] = [];
+    for (const link of links) {
+      if (link.stage !== undefined) progress.enter(link.name, link.stage);
+      models.push(await train(link, models.at(-1)?.modelUri ?? cfg.training.baseModel));
+      if (link.stage !== undefined) progress.finish(link.name);
+    }
+    return models;
+  };
+
+  /** `evaluation.controls`: other orderings of the same rows, from the same start, beside the stages. */
+  const trainControl = async (ordering: string): Promise<[string, TrainResult[]]> => {
+    // Position k of a control takes the optimizer steps of the real stage whose rows it trains on (random: the real
+    // stage of the same size at that position), so every ordering spends the same total steps.
+    const splits =
+      ordering === 'random'
+        ? (
+            await acts.cpuAs('controls-random').segmentRandomControl({
+              ...ref,
+              stages: real.map(({ stage, rows }) => ({ stage, rows })),
+              pool: { uri: seg.oneOff.uri, sha256: seg.oneOff.sha256 },
+              seed: cfg.stages.seed,
+            })
+          ).map((split, i) => ({ split, steps: stageSteps[real[i].stage - 1] }))
+        : [...real].reverse().map((split) => ({ split, steps: stageSteps[split.stage - 1] }));
+    const links = splits.map(({ split, steps }, i) => ({ name: `${ordering}-stage-${i + 1}`, data: split, steps }));
+    return [ordering, await trainChain(links)];
+  };
+
   const scope = new CancellationScope();
   let branches: Array<Promise<unknown>> = [];
   const all = scope.run(() => {
-    // Scheduled in this order: the baseline, the controls, then stage 1.
-    const baseline = trainBaseline(cfg, acts, seg, stageSteps);
-    const controls = trainControls(cfg, acts, seg, stageSteps);
-    const stages = trainStageChain(cfg, acts, progress, seg, stageSteps);
+    // Scheduled in this order: the baseline (all rows, shuffled, as many optimizer steps as the stages together),
+    // the controls, then stage 1.
+    const baseline =
+      cfg.baseline.mode === 'train'
+        ? train(
+            { name: ONE_OFF, data: seg.oneOff, steps: stageSteps.reduce((a, b) => a + b, 0) },
+            cfg.training.baseModel,
+          )
+        : Promise.resolve(undefined);
+    const controls = Promise.all((cfg.evaluation.controls ?? []).map(trainControl)).then(Object.fromEntries);
+    const stages = trainChain(
+      real.map((s) => ({ name: stageName(s.stage), data: s, steps: stageSteps[s.stage - 1], stage: s.stage })),
+    );
     branches = [baseline, controls, stages];
     return Promise.all([baseline, controls, stages]);
   });
@@ -45,69 +118,4 @@ export async function trainBranches(
     await Promise.allSettled(branches);
     throw err;
   }
-}
-
-/** Stage 1, …, stage N: each a fresh training from the previous stage's final weights (new optimizer, warmup). */
-async function trainStageChain(
-  cfg: ResolvedInput,
-  acts: StepActivities,
-  progress: RunProgress,
-  seg: SegmentResult,
-  stageSteps: number[],
-): Promise<TrainResult[]> {
-  const models: TrainResult[] = [];
-  let initModel = cfg.training.baseModel;
-  for (const split of seg.stages) {
-    if (split.rows === 0) continue; // only possible with stages.allowEmpty
-    const name = stageName(split.stage);
-    progress.enter(name, split.stage);
-    const ref = { runId: cfg.runId, store: cfg.store };
-    const input = { ...ref, name, dataUri: split.uri, dataSha256: split.sha256, initModel, training: cfg.training };
-    const trained = await trainStage(acts, name, { ...input, maxSteps: stageSteps[split.stage - 1] });
-    models.push(trained);
-    progress.finish(name);
-    initModel = trained.modelUri;
-  }
-  return models;
-}
-
-/** The One-off baseline: all rows, shuffled, the same total number of optimizer steps as the stages. */
-async function trainBaseline(
-  cfg: ResolvedInput,
-  acts: StepActivities,
-  seg: SegmentResult,
-  stageSteps: number[],
-): Promise<TrainResult | undefined> {
-  if (cfg.baseline.mode !== 'train') return undefined;
-  return trainStage(acts, ONE_OFF, {
-    runId: cfg.runId,
-    store: cfg.store,
-    name: ONE_OFF,
-    dataUri: seg.oneOff.uri,
-    dataSha256: seg.oneOff.sha256,
-    initModel: cfg.training.baseModel,
-    maxSteps: stageSteps.reduce((a, b) => a + b, 0),
-    training: cfg.training,
-  });
-}
-
-/** `evaluation.controls`: other orderings of the same rows, from the same start, beside the stages. */
-async function trainControls(
-  cfg: ResolvedInput,
-  acts: StepActivities,
-  seg: SegmentResult,
-  stageSteps: number[],
-): Promise<Record<string, TrainResult[]>> {
-  const controls = cfg.evaluation.controls ?? [];
-  if (controls.length === 0) return {};
-  return trainControlBranches({
-    ref: { runId: cfg.runId, store: cfg.store },
-    controls,
-    segment: seg,
-    stageSteps,
-    training: cfg.training,
-    seed: cfg.stages.seed,
-    segmentRandomControl: (i) => acts.cpuAs('controls-random').segmentRandomControl(i),
-    trainStage: (name, i) => trainStage(acts, name, i),
-  });
 }

@@ -4,7 +4,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { createCpuActivities } from '../../activities/cpu';
 import type { ScoreInput, ScoreResult } from '../../activities/types';
 import type { BatchCollected } from '../../activities/llm/batch-rounds';
-import { scoreInBatches } from '../../workflows/batch-answers';
+import { answerInBatches } from '../../workflows/batch-answers';
 
 type CpuActivities = ReturnType<typeof createCpuActivities>;
 
@@ -19,7 +19,7 @@ export async function batchScoring(
   input: ScoreInput,
   waiting: { batchPollInterval: string; batchResubmits: number },
 ): Promise<{ rounds: BatchCollected[]; score: ScoreResult }> {
-  const rounds = await scoreInBatches(cpuAs, input, waiting);
+  const rounds = await answerInBatches('score', cpuAs, input, waiting);
   const score = await cpuAs('score').scoreDifficulty(input);
   return { rounds, score };
 }
