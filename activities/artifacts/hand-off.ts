@@ -14,7 +14,6 @@ import {
   openStore,
   storeDefaults,
   type ObjectStore,
-  type WrittenObject,
 } from '../../store';
 import { hashInputs, sha256File } from './hashing';
 import { outputsVerified, readManifest, type OutputEntry, type StepManifest } from './manifest';
@@ -113,8 +112,13 @@ async function committed(h: HandOff): Promise<{ manifest: StepManifest<unknown>;
   return { manifest, entries };
 }
 
-/** Downloads every entry, verified as it streams in; damage names the producer. */
-async function download(h: HandOff, manifest: StepManifest<unknown>, entries: OutputEntry[], local: string) {
+/**
+ * The one way a step reads what another step committed: downloads the hand-off (a file to `local`, or a folder into
+ * it), every file checked as it streams in against the size and sha256 the producer's manifest recorded (`known`).
+ * @throws a non-retryable CorruptArtifact failure naming the producer (DamagedHandOff) when the bytes are not those.
+ */
+async function receive(h: HandOff, local: string, known?: Awaited<ReturnType<typeof committed>>): Promise<void> {
+  const { manifest, entries } = known ?? (await committed(h));
   try {
     await downloadVerified(h.store, entries, h.key, local);
   } catch (err) {
@@ -122,17 +126,6 @@ async function download(h: HandOff, manifest: StepManifest<unknown>, entries: Ou
       throw damaged(manifest, h.store.uriFor(h.key), err.message);
     throw err;
   }
-}
-
-/**
- * The one way a step reads what another step committed: downloads the hand-off (a file to `localPath`, or a folder
- * into it), every file checked against the size and sha256 the producer's manifest recorded, as it streams in.
- * @throws a non-retryable CorruptArtifact failure naming the producer (DamagedHandOff) when the bytes are not those.
- */
-export async function receive(h: HandOff, localPath: string): Promise<OutputEntry[]> {
-  const { manifest, entries } = await committed(h);
-  await download(h, manifest, entries, localPath);
-  return entries;
 }
 
 /** Where models live on this worker between activities, each under the hash of its files. */
@@ -155,14 +148,9 @@ async function cachedModel(dir: string, h: HandOff, entries: readonly OutputEntr
       return false;
     }
   }
-  await touch(dir); // most recently used: the last to be evicted
+  await utimes(dir, new Date(), new Date()); // most recently used: the last to be evicted
   return true;
 }
-
-const touch = (dir: string) => {
-  const now = new Date();
-  return utimes(dir, now, now);
-};
 
 /**
  * The stored copy of a model held intact in this worker's cache: each file the store no longer has as committed is
@@ -177,7 +165,7 @@ async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir:
         log.warn('a stored model file is damaged; using the intact copy on this worker and storing it again', {
           uri: h.store.uriFor(e.key),
         });
-        const written: WrittenObject = await h.store.putFile(e.key, localPathUnder(h.key, e.key, dir));
+        const written = await h.store.putFile(e.key, localPathUnder(h.key, e.key, dir));
         if (written.sha256 !== e.sha256) throw new Error(`${h.store.uriFor(e.key)} changed while it was repaired`);
       }),
     ),
@@ -191,9 +179,10 @@ async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir:
  * @throws as `receive` when neither copy is intact.
  */
 export async function receiveModel(h: HandOff, workDir: string | undefined, localDir: string): Promise<string> {
-  const { manifest, entries } = await committed(h);
+  const known = await committed(h);
+  const { entries } = known;
   if (!workDir) {
-    await download(h, manifest, entries, localDir);
+    await receive(h, localDir, known);
     return localDir;
   }
   const cache = modelCacheDir(workDir);
@@ -204,31 +193,22 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
   }
   const incomplete = `${dir}.incomplete`;
   await rm(incomplete, { recursive: true, force: true });
-  await download(h, manifest, entries, incomplete);
-  await intoCache(cache, incomplete, dir);
-  return dir;
+  await receive(h, incomplete, known);
+  return keepModel(workDir, incomplete, entries, h.key);
 }
 
 /**
  * Keeps a model this worker just produced (and committed as `entries` under `prefix`), so that the next stage or
- * generation on this worker uses it instead of downloading it again. Moves `localDir` away.
+ * generation on this worker uses it instead of downloading it again: moves `localDir` to its place in the cache, as
+ * the most recently used, evicts the oldest, and returns that place.
  */
-export async function keepModel(
-  workDir: string,
-  localDir: string,
-  entries: readonly OutputEntry[],
-  prefix: string,
-): Promise<void> {
+export async function keepModel(workDir: string, localDir: string, entries: readonly OutputEntry[], prefix: string) {
   const cache = modelCacheDir(workDir);
-  await intoCache(cache, localDir, join(cache, treeHash(entries, prefix)));
-}
-
-/** Moves a complete model folder to its place `dir` in the cache, as the most recently used, and evicts the oldest. */
-async function intoCache(cache: string, from: string, dir: string): Promise<void> {
+  const dir = join(cache, treeHash(entries, prefix));
   await mkdir(cache, { recursive: true });
   await rm(dir, { recursive: true, force: true });
-  await rename(from, dir);
-  await touch(dir);
+  await rename(localDir, dir);
+  await utimes(dir, new Date(), new Date());
   const dirs = await Promise.all(
     (await readdir(cache, { withFileTypes: true }))
       .filter((d) => d.isDirectory() && !d.name.includes('.'))
@@ -236,6 +216,7 @@ async function intoCache(cache: string, from: string, dir: string): Promise<void
   );
   dirs.sort((a, b) => b.mtime - a.mtime);
   for (const d of dirs.slice(MODEL_CACHE_KEEP)) await rm(d.path, { recursive: true, force: true });
+  return dir;
 }
 
 /**
@@ -281,10 +262,7 @@ export async function receiveFile(
   expect: { sha256?: string; setting: string },
 ): Promise<void> {
   const handOff = await handOffAt(uri, env);
-  if (handOff) {
-    await receive(handOff, localPath);
-    return;
-  }
+  if (handOff) return receive(handOff, localPath);
   const { store, key } = openObject(uri, env, { setting: expect.setting });
   try {
     await store.getFile(key, localPath, expect.sha256 ? { sha256: expect.sha256 } : undefined);
