@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { before, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel, hubFailure } from '../activities/python/check-model';
-import { localModel } from '../activities/artifacts/transfer';
+import { localModel } from '../activities/artifacts/hand-off';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { saveTinyModel } from './helpers/tiny-model';
 

@@ -9,7 +9,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, it } from 'mocha';
 import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
-import { localModel } from '../activities/artifacts/transfer';
+import { localModel } from '../activities/artifacts/hand-off';
 import { readDatasetRows } from '../activities/datasets/read-dataset';
 import type { ScoreInput } from '../activities/types';
 import type { PipelineInput } from '../common/input';

@@ -2,20 +2,22 @@ import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import { FailureType } from '../../common/failures';
+import { badSetting, FailureType } from '../../common/failures';
+import type { ActivityDeps } from '../deps';
 import {
+  allowedLocation,
   IntegrityError,
   NotFoundError,
   openObject,
   openStore,
   storeDefaults,
   type ObjectStore,
-  type WrittenObject,
 } from '../../store';
-import { hashInputs, sha256File, sha256Of } from './hashing';
-import { readManifest, type OutputEntry, type StepManifest } from './manifest';
+import { hashInputs, sha256File } from './hashing';
+import { outputsVerified, readManifest, type OutputEntry, type StepManifest } from './manifest';
+import { downloadPrefix, downloadVerified, localPathUnder } from './transfer';
 
 /**
  * What one step reads from another: an object or a folder (`key`) that the producing step's manifest
@@ -110,35 +112,20 @@ async function committed(h: HandOff): Promise<{ manifest: StepManifest<unknown>;
   return { manifest, entries };
 }
 
-/** Where an entry lands below `localDir` (the hand-off's folder), or `localDir` itself for a hand-off of one file. */
-const localPathOf = (h: HandOff, e: OutputEntry, local: string) =>
-  e.key === h.key ? local : join(local, ...e.key.slice(h.key.length + 1).split('/'));
-
-/** Downloads every entry, verified as it streams in; damage names the producer. */
-async function download(h: HandOff, manifest: StepManifest<unknown>, entries: OutputEntry[], local: string) {
-  const limit = pLimit(storeDefaults.filesInFlight);
+/**
+ * The one way a step reads what another step committed: downloads the hand-off (a file to `local`, or a folder into
+ * it), every file checked as it streams in against the size and sha256 the producer's manifest recorded (`known`).
+ * @throws a non-retryable CorruptArtifact failure naming the producer (DamagedHandOff) when the bytes are not those.
+ */
+async function receive(h: HandOff, local: string, known?: Awaited<ReturnType<typeof committed>>): Promise<void> {
+  const { manifest, entries } = known ?? (await committed(h));
   try {
-    await Promise.all(
-      entries.map((e) =>
-        limit(() => h.store.getFile(e.key, localPathOf(h, e, local), { bytes: e.bytes, sha256: e.sha256 })),
-      ),
-    );
+    await downloadVerified(h.store, entries, h.key, local);
   } catch (err) {
     if (err instanceof IntegrityError || err instanceof NotFoundError)
       throw damaged(manifest, h.store.uriFor(h.key), err.message);
     throw err;
   }
-}
-
-/**
- * The one way a step reads what another step committed: downloads the hand-off (a file to `localPath`, or a folder
- * into it), every file checked against the size and sha256 the producer's manifest recorded, as it streams in.
- * @throws a non-retryable CorruptArtifact failure naming the producer (DamagedHandOff) when the bytes are not those.
- */
-export async function receive(h: HandOff, localPath: string): Promise<OutputEntry[]> {
-  const { manifest, entries } = await committed(h);
-  await download(h, manifest, entries, localPath);
-  return entries;
 }
 
 /** Where models live on this worker between activities, each under the hash of its files. */
@@ -154,21 +141,16 @@ export const treeHash = (entries: readonly OutputEntry[], prefix: string): strin
 async function cachedModel(dir: string, h: HandOff, entries: readonly OutputEntry[]): Promise<boolean> {
   if (!existsSync(dir)) return false;
   for (const e of entries) {
-    const file = localPathOf(h, e, dir);
+    const file = localPathUnder(h.key, e.key, dir);
     if (!existsSync(file) || (await sha256File(file)) !== e.sha256) {
       log.warn('the cached copy of a model is damaged; it is fetched again', { uri: h.store.uriFor(h.key) });
       await rm(dir, { recursive: true, force: true });
       return false;
     }
   }
-  await touch(dir); // most recently used: the last to be evicted
+  await utimes(dir, new Date(), new Date()); // most recently used: the last to be evicted
   return true;
 }
-
-const touch = (dir: string) => {
-  const now = new Date();
-  return utimes(dir, now, now);
-};
 
 /**
  * The stored copy of a model held intact in this worker's cache: each file the store no longer has as committed is
@@ -179,12 +161,11 @@ async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir:
   await Promise.all(
     entries.map((e) =>
       limit(async () => {
-        const head = await h.store.head(e.key);
-        if (head?.size === e.bytes && (await sha256Of(await h.store.getStream(e.key))) === e.sha256) return;
+        if (await outputsVerified(h.store, [e])) return;
         log.warn('a stored model file is damaged; using the intact copy on this worker and storing it again', {
           uri: h.store.uriFor(e.key),
         });
-        const written: WrittenObject = await h.store.putFile(e.key, localPathOf(h, e, dir));
+        const written = await h.store.putFile(e.key, localPathUnder(h.key, e.key, dir));
         if (written.sha256 !== e.sha256) throw new Error(`${h.store.uriFor(e.key)} changed while it was repaired`);
       }),
     ),
@@ -198,9 +179,10 @@ async function repairFromCache(h: HandOff, entries: readonly OutputEntry[], dir:
  * @throws as `receive` when neither copy is intact.
  */
 export async function receiveModel(h: HandOff, workDir: string | undefined, localDir: string): Promise<string> {
-  const { manifest, entries } = await committed(h);
+  const known = await committed(h);
+  const { entries } = known;
   if (!workDir) {
-    await download(h, manifest, entries, localDir);
+    await receive(h, localDir, known);
     return localDir;
   }
   const cache = modelCacheDir(workDir);
@@ -211,31 +193,22 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
   }
   const incomplete = `${dir}.incomplete`;
   await rm(incomplete, { recursive: true, force: true });
-  await download(h, manifest, entries, incomplete);
-  await intoCache(cache, incomplete, dir);
-  return dir;
+  await receive(h, incomplete, known);
+  return keepModel(workDir, incomplete, entries, h.key);
 }
 
 /**
  * Keeps a model this worker just produced (and committed as `entries` under `prefix`), so that the next stage or
- * generation on this worker uses it instead of downloading it again. Moves `localDir` away.
+ * generation on this worker uses it instead of downloading it again: moves `localDir` to its place in the cache, as
+ * the most recently used, evicts the oldest, and returns that place.
  */
-export async function keepModel(
-  workDir: string,
-  localDir: string,
-  entries: readonly OutputEntry[],
-  prefix: string,
-): Promise<void> {
+export async function keepModel(workDir: string, localDir: string, entries: readonly OutputEntry[], prefix: string) {
   const cache = modelCacheDir(workDir);
-  await intoCache(cache, localDir, join(cache, treeHash(entries, prefix)));
-}
-
-/** Moves a complete model folder to its place `dir` in the cache, as the most recently used, and evicts the oldest. */
-async function intoCache(cache: string, from: string, dir: string): Promise<void> {
+  const dir = join(cache, treeHash(entries, prefix));
   await mkdir(cache, { recursive: true });
   await rm(dir, { recursive: true, force: true });
-  await rename(from, dir);
-  await touch(dir);
+  await rename(localDir, dir);
+  await utimes(dir, new Date(), new Date());
   const dirs = await Promise.all(
     (await readdir(cache, { withFileTypes: true }))
       .filter((d) => d.isDirectory() && !d.name.includes('.'))
@@ -243,6 +216,39 @@ async function intoCache(cache: string, from: string, dir: string): Promise<void
   );
   dirs.sort((a, b) => b.mtime - a.mtime);
   for (const d of dirs.slice(MODEL_CACHE_KEEP)) await rm(d.path, { recursive: true, force: true });
+  return dir;
+}
+
+/**
+ * A local path for a model to load: builtin names pass through, local directories (only under the worker's allowed
+ * folders) are used in place, store URIs (a folder, with or without a trailing '/') are downloaded into `localDir`.
+ * A model a step of ours committed is a hand-off (see receiveModel). A model that is not there is bad input, not a
+ * transient fault.
+ */
+export async function localModel(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots'> & Partial<Pick<ActivityDeps, 'workDir'>>,
+  model: string,
+  localDir: string,
+  setting: string,
+): Promise<string> {
+  // The trainer resolves these itself, from its model cache (filled by the model check on this worker).
+  if (model.startsWith('builtin:') || model.startsWith('hf://')) return model;
+  allowedLocation(model, deps.fileRoots, setting);
+  if (!isUri(model)) {
+    // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
+    const dir = resolve(model);
+    if (!existsSync(dir)) throw badSetting(setting, `model directory ${model} does not exist on this worker`);
+    return dir;
+  }
+  const handOff = await handOffAt(model, deps.env);
+  if (handOff) return receiveModel(handOff, deps.workDir, localDir);
+  // A folder no manifest of ours covers (a model a user uploaded): there is nothing to check its bytes against.
+  const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env, { setting });
+  await rm(localDir, { recursive: true, force: true });
+  if ((await downloadPrefix(store, key, localDir)) === 0) {
+    throw badSetting(setting, `no model files under ${model}`);
+  }
+  return localDir;
 }
 
 /**
@@ -256,10 +262,7 @@ export async function receiveFile(
   expect: { sha256?: string; setting: string },
 ): Promise<void> {
   const handOff = await handOffAt(uri, env);
-  if (handOff) {
-    await receive(handOff, localPath);
-    return;
-  }
+  if (handOff) return receive(handOff, localPath);
   const { store, key } = openObject(uri, env, { setting: expect.setting });
   try {
     await store.getFile(key, localPath, expect.sha256 ? { sha256: expect.sha256 } : undefined);

@@ -1,13 +1,9 @@
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { readdir, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import pLimit from 'p-limit';
 import { sha256File } from './hashing';
-import { handOffAt, receiveModel } from './hand-off';
 import type { OutputEntry } from './manifest';
-import { allowedLocation, openObject, storeDefaults, type ExpectedObject, type ObjectStore } from '../../store';
-import type { ActivityDeps } from '../deps';
-import { badSetting } from '../../common/failures';
+import { storeDefaults, type ExpectedObject, type ObjectStore } from '../../store';
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -59,6 +55,10 @@ export async function uploadDir(
   );
 }
 
+/** Where an object below `prefix` lands below `localDir`; the object `prefix` itself lands at `localDir`. */
+export const localPathUnder = (prefix: string, key: string, localDir: string) =>
+  key === prefix ? localDir : join(localDir, ...key.slice(prefix.length + 1).split('/'));
+
 /**
  * Downloads these objects under `localDir`, keeping their paths below `prefix`, several at once, each verified as it
  * streams in against the size and sha256 its entry records (a manifest's), if any.
@@ -71,12 +71,7 @@ export async function downloadVerified(
   localDir: string,
 ): Promise<void> {
   const limit = pLimit(storeDefaults.filesInFlight);
-  await mkdir(localDir, { recursive: true });
-  await Promise.all(
-    entries.map((e) =>
-      limit(() => store.getFile(e.key, join(localDir, ...e.key.slice(prefix.length + 1).split('/')), e)),
-    ),
-  );
+  await Promise.all(entries.map((e) => limit(() => store.getFile(e.key, localPathUnder(prefix, e.key, localDir), e))));
 }
 
 /** Downloads every object under `prefix` into `localDir`, keeping relative paths (for folders no manifest covers). */
@@ -94,37 +89,4 @@ export async function downloadPrefix(
     localDir,
   );
   return keys.length;
-}
-
-const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
-
-/**
- * A local path for a model to load: builtin names pass through, local directories (only under the worker's allowed
- * folders) are used in place, store URIs (a folder, with or without a trailing '/') are downloaded into `localDir`.
- * A model a step of ours committed is a hand-off (see receiveModel). A model that is not there is bad input, not a transient fault.
- */
-export async function localModel(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots'> & Partial<Pick<ActivityDeps, 'workDir'>>,
-  model: string,
-  localDir: string,
-  setting: string,
-): Promise<string> {
-  // The trainer resolves these itself, from its model cache (filled by the model check on this worker).
-  if (model.startsWith('builtin:') || model.startsWith('hf://')) return model;
-  allowedLocation(model, deps.fileRoots, setting);
-  if (!isUri(model)) {
-    // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
-    const dir = resolve(model);
-    if (!existsSync(dir)) throw badSetting(setting, `model directory ${model} does not exist on this worker`);
-    return dir;
-  }
-  const handOff = await handOffAt(model, deps.env);
-  if (handOff) return receiveModel(handOff, deps.workDir, localDir);
-  // A folder no manifest of ours covers (a model a user uploaded): there is nothing to check its bytes against.
-  const { store, key } = openObject(model.replace(/\/+$/, ''), deps.env, { setting });
-  await rm(localDir, { recursive: true, force: true });
-  if ((await downloadPrefix(store, key, localDir)) === 0) {
-    throw badSetting(setting, `no model files under ${model}`);
-  }
-  return localDir;
 }

@@ -7,7 +7,7 @@ import { activityContext } from '../../store/outage';
 import { badSetting, WorkerMisconfiguredError } from '../../common/failures';
 import { TINY_MODEL } from '../../common/settings/constants';
 import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
-import { EXIT_DATA_ERROR, missingPackage, trainerEnv } from './trainer-process';
+import { trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
   runId: string;
@@ -85,8 +85,28 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   const env = { ...(ref.kind === 'hub' ? hubEnv(deps.env) : trainerEnv(deps.env)), TQDM_DISABLE: '1' };
   // Not for a hub model this worker may not download: it is in the cache, or the check fails at once.
   const fetches = converts || (ref.kind === 'hub' && deps.env.HF_HUB_OFFLINE !== '1');
+  // A hub model is downloaded, a builtin converted, during its check: far longer than a check, the first time.
+  const timeoutMs = Number(
+    fetches
+      ? (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS)
+      : (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
+  );
   try {
-    return await runCheck(deps, configPath, input, env, fetches);
+    const ok = await runModule(deps, 'pift.check_model', configPath, {
+      env,
+      timeoutMs,
+      what: 'model check',
+      field: input.field,
+      ready: 'model_ok',
+      explain: (said) => hubFailure(input, said),
+    });
+    return {
+      model: input.model,
+      modelType: ok.model_type ?? null,
+      vocabSize: ok.vocab_size ?? null,
+      tokenizerSize: ok.tokenizer_size,
+      ...(typeof ok.revision === 'string' ? { revision: ok.revision } : {}),
+    };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -103,61 +123,6 @@ export function hubEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
     ...(env.HF_TOKEN === undefined ? {} : { HF_TOKEN: env.HF_TOKEN }),
   };
 }
-
-async function runCheck(
-  deps: ActivityDeps,
-  configPath: string,
-  input: CheckModelInput,
-  env: NodeJS.ProcessEnv,
-  fetches: boolean,
-): Promise<CheckModelResult> {
-  // A hub model is downloaded, a builtin converted, during its check: far longer than a check, the first time.
-  const timeout = Number(
-    fetches
-      ? (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS)
-      : (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
-  );
-  const { code, events, stderr } = await runModule(deps, 'pift.check_model', configPath, {
-    env,
-    timeoutMs: timeout,
-  });
-  const ok = events.find((e) => e.event === 'model_ok');
-  if (code === 0 && ok) {
-    return {
-      model: input.model,
-      modelType: (ok.model_type as string | null) ?? null,
-      vocabSize: (ok.vocab_size as number | null) ?? null,
-      tokenizerSize: Number(ok.tokenizer_size),
-      ...(typeof ok.revision === 'string' ? { revision: ok.revision } : {}),
-    };
-  }
-  const error = events.find((e) => e.event === 'error');
-  if (code === EXIT_DATA_ERROR) {
-    // The trainer names its own config field; the user knows the model by the input setting.
-    const raw = String(error?.message ?? 'the trainer refused the model');
-    const field = /field "(max_length|input\.training\.maxLength)"/.test(raw)
-      ? 'input.training.maxLength'
-      : input.field;
-    const message = raw.replace(/^field "[^"]+": /, '');
-    throw hubFailure(input, message) ?? badSetting(field, `${message}`);
-  }
-  const missing = missingPackage(deps.python, 'pift.check_model', stderr.split('\n'));
-  if (missing) throw missing;
-  const unreachable = hubFailure(input, stderr);
-  if (unreachable) throw unreachable;
-  const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
-  throw new Error(`model check ${why}: ${String(error?.message ?? lastLine(stderr))}`);
-}
-
-/** The last line a process printed, a progress bar's carriage returns counted as line ends, at most 300 characters. */
-const lastLine = (text: string) =>
-  (
-    text
-      .split(/[\r\n]/)
-      .map((l) => l.trim())
-      .filter(Boolean)
-      .slice(-1)[0] ?? ''
-  ).slice(0, 300);
 
 /**
  * A hub model the worker cannot get, named by what to fix: a gated repository (HF_TOKEN), a hub this worker cannot

@@ -1,56 +1,58 @@
-import { execFile } from 'node:child_process';
-import { WorkerMisconfiguredError } from '../../common/failures';
-import { parseTrainerEvent, type TrainerEvent, type TrainerModule } from './trainer-process';
-
-/** What a short-lived trainer module (`pift.check_model`, `pift.fetch_dataset`) left: its exit and protocol lines. */
-export interface ModuleOutcome<M extends TrainerModule> {
-  /** null when it was killed (its time limit). */
-  code: number | null;
-  /** Its stdout's JSON lines, in order. */
-  events: Array<TrainerEvent<M>>;
-  stderr: string;
-}
+import { badSetting } from '../../common/failures';
+import {
+  EXIT_DATA_ERROR,
+  missingPackage,
+  watchTrainer,
+  type TrainerEvent,
+  type TrainerModule,
+} from './trainer-process';
 
 /**
- * Runs `python -m MODULE CONFIG` to its end, bounded by `timeoutMs` (then SIGKILL). Unlike training, these need no
- * heartbeats or checkpoints, just the outcome; a python that cannot be started is the worker's misconfiguration.
+ * Runs a short-lived trainer module (`pift.check_model`, `pift.fetch_dataset`) to its end, bounded by `timeoutMs`,
+ * and returns its `ready` event. Unlike training, these need no heartbeats or checkpoints, just the outcome. A refusal
+ * (exit 65) is bad input naming `field` (input.training.maxLength where the trainer names that); `explain` may name
+ * the cause of a refusal or a crash better; a crash or a timeout is an Error, retried, saying the module's last line.
  */
-export async function runModule<M extends TrainerModule>(
+export async function runModule<M extends TrainerModule, E extends TrainerEvent<M>['event']>(
   deps: { python: string; workDir: string },
   module: M,
   configPath: string,
-  options: { env: NodeJS.ProcessEnv; timeoutMs: number },
-): Promise<ModuleOutcome<M>> {
-  const { code, stdout, stderr, spawnError } = await new Promise<{
-    code: number | null;
-    stdout: string;
-    stderr: string;
-    spawnError?: NodeJS.ErrnoException;
-  }>((resolve) => {
-    execFile(
-      deps.python,
-      ['-m', module, configPath],
-      {
-        cwd: deps.workDir,
-        env: options.env,
-        timeout: options.timeoutMs,
-        killSignal: 'SIGKILL',
-        maxBuffer: 4 * 1024 * 1024,
-      },
-      (err, out, errText) => {
-        const e = err as (NodeJS.ErrnoException & { code?: unknown }) | null;
-        if (e && typeof e.code === 'string') resolve({ code: null, stdout: out, stderr: errText, spawnError: e });
-        else resolve({ code: e ? (typeof e.code === 'number' ? e.code : null) : 0, stdout: out, stderr: errText });
-      },
-    );
+  o: {
+    env: NodeJS.ProcessEnv;
+    timeoutMs: number;
+    /** What the module does, for messages: 'model check'. */
+    what: string;
+    field: string;
+    ready: E;
+    explain?: (said: string) => Error | undefined;
+  },
+): Promise<Extract<TrainerEvent<M>, { event: E }>> {
+  const events: Array<TrainerEvent<M>> = [];
+  const stderr: string[] = [];
+  const exit = await watchTrainer({
+    python: deps.python,
+    module,
+    configPath,
+    cwd: deps.workDir,
+    env: o.env,
+    timeoutMs: o.timeoutMs,
+    onEvent: (e) => void events.push(e),
+    // All of it (a hub failure names its cause early in a chained traceback), up to a long traceback's length.
+    onStderr: (line) => stderr.push(line) > 2_000 && stderr.shift(),
   });
-  if (spawnError) {
-    throw new WorkerMisconfiguredError(
-      `cannot start the trainer's python ${deps.python}: ${spawnError.code}`,
-      'PIFT_PYTHON',
-      `${deps.python} -m ${module}`,
-    );
+  const ready = events.find((e): e is Extract<TrainerEvent<M>, { event: E }> => e.event === o.ready);
+  if (exit.code === 0 && ready) return ready;
+  if (exit.code === EXIT_DATA_ERROR) {
+    const raw = exit.error?.message ?? `the trainer refused the ${o.what}`;
+    // The trainer names its own config field; the user knows it by the input setting.
+    const field = /field "(max_length|input\.training\.maxLength)"/.test(raw) ? 'input.training.maxLength' : o.field;
+    const message = raw.replace(/^field "[^"]+": /, '');
+    throw o.explain?.(message) ?? badSetting(field, message);
   }
-  const events = stdout.split('\n').flatMap((l) => parseTrainerEvent(module, l) ?? []);
-  return { code, events, stderr };
+  const failure = missingPackage(deps.python, module, stderr) ?? o.explain?.(stderr.join('\n'));
+  if (failure) throw failure;
+  const why = exit.code === null ? `was killed after ${o.timeoutMs} ms` : `exited with code ${exit.code}`;
+  // Its last line (readline counts a progress bar's carriage returns as line ends), at most 300 characters.
+  const last = stderr.map((l) => l.trim()).findLast(Boolean) ?? '';
+  throw new Error(`${o.what} ${why}: ${exit.error?.message ?? last.slice(0, 300)}`);
 }

@@ -1,9 +1,11 @@
-import { CancelledFailure, Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/activity';
+import { activityContext } from '../../store/outage';
 import { ApplicationFailure } from '@temporalio/common';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
 import { TrainerEventSchemas, type EventOf, type TrainerModuleName } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 
 export interface TrainerLaunch {
@@ -55,11 +57,13 @@ export interface TrainerRun<M extends TrainerModule = TrainerModule> {
   env: NodeJS.ProcessEnv;
   onEvent: (e: TrainerEvent<M>) => void | Promise<void>;
   /** No stdout line for this long means a hung trainer: kill it and let Temporal retry. */
-  progressTimeoutMs: number;
+  progressTimeoutMs?: number;
+  /** The whole run's limit (a short module's): past it the process is killed and its exit code is null. */
+  timeoutMs?: number;
   /** Grace between SIGTERM (the trainer saves a checkpoint) and SIGKILL. */
   graceMs?: number;
   heartbeatEveryMs?: number;
-  heartbeat: () => void;
+  heartbeat?: () => void;
   /** The trainer's pid, which is also its process group id. */
   onSpawn?: (pid: number) => void;
   /** Several processes (one per GPU) under `pift.launcher`: torchrun for DDP, accelerate for FSDP or ZeRO-3. */
@@ -112,14 +116,47 @@ export function diskFullFailure(code: number | null, kind: string | undefined, d
 }
 
 /**
- * Runs the trainer in its own process group, heartbeating while it lives, and kills the whole group on
- * cancellation, on a hung trainer, or when this activity fails for any other reason.
+ * Runs the trainer with the environment `trainerEnv` makes of `run.env`, and turns a failed exit into the failure that
+ * says what to fix: a full disk, bad input or divergence (never retried), a missing package, a hang or a crash.
  */
 export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun<M>): Promise<void> {
-  const { python, module, configPath } = run;
-  const child = spawn(python, trainerArgs(module, configPath, run.launch), {
+  const exit = await watchTrainer({ ...run, env: trainerEnv(run.env) });
+  const { code, stderrTail } = exit;
+  if (exit.hung) {
+    throw ApplicationFailure.retryable(
+      `trainer printed nothing for ${run.progressTimeoutMs} ms and was killed`,
+      'TrainerHung',
+    );
+  }
+  if (code === 0) return;
+  const detail = exit.error?.message ?? stderrTail.slice(-15).join('\n');
+  const diskFull = diskFullFailure(code, exit.error?.kind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
+  if (diskFull) throw diskFull;
+  if (code === EXIT_DIVERGED) {
+    throw ApplicationFailure.nonRetryable(detail || 'training diverged (non-finite loss)', FailureType.BadInput);
+  }
+  if (code === EXIT_DATA_ERROR) {
+    throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
+  }
+  const missing = exit.sawProtocolLine ? undefined : missingPackage(run.python, run.module, stderrTail);
+  if (missing) throw missing;
+  throw ApplicationFailure.retryable(
+    `trainer exited with ${exit.signal ?? `code ${code}`}${detail ? `:\n${detail}` : ''}`,
+    'TrainerCrashed',
+  );
+}
+
+/**
+ * The one runner of every trainer module: starts it in its own process group with exactly `env`, hands its protocol
+ * lines to `onEvent` one at a time, heartbeats while it lives, and kills the whole group on cancellation, on a hang,
+ * past `timeoutMs`, or when this activity fails for any other reason. Works outside an activity too (no heartbeat or
+ * cancellation there).
+ */
+export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) {
+  const { python, module } = run;
+  const child = spawn(python, trainerArgs(module, run.configPath, run.launch), {
     cwd: run.cwd,
-    env: { ...trainerEnv(run.env), PIFT_PARENT_PID: String(process.pid) },
+    env: { ...run.env, PIFT_PARENT_PID: String(process.pid) },
     detached: true, // its own process group, so a kill reaches the trainer's own children too
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -132,7 +169,10 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
     }
   };
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once('error', reject);
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      const why = `cannot start the trainer's python ${python}: ${err.code}`;
+      reject(new WorkerMisconfiguredError(why, 'PIFT_PYTHON', `${python} -m ${module}`));
+    });
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
 
@@ -145,8 +185,8 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
 
   let lastLine = Date.now();
   let sawProtocolLine = false;
-  let lastError: string | undefined;
-  let lastErrorKind: string | undefined;
+  /** Its last `error` event. */
+  let error: { message: string; kind: string } | undefined;
   let pending: Promise<void> = Promise.resolve();
   let eventFailure: unknown;
   createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -161,10 +201,7 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
     }
     if (!event) return; // a stray print from a library; the protocol lines are the JSON ones
     sawProtocolLine = true;
-    if (event.event === 'error') {
-      lastError = event.message;
-      lastErrorKind = event.kind;
-    }
+    if (event.event === 'error') error = { message: event.message, kind: event.kind };
     // Events are handled one at a time, in order (checkpoint uploads must not overlap or reorder).
     const parsed = event;
     pending = pending.then(async () => {
@@ -178,49 +215,31 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
     });
   });
 
-  const ctx = Context.current();
+  const ctx = activityContext();
   let hung = false;
   const ticker = setInterval(() => {
-    run.heartbeat();
-    if (Date.now() - lastLine > run.progressTimeoutMs) {
+    run.heartbeat?.();
+    if (run.progressTimeoutMs !== undefined && Date.now() - lastLine > run.progressTimeoutMs) {
       hung = true;
       killGroup('SIGKILL');
     }
   }, run.heartbeatEveryMs ?? 5_000);
+  const deadline = run.timeoutMs === undefined ? undefined : setTimeout(() => killGroup('SIGKILL'), run.timeoutMs);
 
   let cancelled = false;
   try {
-    const outcome = await Promise.race([exited, ctx.cancelled.catch((err) => Promise.reject(err))]);
+    const outcome = await Promise.race([exited, ...(ctx ? [ctx.cancelled.catch((err) => Promise.reject(err))] : [])]);
     await pending;
     if (eventFailure) throw eventFailure;
-    if (hung) {
-      throw ApplicationFailure.retryable(
-        `trainer printed nothing for ${run.progressTimeoutMs} ms and was killed`,
-        'TrainerHung',
-      );
-    }
-    if (outcome.code === 0) return;
-    const detail = lastError ?? stderrTail.slice(-15).join('\n');
-    const diskFull = diskFullFailure(outcome.code, lastErrorKind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
-    if (diskFull) throw diskFull;
-    if (outcome.code === EXIT_DIVERGED) {
-      throw ApplicationFailure.nonRetryable(detail || 'training diverged (non-finite loss)', FailureType.BadInput);
-    }
-    if (outcome.code === EXIT_DATA_ERROR) {
-      throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
-    }
-    const missing = sawProtocolLine ? undefined : missingPackage(python, module, stderrTail);
-    if (missing) throw missing;
-    throw ApplicationFailure.retryable(
-      `trainer exited with ${outcome.signal ?? `code ${outcome.code}`}${detail ? `:\n${detail}` : ''}`,
-      'TrainerCrashed',
-    );
+    // `hung`: killed for printing nothing for progressTimeoutMs; `stderrTail`: its last 40 lines of stderr.
+    return { ...outcome, stderrTail, sawProtocolLine, hung, error };
   } catch (err) {
     cancelled = err instanceof CancelledFailure;
     throw err;
   } finally {
     clearInterval(ticker);
-    if (child.exitCode === null && child.signalCode === null) {
+    clearTimeout(deadline);
+    if (child.pid && child.exitCode === null && child.signalCode === null) {
       // SIGTERM first: the trainer saves a resumable checkpoint when it can.
       killGroup('SIGTERM');
       const gone = await Promise.race([
@@ -263,5 +282,3 @@ export function missingPackage(
     `${python} -m ${module}`,
   );
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

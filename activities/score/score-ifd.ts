@@ -11,7 +11,7 @@ import { hashInputs } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { localModel } from '../artifacts/transfer';
+import { localModel } from '../artifacts/hand-off';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
 import { runTrainerProcess } from '../python/trainer-process';

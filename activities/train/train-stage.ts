@@ -11,8 +11,7 @@ import { trainKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
-import { localModel } from '../artifacts/transfer';
-import { keepModel, receiveFile } from '../artifacts/hand-off';
+import { keepModel, localModel, receiveFile } from '../artifacts/hand-off';
 import {
   commitCheckpoint,
   completeCheckpoints,

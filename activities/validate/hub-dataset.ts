@@ -6,7 +6,6 @@ import { allowedLocation, openStore } from '../../store';
 import { badSetting } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
 import { runStep } from '../artifacts/step';
-import { EXIT_DATA_ERROR, missingPackage } from '../python/trainer-process';
 import { hubEnv } from '../python/check-model';
 import { HUB_DATASET_PREFIX } from '../../common/constants';
 
@@ -79,41 +78,23 @@ export async function fetchHubDataset(
       const outputFile = join(work, 'rows.jsonl');
       const configPath = join(work, 'fetch-dataset.json');
       await writeFile(configPath, JSON.stringify({ uri: input.uri, output_file: outputFile, parent_pid: process.pid }));
-      const ready = await runFetch(deps, configPath, field);
+      const ready = await runModule(deps, 'pift.fetch_dataset', configPath, {
+        env: hubEnv(deps.env),
+        timeoutMs: Number(deps.env.PIFT_DATASET_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
+        what: 'dataset fetch',
+        field,
+        ready: 'dataset_ready',
+      });
       await out.putFile(keys.rows, outputFile);
       return {
         uri: store.uriFor(keys.rows),
         source: input.uri,
-        revision: String(ready.revision),
-        rows: Number(ready.rows),
+        revision: ready.revision,
+        rows: ready.rows,
         reused: false,
       };
     } finally {
       await rm(work, { recursive: true, force: true });
     }
   });
-}
-
-async function runFetch(
-  deps: Pick<ActivityDeps, 'env' | 'python' | 'workDir'>,
-  configPath: string,
-  field: string,
-): Promise<Record<string, unknown>> {
-  const timeout = Number(deps.env.PIFT_DATASET_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS);
-  const { code, events, stderr } = await runModule(deps, 'pift.fetch_dataset', configPath, {
-    env: hubEnv(deps.env),
-    timeoutMs: timeout,
-  });
-  const ready = events.find((e) => e.event === 'dataset_ready');
-  if (code === 0 && ready) return ready;
-  const error = events.find((e) => e.event === 'error');
-  if (code === EXIT_DATA_ERROR) {
-    const message = String(error?.message ?? 'the dataset could not be read').replace(/^field "[^"]+": /, '');
-    throw badSetting(field, `${message}`);
-  }
-  const missing = missingPackage(deps.python, 'pift.fetch_dataset', stderr.split('\n'));
-  if (missing) throw missing;
-  const why = code === null ? `was killed after ${timeout} ms` : `exited with code ${code}`;
-  // Anything else (the hub unreachable, a crash) is worth a retry.
-  throw new Error(`dataset fetch ${why}: ${String(error?.message ?? stderr.trim().split('\n').slice(-1)[0] ?? '')}`);
 }
