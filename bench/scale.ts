@@ -15,6 +15,7 @@
  * text in the released `{"id", "score", "data"}` format.
  * Prints, per size N (100k, 1m, or the row count):
  *   row_memory        the row engine's memory_limit in the workers (PIFT_ROW_MEMORY, default 100MB)
+ *   row_allocator     DuckDB's allocator setting in the workers (DUCKDB_JE_MALLOC_CONF, see activities/rows/allocator.ts)
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
  *                     one worker's with --one-worker
  *   rss_mb_score_N, rss_mb_segment_N   each step's peak: its worker's VmHWM, or with --one-worker the highest RSS
@@ -191,6 +192,7 @@ async function main() {
   console.log(`workers=${oneWorker ? 'one for both steps' : 'a fresh one per step'}`);
   // The row engine's memory_limit in the workers (PIFT_ROW_MEMORY passes through when set).
   console.log(`row_memory=${rowMemory(process.env)}`);
+  console.log(`row_allocator=${process.env.DUCKDB_JE_MALLOC_CONF}`);
   if (shardRows) {
     console.log(`shard_rows=${shardRows}`);
     console.log(`score_shard_slots=${process.env.PIFT_SCORE_SHARD_SLOTS || 'default'}`);
@@ -213,6 +215,8 @@ async function main() {
         // Shards a worker scores at once (its default when unset), as a CPU worker's environment sets it.
         ...(process.env.PIFT_SCORE_SHARD_SLOTS ? { PIFT_SCORE_SHARD_SLOTS: process.env.PIFT_SCORE_SHARD_SLOTS } : {}),
         ...(process.env.PIFT_ROW_MEMORY ? { PIFT_ROW_MEMORY: process.env.PIFT_ROW_MEMORY } : {}),
+        // DuckDB's allocator setting: the engine's default (set in this process by its import), or the one given.
+        DUCKDB_JE_MALLOC_CONF: process.env.DUCKDB_JE_MALLOC_CONF,
       };
       const cfg = resolvePipelineInput(
         {

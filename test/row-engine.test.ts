@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +7,7 @@ import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { linesOf, withLongerLines, withRows } from '../activities/rows/engine';
+import { ROW_ALLOCATOR_DEFAULT } from '../activities/rows/allocator';
 import { seededOrder } from './helpers/seeded-order';
 import { segmentRandomControl } from '../activities/segment/control-orderings';
 
@@ -31,6 +33,28 @@ describe('the row engine', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it("sets DuckDB's allocator before its library loads, keeping a value already given", () => {
+    // What the environment holds when the engine first loads `@duckdb/node-api` (jemalloc reads it then, once).
+    const atLoad = (given?: string) => {
+      const script = `const Module = require('node:module');
+        const load = Module._load;
+        Module._load = function (request, ...rest) {
+          if (request === '@duckdb/node-api') console.log(process.env.DUCKDB_JE_MALLOC_CONF);
+          return load.call(this, request, ...rest);
+        };
+        require('./activities/rows/engine');`;
+      const env = { ...process.env, DUCKDB_JE_MALLOC_CONF: given };
+      if (given === undefined) delete env.DUCKDB_JE_MALLOC_CONF;
+      return execFileSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+        cwd: join(__dirname, '..'),
+        env,
+        encoding: 'utf8',
+      }).trim();
+    };
+    assert.equal(atLoad(), ROW_ALLOCATOR_DEFAULT);
+    assert.equal(atLoad('dirty_decay_ms:1000'), 'dirty_decay_ms:1000');
   });
 
   it('reads lines in file order, blank lines skipped, a line longer than the first limit included', async () => {

@@ -3,6 +3,8 @@
  * bounded by a setting (PIFT_ROW_MEMORY, DuckDB's `memory_limit`, default 100MB); what does not fit spills to a scratch
  * folder under the worker's PIFT_WORKDIR, removed when the work is done.
  */
+// First: it configures DuckDB's allocator, which reads its setting when the library loads.
+import './allocator';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
