@@ -14,8 +14,9 @@ import { hashInputs } from '../artifacts/hashing';
  * parts, so a log lost to a machine crash costs its requests again. The Batch API steps hand their answers to the
  * online step through the cache, so theirs are flushed.
  *
- * The logs are read once, on the first lookup of a step, into a map of what they hold. Entries of earlier versions,
- * one object each, are still found, at one read per miss:
+ * The cache's folder is listed once, on the first lookup of a step: its logs are read into a map of what they hold,
+ * and the entries of earlier versions, one object each, are still found, read only when the listing holds one (a
+ * lookup that misses costs no read, which on the one event loop cost each row a trip to the thread pool):
  *
  *   .pift-cache/<kind>/log/<time>-<random>.jsonl         this version
  *   .pift-cache/<kind>/<sha256[0..2]>/<sha256>.json       earlier versions
@@ -48,14 +49,26 @@ const logKey = (kind: string) =>
 
 const off: AnswerCache = { get: async () => undefined, put: () => {}, flush: async () => {} };
 
-/** Every entry the logs hold, by hash (as JSON text: parsed on a hit only). Torn or foreign lines are skipped. */
-async function readLogs(store: ObjectStore, kind: string): Promise<Map<string, string>> {
-  const entries = new Map<string, string>();
-  for (const key of await store.list(logFolder(kind))) {
+/** What the cache's folder holds, listed once. */
+interface Entries {
+  /** Every entry the logs hold, by hash (as JSON text: parsed on a hit only). Torn or foreign lines are skipped. */
+  logged: Map<string, string>;
+  /** The hashes of the entries an earlier version kept one object each. */
+  earlier: Set<string>;
+}
+
+async function readEntries(store: ObjectStore, kind: string): Promise<Entries> {
+  const entries: Entries = { logged: new Map(), earlier: new Set() };
+  const logs = `${logFolder(kind)}/`;
+  for (const key of await store.list(`${CACHE_PREFIX}/${kind}`)) {
+    if (!key.startsWith(logs)) {
+      entries.earlier.add(key.slice(key.lastIndexOf('/') + 1, -'.json'.length));
+      continue;
+    }
     for (const line of (await store.getText(key)).split('\n')) {
       // '{"k":"<64 hex>","v":' then the value and '}'.
       if (line.length < 78 || !line.startsWith('{"k":"') || !line.endsWith('}')) continue;
-      entries.set(line.slice(6, 70), line.slice(76, -1));
+      entries.logged.set(line.slice(6, 70), line.slice(76, -1));
     }
   }
   return entries;
@@ -71,7 +84,7 @@ export function answerCache(
   const writing = new Set<Promise<void>>();
   let failed: { error: unknown } | undefined;
   let pending: string[] = [];
-  let logs: Promise<Map<string, string>> | undefined;
+  let listed: Promise<Entries> | undefined;
   // The hash of a material looked up, for the write that follows a miss: hashed once per answer, not twice.
   const hashes = new WeakMap<object, string>();
   const hashOf = (material: unknown): string => {
@@ -105,10 +118,10 @@ export function answerCache(
   return {
     async get<T>(material: unknown) {
       const hash = hashOf(material);
-      logs ??= readLogs(store, kind);
-      const logged = (await logs).get(hash);
-      if (logged !== undefined) return parsed<T>(logged);
-      return parsed<T>(await store.findText(`${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`));
+      listed ??= readEntries(store, kind);
+      const { logged, earlier } = await listed;
+      const key = `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
+      return parsed<T>(logged.get(hash) ?? (earlier.has(hash) ? await store.findText(key) : undefined));
     },
     put(material: unknown, value: unknown) {
       pending.push(`{"k":"${hashOf(material)}","v":${JSON.stringify(value)}}\n`);
