@@ -77,8 +77,6 @@ export class RateGate {
   private timer: NodeJS.Timeout | undefined;
   /** When the endpoint last answered a request (any status but 429 / 5xx): rate limits are waited out while it does. */
   lastAnswerAt: number;
-  /** 429s seen, for the step's log and the benchmark. */
-  rateLimited = 0;
 
   constructor(
     budget: RateBudget = {},
@@ -115,7 +113,6 @@ export class RateGate {
   observe(status: number, headers: HeaderSource): void {
     const now = this.now();
     if (status === 429) {
-      this.rateLimited += 1;
       const wait = retryAfterMs(headers) ?? DEFAULT_PAUSE_MS;
       this.pauseUntil(now + wait);
       for (const b of this.requestBuckets) b.atMost(0, now);

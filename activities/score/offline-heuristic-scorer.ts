@@ -52,16 +52,6 @@ const FORMAT_WORDS = /\b(?:json|table|csv|markdown|yaml|xml|bullet|numbered list
 const REASONING_WORDS = [...words('why reason justify prove derive analyze analyse compare evaluate'), 'step by step'];
 const OPERATOR = /(?<=[\d)]\s*)(?:[+\-*/×÷^=]|x(?=\s*\d))(?=\s*[\d(])/g;
 
-export interface DifficultyFeatures {
-  operations: number;
-  steps: number;
-  format: number;
-  reasoning: number;
-  numbers: number;
-  operators: number;
-  lengths: number;
-}
-
 export interface ScorableRow {
   instruction: string;
   input?: string;
@@ -80,8 +70,8 @@ function count(text: string, pattern: RegExp): number {
   return (text.match(pattern) ?? []).length;
 }
 
-/** Each feature's contribution to `raw` (already weighted and capped). */
-export function difficultyFeatures(row: ScorableRow): DifficultyFeatures {
+/** Each feature's contribution to `raw` (already weighted and capped), in the order of the formula above. */
+export function difficultyFeatures(row: ScorableRow) {
   const instruction = row.instruction.toLowerCase();
   const input = (row.input ?? '').toLowerCase();
   const output = row.output ?? '';
@@ -122,7 +112,7 @@ export function difficultyFeatures(row: ScorableRow): DifficultyFeatures {
 
 /** 1 + the sum of the features, clamped to [1, 5], rounded to one decimal. */
 export function offlineHeuristicScore(row: ScorableRow): number {
-  const f = difficultyFeatures(row);
-  const raw = f.operations + f.steps + f.format + f.reasoning + f.numbers + f.operators + f.lengths;
+  // Summed in the formula's order (the features' order), so every score is the same float as ever.
+  const raw = Object.values(difficultyFeatures(row)).reduce((sum, f) => sum + f, 0);
   return Math.round(10 * Math.min(5, Math.max(1, 1 + raw))) / 10;
 }
