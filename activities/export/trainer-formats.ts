@@ -29,15 +29,10 @@ export const llamaFactoryName = (name: string) => `pift_${name.replace(/-/g, '_'
 export const axolotlConfigName = (name: string) => `axolotl-${name}.yml`;
 
 export function datasetInfo(layout: ExportLayout, sets: readonly ExportedSet[]): Record<string, unknown> {
-  const entry = (set: ExportedSet) =>
+  const format =
     layout === 'alpaca'
-      ? {
-          file_name: exportFileName(set.name),
-          formatting: 'alpaca',
-          columns: { prompt: 'instruction', query: 'input', response: 'output' },
-        }
+      ? { formatting: 'alpaca', columns: { prompt: 'instruction', query: 'input', response: 'output' } }
       : {
-          file_name: exportFileName(set.name),
           formatting: 'sharegpt',
           columns: { messages: 'messages' },
           tags: {
@@ -48,7 +43,9 @@ export function datasetInfo(layout: ExportLayout, sets: readonly ExportedSet[]):
             system_tag: 'system',
           },
         };
-  return Object.fromEntries(sets.map((set) => [llamaFactoryName(set.name), entry(set)]));
+  return Object.fromEntries(
+    sets.map((set) => [llamaFactoryName(set.name), { file_name: exportFileName(set.name), ...format }]),
+  );
 }
 
 /** A YAML string: JSON's double-quoted strings are YAML's too, so every value is quoted the same way. */
