@@ -42,15 +42,11 @@ export async function exactMatchAccuracy(
   const result: Record<string, ModelAccuracy> = {};
   for (const model of models) {
     const perBenchmark: Record<string, AccuracyCount> = {};
-    let correct = 0;
-    let checked = 0;
-    for (const [name, prompts] of checkable) {
-      const count = countExactMatches(prompts, await answersOf(model, name));
-      perBenchmark[name] = count;
-      correct += count.correct;
-      checked += count.checked;
-    }
-    result[model] = { benchmarks: perBenchmark, total: withRatio(correct, checked) };
+    for (const [name, prompts] of checkable)
+      perBenchmark[name] = countExactMatches(prompts, await answersOf(model, name));
+    const counts = Object.values(perBenchmark);
+    const sum = (key: 'correct' | 'checked') => counts.reduce((n, c) => n + c[key], 0);
+    result[model] = { benchmarks: perBenchmark, total: withRatio(sum('correct'), sum('checked')) };
   }
   return result;
 }

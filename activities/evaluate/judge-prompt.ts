@@ -48,15 +48,6 @@ export interface ChatMessage {
   content: string;
 }
 
-export interface JudgeRequest {
-  model: string;
-  temperature: number;
-  top_p: number;
-  max_tokens: number;
-  messages: ChatMessage[];
-  promptVersion: string;
-}
-
 /**
  * The question as the judge sees it: the instruction alone, or `{instruction} Input: {input}` when the prompt
  * has a non-empty input (the released script does this for Self-Instruct, Anthropic HH and OASST, whose
@@ -92,7 +83,7 @@ export function buildJudgeRequest(
   answer1: string,
   answer2: string,
   options: { model?: string } = {},
-): JudgeRequest {
+) {
   return {
     ...JUDGE_DECODING,
     model: options.model ?? JUDGE_DECODING.model,

@@ -16,10 +16,7 @@ export type RunGenerate = (
   onEvent?: (e: TrainerEvent<'pift.generate'>) => void,
 ) => Promise<void>;
 
-export interface Progress {
-  done: number;
-  total: number;
-}
+type Progress = { done: number; total: number };
 
 /**
  * `evaluation.serving`: one model's benchmarks answered through a server the worker starts on the first benchmark that

@@ -1,4 +1,4 @@
-import { fixed, formatInterval, formatWinRate, resultsMarkdown } from '../results/report';
+import { fixed, formatInterval, formatWinRate, resultsMarkdown, winRateCells } from '../results/report';
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
 
@@ -25,10 +25,7 @@ export function renderReportMarkdown(data: RunReportData): string {
   out.push(`|---|---:|---|${r.benchmarks.map(() => '---:|').join('')}`);
   for (const c of r.comparisons) {
     const s = data.statistics.comparisons.find((x) => x.model === c.model);
-    const rates = r.benchmarks.map((b) => {
-      const cell = c.benchmarks.find((x) => x.benchmark === b);
-      return cell ? formatWinRate(cell.winRate) : '—';
-    });
+    const rates = winRateCells(r, c).slice(0, r.benchmarks.length);
     out.push(
       `| ${markdownCell(c.model)}${data.convergence.unreliable.has(c.model) ? ' (unreliable)' : ''} | ${formatWinRate(c.average)} | ${s ? formatInterval(s.overall.interval) : '—'} | ${rates.join(' | ')} |`,
     );

@@ -46,14 +46,7 @@ export interface WinRateReport {
 
 function sumCounts(all: OutcomeCounts[]): OutcomeCounts {
   const total: OutcomeCounts = { win: 0, tie: 0, loss: 0, failed: 0, n: 0, positionInconsistent: 0 };
-  for (const c of all) {
-    total.win += c.win;
-    total.tie += c.tie;
-    total.loss += c.loss;
-    total.failed += c.failed;
-    total.n += c.n;
-    total.positionInconsistent += c.positionInconsistent;
-  }
+  for (const c of all) for (const k of Object.keys(total) as Array<keyof OutcomeCounts>) total[k] += c[k];
   return total;
 }
 

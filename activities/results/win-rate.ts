@@ -29,12 +29,6 @@ export interface BenchmarkWinRate {
   winRate: number;
 }
 
-export interface WinRateSummary {
-  benchmarks: BenchmarkWinRate[];
-  /** Plain mean of the per-benchmark win rates. */
-  average: number;
-}
-
 export function countOutcomes(verdicts: Iterable<{ outcome: Outcome; positionInconsistent?: boolean }>): OutcomeCounts {
   const counts: OutcomeCounts = { win: 0, tie: 0, loss: 0, failed: 0, n: 0, positionInconsistent: 0 };
   for (const v of verdicts) {
@@ -55,9 +49,10 @@ export function winRate(counts: { win: number; tie: number; n: number }, benchma
 }
 
 /** Per-benchmark counts and win rates, in the order given, and their plain mean. */
-export function summariseWinRates(
-  perBenchmark: ReadonlyArray<{ benchmark: string; counts: OutcomeCounts }>,
-): WinRateSummary {
+export function summariseWinRates(perBenchmark: ReadonlyArray<{ benchmark: string; counts: OutcomeCounts }>): {
+  benchmarks: BenchmarkWinRate[];
+  average: number;
+} {
   if (perBenchmark.length === 0) throw new InvalidDataError('no benchmarks to summarise');
   const benchmarks = perBenchmark.map(({ benchmark, counts }) => ({
     benchmark,
