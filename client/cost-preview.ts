@@ -9,7 +9,6 @@ import {
   describeEstimate,
   estimateJudging,
   ScoringEstimate,
-  type Messages,
 } from '../activities/llm/cost-estimate';
 import { asksEndpoint } from '../activities/llm/llm-client';
 import { scoreMessagesFor, SCORE_DECODING } from '../activities/score/score-prompt';
@@ -82,26 +81,21 @@ export function costPreview(env: NodeJS.ProcessEnv, cfg: ResolvedInput, read: Co
   } else if (!asksEndpoint(ev.judge, env)) {
     checks.push({ field: 'input.evaluation cost', checked: `nothing: ${free(ev.judge, 'judge')}` });
   } else {
-    const questions: string[] = [];
-    let heldout = '';
-    if (ev.benchmarks.length) {
-      questions.push(...read.benchmarkQuestions);
-    } else {
-      // The held-out rows are drawn by seed when the run segments; as many rows of the dataset stand in for them.
-      const n = heldoutRows(cfg, read.rows);
-      questions.push(...read.firstQuestions.slice(0, n));
-      heldout = `; the held-out prompts are drawn by seed, the first ${n} rows stand in for them`;
-    }
+    // Without benchmarks the held-out rows are drawn by seed when the run segments; as many rows stand in for them.
+    const n = heldoutRows(cfg, read.rows);
+    const questions = ev.benchmarks.length ? read.benchmarkQuestions : read.firstQuestions.slice(0, n);
+    const heldout = ev.benchmarks.length
+      ? ''
+      : `; the held-out prompts are drawn by seed, the first ${n} rows stand in for them`;
     // Answers do not exist before generation: each is taken at its longest, maxNewTokens, else maxLength.
     const candidates = (ev.perStage ? cfg.stages.count : 1) * (1 + ev.controls.length);
     const answerTokens = ev.maxNewTokens ?? ev.maxLength;
-    const prompts: Messages[] = [];
-    for (let c = 0; c < candidates; c++) {
-      for (const question of questions) {
-        const answer = answerOfTokens(ev.maxNewTokens ?? Math.max(0, ev.maxLength - approxTokens(question)));
-        prompts.push(buildJudgeMessages(question, answer, answer));
-      }
-    }
+    const judged = questions.map((question) => {
+      const answer = answerOfTokens(ev.maxNewTokens ?? Math.max(0, ev.maxLength - approxTokens(question)));
+      return buildJudgeMessages(question, answer, answer);
+    });
+    // Each candidate model's answers to every question.
+    const prompts = Array.from({ length: candidates }, () => judged).flat();
     const estimate = estimateJudging(prompts, {
       price: ev.pricePerMillionTokens,
       parseRetries: ev.reaskUnparseable ? ev.parseRetries : 0,

@@ -11,16 +11,6 @@ import type { Producers } from './recompute-producer';
 export type CpuActivities = ReturnType<typeof createCpuActivities>;
 export type GpuActivities = ReturnType<typeof createGpuActivities>;
 
-/** A run's activities, each call named: `cpuAs('segment').segmentStages(...)`. */
-export interface StepActivities {
-  cpuAs: (name: string) => CpuActivities;
-  gpuAs: (name: string) => GpuActivities;
-  /** The CPU workers' shard queue, where each worker takes only a few shards at a time. */
-  shardsAs: (name: string) => CpuActivities;
-  /** The run's trainings so far, each able to run again when its output is found damaged (recompute-producer.ts). */
-  producers: Producers;
-}
-
 const cpuOptions: ActivityOptions = {
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '2 minutes',
@@ -51,21 +41,26 @@ const gpuOptions = (cfg: ResolvedInput): ActivityOptions => ({
 });
 
 /**
- * Per call: the Web UI names each activity by what it does ('stage-2', not four 'trainStage' bars), and the activity
- * id carries the same name so `pift status` can name a pending activity without reading the history.
+ * A run's activities, each call named: `cpuAs('segment').segmentStages(...)`. Per call: the Web UI names each activity
+ * by what it does ('stage-2', not four 'trainStage' bars), and the activity id carries the same name so `pift status`
+ * can name a pending activity without reading the history.
  */
-export function stepActivities(cfg: ResolvedInput): StepActivities {
+export function stepActivities(cfg: ResolvedInput) {
   const named = (name: string) => ({ summary: name, activityId: name });
   const gpu = gpuOptions(cfg);
   return {
-    cpuAs: (name) => proxyActivities<CpuActivities>({ ...cpuOptions, ...named(name) }),
-    gpuAs: (name) => proxyActivities<GpuActivities>({ ...gpu, ...named(name) }),
-    shardsAs: (name) =>
+    cpuAs: (name: string) => proxyActivities<CpuActivities>({ ...cpuOptions, ...named(name) }),
+    gpuAs: (name: string) => proxyActivities<GpuActivities>({ ...gpu, ...named(name) }),
+    /** The CPU workers' shard queue, where each worker takes only a few shards at a time. */
+    shardsAs: (name: string) =>
       proxyActivities<CpuActivities>({
         ...cpuOptions,
         taskQueue: shardQueue(workflowInfo().taskQueue),
         ...named(name),
       }),
-    producers: new Map(),
+    /** The run's trainings so far, each able to run again when its output is found damaged (recompute-producer.ts). */
+    producers: new Map() as Producers,
   };
 }
+
+export type StepActivities = ReturnType<typeof stepActivities>;
