@@ -25,16 +25,12 @@ export interface TrainingCurve {
  * the last replaced by the final step; stored losses written before their steps were kept follow that rule.
  */
 export function lossSteps(count: number, steps: number): { steps: number[]; inferred: boolean } {
-  if (count === 0) return { steps: [], inferred: true };
   const stride = Math.max(1, Math.ceil(steps / 200));
-  if (Math.ceil(steps / stride) === count) {
-    return {
-      steps: Array.from({ length: count }, (_, i) => (i === count - 1 ? steps : 1 + i * stride)),
-      inferred: true,
-    };
-  }
-  // Another logging interval: evenly spread over the run.
-  return { steps: Array.from({ length: count }, (_, i) => Math.round(((i + 1) * steps) / count)), inferred: true };
+  const strided = Math.ceil(steps / stride) === count;
+  // Else another logging interval: evenly spread over the run.
+  const step = (i: number) =>
+    strided ? (i === count - 1 ? steps : 1 + i * stride) : Math.round(((i + 1) * steps) / count);
+  return { steps: Array.from({ length: count }, (_, i) => step(i)), inferred: true };
 }
 
 export async function trainingCurve(

@@ -248,11 +248,10 @@ async function runTrainer(
           totalSteps: e.total_steps,
           loss: e.loss,
           learningRate: e.learning_rate,
-          ...optionalNumbers({
-            gradNorm: e.grad_norm,
-            tokensPerSecond: e.tokens_per_second,
-            etaSeconds: e.eta_seconds,
-          }),
+          // null for what the trainer cannot know yet, such as the first ETA.
+          ...(e.grad_norm === null ? {} : { gradNorm: e.grad_norm }),
+          ...(e.tokens_per_second === null ? {} : { tokensPerSecond: e.tokens_per_second }),
+          ...(e.eta_seconds === null ? {} : { etaSeconds: e.eta_seconds }),
         };
         ctx.heartbeat(progress.latest);
       } else if (e.event === 'checkpoint') {
@@ -265,11 +264,4 @@ async function runTrainer(
     },
   });
   return doneEvent;
-}
-
-/** The fields the trainer reported as numbers (it sends null for what it cannot know yet, such as the first ETA). */
-function optionalNumbers<K extends string>(fields: Record<K, unknown>): Partial<Record<K, number>> {
-  return Object.fromEntries(
-    Object.entries(fields).filter(([, v]) => typeof v === 'number' && Number.isFinite(v)),
-  ) as Partial<Record<K, number>>;
 }
