@@ -1,5 +1,4 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ONE_OFF, stageName } from '../../common/constants';
@@ -8,6 +7,7 @@ import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
 import { streamJsonl } from '../artifacts/jsonl';
 import { exportKeys } from '../artifacts/run-keys';
+import { inScratch } from '../artifacts/scratch';
 import { runStep, type StepOutputs } from '../artifacts/step';
 import type { ExportInput, ExportResult } from '../types';
 import {
@@ -46,10 +46,8 @@ async function writeExport(deps: ActivityDeps, input: ExportInput, out: StepOutp
     ...segment.stages.map((s) => ({ set: { name: stageName(s.stage), rows: s.rows, stage: s.stage }, uri: s.uri })),
     { set: { name: ONE_OFF, rows: segment.oneOff.rows } as ExportedSet, uri: segment.oneOff.uri },
   ];
-  const scratch = join(deps.workDir, 'export', `${input.runId}-${process.pid}`);
-  await mkdir(scratch, { recursive: true });
   let layout: ExportLayout | undefined;
-  try {
+  await inScratch(deps.workDir, 'export-', async (scratch) => {
     for (const { set, uri } of sources) {
       const { store, key } = openObject(uri, deps.env);
       const local = join(scratch, exportFileName(set.name));
@@ -63,9 +61,7 @@ async function writeExport(deps: ActivityDeps, input: ExportInput, out: StepOutp
       await pipeline(exported, createWriteStream(local));
       await out.putFile(keys.file(exportFileName(set.name)), local);
     }
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
-  }
+  });
   layout ??= 'alpaca';
   const sets = sources.map((s) => s.set);
   await out.put(keys.file('dataset_info.json'), JSON.stringify(datasetInfo(layout, sets), null, 2) + '\n');
