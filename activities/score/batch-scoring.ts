@@ -1,6 +1,5 @@
 import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
-import { readDatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
@@ -23,6 +22,7 @@ import {
   scoreCacheMaterial,
   scoreRequest,
   scoreRowFromSamples,
+  scoredDataset,
 } from './score-answers';
 import { SCORE_CORRECTION, scorePromptFor } from './score-prompt';
 
@@ -68,11 +68,7 @@ function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, Data
   }
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   // Read again on each walk: the rows are never all in memory.
-  const dataset = readDatasetRows(deps, input.dataset, {
-    format: input.datasetFormat,
-    columns: input.datasetColumns,
-    maxRowBytes: input.maxRowBytes,
-  });
+  const dataset = scoredDataset(deps, input);
   const model = scorerModel(deps.env, input.scorer.model).model;
   const samples = input.scorer.samples ?? 1;
   const cache = answerCache(store, 'score', true, true);

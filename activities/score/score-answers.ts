@@ -1,9 +1,11 @@
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { sha256 } from '../artifacts/hashing';
+import { readDatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
+import type { ActivityDeps } from '../deps';
 import { parseScore } from './parse-score';
 import { SCORE_DECODING, scoreMessagesFor } from './score-prompt';
-import type { ScoreRow } from '../types';
+import type { ScoreInput, ScoreRow } from '../types';
 
 /**
  * What a scoring request is, what the answer cache keys it by, and how its answers become a score row: one definition
@@ -86,3 +88,11 @@ export function cachedScore(row: ScoreRow): Omit<ScoreRow, 'id'> {
   const { id: _id, ...value } = row;
   return value;
 }
+
+/** The dataset a score step reads, with the format, columns and row size limit its input names. */
+export const scoredDataset = (deps: ActivityDeps, input: ScoreInput) =>
+  readDatasetRows(deps, input.dataset, {
+    format: input.datasetFormat,
+    columns: input.datasetColumns,
+    maxRowBytes: input.maxRowBytes,
+  });

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
-import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
+import type { DatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
@@ -24,6 +24,7 @@ import {
   scoreCacheMaterial,
   scoreRequest,
   scoreRowFromSamples,
+  scoredDataset,
   type Asked,
 } from './score-answers';
 import { OpenPartLines } from './part-lines';
@@ -181,11 +182,7 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
   const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
-  const dataset = readDatasetRows(deps, input.dataset, {
-    format: input.datasetFormat,
-    columns: input.datasetColumns,
-    maxRowBytes: input.maxRowBytes,
-  });
+  const dataset = scoredDataset(deps, input);
   const samples = input.scorer.samples ?? 1;
   const datasetPath = join(work, 'dataset.jsonl');
   const read = await firstRead(

@@ -4,9 +4,9 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import { InvalidDataError } from '../../common/failures';
-import { readDatasetRows } from '../datasets/read-dataset';
 import { storedRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
+import { scoredDataset } from './score-answers';
 import { hashInputs } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
@@ -41,11 +41,7 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const compare = input.output === 'compare';
   const keys = compare ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
-  const dataset = readDatasetRows(deps, input.dataset, {
-    format: input.datasetFormat,
-    columns: input.datasetColumns,
-    maxRowBytes: input.maxRowBytes,
-  });
+  const dataset = scoredDataset(deps, input);
   const rows: Array<ReturnType<typeof storedRow>> = [];
   for await (const row of dataset) rows.push(storedRow(row));
   const { ifd } = input;
