@@ -1,22 +1,21 @@
-import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
-import {
-  batchCaps,
-  collectStepRound,
-  submitStepRound,
-  type BatchCollected,
-  type BatchStep,
-  type BatchSubmitted,
-} from '../llm/batch-rounds';
+import { batchActivities, batchCaps, batchesNeedCache, type BatchStep } from '../llm/batch-rounds';
 
 import { endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
-import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt, type CachedReply } from './judge-answers';
+import {
+  answersAt,
+  judgeCacheMaterial,
+  judgeParseRetries,
+  judgeRequest,
+  readJsonlAt,
+  type CachedReply,
+} from './judge-answers';
 import { JUDGE_CORRECTION, judgeQuestion } from './judge-prompt';
 import { parseVerdict } from '../results/parse-verdict';
 
@@ -31,10 +30,6 @@ export interface JudgeBatchInput extends EvaluateInput {
   round: number;
 }
 
-export interface JudgeCollectInput extends JudgeBatchInput {
-  batchId: string;
-}
-
 const SETTING = 'input.evaluation.mode';
 const parses = (content: string) => parseVerdict(content).ok;
 
@@ -46,19 +41,13 @@ interface JudgeItem {
 }
 
 /** The step's rounds, or undefined for the offline judge (it asks no endpoint). */
-async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<BatchStep<JudgeItem> | undefined> {
+async function judging(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchStep<JudgeItem> | undefined> {
   const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) return undefined;
-  if (input.cache === false) {
-    throw new InvalidDataError(
-      'input.evaluation.mode "batch" needs input.evaluation.cache (the batches fill the cache)',
-      { field: 'input.evaluation.cache' },
-    );
-  }
+  batchesNeedCache(input.cache, SETTING, 'input.evaluation.cache');
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const { model } = judgeModel(deps.env, input.judgeModel);
-  // The evaluate step's rule: re-asks only when on.
-  const parseRetries = input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
+  const parseRetries = judgeParseRetries(input);
 
   /** Every judgment in the evaluate step's order, repeats included; one benchmark's answers are read at a time. */
   async function* everyJudgment(): AsyncGenerator<JudgeItem> {
@@ -125,15 +114,4 @@ async function judging(deps: ActivityDeps, input: EvaluateInput): Promise<BatchS
   };
 }
 
-/** Sends round `round`'s batch of judge requests (or finds the one already sent); no batch id when none is left. */
-export async function submitJudgeBatch(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchSubmitted> {
-  const j = await judging(deps, input);
-  return j ? submitStepRound(j, input.round) : { round: input.round, requests: 0 };
-}
-
-/** Reads round `round`'s finished batch and puts every reply that parsed into the answer cache. */
-export async function collectJudgeBatch(deps: ActivityDeps, input: JudgeCollectInput): Promise<BatchCollected> {
-  const j = await judging(deps, input);
-  if (!j) throw new Error('a batch was submitted for the offline judge');
-  return collectStepRound(j, input.round, input.batchId);
-}
+export const { submit: submitJudgeBatch, collect: collectJudgeBatch } = batchActivities(judging, 'the offline judge');

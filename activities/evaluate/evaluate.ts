@@ -1,13 +1,20 @@
-import { Context, log } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { allowedLocation, openStore } from '../../store';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
-import { fromJsonl, toJsonl } from '../artifacts/jsonl';
+import { toJsonl } from '../artifacts/jsonl';
 import { evaluateKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
-import { answersAt, judgeCacheMaterial, judgeRequest, readJsonlAt } from './judge-answers';
+import {
+  answersAt,
+  judgeCacheMaterial,
+  judgeParseRetries,
+  judgeRequest,
+  readJsonlAt,
+  type CachedReply,
+} from './judge-answers';
 import {
   buildJudgeMessages,
   buildWinRateReport,
@@ -25,9 +32,9 @@ import {
   winRateStatistics,
   type PairVerdict,
 } from './protocol';
-import { askAgain, complete, endpointFor, judgeModel } from '../llm/llm-client';
+import { askAgain, askUntilParsed, complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
-import { runPool, type PoolPart } from '../llm/row-pool';
+import { runPool, storedPart, type PoolPart } from '../llm/row-pool';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, estimateJudging, SpendMeter, type CostLimits, type Messages } from '../llm/cost-estimate';
 import { convergenceFlags, unreliableModels } from '../../common/convergence';
@@ -119,7 +126,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     candidates: input.candidates.map((c) => c.answers),
     ...(input.orderings && { orderings: input.orderings }),
   };
-  const reasks = judge.offline || input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
+  const reasks = judge.offline ? 0 : judgeParseRetries(input);
   // Re-asks change what an online judge's unparseable replies become; the offline judge's replies always parse.
   const inputsHash = hashInputs(reasks ? { ...judged, reaskUnparseable: reasks } : judged);
   // A step finished before re-asks existed is kept.
@@ -171,22 +178,19 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       }
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
-      type Replied = { reply: string; reasked: number };
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
         const key = judge.asked?.(question, answer1, answer2, reasks);
-        const cached = key && (await cache.get<Replied>(key));
+        const cached = key && (await cache.get<CachedReply>(key));
         if (cached) return cached;
-        let reply = '';
-        for (let ask = 0; ask <= reasks; ask++) {
+        const asked = await askUntilParsed(
           // A rejected request is asked as it was: the endpoint never saw a reply to correct.
-          const unparsed = ask && !reply.startsWith(REJECTED) ? reply : undefined;
-          reply = await judge.reply(question, answer1, answer2, reference, unparsed);
-          if (parseVerdict(reply).ok) {
-            if (key) cache.put(key, { reply, reasked: ask });
-            return { reply, reasked: ask };
-          }
-        }
-        return { reply, reasked: reasks };
+          (previous?: string) =>
+            judge.reply(question, answer1, answer2, reference, previous?.startsWith(REJECTED) ? undefined : previous),
+          (reply) => parseVerdict(reply).ok,
+          reasks,
+        );
+        if (key && parseVerdict(asked.reply).ok) cache.put(key, asked);
+        return asked;
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
       const judgedPrompts: Messages[] = [];
@@ -204,7 +208,6 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           }),
           judgingLimits(input),
           'judging',
-          (message, details) => log.info(message, details),
         );
       if (estimate) Object.assign(progress, { estimate });
       const verdictsOf = new Map<number, Judgment[]>();
@@ -215,11 +218,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         parts: judgeParts(),
         // Each item sends its two orders at once: `concurrency` counts requests.
         concurrency: Math.max(1, Math.ceil(input.concurrency / 2)),
-        load: async ({ index }) => {
-          if (!(await store.exists(keyOf(index)))) return undefined;
-          const stored = fromJsonl<Judgment>(await store.getText(keyOf(index)));
-          return stored.length === prompts.get(pairs[index].bench)!.length ? stored : undefined;
-        },
+        load: ({ index }) => storedPart<Judgment>(store, keyOf(index), prompts.get(pairs[index].bench)!.length),
         work: async ({ prompt: p, candidate: cand, baseline: baseAns }) => {
           const question = judgeQuestion(p.instruction, p.input);
           // Order 1 shows the baseline first, order 2 the candidate first (the paper's protocol).

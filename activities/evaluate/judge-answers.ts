@@ -3,6 +3,7 @@ import { openObject } from '../../store';
 import { sha256 } from '../artifacts/hashing';
 import { readJsonl } from '../artifacts/jsonl';
 import type { ActivityDeps } from '../deps';
+import type { EvaluateInput } from '../types';
 import { buildJudgeRequest } from './judge-prompt';
 
 /**
@@ -32,6 +33,10 @@ export function judgeCacheMaterial(
   const { promptVersion, messages, ...decoding } = buildJudgeRequest(question, answer1, answer2, { model });
   return { ...decoding, prompt: promptVersion, messages: sha256(JSON.stringify(messages)), parseRetries };
 }
+
+/** Re-asks of an unparseable reply: only when on (the paper counts the first reply strictly). */
+export const judgeParseRetries = (input: EvaluateInput) =>
+  input.reaskUnparseable === false ? 0 : (input.parseRetries ?? 2);
 
 /** A cached reply: it parsed, after `reasked` asks beyond the first (so a run served from the cache reports the same). */
 export interface CachedReply {

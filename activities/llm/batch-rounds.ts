@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
-import { WorkerMisconfiguredError } from '../../common/failures';
+import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
 import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
 import { inScratch } from '../artifacts/scratch';
@@ -24,6 +24,7 @@ import { checkEstimate, estimate, RequestCount, type CostLimits, type TokenCount
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
+import type { ActivityDeps } from '../deps';
 
 /**
  * Rounds of Batch API requests that pre-fill a step's answer cache. Round 0 asks everything the cache lacks; each
@@ -549,4 +550,32 @@ export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchI
     }
   }
   return { round, batchId, ...counts, pending, cached };
+}
+
+/** The batches hand their answers to the online step through its answer cache: `mode` "batch" needs it on. */
+export function batchesNeedCache(cache: boolean | undefined, mode: string, field: string): void {
+  if (cache === false)
+    throw new InvalidDataError(`${mode} "batch" needs ${field} (the batches fill the cache)`, { field });
+}
+
+/**
+ * A step's submit and collect activities from its rounds (undefined when the step asks no endpoint, `asksNone` saying
+ * which): submit sends round `round`'s batch (or finds the one already sent), no batch id when nothing is left; collect
+ * reads round `round`'s finished batch into the answer cache.
+ */
+export function batchActivities<I extends { round: number }, T>(
+  step: (deps: ActivityDeps, input: I) => Promise<BatchStep<T> | undefined> | BatchStep<T> | undefined,
+  asksNone: string,
+) {
+  return {
+    submit: async (deps: ActivityDeps, input: I): Promise<BatchSubmitted> => {
+      const s = await step(deps, input);
+      return s ? submitStepRound(s, input.round) : { round: input.round, requests: 0 };
+    },
+    collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
+      const s = await step(deps, input);
+      if (!s) throw new Error(`a batch was submitted for ${asksNone}`);
+      return collectStepRound(s, input.round, input.batchId);
+    },
+  };
 }

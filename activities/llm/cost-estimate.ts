@@ -8,6 +8,7 @@
  * text: no tokenizer library is a dependency of the project, and the judge models' own tokenizers are not public for
  * every endpoint anyway. It is an approximation; the metered usage is the endpoint's own count.
  */
+import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 
 export const TOKEN_COUNTING = 'approximate: 4 characters a token';
@@ -283,13 +284,8 @@ export interface StepCost {
 }
 
 /** The estimate's check, said once in the log, before the step's first request; the meter that holds the limits. */
-export function beforeFirstRequest(
-  e: CostEstimate,
-  limits: CostLimits,
-  stepName: string,
-  log: (message: string, details: Record<string, unknown>) => void,
-): CostEstimate {
-  log(`${stepName} cost estimate: ${describeEstimate(e)}`, { estimate: e });
+export function beforeFirstRequest(e: CostEstimate, limits: CostLimits, stepName: string): CostEstimate {
+  log.info(`${stepName} cost estimate: ${describeEstimate(e)}`, { estimate: e });
   checkEstimate(e, limits, stepName);
   return e;
 }

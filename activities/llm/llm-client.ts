@@ -222,6 +222,22 @@ export function askAgain(
 }
 
 /**
+ * Asks, then asks again while `parsed` refuses the reply, at most `retries` times more; `ask` gets the previous reply
+ * (none on the first ask). One loop for the scoring and judging pools; `reasked`: the asks beyond the first.
+ */
+export async function askUntilParsed<R>(
+  ask: (previous: R | undefined) => Promise<R>,
+  parsed: (reply: R) => boolean,
+  retries: number,
+): Promise<{ reply: R; reasked: number }> {
+  for (let reasked = 0, previous: R | undefined; ; reasked++) {
+    const reply = await ask(previous);
+    if (parsed(reply) || reasked >= retries) return { reply, reasked };
+    previous = reply;
+  }
+}
+
+/**
  * One call of the Batch API (its files and batches), `request` being its method and path: outages are waited out as
  * `complete` waits them out, a refused key or a spent quota is the worker's to fix, and a 404 is an endpoint without
  * the Batch API (not an outage), named with `setting`, the step's batch mode.

@@ -10,6 +10,8 @@
  * their rows until the last was answered kept them alive across several young-generation collections, which promoted
  * them, so the old generation grew with the dataset (garbage included) until a full collection.
  */
+import type { ObjectStore } from '../../store';
+import { fromJsonl } from '../artifacts/jsonl';
 
 export interface PoolPart<T> {
   index: number;
@@ -36,6 +38,13 @@ export interface PoolOptions<T, R> {
   save: (part: PartRef, results: R[]) => Promise<void>;
   /** Called once per part, in part order. */
   emit: (part: PartRef, results: R[]) => Promise<void> | void;
+}
+
+/** A part an earlier attempt stored, when it holds all of its `rows` results (else it is asked again). */
+export async function storedPart<R>(store: ObjectStore, key: string, rows: number): Promise<R[] | undefined> {
+  if (!(await store.exists(key))) return undefined;
+  const stored = fromJsonl<R>(await store.getText(key));
+  return stored.length === rows ? stored : undefined;
 }
 
 interface OpenPart<R> {

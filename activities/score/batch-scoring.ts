@@ -1,16 +1,8 @@
-import { InvalidDataError } from '../../common/failures';
 import { allowedLocation, openStore } from '../../store';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
-import {
-  batchCaps,
-  collectStepRound,
-  submitStepRound,
-  type BatchCollected,
-  type BatchStep,
-  type BatchSubmitted,
-} from '../llm/batch-rounds';
+import { batchActivities, batchCaps, batchesNeedCache, type BatchStep } from '../llm/batch-rounds';
 
 import { endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
@@ -37,10 +29,6 @@ export interface ScoreBatchInput extends ScoreInput {
   round: number;
 }
 
-export interface ScoreCollectInput extends ScoreBatchInput {
-  batchId: string;
-}
-
 const SETTING = 'input.scorer.mode';
 /** A row's sample `s` is the request `<row index>.<s>`: short, unique in a batch, the same in every round. */
 const customId = (index: number, sample: number) => `${index}.${sample}`;
@@ -52,7 +40,7 @@ const positionOf = (id: string) => {
 };
 
 /** The step's rounds, or undefined when this scorer asks no endpoint (offline, file scores). */
-function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, DatasetRow]> | undefined {
+function scoring(deps: ActivityDeps, input: ScoreBatchInput): BatchStep<[number, DatasetRow]> | undefined {
   const kind = input.scorer.kind;
   if (kind === 'file' || kind === 'ifd') return undefined;
   const endpoint = endpointFor(kind, 'input.scorer.kind', deps.env, {
@@ -60,12 +48,7 @@ function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, Data
     timeoutSeconds: input.scorer.timeoutSeconds,
   });
   if (!endpoint) return undefined;
-  if (input.scorer.cache === false) {
-    // The batches hand their answers to the scoring step through the cache.
-    throw new InvalidDataError('input.scorer.mode "batch" needs input.scorer.cache (the batches fill the cache)', {
-      field: 'input.scorer.cache',
-    });
-  }
+  batchesNeedCache(input.scorer.cache, SETTING, 'input.scorer.cache');
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   // Read again on each walk: the rows are never all in memory.
   const dataset = scoredDataset(deps, input);
@@ -109,15 +92,7 @@ function scoring(deps: ActivityDeps, input: ScoreInput): BatchStep<[number, Data
   };
 }
 
-/** Sends round `round`'s batch (or finds the one already sent); no batch id when nothing is left to ask. */
-export async function submitScoreBatch(deps: ActivityDeps, input: ScoreBatchInput): Promise<BatchSubmitted> {
-  const s = scoring(deps, input);
-  return s ? submitStepRound(s, input.round) : { round: input.round, requests: 0 };
-}
-
-/** Reads round `round`'s finished batch and puts every row it completed into the answer cache. */
-export async function collectScoreBatch(deps: ActivityDeps, input: ScoreCollectInput): Promise<BatchCollected> {
-  const s = scoring(deps, input);
-  if (!s) throw new Error('a batch was submitted for a scorer that asks no endpoint');
-  return collectStepRound(s, input.round, input.batchId);
-}
+export const { submit: submitScoreBatch, collect: collectScoreBatch } = batchActivities(
+  scoring,
+  'a scorer that asks no endpoint',
+);

@@ -1,4 +1,3 @@
-import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
@@ -7,13 +6,12 @@ import type { DatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { fromJsonl } from '../artifacts/jsonl';
 import { rowsPerPart } from '../artifacts/parts';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
 import { inScratch } from '../artifacts/scratch';
 import { runStep } from '../artifacts/step';
-import { askAgain, asksEndpoint, complete, endpointFor, scorerModel, type LlmEndpoint } from '../llm/llm-client';
-import { inParts, runPool } from '../llm/row-pool';
+import { askAgain, askUntilParsed, asksEndpoint, complete, endpointFor, scorerModel } from '../llm/llm-client';
+import { inParts, runPool, storedPart } from '../llm/row-pool';
 import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
 import { SCORE_CORRECTION, SCORE_DECODING, scoreMessagesFor, scorePromptFor } from './score-prompt';
@@ -86,9 +84,23 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
       if (hit) return { id: row.id, ...hit };
       // `samples` asks, combined as the Batch API's answers are.
       const asked = await Promise.all(
-        Array.from({ length: Math.max(1, samples) }, () =>
-          askScore(endpoint, source.setting, request, input.scorer.parseRetries),
-        ),
+        Array.from({ length: Math.max(1, samples) }, async () => {
+          const { reply } = await askUntilParsed(
+            async (previous?: Asked) => {
+              // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`: this is an answer.
+              const reply = await complete(
+                endpoint,
+                askAgain(request, previous?.raw, SCORE_CORRECTION),
+                source.setting,
+              );
+              return 'rejected' in reply ? rejectedSample(reply.rejected) : parsedSample(reply.content);
+            },
+            // A rejected request (no answer) is not asked again.
+            (sample) => sample.score !== null || sample.raw === undefined,
+            input.scorer.parseRetries,
+          );
+          return reply;
+        }),
       );
       const scored = scoreRowFromSamples(row.id, source.model, promptSha256, asked);
       if (material && scored.score !== null) cache.put(material, cachedScore(scored));
@@ -96,24 +108,6 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
     },
     flush: () => cache.flush(),
   };
-}
-
-async function askScore(
-  endpoint: LlmEndpoint,
-  setting: string,
-  request: ChatCompletionCreateParamsNonStreaming,
-  parseRetries: number,
-): Promise<Asked> {
-  let asked: Asked = { score: null, raw: '', error: 'unparseable answer: ' };
-  for (let attempt = 0; attempt <= parseRetries; attempt++) {
-    // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`; what returns is an answer.
-    const ask = askAgain(request, attempt ? asked.raw : undefined, SCORE_CORRECTION);
-    const reply = await complete(endpoint, ask, setting);
-    if ('rejected' in reply) return rejectedSample(reply.rejected);
-    asked = parsedSample(reply.content);
-    if (asked.score !== null) return asked;
-  }
-  return asked;
 }
 
 /**
@@ -216,9 +210,7 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
 export function checkedEstimate(p: PreparedScoring, input: ScoreInput) {
   return (
     p.scorer.meter &&
-    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring', (m, d) =>
-      log.info(m, d),
-    )
+    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring')
   );
 }
 
@@ -262,12 +254,8 @@ export async function scoreIntoFile(o: {
       parts: inParts(o.rows, o.partRows, o.firstPart),
       concurrency: o.concurrency,
       load: async ({ index }) => {
-        if (!(await store.exists(partKey(index)))) return undefined;
-        const stored = fromJsonl<ScoreRow>(await store.getText(partKey(index)));
         const rows = Math.min(o.partRows, o.rowCount - (index - o.firstPart) * o.partRows);
-        if (stored.length !== rows) return undefined;
-        const lines = answers.of(index);
-        return stored.map((r) => lines.add(r));
+        return (await storedPart<ScoreRow>(store, partKey(index), rows))?.map((r) => answers.of(index).add(r));
       },
       work: async (row, { index }) => {
         const s = await o.scorer.score(row);
