@@ -2,7 +2,8 @@ import type { PipelineInput, ResolvedInput } from '../common/input';
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { Context } from '@temporalio/activity';
-import { checkRunLocations, openStore } from '../store';
+import { allowedLocation, openStore } from '../store';
+import { inputObjects } from './validate/preflight';
 import { claimRun } from './artifacts/run-claim';
 import { unpolledQueues } from '../client/queue-pollers';
 import { activityOf, whileHeartbeating } from './heartbeat';
@@ -29,7 +30,10 @@ export const createCpuActivities = (deps: ActivityDeps) => {
     resolveInput: async (input: PipelineInput, workflowId: string): Promise<ResolvedInput> =>
       withTypedFailures(async () => {
         const cfg = resolvePipelineInput(input, workflowId, deps.env);
-        checkRunLocations(cfg, deps.fileRoots);
+        // The local locations the CPU worker opens, refused before the first paid request. Model directories are the
+        // GPU worker's to judge, with its own list, when it loads them.
+        allowedLocation(cfg.store, deps.fileRoots, 'input.store');
+        for (const { field, uri } of inputObjects(cfg)) allowedLocation(uri, deps.fileRoots, field);
         return cfg;
       }),
     // The check `pift validate` makes, every row read, before the first paid request. The CPU worker may not share

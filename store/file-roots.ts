@@ -103,23 +103,3 @@ function physicalPath(p: string, hops = 0): string {
   if (hops >= MAX_LINK_HOPS) return here; // a loop can be opened by no one, so where it "points" does not matter
   return physicalPath(path.resolve(path.dirname(here), target), hops + 1);
 }
-
-/**
- * The run's local locations that the CPU worker opens (dataset, benchmarks, store), checked when the input is
- * validated so that a refused one fails the run before the first paid request. Model directories are the GPU
- * worker's to judge, with its own list, when it loads them.
- */
-export function checkRunLocations(
-  input: {
-    dataset: string;
-    store: string;
-    evaluation: { benchmarks: ReadonlyArray<{ uri: string }> };
-    scorer?: { files?: readonly string[] };
-  },
-  roots: readonly string[],
-): void {
-  allowedLocation(input.dataset, roots, 'input.dataset');
-  allowedLocation(input.store, roots, 'input.store');
-  input.evaluation.benchmarks.forEach((b, i) => allowedLocation(b.uri, roots, `input.evaluation.benchmarks[${i}].uri`));
-  input.scorer?.files?.forEach((uri, i) => allowedLocation(uri, roots, `input.scorer.files[${i}]`));
-}

@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
-import { trainerEnv } from '../python/trainer-process';
+import { signalGroup, trainerEnv } from '../python/trainer-process';
 
 /** The worker's variable holding the command that serves one model (`{model}`, `{port}`, `{name}`, `{python}`). */
 export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';
@@ -126,13 +126,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   });
   let gone = false;
   void exited.then(() => (gone = true));
-  const killGroup = (signal: NodeJS.Signals) => {
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      /* already gone */
-    }
-  };
+  const killGroup = (signal: NodeJS.Signals) => signalGroup(pid, signal);
   const stop = async () => {
     if (!gone) {
       killGroup('SIGTERM');
@@ -244,13 +238,6 @@ export function otherDtype(served: string, wanted: string): boolean {
 }
 
 /** True while any process of the group lives. */
-export function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export const groupAlive = (pgid: number): boolean => signalGroup(pgid, 0);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

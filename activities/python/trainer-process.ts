@@ -161,13 +161,7 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (child.pid) run.onSpawn?.(child.pid);
-  const killGroup = (signal: NodeJS.Signals) => {
-    try {
-      if (child.pid) process.kill(-child.pid, signal);
-    } catch {
-      /* already gone */
-    }
-  };
+  const killGroup = (signal: NodeJS.Signals) => signalGroup(child.pid, signal);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once('error', (err: NodeJS.ErrnoException) => {
       const why = `cannot start the trainer's python ${python}: ${err.code}`;
@@ -254,6 +248,17 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
     }
     // Anything the trainer itself started dies with the group.
     killGroup('SIGKILL');
+  }
+}
+
+/** Signals every process of the group `pgid` leads (0: only asks); false when none is left to signal. */
+export function signalGroup(pgid: number | undefined, signal: NodeJS.Signals | 0): boolean {
+  try {
+    if (pgid === undefined) return false;
+    process.kill(-pgid, signal);
+    return true;
+  } catch {
+    return false; // already gone
   }
 }
 

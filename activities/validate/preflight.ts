@@ -121,21 +121,8 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, 
     throw err;
   }
   // A hub dataset is read by a worker (fetchHubDataset) into the run's store; only its form is checked here.
-  const hubDataset = isHubDataset(cfg.dataset);
-  if (hubDataset) parseHubDataset(cfg.dataset, 'input.dataset');
-  const objects = [
-    ...(hubDataset ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
-    ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
-    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.files[${i}]`,
-      uri,
-    })),
-
-    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.compareWith.files[${i}]`,
-      uri,
-    })),
-  ];
+  if (isHubDataset(cfg.dataset)) parseHubDataset(cfg.dataset, 'input.dataset');
+  const objects = inputObjects(cfg);
   for (const { field, uri } of objects) {
     parseObjectUri(uri, { setting: field });
     allowedLocation(uri, fileRoots, field);
@@ -160,6 +147,25 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, 
       return { ...m, ref };
     }),
   };
+}
+
+/**
+ * The objects the run reads by URI (dataset, benchmarks, scorer files), each with its field. A hub dataset is read by a
+ * worker into the run's store, so it is none of them.
+ */
+export function inputObjects(cfg: ResolvedInput): { field: string; uri: string }[] {
+  return [
+    ...(isHubDataset(cfg.dataset) ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
+    ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
+    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
+      field: `input.scorer.files[${i}]`,
+      uri,
+    })),
+    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
+      field: `input.scorer.compareWith.files[${i}]`,
+      uri,
+    })),
+  ];
 }
 
 function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
