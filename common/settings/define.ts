@@ -1,6 +1,6 @@
 // Helpers that attach a setting's documentation to its schema, so the settings table (docs/settings.md), the JSON
 // Schema files and the validator all read one definition. Workflow-safe: TypeBox only.
-import { Type, type Static, type TObject, type TSchema } from '@sinclair/typebox';
+import { Type, type ObjectOptions, type Static, type TObject, type TProperties, type TSchema } from '@sinclair/typebox';
 
 /** Where a default comes from, as docs/settings.md tags it. */
 export type Source = 'paper' | 'repo' | 'unverified' | 'ours' | 'worker';
@@ -46,6 +46,10 @@ export function optional<T extends TSchema>(schema: T, doc: Doc) {
 export function required<T extends TSchema>(schema: T, doc: Doc): T {
   return annotate(schema, doc);
 }
+
+/** An object that refuses unknown fields, so a misspelt setting fails validation instead of being ignored. */
+export const strict = <P extends TProperties>(properties: P, options: ObjectOptions = {}) =>
+  Type.Object(properties, { additionalProperties: false, ...options });
 
 /** A string enum as JSON Schema `enum` (clearer validation errors than TypeBox's union of literals). */
 export function stringEnum<const V extends readonly string[]>(values: V) {

@@ -2,6 +2,7 @@
 // protocol"). Generated into schema/trainer-events.schema.json by `npm run schema`; trainer/tests/conftest.py checks
 // every event the trainer's own tests see against that file, and the activities check every line they read here.
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { strict } from './define';
 
 const count = Type.Integer({ minimum: 0 });
 /** What the trainer cannot know yet (the first ETA) or could not compute (a non-finite value) it sends as null. */
@@ -10,7 +11,7 @@ const path = Type.String({ minLength: 1, description: 'an absolute path on the w
 const precision = Type.Union([Type.Literal('bf16'), Type.Literal('fp16'), Type.Literal('fp32')]);
 
 const event = <N extends string, P extends Record<string, TSchema>>(name: N, fields: P, description: string) =>
-  Type.Object({ event: Type.Literal(name), ...fields }, { additionalProperties: false, description });
+  strict({ event: Type.Literal(name), ...fields }, { description });
 
 /** Before a failing exit, from every module. */
 export const ErrorEvent = event(
@@ -134,8 +135,7 @@ export type EventOf<M extends TrainerModuleName> = Static<(typeof TrainerEventSc
  * The generated file: each module's events under `properties` (the trainer's tests look a line up by its module, or
  * check it against all of them).
  */
-export const TrainerEventsSchema = Type.Object(TrainerEventSchemas, {
-  additionalProperties: false,
+export const TrainerEventsSchema = strict(TrainerEventSchemas, {
   title: 'Phased IFT trainer stdout events',
   description:
     'Each entry module of the trainer (`python -m MODULE CONFIG`) and the JSON objects it writes to stdout, one a ' +
