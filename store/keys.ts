@@ -30,33 +30,27 @@ export function validatePrefix(prefix: string): string {
   return folder;
 }
 
+/** Rules of a whole key, then of each '/'-separated segment: the first one broken says why. */
+const KEY_RULES: Array<[(key: string) => boolean, string]> = [
+  [(key) => key.includes('\0'), 'it contains a NUL character'],
+  [(key) => key.includes('\\'), "it contains a backslash; use '/' between segments"],
+  [(key) => key.startsWith('/'), 'it is absolute; keys are relative to the store root'],
+  [(key) => Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES, `it is longer than ${MAX_KEY_BYTES} bytes`],
+];
+const SEGMENT_RULES: Array<[(segment: string) => boolean, (segment: string) => string]> = [
+  [(s) => s === '', () => "it has an empty segment ('//' or a trailing '/')"],
+  [(s) => s === '.' || s === '..', (s) => `it has a '${s}' segment`],
+  [(s) => s.endsWith(TEMP_SUFFIX), () => `segments ending in '${TEMP_SUFFIX}' are reserved for temporary files`],
+];
+
 /** Why `key` cannot name an object, or undefined when it can. */
 export function keyProblem(key: string): string | undefined {
-  if (typeof key !== 'string' || key === '') {
-    return 'it is empty';
-  }
-  if (key.includes('\0')) {
-    return 'it contains a NUL character';
-  }
-  if (key.includes('\\')) {
-    return "it contains a backslash; use '/' between segments";
-  }
-  if (key.startsWith('/')) {
-    return 'it is absolute; keys are relative to the store root';
-  }
-  if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
-    return `it is longer than ${MAX_KEY_BYTES} bytes`;
-  }
+  if (typeof key !== 'string' || key === '') return 'it is empty';
+  const broken = KEY_RULES.find(([breaks]) => breaks(key));
+  if (broken) return broken[1];
   for (const segment of key.split('/')) {
-    if (segment === '') {
-      return "it has an empty segment ('//' or a trailing '/')";
-    }
-    if (segment === '.' || segment === '..') {
-      return `it has a '${segment}' segment`;
-    }
-    if (segment.endsWith(TEMP_SUFFIX)) {
-      return `segments ending in '${TEMP_SUFFIX}' are reserved for temporary files`;
-    }
+    const rule = SEGMENT_RULES.find(([breaks]) => breaks(segment));
+    if (rule) return rule[1](segment);
   }
   return undefined;
 }

@@ -3,13 +3,17 @@
 import { GLOBAL_BATCH_PRESETS, TINY_MODEL, TRAINING_PRESETS } from './constants';
 import type { ResolvedTraining, TrainingOptions } from './schema';
 
-/** The base model's presets: the paper's for real models, the tiny model's for the builtin tiny model. */
-function presetsOf(t: Pick<TrainingOptions, 'baseModel'>) {
+/**
+ * The batch settings with the base model's presets filled in (the paper's for real models, the tiny model's for the
+ * builtin tiny model): sequences per micro-batch step over all processes, and per optimizer step.
+ */
+function batchPlan(t: TrainingOptions) {
   const tiny = t.baseModel === TINY_MODEL;
-  return {
-    preset: tiny ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper,
-    globalBatchSize: tiny ? GLOBAL_BATCH_PRESETS.tiny : GLOBAL_BATCH_PRESETS.paper,
-  };
+  const preset = tiny ? TRAINING_PRESETS.tiny : TRAINING_PRESETS.paper;
+  const batchSize = t.batchSize ?? preset.batchSize;
+  const perStep = batchSize * (t.processes ?? 1);
+  const global = t.globalBatchSize ?? (tiny ? GLOBAL_BATCH_PRESETS.tiny : GLOBAL_BATCH_PRESETS.paper) ?? perStep;
+  return { preset, batchSize, perStep, global };
 }
 
 /**
@@ -17,38 +21,31 @@ function presetsOf(t: Pick<TrainingOptions, 'baseModel'>) {
  * as globalBatchSize / (batchSize × processes) unless set explicitly; then a globalBatchSize set too must agree.
  */
 export function batchProblem(t: TrainingOptions): { field: string; message: string } | undefined {
-  const { preset, globalBatchSize } = presetsOf(t);
-  const perStep = (t.batchSize ?? preset.batchSize) * (t.processes ?? 1);
-  const product = `batchSize × processes = ${t.batchSize ?? preset.batchSize} × ${t.processes ?? 1} = ${perStep}`;
+  const { batchSize, perStep, global } = batchPlan(t);
+  const field = 'input.training.globalBatchSize';
+  const product = `batchSize × processes = ${batchSize} × ${t.processes ?? 1} = ${perStep}`;
   if (t.gradientAccumulation !== undefined) {
-    if (t.globalBatchSize !== undefined && t.globalBatchSize !== perStep * t.gradientAccumulation) {
-      return {
-        field: 'input.training.globalBatchSize',
-        message:
-          `input.training.globalBatchSize: ${t.globalBatchSize} disagrees with gradientAccumulation ${t.gradientAccumulation} ` +
-          `× ${product}; set only one of the two`,
-      };
-    }
-    return undefined;
-  }
-  const global = t.globalBatchSize ?? globalBatchSize ?? perStep;
-  if (global % perStep !== 0) {
+    if (t.globalBatchSize === undefined || t.globalBatchSize === perStep * t.gradientAccumulation) return undefined;
     return {
-      field: 'input.training.globalBatchSize',
+      field,
       message:
-        `input.training.globalBatchSize: ${global}${t.globalBatchSize === undefined ? ' (the default)' : ''} is not a ` +
-        `multiple of ${product}; change globalBatchSize or batchSize, or set gradientAccumulation`,
+        `${field}: ${t.globalBatchSize} disagrees with gradientAccumulation ${t.gradientAccumulation} ` +
+        `× ${product}; set only one of the two`,
     };
   }
-  return undefined;
+  if (global % perStep === 0) return undefined;
+  return {
+    field,
+    message:
+      `${field}: ${global}${t.globalBatchSize === undefined ? ' (the default)' : ''} is not a ` +
+      `multiple of ${product}; change globalBatchSize or batchSize, or set gradientAccumulation`,
+  };
 }
 
 /** Fills the training settings whose defaults depend on the base model (see TRAINING_PRESETS); see batchProblem. */
 export function resolveTrainingDefaults(t: TrainingOptions): ResolvedTraining {
-  const { preset, globalBatchSize } = presetsOf(t);
-  const batchSize = t.batchSize ?? preset.batchSize;
-  const perStep = batchSize * (t.processes ?? 1);
-  const gradientAccumulation = t.gradientAccumulation ?? (t.globalBatchSize ?? globalBatchSize ?? perStep) / perStep;
+  const { preset, batchSize, perStep, global } = batchPlan(t);
+  const gradientAccumulation = t.gradientAccumulation ?? global / perStep;
   return {
     ...t,
     learningRate: t.learningRate ?? preset.learningRate,
