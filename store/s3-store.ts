@@ -145,10 +145,7 @@ export class S3Store extends ObjectStore {
   }
 
   async get(key: string): Promise<Buffer> {
-    return this.resilient('GET', key, async () => {
-      const { body } = await this.openBody(key, 0);
-      return buffer(body);
-    });
+    return buffer(await this.getStream(key));
   }
 
   /**
@@ -157,7 +154,8 @@ export class S3Store extends ObjectStore {
    */
   async getStream(key: string): Promise<Readable> {
     const first = await this.resilient('GET', key, () => this.openBody(key, 0));
-    return Readable.from(this.resumingBytes(key, first));
+    // The body is also freed when the stream is destroyed before its first read, which never enters the generator.
+    return Readable.from(this.resumingBytes(key, first)).once('close', () => first.body.destroy());
   }
 
   private async *resumingBytes(key: string, first: OpenedBody): AsyncGenerator<Buffer> {
@@ -190,22 +188,17 @@ export class S3Store extends ObjectStore {
 
   async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
     const target = path.resolve(localPath);
-    return this.resilient('GET', key, async () => {
-      const { body } = await this.openBody(key, 0);
-      const hashing = new HashingStream();
-      try {
-        // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
-        await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-          writeFileAtomically(target, async (tmp) => {
-            await pipeline(body, hashing, createWriteStream(tmp));
-            checkIntegrity(this.uriFor(key), expect, hashing.digest());
-          }),
-        );
-        return hashing.digest();
-      } finally {
-        body.destroy(); // frees the connection if we failed before reading the body (a no-op after pipeline)
-      }
-    });
+    // Opened first, so that a problem with the destination is never reported as a missing object.
+    const body = await this.getStream(key);
+    const hashing = new HashingStream();
+    // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
+    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+      writeFileAtomically(target, async (tmp) => {
+        await pipeline(body, hashing, createWriteStream(tmp));
+        checkIntegrity(this.uriFor(key), expect, hashing.digest());
+      }),
+    ).finally(() => body.destroy());
+    return hashing.digest();
   }
 
   async head(key: string): Promise<{ size: number } | null> {
