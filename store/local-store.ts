@@ -146,14 +146,9 @@ export class LocalStore extends ObjectStore {
   }
 
   private async mapNotFound<T>(key: string, read: () => Promise<T>): Promise<T> {
-    try {
-      return await read();
-    } catch (err) {
-      if (isNotFoundCode(err)) {
-        throw new NotFoundError(this.uriFor(key), { cause: err });
-      }
-      throw err;
-    }
+    return read().catch((err: unknown) => {
+      throw isNotFoundCode(err) ? new NotFoundError(this.uriFor(key), { cause: err }) : err;
+    });
   }
 }
 

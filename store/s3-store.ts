@@ -300,26 +300,17 @@ export class S3Store extends ObjectStore {
 
   /** A GET from byte `from` on, of the version tagged `etag` when given (a changed object fails, never mixes). */
   private async openBody(key: string, from: number, etag?: string): Promise<OpenedBody> {
-    try {
-      const out = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.bucket,
-          Key: this.objectKey(key),
-          Range: from > 0 ? `bytes=${from}-` : undefined,
-          IfMatch: etag,
-        }),
-      );
-      if (!(out.Body instanceof Readable)) {
-        throw new Error(`expected a Node stream as the body of ${this.uriFor(key)}, got ${typeof out.Body}`);
-      }
-      const end = out.ContentLength === undefined ? undefined : from + out.ContentLength;
-      return { body: out.Body, etag: out.ETag, end };
-    } catch (err) {
-      if (isNotFound(err)) {
-        throw new NotFoundError(this.uriFor(key), { cause: err });
-      }
-      throw err;
+    const Range = from > 0 ? `bytes=${from}-` : undefined;
+    const out = await this.client
+      .send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Range, IfMatch: etag }))
+      .catch((err: unknown) => {
+        throw isNotFound(err) ? new NotFoundError(this.uriFor(key), { cause: err }) : err;
+      });
+    if (!(out.Body instanceof Readable)) {
+      throw new Error(`expected a Node stream as the body of ${this.uriFor(key)}, got ${typeof out.Body}`);
     }
+    const end = out.ContentLength === undefined ? undefined : from + out.ContentLength;
+    return { body: out.Body, etag: out.ETag, end };
   }
 
   private objectKey(key: string): string {
@@ -340,9 +331,6 @@ interface OpenedBody {
  * deployment mistake, not a missing object, so it keeps its own error.
  */
 function isNotFound(err: unknown): boolean {
-  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  if (e?.name === 'NoSuchBucket') {
-    return false;
-  }
-  return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+  const name = (err as { name?: string } | undefined)?.name;
+  return name !== 'NoSuchBucket' && (name === 'NoSuchKey' || name === 'NotFound' || httpStatusOf(err) === 404);
 }
