@@ -136,14 +136,14 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
   const status = httpStatusOf(err);
   const endpoint = where.endpoint ?? 'AWS S3 (PIFT_S3_ENDPOINT unset)';
   const tried = `${where.operation} at ${endpoint}`;
+  const misconfigured = (problem: string, setting: string) =>
+    new WorkerMisconfiguredError(`${problem} (tried ${tried})`, setting, tried);
   if (codes.some((c) => CREDENTIAL_ERRORS.has(c)) || status === 401 || status === 403) {
     const code = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? `HTTP ${status}`;
-    return new WorkerMisconfiguredError(
+    return misconfigured(
       `the S3 store refused the worker's credentials (${code}) for bucket "${where.bucket}" named by ` +
-        `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT ` +
-        `(tried ${tried})`,
+        `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT`,
       'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
-      tried,
     );
   }
   if (
@@ -151,25 +151,22 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
     status === 301 ||
     (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err)))
   ) {
-    return new WorkerMisconfiguredError(
-      `bucket "${where.bucket}" is not in the region the worker signs for (` +
-        `${codes.find((c) => REGION_ERRORS.has(c) || c === 'AuthorizationHeaderMalformed') ?? `HTTP ${status}`}` +
-        `${regionHint(err)}): set PIFT_S3_REGION (or AWS_REGION) to the bucket's region (tried ${tried})`,
+    const code = codes.find((c) => REGION_ERRORS.has(c) || c === 'AuthorizationHeaderMalformed') ?? `HTTP ${status}`;
+    return misconfigured(
+      `bucket "${where.bucket}" is not in the region the worker signs for (${code}${regionHint(err)}): ` +
+        "set PIFT_S3_REGION (or AWS_REGION) to the bucket's region",
       'PIFT_S3_REGION',
-      tried,
     );
   }
-  if (codes.includes('NoSuchBucket')) {
-    const message =
-      `${describeSetting(where.setting)}: bucket "${where.bucket}" does not exist at ${endpoint} ` +
-      `(tried ${where.operation}); create it or fix the URI` +
-      (where.endpoint ? ', or PIFT_S3_ENDPOINT if it points at the wrong server' : '');
-    // A bucket named by the run's input is the run's to fix; one the worker chose is the worker's.
-    return where.setting.startsWith('input.')
-      ? new InvalidDataError(message, { field: where.setting })
-      : new WorkerMisconfiguredError(message, where.setting, tried);
-  }
-  return undefined;
+  if (!codes.includes('NoSuchBucket')) return undefined;
+  const message =
+    `${describeSetting(where.setting)}: bucket "${where.bucket}" does not exist at ${endpoint} ` +
+    `(tried ${where.operation}); create it or fix the URI` +
+    (where.endpoint ? ', or PIFT_S3_ENDPOINT if it points at the wrong server' : '');
+  // A bucket named by the run's input is the run's to fix; one the worker chose is the worker's.
+  return where.setting.startsWith('input.')
+    ? new InvalidDataError(message, { field: where.setting })
+    : new WorkerMisconfiguredError(message, where.setting, tried);
 }
 
 /**

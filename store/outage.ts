@@ -86,26 +86,20 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
       }
       if (hasAnswered(err)) answeredOnce.add(o.endpoint);
       const waited = Date.now() - started;
+      const misconfigured = (problem: string) =>
+        new WorkerMisconfiguredError(`${o.endpoint}${problem}`, o.setting, `${o.operation} at ${o.endpoint}`);
       if (isTlsFailure(err)) {
-        throw new WorkerMisconfiguredError(
-          `${o.endpoint}: the TLS handshake failed (${describe(err)}): check ${o.setting} (http or https, host) and ` +
+        throw misconfigured(
+          `: the TLS handshake failed (${describe(err)}): check ${o.setting} (http or https, host) and ` +
             `the certificate the endpoint presents (tried ${o.operation})`,
-          o.setting,
-          `${o.operation} at ${o.endpoint}`,
         );
       }
       if (!transient(err)) throw err;
-      if (
-        o.probe === 'fail-fast' &&
-        !answeredOnce.has(o.endpoint) &&
-        !hasAnswered(err) &&
-        waited >= outageDefaults.probeMs
-      ) {
-        throw new WorkerMisconfiguredError(
-          `${o.endpoint} is unreachable (${describe(err)}) and has never answered this worker: ` +
+      const neverAnswered = !answeredOnce.has(o.endpoint) && !hasAnswered(err);
+      if (o.probe === 'fail-fast' && neverAnswered && waited >= outageDefaults.probeMs) {
+        throw misconfigured(
+          ` is unreachable (${describe(err)}) and has never answered this worker: ` +
             `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
-          o.setting,
-          `${o.operation} at ${o.endpoint}`,
         );
       }
       if (waited >= o.toleranceMs) {
