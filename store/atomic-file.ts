@@ -78,34 +78,20 @@ export async function writeFileAtomically<T>(target: string, write: (tmpPath: st
   });
 }
 
-// Plain descriptors, not FileHandle objects: for the many small answer-cache writes, creating and tracking a FileHandle
-// cost more main-thread time than the write itself.
-const open = promisify(fsc.open);
+// The callback API, not fs.promises: for the many small answer-cache writes, creating and tracking a FileHandle cost
+// more main-thread time than the write itself.
 const writeFile = promisify(fsc.writeFile);
-const fdatasync = promisify(fsc.fdatasync);
-const close = promisify(fsc.close);
 
 /**
- * `writeFileAtomically` for bytes in memory: written and flushed through one descriptor. With `flush` false the
- * flush is skipped (a third of the write's cost on a small file) and the file is opened, written and closed by one
- * call (a promise per step cost more than the system calls): still renamed into place whole, but a crash may leave
- * the file empty.
+ * `writeFileAtomically` for bytes in memory: opened, written, flushed and closed by one call (a promise per step cost
+ * more than the system calls). With `flush` false the flush is skipped (a third of the write's cost on a small file):
+ * still renamed into place whole, but a crash may leave the file empty.
  */
 export async function writeBytesAtomically(target: string, body: string | Uint8Array, flush = true): Promise<void> {
   await inDir(path.dirname(target), () => {
     const tmpPath = tempPathFor(target);
     // 'wx': the name is fresh, so an existing file there is a bug, not something to overwrite.
-    if (!flush) return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx' }));
-    return open(tmpPath, 'wx').then((fd) =>
-      commit(tmpPath, target, async () => {
-        try {
-          await writeFile(fd, body);
-          await fdatasync(fd);
-        } finally {
-          await close(fd);
-        }
-      }),
-    );
+    return commit(tmpPath, target, () => writeFile(tmpPath, body, { flag: 'wx', flush }));
   });
 }
 
