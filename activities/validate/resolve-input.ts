@@ -82,7 +82,7 @@ export function resolvePipelineInput(raw: unknown, workflowId: string, env: Node
   const duplicate = names.find((n, i) => names.indexOf(n) !== i);
   if (duplicate) throw badSetting('input.evaluation.benchmarks', `the name "${duplicate}" is used twice`);
   const batch = batchProblem(input.training as ResolvedInput['training']);
-  if (batch) throw new InvalidDataError(batch.message, { field: batch.field });
+  if (batch) throw batch;
   const deployment = workerDefaults(env);
   return {
     ...(input as Pick<ResolvedInput, 'dataset' | 'datasetFormat' | 'datasetColumns' | 'maxRowBytes'>),

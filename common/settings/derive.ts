@@ -1,5 +1,6 @@
 // Rules computed from settings rather than stored in them. Workflow-safe: the workflow imports `optimizerSteps`,
 // so this file pulls in no schema library at run time.
+import { badSetting, type InvalidDataError } from '../failures';
 import { GLOBAL_BATCH_PRESETS, TINY_MODEL, TRAINING_PRESETS } from './constants';
 import type { ResolvedTraining, TrainingOptions } from './schema';
 
@@ -17,29 +18,26 @@ function batchPlan(t: TrainingOptions) {
 }
 
 /**
- * Why the batch settings cannot be met (a message naming the setting), or undefined. Gradient accumulation is derived
+ * Why the batch settings cannot be met, as bad input naming the setting, or undefined. Gradient accumulation is derived
  * as globalBatchSize / (batchSize × processes) unless set explicitly; then a globalBatchSize set too must agree.
  */
-export function batchProblem(t: TrainingOptions): { field: string; message: string } | undefined {
+export function batchProblem(t: TrainingOptions): InvalidDataError | undefined {
   const { batchSize, perStep, global } = batchPlan(t);
-  const field = 'input.training.globalBatchSize';
   const product = `batchSize × processes = ${batchSize} × ${t.processes ?? 1} = ${perStep}`;
   if (t.gradientAccumulation !== undefined) {
     if (t.globalBatchSize === undefined || t.globalBatchSize === perStep * t.gradientAccumulation) return undefined;
-    return {
-      field,
-      message:
-        `${field}: ${t.globalBatchSize} disagrees with gradientAccumulation ${t.gradientAccumulation} ` +
-        `× ${product}; set only one of the two`,
-    };
+    return badSetting(
+      'input.training.globalBatchSize',
+      `${t.globalBatchSize} disagrees with gradientAccumulation ${t.gradientAccumulation} × ${product}; ` +
+        'set only one of the two',
+    );
   }
   if (global % perStep === 0) return undefined;
-  return {
-    field,
-    message:
-      `${field}: ${global}${t.globalBatchSize === undefined ? ' (the default)' : ''} is not a ` +
-      `multiple of ${product}; change globalBatchSize or batchSize, or set gradientAccumulation`,
-  };
+  return badSetting(
+    'input.training.globalBatchSize',
+    `${global}${t.globalBatchSize === undefined ? ' (the default)' : ''} is not a multiple of ${product}; change ` +
+      'globalBatchSize or batchSize, or set gradientAccumulation',
+  );
 }
 
 /** Fills the training settings whose defaults depend on the base model (see TRAINING_PRESETS); see batchProblem. */
