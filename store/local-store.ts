@@ -136,7 +136,8 @@ export class LocalStore extends ObjectStore {
       const key = keyPrefix === '' ? entry.name : `${keyPrefix}/${entry.name}`;
       const full = path.join(dir, entry.name);
       // Follow symlinks so a dataset linked into the store is listed like a copied one.
-      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await isDirectory(full)));
+      const isDir =
+        entry.isDirectory() || (entry.isSymbolicLink() && (await fs.stat(full).catch(() => null))?.isDirectory());
       if (isDir) {
         await this.walk(full, key, keys);
       } else if (entry.isFile() || entry.isSymbolicLink()) {
@@ -192,10 +193,3 @@ function isNotFoundCode(err: unknown): boolean {
 /** What `read` gives, or null when what it reads is absent. */
 const unlessAbsent = <T>(read: Promise<T>) =>
   read.catch((err: unknown) => (isNotFoundCode(err) ? null : Promise.reject(err)));
-
-async function isDirectory(p: string): Promise<boolean> {
-  return fs.stat(p).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-}
