@@ -95,8 +95,7 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
         );
       }
       if (!transient(err)) throw err;
-      const neverAnswered = !answeredOnce.has(o.endpoint) && !hasAnswered(err);
-      if (o.probe === 'fail-fast' && neverAnswered && waited >= outageDefaults.probeMs) {
+      if (o.probe === 'fail-fast' && !answeredOnce.has(o.endpoint) && waited >= outageDefaults.probeMs) {
         throw misconfigured(
           ` is unreachable (${describe(err)}) and has never answered this worker: ` +
             `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
