@@ -103,10 +103,7 @@ export interface WrittenObject {
 }
 
 /** What a download must receive, as a manifest recorded it. */
-export interface ExpectedObject {
-  bytes?: number;
-  sha256?: string;
-}
+export type ExpectedObject = Partial<WrittenObject>;
 
 /**
  * An object's bytes are not those its manifest recorded (damaged in the store or on the way). Retrying the same
