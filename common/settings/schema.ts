@@ -377,13 +377,9 @@ export const PipelineInputSchema = strict(
 
 export type PipelineInput = Static<typeof PipelineInputSchema>;
 export type DatasetColumns = Static<typeof DatasetColumnsSchema>;
-export type ScorerOptions = Filled<typeof ScorerSchema>;
-export type StageOptions = Filled<typeof StagesSchema>;
 export type TrainingOptions = Filled<typeof TrainingSchema>;
 export type LoraOptions = Filled<typeof LoraSchema>;
-export type BaselineOptions = Filled<typeof BaselineSchema>;
 export type BenchmarkRef = Static<typeof BenchmarkRefSchema>;
-export type EvaluationOptions = Filled<typeof EvaluationSchema>;
 export type ServingOptions = Filled<typeof ServingSchema>;
 /** Training settings once the base model's preset filled the four that depend on it. */
 export type ResolvedTraining = Prettify<
@@ -403,9 +399,9 @@ export interface ResolvedInput {
   runId: string;
   store: string;
   gpuTaskQueue: string;
-  scorer: ScorerOptions;
-  stages: StageOptions;
+  scorer: Filled<typeof ScorerSchema>;
+  stages: Filled<typeof StagesSchema>;
   training: ResolvedTraining;
-  baseline: BaselineOptions;
-  evaluation: EvaluationOptions;
+  baseline: Filled<typeof BaselineSchema>;
+  evaluation: Filled<typeof EvaluationSchema>;
 }
