@@ -10,13 +10,10 @@ import { MIN_MAX_LENGTH, SCHEDULERS } from './constants';
 export const positiveInt = (maximum = 2 ** 31 - 1) => Type.Integer({ minimum: 1, maximum });
 /** Tokens per sequence: 2^20 is beyond every released model's context. */
 export const maxLength = () => Type.Integer({ minimum: MIN_MAX_LENGTH, maximum: 2 ** 20 });
-export const epochs = () => positiveInt(1000);
 export const learningRate = () => Type.Number({ exclusiveMinimum: 0, maximum: 1 });
 export const weightDecay = () => Type.Number({ minimum: 0, maximum: 10 });
 /** Adam betas and the warmup ratio: the trainer refuses 1. */
 export const unitInterval = () => Type.Number({ minimum: 0, exclusiveMaximum: 1 });
 export const maxGradNorm = () => Type.Number({ exclusiveMinimum: 0, maximum: 1e6 });
-/** At most a week. */
-export const saveEveryMinutes = () => Type.Number({ exclusiveMinimum: 0, maximum: 7 * 24 * 60 });
 export const scheduler = () => stringEnum(SCHEDULERS);
 export const seed = () => Type.Integer();

