@@ -105,10 +105,8 @@ export class S3Store extends ObjectStore {
   async copy(fromKey: string, toKey: string): Promise<void> {
     const head = await this.head(fromKey);
     if (!head) throw new NotFoundError(this.uriFor(fromKey));
-    const source = `${this.bucket}/${this.objectKey(fromKey)
-      .split('/')
-      .map((s) => encodeURIComponent(s))
-      .join('/')}`;
+    // Each segment URI-encoded, the slashes between them kept.
+    const source = `${this.bucket}/${encodeURIComponent(this.objectKey(fromKey)).replaceAll('%2F', '/')}`;
     const Key = this.objectKey(toKey);
     const Bucket = this.bucket;
     const { singleMaxBytes, partSize } = this.options.copyLimits ?? {
