@@ -20,6 +20,14 @@ export interface WorkProgress {
 
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
+/** Each kind of count an activity's heartbeat carries: the field that counts, and the unit shown with it. */
+const COUNTS = {
+  training: { field: 'step', unit: 'step' },
+  judging: { field: 'judged', unit: 'judgments' },
+  scoring: { field: 'scored', unit: 'rows scored' },
+  generation: { field: 'done', unit: 'prompts' },
+} as const;
+
 /**
  * The progress in an activity's heartbeat details: the trainer's step (trainStage), prompts answered of a benchmark
  * (generateAnswers), judgments made (evaluate), rows scored (scoreDifficulty). Anything else has none.
@@ -28,37 +36,26 @@ export function workProgress(a: { name: string; details?: unknown }): WorkProgre
   const d = a.details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null) return undefined;
   if (isNum(d.step) && isNum(d.totalSteps)) {
-    const t = d as unknown as TrainerProgress;
+    const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => isNum(d[k]));
     return {
-      name: typeof t.name === 'string' ? t.name : a.name,
+      name: typeof d.name === 'string' ? d.name : a.name,
       kind: 'training',
-      done: t.step,
-      total: t.totalSteps,
-      ...(isNum(t.loss) ? { loss: t.loss } : {}),
-      ...(isNum(t.tokensPerSecond) ? { tokensPerSecond: t.tokensPerSecond } : {}),
-      ...(isNum(t.etaSeconds) ? { etaSeconds: t.etaSeconds } : {}),
+      done: d.step,
+      total: d.totalSteps,
+      ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
     };
   }
-  if (isNum(d.judged) && isNum(d.total)) return { name: a.name, kind: 'judging', done: d.judged, total: d.total };
-  if (isNum(d.scored) && isNum(d.total)) return { name: a.name, kind: 'scoring', done: d.scored, total: d.total };
-  if (isNum(d.done) && isNum(d.total)) {
-    return {
-      name: a.name,
-      kind: 'generation',
-      done: d.done,
-      total: d.total,
-      ...(typeof d.benchmark === 'string' && d.benchmark ? { benchmark: d.benchmark } : {}),
-    };
-  }
-  return undefined;
+  const kind = (['judging', 'scoring', 'generation'] as const).find((k) => isNum(d[COUNTS[k].field]) && isNum(d.total));
+  if (kind === undefined) return undefined;
+  const benchmark = kind === 'generation' && typeof d.benchmark === 'string' && d.benchmark ? d.benchmark : undefined;
+  return {
+    name: a.name,
+    kind,
+    done: d[COUNTS[kind].field] as number,
+    total: d.total as number,
+    ...(benchmark && { benchmark }),
+  };
 }
-
-const UNITS: Record<WorkProgress['kind'], string> = {
-  training: 'step',
-  generation: 'prompts',
-  judging: 'judgments',
-  scoring: 'rows scored',
-};
 
 /**
  * `stage-2 step 40/120 loss 1.234 812 tok/s eta 2m05s`, `generate-stage-1 prompts 12/48 of heldout`,
@@ -69,7 +66,7 @@ export function describeWork(w: WorkProgress): string {
   const rate = w.tokensPerSecond !== undefined ? ` ${Math.round(w.tokensPerSecond)} tok/s` : '';
   const eta = w.etaSeconds !== undefined ? ` eta ${formatEta(w.etaSeconds)}` : '';
   const of = w.benchmark ? ` of ${w.benchmark}` : '';
-  return `${w.name} ${UNITS[w.kind]} ${w.done}/${w.total}${of}${loss}${rate}${eta}`;
+  return `${w.name} ${COUNTS[w.kind].unit} ${w.done}/${w.total}${of}${loss}${rate}${eta}`;
 }
 
 /** `45s`, `2m05s`, `3h07m`. */

@@ -1,5 +1,5 @@
-import { ApplicationFailure, type Client } from '@temporalio/client';
-import { FailureType, failureTypeOf } from '../common/failures';
+import type { Client } from '@temporalio/client';
+import { failureDetail, FailureType, failureTypeOf } from '../common/failures';
 import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 import { runStartInput } from './start-run';
@@ -33,15 +33,8 @@ export interface RunStatus {
 
 /** The failure of a failed run (WorkflowFailedError → ActivityFailure → ApplicationFailure), by type. */
 export function runFailureOf(err: unknown): RunFailure {
-  const type = failureTypeOf(err);
-  let setting: string | undefined;
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure && e.type === FailureType.WorkerMisconfigured) {
-      setting = (e.details?.[0] as { setting?: string } | undefined)?.setting;
-      break;
-    }
-  }
-  return { type, message: innermostMessage(err), ...(setting ? { setting } : {}) };
+  const setting = failureDetail(err, FailureType.WorkerMisconfigured, 'setting') as string | undefined;
+  return { type: failureTypeOf(err), message: innermostMessage(err), ...(setting ? { setting } : {}) };
 }
 
 /** What to do after a failure. Bad input fails the same way on resume; only a new run with fixed input helps. */
@@ -178,15 +171,7 @@ export async function runStatus(
     progress.status === 'RUNNING'
       ? await idleWorkers(client, runId, opts.gpuTaskQueue, progress)
       : { unpolled: [], busy: [] };
-  const failure =
-    progress.status === 'FAILED'
-      ? await client.workflow
-          .getHandle(runId)
-          .result()
-          .then(
-            () => undefined,
-            (err) => runFailureOf(err),
-          )
-      : undefined;
+  const handle = client.workflow.getHandle(runId);
+  const failure = progress.status === 'FAILED' ? await handle.result().then(() => undefined, runFailureOf) : undefined;
   return { runId, uiLink: opts.uiLink, progress, unpolled, busy, ...(failure ? { failure } : {}) };
 }

@@ -1,4 +1,0 @@
-/** GPU worker (`npm run worker:gpu`): training and generation on queue pift-gpu; one process per GPU (CUDA_VISIBLE_DEVICES). */
-import { main } from './run-worker';
-
-main('gpu');
