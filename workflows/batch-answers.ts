@@ -2,8 +2,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
-import { NON_RETRYABLE_FAILURES } from '../common/failures';
-import type { CpuActivities } from './step-activities';
+import { retrying, type CpuActivities } from './step-activities';
 
 /** Each step's setting (named in the activities' messages) and its submit and collect activities. */
 const BATCH_STEPS = {
@@ -30,12 +29,7 @@ const waitAs = (name: string, pollInterval: Duration): Pick<CpuActivities, 'wait
     startToCloseTimeout: '10 minutes',
     // A batch ends within its 24-hour window (completed, failed or expired); an endpoint that never says so ends here.
     scheduleToCloseTimeout: '3 days',
-    retry: {
-      initialInterval: pollInterval,
-      backoffCoefficient: 1,
-      maximumInterval: pollInterval,
-      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-    },
+    retry: retrying({ initialInterval: pollInterval, backoffCoefficient: 1, maximumInterval: pollInterval }),
   });
 
 /**

@@ -1,27 +1,22 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType, type Duration } from '@temporalio/common';
 import { modelCheckQueue } from '../common/constants';
-import { FailureType, NON_RETRYABLE_FAILURES } from '../common/failures';
+import { FailureType } from '../common/failures';
 import type { ResolvedInput } from '../common/input';
-import { gpuRetry, type CpuActivities, type GpuActivities } from './step-activities';
+import { gpuRetry, retrying, type CpuActivities, type GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({
   summary: 'preflight',
   // A store outage met here is waited out (heartbeating) like anywhere else, so no short wall-clock limit.
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '2 minutes',
-  retry: {
-    initialInterval: '2 seconds',
-    maximumInterval: '30 seconds',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-  },
+  retry: retrying({ initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 }),
 });
 
 const { gpuWorkerPolls } = proxyActivities<CpuActivities>({
   summary: 'gpu-workers',
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+  retry: retrying({ maximumAttempts: 5 }),
 });
 
 /**
