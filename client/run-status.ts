@@ -40,22 +40,17 @@ export function runFailureOf(err: unknown): RunFailure {
 /** What to do after a failure. Bad input fails the same way on resume; only a new run with fixed input helps. */
 export function failureHint(runId: string, failure: RunFailure | undefined): string {
   const resume = `npm run pift -- resume ${runId}`;
-  switch (failure?.type) {
-    case FailureType.BadInput:
-      return 'fix the input and start a new run (resume would fail the same way)';
-    case FailureType.WorkerMisconfigured:
-      return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
-    case 'UnparseableScores':
-      // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
-      return (
-        'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
-        'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run'
-      );
-    case FailureType.CorruptArtifact:
-      return `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`;
-    default:
-      return `resume it with: ${resume}`;
-  }
+  const setting = failure?.setting ?? 'see the message above';
+  const hints: Record<string, string> = {
+    [FailureType.BadInput]: 'fix the input and start a new run (resume would fail the same way)',
+    [FailureType.WorkerMisconfigured]: `fix the worker's environment (${setting}), then resume: ${resume}`,
+    // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
+    UnparseableScores:
+      'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
+      'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run',
+    [FailureType.CorruptArtifact]: `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`,
+  };
+  return hints[failure?.type ?? ''] ?? `resume it with: ${resume}`;
 }
 
 function describeActivity(a: RunningActivity): string {
