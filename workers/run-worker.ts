@@ -70,13 +70,9 @@ async function runWorker(kind: 'cpu' | 'gpu'): Promise<void> {
   }
 }
 
-/**
- * `worker:cpu`: the workflow plus scoring, segmentation and judging, on queue pift-cpu. `worker:gpu`: training and
- * generation on queue pift-gpu; one process per GPU (CUDA_VISIBLE_DEVICES).
- */
-const kind = process.argv[2];
-if (kind !== 'cpu' && kind !== 'gpu') throw new Error('usage: node lib/workers/run-worker.js cpu|gpu');
-runWorker(kind).catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+export function main(kind: 'cpu' | 'gpu'): void {
+  runWorker(kind).catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
