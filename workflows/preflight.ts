@@ -38,25 +38,15 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
     // As sturdy as training: a GPU worker that dies during the check costs an attempt of the same budget.
     retry: gpuRetry(cfg),
   });
-  for (;;) {
-    try {
-      await checkModel({
-        runId: cfg.runId,
-        model: cfg.training.baseModel,
-        maxLength: cfg.training.maxLength,
-        field: 'input.training.baseModel',
-        ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
-      });
-      return;
-    } catch (err) {
-      if (
-        !(err instanceof ActivityFailure) ||
-        !(err.cause instanceof TimeoutFailure) ||
-        err.cause.timeoutType !== TimeoutType.SCHEDULE_TO_START
-      )
-        throw err;
-    }
-    // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
+  const input = {
+    runId: cfg.runId,
+    model: cfg.training.baseModel,
+    maxLength: cfg.training.maxLength,
+    field: 'input.training.baseModel',
+    ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
+  };
+  // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
+  while (!(await checkModel(input).then(() => true, notTakenInTime))) {
     if (await gpuWorkerPolls(checkQueue)) continue;
     throw ApplicationFailure.create({
       type: FailureType.WorkerMisconfigured,
@@ -68,4 +58,11 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
       details: [{ setting: 'PIFT_GPU_TASK_QUEUE', tried: `model check on task queue ${cfg.gpuTaskQueue}` }],
     });
   }
+}
+
+/** False for a check no GPU worker took within its wait; any other failure goes on. */
+function notTakenInTime(err: unknown): false {
+  const timeout = err instanceof ActivityFailure && err.cause instanceof TimeoutFailure ? err.cause : undefined;
+  if (timeout?.timeoutType === TimeoutType.SCHEDULE_TO_START) return false;
+  throw err;
 }
