@@ -2,6 +2,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
+import type { ResolvedInput } from '../common/input';
 import { retrying, type CpuActivities } from './step-activities';
 
 /** Each step's setting (named in the activities' messages) and its submit and collect activities. */
@@ -10,12 +11,6 @@ const BATCH_STEPS = {
   evaluate: { setting: 'input.evaluation.mode', submit: 'submitJudgeBatch', collect: 'collectJudgeBatch' },
 } as const;
 type BatchActivities = Pick<CpuActivities, (typeof BATCH_STEPS)[keyof typeof BATCH_STEPS]['submit' | 'collect']>;
-
-interface BatchWaiting {
-  batchPollInterval: string;
-  /** Rounds after the first, for what failed, expired or did not parse. */
-  batchResubmits: number;
-}
 
 /**
  * The wait for a round's batches: one activity that throws while a batch runs, retried every `pollInterval`
@@ -42,7 +37,7 @@ export async function answerInBatches(
   step: keyof typeof BATCH_STEPS,
   cpuAs: (name: string) => BatchActivities,
   input: ScoreInput | EvaluateInput,
-  waiting: BatchWaiting,
+  waiting: Pick<ResolvedInput['scorer'], 'batchPollInterval' | 'batchResubmits'>,
 ): Promise<BatchCollected[]> {
   const { setting, submit, collect } = BATCH_STEPS[step];
   const rounds: BatchCollected[] = [];
