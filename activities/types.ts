@@ -212,23 +212,20 @@ export interface OrderingPoint {
   benchmarks: Record<string, number>;
 }
 
-export interface EvaluateInput extends StepRef {
+type Judging = ResolvedInput['evaluation'];
+/** Judging settings absent in runs started before they existed: re-asks on with 2 retries, no rate limit, no budget. */
+type LaterJudging = 'reaskUnparseable' | 'parseRetries' | 'requestsPerMinute' | 'tokensPerMinute' | 'cache';
+type JudgingBudget = 'pricePerMillionTokens' | 'maxCostUsd' | 'maxTokens';
+
+/** The judging settings as `evaluation` names them (common/settings/schema.ts). */
+export interface EvaluateInput
+  extends
+    StepRef,
+    Pick<Judging, 'judge' | 'judgeModel' | 'concurrency'>,
+    Partial<Pick<Judging, LaterJudging | JudgingBudget>> {
   benchmarks: PreparedBenchmark[];
   baseline: GenerateResult;
   candidates: GenerateResult[];
-  judge: ResolvedInput['evaluation']['judge'];
-  judgeModel?: string;
-  concurrency: number;
-  /** Absent in runs started before these settings existed: re-asks on with 2 retries, no budget. */
-  reaskUnparseable?: boolean;
-  parseRetries?: number;
-  requestsPerMinute?: number;
-  tokensPerMinute?: number;
-  cache?: boolean;
-  /** The judging step's price and limits; absent in runs started before they existed. */
-  pricePerMillionTokens?: ResolvedInput['evaluation']['pricePerMillionTokens'];
-  maxCostUsd?: number;
-  maxTokens?: number;
   /** With `evaluation.controls`: each ordering's candidate names in training order (`ascending` included). */
   orderings?: Record<string, string[]>;
 }

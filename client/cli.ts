@@ -79,51 +79,49 @@ async function startAndFollow(opts: StartOptions, adjust: (input: PipelineInput)
 
 const program = new Command('pift').description('Phased Instruction Fine-Tuning on Temporal');
 
-/** `run` and `export`: the input, then whether to check it here and whether to follow the run. */
-const startCommand = (name: string, description: string, dataset: string) =>
+/** `run`, `export` and `validate`: the input as a file, or a dataset, and what overrides the file. */
+const inputCommand = (name: string, description: string, runIdDefault: string) =>
   program
     .command(name)
     .description(description)
-    .option('--dataset <uri>', `the dataset${dataset}: s3://..., file://... or a local path`)
+    .option('--dataset <uri>', 'Alpaca or conversations (JSONL, JSON, Parquet, CSV): s3://..., file://... or a path')
     .option('--input <file>', 'the whole workflow input as a JSON file (fields as in docs/settings.md)')
-    .option('--run-id <id>', 'run id (default: generated)')
-    .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
+    .option('--run-id <id>', `run id (default: ${runIdDefault})`)
+    .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory');
+
+/** `run` and `export`: then whether to check the input here and whether to follow the run. */
+const startCommand = (name: string, description: string) =>
+  inputCommand(name, description, 'generated')
     .option('--no-check', 'check only the schema, run id and URIs here; the workers check the rest')
     .option('--no-wait', 'print the run id and the Web UI link, do not follow');
 
-startCommand(
-  'run',
-  'check the input, then start a run and follow it',
-  ' (Alpaca or conversations; JSONL, JSON, Parquet, CSV)',
-).action((opts: StartOptions) => startAndFollow(opts));
+startCommand('run', 'check the input, then start a run and follow it').action((opts: StartOptions) =>
+  startAndFollow(opts),
+);
 
 startCommand(
   'export',
   'score and segment only, then write the stages for LLaMA-Factory and axolotl (no GPU worker needed)',
-  '',
 ).action((opts: StartOptions) =>
   startAndFollow(opts, (input) => ({ ...input, training: { ...input.training, mode: 'export-only' } })),
 );
 
-program
-  .command('validate')
-  .description('check an input as a run would before its first paid request, without starting anything')
-  .option('--input <file>', 'the whole workflow input as a JSON file')
-  .option('--dataset <uri>', 'Alpaca JSONL/JSON: s3://..., file://... or a local path')
-  .option('--run-id <id>', "run id (default: the file's, else a placeholder)")
-  .option('--store <uri>', 'artifact store: s3://bucket/prefix or a directory')
-  .action(async (opts: InputOptions) => {
-    const input = buildInput(opts);
-    const runId = input.runId ?? 'pift-validate';
-    const { checks, skipped } = await validateInput(input, runId, {
-      env: process.env,
-      mode: 'full',
-      progress: (p) => console.error(`checking ${p.file ?? 'the input'}: ${p.rows} rows read`),
-    });
-    for (const c of checks) console.log(`ok       ${c.field}: ${c.checked}`);
-    for (const note of skipped) console.log(`skipped  ${note}`);
-    console.log('input is valid');
+inputCommand(
+  'validate',
+  'check an input as a run would before its first paid request, without starting anything',
+  "the file's, else a placeholder",
+).action(async (opts: InputOptions) => {
+  const input = buildInput(opts);
+  const runId = input.runId ?? 'pift-validate';
+  const { checks, skipped } = await validateInput(input, runId, {
+    env: process.env,
+    mode: 'full',
+    progress: (p) => console.error(`checking ${p.file ?? 'the input'}: ${p.rows} rows read`),
   });
+  for (const c of checks) console.log(`ok       ${c.field}: ${c.checked}`);
+  for (const note of skipped) console.log(`skipped  ${note}`);
+  console.log('input is valid');
+});
 
 program
   .command('resume <runId>')
@@ -191,13 +189,11 @@ program
     console.log(`report of ${runId} (from ${store}, ${report.ms} ms):\n  ${report.htmlPath}\n  ${report.markdownPath}`);
   });
 
-/** Exit status of an input that cannot run as given (`validate`, `run`): the message names what to fix. */
-const EXIT_INVALID = 2;
-
 program.parseAsync().catch((err) => {
+  // Exit status 2: an input that cannot run as given (`validate`, `run`); the message names what to fix.
   if (err instanceof InvalidDataError || err instanceof WorkerMisconfiguredError) {
     console.error(`invalid: ${err.message}`);
-    process.exit(EXIT_INVALID);
+    process.exit(2);
   }
   console.error(innermostMessage(err));
   process.exit(1);

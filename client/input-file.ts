@@ -34,9 +34,8 @@ export function readInputFile(file: string): Partial<PipelineInput> {
 export function buildInput(opts: InputOptions): PipelineInput {
   const fromFile = opts.input ? readInputFile(opts.input) : {};
   const dataset = opts.dataset ?? fromFile.dataset;
-  if (!dataset) {
-    throw badSetting('input.dataset', 'give --dataset or an --input file with a "dataset" field');
-  }
+  const store = opts.store || fromFile.store;
+  if (!dataset) throw badSetting('input.dataset', 'give --dataset or an --input file with a "dataset" field');
   const benchmarks = Array.isArray(fromFile.evaluation?.benchmarks)
     ? fromFile.evaluation.benchmarks.map((b) => (typeof b?.uri === 'string' ? { ...b, uri: asUri(b.uri) } : b))
     : undefined;
@@ -45,10 +44,6 @@ export function buildInput(opts: InputOptions): PipelineInput {
     ...(benchmarks ? { evaluation: { ...fromFile.evaluation, benchmarks } } : {}),
     dataset: typeof dataset === 'string' ? asUri(dataset) : dataset,
     ...(opts.runId ? { runId: opts.runId } : {}),
-    ...(opts.store
-      ? { store: asUri(opts.store) }
-      : typeof fromFile.store === 'string'
-        ? { store: asUri(fromFile.store) }
-        : {}),
+    ...(typeof store === 'string' && { store: asUri(store) }),
   };
 }

@@ -61,12 +61,6 @@ export function formatRuns(runs: RunSummary[]): string {
     ...runs.map((r) => [r.runId, r.status, r.step ?? '-', r.startTime.toISOString().replace(/\.\d+Z$/, 'Z')]),
   ];
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => cell.padEnd(widths[i]))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  const line = (row: string[]) => row.map((cell, i) => cell.padEnd(widths[i])).join('  ');
+  return rows.map((row) => line(row).trimEnd()).join('\n');
 }

@@ -1,8 +1,9 @@
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { WorkflowHandle } from '@temporalio/client';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { TrainerProgress } from '../activities/types';
 import type { Progress } from '../workflows/messages';
-import { runProgress } from './run-progress';
+import { runProgress, type RunProgress } from './run-progress';
 
 /** What one running activity has done of its total, read from its last heartbeat's details. */
 export interface WorkProgress {
@@ -20,6 +21,14 @@ export interface WorkProgress {
 
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
+/** Each kind of count an activity's heartbeat carries: the field that counts, and the unit shown with it. */
+const COUNTS = {
+  training: { field: 'step', unit: 'step' },
+  judging: { field: 'judged', unit: 'judgments' },
+  scoring: { field: 'scored', unit: 'rows scored' },
+  generation: { field: 'done', unit: 'prompts' },
+} as const;
+
 /**
  * The progress in an activity's heartbeat details: the trainer's step (trainStage), prompts answered of a benchmark
  * (generateAnswers), judgments made (evaluate), rows scored (scoreDifficulty). Anything else has none.
@@ -28,37 +37,26 @@ export function workProgress(a: { name: string; details?: unknown }): WorkProgre
   const d = a.details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null) return undefined;
   if (isNum(d.step) && isNum(d.totalSteps)) {
-    const t = d as unknown as TrainerProgress;
+    const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => isNum(d[k]));
     return {
-      name: typeof t.name === 'string' ? t.name : a.name,
+      name: typeof d.name === 'string' ? d.name : a.name,
       kind: 'training',
-      done: t.step,
-      total: t.totalSteps,
-      ...(isNum(t.loss) ? { loss: t.loss } : {}),
-      ...(isNum(t.tokensPerSecond) ? { tokensPerSecond: t.tokensPerSecond } : {}),
-      ...(isNum(t.etaSeconds) ? { etaSeconds: t.etaSeconds } : {}),
+      done: d.step,
+      total: d.totalSteps,
+      ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
     };
   }
-  if (isNum(d.judged) && isNum(d.total)) return { name: a.name, kind: 'judging', done: d.judged, total: d.total };
-  if (isNum(d.scored) && isNum(d.total)) return { name: a.name, kind: 'scoring', done: d.scored, total: d.total };
-  if (isNum(d.done) && isNum(d.total)) {
-    return {
-      name: a.name,
-      kind: 'generation',
-      done: d.done,
-      total: d.total,
-      ...(typeof d.benchmark === 'string' && d.benchmark ? { benchmark: d.benchmark } : {}),
-    };
-  }
-  return undefined;
+  const kind = (['judging', 'scoring', 'generation'] as const).find((k) => isNum(d[COUNTS[k].field]) && isNum(d.total));
+  if (kind === undefined) return undefined;
+  const benchmark = kind === 'generation' && typeof d.benchmark === 'string' && d.benchmark ? d.benchmark : undefined;
+  return {
+    name: a.name,
+    kind,
+    done: d[COUNTS[kind].field] as number,
+    total: d.total as number,
+    ...(benchmark && { benchmark }),
+  };
 }
-
-const UNITS: Record<WorkProgress['kind'], string> = {
-  training: 'step',
-  generation: 'prompts',
-  judging: 'judgments',
-  scoring: 'rows scored',
-};
 
 /**
  * `stage-2 step 40/120 loss 1.234 812 tok/s eta 2m05s`, `generate-stage-1 prompts 12/48 of heldout`,
@@ -69,7 +67,7 @@ export function describeWork(w: WorkProgress): string {
   const rate = w.tokensPerSecond !== undefined ? ` ${Math.round(w.tokensPerSecond)} tok/s` : '';
   const eta = w.etaSeconds !== undefined ? ` eta ${formatEta(w.etaSeconds)}` : '';
   const of = w.benchmark ? ` of ${w.benchmark}` : '';
-  return `${w.name} ${UNITS[w.kind]} ${w.done}/${w.total}${of}${loss}${rate}${eta}`;
+  return `${w.name} ${COUNTS[w.kind].unit} ${w.done}/${w.total}${of}${loss}${rate}${eta}`;
 }
 
 /** `45s`, `2m05s`, `3h07m`. */
@@ -103,11 +101,10 @@ export interface Waiting {
 export function waitingOf(details: unknown): Waiting | undefined {
   const d = details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null || typeof d.waitingFor !== 'string') return undefined;
-  const date = (x: unknown) => (typeof x === 'string' && !Number.isNaN(Date.parse(x)) ? new Date(x) : undefined);
+  const dates = (['since', 'giveUpAt'] as const).filter((k) => !Number.isNaN(Date.parse(d[k] as string)));
   return {
     waitingFor: d.waitingFor,
-    ...(date(d.since) ? { since: date(d.since) } : {}),
-    ...(date(d.giveUpAt) ? { giveUpAt: date(d.giveUpAt) } : {}),
+    ...Object.fromEntries(dates.map((k) => [k, new Date(d[k] as string)])),
     ...(typeof d.lastError === 'string' ? { lastError: d.lastError } : {}),
   };
 }
@@ -131,35 +128,28 @@ function headline(p: ProgressView, now: number): string {
     p.stages && /^stage-\d+$/.test(name) ? ` (${name.slice('stage-'.length)}/${p.stages})` : '';
   const started = (p.activities ?? []).filter((a) => a.state === undefined || a.state === 'started');
   const queued = (p.activities ?? []).filter((a) => a.state === 'scheduled');
-  if (started.length + queued.length === 0) {
-    return `${p.step}${p.stage && p.stages ? ` (${p.stage}/${p.stages})` : ''}`;
-  }
-  const parts: string[] = [];
-  if (started.length) {
-    const names = started.map((a) => {
-      const waiting = waitingOf(a.details);
-      return `${a.name}${stageOf(a.name)}${waiting ? ` ${describeWaiting(waiting, now)}` : ''}`;
-    });
-    parts.push(`running: ${names.join(', ')}`);
-  }
-  if (queued.length) {
-    const queues = [...new Set(queued.map((a) => a.taskQueue).filter(Boolean))];
-    const where = queues.length ? ` on ${queues.join(', ')}` : '';
-    parts.push(`waiting for a free worker slot${where}: ${queued.map((a) => a.name).join(', ')}`);
-  }
-  return parts.join(' | ');
+  if (started.length + queued.length === 0) return `${p.step}${p.stage && p.stages ? ` (${p.stage}/${p.stages})` : ''}`;
+  const running = started.map((a) => {
+    const waiting = waitingOf(a.details);
+    return `${a.name}${stageOf(a.name)}${waiting ? ` ${describeWaiting(waiting, now)}` : ''}`;
+  });
+  const queues = [...new Set(queued.map((a) => a.taskQueue).filter(Boolean))];
+  const where = queues.length ? ` on ${queues.join(', ')}` : '';
+  return [
+    ...(started.length ? [`running: ${running.join(', ')}`] : []),
+    ...(queued.length ? [`waiting for a free worker slot${where}: ${queued.map((a) => a.name).join(', ')}`] : []),
+  ].join(' | ');
 }
+
+const doneOf = (p: Progress) => (p.finished.length ? ` | done: ${p.finished.join(', ')}` : '');
 
 /**
  * One status line, e.g. `running: stage-2 (2/3), one-off | stage-2 step 40/120 loss 1.234 | one-off step 200/360 |
  * done: score, segment, stage-1`.
  */
 export function describeProgress(p: ProgressView, now = Date.now()): string {
-  const work = runningWork(p)
-    .map((w) => ` | ${describeWork(w)}`)
-    .join('');
-  const done = p.finished.length ? ` | done: ${p.finished.join(', ')}` : '';
-  return `${headline(p, now)}${work}${done}`;
+  const work = runningWork(p).map((w) => ` | ${describeWork(w)}`);
+  return `${headline(p, now)}${work.join('')}${doneOf(p)}`;
 }
 
 /** How often the run is polled: heartbeats reach the server within a few seconds (workers/create-workers.ts). */
@@ -182,39 +172,33 @@ export async function followProgress<T>(
         Presets.shades_classic,
       )
     : undefined;
-  let header: SingleBar | undefined;
+  // The status line (named '', a text without a bar), then a bar per running count; a bar whose work ended goes.
   const live = new Map<string, SingleBar>();
+  const showBars = (multi: MultiBar, p: RunProgress) => {
+    const rows = [{ name: '', done: 0, total: 0, status: `${headline(p, Date.now())}${doneOf(p)}` }, ...runningWork(p)];
+    for (const [name, bar] of live) {
+      if (rows.some((w) => w.name === name)) continue;
+      multi.remove(bar);
+      live.delete(name);
+    }
+    for (const w of rows) {
+      const status = 'status' in w ? w.status : describeWork(w);
+      const bar = live.get(w.name) ?? multi.create(w.total, w.done, { status }, w.name ? {} : { format: '{status}' });
+      live.set(w.name, bar);
+      bar.setTotal(w.total);
+      bar.update(w.done, { status });
+    }
+  };
   let last = '';
   let closed = false;
   const poll = async () => {
-    while (!closed) {
+    for (; !closed; await delay(opts.everyMs ?? PROGRESS_POLL_MS)) {
       const p = await runProgress(handle.client, handle.workflowId).catch(() => undefined);
-      if (p && !closed) {
-        const line = describeProgress(p);
-        if (bars) {
-          const status = `${headline(p, Date.now())}${p.finished.length ? ` | done: ${p.finished.join(', ')}` : ''}`;
-          header ??= bars.create(0, 0, { status }, { format: '{status}' });
-          header.update(0, { status });
-          const work = runningWork(p);
-          for (const [name, bar] of live) {
-            if (!work.some((w) => w.name === name)) {
-              bars.remove(bar);
-              live.delete(name);
-            }
-          }
-          for (const w of work) {
-            const status = describeWork(w);
-            const bar = live.get(w.name) ?? bars.create(w.total, w.done, { status });
-            live.set(w.name, bar);
-            bar.setTotal(w.total);
-            bar.update(w.done, { status });
-          }
-        } else if (line !== last) {
-          stream.write(`${line}\n`);
-        }
-        last = line;
-      }
-      await new Promise((r) => setTimeout(r, opts.everyMs ?? PROGRESS_POLL_MS));
+      if (!p || closed) continue;
+      const line = describeProgress(p);
+      if (bars) showBars(bars, p);
+      else if (line !== last) stream.write(`${line}\n`);
+      last = line;
     }
   };
   const poller = poll();

@@ -8,41 +8,39 @@ export interface NeededQueue {
   kind: 'cpu' | 'gpu';
 }
 
-const { TaskQueueType } = temporal.api.enums.v1;
+const { TaskQueueType, TaskQueueKind } = temporal.api.enums.v1;
+/** The task types each worker polls: the CPU worker serves workflow and activity tasks, the GPU worker activities. */
+const POLLED = {
+  cpu: [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY],
+  gpu: [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY],
+};
 /**
  * The server remembers pollers for minutes after a worker is gone. A live worker re-polls at least once a minute
  * (long polls end after about 60 s), so a poller not seen for two minutes has stopped.
  */
 const POLLER_FRESH_MS = 2 * 60_000;
 
-async function hasPoller(client: Client, queue: string, type: temporal.api.enums.v1.TaskQueueType): Promise<boolean> {
-  const { pollers } = await client.workflowService.describeTaskQueue({
-    namespace: client.options.namespace,
-    taskQueue: { name: queue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: type,
-  });
-  const now = Date.now();
-  return (pollers ?? []).some(
-    (p) => !p.lastAccessTime || now - Number(p.lastAccessTime.seconds) * 1000 < POLLER_FRESH_MS,
+/** Whether every task type of the queue has a fresh poller. */
+async function isPolled(client: Client, { queue, kind }: NeededQueue): Promise<boolean> {
+  const described = await Promise.all(
+    POLLED[kind].map((taskQueueType) =>
+      client.workflowService.describeTaskQueue({
+        namespace: client.options.namespace,
+        taskQueue: { name: queue, kind: TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType,
+      }),
+    ),
   );
+  const now = Date.now();
+  const fresh = (p: temporal.api.taskqueue.v1.IPollerInfo) =>
+    !p.lastAccessTime || now - Number(p.lastAccessTime.seconds) * 1000 < POLLER_FRESH_MS;
+  return described.every(({ pollers }) => (pollers ?? []).some(fresh));
 }
 
-/**
- * The queues no worker polls. The CPU worker serves both workflow and activity tasks on its queue, the GPU worker
- * only activity tasks on its own.
- */
+/** The queues no worker polls. */
 export async function unpolledQueues(client: Client, needed: NeededQueue[]): Promise<NeededQueue[]> {
-  const checks = await Promise.all(
-    needed.map(async (n) => {
-      const types =
-        n.kind === 'cpu'
-          ? [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
-          : [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
-      const polled = await Promise.all(types.map((t) => hasPoller(client, n.queue, t)));
-      return polled.every(Boolean) ? undefined : n;
-    }),
-  );
-  return checks.filter((n): n is NeededQueue => n !== undefined);
+  const polled = await Promise.all(needed.map((n) => isPolled(client, n)));
+  return needed.filter((_, i) => !polled[i]);
 }
 
 export function noWorkerMessage(n: NeededQueue): string {

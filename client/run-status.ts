@@ -1,5 +1,5 @@
-import { ApplicationFailure, type Client } from '@temporalio/client';
-import { FailureType, failureTypeOf } from '../common/failures';
+import type { Client } from '@temporalio/client';
+import { failureDetail, FailureType, failureTypeOf } from '../common/failures';
 import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 import { runStartInput } from './start-run';
@@ -33,36 +33,24 @@ export interface RunStatus {
 
 /** The failure of a failed run (WorkflowFailedError → ActivityFailure → ApplicationFailure), by type. */
 export function runFailureOf(err: unknown): RunFailure {
-  const type = failureTypeOf(err);
-  let setting: string | undefined;
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure && e.type === FailureType.WorkerMisconfigured) {
-      setting = (e.details?.[0] as { setting?: string } | undefined)?.setting;
-      break;
-    }
-  }
-  return { type, message: innermostMessage(err), ...(setting ? { setting } : {}) };
+  const setting = failureDetail(err, FailureType.WorkerMisconfigured, 'setting') as string | undefined;
+  return { type: failureTypeOf(err), message: innermostMessage(err), ...(setting ? { setting } : {}) };
 }
 
 /** What to do after a failure. Bad input fails the same way on resume; only a new run with fixed input helps. */
 export function failureHint(runId: string, failure: RunFailure | undefined): string {
   const resume = `npm run pift -- resume ${runId}`;
-  switch (failure?.type) {
-    case FailureType.BadInput:
-      return 'fix the input and start a new run (resume would fail the same way)';
-    case FailureType.WorkerMisconfigured:
-      return `fix the worker's environment (${failure.setting ?? 'see the message above'}), then resume: ${resume}`;
-    case 'UnparseableScores':
-      // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
-      return (
-        'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
-        'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run'
-      );
-    case FailureType.CorruptArtifact:
-      return `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`;
-    default:
-      return `resume it with: ${resume}`;
-  }
+  const setting = failure?.setting ?? 'see the message above';
+  const hints: Record<string, string> = {
+    [FailureType.BadInput]: 'fix the input and start a new run (resume would fail the same way)',
+    [FailureType.WorkerMisconfigured]: `fix the worker's environment (${setting}), then resume: ${resume}`,
+    // Resume asks the same questions of the same model again: only another model or a wider limit changes that.
+    UnparseableScores:
+      'the scoring model did not answer with a score often enough: use another model (input.scorer.model), or ' +
+      'allow more unscored rows (input.scorer.maxFailedFraction) or re-asks (input.scorer.parseRetries), in a new run',
+    [FailureType.CorruptArtifact]: `a stored output was damaged; resume recomputes the step that wrote it: ${resume}`,
+  };
+  return hints[failure?.type ?? ''] ?? `resume it with: ${resume}`;
 }
 
 function describeActivity(a: RunningActivity): string {
@@ -178,15 +166,7 @@ export async function runStatus(
     progress.status === 'RUNNING'
       ? await idleWorkers(client, runId, opts.gpuTaskQueue, progress)
       : { unpolled: [], busy: [] };
-  const failure =
-    progress.status === 'FAILED'
-      ? await client.workflow
-          .getHandle(runId)
-          .result()
-          .then(
-            () => undefined,
-            (err) => runFailureOf(err),
-          )
-      : undefined;
+  const handle = client.workflow.getHandle(runId);
+  const failure = progress.status === 'FAILED' ? await handle.result().then(() => undefined, runFailureOf) : undefined;
   return { runId, uiLink: opts.uiLink, progress, unpolled, busy, ...(failure ? { failure } : {}) };
 }

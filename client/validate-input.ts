@@ -76,34 +76,24 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
         `(${opts.env[FILE_ROOTS_SETTING] === undefined ? 'the default folders' : 'as set'} here; each worker applies its own)`,
     },
   );
+  const full = opts.mode === 'full';
+  if (!full && opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
   const progress: CheckProgress = { rows: 0 };
-  if (opts.mode === 'before-start') {
-    if (opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
-    try {
-      const check = checkInput(deps, cfg, {
-        localModelDirs: false,
-        fileRoots,
-        probeStore: input.store !== undefined,
-        progress,
-      });
-      checks.push(...(await watched(check, progress, opts, BEFORE_START_LIMIT_MS)).checks);
-    } catch (err) {
-      if (err instanceof InvalidDataError) throw err;
-      skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
-    }
-    return { cfg, checks, skipped };
-  }
-
-  const read = new CostInputs(cfg, opts.env);
+  const read = full ? new CostInputs(cfg, opts.env) : undefined;
   const check = checkInput(deps, cfg, {
-    localModelDirs: true,
+    localModelDirs: full,
     fileRoots,
-    probeStore: true,
+    probeStore: full || input.store !== undefined,
     progress,
-    onRow: read.row,
-    onPrompt: read.prompt,
+    ...(read && { onRow: read.row, onPrompt: read.prompt }),
   });
-  checks.push(...(await watched(check, progress, opts)).checks);
+  try {
+    checks.push(...(await watched(check, progress, opts, full ? undefined : BEFORE_START_LIMIT_MS)).checks);
+  } catch (err) {
+    if (full || err instanceof InvalidDataError) throw err;
+    skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
+  }
+  if (!read) return { cfg, checks, skipped };
   // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
   checks.push(...costPreview(opts.env, cfg, read));
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));

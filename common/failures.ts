@@ -117,10 +117,19 @@ export async function withTypedFailures<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The failure type carried by an error or any of its causes (ActivityFailure → ApplicationFailure). */
-export function failureTypeOf(err: unknown): string | undefined {
+/** The first typed ApplicationFailure of an error or of its causes (ActivityFailure → ApplicationFailure). */
+export function typedFailureOf(err: unknown): (ApplicationFailure & { type: string }) | undefined {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure && e.type) return e.type;
+    if (e instanceof ApplicationFailure && e.type) return e as ApplicationFailure & { type: string };
   }
   return undefined;
 }
+
+/** The failure type carried by an error or any of its causes. */
+export const failureTypeOf = (err: unknown): string | undefined => typedFailureOf(err)?.type;
+
+/** The first detail of a typed failure, as the activity that threw it wrote it ({ setting }, { producer }). */
+export const failureDetail = (err: unknown, type: string, key: string): unknown => {
+  const failure = typedFailureOf(err);
+  return failure?.type === type ? (failure.details?.[0] as Record<string, unknown> | undefined)?.[key] : undefined;
+};

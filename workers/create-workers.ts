@@ -6,7 +6,7 @@ import { positiveIntegerSetting } from '../activities/worker-defaults';
 import { pinnedDeployment } from './versioning';
 
 /** Longest wait before an activity's latest heartbeat details reach the server, where clients read progress. */
-export const HEARTBEAT_THROTTLE = '2 seconds';
+const HEARTBEAT_THROTTLE = '2 seconds';
 
 interface CommonOptions {
   connection: NativeConnection;
@@ -51,23 +51,21 @@ export const scoreShardSlots = (env: NodeJS.ProcessEnv): number =>
   positiveIntegerSetting(env, 'PIFT_SCORE_SHARD_SLOTS', DEFAULT_SCORE_SHARD_SLOTS);
 
 /**
- * The CPU worker's shard worker, on its side queue (shardQueue): scoreShard only, a few at a time. Each shard holds a
- * pool of requests and its score lines in flight; without a bound one worker would take every shard of a run at once
- * (memory grows with the shards) while other CPU workers stood idle.
+ * Every worker of a CPU worker process: the workflow and CPU activities, and beside them the shard worker on its side
+ * queue (shardQueue): scoreShard only, a few at a time. Each shard holds a pool of requests and its score lines in
+ * flight; without a bound one worker would take every shard of a run at once (memory grows with the shards) while
+ * other CPU workers stood idle.
  */
-export function createShardWorker(opts: CommonOptions): Promise<Worker> {
+export async function createCpuWorkers(opts: CpuOptions): Promise<Worker[]> {
+  const cpu = await createCpuWorker(opts);
   const { scoreShard } = createCpuActivities(opts.deps);
-  return Worker.create({
+  const shards = await Worker.create({
     ...polling(opts, shardQueue(opts.taskQueue)),
     activities: { scoreShard },
     maxConcurrentActivityTaskExecutions: scoreShardSlots(opts.deps.env),
     maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
   });
-}
-
-/** Every worker of a CPU worker process: the workflow and CPU activities, and the shard worker beside them. */
-export async function createCpuWorkers(opts: CpuOptions): Promise<Worker[]> {
-  return [await createCpuWorker(opts), await createShardWorker(opts)];
+  return [cpu, shards];
 }
 
 /**

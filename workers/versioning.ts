@@ -4,9 +4,6 @@ import type { WorkerDeploymentOptions } from '@temporalio/worker';
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 
-/** Deployment name of the CPU workers unless PIFT_DEPLOYMENT_NAME says otherwise. */
-export const DEFAULT_DEPLOYMENT_NAME = 'pift';
-
 /**
  * The CPU worker's Worker Deployment Version: PIFT_DEPLOYMENT_NAME (default "pift") and PIFT_BUILD_ID, by default the
  * first 16 hex digits of the workflow bundle's sha256, so a change of workflow code is a new version by itself and an
@@ -14,7 +11,7 @@ export const DEFAULT_DEPLOYMENT_NAME = 'pift';
  */
 export function workerVersion(env: NodeJS.ProcessEnv, workflowCode: string): WorkerDeploymentVersion {
   const buildId = env.PIFT_BUILD_ID?.trim() || createHash('sha256').update(workflowCode).digest('hex').slice(0, 16);
-  return { deploymentName: env.PIFT_DEPLOYMENT_NAME?.trim() || DEFAULT_DEPLOYMENT_NAME, buildId };
+  return { deploymentName: env.PIFT_DEPLOYMENT_NAME?.trim() || 'pift', buildId };
 }
 
 /**

@@ -2,8 +2,8 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
-import { NON_RETRYABLE_FAILURES } from '../common/failures';
-import type { CpuActivities } from './step-activities';
+import type { ResolvedInput } from '../common/input';
+import { retrying, type CpuActivities } from './step-activities';
 
 /** Each step's setting (named in the activities' messages) and its submit and collect activities. */
 const BATCH_STEPS = {
@@ -11,12 +11,6 @@ const BATCH_STEPS = {
   evaluate: { setting: 'input.evaluation.mode', submit: 'submitJudgeBatch', collect: 'collectJudgeBatch' },
 } as const;
 type BatchActivities = Pick<CpuActivities, (typeof BATCH_STEPS)[keyof typeof BATCH_STEPS]['submit' | 'collect']>;
-
-interface BatchWaiting {
-  batchPollInterval: string;
-  /** Rounds after the first, for what failed, expired or did not parse. */
-  batchResubmits: number;
-}
 
 /**
  * The wait for a round's batches: one activity that throws while a batch runs, retried every `pollInterval`
@@ -30,12 +24,7 @@ const waitAs = (name: string, pollInterval: Duration): Pick<CpuActivities, 'wait
     startToCloseTimeout: '10 minutes',
     // A batch ends within its 24-hour window (completed, failed or expired); an endpoint that never says so ends here.
     scheduleToCloseTimeout: '3 days',
-    retry: {
-      initialInterval: pollInterval,
-      backoffCoefficient: 1,
-      maximumInterval: pollInterval,
-      nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-    },
+    retry: retrying({ initialInterval: pollInterval, backoffCoefficient: 1, maximumInterval: pollInterval }),
   });
 
 /**
@@ -48,7 +37,7 @@ export async function answerInBatches(
   step: keyof typeof BATCH_STEPS,
   cpuAs: (name: string) => BatchActivities,
   input: ScoreInput | EvaluateInput,
-  waiting: BatchWaiting,
+  waiting: Pick<ResolvedInput['scorer'], 'batchPollInterval' | 'batchResubmits'>,
 ): Promise<BatchCollected[]> {
   const { setting, submit, collect } = BATCH_STEPS[step];
   const rounds: BatchCollected[] = [];

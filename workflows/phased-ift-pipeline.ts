@@ -1,13 +1,12 @@
 import { proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { EvaluateResult, ExportResult, ScoreResult, SegmentResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
-import { NON_RETRYABLE_FAILURES } from '../common/failures';
 import type { PipelineInput } from '../common/input';
 import { evaluateModels } from './evaluate-models';
 import { checkBeforeScoring } from './preflight';
 import { RunProgress } from './run-progress';
 import { scoreRows } from './score-rows';
-import { stepActivities, type CpuActivities } from './step-activities';
+import { retrying, stepActivities, type CpuActivities } from './step-activities';
 import { trainBranches } from './train-branches';
 
 export interface PipelineResult {
@@ -28,7 +27,7 @@ export interface PipelineResult {
 
 const { resolveInput } = proxyLocalActivities<CpuActivities>({
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+  retry: retrying({ maximumAttempts: 3 }),
 });
 
 /**

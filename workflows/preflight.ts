@@ -1,27 +1,22 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType, type Duration } from '@temporalio/common';
 import { modelCheckQueue } from '../common/constants';
-import { FailureType, NON_RETRYABLE_FAILURES } from '../common/failures';
+import { FailureType } from '../common/failures';
 import type { ResolvedInput } from '../common/input';
-import { gpuRetry, type CpuActivities, type GpuActivities } from './step-activities';
+import { gpuRetry, retrying, type CpuActivities, type GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({
   summary: 'preflight',
   // A store outage met here is waited out (heartbeating) like anywhere else, so no short wall-clock limit.
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '2 minutes',
-  retry: {
-    initialInterval: '2 seconds',
-    maximumInterval: '30 seconds',
-    maximumAttempts: 5,
-    nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-  },
+  retry: retrying({ initialInterval: '2 seconds', maximumInterval: '30 seconds', maximumAttempts: 5 }),
 });
 
 const { gpuWorkerPolls } = proxyActivities<CpuActivities>({
   summary: 'gpu-workers',
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: NON_RETRYABLE_FAILURES },
+  retry: retrying({ maximumAttempts: 5 }),
 });
 
 /**
@@ -43,25 +38,15 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
     // As sturdy as training: a GPU worker that dies during the check costs an attempt of the same budget.
     retry: gpuRetry(cfg),
   });
-  for (;;) {
-    try {
-      await checkModel({
-        runId: cfg.runId,
-        model: cfg.training.baseModel,
-        maxLength: cfg.training.maxLength,
-        field: 'input.training.baseModel',
-        ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
-      });
-      return;
-    } catch (err) {
-      if (
-        !(err instanceof ActivityFailure) ||
-        !(err.cause instanceof TimeoutFailure) ||
-        err.cause.timeoutType !== TimeoutType.SCHEDULE_TO_START
-      )
-        throw err;
-    }
-    // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
+  const input = {
+    runId: cfg.runId,
+    model: cfg.training.baseModel,
+    maxLength: cfg.training.maxLength,
+    field: 'input.training.baseModel',
+    ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
+  };
+  // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
+  while (!(await checkModel(input).then(() => true, notTakenInTime))) {
     if (await gpuWorkerPolls(checkQueue)) continue;
     throw ApplicationFailure.create({
       type: FailureType.WorkerMisconfigured,
@@ -73,4 +58,11 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
       details: [{ setting: 'PIFT_GPU_TASK_QUEUE', tried: `model check on task queue ${cfg.gpuTaskQueue}` }],
     });
   }
+}
+
+/** False for a check no GPU worker took within its wait; any other failure goes on. */
+function notTakenInTime(err: unknown): false {
+  const timeout = err instanceof ActivityFailure && err.cause instanceof TimeoutFailure ? err.cause : undefined;
+  if (timeout?.timeoutType === TimeoutType.SCHEDULE_TO_START) return false;
+  throw err;
 }

@@ -1,5 +1,5 @@
-import { ApplicationFailure, log } from '@temporalio/workflow';
-import { FailureType } from '../common/failures';
+import { log } from '@temporalio/workflow';
+import { failureDetail, FailureType } from '../common/failures';
 
 /** The steps of this run that can be run again, by run id and the name their manifests carry ('<runId>/train/stage-1'). */
 export type Producers = Map<string, () => Promise<unknown>>;
@@ -9,13 +9,8 @@ const MAX_RECOMPUTES = 2;
 
 /** The producer a failure names when a step found another step's committed output damaged everywhere. */
 function damagedProducer(err: unknown): string | undefined {
-  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure && e.type === FailureType.CorruptArtifact) {
-      const producer = (e.details?.[0] as { producer?: unknown } | undefined)?.producer;
-      return typeof producer === 'string' ? producer : undefined;
-    }
-  }
-  return undefined;
+  const producer = failureDetail(err, FailureType.CorruptArtifact, 'producer');
+  return typeof producer === 'string' ? producer : undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ActivityCancellationType, proxyActivities, workflowInfo } from '@temporalio/workflow';
-import type { ActivityOptions, Duration } from '@temporalio/common';
+import type { ActivityOptions, Duration, RetryPolicy } from '@temporalio/common';
 // Only the activity types: activity code must never reach the workflow bundle.
 import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
@@ -11,24 +11,21 @@ import type { Producers } from './recompute-producer';
 export type CpuActivities = ReturnType<typeof createCpuActivities>;
 export type GpuActivities = ReturnType<typeof createGpuActivities>;
 
+/** A retry policy of the pipeline's: the failure types that retrying cannot fix (bad input, ...) are never retried. */
+export const retrying = (policy: RetryPolicy): RetryPolicy => ({
+  ...policy,
+  nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
+});
+
 const cpuOptions: ActivityOptions = {
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '2 minutes',
-  retry: {
-    initialInterval: '2 seconds',
-    maximumInterval: '1 minute',
-    maximumAttempts: 10,
-    nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-  },
+  retry: retrying({ initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 10 }),
 };
 
 /** Retries of GPU work: a GPU worker that dies mid-activity costs one attempt of `training.maxAttempts`. */
-export const gpuRetry = (cfg: ResolvedInput): ActivityOptions['retry'] => ({
-  initialInterval: '5 seconds',
-  maximumInterval: '5 minutes',
-  maximumAttempts: cfg.training.maxAttempts,
-  nonRetryableErrorTypes: NON_RETRYABLE_FAILURES,
-});
+export const gpuRetry = (cfg: ResolvedInput) =>
+  retrying({ initialInterval: '5 seconds', maximumInterval: '5 minutes', maximumAttempts: cfg.training.maxAttempts });
 
 const gpuOptions = (cfg: ResolvedInput): ActivityOptions => ({
   taskQueue: cfg.gpuTaskQueue,

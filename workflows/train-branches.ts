@@ -91,10 +91,9 @@ export async function trainBranches(
   };
 
   const scope = new CancellationScope();
-  let branches: Array<Promise<unknown>> = [];
-  const all = scope.run(() => {
-    // Scheduled in this order: the baseline (all rows, shuffled, as many optimizer steps as the stages together),
-    // the controls, then stage 1.
+  // Scheduled in this order: the baseline (all rows, shuffled, as many optimizer steps as the stages together),
+  // the controls, then stage 1.
+  const branches = await scope.run(async () => {
     const baseline =
       cfg.baseline.mode === 'train'
         ? train(
@@ -106,11 +105,10 @@ export async function trainBranches(
     const stages = trainChain(
       real.map((s) => ({ name: stageName(s.stage), data: s, steps: stageSteps[s.stage - 1], stage: s.stage })),
     );
-    branches = [baseline, controls, stages];
-    return Promise.all([baseline, controls, stages]);
+    return [baseline, controls, stages] as const;
   });
   try {
-    const [baseline, controls, stages] = await all;
+    const [baseline, controls, stages] = await Promise.all(branches);
     progress.finish(...(baseline ? [ONE_OFF] : []), ...Object.keys(controls));
     return { stages, baseline, controls };
   } catch (err) {

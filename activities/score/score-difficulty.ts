@@ -163,7 +163,7 @@ export interface PreparedScoring {
 }
 
 /** An empty count of the scoring step's cost, for rows to be added to. */
-export const scoringEstimateFor = (input: ScoreInput): ScoringEstimate =>
+export const scoringEstimateFor = (input: Pick<ScoreInput, 'scorer'>): ScoringEstimate =>
   new ScoringEstimate({
     samples: input.scorer.samples ?? 1,
     price: input.scorer.pricePerMillionTokens,
