@@ -38,6 +38,14 @@ export function scoreValue(value: unknown): number | undefined {
   return Number.isFinite(n) && n >= SCORE_MIN && n <= SCORE_MAX ? n : undefined;
 }
 
+/** The complaint about a score value out of range or not a number; it names the kind of value, never the value. */
+const notAScore = (value: unknown) =>
+  `field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(value)}`;
+
+/** A row's score, or null with why there is none. */
+const scoreRow = (id: string, scorer: string, score: number | undefined, error: string): ScoreRow =>
+  score === undefined ? { id, score: null, scorer, promptSha256: '', error } : { id, score, scorer, promptSha256: '' };
+
 type Where = { file: string; line?: number; item?: number };
 
 const at = (w: Where) => (w.line !== undefined ? `${w.file} line ${w.line}` : `${w.file} item ${w.item}`);
@@ -108,13 +116,7 @@ class ScoreIndex {
   add(where: Where, value: Record<string, unknown>): void {
     if (!('score' in value)) fail(where, 'missing required field "score"', 'score');
     const score = scoreValue(value.score);
-    if (score === undefined) {
-      fail(
-        where,
-        `field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(value.score)}`,
-        'score',
-      );
-    }
+    if (score === undefined) fail(where, notAScore(value.score), 'score');
     if ('data' in value) {
       const data = value.data;
       if (!Array.isArray(data) || typeof data[0] !== 'string')
@@ -179,13 +181,11 @@ export async function fileScorer(
         const found = row.extra?.score;
         const score = found === undefined || found === null ? undefined : scoreValue(found);
         if (found !== undefined && found !== null && score === undefined)
-          throw new InvalidDataError(
-            `${dataset.source}: row ${row.id}: field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(found)}`,
-            { file: dataset.source, field: 'score' },
-          );
-        return score === undefined
-          ? { id: row.id, score: null, scorer: label, promptSha256: '', error: 'no "score" field in the dataset row' }
-          : { id: row.id, score, scorer: label, promptSha256: '' };
+          throw new InvalidDataError(`${dataset.source}: row ${row.id}: ${notAScore(found)}`, {
+            file: dataset.source,
+            field: 'score',
+          });
+        return scoreRow(row.id, label, score, 'no "score" field in the dataset row');
       },
     };
   }
@@ -214,11 +214,6 @@ export async function fileScorer(
   return {
     label,
     offline: true,
-    score: async (row) => {
-      const score = index.scoreOf(row);
-      return score === undefined
-        ? { id: row.id, score: null, scorer: label, promptSha256: '', error: `no score for this row in ${names}` }
-        : { id: row.id, score, scorer: label, promptSha256: '' };
-    },
+    score: async (row) => scoreRow(row.id, label, index.scoreOf(row), `no score for this row in ${names}`),
   };
 }
