@@ -15,17 +15,15 @@ export interface SourceRecord {
   unit?: 'line' | 'row';
 }
 
-/** Where a record sits, for messages: `train.jsonl line 7`, `train.parquet row 3`. */
-export const at = (source: string, rec: { line: number; unit?: 'line' | 'row' }): string =>
-  `${source} ${rec.unit ?? 'line'} ${rec.line}`;
-
+/** Fails naming where the record sits: `train.jsonl line 7: ...`, `train.parquet row 3: ...`. */
 export function fail(
   source: string,
   rec: { line: number; unit?: 'line' | 'row' },
   message: string,
   field?: string,
 ): never {
-  throw new InvalidDataError(`${at(source, rec)}: ${message}`, { file: source, line: rec.line, field });
+  const at = `${source} ${rec.unit ?? 'line'} ${rec.line}`;
+  throw new InvalidDataError(`${at}: ${message}`, { file: source, line: rec.line, field });
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
