@@ -253,14 +253,10 @@ export function conversationRowBuilder(
       const contentField = `${where}.${keys.content}`;
       if (!(keys.content in turn)) fail(source, rec, `missing required field "${contentField}"`, contentField);
       const content = checkedString(source, rec, turn[keys.content], contentField, role === 'user');
-      const previous = messages.length ? messages[messages.length - 1].role : undefined;
-      const expected =
-        previous === undefined || previous === 'system' || previous === 'assistant' ? 'user' : 'assistant';
-      if (role === 'system' && messages.length === 0) {
-        messages.push({ role, content });
-        return;
-      }
-      if (role !== expected) {
+      const previous = messages.at(-1)?.role;
+      const expected = previous === 'user' ? 'assistant' : 'user';
+      // A system turn may only come first.
+      if (role !== expected && !(role === 'system' && previous === undefined)) {
         const after = previous === undefined ? 'first' : `after a ${previous} turn`;
         fail(
           source,
