@@ -3,7 +3,7 @@ import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 import { openUserFile } from './read-user-file';
 import { IdTable } from './id-table';
-import { kindOf } from './json-records';
+import { jsonRecords, kindOf } from './json-records';
 import { scoredText, type AlpacaRow } from './rows';
 import { unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
@@ -38,6 +38,14 @@ export function scoreValue(value: unknown): number | undefined {
   return Number.isFinite(n) && n >= SCORE_MIN && n <= SCORE_MAX ? n : undefined;
 }
 
+/** The complaint about a score value out of range or not a number; it names the kind of value, never the value. */
+const notAScore = (value: unknown) =>
+  `field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(value)}`;
+
+/** A row's score, or null with why there is none. */
+const scoreRow = (id: string, scorer: string, score: number | undefined, error: string): ScoreRow =>
+  score === undefined ? { id, score: null, scorer, promptSha256: '', error } : { id, score, scorer, promptSha256: '' };
+
 type Where = { file: string; line?: number; item?: number };
 
 const at = (w: Where) => (w.line !== undefined ? `${w.file} line ${w.line}` : `${w.file} item ${w.item}`);
@@ -48,81 +56,37 @@ function fail(w: Where, message: string, field?: string): never {
 
 type ScoreRecord = { value: Record<string, unknown>; where: Where };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-function lineRecord(raw: string, where: Where): ScoreRecord | undefined {
-  if (raw.trim() === '') return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    fail(where, 'invalid JSON');
-  }
-  if (!isObject(value)) fail(where, `expected a JSON object, found ${kindOf(value)}`);
-  return { value, where };
-}
-
-function* arrayRecords(body: string, file: string): Generator<ScoreRecord> {
-  let items: unknown;
-  try {
-    items = JSON.parse(body);
-  } catch {
-    throw new InvalidDataError(`${file}: not a valid JSON array of score objects`, { file });
-  }
-  const list = items as unknown[];
-  for (let item = 0; item < list.length; item++) {
-    const where = { file, item };
-    if (!isObject(list[item])) fail(where, `expected a JSON object, found ${kindOf(list[item])}`);
-    yield { value: list[item] as Record<string, unknown>, where };
-  }
-}
-
 /**
- * The objects of a score file with where each one is, for messages, as its text arrives: JSONL one line at a time. A
- * JSON array is still parsed whole (its text held until the end), since its messages name the array as a whole; JSONL
- * is the format for files too large for that.
+ * The objects of a score file with where each one is, for messages, split as a dataset's records are (jsonRecords):
+ * JSONL entries are named by their line, a JSON array's by their item. An array's entries are held until it has been
+ * read whole, so a damaged array is named as a whole; JSONL is the format for files too large for that. An empty file
+ * gives no entries.
  */
 async function* records(chunks: AsyncIterable<string>, file: string): AsyncGenerator<ScoreRecord> {
-  let mode: 'unknown' | 'array' | 'jsonl' = 'unknown';
-  let started = false;
-  let pending = '';
-  const array: string[] = [];
-  let line = 0;
-  for await (const chunk of chunks) {
-    let text = chunk;
-    if (!started && text.length) {
-      started = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  let array: boolean | undefined;
+  async function* sniffed() {
+    for await (const text of chunks) {
+      array ??= text.trim() === '' ? undefined : text.trimStart().startsWith('[');
+      yield text;
     }
-    if (mode === 'unknown') {
-      pending += text;
-      const head = pending.trimStart();
-      if (head === '') continue;
-      mode = head.startsWith('[') ? 'array' : 'jsonl';
-      text = pending;
-      pending = '';
-    }
-    if (mode === 'array') {
-      array.push(text);
-      continue;
-    }
-    const buffered = pending + text;
-    let from = 0;
-    for (let nl = buffered.indexOf('\n'); nl !== -1; nl = buffered.indexOf('\n', from)) {
-      line += 1;
-      const rec = lineRecord(buffered.slice(from, nl), { file, line });
-      if (rec) yield rec;
-      from = nl + 1;
-    }
-    pending = buffered.slice(from);
   }
-  if (mode === 'array') {
-    yield* arrayRecords(array.join(''), file);
-    return;
+  const items: ScoreRecord[] = [];
+  try {
+    for await (const { value, line, index } of jsonRecords(sniffed(), file, Infinity)) {
+      if (array) items.push({ value, where: { file, item: index } });
+      else yield { value, where: { file, line } };
+    }
+  } catch (err) {
+    if (!(err instanceof InvalidDataError)) throw err;
+    if (err.message.endsWith(': dataset is empty')) return;
+    // jsonRecords' words for datasets, restated as score files always said them.
+    const item = / item (\d+) must be a JSON object, (found .*)$/.exec(err.message);
+    if (item) fail({ file, item: Number(item[1]) }, `expected a JSON object, ${item[2]}`);
+    if (array) throw new InvalidDataError(`${file}: not a valid JSON array of score objects`, { file });
+    if (err.message.includes(': invalid JSON (')) fail({ file, line: err.where.line }, 'invalid JSON');
+    throw err;
   }
-  // The last line, which has no line break after it (blank when the file ends with one).
-  const rec = lineRecord(pending, { file, line: line + 1 });
-  if (rec) yield rec;
+  yield* items;
 }
 
 const textKey = (text: string) => text.trim();
@@ -152,13 +116,7 @@ class ScoreIndex {
   add(where: Where, value: Record<string, unknown>): void {
     if (!('score' in value)) fail(where, 'missing required field "score"', 'score');
     const score = scoreValue(value.score);
-    if (score === undefined) {
-      fail(
-        where,
-        `field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(value.score)}`,
-        'score',
-      );
-    }
+    if (score === undefined) fail(where, notAScore(value.score), 'score');
     if ('data' in value) {
       const data = value.data;
       if (!Array.isArray(data) || typeof data[0] !== 'string')
@@ -223,13 +181,11 @@ export async function fileScorer(
         const found = row.extra?.score;
         const score = found === undefined || found === null ? undefined : scoreValue(found);
         if (found !== undefined && found !== null && score === undefined)
-          throw new InvalidDataError(
-            `${dataset.source}: row ${row.id}: field "score" must be a number from ${SCORE_MIN} to ${SCORE_MAX} (or one as a string), found ${kindOf(found)}`,
-            { file: dataset.source, field: 'score' },
-          );
-        return score === undefined
-          ? { id: row.id, score: null, scorer: label, promptSha256: '', error: 'no "score" field in the dataset row' }
-          : { id: row.id, score, scorer: label, promptSha256: '' };
+          throw new InvalidDataError(`${dataset.source}: row ${row.id}: ${notAScore(found)}`, {
+            file: dataset.source,
+            field: 'score',
+          });
+        return scoreRow(row.id, label, score, 'no "score" field in the dataset row');
       },
     };
   }
@@ -258,11 +214,6 @@ export async function fileScorer(
   return {
     label,
     offline: true,
-    score: async (row) => {
-      const score = index.scoreOf(row);
-      return score === undefined
-        ? { id: row.id, score: null, scorer: label, promptSha256: '', error: `no score for this row in ${names}` }
-        : { id: row.id, score, scorer: label, promptSha256: '' };
-    },
+    score: async (row) => scoreRow(row.id, label, index.scoreOf(row), `no score for this row in ${names}`),
   };
 }

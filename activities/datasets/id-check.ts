@@ -6,8 +6,6 @@ import type { DuckDBAppender } from '@duckdb/node-api';
  * memory limit, spilling to disk), and one query after the last row finds the first repeat in file order.
  */
 export class IdCheck {
-  private count = 0;
-
   private constructor(
     private readonly engine: OpenRows,
     private readonly appender: DuckDBAppender,
@@ -15,14 +13,13 @@ export class IdCheck {
 
   static async open(deps: { env: NodeJS.ProcessEnv; workDir: string }): Promise<IdCheck> {
     const engine = await openRows(deps);
-    await engine.rows.run('CREATE TABLE ids (id VARCHAR, line INTEGER, n INTEGER)');
+    await engine.rows.run('CREATE TABLE ids (id VARCHAR, line INTEGER)');
     return new IdCheck(engine, await engine.rows.createAppender('ids'));
   }
 
   add(id: string, line: number): void {
     this.appender.appendVarchar(id);
     this.appender.appendInteger(line);
-    this.appender.appendInteger(this.count++);
     this.appender.endRow();
   }
 
@@ -30,10 +27,11 @@ export class IdCheck {
   async firstRepeat(): Promise<{ line: number; first: number } | undefined> {
     this.appender.flushSync();
     // Only repeated ids go through the window, which holds its whole input at once: a dataset of unique ids costs
-    // one aggregate, not a sort of every row.
+    // one aggregate, not a sort of every row. A row's rowid is its place in the file (rows are appended in order).
     const found = await this.engine.rows.runAndReadAll(`
       SELECT line, first FROM (
-        SELECT line, n, min(line) OVER (PARTITION BY id) AS first, row_number() OVER (PARTITION BY id ORDER BY n) AS k
+        SELECT line, rowid AS n, min(line) OVER (PARTITION BY id) AS first,
+          row_number() OVER (PARTITION BY id ORDER BY rowid) AS k
         FROM ids WHERE id IN (SELECT id FROM ids GROUP BY id HAVING count(*) > 1))
       WHERE k = 2 ORDER BY n LIMIT 1`);
     const [repeat] = found.getRows();

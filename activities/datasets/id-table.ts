@@ -28,36 +28,30 @@ export class IdTable {
 
   /** The line `id` was first seen on, or undefined when it is new (it is then recorded with `line`). */
   firstLine(id: string, line: number): number | undefined {
-    const length = Buffer.byteLength(id);
-    this.reserveBytes(length);
-    const start = this.used;
-    this.bytes.write(id, start, length, 'utf8');
-    const hash = this.hashOf(start, start + length);
-    const mask = this.slots.length - 1;
-    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
-      const held = this.slots[slot];
-      if (held === EMPTY) {
-        this.add(start, length, line);
-        this.slots[slot] = this.count;
-        if (this.count * 2 > this.slots.length) this.rehash();
-        return undefined;
-      }
-      if (this.sameBytes(held - 1, start, length)) return this.lines[held - 1];
-    }
+    const { found, slot, start, length } = this.find(id);
+    if (found !== undefined) return found;
+    this.add(start, length, line);
+    this.slots[slot] = this.count;
+    if (this.count * 2 > this.slots.length) this.rehash();
+    return undefined;
   }
 
   /** The line `id` was first seen on, or undefined when it was never seen; records nothing. */
   lineOf(id: string): number | undefined {
+    return this.find(id).found;
+  }
+
+  /** Writes `id` past the ids held, where the next one would go (recorded only by `add`), and finds its slot. */
+  private find(id: string): { found: number | undefined; slot: number; start: number; length: number } {
     const length = Buffer.byteLength(id);
     this.reserveBytes(length);
-    // Written past the ids held, where the next one would go, and left there unrecorded.
     const start = this.used;
     this.bytes.write(id, start, length, 'utf8');
     const mask = this.slots.length - 1;
     for (let slot = this.hashOf(start, start + length) & mask; ; slot = (slot + 1) & mask) {
       const held = this.slots[slot];
-      if (held === EMPTY) return undefined;
-      if (this.sameBytes(held - 1, start, length)) return this.lines[held - 1];
+      if (held === EMPTY) return { found: undefined, slot, start, length };
+      if (this.sameBytes(held - 1, start, length)) return { found: this.lines[held - 1], slot, start, length };
     }
   }
 

@@ -15,17 +15,15 @@ export interface SourceRecord {
   unit?: 'line' | 'row';
 }
 
-/** Where a record sits, for messages: `train.jsonl line 7`, `train.parquet row 3`. */
-export const at = (source: string, rec: { line: number; unit?: 'line' | 'row' }): string =>
-  `${source} ${rec.unit ?? 'line'} ${rec.line}`;
-
+/** Fails naming where the record sits: `train.jsonl line 7: ...`, `train.parquet row 3: ...`. */
 export function fail(
   source: string,
   rec: { line: number; unit?: 'line' | 'row' },
   message: string,
   field?: string,
 ): never {
-  throw new InvalidDataError(`${at(source, rec)}: ${message}`, { file: source, line: rec.line, field });
+  const at = `${source} ${rec.unit ?? 'line'} ${rec.line}`;
+  throw new InvalidDataError(`${at}: ${message}`, { file: source, line: rec.line, field });
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -60,22 +58,13 @@ function newlinesIn(text: string, end = text.length): number {
   return n;
 }
 
-function checkRowSize(source: string, line: number, row: string, maxRowBytes: number): void {
+/** Fails a row over the limit; one still arriving (`partial`) is only known to be over it, not its full size. */
+function checkRowSize(source: string, line: number, row: string, maxRowBytes: number, partial = false): void {
   if (row.length <= maxRowBytes / 3) return; // at most 3 UTF-8 bytes per UTF-16 unit: surely within the limit
   const bytes = Buffer.byteLength(row, 'utf8');
-  if (bytes > maxRowBytes) {
-    throw new InvalidDataError(
-      `${source} line ${line}: the row is ${bytes} bytes, over the limit of ${maxRowBytes} (input setting maxRowBytes)`,
-      { file: source, line, field: 'maxRowBytes' },
-    );
-  }
-}
-
-/** A record still arriving that is already over the limit: its full size is not known yet, only that it is over. */
-function checkPartialRowSize(source: string, line: number, partial: string, maxRowBytes: number): void {
-  if (partial.length <= maxRowBytes / 3 || Buffer.byteLength(partial, 'utf8') <= maxRowBytes) return;
+  if (bytes <= maxRowBytes) return;
   throw new InvalidDataError(
-    `${source} line ${line}: the row is more than ${maxRowBytes} bytes, over the limit of ${maxRowBytes} (input setting maxRowBytes)`,
+    `${source} line ${line}: the row is ${partial ? `more than ${maxRowBytes}` : bytes} bytes, over the limit of ${maxRowBytes} (input setting maxRowBytes)`,
     { file: source, line, field: 'maxRowBytes' },
   );
 }
@@ -139,7 +128,7 @@ function lineSplitter(source: string, maxRowBytes: number): Splitter {
       return;
     }
     // A record still arriving fails once it is over the limit.
-    checkPartialRowSize(source, line, rest, maxRowBytes);
+    checkRowSize(source, line, rest, maxRowBytes, true);
     // A copy, not a slice: a sliced string keeps its whole parent (this chunk of text) alive until the next chunk,
     // long enough, while the chunk's rows are scored, to be promoted to the old generation.
     pending = Buffer.from(rest, 'utf8').toString('utf8');
@@ -255,7 +244,7 @@ function arraySplitter(source: string, maxRowBytes: number): Splitter {
     }
     if (state === 'in-value') {
       parts.push(text.slice(valueStart));
-      checkPartialRowSize(source, valueLine, parts.join(''), maxRowBytes);
+      checkRowSize(source, valueLine, parts.join(''), maxRowBytes, true);
     }
   };
 }

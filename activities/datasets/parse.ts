@@ -5,7 +5,7 @@
  * dump) must not end up in a failure message.
  */
 import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
-import { defaultId, givenId, optionalString, requiredString, uniqueIds } from './rows';
+import { defaultId, givenId, optionalString, requiredString, ROLES, uniqueIds } from './rows';
 
 export interface BenchmarkPrompt {
   id: string;
@@ -42,13 +42,13 @@ export function benchmarkFormat(name: string): { promptField: string; idField: s
   return key === undefined ? undefined : BENCHMARK_FORMATS[key];
 }
 
-/** The turn lists a benchmark prompt may come as, with their role and text keys. */
+/** The turn lists a benchmark prompt may come as, with their role and text keys; either list may name
+ * its roles either way (`user` or `human`, `assistant` or `gpt`). */
 const TURN_LISTS = [
   { field: 'messages', role: 'role', content: 'content' },
   { field: 'conversations', role: 'from', content: 'value' },
 ] as const;
-const USER_ROLES = new Set(['user', 'human']);
-const ASSISTANT_ROLES = new Set(['assistant', 'gpt']);
+const roleOf = (role: unknown) => (typeof role === 'string' ? ROLES.sharegpt[role] : undefined);
 
 /**
  * A prompt given as a conversation: the last user turn is the prompt (generation and judging see a single turn), the
@@ -69,13 +69,13 @@ function conversationPrompt(
     }
   });
   const roles = (turns as Array<Record<string, unknown>>).map((t) => t[list.role]);
-  const last = roles.findLastIndex((r) => typeof r === 'string' && USER_ROLES.has(r));
+  const last = roles.findLastIndex((r) => roleOf(r) === 'user');
   if (last === -1) fail(source, rec, `field "${list.field}" has no user turn to use as the prompt`, list.field);
   const turn: SourceRecord = { ...rec, value: turns[last] as Record<string, unknown> };
   const instruction = requiredString(source, turn, list.content, true);
   const next = turns[last + 1] as Record<string, unknown> | undefined;
   const reference =
-    next !== undefined && typeof next[list.role] === 'string' && ASSISTANT_ROLES.has(next[list.role] as string)
+    next !== undefined && roleOf(next[list.role]) === 'assistant'
       ? optionalString(source, { ...rec, value: next }, list.content, `${list.field}[${last + 1}].${list.content}`)
       : undefined;
   return reference === undefined ? { instruction } : { instruction, reference };

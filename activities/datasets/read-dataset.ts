@@ -15,7 +15,7 @@ import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectSto
 import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
-import { literal, openRows, type Rows } from '../rows/engine';
+import { literal, openRows } from '../rows/engine';
 import { IdCheck } from './id-check';
 import { jsonRecords, type SourceRecord } from './json-records';
 import {
@@ -161,9 +161,14 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
     this.sha256 = hash.digest('hex');
   }
 
-  /** Parquet needs random access: a local file is read in place, a remote one is fetched to the engine's scratch folder. */
+  /**
+   * Parquet needs random access: a local file is read in place, a remote one is fetched to the engine's scratch folder.
+   * Rows come in file order, a chunk at a time; INT64 ids come back as bigint, kept so that the id reads as its digits.
+   * DuckDB's complaints name the file by its path, which is replaced by its name.
+   */
   private async *parquetRecords(): AsyncGenerator<SourceRecord> {
     const { rows, scratch, close } = await openRows(this.deps);
+    const source = this.source;
     try {
       let path = localPathOf(this.uri, this.field);
       if (path === undefined) {
@@ -174,7 +179,32 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
           if (!(await store.exists(key))) throw new NotFoundError(this.uri);
         });
       }
-      yield* parquetRecords(rows, path, this.source);
+      const problem = (err: unknown) =>
+        String((err as Error).message ?? err)
+          .split(path)
+          .join(source)
+          .slice(0, 160);
+      const result = await rows
+        .stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`)
+        .catch((err: unknown) => {
+          throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
+        });
+      const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
+      let read = 0;
+      for (;;) {
+        const next = await chunks.next().catch((err: unknown) => {
+          throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
+            file: source,
+            line: read + 1,
+          });
+        });
+        if (next.done) break;
+        for (const { file_row_number: at, ...value } of next.value) {
+          read += 1;
+          yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
+        }
+      }
+      if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
       this.sha256 = await sha256File(path);
     } finally {
       await close();
@@ -220,37 +250,4 @@ async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBy
     parser.destroy();
   }
   if (index === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
-}
-
-/**
- * A Parquet file's rows through the row engine, in file order, a chunk at a time: INT64 ids come back as bigint, kept
- * so that the id reads as its digits. DuckDB's complaints name the file by its path, which is replaced by its name.
- */
-async function* parquetRecords(rows: Rows, path: string, source: string): AsyncGenerator<SourceRecord> {
-  const problem = (err: unknown) =>
-    String((err as Error).message ?? err)
-      .split(path)
-      .join(source)
-      .slice(0, 160);
-  const result = await rows
-    .stream(`SELECT * FROM read_parquet(${literal(path)}, file_row_number = true)`)
-    .catch((err: unknown) => {
-      throw new InvalidDataError(`${source}: not a readable Parquet file (${problem(err)})`, { file: source });
-    });
-  const chunks = result.yieldRowObjectJs()[Symbol.asyncIterator]();
-  let read = 0;
-  for (;;) {
-    const next = await chunks.next().catch((err: unknown) => {
-      throw new InvalidDataError(`${source} row ${read + 1}: the rows from here cannot be read (${problem(err)})`, {
-        file: source,
-        line: read + 1,
-      });
-    });
-    if (next.done) break;
-    for (const { file_row_number: at, ...value } of next.value) {
-      read += 1;
-      yield { value, line: Number(at) + 1, index: Number(at), unit: 'row' };
-    }
-  }
-  if (read === 0) throw new InvalidDataError(`${source}: dataset is empty`, { file: source });
 }

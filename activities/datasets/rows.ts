@@ -65,10 +65,12 @@ export const SUPPORTED_LAYOUTS =
   'OpenAI messages ("messages": [{"role", "content"}])';
 
 /** Role names of each layout, mapped to ours. ShareGPT files in the wild use both spellings. */
-const ROLES: Record<'sharegpt' | 'messages', Record<string, ChatMessage['role']>> = {
+export const ROLES: Record<'sharegpt' | 'messages', Record<string, ChatMessage['role']>> = {
   sharegpt: { human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant', system: 'system' },
   messages: { user: 'user', assistant: 'assistant', system: 'system' },
 };
+/** The role names an error lists as allowed (ShareGPT's `user` and `assistant` spellings are read, not advertised). */
+const ROLE_NAMES = { sharegpt: '"human", "gpt", "system"', messages: '"user", "assistant", "system"' };
 const TURN_KEYS = { sharegpt: { role: 'from', content: 'value' }, messages: { role: 'role', content: 'content' } };
 
 /** A short description of what keys a record has, for the unknown-layout error; key names only, never values. */
@@ -224,10 +226,6 @@ export function conversationRowBuilder(
   const known = new Set([columns.messages ?? ownField, columns.messages ?? otherField, systemField, idField]);
   const keys = TURN_KEYS[layout];
   const roles = ROLES[layout];
-  const roleNames = Object.keys(roles)
-    .filter((r) => layout === 'messages' || r === 'human' || r === 'gpt' || r === 'system')
-    .map((r) => `"${r}"`)
-    .join(', ');
   return (rec) => {
     const turnsField = fieldOf(rec);
     if (!(turnsField in rec.value)) fail(source, rec, `missing required field "${turnsField}"`, turnsField);
@@ -248,21 +246,17 @@ export function conversationRowBuilder(
         fail(
           source,
           rec,
-          `field "${roleField}" must be one of ${roleNames}, found ${roleShown(turn[keys.role])}`,
+          `field "${roleField}" must be one of ${ROLE_NAMES[layout]}, found ${roleShown(turn[keys.role])}`,
           roleField,
         );
       }
       const contentField = `${where}.${keys.content}`;
       if (!(keys.content in turn)) fail(source, rec, `missing required field "${contentField}"`, contentField);
       const content = checkedString(source, rec, turn[keys.content], contentField, role === 'user');
-      const previous = messages.length ? messages[messages.length - 1].role : undefined;
-      const expected =
-        previous === undefined || previous === 'system' || previous === 'assistant' ? 'user' : 'assistant';
-      if (role === 'system' && messages.length === 0) {
-        messages.push({ role, content });
-        return;
-      }
-      if (role !== expected) {
+      const previous = messages.at(-1)?.role;
+      const expected = previous === 'user' ? 'assistant' : 'user';
+      // A system turn may only come first.
+      if (role !== expected && !(role === 'system' && previous === undefined)) {
         const after = previous === undefined ? 'first' : `after a ${previous} turn`;
         fail(
           source,

@@ -1,6 +1,7 @@
 // A user file read as a stream: gzip unpacked on the fly, other compressions refused by name, UTF-8 checked chunk by
 // chunk, so no file is ever held whole. Every error names the file and, where there is one, the line, never the bytes.
 import type { Hash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { InvalidDataError } from '../../common/failures';
@@ -22,22 +23,13 @@ const SNIFF_BYTES = 6;
 const compressionOf = (bytes: Uint8Array): string | undefined =>
   SIGNATURES.find(({ magic }) => magic.every((b, i) => bytes[i] === b))?.format;
 
-/** Only called once the bytes failed: decodes line by line to name the first bad one (1-based within `bytes`). */
-function firstInvalidLine(bytes: Uint8Array): number {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let line = 1;
-  let start = 0;
-  for (let i = 0; i <= bytes.length; i++) {
-    if (i < bytes.length && bytes[i] !== 0x0a) continue;
-    try {
-      decoder.decode(bytes.subarray(start, i));
-    } catch {
-      return line;
-    }
-    line += 1;
-    start = i + 1;
+/** Only called once the bytes failed: the first line (1-based within `bytes`) that is not UTF-8 on its own. */
+function firstInvalidLine(bytes: Buffer): number {
+  for (let line = 1, start = 0; ; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    if (end === -1 || !isUtf8(bytes.subarray(start, end))) return line;
+    start = end + 1;
   }
-  return line - 1;
 }
 
 /** The unpacked bytes of a stream: gzip inflated, other compressions refused naming the file. */

@@ -28,21 +28,20 @@ export const exportFileName = (name: string) => `${name}.jsonl`;
 export const llamaFactoryName = (name: string) => `pift_${name.replace(/-/g, '_')}`;
 export const axolotlConfigName = (name: string) => `axolotl-${name}.yml`;
 
+/** LLaMA-Factory's sharegpt tags for OpenAI-style turns. */
+const SHAREGPT_TAGS = {
+  role_tag: 'role',
+  content_tag: 'content',
+  user_tag: 'user',
+  assistant_tag: 'assistant',
+  system_tag: 'system',
+};
+
 export function datasetInfo(layout: ExportLayout, sets: readonly ExportedSet[]): Record<string, unknown> {
   const format =
     layout === 'alpaca'
       ? { formatting: 'alpaca', columns: { prompt: 'instruction', query: 'input', response: 'output' } }
-      : {
-          formatting: 'sharegpt',
-          columns: { messages: 'messages' },
-          tags: {
-            role_tag: 'role',
-            content_tag: 'content',
-            user_tag: 'user',
-            assistant_tag: 'assistant',
-            system_tag: 'system',
-          },
-        };
+      : { formatting: 'sharegpt', columns: { messages: 'messages' }, tags: SHAREGPT_TAGS };
   return Object.fromEntries(
     sets.map((set) => [llamaFactoryName(set.name), { file_name: exportFileName(set.name), ...format }]),
   );

@@ -102,12 +102,9 @@ async function assignStages(rows: Rows, input: SegmentInput, thresholds: number[
     );
     return;
   }
-  const values: SqlValues = {};
-  const above = thresholds.map((t, i) => {
-    values[`t${i}`] = t;
-    return ` + CAST(score >= $t${i} AS INTEGER)`;
-  });
-  await rows.run(`CREATE TABLE staged AS SELECT pos, id, score, 1${above.join('')} AS stage FROM scored`, values);
+  const values: SqlValues = Object.fromEntries(thresholds.map((t, i) => [`t${i}`, t]));
+  const above = thresholds.map((_, i) => ` + CAST(score >= $t${i} AS INTEGER)`).join('');
+  await rows.run(`CREATE TABLE staged AS SELECT pos, id, score, 1${above} AS stage FROM scored`, values);
 }
 
 /** Writes the lines of the rows of `ds` that `where` selects, in seeded order for `salt`, as one output. */
