@@ -211,8 +211,6 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         );
       if (estimate) Object.assign(progress, { estimate });
       const verdictsOf = new Map<number, Judgment[]>();
-      /** The judgments of candidate `c` on benchmark `k`. */
-      const cell = (c: number, k: number) => verdictsOf.get(c * input.benchmarks.length + k)!;
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       await runPool<Item, Judgment>({
         parts: judgeParts(),
@@ -250,35 +248,38 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         },
       });
       await cache.flush();
-      const comparisons = input.candidates.map((candidate, c) => ({
+      // Every (candidate, benchmark)'s judgments and counts, in the input's order.
+      const cells = input.candidates.map((candidate, c) => ({
         model: candidate.name,
-        perBenchmark: input.benchmarks.map((b, k) => ({ benchmark: b.name, counts: countOutcomes(cell(c, k)) })),
+        perBenchmark: input.benchmarks.map((b, k) => {
+          const judgments = verdictsOf.get(c * input.benchmarks.length + k)!;
+          return { benchmark: b.name, judgments, counts: countOutcomes(judgments) };
+        }),
       }));
-
       const report = buildWinRateReport({
         judge: judge.label,
         judgePromptVersion: JUDGE_PROMPT_VERSION,
         baseline: input.baseline.name,
-        comparisons,
+        comparisons: cells,
       });
       // Beside every win rate, from the stored verdicts: interval, position bias, parse failures, lengths, sign test.
       const statistics = winRateStatistics(
-        input.candidates.map((candidate, c) => ({
-          model: candidate.name,
-          perBenchmark: input.benchmarks.map((b, k) => ({
-            benchmark: b.name,
-            verdicts: cell(c, k).map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+        cells.map(({ model, perBenchmark }) => ({
+          model,
+          perBenchmark: perBenchmark.map(({ benchmark, judgments }) => ({
+            benchmark,
+            verdicts: judgments.map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
           })),
         })),
       );
-      const replies = (c: number, k: number) => ({
-        reasked: cell(c, k).filter((j) => (j.reasked ?? 0) > 0).length,
-        stillFailed: countOutcomes(cell(c, k)).failed,
-      });
       if (!judge.offline) {
         // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
         report.comparisons.forEach((row, c) =>
-          row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: replies(c, k) })),
+          row.benchmarks.forEach((b, k) => {
+            const { judgments, counts } = cells[c].perBenchmark[k];
+            const reasked = judgments.filter((j) => (j.reasked ?? 0) > 0).length;
+            Object.assign(b, { judgeReplies: { reasked, stillFailed: counts.failed } });
+          }),
         );
       }
       // A win rate against a model whose training did not converge is marked; runs whose trainings all
@@ -287,38 +288,35 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const models = [input.baseline, ...input.candidates];
       const names = models.map((m) => m.name);
       const unreliable = unreliableModels(flags, input.baseline.name, names.slice(1));
-      const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
         resultsMarkdown({
           results: { ...report, offline: judge.offline },
           statistics,
           convergence: { flags, unreliable },
-        }) + (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+        }) + (judge.offline ? '' : repliesMarkdown(report, reasks));
       const byName = (name: string) => models.find((m) => m.name === name)!;
       const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
-      const resultsJson = JSON.stringify(
-        {
-          ...report,
-          offline: judge.offline,
-          statistics,
-          ...(judge.offline ? {} : { judgeReplies: { parseRetries: reasks } }),
-          ...(accuracy && { accuracy }),
-          ...(orderings && { orderings }),
-          ...(convergence && { convergence }),
-        },
-        null,
-        2,
-      );
-      await out.put(keys.results, resultsJson);
+      const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
+      // What both results.json and the step's result end with, where there is any.
+      const extras = {
+        ...(accuracy && { accuracy }),
+        ...(orderings && { orderings }),
+        ...(convergence && { convergence }),
+      };
+      const judgeReplies = judge.offline ? {} : { judgeReplies: { parseRetries: reasks } };
+      const results = { ...report, offline: judge.offline, statistics, ...judgeReplies, ...extras };
+      await out.put(keys.results, JSON.stringify(results, null, 2));
       await out.put(keys.markdown, markdown);
-      const winRates: Record<string, Record<string, number>> = {};
-      for (const c of report.comparisons) {
-        winRates[c.model] = Object.fromEntries([
-          ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
-          ['average', round1(c.average)],
-        ]);
-      }
+      const winRates = Object.fromEntries(
+        report.comparisons.map((c) => [
+          c.model,
+          Object.fromEntries([
+            ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
+            ['average', round1(c.average)],
+          ]),
+        ]),
+      );
       return {
         resultsUri: store.uriFor(keys.results),
         markdownUri: store.uriFor(keys.markdown),
@@ -326,9 +324,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         offline: judge.offline,
         winRates,
         markdown,
-        ...(accuracy && { accuracy }),
-        ...(orderings && { orderings }),
-        ...(convergence && { convergence }),
+        ...extras,
         ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
       } satisfies EvaluateResult;
     },
@@ -339,24 +335,24 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
 /** The re-asked and still-failed prompts of each (model, benchmark), under the win-rate table. */
-function repliesMarkdown(
-  report: ReturnType<typeof buildWinRateReport>,
-  replies: (c: number, k: number) => { reasked: number; stillFailed: number },
-  parseRetries: number,
-): string {
+function repliesMarkdown(report: ReturnType<typeof buildWinRateReport>, parseRetries: number): string {
   const rule = parseRetries
     ? `an unparseable reply was asked again up to ${parseRetries} times`
     : "unparseable replies were not asked again (the paper's strict counting)";
+  type Replies = { judgeReplies: { reasked: number; stillFailed: number } };
   const lines = [
     '',
     `Judge replies (${rule}): prompts re-asked / still failed.`,
     '',
     `| Model | ${report.benchmarks.join(' | ')} |`,
     `|---|${report.benchmarks.map(() => '---:|').join('')}`,
-    ...report.comparisons.map((row, c) =>
+    ...report.comparisons.map((row) =>
       markdownRow([
         row.model,
-        ...row.benchmarks.map((_b, k) => `${replies(c, k).reasked} / ${replies(c, k).stillFailed}`),
+        ...row.benchmarks.map((b) => {
+          const { reasked, stillFailed } = (b as typeof b & Replies).judgeReplies;
+          return `${reasked} / ${stillFailed}`;
+        }),
       ]),
     ),
   ];
