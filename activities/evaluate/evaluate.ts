@@ -57,13 +57,10 @@ interface Judgment extends PairVerdict {
 /** A judge sees (question, Assistant 1's answer, Assistant 2's answer, reference) and replies "s1 s2". */
 type Judge = {
   label: string;
-  offline: boolean;
   /** `unparsed`: this order's previous reply, which did not parse (see askAgain). */
   reply: (question: string, answer1: string, answer2: string, reference?: string, unparsed?: string) => Promise<string>;
-  /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
-  asked?: (question: string, answer1: string, answer2: string, parseRetries: number) => Record<string, unknown>;
-  /** An online judge's spending limit (the offline judge costs nothing). */
-  meter?: SpendMeter;
+  /** An online judge's model (the answer cache keys its replies by it) and spending limit; the offline judge is free. */
+  online?: { model: string; meter: SpendMeter };
 };
 
 const REJECTED = '[request rejected: ';
@@ -85,7 +82,6 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   if (!endpoint) {
     return {
       label: OFFLINE_JUDGE_LABEL,
-      offline: true,
       reply: async (question, answer1, answer2, reference) =>
         offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
     };
@@ -93,16 +89,13 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   const { model, setting } = judgeModel(deps.env, input.judgeModel);
   return {
     label: model,
-    offline: false,
-    meter: endpoint.meter,
+    online: { model, meter: endpoint.meter! },
     reply: async (question, answer1, answer2, _reference, unparsed) => {
       const request = askAgain(judgeRequest(model, question, answer1, answer2), unparsed, JUDGE_CORRECTION);
       const reply = await complete(endpoint, request, setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `${REJECTED}${reply.rejected}]` : reply.content;
     },
-    asked: (question, answer1, answer2, parseRetries) =>
-      judgeCacheMaterial(model, question, answer1, answer2, parseRetries),
   };
 }
 
@@ -117,7 +110,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
-  const cache = answerCache(store, 'judge', !judge.offline && (input.cache ?? true));
+  const offline = !judge.online;
+  const cache = answerCache(store, 'judge', !offline && (input.cache ?? true));
   const judged = {
     judge: judge.label,
     prompt: JUDGE_PROMPT_VERSION,
@@ -126,7 +120,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     candidates: input.candidates.map((c) => c.answers),
     ...(input.orderings && { orderings: input.orderings }),
   };
-  const reasks = judge.offline ? 0 : judgeParseRetries(input);
+  const reasks = offline ? 0 : judgeParseRetries(input);
   // Re-asks change what an online judge's unparseable replies become; the offline judge's replies always parse.
   const inputsHash = hashInputs(reasks ? { ...judged, reaskUnparseable: reasks } : judged);
   // A step finished before re-asks existed is kept.
@@ -139,7 +133,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const prompts = new Map<string, BenchmarkPrompt[]>();
       for (const b of input.benchmarks) {
         const rows = await readJsonlAt<BenchmarkPrompt>(deps, b.uri);
-        if (judge.offline && rows.some((r) => r.reference === undefined)) {
+        if (offline && rows.some((r) => r.reference === undefined)) {
           throw new InvalidDataError(
             `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
               'configure an OpenAI-compatible judge (PIFT_OPENAI_BASE_URL) or give reference answers',
@@ -179,7 +173,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
-        const key = judge.asked?.(question, answer1, answer2, reasks);
+        const key = judge.online && judgeCacheMaterial(judge.online.model, question, answer1, answer2, reasks);
         const cached = key && (await cache.get<CachedReply>(key));
         if (cached) return cached;
         const asked = await askUntilParsed(
@@ -194,12 +188,12 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
       const judgedPrompts: Messages[] = [];
-      for await (const { items } of judge.meter ? judgeParts() : []) {
+      for await (const { items } of judge.online ? judgeParts() : []) {
         for (const { prompt: p, candidate, baseline } of items)
           judgedPrompts.push(buildJudgeMessages(judgeQuestion(p.instruction, p.input), baseline, candidate));
       }
       const estimate =
-        judge.meter &&
+        judge.online &&
         beforeFirstRequest(
           estimateJudging(judgedPrompts, {
             price: input.pricePerMillionTokens,
@@ -268,11 +262,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           model,
           perBenchmark: perBenchmark.map(({ benchmark, judgments }) => ({
             benchmark,
-            verdicts: judgments.map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+            verdicts: judgments.map((v) => (offline ? v : { ...v, reasks: v.reasked ?? 0 })),
           })),
         })),
       );
-      if (!judge.offline) {
+      if (!offline) {
         // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
         report.comparisons.forEach((row, c) =>
           row.benchmarks.forEach((b, k) => {
@@ -290,10 +284,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const unreliable = unreliableModels(flags, input.baseline.name, names.slice(1));
       const markdown =
         resultsMarkdown({
-          results: { ...report, offline: judge.offline },
+          results: { ...report, offline },
           statistics,
           convergence: { flags, unreliable },
-        }) + (judge.offline ? '' : repliesMarkdown(report, reasks));
+        }) + (offline ? '' : repliesMarkdown(report, reasks));
       const byName = (name: string) => models.find((m) => m.name === name)!;
       const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
@@ -304,8 +298,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         ...(orderings && { orderings }),
         ...(convergence && { convergence }),
       };
-      const judgeReplies = judge.offline ? {} : { judgeReplies: { parseRetries: reasks } };
-      const results = { ...report, offline: judge.offline, statistics, ...judgeReplies, ...extras };
+      const judgeReplies = offline ? {} : { judgeReplies: { parseRetries: reasks } };
+      const results = { ...report, offline, statistics, ...judgeReplies, ...extras };
       await out.put(keys.results, JSON.stringify(results, null, 2));
       await out.put(keys.markdown, markdown);
       const winRates = Object.fromEntries(
@@ -321,11 +315,11 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         resultsUri: store.uriFor(keys.results),
         markdownUri: store.uriFor(keys.markdown),
         judge: judge.label,
-        offline: judge.offline,
+        offline,
         winRates,
         markdown,
         ...extras,
-        ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
+        ...(estimate && { cost: { estimate, spent: judge.online!.meter.total() } }),
       } satisfies EvaluateResult;
     },
     { heartbeat: () => progress },

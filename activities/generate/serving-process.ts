@@ -53,11 +53,6 @@ const SECRET_LIKE = /api[_-]?key|secret|password|credential|\bhf_[A-Za-z0-9]{16,
 /** Single quotes for `sh`, so a path with spaces or quotes stays one word. */
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-/** The command with its placeholders filled in, each value quoted for the shell. */
-export function serveCommand(template: string, values: Record<'model' | 'port' | 'name' | 'python', string>): string {
-  return template.replace(/\{(model|port|name|python)\}/g, (_, key: keyof typeof values) => shellQuote(values[key]));
-}
-
 /** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
 export function serveCommandFrom(env: NodeJS.ProcessEnv): string {
   const command = env[SERVE_COMMAND_SETTING]?.trim();
@@ -94,12 +89,11 @@ export function freePort(): Promise<number> {
  */
 export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   const port = await freePort();
-  const command = serveCommand(opts.command, {
-    model: opts.modelPath,
-    port: String(port),
-    name: opts.name,
-    python: opts.python,
-  });
+  // The placeholders filled in, each value quoted for the shell.
+  const values = { model: opts.modelPath, port: String(port), name: opts.name, python: opts.python };
+  const command = opts.command.replace(/\{(model|port|name|python)\}/g, (_, k: keyof typeof values) =>
+    shellQuote(values[k]),
+  );
   const watchdog =
     '( while kill -0 "$PIFT_PARENT_PID" 2>/dev/null; do sleep 2; done; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &';
   const child = spawn('/bin/sh', ['-c', `${watchdog}\n${command}`], {
