@@ -89,19 +89,15 @@ async function scoreHistogram(
   let failed = 0;
   // Runs write the scorer once, in the step's result; the first version wrote it on every row.
   let scorer = (await readManifest<ScoreResult>(store, scoreKeys(runId).manifest))?.result.scorer ?? '';
-  let low = Infinity;
-  let high = -Infinity;
   for await (const row of streamJsonl<{ score: number | null; scorer?: string }>(store, key)) {
     scorer ||= row.scorer ?? '';
     if (row.score === null || !Number.isFinite(row.score)) failed++;
-    else {
-      rows.push(row.score);
-      // No spreading over rows: a million arguments overflow the stack.
-      low = Math.min(low, row.score);
-      high = Math.max(high, row.score);
-    }
+    else rows.push(row.score);
   }
   if (rows.length === 0) return { scorer, histogram: [], failed };
+  // No spreading over rows: a million arguments overflow the stack.
+  const low = rows.reduce((a, b) => Math.min(a, b));
+  const high = rows.reduce((a, b) => Math.max(a, b));
   const width = isOpenScale(scorer) ? roundBinWidth(low, high) : rows.every(Number.isInteger) ? 1 : 0.25;
   const first = binIndex(low, width);
   const lowest = first * width;
