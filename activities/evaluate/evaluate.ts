@@ -247,7 +247,10 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         model: candidate.name,
         perBenchmark: input.benchmarks.map((b, k) => {
           const judgments = verdictsOf.get(c * input.benchmarks.length + k)!;
-          return { benchmark: b.name, judgments, counts: countOutcomes(judgments) };
+          const counts = countOutcomes(judgments);
+          // How many prompts had a reply re-asked, and how many still failed (counted in N).
+          const reasked = judgments.filter((j) => (j.reasked ?? 0) > 0).length;
+          return { benchmark: b.name, judgments, counts, judgeReplies: { reasked, stillFailed: counts.failed } };
         }),
       }));
       const report = buildWinRateReport({
@@ -267,13 +270,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         })),
       );
       if (!offline) {
-        // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
+        // Beside each win rate, in results.json: its prompts' re-asks and failures.
         report.comparisons.forEach((row, c) =>
-          row.benchmarks.forEach((b, k) => {
-            const { judgments, counts } = cells[c].perBenchmark[k];
-            const reasked = judgments.filter((j) => (j.reasked ?? 0) > 0).length;
-            Object.assign(b, { judgeReplies: { reasked, stillFailed: counts.failed } });
-          }),
+          row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: cells[c].perBenchmark[k].judgeReplies })),
         );
       }
       // A win rate against a model whose training did not converge is marked; runs whose trainings all
@@ -287,7 +286,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           results: { ...report, offline },
           statistics,
           convergence: { flags, unreliable },
-        }) + (offline ? '' : repliesMarkdown(report, reasks));
+        }) + (offline ? '' : repliesMarkdown(report.benchmarks, cells, reasks));
       const byName = (name: string) => models.find((m) => m.name === name)!;
       const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
@@ -329,25 +328,25 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
 /** The re-asked and still-failed prompts of each (model, benchmark), under the win-rate table. */
-function repliesMarkdown(report: ReturnType<typeof buildWinRateReport>, parseRetries: number): string {
+function repliesMarkdown(
+  benchmarks: readonly string[],
+  cells: ReadonlyArray<{
+    model: string;
+    perBenchmark: Array<{ judgeReplies: { reasked: number; stillFailed: number } }>;
+  }>,
+  parseRetries: number,
+): string {
   const rule = parseRetries
     ? `an unparseable reply was asked again up to ${parseRetries} times`
     : "unparseable replies were not asked again (the paper's strict counting)";
-  type Replies = { judgeReplies: { reasked: number; stillFailed: number } };
   const lines = [
     '',
     `Judge replies (${rule}): prompts re-asked / still failed.`,
     '',
-    `| Model | ${report.benchmarks.join(' | ')} |`,
-    `|---|${report.benchmarks.map(() => '---:|').join('')}`,
-    ...report.comparisons.map((row) =>
-      markdownRow([
-        row.model,
-        ...row.benchmarks.map((b) => {
-          const { reasked, stillFailed } = (b as typeof b & Replies).judgeReplies;
-          return `${reasked} / ${stillFailed}`;
-        }),
-      ]),
+    `| Model | ${benchmarks.join(' | ')} |`,
+    `|---|${benchmarks.map(() => '---:|').join('')}`,
+    ...cells.map(({ model, perBenchmark }) =>
+      markdownRow([model, ...perBenchmark.map(({ judgeReplies: r }) => `${r.reasked} / ${r.stillFailed}`)]),
     ),
   ];
   return `${lines.join('\n')}\n`;
