@@ -3,6 +3,7 @@ import { APIError } from 'openai';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
 import { signalGroup, trainerEnv } from '../python/trainer-process';
 
@@ -120,14 +121,13 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   });
   let gone = false;
   void exited.then(() => (gone = true));
-  const killGroup = (signal: NodeJS.Signals) => signalGroup(pid, signal);
   const stop = async () => {
     if (!gone) {
-      killGroup('SIGTERM');
+      signalGroup(pid, 'SIGTERM');
       await Promise.race([exited, sleep(10_000)]);
     }
     // The watchdog, and anything the server started, go with the group.
-    killGroup('SIGKILL');
+    signalGroup(pid, 'SIGKILL');
     await exited;
     // The next model must find the GPU free: wait until the kernel has ended every process of the group.
     for (let waited = 0; groupAlive(pid) && waited < 10_000; waited += 100) await sleep(100);
@@ -233,5 +233,3 @@ export function otherDtype(served: string, wanted: string): boolean {
 
 /** True while any process of the group lives. */
 export const groupAlive = (pgid: number): boolean => signalGroup(pgid, 0);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
