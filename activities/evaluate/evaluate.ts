@@ -145,15 +145,13 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       // Each answer file is read once: judging pairs every candidate with the same baseline, and the cost estimate
       // and the accuracy look at the same answers again.
       const answerFiles = new Map<string, Promise<Map<string, string>>>();
-      const answersOf = (model: GenerateResult, bench: string): Promise<Map<string, string>> => {
+      const answersOf = (model: GenerateResult, bench: string) => {
         const uri = model.answers[bench];
-        let read = answerFiles.get(uri);
-        if (!read) answerFiles.set(uri, (read = answersAt(deps, uri)));
-        return read;
+        if (!answerFiles.has(uri)) answerFiles.set(uri, answersAt(deps, uri));
+        return answerFiles.get(uri)!;
       };
 
-      type Pair = { candidate: GenerateResult; bench: string };
-      const pairs: Pair[] = input.candidates.flatMap((candidate) =>
+      const pairs = input.candidates.flatMap((candidate) =>
         input.benchmarks.map((b) => ({ candidate, bench: b.name })),
       );
       const keyOf = (i: number) => keys.judgments(pairs[i].candidate.name, pairs[i].bench, inputsHash);
