@@ -139,16 +139,13 @@ async function storedVerdicts(
 }
 
 /** A handful of prompts spread over the benchmarks (round robin, evenly spaced within each), deterministic. */
-function pickSamples(prompts: Map<string, BenchmarkPrompt[]>, count: number): Array<[string, BenchmarkPrompt]> {
+function pickSamples(prompts: Map<string, BenchmarkPrompt[]>, count: number) {
   const names = [...prompts.keys()].filter((n) => prompts.get(n)!.length > 0);
-  const picked: Array<[string, BenchmarkPrompt]> = [];
-  const per = names.map((_, i) => Math.floor(count / names.length) + (i < count % names.length ? 1 : 0));
-  names.forEach((name, i) => {
+  return names.flatMap((name, i) => {
     const rows = prompts.get(name)!;
-    const take = Math.min(per[i], rows.length);
-    for (let j = 0; j < take; j++) picked.push([name, rows[Math.floor((j * rows.length) / take)]]);
+    const take = Math.min(Math.floor(count / names.length) + (i < count % names.length ? 1 : 0), rows.length);
+    return Array.from({ length: take }, (_, j) => [name, rows[Math.floor((j * rows.length) / take)]] as const);
   });
-  return picked;
 }
 
 export async function loadRunReportData(store: ObjectStore, runId: string): Promise<RunReportData> {
