@@ -78,11 +78,7 @@ type JudgedPrompt = StoredVerdict & { id: string };
  * Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide; scores on an open
  * scale (IFD) at most about a dozen bins of a round width.
  */
-async function scoreHistogram(
-  store: ObjectStore,
-  runId: string,
-  seg: RunReportData['segment'],
-): Promise<RunReportData['scores']> {
+async function scoreHistogram(store: ObjectStore, runId: string, seg: RunReportData['segment']) {
   const key = scoreKeys(runId).scores;
   if (!(await store.exists(key))) return undefined;
   const rows: number[] = [];
@@ -122,11 +118,7 @@ async function scoreHistogram(
 }
 
 /** Judgment files of the evaluate step, per (candidate, benchmark), as its manifest lists them. */
-async function storedVerdicts(
-  store: ObjectStore,
-  runId: string,
-  results: WinRateReport,
-): Promise<Map<string, Map<string, JudgedPrompt[]>>> {
+async function storedVerdicts(store: ObjectStore, runId: string, results: WinRateReport) {
   const manifest = await readManifest<unknown>(store, evaluateKeys(runId).manifest);
   const byModel = new Map<string, Map<string, JudgedPrompt[]>>();
   for (const { key } of manifest?.outputs ?? []) {
