@@ -12,14 +12,9 @@ export const isExactMatch = (answer: string, reference: string): boolean =>
   normaliseAnswer(answer) === normaliseAnswer(reference);
 
 export function countExactMatches(prompts: readonly BenchmarkPrompt[], answers: ReadonlyMap<string, string>) {
-  let correct = 0;
-  let checked = 0;
-  for (const p of prompts) {
-    if (p.reference === undefined) continue;
-    checked += 1;
-    if (isExactMatch(answers.get(p.id) ?? '', p.reference)) correct += 1;
-  }
-  return withRatio(correct, checked);
+  const checkable = prompts.filter((p) => p.reference !== undefined);
+  const correct = checkable.filter((p) => isExactMatch(answers.get(p.id) ?? '', p.reference!)).length;
+  return withRatio(correct, checkable.length);
 }
 
 const withRatio = (correct: number, checked: number): AccuracyCount => ({

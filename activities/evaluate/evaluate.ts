@@ -57,13 +57,10 @@ interface Judgment extends PairVerdict {
 /** A judge sees (question, Assistant 1's answer, Assistant 2's answer, reference) and replies "s1 s2". */
 type Judge = {
   label: string;
-  offline: boolean;
   /** `unparsed`: this order's previous reply, which did not parse (see askAgain). */
   reply: (question: string, answer1: string, answer2: string, reference?: string, unparsed?: string) => Promise<string>;
-  /** What an online judge is asked, as the answer cache keys it (the messages by their hash). */
-  asked?: (question: string, answer1: string, answer2: string, parseRetries: number) => Record<string, unknown>;
-  /** An online judge's spending limit (the offline judge costs nothing). */
-  meter?: SpendMeter;
+  /** An online judge's model (the answer cache keys its replies by it) and spending limit; the offline judge is free. */
+  online?: { model: string; meter: SpendMeter };
 };
 
 const REJECTED = '[request rejected: ';
@@ -85,7 +82,6 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   if (!endpoint) {
     return {
       label: OFFLINE_JUDGE_LABEL,
-      offline: true,
       reply: async (question, answer1, answer2, reference) =>
         offlineJudgeReply({ question, reference: reference!, answer1, answer2 }),
     };
@@ -93,16 +89,13 @@ function makeJudge(deps: ActivityDeps, input: EvaluateInput): Judge {
   const { model, setting } = judgeModel(deps.env, input.judgeModel);
   return {
     label: model,
-    offline: false,
-    meter: endpoint.meter,
+    online: { model, meter: endpoint.meter! },
     reply: async (question, answer1, answer2, _reference, unparsed) => {
       const request = askAgain(judgeRequest(model, question, answer1, answer2), unparsed, JUDGE_CORRECTION);
       const reply = await complete(endpoint, request, setting);
       // A rejected request becomes a reply that does not parse: the prompt counts as failed, still inside N.
       return 'rejected' in reply ? `${REJECTED}${reply.rejected}]` : reply.content;
     },
-    asked: (question, answer1, answer2, parseRetries) =>
-      judgeCacheMaterial(model, question, answer1, answer2, parseRetries),
   };
 }
 
@@ -117,7 +110,8 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = evaluateKeys(input.runId);
   const judge = makeJudge(deps, input);
-  const cache = answerCache(store, 'judge', !judge.offline && (input.cache ?? true));
+  const offline = !judge.online;
+  const cache = answerCache(store, 'judge', !offline && (input.cache ?? true));
   const judged = {
     judge: judge.label,
     prompt: JUDGE_PROMPT_VERSION,
@@ -126,7 +120,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
     candidates: input.candidates.map((c) => c.answers),
     ...(input.orderings && { orderings: input.orderings }),
   };
-  const reasks = judge.offline ? 0 : judgeParseRetries(input);
+  const reasks = offline ? 0 : judgeParseRetries(input);
   // Re-asks change what an online judge's unparseable replies become; the offline judge's replies always parse.
   const inputsHash = hashInputs(reasks ? { ...judged, reaskUnparseable: reasks } : judged);
   // A step finished before re-asks existed is kept.
@@ -139,7 +133,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const prompts = new Map<string, BenchmarkPrompt[]>();
       for (const b of input.benchmarks) {
         const rows = await readJsonlAt<BenchmarkPrompt>(deps, b.uri);
-        if (judge.offline && rows.some((r) => r.reference === undefined)) {
+        if (offline && rows.some((r) => r.reference === undefined)) {
           throw new InvalidDataError(
             `benchmark "${b.name}" has prompts without a reference answer, which the offline judge needs; ` +
               'configure an OpenAI-compatible judge (PIFT_OPENAI_BASE_URL) or give reference answers',
@@ -151,15 +145,13 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       // Each answer file is read once: judging pairs every candidate with the same baseline, and the cost estimate
       // and the accuracy look at the same answers again.
       const answerFiles = new Map<string, Promise<Map<string, string>>>();
-      const answersOf = (model: GenerateResult, bench: string): Promise<Map<string, string>> => {
+      const answersOf = (model: GenerateResult, bench: string) => {
         const uri = model.answers[bench];
-        let read = answerFiles.get(uri);
-        if (!read) answerFiles.set(uri, (read = answersAt(deps, uri)));
-        return read;
+        if (!answerFiles.has(uri)) answerFiles.set(uri, answersAt(deps, uri));
+        return answerFiles.get(uri)!;
       };
 
-      type Pair = { candidate: GenerateResult; bench: string };
-      const pairs: Pair[] = input.candidates.flatMap((candidate) =>
+      const pairs = input.candidates.flatMap((candidate) =>
         input.benchmarks.map((b) => ({ candidate, bench: b.name })),
       );
       const keyOf = (i: number) => keys.judgments(pairs[i].candidate.name, pairs[i].bench, inputsHash);
@@ -179,7 +171,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       /** A reply, re-asked while it does not parse (the paper's strict counting when re-asks are off). */
       // A parsed reply is cached with how many re-asks it took, so a run served from the cache reports the same.
       const replyOf = async (question: string, answer1: string, answer2: string, reference?: string) => {
-        const key = judge.asked?.(question, answer1, answer2, reasks);
+        const key = judge.online && judgeCacheMaterial(judge.online.model, question, answer1, answer2, reasks);
         const cached = key && (await cache.get<CachedReply>(key));
         if (cached) return cached;
         const asked = await askUntilParsed(
@@ -194,12 +186,12 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       };
       // Every answer is known by now: the estimate counts the real prompts (2 orders each) before the first request.
       const judgedPrompts: Messages[] = [];
-      for await (const { items } of judge.meter ? judgeParts() : []) {
+      for await (const { items } of judge.online ? judgeParts() : []) {
         for (const { prompt: p, candidate, baseline } of items)
           judgedPrompts.push(buildJudgeMessages(judgeQuestion(p.instruction, p.input), baseline, candidate));
       }
       const estimate =
-        judge.meter &&
+        judge.online &&
         beforeFirstRequest(
           estimateJudging(judgedPrompts, {
             price: input.pricePerMillionTokens,
@@ -211,8 +203,6 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         );
       if (estimate) Object.assign(progress, { estimate });
       const verdictsOf = new Map<number, Judgment[]>();
-      /** The judgments of candidate `c` on benchmark `k`. */
-      const cell = (c: number, k: number) => verdictsOf.get(c * input.benchmarks.length + k)!;
       progress.total = input.candidates.length * input.benchmarks.reduce((n, b) => n + b.prompts, 0);
       await runPool<Item, Judgment>({
         parts: judgeParts(),
@@ -250,35 +240,37 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         },
       });
       await cache.flush();
-      const comparisons = input.candidates.map((candidate, c) => ({
+      // Every (candidate, benchmark)'s judgments and counts, in the input's order.
+      const cells = input.candidates.map((candidate, c) => ({
         model: candidate.name,
-        perBenchmark: input.benchmarks.map((b, k) => ({ benchmark: b.name, counts: countOutcomes(cell(c, k)) })),
+        perBenchmark: input.benchmarks.map((b, k) => {
+          const judgments = verdictsOf.get(c * input.benchmarks.length + k)!;
+          const counts = countOutcomes(judgments);
+          // How many prompts had a reply re-asked, and how many still failed (counted in N).
+          const reasked = judgments.filter((j) => (j.reasked ?? 0) > 0).length;
+          return { benchmark: b.name, judgments, counts, judgeReplies: { reasked, stillFailed: counts.failed } };
+        }),
       }));
-
       const report = buildWinRateReport({
         judge: judge.label,
         judgePromptVersion: JUDGE_PROMPT_VERSION,
         baseline: input.baseline.name,
-        comparisons,
+        comparisons: cells,
       });
       // Beside every win rate, from the stored verdicts: interval, position bias, parse failures, lengths, sign test.
       const statistics = winRateStatistics(
-        input.candidates.map((candidate, c) => ({
-          model: candidate.name,
-          perBenchmark: input.benchmarks.map((b, k) => ({
-            benchmark: b.name,
-            verdicts: cell(c, k).map((v) => (judge.offline ? v : { ...v, reasks: v.reasked ?? 0 })),
+        cells.map(({ model, perBenchmark }) => ({
+          model,
+          perBenchmark: perBenchmark.map(({ benchmark, judgments }) => ({
+            benchmark,
+            verdicts: judgments.map((v) => (offline ? v : { ...v, reasks: v.reasked ?? 0 })),
           })),
         })),
       );
-      const replies = (c: number, k: number) => ({
-        reasked: cell(c, k).filter((j) => (j.reasked ?? 0) > 0).length,
-        stillFailed: countOutcomes(cell(c, k)).failed,
-      });
-      if (!judge.offline) {
-        // Beside each win rate: how many prompts had a reply re-asked, and how many still failed (counted in N).
+      if (!offline) {
+        // Beside each win rate, in results.json: its prompts' re-asks and failures.
         report.comparisons.forEach((row, c) =>
-          row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: replies(c, k) })),
+          row.benchmarks.forEach((b, k) => Object.assign(b, { judgeReplies: cells[c].perBenchmark[k].judgeReplies })),
         );
       }
       // A win rate against a model whose training did not converge is marked; runs whose trainings all
@@ -287,49 +279,44 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
       const models = [input.baseline, ...input.candidates];
       const names = models.map((m) => m.name);
       const unreliable = unreliableModels(flags, input.baseline.name, names.slice(1));
-      const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
       const markdown =
         resultsMarkdown({
-          results: { ...report, offline: judge.offline },
+          results: { ...report, offline },
           statistics,
           convergence: { flags, unreliable },
-        }) + (judge.offline ? '' : repliesMarkdown(report, replies, reasks));
+        }) + (offline ? '' : repliesMarkdown(report.benchmarks, cells, reasks));
       const byName = (name: string) => models.find((m) => m.name === name)!;
       const accuracy = await exactMatchAccuracy(names, prompts, (name, b) => answersOf(byName(name), b));
       const orderings = input.orderings && orderingCurves(report, input.orderings);
-      const resultsJson = JSON.stringify(
-        {
-          ...report,
-          offline: judge.offline,
-          statistics,
-          ...(judge.offline ? {} : { judgeReplies: { parseRetries: reasks } }),
-          ...(accuracy && { accuracy }),
-          ...(orderings && { orderings }),
-          ...(convergence && { convergence }),
-        },
-        null,
-        2,
-      );
-      await out.put(keys.results, resultsJson);
+      const convergence = flags.length ? { flags, unreliable: [...unreliable] } : undefined;
+      // What both results.json and the step's result end with, where there is any.
+      const extras = {
+        ...(accuracy && { accuracy }),
+        ...(orderings && { orderings }),
+        ...(convergence && { convergence }),
+      };
+      const judgeReplies = offline ? {} : { judgeReplies: { parseRetries: reasks } };
+      const results = { ...report, offline, statistics, ...judgeReplies, ...extras };
+      await out.put(keys.results, JSON.stringify(results, null, 2));
       await out.put(keys.markdown, markdown);
-      const winRates: Record<string, Record<string, number>> = {};
-      for (const c of report.comparisons) {
-        winRates[c.model] = Object.fromEntries([
-          ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
-          ['average', round1(c.average)],
-        ]);
-      }
+      const winRates = Object.fromEntries(
+        report.comparisons.map((c) => [
+          c.model,
+          Object.fromEntries([
+            ...c.benchmarks.map((b) => [b.benchmark, round1(b.winRate)]),
+            ['average', round1(c.average)],
+          ]),
+        ]),
+      );
       return {
         resultsUri: store.uriFor(keys.results),
         markdownUri: store.uriFor(keys.markdown),
         judge: judge.label,
-        offline: judge.offline,
+        offline,
         winRates,
         markdown,
-        ...(accuracy && { accuracy }),
-        ...(orderings && { orderings }),
-        ...(convergence && { convergence }),
-        ...(estimate && { cost: { estimate, spent: judge.meter!.total() } }),
+        ...extras,
+        ...(estimate && { cost: { estimate, spent: judge.online!.meter.total() } }),
       } satisfies EvaluateResult;
     },
     { heartbeat: () => progress },
@@ -340,8 +327,11 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 
 /** The re-asked and still-failed prompts of each (model, benchmark), under the win-rate table. */
 function repliesMarkdown(
-  report: ReturnType<typeof buildWinRateReport>,
-  replies: (c: number, k: number) => { reasked: number; stillFailed: number },
+  benchmarks: readonly string[],
+  cells: ReadonlyArray<{
+    model: string;
+    perBenchmark: Array<{ judgeReplies: { reasked: number; stillFailed: number } }>;
+  }>,
   parseRetries: number,
 ): string {
   const rule = parseRetries
@@ -351,13 +341,10 @@ function repliesMarkdown(
     '',
     `Judge replies (${rule}): prompts re-asked / still failed.`,
     '',
-    `| Model | ${report.benchmarks.join(' | ')} |`,
-    `|---|${report.benchmarks.map(() => '---:|').join('')}`,
-    ...report.comparisons.map((row, c) =>
-      markdownRow([
-        row.model,
-        ...row.benchmarks.map((_b, k) => `${replies(c, k).reasked} / ${replies(c, k).stillFailed}`),
-      ]),
+    `| Model | ${benchmarks.join(' | ')} |`,
+    `|---|${benchmarks.map(() => '---:|').join('')}`,
+    ...cells.map(({ model, perBenchmark }) =>
+      markdownRow([model, ...perBenchmark.map(({ judgeReplies: r }) => `${r.reasked} / ${r.stillFailed}`)]),
     ),
   ];
   return `${lines.join('\n')}\n`;

@@ -57,17 +57,10 @@ export function judgeQuestion(instruction: string, input = ''): string {
   return input ? `${instruction} Input: ${input}` : instruction;
 }
 
-/** Fills the template by splitting on the placeholders, so `$` or braces inside answers are never interpreted. */
+/** Fills the template with a replacer function, so `$` or braces inside answers are never interpreted. */
 export function judgeUserMessage(question: string, answer1: string, answer2: string): string {
-  const values = new Map([
-    ['{question}', question],
-    ['{answer_1}', answer1],
-    ['{answer_2}', answer2],
-    ['{criteria}', JUDGE_CRITERIA],
-  ]);
-  return JUDGE_USER_TEMPLATE.split(/(\{question\}|\{answer_1\}|\{answer_2\}|\{criteria\})/)
-    .map((part) => values.get(part) ?? part)
-    .join('');
+  const values: Record<string, string> = { question, answer_1: answer1, answer_2: answer2, criteria: JUDGE_CRITERIA };
+  return JUDGE_USER_TEMPLATE.replace(/\{(question|answer_1|answer_2|criteria)\}/g, (_, key: string) => values[key]);
 }
 
 export function buildJudgeMessages(question: string, answer1: string, answer2: string): ChatMessage[] {

@@ -3,6 +3,7 @@ import { APIError } from 'openai';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
 import { signalGroup, trainerEnv } from '../python/trainer-process';
 
@@ -53,11 +54,6 @@ const SECRET_LIKE = /api[_-]?key|secret|password|credential|\bhf_[A-Za-z0-9]{16,
 /** Single quotes for `sh`, so a path with spaces or quotes stays one word. */
 const shellQuote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
 
-/** The command with its placeholders filled in, each value quoted for the shell. */
-export function serveCommand(template: string, values: Record<'model' | 'port' | 'name' | 'python', string>): string {
-  return template.replace(/\{(model|port|name|python)\}/g, (_, key: keyof typeof values) => shellQuote(values[key]));
-}
-
 /** The worker's serving command; a run that asks for serving on a worker without one cannot go on. */
 export function serveCommandFrom(env: NodeJS.ProcessEnv): string {
   const command = env[SERVE_COMMAND_SETTING]?.trim();
@@ -94,12 +90,11 @@ export function freePort(): Promise<number> {
  */
 export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   const port = await freePort();
-  const command = serveCommand(opts.command, {
-    model: opts.modelPath,
-    port: String(port),
-    name: opts.name,
-    python: opts.python,
-  });
+  // The placeholders filled in, each value quoted for the shell.
+  const values = { model: opts.modelPath, port: String(port), name: opts.name, python: opts.python };
+  const command = opts.command.replace(/\{(model|port|name|python)\}/g, (_, k: keyof typeof values) =>
+    shellQuote(values[k]),
+  );
   const watchdog =
     '( while kill -0 "$PIFT_PARENT_PID" 2>/dev/null; do sleep 2; done; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &';
   const child = spawn('/bin/sh', ['-c', `${watchdog}\n${command}`], {
@@ -126,14 +121,13 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   });
   let gone = false;
   void exited.then(() => (gone = true));
-  const killGroup = (signal: NodeJS.Signals) => signalGroup(pid, signal);
   const stop = async () => {
     if (!gone) {
-      killGroup('SIGTERM');
+      signalGroup(pid, 'SIGTERM');
       await Promise.race([exited, sleep(10_000)]);
     }
     // The watchdog, and anything the server started, go with the group.
-    killGroup('SIGKILL');
+    signalGroup(pid, 'SIGKILL');
     await exited;
     // The next model must find the GPU free: wait until the kernel has ended every process of the group.
     for (let waited = 0; groupAlive(pid) && waited < 10_000; waited += 100) await sleep(100);
@@ -239,5 +233,3 @@ export function otherDtype(served: string, wanted: string): boolean {
 
 /** True while any process of the group lives. */
 export const groupAlive = (pgid: number): boolean => signalGroup(pgid, 0);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -54,22 +54,19 @@ function winRateChart(data: RunReportData): ChartSpec {
       pointRadius: 5,
       order: 1,
     },
+    // With several benchmarks, each one's curve beside their average.
+    ...(r.benchmarks.length > 1 ? r.benchmarks : []).map((b, i) => ({
+      type: 'line',
+      label: b,
+      data: r.comparisons.map((c) => c.benchmarks.find((x) => x.benchmark === b)?.winRate ?? null),
+      borderColor: colour(i + 1),
+      backgroundColor: colour(i + 1),
+      borderDash: [6, 4],
+      borderWidth: 1.5,
+      pointRadius: 3,
+      order: 0,
+    })),
   ];
-  if (r.benchmarks.length > 1) {
-    r.benchmarks.forEach((b, i) =>
-      datasets.push({
-        type: 'line',
-        label: b,
-        data: r.comparisons.map((c) => c.benchmarks.find((x) => x.benchmark === b)?.winRate ?? null),
-        borderColor: colour(i + 1),
-        backgroundColor: colour(i + 1),
-        borderDash: [6, 4],
-        borderWidth: 1.5,
-        pointRadius: 3,
-        order: 0,
-      }),
-    );
-  }
   return spec({
     id: 'chart-win-rate',
     title: `Win rate per stage against ${r.baseline}`,

@@ -2,16 +2,9 @@ import { fixed, formatInterval, formatWinRate, resultsMarkdown, winRateCells } f
 import { generationSummary, type RunReportData } from './run-data';
 import { binLabel, rhoText } from './report-charts';
 
+const MARKDOWN_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '|': '\\|', '`': '\\`' };
 /** Text from users or models inside a Markdown table cell: no HTML, no table breaks, line breaks kept visible. */
-export function markdownCell(text: string): string {
-  return text
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/\|/g, '\\|')
-    .replace(/`/g, '\\`')
-    .replace(/\r?\n/g, '<br>');
-}
+export const markdownCell = (text: string) => text.replace(/[&<>|`]|\r?\n/g, (c) => MARKDOWN_ESCAPES[c] ?? '<br>');
 
 /** report.md: the same content as report.html, as tables instead of charts. */
 export function renderReportMarkdown(data: RunReportData): string {

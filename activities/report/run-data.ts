@@ -78,30 +78,22 @@ type JudgedPrompt = StoredVerdict & { id: string };
  * Whole-number scores get a bin each; finer ones (the released data has 4.25) bins a quarter wide; scores on an open
  * scale (IFD) at most about a dozen bins of a round width.
  */
-async function scoreHistogram(
-  store: ObjectStore,
-  runId: string,
-  seg: RunReportData['segment'],
-): Promise<RunReportData['scores']> {
+async function scoreHistogram(store: ObjectStore, runId: string, seg: RunReportData['segment']) {
   const key = scoreKeys(runId).scores;
   if (!(await store.exists(key))) return undefined;
   const rows: number[] = [];
   let failed = 0;
   // Runs write the scorer once, in the step's result; the first version wrote it on every row.
   let scorer = (await readManifest<ScoreResult>(store, scoreKeys(runId).manifest))?.result.scorer ?? '';
-  let low = Infinity;
-  let high = -Infinity;
   for await (const row of streamJsonl<{ score: number | null; scorer?: string }>(store, key)) {
     scorer ||= row.scorer ?? '';
     if (row.score === null || !Number.isFinite(row.score)) failed++;
-    else {
-      rows.push(row.score);
-      // No spreading over rows: a million arguments overflow the stack.
-      low = Math.min(low, row.score);
-      high = Math.max(high, row.score);
-    }
+    else rows.push(row.score);
   }
   if (rows.length === 0) return { scorer, histogram: [], failed };
+  // No spreading over rows: a million arguments overflow the stack.
+  const low = rows.reduce((a, b) => Math.min(a, b));
+  const high = rows.reduce((a, b) => Math.max(a, b));
   const width = isOpenScale(scorer) ? roundBinWidth(low, high) : rows.every(Number.isInteger) ? 1 : 0.25;
   const first = binIndex(low, width);
   const lowest = first * width;
@@ -126,11 +118,7 @@ async function scoreHistogram(
 }
 
 /** Judgment files of the evaluate step, per (candidate, benchmark), as its manifest lists them. */
-async function storedVerdicts(
-  store: ObjectStore,
-  runId: string,
-  results: WinRateReport,
-): Promise<Map<string, Map<string, JudgedPrompt[]>>> {
+async function storedVerdicts(store: ObjectStore, runId: string, results: WinRateReport) {
   const manifest = await readManifest<unknown>(store, evaluateKeys(runId).manifest);
   const byModel = new Map<string, Map<string, JudgedPrompt[]>>();
   for (const { key } of manifest?.outputs ?? []) {
@@ -143,16 +131,13 @@ async function storedVerdicts(
 }
 
 /** A handful of prompts spread over the benchmarks (round robin, evenly spaced within each), deterministic. */
-function pickSamples(prompts: Map<string, BenchmarkPrompt[]>, count: number): Array<[string, BenchmarkPrompt]> {
+function pickSamples(prompts: Map<string, BenchmarkPrompt[]>, count: number) {
   const names = [...prompts.keys()].filter((n) => prompts.get(n)!.length > 0);
-  const picked: Array<[string, BenchmarkPrompt]> = [];
-  const per = names.map((_, i) => Math.floor(count / names.length) + (i < count % names.length ? 1 : 0));
-  names.forEach((name, i) => {
+  return names.flatMap((name, i) => {
     const rows = prompts.get(name)!;
-    const take = Math.min(per[i], rows.length);
-    for (let j = 0; j < take; j++) picked.push([name, rows[Math.floor((j * rows.length) / take)]]);
+    const take = Math.min(Math.floor(count / names.length) + (i < count % names.length ? 1 : 0), rows.length);
+    return Array.from({ length: take }, (_, j) => [name, rows[Math.floor((j * rows.length) / take)]] as const);
   });
-  return picked;
 }
 
 export async function loadRunReportData(store: ObjectStore, runId: string): Promise<RunReportData> {

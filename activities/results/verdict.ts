@@ -64,10 +64,8 @@ export interface PairVerdict {
 export function verdictFromReplies(replyOrder1: string, replyOrder2: string): PairVerdict {
   const [order1, order2] = [parseVerdict(replyOrder1), parseVerdict(replyOrder2)];
   if (!order1.ok || !order2.ok) {
-    const reasons: string[] = [];
-    if (!order1.ok) reasons.push(`order 1: ${order1.reason}`);
-    if (!order2.ok) reasons.push(`order 2: ${order2.reason}`);
-    return { outcome: 'failed', positionInconsistent: false, reason: reasons.join('; ') };
+    const reason = [order1, order2].flatMap((o, i) => (o.ok ? [] : [`order ${i + 1}: ${o.reason}`])).join('; ');
+    return { outcome: 'failed', positionInconsistent: false, reason };
   }
   const p1 = candidatePreference(1, order1.score1, order1.score2);
   const p2 = candidatePreference(2, order2.score1, order2.score2);
