@@ -1,6 +1,7 @@
 import type { ResolvedInput } from '../../common/input';
 import { InvalidDataError } from '../../common/failures';
-import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import { benchmarkPrompts } from '../datasets/benchmark-prompts';
 import type { DatasetRow } from '../datasets/rows';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
@@ -20,11 +21,6 @@ export interface InputCheckOptions extends PreflightOptions {
   /** Each dataset row and benchmark prompt as it passes its check (`pift validate` estimates costs from them). */
   onRow?: (row: DatasetRow) => void;
   onPrompt?: (prompt: BenchmarkPrompt) => void;
-}
-
-export interface InputChecks extends PreflightReport {
-  /** Rows of the dataset; undefined for a hub dataset, which a worker reads when the run starts. */
-  rows?: number;
 }
 
 /**
@@ -48,11 +44,10 @@ export async function checkInput(
   deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
   cfg: ResolvedInput,
   opts: InputCheckOptions,
-): Promise<InputChecks> {
+): Promise<PreflightReport> {
   const progress = opts.progress ?? { rows: 0 };
   const report = await preflight(deps.env, cfg, opts);
-  const checks = [...report.checks, ...capabilities(cfg, deps.env)];
-  let rows: number | undefined;
+  const checks = [...report.checks, capabilities(cfg, deps.env)];
   if (isHubDataset(cfg.dataset)) {
     checks.push({
       field: 'input.dataset',
@@ -69,24 +64,21 @@ export async function checkInput(
       opts.onRow?.(row);
       progress.rows += 1;
     }
-    rows = progress.rows;
+    const rows = progress.rows;
     checks.push({ field: 'input.dataset', checked: `${rows} rows read, each one valid (${dataset.layout} layout)` });
     if (cfg.scorer.kind === 'file') checks.push(await checkScoreFiles(deps, cfg, dataset, rows));
     checks.push(checkStageSizes(cfg, rows));
   }
-  for (const [i, bench] of cfg.evaluation.benchmarks.entries()) {
-    const field = `input.evaluation.benchmarks[${i}].uri`;
-    const file = readDatasetRows(deps, bench.uri, { field, maxRowBytes: cfg.maxRowBytes });
-    const build = benchmarkPromptBuilder(file.source, bench.name);
+  for (const bench of cfg.evaluation.benchmarks.entries()) {
+    const field = `input.evaluation.benchmarks[${bench[0]}].uri`;
     Object.assign(progress, { file: field, rows: 0 });
-    for await (const rec of file.records()) {
-      const prompt = build(rec);
+    for await (const prompt of benchmarkPrompts(deps, bench, cfg.maxRowBytes)) {
       opts.onPrompt?.(prompt);
       progress.rows += 1;
     }
     checks.push({ field, checked: `${progress.rows} prompts read, each one valid` });
   }
-  return { ...report, checks, rows };
+  return { ...report, checks };
 }
 
 /** Score files are read whole and matched to every row, as the score step would; too many rows unscored fail here. */
@@ -136,17 +128,15 @@ function checkStageSizes(cfg: ResolvedInput, rows: number): PreflightCheck {
 }
 
 /** What the workers must offer this input; reported here, checked by the workers (the GPU worker's model check). */
-function capabilities(cfg: ResolvedInput, env: NodeJS.ProcessEnv): PreflightCheck[] {
-  if (cfg.training.mode === 'export-only') return [{ field: 'workers', checked: 'a CPU worker (no GPU worker)' }];
+function capabilities(cfg: ResolvedInput, env: NodeJS.ProcessEnv): PreflightCheck {
+  if (cfg.training.mode === 'export-only') return { field: 'workers', checked: 'a CPU worker (no GPU worker)' };
   const serving = cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip';
   const serve = env.PIFT_SERVE_COMMAND ? 'set here' : 'not set here';
-  return [
-    {
-      field: 'workers',
-      checked:
-        `a CPU worker, and a GPU worker polling ${cfg.gpuTaskQueue} (the run fails when none takes its model check ` +
-        `within PIFT_GPU_CHECK_WAIT)` +
-        (serving ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
-    },
-  ];
+  return {
+    field: 'workers',
+    checked:
+      `a CPU worker, and a GPU worker polling ${cfg.gpuTaskQueue} (the run fails when none takes its model check ` +
+      `within PIFT_GPU_CHECK_WAIT)` +
+      (serving ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
+  };
 }
