@@ -1,4 +1,5 @@
 import type { ResolvedInput } from '../../common/input';
+import { heldoutOf, heldoutSplit } from '../../common/settings/derive';
 import { InvalidDataError } from '../../common/failures';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { benchmarkPrompts } from '../datasets/benchmark-prompts';
@@ -23,15 +24,8 @@ export interface InputCheckOptions extends PreflightOptions {
   onPrompt?: (prompt: BenchmarkPrompt) => void;
 }
 
-/**
- * Rows held out of training for evaluation: taken by segmentation only when the run evaluates and names no
- * benchmark (workflows/phased-ift-pipeline.ts).
- */
-export function heldoutRows(cfg: ResolvedInput, rows: number): number {
-  const ev = cfg.evaluation;
-  const evaluates = cfg.training.mode !== 'export-only' && cfg.baseline.mode !== 'skip';
-  return evaluates && ev.benchmarks.length === 0 ? Math.min(ev.heldoutMax, Math.floor(rows * ev.heldoutFraction)) : 0;
-}
+/** Rows held out of training for evaluation, by the rule segmentation applies. */
+export const heldoutRows = (cfg: ResolvedInput, rows: number): number => heldoutOf(rows, heldoutSplit(cfg));
 
 /**
  * The one check of a run's input, made by `pift validate` and by the run's preflight step alike, so that `validate`
