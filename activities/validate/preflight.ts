@@ -120,26 +120,24 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, 
     parseObjectUri(uri, { setting: field });
     allowedLocation(uri, fileRoots, field);
   }
-  // An export-only run trains nothing, so it names no model to check, unless IFD scores rows with the base model.
+  const trains = cfg.training.mode !== 'export-only';
   const ifd = cfg.scorer.kind === 'ifd' || cfg.scorer.compareWith?.kind === 'ifd';
-  const models =
-    cfg.training.mode === 'export-only' && !ifd
-      ? []
-      : [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
-  if (cfg.training.mode !== 'export-only' && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
-    models.push({ field: 'input.baseline.checkpoint', value: cfg.baseline.checkpoint });
-  }
-  return {
-    storeField,
-    objects,
-    models: models.map((m) => {
-      const ref = parseModelRef(m.value, m.field);
-      // A store folder is listed by this process (preflight). A plain directory is only looked at where the model
-      // loads, by that machine's own folders (allowedModel in preflight with localModelDirs, and checkModel).
-      if (ref.kind === 'store') allowedLocation(ref.uri, fileRoots, m.field);
-      return { ...m, ref };
-    }),
-  };
+  const models = [
+    // An export-only run trains nothing, so it names no model to check, unless IFD scores rows with the base model.
+    { field: 'input.training.baseModel', value: trains || ifd ? cfg.training.baseModel : undefined },
+    {
+      field: 'input.baseline.checkpoint',
+      value: trains && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint,
+    },
+  ].flatMap(({ field, value }) => {
+    if (!value) return [];
+    const ref = parseModelRef(value, field);
+    // A store folder is listed by this process (preflight). A plain directory is only looked at where the model
+    // loads, by that machine's own folders (allowedModel in preflight with localModelDirs, and checkModel).
+    if (ref.kind === 'store') allowedLocation(ref.uri, fileRoots, field);
+    return [{ field, value, ref }];
+  });
+  return { storeField, objects, models };
 }
 
 /**
@@ -150,14 +148,11 @@ export function inputObjects(cfg: ResolvedInput): { field: string; uri: string }
   return [
     ...(isHubDataset(cfg.dataset) ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
-    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.files[${i}]`,
-      uri,
-    })),
-    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.compareWith.files[${i}]`,
-      uri,
-    })),
+    ...(['scorer', 'scorer.compareWith'] as const).flatMap((setting) => {
+      const scorer = setting === 'scorer' ? cfg.scorer : cfg.scorer.compareWith;
+      const files = scorer?.kind === 'file' ? (scorer.files ?? []) : [];
+      return files.map((uri, i) => ({ field: `input.${setting}.files[${i}]`, uri }));
+    }),
   ];
 }
 
