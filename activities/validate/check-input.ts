@@ -83,11 +83,7 @@ async function checkScoreFiles(
   rows: number,
 ): Promise<PreflightCheck> {
   const field = cfg.scorer.files?.length ? 'input.scorer.files' : 'input.dataset';
-  const scorer = await fileScorer(
-    { ...deps, python: '' },
-    { runId: cfg.runId, store: cfg.store, dataset: cfg.dataset, datasetFormat: cfg.datasetFormat, scorer: cfg.scorer },
-    { sha256: dataset.sha256!, source: dataset.source },
-  );
+  const scorer = await fileScorer({ ...deps, python: '' }, cfg, { sha256: dataset.sha256!, source: dataset.source });
   let missing = 0;
   let first: string | undefined;
   for await (const row of dataset.reread()) {
