@@ -11,8 +11,8 @@ export const FailureType = {
   /** Store, endpoint or server blip: waited out or retried without spending the attempts meant for crashes. */
   TransientInfra: 'TransientInfra',
   /**
-   * A committed step's output no longer matches its manifest's sha256: never used; `resume` recomputes the step that
-   * wrote it (its outputs are verified whenever it is reused).
+   * A committed step's output no longer matches its manifest's sha256: the workflow retrains a damaged hand-off's
+   * producer; `resume` recomputes any other step that wrote it (its outputs are verified whenever it is reused).
    */
   CorruptArtifact: 'CorruptArtifact',
 } as const;

@@ -1,6 +1,6 @@
 import { allowedLocation, openObject, openStore } from '../../store';
-import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse';
-import { readDatasetRows } from '../datasets/read-dataset';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import { benchmarkPrompts } from '../datasets/benchmark-prompts';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';
@@ -17,14 +17,11 @@ export async function prepareBenchmarks(
   const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
   const keys = benchmarkKeys(input.runId);
   const sources: Array<{ name: string; prompts: BenchmarkPrompt[] }> = [];
-  for (const [i, bench] of input.benchmarks.entries()) {
-    const field = `input.evaluation.benchmarks[${i}].uri`;
-    // Read record by record, in any file type a dataset may have; the prompts are small and kept.
-    const file = readDatasetRows(deps, bench.uri, { field, maxRowBytes: input.maxRowBytes });
-    const build = benchmarkPromptBuilder(file.source, bench.name);
+  for (const bench of input.benchmarks.entries()) {
+    // The prompts are small and kept.
     const prompts: BenchmarkPrompt[] = [];
-    for await (const rec of file.records()) prompts.push(build(rec));
-    sources.push({ name: bench.name, prompts });
+    for await (const prompt of benchmarkPrompts(deps, bench, input.maxRowBytes)) prompts.push(prompt);
+    sources.push({ name: bench[1].name, prompts });
   }
   if (input.heldout) {
     const { store: s, key } = openObject(input.heldout.uri, deps.env);
@@ -40,20 +37,14 @@ export async function prepareBenchmarks(
       { field: 'input.evaluation' },
     );
   }
-  const texts = sources.map((s) => ({ name: s.name, text: toJsonl(s.prompts) }));
-  const inputsHash = hashInputs(texts.map((t) => ({ name: t.name, sha: sha256(t.text) })));
+  const texts = sources.map((s) => toJsonl(s.prompts));
+  const inputsHash = hashInputs(sources.map((s, i) => ({ name: s.name, sha: sha256(texts[i]) })));
   return runStep(store, { runId: input.runId, step: 'benchmarks', key: keys.manifest, inputsHash }, async (out) => {
     const result: PreparedBenchmark[] = [];
-    for (const [i, { name, text }] of texts.entries()) {
-      const key = keys.prompts(name);
-      await out.put(key, text);
-      const prompts = sources[i].prompts;
-      result.push({
-        name,
-        uri: store.uriFor(key),
-        prompts: prompts.length,
-        withReferences: prompts.filter((p) => p.reference !== undefined).length,
-      });
+    for (const [i, { name, prompts }] of sources.entries()) {
+      await out.put(keys.prompts(name), texts[i]);
+      const withReferences = prompts.filter((p) => p.reference !== undefined).length;
+      result.push({ name, uri: store.uriFor(keys.prompts(name)), prompts: prompts.length, withReferences });
     }
     return result;
   });

@@ -15,8 +15,6 @@ import { withLongerLines, withRows } from '../rows/engine';
 import { loadDataset, markStages, putOrdered, SEEDED_KEY } from './segment-stages';
 import type { StageSplit, StepRef } from '../types';
 
-export type ControlOrdering = 'random' | 'descending';
-
 export interface RandomControlInput extends StepRef {
   /** The real stages, in training order: their sizes are kept. */
   stages: Array<Pick<StageSplit, 'stage' | 'rows'>>;

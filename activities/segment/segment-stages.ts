@@ -4,6 +4,7 @@ import { allowedLocation, openStore } from '../../store';
 import { receiveFile } from '../artifacts/hand-off';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
+import { heldoutOf } from '../../common/settings/derive';
 import { hashInputs } from '../artifacts/hashing';
 import { segmentKeys } from '../artifacts/run-keys';
 import { runStep, type StepOutputs } from '../artifacts/step';
@@ -65,7 +66,7 @@ async function loadRows(rows: Rows, datasetPath: string, scoresPath: string): Pr
  */
 async function holdOut(rows: Rows, input: SegmentInput): Promise<{ total: number; heldout: number }> {
   const total = await numberOf(rows, 'SELECT count(*) FROM ds');
-  const heldout = Math.min(input.heldoutMax, Math.floor(total * input.heldoutFraction));
+  const heldout = heldoutOf(total, input);
   await rows.run(`CREATE TABLE heldout AS SELECT pos, id FROM ds ORDER BY ${SEEDED_KEY}, pos LIMIT ${heldout}`, {
     salt: `${input.stages.seed}:heldout`,
   });

@@ -1,6 +1,8 @@
 import type { ResolvedInput } from '../../common/input';
+import { heldoutOf, heldoutSplit } from '../../common/settings/derive';
 import { InvalidDataError } from '../../common/failures';
-import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/parse';
+import { benchmarkPrompts } from '../datasets/benchmark-prompts';
 import type { DatasetRow } from '../datasets/rows';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
@@ -22,20 +24,8 @@ export interface InputCheckOptions extends PreflightOptions {
   onPrompt?: (prompt: BenchmarkPrompt) => void;
 }
 
-export interface InputChecks extends PreflightReport {
-  /** Rows of the dataset; undefined for a hub dataset, which a worker reads when the run starts. */
-  rows?: number;
-}
-
-/**
- * Rows held out of training for evaluation: taken by segmentation only when the run evaluates and names no
- * benchmark (workflows/phased-ift-pipeline.ts).
- */
-export function heldoutRows(cfg: ResolvedInput, rows: number): number {
-  const ev = cfg.evaluation;
-  const evaluates = cfg.training.mode !== 'export-only' && cfg.baseline.mode !== 'skip';
-  return evaluates && ev.benchmarks.length === 0 ? Math.min(ev.heldoutMax, Math.floor(rows * ev.heldoutFraction)) : 0;
-}
+/** Rows held out of training for evaluation, by the rule segmentation applies. */
+export const heldoutRows = (cfg: ResolvedInput, rows: number): number => heldoutOf(rows, heldoutSplit(cfg));
 
 /**
  * The one check of a run's input, made by `pift validate` and by the run's preflight step alike, so that `validate`
@@ -48,11 +38,10 @@ export async function checkInput(
   deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
   cfg: ResolvedInput,
   opts: InputCheckOptions,
-): Promise<InputChecks> {
+): Promise<PreflightReport> {
   const progress = opts.progress ?? { rows: 0 };
   const report = await preflight(deps.env, cfg, opts);
-  const checks = [...report.checks, ...capabilities(cfg, deps.env)];
-  let rows: number | undefined;
+  const checks = [...report.checks, capabilities(cfg, deps.env)];
   if (isHubDataset(cfg.dataset)) {
     checks.push({
       field: 'input.dataset',
@@ -69,24 +58,21 @@ export async function checkInput(
       opts.onRow?.(row);
       progress.rows += 1;
     }
-    rows = progress.rows;
+    const rows = progress.rows;
     checks.push({ field: 'input.dataset', checked: `${rows} rows read, each one valid (${dataset.layout} layout)` });
     if (cfg.scorer.kind === 'file') checks.push(await checkScoreFiles(deps, cfg, dataset, rows));
     checks.push(checkStageSizes(cfg, rows));
   }
-  for (const [i, bench] of cfg.evaluation.benchmarks.entries()) {
-    const field = `input.evaluation.benchmarks[${i}].uri`;
-    const file = readDatasetRows(deps, bench.uri, { field, maxRowBytes: cfg.maxRowBytes });
-    const build = benchmarkPromptBuilder(file.source, bench.name);
+  for (const bench of cfg.evaluation.benchmarks.entries()) {
+    const field = `input.evaluation.benchmarks[${bench[0]}].uri`;
     Object.assign(progress, { file: field, rows: 0 });
-    for await (const rec of file.records()) {
-      const prompt = build(rec);
+    for await (const prompt of benchmarkPrompts(deps, bench, cfg.maxRowBytes)) {
       opts.onPrompt?.(prompt);
       progress.rows += 1;
     }
     checks.push({ field, checked: `${progress.rows} prompts read, each one valid` });
   }
-  return { ...report, checks, rows };
+  return { ...report, checks };
 }
 
 /** Score files are read whole and matched to every row, as the score step would; too many rows unscored fail here. */
@@ -97,11 +83,7 @@ async function checkScoreFiles(
   rows: number,
 ): Promise<PreflightCheck> {
   const field = cfg.scorer.files?.length ? 'input.scorer.files' : 'input.dataset';
-  const scorer = await fileScorer(
-    { ...deps, python: '' },
-    { runId: cfg.runId, store: cfg.store, dataset: cfg.dataset, datasetFormat: cfg.datasetFormat, scorer: cfg.scorer },
-    { sha256: dataset.sha256!, source: dataset.source },
-  );
+  const scorer = await fileScorer({ ...deps, python: '' }, cfg, { sha256: dataset.sha256!, source: dataset.source });
   let missing = 0;
   let first: string | undefined;
   for await (const row of dataset.reread()) {
@@ -136,17 +118,15 @@ function checkStageSizes(cfg: ResolvedInput, rows: number): PreflightCheck {
 }
 
 /** What the workers must offer this input; reported here, checked by the workers (the GPU worker's model check). */
-function capabilities(cfg: ResolvedInput, env: NodeJS.ProcessEnv): PreflightCheck[] {
-  if (cfg.training.mode === 'export-only') return [{ field: 'workers', checked: 'a CPU worker (no GPU worker)' }];
+function capabilities(cfg: ResolvedInput, env: NodeJS.ProcessEnv): PreflightCheck {
+  if (cfg.training.mode === 'export-only') return { field: 'workers', checked: 'a CPU worker (no GPU worker)' };
   const serving = cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip';
   const serve = env.PIFT_SERVE_COMMAND ? 'set here' : 'not set here';
-  return [
-    {
-      field: 'workers',
-      checked:
-        `a CPU worker, and a GPU worker polling ${cfg.gpuTaskQueue} (the run fails when none takes its model check ` +
-        `within PIFT_GPU_CHECK_WAIT)` +
-        (serving ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
-    },
-  ];
+  return {
+    field: 'workers',
+    checked:
+      `a CPU worker, and a GPU worker polling ${cfg.gpuTaskQueue} (the run fails when none takes its model check ` +
+      `within PIFT_GPU_CHECK_WAIT)` +
+      (serving ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
+  };
 }

@@ -33,8 +33,6 @@ export interface PreflightOptions {
   probeStore?: boolean;
 }
 
-export const DEFAULT_GPU_CHECK_WAIT = '2 minutes';
-
 /**
  * Everything that can be checked before the first paid request: every URI parses, the store takes a write, the
  * dataset and benchmark objects exist, the base model is one the trainer can find. Input mistakes fail as BadInput
@@ -50,12 +48,12 @@ export async function preflight(
   const checks: PreflightCheck[] = [];
 
   if (opts.probeStore !== false) {
-    const store = openStore(cfg.store, env, { probe: 'fail-fast', setting: where.store.field });
-    await naming(where.store.field, cfg.store, async () => {
+    const store = openStore(cfg.store, env, { probe: 'fail-fast', setting: where.storeField });
+    await naming(where.storeField, cfg.store, async () => {
       await store.put(preflightProbeKey(cfg.runId), 'preflight');
       await store.delete(preflightProbeKey(cfg.runId));
     });
-    checks.push({ field: where.store.field, checked: `${cfg.store} takes writes under ${cfg.runId}/` });
+    checks.push({ field: where.storeField, checked: `${cfg.store} takes writes under ${cfg.runId}/` });
   }
 
   for (const { field, uri } of where.objects) {
@@ -98,25 +96,20 @@ export async function preflight(
 }
 
 /**
- * The setting that chose the store: the worker's PIFT_STORE when the input named none. A wrong store there is the
- * operator's to fix, not the user's.
- */
-export const storeSetting = (cfg: Pick<ResolvedInput, 'store'>, env: NodeJS.ProcessEnv): string =>
-  env.PIFT_STORE !== undefined && env.PIFT_STORE === cfg.store ? 'PIFT_STORE' : 'input.store';
-
-/**
  * Parses every URI of the input, so a typo fails in milliseconds and names its field, and refuses a local location
  * outside `fileRoots` (this process's allowed folders) before anything reads it. No I/O beyond following the links on
  * a local path's way.
  */
 export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, fileRoots: readonly string[]) {
-  const store = { field: storeSetting(cfg, env), uri: cfg.store };
+  // The setting that chose the store: the worker's PIFT_STORE when the input named none. A wrong store there is the
+  // operator's to fix, not the user's.
+  const storeField = env.PIFT_STORE !== undefined && env.PIFT_STORE === cfg.store ? 'PIFT_STORE' : 'input.store';
   try {
-    allowedLocation(cfg.store, fileRoots, store.field);
+    allowedLocation(cfg.store, fileRoots, storeField);
     // The store names the setting in its own messages.
-    openStore(cfg.store, env, { setting: store.field });
+    openStore(cfg.store, env, { setting: storeField });
   } catch (err) {
-    if (store.field === 'PIFT_STORE' && err instanceof InvalidDataError)
+    if (storeField === 'PIFT_STORE' && err instanceof InvalidDataError)
       throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', cfg.store);
     throw err;
   }
@@ -127,26 +120,24 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, 
     parseObjectUri(uri, { setting: field });
     allowedLocation(uri, fileRoots, field);
   }
-  // An export-only run trains nothing, so it names no model to check, unless IFD scores rows with the base model.
+  const trains = cfg.training.mode !== 'export-only';
   const ifd = cfg.scorer.kind === 'ifd' || cfg.scorer.compareWith?.kind === 'ifd';
-  const models =
-    cfg.training.mode === 'export-only' && !ifd
-      ? []
-      : [{ field: 'input.training.baseModel', value: cfg.training.baseModel }];
-  if (cfg.training.mode !== 'export-only' && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint) {
-    models.push({ field: 'input.baseline.checkpoint', value: cfg.baseline.checkpoint });
-  }
-  return {
-    store,
-    objects,
-    models: models.map((m) => {
-      const ref = parseModelRef(m.value, m.field);
-      // A store folder is listed by this process (preflight). A plain directory is only looked at where the model
-      // loads, by that machine's own folders (allowedModel in preflight with localModelDirs, and checkModel).
-      if (ref.kind === 'store') allowedLocation(ref.uri, fileRoots, m.field);
-      return { ...m, ref };
-    }),
-  };
+  const models = [
+    // An export-only run trains nothing, so it names no model to check, unless IFD scores rows with the base model.
+    { field: 'input.training.baseModel', value: trains || ifd ? cfg.training.baseModel : undefined },
+    {
+      field: 'input.baseline.checkpoint',
+      value: trains && cfg.baseline.mode === 'existing' && cfg.baseline.checkpoint,
+    },
+  ].flatMap(({ field, value }) => {
+    if (!value) return [];
+    const ref = parseModelRef(value, field);
+    // A store folder is listed by this process (preflight). A plain directory is only looked at where the model
+    // loads, by that machine's own folders (allowedModel in preflight with localModelDirs, and checkModel).
+    if (ref.kind === 'store') allowedLocation(ref.uri, fileRoots, field);
+    return [{ field, value, ref }];
+  });
+  return { storeField, objects, models };
 }
 
 /**
@@ -157,19 +148,16 @@ export function inputObjects(cfg: ResolvedInput): { field: string; uri: string }
   return [
     ...(isHubDataset(cfg.dataset) ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
-    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.files[${i}]`,
-      uri,
-    })),
-    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.compareWith.files[${i}]`,
-      uri,
-    })),
+    ...(['scorer', 'scorer.compareWith'] as const).flatMap((setting) => {
+      const scorer = setting === 'scorer' ? cfg.scorer : cfg.scorer.compareWith;
+      const files = scorer?.kind === 'file' ? (scorer.files ?? []) : [];
+      return files.map((uri, i) => ({ field: `input.${setting}.files[${i}]`, uri }));
+    }),
   ];
 }
 
 function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
-  const wait = env.PIFT_GPU_CHECK_WAIT ?? DEFAULT_GPU_CHECK_WAIT;
+  const wait = env.PIFT_GPU_CHECK_WAIT ?? '2 minutes';
   try {
     if (ms(wait as StringValue) > 0) return wait;
   } catch {

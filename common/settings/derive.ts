@@ -2,7 +2,7 @@
 // so this file pulls in no schema library at run time.
 import { badSetting, type InvalidDataError } from '../failures';
 import { GLOBAL_BATCH_PRESETS, TINY_MODEL, TRAINING_PRESETS } from './constants';
-import type { ResolvedTraining, TrainingOptions } from './schema';
+import type { ResolvedInput, ResolvedTraining, TrainingOptions } from './schema';
 
 /**
  * The batch settings with the base model's presets filled in (the paper's for real models, the tiny model's for the
@@ -66,6 +66,20 @@ export function optimizerSteps(
   const perEpoch = Math.ceil(Math.ceil(rows / t.batchSize) / (t.gradientAccumulation * (t.processes ?? 1)));
   return Math.max(1, perEpoch) * t.epochs;
 }
+
+/**
+ * The held-out split segmentation takes for evaluation: a share of the rows only when the run evaluates and names no
+ * benchmark. `pift validate` counts what it leaves to train on with the same rule.
+ */
+export function heldoutSplit(cfg: Pick<ResolvedInput, 'training' | 'baseline' | 'evaluation'>) {
+  const { benchmarks, heldoutFraction, heldoutMax } = cfg.evaluation;
+  const evaluates = cfg.training.mode !== 'export-only' && cfg.baseline.mode !== 'skip';
+  return { heldoutFraction: evaluates && benchmarks.length === 0 ? heldoutFraction : 0, heldoutMax };
+}
+
+/** Rows a held-out split takes of `rows`. */
+export const heldoutOf = (rows: number, split: { heldoutFraction: number; heldoutMax: number }): number =>
+  Math.min(split.heldoutMax, Math.floor(rows * split.heldoutFraction));
 
 /** Run ids become store key prefixes: nothing that could leave the run's prefix. */
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

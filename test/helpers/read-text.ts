@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../../activities/deps';
-import { benchmarkPromptBuilder, type BenchmarkPrompt } from '../../activities/datasets/parse';
+import type { BenchmarkPrompt } from '../../activities/datasets/parse';
+import { benchmarkPrompts } from '../../activities/datasets/benchmark-prompts';
 import { readDatasetRows, type ReadDatasetOptions } from '../../activities/datasets/read-dataset';
 import type { AlpacaRow } from '../../activities/datasets/rows';
 
@@ -41,10 +42,9 @@ export function readBenchmark(
   options: ReadDatasetOptions = {},
 ): Promise<BenchmarkPrompt[]> {
   return withFile(text, name, async (deps, path) => {
-    const file = readDatasetRows(deps, path, options);
-    const build = benchmarkPromptBuilder(file.source, benchmark);
     const prompts: BenchmarkPrompt[] = [];
-    for await (const rec of file.records()) prompts.push(build(rec));
+    for await (const p of benchmarkPrompts(deps, [0, { name: benchmark, uri: path }], options.maxRowBytes))
+      prompts.push(p);
     return prompts;
   });
 }
