@@ -1,7 +1,7 @@
 import { proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { EvaluateResult, ExportResult, ScoreResult, SegmentResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
-import type { PipelineInput } from '../common/input';
+import { heldoutSplit, type PipelineInput } from '../common/input';
 import { evaluateModels } from './evaluate-models';
 import { checkBeforeScoring } from './preflight';
 import { RunProgress } from './run-progress';
@@ -49,14 +49,7 @@ export async function phasedIftPipeline(input: PipelineInput): Promise<PipelineR
 
     progress.enter('segment');
     const trains = cfg.training.mode !== 'export-only';
-    const heldout = trains && cfg.baseline.mode !== 'skip' && cfg.evaluation.benchmarks.length === 0;
-    const seg = await acts.cpuAs('segment').segmentStages({
-      ...ref,
-      score,
-      stages: cfg.stages,
-      heldoutFraction: heldout ? cfg.evaluation.heldoutFraction : 0,
-      heldoutMax: cfg.evaluation.heldoutMax,
-    });
+    const seg = await acts.cpuAs('segment').segmentStages({ ...ref, score, stages: cfg.stages, ...heldoutSplit(cfg) });
     progress.finish('segment');
     const exported = await acts.cpuAs('export').exportStages({ ...ref, segment: seg });
     const summary = { ...ref, ...scoreSummary(score), stages: stagesSummary(seg) };
