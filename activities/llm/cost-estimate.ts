@@ -11,8 +11,6 @@
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 
-export const TOKEN_COUNTING = 'approximate: 4 characters a token';
-
 /** USD per million tokens, as providers list them. */
 export interface Price {
   input: number;
@@ -75,10 +73,15 @@ export function estimate(
     outputTokens: tokens.output,
     totalTokens: tokens.prompt + tokens.output,
     ...(costUsd === undefined ? {} : { costUsd }),
-    tokenCounting: TOKEN_COUNTING,
+    tokenCounting: 'approximate: 4 characters a token',
     assumptions,
   };
 }
+
+/** What a step's estimate assumes of re-asks and of the cache: `per` is what one ask is for. */
+const asks = (per: string, replies: string, retries: number) =>
+  `one ask per ${per}; re-asks of unparseable ${replies} (up to ${retries} each) add to it, ` +
+  `${replies} already in the cache take from it`;
 
 /** Requests counted as they are built: each one's messages asked `times` times, each with a `maxTokens` answer. */
 export class RequestCount {
@@ -96,6 +99,10 @@ export class RequestCount {
     this.tokens.output += one.output * this.times;
     this.requests += this.times;
   }
+
+  result(price: Price | undefined, assumptions: string[]): CostEstimate {
+    return estimate(this.requests, { ...this.tokens }, price, assumptions);
+  }
 }
 
 /**
@@ -109,11 +116,8 @@ export class ScoringEstimate extends RequestCount {
     super(opts.samples, opts.maxTokens);
   }
 
-  result(): CostEstimate {
-    return estimate(this.requests, { ...this.tokens }, this.opts.price, [
-      'one ask per row and sample; re-asks of unparseable answers (up to ' +
-        `${this.opts.parseRetries} each) add to it, answers already in the cache take from it`,
-    ]);
+  override result(): CostEstimate {
+    return super.result(this.opts.price, [asks('row and sample', 'answers', this.opts.parseRetries)]);
   }
 }
 
@@ -127,11 +131,7 @@ export function estimateJudging(
 ): CostEstimate {
   const counted = new RequestCount(2, opts.maxTokens);
   for (const messages of prompts) counted.add(messages);
-  return estimate(counted.requests, counted.tokens, opts.price, [
-    ...(opts.assumptions ?? []),
-    `one ask per order; re-asks of unparseable replies (up to ${opts.parseRetries} each) add to it, ` +
-      'replies already in the cache take from it',
-  ]);
+  return counted.result(opts.price, [...(opts.assumptions ?? []), asks('order', 'replies', opts.parseRetries)]);
 }
 
 /** An answer of `tokens` tokens as the estimate counts them, for answers not generated yet. */
@@ -153,26 +153,23 @@ export function describeEstimate(e: CostEstimate): string {
  * an estimate above a limit is refused, naming the setting and the estimate.
  */
 export function checkEstimate(e: CostEstimate, limits: CostLimits, step: string): void {
-  if (limits.maxCostUsd !== undefined && !limits.pricePerMillionTokens) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxCostUsd needs ${limits.setting}.pricePerMillionTokens to count dollars`,
-      { field: `${limits.setting}.maxCostUsd` },
-    );
+  const { maxTokens, maxCostUsd, setting } = limits;
+  if (maxCostUsd !== undefined && !limits.pricePerMillionTokens) {
+    refuse(setting, 'maxCostUsd', ` needs ${setting}.pricePerMillionTokens to count dollars`);
   }
-  if (limits.maxTokens !== undefined && e.totalTokens > limits.maxTokens) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxTokens: the ${step} step would take ~${e.totalTokens} tokens, above the limit of ` +
-        `${limits.maxTokens}; nothing was sent (estimate: ${describeEstimate(e)})`,
-      { field: `${limits.setting}.maxTokens` },
-    );
+  const above = (would: string, limit: string) =>
+    `: the ${step} step would ${would}, above the limit of ${limit}; nothing was sent (estimate: ${describeEstimate(e)})`;
+  if (maxTokens !== undefined && e.totalTokens > maxTokens) {
+    refuse(setting, 'maxTokens', above(`take ~${e.totalTokens} tokens`, `${maxTokens}`));
   }
-  if (limits.maxCostUsd !== undefined && e.costUsd !== undefined && e.costUsd > limits.maxCostUsd) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxCostUsd: the ${step} step would cost about ${usd(e.costUsd)}, above the limit of ` +
-        `${usd(limits.maxCostUsd)}; nothing was sent (estimate: ${describeEstimate(e)})`,
-      { field: `${limits.setting}.maxCostUsd` },
-    );
+  if (maxCostUsd !== undefined && e.costUsd !== undefined && e.costUsd > maxCostUsd) {
+    refuse(setting, 'maxCostUsd', above(`cost about ${usd(e.costUsd)}`, usd(maxCostUsd)));
   }
+}
+
+/** A limit passed: bad input, naming the limit's field. */
+function refuse(setting: string, field: string, message: string): never {
+  throw new InvalidDataError(`${setting}.${field}${message}`, { field: `${setting}.${field}` });
 }
 
 /** What a step spent, as the endpoint reported it. */
@@ -207,14 +204,14 @@ export class SpendMeter {
       output: this.spent.output + this.reserved.output + next.output,
     };
     const { maxTokens, maxCostUsd, pricePerMillionTokens: price, setting } = this.limits;
-    const stop = (field: string, what: string) => {
-      throw new InvalidDataError(
-        `${setting}.${field}: the ${step(this.step)} stopped before its next request: the endpoint reported ` +
-          `${this.describe()}, and with the requests in flight the next one could pass the limit of ${what}; ` +
-          'what was committed is kept, a run with a higher limit goes on from there',
-        { field: `${setting}.${field}` },
+    const stop = (field: string, what: string) =>
+      refuse(
+        setting,
+        field,
+        `: the ${this.step} step stopped before its next request: the endpoint reported ${this.describe()}, and ` +
+          `with the requests in flight the next one could pass the limit of ${what}; what was committed is kept, ` +
+          'a run with a higher limit goes on from there',
       );
-    };
     if (maxTokens !== undefined && after.prompt + after.output > maxTokens) stop('maxTokens', `${maxTokens} tokens`);
     if (maxCostUsd !== undefined && price && costOf(after, price)! > maxCostUsd) stop('maxCostUsd', usd(maxCostUsd));
     this.reserved.prompt += next.prompt;
@@ -274,8 +271,6 @@ function spentOf(sum: { requests: number; prompt: number; output: number; estima
     ...(sum.estimated ? { estimatedReplies: sum.estimated } : {}),
   };
 }
-
-const step = (name: string) => `${name} step`;
 
 /** What a step records of its cost: the estimate made before its first request, and what this attempt spent. */
 export interface StepCost {
