@@ -75,20 +75,14 @@ export interface BatchRef {
   setting: string;
 }
 
-/** How much one batch may hold: a round with more is sent as several batches, polled and collected together. */
-export interface BatchCaps {
-  requests: number;
-  /** Bytes of the uploaded request file. */
-  bytes: number;
-}
-
-/** OpenAI's caps on one batch: 50,000 requests and a 200 MB input file (the bytes kept under it). */
-export const DEFAULT_BATCH_CAPS: BatchCaps = { requests: 50_000, bytes: 190_000_000 };
-
-/** The caps on one batch: OpenAI's, or an endpoint's own through PIFT_BATCH_MAX_REQUESTS / PIFT_BATCH_MAX_BYTES. */
-export const batchCaps = (env: NodeJS.ProcessEnv): BatchCaps => ({
-  requests: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_REQUESTS', DEFAULT_BATCH_CAPS.requests),
-  bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', DEFAULT_BATCH_CAPS.bytes),
+/**
+ * The caps on one batch, a round with more being sent as several batches, polled and collected together: OpenAI's
+ * 50,000 requests and 200 MB input file (the bytes kept under it), or an endpoint's own through PIFT_BATCH_MAX_REQUESTS
+ * / PIFT_BATCH_MAX_BYTES (bytes of the uploaded request file).
+ */
+export const batchCaps = (env: NodeJS.ProcessEnv) => ({
+  requests: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_REQUESTS', 50_000),
+  bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', 190_000_000),
 });
 
 /** One look at each of the round's batches (a batch that did not run says why in the log). */
@@ -98,7 +92,7 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
     const message = `${ref.setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`;
     throw new WorkerMisconfiguredError(message, 'PIFT_OPENAI_BASE_URL', ref.setting);
   }
-  const polled: BatchPolled[] = [];
+  const batches: Batch[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) {
     const batch = await retrieveBatch(endpoint, batchId, ref.setting);
     if (batch.status === 'failed' || batch.status === 'cancelled') {
@@ -111,16 +105,15 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
           .map((e) => `${e.code ?? ''} line ${e.line ?? '?'}: ${e.message ?? ''}`),
       });
     }
-    const { id, status, request_counts: counts } = batch;
-    polled.push({ batchId: id, status, done: batchFinished(status), ...(counts && { counts }) });
+    batches.push(batch);
   }
-  if (polled.length === 1) return polled[0];
-  const sum = (k: 'total' | 'completed' | 'failed') => polled.reduce((n, p) => n + p.counts![k], 0);
+  const counts = batches.map((b) => b.request_counts);
+  const sum = (k: 'total' | 'completed' | 'failed') => counts.reduce((n, c) => n + c![k], 0);
   return {
     batchId: ref.batchId,
-    status: polled.map((p) => p.status).join(' '),
-    done: polled.every((p) => p.done),
-    ...(polled.every((p) => p.counts) && {
+    status: batches.map((b) => b.status).join(' '),
+    done: batches.every((b) => batchFinished(b.status)),
+    ...(counts.every(Boolean) && {
       counts: { total: sum('total'), completed: sum('completed'), failed: sum('failed') },
     }),
   };
@@ -153,8 +146,8 @@ export interface RoundContext {
   step: 'score' | 'evaluate';
   /** `input.scorer.mode` or `input.evaluation.mode`. */
   setting: string;
-  /** The caps on one batch; OpenAI's when absent. */
-  caps?: BatchCaps;
+  /** The caps on one batch (see batchCaps). */
+  caps: ReturnType<typeof batchCaps>;
 }
 
 /** A round's batch.json: its first batch as before batches were split, and every batch when there are several. */
@@ -190,17 +183,13 @@ async function openRound(
   // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
   let last = -Infinity;
   let inOrder = true;
-  for await (const rows of streamJsonlChunks<{ customId: string }>(store, key)) {
-    for (const o of rows) {
-      const at = position(o.customId);
-      inOrder &&= at > last;
-      last = at;
-    }
-    if (!inOrder) break;
-  }
+  await eachOutcome(store, [key], (o) => {
+    inOrder &&= position(o.customId) > last;
+    last = position(o.customId);
+  });
   if (!inOrder) {
     const byId = new Map<string, BatchOutcome>();
-    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) for (const o of rows) byId.set(o.customId, o);
+    await eachOutcome(store, [key], (o) => byId.set(o.customId, o));
     return { outcomeOf: async (customId) => byId.get(customId), close: async () => {} };
   }
   const results = new JsonlCursor<BatchOutcome>(store, key);
@@ -218,6 +207,18 @@ async function openRound(
   };
 }
 
+/** The results files of the rounds before `before` (a round that asked nothing has none). */
+async function resultsBefore(store: ObjectStore, runId: string, step: RoundContext['step'], before: number) {
+  const keys = Array.from({ length: before }, (_, round) => batchRoundKeys(runId, step, round).results);
+  const exists = await Promise.all(keys.map((key) => store.exists(key)));
+  return keys.filter((_, round) => exists[round]);
+}
+
+/** Every outcome of the results files `keys`, in order, read a chunk at a time. */
+async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchOutcome) => unknown): Promise<void> {
+  for (const key of keys) for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) rows.forEach(visit);
+}
+
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
  * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
@@ -230,10 +231,7 @@ export async function openPastOutcomes(
   position: (customId: string) => number,
 ) {
   const rounds: RoundResults[] = [];
-  for (let round = 0; round < before; round++) {
-    const key = batchRoundKeys(runId, step, round).results;
-    if (await store.exists(key)) rounds.push(await openRound(store, key, position));
-  }
+  for (const key of await resultsBefore(store, runId, step, before)) rounds.push(await openRound(store, key, position));
   return {
     /** Call in walking order, each request once. */
     async get(customId: string, at: number): Promise<BatchOutcome[]> {
@@ -256,17 +254,11 @@ export async function spentTokens(
   before: number,
 ): Promise<TokenCount> {
   const spent = { prompt: 0, output: 0 };
-  for (let round = 0; round < before; round++) {
-    const key = batchRoundKeys(runId, step, round).results;
-    if (!(await store.exists(key))) continue;
-    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) {
-      for (const o of rows) {
-        if (!('content' in o) || !o.usage) continue;
-        spent.prompt += o.usage.prompt_tokens ?? 0;
-        spent.output += o.usage.completion_tokens ?? 0;
-      }
-    }
-  }
+  await eachOutcome(store, await resultsBefore(store, runId, step, before), (o) => {
+    if (!('content' in o) || !o.usage) return;
+    spent.prompt += o.usage.prompt_tokens ?? 0;
+    spent.output += o.usage.completion_tokens ?? 0;
+  });
   return spent;
 }
 
@@ -386,7 +378,7 @@ interface BatchPart {
  * pool stops before its next request): what earlier rounds reported plus this round's estimate.
  */
 async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
-  const caps = s.ctx.caps ?? DEFAULT_BATCH_CAPS;
+  const { caps } = s.ctx;
   const parts: BatchPart[] = [];
   const asked = new RequestCount(1, null);
   const writer = await LineWriter.create(path);
@@ -540,15 +532,10 @@ export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchI
   });
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  const key = batchRoundKeys(s.ctx.runId, s.ctx.step, round).results;
-  for await (const rows of streamJsonlChunks<BatchOutcome>(s.ctx.store, key)) {
-    for (const o of rows) {
-      if ('retry' in o) counts.retry += 1;
-      else if ('rejected' in o) counts.rejected += 1;
-      else if (s.parses(o.content)) counts.answered += 1;
-      else counts.unparseable += 1;
-    }
-  }
+  await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
+    counts['retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable'] +=
+      1;
+  });
   return { round, batchId, ...counts, pending, cached };
 }
 

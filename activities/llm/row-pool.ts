@@ -66,7 +66,7 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
       while (!failure && open[0]?.results) {
         const { ref, items, results } = open.shift()!;
         openItems -= items;
-        await o.emit(ref, results);
+        await o.emit(ref, results!);
       }
       if (failure) throw failure.error;
       if (ready()) return;
@@ -133,32 +133,29 @@ export async function* inParts<T>(
   const source: AsyncIterator<T> | Iterator<T> =
     Symbol.asyncIterator in rows ? rows[Symbol.asyncIterator]() : rows[Symbol.iterator]();
   let ended = false;
-  const next = async (): Promise<{ row: T } | undefined> => {
-    if (ended) return undefined;
-    const r = await source.next();
-    if (r.done) ended = true;
-    return r.done ? undefined : { row: r.value };
+  // The row read to make the current part, until its first item is pulled.
+  let head: IteratorResult<T> | undefined;
+  const next = async (): Promise<IteratorResult<T>> => {
+    const got = head ?? (ended ? { done: true, value: undefined } : await source.next());
+    head = undefined;
+    ended ||= !!got.done;
+    return got;
   };
   try {
     for (let index = first; ; index++) {
       // A part is only made when it has a row: no empty part after a last full one.
-      let head = await next();
-      if (!head) return;
+      head = await next();
+      if (head.done) return;
       let taken = 0;
       const items = async function* () {
-        while (taken < size) {
-          const got = head ?? (await next());
-          head = undefined;
-          if (!got) return;
+        for (let got; taken < size && !(got = await next()).done;) {
           taken += 1;
-          yield got.row;
+          yield got.value;
         }
       };
       yield { index, items: { [Symbol.asyncIterator]: items } };
-      // A part whose items were never pulled still owns the row read to make it.
-      if (head) taken += 1;
-      head = undefined;
-      while (taken < size && (await next())) taken += 1;
+      // Rows the consumer left unread are skipped, the one read to make the part first if it pulled none.
+      while (taken < size && !(await next()).done) taken += 1;
     }
   } finally {
     if (!ended) await source.return?.();
