@@ -5,7 +5,7 @@ import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonl, streamJsonlChunks } from '../artifacts/jsonl';
 import { inScratch } from '../artifacts/scratch';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
@@ -475,43 +475,26 @@ async function collectRound(ctx: RoundContext, round: number, batchId: string, w
   const stored = (await ctx.store.exists(keys.batch))
     ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
     : undefined;
-  const parts = stored?.batches ?? [{ batchId, requests: Infinity }];
-  const batches: Array<{ batch: Batch; requests: number }> = [];
-  for (const part of parts) {
-    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-    if (!batchFinished(batch.status)) {
-      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-      throw ApplicationFailure.retryable(
-        `batch ${part.batchId} is ${batch.status}, not finished yet`,
-        'BatchNotFinished',
-      );
-    }
-    batches.push({ batch, requests: part.requests });
-  }
   // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
-  const ids = (async function* () {
-    for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
-      for (const r of rows) yield r.custom_id;
-  })();
-  async function* take(n: number) {
-    for (let i = 0; i < n; i++) {
-      const next = await ids.next();
-      if (next.done) return;
-      yield next.value;
-    }
-  }
+  const requests = streamJsonl<{ custom_id: string }>(ctx.store, keys.requests);
   await inScratch(workDir, 'batch-collect-', async (dir) => {
     const path = join(dir, 'results.jsonl');
     const writer = await LineWriter.create(path);
     try {
-      for (const { batch, requests } of batches) {
-        await batchOutcomes(ctx.endpoint, batch, take(requests), ctx.setting, dir, (o) =>
+      for (const part of stored?.batches ?? [{ batchId, requests: Infinity }]) {
+        const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+        if (!batchFinished(batch.status)) {
+          // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+          const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
+          throw ApplicationFailure.retryable(message, 'BatchNotFinished');
+        }
+        await batchOutcomes(ctx.endpoint, batch, { requests, count: part.requests }, ctx.setting, dir, (o) =>
           writer.text(JSON.stringify(o)),
         );
       }
     } finally {
       await writer.close();
-      await ids.return(undefined);
+      await requests.return(undefined);
     }
     await ctx.store.putFile(keys.results, path);
   });

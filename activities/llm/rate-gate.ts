@@ -199,18 +199,12 @@ export function retryAfterMs(headers: HeaderSource): number | undefined {
 
 /** OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1h2m3.5s`; a bare number is seconds. */
 export function durationMs(raw: string | null): number | undefined {
-  if (raw === null) return undefined;
-  const text = raw.trim();
+  const text = raw?.trim();
+  if (!text) return undefined;
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (!/^(\d+(\.\d+)?(ms|h|m|s))+$/.test(text)) return undefined;
   const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
   let total = 0;
-  let rest = text;
-  const part = /^(\d+(?:\.\d+)?)(ms|h|m|s)/;
-  while (rest.length) {
-    const match = part.exec(rest);
-    if (!match) return undefined;
-    total += Number(match[1]) * units[match[2]];
-    rest = rest.slice(match[0].length);
-  }
-  return text.length ? total : undefined;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) total += Number(n) * units[unit];
+  return total;
 }
