@@ -119,9 +119,6 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
   };
 }
 
-/** The failure type of a look at a batch that is still running: retried by the activity's retry policy. */
-export const BATCH_RUNNING = 'BatchRunning';
-
 /**
  * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once
  * and throws while a batch still runs, so the activity's retry policy, one look per `pollInterval`, is the poll loop
@@ -132,7 +129,8 @@ export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promi
   if (polled.done) return polled;
   const { counts } = polled;
   throw ApplicationFailure.create({
-    type: BATCH_RUNNING,
+    // A look at a batch that is still running: retried by the activity's retry policy.
+    type: 'BatchRunning',
     message: `batch ${ref.batchId} is ${polled.status}${counts ? ` (${counts.completed + counts.failed}/${counts.total} done)` : ''}`,
     // An expected state, not an error: logged at debug level and kept out of the failure metrics.
     category: 'BENIGN',
@@ -516,8 +514,9 @@ export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchI
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
   await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
-    counts['retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable'] +=
-      1;
+    const kind =
+      'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
+    counts[kind] += 1;
   });
   return { round, batchId, ...counts, pending, cached };
 }
