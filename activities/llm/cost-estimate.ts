@@ -189,7 +189,7 @@ export interface Spent {
  * cannot together overshoot them.
  */
 export class SpendMeter {
-  private spent = { requests: 0, prompt: 0, output: 0, estimated: 0 };
+  private spent = { requests: 0, promptTokens: 0, completionTokens: 0, estimatedReplies: 0 };
   private reserved: TokenCount = { prompt: 0, output: 0 };
 
   constructor(
@@ -200,8 +200,8 @@ export class SpendMeter {
   /** Reserves a request's estimate, or stops the step (non-retryable, naming the limit) when it could pass one. */
   admit(next: TokenCount): TokenCount {
     const after = {
-      prompt: this.spent.prompt + this.reserved.prompt + next.prompt,
-      output: this.spent.output + this.reserved.output + next.output,
+      prompt: this.spent.promptTokens + this.reserved.prompt + next.prompt,
+      output: this.spent.completionTokens + this.reserved.output + next.output,
     };
     const { maxTokens, maxCostUsd, pricePerMillionTokens: price, setting } = this.limits;
     const stop = (field: string, what: string) =>
@@ -227,17 +227,17 @@ export class SpendMeter {
     this.spent.requests += 1;
     const usage = outcome.usage;
     if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') {
-      this.spent.prompt += usage.prompt_tokens;
-      this.spent.output += usage.completion_tokens;
+      this.spent.promptTokens += usage.prompt_tokens;
+      this.spent.completionTokens += usage.completion_tokens;
     } else {
-      this.spent.prompt += reserved.prompt;
-      this.spent.output += reserved.output;
-      this.spent.estimated += 1;
+      this.spent.promptTokens += reserved.prompt;
+      this.spent.completionTokens += reserved.output;
+      this.spent.estimatedReplies += 1;
     }
   }
 
   total(): Spent {
-    return spentOf(this.spent, this.limits.pricePerMillionTokens);
+    return sumSpent([this.spent], this.limits.pricePerMillionTokens);
   }
 
   private describe(): string {
@@ -251,24 +251,16 @@ export class SpendMeter {
 
 /** What several meters spent together (a step scored in shards), in the form SpendMeter.total gives. */
 export function sumSpent(parts: readonly Spent[], price?: Price): Spent {
-  const sum = { requests: 0, prompt: 0, output: 0, estimated: 0 };
-  for (const p of parts) {
-    sum.requests += p.requests;
-    sum.prompt += p.promptTokens;
-    sum.output += p.completionTokens;
-    sum.estimated += p.estimatedReplies ?? 0;
-  }
-  return spentOf(sum, price);
-}
-
-function spentOf(sum: { requests: number; prompt: number; output: number; estimated: number }, price?: Price): Spent {
-  const costUsd = costOf(sum, price);
+  const sum = (k: keyof Spent) => parts.reduce((n, p) => n + (p[k] ?? 0), 0);
+  const tokens = { prompt: sum('promptTokens'), output: sum('completionTokens') };
+  const costUsd = costOf(tokens, price);
+  const estimated = sum('estimatedReplies');
   return {
-    requests: sum.requests,
-    promptTokens: sum.prompt,
-    completionTokens: sum.output,
+    requests: sum('requests'),
+    promptTokens: tokens.prompt,
+    completionTokens: tokens.output,
     ...(costUsd === undefined ? {} : { costUsd }),
-    ...(sum.estimated ? { estimatedReplies: sum.estimated } : {}),
+    ...(estimated ? { estimatedReplies: estimated } : {}),
   };
 }
 
