@@ -339,23 +339,19 @@ export interface BatchStep<T> {
 }
 
 /**
- * Walks the items the cache lacks with the state of each of their requests after the rounds before `round`. The items
- * and the rounds' results are all read as streams, side by side.
+ * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
+ * results are all read as streams, side by side.
  */
-async function eachUncached<T>(
-  s: BatchStep<T>,
-  round: number,
-  visit: (item: T, requests: ReturnType<BatchStep<T>['requests']>, states: ItemState[]) => Promise<void> | void,
-): Promise<void> {
+async function* uncached<T>(s: BatchStep<T>, round: number) {
   const past = await openPastOutcomes(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
   try {
     for await (const item of notCached(s.items(), s.isCached)) {
-      const requests = s.requests(item);
-      const states: ItemState[] = [];
-      for (const { customId } of requests) {
-        states.push(itemState(await past.get(customId, s.position(customId)), s.parseRetries, s.parses));
+      const requests = [];
+      for (const r of s.requests(item)) {
+        const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
+        requests.push({ ...r, state });
       }
-      await visit(item, requests, states);
+      yield { item, requests };
     }
   } finally {
     await past.close();
@@ -381,9 +377,8 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
   const asked = new RequestCount(1, null);
   const writer = await LineWriter.create(path);
   try {
-    await eachUncached(s, round, async (_item, itemRequests, states) => {
-      for (const [k, { customId, request }] of itemRequests.entries()) {
-        const state = states[k];
+    for await (const { requests } of uncached(s, round)) {
+      for (const { customId, request, state } of requests) {
         if (state.done) continue;
         const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
         const line = batchLine(item);
@@ -399,7 +394,7 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
         await writer.text(line);
         asked.add(item.request.messages, item.request.max_tokens);
       }
-    });
+    }
   } finally {
     await writer.close();
   }
@@ -506,11 +501,12 @@ export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchI
   await collectRound(s.ctx, round, batchId, s.workDir);
   let pending = 0;
   let cached = 0;
-  await eachUncached(s, round + 1, (item, _requests, states) => {
+  for await (const { item, requests } of uncached(s, round + 1)) {
+    const states = requests.map((r) => r.state);
     const open = states.filter((st) => !st.done).length;
     if (open) pending += open;
     else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
-  });
+  }
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
   await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
