@@ -20,7 +20,7 @@ import {
   type BatchItem,
   type BatchOutcome,
 } from './batch-api';
-import { checkEstimate, estimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
+import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
@@ -398,14 +398,14 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
   } finally {
     await writer.close();
   }
-  const { requests, tokens } = asked;
-  if (requests) {
+  if (asked.requests) {
     const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
-    const total = { prompt: spent.prompt + tokens.prompt, output: spent.output + tokens.output };
+    asked.tokens.prompt += spent.prompt;
+    asked.tokens.output += spent.output;
     const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
-    checkEstimate(estimate(requests, total, s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
+    checkEstimate(asked.result(s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
   }
-  log.info(`${s.name} batch`, { round, requests, ...s.logged() });
+  log.info(`${s.name} batch`, { round, requests: asked.requests, ...s.logged() });
   return parts;
 }
 
@@ -415,7 +415,7 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
  * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
  * round's requests.jsonl keeps all of them, in order. No batch id when nothing is left to ask.
  */
-export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
   const { ctx } = s;
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.batch)) {
@@ -462,7 +462,7 @@ export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promis
  * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
  * written line by line in the order of the round's requests.
  */
-async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
+async function download(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
   const stored = (await ctx.store.exists(keys.batch))
@@ -497,8 +497,8 @@ async function collectRound(ctx: RoundContext, round: number, batchId: string, w
  * Reads round `round`'s finished batch, puts every item it completed into the answer cache, and counts the round's
  * outcomes for the workflow from the results the collect stored.
  */
-export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
-  await collectRound(s.ctx, round, batchId, s.workDir);
+async function collect<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
+  await download(s.ctx, round, batchId, s.workDir);
   let pending = 0;
   let cached = 0;
   for await (const { item, requests } of uncached(s, round + 1)) {
@@ -535,12 +535,12 @@ export function batchActivities<I extends { round: number }, T>(
   return {
     submit: async (deps: ActivityDeps, input: I): Promise<BatchSubmitted> => {
       const s = await step(deps, input);
-      return s ? submitStepRound(s, input.round) : { round: input.round, requests: 0 };
+      return s ? submit(s, input.round) : { round: input.round, requests: 0 };
     },
     collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
       const s = await step(deps, input);
       if (!s) throw new Error(`a batch was submitted for ${asksNone}`);
-      return collectStepRound(s, input.round, input.batchId);
+      return collect(s, input.round, input.batchId);
     },
   };
 }

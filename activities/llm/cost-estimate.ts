@@ -59,25 +59,6 @@ export function requestTokens(messages: Messages, maxTokens: number | null | und
 export const costOf = (tokens: TokenCount, price?: Price): number | undefined =>
   price && (tokens.prompt * price.input + tokens.output * price.output) / 1e6;
 
-/** An estimate of `requests` requests of `tokens` in all, with what it leaves out or assumes. */
-export function estimate(
-  requests: number,
-  tokens: TokenCount,
-  price: Price | undefined,
-  assumptions: string[],
-): CostEstimate {
-  const costUsd = costOf(tokens, price);
-  return {
-    requests,
-    promptTokens: tokens.prompt,
-    outputTokens: tokens.output,
-    totalTokens: tokens.prompt + tokens.output,
-    ...(costUsd === undefined ? {} : { costUsd }),
-    tokenCounting: 'approximate: 4 characters a token',
-    assumptions,
-  };
-}
-
 /** What a step's estimate assumes of re-asks and of the cache: `per` is what one ask is for. */
 const asks = (per: string, replies: string, retries: number) =>
   `one ask per ${per}; re-asks of unparseable ${replies} (up to ${retries} each) add to it, ` +
@@ -100,8 +81,19 @@ export class RequestCount {
     this.requests += this.times;
   }
 
+  /** The estimate of the requests counted so far, with what it leaves out or assumes. */
   result(price: Price | undefined, assumptions: string[]): CostEstimate {
-    return estimate(this.requests, { ...this.tokens }, price, assumptions);
+    const { prompt, output } = this.tokens;
+    const costUsd = costOf(this.tokens, price);
+    return {
+      requests: this.requests,
+      promptTokens: prompt,
+      outputTokens: output,
+      totalTokens: prompt + output,
+      ...(costUsd === undefined ? {} : { costUsd }),
+      tokenCounting: 'approximate: 4 characters a token',
+      assumptions,
+    };
   }
 }
 
