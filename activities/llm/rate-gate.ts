@@ -59,21 +59,14 @@ class Bucket {
   }
 }
 
-interface Waiter {
-  cost: number;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-}
-
 export class RateGate {
   /** The budget's buckets and the endpoint's: a request takes one from each request bucket, its cost from each other. */
   private readonly requestBuckets: Bucket[] = [];
   private readonly tokenBuckets: Bucket[] = [];
   private readonly announced: { requests?: Bucket; tokens?: Bucket } = {};
   private pausedUntil = 0;
-  private readonly queue: Waiter[] = [];
+  /** Requests waiting for their turn, first come first served; `go` sends one. */
+  private readonly queue: Array<{ cost: number; go: () => void }> = [];
   private timer: NodeJS.Timeout | undefined;
   /** When the endpoint last answered a request (any status but 429 / 5xx): rate limits are waited out while it does. */
   lastAnswerAt: number;
@@ -94,16 +87,18 @@ export class RateGate {
     // Nobody waiting and the budget allows it: through at once, with no waiter nor listener made for it.
     if (!this.queue.length && this.turn(cost, this.now()) === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { cost, resolve, reject, signal };
-      if (signal) {
-        waiter.onAbort = () => {
-          const i = this.queue.indexOf(waiter);
-          if (i >= 0) this.queue.splice(i, 1);
-          reject(signal.reason);
-          this.pump();
-        };
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
+      const onAbort = () => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(signal!.reason);
+        this.pump();
+      };
+      const go = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const waiter = { cost, go };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
       this.pump();
     });
@@ -172,8 +167,7 @@ export class RateGate {
         return;
       }
       this.queue.shift();
-      if (head.onAbort) head.signal?.removeEventListener('abort', head.onAbort);
-      head.resolve();
+      head.go();
     }
   }
 }
