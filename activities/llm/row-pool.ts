@@ -91,27 +91,32 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
         continue;
       }
       const results: R[] = [];
-      const asked: Array<Promise<void>> = [];
+      // The part's items in flight, plus one while it is fed: it is stored when none is left, whatever the order parts
+      // finish in (none after a failure). Counted, not listed, so the part holds nothing per item but its answer.
+      let left = 1;
+      const settled = () => {
+        if (--left || failure) return;
+        o.save(entry.ref, results)
+          .then(() => void (entry.results = results), fail)
+          .finally(() => wake());
+      };
       for await (const item of part.items) {
         await until(mayStart);
         running += 1;
         openItems += 1;
+        left += 1;
         const position = entry.items++;
-        // Only the answer is kept: `item` is let go once `work` settles. A failure is recorded before the slot is
-        // given back, so the feeder sees it before it pulls another item.
-        const answer = (async () => void (results[position] = await o.work(item, entry.ref)))().catch(fail);
-        asked.push(
-          answer.finally(() => {
+        // `item` is let go once `work` settles. A failure is recorded before the slot is given back, so the feeder
+        // sees it before it pulls another item.
+        void (async () => void (results[position] = await o.work(item, entry.ref)))()
+          .catch(fail)
+          .finally(() => {
             running -= 1;
+            settled();
             wake();
-          }),
-        );
+          });
       }
-      // Stored as soon as all its items are answered, whatever the order parts finish in; none after a failure.
-      void Promise.all(asked)
-        .then(() => failure ?? o.save(entry.ref, results).then(() => void (entry.results = results)))
-        .catch(fail)
-        .finally(() => wake());
+      settled();
     }
     await until(() => open.length === 0);
   } catch (error) {
