@@ -418,9 +418,8 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
 async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
   const { ctx } = s;
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
-  if (await ctx.store.exists(keys.batch)) {
-    return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
-  }
+  const sent = await ctx.store.findText(keys.batch);
+  if (sent !== undefined) return submittedOf(round, JSON.parse(sent) as StoredRound);
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
   return inScratch(s.workDir, 'batch-requests-', async (dir) => {
     const path = join(dir, 'requests.jsonl');
@@ -465,9 +464,8 @@ async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted
 async function download(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
-  const stored = (await ctx.store.exists(keys.batch))
-    ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
-    : undefined;
+  const sent = await ctx.store.findText(keys.batch);
+  const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
   // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
   const requests = streamJsonl<{ custom_id: string }>(ctx.store, keys.requests);
   await inScratch(workDir, 'batch-collect-', async (dir) => {
