@@ -32,11 +32,9 @@ export interface AnswerCache {
 
 export const CACHE_PREFIX = '.pift-cache';
 
-/** Where an earlier version kept the entry of `material`, one object per answer. */
-export const cacheKey = (kind: string, material: unknown): string => {
-  const hash = hashInputs(material);
-  return `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
-};
+/** Where an earlier version kept the entry of `material` (of its hash), one object per answer. */
+const objectKey = (kind: string, hash: string) => `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
+export const cacheKey = (kind: string, material: unknown): string => objectKey(kind, hashInputs(material));
 
 const logFolder = (kind: string) => `${CACHE_PREFIX}/${kind}/log`;
 
@@ -120,8 +118,9 @@ export function answerCache(
       const hash = hashOf(material);
       listed ??= readEntries(store, kind);
       const { logged, earlier } = await listed;
-      const key = `${CACHE_PREFIX}/${kind}/${hash.slice(0, 2)}/${hash}.json`;
-      return parsed<T>(logged.get(hash) ?? (earlier.has(hash) ? await store.findText(key) : undefined));
+      return parsed<T>(
+        logged.get(hash) ?? (earlier.has(hash) ? await store.findText(objectKey(kind, hash)) : undefined),
+      );
     },
     put(material: unknown, value: unknown) {
       pending.push(`{"k":"${hashOf(material)}","v":${JSON.stringify(value)}}\n`);

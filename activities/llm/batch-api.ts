@@ -133,11 +133,9 @@ async function* linesWithOffsets(path: string): AsyncGenerator<{ line: Buffer; o
   if (pending.length) yield { line: pending, offset };
 }
 
-const parsedLine = (line: Buffer | string): ResultLine | undefined => {
-  const text = typeof line === 'string' ? line : line.toString('utf8');
-  if (!text.trim()) return undefined;
+const parsedLine = (line: Buffer): ResultLine | undefined => {
   try {
-    const parsed = JSON.parse(text) as ResultLine;
+    const parsed = JSON.parse(line.toString('utf8')) as ResultLine;
     return typeof parsed.custom_id === 'string' ? parsed : undefined;
   } catch {
     return undefined; // an unreadable line names no request: that request is asked again
@@ -145,15 +143,16 @@ const parsedLine = (line: Buffer | string): ResultLine | undefined => {
 };
 
 /**
- * Every request's outcome in a finished batch, in the order of `customIds`, handed to `write` one at a time: its output
- * and error files are downloaded to `workDir` and each custom_id is kept with where its line is (a later line for the
- * same id wins, the error file after the output file), so only one result line is in memory at a time. A request
- * neither file names (a failed or cancelled batch) is to be asked again.
+ * The outcome of each of the next `count` lines of a round's request file (batchLine) read from `requests`, in order,
+ * handed to `write` one at a time, from a finished batch: its output and error files are downloaded to `workDir` and
+ * each custom_id is kept with where its line is (a later line for the same id wins, the error file after the output
+ * file), so only one result line is in memory at a time. A request neither file names (a failed or cancelled batch) is
+ * to be asked again.
  */
 export async function batchOutcomes(
   endpoint: LlmEndpoint,
   batch: Batch,
-  customIds: AsyncIterable<string>,
+  { requests, count }: { requests: AsyncIterator<{ custom_id: string }>; count: number },
   setting: string,
   workDir: string,
   write: (outcome: BatchOutcome) => Promise<void>,
@@ -176,7 +175,8 @@ export async function batchOutcomes(
         }
         handles.push(await open(path, 'r'));
       }
-      for await (const id of customIds) {
+      for (let n = 0, next; n < count && !(next = await requests.next()).done; n++) {
+        const id = next.value.custom_id;
         const entry = ids.lineOf(id);
         if (entry === undefined) {
           await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });

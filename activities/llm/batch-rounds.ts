@@ -5,7 +5,7 @@ import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonl, streamJsonlChunks } from '../artifacts/jsonl';
 import { inScratch } from '../artifacts/scratch';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
@@ -20,7 +20,7 @@ import {
   type BatchItem,
   type BatchOutcome,
 } from './batch-api';
-import { checkEstimate, estimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
+import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
@@ -75,20 +75,14 @@ export interface BatchRef {
   setting: string;
 }
 
-/** How much one batch may hold: a round with more is sent as several batches, polled and collected together. */
-export interface BatchCaps {
-  requests: number;
-  /** Bytes of the uploaded request file. */
-  bytes: number;
-}
-
-/** OpenAI's caps on one batch: 50,000 requests and a 200 MB input file (the bytes kept under it). */
-export const DEFAULT_BATCH_CAPS: BatchCaps = { requests: 50_000, bytes: 190_000_000 };
-
-/** The caps on one batch: OpenAI's, or an endpoint's own through PIFT_BATCH_MAX_REQUESTS / PIFT_BATCH_MAX_BYTES. */
-export const batchCaps = (env: NodeJS.ProcessEnv): BatchCaps => ({
-  requests: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_REQUESTS', DEFAULT_BATCH_CAPS.requests),
-  bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', DEFAULT_BATCH_CAPS.bytes),
+/**
+ * The caps on one batch, a round with more being sent as several batches, polled and collected together: OpenAI's
+ * 50,000 requests and 200 MB input file (the bytes kept under it), or an endpoint's own through PIFT_BATCH_MAX_REQUESTS
+ * / PIFT_BATCH_MAX_BYTES (bytes of the uploaded request file).
+ */
+export const batchCaps = (env: NodeJS.ProcessEnv) => ({
+  requests: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_REQUESTS', 50_000),
+  bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', 190_000_000),
 });
 
 /** One look at each of the round's batches (a batch that did not run says why in the log). */
@@ -98,7 +92,7 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
     const message = `${ref.setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`;
     throw new WorkerMisconfiguredError(message, 'PIFT_OPENAI_BASE_URL', ref.setting);
   }
-  const polled: BatchPolled[] = [];
+  const batches: Batch[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) {
     const batch = await retrieveBatch(endpoint, batchId, ref.setting);
     if (batch.status === 'failed' || batch.status === 'cancelled') {
@@ -111,23 +105,19 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
           .map((e) => `${e.code ?? ''} line ${e.line ?? '?'}: ${e.message ?? ''}`),
       });
     }
-    const { id, status, request_counts: counts } = batch;
-    polled.push({ batchId: id, status, done: batchFinished(status), ...(counts && { counts }) });
+    batches.push(batch);
   }
-  if (polled.length === 1) return polled[0];
-  const sum = (k: 'total' | 'completed' | 'failed') => polled.reduce((n, p) => n + p.counts![k], 0);
+  const counts = batches.map((b) => b.request_counts);
+  const sum = (k: 'total' | 'completed' | 'failed') => counts.reduce((n, c) => n + c![k], 0);
   return {
     batchId: ref.batchId,
-    status: polled.map((p) => p.status).join(' '),
-    done: polled.every((p) => p.done),
-    ...(polled.every((p) => p.counts) && {
+    status: batches.map((b) => b.status).join(' '),
+    done: batches.every((b) => batchFinished(b.status)),
+    ...(counts.every(Boolean) && {
       counts: { total: sum('total'), completed: sum('completed'), failed: sum('failed') },
     }),
   };
 }
-
-/** The failure type of a look at a batch that is still running: retried by the activity's retry policy. */
-export const BATCH_RUNNING = 'BatchRunning';
 
 /**
  * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once
@@ -139,7 +129,8 @@ export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promi
   if (polled.done) return polled;
   const { counts } = polled;
   throw ApplicationFailure.create({
-    type: BATCH_RUNNING,
+    // A look at a batch that is still running: retried by the activity's retry policy.
+    type: 'BatchRunning',
     message: `batch ${ref.batchId} is ${polled.status}${counts ? ` (${counts.completed + counts.failed}/${counts.total} done)` : ''}`,
     // An expected state, not an error: logged at debug level and kept out of the failure metrics.
     category: 'BENIGN',
@@ -153,8 +144,8 @@ export interface RoundContext {
   step: 'score' | 'evaluate';
   /** `input.scorer.mode` or `input.evaluation.mode`. */
   setting: string;
-  /** The caps on one batch; OpenAI's when absent. */
-  caps?: BatchCaps;
+  /** The caps on one batch (see batchCaps). */
+  caps: ReturnType<typeof batchCaps>;
 }
 
 /** A round's batch.json: its first batch as before batches were split, and every batch when there are several. */
@@ -190,17 +181,13 @@ async function openRound(
   // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
   let last = -Infinity;
   let inOrder = true;
-  for await (const rows of streamJsonlChunks<{ customId: string }>(store, key)) {
-    for (const o of rows) {
-      const at = position(o.customId);
-      inOrder &&= at > last;
-      last = at;
-    }
-    if (!inOrder) break;
-  }
+  await eachOutcome(store, [key], (o) => {
+    inOrder &&= position(o.customId) > last;
+    last = position(o.customId);
+  });
   if (!inOrder) {
     const byId = new Map<string, BatchOutcome>();
-    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) for (const o of rows) byId.set(o.customId, o);
+    await eachOutcome(store, [key], (o) => byId.set(o.customId, o));
     return { outcomeOf: async (customId) => byId.get(customId), close: async () => {} };
   }
   const results = new JsonlCursor<BatchOutcome>(store, key);
@@ -218,6 +205,18 @@ async function openRound(
   };
 }
 
+/** The results files of the rounds before `before` (a round that asked nothing has none). */
+async function resultsBefore(store: ObjectStore, runId: string, step: RoundContext['step'], before: number) {
+  const keys = Array.from({ length: before }, (_, round) => batchRoundKeys(runId, step, round).results);
+  const exists = await Promise.all(keys.map((key) => store.exists(key)));
+  return keys.filter((_, round) => exists[round]);
+}
+
+/** Every outcome of the results files `keys`, in order, read a chunk at a time. */
+async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchOutcome) => unknown): Promise<void> {
+  for (const key of keys) for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) rows.forEach(visit);
+}
+
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
  * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
@@ -230,10 +229,7 @@ export async function openPastOutcomes(
   position: (customId: string) => number,
 ) {
   const rounds: RoundResults[] = [];
-  for (let round = 0; round < before; round++) {
-    const key = batchRoundKeys(runId, step, round).results;
-    if (await store.exists(key)) rounds.push(await openRound(store, key, position));
-  }
+  for (const key of await resultsBefore(store, runId, step, before)) rounds.push(await openRound(store, key, position));
   return {
     /** Call in walking order, each request once. */
     async get(customId: string, at: number): Promise<BatchOutcome[]> {
@@ -256,17 +252,11 @@ export async function spentTokens(
   before: number,
 ): Promise<TokenCount> {
   const spent = { prompt: 0, output: 0 };
-  for (let round = 0; round < before; round++) {
-    const key = batchRoundKeys(runId, step, round).results;
-    if (!(await store.exists(key))) continue;
-    for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) {
-      for (const o of rows) {
-        if (!('content' in o) || !o.usage) continue;
-        spent.prompt += o.usage.prompt_tokens ?? 0;
-        spent.output += o.usage.completion_tokens ?? 0;
-      }
-    }
-  }
+  await eachOutcome(store, await resultsBefore(store, runId, step, before), (o) => {
+    if (!('content' in o) || !o.usage) return;
+    spent.prompt += o.usage.prompt_tokens ?? 0;
+    spent.output += o.usage.completion_tokens ?? 0;
+  });
   return spent;
 }
 
@@ -349,23 +339,19 @@ export interface BatchStep<T> {
 }
 
 /**
- * Walks the items the cache lacks with the state of each of their requests after the rounds before `round`. The items
- * and the rounds' results are all read as streams, side by side.
+ * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
+ * results are all read as streams, side by side.
  */
-async function eachUncached<T>(
-  s: BatchStep<T>,
-  round: number,
-  visit: (item: T, requests: ReturnType<BatchStep<T>['requests']>, states: ItemState[]) => Promise<void> | void,
-): Promise<void> {
+async function* uncached<T>(s: BatchStep<T>, round: number) {
   const past = await openPastOutcomes(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
   try {
     for await (const item of notCached(s.items(), s.isCached)) {
-      const requests = s.requests(item);
-      const states: ItemState[] = [];
-      for (const { customId } of requests) {
-        states.push(itemState(await past.get(customId, s.position(customId)), s.parseRetries, s.parses));
+      const requests = [];
+      for (const r of s.requests(item)) {
+        const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
+        requests.push({ ...r, state });
       }
-      await visit(item, requests, states);
+      yield { item, requests };
     }
   } finally {
     await past.close();
@@ -386,14 +372,13 @@ interface BatchPart {
  * pool stops before its next request): what earlier rounds reported plus this round's estimate.
  */
 async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
-  const caps = s.ctx.caps ?? DEFAULT_BATCH_CAPS;
+  const { caps } = s.ctx;
   const parts: BatchPart[] = [];
   const asked = new RequestCount(1, null);
   const writer = await LineWriter.create(path);
   try {
-    await eachUncached(s, round, async (_item, itemRequests, states) => {
-      for (const [k, { customId, request }] of itemRequests.entries()) {
-        const state = states[k];
+    for await (const { requests } of uncached(s, round)) {
+      for (const { customId, request, state } of requests) {
         if (state.done) continue;
         const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
         const line = batchLine(item);
@@ -409,18 +394,18 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
         await writer.text(line);
         asked.add(item.request.messages, item.request.max_tokens);
       }
-    });
+    }
   } finally {
     await writer.close();
   }
-  const { requests, tokens } = asked;
-  if (requests) {
+  if (asked.requests) {
     const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
-    const total = { prompt: spent.prompt + tokens.prompt, output: spent.output + tokens.output };
+    asked.tokens.prompt += spent.prompt;
+    asked.tokens.output += spent.output;
     const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
-    checkEstimate(estimate(requests, total, s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
+    checkEstimate(asked.result(s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
   }
-  log.info(`${s.name} batch`, { round, requests, ...s.logged() });
+  log.info(`${s.name} batch`, { round, requests: asked.requests, ...s.logged() });
   return parts;
 }
 
@@ -430,12 +415,11 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
  * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
  * round's requests.jsonl keeps all of them, in order. No batch id when nothing is left to ask.
  */
-export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
   const { ctx } = s;
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
-  if (await ctx.store.exists(keys.batch)) {
-    return submittedOf(round, JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound);
-  }
+  const sent = await ctx.store.findText(keys.batch);
+  if (sent !== undefined) return submittedOf(round, JSON.parse(sent) as StoredRound);
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
   return inScratch(s.workDir, 'batch-requests-', async (dir) => {
     const path = join(dir, 'requests.jsonl');
@@ -477,49 +461,31 @@ export async function submitStepRound<T>(s: BatchStep<T>, round: number): Promis
  * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
  * written line by line in the order of the round's requests.
  */
-async function collectRound(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
+async function download(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
-  const stored = (await ctx.store.exists(keys.batch))
-    ? (JSON.parse(await ctx.store.getText(keys.batch)) as StoredRound)
-    : undefined;
-  const parts = stored?.batches ?? [{ batchId, requests: Infinity }];
-  const batches: Array<{ batch: Batch; requests: number }> = [];
-  for (const part of parts) {
-    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-    if (!batchFinished(batch.status)) {
-      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-      throw ApplicationFailure.retryable(
-        `batch ${part.batchId} is ${batch.status}, not finished yet`,
-        'BatchNotFinished',
-      );
-    }
-    batches.push({ batch, requests: part.requests });
-  }
+  const sent = await ctx.store.findText(keys.batch);
+  const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
   // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
-  const ids = (async function* () {
-    for await (const rows of streamJsonlChunks<{ custom_id: string }>(ctx.store, keys.requests))
-      for (const r of rows) yield r.custom_id;
-  })();
-  async function* take(n: number) {
-    for (let i = 0; i < n; i++) {
-      const next = await ids.next();
-      if (next.done) return;
-      yield next.value;
-    }
-  }
+  const requests = streamJsonl<{ custom_id: string }>(ctx.store, keys.requests);
   await inScratch(workDir, 'batch-collect-', async (dir) => {
     const path = join(dir, 'results.jsonl');
     const writer = await LineWriter.create(path);
     try {
-      for (const { batch, requests } of batches) {
-        await batchOutcomes(ctx.endpoint, batch, take(requests), ctx.setting, dir, (o) =>
+      for (const part of stored?.batches ?? [{ batchId, requests: Infinity }]) {
+        const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+        if (!batchFinished(batch.status)) {
+          // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+          const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
+          throw ApplicationFailure.retryable(message, 'BatchNotFinished');
+        }
+        await batchOutcomes(ctx.endpoint, batch, { requests, count: part.requests }, ctx.setting, dir, (o) =>
           writer.text(JSON.stringify(o)),
         );
       }
     } finally {
       await writer.close();
-      await ids.return(undefined);
+      await requests.return(undefined);
     }
     await ctx.store.putFile(keys.results, path);
   });
@@ -529,26 +495,23 @@ async function collectRound(ctx: RoundContext, round: number, batchId: string, w
  * Reads round `round`'s finished batch, puts every item it completed into the answer cache, and counts the round's
  * outcomes for the workflow from the results the collect stored.
  */
-export async function collectStepRound<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
-  await collectRound(s.ctx, round, batchId, s.workDir);
+async function collect<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
+  await download(s.ctx, round, batchId, s.workDir);
   let pending = 0;
   let cached = 0;
-  await eachUncached(s, round + 1, (item, _requests, states) => {
+  for await (const { item, requests } of uncached(s, round + 1)) {
+    const states = requests.map((r) => r.state);
     const open = states.filter((st) => !st.done).length;
     if (open) pending += open;
     else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
-  });
+  }
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  const key = batchRoundKeys(s.ctx.runId, s.ctx.step, round).results;
-  for await (const rows of streamJsonlChunks<BatchOutcome>(s.ctx.store, key)) {
-    for (const o of rows) {
-      if ('retry' in o) counts.retry += 1;
-      else if ('rejected' in o) counts.rejected += 1;
-      else if (s.parses(o.content)) counts.answered += 1;
-      else counts.unparseable += 1;
-    }
-  }
+  await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
+    const kind =
+      'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
+    counts[kind] += 1;
+  });
   return { round, batchId, ...counts, pending, cached };
 }
 
@@ -570,12 +533,12 @@ export function batchActivities<I extends { round: number }, T>(
   return {
     submit: async (deps: ActivityDeps, input: I): Promise<BatchSubmitted> => {
       const s = await step(deps, input);
-      return s ? submitStepRound(s, input.round) : { round: input.round, requests: 0 };
+      return s ? submit(s, input.round) : { round: input.round, requests: 0 };
     },
     collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
       const s = await step(deps, input);
       if (!s) throw new Error(`a batch was submitted for ${asksNone}`);
-      return collectStepRound(s, input.round, input.batchId);
+      return collect(s, input.round, input.batchId);
     },
   };
 }

@@ -11,8 +11,6 @@
 import { log } from '@temporalio/activity';
 import { InvalidDataError } from '../../common/failures';
 
-export const TOKEN_COUNTING = 'approximate: 4 characters a token';
-
 /** USD per million tokens, as providers list them. */
 export interface Price {
   input: number;
@@ -61,24 +59,10 @@ export function requestTokens(messages: Messages, maxTokens: number | null | und
 export const costOf = (tokens: TokenCount, price?: Price): number | undefined =>
   price && (tokens.prompt * price.input + tokens.output * price.output) / 1e6;
 
-/** An estimate of `requests` requests of `tokens` in all, with what it leaves out or assumes. */
-export function estimate(
-  requests: number,
-  tokens: TokenCount,
-  price: Price | undefined,
-  assumptions: string[],
-): CostEstimate {
-  const costUsd = costOf(tokens, price);
-  return {
-    requests,
-    promptTokens: tokens.prompt,
-    outputTokens: tokens.output,
-    totalTokens: tokens.prompt + tokens.output,
-    ...(costUsd === undefined ? {} : { costUsd }),
-    tokenCounting: TOKEN_COUNTING,
-    assumptions,
-  };
-}
+/** What a step's estimate assumes of re-asks and of the cache: `per` is what one ask is for. */
+const asks = (per: string, replies: string, retries: number) =>
+  `one ask per ${per}; re-asks of unparseable ${replies} (up to ${retries} each) add to it, ` +
+  `${replies} already in the cache take from it`;
 
 /** Requests counted as they are built: each one's messages asked `times` times, each with a `maxTokens` answer. */
 export class RequestCount {
@@ -96,6 +80,21 @@ export class RequestCount {
     this.tokens.output += one.output * this.times;
     this.requests += this.times;
   }
+
+  /** The estimate of the requests counted so far, with what it leaves out or assumes. */
+  result(price: Price | undefined, assumptions: string[]): CostEstimate {
+    const { prompt, output } = this.tokens;
+    const costUsd = costOf(this.tokens, price);
+    return {
+      requests: this.requests,
+      promptTokens: prompt,
+      outputTokens: output,
+      totalTokens: prompt + output,
+      ...(costUsd === undefined ? {} : { costUsd }),
+      tokenCounting: 'approximate: 4 characters a token',
+      assumptions,
+    };
+  }
 }
 
 /**
@@ -109,11 +108,8 @@ export class ScoringEstimate extends RequestCount {
     super(opts.samples, opts.maxTokens);
   }
 
-  result(): CostEstimate {
-    return estimate(this.requests, { ...this.tokens }, this.opts.price, [
-      'one ask per row and sample; re-asks of unparseable answers (up to ' +
-        `${this.opts.parseRetries} each) add to it, answers already in the cache take from it`,
-    ]);
+  override result(): CostEstimate {
+    return super.result(this.opts.price, [asks('row and sample', 'answers', this.opts.parseRetries)]);
   }
 }
 
@@ -127,11 +123,7 @@ export function estimateJudging(
 ): CostEstimate {
   const counted = new RequestCount(2, opts.maxTokens);
   for (const messages of prompts) counted.add(messages);
-  return estimate(counted.requests, counted.tokens, opts.price, [
-    ...(opts.assumptions ?? []),
-    `one ask per order; re-asks of unparseable replies (up to ${opts.parseRetries} each) add to it, ` +
-      'replies already in the cache take from it',
-  ]);
+  return counted.result(opts.price, [...(opts.assumptions ?? []), asks('order', 'replies', opts.parseRetries)]);
 }
 
 /** An answer of `tokens` tokens as the estimate counts them, for answers not generated yet. */
@@ -153,26 +145,23 @@ export function describeEstimate(e: CostEstimate): string {
  * an estimate above a limit is refused, naming the setting and the estimate.
  */
 export function checkEstimate(e: CostEstimate, limits: CostLimits, step: string): void {
-  if (limits.maxCostUsd !== undefined && !limits.pricePerMillionTokens) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxCostUsd needs ${limits.setting}.pricePerMillionTokens to count dollars`,
-      { field: `${limits.setting}.maxCostUsd` },
-    );
+  const { maxTokens, maxCostUsd, setting } = limits;
+  if (maxCostUsd !== undefined && !limits.pricePerMillionTokens) {
+    refuse(setting, 'maxCostUsd', ` needs ${setting}.pricePerMillionTokens to count dollars`);
   }
-  if (limits.maxTokens !== undefined && e.totalTokens > limits.maxTokens) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxTokens: the ${step} step would take ~${e.totalTokens} tokens, above the limit of ` +
-        `${limits.maxTokens}; nothing was sent (estimate: ${describeEstimate(e)})`,
-      { field: `${limits.setting}.maxTokens` },
-    );
+  const above = (would: string, limit: string) =>
+    `: the ${step} step would ${would}, above the limit of ${limit}; nothing was sent (estimate: ${describeEstimate(e)})`;
+  if (maxTokens !== undefined && e.totalTokens > maxTokens) {
+    refuse(setting, 'maxTokens', above(`take ~${e.totalTokens} tokens`, `${maxTokens}`));
   }
-  if (limits.maxCostUsd !== undefined && e.costUsd !== undefined && e.costUsd > limits.maxCostUsd) {
-    throw new InvalidDataError(
-      `${limits.setting}.maxCostUsd: the ${step} step would cost about ${usd(e.costUsd)}, above the limit of ` +
-        `${usd(limits.maxCostUsd)}; nothing was sent (estimate: ${describeEstimate(e)})`,
-      { field: `${limits.setting}.maxCostUsd` },
-    );
+  if (maxCostUsd !== undefined && e.costUsd !== undefined && e.costUsd > maxCostUsd) {
+    refuse(setting, 'maxCostUsd', above(`cost about ${usd(e.costUsd)}`, usd(maxCostUsd)));
   }
+}
+
+/** A limit passed: bad input, naming the limit's field. */
+function refuse(setting: string, field: string, message: string): never {
+  throw new InvalidDataError(`${setting}.${field}${message}`, { field: `${setting}.${field}` });
 }
 
 /** What a step spent, as the endpoint reported it. */
@@ -192,7 +181,7 @@ export interface Spent {
  * cannot together overshoot them.
  */
 export class SpendMeter {
-  private spent = { requests: 0, prompt: 0, output: 0, estimated: 0 };
+  private spent = { requests: 0, promptTokens: 0, completionTokens: 0, estimatedReplies: 0 };
   private reserved: TokenCount = { prompt: 0, output: 0 };
 
   constructor(
@@ -203,18 +192,18 @@ export class SpendMeter {
   /** Reserves a request's estimate, or stops the step (non-retryable, naming the limit) when it could pass one. */
   admit(next: TokenCount): TokenCount {
     const after = {
-      prompt: this.spent.prompt + this.reserved.prompt + next.prompt,
-      output: this.spent.output + this.reserved.output + next.output,
+      prompt: this.spent.promptTokens + this.reserved.prompt + next.prompt,
+      output: this.spent.completionTokens + this.reserved.output + next.output,
     };
     const { maxTokens, maxCostUsd, pricePerMillionTokens: price, setting } = this.limits;
-    const stop = (field: string, what: string) => {
-      throw new InvalidDataError(
-        `${setting}.${field}: the ${step(this.step)} stopped before its next request: the endpoint reported ` +
-          `${this.describe()}, and with the requests in flight the next one could pass the limit of ${what}; ` +
-          'what was committed is kept, a run with a higher limit goes on from there',
-        { field: `${setting}.${field}` },
+    const stop = (field: string, what: string) =>
+      refuse(
+        setting,
+        field,
+        `: the ${this.step} step stopped before its next request: the endpoint reported ${this.describe()}, and ` +
+          `with the requests in flight the next one could pass the limit of ${what}; what was committed is kept, ` +
+          'a run with a higher limit goes on from there',
       );
-    };
     if (maxTokens !== undefined && after.prompt + after.output > maxTokens) stop('maxTokens', `${maxTokens} tokens`);
     if (maxCostUsd !== undefined && price && costOf(after, price)! > maxCostUsd) stop('maxCostUsd', usd(maxCostUsd));
     this.reserved.prompt += next.prompt;
@@ -230,17 +219,17 @@ export class SpendMeter {
     this.spent.requests += 1;
     const usage = outcome.usage;
     if (usage && typeof usage.prompt_tokens === 'number' && typeof usage.completion_tokens === 'number') {
-      this.spent.prompt += usage.prompt_tokens;
-      this.spent.output += usage.completion_tokens;
+      this.spent.promptTokens += usage.prompt_tokens;
+      this.spent.completionTokens += usage.completion_tokens;
     } else {
-      this.spent.prompt += reserved.prompt;
-      this.spent.output += reserved.output;
-      this.spent.estimated += 1;
+      this.spent.promptTokens += reserved.prompt;
+      this.spent.completionTokens += reserved.output;
+      this.spent.estimatedReplies += 1;
     }
   }
 
   total(): Spent {
-    return spentOf(this.spent, this.limits.pricePerMillionTokens);
+    return sumSpent([this.spent], this.limits.pricePerMillionTokens);
   }
 
   private describe(): string {
@@ -254,28 +243,18 @@ export class SpendMeter {
 
 /** What several meters spent together (a step scored in shards), in the form SpendMeter.total gives. */
 export function sumSpent(parts: readonly Spent[], price?: Price): Spent {
-  const sum = { requests: 0, prompt: 0, output: 0, estimated: 0 };
-  for (const p of parts) {
-    sum.requests += p.requests;
-    sum.prompt += p.promptTokens;
-    sum.output += p.completionTokens;
-    sum.estimated += p.estimatedReplies ?? 0;
-  }
-  return spentOf(sum, price);
-}
-
-function spentOf(sum: { requests: number; prompt: number; output: number; estimated: number }, price?: Price): Spent {
-  const costUsd = costOf(sum, price);
+  const sum = (k: keyof Spent) => parts.reduce((n, p) => n + (p[k] ?? 0), 0);
+  const tokens = { prompt: sum('promptTokens'), output: sum('completionTokens') };
+  const costUsd = costOf(tokens, price);
+  const estimated = sum('estimatedReplies');
   return {
-    requests: sum.requests,
-    promptTokens: sum.prompt,
-    completionTokens: sum.output,
+    requests: sum('requests'),
+    promptTokens: tokens.prompt,
+    completionTokens: tokens.output,
     ...(costUsd === undefined ? {} : { costUsd }),
-    ...(sum.estimated ? { estimatedReplies: sum.estimated } : {}),
+    ...(estimated ? { estimatedReplies: estimated } : {}),
   };
 }
-
-const step = (name: string) => `${name} step`;
 
 /** What a step records of its cost: the estimate made before its first request, and what this attempt spent. */
 export interface StepCost {

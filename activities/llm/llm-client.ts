@@ -298,22 +298,18 @@ async function withActivitySignal<T>(send: (signal: AbortSignal) => Promise<T>):
 /** The typed error for a reply retrying cannot fix, or undefined. */
 function classify(endpoint: LlmEndpoint, err: unknown, model: string, setting: string, tried: string) {
   if (!(err instanceof OpenAI.APIError) || err.status === undefined) return undefined;
-  if (err.status === 401 || err.status === 403) {
-    // The provider's message is left out: OpenAI's quotes the start and the end of the key.
-    return new WorkerMisconfiguredError(
-      `the LLM endpoint ${endpoint.baseURL} refused the worker's API key (HTTP ${err.status}): check ` +
-        `${endpoint.keySetting} (and ${endpoint.urlSetting} if it points at the wrong service)`,
-      endpoint.keySetting,
-      tried,
-    );
-  }
-  if (err.status === 429 && (err.code === 'insufficient_quota' || err.type === 'insufficient_quota')) {
-    return new WorkerMisconfiguredError(
-      `the LLM endpoint ${endpoint.baseURL} says the account of ${endpoint.keySetting} has no quota left ` +
-        `(HTTP 429 insufficient_quota): add credit or use another key`,
-      endpoint.keySetting,
-      tried,
-    );
+  const { status, code, type } = err;
+  // The key's account to fix. The provider's message is left out: OpenAI's quotes the start and the end of the key.
+  const keyFault =
+    status === 401 || status === 403
+      ? `refused the worker's API key (HTTP ${status}): check ${endpoint.keySetting} (and ${endpoint.urlSetting} if ` +
+        'it points at the wrong service)'
+      : status === 429 && (code === 'insufficient_quota' || type === 'insufficient_quota')
+        ? `says the account of ${endpoint.keySetting} has no quota left (HTTP 429 insufficient_quota): add credit ` +
+          'or use another key'
+        : undefined;
+  if (keyFault) {
+    return new WorkerMisconfiguredError(`the LLM endpoint ${endpoint.baseURL} ${keyFault}`, endpoint.keySetting, tried);
   }
   if (err.status === 404) {
     const reason = redacted(endpoint, err);

@@ -59,21 +59,14 @@ class Bucket {
   }
 }
 
-interface Waiter {
-  cost: number;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-  signal?: AbortSignal;
-  onAbort?: () => void;
-}
-
 export class RateGate {
   /** The budget's buckets and the endpoint's: a request takes one from each request bucket, its cost from each other. */
   private readonly requestBuckets: Bucket[] = [];
   private readonly tokenBuckets: Bucket[] = [];
   private readonly announced: { requests?: Bucket; tokens?: Bucket } = {};
   private pausedUntil = 0;
-  private readonly queue: Waiter[] = [];
+  /** Requests waiting for their turn, first come first served; `go` sends one. */
+  private readonly queue: Array<{ cost: number; go: () => void }> = [];
   private timer: NodeJS.Timeout | undefined;
   /** When the endpoint last answered a request (any status but 429 / 5xx): rate limits are waited out while it does. */
   lastAnswerAt: number;
@@ -94,16 +87,18 @@ export class RateGate {
     // Nobody waiting and the budget allows it: through at once, with no waiter nor listener made for it.
     if (!this.queue.length && this.turn(cost, this.now()) === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { cost, resolve, reject, signal };
-      if (signal) {
-        waiter.onAbort = () => {
-          const i = this.queue.indexOf(waiter);
-          if (i >= 0) this.queue.splice(i, 1);
-          reject(signal.reason);
-          this.pump();
-        };
-        signal.addEventListener('abort', waiter.onAbort, { once: true });
-      }
+      const onAbort = () => {
+        const i = this.queue.indexOf(waiter);
+        if (i >= 0) this.queue.splice(i, 1);
+        reject(signal!.reason);
+        this.pump();
+      };
+      const go = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const waiter = { cost, go };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.queue.push(waiter);
       this.pump();
     });
@@ -172,8 +167,7 @@ export class RateGate {
         return;
       }
       this.queue.shift();
-      if (head.onAbort) head.signal?.removeEventListener('abort', head.onAbort);
-      head.resolve();
+      head.go();
     }
   }
 }
@@ -199,18 +193,12 @@ export function retryAfterMs(headers: HeaderSource): number | undefined {
 
 /** OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1h2m3.5s`; a bare number is seconds. */
 export function durationMs(raw: string | null): number | undefined {
-  if (raw === null) return undefined;
-  const text = raw.trim();
+  const text = raw?.trim();
+  if (!text) return undefined;
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text) * 1000;
+  if (!/^(\d+(\.\d+)?(ms|h|m|s))+$/.test(text)) return undefined;
   const units: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
   let total = 0;
-  let rest = text;
-  const part = /^(\d+(?:\.\d+)?)(ms|h|m|s)/;
-  while (rest.length) {
-    const match = part.exec(rest);
-    if (!match) return undefined;
-    total += Number(match[1]) * units[match[2]];
-    rest = rest.slice(match[0].length);
-  }
-  return text.length ? total : undefined;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)) total += Number(n) * units[unit];
+  return total;
 }

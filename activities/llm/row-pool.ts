@@ -47,82 +47,30 @@ export async function storedPart<R>(store: ObjectStore, key: string, rows: numbe
   return stored.length === rows ? stored : undefined;
 }
 
-interface OpenPart<R> {
-  ref: PartRef;
-  results: R[];
-  /** Items pulled from the part so far (answered, in flight, or passed over for a stored part). */
-  items: number;
-  inFlight: number;
-  /** Every item of the part has been pulled. */
-  fed: boolean;
-  /** Stored (or loaded): ready to be handed on. */
-  done: boolean;
-}
-
 export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
   // Answers of the parts started but not yet handed on, at most (the two oldest parts always go on, so the next is fed
   // while one finishes): bounds memory while one slow item holds the oldest part back. Eight parts of 100 at up to 200
   // concurrent items, as when this counted parts.
   const maxOpenItems = 400 * Math.max(2, Math.ceil(o.concurrency / 100));
-  const open: OpenPart<R>[] = [];
+  /** The parts not handed on yet, oldest first; `results` once stored (or loaded), ready to be handed on. */
+  const open: Array<{ ref: PartRef; items: number; results?: R[] }> = [];
   let openItems = 0;
   let running = 0;
   let failure: { error: unknown } | undefined;
-  let wake: (() => void) | undefined;
-  // A change while the feeder was not waiting (it was handing a part on, say) is kept for its next wait.
-  let missed = false;
-  const changed = () => {
-    const w = wake;
-    wake = undefined;
-    if (w) w();
-    else missed = true;
-  };
-  const nextChange = () => {
-    if (!missed) return new Promise<void>((resolve) => (wake = resolve));
-    missed = false;
-    return Promise.resolve();
-  };
-  const fail = (error: unknown) => {
-    failure ??= { error };
-  };
-
-  const storeIfAnswered = (entry: OpenPart<R>) => {
-    if (!entry.fed || entry.inFlight || failure) return;
-    o.save(entry.ref, entry.results)
-      .then(() => {
-        entry.done = true;
-      }, fail)
-      .finally(changed);
-  };
-  // Only the answer is kept: `item` is let go once `work` settles.
-  const answer = async (entry: OpenPart<R>, position: number, item: T) => {
-    try {
-      entry.results[position] = await o.work(item, entry.ref);
-    } catch (error) {
-      // Recorded before the slot is given back, so the feeder sees it before it pulls another item.
-      fail(error);
-    } finally {
-      running -= 1;
-      entry.inFlight -= 1;
-      storeIfAnswered(entry);
-      changed();
-    }
-  };
-
-  const handOn = async () => {
-    if (failure) throw failure.error;
-    while (open.length && open[0].done) {
-      const { ref, results, items } = open.shift()!;
-      openItems -= items;
-      await o.emit(ref, results);
-    }
-  };
+  const fail = (error: unknown) => void (failure ??= { error });
+  // Only the feeder waits; it checks what it waits for before each wait, so a change while it was busy is not lost.
+  let wake = () => {};
   /** Hands finished parts on until `ready()`; throws the pool's first failure. */
   const until = async (ready: () => boolean) => {
     for (;;) {
-      await handOn();
+      while (!failure && open[0]?.results) {
+        const { ref, items, results } = open.shift()!;
+        openItems -= items;
+        await o.emit(ref, results!);
+      }
+      if (failure) throw failure.error;
       if (ready()) return;
-      await nextChange();
+      await new Promise<void>((resolve) => (wake = resolve));
     }
   };
   // The newest open part may take another item while a slot is free, and while it is one of the two oldest parts or
@@ -132,14 +80,7 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
   try {
     for await (const part of o.parts) {
       await until(() => open.length < 2 || openItems < maxOpenItems);
-      const entry: OpenPart<R> = {
-        ref: { index: part.index },
-        results: [],
-        items: 0,
-        inFlight: 0,
-        fed: false,
-        done: false,
-      };
+      const entry: (typeof open)[number] = { ref: { index: part.index }, items: 0 };
       open.push(entry);
       const stored = await o.load(entry.ref);
       if (stored) {
@@ -147,18 +88,35 @@ export async function runPool<T, R>(o: PoolOptions<T, R>): Promise<void> {
         for await (const _ of part.items) entry.items += 1;
         openItems += entry.items;
         entry.results = stored;
-        entry.fed = entry.done = true;
         continue;
       }
+      const results: R[] = [];
+      // The part's items in flight, plus one while it is fed: it is stored when none is left, whatever the order parts
+      // finish in (none after a failure). Counted, not listed, so the part holds nothing per item but its answer.
+      let left = 1;
+      const settled = () => {
+        if (--left || failure) return;
+        o.save(entry.ref, results)
+          .then(() => void (entry.results = results), fail)
+          .finally(() => wake());
+      };
       for await (const item of part.items) {
-        if (failure || !mayStart() || open[0].done) await until(mayStart);
+        await until(mayStart);
         running += 1;
-        entry.inFlight += 1;
         openItems += 1;
-        void answer(entry, entry.items++, item);
+        left += 1;
+        const position = entry.items++;
+        // `item` is let go once `work` settles. A failure is recorded before the slot is given back, so the feeder
+        // sees it before it pulls another item.
+        void (async () => void (results[position] = await o.work(item, entry.ref)))()
+          .catch(fail)
+          .finally(() => {
+            running -= 1;
+            settled();
+            wake();
+          });
       }
-      entry.fed = true;
-      storeIfAnswered(entry);
+      settled();
     }
     await until(() => open.length === 0);
   } catch (error) {
@@ -180,32 +138,29 @@ export async function* inParts<T>(
   const source: AsyncIterator<T> | Iterator<T> =
     Symbol.asyncIterator in rows ? rows[Symbol.asyncIterator]() : rows[Symbol.iterator]();
   let ended = false;
-  const next = async (): Promise<{ row: T } | undefined> => {
-    if (ended) return undefined;
-    const r = await source.next();
-    if (r.done) ended = true;
-    return r.done ? undefined : { row: r.value };
+  // The row read to make the current part, until its first item is pulled.
+  let head: IteratorResult<T> | undefined;
+  const next = async (): Promise<IteratorResult<T>> => {
+    const got = head ?? (ended ? { done: true, value: undefined } : await source.next());
+    head = undefined;
+    ended ||= !!got.done;
+    return got;
   };
   try {
     for (let index = first; ; index++) {
       // A part is only made when it has a row: no empty part after a last full one.
-      let head = await next();
-      if (!head) return;
+      head = await next();
+      if (head.done) return;
       let taken = 0;
       const items = async function* () {
-        while (taken < size) {
-          const got = head ?? (await next());
-          head = undefined;
-          if (!got) return;
+        for (let got; taken < size && !(got = await next()).done;) {
           taken += 1;
-          yield got.row;
+          yield got.value;
         }
       };
       yield { index, items: { [Symbol.asyncIterator]: items } };
-      // A part whose items were never pulled still owns the row read to make it.
-      if (head) taken += 1;
-      head = undefined;
-      while (taken < size && (await next())) taken += 1;
+      // Rows the consumer left unread are skipped, the one read to make the part first if it pulled none.
+      while (taken < size && !(await next()).done) taken += 1;
     }
   } finally {
     if (!ended) await source.return?.();
