@@ -142,9 +142,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
           shardRows,
           partRows,
           inputsHash,
-          scorer: p.scorer.label,
-          offline: p.scorer.offline,
-          promptSha256: p.prompt.sha256,
+          ...p.scoredBy,
           ...(estimate && { estimate, shardPromptTokens }),
         };
       },
@@ -231,7 +229,7 @@ export async function scoreShard(
           scoresPath,
           progress,
         });
-        await scorer.flush();
+        await scorer.flush?.();
         if (tally.rows !== rows) throw new Error(`${shardKeys.rows(shard)} holds ${tally.rows} rows, not ${rows}`);
         await out.putFile(shardKeys.scores(shard), scoresPath);
         return { ...tally, ...(scorer.meter && { spent: scorer.meter.total() }) };
@@ -265,15 +263,17 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
         }
         const failed = tallies.reduce((n, t) => n + t.failed, 0);
         const failedParts = tallies.flatMap((t) => t.failedParts);
-        if (failed > input.scorer.maxFailedFraction * plan.rows) {
-          // A resumed run scores again just the shards, and in them the parts, that hold failures.
-          for (const [shard, t] of tallies.entries()) if (t.failed) await store.delete(shardKeys.manifest(shard));
-        }
+        const firstFailure = tallies.find((t) => t.firstFailure)?.firstFailure;
+        // A resumed run scores again just the shards, and in them the parts, that hold failures.
+        const shardOf = (part: number) => Math.floor((part * plan.partRows) / plan.shardRows);
         await refuseTooManyFailures(
-          { failed, failedParts, firstFailure: tallies.find((t) => t.firstFailure)?.firstFailure },
+          { failed, failedParts, firstFailure },
           plan.rows,
           input.scorer.maxFailedFraction,
-          (i) => store.delete(keys.part(plan.inputsHash, i)),
+          async (i) => {
+            await store.delete(shardKeys.manifest(shardOf(i)));
+            await store.delete(keys.part(plan.inputsHash, i));
+          },
         );
 
         const scoresPath = join(work, 'scores.jsonl');
@@ -289,25 +289,13 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
         } finally {
           await writer.close();
         }
-        const scores = await out.putFile(keys.scores, scoresPath);
-        const spent =
-          plan.estimate &&
-          sumSpent(
-            tallies.map((t) => t.spent!),
-            input.scorer.pricePerMillionTokens,
-          );
-        return scoreResult(
-          {
-            store,
-            keys,
-            read: { rows: plan.rows },
-            prompt: { sha256: plan.promptSha256 },
-            scorer: { label: plan.scorer, offline: plan.offline },
-          },
-          { failed, histogram },
-          scores.sha256,
-          plan.estimate && { estimate: plan.estimate, spent: spent! },
-        );
+        const { sha256 } = await out.putFile(keys.scores, scoresPath);
+        const spent = tallies.map((t) => t.spent!);
+        const cost = plan.estimate && {
+          estimate: plan.estimate,
+          spent: sumSpent(spent, input.scorer.pricePerMillionTokens),
+        };
+        return scoreResult(store, keys, { ...plan, failed, histogram, sha256, cost });
       }),
     { heartbeat: () => progress },
   );
