@@ -22,6 +22,7 @@ import {
   scoreRequest,
   scoreRowFromSamples,
   scoredDataset,
+  scoreResult,
   type Asked,
 } from './score-answers';
 import { OpenPartLines } from './part-lines';
@@ -329,22 +330,3 @@ async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string
     { heartbeat: () => progress },
   );
 }
-
-/** The step's result, the same whether it was scored in one activity, in shards or by IFD. */
-export const scoreResult = (
-  store: ObjectStore,
-  keys: { dataset: string; scores: string },
-  r: Pick<ScoreResult, 'rows' | 'failed' | 'scorer' | 'offline' | 'promptSha256' | 'histogram' | 'sha256' | 'cost'>,
-): ScoreResult => ({
-  datasetUri: store.uriFor(keys.dataset),
-  scoresUri: store.uriFor(keys.scores),
-  rows: r.rows,
-  scored: r.rows - r.failed,
-  failed: r.failed,
-  scorer: r.scorer,
-  offline: r.offline,
-  promptSha256: r.promptSha256,
-  histogram: r.histogram,
-  sha256: r.sha256,
-  ...(r.cost && { cost: r.cost }),
-});

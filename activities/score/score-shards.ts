@@ -35,10 +35,10 @@ import {
   prepareScoring,
   refuseTooManyFailures,
   scoreIntoFile,
-  scoreResult,
   scoringEstimateFor,
   type ScoreTally,
 } from './score-difficulty';
+import { scoreResult } from './score-answers';
 import { scoreMessagesFor } from './score-prompt';
 
 export interface ScoreShardsInput extends ScoreInput {
