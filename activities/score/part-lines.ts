@@ -12,20 +12,17 @@ const NEWLINE = 0x0a;
 export class PartLines {
   private bytes = Buffer.allocUnsafe(64 * 1024);
   private used = 0;
-  /** Per slot: start and length of the part's line, then of the scores.jsonl line. */
-  private spans = new Uint32Array(4 * 1024);
-  private scores = new Float64Array(1024);
-  private slots = 0;
+  /**
+   * Per slot: start and length of the part's line, then of the scores.jsonl line; and its score, NaN for none. Arrays
+   * of small integers and of doubles only, which V8 keeps unboxed, as typed arrays are.
+   */
+  private spans: number[] = [];
+  private scores: number[] = [];
   private out = Buffer.allocUnsafe(0);
 
   /** Keeps `row`'s lines; returns its slot. */
   add(row: ScoreRow): number {
-    const slot = this.slots++;
-    if (slot === this.scores.length) {
-      this.spans = grown(this.spans, 2 * this.spans.length);
-      this.scores = grown(this.scores, 2 * this.scores.length);
-    }
-    this.scores[slot] = row.score ?? NaN;
+    const slot = this.scores.push(row.score ?? NaN) - 1;
     this.keep(4 * slot, JSON.stringify(row));
     this.keep(4 * slot + 2, JSON.stringify(storedScoreRow(row)));
     return slot;
@@ -76,14 +73,9 @@ export class PartLines {
 
   clear(): void {
     this.used = 0;
-    this.slots = 0;
+    this.spans.length = 0;
+    this.scores.length = 0;
   }
-}
-
-function grown<A extends Uint32Array | Float64Array>(array: A, length: number): A {
-  const bigger = new (array.constructor as new (n: number) => A)(length);
-  bigger.set(array);
-  return bigger;
 }
 
 /** A PartLines per open part, numbered as the parts are; released ones are used again. */
