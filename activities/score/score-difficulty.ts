@@ -99,19 +99,6 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
   };
 }
 
-/**
- * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
- * one; answers that stay unparseable are recorded as such and counted, never replaced.
- *
- * Memory stays bounded whatever the dataset's size: the rows are read twice, as a stream, and never held together.
- * The first read checks every row (a bad one fails the step before any paid request), counts them, adds up the cost
- * estimate and writes the run's copy of the dataset to a local file; the second feeds them to the pool part by part,
- * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
- * stored bytes are those of a step that held every row.
- */
-export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
-  inScratch(deps.workDir, 'score-', (work) => scoreStreamed(deps, input, work));
-
 /** An empty count of the scoring step's cost, for rows to be added to. */
 export const scoringEstimateFor = (input: ScoreInput): ScoringEstimate =>
   new ScoringEstimate({
@@ -281,52 +268,63 @@ export async function refuseTooManyFailures(
     });
 }
 
-async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string): Promise<ScoreResult> {
-  const p = await prepareScoring(deps, input, work);
-  const { store, keys, dataset, read, scorer, inputsHash } = p;
-  // scored: rows committed in order; answered: answers received in this attempt.
-  const progress = { scored: 0, answered: 0, total: read.rows };
-  const step = input.output === 'compare' ? 'score/compare' : 'score';
-  return runStep(
-    store,
-    { runId: input.runId, step, key: keys.manifest, inputsHash },
-    async (out) => {
-      const estimate = checkedEstimate(p, input);
-      if (estimate) Object.assign(progress, { estimate });
-      await out.putFile(keys.dataset, p.datasetPath);
-      await out.put(keys.prompt, p.prompt.template);
+/**
+ * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
+ * one; answers that stay unparseable are recorded as such and counted, never replaced.
+ *
+ * Memory stays bounded whatever the dataset's size: the rows are read twice, as a stream, and never held together.
+ * The first read checks every row (a bad one fails the step before any paid request), counts them, adds up the cost
+ * estimate and writes the run's copy of the dataset to a local file; the second feeds them to the pool part by part,
+ * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
+ * stored bytes are those of a step that held every row.
+ */
+export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
+  inScratch(deps.workDir, 'score-', async (work) => {
+    const p = await prepareScoring(deps, input, work);
+    const { store, keys, dataset, read, scorer, inputsHash } = p;
+    // scored: rows committed in order; answered: answers received in this attempt.
+    const progress = { scored: 0, answered: 0, total: read.rows };
+    const step = input.output === 'compare' ? 'score/compare' : 'score';
+    return runStep(
+      store,
+      { runId: input.runId, step, key: keys.manifest, inputsHash },
+      async (out) => {
+        const estimate = checkedEstimate(p, input);
+        if (estimate) Object.assign(progress, { estimate });
+        await out.putFile(keys.dataset, p.datasetPath);
+        await out.put(keys.prompt, p.prompt.template);
 
-      const partKey = (i: number) => keys.part(inputsHash, i);
-      // Rows per committed part: a retried activity rescores only the parts that were not committed.
-      const partRows = await rowsPerPart(out, partKey(0), read.rows);
-      const scoresPath = join(work, 'scores.jsonl');
-      const tally = await scoreIntoFile({
-        rows: dataset.reread(),
-        rowCount: read.rows,
-        partRows,
-        firstPart: 0,
-        partKey,
-        store,
-        scorer,
-        concurrency: input.scorer.concurrency,
-        scoresPath,
-        progress,
-      });
-      if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
-        // Scores of the second read's rows must not be reused under the first read's inputs hash.
-        const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
-        for (let i = 0; i < written; i++) await store.delete(partKey(i));
-        throw new Error(
-          `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
-            'the next attempt scores it as it is then',
-        );
-      }
-      await scorer.flush?.();
-      await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
-      const { sha256 } = await out.putFile(keys.scores, scoresPath);
-      const cost = estimate && { estimate, spent: scorer.meter!.total() };
-      return scoreResult(store, keys, { ...tally, rows: read.rows, ...p.scoredBy, sha256, cost });
-    },
-    { heartbeat: () => progress },
-  );
-}
+        const partKey = (i: number) => keys.part(inputsHash, i);
+        // Rows per committed part: a retried activity rescores only the parts that were not committed.
+        const partRows = await rowsPerPart(out, partKey(0), read.rows);
+        const scoresPath = join(work, 'scores.jsonl');
+        const tally = await scoreIntoFile({
+          rows: dataset.reread(),
+          rowCount: read.rows,
+          partRows,
+          firstPart: 0,
+          partKey,
+          store,
+          scorer,
+          concurrency: input.scorer.concurrency,
+          scoresPath,
+          progress,
+        });
+        if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
+          // Scores of the second read's rows must not be reused under the first read's inputs hash.
+          const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
+          for (let i = 0; i < written; i++) await store.delete(partKey(i));
+          throw new Error(
+            `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
+              'the next attempt scores it as it is then',
+          );
+        }
+        await scorer.flush?.();
+        await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
+        const { sha256 } = await out.putFile(keys.scores, scoresPath);
+        const cost = estimate && { estimate, spent: scorer.meter!.total() };
+        return scoreResult(store, keys, { ...tally, rows: read.rows, ...p.scoredBy, sha256, cost });
+      },
+      { heartbeat: () => progress },
+    );
+  });

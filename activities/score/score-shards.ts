@@ -41,18 +41,6 @@ import {
 import { scoreResult } from './score-answers';
 import { scoreMessagesFor } from './score-prompt';
 
-export interface ScoreShardsInput extends ScoreInput {
-  shardRows: number;
-}
-
-export type ScoreShardInput = ScoreInput & {
-  plan: ShardedPlan;
-  shard: number;
-  /** The shard's prompt tokens from the plan (`shardPromptTokens`), handed to this shard alone. */
-  promptTokens?: number;
-};
-export type ScoreMergeInput = ScoreInput & { plan: ShardedPlan };
-
 /** What the plan decided; small, as it passes through workflow history. */
 export type ScorePlan =
   | { sharded: false; rows: number }
@@ -79,14 +67,15 @@ export type ScorePlan =
 export type ShardedPlan = Extract<ScorePlan, { sharded: true }>;
 
 /** One shard's committed outcome (its manifest's result). */
-export interface ShardResult extends ScoreTally {
-  spent?: Spent;
-}
+type ShardResult = ScoreTally & { spent?: Spent };
 
 const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
   openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
 
-export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInput): Promise<ScorePlan> {
+export async function planScoreShards(
+  deps: ActivityDeps,
+  input: ScoreInput & { shardRows: number },
+): Promise<ScorePlan> {
   if (!SHARDABLE_SCORERS.includes(input.scorer.kind))
     throw new Error(`scorer.kind ${input.scorer.kind} is not scored in shards`);
   return inScratch(deps.workDir, 'score-shards-', async (work) => {
@@ -184,8 +173,9 @@ export function shardLimits(
 /** Scores one shard; returns its counts only (the merge reads the rest from the shard's manifest). */
 export async function scoreShard(
   deps: ActivityDeps,
-  input: ScoreShardInput,
-): Promise<{ shard: number; rows: number; failed: number }> {
+  /** `promptTokens`: the shard's prompt tokens from the plan (`shardPromptTokens`), handed to this shard alone. */
+  input: ScoreInput & { plan: ShardedPlan; shard: number; promptTokens?: number },
+) {
   const { plan, shard } = input;
   const store = storeOf(deps, input);
   const keys = scoreKeys(input.runId);
@@ -239,7 +229,10 @@ export async function scoreShard(
   return { shard: shard + 1, rows: done.rows, failed: done.failed };
 }
 
-export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInput): Promise<ScoreResult> {
+export async function mergeScoreShards(
+  deps: ActivityDeps,
+  input: ScoreInput & { plan: ShardedPlan },
+): Promise<ScoreResult> {
   const { plan } = input;
   const store = storeOf(deps, input);
   const keys = scoreKeys(input.runId);
