@@ -85,10 +85,7 @@ export function scoreRowFromSamples(id: string, model: string, promptSha256: str
 }
 
 /** What the answer cache keeps of a scored row (only rows that got a score are kept). */
-export function cachedScore(row: ScoreRow): Omit<ScoreRow, 'id'> {
-  const { id: _id, ...value } = row;
-  return value;
-}
+export const cachedScore = ({ id: _id, ...value }: ScoreRow): Omit<ScoreRow, 'id'> => value;
 
 /** The dataset a score step reads, with the format, columns and row size limit its input names. */
 export const scoredDataset = (deps: ActivityDeps, input: ScoreInput) =>
