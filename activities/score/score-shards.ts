@@ -248,19 +248,20 @@ export async function mergeScoreShards(
         for (const key of [keys.dataset, keys.prompt]) out.record(planned.outputs.find((o) => o.key === key)!);
 
         const tallies: ShardResult[] = [];
+        const histogram: Record<string, number> = {};
         for (let shard = 0; shard < plan.shards; shard++) {
           // With its score lines intact: damaged ones would be joined into scores.jsonl.
           const done = await finishedStep<ShardResult>(store, shardKeys.manifest(shard), plan.inputsHash);
           if (!done) throw new Error(`shard ${shard + 1} is not committed (or its score lines were damaged)`);
           tallies.push(done);
+          for (const [bucket, n] of Object.entries(done.histogram)) histogram[bucket] = (histogram[bucket] ?? 0) + n;
         }
         const failed = tallies.reduce((n, t) => n + t.failed, 0);
         const failedParts = tallies.flatMap((t) => t.failedParts);
-        const firstFailure = tallies.find((t) => t.firstFailure)?.firstFailure;
         // A resumed run scores again just the shards, and in them the parts, that hold failures.
         const shardOf = (part: number) => Math.floor((part * plan.partRows) / plan.shardRows);
         await refuseTooManyFailures(
-          { failed, failedParts, firstFailure },
+          { failed, failedParts, firstFailure: tallies.find((t) => t.firstFailure)?.firstFailure },
           plan.rows,
           input.scorer.maxFailedFraction,
           async (i) => {
@@ -271,23 +272,18 @@ export async function mergeScoreShards(
 
         const scoresPath = join(work, 'scores.jsonl');
         const writer = await LineWriter.create(scoresPath);
-        const histogram: Record<string, number> = {};
         try {
           for (let shard = 0; shard < plan.shards; shard++) {
             for await (const chunk of await store.getStream(shardKeys.scores(shard))) await writer.write(chunk);
-            for (const [bucket, n] of Object.entries(tallies[shard].histogram))
-              histogram[bucket] = (histogram[bucket] ?? 0) + n;
             progress.merged += 1;
           }
         } finally {
           await writer.close();
         }
         const { sha256 } = await out.putFile(keys.scores, scoresPath);
+        const { estimate } = plan;
         const spent = tallies.map((t) => t.spent!);
-        const cost = plan.estimate && {
-          estimate: plan.estimate,
-          spent: sumSpent(spent, input.scorer.pricePerMillionTokens),
-        };
+        const cost = estimate && { estimate, spent: sumSpent(spent, input.scorer.pricePerMillionTokens) };
         return scoreResult(store, keys, { ...plan, failed, histogram, sha256, cost });
       }),
     { heartbeat: () => progress },
