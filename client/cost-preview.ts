@@ -11,7 +11,7 @@ import {
   ScoringEstimate,
 } from '../activities/llm/cost-estimate';
 import { asksEndpoint } from '../activities/llm/llm-client';
-import { scoreMessagesFor, SCORE_DECODING } from '../activities/score/score-prompt';
+import { scoreMessagesFor, scoringEstimateFor } from '../activities/score/score-prompt';
 import { heldoutRows } from '../activities/validate/check-input';
 import { isHubDataset } from '../activities/validate/hub-dataset';
 import type { PreflightCheck } from '../activities/validate/preflight';
@@ -33,14 +33,7 @@ export class CostInputs {
     private readonly cfg: ResolvedInput,
     env: NodeJS.ProcessEnv,
   ) {
-    if (asksEndpoint(cfg.scorer.kind, env)) {
-      this.scoring = new ScoringEstimate({
-        samples: cfg.scorer.samples,
-        price: cfg.scorer.pricePerMillionTokens,
-        parseRetries: cfg.scorer.parseRetries,
-        maxTokens: SCORE_DECODING.max_tokens,
-      });
-    }
+    if (asksEndpoint(cfg.scorer.kind, env)) this.scoring = scoringEstimateFor(cfg);
   }
 
   row = (row: DatasetRow): void => {

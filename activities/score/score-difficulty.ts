@@ -13,7 +13,7 @@ import { askAgain, askUntilParsed, asksEndpoint, complete, endpointFor, scorerMo
 import { inParts, runPool, storedPart } from '../llm/row-pool';
 import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { SCORE_CORRECTION, SCORE_DECODING, scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, scoreMessagesFor, scorePromptFor, scoringEstimateFor } from './score-prompt';
 import {
   cachedScore,
   parsedSample,
@@ -28,7 +28,7 @@ import {
 import { OpenPartLines } from './part-lines';
 import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
-import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
+import { beforeFirstRequest, SpendMeter } from '../llm/cost-estimate';
 import { LineWriter } from '../rows/row-file';
 import { heartbeatEvery, whileHeartbeating } from '../heartbeat';
 import type { ScoreInput, ScoreResult, ScoreRow } from '../types';
@@ -98,15 +98,6 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
     flush: () => cache.flush(),
   };
 }
-
-/** An empty count of the scoring step's cost, for rows to be added to. */
-export const scoringEstimateFor = (input: ScoreInput): ScoringEstimate =>
-  new ScoringEstimate({
-    samples: input.scorer.samples ?? 1,
-    price: input.scorer.pricePerMillionTokens,
-    parseRetries: input.scorer.parseRetries,
-    maxTokens: SCORE_DECODING.max_tokens,
-  });
 
 /**
  * The first read of the dataset: every row checked and counted, its estimate added up, its stored form written to

@@ -7,6 +7,8 @@
 import { sha256 } from '../artifacts/hashing';
 import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 import { isConversation, scoredText, type DatasetRow } from '../datasets/rows';
+import { ScoringEstimate } from '../llm/cost-estimate';
+import type { ScoreInput } from '../types';
 
 /** The 1-5 scale and answer format, the same words for Alpaca rows and conversations. */
 const SCORE_SCALE = `Use a scale from 1 to 5, where higher means harder:
@@ -93,3 +95,16 @@ export const SCORE_DECODING = {
 /** The chat messages of one scoring request of an Alpaca row. */
 export const buildScoreMessages = (instruction: string, input = '') =>
   userMessage(SCORE_PROMPT_TEMPLATE, scoredText({ instruction, input }));
+
+/** An empty count of the scoring step's cost, for rows to be added to (by the step, and by the client's preview). */
+export const scoringEstimateFor = ({
+  scorer,
+}: {
+  scorer: Pick<ScoreInput['scorer'], 'samples' | 'pricePerMillionTokens' | 'parseRetries'>;
+}) =>
+  new ScoringEstimate({
+    samples: scorer.samples ?? 1,
+    price: scorer.pricePerMillionTokens,
+    parseRetries: scorer.parseRetries,
+    maxTokens: SCORE_DECODING.max_tokens,
+  });

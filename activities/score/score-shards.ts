@@ -35,11 +35,10 @@ import {
   prepareScoring,
   refuseTooManyFailures,
   scoreIntoFile,
-  scoringEstimateFor,
   type ScoreTally,
 } from './score-difficulty';
 import { scoreResult } from './score-answers';
-import { scoreMessagesFor } from './score-prompt';
+import { scoreMessagesFor, scoringEstimateFor } from './score-prompt';
 
 /** What the plan decided; small, as it passes through workflow history. */
 export type ScorePlan =
