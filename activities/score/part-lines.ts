@@ -47,15 +47,20 @@ export class PartLines {
     if (this.out.length < size) this.out = Buffer.allocUnsafe(size);
     let at = 0;
     for (const slot of slots) {
-      at += this.bytes.copy(this.out, at, this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]);
+      at += this.line(4 * slot).copy(this.out, at);
       this.out[at++] = NEWLINE;
     }
     return this.out.subarray(0, at);
   }
 
+  /** The line whose span starts at `spans[at]`, without its line break; valid until the part is released. */
+  private line(at: number): Buffer {
+    return this.bytes.subarray(this.spans[at], this.spans[at] + this.spans[at + 1]);
+  }
+
   /** The slot's scores.jsonl line, without its line break; valid until the part is released. */
   scoresLine(slot: number): Buffer {
-    return this.bytes.subarray(this.spans[4 * slot + 2], this.spans[4 * slot + 2] + this.spans[4 * slot + 3]);
+    return this.line(4 * slot + 2);
   }
 
   /** The slot's score, null when it has none. */
@@ -66,9 +71,7 @@ export class PartLines {
 
   /** The slot's row as it was added (parsed again: only wanted for the rare row without a score). */
   row(slot: number): ScoreRow {
-    return JSON.parse(
-      this.bytes.toString('utf8', this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]),
-    );
+    return JSON.parse(this.line(4 * slot).toString('utf8'));
   }
 
   clear(): void {

@@ -15,7 +15,7 @@ import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { allowedLocation, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import { streamJsonl } from '../artifacts/jsonl';
 import { finishedStep, readManifest } from '../artifacts/manifest';
 import { rowsPerPart } from '../artifacts/parts';
@@ -68,8 +68,12 @@ export type ShardedPlan = Extract<ScorePlan, { sharded: true }>;
 /** One shard's committed outcome (its manifest's result). */
 type ShardResult = ScoreTally & { spent?: Spent };
 
-const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
-  openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+/** The store, the score step's keys and the shards' keys of a planned run. */
+const shardsOf = (deps: ActivityDeps, input: ScoreInput & { plan: ShardedPlan }) => ({
+  store: openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env),
+  keys: scoreKeys(input.runId),
+  shardKeys: scoreShardKeys(input.runId, input.plan.inputsHash),
+});
 
 export async function planScoreShards(
   deps: ActivityDeps,
@@ -176,9 +180,7 @@ export async function scoreShard(
   input: ScoreInput & { plan: ShardedPlan; shard: number; promptTokens?: number },
 ) {
   const { plan, shard } = input;
-  const store = storeOf(deps, input);
-  const keys = scoreKeys(input.runId);
-  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const { store, keys, shardKeys } = shardsOf(deps, input);
   const rows = shardSize(plan, shard);
   const promptTokens = input.promptTokens ?? plan.shardPromptTokens?.[shard];
   const scorer = makeScorer(
@@ -233,9 +235,7 @@ export async function mergeScoreShards(
   input: ScoreInput & { plan: ShardedPlan },
 ): Promise<ScoreResult> {
   const { plan } = input;
-  const store = storeOf(deps, input);
-  const keys = scoreKeys(input.runId);
-  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const { store, keys, shardKeys } = shardsOf(deps, input);
   const progress = { merged: 0, shards: plan.shards };
   const result = await runStep(
     store,
