@@ -128,7 +128,7 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
       }
     },
   );
-  const read = { rows, sha256: dataset.sha256!, estimate };
+  const read = { rows, sha256: dataset.sha256! };
   const prompt = scorePromptFor(dataset.layout);
   const scorer: Scorer =
     input.scorer.kind === 'file'
@@ -147,18 +147,10 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
   });
   // Who scored and with which prompt, as the step's result (and a plan of shards) records them.
   const scoredBy = { scorer: scorer.label, offline: scorer.offline, promptSha256: prompt.sha256 };
-  return { store, keys, dataset, read, datasetPath, prompt, scorer, scoredBy, inputsHash };
-}
-
-/** What the first read of a dataset established, and what its scores are keyed by. */
-type PreparedScoring = Awaited<ReturnType<typeof prepareScoring>>;
-
-/** The step's cost estimate, checked against its limits before the first request; undefined for free scorers. */
-export function checkedEstimate(p: PreparedScoring, input: ScoreInput) {
-  return (
-    p.scorer.meter &&
-    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring')
-  );
+  // The step's cost estimate, checked against its limits before the first request; undefined for free scorers.
+  const checkedEstimate = () =>
+    scorer.meter && beforeFirstRequest(estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring');
+  return { store, keys, dataset, read, datasetPath, prompt, scorer, scoredBy, inputsHash, checkedEstimate };
 }
 
 /** What is kept of score lines once they are written: counts, and where the failures are. */
@@ -280,7 +272,7 @@ export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<
       store,
       { runId: input.runId, step, key: keys.manifest, inputsHash },
       async (out) => {
-        const estimate = checkedEstimate(p, input);
+        const estimate = p.checkedEstimate();
         if (estimate) Object.assign(progress, { estimate });
         await out.putFile(keys.dataset, p.datasetPath);
         await out.put(keys.prompt, p.prompt.template);

@@ -29,14 +29,7 @@ import { whileHeartbeating } from '../heartbeat';
 import { LineWriter } from '../rows/row-file';
 import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
-import {
-  checkedEstimate,
-  makeScorer,
-  prepareScoring,
-  refuseTooManyFailures,
-  scoreIntoFile,
-  type ScoreTally,
-} from './score-difficulty';
+import { makeScorer, prepareScoring, refuseTooManyFailures, scoreIntoFile, type ScoreTally } from './score-difficulty';
 import { scoreResult } from './score-answers';
 import { scoreMessagesFor, scoringEstimateFor } from './score-prompt';
 
@@ -100,7 +93,7 @@ export async function planScoreShards(
       store,
       { runId: input.runId, step: 'score/shards/plan', key: shardKeys.plan, inputsHash },
       async (out) => {
-        const estimate = checkedEstimate(p, input);
+        const estimate = p.checkedEstimate();
         // The one-activity step's first two outputs, recorded again by the merge.
         await out.putFile(keys.dataset, p.datasetPath);
         await out.put(keys.prompt, p.prompt.template);
