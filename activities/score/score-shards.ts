@@ -175,13 +175,8 @@ export async function scoreShard(
   const { plan, shard } = input;
   const { store, keys, shardKeys } = shardsOf(deps, input);
   const rows = shardSize(plan, shard);
-  const promptTokens = input.promptTokens ?? plan.shardPromptTokens?.[shard];
-  const scorer = makeScorer(
-    { ...input, scorer: shardLimits(input.scorer, plan, shard, promptTokens) },
-    deps,
-    store,
-    plan.promptSha256,
-  );
+  const limits = shardLimits(input.scorer, plan, shard, input.promptTokens ?? plan.shardPromptTokens?.[shard]);
+  const scorer = makeScorer({ ...input, scorer: limits }, deps, store, plan.promptSha256);
   if (scorer.label !== plan.scorer) {
     // `auto` on a worker without an endpoint, or another default model: its scores are not the plan's.
     throw new Error(
