@@ -11,8 +11,7 @@ import {
   type ScoringEstimate,
 } from '../activities/llm/cost-estimate';
 import { asksEndpoint } from '../activities/llm/llm-client';
-import { scoringEstimateFor } from '../activities/score/score-difficulty';
-import { scoreMessagesFor } from '../activities/score/score-prompt';
+import { scoreMessagesFor, scoringEstimateFor } from '../activities/score/score-prompt';
 import { heldoutRows } from '../activities/validate/check-input';
 import { isHubDataset } from '../activities/validate/hub-dataset';
 import type { PreflightCheck } from '../activities/validate/preflight';

@@ -3,7 +3,6 @@ import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { answerCache } from '../llm/answer-cache';
 import { batchActivities, batchCaps, batchesNeedCache, type BatchStep } from '../llm/batch-rounds';
-
 import { endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
 import { parseScore } from './parse-score';

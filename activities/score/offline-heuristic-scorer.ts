@@ -37,7 +37,10 @@
 
 export const OFFLINE_SCORER_LABEL = "offline-heuristic-v1 (not the paper's GPT-4 scorer)";
 
-// `words` is a hoisted function declaration below.
+const words = (text: string): string[] => text.split(/\s+/).filter((w) => w !== '');
+const hasWordStartingWith = (tokens: string[], stem: string) => tokens.some((t) => t.startsWith(stem));
+const count = (text: string, pattern: RegExp) => (text.match(pattern) ?? []).length;
+
 const LIGHT = words('copy repeat echo give name list write print state uppercase lowercase capitalize');
 const TRANSFORM = words(
   'reverse count sort add subtract sum find extract convert translate replace remove rewrite classify identify ' +
@@ -56,18 +59,6 @@ export interface ScorableRow {
   instruction: string;
   input?: string;
   output?: string;
-}
-
-function words(text: string): string[] {
-  return text.split(/\s+/).filter((w) => w !== '');
-}
-
-function hasWordStartingWith(tokens: string[], stem: string): boolean {
-  return tokens.some((t) => t.startsWith(stem));
-}
-
-function count(text: string, pattern: RegExp): number {
-  return (text.match(pattern) ?? []).length;
 }
 
 /** Each feature's contribution to `raw` (already weighted and capped), in the order of the formula above. */

@@ -12,20 +12,17 @@ const NEWLINE = 0x0a;
 export class PartLines {
   private bytes = Buffer.allocUnsafe(64 * 1024);
   private used = 0;
-  /** Per slot: start and length of the part's line, then of the scores.jsonl line. */
-  private spans = new Uint32Array(4 * 1024);
-  private scores = new Float64Array(1024);
-  private slots = 0;
+  /**
+   * Per slot: start and length of the part's line, then of the scores.jsonl line; and its score, NaN for none. Arrays
+   * of small integers and of doubles only, which V8 keeps unboxed, as typed arrays are.
+   */
+  private spans: number[] = [];
+  private scores: number[] = [];
   private out = Buffer.allocUnsafe(0);
 
   /** Keeps `row`'s lines; returns its slot. */
   add(row: ScoreRow): number {
-    const slot = this.slots++;
-    if (slot === this.scores.length) {
-      this.spans = grown(this.spans, 2 * this.spans.length);
-      this.scores = grown(this.scores, 2 * this.scores.length);
-    }
-    this.scores[slot] = row.score ?? NaN;
+    const slot = this.scores.push(row.score ?? NaN) - 1;
     this.keep(4 * slot, JSON.stringify(row));
     this.keep(4 * slot + 2, JSON.stringify(storedScoreRow(row)));
     return slot;
@@ -50,15 +47,20 @@ export class PartLines {
     if (this.out.length < size) this.out = Buffer.allocUnsafe(size);
     let at = 0;
     for (const slot of slots) {
-      at += this.bytes.copy(this.out, at, this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]);
+      at += this.line(4 * slot).copy(this.out, at);
       this.out[at++] = NEWLINE;
     }
     return this.out.subarray(0, at);
   }
 
+  /** The line whose span starts at `spans[at]`, without its line break; valid until the part is released. */
+  private line(at: number): Buffer {
+    return this.bytes.subarray(this.spans[at], this.spans[at] + this.spans[at + 1]);
+  }
+
   /** The slot's scores.jsonl line, without its line break; valid until the part is released. */
   scoresLine(slot: number): Buffer {
-    return this.bytes.subarray(this.spans[4 * slot + 2], this.spans[4 * slot + 2] + this.spans[4 * slot + 3]);
+    return this.line(4 * slot + 2);
   }
 
   /** The slot's score, null when it has none. */
@@ -69,21 +71,14 @@ export class PartLines {
 
   /** The slot's row as it was added (parsed again: only wanted for the rare row without a score). */
   row(slot: number): ScoreRow {
-    return JSON.parse(
-      this.bytes.toString('utf8', this.spans[4 * slot], this.spans[4 * slot] + this.spans[4 * slot + 1]),
-    );
+    return JSON.parse(this.line(4 * slot).toString('utf8'));
   }
 
   clear(): void {
     this.used = 0;
-    this.slots = 0;
+    this.spans.length = 0;
+    this.scores.length = 0;
   }
-}
-
-function grown<A extends Uint32Array | Float64Array>(array: A, length: number): A {
-  const bigger = new (array.constructor as new (n: number) => A)(length);
-  bigger.set(array);
-  return bigger;
 }
 
 /** A PartLines per open part, numbered as the parts are; released ones are used again. */

@@ -21,65 +21,44 @@ export interface ScoreAgreementInput extends StepRef {
 type ScoreLine = { id: string | number; score: number | null };
 
 /**
- * Scores kept as they are read, NaN for a row without a score (JSON has no NaN, so none is ever a real score): an
- * array of doubles only, which V8 keeps as 8 bytes a row.
+ * Each file's scores in its own order, and the pairs of rows both scored, in the primary file's order. Scores are kept
+ * as they are read, NaN for a row without a score (JSON has no NaN, so none is ever a real score): arrays of doubles
+ * only, which V8 keeps as 8 bytes a row.
  */
-type ScoreColumn = number[];
+class Paired {
+  readonly primary: number[] = [];
+  readonly secondary: number[] = [];
+  readonly x: number[] = [];
+  readonly y: number[] = [];
+
+  pair(score: number | null, other: number | undefined): void {
+    if (score === null || other === undefined || Number.isNaN(other)) return;
+    this.x.push(score);
+    this.y.push(other);
+  }
+}
 
 /** A column's scores with null for none, iterable again and again, as scoreHistogram needs for an open scale. */
-const withNulls = (column: ScoreColumn): Iterable<number | null> => ({
+const withNulls = (column: number[]): Iterable<number | null> => ({
   *[Symbol.iterator]() {
     for (const v of column) yield Number.isNaN(v) ? null : v;
   },
 });
 
-/** Each file's scores in its own order, and the pairs of rows both scored, in the primary file's order. */
-interface Paired {
-  primary: ScoreColumn;
-  secondary: ScoreColumn;
-  x: ScoreColumn;
-  y: ScoreColumn;
-}
-
-function pairUp(paired: Paired, score: number | null, other: number | null | undefined): void {
-  if (score === null || other === null || other === undefined || Number.isNaN(other)) return;
-  paired.x.push(score);
-  paired.y.push(other);
-}
-
-function cursor(uri: string, env: NodeJS.ProcessEnv): JsonlCursor<ScoreLine> {
-  const { store, key } = openObject(uri, env);
-  return new JsonlCursor<ScoreLine>(store, key);
-}
-
-/** A score file's lines, a chunk at a time. */
-function chunks(uri: string, env: NodeJS.ProcessEnv): AsyncGenerator<ScoreLine[]> {
-  const { store, key } = openObject(uri, env);
-  return streamJsonlChunks<ScoreLine>(store, key);
-}
-
-const newPaired = (): Paired => ({ primary: [], secondary: [], x: [], y: [] });
-
 /**
  * Both files read side by side, which is how two score steps over one dataset write them (in dataset order, each id
  * once); undefined as soon as a line's ids differ or one file ends first.
  */
-async function pairedInOrder(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv) {
-  const primary = cursor(primaryUri, env);
-  const secondary = cursor(secondaryUri, env);
-  const paired = newPaired();
-  try {
-    for (;;) {
-      const p = await primary.next();
-      const s = await secondary.next();
-      if (p === undefined || s === undefined) return p === s ? paired : undefined;
-      if (String(p.id) !== String(s.id)) return undefined;
-      paired.primary.push(p.score ?? NaN);
-      paired.secondary.push(s.score ?? NaN);
-      pairUp(paired, p.score, s.score);
-    }
-  } finally {
-    await Promise.all([primary.close(), secondary.close()]);
+async function pairedInOrder(primary: JsonlCursor<ScoreLine>, secondary: JsonlCursor<ScoreLine>) {
+  const paired = new Paired();
+  for (;;) {
+    const p = await primary.next();
+    const s = await secondary.next();
+    if (p === undefined || s === undefined) return p === s ? paired : undefined;
+    if (String(p.id) !== String(s.id)) return undefined;
+    paired.primary.push(p.score ?? NaN);
+    paired.secondary.push(s.score ?? NaN);
+    paired.pair(p.score, s.score ?? NaN);
   }
 }
 
@@ -87,24 +66,37 @@ async function pairedInOrder(primaryUri: string, secondaryUri: string, env: Node
  * Files in different orders: the secondary's ids are kept in an IdTable (their bytes and 20 bytes each) pointing at
  * their scores, which is what a Map of id to score gave, the last score of an id given twice in its first place.
  */
-async function pairedById(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv): Promise<Paired> {
-  const paired = newPaired();
+async function pairedById(primary: AsyncIterable<ScoreLine[]>, secondary: AsyncIterable<ScoreLine[]>) {
+  const paired = new Paired();
   const ids = new IdTable();
-  for await (const rows of chunks(secondaryUri, env)) {
+  for await (const rows of secondary) {
     for (const s of rows) {
       const first = ids.firstLine(String(s.id), paired.secondary.length);
       if (first === undefined) paired.secondary.push(s.score ?? NaN);
       else paired.secondary[first] = s.score ?? NaN;
     }
   }
-  for await (const rows of chunks(primaryUri, env)) {
+  for await (const rows of primary) {
     for (const p of rows) {
       paired.primary.push(p.score ?? NaN);
       const at = ids.lineOf(String(p.id));
-      pairUp(paired, p.score, at === undefined ? undefined : paired.secondary[at]);
+      paired.pair(p.score, at === undefined ? undefined : paired.secondary[at]);
     }
   }
   return paired;
+}
+
+/** The rows of the two score files paired: side by side where they list the same ids in order, else by id. */
+async function paired(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv): Promise<Paired> {
+  const [p, s] = [openObject(primaryUri, env), openObject(secondaryUri, env)];
+  const cursors = [new JsonlCursor<ScoreLine>(p.store, p.key), new JsonlCursor<ScoreLine>(s.store, s.key)] as const;
+  try {
+    const inOrder = await pairedInOrder(...cursors);
+    if (inOrder) return inOrder;
+  } finally {
+    await Promise.all(cursors.map((c) => c.close()));
+  }
+  return pairedById(streamJsonlChunks<ScoreLine>(p.store, p.key), streamJsonlChunks<ScoreLine>(s.store, s.key));
 }
 
 /**
@@ -120,19 +112,17 @@ export async function scoreAgreement(deps: ActivityDeps, input: ScoreAgreementIn
     store,
     { runId: input.runId, step: 'score/agreement', key: keys.manifest, inputsHash },
     async (out) => {
-      const paired =
-        (await pairedInOrder(input.primary.scoresUri, input.secondary.scoresUri, deps.env)) ??
-        (await pairedById(input.primary.scoresUri, input.secondary.scoresUri, deps.env));
+      const { primary, secondary, x, y } = await paired(input.primary.scoresUri, input.secondary.scoresUri, deps.env);
       const agreement: ScoreAgreement = {
-        spearman: spearman(paired.x, paired.y),
-        rows: paired.x.length,
+        spearman: spearman(x, y),
+        rows: x.length,
         primary: {
           scorer: input.primary.scorer,
-          histogram: scoreHistogram(withNulls(paired.primary), isOpenScale(input.primary.scorer)),
+          histogram: scoreHistogram(withNulls(primary), isOpenScale(input.primary.scorer)),
         },
         secondary: {
           scorer: input.secondary.scorer,
-          histogram: scoreHistogram(withNulls(paired.secondary), isOpenScale(input.secondary.scorer)),
+          histogram: scoreHistogram(withNulls(secondary), isOpenScale(input.secondary.scorer)),
           scoresUri: input.secondary.scoresUri,
         },
       };

@@ -5,7 +5,8 @@ import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { parseScore } from './parse-score';
 import { SCORE_DECODING, scoreMessagesFor } from './score-prompt';
-import type { ScoreInput, ScoreRow } from '../types';
+import type { ObjectStore } from '../../store';
+import type { ScoreInput, ScoreResult, ScoreRow } from '../types';
 
 /**
  * What a scoring request is, what the answer cache keys it by, and how its answers become a score row: one definition
@@ -84,10 +85,7 @@ export function scoreRowFromSamples(id: string, model: string, promptSha256: str
 }
 
 /** What the answer cache keeps of a scored row (only rows that got a score are kept). */
-export function cachedScore(row: ScoreRow): Omit<ScoreRow, 'id'> {
-  const { id: _id, ...value } = row;
-  return value;
-}
+export const cachedScore = ({ id: _id, ...value }: ScoreRow): Omit<ScoreRow, 'id'> => value;
 
 /** The dataset a score step reads, with the format, columns and row size limit its input names. */
 export const scoredDataset = (deps: ActivityDeps, input: ScoreInput) =>
@@ -96,3 +94,22 @@ export const scoredDataset = (deps: ActivityDeps, input: ScoreInput) =>
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,
   });
+
+/** The step's result, the same whether it was scored in one activity, in shards or by IFD. */
+export const scoreResult = (
+  store: ObjectStore,
+  keys: { dataset: string; scores: string },
+  r: Pick<ScoreResult, 'rows' | 'failed' | 'scorer' | 'offline' | 'promptSha256' | 'histogram' | 'sha256' | 'cost'>,
+): ScoreResult => ({
+  datasetUri: store.uriFor(keys.dataset),
+  scoresUri: store.uriFor(keys.scores),
+  rows: r.rows,
+  scored: r.rows - r.failed,
+  failed: r.failed,
+  scorer: r.scorer,
+  offline: r.offline,
+  promptSha256: r.promptSha256,
+  histogram: r.histogram,
+  sha256: r.sha256,
+  ...(r.cost && { cost: r.cost }),
+});

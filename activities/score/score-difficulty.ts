@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
-import type { DatasetRows } from '../datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
@@ -14,7 +13,7 @@ import { askAgain, askUntilParsed, asksEndpoint, complete, endpointFor, scorerMo
 import { inParts, runPool, storedPart } from '../llm/row-pool';
 import { fileScorer } from '../datasets/file-scores';
 import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic-scorer';
-import { SCORE_CORRECTION, SCORE_DECODING, scoreMessagesFor, scorePromptFor } from './score-prompt';
+import { SCORE_CORRECTION, scoreMessagesFor, scorePromptFor, scoringEstimateFor } from './score-prompt';
 import {
   cachedScore,
   parsedSample,
@@ -23,12 +22,13 @@ import {
   scoreRequest,
   scoreRowFromSamples,
   scoredDataset,
+  scoreResult,
   type Asked,
 } from './score-answers';
 import { OpenPartLines } from './part-lines';
 import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
-import { beforeFirstRequest, ScoringEstimate, SpendMeter } from '../llm/cost-estimate';
+import { beforeFirstRequest, SpendMeter } from '../llm/cost-estimate';
 import { LineWriter } from '../rows/row-file';
 import { heartbeatEvery, whileHeartbeating } from '../heartbeat';
 import type { ScoreInput, ScoreResult, ScoreRow } from '../types';
@@ -37,8 +37,8 @@ export type Scorer = {
   label: string;
   offline: boolean;
   score: (row: DatasetRow) => Promise<ScoreRow>;
-  /** Waits for the answer cache's writes. */
-  flush: () => Promise<void>;
+  /** Waits for the answer cache's writes (scorers without a cache have none). */
+  flush?: () => Promise<void>;
   /** An online scorer's spending limit (the offline and file scorers cost nothing). */
   meter?: SpendMeter;
 };
@@ -54,16 +54,11 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
     meter: new SpendMeter({ ...input.scorer, setting: 'input.scorer' }, 'scoring'),
   });
   if (!endpoint) {
+    const scorer = OFFLINE_SCORER_LABEL;
     return {
-      label: OFFLINE_SCORER_LABEL,
+      label: scorer,
       offline: true,
-      score: async (row) => ({
-        id: row.id,
-        score: offlineHeuristicScore(row),
-        scorer: OFFLINE_SCORER_LABEL,
-        promptSha256,
-      }),
-      flush: async () => {},
+      score: async (row) => ({ id: row.id, score: offlineHeuristicScore(row), scorer, promptSha256 }),
     };
   }
   const source = scorerModel(deps.env, input.scorer.model);
@@ -83,24 +78,18 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
       const hit = material && (await cache.get<Omit<ScoreRow, 'id'>>(material));
       if (hit) return { id: row.id, ...hit };
       // `samples` asks, combined as the Batch API's answers are.
+      const ask = async (previous?: Asked) => {
+        // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`: this is an answer.
+        const reply = await complete(endpoint, askAgain(request, previous?.raw, SCORE_CORRECTION), source.setting);
+        return 'rejected' in reply ? rejectedSample(reply.rejected) : parsedSample(reply.content);
+      };
+      // A rejected request (no answer) is not asked again.
+      const answered = (sample: Asked) => sample.score !== null || sample.raw === undefined;
       const asked = await Promise.all(
-        Array.from({ length: Math.max(1, samples) }, async () => {
-          const { reply } = await askUntilParsed(
-            async (previous?: Asked) => {
-              // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`: this is an answer.
-              const reply = await complete(
-                endpoint,
-                askAgain(request, previous?.raw, SCORE_CORRECTION),
-                source.setting,
-              );
-              return 'rejected' in reply ? rejectedSample(reply.rejected) : parsedSample(reply.content);
-            },
-            // A rejected request (no answer) is not asked again.
-            (sample) => sample.score !== null || sample.raw === undefined,
-            input.scorer.parseRetries,
-          );
-          return reply;
-        }),
+        Array.from(
+          { length: Math.max(1, samples) },
+          async () => (await askUntilParsed(ask, answered, input.scorer.parseRetries)).reply,
+        ),
       );
       const scored = scoreRowFromSamples(row.id, source.model, promptSha256, asked);
       if (material && scored.score !== null) cache.put(material, cachedScore(scored));
@@ -111,30 +100,23 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
 }
 
 /**
- * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
- * one; answers that stay unparseable are recorded as such and counted, never replaced.
- *
- * Memory stays bounded whatever the dataset's size: the rows are read twice, as a stream, and never held together.
- * The first read checks every row (a bad one fails the step before any paid request), counts them, adds up the cost
- * estimate and writes the run's copy of the dataset to a local file; the second feeds them to the pool part by part,
- * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
- * stored bytes are those of a step that held every row.
+ * The first read of the dataset: every row checked and counted, its estimate added up, its stored form written to
+ * dataset.jsonl in `work` (`datasetPath`, the run's copy); then the scorer and the inputs hash its scores are keyed by.
  */
-export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
-  inScratch(deps.workDir, 'score-', (work) => scoreStreamed(deps, input, work));
-
-/** The first read: every row checked and counted, its estimate added up, its stored form written to `path`. */
-async function firstRead(
-  dataset: DatasetRows,
-  path: string,
-  estimate: ScoringEstimate | undefined,
-): Promise<{ rows: number; sha256: string; estimate?: ScoringEstimate }> {
+export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work: string) {
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
+  const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
+  const dataset = scoredDataset(deps, input);
+  const samples = input.scorer.samples ?? 1;
+  const datasetPath = join(work, 'dataset.jsonl');
+  const estimate = asksEndpoint(input.scorer.kind, deps.env) ? scoringEstimateFor(input) : undefined;
   let rows = 0;
   // Reading a large dataset from the store can outlast the heartbeat timeout before the step's own heartbeats start.
   await whileHeartbeating(
     () => ({ checked: rows }),
     async () => {
-      const writer = await LineWriter.create(path);
+      const writer = await LineWriter.create(datasetPath);
       try {
         for await (const row of dataset) {
           await writer.text(JSON.stringify(storedRow(row)));
@@ -146,51 +128,11 @@ async function firstRead(
       }
     },
   );
-  return { rows, sha256: dataset.sha256!, estimate };
-}
-
-/** What the first read of a dataset established, and what its scores are keyed by. */
-export interface PreparedScoring {
-  store: ObjectStore;
-  keys: ReturnType<typeof scoreKeys>;
-  dataset: DatasetRows;
-  read: { rows: number; sha256: string; estimate?: ScoringEstimate };
-  /** The run's copy of the dataset (dataset.jsonl), written locally by the first read. */
-  datasetPath: string;
-  prompt: ReturnType<typeof scorePromptFor>;
-  scorer: Scorer;
-  inputsHash: string;
-}
-
-/** An empty count of the scoring step's cost, for rows to be added to. */
-export const scoringEstimateFor = (input: Pick<ScoreInput, 'scorer'>): ScoringEstimate =>
-  new ScoringEstimate({
-    samples: input.scorer.samples ?? 1,
-    price: input.scorer.pricePerMillionTokens,
-    parseRetries: input.scorer.parseRetries,
-    maxTokens: SCORE_DECODING.max_tokens,
-  });
-
-/** Reads the dataset once (see firstRead) and builds its scorer and inputs hash. */
-export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work: string): Promise<PreparedScoring> {
-  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
-  // The second scorer of scorer.compareWith writes its own files, beside the ones segmentation reads.
-  const keys = input.output === 'compare' ? scoreCompareKeys(input.runId) : scoreKeys(input.runId);
-  const dataset = scoredDataset(deps, input);
-  const samples = input.scorer.samples ?? 1;
-  const datasetPath = join(work, 'dataset.jsonl');
-  const read = await firstRead(
-    dataset,
-    datasetPath,
-    asksEndpoint(input.scorer.kind, deps.env) ? scoringEstimateFor(input) : undefined,
-  );
+  const read = { rows, sha256: dataset.sha256! };
   const prompt = scorePromptFor(dataset.layout);
-  const scorer =
+  const scorer: Scorer =
     input.scorer.kind === 'file'
-      ? {
-          ...(await fileScorer(deps, input, { sha256: read.sha256, source: dataset.source })),
-          flush: async () => {},
-        }
+      ? await fileScorer(deps, input, { sha256: read.sha256, source: dataset.source })
       : makeScorer(input, deps, store, prompt.sha256);
   const inputsHash = hashInputs({
     // The sha256 of the file's text, as a whole-file read hashed it, so earlier runs' manifests still match.
@@ -203,15 +145,12 @@ export async function prepareScoring(deps: ActivityDeps, input: ScoreInput, work
     // Only when set, so that the inputs of every run scored before samples existed hash as they did.
     ...(samples > 1 ? { samples: input.scorer.samples } : {}),
   });
-  return { store, keys, dataset, read, datasetPath, prompt, scorer, inputsHash };
-}
-
-/** The step's cost estimate, checked against its limits before the first request; undefined for free scorers. */
-export function checkedEstimate(p: PreparedScoring, input: ScoreInput) {
-  return (
-    p.scorer.meter &&
-    beforeFirstRequest(p.read.estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring')
-  );
+  // Who scored and with which prompt, as the step's result (and a plan of shards) records them.
+  const scoredBy = { scorer: scorer.label, offline: scorer.offline, promptSha256: prompt.sha256 };
+  // The step's cost estimate, checked against its limits before the first request; undefined for free scorers.
+  const checkedEstimate = () =>
+    scorer.meter && beforeFirstRequest(estimate!.result(), { ...input.scorer, setting: 'input.scorer' }, 'scoring');
+  return { store, keys, dataset, read, datasetPath, prompt, scorer, scoredBy, inputsHash, checkedEstimate };
 }
 
 /** What is kept of score lines once they are written: counts, and where the failures are. */
@@ -268,21 +207,16 @@ export async function scoreIntoFile(o: {
       },
       emit: async ({ index }, slots) => {
         const lines = answers.of(index);
-        let failedHere = false;
         for (const slot of slots) {
           await scoresFile.text(lines.scoresLine(slot));
           const score = lines.score(slot);
           countOnClosedScale(tally.histogram, score);
           if (score !== null) continue;
           tally.failed += 1;
-          if (!tally.firstFailure) {
-            const { id, raw } = lines.row(slot);
-            tally.firstFailure = { id, raw };
-          }
-          failedHere = true;
+          tally.firstFailure ??= (({ id, raw }) => ({ id, raw }))(lines.row(slot));
+          if (tally.failedParts.at(-1) !== index) tally.failedParts.push(index);
         }
         answers.release(index);
-        if (failedHere) tally.failedParts.push(index);
         tally.rows += slots.length;
         progress.scored += slots.length;
       },
@@ -317,82 +251,63 @@ export async function refuseTooManyFailures(
     });
 }
 
-async function scoreStreamed(deps: ActivityDeps, input: ScoreInput, work: string): Promise<ScoreResult> {
-  const p = await prepareScoring(deps, input, work);
-  const { store, keys, dataset, read, scorer, inputsHash } = p;
-  // scored: rows committed in order; answered: answers received in this attempt.
-  const progress = { scored: 0, answered: 0, total: read.rows };
-  return runStep(
-    store,
-    {
-      runId: input.runId,
-      step: input.output === 'compare' ? 'score/compare' : 'score',
-      key: keys.manifest,
-      inputsHash,
-    },
-    async (out) => {
-      const estimate = checkedEstimate(p, input);
-      if (estimate) Object.assign(progress, { estimate });
-      await out.putFile(keys.dataset, p.datasetPath);
-      await out.put(keys.prompt, p.prompt.template);
+/**
+ * Scores every instruction's difficulty on the paper's 1-5 scale. Rows are scored in parts that are committed one by
+ * one; answers that stay unparseable are recorded as such and counted, never replaced.
+ *
+ * Memory stays bounded whatever the dataset's size: the rows are read twice, as a stream, and never held together.
+ * The first read checks every row (a bad one fails the step before any paid request), counts them, adds up the cost
+ * estimate and writes the run's copy of the dataset to a local file; the second feeds them to the pool part by part,
+ * and the score lines go to a local file as the pool hands parts on, in order. Both files are uploaded whole, so the
+ * stored bytes are those of a step that held every row.
+ */
+export const scoreDifficulty = (deps: ActivityDeps, input: ScoreInput): Promise<ScoreResult> =>
+  inScratch(deps.workDir, 'score-', async (work) => {
+    const p = await prepareScoring(deps, input, work);
+    const { store, keys, dataset, read, scorer, inputsHash } = p;
+    // scored: rows committed in order; answered: answers received in this attempt.
+    const progress = { scored: 0, answered: 0, total: read.rows };
+    const step = input.output === 'compare' ? 'score/compare' : 'score';
+    return runStep(
+      store,
+      { runId: input.runId, step, key: keys.manifest, inputsHash },
+      async (out) => {
+        const estimate = p.checkedEstimate();
+        if (estimate) Object.assign(progress, { estimate });
+        await out.putFile(keys.dataset, p.datasetPath);
+        await out.put(keys.prompt, p.prompt.template);
 
-      const partKey = (i: number) => keys.part(inputsHash, i);
-      // Rows per committed part: a retried activity rescores only the parts that were not committed.
-      const partRows = await rowsPerPart(out, partKey(0), read.rows);
-      const scoresPath = join(work, 'scores.jsonl');
-      const tally = await scoreIntoFile({
-        rows: dataset.reread(),
-        rowCount: read.rows,
-        partRows,
-        firstPart: 0,
-        partKey,
-        store,
-        scorer,
-        concurrency: input.scorer.concurrency,
-        scoresPath,
-        progress,
-      });
-      if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
-        // Scores of the second read's rows must not be reused under the first read's inputs hash.
-        const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
-        for (let i = 0; i < written; i++) await store.delete(partKey(i));
-        throw new Error(
-          `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
-            'the next attempt scores it as it is then',
-        );
-      }
-      await scorer.flush();
-      await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
-
-      const scores = await out.putFile(keys.scores, scoresPath);
-      return scoreResult(p, tally, scores.sha256, estimate && { estimate, spent: scorer.meter!.total() });
-    },
-    { heartbeat: () => progress },
-  );
-}
-
-/** The step's result, the same whether it was scored in one activity or in shards. */
-export function scoreResult(
-  p: Pick<PreparedScoring, 'store' | 'keys'> & {
-    read: { rows: number };
-    prompt: { sha256: string };
-    scorer: Pick<Scorer, 'label' | 'offline'>;
-  },
-  tally: Pick<ScoreTally, 'failed' | 'histogram'>,
-  scoresSha256: string,
-  cost: ScoreResult['cost'],
-): ScoreResult {
-  return {
-    datasetUri: p.store.uriFor(p.keys.dataset),
-    scoresUri: p.store.uriFor(p.keys.scores),
-    rows: p.read.rows,
-    scored: p.read.rows - tally.failed,
-    failed: tally.failed,
-    scorer: p.scorer.label,
-    offline: p.scorer.offline,
-    promptSha256: p.prompt.sha256,
-    histogram: tally.histogram,
-    sha256: scoresSha256,
-    ...(cost && { cost }),
-  };
-}
+        const partKey = (i: number) => keys.part(inputsHash, i);
+        // Rows per committed part: a retried activity rescores only the parts that were not committed.
+        const partRows = await rowsPerPart(out, partKey(0), read.rows);
+        const scoresPath = join(work, 'scores.jsonl');
+        const tally = await scoreIntoFile({
+          rows: dataset.reread(),
+          rowCount: read.rows,
+          partRows,
+          firstPart: 0,
+          partKey,
+          store,
+          scorer,
+          concurrency: input.scorer.concurrency,
+          scoresPath,
+          progress,
+        });
+        if (dataset.sha256 !== read.sha256 || tally.rows !== read.rows) {
+          // Scores of the second read's rows must not be reused under the first read's inputs hash.
+          const written = Math.ceil(Math.max(tally.rows, read.rows) / partRows);
+          for (let i = 0; i < written; i++) await store.delete(partKey(i));
+          throw new Error(
+            `${dataset.source} changed while it was being scored (it was read twice, with different contents); ` +
+              'the next attempt scores it as it is then',
+          );
+        }
+        await scorer.flush?.();
+        await refuseTooManyFailures(tally, read.rows, input.scorer.maxFailedFraction, (i) => store.delete(partKey(i)));
+        const { sha256 } = await out.putFile(keys.scores, scoresPath);
+        const cost = estimate && { estimate, spent: scorer.meter!.total() };
+        return scoreResult(store, keys, { ...tally, rows: read.rows, ...p.scoredBy, sha256, cost });
+      },
+      { heartbeat: () => progress },
+    );
+  });

@@ -1,15 +1,16 @@
 import { Context } from '@temporalio/activity';
 import ms, { type StringValue } from 'ms';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import { InvalidDataError } from '../../common/failures';
 import { storedRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { scoredDataset } from './score-answers';
+import { scoreResult, scoredDataset } from './score-answers';
 import { hashInputs } from '../artifacts/hashing';
 import { fromJsonl, toJsonl } from '../artifacts/jsonl';
 import { scoreCompareKeys, scoreKeys } from '../artifacts/run-keys';
+import { inScratch } from '../artifacts/scratch';
 import { runStep } from '../artifacts/step';
 import { localModel } from '../artifacts/hand-off';
 import { cachedByTrainer } from '../python/model-ref';
@@ -27,9 +28,6 @@ export interface IfdScoreRow {
   loss_alone: number;
 }
 
-/** What IFD scores are called in results and the report: the method and the model that computed them. */
-export const ifdScorerLabel = (model: string) => `ifd:${model}`;
-
 /**
  * Instruction-Following Difficulty (Li et al. 2023) of every row: the base model's loss on the answer given the
  * instruction divided by its loss on the answer alone (trainer/pift/ifd.py), one forward-pass pair per row on this
@@ -45,7 +43,8 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
   const rows: Array<ReturnType<typeof storedRow>> = [];
   for await (const row of dataset) rows.push(storedRow(row));
   const { ifd } = input;
-  const label = ifdScorerLabel(ifd.model);
+  // What IFD scores are called in results and the report: the method and the model that computed them.
+  const label = `ifd:${ifd.model}`;
   const inputsHash = hashInputs({
     dataset: dataset.sha256,
     scorer: label,
@@ -55,15 +54,13 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
     ...(input.datasetColumns ? { columns: input.datasetColumns } : {}),
     ...(ifd.conversationTemplate !== undefined && { conversationTemplate: ifd.conversationTemplate }),
   });
-  let progress = { step: compare ? 'score/compare' : 'score', scored: 0, total: rows.length };
+  const step = compare ? 'score/compare' : 'score';
+  let progress = { step, scored: 0, total: rows.length };
   return runStep(
     store,
-    { runId: input.runId, step: compare ? 'score/compare' : 'score', key: keys.manifest, inputsHash },
-    async (out) => {
-      const work = join(deps.workDir, input.runId, compare ? 'score-compare-ifd' : 'score-ifd');
-      await rm(work, { recursive: true, force: true });
-      await mkdir(work, { recursive: true });
-      try {
+    { runId: input.runId, step, key: keys.manifest, inputsHash },
+    (out) =>
+      inScratch(deps.workDir, 'score-ifd-', async (work) => {
         const field = 'input.training.baseModel';
         // A builtin or hub model is resolved into this worker's model cache by the check (it may download once).
         if (cachedByTrainer(ifd.model)) {
@@ -101,8 +98,7 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
             if (e.event === 'progress') progress = { ...progress, scored: e.done, total: e.total };
           },
         });
-        const text = await readFile(outFile, 'utf8');
-        const scored = fromJsonl<IfdScoreRow>(text);
+        const scored = fromJsonl<IfdScoreRow>(await readFile(outFile, 'utf8'));
         if (scored.length !== rows.length || scored.some((r, i) => String(r.id) !== rows[i].id)) {
           throw new Error(`pift.ifd wrote ${scored.length} scores for ${rows.length} rows, or not in their order`);
         }
@@ -115,27 +111,14 @@ export async function scoreIfd(deps: ActivityDeps, input: IfdScoreInput): Promis
           );
         }
         // The trainer's own lines, ids as the run's dataset has them (strings).
-        const scores = await out.put(keys.scores, toJsonl(scored.map((r, i) => ({ ...r, id: rows[i].id }))));
-        const result: ScoreResult = {
-          datasetUri: store.uriFor(keys.dataset),
-          scoresUri: store.uriFor(keys.scores),
-          rows: rows.length,
-          scored: rows.length - failed.length,
-          failed: failed.length,
-          scorer: label,
-          offline: true,
-          promptSha256: '',
-          histogram: scoreHistogram(
-            scored.map((r) => r.score),
-            true,
-          ),
-          sha256: scores.sha256,
-        };
-        return result;
-      } finally {
-        await rm(work, { recursive: true, force: true });
-      }
-    },
+        const { sha256 } = await out.put(keys.scores, toJsonl(scored.map((r, i) => ({ ...r, id: rows[i].id }))));
+        const histogram = scoreHistogram(
+          scored.map((r) => r.score),
+          true,
+        );
+        const scorer = { scorer: label, offline: true, promptSha256: '' };
+        return scoreResult(store, keys, { rows: rows.length, failed: failed.length, ...scorer, histogram, sha256 });
+      }),
     { heartbeat: () => progress },
   );
 }

@@ -7,6 +7,8 @@
 import { sha256 } from '../artifacts/hashing';
 import { PAPER_JUDGE_MODEL } from '../../common/settings/constants';
 import { isConversation, scoredText, type DatasetRow } from '../datasets/rows';
+import { ScoringEstimate } from '../llm/cost-estimate';
+import type { ScoreInput } from '../types';
 
 /** The 1-5 scale and answer format, the same words for Alpaca rows and conversations. */
 const SCORE_SCALE = `Use a scale from 1 to 5, where higher means harder:
@@ -48,9 +50,7 @@ export const SCORE_CONVERSATION_PROMPT_SHA256 = sha256(SCORE_CONVERSATION_PROMPT
 const SPEAKER = { system: 'System', user: 'User', assistant: 'Assistant' } as const;
 
 /** The conversation as the scoring prompt shows it: each turn up to the last user turn, `User: …` / `Assistant: …`. */
-export function conversationText(
-  messages: ReadonlyArray<{ role: 'system' | 'user' | 'assistant'; content: string }>,
-): string {
+function conversationText(messages: ReadonlyArray<{ role: 'system' | 'user' | 'assistant'; content: string }>): string {
   const lastUser = messages.map((m) => m.role).lastIndexOf('user');
   return messages
     .slice(0, lastUser + 1)
@@ -58,24 +58,23 @@ export function conversationText(
     .join('\n\n');
 }
 
+const ALPACA_PROMPT = { template: SCORE_PROMPT_TEMPLATE, sha256: SCORE_PROMPT_SHA256 };
+const CONVERSATION_PROMPT = { template: SCORE_CONVERSATION_PROMPT_TEMPLATE, sha256: SCORE_CONVERSATION_PROMPT_SHA256 };
+
 /** The prompt a dataset's rows are scored with: the paper-scale Alpaca prompt, or its conversation wording. */
-export function scorePromptFor(layout: 'alpaca' | 'sharegpt' | 'messages' | undefined): {
-  template: string;
-  sha256: string;
-} {
-  return layout === 'sharegpt' || layout === 'messages'
-    ? { template: SCORE_CONVERSATION_PROMPT_TEMPLATE, sha256: SCORE_CONVERSATION_PROMPT_SHA256 }
-    : { template: SCORE_PROMPT_TEMPLATE, sha256: SCORE_PROMPT_SHA256 };
-}
+export const scorePromptFor = (layout: 'alpaca' | 'sharegpt' | 'messages' | undefined) =>
+  layout === 'sharegpt' || layout === 'messages' ? CONVERSATION_PROMPT : ALPACA_PROMPT;
+
+/** A scoring request's messages: a single user message, `template` filled with `text`. */
+const userMessage = (template: string, text: string): Array<{ role: 'user'; content: string }> =>
+  // split/join, not replace: a `$&` inside the row must stay literal.
+  [{ role: 'user', content: template.split('{text}').join(text) }];
 
 /** The scoring request's messages for any dataset row: Alpaca rows exactly as buildScoreMessages builds them. */
-export function scoreMessagesFor(row: DatasetRow): Array<{ role: 'user'; content: string }> {
-  if (!isConversation(row)) return buildScoreMessages(row.instruction, row.input);
-  // split/join, not replace: a `$&` inside the row must stay literal.
-  return [
-    { role: 'user', content: SCORE_CONVERSATION_PROMPT_TEMPLATE.split('{text}').join(conversationText(row.messages)) },
-  ];
-}
+export const scoreMessagesFor = (row: DatasetRow) =>
+  isConversation(row)
+    ? userMessage(SCORE_CONVERSATION_PROMPT_TEMPLATE, conversationText(row.messages))
+    : buildScoreMessages(row.instruction, row.input);
 
 /**
  * [ours] The follow-up turn of a re-ask, after the model's unparseable reply: at temperature 0 the same request would
@@ -93,8 +92,19 @@ export const SCORE_DECODING = {
   max_tokens: 8,
 } as const;
 
-/** The chat messages of one scoring request: a single user message. */
-export function buildScoreMessages(instruction: string, input = ''): Array<{ role: 'user'; content: string }> {
-  // split/join, not replace: a `$&` inside the row must stay literal.
-  return [{ role: 'user', content: SCORE_PROMPT_TEMPLATE.split('{text}').join(scoredText({ instruction, input })) }];
-}
+/** The chat messages of one scoring request of an Alpaca row. */
+export const buildScoreMessages = (instruction: string, input = '') =>
+  userMessage(SCORE_PROMPT_TEMPLATE, scoredText({ instruction, input }));
+
+/** An empty count of the scoring step's cost, for rows to be added to (by the step, and by the client's preview). */
+export const scoringEstimateFor = ({
+  scorer,
+}: {
+  scorer: Pick<ScoreInput['scorer'], 'samples' | 'pricePerMillionTokens' | 'parseRetries'>;
+}) =>
+  new ScoringEstimate({
+    samples: scorer.samples ?? 1,
+    price: scorer.pricePerMillionTokens,
+    parseRetries: scorer.parseRetries,
+    maxTokens: SCORE_DECODING.max_tokens,
+  });

@@ -8,7 +8,5 @@ import type { ScoreRow } from '../types';
  */
 export type StoredScoreRow = Omit<ScoreRow, 'scorer' | 'promptSha256'>;
 
-export function storedScoreRow(row: ScoreRow): StoredScoreRow {
-  const { scorer: _scorer, promptSha256: _prompt, ...stored } = row;
-  return stored;
-}
+export const storedScoreRow = ({ scorer: _scorer, promptSha256: _prompt, ...stored }: ScoreRow): StoredScoreRow =>
+  stored;

@@ -15,7 +15,7 @@ import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { allowedLocation, openStore, type ObjectStore } from '../../store';
+import { allowedLocation, openStore } from '../../store';
 import { streamJsonl } from '../artifacts/jsonl';
 import { finishedStep, readManifest } from '../artifacts/manifest';
 import { rowsPerPart } from '../artifacts/parts';
@@ -29,29 +29,9 @@ import { whileHeartbeating } from '../heartbeat';
 import { LineWriter } from '../rows/row-file';
 import type { ScoreInput, ScoreResult } from '../types';
 import { SHARDABLE_SCORERS } from '../../common/constants';
-import {
-  checkedEstimate,
-  makeScorer,
-  prepareScoring,
-  refuseTooManyFailures,
-  scoreIntoFile,
-  scoreResult,
-  scoringEstimateFor,
-  type ScoreTally,
-} from './score-difficulty';
-import { scoreMessagesFor } from './score-prompt';
-
-export interface ScoreShardsInput extends ScoreInput {
-  shardRows: number;
-}
-
-export type ScoreShardInput = ScoreInput & {
-  plan: ShardedPlan;
-  shard: number;
-  /** The shard's prompt tokens from the plan (`shardPromptTokens`), handed to this shard alone. */
-  promptTokens?: number;
-};
-export type ScoreMergeInput = ScoreInput & { plan: ShardedPlan };
+import { makeScorer, prepareScoring, refuseTooManyFailures, scoreIntoFile, type ScoreTally } from './score-difficulty';
+import { scoreResult } from './score-answers';
+import { scoreMessagesFor, scoringEstimateFor } from './score-prompt';
 
 /** What the plan decided; small, as it passes through workflow history. */
 export type ScorePlan =
@@ -79,14 +59,19 @@ export type ScorePlan =
 export type ShardedPlan = Extract<ScorePlan, { sharded: true }>;
 
 /** One shard's committed outcome (its manifest's result). */
-export interface ShardResult extends ScoreTally {
-  spent?: Spent;
-}
+type ShardResult = ScoreTally & { spent?: Spent };
 
-const storeOf = (deps: ActivityDeps, input: ScoreInput): ObjectStore =>
-  openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+/** The store, the score step's keys and the shards' keys of a planned run. */
+const shardsOf = (deps: ActivityDeps, input: ScoreInput & { plan: ShardedPlan }) => ({
+  store: openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env),
+  keys: scoreKeys(input.runId),
+  shardKeys: scoreShardKeys(input.runId, input.plan.inputsHash),
+});
 
-export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInput): Promise<ScorePlan> {
+export async function planScoreShards(
+  deps: ActivityDeps,
+  input: ScoreInput & { shardRows: number },
+): Promise<ScorePlan> {
   if (!SHARDABLE_SCORERS.includes(input.scorer.kind))
     throw new Error(`scorer.kind ${input.scorer.kind} is not scored in shards`);
   return inScratch(deps.workDir, 'score-shards-', async (work) => {
@@ -108,7 +93,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
       store,
       { runId: input.runId, step: 'score/shards/plan', key: shardKeys.plan, inputsHash },
       async (out) => {
-        const estimate = checkedEstimate(p, input);
+        const estimate = p.checkedEstimate();
         // The one-activity step's first two outputs, recorded again by the merge.
         await out.putFile(keys.dataset, p.datasetPath);
         await out.put(keys.prompt, p.prompt.template);
@@ -142,9 +127,7 @@ export async function planScoreShards(deps: ActivityDeps, input: ScoreShardsInpu
           shardRows,
           partRows,
           inputsHash,
-          scorer: p.scorer.label,
-          offline: p.scorer.offline,
-          promptSha256: p.prompt.sha256,
+          ...p.scoredBy,
           ...(estimate && { estimate, shardPromptTokens }),
         };
       },
@@ -186,20 +169,14 @@ export function shardLimits(
 /** Scores one shard; returns its counts only (the merge reads the rest from the shard's manifest). */
 export async function scoreShard(
   deps: ActivityDeps,
-  input: ScoreShardInput,
-): Promise<{ shard: number; rows: number; failed: number }> {
+  /** `promptTokens`: the shard's prompt tokens from the plan (`shardPromptTokens`), handed to this shard alone. */
+  input: ScoreInput & { plan: ShardedPlan; shard: number; promptTokens?: number },
+) {
   const { plan, shard } = input;
-  const store = storeOf(deps, input);
-  const keys = scoreKeys(input.runId);
-  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const { store, keys, shardKeys } = shardsOf(deps, input);
   const rows = shardSize(plan, shard);
-  const promptTokens = input.promptTokens ?? plan.shardPromptTokens?.[shard];
-  const scorer = makeScorer(
-    { ...input, scorer: shardLimits(input.scorer, plan, shard, promptTokens) },
-    deps,
-    store,
-    plan.promptSha256,
-  );
+  const limits = shardLimits(input.scorer, plan, shard, input.promptTokens ?? plan.shardPromptTokens?.[shard]);
+  const scorer = makeScorer({ ...input, scorer: limits }, deps, store, plan.promptSha256);
   if (scorer.label !== plan.scorer) {
     // `auto` on a worker without an endpoint, or another default model: its scores are not the plan's.
     throw new Error(
@@ -231,7 +208,7 @@ export async function scoreShard(
           scoresPath,
           progress,
         });
-        await scorer.flush();
+        await scorer.flush?.();
         if (tally.rows !== rows) throw new Error(`${shardKeys.rows(shard)} holds ${tally.rows} rows, not ${rows}`);
         await out.putFile(shardKeys.scores(shard), scoresPath);
         return { ...tally, ...(scorer.meter && { spent: scorer.meter.total() }) };
@@ -241,11 +218,12 @@ export async function scoreShard(
   return { shard: shard + 1, rows: done.rows, failed: done.failed };
 }
 
-export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInput): Promise<ScoreResult> {
+export async function mergeScoreShards(
+  deps: ActivityDeps,
+  input: ScoreInput & { plan: ShardedPlan },
+): Promise<ScoreResult> {
   const { plan } = input;
-  const store = storeOf(deps, input);
-  const keys = scoreKeys(input.runId);
-  const shardKeys = scoreShardKeys(input.runId, plan.inputsHash);
+  const { store, keys, shardKeys } = shardsOf(deps, input);
   const progress = { merged: 0, shards: plan.shards };
   const result = await runStep(
     store,
@@ -257,57 +235,43 @@ export async function mergeScoreShards(deps: ActivityDeps, input: ScoreMergeInpu
         for (const key of [keys.dataset, keys.prompt]) out.record(planned.outputs.find((o) => o.key === key)!);
 
         const tallies: ShardResult[] = [];
+        const histogram: Record<string, number> = {};
         for (let shard = 0; shard < plan.shards; shard++) {
           // With its score lines intact: damaged ones would be joined into scores.jsonl.
           const done = await finishedStep<ShardResult>(store, shardKeys.manifest(shard), plan.inputsHash);
           if (!done) throw new Error(`shard ${shard + 1} is not committed (or its score lines were damaged)`);
           tallies.push(done);
+          for (const [bucket, n] of Object.entries(done.histogram)) histogram[bucket] = (histogram[bucket] ?? 0) + n;
         }
         const failed = tallies.reduce((n, t) => n + t.failed, 0);
         const failedParts = tallies.flatMap((t) => t.failedParts);
-        if (failed > input.scorer.maxFailedFraction * plan.rows) {
-          // A resumed run scores again just the shards, and in them the parts, that hold failures.
-          for (const [shard, t] of tallies.entries()) if (t.failed) await store.delete(shardKeys.manifest(shard));
-        }
+        // A resumed run scores again just the shards, and in them the parts, that hold failures.
+        const shardOf = (part: number) => Math.floor((part * plan.partRows) / plan.shardRows);
         await refuseTooManyFailures(
           { failed, failedParts, firstFailure: tallies.find((t) => t.firstFailure)?.firstFailure },
           plan.rows,
           input.scorer.maxFailedFraction,
-          (i) => store.delete(keys.part(plan.inputsHash, i)),
+          async (i) => {
+            await store.delete(shardKeys.manifest(shardOf(i)));
+            await store.delete(keys.part(plan.inputsHash, i));
+          },
         );
 
         const scoresPath = join(work, 'scores.jsonl');
         const writer = await LineWriter.create(scoresPath);
-        const histogram: Record<string, number> = {};
         try {
           for (let shard = 0; shard < plan.shards; shard++) {
             for await (const chunk of await store.getStream(shardKeys.scores(shard))) await writer.write(chunk);
-            for (const [bucket, n] of Object.entries(tallies[shard].histogram))
-              histogram[bucket] = (histogram[bucket] ?? 0) + n;
             progress.merged += 1;
           }
         } finally {
           await writer.close();
         }
-        const scores = await out.putFile(keys.scores, scoresPath);
-        const spent =
-          plan.estimate &&
-          sumSpent(
-            tallies.map((t) => t.spent!),
-            input.scorer.pricePerMillionTokens,
-          );
-        return scoreResult(
-          {
-            store,
-            keys,
-            read: { rows: plan.rows },
-            prompt: { sha256: plan.promptSha256 },
-            scorer: { label: plan.scorer, offline: plan.offline },
-          },
-          { failed, histogram },
-          scores.sha256,
-          plan.estimate && { estimate: plan.estimate, spent: spent! },
-        );
+        const { sha256 } = await out.putFile(keys.scores, scoresPath);
+        const { estimate } = plan;
+        const spent = tallies.map((t) => t.spent!);
+        const cost = estimate && { estimate, spent: sumSpent(spent, input.scorer.pricePerMillionTokens) };
+        return scoreResult(store, keys, { ...plan, failed, histogram, sha256, cost });
       }),
     { heartbeat: () => progress },
   );

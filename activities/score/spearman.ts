@@ -6,8 +6,7 @@
 
 /** 1-based ranks of `values`, ties sharing the mean of their positions. */
 export function averageRanks(values: ArrayLike<number>): Float64Array {
-  const order = new Uint32Array(values.length);
-  for (let i = 0; i < order.length; i++) order[i] = i;
+  const order = Uint32Array.from({ length: values.length }, (_, i) => i);
   // A total order (ties by position), so any sort gives the same ranks.
   order.sort((a, b) => values[a] - values[b] || a - b);
   const ranks = new Float64Array(values.length);
@@ -22,23 +21,20 @@ export function averageRanks(values: ArrayLike<number>): Float64Array {
   return ranks;
 }
 
+function mean(v: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) sum += v[i];
+  return sum / v.length;
+}
+
 function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number | null {
-  const n = x.length;
-  let mx = 0;
-  let my = 0;
-  for (let i = 0; i < n; i++) {
-    mx += x[i];
-    my += y[i];
-  }
-  mx /= n;
-  my /= n;
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  for (let i = 0; i < n; i++) {
-    sxy += (x[i] - mx) * (y[i] - my);
-    sxx += (x[i] - mx) ** 2;
-    syy += (y[i] - my) ** 2;
+  const [mx, my] = [mean(x), mean(y)];
+  let [sxy, sxx, syy] = [0, 0, 0];
+  for (let i = 0; i < x.length; i++) {
+    const [dx, dy] = [x[i] - mx, y[i] - my];
+    sxy += dx * dy;
+    sxx += dx ** 2;
+    syy += dy ** 2;
   }
   // A constant sample has no ranking to agree with.
   return sxx === 0 || syy === 0 ? null : sxy / Math.sqrt(sxx * syy);
