@@ -106,8 +106,8 @@ export const trainKeys = (runId: string, name: string) =>
     /** A folder: the trained model's files. */
     final: `${dir}/final`,
     losses: `${dir}/losses.json`,
-    /** Metrics files the trainer wrote (JSONL), uploaded with the final model. */
-    metrics: (file: string) => `${dir}/metrics/${file}`,
+    /** A folder: metrics files the trainer wrote (JSONL), uploaded with the final model. */
+    metrics: `${dir}/metrics`,
     /** The trainer's log of one attempt, kept whether it succeeded or not. */
     log: (attempt: number) => `${dir}/logs/attempt-${attempt}.log`,
     /** A folder of `step-N` folders. */
