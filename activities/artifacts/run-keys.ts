@@ -118,12 +118,6 @@ export const trainKeys = (runId: string, name: string) =>
 /** The manifest of a checkpoint folder (or of any folder committed as one unit). */
 export const manifestIn = (folder: string) => `${folder}/${MANIFEST}`;
 
-/** The folder a `manifestIn` key commits. */
-export const folderOfManifest = (key: string) => key.slice(0, -`/${MANIFEST}`.length);
-
-/** True for the manifest of some `step-N` checkpoint folder. */
-export const isCheckpointManifest = (key: string) => /\/step-\d+\/manifest\.json$/.test(key);
-
 /** The `step-N` folder name a key lies in, if any. */
 export const checkpointFolderOf = (key: string) => /\/(step-\d+)\//.exec(key)?.[1];
 
