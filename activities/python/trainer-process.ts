@@ -1,9 +1,9 @@
 import { CancelledFailure } from '@temporalio/activity';
 import { activityContext } from '../../store/outage';
 import { ApplicationFailure } from '@temporalio/common';
-import Ajv, { type ValidateFunction } from 'ajv';
+import Ajv from 'ajv';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
-import { TrainerEventSchemas, type EventOf, type TrainerModuleName } from '../../common/settings/trainer-events';
+import { TrainerEventSchemas, type TrainerEvent, type TrainerModule } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
@@ -13,13 +13,12 @@ export interface TrainerLaunch {
   distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
 }
 
-/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
-export type TrainerModule = TrainerModuleName;
-/** One JSON line of a module's stdout (common/settings/trainer-events.ts). */
-export type TrainerEvent<M extends TrainerModule = TrainerModule> = EventOf<M>;
+export type { TrainerEvent, TrainerModule };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
-const validators = new Map<string, ValidateFunction>();
+const validators = new Map(
+  Object.entries(TrainerEventSchemas).map(([module, schema]) => [module, ajv.compile(schema)]),
+);
 
 /**
  * A stdout line of `module` as its typed event; undefined for a line that is not JSON (a stray print from a
@@ -32,11 +31,8 @@ export function parseTrainerEvent<M extends TrainerModule>(module: M, line: stri
   } catch {
     return undefined;
   }
-  let validate = validators.get(module);
-  if (!validate) {
-    validate = ajv.compile(TrainerEventSchemas[module] ?? false);
-    validators.set(module, validate);
-  }
+  // No line of a module outside the protocol passes.
+  const validate = validators.get(module) ?? ajv.compile(false);
   if (validate(value)) return value as TrainerEvent<M>;
   throw new WorkerMisconfiguredError(
     `${module} wrote a line outside the trainer protocol (schema/trainer-events.schema.json: ` +
