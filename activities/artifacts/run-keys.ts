@@ -146,7 +146,6 @@ export const batchRoundKeys = (runId: string, step: 'score' | 'evaluate', round:
   const dir = `${runId}/${step}/batch/round-${String(round).padStart(2, '0')}`;
   return {
     requests: `${dir}/requests.jsonl`,
-    upload: `${dir}/upload.json`,
     /** Part k of a round sent as several batches; the first part keeps the name of a round of one batch. */
     uploadOfPart: (k: number) => (k ? `${dir}/upload-${k}.json` : `${dir}/upload.json`),
     batch: `${dir}/batch.json`,

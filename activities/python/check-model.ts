@@ -6,7 +6,8 @@ import { downloadPrefix } from '../artifacts/transfer';
 import { activityContext } from '../../store/outage';
 import { badSetting, WorkerMisconfiguredError } from '../../common/failures';
 import { TINY_MODEL } from '../../common/settings/constants';
-import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
+import { allowedModel, checkLocalModelDir, parseModelRef } from './model-ref';
+import { openObject } from '../../store';
 import { trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
@@ -33,8 +34,7 @@ const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const DEFAULT_DOWNLOAD_TIMEOUT_MS = 2 * 60 * 60_000;
 
 /** The weight files transformers loads (safetensors or PyTorch, single or sharded with an index). */
-const MODEL_WEIGHTS =
-  /^(model\.safetensors|model\.safetensors\.index\.json|pytorch_model\.bin|pytorch_model\.bin\.index\.json)$/;
+const MODEL_WEIGHTS = /^(model\.safetensors|pytorch_model\.bin)(\.index\.json)?$/;
 
 /** Weights are not needed to check a model: its config and tokenizer files are. */
 const WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|gguf|h5|msgpack)$|\/(optimizer|scheduler|rng_state)[^/]*$/;
@@ -56,7 +56,7 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   // Absolute: the check runs in the scratch folder, the path was given relative to this worker's own.
   else if (ref.kind === 'local') modelPath = checkLocalModelDir(ref.path, input.field);
   else {
-    const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
+    const { store, key } = openObject(ref.uri, deps.env, { setting: input.field });
     modelPath = join(work, 'model');
     if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {
       throw badSetting(input.field, `no model config or tokenizer files under ${ref.uri}`);

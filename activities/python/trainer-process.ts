@@ -128,11 +128,9 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
   const detail = exit.error?.message ?? stderrTail.slice(-15).join('\n');
   const diskFull = diskFullFailure(code, exit.error?.kind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
   if (diskFull) throw diskFull;
-  if (code === EXIT_DIVERGED) {
-    throw ApplicationFailure.nonRetryable(detail || 'training diverged (non-finite loss)', FailureType.BadInput);
-  }
-  if (code === EXIT_DATA_ERROR) {
-    throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
+  const refused = code === EXIT_DIVERGED ? 'training diverged (non-finite loss)' : 'trainer rejected its input';
+  if (code === EXIT_DIVERGED || code === EXIT_DATA_ERROR) {
+    throw ApplicationFailure.nonRetryable(detail || refused, FailureType.BadInput);
   }
   const missing = exit.sawProtocolLine ? undefined : missingPackage(run.python, run.module, stderrTail);
   if (missing) throw missing;
