@@ -128,7 +128,7 @@ async function receive(h: HandOff, local: string, known?: Awaited<ReturnType<typ
   }
 }
 
-/** Where models live on this worker between activities, each under the hash of its files. */
+/** Where models live on this worker between activities. */
 const modelCacheDir = (workDir: string) => join(workDir, 'models');
 /** Models kept in the cache: the one just trained and the one before, enough for stage k+1 and generation. */
 const MODEL_CACHE_KEEP = 3;
@@ -185,8 +185,7 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
     await receive(h, localDir, known);
     return localDir;
   }
-  const cache = modelCacheDir(workDir);
-  const dir = join(cache, treeHash(entries, h.key));
+  const dir = join(modelCacheDir(workDir), treeHash(entries, h.key));
   if (await cachedModel(dir, h, entries)) {
     await repairFromCache(h, entries, dir);
     return dir;

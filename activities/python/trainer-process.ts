@@ -58,7 +58,7 @@ export interface TrainerRun<M extends TrainerModule = TrainerModule> {
   timeoutMs?: number;
   /** Grace between SIGTERM (the trainer saves a checkpoint) and SIGKILL. */
   graceMs?: number;
-  heartbeatEveryMs?: number;
+  /** Called every 5 s while the trainer lives. */
   heartbeat?: () => void;
   /** The trainer's pid, which is also its process group id. */
   onSpawn?: (pid: number) => void;
@@ -211,7 +211,7 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
       hung = true;
       killGroup('SIGKILL');
     }
-  }, run.heartbeatEveryMs ?? 5_000);
+  }, 5_000);
   const deadline = run.timeoutMs === undefined ? undefined : setTimeout(() => killGroup('SIGKILL'), run.timeoutMs);
 
   let cancelled = false;
