@@ -8,7 +8,7 @@ import { allowedLocation, openStore } from '../../store';
 import type { OutputEntry } from '../artifacts/manifest';
 import type { ActivityDeps } from '../deps';
 import { trainKeys } from '../artifacts/run-keys';
-import { runStep, type StepOutputs } from '../artifacts/step';
+import { runStep, type StepOutputs, type StepSpec } from '../artifacts/step';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
 import { keepModel, localModel, receiveFile } from '../artifacts/hand-off';
@@ -33,18 +33,14 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
-  return runStep(
-    store,
-    {
-      runId: input.runId,
-      step: `train/${input.name}`,
-      key: trainKeys(input.runId, input.name).manifest,
-      inputsHash: trainingIdentity(input),
-      earlierInputsHashes: earlierTrainingIdentities(input),
-    },
-    (out) => train(deps, input, out, progress),
-    { heartbeat: () => progress.latest },
-  );
+  const spec = {
+    runId: input.runId,
+    step: `train/${input.name}`,
+    key: trainKeys(input.runId, input.name).manifest,
+    inputsHash: trainingIdentity(input),
+    earlierInputsHashes: earlierTrainingIdentities(input),
+  };
+  return runStep(store, spec, (out) => train(deps, input, out, progress, spec), { heartbeat: () => progress.latest });
 }
 
 async function train(
@@ -52,9 +48,9 @@ async function train(
   input: TrainInput,
   out: StepOutputs,
   progress: { latest: TrainerProgress },
+  { inputsHash, earlierInputsHashes }: StepSpec,
 ): Promise<TrainResult> {
   const keys = trainKeys(input.runId, input.name);
-  const inputsHash = trainingIdentity(input);
   const ctx = Context.current();
   const { store } = out;
   const t = input.training;
@@ -65,16 +61,11 @@ async function train(
   await mkdir(checkpointsDir, { recursive: true });
   const trainFile = join(work, 'train.jsonl');
   await receiveFile(input.dataUri, deps.env, trainFile, { sha256: input.dataSha256, setting: 'input.dataUri' });
+  const field = 'input.training.baseModel';
   // Another GPU worker may have run the model check: make sure this one's model cache holds the model too.
-  if (cachedByTrainer(input.initModel)) {
-    await checkModel(deps, {
-      runId: input.runId,
-      model: input.initModel,
-      maxLength: t.maxLength,
-      field: 'input.training.baseModel',
-    });
-  }
-  const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
+  if (cachedByTrainer(input.initModel))
+    await checkModel(deps, { runId: input.runId, model: input.initModel, maxLength: t.maxLength, field });
+  const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), field);
 
   // The trainer's whole log, kept on disk as it comes (never in memory) and copied to the store beside the
   // checkpoints, also when the attempt fails.
@@ -85,7 +76,7 @@ async function train(
     await store.putFile(keys.log(ctx.info.attempt), logFile);
   };
 
-  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierTrainingIdentities(input));
+  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   const finalDir = join(work, 'final');
   const configPath = join(work, 'config.json');
   let doneEvent: TrainDone | undefined;
