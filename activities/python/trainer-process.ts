@@ -3,15 +3,13 @@ import { activityContext } from '../../store/outage';
 import { ApplicationFailure } from '@temporalio/common';
 import Ajv from 'ajv';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
+import type { ResolvedTraining } from '../../common/settings/schema';
 import { TrainerEventSchemas, type TrainerEvent, type TrainerModule } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 
-export interface TrainerLaunch {
-  processes: number;
-  distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
-}
+export type TrainerLaunch = Pick<ResolvedTraining, 'processes' | 'distributed'>;
 
 export type { TrainerEvent, TrainerModule };
 

@@ -50,7 +50,7 @@ function loraSettings({ r, alpha, dropout, targetModules, quantize }: LoraOption
 /** How the trainer is launched, when not as one plain process (runs started before `processes` existed ran one). */
 export function trainerLaunch(t: Pick<ResolvedTraining, 'processes' | 'distributed'>): TrainerLaunch | undefined {
   const processes = t.processes ?? 1;
-  return processes > 1 ? { processes, distributed: t.distributed ?? 'ddp' } : undefined;
+  return processes > 1 ? { processes, distributed: t.distributed } : undefined;
 }
 
 /** Exactly what `python trainer/train.py CONFIG` reads (schema/trainer-config.schema.json). */
