@@ -128,7 +128,7 @@ async function receive(h: HandOff, local: string, known?: Awaited<ReturnType<typ
   }
 }
 
-/** Where models live on this worker between activities. */
+/** Where models live on this worker between activities, each under the hash of its files. */
 const modelCacheDir = (workDir: string) => join(workDir, 'models');
 /** Models kept in the cache: the one just trained and the one before, enough for stage k+1 and generation. */
 const MODEL_CACHE_KEEP = 3;

@@ -157,16 +157,14 @@ export function inputObjects(cfg: ResolvedInput): { field: string; uri: string }
   return [
     ...(isHubDataset(cfg.dataset) ? [] : [{ field: 'input.dataset', uri: cfg.dataset }]),
     ...cfg.evaluation.benchmarks.map((b, i) => ({ field: `input.evaluation.benchmarks[${i}].uri`, uri: b.uri })),
-    ...(cfg.scorer.kind === 'file' ? (cfg.scorer.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.files[${i}]`,
-      uri,
-    })),
-    ...(cfg.scorer.compareWith?.kind === 'file' ? (cfg.scorer.compareWith.files ?? []) : []).map((uri, i) => ({
-      field: `input.scorer.compareWith.files[${i}]`,
-      uri,
-    })),
+    ...scoreFiles(cfg.scorer, 'input.scorer.files'),
+    ...scoreFiles(cfg.scorer.compareWith, 'input.scorer.compareWith.files'),
   ];
 }
+
+/** The score files a scorer of kind `file` reads, each with its field. */
+const scoreFiles = (scorer: { kind: string; files?: string[] } | undefined, field: string) =>
+  (scorer?.kind === 'file' ? (scorer.files ?? []) : []).map((uri, i) => ({ field: `${field}[${i}]`, uri }));
 
 function gpuCheckWaitFromEnv(env: NodeJS.ProcessEnv): string {
   const wait = env.PIFT_GPU_CHECK_WAIT ?? DEFAULT_GPU_CHECK_WAIT;
