@@ -121,7 +121,8 @@ export async function pruneCheckpoints(
   ];
   // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
   const newest = ours.at(-1)?.name;
-  for (const f of folders) if (!f.m && newest !== undefined && f.name < newest) await store.deletePrefix(`${f.key}/`);
+  const partial = folders.filter((f) => !f.m && newest !== undefined && f.name < newest);
+  for (const { key } of partial) await store.deletePrefix(`${key}/`);
   for (const { key } of doomed) {
     // Manifest first: a half-pruned checkpoint is then merely incomplete, never named by a manifest.
     await store.delete(manifestIn(key));
