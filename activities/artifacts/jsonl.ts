@@ -42,6 +42,7 @@ export async function* streamJsonl<T>(store: ObjectStore, key: string): AsyncGen
 export class JsonlCursor<T> {
   private rows: T[] = [];
   private at = 0;
+  private ended = false;
   private readonly source: AsyncGenerator<T[]>;
 
   constructor(store: ObjectStore, key: string) {
@@ -51,10 +52,10 @@ export class JsonlCursor<T> {
   /** The next row, left in place; undefined at the end. */
   async peek(): Promise<T | undefined> {
     while (this.at === this.rows.length) {
-      // A finished generator answers `done` again, at once.
+      if (this.ended) return undefined;
       const next = await this.source.next();
-      if (next.done) return undefined;
-      [this.rows, this.at] = [next.value, 0];
+      if (next.done) this.ended = true;
+      else [this.rows, this.at] = [next.value, 0];
     }
     return this.rows[this.at];
   }
