@@ -185,8 +185,7 @@ export async function receiveModel(h: HandOff, workDir: string | undefined, loca
     await receive(h, localDir, known);
     return localDir;
   }
-  const cache = modelCacheDir(workDir);
-  const dir = join(cache, treeHash(entries, h.key));
+  const dir = join(modelCacheDir(workDir), treeHash(entries, h.key));
   if (await cachedModel(dir, h, entries)) {
     await repairFromCache(h, entries, dir);
     return dir;

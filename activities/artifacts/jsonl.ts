@@ -4,14 +4,11 @@ import type { ObjectStore } from '../../store';
 export const toJsonl = (rows: readonly unknown[]): string =>
   rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
 
-const isBlank = (line: string) => line.trim() === '';
+/** The rows of JSONL lines; blank lines are skipped. */
+const parseLines = <T>(lines: string[]) =>
+  lines.filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as T);
 
-export function fromJsonl<T>(text: string): T[] {
-  return text
-    .split('\n')
-    .filter((line) => !isBlank(line))
-    .map((line) => JSON.parse(line) as T);
-}
+export const fromJsonl = <T>(text: string): T[] => parseLines<T>(text.split('\n'));
 
 /**
  * The rows of one of our JSONL objects, read from the store a chunk at a time, so a large file is never held whole as
@@ -22,23 +19,14 @@ export async function* streamJsonlChunks<T>(store: ObjectStore, key: string): As
   const input = await store.getStream(key);
   const decoder = new TextDecoder('utf-8');
   let pending = '';
-  const parsed = (text: string, rows: T[]) => {
-    if (!isBlank(text)) rows.push(JSON.parse(text) as T);
-  };
   try {
     for await (const chunk of input) {
-      const text = pending + decoder.decode(chunk as Buffer, { stream: true });
-      const rows: T[] = [];
-      let from = 0;
-      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
-        parsed(text.slice(from, nl), rows);
-        from = nl + 1;
-      }
-      pending = text.slice(from);
+      const lines = (pending + decoder.decode(chunk as Buffer, { stream: true })).split('\n');
+      pending = lines.pop()!;
+      const rows = parseLines<T>(lines);
       if (rows.length) yield rows;
     }
-    const rows: T[] = [];
-    parsed(pending + decoder.decode(), rows);
+    const rows = parseLines<T>([pending + decoder.decode()]);
     if (rows.length) yield rows;
   } finally {
     input.destroy();

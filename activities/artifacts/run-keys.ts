@@ -106,8 +106,8 @@ export const trainKeys = (runId: string, name: string) =>
     /** A folder: the trained model's files. */
     final: `${dir}/final`,
     losses: `${dir}/losses.json`,
-    /** Metrics files the trainer wrote (JSONL), uploaded with the final model. */
-    metrics: (file: string) => `${dir}/metrics/${file}`,
+    /** A folder: metrics files the trainer wrote (JSONL), uploaded with the final model. */
+    metrics: `${dir}/metrics`,
     /** The trainer's log of one attempt, kept whether it succeeded or not. */
     log: (attempt: number) => `${dir}/logs/attempt-${attempt}.log`,
     /** A folder of `step-N` folders. */
@@ -117,12 +117,6 @@ export const trainKeys = (runId: string, name: string) =>
 
 /** The manifest of a checkpoint folder (or of any folder committed as one unit). */
 export const manifestIn = (folder: string) => `${folder}/${MANIFEST}`;
-
-/** The folder a `manifestIn` key commits. */
-export const folderOfManifest = (key: string) => key.slice(0, -`/${MANIFEST}`.length);
-
-/** True for the manifest of some `step-N` checkpoint folder. */
-export const isCheckpointManifest = (key: string) => /\/step-\d+\/manifest\.json$/.test(key);
 
 /** The `step-N` folder name a key lies in, if any. */
 export const checkpointFolderOf = (key: string) => /\/(step-\d+)\//.exec(key)?.[1];
@@ -152,7 +146,6 @@ export const batchRoundKeys = (runId: string, step: 'score' | 'evaluate', round:
   const dir = `${runId}/${step}/batch/round-${String(round).padStart(2, '0')}`;
   return {
     requests: `${dir}/requests.jsonl`,
-    upload: `${dir}/upload.json`,
     /** Part k of a round sent as several batches; the first part keeps the name of a round of one batch. */
     uploadOfPart: (k: number) => (k ? `${dir}/upload-${k}.json` : `${dir}/upload.json`),
     batch: `${dir}/batch.json`,

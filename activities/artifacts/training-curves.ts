@@ -60,13 +60,11 @@ export async function trainingCurve(
 
 /** Every training of the run: stages in order, then the One-off baseline. */
 export async function trainingCurves(store: ObjectStore, runId: string): Promise<TrainingCurve[]> {
-  const names = new Set<string>();
-  for (const key of await store.list(`${runId}/train`)) {
-    const m = new RegExp(`^${runId.replace(/[.]/g, '\\.')}/train/([^/]+)/manifest\\.json$`).exec(key);
-    if (m) names.add(m[1]);
-  }
+  // Each training's manifest, `<runId>/train/<name>/manifest.json` (a run id holds no '/').
+  const manifest = /^[^/]+\/train\/([^/]+)\/manifest\.json$/;
+  const names = (await store.list(`${runId}/train`)).flatMap((key) => manifest.exec(key)?.[1] ?? []);
   const order = (n: string) => (n === ONE_OFF ? Infinity : Number(/^stage-(\d+)$/.exec(n)?.[1] ?? 1e9));
-  const sorted = [...names].sort((a, b) => order(a) - order(b) || a.localeCompare(b));
+  const sorted = names.sort((a, b) => order(a) - order(b) || a.localeCompare(b));
   const curves = await Promise.all(sorted.map((n) => trainingCurve(store, runId, n)));
   return curves.filter((c): c is TrainingCurve => c !== undefined);
 }

@@ -5,18 +5,12 @@ import { sha256File } from './hashing';
 import type { OutputEntry } from './manifest';
 import { storeDefaults, type ExpectedObject, type ObjectStore } from '../../store';
 
+/** The files of a local tree as paths relative to it, '/'-separated, in the order of their full paths. */
 async function filesUnder(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...(await filesUnder(path)));
-    else if (entry.isFile()) out.push(path);
-  }
-  return out.sort();
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const files = entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
+  return files.sort().map((f) => relative(dir, f).split(sep).join('/'));
 }
-
-const keyUnder = (prefix: string, localDir: string, file: string) =>
-  `${prefix}/${relative(localDir, file).split(sep).join('/')}`;
 
 /**
  * Uploads a directory tree under `prefix`, several files at once (each with its own parts in flight on S3), hashing
@@ -32,24 +26,25 @@ export async function uploadDir(
   options: { known?: readonly OutputEntry[]; skip?: (relativePath: string) => boolean } = {},
 ): Promise<OutputEntry[]> {
   const limit = pLimit(storeDefaults.filesInFlight);
-  const files = (await filesUnder(localDir)).filter((f) => !options.skip?.(relative(localDir, f).split(sep).join('/')));
+  const files = (await filesUnder(localDir)).filter((f) => !options.skip?.(f));
   const known = options.known ?? [];
   return Promise.all(
     files.map((file) =>
       limit(async (): Promise<OutputEntry> => {
-        const key = keyUnder(prefix, localDir, file);
-        const bytes = (await stat(file)).size;
+        const key = `${prefix}/${file}`;
+        const path = join(localDir, file);
+        const bytes = (await stat(path)).size;
         // Only a file whose size matches a stored one is worth hashing first.
         const sameSize = known.filter((k) => k.bytes === bytes && k.sha256 !== '');
         if (sameSize.length > 0) {
-          const sha256 = await sha256File(file);
+          const sha256 = await sha256File(path);
           const twin = sameSize.find((k) => k.sha256 === sha256);
           if (twin) {
             await store.copy(twin.key, key);
             return { key, bytes, sha256 };
           }
         }
-        return { key, ...(await store.putFile(key, file)) };
+        return { key, ...(await store.putFile(key, path)) };
       }),
     ),
   );

@@ -1,4 +1,4 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
@@ -6,7 +6,9 @@ import { downloadPrefix } from '../artifacts/transfer';
 import { activityContext } from '../../store/outage';
 import { badSetting, WorkerMisconfiguredError } from '../../common/failures';
 import { TINY_MODEL } from '../../common/settings/constants';
-import { allowedModel, checkLocalModelDir, openModelFolder, parseModelRef } from './model-ref';
+import { inScratch } from '../artifacts/scratch';
+import { allowedModel, checkLocalModelDir, parseModelRef, type ModelRef } from './model-ref';
+import { openObject } from '../../store';
 import { trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
@@ -33,8 +35,7 @@ const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const DEFAULT_DOWNLOAD_TIMEOUT_MS = 2 * 60 * 60_000;
 
 /** The weight files transformers loads (safetensors or PyTorch, single or sharded with an index). */
-const MODEL_WEIGHTS =
-  /^(model\.safetensors|model\.safetensors\.index\.json|pytorch_model\.bin|pytorch_model\.bin\.index\.json)$/;
+const MODEL_WEIGHTS = /^(model\.safetensors|pytorch_model\.bin)(\.index\.json)?$/;
 
 /** Weights are not needed to check a model: its config and tokenizer files are. */
 const WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|gguf|h5|msgpack)$|\/(optimizer|scheduler|rng_state)[^/]*$/;
@@ -47,16 +48,18 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
   const ref = parseModelRef(input.model, input.field);
   // The same folders the trainer's own load allows (localModel), checked before anything here reads the location.
   allowedModel(ref, deps.fileRoots, input.field);
-  const work = join(deps.workDir, input.runId, 'check-model');
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
+  return inScratch(join(deps.workDir, input.runId), 'check-model-', (work) => check(deps, input, ref, work));
+}
+
+/** The check itself, in a scratch folder of its own (`work`). */
+async function check(deps: ActivityDeps, input: CheckModelInput, ref: ModelRef, work: string) {
   let modelPath: string;
   // The trainer converts or downloads these once into this worker's model cache; training finds them there.
   if (ref.kind === 'builtin' || ref.kind === 'hub') modelPath = input.model;
   // Absolute: the check runs in the scratch folder, the path was given relative to this worker's own.
   else if (ref.kind === 'local') modelPath = checkLocalModelDir(ref.path, input.field);
   else {
-    const { store, key } = openModelFolder(ref.uri, input.field, deps.env);
+    const { store, key } = openObject(ref.uri, deps.env, { setting: input.field });
     modelPath = join(work, 'model');
     if ((await downloadPrefix(store, key, modelPath, (k) => WEIGHTS.test(k))) === 0) {
       throw badSetting(input.field, `no model config or tokenizer files under ${ref.uri}`);
@@ -68,14 +71,8 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
     }
   }
   const configPath = join(work, 'check-model.json');
-  await writeFile(
-    configPath,
-    JSON.stringify({
-      model_name_or_path: modelPath,
-      max_length: input.maxLength,
-      weights_listed: ref.kind === 'store',
-    }),
-  );
+  const config = { model_name_or_path: modelPath, max_length: input.maxLength, weights_listed: ref.kind === 'store' };
+  await writeFile(configPath, JSON.stringify(config));
   // A builtin other than the tiny model is converted from its package's file once, into the model cache: minutes the
   // first time, so it runs under the download's time limit, with one line saying so (and no progress bars).
   const converts = ref.kind === 'builtin' && input.model !== TINY_MODEL;
@@ -91,25 +88,21 @@ export async function checkModel(deps: ActivityDeps, input: CheckModelInput): Pr
       ? (deps.env.PIFT_MODEL_DOWNLOAD_TIMEOUT_MS ?? DEFAULT_DOWNLOAD_TIMEOUT_MS)
       : (deps.env.PIFT_CHECK_MODEL_TIMEOUT_MS ?? DEFAULT_TIMEOUT_MS),
   );
-  try {
-    const ok = await runModule(deps, 'pift.check_model', configPath, {
-      env,
-      timeoutMs,
-      what: 'model check',
-      field: input.field,
-      ready: 'model_ok',
-      explain: (said) => hubFailure(input, said),
-    });
-    return {
-      model: input.model,
-      modelType: ok.model_type ?? null,
-      vocabSize: ok.vocab_size ?? null,
-      tokenizerSize: ok.tokenizer_size,
-      ...(typeof ok.revision === 'string' ? { revision: ok.revision } : {}),
-    };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  const ok = await runModule(deps, 'pift.check_model', configPath, {
+    env,
+    timeoutMs,
+    what: 'model check',
+    field: input.field,
+    ready: 'model_ok',
+    explain: (said) => hubFailure(input, said),
+  });
+  return {
+    model: input.model,
+    modelType: ok.model_type ?? null,
+    vocabSize: ok.vocab_size ?? null,
+    tokenizerSize: ok.tokenizer_size,
+    ...(typeof ok.revision === 'string' ? { revision: ok.revision } : {}),
+  };
 }
 
 /**

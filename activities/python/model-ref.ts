@@ -96,17 +96,13 @@ export function checkLocalModelDir(path: string, field: string): string {
   return dir;
 }
 
-/** A model stored as a folder of objects must have its config among them. */
+/** A model stored as a folder of objects (a ModelRef's `uri`) must have its config among them. */
 export async function checkStoredModel(uri: string, field: string, env: NodeJS.ProcessEnv): Promise<number> {
-  const { store, key } = openModelFolder(uri, field, env);
+  const { store, key } = openObject(uri, env, { setting: field });
   const keys = await store.list(`${key}/`);
   if (keys.length === 0) throw badSetting(field, `no model files under ${uri}`);
   if (!keys.includes(`${key}/config.json`)) {
     throw badSetting(field, `the model folder ${uri} holds no config.json`);
   }
   return keys.length;
-}
-
-export function openModelFolder(uri: string, field: string, env: NodeJS.ProcessEnv) {
-  return openObject(uri.replace(/\/+$/, ''), env, { setting: field });
 }

@@ -1,25 +1,22 @@
 import { CancelledFailure } from '@temporalio/activity';
 import { activityContext } from '../../store/outage';
 import { ApplicationFailure } from '@temporalio/common';
-import Ajv, { type ValidateFunction } from 'ajv';
+import Ajv from 'ajv';
 import { FailureType, WorkerMisconfiguredError } from '../../common/failures';
-import { TrainerEventSchemas, type EventOf, type TrainerModuleName } from '../../common/settings/trainer-events';
+import type { ResolvedTraining } from '../../common/settings/schema';
+import { TrainerEventSchemas, type TrainerEvent, type TrainerModule } from '../../common/settings/trainer-events';
 import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createInterface } from 'node:readline';
 
-export interface TrainerLaunch {
-  processes: number;
-  distributed: 'ddp' | 'fsdp' | 'deepspeed-zero3';
-}
+export type TrainerLaunch = Pick<ResolvedTraining, 'processes' | 'distributed'>;
 
-/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
-export type TrainerModule = TrainerModuleName;
-/** One JSON line of a module's stdout (common/settings/trainer-events.ts). */
-export type TrainerEvent<M extends TrainerModule = TrainerModule> = EventOf<M>;
+export type { TrainerEvent, TrainerModule };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
-const validators = new Map<string, ValidateFunction>();
+const validators = new Map(
+  Object.entries(TrainerEventSchemas).map(([module, schema]) => [module, ajv.compile(schema)]),
+);
 
 /**
  * A stdout line of `module` as its typed event; undefined for a line that is not JSON (a stray print from a
@@ -32,11 +29,8 @@ export function parseTrainerEvent<M extends TrainerModule>(module: M, line: stri
   } catch {
     return undefined;
   }
-  let validate = validators.get(module);
-  if (!validate) {
-    validate = ajv.compile(TrainerEventSchemas[module] ?? false);
-    validators.set(module, validate);
-  }
+  // No line of a module outside the protocol passes.
+  const validate = validators.get(module) ?? ajv.compile(false);
   if (validate(value)) return value as TrainerEvent<M>;
   throw new WorkerMisconfiguredError(
     `${module} wrote a line outside the trainer protocol (schema/trainer-events.schema.json: ` +
@@ -62,7 +56,7 @@ export interface TrainerRun<M extends TrainerModule = TrainerModule> {
   timeoutMs?: number;
   /** Grace between SIGTERM (the trainer saves a checkpoint) and SIGKILL. */
   graceMs?: number;
-  heartbeatEveryMs?: number;
+  /** Called every 5 s while the trainer lives. */
   heartbeat?: () => void;
   /** The trainer's pid, which is also its process group id. */
   onSpawn?: (pid: number) => void;
@@ -132,11 +126,9 @@ export async function runTrainerProcess<M extends TrainerModule>(run: TrainerRun
   const detail = exit.error?.message ?? stderrTail.slice(-15).join('\n');
   const diskFull = diskFullFailure(code, exit.error?.kind, `${detail}\n${stderrTail.join('\n')}`, run.cwd);
   if (diskFull) throw diskFull;
-  if (code === EXIT_DIVERGED) {
-    throw ApplicationFailure.nonRetryable(detail || 'training diverged (non-finite loss)', FailureType.BadInput);
-  }
-  if (code === EXIT_DATA_ERROR) {
-    throw ApplicationFailure.nonRetryable(detail || 'trainer rejected its input', FailureType.BadInput);
+  const refused = code === EXIT_DIVERGED ? 'training diverged (non-finite loss)' : 'trainer rejected its input';
+  if (code === EXIT_DIVERGED || code === EXIT_DATA_ERROR) {
+    throw ApplicationFailure.nonRetryable(detail || refused, FailureType.BadInput);
   }
   const missing = exit.sawProtocolLine ? undefined : missingPackage(run.python, run.module, stderrTail);
   if (missing) throw missing;
@@ -217,7 +209,7 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
       hung = true;
       killGroup('SIGKILL');
     }
-  }, run.heartbeatEveryMs ?? 5_000);
+  }, 5_000);
   const deadline = run.timeoutMs === undefined ? undefined : setTimeout(() => killGroup('SIGKILL'), run.timeoutMs);
 
   let cancelled = false;

@@ -1,33 +1,31 @@
 import { log } from '@temporalio/activity';
-import type { ObjectStore } from '../../store';
+import { IntegrityError, type ObjectStore } from '../../store';
 import { outputsIntact, readManifest, type OutputEntry } from '../artifacts/manifest';
-import { checkpointFolderOf, folderOfManifest, isCheckpointManifest, manifestIn } from '../artifacts/run-keys';
+import { checkpointFolderOf, manifestIn } from '../artifacts/run-keys';
 import { StepOutputs } from '../artifacts/step';
 import { downloadVerified } from '../artifacts/transfer';
-import { IntegrityError } from '../../store';
 
-/** What a checkpoint's manifest records beyond the StepManifest fields. */
-export interface CheckpointResult {
-  step: number;
-}
-
-/** The manifest the first version wrote for a checkpoint; still read, so runs it started resume. */
-interface LegacyCheckpointManifest {
-  step: number;
-  inputsHash: string;
-  files: OutputEntry[];
-}
-
-/** A checkpoint manifest in either format, as (step, inputsHash, files). */
-async function readCheckpoint(
-  store: ObjectStore,
-  key: string,
-): Promise<{ step: number; inputsHash: string; outputs: OutputEntry[] } | null> {
-  const m = await readManifest<CheckpointResult>(store, key);
+/**
+ * A checkpoint manifest as (step, inputsHash, outputs); null for none. The first version wrote `{step, inputsHash,
+ * files}`: still read, so runs it started resume.
+ */
+async function readCheckpoint(store: ObjectStore, key: string) {
+  const m = await readManifest<{ step: number }>(store, key);
   if (!m) return null;
   if (m.version === 1) return { step: m.result.step, inputsHash: m.inputsHash, outputs: m.outputs };
-  const legacy = m as unknown as LegacyCheckpointManifest;
+  const legacy = m as unknown as { step: number; inputsHash: string; files: OutputEntry[] };
   return { step: legacy.step, inputsHash: legacy.inputsHash, outputs: legacy.files };
+}
+
+/** Every `step-N` folder under `prefix`, oldest first, with its manifest if it has one. */
+async function checkpointFolders(store: ObjectStore, prefix: string) {
+  const names = [...new Set((await store.list(`${prefix}/`)).flatMap((k) => checkpointFolderOf(k) ?? []))].sort();
+  const folders = [];
+  for (const name of names) {
+    const key = `${prefix}/${name}`;
+    folders.push({ name, key, m: await readCheckpoint(store, manifestIn(key)) });
+  }
+  return folders;
 }
 
 /**
@@ -44,7 +42,7 @@ export async function commitCheckpoint(
   const { folder, ...manifest } = spec;
   const out = new StepOutputs(store);
   const entries = await out.putDir(localDir, folder, options);
-  await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep } satisfies CheckpointResult);
+  await out.commit({ ...manifest, key: manifestIn(folder) }, { step: trainerStep });
   return entries;
 }
 
@@ -75,14 +73,11 @@ export async function completeCheckpoints(
   inputsHash: string,
   earlierInputsHashes: readonly string[] = [],
 ): Promise<CommittedCheckpoint[]> {
-  const manifests = (await store.list(`${prefix}/`)).filter(isCheckpointManifest).sort().reverse();
   const found: CommittedCheckpoint[] = [];
-  for (const key of manifests) {
-    const m = await readCheckpoint(store, key);
+  for (const { key, m } of (await checkpointFolders(store, prefix)).reverse()) {
     if (!m || (m.inputsHash !== inputsHash && !earlierInputsHashes.includes(m.inputsHash))) continue;
-    if (await outputsIntact(store, m.outputs))
-      found.push({ step: m.step, key: folderOfManifest(key), outputs: m.outputs });
-    else log.warn('skipping incomplete checkpoint', { key });
+    if (await outputsIntact(store, m.outputs)) found.push({ step: m.step, key, outputs: m.outputs });
+    else log.warn('skipping incomplete checkpoint', { key: manifestIn(key) });
   }
   return found;
 }
@@ -116,24 +111,21 @@ export async function pruneCheckpoints(
   keep: number,
   inputsHash: string,
 ): Promise<void> {
-  const steps = [...new Set((await store.list(`${prefix}/`)).flatMap((k) => checkpointFolderOf(k) ?? []))].sort();
-  const ours: string[] = [];
-  const foreign: string[] = [];
-  for (const s of steps) {
-    const m = await readCheckpoint(store, manifestIn(`${prefix}/${s}`));
-    if (!m) continue;
-    (m.inputsHash === inputsHash ? ours : foreign).push(s);
-  }
+  const folders = await checkpointFolders(store, prefix);
+  const ours = folders.filter((f) => f.m?.inputsHash === inputsHash);
   // Checkpoints of another configuration can never be resumed from, and must not count towards `keep`; one of this
   // configuration hashed by an earlier version is superseded once a checkpoint of the current format is committed.
-  const doomed = [...foreign, ...ours.slice(0, Math.max(0, ours.length - keep))];
+  const doomed = [
+    ...folders.filter((f) => f.m && f.m.inputsHash !== inputsHash),
+    ...ours.slice(0, Math.max(0, ours.length - keep)),
+  ];
   // Uploads cut short by a crash left folders with no manifest; those older than a committed one are garbage.
-  const newest = ours[ours.length - 1];
-  const partial = steps.filter((s) => !ours.includes(s) && !foreign.includes(s) && newest !== undefined && s < newest);
-  for (const s of partial) await store.deletePrefix(`${prefix}/${s}/`);
-  for (const s of doomed) {
+  const newest = ours.at(-1)?.name;
+  const partial = folders.filter((f) => !f.m && newest !== undefined && f.name < newest);
+  for (const { key } of partial) await store.deletePrefix(`${key}/`);
+  for (const { key } of doomed) {
     // Manifest first: a half-pruned checkpoint is then merely incomplete, never named by a manifest.
-    await store.delete(manifestIn(`${prefix}/${s}`));
-    await store.deletePrefix(`${prefix}/${s}/`);
+    await store.delete(manifestIn(key));
+    await store.deletePrefix(`${key}/`);
   }
 }

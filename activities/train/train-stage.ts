@@ -2,13 +2,13 @@ import { Context, log } from '@temporalio/activity';
 import ms, { type StringValue } from 'ms';
 import { ApplicationFailure } from '@temporalio/common';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { allowedLocation, openStore } from '../../store';
 import type { OutputEntry } from '../artifacts/manifest';
 import type { ActivityDeps } from '../deps';
 import { trainKeys } from '../artifacts/run-keys';
-import { runStep, type StepOutputs } from '../artifacts/step';
+import { runStep, type StepOutputs, type StepSpec } from '../artifacts/step';
 import { cachedByTrainer } from '../python/model-ref';
 import { checkModel } from '../python/check-model';
 import { keepModel, localModel, receiveFile } from '../artifacts/hand-off';
@@ -18,7 +18,6 @@ import {
   downloadNewestIntact,
   optimizerStateFile,
   pruneCheckpoints,
-  type CommittedCheckpoint,
 } from './checkpoints';
 import { runTrainerProcess } from '../python/trainer-process';
 import type { TrainDone } from '../../common/settings/trainer-events';
@@ -34,18 +33,14 @@ export async function trainStage(deps: ActivityDeps, input: TrainInput): Promise
   const progress: { latest: TrainerProgress } = {
     latest: { name: input.name, step: 0, totalSteps: input.maxSteps, resumedFromStep: 0 },
   };
-  return runStep(
-    store,
-    {
-      runId: input.runId,
-      step: `train/${input.name}`,
-      key: trainKeys(input.runId, input.name).manifest,
-      inputsHash: trainingIdentity(input),
-      earlierInputsHashes: earlierTrainingIdentities(input),
-    },
-    (out) => train(deps, input, out, progress),
-    { heartbeat: () => progress.latest },
-  );
+  const spec = {
+    runId: input.runId,
+    step: `train/${input.name}`,
+    key: trainKeys(input.runId, input.name).manifest,
+    inputsHash: trainingIdentity(input),
+    earlierInputsHashes: earlierTrainingIdentities(input),
+  };
+  return runStep(store, spec, (out) => train(deps, input, out, progress, spec), { heartbeat: () => progress.latest });
 }
 
 async function train(
@@ -53,9 +48,9 @@ async function train(
   input: TrainInput,
   out: StepOutputs,
   progress: { latest: TrainerProgress },
+  { inputsHash, earlierInputsHashes }: StepSpec,
 ): Promise<TrainResult> {
   const keys = trainKeys(input.runId, input.name);
-  const inputsHash = trainingIdentity(input);
   const ctx = Context.current();
   const { store } = out;
   const t = input.training;
@@ -66,16 +61,11 @@ async function train(
   await mkdir(checkpointsDir, { recursive: true });
   const trainFile = join(work, 'train.jsonl');
   await receiveFile(input.dataUri, deps.env, trainFile, { sha256: input.dataSha256, setting: 'input.dataUri' });
+  const field = 'input.training.baseModel';
   // Another GPU worker may have run the model check: make sure this one's model cache holds the model too.
-  if (cachedByTrainer(input.initModel)) {
-    await checkModel(deps, {
-      runId: input.runId,
-      model: input.initModel,
-      maxLength: t.maxLength,
-      field: 'input.training.baseModel',
-    });
-  }
-  const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), 'input.training.baseModel');
+  if (cachedByTrainer(input.initModel))
+    await checkModel(deps, { runId: input.runId, model: input.initModel, maxLength: t.maxLength, field });
+  const modelPath = await localModel(deps, input.initModel, join(work, 'init-model'), field);
 
   // The trainer's whole log, kept on disk as it comes (never in memory) and copied to the store beside the
   // checkpoints, also when the attempt fails.
@@ -86,12 +76,15 @@ async function train(
     await store.putFile(keys.log(ctx.info.attempt), logFile);
   };
 
-  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierTrainingIdentities(input));
+  const candidates = await completeCheckpoints(store, keys.checkpoints, inputsHash, earlierInputsHashes);
   const finalDir = join(work, 'final');
+  const configPath = join(work, 'config.json');
   let doneEvent: TrainDone | undefined;
   /** The files of the newest checkpoint in the store: the final model's weights are among them. */
   let lastCheckpoint: readonly OutputEntry[] = [];
   let unloadable: number | undefined;
+  const heartbeat = (news: Partial<TrainerProgress>) =>
+    ctx.heartbeat((progress.latest = { ...progress.latest, ...news }));
   try {
     for (;;) {
       const usable = candidates.filter((c) => c.step !== unloadable);
@@ -101,31 +94,61 @@ async function train(
       lastCheckpoint = resume?.outputs ?? [];
       let started = false;
       try {
-        doneEvent = await runTrainer(deps, input, {
-          work,
-          checkpointsDir,
-          finalDir,
-          trainFile,
-          modelPath,
-          resume,
-          resumeDir,
-          progress,
-          onStart: () => (started = true),
+        await rm(finalDir, { recursive: true, force: true });
+        const config = trainerConfig(t, input.maxSteps, {
+          train_file: trainFile,
+          final_dir: finalDir,
+          output_dir: checkpointsDir,
+          model_name_or_path: modelPath,
+          resume_from_checkpoint: resumeDir ?? null,
+          parent_pid: process.pid,
+        });
+        await writeFile(configPath, JSON.stringify(config, null, 2));
+        const from = resume?.step ?? 0;
+        progress.latest = { ...progress.latest, step: from, resumedFromStep: from };
+        doneEvent = undefined as TrainDone | undefined; // set by its "done" event
+        await runTrainerProcess({
+          python: deps.python,
+          module: 'pift.train',
+          configPath,
+          cwd: work,
+          env: deps.env,
+          progressTimeoutMs: ms(t.progressTimeout as StringValue),
+          graceMs: ms(t.stopGracePeriod as StringValue),
+          heartbeat: () => ctx.heartbeat(progress.latest),
+          onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
+          launch: trainerLaunch(t),
           onStderr: (line) => trainerLog.write(`${line}\n`),
-          onCheckpoint: async (step, path) => {
-            // The checkpoint at the last step is only ever reloaded as the final weights, never to train on.
-            const last = step >= (progress.latest.totalSteps ?? input.maxSteps);
-            const skip = last && !t.keepOptimizerInFinal ? optimizerStateFile : undefined;
-            lastCheckpoint = await commitCheckpoint(
-              store,
-              { runId: input.runId, step: `train/${input.name}`, inputsHash, folder: keys.checkpoint(step) },
-              path,
-              step,
-              { skip },
-            );
-            ctx.heartbeat(progress.latest);
-            await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
-            await uploadLog();
+          onEvent: async (e) => {
+            if (e.event === 'start') {
+              started = true;
+              heartbeat({ totalSteps: e.total_steps, resumedFromStep: e.resumed_from_step });
+            } else if (e.event === 'progress') {
+              heartbeat({
+                step: e.step,
+                totalSteps: e.total_steps,
+                loss: e.loss,
+                learningRate: e.learning_rate,
+                // null for what the trainer cannot know yet, such as the first ETA.
+                ...(e.grad_norm === null ? {} : { gradNorm: e.grad_norm }),
+                ...(e.tokens_per_second === null ? {} : { tokensPerSecond: e.tokens_per_second }),
+                ...(e.eta_seconds === null ? {} : { etaSeconds: e.eta_seconds }),
+              });
+            } else if (e.event === 'checkpoint') {
+              // The checkpoint at the last step is only ever reloaded as the final weights, never to train on.
+              const last = e.step >= (progress.latest.totalSteps ?? input.maxSteps);
+              const skip = last && !t.keepOptimizerInFinal ? optimizerStateFile : undefined;
+              const folder = keys.checkpoint(e.step);
+              const spec = { runId: input.runId, step: `train/${input.name}`, inputsHash, folder };
+              lastCheckpoint = await commitCheckpoint(store, spec, e.path, e.step, { skip });
+              ctx.heartbeat(progress.latest);
+              await pruneCheckpoints(store, keys.checkpoints, t.keepCheckpoints, inputsHash);
+              await uploadLog();
+              // The local copy is no longer needed once it is safe in the store.
+              await rm(e.path, { recursive: true, force: true });
+            } else if (e.event === 'done') {
+              doneEvent = e;
+            }
           },
         });
         break;
@@ -156,7 +179,8 @@ async function train(
 
   // The final weights are the last checkpoint's: copied inside the store, not uploaded a second time.
   const finalEntries = await out.putDir(finalDir, keys.final, { known: lastCheckpoint });
-  await putMetrics(out, checkpointsDir, keys);
+  // Metrics files (JSONL) the trainer wrote at the top of its output folder.
+  await out.putDir(checkpointsDir, keys.metrics, { skip: (path) => path.includes('/') || !path.endsWith('.jsonl') });
   // null (no logged loss) reads as NaN, as it always has.
   const losses = { first: Number(doneEvent.loss_first), last: Number(doneEvent.loss_last) };
   const result: TrainResult = {
@@ -178,90 +202,4 @@ async function train(
   // The step's manifest is committed by runStep once this returns.
   await rm(work, { recursive: true, force: true });
   return result;
-}
-
-/** Metrics files (JSONL) the trainer wrote at the top of its output folder, as outputs of the step. */
-async function putMetrics(out: StepOutputs, dir: string, keys: ReturnType<typeof trainKeys>): Promise<void> {
-  const files = (await readdir(dir, { withFileTypes: true })).filter((f) => f.isFile() && f.name.endsWith('.jsonl'));
-  for (const f of files.sort((a, b) => a.name.localeCompare(b.name))) {
-    await out.putFile(keys.metrics(f.name), join(dir, f.name));
-  }
-}
-
-/** One run of the trainer process; returns its "done" event. */
-async function runTrainer(
-  deps: ActivityDeps,
-  input: TrainInput,
-  o: {
-    work: string;
-    checkpointsDir: string;
-    finalDir: string;
-    trainFile: string;
-    modelPath: string;
-    resume: CommittedCheckpoint | undefined;
-    resumeDir: string | undefined;
-    progress: { latest: TrainerProgress };
-    onStart: () => void;
-    onStderr: (line: string) => void;
-    onCheckpoint: (step: number, path: string) => Promise<void>;
-  },
-): Promise<TrainDone | undefined> {
-  const ctx = Context.current();
-  const t = input.training;
-  const { progress } = o;
-  await rm(o.finalDir, { recursive: true, force: true });
-  const config = trainerConfig(t, input.maxSteps, {
-    train_file: o.trainFile,
-    final_dir: o.finalDir,
-    output_dir: o.checkpointsDir,
-    model_name_or_path: o.modelPath,
-    resume_from_checkpoint: o.resumeDir ?? null,
-    parent_pid: process.pid,
-  });
-  const configPath = join(o.work, 'config.json');
-  await writeFile(configPath, JSON.stringify(config, null, 2));
-
-  const from = o.resume?.step ?? 0;
-  progress.latest = { ...progress.latest, step: from, resumedFromStep: from };
-  let doneEvent: TrainDone | undefined;
-  await runTrainerProcess({
-    python: deps.python,
-    module: 'pift.train',
-    configPath,
-    cwd: o.work,
-    env: deps.env,
-    progressTimeoutMs: ms(t.progressTimeout as StringValue),
-    graceMs: ms(t.stopGracePeriod as StringValue),
-    heartbeat: () => ctx.heartbeat(progress.latest),
-    onSpawn: (pid) => (progress.latest = { ...progress.latest, pid }),
-    launch: trainerLaunch(t),
-    onStderr: o.onStderr,
-    onEvent: async (e) => {
-      if (e.event === 'start') {
-        o.onStart();
-        progress.latest = { ...progress.latest, totalSteps: e.total_steps, resumedFromStep: e.resumed_from_step };
-        ctx.heartbeat(progress.latest);
-      } else if (e.event === 'progress') {
-        progress.latest = {
-          ...progress.latest,
-          step: e.step,
-          totalSteps: e.total_steps,
-          loss: e.loss,
-          learningRate: e.learning_rate,
-          // null for what the trainer cannot know yet, such as the first ETA.
-          ...(e.grad_norm === null ? {} : { gradNorm: e.grad_norm }),
-          ...(e.tokens_per_second === null ? {} : { tokensPerSecond: e.tokens_per_second }),
-          ...(e.eta_seconds === null ? {} : { etaSeconds: e.eta_seconds }),
-        };
-        ctx.heartbeat(progress.latest);
-      } else if (e.event === 'checkpoint') {
-        await o.onCheckpoint(e.step, e.path);
-        // The local copy is no longer needed once it is safe in the store.
-        await rm(e.path, { recursive: true, force: true });
-      } else if (e.event === 'done') {
-        doneEvent = e;
-      }
-    },
-  });
-  return doneEvent;
 }

@@ -42,20 +42,15 @@ export function trainerSettings(t: ResolvedTraining, maxSteps: number): TrainerS
   };
 }
 
-function loraSettings(lora: LoraOptions): NonNullable<TrainerSettings['lora']> {
-  return {
-    r: lora.r,
-    alpha: lora.alpha,
-    dropout: lora.dropout,
-    target_modules: lora.targetModules === 'all-linear' ? 'all-linear' : [...lora.targetModules],
-    ...(lora.quantize ? { quantize: lora.quantize } : {}),
-  };
+function loraSettings({ r, alpha, dropout, targetModules, quantize }: LoraOptions): TrainerSettings['lora'] {
+  const modules = targetModules === 'all-linear' ? targetModules : [...targetModules];
+  return { r, alpha, dropout, target_modules: modules, ...(quantize ? { quantize } : {}) };
 }
 
 /** How the trainer is launched, when not as one plain process (runs started before `processes` existed ran one). */
 export function trainerLaunch(t: Pick<ResolvedTraining, 'processes' | 'distributed'>): TrainerLaunch | undefined {
   const processes = t.processes ?? 1;
-  return processes > 1 ? { processes, distributed: t.distributed ?? 'ddp' } : undefined;
+  return processes > 1 ? { processes, distributed: t.distributed } : undefined;
 }
 
 /** Exactly what `python trainer/train.py CONFIG` reads (schema/trainer-config.schema.json). */
@@ -83,6 +78,12 @@ export function trainingIdentity(
   });
 }
 
+/** What the format-1 identity hashed of the resolved settings. */
+const FORMAT_ONE_SETTINGS = (
+  'baseModel epochs learningRate batchSize gradientAccumulation maxLength warmupRatio weightDecay adamBeta1 ' +
+  'adamBeta2 maxGradNorm scheduler seed saveSteps bf16 gradientCheckpointing'
+).split(' ') as Array<keyof ResolvedTraining>;
+
 /**
  * The identities the previous versions gave the same training (format 1: the resolved settings less timeouts,
  * attempts and checkpoints kept), so a run started before the format changed reuses its finished stages and resumes
@@ -91,30 +92,8 @@ export function trainingIdentity(
 export function earlierTrainingIdentities(
   input: Pick<TrainInput, 'name' | 'dataSha256' | 'initModel' | 'maxSteps' | 'training'>,
 ): string[] {
-  const t = input.training;
-  const formatOne = hashInputs({
-    name: input.name,
-    dataSha256: input.dataSha256,
-    initModel: input.initModel,
-    maxSteps: input.maxSteps,
-    hyper: {
-      baseModel: t.baseModel,
-      epochs: t.epochs,
-      learningRate: t.learningRate,
-      batchSize: t.batchSize,
-      gradientAccumulation: t.gradientAccumulation,
-      maxLength: t.maxLength,
-      warmupRatio: t.warmupRatio,
-      weightDecay: t.weightDecay,
-      adamBeta1: t.adamBeta1,
-      adamBeta2: t.adamBeta2,
-      maxGradNorm: t.maxGradNorm,
-      scheduler: t.scheduler,
-      seed: t.seed,
-      saveSteps: t.saveSteps,
-      bf16: t.bf16,
-      gradientCheckpointing: t.gradientCheckpointing,
-    },
-  });
-  return [formatOne];
+  const { name, dataSha256, initModel, maxSteps, training: t } = input;
+  // Key order is no part of a hash (canonical JSON).
+  const hyper = Object.fromEntries(FORMAT_ONE_SETTINGS.map((k) => [k, t[k]]));
+  return [hashInputs({ name, dataSha256, initModel, maxSteps, hyper })];
 }

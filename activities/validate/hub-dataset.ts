@@ -1,10 +1,11 @@
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runModule } from '../python/run-module';
 import type { ActivityDeps } from '../deps';
 import { allowedLocation, openStore } from '../../store';
 import { badSetting } from '../../common/failures';
 import { hashInputs } from '../artifacts/hashing';
+import { inScratch } from '../artifacts/scratch';
 import { runStep } from '../artifacts/step';
 import { hubEnv } from '../python/check-model';
 import { HUB_DATASET_PREFIX } from '../../common/constants';
@@ -70,11 +71,8 @@ export async function fetchHubDataset(
     key: keys.manifest,
     inputsHash: hashInputs({ source: input.uri }),
   };
-  return runStep(store, spec, async (out) => {
-    const work = join(deps.workDir, input.runId, 'hub-dataset');
-    await rm(work, { recursive: true, force: true });
-    await mkdir(work, { recursive: true });
-    try {
+  return runStep(store, spec, (out) =>
+    inScratch(join(deps.workDir, input.runId), 'hub-dataset-', async (work) => {
       const outputFile = join(work, 'rows.jsonl');
       const configPath = join(work, 'fetch-dataset.json');
       await writeFile(configPath, JSON.stringify({ uri: input.uri, output_file: outputFile, parent_pid: process.pid }));
@@ -93,8 +91,6 @@ export async function fetchHubDataset(
         rows: ready.rows,
         reused: false,
       };
-    } finally {
-      await rm(work, { recursive: true, force: true });
-    }
-  });
+    }),
+  );
 }

@@ -128,8 +128,10 @@ export const TrainerEventSchemas = {
   'pift.fetch_dataset': Type.Union([DatasetReady, ErrorEvent]),
 };
 
-export type TrainerModuleName = keyof typeof TrainerEventSchemas;
-export type EventOf<M extends TrainerModuleName> = Static<(typeof TrainerEventSchemas)[M]>;
+/** Entry modules of the installed trainer package (trainer/pyproject.toml), run as `python -m MODULE CONFIG`. */
+export type TrainerModule = keyof typeof TrainerEventSchemas;
+/** One JSON line of a module's stdout. */
+export type TrainerEvent<M extends TrainerModule = TrainerModule> = Static<(typeof TrainerEventSchemas)[M]>;
 
 /**
  * The generated file: each module's events under `properties` (the trainer's tests look a line up by its module, or
