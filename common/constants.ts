@@ -30,6 +30,10 @@ export const ONE_OFF = 'one-off';
 /** Datasets named by this prefix are read from the Hugging Face hub once, into the run's store. */
 export const HUB_DATASET_PREFIX = 'hf://datasets/';
 
+/** The paper's difficulty scale (GPT-4 rates each instruction from 1 to 5): scores read or parsed must lie on it. */
+export const SCORE_MIN = 1;
+export const SCORE_MAX = 5;
+
 export const stageName = (k: number): string => `stage-${k}`;
 
 /** `scorer.shardRows` shards these scorers only: `file` and `ifd` ask nothing that more CPU workers would speed up. */

@@ -1,5 +1,6 @@
 import { createHash, hash as digest } from 'node:crypto';
 import { log } from '@temporalio/activity';
+import { SCORE_MAX, SCORE_MIN } from '../../common/constants';
 import { InvalidDataError } from '../../common/failures';
 import { openUserFile } from './read-user-file';
 import { IdTable } from './id-table';
@@ -20,9 +21,6 @@ import type { ScoreInput, ScoreRow } from '../types';
  * `{"id", "score", "data": [user, response]}`, and is matched by its user text (the instruction, plus "\n" + input
  * when there is one), since its id numbers the paper's copy of the data; any other row is matched by `id`.
  */
-
-export const SCORE_MIN = 1;
-export const SCORE_MAX = 5;
 
 /** Any plain decimal: `4`, `4.`, `4.125`; no sign, exponent or leading dot. */
 const DECIMAL = /^\d+(?:\.\d*)?$/;

@@ -1,3 +1,4 @@
+import { SCORE_MAX, SCORE_MIN } from '../../common/constants';
 /**
  * Strict parsing of a difficulty score reply: after trimming surrounding whitespace/newlines and one trailing
  * period, the reply must be a plain decimal number between 1 and 5 inclusive, with any number of decimals
@@ -6,9 +7,6 @@
  * 3.5625 and 4.166666666666667.
  */
 export type ParsedScore = { ok: true; score: number } | { ok: false; reason: string };
-
-export const SCORE_MIN = 1;
-export const SCORE_MAX = 5;
 
 /** Up to 20 decimals: more than a double holds, fewer than a runaway reply. */
 const SCORE = /^\d+(?:\.\d{1,20})?$/;
