@@ -16,12 +16,15 @@
  * Prints, per size N (100k, 1m, or the row count):
  *   row_memory        the row engine's memory_limit in the workers (PIFT_ROW_MEMORY, default 100MB)
  *   row_allocator     DuckDB's allocator setting in the workers (DUCKDB_JE_MALLOC_CONF, see activities/rows/allocator.ts)
+ *   node_flags        the Node options the workers start with: those of `npm run worker:cpu` (package.json)
  *   rss_mb_N          peak RSS of the worker (VmHWM, start included): the larger of the two steps' workers, or the
  *                     one worker's with --one-worker
  *   rss_mb_score_N, rss_mb_segment_N   each step's peak: its worker's VmHWM, or with --one-worker the highest RSS
  *                     sampled every 100 ms during the step
  *   history_events_N  events in the history of the bench workflows (scoring plus segmentation)
  *   seconds_N         wall time of scoring plus segmentation; seconds_score_N and seconds_segment_N apart
+ *   cpu_s_score_N, cpu_s_segment_N   CPU seconds (user plus system) the worker spent in each step: steadier than
+ *                     wall time on a busy machine
  */
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -35,6 +38,7 @@ import type { ScoreInput, ScoreResult, SegmentInput, SegmentResult } from '../ac
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { startFakeOpenAI, type FakeOpenAI } from '../test/helpers/fake-openai';
 import { findTemporalBinary } from '../test/helpers/temporal';
+import { cpuWorkerNodeFlags } from '../test/helpers/cpu-worker-flags';
 import { PIFT_STEP } from '../common/constants';
 import { rowMemory } from '../activities/rows/engine';
 
@@ -105,10 +109,23 @@ function rssOf(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
+/** CPU seconds (user plus system) a process has used, from /proc (Linux; 100 clock ticks a second). */
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function startWorker(env: TestWorkflowEnvironment, bundle: string, workerEnv: NodeJS.ProcessEnv) {
   const child = spawn(
     process.execPath,
-    [join(root, '.pift', 'bench-build', 'bench', 'scale-worker.js'), env.address, 'default', TASK_QUEUE, bundle],
+    [
+      ...cpuWorkerNodeFlags(),
+      join(root, '.pift', 'bench-build', 'bench', 'scale-worker.js'),
+      env.address,
+      'default',
+      TASK_QUEUE,
+      bundle,
+    ],
     { env: workerEnv, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   // Read to the end, so the worker never blocks on a full pipe.
@@ -193,6 +210,7 @@ async function main() {
   // The row engine's memory_limit in the workers (PIFT_ROW_MEMORY passes through when set).
   console.log(`row_memory=${rowMemory(process.env)}`);
   console.log(`row_allocator=${process.env.DUCKDB_JE_MALLOC_CONF}`);
+  console.log(`node_flags=${cpuWorkerNodeFlags().join(' ')}`);
   if (shardRows) {
     console.log(`shard_rows=${shardRows}`);
     console.log(`score_shard_slots=${process.env.PIFT_SCORE_SHARD_SLOTS || 'default'}`);
@@ -244,6 +262,7 @@ async function main() {
       try {
         const run = async <R>(workflowType: string, args: unknown[]) => {
           const started = Date.now();
+          const cpuBefore = cpuSecondsOf(worker.pid!);
           let sampled = 0;
           const sample = setInterval(() => {
             try {
@@ -263,6 +282,7 @@ async function main() {
             return {
               result,
               seconds: (Date.now() - started) / 1000,
+              cpu: cpuSecondsOf(worker.pid!) - cpuBefore,
               // A fresh worker per step: its whole-life peak is this step's; one worker for both: what was sampled.
               peak: oneWorker ? sampled : rssOf(worker.pid!).peak,
               events: history.events?.length ?? 0,
@@ -297,6 +317,8 @@ async function main() {
         console.log(`seconds_${name}=${(score.seconds + seg.seconds).toFixed(1)}`);
         console.log(`seconds_score_${name}=${score.seconds.toFixed(1)}`);
         console.log(`seconds_segment_${name}=${seg.seconds.toFixed(1)}`);
+        console.log(`cpu_s_score_${name}=${score.cpu.toFixed(1)}`);
+        console.log(`cpu_s_segment_${name}=${seg.cpu.toFixed(1)}`);
       } finally {
         await stopWorker(worker);
         rmSync(data, { recursive: true, force: true });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, it } from 'mocha';
@@ -7,6 +8,7 @@ import { workerDefaults } from '../activities/worker-defaults';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { judgeModel, scorerModel } from '../activities/llm/llm-client';
 import { temporalConfigFromEnv } from '../workers/config';
+import { cpuWorkerNodeFlags } from './helpers/cpu-worker-flags';
 
 describe('worker defaults', () => {
   it('fall back to the built-in names with an empty environment', () => {
@@ -57,5 +59,14 @@ describe('worker defaults', () => {
       resolvePipelineInput({ dataset: 'x', store: 's3://c' }, 'wf', { PIFT_STORE: 's3://b/p' }).store,
       's3://c',
     );
+  });
+
+  it('bound the CPU worker heap below 2 GB, as `npm run worker:cpu` starts it', () => {
+    // At 2 GB or more V8 lets garbage fill the heap to 4 times what is live before a full collection, under it at
+    // most twice: the score step's peak RSS (bench:scale, docs/row-engine.md).
+    const flags = cpuWorkerNodeFlags();
+    assert.match(flags.join(' '), /--max-old-space-size=\d+/);
+    const limit = execFileSync(process.execPath, [...flags, '-p', 'v8.getHeapStatistics().heap_size_limit']);
+    assert.ok(Number(limit) < 2 ** 31, `heap_size_limit ${limit}`);
   });
 });
