@@ -3,12 +3,6 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'mocha';
 import {
   buildJudgeRequest,
-  buildWinRateReport,
-  candidatePreference,
-  countOutcomes,
-  decideOutcome,
-  editDistance,
-  formatWinRate,
   JUDGE_CRITERIA,
   JUDGE_DECODING,
   JUDGE_PROMPT_VERSION,
@@ -16,17 +10,23 @@ import {
   JUDGE_USER_TEMPLATE,
   judgeQuestion,
   judgeUserMessage,
-  OFFLINE_JUDGE_LABEL,
-  offlineJudgeReply,
-  parseVerdict,
-  referenceScore,
-  renderWinRateMarkdown,
-  summariseWinRates,
+} from '../activities/evaluate/judge-prompt';
+import { buildWinRateReport, formatWinRate, renderWinRateMarkdown } from '../activities/results/report';
+import {
+  candidatePreference,
+  decideOutcome,
   verdictFromReplies,
-  winRate,
   type Outcome,
   type Preference,
-} from '../activities/evaluate/protocol';
+} from '../activities/results/verdict';
+import { countOutcomes, summariseWinRates, winRate } from '../activities/results/win-rate';
+import {
+  editDistance,
+  OFFLINE_JUDGE_LABEL,
+  offlineJudgeReply,
+  referenceScore,
+} from '../activities/evaluate/offline-reference-judge';
+import { parseVerdict } from '../activities/results/parse-verdict';
 import { InvalidDataError } from '../common/failures';
 
 /** Judge replies for the two orders that make the candidate `p1` in order 1 and `p2` in order 2. */

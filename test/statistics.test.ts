@@ -2,18 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import {
   bootstrapInterval,
-  buildWinRateReport,
-  countOutcomes,
-  formatPValue,
-  renderStatisticsMarkdown,
   seededRandom,
   signTestPValue,
-  verdictFromReplies,
   winRateStatistics,
-  type Outcome,
-  type Preference,
   type StoredVerdict,
-} from '../activities/evaluate/protocol';
+} from '../activities/results/statistics';
+import { buildWinRateReport, formatPValue, renderStatisticsMarkdown } from '../activities/results/report';
+import { countOutcomes } from '../activities/results/win-rate';
+import { verdictFromReplies, type Outcome, type Preference } from '../activities/results/verdict';
 
 /**
  * A scripted judge: the replies for order 1 (baseline shown first) and order 2 (candidate shown first) that make the

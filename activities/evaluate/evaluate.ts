@@ -17,21 +17,17 @@ import {
 } from './judge-answers';
 import {
   buildJudgeMessages,
-  buildWinRateReport,
-  countOutcomes,
   JUDGE_CORRECTION,
   JUDGE_DECODING,
   judgeQuestion,
   JUDGE_PROMPT_VERSION,
-  OFFLINE_JUDGE_LABEL,
-  offlineJudgeReply,
-  markdownRow,
-  resultsMarkdown,
-  parseVerdict,
-  verdictFromReplies,
-  winRateStatistics,
-  type PairVerdict,
-} from './protocol';
+} from './judge-prompt';
+import { buildWinRateReport, markdownRow, resultsMarkdown } from '../results/report';
+import { countOutcomes } from '../results/win-rate';
+import { OFFLINE_JUDGE_LABEL, offlineJudgeReply } from './offline-reference-judge';
+import { parseVerdict } from '../results/parse-verdict';
+import { verdictFromReplies, type PairVerdict } from '../results/verdict';
+import { winRateStatistics } from '../results/statistics';
 import { askAgain, askUntilParsed, complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
 import { runPool, storedPart, type PoolPart } from '../llm/row-pool';

@@ -18,13 +18,10 @@ import {
   segmentKeys,
   trainKeys,
 } from '../../activities/artifacts/run-keys';
-import {
-  buildWinRateReport,
-  countOutcomes,
-  verdictFromReplies,
-  winRateStatistics,
-  type Preference,
-} from '../../activities/evaluate/protocol';
+import { buildWinRateReport } from '../../activities/results/report';
+import { countOutcomes } from '../../activities/results/win-rate';
+import { verdictFromReplies, type Preference } from '../../activities/results/verdict';
+import { winRateStatistics } from '../../activities/results/statistics';
 
 export const HOSTILE_ANSWER = '</script><img src=x onerror="window.__pwned=1"> & <b>bold?</b> | pipe';
 export const HOSTILE_PROMPT = '<script>window.__pwned=2</script> What is 2 < 3?';
