@@ -3,14 +3,13 @@ import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { Context } from '@temporalio/activity';
 import { allowedLocation, openStore } from '../store';
-import { inputObjects } from './validate/preflight';
+import { checkInput, inputObjects, type CheckProgress } from './validate/check-input';
 import { claimRun } from './artifacts/run-claim';
 import { unpolledQueues } from '../client/queue-pollers';
 import { activityOf, whileHeartbeating } from './heartbeat';
 import { evaluate } from './evaluate/evaluate';
 import { prepareBenchmarks } from './benchmarks/prepare-benchmarks';
 import { resolvePipelineInput } from './validate/resolve-input';
-import { checkInput, type CheckProgress } from './validate/check-input';
 import { scoreDifficulty } from './score/score-difficulty';
 import { mergeScoreShards, planScoreShards, scoreShard } from './score/score-shards';
 import { collectScoreBatch, submitScoreBatch } from './score/batch-scoring';
@@ -50,7 +49,7 @@ export const createCpuActivities = (deps: ActivityDeps) => {
         const progress: CheckProgress = { rows: 0 };
         const { gpuCheckWait } = await whileHeartbeating(
           () => ({ step: 'preflight', checking: progress.file, rows: progress.rows }),
-          () => checkInput(deps, cfg, { localModelDirs: false, fileRoots: deps.fileRoots, progress }),
+          () => checkInput(deps, cfg, { localModelDirs: false, progress }),
         );
         return { gpuCheckWait };
       }),

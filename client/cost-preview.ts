@@ -12,9 +12,8 @@ import {
 } from '../activities/llm/cost-estimate';
 import { asksEndpoint } from '../activities/llm/llm-client';
 import { scoreMessagesFor, scoringEstimateFor } from '../activities/score/score-prompt';
-import { heldoutRows } from '../activities/validate/check-input';
+import { heldoutRows, type PreflightCheck } from '../activities/validate/check-input';
 import { isHubDataset } from '../activities/validate/hub-dataset';
-import type { PreflightCheck } from '../activities/validate/preflight';
 
 const free = (kind: string, what: string) =>
   kind === 'auto'

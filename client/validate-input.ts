@@ -4,8 +4,12 @@ import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/python/check-model';
 import { CostInputs, costPreview } from './cost-preview';
-import { checkInput, type CheckProgress } from '../activities/validate/check-input';
-import { parseInputLocations, type PreflightCheck } from '../activities/validate/preflight';
+import {
+  checkInput,
+  parseInputLocations,
+  type CheckProgress,
+  type PreflightCheck,
+} from '../activities/validate/check-input';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import type { PipelineInput, ResolvedInput } from '../common/input';
@@ -82,7 +86,6 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
   const read = full ? new CostInputs(cfg, opts.env) : undefined;
   const check = checkInput(deps, cfg, {
     localModelDirs: full,
-    fileRoots,
     probeStore: full || input.store !== undefined,
     progress,
     ...(read && { onRow: read.row, onPrompt: read.prompt }),

@@ -108,11 +108,7 @@ describe('bad inputs: validate and a run refuse each one alike, before any paid 
   it('the base input passes the shared check', async () => {
     const input = { ...base(), runId: `ok-${randomUUID()}` };
     const cfg = resolvePipelineInput(input, input.runId, env);
-    const { checks } = await checkInput(depsFromEnv(env), cfg, {
-      localModelDirs: true,
-      fileRoots: [dir],
-      probeStore: true,
-    });
+    const { checks } = await checkInput(depsFromEnv(env), cfg, { localModelDirs: true, probeStore: true });
     assert.ok(
       checks.some((c) => c.checked === '20 rows read, each one valid (alpaca layout)'),
       JSON.stringify(checks),
