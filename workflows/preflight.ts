@@ -2,7 +2,7 @@ import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } 
 import { TimeoutType, type Duration } from '@temporalio/common';
 import { modelCheckQueue } from '../common/constants';
 import { FailureType } from '../common/failures';
-import type { ResolvedInput } from '../common/input';
+import { servesModels, type ResolvedInput } from '../common/input';
 import { gpuRetry, retrying, type CpuActivities, type GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({
@@ -43,7 +43,7 @@ export async function checkBeforeScoring(cfg: ResolvedInput): Promise<void> {
     model: cfg.training.baseModel,
     maxLength: cfg.training.maxLength,
     field: 'input.training.baseModel',
-    ...(cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip' && { serving: true }),
+    ...(servesModels(cfg) && { serving: true }),
   };
   // Busy GPU workers (other runs' checks queued first) are waited for; only a queue nobody polls fails the run.
   while (!(await checkModel(input).then(() => true, notTakenInTime))) {

@@ -6,7 +6,7 @@ import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { allowedModel, checkLocalModelDir, checkStoredModel, parseModelRef } from '../python/model-ref';
 import { isHubDataset, parseHubDataset } from './hub-dataset';
 import { preflightProbeKey } from '../artifacts/run-keys';
-import { heldoutOf, heldoutSplit } from '../../common/settings/derive';
+import { heldoutOf, heldoutSplit, servesModels } from '../../common/settings/derive';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import { benchmarkPrompts } from '../datasets/benchmark-prompts';
 import type { DatasetRow } from '../datasets/rows';
@@ -297,13 +297,12 @@ function checkStageSizes(cfg: ResolvedInput, rows: number): PreflightCheck {
 /** What the workers must offer this input; reported here, checked by the workers (the GPU worker's model check). */
 function capabilities(cfg: ResolvedInput, env: NodeJS.ProcessEnv): PreflightCheck {
   if (cfg.training.mode === 'export-only') return { field: 'workers', checked: 'a CPU worker (no GPU worker)' };
-  const serving = cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip';
   const serve = env.PIFT_SERVE_COMMAND ? 'set here' : 'not set here';
   return {
     field: 'workers',
     checked:
       `a CPU worker, and a GPU worker polling ${cfg.gpuTaskQueue} (the run fails when none takes its model check ` +
       `within PIFT_GPU_CHECK_WAIT)` +
-      (serving ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
+      (servesModels(cfg) ? `; evaluation.serving needs PIFT_SERVE_COMMAND on that GPU worker (${serve})` : ''),
   };
 }

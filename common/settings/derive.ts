@@ -77,6 +77,10 @@ export function heldoutSplit(cfg: Pick<ResolvedInput, 'training' | 'baseline' | 
   return { heldoutFraction: evaluates && benchmarks.length === 0 ? heldoutFraction : 0, heldoutMax };
 }
 
+/** Whether the run's answers come from a server (`evaluation.serving`): only where the models are evaluated at all. */
+export const servesModels = (cfg: Pick<ResolvedInput, 'baseline' | 'evaluation'>): boolean =>
+  cfg.evaluation.serving !== undefined && cfg.baseline.mode !== 'skip';
+
 /** Rows a held-out split takes of `rows`. */
 export const heldoutOf = (rows: number, split: { heldoutFraction: number; heldoutMax: number }): number =>
   Math.min(split.heldoutMax, Math.floor(rows * split.heldoutFraction));
