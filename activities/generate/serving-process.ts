@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../../common/failures';
-import { signalGroup, trainerEnv } from '../python/trainer-process';
+import { endGroup, signalGroup, trainerEnv } from '../python/trainer-process';
 
 /** The worker's variable holding the command that serves one model (`{model}`, `{port}`, `{name}`, `{python}`). */
 export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';
@@ -122,13 +122,8 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   let gone = false;
   void exited.then(() => (gone = true));
   const stop = async () => {
-    if (!gone) {
-      signalGroup(pid, 'SIGTERM');
-      await Promise.race([exited, sleep(10_000)]);
-    }
     // The watchdog, and anything the server started, go with the group.
-    signalGroup(pid, 'SIGKILL');
-    await exited;
+    await endGroup(pid, exited, 10_000);
     // The next model must find the GPU free: wait until the kernel has ended every process of the group.
     for (let waited = 0; groupAlive(pid) && waited < 10_000; waited += 100) await sleep(100);
   };

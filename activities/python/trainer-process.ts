@@ -227,13 +227,7 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
     clearTimeout(deadline);
     if (child.pid && child.exitCode === null && child.signalCode === null) {
       // SIGTERM first: the trainer saves a resumable checkpoint when it can.
-      killGroup('SIGTERM');
-      const gone = await Promise.race([
-        exited.then(() => true),
-        sleep(cancelled ? (run.graceMs ?? 10_000) : 2_000).then(() => false),
-      ]);
-      if (!gone) killGroup('SIGKILL');
-      await exited.catch(() => undefined);
+      await endGroup(child.pid, exited, cancelled ? (run.graceMs ?? 10_000) : 2_000);
       // A checkpoint saved on SIGTERM is uploaded before the activity ends, so a cancelled run resumes from it and
       // no upload outlives the attempt (the activity keeps heartbeating meanwhile).
       await pending;
@@ -241,6 +235,18 @@ export async function watchTrainer<M extends TrainerModule>(run: TrainerRun<M>) 
     // Anything the trainer itself started dies with the group.
     killGroup('SIGKILL');
   }
+}
+
+/**
+ * Ends the group `pgid` leads, for the trainer and the serving command alike: SIGTERM first, then SIGKILL for the
+ * whole group once its leader has `exited` or `graceMs` has passed.
+ */
+export async function endGroup(pgid: number, exited: Promise<unknown>, graceMs: number): Promise<void> {
+  signalGroup(pgid, 'SIGTERM');
+  // An unref'd timer: a leader that exits at once leaves nothing that holds the process open.
+  await Promise.race([exited.catch(() => undefined), sleep(graceMs, undefined, { ref: false })]);
+  signalGroup(pgid, 'SIGKILL');
+  await exited.catch(() => undefined);
 }
 
 /** Signals every process of the group `pgid` leads (0: only asks); false when none is left to signal. */
