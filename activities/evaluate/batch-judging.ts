@@ -1,10 +1,7 @@
-import { allowedLocation, openStore } from '../../store';
 import { hashInputs } from '../artifacts/hashing';
 import type { BenchmarkPrompt } from '../datasets/parse';
 import type { ActivityDeps } from '../deps';
-import { answerCache } from '../llm/answer-cache';
-import { batchActivities, batchCaps, batchesNeedCache, type BatchStep } from '../llm/batch-rounds';
-
+import { batchActivities, batchStepBase, type BatchStep } from '../llm/batch-rounds';
 import { endpointFor, judgeModel } from '../llm/llm-client';
 import type { EvaluateInput } from '../types';
 import { judgingLimits } from './evaluate';
@@ -30,7 +27,6 @@ export interface JudgeBatchInput extends EvaluateInput {
   round: number;
 }
 
-const SETTING = 'input.evaluation.mode';
 const parses = (content: string) => parseVerdict(content).ok;
 
 /** One distinct judge request, at its place in the walk (equal requests are asked once, in the place of the first). */
@@ -44,8 +40,7 @@ interface JudgeItem {
 async function judging(deps: ActivityDeps, input: JudgeBatchInput): Promise<BatchStep<JudgeItem> | undefined> {
   const endpoint = endpointFor(input.judge, 'input.evaluation.judge', deps.env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) return undefined;
-  batchesNeedCache(input.cache, SETTING, 'input.evaluation.cache');
-  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  const base = batchStepBase(deps, input, 'evaluate', endpoint, input.cache);
   const { model } = judgeModel(deps.env, input.judgeModel);
   const parseRetries = judgeParseRetries(input);
 
@@ -89,11 +84,9 @@ async function judging(deps: ActivityDeps, input: JudgeBatchInput): Promise<Batc
       next += 1;
     }
   }
-  const cache = answerCache(store, 'judge', true, true);
+  const { cache } = base;
   return {
-    ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING, caps: batchCaps(deps.env) },
-    cache,
-    workDir: deps.workDir,
+    ...base,
     parseRetries,
     parses,
     correction: JUDGE_CORRECTION,

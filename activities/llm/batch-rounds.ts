@@ -4,7 +4,7 @@ import { log } from '@temporalio/activity';
 import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
-import type { ObjectStore } from '../../store';
+import { allowedLocation, openStore, type ObjectStore } from '../../store';
 import { JsonlCursor, streamJsonl, streamJsonlChunks } from '../artifacts/jsonl';
 import { inScratch } from '../artifacts/scratch';
 import { LineWriter } from '../rows/row-file';
@@ -21,7 +21,7 @@ import {
   type BatchOutcome,
 } from './batch-api';
 import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
-import type { AnswerCache } from './answer-cache';
+import { answerCache, type AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
 import { positiveIntegerSetting } from '../worker-defaults';
 import type { ActivityDeps } from '../deps';
@@ -515,10 +515,29 @@ async function collect<T>(s: BatchStep<T>, round: number, batchId: string): Prom
   return { round, batchId, ...counts, pending, cached };
 }
 
-/** The batches hand their answers to the online step through its answer cache: `mode` "batch" needs it on. */
-export function batchesNeedCache(cache: boolean | undefined, mode: string, field: string): void {
-  if (cache === false)
-    throw new InvalidDataError(`${mode} "batch" needs ${field} (the batches fill the cache)`, { field });
+/**
+ * What scoring's and judging's batch steps start from: the run's store, the answer cache through which the batches
+ * hand their answers to the online step (so `mode` "batch" needs `cache` on), and the rounds' context.
+ */
+export function batchStepBase(
+  deps: ActivityDeps,
+  input: { store: string; runId: string },
+  step: RoundContext['step'],
+  endpoint: LlmEndpoint,
+  cache: boolean | undefined,
+): Pick<BatchStep<unknown>, 'ctx' | 'cache' | 'workDir'> {
+  const section = step === 'score' ? 'input.scorer' : 'input.evaluation';
+  const setting = `${section}.mode`;
+  if (cache === false) {
+    const field = `${section}.cache`;
+    throw new InvalidDataError(`${setting} "batch" needs ${field} (the batches fill the cache)`, { field });
+  }
+  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  return {
+    ctx: { endpoint, store, runId: input.runId, step, setting, caps: batchCaps(deps.env) },
+    cache: answerCache(store, step === 'score' ? 'score' : 'judge', true, true),
+    workDir: deps.workDir,
+  };
 }
 
 /**

@@ -1,8 +1,6 @@
-import { allowedLocation, openStore } from '../../store';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { answerCache } from '../llm/answer-cache';
-import { batchActivities, batchCaps, batchesNeedCache, type BatchStep } from '../llm/batch-rounds';
+import { batchActivities, batchStepBase, type BatchStep } from '../llm/batch-rounds';
 import { endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
 import { parseScore } from './parse-score';
@@ -28,7 +26,6 @@ export interface ScoreBatchInput extends ScoreInput {
   round: number;
 }
 
-const SETTING = 'input.scorer.mode';
 /** A row's sample `s` is the request `<row index>.<s>`: short, unique in a batch, the same in every round. */
 const customId = (index: number, sample: number) => `${index}.${sample}`;
 
@@ -47,20 +44,17 @@ function scoring(deps: ActivityDeps, input: ScoreBatchInput): BatchStep<[number,
     timeoutSeconds: input.scorer.timeoutSeconds,
   });
   if (!endpoint) return undefined;
-  batchesNeedCache(input.scorer.cache, SETTING, 'input.scorer.cache');
-  const store = openStore(allowedLocation(input.store, deps.fileRoots, 'input.store'), deps.env);
+  const base = batchStepBase(deps, input, 'score', endpoint, input.scorer.cache);
   // Read again on each walk: the rows are never all in memory.
   const dataset = scoredDataset(deps, input);
   const model = scorerModel(deps.env, input.scorer.model).model;
   const samples = input.scorer.samples ?? 1;
-  const cache = answerCache(store, 'score', true, true);
+  const { cache } = base;
   // Known once the walk has read the dataset's first row (it gives the layout).
   const promptSha256 = () => scorePromptFor(dataset.layout).sha256;
   const material = (row: DatasetRow) => scoreCacheMaterial(model, promptSha256(), samples, row);
   return {
-    ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING, caps: batchCaps(deps.env) },
-    cache,
-    workDir: deps.workDir,
+    ...base,
     parseRetries: input.scorer.parseRetries,
     parses: (content) => parseScore(content).ok,
     correction: SCORE_CORRECTION,
