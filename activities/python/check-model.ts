@@ -1,6 +1,5 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runModule } from './run-module';
 import type { ActivityDeps } from '../deps';
 import { downloadPrefix } from '../artifacts/transfer';
 import { activityContext } from '../../store/outage';
@@ -9,7 +8,7 @@ import { TINY_MODEL } from '../../common/settings/constants';
 import { inScratch } from '../artifacts/scratch';
 import { allowedModel, checkLocalModelDir, parseModelRef, type ModelRef } from './model-ref';
 import { openObject } from '../../store';
-import { trainerEnv } from './trainer-process';
+import { runModule, trainerEnv } from './trainer-process';
 
 export interface CheckModelInput {
   runId: string;

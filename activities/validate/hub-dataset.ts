@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runModule } from '../python/run-module';
+import { runModule } from '../python/trainer-process';
 import type { ActivityDeps } from '../deps';
 import { allowedLocation, openStore } from '../../store';
 import { badSetting } from '../../common/failures';
