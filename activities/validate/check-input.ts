@@ -45,9 +45,9 @@ export const heldoutRows = (cfg: ResolvedInput, rows: number): number => heldout
 
 /**
  * The one check of a run's input, made by `pift validate` and by the run's preflight step alike, so that `validate`
- * passes exactly the inputs a run would not refuse: every location (checkLocations), every row of the dataset and of each
- * benchmark, the score files against the rows, and stage sizes the rows can fill. It reads but never pays: nothing here
- * asks an LLM. Failures are InvalidDataError naming the file, line and field (WorkerMisconfigured for a worker
+ * passes exactly the inputs a run would not refuse: every location (checkLocations), every row of the dataset and of
+ * each benchmark, the score files against the rows, and stage sizes the rows can fill. It reads but never pays: nothing
+ * here asks an LLM. Failures are InvalidDataError naming the file, line and field (WorkerMisconfigured for a worker
  * setting).
  */
 export async function checkInput(
