@@ -6,8 +6,7 @@ import type { ScoreInput } from '../types';
 import { parseScore } from './parse-score';
 import {
   cachedScore,
-  parsedSample,
-  rejectedSample,
+  sampleOf,
   scoreCacheMaterial,
   scoreRequest,
   scoreRowFromSamples,
@@ -70,9 +69,7 @@ function scoring(deps: ActivityDeps, input: ScoreBatchInput): BatchStep<[number,
         request: () => scoreRequest(model, row),
       })),
     keep: ([, row], states) => {
-      const asked = states.map(({ outcome }) =>
-        'rejected' in outcome ? rejectedSample(outcome.rejected) : parsedSample(outcome.content),
-      );
+      const asked = states.map(({ outcome }) => sampleOf(outcome));
       const scored = scoreRowFromSamples(row.id, model, promptSha256(), asked);
       // Rows that failed are left out, as the online pool leaves them out: the scoring step asks them again.
       if (scored.score === null) return false;

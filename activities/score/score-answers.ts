@@ -44,11 +44,13 @@ export const scoreCacheMaterial = (
 /** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
 export type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
 
-/** A sample whose request the endpoint rejected (400/422). */
-export const rejectedSample = (reason: string): Asked => ({ score: null, error: `request rejected: ${reason}` });
-
-/** A sample's answer as the parser reads it; `null` when it does not parse (the caller may ask again). */
-export function parsedSample(raw: string): Asked {
+/**
+ * A sample's outcome from the endpoint's reply, online or through the Batch API: a request it rejected (400/422), or
+ * the answer as the parser reads it, with a `null` score when it does not parse (the caller may ask again).
+ */
+export function sampleOf(reply: { content: string } | { rejected: string }): Asked {
+  if ('rejected' in reply) return { score: null, error: `request rejected: ${reply.rejected}` };
+  const raw = reply.content;
   const parsed = parseScore(raw);
   return parsed.ok ? { score: parsed.score, raw } : { score: null, raw, error: `unparseable answer: ${parsed.reason}` };
 }

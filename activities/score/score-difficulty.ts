@@ -16,8 +16,7 @@ import { OFFLINE_SCORER_LABEL, offlineHeuristicScore } from './offline-heuristic
 import { SCORE_CORRECTION, scoreMessagesFor, scorePromptFor, scoringEstimateFor } from './score-prompt';
 import {
   cachedScore,
-  parsedSample,
-  rejectedSample,
+  sampleOf,
   scoreCacheMaterial,
   scoreRequest,
   scoreRowFromSamples,
@@ -80,8 +79,7 @@ export function makeScorer(input: ScoreInput, deps: ActivityDeps, store: ObjectS
       // `samples` asks, combined as the Batch API's answers are.
       const ask = async (previous?: Asked) => {
         // Transport faults (429, 5xx, timeouts, outages) are waited out inside `complete`: this is an answer.
-        const reply = await complete(endpoint, askAgain(request, previous?.raw, SCORE_CORRECTION), source.setting);
-        return 'rejected' in reply ? rejectedSample(reply.rejected) : parsedSample(reply.content);
+        return sampleOf(await complete(endpoint, askAgain(request, previous?.raw, SCORE_CORRECTION), source.setting));
       };
       // A rejected request (no answer) is not asked again.
       const answered = (sample: Asked) => sample.score !== null || sample.raw === undefined;
