@@ -32,10 +32,9 @@ export function normaliseAnswer(text: string, options: OfflineJudgeOptions = {})
   return options.caseSensitive === false ? collapsed.toLowerCase() : collapsed;
 }
 
-/** Levenshtein distance over code points, two-row dynamic programme. */
-export function editDistance(a: string, b: string): number {
-  const x = Array.from(a);
-  const y = Array.from(b);
+/** Levenshtein distance over code points (a string's, or a list of them), two-row dynamic programme. */
+export function editDistance(a: string | readonly string[], b: string | readonly string[]): number {
+  const [x, y] = [Array.from(a), Array.from(b)];
   let previous = Array.from({ length: y.length + 1 }, (_, j) => j);
   let current = new Array<number>(y.length + 1);
   for (let i = 1; i <= x.length; i++) {
@@ -51,9 +50,8 @@ export function editDistance(a: string, b: string): number {
 
 /** 1 - editDistance / longer length, in [0, 1]; 1 for two empty strings. */
 export function editSimilarity(a: string, b: string): number {
-  const x = Array.from(a).slice(0, MAX_COMPARED_CHARS).join('');
-  const y = Array.from(b).slice(0, MAX_COMPARED_CHARS).join('');
-  const longest = Math.max(Array.from(x).length, Array.from(y).length);
+  const [x, y] = [a, b].map((text) => Array.from(text).slice(0, MAX_COMPARED_CHARS));
+  const longest = Math.max(x.length, y.length);
   return longest === 0 ? 1 : 1 - editDistance(x, y) / longest;
 }
 
