@@ -13,7 +13,7 @@ export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';
 
 /** A server this activity started and owns: its endpoint, and how to end its whole process group. */
 export interface ServedModel {
-  /** No key (the server listens on loopback only); a request may take the step's progress timeout. */
+  /** Its client: no key (the server listens on loopback only). */
   client: OpenAI;
   /** The model name requests give (the server's `--served-model-name`). */
   name: string;
@@ -44,6 +44,7 @@ export interface ServeOptions {
   startTimeoutMs: number;
   /** How the timeout reads in an error: the setting and its value. */
   startTimeoutText: string;
+  /** How long one request to the started server may take (the step's progress timeout). */
   requestTimeoutMs: number;
   /** The dtype `pift.generate` decodes in here: a server saying it decodes in another fails (absent: any is taken). */
   dtype?: string;
