@@ -7,9 +7,9 @@
  * same parser and two-order rule as a real judge's.
  *
  * Score of one answer, 1 to 10:
- * - normalise answer and reference: Unicode NFKC, trim, collapse whitespace runs to one space, and lowercase
- *   unless `caseSensitive` (default TRUE, because the demo has tasks where case is the task, e.g. "write the word
- *   in uppercase"; pass false for prose benchmarks);
+ * - normalise answer and reference: Unicode NFKC, trim, collapse whitespace runs to one space; case is kept, because
+ *   the demo has tasks where case is the task, e.g. "write the word in uppercase" (referenceScore can lowercase, with
+ *   `caseSensitive: false`);
  * - 10 when the normalised strings are equal;
  * - else 1 + 8 * similarity, rounded to one decimal (so at most 9), where similarity = 1 - d / max(|a|, |r|) and d is
  *   the Levenshtein distance between the normalised strings in Unicode code points (insert, delete, substitute,
@@ -67,11 +67,6 @@ export function referenceScore(reference: string, answer: string, options: Offli
  * The judge's reply for one order: "<score of answer1> <score of answer2>", e.g. "10 3.4".
  * `question` is accepted for parity with the GPT-4 judge's inputs; the score does not depend on it.
  */
-export function offlineJudgeReply(
-  args: { question: string; reference: string; answer1: string; answer2: string },
-  options: OfflineJudgeOptions = {},
-): string {
-  const s1 = referenceScore(args.reference, args.answer1, options);
-  const s2 = referenceScore(args.reference, args.answer2, options);
-  return `${s1} ${s2}`;
+export function offlineJudgeReply(args: { question: string; reference: string; answer1: string; answer2: string }) {
+  return `${referenceScore(args.reference, args.answer1)} ${referenceScore(args.reference, args.answer2)}`;
 }
