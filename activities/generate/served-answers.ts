@@ -38,7 +38,7 @@ export function servedGeneration(
       await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
         if (e.event === 'done' && 'model_path' in e) ({ model_path: modelPath, dtype } = e);
       });
-      served ??= await startServer({
+      const server = (served ??= await startServer({
         command,
         modelPath: modelPath!,
         name: input.name,
@@ -50,8 +50,7 @@ export function servedGeneration(
         requestTimeoutMs: ms(input.progressTimeout as StringValue),
         ...(!input.serving.allowOtherDtype && { dtype }),
         heartbeat: () => ctx.heartbeat(progress),
-      });
-      const server = served;
+      }));
       const completionsFile = join(work, `${bench.name}.completions.jsonl`);
       const prompts = await readServedPrompts(promptsFile);
       await whileHeartbeating(
