@@ -244,7 +244,9 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
           const counts = countOutcomes(judgments);
           // How many prompts had a reply re-asked, and how many still failed (counted in N).
           const reasked = judgments.filter((j) => (j.reasked ?? 0) > 0).length;
-          return { benchmark: b.name, judgments, counts, judgeReplies: { reasked, stillFailed: counts.failed } };
+          // An online judge's re-asks are counted beside the other statistics; the offline judge never re-asks.
+          const verdicts = offline ? judgments : judgments.map((v) => ({ ...v, reasks: v.reasked ?? 0 }));
+          return { benchmark: b.name, verdicts, counts, judgeReplies: { reasked, stillFailed: counts.failed } };
         }),
       }));
       const report = buildWinRateReport({
@@ -254,15 +256,7 @@ export async function evaluate(deps: ActivityDeps, input: EvaluateInput): Promis
         comparisons: cells,
       });
       // Beside every win rate, from the stored verdicts: interval, position bias, parse failures, lengths, sign test.
-      const statistics = winRateStatistics(
-        cells.map(({ model, perBenchmark }) => ({
-          model,
-          perBenchmark: perBenchmark.map(({ benchmark, judgments }) => ({
-            benchmark,
-            verdicts: judgments.map((v) => (offline ? v : { ...v, reasks: v.reasked ?? 0 })),
-          })),
-        })),
-      );
+      const statistics = winRateStatistics(cells);
       if (!offline) {
         // Beside each win rate, in results.json: its prompts' re-asks and failures.
         report.comparisons.forEach((row, c) =>

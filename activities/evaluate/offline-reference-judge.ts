@@ -7,9 +7,9 @@
  * same parser and two-order rule as a real judge's.
  *
  * Score of one answer, 1 to 10:
- * - normalise answer and reference: Unicode NFKC, trim, collapse whitespace runs to one space, and lowercase
- *   unless `caseSensitive` (default TRUE, because the demo has tasks where case is the task, e.g. "write the word
- *   in uppercase"; pass false for prose benchmarks);
+ * - normalise answer and reference: Unicode NFKC, trim, collapse whitespace runs to one space; case is kept, because
+ *   the demo has tasks where case is the task, e.g. "write the word in uppercase" (referenceScore can lowercase, with
+ *   `caseSensitive: false`);
  * - 10 when the normalised strings are equal;
  * - else 1 + 8 * similarity, rounded to one decimal (so at most 9), where similarity = 1 - d / max(|a|, |r|) and d is
  *   the Levenshtein distance between the normalised strings in Unicode code points (insert, delete, substitute,
@@ -32,10 +32,9 @@ export function normaliseAnswer(text: string, options: OfflineJudgeOptions = {})
   return options.caseSensitive === false ? collapsed.toLowerCase() : collapsed;
 }
 
-/** Levenshtein distance over code points, two-row dynamic programme. */
-export function editDistance(a: string, b: string): number {
-  const x = Array.from(a);
-  const y = Array.from(b);
+/** Levenshtein distance over code points (a string's, or a list of them), two-row dynamic programme. */
+export function editDistance(a: string | readonly string[], b: string | readonly string[]): number {
+  const [x, y] = [Array.from(a), Array.from(b)];
   let previous = Array.from({ length: y.length + 1 }, (_, j) => j);
   let current = new Array<number>(y.length + 1);
   for (let i = 1; i <= x.length; i++) {
@@ -51,9 +50,8 @@ export function editDistance(a: string, b: string): number {
 
 /** 1 - editDistance / longer length, in [0, 1]; 1 for two empty strings. */
 export function editSimilarity(a: string, b: string): number {
-  const x = Array.from(a).slice(0, MAX_COMPARED_CHARS).join('');
-  const y = Array.from(b).slice(0, MAX_COMPARED_CHARS).join('');
-  const longest = Math.max(Array.from(x).length, Array.from(y).length);
+  const [x, y] = [a, b].map((text) => Array.from(text).slice(0, MAX_COMPARED_CHARS));
+  const longest = Math.max(x.length, y.length);
   return longest === 0 ? 1 : 1 - editDistance(x, y) / longest;
 }
 
@@ -69,11 +67,6 @@ export function referenceScore(reference: string, answer: string, options: Offli
  * The judge's reply for one order: "<score of answer1> <score of answer2>", e.g. "10 3.4".
  * `question` is accepted for parity with the GPT-4 judge's inputs; the score does not depend on it.
  */
-export function offlineJudgeReply(
-  args: { question: string; reference: string; answer1: string; answer2: string },
-  options: OfflineJudgeOptions = {},
-): string {
-  const s1 = referenceScore(args.reference, args.answer1, options);
-  const s2 = referenceScore(args.reference, args.answer2, options);
-  return `${s1} ${s2}`;
+export function offlineJudgeReply(args: { question: string; reference: string; answer1: string; answer2: string }) {
+  return `${referenceScore(args.reference, args.answer1)} ${referenceScore(args.reference, args.answer2)}`;
 }

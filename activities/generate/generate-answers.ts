@@ -46,7 +46,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
     // precision), so they are their own step; how many are in flight changes no greedy answer.
     ...(input.serving !== undefined && { generation: 'served' }),
   });
-  let progress = { name: input.name, benchmark: '', done: 0, total: 0 };
+  const progress = { name: input.name, benchmark: '', done: 0, total: 0 };
   return runStep(
     store,
     { runId: input.runId, step: `generate/${input.name}`, key: keys.manifest, inputsHash },
@@ -60,12 +60,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
       }
       const modelDir = await localModel(deps, input.modelUri, join(work, 'model'), 'input.baseline.checkpoint');
 
-      const served =
-        input.serving &&
-        servedGeneration(deps, { ...input, serving: input.serving }, work, {
-          get: () => progress,
-          set: (p) => (progress = { ...progress, ...p }),
-        });
+      const served = input.serving && servedGeneration(deps, { ...input, serving: input.serving }, work, progress);
       const answers: Record<string, string> = {};
       try {
         for (const bench of input.benchmarks) {
@@ -86,7 +81,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
               ...(input.conversationTemplate !== undefined && { conversation_template: input.conversationTemplate }),
               parent_pid: process.pid,
             };
-            progress = { name: input.name, benchmark: bench.name, done: 0, total: bench.prompts };
+            Object.assign(progress, { benchmark: bench.name, done: 0, total: bench.prompts });
             // `python -m pift.generate` on one config (answering, or one half of the served path).
             const generate: RunGenerate = async (suffix, fields, onEvent) => {
               const configPath = join(work, `${bench.name}${suffix}.config.json`);
@@ -100,7 +95,7 @@ export async function generateAnswers(deps: ActivityDeps, input: GenerateInput):
                 progressTimeoutMs: ms(input.progressTimeout as StringValue),
                 heartbeat: () => ctx.heartbeat(progress),
                 onEvent: (e) => {
-                  if (e.event === 'progress') progress = { ...progress, done: e.done, total: e.total };
+                  if (e.event === 'progress') Object.assign(progress, { done: e.done, total: e.total });
                   onEvent?.(e);
                 },
               });

@@ -1,6 +1,5 @@
 import { Context } from '@temporalio/activity';
 import ms, { type StringValue } from 'ms';
-import OpenAI from 'openai';
 import { join } from 'node:path';
 import type { ActivityDeps } from '../deps';
 import { whileHeartbeating } from '../heartbeat';
@@ -16,8 +15,6 @@ export type RunGenerate = (
   onEvent?: (e: TrainerEvent<'pift.generate'>) => void,
 ) => Promise<void>;
 
-type Progress = { done: number; total: number };
-
 /**
  * `evaluation.serving`: one model's benchmarks answered through a server the worker starts on the first benchmark that
  * needs it and stops with `stop()`, however the step ends. The server gets the very token ids `pift.generate` would
@@ -27,7 +24,8 @@ export function servedGeneration(
   deps: ActivityDeps,
   input: GenerateInput & { serving: NonNullable<GenerateInput['serving']> },
   work: string,
-  progress: { get: () => Progress; set: (p: Progress) => void },
+  /** The step's heartbeat details, which this keeps up to date. */
+  progress: { done: number; total: number },
 ) {
   const ctx = Context.current();
   const command = serveCommandFrom(deps.env);
@@ -40,7 +38,7 @@ export function servedGeneration(
       await generate('.prompts', { mode: 'prompts', prompts_file: promptsFile }, (e) => {
         if (e.event === 'done' && 'model_path' in e) ({ model_path: modelPath, dtype } = e);
       });
-      served ??= await startServer({
+      const server = (served ??= await startServer({
         command,
         modelPath: modelPath!,
         name: input.name,
@@ -49,27 +47,25 @@ export function servedGeneration(
         env: deps.env,
         startTimeoutMs: ms(input.serving.startTimeout as StringValue),
         startTimeoutText: `evaluation.serving.startTimeout (${input.serving.startTimeout})`,
+        requestTimeoutMs: ms(input.progressTimeout as StringValue),
         ...(!input.serving.allowOtherDtype && { dtype }),
-        heartbeat: () => ctx.heartbeat(progress.get()),
-      });
-      const server = served;
+        heartbeat: () => ctx.heartbeat(progress),
+      }));
       const completionsFile = join(work, `${bench.name}.completions.jsonl`);
       const prompts = await readServedPrompts(promptsFile);
-      await whileHeartbeating(progress.get, () =>
-        completeAll({
-          client: servingClient(server, input.progressTimeout),
-          model: server.name,
-          prompts,
-          completionsFile,
-          concurrency: input.serving.concurrency,
-          signal: ctx.cancellationSignal,
-          onDone: (done, total) => progress.set({ done, total }),
-          failure: server.requestFailure,
-        }).catch((err) => {
-          // An aborted request is the cancellation itself, reported as such.
-          if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
-          throw err;
-        }),
+      await whileHeartbeating(
+        () => progress,
+        () =>
+          completeAll({
+            client: server.client,
+            model: server.name,
+            prompts,
+            completionsFile,
+            concurrency: input.serving.concurrency,
+            signal: ctx.cancellationSignal,
+            onDone: (done, total) => Object.assign(progress, { done, total }),
+            failure: server.requestFailure,
+          }),
       );
       await generate('.answers', { mode: 'answers', completions_file: completionsFile });
     },
@@ -80,12 +76,3 @@ export function servedGeneration(
     stop: async () => served?.stop(),
   };
 }
-
-/** The started server's client: no key (it listens on loopback only), a request may take the progress timeout. */
-const servingClient = (served: ServedModel, progressTimeout: string) =>
-  new OpenAI({
-    baseURL: served.baseURL,
-    apiKey: 'unused',
-    maxRetries: 2,
-    timeout: ms(progressTimeout as StringValue),
-  });

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import pLimit from 'p-limit';
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { fromJsonl } from '../artifacts/jsonl';
@@ -56,53 +57,43 @@ export interface CompleteOptions {
 
 /**
  * Sends every prompt as token ids to the completions endpoint with the paper's decoding (greedy: temperature 0,
- * top_p 1) and each prompt's own budget, `concurrency` at a time. The first failure stops the rest.
+ * top_p 1) and each prompt's own budget, `concurrency` at a time. The first failure stops the rest; a cancellation
+ * (`signal`) stops them too, and is thrown as its reason rather than as an aborted request.
  */
 export async function completeAll(o: CompleteOptions): Promise<void> {
   const done = await keptCompletions(o.completionsFile);
   const pending = o.prompts.filter((p) => !done.has(JSON.stringify(p.id)));
   let finished = o.prompts.length - pending.length;
   o.onDone(finished, o.prompts.length);
-  const abort = new AbortController();
-  const stopAll = () => abort.abort(o.signal.reason);
-  o.signal.addEventListener('abort', stopAll, { once: true });
-  let next = 0;
-  const worker = async () => {
-    while (next < pending.length && !abort.signal.aborted) {
-      const prompt = pending[next++];
-      const response = await o.client.completions
-        .create(
-          { model: o.model, prompt: prompt.prompt, max_tokens: prompt.max_tokens, temperature: 0, top_p: 1 },
-          { signal: abort.signal },
-        )
-        .catch((err: unknown) => {
-          throw abort.signal.aborted ? err : o.failure(prompt.id, err);
-        });
-      const choice = response.choices[0];
-      if (!choice || response.usage === undefined) {
-        throw new Error(`the server's completion of prompt ${JSON.stringify(prompt.id)} has no choice or no usage`);
-      }
-      const record: ServedCompletion = {
-        id: prompt.id,
-        text: choice.text,
-        completion_tokens: response.usage.completion_tokens,
-        finish_reason: choice.finish_reason,
-      };
-      await appendFile(o.completionsFile, `${JSON.stringify(record)}\n`);
-      finished += 1;
-      o.onDone(finished, o.prompts.length);
+  const failed = new AbortController();
+  const signal = AbortSignal.any([o.signal, failed.signal]);
+  const complete = async (prompt: ServedPrompt) => {
+    if (signal.aborted) return;
+    const response = await o.client.completions
+      .create(
+        { model: o.model, prompt: prompt.prompt, max_tokens: prompt.max_tokens, temperature: 0, top_p: 1 },
+        { signal },
+      )
+      .catch((err: unknown) => {
+        throw signal.aborted ? err : o.failure(prompt.id, err);
+      });
+    const choice = response.choices[0];
+    if (!choice || response.usage === undefined) {
+      throw new Error(`the server's completion of prompt ${JSON.stringify(prompt.id)} has no choice or no usage`);
     }
+    const record: ServedCompletion = {
+      id: prompt.id,
+      text: choice.text,
+      completion_tokens: response.usage.completion_tokens,
+      finish_reason: choice.finish_reason,
+    };
+    await appendFile(o.completionsFile, `${JSON.stringify(record)}\n`);
+    finished += 1;
+    o.onDone(finished, o.prompts.length);
   };
-  try {
-    await Promise.all(
-      Array.from({ length: Math.min(o.concurrency, pending.length) }, () =>
-        worker().catch((err) => {
-          stopAll();
-          throw err;
-        }),
-      ),
-    );
-  } finally {
-    o.signal.removeEventListener('abort', stopAll);
-  }
+  const limit = pLimit(o.concurrency);
+  // The first failure aborts the requests in flight and the prompts not sent yet, and is what this throws (once every
+  // request has settled, so nothing is appended after it returns); a cancellation throws its own reason.
+  await Promise.all(pending.map((p) => limit(() => complete(p).catch((err: unknown) => failed.abort(err)))));
+  signal.throwIfAborted();
 }

@@ -1,5 +1,6 @@
 import { Context } from '@temporalio/activity';
-import { APIError } from 'openai';
+import OpenAI, { APIError } from 'openai';
+import type { Model } from 'openai/resources/models';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createInterface } from 'node:readline';
@@ -12,7 +13,8 @@ export const SERVE_COMMAND_SETTING = 'PIFT_SERVE_COMMAND';
 
 /** A server this activity started and owns: its endpoint, and how to end its whole process group. */
 export interface ServedModel {
-  baseURL: string;
+  /** Its client: no key (the server listens on loopback only). */
+  client: OpenAI;
   /** The model name requests give (the server's `--served-model-name`). */
   name: string;
   /** Who owns the model by `GET /v1/models` (`vllm`, `pift`), recorded with the answers. */
@@ -42,6 +44,8 @@ export interface ServeOptions {
   startTimeoutMs: number;
   /** How the timeout reads in an error: the setting and its value. */
   startTimeoutText: string;
+  /** How long one request to the started server may take (the step's progress timeout). */
+  requestTimeoutMs: number;
   /** The dtype `pift.generate` decodes in here: a server saying it decodes in another fails (absent: any is taken). */
   dtype?: string;
   heartbeat: () => void;
@@ -129,6 +133,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
   };
 
   const baseURL = `http://127.0.0.1:${port}/v1`;
+  const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 2, timeout: opts.requestTimeoutMs });
   const said = () => (tail.length ? `; it said:\n${tail.slice(-15).join('\n')}` : '');
   const requestFailure = (promptId: string | number, err: unknown): Error => {
     const what = err instanceof Error ? err.message : String(err);
@@ -160,7 +165,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
           TRIED,
         );
       }
-      const listed = await listedModel(baseURL, opts.name);
+      const listed = await listedModel(client, opts.name);
       if (listed !== undefined) {
         const dtype = servedDtype(listed.dtype, tail, command);
         if (opts.dtype && otherDtype(dtype, opts.dtype)) {
@@ -172,7 +177,7 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
             TRIED,
           );
         }
-        return { baseURL, name: opts.name, server: listed.owner, dtype, pid, stop, requestFailure };
+        return { client, name: opts.name, server: listed.owner, dtype, pid, stop, requestFailure };
       }
       if (Date.now() > deadline) {
         // A loaded host may just be slow: retried like any blip, and the last attempt's message says what to check.
@@ -191,20 +196,15 @@ export async function startServer(opts: ServeOptions): Promise<ServedModel> {
 }
 
 /** The model's `owned_by` (and `dtype`, where listed) once the server lists it; undefined while it is loading. */
-async function listedModel(baseURL: string, name: string): Promise<{ owner: string; dtype?: string } | undefined> {
-  try {
-    const response = await fetch(`${baseURL}/models`, { signal: AbortSignal.timeout(5_000) });
-    if (!response.ok) return undefined;
-    const body = (await response.json()) as { data?: { id?: string; owned_by?: string; dtype?: unknown }[] };
-    const model = body.data?.find((m) => m.id === name);
-    if (!model) return undefined;
-    return {
+async function listedModel(client: OpenAI, name: string): Promise<{ owner: string; dtype?: string } | undefined> {
+  const listing = await client.models.list({ timeout: 5_000, maxRetries: 0 }).catch(() => undefined);
+  const model = listing?.data.find((m) => m.id === name) as (Model & { dtype?: unknown }) | undefined;
+  return (
+    model && {
       owner: String(model.owned_by ?? 'unknown'),
       ...(typeof model.dtype === 'string' && { dtype: model.dtype }),
-    };
-  } catch {
-    return undefined;
-  }
+    }
+  );
 }
 
 /** See ServedModel.dtype. */

@@ -24,8 +24,6 @@ import type { Outcome } from '../results/verdict';
 import type { GenerateResult, ScoreAgreement, ScoreResult } from '../types';
 import { binIndex, isOpenScale, roundBinWidth } from '../results/histogram';
 
-export { lossSteps, type TrainingCurve } from '../artifacts/training-curves';
-
 export interface ScoreBin {
   /** `low <= score < high` (the last bin also holds its upper edge). */
   low: number;

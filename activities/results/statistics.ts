@@ -29,8 +29,8 @@ export interface StoredVerdict {
   reasks?: number;
 }
 
-export const STATISTICS_DEFAULTS = { resamples: 2000, level: 0.95, seed: 3517 } as const;
-export type StatisticsOptions = { resamples?: number; level?: number; seed?: number };
+/** The bootstrap every run's statistics are drawn with (results.json records it beside them). */
+const BOOTSTRAP = { resamples: 2000, level: 0.95, seed: 3517 } as const;
 
 export interface WinRateInterval {
   low: number;
@@ -192,9 +192,8 @@ export function winRateStatistics(
     model: string;
     perBenchmark: ReadonlyArray<{ benchmark: string; verdicts: readonly StoredVerdict[] }>;
   }>,
-  options: StatisticsOptions = {},
 ): WinRateStatistics {
-  const { resamples, level, seed } = { ...STATISTICS_DEFAULTS, ...options };
+  const { resamples, level, seed } = BOOTSTRAP;
   const at = (...names: string[]) => ({ resamples, level, seed: streamSeed(seed, ...names) });
   return {
     method: STATISTICS_METHOD,
