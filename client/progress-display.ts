@@ -21,13 +21,14 @@ export interface WorkProgress {
 
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
-/** Each kind of count an activity's heartbeat carries: the field that counts, and the unit shown with it. */
+/** Each kind of count an activity's heartbeat carries: the fields that count, and the unit shown with it. */
 const COUNTS = {
-  training: { field: 'step', unit: 'step' },
-  judging: { field: 'judged', unit: 'judgments' },
-  scoring: { field: 'scored', unit: 'rows scored' },
-  generation: { field: 'done', unit: 'prompts' },
+  training: { field: 'step', of: 'totalSteps', unit: 'step' },
+  judging: { field: 'judged', of: 'total', unit: 'judgments' },
+  scoring: { field: 'scored', of: 'total', unit: 'rows scored' },
+  generation: { field: 'done', of: 'total', unit: 'prompts' },
 } as const;
+const KINDS = Object.keys(COUNTS) as WorkProgress['kind'][];
 
 /**
  * The progress in an activity's heartbeat details: the trainer's step (trainStage), prompts answered of a benchmark
@@ -36,24 +37,18 @@ const COUNTS = {
 export function workProgress(a: { name: string; details?: unknown }): WorkProgress | undefined {
   const d = a.details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null) return undefined;
-  if (isNum(d.step) && isNum(d.totalSteps)) {
-    const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => isNum(d[k]));
-    return {
-      name: typeof d.name === 'string' ? d.name : a.name,
-      kind: 'training',
-      done: d.step,
-      total: d.totalSteps,
-      ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
-    };
-  }
-  const kind = (['judging', 'scoring', 'generation'] as const).find((k) => isNum(d[COUNTS[k].field]) && isNum(d.total));
+  const kind = KINDS.find((k) => isNum(d[COUNTS[k].field]) && isNum(d[COUNTS[k].of]));
   if (kind === undefined) return undefined;
+  // Only the trainer names its run in its heartbeat (older runs' trainings have numeric activity ids), with its rates.
+  const training = kind === 'training';
+  const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => training && isNum(d[k]));
   const benchmark = kind === 'generation' && typeof d.benchmark === 'string' && d.benchmark ? d.benchmark : undefined;
   return {
-    name: a.name,
+    name: training && typeof d.name === 'string' ? d.name : a.name,
     kind,
     done: d[COUNTS[kind].field] as number,
-    total: d.total as number,
+    total: d[COUNTS[kind].of] as number,
+    ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
     ...(benchmark && { benchmark }),
   };
 }
