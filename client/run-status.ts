@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { failureDetail, FailureType, failureTypeOf } from '../common/failures';
-import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
+import { describeProgress, describeWaiting, describeWork, workProgress } from './progress-display';
 import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 import { runStartInput } from './start-run';
 import {
@@ -61,8 +61,8 @@ function describeActivity(a: RunningActivity): string {
   // A training's count without its rate and time left: `trainer step 40/120 loss 1.235`.
   const count = w && describeWork({ ...w, tokensPerSecond: undefined, etaSeconds: undefined }).slice(w.name.length);
   if (w) line += ` |${w.kind === 'training' ? ' trainer' : ''}${count}`;
-  const waiting = waitingOf(a.details);
-  if (waiting) line += `\n  ${describeWaiting(waiting)}`;
+  const waiting = describeWaiting(a.details);
+  if (waiting) line += `\n  ${waiting}`;
   if (a.lastFailure)
     line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;
   return line;
