@@ -18,7 +18,7 @@ import { formatRuns, listRuns } from './list-runs';
 import { buildInput, type InputOptions } from './input-file';
 import { followProgress } from './progress-display';
 import { innermostMessage } from './run-progress';
-import { failureHint, formatStatus, idleWorkers, runFailureOf, runStatus, workerLines } from './run-status';
+import { failureHint, formatStatus, idleWorkers, runFailureOf, runStatus, typed, workerLines } from './run-status';
 import { newRunId, resumeRun, startRun, uiLink, type StartedRun } from './start-run';
 import { validateInput } from './validate-input';
 
@@ -58,8 +58,7 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       const failure = runFailureOf(err);
-      const type = failure.type ? `${failure.type}: ` : '';
-      console.error(`\nrun ${run.runId} failed: ${type}${failure.message}\nnext: ${failureHint(run.runId, failure)}`);
+      console.error(`\nrun ${run.runId} failed: ${typed(failure)}\nnext: ${failureHint(run.runId, failure)}`);
       process.exitCode = 1;
       return;
     }

@@ -53,6 +53,9 @@ export function failureHint(runId: string, failure: RunFailure | undefined): str
   return hints[failure?.type ?? ''] ?? `resume it with: ${resume}`;
 }
 
+/** `BadInput: data.jsonl line 2: missing "output"`. */
+export const typed = (f: { type?: string; message: string }): string => `${f.type ? `${f.type}: ` : ''}${f.message}`;
+
 function describeActivity(a: RunningActivity): string {
   const attempts = a.maximumAttempts > 0 ? `${a.attempt}/${a.maximumAttempts}` : `${a.attempt}`;
   const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
@@ -63,8 +66,7 @@ function describeActivity(a: RunningActivity): string {
   if (w) line += ` |${w.kind === 'training' ? ' trainer' : ''}${count}`;
   const waiting = describeWaiting(a.details);
   if (waiting) line += `\n  ${waiting}`;
-  if (a.lastFailure)
-    line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;
+  if (a.lastFailure) line += `\n  last failure: ${typed(a.lastFailure)}`;
   return line;
 }
 
@@ -77,12 +79,9 @@ export function formatStatus(s: RunStatus): string {
   if (closed && s.progress.finished.length) lines.push(`done: ${s.progress.finished.join(', ')}`);
   for (const a of s.progress.activities) lines.push(describeActivity(a));
   lines.push(...workerLines(s));
-  if (s.failure) {
-    lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
+  if (s.failure) lines.push(`failed: ${typed(s.failure)}`);
+  if (s.failure || ['CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(s.progress.status))
     lines.push(`next: ${failureHint(s.runId, s.failure)}`);
-  } else if (['CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(s.progress.status)) {
-    lines.push(`next: ${failureHint(s.runId, undefined)}`);
-  }
   return lines.join('\n');
 }
 
