@@ -14,6 +14,7 @@ import {
   type RunStatus,
 } from '../client/run-status';
 import { runningActivities, type RunProgress } from '../client/run-progress';
+import { failedStep } from '../client/list-runs';
 import { FailureType, toTemporalFailure, WorkerMisconfiguredError } from '../common/failures';
 
 const converter = loadDataConverter();
@@ -99,7 +100,14 @@ describe('pift status', () => {
   const failedRun = (cause: ApplicationFailure) =>
     new WorkflowFailedError(
       'Workflow execution failed',
-      new ActivityFailure('Activity task failed', 'scoreDifficulty', '5', RetryState.NON_RETRYABLE_FAILURE, 'w', cause),
+      new ActivityFailure(
+        'Activity task failed',
+        'scoreDifficulty',
+        'score',
+        RetryState.NON_RETRYABLE_FAILURE,
+        'w',
+        cause,
+      ),
       RetryState.NON_RETRYABLE_FAILURE,
     );
 
@@ -239,6 +247,19 @@ describe('pift status', () => {
     });
     assert.match(text, /^stopped at: cancelled$/m);
     assert.doesNotMatch(text, /stage-2 \(2\/3\)/);
+  });
+
+  it('lists a failed run by the activity whose failure ended it, else as failed in validate', async () => {
+    const clientFailingWith = (err: Error) =>
+      ({ workflow: { getHandle: () => ({ result: () => Promise.reject(err) }) } }) as unknown as Client;
+    const scoring = failedRun(ApplicationFailure.create({ message: 'endpoint refused', type: 'WorkerMisconfigured' }));
+    assert.equal(await failedStep(clientFailingWith(scoring), 'r1'), 'score');
+    const invalid = new WorkflowFailedError(
+      'Workflow execution failed',
+      ApplicationFailure.create({ message: 'input.stages.count: must be >= 1', type: FailureType.BadInput }),
+      RetryState.NON_RETRYABLE_FAILURE,
+    );
+    assert.equal(await failedStep(clientFailingWith(invalid), 'r1'), 'validate');
   });
 
   it('unparseable scores suggest another model or a wider limit, not resume', () => {
