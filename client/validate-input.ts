@@ -35,16 +35,6 @@ export interface ValidateOptions {
 /** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
 const BEFORE_START_LIMIT_MS = 20_000;
 
-/** Awaits `work`, telling `opts.progress` every 2 s how far the reading of the rows is (a large dataset takes minutes). */
-async function watched<T>(work: Promise<T>, progress: CheckProgress, opts: ValidateOptions): Promise<T> {
-  const ticker = opts.progress && setInterval(() => opts.progress!(progress), 2_000);
-  try {
-    return await work;
-  } finally {
-    clearInterval(ticker);
-  }
-}
-
 /** Rejects after `ms`, without keeping the process alive for it. */
 const noAnswerWithin = (ms: number) =>
   sleep(ms, undefined, { ref: false }).then(() => Promise.reject(new Error(`no answer within ${ms / 1000} s`)));
@@ -58,13 +48,10 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
   // The workers' rule, with this process's environment: PIFT_FILE_ROOTS, else the same default folders.
   const deps = depsFromEnv(opts.env);
   const { fileRoots } = deps;
+  parseInputLocations(cfg, opts.env, fileRoots);
   const checks: PreflightCheck[] = [
     { field: 'input', checked: 'matches the schema; defaults filled; no key-shaped value' },
     { field: 'input.runId', checked: cfg.runId },
-  ];
-  const skipped: string[] = [];
-  parseInputLocations(cfg, opts.env, fileRoots);
-  checks.push(
     { field: 'URIs', checked: 'every URI parses and uses a supported scheme' },
     {
       field: FILE_ROOTS_SETTING,
@@ -72,7 +59,8 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
         `local locations are under ${fileRoots.length ? fileRoots.join(delimiter) : 'none'} ` +
         `(${opts.env[FILE_ROOTS_SETTING] === undefined ? 'the default folders' : 'as set'} here; each worker applies its own)`,
     },
-  );
+  ];
+  const skipped: string[] = [];
   const full = opts.mode === 'full';
   if (!full && opts.io === false) return { checks, skipped: ['store and data checks (--no-check)'] };
   const progress: CheckProgress = { rows: 0 };
@@ -84,12 +72,15 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     progress,
     ...(read && { onRow: read.row, onPrompt: read.prompt }),
   });
+  // Every 2 s, how far the reading of the rows is: a large dataset takes minutes.
+  const ticker = opts.progress && setInterval(() => opts.progress!(progress), 2_000);
   try {
-    const limit = full ? [] : [noAnswerWithin(BEFORE_START_LIMIT_MS)];
-    checks.push(...(await watched(Promise.race([check, ...limit]), progress, opts)).checks);
+    checks.push(...(await Promise.race([check, ...(full ? [] : [noAnswerWithin(BEFORE_START_LIMIT_MS)])])).checks);
   } catch (err) {
     if (full || err instanceof InvalidDataError) throw err;
     skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
+  } finally {
+    clearInterval(ticker);
   }
   if (!read) return { checks, skipped };
   // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
