@@ -1,7 +1,8 @@
 import type { Client } from '@temporalio/client';
 import { failureDetail, FailureType, failureTypeOf } from '../common/failures';
 import { describeProgress, describeWaiting, describeWork, workProgress } from './progress-display';
-import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
+import { unpolledQueues, type NeededQueue } from './queue-pollers';
+import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
 import { runStartInput } from './start-run';
 import {
   innermostMessage,
@@ -117,7 +118,11 @@ export const workerLines = (s: Pick<RunStatus, 'busy' | 'unpolled'>): string[] =
   ...(s.busy ?? []).map(
     (q) => `busy: every worker slot on ${q.queue} is taken by ${q.by ? `run ${q.by}` : 'this run'}'s running work`,
   ),
-  ...s.unpolled.map((q) => `warning: ${noWorkerMessage(q)}`),
+  ...s.unpolled.map(({ queue, kind }) => {
+    const usual = kind === 'cpu' ? CPU_TASK_QUEUE : GPU_TASK_QUEUE;
+    const override = queue === usual ? '' : ` and PIFT_${kind.toUpperCase()}_TASK_QUEUE=${queue}`;
+    return `warning: no worker is polling ${queue}: start one with npm run worker:${kind}${override}`;
+  }),
 ];
 
 /**

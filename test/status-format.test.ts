@@ -216,6 +216,23 @@ describe('pift status', () => {
     assert.doesNotMatch(text, /no worker is polling/);
   });
 
+  it('names the variable that points a worker at a queue other than the usual one', () => {
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'u',
+      progress: progressWith({}),
+      unpolled: [
+        { queue: 'pift-cpu', kind: 'cpu' },
+        { queue: 'my-gpu', kind: 'gpu' },
+      ],
+    });
+    assert.match(text, /^warning: no worker is polling pift-cpu: start one with npm run worker:cpu$/m);
+    assert.match(
+      text,
+      /^warning: no worker is polling my-gpu: start one with npm run worker:gpu and PIFT_GPU_TASK_QUEUE=my-gpu$/m,
+    );
+  });
+
   it('an export-only run needs no GPU queue', async () => {
     const input = { dataset: 'd.jsonl', training: { mode: 'export-only' } };
     const client = {
