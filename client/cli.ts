@@ -6,15 +6,19 @@
  */
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { Command } from 'commander';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { buildRunReport } from '../activities/report/write-report';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import type { PipelineInput } from '../common/input';
+import { openStore } from '../store';
+import type { PipelineResult } from '../workflows';
 import { temporalConfigFromEnv } from '../workers/config';
 import { formatRuns, listRuns } from './list-runs';
 import { buildInput, type InputOptions } from './input-file';
 import { followProgress } from './progress-display';
-import { storeOfRun, writeLocalReport } from './run-report';
 import { innermostMessage } from './run-progress';
-import { failureHint, formatStatus, idleWorkers, runFailureOf, runStatus, workerLines } from './run-status';
+import { failureHint, formatStatus, idleWorkers, runFailureOf, runStatus, typed, workerLines } from './run-status';
 import { newRunId, resumeRun, startRun, uiLink, type StartedRun } from './start-run';
 import { validateInput } from './validate-input';
 
@@ -54,8 +58,7 @@ async function waitAndReport(client: Client, run: StartedRun, wait: boolean): Pr
   } catch (err) {
     if (err instanceof WorkflowFailedError) {
       const failure = runFailureOf(err);
-      const type = failure.type ? `${failure.type}: ` : '';
-      console.error(`\nrun ${run.runId} failed: ${type}${failure.message}\nnext: ${failureHint(run.runId, failure)}`);
+      console.error(`\nrun ${run.runId} failed: ${typed(failure)}\nnext: ${failureHint(run.runId, failure)}`);
       process.exitCode = 1;
       return;
     }
@@ -178,16 +181,29 @@ program
   .option('--store <uri>', "the run's store (default: the one its result names, else PIFT_STORE, else .pift/store)")
   .option('--out <dir>', 'folder to write to (default: .pift/reports/<runId>)')
   .action(async (runId: string, opts: { store?: string; out?: string }) => {
+    const started = Date.now();
     // The store the run itself used, when Temporal knows the run; a run from another cluster needs --store.
     const store =
       opts.store ??
       (await withClient((client) => storeOfRun(client, runId)).catch(() => undefined)) ??
       process.env.PIFT_STORE ??
       '.pift/store';
-    const report = await writeLocalReport(store, runId, opts.out ?? `.pift/reports/${runId}`);
-    console.log(report.table);
-    console.log(`report of ${runId} (from ${store}, ${report.ms} ms):\n  ${report.htmlPath}\n  ${report.markdownPath}`);
+    // Built from the run's artifacts, so runs finished before the report step existed get one too.
+    const { markdown, html, table } = await buildRunReport(openStore(store, process.env), runId);
+    const dir = resolve(opts.out ?? `.pift/reports/${runId}`);
+    await mkdir(dir, { recursive: true });
+    const [md, page] = [join(dir, 'report.md'), join(dir, 'report.html')];
+    await Promise.all([writeFile(md, markdown), writeFile(page, html)]);
+    console.log(table);
+    console.log(`report of ${runId} (from ${store}, ${Date.now() - started} ms):\n  ${page}\n  ${md}`);
   });
+
+/** The store a completed run wrote to, as its result names it; undefined when the run is not completed. */
+async function storeOfRun(client: Client, runId: string): Promise<string | undefined> {
+  const handle = client.workflow.getHandle(runId);
+  if ((await handle.describe()).status.name !== 'COMPLETED') return undefined;
+  return ((await handle.result()) as PipelineResult).store;
+}
 
 program.parseAsync().catch((err) => {
   // Exit status 2: an input that cannot run as given (`validate`, `run`); the message names what to fix.

@@ -1,8 +1,6 @@
 export * from './start-run';
 export { describeProgress, followProgress, runningWork, workProgress, type WorkProgress } from './progress-display';
-export { writeLocalReport, type LocalReport } from './run-report';
 export { runProgress, type RunProgress, type RunningActivity } from './run-progress';
 export { runStatus, formatStatus, failureHint, runFailureOf, type RunStatus, type RunFailure } from './run-status';
-export { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
 export { listRuns, formatRuns, type RunSummary } from './list-runs';
 export type { PipelineInput } from '../common/input';

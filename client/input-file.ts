@@ -17,16 +17,13 @@ export const asUri = (pathOrUri: string) =>
 
 /** Reads an input file; a file that is not one JSON object is named, its content never echoed. */
 export function readInputFile(file: string): Partial<PipelineInput> {
-  let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    return JSON.parse(readFileSync(file, 'utf8')) as Partial<PipelineInput>;
   } catch (err) {
-    throw new InvalidDataError(`--input ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`, { file });
-  }
-  try {
-    return JSON.parse(text) as Partial<PipelineInput>;
-  } catch (err) {
-    throw new InvalidDataError(`--input ${file}: not valid JSON (${(err as Error).message})`, { file });
+    // Only a failed read carries an error code; a parse error's message names the position, not the content.
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code ? `cannot read it (${code})` : `not valid JSON (${(err as Error).message})`;
+    throw new InvalidDataError(`--input ${file}: ${why}`, { file });
   }
 }
 

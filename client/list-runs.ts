@@ -1,4 +1,4 @@
-import type { Client } from '@temporalio/client';
+import { ActivityFailure, type Client } from '@temporalio/client';
 import { PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
 
 export interface RunSummary {
@@ -11,21 +11,18 @@ export interface RunSummary {
 }
 
 /**
- * The step a failed run failed in: the activity whose failure ended it, as its history has it (the search attribute
- * only says `failed`). Failures before any activity (the input's own check) are the `validate` step's.
+ * The step a failed run failed in: the activity whose failure ended it, as the run's failure names it (the search
+ * attribute only says `failed`), through a child workflow too. Failures of no activity (the input's own check) are
+ * the `validate` step's.
  */
 export async function failedStep(client: Client, runId: string): Promise<string> {
-  const history = await client.workflow.getHandle(runId).fetchHistory();
-  const events = history.events ?? [];
-  const scheduled = new Map<string, string>();
-  let step = 'validate';
-  for (const e of events) {
-    const s = e.activityTaskScheduledEventAttributes;
-    if (s) scheduled.set(String(e.eventId), s.activityId ?? s.activityType?.name ?? 'activity');
-    const failed = e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
-    if (failed) step = scheduled.get(String(failed.scheduledEventId)) ?? step;
+  try {
+    await client.workflow.getHandle(runId).result();
+  } catch (failure) {
+    for (let e: unknown = failure; e; e = (e as { cause?: unknown }).cause)
+      if (e instanceof ActivityFailure) return e.activityId ?? e.activityType ?? 'activity';
   }
-  return step;
+  return 'validate';
 }
 
 /** The most recent Phased IFT runs in the namespace, newest first (the server's visibility store). */

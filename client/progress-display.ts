@@ -21,13 +21,14 @@ export interface WorkProgress {
 
 const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
-/** Each kind of count an activity's heartbeat carries: the field that counts, and the unit shown with it. */
+/** Each kind of count an activity's heartbeat carries: the fields that count, and the unit shown with it. */
 const COUNTS = {
-  training: { field: 'step', unit: 'step' },
-  judging: { field: 'judged', unit: 'judgments' },
-  scoring: { field: 'scored', unit: 'rows scored' },
-  generation: { field: 'done', unit: 'prompts' },
+  training: { field: 'step', of: 'totalSteps', unit: 'step' },
+  judging: { field: 'judged', of: 'total', unit: 'judgments' },
+  scoring: { field: 'scored', of: 'total', unit: 'rows scored' },
+  generation: { field: 'done', of: 'total', unit: 'prompts' },
 } as const;
+const KINDS = Object.keys(COUNTS) as WorkProgress['kind'][];
 
 /**
  * The progress in an activity's heartbeat details: the trainer's step (trainStage), prompts answered of a benchmark
@@ -36,24 +37,18 @@ const COUNTS = {
 export function workProgress(a: { name: string; details?: unknown }): WorkProgress | undefined {
   const d = a.details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null) return undefined;
-  if (isNum(d.step) && isNum(d.totalSteps)) {
-    const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => isNum(d[k]));
-    return {
-      name: typeof d.name === 'string' ? d.name : a.name,
-      kind: 'training',
-      done: d.step,
-      total: d.totalSteps,
-      ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
-    };
-  }
-  const kind = (['judging', 'scoring', 'generation'] as const).find((k) => isNum(d[COUNTS[k].field]) && isNum(d.total));
+  const kind = KINDS.find((k) => isNum(d[COUNTS[k].field]) && isNum(d[COUNTS[k].of]));
   if (kind === undefined) return undefined;
+  // Only the trainer names its run in its heartbeat (older runs' trainings have numeric activity ids), with its rates.
+  const training = kind === 'training';
+  const numbers = (['loss', 'tokensPerSecond', 'etaSeconds'] as const).filter((k) => training && isNum(d[k]));
   const benchmark = kind === 'generation' && typeof d.benchmark === 'string' && d.benchmark ? d.benchmark : undefined;
   return {
-    name: a.name,
+    name: training && typeof d.name === 'string' ? d.name : a.name,
     kind,
     done: d[COUNTS[kind].field] as number,
-    total: d.total as number,
+    total: d[COUNTS[kind].of] as number,
+    ...Object.fromEntries(numbers.map((k) => [k, d[k]])),
     ...(benchmark && { benchmark }),
   };
 }
@@ -90,33 +85,21 @@ export function runningWork(p: ProgressView): WorkProgress[] {
   return Object.values(p.training ?? {}).flatMap((t) => workProgress({ name: t.name, details: t }) ?? []);
 }
 
-/** An outage a step is waiting out, from its heartbeat (store/outage.ts): what, since when, why, until when. */
-export interface Waiting {
-  waitingFor: string;
-  since?: Date;
-  giveUpAt?: Date;
-  lastError?: string;
-}
-
-export function waitingOf(details: unknown): Waiting | undefined {
+/**
+ * The outage a step is waiting out, from its heartbeat (store/outage.ts): `waiting for the LLM endpoint … for 6m00s
+ * (Request timed out.); gives up in 1h54m (PIFT_OUTAGE_TOLERANCE)`; undefined when it waits for nothing.
+ */
+export function describeWaiting(details: unknown, now = Date.now()): string | undefined {
   const d = details as Record<string, unknown> | undefined;
   if (typeof d !== 'object' || d === null || typeof d.waitingFor !== 'string') return undefined;
-  const dates = (['since', 'giveUpAt'] as const).filter((k) => !Number.isNaN(Date.parse(d[k] as string)));
-  return {
-    waitingFor: d.waitingFor,
-    ...Object.fromEntries(dates.map((k) => [k, new Date(d[k] as string)])),
-    ...(typeof d.lastError === 'string' ? { lastError: d.lastError } : {}),
-  };
-}
-
-/** `waiting for the LLM endpoint … for 6m00s (Request timed out.); gives up in 1h54m (PIFT_OUTAGE_TOLERANCE)`. */
-export function describeWaiting(w: Waiting, now = Date.now()): string {
-  const since = w.since ? ` for ${formatEta((now - w.since.getTime()) / 1000)}` : '';
-  const why = w.lastError ? ` (${w.lastError})` : '';
-  const left = w.giveUpAt
-    ? `; gives up in ${formatEta((w.giveUpAt.getTime() - now) / 1000)} (PIFT_OUTAGE_TOLERANCE)`
-    : '';
-  return `waiting for ${w.waitingFor}${since}${why}${left}`;
+  // Seconds from now to a date of the heartbeat; NaN when it has none.
+  const from = (k: 'since' | 'giveUpAt') => (Date.parse(d[k] as string) - now) / 1000;
+  const since = Number.isNaN(from('since')) ? '' : ` for ${formatEta(-from('since'))}`;
+  const why = typeof d.lastError === 'string' ? ` (${d.lastError})` : '';
+  const left = Number.isNaN(from('giveUpAt'))
+    ? ''
+    : `; gives up in ${formatEta(from('giveUpAt'))} (PIFT_OUTAGE_TOLERANCE)`;
+  return `waiting for ${d.waitingFor}${since}${why}${left}`;
 }
 
 /**
@@ -130,8 +113,8 @@ function headline(p: ProgressView, now: number): string {
   const queued = (p.activities ?? []).filter((a) => a.state === 'scheduled');
   if (started.length + queued.length === 0) return `${p.step}${p.stage && p.stages ? ` (${p.stage}/${p.stages})` : ''}`;
   const running = started.map((a) => {
-    const waiting = waitingOf(a.details);
-    return `${a.name}${stageOf(a.name)}${waiting ? ` ${describeWaiting(waiting, now)}` : ''}`;
+    const waiting = describeWaiting(a.details, now);
+    return `${a.name}${stageOf(a.name)}${waiting ? ` ${waiting}` : ''}`;
   });
   const queues = [...new Set(queued.map((a) => a.taskQueue).filter(Boolean))];
   const where = queues.length ? ` on ${queues.join(', ')}` : '';

@@ -1,8 +1,7 @@
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
 
-/** A task queue a run needs, and the worker command that polls it. */
+/** A task queue a run needs, and the kind of worker (`npm run worker:KIND`) that polls it. */
 export interface NeededQueue {
   queue: string;
   kind: 'cpu' | 'gpu';
@@ -41,11 +40,4 @@ async function isPolled(client: Client, { queue, kind }: NeededQueue): Promise<b
 export async function unpolledQueues(client: Client, needed: NeededQueue[]): Promise<NeededQueue[]> {
   const polled = await Promise.all(needed.map((n) => isPolled(client, n)));
   return needed.filter((_, i) => !polled[i]);
-}
-
-export function noWorkerMessage(n: NeededQueue): string {
-  const [variable, usual] =
-    n.kind === 'cpu' ? ['PIFT_CPU_TASK_QUEUE', CPU_TASK_QUEUE] : ['PIFT_GPU_TASK_QUEUE', GPU_TASK_QUEUE];
-  const override = n.queue === usual ? '' : ` and ${variable}=${n.queue}`;
-  return `no worker is polling ${n.queue}: start one with npm run worker:${n.kind}${override}`;
 }

@@ -1,10 +1,14 @@
-import type { Client, WorkflowClient, WorkflowExecutionDescription } from '@temporalio/client';
+import {
+  decodePendingActivityState,
+  type Client,
+  type WorkflowClient,
+  type WorkflowExecutionDescription,
+} from '@temporalio/client';
 import type { LoadedDataConverter } from '@temporalio/common';
 import {
   decodeArrayFromPayloads,
   decodeOptionalFailureToOptionalError,
 } from '@temporalio/common/lib/internal-non-workflow';
-import { temporal } from '@temporalio/proto';
 import type { TrainerProgress } from '../activities/types';
 import { PIFT_STEP } from '../common/constants';
 import { failureTypeOf } from '../common/failures';
@@ -38,16 +42,6 @@ export interface RunProgress extends Progress {
   training: Record<string, TrainerProgress>;
 }
 
-type RawDescription = temporal.api.workflowservice.v1.IDescribeWorkflowExecutionResponse;
-const State = temporal.api.enums.v1.PendingActivityState;
-const stateNames: Record<number, string> = {
-  [State.PENDING_ACTIVITY_STATE_SCHEDULED]: 'scheduled',
-  [State.PENDING_ACTIVITY_STATE_STARTED]: 'started',
-  [State.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED]: 'cancel requested',
-  [State.PENDING_ACTIVITY_STATE_PAUSED]: 'paused',
-  [State.PENDING_ACTIVITY_STATE_PAUSE_REQUESTED]: 'pause requested',
-};
-
 const isTrainerProgress = (d: unknown): d is TrainerProgress =>
   typeof d === 'object' && d !== null && typeof (d as TrainerProgress).name === 'string' && 'totalSteps' in d;
 
@@ -56,7 +50,7 @@ const tsToDate = (t?: { seconds?: unknown; nanos?: number | null } | null): Date
 
 /** The pending activities of a describe() response, with heartbeat details and last failures decoded. */
 export async function runningActivities(
-  raw: RawDescription,
+  raw: WorkflowExecutionDescription['raw'],
   converter: LoadedDataConverter,
 ): Promise<RunningActivity[]> {
   return Promise.all(
@@ -70,7 +64,7 @@ export async function runningActivities(
         name: named ?? (isTrainerProgress(details) ? details.name : type),
         type,
         taskQueue: a.activityOptions?.taskQueue?.name ?? undefined,
-        state: stateNames[a.state ?? 0] ?? 'pending',
+        state: decodePendingActivityState(a.state)?.toLowerCase().replace('_', ' ') ?? 'pending',
         attempt: a.attempt ?? 1,
         maximumAttempts: a.maximumAttempts ?? 0,
         ...(failure ? { lastFailure: { type: failureTypeOf(failure), message: innermostMessage(failure) } } : {}),

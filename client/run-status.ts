@@ -1,7 +1,8 @@
 import type { Client } from '@temporalio/client';
 import { failureDetail, FailureType, failureTypeOf } from '../common/failures';
-import { describeProgress, describeWaiting, describeWork, waitingOf, workProgress } from './progress-display';
-import { unpolledQueues, noWorkerMessage, type NeededQueue } from './queue-pollers';
+import { describeProgress, describeWaiting, describeWork, workProgress } from './progress-display';
+import { unpolledQueues, type NeededQueue } from './queue-pollers';
+import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
 import { runStartInput } from './start-run';
 import {
   innermostMessage,
@@ -53,6 +54,9 @@ export function failureHint(runId: string, failure: RunFailure | undefined): str
   return hints[failure?.type ?? ''] ?? `resume it with: ${resume}`;
 }
 
+/** `BadInput: data.jsonl line 2: missing "output"`. */
+export const typed = (f: { type?: string; message: string }): string => `${f.type ? `${f.type}: ` : ''}${f.message}`;
+
 function describeActivity(a: RunningActivity): string {
   const attempts = a.maximumAttempts > 0 ? `${a.attempt}/${a.maximumAttempts}` : `${a.attempt}`;
   const where = a.taskQueue ? ` on ${a.taskQueue}` : '';
@@ -61,10 +65,9 @@ function describeActivity(a: RunningActivity): string {
   // A training's count without its rate and time left: `trainer step 40/120 loss 1.235`.
   const count = w && describeWork({ ...w, tokensPerSecond: undefined, etaSeconds: undefined }).slice(w.name.length);
   if (w) line += ` |${w.kind === 'training' ? ' trainer' : ''}${count}`;
-  const waiting = waitingOf(a.details);
-  if (waiting) line += `\n  ${describeWaiting(waiting)}`;
-  if (a.lastFailure)
-    line += `\n  last failure: ${a.lastFailure.type ? `${a.lastFailure.type}: ` : ''}${a.lastFailure.message}`;
+  const waiting = describeWaiting(a.details);
+  if (waiting) line += `\n  ${waiting}`;
+  if (a.lastFailure) line += `\n  last failure: ${typed(a.lastFailure)}`;
   return line;
 }
 
@@ -77,12 +80,9 @@ export function formatStatus(s: RunStatus): string {
   if (closed && s.progress.finished.length) lines.push(`done: ${s.progress.finished.join(', ')}`);
   for (const a of s.progress.activities) lines.push(describeActivity(a));
   lines.push(...workerLines(s));
-  if (s.failure) {
-    lines.push(`failed: ${s.failure.type ? `${s.failure.type}: ` : ''}${s.failure.message}`);
+  if (s.failure) lines.push(`failed: ${typed(s.failure)}`);
+  if (s.failure || ['CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(s.progress.status))
     lines.push(`next: ${failureHint(s.runId, s.failure)}`);
-  } else if (['CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(s.progress.status)) {
-    lines.push(`next: ${failureHint(s.runId, undefined)}`);
-  }
   return lines.join('\n');
 }
 
@@ -118,7 +118,11 @@ export const workerLines = (s: Pick<RunStatus, 'busy' | 'unpolled'>): string[] =
   ...(s.busy ?? []).map(
     (q) => `busy: every worker slot on ${q.queue} is taken by ${q.by ? `run ${q.by}` : 'this run'}'s running work`,
   ),
-  ...s.unpolled.map((q) => `warning: ${noWorkerMessage(q)}`),
+  ...s.unpolled.map(({ queue, kind }) => {
+    const usual = kind === 'cpu' ? CPU_TASK_QUEUE : GPU_TASK_QUEUE;
+    const override = queue === usual ? '' : ` and PIFT_${kind.toUpperCase()}_TASK_QUEUE=${queue}`;
+    return `warning: no worker is polling ${queue}: start one with npm run worker:${kind}${override}`;
+  }),
 ];
 
 /**

@@ -1,5 +1,6 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { delimiter, join } from 'node:path';
 import { depsFromEnv } from '../activities/deps';
 import { checkModel } from '../activities/python/check-model';
@@ -12,11 +13,10 @@ import {
 } from '../activities/validate/check-input';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
-import type { PipelineInput, ResolvedInput } from '../common/input';
+import type { PipelineInput } from '../common/input';
 import { FILE_ROOTS_SETTING } from '../store';
 
 export interface Validation {
-  cfg: ResolvedInput;
   checks: PreflightCheck[];
   /** Checks that could not run here, and why; the run's workers make them again. */
   skipped: string[];
@@ -39,22 +39,9 @@ export interface ValidateOptions {
 /** `run` does not hang on a store this machine cannot reach: the workers check again anyway. */
 const BEFORE_START_LIMIT_MS = 20_000;
 
-/**
- * Awaits `work`, telling `report` every 2 s how far the reading of the rows is (a large dataset takes minutes), and
- * gives up after `limitMs` when given.
- */
-async function watched<T>(work: Promise<T>, progress: CheckProgress, opts: ValidateOptions, limitMs?: number) {
-  const timers = [opts.progress && setInterval(() => opts.progress!(progress), 2_000)];
-  const limit = new Promise<never>((_, reject) => {
-    const error = () => reject(new Error(`no answer within ${limitMs! / 1000} s`));
-    if (limitMs !== undefined) timers.push(setTimeout(error, limitMs));
-  });
-  try {
-    return await Promise.race([work, limit]);
-  } finally {
-    timers.forEach(clearTimeout);
-  }
-}
+/** Rejects after `ms`, without keeping the process alive for it. */
+const noAnswerWithin = (ms: number) =>
+  sleep(ms, undefined, { ref: false }).then(() => Promise.reject(new Error(`no answer within ${ms / 1000} s`)));
 
 /**
  * The check a run makes before its first paid request (checkInput, the run's own preflight), in this process and
@@ -65,13 +52,10 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
   // The workers' rule, with this process's environment: PIFT_FILE_ROOTS, else the same default folders.
   const deps = depsFromEnv(opts.env);
   const { fileRoots } = deps;
+  parseInputLocations(cfg, opts.env, fileRoots);
   const checks: PreflightCheck[] = [
     { field: 'input', checked: 'matches the schema; defaults filled; no key-shaped value' },
     { field: 'input.runId', checked: cfg.runId },
-  ];
-  const skipped: string[] = [];
-  parseInputLocations(cfg, opts.env, fileRoots);
-  checks.push(
     { field: 'URIs', checked: 'every URI parses and uses a supported scheme' },
     {
       field: FILE_ROOTS_SETTING,
@@ -79,9 +63,10 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
         `local locations are under ${fileRoots.length ? fileRoots.join(delimiter) : 'none'} ` +
         `(${opts.env[FILE_ROOTS_SETTING] === undefined ? 'the default folders' : 'as set'} here; each worker applies its own)`,
     },
-  );
+  ];
+  const skipped: string[] = [];
   const full = opts.mode === 'full';
-  if (!full && opts.io === false) return { cfg, checks, skipped: ['store and data checks (--no-check)'] };
+  if (!full && opts.io === false) return { checks, skipped: ['store and data checks (--no-check)'] };
   const progress: CheckProgress = { rows: 0 };
   const read = full ? new CostInputs(cfg, opts.env) : undefined;
   const check = checkInput(deps, cfg, {
@@ -90,13 +75,17 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
     progress,
     ...(read && { onRow: read.row, onPrompt: read.prompt }),
   });
+  // Every 2 s, how far the reading of the rows is: a large dataset takes minutes.
+  const ticker = opts.progress && setInterval(() => opts.progress!(progress), 2_000);
   try {
-    checks.push(...(await watched(check, progress, opts, full ? undefined : BEFORE_START_LIMIT_MS)).checks);
+    checks.push(...(await Promise.race([check, ...(full ? [] : [noAnswerWithin(BEFORE_START_LIMIT_MS)])])).checks);
   } catch (err) {
     if (full || err instanceof InvalidDataError) throw err;
     skipped.push(`store and data checks (the run's preflight step makes them): ${(err as Error).message}`);
+  } finally {
+    clearInterval(ticker);
   }
-  if (!read) return { cfg, checks, skipped };
+  if (!read) return { checks, skipped };
   // What scoring and judging will cost, from the rows just checked; an estimate above a limit fails here.
   checks.push(...costPreview(opts.env, cfg, read));
   const workDir = await mkdtemp(join(tmpdir(), 'pift-validate-'));
@@ -121,5 +110,5 @@ export async function validateInput(input: PipelineInput, runId: string, opts: V
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
-  return { cfg, checks, skipped };
+  return { checks, skipped };
 }

@@ -10,7 +10,6 @@ import {
   formatEta,
   followProgress,
   runningWork,
-  waitingOf,
   workProgress,
 } from '../client/progress-display';
 import { runningActivities, type RunProgress } from '../client/run-progress';
@@ -150,7 +149,7 @@ describe('progress that tells the truth', () => {
     );
     const expected =
       'waiting for the LLM endpoint http://llm:8000/v1 for 6m00s (Request timed out.); gives up in 1h54m (PIFT_OUTAGE_TOLERANCE)';
-    assert.equal(describeWaiting(waitingOf(activities[0].details)!, now), expected);
+    assert.equal(describeWaiting(activities[0].details, now), expected);
     assert.equal(describeProgress(progress('score', activities, { finished: [] }), now), `running: score ${expected}`);
     const text = formatStatus({ runId: 'r1', uiLink: 'u', progress: progress('score', activities), unpolled: [] });
     assert.match(

@@ -14,6 +14,7 @@ import {
   type RunStatus,
 } from '../client/run-status';
 import { runningActivities, type RunProgress } from '../client/run-progress';
+import { failedStep } from '../client/list-runs';
 import { FailureType, toTemporalFailure, WorkerMisconfiguredError } from '../common/failures';
 
 const converter = loadDataConverter();
@@ -99,7 +100,14 @@ describe('pift status', () => {
   const failedRun = (cause: ApplicationFailure) =>
     new WorkflowFailedError(
       'Workflow execution failed',
-      new ActivityFailure('Activity task failed', 'scoreDifficulty', '5', RetryState.NON_RETRYABLE_FAILURE, 'w', cause),
+      new ActivityFailure(
+        'Activity task failed',
+        'scoreDifficulty',
+        'score',
+        RetryState.NON_RETRYABLE_FAILURE,
+        'w',
+        cause,
+      ),
       RetryState.NON_RETRYABLE_FAILURE,
     );
 
@@ -208,6 +216,23 @@ describe('pift status', () => {
     assert.doesNotMatch(text, /no worker is polling/);
   });
 
+  it('names the variable that points a worker at a queue other than the usual one', () => {
+    const text = formatStatus({
+      runId: 'r1',
+      uiLink: 'u',
+      progress: progressWith({}),
+      unpolled: [
+        { queue: 'pift-cpu', kind: 'cpu' },
+        { queue: 'my-gpu', kind: 'gpu' },
+      ],
+    });
+    assert.match(text, /^warning: no worker is polling pift-cpu: start one with npm run worker:cpu$/m);
+    assert.match(
+      text,
+      /^warning: no worker is polling my-gpu: start one with npm run worker:gpu and PIFT_GPU_TASK_QUEUE=my-gpu$/m,
+    );
+  });
+
   it('an export-only run needs no GPU queue', async () => {
     const input = { dataset: 'd.jsonl', training: { mode: 'export-only' } };
     const client = {
@@ -239,6 +264,19 @@ describe('pift status', () => {
     });
     assert.match(text, /^stopped at: cancelled$/m);
     assert.doesNotMatch(text, /stage-2 \(2\/3\)/);
+  });
+
+  it('lists a failed run by the activity whose failure ended it, else as failed in validate', async () => {
+    const clientFailingWith = (err: Error) =>
+      ({ workflow: { getHandle: () => ({ result: () => Promise.reject(err) }) } }) as unknown as Client;
+    const scoring = failedRun(ApplicationFailure.create({ message: 'endpoint refused', type: 'WorkerMisconfigured' }));
+    assert.equal(await failedStep(clientFailingWith(scoring), 'r1'), 'score');
+    const invalid = new WorkflowFailedError(
+      'Workflow execution failed',
+      ApplicationFailure.create({ message: 'input.stages.count: must be >= 1', type: FailureType.BadInput }),
+      RetryState.NON_RETRYABLE_FAILURE,
+    );
+    assert.equal(await failedStep(clientFailingWith(invalid), 'r1'), 'validate');
   });
 
   it('unparseable scores suggest another model or a wider limit, not resume', () => {
