@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { PipelineInput } from '../common/input';
 import { badSetting, InvalidDataError } from '../common/failures';
+import { jsonProblem } from '../activities/datasets/json-records';
 
 export interface InputOptions {
   input?: string;
@@ -20,9 +21,12 @@ export function readInputFile(file: string): Partial<PipelineInput> {
   try {
     return JSON.parse(readFileSync(file, 'utf8')) as Partial<PipelineInput>;
   } catch (err) {
-    // Only a failed read carries an error code; a parse error's message names the position, not the content.
+    // Only a failed read carries an error code; V8's parse error quotes the text, so only its fixed phrase is kept.
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code ? `cannot read it (${code})` : `not valid JSON (${(err as Error).message})`;
+    const { what, offset } = jsonProblem(err);
+    const why = code
+      ? `cannot read it (${code})`
+      : `not valid JSON (${what}${offset === undefined ? '' : ` at position ${offset}`})`;
     throw new InvalidDataError(`--input ${file}: ${why}`, { file });
   }
 }

@@ -226,6 +226,16 @@ describe('pift validate', function () {
       { ...demoInput(), evaluation: { benchmarks: [{ name: 'b', uri: demo('missing.jsonl') }] } },
       'input.evaluation.benchmarks[0].uri',
     ));
+
+  it('names an --input file that is not JSON without echoing its text', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'pift-input-')), 'input.json');
+    writeFileSync(file, '{"dataset": private-row-text}');
+    assert.throws(
+      () => buildInput({ input: file }),
+      (err: Error) =>
+        err instanceof InvalidDataError && err.message === `--input ${file}: not valid JSON (Unexpected character)`,
+    );
+  });
 });
 
 describe('pift run with an invalid input', function () {

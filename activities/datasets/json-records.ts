@@ -43,7 +43,7 @@ export function kindOf(value: unknown): string {
  * JSON.parse's complaint without the file's text: V8 quotes the offending token and a snippet around it, so only
  * its fixed phrases are kept, with the offset when it gives one.
  */
-function jsonProblem(err: unknown): { what: string; offset?: number } {
+export function jsonProblem(err: unknown): { what: string; offset?: number } {
   const message = err instanceof Error ? err.message : '';
   const located = /^([A-Za-z][A-Za-z ',:[\]{}-]{0,80}?) in JSON at position (\d+)/.exec(message);
   if (located) return { what: located[1].replace(/token '.*?'/, 'character'), offset: Number(located[2]) };
