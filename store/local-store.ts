@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { promises as fs, readFile as readFileCallback } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -9,6 +8,7 @@ import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
 import {
   checkIntegrity,
+  hashing,
   NotFoundError,
   type ExpectedObject,
   ObjectStore,
@@ -85,11 +85,9 @@ export class LocalStore extends ObjectStore {
     const target = path.resolve(localPath);
     // Downloads land in the worker's scratch space.
     return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, async (tmp) => {
-        const written = await hashedCopy(source, tmp);
-        checkIntegrity(this.uriFor(key), expect, written);
-        return written;
-      }),
+      writeFileAtomically(target, async (tmp) =>
+        checkIntegrity(this.uriFor(key), expect, await hashedCopy(source, tmp)),
+      ),
     );
   }
 
@@ -157,31 +155,32 @@ export class LocalStore extends ObjectStore {
 const COPY_CHUNK = 1 << 20;
 
 /**
- * Copies a local file, hashing it on the way, through one buffer: a stream would allocate a buffer per 64 KB chunk,
- * garbage that piles up outside the heap until a collection (tens of MB for a dataset of a million rows, on top of
- * the step's own memory) and that the allocator then keeps.
+ * A file's bytes through one reused buffer: a stream would allocate a buffer per 64 KB chunk, garbage that piles up
+ * outside the heap until a collection (tens of MB for a dataset of a million rows, on top of the step's own memory)
+ * and that the allocator then keeps. Each chunk is valid until the next one is asked for.
  */
-async function hashedCopy(from: string, to: string): Promise<WrittenObject> {
-  const hash = createHash('sha256');
+async function* fileChunks(file: string): AsyncGenerator<Buffer> {
   const buffer = Buffer.allocUnsafe(COPY_CHUNK);
-  let bytes = 0;
-  const source = await fs.open(from, 'r');
+  const source = await fs.open(file, 'r');
   try {
-    const target = await fs.open(to, 'w');
-    try {
-      for (let n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead; n > 0;) {
-        hash.update(buffer.subarray(0, n));
-        for (let done = 0; done < n;) done += (await target.write(buffer, done, n - done)).bytesWritten;
-        bytes += n;
-        n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead;
-      }
-    } finally {
-      await target.close();
-    }
+    for (let n; (n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead) > 0;) yield buffer.subarray(0, n);
   } finally {
     await source.close();
   }
-  return { bytes, sha256: hash.digest('hex') };
+}
+
+/** Copies a local file, hashing it on the way, each chunk written whole before the next is read. */
+async function hashedCopy(from: string, to: string): Promise<WrittenObject> {
+  const copied = hashing(fileChunks(from));
+  const target = await fs.open(to, 'w');
+  try {
+    for await (const chunk of copied.chunks) {
+      for (let done = 0; done < chunk.length;) done += (await target.write(chunk, done)).bytesWritten;
+    }
+  } finally {
+    await target.close();
+  }
+  return copied.digest();
 }
 
 /** ENOTDIR and EISDIR too: a key below a file, or a key that is really a folder, names no object. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { validatePrefix } from './keys';
 
@@ -102,6 +103,26 @@ export interface WrittenObject {
   sha256: string;
 }
 
+/**
+ * Passes `chunks` on, hashing and counting them, so an upload or a download needs no second read of the bytes to
+ * know their sha256. `digest` is read once, after the last chunk.
+ */
+export function hashing(chunks: AsyncIterable<Uint8Array>): {
+  chunks: AsyncGenerator<Uint8Array>;
+  digest(): WrittenObject;
+} {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  async function* tap() {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      yield chunk;
+    }
+  }
+  return { chunks: tap(), digest: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
 /** What a download must receive, as a manifest recorded it. */
 export type ExpectedObject = Partial<WrittenObject>;
 
@@ -123,15 +144,15 @@ export class IntegrityError extends Error {
   }
 }
 
-/** Throws IntegrityError when `actual` is not what `expect` names. */
-export function checkIntegrity(uri: string, expect: ExpectedObject | undefined, actual: WrittenObject): void {
-  if (!expect) return;
+/** `actual`, when it is what `expect` names; IntegrityError when it is not. */
+export function checkIntegrity(uri: string, expect: ExpectedObject | undefined, actual: WrittenObject): WrittenObject {
   if (
-    (expect.bytes !== undefined && expect.bytes !== actual.bytes) ||
-    (expect.sha256 !== undefined && expect.sha256 !== '' && expect.sha256 !== actual.sha256)
+    (expect?.bytes !== undefined && expect.bytes !== actual.bytes) ||
+    (expect?.sha256 !== undefined && expect.sha256 !== '' && expect.sha256 !== actual.sha256)
   ) {
-    throw new IntegrityError(uri, expect, actual);
+    throw new IntegrityError(uri, expect ?? {}, actual);
   }
+  return actual;
 }
 
 /**

@@ -24,8 +24,14 @@ import { storeDefaults } from './defaults';
 import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { keyProblem, validateKey, validatePrefix } from './keys';
-import { HashingStream } from './hashing-stream';
-import { checkIntegrity, NotFoundError, type ExpectedObject, ObjectStore, type WrittenObject } from './object-store';
+import {
+  checkIntegrity,
+  hashing,
+  NotFoundError,
+  type ExpectedObject,
+  ObjectStore,
+  type WrittenObject,
+} from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -85,19 +91,17 @@ export class S3Store extends ObjectStore {
     // multipart upload on failure so no orphaned parts keep costing storage. The bytes are hashed as they are sent;
     // a retry reads the file afresh and hashes it afresh.
     return this.resilient('PUT', key, async () => {
-      const hashing = new HashingStream();
-      const file = createReadStream(localPath);
-      // pipe() does not pass errors on: a file that cannot be read must fail the upload, not stall it.
-      file.on('error', (err) => hashing.destroy(err));
+      // A file that cannot be read fails the upload through the hashing generator.
+      const sent = hashing(createReadStream(localPath));
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: objectKey, Body: file.pipe(hashing) },
+        params: { Bucket: this.bucket, Key: objectKey, Body: Readable.from(sent.chunks) },
         partSize: storeDefaults.multipartPartSize,
         queueSize: storeDefaults.multipartQueueSize,
         leavePartsOnError: false,
       });
       await upload.done();
-      return hashing.digest();
+      return sent.digest();
     });
   }
 
@@ -188,15 +192,14 @@ export class S3Store extends ObjectStore {
     const target = path.resolve(localPath);
     // Opened first, so that a problem with the destination is never reported as a missing object.
     const body = await this.getStream(key);
-    const hashing = new HashingStream();
     // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
-    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
       writeFileAtomically(target, async (tmp) => {
-        await pipeline(body, hashing, createWriteStream(tmp));
-        checkIntegrity(this.uriFor(key), expect, hashing.digest());
+        const received = hashing(body);
+        await pipeline(received.chunks, createWriteStream(tmp));
+        return checkIntegrity(this.uriFor(key), expect, received.digest());
       }),
     ).finally(() => body.destroy());
-    return hashing.digest();
   }
 
   async head(key: string): Promise<{ size: number } | null> {
