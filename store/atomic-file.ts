@@ -103,7 +103,8 @@ export async function linkIfAbsent(target: string, body: string): Promise<boolea
   const tmpPath = tempPathFor(target);
   return inDir(path.dirname(target), async () => {
     try {
-      await writeBytesAtomically(tmpPath, body);
+      // The temporary name is fresh and listed by no one, so it needs no atomic write of its own: only a flush.
+      await writeFile(tmpPath, body, { flag: 'wx', flush: true });
       await fs.link(tmpPath, target);
       return true;
     } catch (err) {

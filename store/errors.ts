@@ -138,22 +138,23 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
   const tried = `${where.operation} at ${endpoint}`;
   const misconfigured = (problem: string, setting: string) =>
     new WorkerMisconfiguredError(`${problem} (tried ${tried})`, setting, tried);
-  if (codes.some((c) => CREDENTIAL_ERRORS.has(c)) || status === 401 || status === 403) {
-    const code = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? `HTTP ${status}`;
+  const httpCode = (...statuses: number[]) => (statuses.includes(status!) ? `HTTP ${status}` : undefined);
+  const refused = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? httpCode(401, 403);
+  if (refused) {
     return misconfigured(
-      `the S3 store refused the worker's credentials (${code}) for bucket "${where.bucket}" named by ` +
+      `the S3 store refused the worker's credentials (${refused}) for bucket "${where.bucket}" named by ` +
         `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT`,
       'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
     );
   }
-  if (
-    codes.some((c) => REGION_ERRORS.has(c)) ||
-    status === 301 ||
-    (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err)))
-  ) {
-    const code = codes.find((c) => REGION_ERRORS.has(c) || c === 'AuthorizationHeaderMalformed') ?? `HTTP ${status}`;
+  const wrongRegion =
+    codes.find((c) => REGION_ERRORS.has(c)) ??
+    (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err))
+      ? 'AuthorizationHeaderMalformed'
+      : httpCode(301));
+  if (wrongRegion) {
     return misconfigured(
-      `bucket "${where.bucket}" is not in the region the worker signs for (${code}${regionHint(err)}): ` +
+      `bucket "${where.bucket}" is not in the region the worker signs for (${wrongRegion}${regionHint(err)}): ` +
         "set PIFT_S3_REGION (or AWS_REGION) to the bucket's region",
       'PIFT_S3_REGION',
     );

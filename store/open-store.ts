@@ -64,28 +64,22 @@ export function parseObjectUri(uri: string, options: OpenOptions = {}): { root: 
   if (uri.endsWith('/') || uri.endsWith(path.sep)) {
     throw badUri(setting, `object URI ${JSON.stringify(uri)} names a folder, not an object (drop the trailing '/')`);
   }
-  if (schemeOf(uri) === 's3') {
-    const { bucket, prefix } = splitS3Uri(uri, setting);
-    if (prefix === '') {
-      throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
-    }
-    const slash = prefix.lastIndexOf('/');
-    return {
-      root: slash < 0 ? `s3://${bucket}` : `s3://${bucket}/${prefix.slice(0, slash)}`,
-      key: prefix.slice(slash + 1),
-    };
-  }
-  const file = uri.trim() === '' ? undefined : localPathOf(uri, setting);
-  if (file === undefined) {
+  const s3 = schemeOf(uri) === 's3';
+  const file = s3 || uri.trim() === '' ? undefined : localPathOf(uri, setting);
+  if (!s3 && file === undefined) {
     throw badUri(
       setting,
       `unsupported object URI ${JSON.stringify(uri)}: use a path, file:///abs/file or s3://bucket/key`,
     );
   }
-  return {
-    root: pathToFileURL(path.dirname(file)).href,
-    key: checked(setting, uri, () => validateKey(path.basename(file))),
-  };
+  const slash = uri.lastIndexOf('/');
+  const [root, key] = file
+    ? [pathToFileURL(path.dirname(file)).href, path.basename(file)]
+    : [uri.slice(0, slash), uri.slice(slash + 1)];
+  if (s3 && slash < 's3://'.length)
+    throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
+  if (s3) splitS3Uri(root, setting);
+  return { root, key: checked(setting, uri, () => validateKey(key)) };
 }
 
 /** Opens whatever holds the object at `uri`, so a dataset is read the same way from a path, file:// or s3://. */
