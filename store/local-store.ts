@@ -3,18 +3,10 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { linkIfAbsent, writeBytesAtomically, writeFileAtomically } from './atomic-file';
+import { fileChunks, hashedCopy, linkIfAbsent, writeBytesAtomically, writeFileAtomically } from './local-files';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
-import {
-  checkIntegrity,
-  hashing,
-  NotFoundError,
-  type ExpectedObject,
-  ObjectStore,
-  type PutOptions,
-  type WrittenObject,
-} from './object-store';
+import { NotFoundError, ObjectStore, type PutOptions, type WrittenObject } from './object-store';
 
 // The callback API, not fs.promises: a FileHandle per read cost several times the read of a small object (an
 // answer-cache entry, looked up for every row a step scores).
@@ -50,7 +42,9 @@ export class LocalStore extends ObjectStore {
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
     const target = this.pathFor(key);
-    return mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => hashedCopy(localPath, tmp)));
+    return mapDiskFull(this.dir, this.setting, () =>
+      writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(localPath), tmp)),
+    );
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {
@@ -76,19 +70,9 @@ export class LocalStore extends ObjectStore {
     return handle.createReadStream();
   }
 
-  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
-    // Checked first so that a problem with the destination is never reported as a missing object.
-    if (!(await this.exists(key))) {
-      throw new NotFoundError(this.uriFor(key));
-    }
-    const source = this.pathFor(key);
-    const target = path.resolve(localPath);
-    // Downloads land in the worker's scratch space.
-    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, async (tmp) =>
-        checkIntegrity(this.uriFor(key), expect, await hashedCopy(source, tmp)),
-      ),
-    );
+  protected async openSource(key: string): Promise<AsyncIterable<Uint8Array>> {
+    if (!(await this.exists(key))) throw new NotFoundError(this.uriFor(key));
+    return fileChunks(this.pathFor(key));
   }
 
   async head(key: string): Promise<{ size: number } | null> {
@@ -149,38 +133,6 @@ export class LocalStore extends ObjectStore {
       throw isNotFoundCode(err) ? new NotFoundError(this.uriFor(key), { cause: err }) : err;
     });
   }
-}
-
-/** Bytes a local copy moves per read and write. */
-const COPY_CHUNK = 1 << 20;
-
-/**
- * A file's bytes through one reused buffer: a stream would allocate a buffer per 64 KB chunk, garbage that piles up
- * outside the heap until a collection (tens of MB for a dataset of a million rows, on top of the step's own memory)
- * and that the allocator then keeps. Each chunk is valid until the next one is asked for.
- */
-async function* fileChunks(file: string): AsyncGenerator<Buffer> {
-  const buffer = Buffer.allocUnsafe(COPY_CHUNK);
-  const source = await fs.open(file, 'r');
-  try {
-    for (let n; (n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead) > 0;) yield buffer.subarray(0, n);
-  } finally {
-    await source.close();
-  }
-}
-
-/** Copies a local file, hashing it on the way, each chunk written whole before the next is read. */
-async function hashedCopy(from: string, to: string): Promise<WrittenObject> {
-  const copied = hashing(fileChunks(from));
-  const target = await fs.open(to, 'w');
-  try {
-    for await (const chunk of copied.chunks) {
-      for (let done = 0; done < chunk.length;) done += (await target.write(chunk, done)).bytesWritten;
-    }
-  } finally {
-    await target.close();
-  }
-  return copied.digest();
 }
 
 /** ENOTDIR and EISDIR too: a key below a file, or a key that is really a folder, names no object. */

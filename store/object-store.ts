@@ -1,5 +1,7 @@
-import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { mapDiskFull } from './errors';
+import { hashedCopy, writeFileAtomically } from './local-files';
 import { validatePrefix } from './keys';
 
 /**
@@ -59,7 +61,23 @@ export abstract class ObjectStore {
    * @throws NotFoundError when the object is absent.
    * @throws IntegrityError when the object's bytes are not those `expect` names.
    */
-  abstract getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject>;
+  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
+    const target = path.resolve(localPath);
+    // Opened first, so that a problem with the destination is never reported as a missing object.
+    const source = await this.openSource(key);
+    // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
+    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+      writeFileAtomically(target, async (tmp) =>
+        checkIntegrity(this.uriFor(key), expect, await hashedCopy(source, tmp)),
+      ),
+    ).finally(() => source.destroy?.());
+  }
+
+  /**
+   * The object's bytes for `getFile`, read once and written out chunk by chunk: a missing object fails here, before
+   * anything is written. A source that holds a connection before its first read can be destroyed unread.
+   */
+  protected abstract openSource(key: string): Promise<AsyncIterable<Uint8Array> & { destroy?(): void }>;
 
   /** The object's size, or null when it is absent. */
   abstract head(key: string): Promise<{ size: number } | null>;
@@ -101,26 +119,6 @@ export interface PutOptions {
 export interface WrittenObject {
   bytes: number;
   sha256: string;
-}
-
-/**
- * Passes `chunks` on, hashing and counting them, so an upload or a download needs no second read of the bytes to
- * know their sha256. `digest` is read once, after the last chunk.
- */
-export function hashing(chunks: AsyncIterable<Uint8Array>): {
-  chunks: AsyncGenerator<Uint8Array>;
-  digest(): WrittenObject;
-} {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  async function* tap() {
-    for await (const chunk of chunks) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      yield chunk;
-    }
-  }
-  return { chunks: tap(), digest: () => ({ bytes, sha256: hash.digest('hex') }) };
 }
 
 /** What a download must receive, as a manifest recorded it. */

@@ -13,25 +13,16 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createReadStream, createWriteStream } from 'node:fs';
-import * as path from 'node:path';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { pipeline } from 'node:stream/promises';
 import pLimit from 'p-limit';
-import { writeFileAtomically } from './atomic-file';
+import { hashing } from './local-files';
 import { storeDefaults } from './defaults';
-import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
+import { classifyS3Error, httpStatusOf, isTransient, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { keyProblem, validateKey, validatePrefix } from './keys';
-import {
-  checkIntegrity,
-  hashing,
-  NotFoundError,
-  type ExpectedObject,
-  ObjectStore,
-  type WrittenObject,
-} from './object-store';
+import { NotFoundError, ObjectStore, type WrittenObject } from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -188,18 +179,8 @@ export class S3Store extends ObjectStore {
     }
   }
 
-  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
-    const target = path.resolve(localPath);
-    // Opened first, so that a problem with the destination is never reported as a missing object.
-    const body = await this.getStream(key);
-    // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
-    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, async (tmp) => {
-        const received = hashing(body);
-        await pipeline(received.chunks, createWriteStream(tmp));
-        return checkIntegrity(this.uriFor(key), expect, received.digest());
-      }),
-    ).finally(() => body.destroy());
+  protected openSource(key: string): Promise<Readable> {
+    return this.getStream(key);
   }
 
   async head(key: string): Promise<{ size: number } | null> {
