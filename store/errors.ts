@@ -13,10 +13,19 @@ export const RUN_STORE_SETTING = 'input.store';
 export const describeSetting = (setting: string) =>
   setting === RUN_STORE_SETTING ? "input.store (or the worker's PIFT_STORE when the input has none)" : setting;
 
-/** A URI that cannot name a store or an object: the setting holding it is wrong. */
-export function badUri(setting: string, problem: string): InvalidDataError {
-  return new InvalidDataError(`${describeSetting(setting)}: ${problem}`, { field: setting });
+/**
+ * The setting holding a location is wrong: a location named by the run's input (`input.…`) is the run's to fix, one
+ * the worker chose (PIFT_STORE…) is the worker's. `message` starts with the setting, as every input error's does.
+ */
+export function settingError(setting: string, message: string, tried?: string): Error {
+  return setting.startsWith('input.')
+    ? new InvalidDataError(message, { field: setting })
+    : new WorkerMisconfiguredError(message, setting, tried);
 }
+
+/** A URI that cannot name a store or an object. */
+export const badUri = (setting: string, problem: string) =>
+  settingError(setting, `${describeSetting(setting)}: ${problem}`);
 
 /** Error codes of `err`, its causes and (for Node's happy-eyeballs AggregateError) its inner errors. */
 export function errorCodes(err: unknown): string[] {
@@ -164,10 +173,7 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
     `${describeSetting(where.setting)}: bucket "${where.bucket}" does not exist at ${endpoint} ` +
     `(tried ${where.operation}); create it or fix the URI` +
     (where.endpoint ? ', or PIFT_S3_ENDPOINT if it points at the wrong server' : '');
-  // A bucket named by the run's input is the run's to fix; one the worker chose is the worker's.
-  return where.setting.startsWith('input.')
-    ? new InvalidDataError(message, { field: where.setting })
-    : new WorkerMisconfiguredError(message, where.setting, tried);
+  return settingError(where.setting, message, tried);
 }
 
 /**

@@ -228,23 +228,16 @@ export class S3Store extends ObjectStore {
    */
   private async resilient<T>(verb: string, key: string, op: () => Promise<T>): Promise<T> {
     const operation = `${verb} ${this.root}/${key}`;
-    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs = outageDefaults.toleranceMs } = this.options;
-    return waitOutOutages(
-      async () => {
-        try {
-          return await op();
-        } catch (err) {
-          throw classifyS3Error(err, { setting, bucket: this.bucket, endpoint, operation }) ?? err;
-        }
-      },
-      {
-        endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
-        setting: 'PIFT_S3_ENDPOINT',
-        operation,
-        toleranceMs: outageToleranceMs,
-        probe: this.options.probe,
-      },
-    );
+    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs, probe } = this.options;
+    const where = { setting, bucket: this.bucket, endpoint, operation };
+    const classified = () => op().catch((err: unknown) => Promise.reject(classifyS3Error(err, where) ?? err));
+    return waitOutOutages(classified, {
+      endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
+      setting: 'PIFT_S3_ENDPOINT',
+      operation,
+      toleranceMs: outageToleranceMs ?? outageDefaults.toleranceMs,
+      probe,
+    });
   }
 
   /** The raw object keys below `folder` of this store, a page at a time: at most 1000, what one DeleteObjects takes. */
