@@ -58,25 +58,16 @@ async function commit<T>(tmpPath: string, target: string, work: () => Promise<T>
 }
 
 /**
- * Runs `write` against a temporary sibling of `target`, flushes it to disk and renames it into place, so a reader
- * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one. Returns what
- * `write` returned.
+ * Runs `write` against a temporary sibling of `target` and renames it into place, so a reader (or a process restarted
+ * after a crash) sees the old file or the complete new one, never a torn one; `write` flushes what it wrote, as
+ * `hashedCopy` does. Returns what `write` returned.
  */
 export async function writeFileAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
   // Always made, never taken from the memo: `write` may consume a one-shot stream (a download), so an attempt that
   // found its directory gone could not be run again. These writes are few and large; a mkdir is nothing beside them.
   await ensureDir(path.dirname(target), true);
   const tmpPath = tempPathFor(target);
-  return commit(tmpPath, target, async () => {
-    const result = await write(tmpPath);
-    const handle = await fs.open(tmpPath, 'r+');
-    try {
-      await handle.datasync();
-    } finally {
-      await handle.close();
-    }
-    return result;
-  });
+  return commit(tmpPath, target, () => write(tmpPath));
 }
 
 // The callback API, not fs.promises: for the many small answer-cache writes, creating and tracking a FileHandle cost
@@ -155,7 +146,10 @@ export async function* fileChunks(file: string): AsyncGenerator<Buffer> {
   }
 }
 
-/** Copies `chunks` into the file `to`, hashing them on the way, each chunk written whole before the next is read. */
+/**
+ * Copies `chunks` into the file `to` and flushes it to disk, hashing the bytes on the way, each chunk written whole
+ * before the next is read.
+ */
 export async function hashedCopy(chunks: AsyncIterable<Uint8Array>, to: string): Promise<WrittenObject> {
   const copied = hashing(chunks);
   const target = await fs.open(to, 'w');
@@ -163,6 +157,7 @@ export async function hashedCopy(chunks: AsyncIterable<Uint8Array>, to: string):
     for await (const chunk of copied.chunks) {
       for (let done = 0; done < chunk.length;) done += (await target.write(chunk, done)).bytesWritten;
     }
+    await target.datasync();
   } finally {
     await target.close();
   }

@@ -51,7 +51,9 @@ export class LocalStore extends ObjectStore {
     const source = this.pathFor(fromKey);
     const target = this.pathFor(toKey);
     await this.mapNotFound(fromKey, () =>
-      mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.copyFile(source, tmp))),
+      mapDiskFull(this.dir, this.setting, () =>
+        writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(source), tmp)),
+      ),
     );
   }
 
