@@ -41,20 +41,11 @@ export class LocalStore extends ObjectStore {
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
-    const target = this.pathFor(key);
-    return mapDiskFull(this.dir, this.setting, () =>
-      writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(localPath), tmp)),
-    );
+    return this.copyIn(localPath, key);
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {
-    const source = this.pathFor(fromKey);
-    const target = this.pathFor(toKey);
-    await this.mapNotFound(fromKey, () =>
-      mapDiskFull(this.dir, this.setting, () =>
-        writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(source), tmp)),
-      ),
-    );
+    await this.mapNotFound(fromKey, () => this.copyIn(this.pathFor(fromKey), toKey));
   }
 
   async get(key: string): Promise<Buffer> {
@@ -111,12 +102,18 @@ export class LocalStore extends ObjectStore {
     return full;
   }
 
+  /** Copies the local file `from` into `key`: the same chunked, hashed and flushed copy for uploads and copies. */
+  private async copyIn(from: string, key: string): Promise<WrittenObject> {
+    const target = this.pathFor(key);
+    return mapDiskFull(this.dir, this.setting, () =>
+      writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(from), tmp)),
+    );
+  }
+
   private async walk(dir: string, keyPrefix: string, keys: string[]): Promise<void> {
     const entries = await unlessAbsent(fs.readdir(dir, { withFileTypes: true }));
     for (const entry of entries ?? []) {
-      if (entry.name.endsWith(TEMP_SUFFIX)) {
-        continue;
-      }
+      if (entry.name.endsWith(TEMP_SUFFIX)) continue;
       const key = keyPrefix === '' ? entry.name : `${keyPrefix}/${entry.name}`;
       const full = path.join(dir, entry.name);
       // Follow symlinks so a dataset linked into the store is listed like a copied one.

@@ -27,7 +27,7 @@ export interface OpenOptions {
  * (resolved against the working directory). S3 endpoint, region and path style come from `env`
  * (PIFT_S3_ENDPOINT, PIFT_S3_REGION or AWS_REGION, PIFT_S3_FORCE_PATH_STYLE); credentials from AWS_ACCESS_KEY_ID /
  * AWS_SECRET_ACCESS_KEY in `env` or else the AWS SDK's default provider chain; how long an outage is waited out
- * from PIFT_OUTAGE_TOLERANCE. A URI that names no store is an InvalidDataError naming `options.setting`.
+ * from PIFT_OUTAGE_TOLERANCE. A URI that names no store is the error of `options.setting` (see settingError).
  */
 export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, options: OpenOptions = {}): ObjectStore {
   const setting = options.setting ?? RUN_STORE_SETTING;
@@ -93,10 +93,8 @@ export function openObject(
 }
 
 function splitS3Uri(uri: string, setting: string): { bucket: string; prefix: string } {
-  const rest = uri.slice('s3://'.length);
-  const slash = rest.indexOf('/');
-  const bucket = slash < 0 ? rest : rest.slice(0, slash);
-  const prefix = slash < 0 ? '' : rest.slice(slash + 1);
+  const [bucket, ...folders] = uri.slice('s3://'.length).split('/');
+  const prefix = folders.join('/');
   if (!/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw badUri(setting, `invalid S3 bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(uri)}`);
   }
