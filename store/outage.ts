@@ -1,4 +1,4 @@
-import { Context } from '@temporalio/activity';
+import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import duration, { type StringValue } from 'ms';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
@@ -143,10 +143,4 @@ function describe(err: unknown): string {
 }
 
 /** The activity's context when running inside one; the store is also used by tests, tools and the CLI. */
-export function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
+export const activityContext = (): Context | undefined => asyncLocalStorage.getStore();
