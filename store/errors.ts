@@ -70,12 +70,6 @@ export function httpStatusOf(err: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined;
 }
 
-/**
- * A reply arrived: the endpoint exists, whatever it said. A timeout, a refused or reset connection is no answer (a
- * wrong host or port can time out as well as refuse).
- */
-export const hasAnswered = (err: unknown) => httpStatusOf(err) !== undefined;
-
 const TLS_CODES = new Set([
   'EPROTO',
   'DEPTH_ZERO_SELF_SIGNED_CERT',

@@ -2,7 +2,7 @@ import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import duration, { type StringValue } from 'ms';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
-import { errorCodes, hasAnswered, isTlsFailure, isTransient } from './errors';
+import { errorCodes, httpStatusOf, isTlsFailure, isTransient } from './errors';
 
 /**
  * Waiting out infrastructure blips inside the activity, so they spend no Temporal attempts (those are meant for
@@ -78,7 +78,9 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
         answeredOnce.add(o.endpoint);
         return result;
       } catch (err) {
-        if (hasAnswered(err)) answeredOnce.add(o.endpoint);
+        // A reply arrived: the endpoint exists, whatever it said. A timeout, a refused or reset connection is no
+        // answer (a wrong host or port can time out as well as refuse).
+        if (httpStatusOf(err) !== undefined) answeredOnce.add(o.endpoint);
         lastError = describe(err);
         failUnlessOutage(err, o, transient, Date.now() - started);
       }
