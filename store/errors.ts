@@ -13,10 +13,19 @@ export const RUN_STORE_SETTING = 'input.store';
 export const describeSetting = (setting: string) =>
   setting === RUN_STORE_SETTING ? "input.store (or the worker's PIFT_STORE when the input has none)" : setting;
 
-/** A URI that cannot name a store or an object: the setting holding it is wrong. */
-export function badUri(setting: string, problem: string): InvalidDataError {
-  return new InvalidDataError(`${describeSetting(setting)}: ${problem}`, { field: setting });
+/**
+ * The setting holding a location is wrong: a location named by the run's input (`input.…`) is the run's to fix, one
+ * the worker chose (PIFT_STORE…) is the worker's. `message` starts with the setting, as every input error's does.
+ */
+export function settingError(setting: string, message: string, tried?: string): Error {
+  return setting.startsWith('input.')
+    ? new InvalidDataError(message, { field: setting })
+    : new WorkerMisconfiguredError(message, setting, tried);
 }
+
+/** A URI that cannot name a store or an object. */
+export const badUri = (setting: string, problem: string) =>
+  settingError(setting, `${describeSetting(setting)}: ${problem}`);
 
 /** Error codes of `err`, its causes and (for Node's happy-eyeballs AggregateError) its inner errors. */
 export function errorCodes(err: unknown): string[] {
@@ -60,12 +69,6 @@ export function httpStatusOf(err: unknown): number | undefined {
   const status = e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode ?? e?.status;
   return typeof status === 'number' ? status : undefined;
 }
-
-/**
- * A reply arrived: the endpoint exists, whatever it said. A timeout, a refused or reset connection is no answer (a
- * wrong host or port can time out as well as refuse).
- */
-export const hasAnswered = (err: unknown) => httpStatusOf(err) !== undefined;
 
 const TLS_CODES = new Set([
   'EPROTO',
@@ -138,22 +141,23 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
   const tried = `${where.operation} at ${endpoint}`;
   const misconfigured = (problem: string, setting: string) =>
     new WorkerMisconfiguredError(`${problem} (tried ${tried})`, setting, tried);
-  if (codes.some((c) => CREDENTIAL_ERRORS.has(c)) || status === 401 || status === 403) {
-    const code = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? `HTTP ${status}`;
+  const httpCode = (...statuses: number[]) => (statuses.includes(status!) ? `HTTP ${status}` : undefined);
+  const refused = codes.find((c) => CREDENTIAL_ERRORS.has(c)) ?? httpCode(401, 403);
+  if (refused) {
     return misconfigured(
-      `the S3 store refused the worker's credentials (${code}) for bucket "${where.bucket}" named by ` +
+      `the S3 store refused the worker's credentials (${refused}) for bucket "${where.bucket}" named by ` +
         `${describeSetting(where.setting)}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY and PIFT_S3_ENDPOINT`,
       'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY',
     );
   }
-  if (
-    codes.some((c) => REGION_ERRORS.has(c)) ||
-    status === 301 ||
-    (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err)))
-  ) {
-    const code = codes.find((c) => REGION_ERRORS.has(c) || c === 'AuthorizationHeaderMalformed') ?? `HTTP ${status}`;
+  const wrongRegion =
+    codes.find((c) => REGION_ERRORS.has(c)) ??
+    (codes.includes('AuthorizationHeaderMalformed') && /region/i.test(messageOf(err))
+      ? 'AuthorizationHeaderMalformed'
+      : httpCode(301));
+  if (wrongRegion) {
     return misconfigured(
-      `bucket "${where.bucket}" is not in the region the worker signs for (${code}${regionHint(err)}): ` +
+      `bucket "${where.bucket}" is not in the region the worker signs for (${wrongRegion}${regionHint(err)}): ` +
         "set PIFT_S3_REGION (or AWS_REGION) to the bucket's region",
       'PIFT_S3_REGION',
     );
@@ -163,10 +167,7 @@ export function classifyS3Error(err: unknown, where: S3Where): Error | undefined
     `${describeSetting(where.setting)}: bucket "${where.bucket}" does not exist at ${endpoint} ` +
     `(tried ${where.operation}); create it or fix the URI` +
     (where.endpoint ? ', or PIFT_S3_ENDPOINT if it points at the wrong server' : '');
-  // A bucket named by the run's input is the run's to fix; one the worker chose is the worker's.
-  return where.setting.startsWith('input.')
-    ? new InvalidDataError(message, { field: where.setting })
-    : new WorkerMisconfiguredError(message, where.setting, tried);
+  return settingError(where.setting, message, tried);
 }
 
 /**

@@ -3,9 +3,8 @@
 import { readlinkSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { DEFAULT_STORE_DIR } from '../common/settings/constants';
-import { badUri } from './errors';
+import { badUri, settingError } from './errors';
 
 /** The worker setting that lists the allowed folders, separated like PATH (':' on POSIX, ';' on Windows). */
 export const FILE_ROOTS_SETTING = 'PIFT_FILE_ROOTS';
@@ -25,14 +24,7 @@ export function fileRootsFromEnv(env: NodeJS.ProcessEnv, defaults: readonly stri
   const listed = env[FILE_ROOTS_SETTING];
   const roots = listed === undefined ? [...defaults] : listed.split(path.delimiter).filter((r) => r.trim() !== '');
   // `||` as in workerDefaults: an empty PIFT_STORE means the default store.
-  const storeSetting = env.PIFT_STORE || DEFAULT_STORE_DIR;
-  let store: string | undefined;
-  try {
-    store = localPathOf(storeSetting, 'PIFT_STORE');
-  } catch (err) {
-    if (err instanceof InvalidDataError) throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', storeSetting);
-    throw err;
-  }
+  const store = localPathOf(env.PIFT_STORE || DEFAULT_STORE_DIR, 'PIFT_STORE');
   if (store !== undefined) roots.push(store);
   return [...new Set(roots.map((r) => physicalPath(r)))];
 }
@@ -68,10 +60,10 @@ export function isAllowedLocation(location: string, roots: readonly string[], fi
 export function allowedLocation(location: string, roots: readonly string[], field: string): string {
   if (isAllowedLocation(location, roots, field)) return location;
   const allowed = roots.length === 0 ? 'none' : roots.join(path.delimiter);
-  throw new InvalidDataError(
+  throw settingError(
+    field,
     `${field}: ${location} is outside the local folders this worker allows (${FILE_ROOTS_SETTING}=${allowed}); ` +
       `use a location under one of them, or a store URI such as s3://bucket/key`,
-    { field },
   );
 }
 

@@ -11,22 +11,16 @@ const MAX_KEY_BYTES = 1024;
 
 export function validateKey(key: string): string {
   const problem = keyProblem(key);
-  if (problem) {
-    throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
-  }
+  if (problem) throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
   return key;
 }
 
 /** A folder prefix for `list`/`deletePrefix`: '' (the root) or a valid key, with one trailing '/' tolerated. */
 export function validatePrefix(prefix: string): string {
+  if (prefix === '') return '';
   const folder = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
-  if (folder === '' && prefix === '') {
-    return '';
-  }
   const problem = keyProblem(folder);
-  if (problem) {
-    throw new Error(`invalid object prefix ${JSON.stringify(prefix)}: ${problem}`);
-  }
+  if (problem) throw new Error(`invalid object prefix ${JSON.stringify(prefix)}: ${problem}`);
   return folder;
 }
 

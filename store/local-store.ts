@@ -1,20 +1,12 @@
-import { createHash } from 'node:crypto';
 import { promises as fs, readFile as readFileCallback } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { linkIfAbsent, writeBytesAtomically, writeFileAtomically } from './atomic-file';
+import { fileChunks, hashedCopy, linkIfAbsent, writeBytesAtomically, writeFileAtomically } from './local-files';
 import { mapDiskFull, RUN_STORE_SETTING } from './errors';
 import { TEMP_SUFFIX, validateKey, validatePrefix } from './keys';
-import {
-  checkIntegrity,
-  NotFoundError,
-  type ExpectedObject,
-  ObjectStore,
-  type PutOptions,
-  type WrittenObject,
-} from './object-store';
+import { NotFoundError, ObjectStore, type PutOptions, type WrittenObject } from './object-store';
 
 // The callback API, not fs.promises: a FileHandle per read cost several times the read of a small object (an
 // answer-cache entry, looked up for every row a step scores).
@@ -49,16 +41,11 @@ export class LocalStore extends ObjectStore {
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
-    const target = this.pathFor(key);
-    return mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => hashedCopy(localPath, tmp)));
+    return this.copyIn(localPath, key);
   }
 
   async copy(fromKey: string, toKey: string): Promise<void> {
-    const source = this.pathFor(fromKey);
-    const target = this.pathFor(toKey);
-    await this.mapNotFound(fromKey, () =>
-      mapDiskFull(this.dir, this.setting, () => writeFileAtomically(target, (tmp) => fs.copyFile(source, tmp))),
-    );
+    await this.mapNotFound(fromKey, () => this.copyIn(this.pathFor(fromKey), toKey));
   }
 
   async get(key: string): Promise<Buffer> {
@@ -76,21 +63,9 @@ export class LocalStore extends ObjectStore {
     return handle.createReadStream();
   }
 
-  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
-    // Checked first so that a problem with the destination is never reported as a missing object.
-    if (!(await this.exists(key))) {
-      throw new NotFoundError(this.uriFor(key));
-    }
-    const source = this.pathFor(key);
-    const target = path.resolve(localPath);
-    // Downloads land in the worker's scratch space.
-    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, async (tmp) => {
-        const written = await hashedCopy(source, tmp);
-        checkIntegrity(this.uriFor(key), expect, written);
-        return written;
-      }),
-    );
+  protected async openSource(key: string): Promise<AsyncIterable<Uint8Array>> {
+    if (!(await this.exists(key))) throw new NotFoundError(this.uriFor(key));
+    return fileChunks(this.pathFor(key));
   }
 
   async head(key: string): Promise<{ size: number } | null> {
@@ -127,12 +102,18 @@ export class LocalStore extends ObjectStore {
     return full;
   }
 
+  /** Copies the local file `from` into `key`: the same chunked, hashed and flushed copy for uploads and copies. */
+  private async copyIn(from: string, key: string): Promise<WrittenObject> {
+    const target = this.pathFor(key);
+    return mapDiskFull(this.dir, this.setting, () =>
+      writeFileAtomically(target, (tmp) => hashedCopy(fileChunks(from), tmp)),
+    );
+  }
+
   private async walk(dir: string, keyPrefix: string, keys: string[]): Promise<void> {
     const entries = await unlessAbsent(fs.readdir(dir, { withFileTypes: true }));
     for (const entry of entries ?? []) {
-      if (entry.name.endsWith(TEMP_SUFFIX)) {
-        continue;
-      }
+      if (entry.name.endsWith(TEMP_SUFFIX)) continue;
       const key = keyPrefix === '' ? entry.name : `${keyPrefix}/${entry.name}`;
       const full = path.join(dir, entry.name);
       // Follow symlinks so a dataset linked into the store is listed like a copied one.
@@ -151,37 +132,6 @@ export class LocalStore extends ObjectStore {
       throw isNotFoundCode(err) ? new NotFoundError(this.uriFor(key), { cause: err }) : err;
     });
   }
-}
-
-/** Bytes a local copy moves per read and write. */
-const COPY_CHUNK = 1 << 20;
-
-/**
- * Copies a local file, hashing it on the way, through one buffer: a stream would allocate a buffer per 64 KB chunk,
- * garbage that piles up outside the heap until a collection (tens of MB for a dataset of a million rows, on top of
- * the step's own memory) and that the allocator then keeps.
- */
-async function hashedCopy(from: string, to: string): Promise<WrittenObject> {
-  const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(COPY_CHUNK);
-  let bytes = 0;
-  const source = await fs.open(from, 'r');
-  try {
-    const target = await fs.open(to, 'w');
-    try {
-      for (let n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead; n > 0;) {
-        hash.update(buffer.subarray(0, n));
-        for (let done = 0; done < n;) done += (await target.write(buffer, done, n - done)).bytesWritten;
-        bytes += n;
-        n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead;
-      }
-    } finally {
-      await target.close();
-    }
-  } finally {
-    await source.close();
-  }
-  return { bytes, sha256: hash.digest('hex') };
 }
 
 /** ENOTDIR and EISDIR too: a key below a file, or a key that is really a folder, names no object. */

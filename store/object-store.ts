@@ -1,4 +1,7 @@
+import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { mapDiskFull } from './errors';
+import { hashedCopy, writeFileAtomically } from './local-files';
 import { validatePrefix } from './keys';
 
 /**
@@ -58,7 +61,23 @@ export abstract class ObjectStore {
    * @throws NotFoundError when the object is absent.
    * @throws IntegrityError when the object's bytes are not those `expect` names.
    */
-  abstract getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject>;
+  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
+    const target = path.resolve(localPath);
+    // Opened first, so that a problem with the destination is never reported as a missing object.
+    const source = await this.openSource(key);
+    // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
+    return mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
+      writeFileAtomically(target, async (tmp) =>
+        checkIntegrity(this.uriFor(key), expect, await hashedCopy(source, tmp)),
+      ),
+    ).finally(() => source.destroy?.());
+  }
+
+  /**
+   * The object's bytes for `getFile`, read once and written out chunk by chunk: a missing object fails here, before
+   * anything is written. A source that holds a connection before its first read can be destroyed unread.
+   */
+  protected abstract openSource(key: string): Promise<AsyncIterable<Uint8Array> & { destroy?(): void }>;
 
   /** The object's size, or null when it is absent. */
   abstract head(key: string): Promise<{ size: number } | null>;
@@ -123,15 +142,15 @@ export class IntegrityError extends Error {
   }
 }
 
-/** Throws IntegrityError when `actual` is not what `expect` names. */
-export function checkIntegrity(uri: string, expect: ExpectedObject | undefined, actual: WrittenObject): void {
-  if (!expect) return;
+/** `actual`, when it is what `expect` names; IntegrityError when it is not. */
+export function checkIntegrity(uri: string, expect: ExpectedObject | undefined, actual: WrittenObject): WrittenObject {
   if (
-    (expect.bytes !== undefined && expect.bytes !== actual.bytes) ||
-    (expect.sha256 !== undefined && expect.sha256 !== '' && expect.sha256 !== actual.sha256)
+    (expect?.bytes !== undefined && expect.bytes !== actual.bytes) ||
+    (expect?.sha256 !== undefined && expect.sha256 !== '' && expect.sha256 !== actual.sha256)
   ) {
-    throw new IntegrityError(uri, expect, actual);
+    throw new IntegrityError(uri, expect ?? {}, actual);
   }
+  return actual;
 }
 
 /**

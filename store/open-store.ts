@@ -27,7 +27,7 @@ export interface OpenOptions {
  * (resolved against the working directory). S3 endpoint, region and path style come from `env`
  * (PIFT_S3_ENDPOINT, PIFT_S3_REGION or AWS_REGION, PIFT_S3_FORCE_PATH_STYLE); credentials from AWS_ACCESS_KEY_ID /
  * AWS_SECRET_ACCESS_KEY in `env` or else the AWS SDK's default provider chain; how long an outage is waited out
- * from PIFT_OUTAGE_TOLERANCE. A URI that names no store is an InvalidDataError naming `options.setting`.
+ * from PIFT_OUTAGE_TOLERANCE. A URI that names no store is the error of `options.setting` (see settingError).
  */
 export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env, options: OpenOptions = {}): ObjectStore {
   const setting = options.setting ?? RUN_STORE_SETTING;
@@ -64,28 +64,22 @@ export function parseObjectUri(uri: string, options: OpenOptions = {}): { root: 
   if (uri.endsWith('/') || uri.endsWith(path.sep)) {
     throw badUri(setting, `object URI ${JSON.stringify(uri)} names a folder, not an object (drop the trailing '/')`);
   }
-  if (schemeOf(uri) === 's3') {
-    const { bucket, prefix } = splitS3Uri(uri, setting);
-    if (prefix === '') {
-      throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
-    }
-    const slash = prefix.lastIndexOf('/');
-    return {
-      root: slash < 0 ? `s3://${bucket}` : `s3://${bucket}/${prefix.slice(0, slash)}`,
-      key: prefix.slice(slash + 1),
-    };
-  }
-  const file = uri.trim() === '' ? undefined : localPathOf(uri, setting);
-  if (file === undefined) {
+  const s3 = schemeOf(uri) === 's3';
+  const file = s3 || uri.trim() === '' ? undefined : localPathOf(uri, setting);
+  if (!s3 && file === undefined) {
     throw badUri(
       setting,
       `unsupported object URI ${JSON.stringify(uri)}: use a path, file:///abs/file or s3://bucket/key`,
     );
   }
-  return {
-    root: pathToFileURL(path.dirname(file)).href,
-    key: checked(setting, uri, () => validateKey(path.basename(file))),
-  };
+  const slash = uri.lastIndexOf('/');
+  const [root, key] = file
+    ? [pathToFileURL(path.dirname(file)).href, path.basename(file)]
+    : [uri.slice(0, slash), uri.slice(slash + 1)];
+  if (s3 && slash < 's3://'.length)
+    throw badUri(setting, `object URI ${JSON.stringify(uri)} names a bucket, not an object`);
+  if (s3) splitS3Uri(root, setting);
+  return { root, key: checked(setting, uri, () => validateKey(key)) };
 }
 
 /** Opens whatever holds the object at `uri`, so a dataset is read the same way from a path, file:// or s3://. */
@@ -99,10 +93,8 @@ export function openObject(
 }
 
 function splitS3Uri(uri: string, setting: string): { bucket: string; prefix: string } {
-  const rest = uri.slice('s3://'.length);
-  const slash = rest.indexOf('/');
-  const bucket = slash < 0 ? rest : rest.slice(0, slash);
-  const prefix = slash < 0 ? '' : rest.slice(slash + 1);
+  const [bucket, ...folders] = uri.slice('s3://'.length).split('/');
+  const prefix = folders.join('/');
   if (!/^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw badUri(setting, `invalid S3 bucket name ${JSON.stringify(bucket)} in ${JSON.stringify(uri)}`);
   }

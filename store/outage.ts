@@ -1,8 +1,8 @@
-import { Context } from '@temporalio/activity';
+import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import duration, { type StringValue } from 'ms';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TransientInfraError, WorkerMisconfiguredError } from '../common/failures';
-import { errorCodes, hasAnswered, isTlsFailure, isTransient } from './errors';
+import { errorCodes, httpStatusOf, isTlsFailure, isTransient } from './errors';
 
 /**
  * Waiting out infrastructure blips inside the activity, so they spend no Temporal attempts (those are meant for
@@ -47,12 +47,8 @@ export const outageDefaults = {
 export function outageToleranceMs(env: NodeJS.ProcessEnv): number {
   const raw = env.PIFT_OUTAGE_TOLERANCE?.trim();
   if (!raw) return outageDefaults.toleranceMs;
-  let ms: number;
-  try {
-    ms = /^\d+$/.test(raw) ? Number(raw) : duration(raw as StringValue);
-  } catch {
-    ms = NaN;
-  }
+  // ms reads a bare number as milliseconds, answers NaN for what it cannot read, and throws past 100 characters.
+  const ms = raw.length <= 100 ? duration(raw as StringValue) : NaN;
   if (!Number.isFinite(ms) || ms < 0) {
     throw new WorkerMisconfiguredError(
       `PIFT_OUTAGE_TOLERANCE=${JSON.stringify(raw)} is not a duration; use e.g. "2h", "30m" or milliseconds`,
@@ -75,41 +71,19 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
   let lastError = '';
   try {
     for (let attempt = 1; ; attempt++) {
+      // Also where a cancelled pause below lands: the cancellation, not the timer's AbortError, ends the wait.
       if (signal?.aborted) throw signal.reason;
-      let err: unknown;
       try {
         const result = await op();
         answeredOnce.add(o.endpoint);
         return result;
-      } catch (e) {
-        err = e;
+      } catch (err) {
+        // A reply arrived: the endpoint exists, whatever it said. A timeout, a refused or reset connection is no
+        // answer (a wrong host or port can time out as well as refuse).
+        if (httpStatusOf(err) !== undefined) answeredOnce.add(o.endpoint);
+        lastError = describe(err);
+        failUnlessOutage(err, o, transient, Date.now() - started);
       }
-      if (hasAnswered(err)) answeredOnce.add(o.endpoint);
-      const waited = Date.now() - started;
-      const misconfigured = (problem: string) =>
-        new WorkerMisconfiguredError(`${o.endpoint}${problem}`, o.setting, `${o.operation} at ${o.endpoint}`);
-      if (isTlsFailure(err)) {
-        throw misconfigured(
-          `: the TLS handshake failed (${describe(err)}): check ${o.setting} (http or https, host) and ` +
-            `the certificate the endpoint presents (tried ${o.operation})`,
-        );
-      }
-      if (!transient(err)) throw err;
-      if (o.probe === 'fail-fast' && !answeredOnce.has(o.endpoint) && waited >= outageDefaults.probeMs) {
-        throw misconfigured(
-          ` is unreachable (${describe(err)}) and has never answered this worker: ` +
-            `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
-        );
-      }
-      if (waited >= o.toleranceMs) {
-        throw new TransientInfraError(
-          `${o.endpoint} still failing after ${Math.round(waited / 1000)} s, longer than ` +
-            `PIFT_OUTAGE_TOLERANCE allows (${o.operation}: ${describe(err)})`,
-          o.endpoint,
-          { cause: err },
-        );
-      }
-      lastError = describe(err);
       (ctx?.log ?? console).warn(`waiting out ${o.endpoint}: ${o.operation} failed (${lastError}), attempt ${attempt}`);
       if (ctx && !heartbeat) {
         // What `pift status` shows of a waiting step: what it waits for, since when, why, and until when at most.
@@ -123,10 +97,37 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
         beat();
         heartbeat = setInterval(beat, outageDefaults.heartbeatEveryMs);
       }
-      await pause(backoffMs(attempt), signal);
+      await sleep(backoffMs(attempt), undefined, { signal }).catch(() => undefined);
     }
   } finally {
     if (heartbeat) clearInterval(heartbeat);
+  }
+}
+
+/** Throws `err`, or the typed failure it means, unless it is an outage still worth waiting out after `waited` ms. */
+function failUnlessOutage(err: unknown, o: OutageOptions, transient: (err: unknown) => boolean, waited: number) {
+  const misconfigured = (problem: string) =>
+    new WorkerMisconfiguredError(`${o.endpoint}${problem}`, o.setting, `${o.operation} at ${o.endpoint}`);
+  if (isTlsFailure(err)) {
+    throw misconfigured(
+      `: the TLS handshake failed (${describe(err)}): check ${o.setting} (http or https, host) and ` +
+        `the certificate the endpoint presents (tried ${o.operation})`,
+    );
+  }
+  if (!transient(err)) throw err;
+  if (o.probe === 'fail-fast' && !answeredOnce.has(o.endpoint) && waited >= outageDefaults.probeMs) {
+    throw misconfigured(
+      ` is unreachable (${describe(err)}) and has never answered this worker: ` +
+        `check ${o.setting} (tried ${o.operation} for ${Math.round(waited / 1000)} s)`,
+    );
+  }
+  if (waited >= o.toleranceMs) {
+    throw new TransientInfraError(
+      `${o.endpoint} still failing after ${Math.round(waited / 1000)} s, longer than ` +
+        `PIFT_OUTAGE_TOLERANCE allows (${o.operation}: ${describe(err)})`,
+      o.endpoint,
+      { cause: err },
+    );
   }
 }
 
@@ -134,15 +135,6 @@ export async function waitOutOutages<T>(op: () => Promise<T>, o: OutageOptions):
 function backoffMs(attempt: number): number {
   const base = Math.min(outageDefaults.maxBackoffMs, outageDefaults.minBackoffMs * 2 ** Math.min(attempt - 1, 20));
   return Math.round(base * (0.5 + Math.random() / 2));
-}
-
-/** Sleeps, ending at once with the cancellation when the activity is cancelled. */
-async function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  try {
-    await sleep(ms, undefined, { signal });
-  } catch (err) {
-    throw signal?.aborted ? signal.reason : err;
-  }
 }
 
 /** The most telling error code (fetch hides the socket's behind a TypeError) and the message. */
@@ -153,10 +145,4 @@ function describe(err: unknown): string {
 }
 
 /** The activity's context when running inside one; the store is also used by tests, tools and the CLI. */
-export function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
+export const activityContext = (): Context | undefined => asyncLocalStorage.getStore();

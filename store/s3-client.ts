@@ -14,18 +14,19 @@ export interface S3Settings {
 }
 
 export function s3SettingsFromEnv(env: NodeJS.ProcessEnv): S3Settings {
-  const endpoint = nonEmpty(env.PIFT_S3_ENDPOINT);
-  const forcePathStyle = nonEmpty(env.PIFT_S3_FORCE_PATH_STYLE);
-  const accessKeyId = nonEmpty(env.AWS_ACCESS_KEY_ID);
-  const secretAccessKey = nonEmpty(env.AWS_SECRET_ACCESS_KEY);
+  const setting = (name: string) => env[name]?.trim() || undefined;
+  const endpoint = setting('PIFT_S3_ENDPOINT');
+  const forcePathStyle = setting('PIFT_S3_FORCE_PATH_STYLE');
+  const accessKeyId = setting('AWS_ACCESS_KEY_ID');
+  const secretAccessKey = setting('AWS_SECRET_ACCESS_KEY');
   return {
     endpoint,
-    region: nonEmpty(env.PIFT_S3_REGION) ?? nonEmpty(env.AWS_REGION) ?? storeDefaults.s3Region,
+    region: setting('PIFT_S3_REGION') ?? setting('AWS_REGION') ?? storeDefaults.s3Region,
     forcePathStyle: forcePathStyle === undefined ? endpoint !== undefined : /^(1|true|yes)$/i.test(forcePathStyle),
     // Passing a non-process env (a test server's, a child's) must still authenticate with that env's keys.
     credentials:
       accessKeyId && secretAccessKey
-        ? { accessKeyId, secretAccessKey, sessionToken: nonEmpty(env.AWS_SESSION_TOKEN) }
+        ? { accessKeyId, secretAccessKey, sessionToken: setting('AWS_SESSION_TOKEN') }
         : undefined,
   };
 }
@@ -34,23 +35,12 @@ const clients = new Map<string, S3Client>();
 
 /** One client per service and identity: clients hold connection pools, so stores opened per call share them. */
 export function s3ClientFor(settings: S3Settings): S3Client {
-  const cacheKey = JSON.stringify([
-    settings.endpoint ?? '',
-    settings.region,
-    settings.forcePathStyle,
-    settings.credentials?.accessKeyId ?? '',
-    // Hashed so the cache never holds a secret in clear; different secrets must not share a client.
-    createHash('sha256')
-      .update(`${settings.credentials?.secretAccessKey ?? ''}\0${settings.credentials?.sessionToken ?? ''}`)
-      .digest('hex'),
-  ]);
+  // Hashed so the cache never holds a secret in clear; different secrets must not share a client.
+  const cacheKey = createHash('sha256').update(JSON.stringify(settings)).digest('hex');
   let client = clients.get(cacheKey);
   if (!client) {
     client = new S3Client({
-      endpoint: settings.endpoint,
-      region: settings.region,
-      forcePathStyle: settings.forcePathStyle,
-      credentials: settings.credentials,
+      ...settings,
       // A stalled connection must fail (and be retried) rather than hold a GPU activity forever; the timeout is
       // for socket inactivity, so long streaming transfers are unaffected.
       requestHandler: { connectionTimeout: 15_000, requestTimeout: 120_000 },
@@ -58,8 +48,4 @@ export function s3ClientFor(settings: S3Settings): S3Client {
     clients.set(cacheKey, client);
   }
   return client;
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }

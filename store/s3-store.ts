@@ -1,31 +1,23 @@
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
-  UploadPartCopyCommand,
   paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { createReadStream, createWriteStream } from 'node:fs';
-import * as path from 'node:path';
+import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { pipeline } from 'node:stream/promises';
-import pLimit from 'p-limit';
-import { writeFileAtomically } from './atomic-file';
+import { hashing } from './local-files';
 import { storeDefaults } from './defaults';
-import { classifyS3Error, httpStatusOf, isTransient, mapDiskFull, RUN_STORE_SETTING } from './errors';
+import { classifyS3Error, httpStatusOf, isTransient, RUN_STORE_SETTING } from './errors';
 import { outageDefaults, type ProbeMode, waitOutOutages } from './outage';
 import { keyProblem, validateKey, validatePrefix } from './keys';
-import { HashingStream } from './hashing-stream';
-import { checkIntegrity, NotFoundError, type ExpectedObject, ObjectStore, type WrittenObject } from './object-store';
+import { NotFoundError, ObjectStore, type WrittenObject } from './object-store';
 
 export interface S3StoreOptions {
   client: S3Client;
@@ -42,8 +34,8 @@ export interface S3StoreOptions {
   outageToleranceMs?: number;
   /** 'fail-fast' only where the setup is first checked (see ./outage); every step waits. */
   probe?: ProbeMode;
-  /** Copies above `singleMaxBytes` go part by part (tests lower both to exercise the multipart copy). */
-  copyLimits?: { singleMaxBytes: number; partSize: number };
+  /** Copies above this size go through an upload in parts (tests lower it to exercise that path). */
+  singleCopyMaxBytes?: number;
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -80,66 +72,32 @@ export class S3Store extends ObjectStore {
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
-    const objectKey = this.objectKey(key);
-    // Upload sends one PutObject for small files and a parallel multipart upload for big ones, aborting the
-    // multipart upload on failure so no orphaned parts keep costing storage. The bytes are hashed as they are sent;
-    // a retry reads the file afresh and hashes it afresh.
+    // The bytes are hashed as they are sent; a retry reads the file afresh and hashes it afresh. A file that cannot be
+    // read fails the upload through the hashing generator.
     return this.resilient('PUT', key, async () => {
-      const hashing = new HashingStream();
-      const file = createReadStream(localPath);
-      // pipe() does not pass errors on: a file that cannot be read must fail the upload, not stall it.
-      file.on('error', (err) => hashing.destroy(err));
-      const upload = new Upload({
-        client: this.client,
-        params: { Bucket: this.bucket, Key: objectKey, Body: file.pipe(hashing) },
-        partSize: storeDefaults.multipartPartSize,
-        queueSize: storeDefaults.multipartQueueSize,
-        leavePartsOnError: false,
-      });
-      await upload.done();
-      return hashing.digest();
+      const sent = hashing(createReadStream(localPath));
+      await this.upload(key, Readable.from(sent.chunks));
+      return sent.digest();
     });
   }
 
-  /** CopyObject up to 5 GiB (S3's limit for one request); bigger objects are copied part by part, in parallel. */
+  /**
+   * CopyObject, inside the store, up to 5 GiB (S3's limit for one request). A bigger object is streamed through this
+   * process into an upload in parts: a model is saved in shards below that size, so only an odd file pays for it.
+   */
   async copy(fromKey: string, toKey: string): Promise<void> {
     const head = await this.head(fromKey);
     if (!head) throw new NotFoundError(this.uriFor(fromKey));
+    if (head.size > (this.options.singleCopyMaxBytes ?? storeDefaults.singleCopyMaxBytes)) {
+      await this.resilient('COPY', toKey, async () => this.upload(toKey, await this.getStream(fromKey)));
+      return;
+    }
     // Each segment URI-encoded, the slashes between them kept.
-    const source = `${this.bucket}/${encodeURIComponent(this.objectKey(fromKey)).replaceAll('%2F', '/')}`;
+    const CopySource = `${this.bucket}/${encodeURIComponent(this.objectKey(fromKey)).replaceAll('%2F', '/')}`;
     const Key = this.objectKey(toKey);
-    const Bucket = this.bucket;
-    const { singleMaxBytes, partSize } = this.options.copyLimits ?? {
-      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
-      partSize: storeDefaults.copyPartSize,
-    };
-    await this.resilient('COPY', toKey, async () => {
-      if (head.size <= singleMaxBytes) {
-        await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
-        return;
-      }
-      const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
-      const limit = pLimit(storeDefaults.multipartQueueSize);
-      const copyPart = async (i: number) => {
-        const PartNumber = i + 1;
-        const range = `bytes=${i * partSize}-${Math.min(head.size, (i + 1) * partSize) - 1}`;
-        const out = await this.client.send(
-          new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber, CopySource: source, CopySourceRange: range }),
-        );
-        return { ETag: out.CopyPartResult?.ETag, PartNumber };
-      };
-      try {
-        const count = Math.ceil(head.size / partSize);
-        const parts = await Promise.all(Array.from({ length: count }, (_, i) => limit(() => copyPart(i))));
-        await this.client.send(
-          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
-        );
-      } catch (err) {
-        limit.clearQueue(); // no part starts after the abort
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
-        throw err;
-      }
-    });
+    await this.resilient('COPY', toKey, () =>
+      this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key, CopySource })),
+    );
   }
 
   async get(key: string): Promise<Buffer> {
@@ -184,19 +142,8 @@ export class S3Store extends ObjectStore {
     }
   }
 
-  async getFile(key: string, localPath: string, expect?: ExpectedObject): Promise<WrittenObject> {
-    const target = path.resolve(localPath);
-    // Opened first, so that a problem with the destination is never reported as a missing object.
-    const body = await this.getStream(key);
-    const hashing = new HashingStream();
-    // Downloads land in the worker's scratch space; the file is renamed into place only once its bytes match.
-    await mapDiskFull(path.dirname(target), 'PIFT_WORKDIR', () =>
-      writeFileAtomically(target, async (tmp) => {
-        await pipeline(body, hashing, createWriteStream(tmp));
-        checkIntegrity(this.uriFor(key), expect, hashing.digest());
-      }),
-    ).finally(() => body.destroy());
-    return hashing.digest();
+  protected openSource(key: string): Promise<Readable> {
+    return this.getStream(key);
   }
 
   async head(key: string): Promise<{ size: number } | null> {
@@ -244,23 +191,16 @@ export class S3Store extends ObjectStore {
    */
   private async resilient<T>(verb: string, key: string, op: () => Promise<T>): Promise<T> {
     const operation = `${verb} ${this.root}/${key}`;
-    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs = outageDefaults.toleranceMs } = this.options;
-    return waitOutOutages(
-      async () => {
-        try {
-          return await op();
-        } catch (err) {
-          throw classifyS3Error(err, { setting, bucket: this.bucket, endpoint, operation }) ?? err;
-        }
-      },
-      {
-        endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
-        setting: 'PIFT_S3_ENDPOINT',
-        operation,
-        toleranceMs: outageToleranceMs,
-        probe: this.options.probe,
-      },
-    );
+    const { setting = RUN_STORE_SETTING, endpoint, outageToleranceMs, probe } = this.options;
+    const where = { setting, bucket: this.bucket, endpoint, operation };
+    const classified = () => op().catch((err: unknown) => Promise.reject(classifyS3Error(err, where) ?? err));
+    return waitOutOutages(classified, {
+      endpoint: `the S3 endpoint ${endpoint ?? '(AWS default)'}`,
+      setting: 'PIFT_S3_ENDPOINT',
+      operation,
+      toleranceMs: outageToleranceMs ?? outageDefaults.toleranceMs,
+      probe,
+    });
   }
 
   /** The raw object keys below `folder` of this store, a page at a time: at most 1000, what one DeleteObjects takes. */
@@ -287,6 +227,20 @@ export class S3Store extends ObjectStore {
       const sample = errors.slice(0, 3).map((e) => `${e.Key}: ${e.Code} ${e.Message}`);
       throw new Error(`failed to delete ${errors.length} objects from s3://${this.bucket}: ${sample.join('; ')}`);
     }
+  }
+
+  /**
+   * One PutObject for a small body, a parallel multipart upload for a big one, aborted on failure so that no orphaned
+   * parts keep costing storage.
+   */
+  private async upload(key: string, Body: Readable): Promise<void> {
+    await new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.objectKey(key), Body },
+      partSize: storeDefaults.multipartPartSize,
+      queueSize: storeDefaults.multipartQueueSize,
+      leavePartsOnError: false,
+    }).done();
   }
 
   /** A PutObject with an explicit length: the SDK cannot infer one for an empty body and would warn about streams. */

@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fsc from 'node:fs';
 import { promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import { TEMP_SUFFIX } from './keys';
+import type { WrittenObject } from './object-store';
 
 /**
  * Directories this process has already created. Scoring and judging write one small cache object per answer into a
@@ -57,25 +58,16 @@ async function commit<T>(tmpPath: string, target: string, work: () => Promise<T>
 }
 
 /**
- * Runs `write` against a temporary sibling of `target`, flushes it to disk and renames it into place, so a reader
- * (or a process restarted after a crash) sees the old file or the complete new one, never a torn one. Returns what
- * `write` returned.
+ * Runs `write` against a temporary sibling of `target` and renames it into place, so a reader (or a process restarted
+ * after a crash) sees the old file or the complete new one, never a torn one; `write` flushes what it wrote, as
+ * `hashedCopy` does. Returns what `write` returned.
  */
 export async function writeFileAtomically<T>(target: string, write: (tmpPath: string) => Promise<T>): Promise<T> {
   // Always made, never taken from the memo: `write` may consume a one-shot stream (a download), so an attempt that
   // found its directory gone could not be run again. These writes are few and large; a mkdir is nothing beside them.
   await ensureDir(path.dirname(target), true);
   const tmpPath = tempPathFor(target);
-  return commit(tmpPath, target, async () => {
-    const result = await write(tmpPath);
-    const handle = await fs.open(tmpPath, 'r+');
-    try {
-      await handle.datasync();
-    } finally {
-      await handle.close();
-    }
-    return result;
-  });
+  return commit(tmpPath, target, () => write(tmpPath));
 }
 
 // The callback API, not fs.promises: for the many small answer-cache writes, creating and tracking a FileHandle cost
@@ -103,7 +95,8 @@ export async function linkIfAbsent(target: string, body: string): Promise<boolea
   const tmpPath = tempPathFor(target);
   return inDir(path.dirname(target), async () => {
     try {
-      await writeBytesAtomically(tmpPath, body);
+      // The temporary name is fresh and listed by no one, so it needs no atomic write of its own: only a flush.
+      await writeFile(tmpPath, body, { flag: 'wx', flush: true });
       await fs.link(tmpPath, target);
       return true;
     } catch (err) {
@@ -113,4 +106,60 @@ export async function linkIfAbsent(target: string, body: string): Promise<boolea
       await fs.rm(tmpPath, { force: true });
     }
   });
+}
+
+/**
+ * Passes `chunks` on, hashing and counting them, so an upload or a download needs no second read of the bytes to
+ * know their sha256. `digest` is read once, after the last chunk.
+ */
+export function hashing(chunks: AsyncIterable<Uint8Array>): {
+  chunks: AsyncGenerator<Uint8Array>;
+  digest(): WrittenObject;
+} {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  async function* tap() {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      yield chunk;
+    }
+  }
+  return { chunks: tap(), digest: () => ({ bytes, sha256: hash.digest('hex') }) };
+}
+
+/** Bytes a local copy moves per read and write. */
+const COPY_CHUNK = 1 << 20;
+
+/**
+ * A file's bytes through one reused buffer: a stream would allocate a buffer per 64 KB chunk, garbage that piles up
+ * outside the heap until a collection (tens of MB for a dataset of a million rows, on top of the step's own memory)
+ * and that the allocator then keeps. Each chunk is valid until the next one is asked for.
+ */
+export async function* fileChunks(file: string): AsyncGenerator<Buffer> {
+  const buffer = Buffer.allocUnsafe(COPY_CHUNK);
+  const source = await fs.open(file, 'r');
+  try {
+    for (let n; (n = (await source.read(buffer, 0, COPY_CHUNK)).bytesRead) > 0;) yield buffer.subarray(0, n);
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * Copies `chunks` into the file `to` and flushes it to disk, hashing the bytes on the way, each chunk written whole
+ * before the next is read.
+ */
+export async function hashedCopy(chunks: AsyncIterable<Uint8Array>, to: string): Promise<WrittenObject> {
+  const copied = hashing(chunks);
+  const target = await fs.open(to, 'w');
+  try {
+    for await (const chunk of copied.chunks) {
+      for (let done = 0; done < chunk.length;) done += (await target.write(chunk, done)).bytesWritten;
+    }
+    await target.datasync();
+  } finally {
+    await target.close();
+  }
+  return copied.digest();
 }
