@@ -8,6 +8,8 @@ export const storeDefaults = {
   multipartQueueSize: 4,
   /** Largest object one CopyObject request may copy (S3's limit); bigger ones are copied in parts. */
   singleCopyMaxBytes: 5 * 1024 * 1024 * 1024,
+  /** Size of one part of a multipart copy. */
+  copyPartSize: 512 * 1024 * 1024,
   /** Files of one folder uploaded or downloaded at once (each with its own parts in flight). */
   filesInFlight: 4,
   /** Keys per ListObjectsV2 page, and so per DeleteObjects request; S3 caps both at 1000. */

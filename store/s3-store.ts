@@ -1,10 +1,14 @@
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   PutObjectCommand,
+  UploadPartCopyCommand,
   paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -12,6 +16,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
+import pLimit from 'p-limit';
 import { hashing } from './local-files';
 import { storeDefaults } from './defaults';
 import { classifyS3Error, httpStatusOf, isTransient, RUN_STORE_SETTING } from './errors';
@@ -34,8 +39,8 @@ export interface S3StoreOptions {
   outageToleranceMs?: number;
   /** 'fail-fast' only where the setup is first checked (see ./outage); every step waits. */
   probe?: ProbeMode;
-  /** Copies above this size go through an upload in parts (tests lower it to exercise that path). */
-  singleCopyMaxBytes?: number;
+  /** Copies above `singleMaxBytes` go part by part (tests lower both to exercise the multipart copy). */
+  copyLimits?: { singleMaxBytes: number; partSize: number };
 }
 
 /** An S3-compatible bucket (AWS, MinIO, SeaweedFS, R2) used as an object store. */
@@ -72,32 +77,64 @@ export class S3Store extends ObjectStore {
   }
 
   async putFile(key: string, localPath: string): Promise<WrittenObject> {
-    // The bytes are hashed as they are sent; a retry reads the file afresh and hashes it afresh. A file that cannot be
-    // read fails the upload through the hashing generator.
+    const objectKey = this.objectKey(key);
+    // Upload sends one PutObject for small files and a parallel multipart upload for big ones, aborting the
+    // multipart upload on failure so no orphaned parts keep costing storage. The bytes are hashed as they are sent;
+    // a retry reads the file afresh and hashes it afresh.
     return this.resilient('PUT', key, async () => {
+      // A file that cannot be read fails the upload through the hashing generator.
       const sent = hashing(createReadStream(localPath));
-      await this.upload(key, Readable.from(sent.chunks));
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: objectKey, Body: Readable.from(sent.chunks) },
+        partSize: storeDefaults.multipartPartSize,
+        queueSize: storeDefaults.multipartQueueSize,
+        leavePartsOnError: false,
+      });
+      await upload.done();
       return sent.digest();
     });
   }
 
-  /**
-   * CopyObject, inside the store, up to 5 GiB (S3's limit for one request). A bigger object is streamed through this
-   * process into an upload in parts: a model is saved in shards below that size, so only an odd file pays for it.
-   */
+  /** CopyObject up to 5 GiB (S3's limit for one request); bigger objects are copied part by part, in parallel. */
   async copy(fromKey: string, toKey: string): Promise<void> {
     const head = await this.head(fromKey);
     if (!head) throw new NotFoundError(this.uriFor(fromKey));
-    if (head.size > (this.options.singleCopyMaxBytes ?? storeDefaults.singleCopyMaxBytes)) {
-      await this.resilient('COPY', toKey, async () => this.upload(toKey, await this.getStream(fromKey)));
-      return;
-    }
     // Each segment URI-encoded, the slashes between them kept.
-    const CopySource = `${this.bucket}/${encodeURIComponent(this.objectKey(fromKey)).replaceAll('%2F', '/')}`;
+    const source = `${this.bucket}/${encodeURIComponent(this.objectKey(fromKey)).replaceAll('%2F', '/')}`;
     const Key = this.objectKey(toKey);
-    await this.resilient('COPY', toKey, () =>
-      this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key, CopySource })),
-    );
+    const Bucket = this.bucket;
+    const { singleMaxBytes, partSize } = this.options.copyLimits ?? {
+      singleMaxBytes: storeDefaults.singleCopyMaxBytes,
+      partSize: storeDefaults.copyPartSize,
+    };
+    await this.resilient('COPY', toKey, async () => {
+      if (head.size <= singleMaxBytes) {
+        await this.client.send(new CopyObjectCommand({ Bucket, Key, CopySource: source }));
+        return;
+      }
+      const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket, Key }));
+      const limit = pLimit(storeDefaults.multipartQueueSize);
+      const copyPart = async (i: number) => {
+        const PartNumber = i + 1;
+        const range = `bytes=${i * partSize}-${Math.min(head.size, (i + 1) * partSize) - 1}`;
+        const out = await this.client.send(
+          new UploadPartCopyCommand({ Bucket, Key, UploadId, PartNumber, CopySource: source, CopySourceRange: range }),
+        );
+        return { ETag: out.CopyPartResult?.ETag, PartNumber };
+      };
+      try {
+        const count = Math.ceil(head.size / partSize);
+        const parts = await Promise.all(Array.from({ length: count }, (_, i) => limit(() => copyPart(i))));
+        await this.client.send(
+          new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts } }),
+        );
+      } catch (err) {
+        limit.clearQueue(); // no part starts after the abort
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+        throw err;
+      }
+    });
   }
 
   async get(key: string): Promise<Buffer> {
@@ -227,20 +264,6 @@ export class S3Store extends ObjectStore {
       const sample = errors.slice(0, 3).map((e) => `${e.Key}: ${e.Code} ${e.Message}`);
       throw new Error(`failed to delete ${errors.length} objects from s3://${this.bucket}: ${sample.join('; ')}`);
     }
-  }
-
-  /**
-   * One PutObject for a small body, a parallel multipart upload for a big one, aborted on failure so that no orphaned
-   * parts keep costing storage.
-   */
-  private async upload(key: string, Body: Readable): Promise<void> {
-    await new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: this.objectKey(key), Body },
-      partSize: storeDefaults.multipartPartSize,
-      queueSize: storeDefaults.multipartQueueSize,
-      leavePartsOnError: false,
-    }).done();
   }
 
   /** A PutObject with an explicit length: the SDK cannot infer one for an empty body and would warn about streams. */

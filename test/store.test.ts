@@ -276,12 +276,17 @@ describe('S3Store', () => {
     s3 = await sharedS3();
   });
 
-  it('copies an object bigger than one copy request through an upload in parts', async () => {
+  it('copies an object bigger than one copy request part by part', async () => {
     const client = s3ClientFor(s3SettingsFromEnv(s3.env));
     const prefix = `copy-${randomBytes(4).toString('hex')}`;
     const partSize = 5 * 1024 * 1024; // S3's smallest part
-    const store = new S3Store({ client, bucket: s3.bucket, prefix, singleCopyMaxBytes: partSize });
-    const data = randomBytes(storeDefaults.multipartPartSize + partSize + 123); // two parts
+    const store = new S3Store({
+      client,
+      bucket: s3.bucket,
+      prefix,
+      copyLimits: { singleMaxBytes: partSize, partSize },
+    });
+    const data = randomBytes(2 * partSize + 123);
     await store.put('big.bin', data);
     await store.copy('big.bin', 'copied/big.bin');
     assert.equal(sha256(await store.get('copied/big.bin')), sha256(data));
