@@ -1,5 +1,5 @@
-import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
-import { open, writeFile, type FileHandle } from 'node:fs/promises';
+import { createWriteStream, openAsBlob } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,8 +7,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
-import { inScratch } from '../artifacts/scratch';
-import { IdTable } from '../datasets/id-table';
+import { linesOf, withLongerLines, type Rows } from '../rows/engine';
 import { callBatchApi, type LlmEndpoint } from './llm-client';
 
 /**
@@ -116,80 +115,55 @@ interface ResultLine {
   error?: { code?: string; message?: string } | null;
 }
 
-/** Each line of a local file with the byte offset it starts at, read a chunk at a time. */
-async function* linesWithOffsets(path: string): AsyncGenerator<{ line: Buffer; offset: number }> {
-  let pending = Buffer.alloc(0);
-  let offset = 0;
-  for await (const chunk of createReadStream(path)) {
-    const data = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
-    let from = 0;
-    for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, from)) {
-      yield { line: data.subarray(from, nl), offset: offset + from };
-      from = nl + 1;
-    }
-    offset += from;
-    pending = Buffer.from(data.subarray(from));
-  }
-  if (pending.length) yield { line: pending, offset };
-}
-
-const parsedLine = (line: Buffer): ResultLine | undefined => {
-  try {
-    const parsed = JSON.parse(line.toString('utf8')) as ResultLine;
-    return typeof parsed.custom_id === 'string' ? parsed : undefined;
-  } catch {
-    return undefined; // an unreadable line names no request: that request is asked again
-  }
-};
-
 /**
- * The outcome of each of the next `count` lines of a round's request file (batchLine) read from `requests`, in order,
- * handed to `write` one at a time, from a finished batch: its output and error files are downloaded to `workDir` and
- * each custom_id is kept with where its line is (a later line for the same id wins, the error file after the output
- * file), so only one result line is in memory at a time. A request neither file names (a failed or cancelled batch) is
- * to be asked again.
+ * The outcome of every request of a round's request file (batchLine lines, at `requestsPath`), in its order, handed to
+ * `write` one at a time, from the round's finished batches (consecutive runs of its requests, `requests` each): their
+ * output and error files are downloaded to `dir` and joined with the requests in the row engine, so no file is held in
+ * memory. A request's last line wins (the error file after the output file); a line that does not parse or names no
+ * custom_id is passed over; a request no file names (a failed or cancelled batch) is to be asked again. Custom ids are
+ * unique within a round, so the lines of all its batches are looked up together.
  */
 export async function batchOutcomes(
   endpoint: LlmEndpoint,
-  batch: Batch,
-  { requests, count }: { requests: AsyncIterator<{ custom_id: string }>; count: number },
-  setting: string,
-  workDir: string,
+  batches: Array<{ batch: Batch; requests: number }>,
+  requestsPath: string,
+  { rows, dir, setting }: { rows: Rows; dir: string; setting: string },
   write: (outcome: BatchOutcome) => Promise<void>,
 ): Promise<void> {
-  await inScratch(workDir, 'batch-results-', async (dir) => {
-    const handles: FileHandle[] = [];
-    try {
-      const ids = new IdTable();
-      // Where each request's line is: its file, its offset and its length.
-      const [fileOf, offsets, lengths]: number[][] = [[], [], []];
-      for (const fileId of [batch.output_file_id, batch.error_file_id]) {
-        if (!fileId) continue;
-        const path = join(dir, `${handles.length}.jsonl`);
-        await downloadFile(endpoint, fileId, path, setting);
-        for await (const { line, offset } of linesWithOffsets(path)) {
-          const parsed = parsedLine(line);
-          if (!parsed) continue;
-          const entry = ids.firstLine(parsed.custom_id!, offsets.length) ?? offsets.length;
-          [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
-        }
-        handles.push(await open(path, 'r'));
-      }
-      for (let n = 0, next; n < count && !(next = await requests.next()).done; n++) {
-        const id = next.value.custom_id;
-        const entry = ids.lineOf(id);
-        if (entry === undefined) {
-          await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });
-          continue;
-        }
-        const bytes = Buffer.alloc(lengths[entry]);
-        await handles[fileOf[entry]].read(bytes, 0, bytes.length, offsets[entry]);
-        await write(outcomeOf(id, parsedLine(bytes)!));
-      }
-    } finally {
-      await Promise.all(handles.map((h) => h.close()));
+  const files: string[] = [];
+  for (const fileId of batches.flatMap(({ batch }) => [batch.output_file_id, batch.error_file_id])) {
+    if (!fileId) continue;
+    files.push(join(dir, `${files.length}.jsonl`));
+    await downloadFile(endpoint, fileId, files.at(-1)!, setting);
+  }
+  await withLongerLines(async (maxLine) => {
+    // Each line's place: its file (in the order a later line wins), then its place in the file.
+    const all: string[] = [];
+    for (const [f, path] of files.entries()) {
+      all.push(`SELECT ${f} * 4294967296 + pos AS place, line FROM ${await linesOf(rows, path, maxLine, `f${f}`)}`);
     }
+    await rows.run(`CREATE OR REPLACE TABLE res AS
+      SELECT json_extract_string(line, '$.custom_id') AS id, arg_max(line, place) AS line
+      FROM (${[...all, 'SELECT 0 AS place, NULL AS line WHERE false'].join(' UNION ALL ')})
+      WHERE CASE WHEN json_valid(line) THEN json_type(line, '$.custom_id') = 'VARCHAR' ELSE false END
+      GROUP BY id`);
+    await rows.run(`CREATE OR REPLACE TABLE req AS
+      SELECT pos, json_extract_string(line, '$.custom_id') AS id FROM ${await linesOf(rows, requestsPath, maxLine)}`);
   });
+  const joined = await rows.stream('SELECT req.id, res.line FROM req LEFT JOIN res USING (id) ORDER BY req.pos');
+  /** The batch of the `n`th request (from 0). */
+  const batchOf = (n: number, end = 0) => (batches.find((b) => n < (end += b.requests)) ?? batches.at(-1)!).batch;
+  let n = 0;
+  for await (const chunk of joined.yieldRowsJs()) {
+    for (const [customId, line] of chunk as Array<[string, string | null]>) {
+      const batch = batchOf(n++);
+      await write(
+        line === null
+          ? { customId, retry: `no result in batch ${batch.id} (${batch.status})` }
+          : outcomeOf(customId, JSON.parse(line) as ResultLine),
+      );
+    }
+  }
 }
 
 function outcomeOf(customId: string, line: ResultLine): BatchOutcome {

@@ -5,8 +5,9 @@ import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { JsonlCursor, streamJsonl, streamJsonlChunks } from '../artifacts/jsonl';
+import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
 import { inScratch } from '../artifacts/scratch';
+import { withRows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
@@ -461,31 +462,32 @@ async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted
  * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
  * written line by line in the order of the round's requests.
  */
-async function download(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
+async function download(ctx: RoundContext, round: number, batchId: string, deps: ActivityDeps): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
   const sent = await ctx.store.findText(keys.batch);
   const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
-  // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
-  const requests = streamJsonl<{ custom_id: string }>(ctx.store, keys.requests);
-  await inScratch(workDir, 'batch-collect-', async (dir) => {
+  await withRows(deps, async (rows, dir) => {
+    const batches = [];
+    for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
+      const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+      if (!batchFinished(batch.status)) {
+        // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+        const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
+        throw ApplicationFailure.retryable(message, 'BatchNotFinished');
+      }
+      batches.push({ batch, requests: part.requests });
+    }
+    const requests = join(dir, 'requests.jsonl');
+    await ctx.store.getFile(keys.requests, requests);
     const path = join(dir, 'results.jsonl');
     const writer = await LineWriter.create(path);
     try {
-      for (const part of stored?.batches ?? [{ batchId, requests: Infinity }]) {
-        const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-        if (!batchFinished(batch.status)) {
-          // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-          const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
-          throw ApplicationFailure.retryable(message, 'BatchNotFinished');
-        }
-        await batchOutcomes(ctx.endpoint, batch, { requests, count: part.requests }, ctx.setting, dir, (o) =>
-          writer.text(JSON.stringify(o)),
-        );
-      }
+      await batchOutcomes(ctx.endpoint, batches, requests, { rows, dir, setting: ctx.setting }, (o) =>
+        writer.text(JSON.stringify(o)),
+      );
     } finally {
       await writer.close();
-      await requests.return(undefined);
     }
     await ctx.store.putFile(keys.results, path);
   });
@@ -495,8 +497,13 @@ async function download(ctx: RoundContext, round: number, batchId: string, workD
  * Reads round `round`'s finished batch, puts every item it completed into the answer cache, and counts the round's
  * outcomes for the workflow from the results the collect stored.
  */
-async function collect<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
-  await download(s.ctx, round, batchId, s.workDir);
+async function collect<T>(
+  s: BatchStep<T>,
+  round: number,
+  batchId: string,
+  deps: ActivityDeps,
+): Promise<BatchCollected> {
+  await download(s.ctx, round, batchId, deps);
   let pending = 0;
   let cached = 0;
   for await (const { item, requests } of uncached(s, round + 1)) {
@@ -538,7 +545,7 @@ export function batchActivities<I extends { round: number }, T>(
     collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
       const s = await step(deps, input);
       if (!s) throw new Error(`a batch was submitted for ${asksNone}`);
-      return collect(s, input.round, input.batchId);
+      return collect(s, input.round, input.batchId, deps);
     },
   };
 }
