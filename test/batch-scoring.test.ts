@@ -12,7 +12,7 @@ import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
 import { cacheKey } from '../activities/llm/answer-cache';
-import { pollBatch, type BatchCollected } from '../activities/llm/batch-rounds';
+import { waitForBatch, type BatchCollected } from '../activities/llm/batch-rounds';
 import { collectScoreBatch, submitScoreBatch } from '../activities/score/batch-scoring';
 import { scoreCacheMaterial } from '../activities/score/score-answers';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
@@ -24,7 +24,7 @@ import { openStore } from '../store';
 import { startRun } from '../client';
 import { startHarness } from './helpers/pipeline-harness';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
-import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
+import { cleanUpFakeEndpoint, fakeEndpointEnv, untilFinished } from './helpers/endpoint-env';
 import { sharedTemporal } from './helpers/temporal';
 
 const ROWS = 40;
@@ -80,7 +80,7 @@ describe('scoring through the OpenAI Batch API', function () {
       const sent = await activity(() => submitScoreBatch(deps(), { ...input, round }));
       if (!sent.batchId) break;
       const ref = { batchId: sent.batchId, batchIds: sent.batchIds, setting: 'input.scorer.mode' };
-      while (!(await activity(() => pollBatch(env, ref))).done);
+      await untilFinished(() => activity(() => waitForBatch(env, ref)));
       const collected = await activity(() => collectScoreBatch(deps(), { ...input, round, batchId: sent.batchId! }));
       done.push(collected);
       if (!collected.pending) break;
@@ -308,7 +308,7 @@ describe('scoring through the OpenAI Batch API', function () {
     assert.equal(llm.batch.files.size, 1, 'the request file was not uploaded twice');
     // A collect that runs again reads its stored outcomes instead of downloading them again.
     const ref = { batchId: first.batchId!, setting: 'input.scorer.mode' };
-    while (!(await activity(() => pollBatch(env, ref))).done);
+    await untilFinished(() => activity(() => waitForBatch(env, ref)));
     await activity(() => collectScoreBatch(deps(), { ...batch, round: 0, batchId: first.batchId! }));
     const downloads = () => llm.requests.filter((r) => r.path.endsWith('/content')).length;
     const before = downloads();

@@ -45,13 +45,6 @@ export interface BatchSubmitted {
   requests: number;
 }
 
-export interface BatchPolled {
-  batchId: string;
-  status: string;
-  done: boolean;
-  counts?: { total: number; completed: number; failed: number };
-}
-
 /** A collected round: its requests' outcomes counted, and how many are still to be asked in another round. */
 export interface BatchCollected {
   round: number;
@@ -86,8 +79,12 @@ export const batchCaps = (env: NodeJS.ProcessEnv) => ({
   bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', 190_000_000),
 });
 
-/** One look at each of the round's batches (a batch that did not run says why in the log). */
-export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
+/**
+ * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once at
+ * each batch and throws while one still runs, so the activity's retry policy, one look per `pollInterval`, is the poll
+ * loop and the history holds one activity however many looks a 24-hour batch takes.
+ */
+export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<void> {
   const endpoint = llmEndpoint(env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) {
     const message = `${ref.setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`;
@@ -108,31 +105,14 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
     }
     batches.push(batch);
   }
+  if (batches.every((b) => batchFinished(b.status))) return;
   const counts = batches.map((b) => b.request_counts);
   const sum = (k: 'total' | 'completed' | 'failed') => counts.reduce((n, c) => n + c![k], 0);
-  return {
-    batchId: ref.batchId,
-    status: batches.map((b) => b.status).join(' '),
-    done: batches.every((b) => batchFinished(b.status)),
-    ...(counts.every(Boolean) && {
-      counts: { total: sum('total'), completed: sum('completed'), failed: sum('failed') },
-    }),
-  };
-}
-
-/**
- * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once
- * and throws while a batch still runs, so the activity's retry policy, one look per `pollInterval`, is the poll loop
- * and the history holds one activity however many looks a 24-hour batch takes.
- */
-export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
-  const polled = await pollBatch(env, ref);
-  if (polled.done) return polled;
-  const { counts } = polled;
+  const done = counts.every(Boolean) ? ` (${sum('completed') + sum('failed')}/${sum('total')} done)` : '';
   throw ApplicationFailure.create({
     // A look at a batch that is still running: retried by the activity's retry policy.
     type: 'BatchRunning',
-    message: `batch ${ref.batchId} is ${polled.status}${counts ? ` (${counts.completed + counts.failed}/${counts.total} done)` : ''}`,
+    message: `batch ${ref.batchId} is ${batches.map((b) => b.status).join(' ')}${done}`,
     // An expected state, not an error: logged at debug level and kept out of the failure metrics.
     category: 'BENIGN',
   });
