@@ -93,7 +93,6 @@ async function judging(deps: ActivityDeps, input: JudgeBatchInput): Promise<Batc
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'evaluate', setting: SETTING, caps: batchCaps(deps.env) },
     cache,
-    workDir: deps.workDir,
     parseRetries,
     parses,
     correction: JUDGE_CORRECTION,

@@ -5,9 +5,8 @@ import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
-import { inScratch } from '../artifacts/scratch';
-import { withRows } from '../rows/engine';
+import { streamJsonlChunks } from '../artifacts/jsonl';
+import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
 import {
@@ -118,6 +117,9 @@ export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promi
   });
 }
 
+/** The row engine's connection and its scratch folder (see withRows), for one activity's walks and files. */
+type Engine = { rows: Rows; dir: string };
+
 export interface RoundContext {
   endpoint: LlmEndpoint;
   store: ObjectStore;
@@ -144,48 +146,6 @@ const submittedOf = (round: number, stored: StoredRound): BatchSubmitted => ({
   requests: stored.requests,
 });
 
-/** One earlier round's results: the outcome of a request at a position in walking order, or undefined. */
-interface RoundResults {
-  outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined>;
-  close(): Promise<void>;
-}
-
-/**
- * A round's results file read alongside the walk, which is the order every collect writes it in, one chunk at a time;
- * a file out of that order (none that this code writes) is held in a Map, as the first version held every round.
- */
-async function openRound(
-  store: ObjectStore,
-  key: string,
-  position: (customId: string) => number,
-): Promise<RoundResults> {
-  // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
-  let last = -Infinity;
-  let inOrder = true;
-  await eachOutcome(store, [key], (o) => {
-    inOrder &&= position(o.customId) > last;
-    last = position(o.customId);
-  });
-  if (!inOrder) {
-    const byId = new Map<string, BatchOutcome>();
-    await eachOutcome(store, [key], (o) => byId.set(o.customId, o));
-    return { outcomeOf: async (customId) => byId.get(customId), close: async () => {} };
-  }
-  const results = new JsonlCursor<BatchOutcome>(store, key);
-  return {
-    async outcomeOf(customId, at) {
-      for (let o = await results.peek(); o !== undefined; o = await results.peek()) {
-        const here = position(o.customId);
-        if (here > at) return undefined;
-        await results.next();
-        if (here === at && o.customId === customId) return o;
-      }
-      return undefined;
-    },
-    close: () => results.close(),
-  };
-}
-
 /** The results files of the rounds before `before` (a round that asked nothing has none). */
 async function resultsBefore(store: ObjectStore, runId: string, step: RoundContext['step'], before: number) {
   const keys = Array.from({ length: before }, (_, round) => batchRoundKeys(runId, step, round).results);
@@ -200,28 +160,50 @@ async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchO
 
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
- * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
+ * them (`position` gives that order): the rounds' outcomes, each after its request's position, are sorted by it in the
+ * row engine, whatever order a results file is in, and read alongside the walk, so none is held whole.
  */
 export async function openPastOutcomes(
-  store: ObjectStore,
-  runId: string,
-  step: RoundContext['step'],
+  { store, runId, step }: Pick<RoundContext, 'store' | 'runId' | 'step'>,
   before: number,
   position: (customId: string) => number,
+  { rows, dir }: Engine,
 ) {
-  const rounds: RoundResults[] = [];
-  for (const key of await resultsBefore(store, runId, step, before)) rounds.push(await openRound(store, key, position));
+  const path = join(dir, 'past-outcomes.tsv');
+  const writer = await LineWriter.create(path);
+  try {
+    // JSON.stringify never writes a raw tab: the position ends at the first.
+    for (const key of await resultsBefore(store, runId, step, before)) {
+      for await (const outcomes of streamJsonlChunks<BatchOutcome>(store, key)) {
+        for (const o of outcomes) await writer.text(`${position(o.customId)}\t${JSON.stringify(o)}`);
+      }
+    }
+  } finally {
+    await writer.close();
+  }
+  await withLongerLines(async (maxLine) => {
+    await rows.run(`CREATE OR REPLACE TABLE past AS SELECT CAST(split_part(line, chr(9), 1) AS DOUBLE) AS place, pos,
+      line[strpos(line, chr(9)) + 1:] AS outcome FROM ${await linesOf(rows, path, maxLine, 'past_lines')}`);
+  });
+  const sorted = (await rows.stream('SELECT place, outcome FROM past ORDER BY place, pos')).yieldRowsJs();
+  let [chunk, next] = [[] as unknown[][], 0];
   return {
     /** Call in walking order, each request once. */
     async get(customId: string, at: number): Promise<BatchOutcome[]> {
       const found: BatchOutcome[] = [];
-      for (const round of rounds) {
-        const o = await round.outcomeOf(customId, at);
-        if (o) found.push(o);
+      for (;;) {
+        if (next === chunk.length) {
+          const read = await sorted.next();
+          if (read.done) return found;
+          [chunk, next] = [read.value, 0];
+        }
+        const [here, text] = chunk[next] as [number, string];
+        if (here > at) return found;
+        next += 1;
+        const o = JSON.parse(text) as BatchOutcome;
+        if (here === at && o.customId === customId) found.push(o);
       }
-      return found;
     },
-    close: () => Promise.all(rounds.map((r) => r.close())),
   };
 }
 
@@ -298,7 +280,6 @@ export interface BatchStep<T> {
   ctx: RoundContext;
   /** The step's answer cache, flushed to disk: the online step finds the batches' answers only there. */
   cache: AnswerCache;
-  workDir: string;
   parseRetries: number;
   parses: (content: string) => boolean;
   /** The corrective turn a re-ask adds after the request's own unparseable reply (see askAgain). */
@@ -323,19 +304,15 @@ export interface BatchStep<T> {
  * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
  * results are all read as streams, side by side.
  */
-async function* uncached<T>(s: BatchStep<T>, round: number) {
-  const past = await openPastOutcomes(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
-  try {
-    for await (const item of notCached(s.items(), s.isCached)) {
-      const requests = [];
-      for (const r of s.requests(item)) {
-        const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
-        requests.push({ ...r, state });
-      }
-      yield { item, requests };
+async function* uncached<T>(s: BatchStep<T>, round: number, engine: Engine) {
+  const past = await openPastOutcomes(s.ctx, round, s.position, engine);
+  for await (const item of notCached(s.items(), s.isCached)) {
+    const requests = [];
+    for (const r of s.requests(item)) {
+      const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
+      requests.push({ ...r, state });
     }
-  } finally {
-    await past.close();
+    yield { item, requests };
   }
 }
 
@@ -352,13 +329,13 @@ interface BatchPart {
  * on one batch, and checks the step's limits before any is sent (a batch cannot be stopped halfway the way the online
  * pool stops before its next request): what earlier rounds reported plus this round's estimate.
  */
-async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
+async function writeRequests<T>(s: BatchStep<T>, round: number, path: string, engine: Engine): Promise<BatchPart[]> {
   const { caps } = s.ctx;
   const parts: BatchPart[] = [];
   const asked = new RequestCount(1, null);
   const writer = await LineWriter.create(path);
   try {
-    for await (const { requests } of uncached(s, round)) {
+    for await (const { requests } of uncached(s, round, engine)) {
       for (const { customId, request, state } of requests) {
         if (state.done) continue;
         const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
@@ -396,15 +373,15 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
  * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
  * round's requests.jsonl keeps all of them, in order. No batch id when nothing is left to ask.
  */
-async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+async function submit<T>(s: BatchStep<T>, round: number, deps: ActivityDeps): Promise<BatchSubmitted> {
   const { ctx } = s;
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   const sent = await ctx.store.findText(keys.batch);
   if (sent !== undefined) return submittedOf(round, JSON.parse(sent) as StoredRound);
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
-  return inScratch(s.workDir, 'batch-requests-', async (dir) => {
+  return withRows(deps, async (rows, dir) => {
     const path = join(dir, 'requests.jsonl');
-    const parts = await writeRequests(s, round, path);
+    const parts = await writeRequests(s, round, path, { rows, dir });
     if (!parts.length) return { round, requests: 0 };
     await ctx.store.putFile(keys.requests, path);
     const batches: NonNullable<StoredRound['batches']> = [];
@@ -442,35 +419,33 @@ async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted
  * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
  * written line by line in the order of the round's requests.
  */
-async function download(ctx: RoundContext, round: number, batchId: string, deps: ActivityDeps): Promise<void> {
+async function download(ctx: RoundContext, round: number, batchId: string, { rows, dir }: Engine): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
   const sent = await ctx.store.findText(keys.batch);
   const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
-  await withRows(deps, async (rows, dir) => {
-    const batches = [];
-    for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
-      const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-      if (!batchFinished(batch.status)) {
-        // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-        const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
-        throw ApplicationFailure.retryable(message, 'BatchNotFinished');
-      }
-      batches.push({ batch, requests: part.requests });
+  const batches = [];
+  for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
+    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+    if (!batchFinished(batch.status)) {
+      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+      const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
+      throw ApplicationFailure.retryable(message, 'BatchNotFinished');
     }
-    const requests = join(dir, 'requests.jsonl');
-    await ctx.store.getFile(keys.requests, requests);
-    const path = join(dir, 'results.jsonl');
-    const writer = await LineWriter.create(path);
-    try {
-      await batchOutcomes(ctx.endpoint, batches, requests, { rows, dir, setting: ctx.setting }, (o) =>
-        writer.text(JSON.stringify(o)),
-      );
-    } finally {
-      await writer.close();
-    }
-    await ctx.store.putFile(keys.results, path);
-  });
+    batches.push({ batch, requests: part.requests });
+  }
+  const requests = join(dir, 'requests.jsonl');
+  await ctx.store.getFile(keys.requests, requests);
+  const path = join(dir, 'results.jsonl');
+  const writer = await LineWriter.create(path);
+  try {
+    await batchOutcomes(ctx.endpoint, batches, requests, { rows, dir, setting: ctx.setting }, (o) =>
+      writer.text(JSON.stringify(o)),
+    );
+  } finally {
+    await writer.close();
+  }
+  await ctx.store.putFile(keys.results, path);
 }
 
 /**
@@ -483,15 +458,17 @@ async function collect<T>(
   batchId: string,
   deps: ActivityDeps,
 ): Promise<BatchCollected> {
-  await download(s.ctx, round, batchId, deps);
   let pending = 0;
   let cached = 0;
-  for await (const { item, requests } of uncached(s, round + 1)) {
-    const states = requests.map((r) => r.state);
-    const open = states.filter((st) => !st.done).length;
-    if (open) pending += open;
-    else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
-  }
+  await withRows(deps, async (rows, dir) => {
+    await download(s.ctx, round, batchId, { rows, dir });
+    for await (const { item, requests } of uncached(s, round + 1, { rows, dir })) {
+      const states = requests.map((r) => r.state);
+      const open = states.filter((st) => !st.done).length;
+      if (open) pending += open;
+      else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
+    }
+  });
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
   await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
@@ -520,7 +497,7 @@ export function batchActivities<I extends { round: number }, T>(
   return {
     submit: async (deps: ActivityDeps, input: I): Promise<BatchSubmitted> => {
       const s = await step(deps, input);
-      return s ? submit(s, input.round) : { round: input.round, requests: 0 };
+      return s ? submit(s, input.round, deps) : { round: input.round, requests: 0 };
     },
     collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
       const s = await step(deps, input);

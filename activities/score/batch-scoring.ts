@@ -60,7 +60,6 @@ function scoring(deps: ActivityDeps, input: ScoreBatchInput): BatchStep<[number,
   return {
     ctx: { endpoint, store, runId: input.runId, step: 'score', setting: SETTING, caps: batchCaps(deps.env) },
     cache,
-    workDir: deps.workDir,
     parseRetries: input.scorer.parseRetries,
     parses: (content) => parseScore(content).ok,
     correction: SCORE_CORRECTION,
