@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
 import type { BatchOutcome } from '../activities/llm/batch-api';
-import { openPastOutcomes, spentTokens } from '../activities/llm/batch-rounds';
+import { openPastOutcomes } from '../activities/llm/batch-rounds';
 import { withRows, type Rows } from '../activities/rows/engine';
 import { LocalStore } from '../store/local-store';
 
@@ -58,14 +58,14 @@ describe('earlier batch rounds read alongside the walk (openPastOutcomes)', () =
         assert.deepEqual(await past.get(id, position(id)), expected.get(id), id);
         walked += 1;
       }
+      assert.deepEqual(past.spent, { prompt: 2 * (ids.length - round1.length), output: ids.length - round1.length });
     });
     assert.equal(walked, 90_000);
-    assert.deepEqual(await spentTokens(store, 'big', 'score', 3), {
-      prompt: 2 * (ids.length - round1.length),
-      output: ids.length - round1.length,
-    });
     // Only the rounds before the one asked about count.
-    assert.deepEqual(await spentTokens(store, 'big', 'score', 0), { prompt: 0, output: 0 });
+    await withEngine(async (engine) => {
+      const none = await openPastOutcomes({ store, runId: 'big', step: 'score' }, 0, position, engine);
+      assert.deepEqual(none.spent, { prompt: 0, output: 0 });
+    });
   });
 
   it('reads a results file that is not in walking order to the same outcomes', async () => {

@@ -161,7 +161,8 @@ async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchO
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
  * them (`position` gives that order): the rounds' outcomes, each after its request's position, are sorted by it in the
- * row engine, whatever order a results file is in, and read alongside the walk, so none is held whole.
+ * row engine, whatever order a results file is in, and read alongside the walk, so none is held whole. `spent`: the
+ * tokens the endpoint reported for their answers.
  */
 export async function openPastOutcomes(
   { store, runId, step }: Pick<RoundContext, 'store' | 'runId' | 'step'>,
@@ -171,11 +172,16 @@ export async function openPastOutcomes(
 ) {
   const path = join(dir, 'past-outcomes.tsv');
   const writer = await LineWriter.create(path);
+  const spent: TokenCount = { prompt: 0, output: 0 };
   try {
     // JSON.stringify never writes a raw tab: the position ends at the first.
     for (const key of await resultsBefore(store, runId, step, before)) {
       for await (const outcomes of streamJsonlChunks<BatchOutcome>(store, key)) {
-        for (const o of outcomes) await writer.text(`${position(o.customId)}\t${JSON.stringify(o)}`);
+        for (const o of outcomes) {
+          await writer.text(`${position(o.customId)}\t${JSON.stringify(o)}`);
+          spent.prompt += ('content' in o && o.usage?.prompt_tokens) || 0;
+          spent.output += ('content' in o && o.usage?.completion_tokens) || 0;
+        }
       }
     }
   } finally {
@@ -188,6 +194,7 @@ export async function openPastOutcomes(
   const sorted = (await rows.stream('SELECT place, outcome FROM past ORDER BY place, pos')).yieldRowsJs();
   let [chunk, next] = [[] as unknown[][], 0];
   return {
+    spent,
     /** Call in walking order, each request once. */
     async get(customId: string, at: number): Promise<BatchOutcome[]> {
       const found: BatchOutcome[] = [];
@@ -207,21 +214,7 @@ export async function openPastOutcomes(
   };
 }
 
-/** The tokens the endpoint reported for every answer of the rounds before `before`. */
-export async function spentTokens(
-  store: ObjectStore,
-  runId: string,
-  step: RoundContext['step'],
-  before: number,
-): Promise<TokenCount> {
-  const spent = { prompt: 0, output: 0 };
-  await eachOutcome(store, await resultsBefore(store, runId, step, before), (o) => {
-    if (!('content' in o) || !o.usage) return;
-    spent.prompt += o.usage.prompt_tokens ?? 0;
-    spent.output += o.usage.completion_tokens ?? 0;
-  });
-  return spent;
-}
+type PastOutcomes = Awaited<ReturnType<typeof openPastOutcomes>>;
 
 /** Where one request stands after the rounds so far; an open one that was asked has its `unparsed` last reply. */
 export type ItemState =
@@ -304,8 +297,7 @@ export interface BatchStep<T> {
  * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
  * results are all read as streams, side by side.
  */
-async function* uncached<T>(s: BatchStep<T>, round: number, engine: Engine) {
-  const past = await openPastOutcomes(s.ctx, round, s.position, engine);
+async function* uncached<T>(s: BatchStep<T>, past: PastOutcomes) {
   for await (const item of notCached(s.items(), s.isCached)) {
     const requests = [];
     for (const r of s.requests(item)) {
@@ -333,9 +325,10 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string, en
   const { caps } = s.ctx;
   const parts: BatchPart[] = [];
   const asked = new RequestCount(1, null);
+  const past = await openPastOutcomes(s.ctx, round, s.position, engine);
   const writer = await LineWriter.create(path);
   try {
-    for await (const { requests } of uncached(s, round, engine)) {
+    for await (const { requests } of uncached(s, past)) {
       for (const { customId, request, state } of requests) {
         if (state.done) continue;
         const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
@@ -357,9 +350,8 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string, en
     await writer.close();
   }
   if (asked.requests) {
-    const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
-    asked.tokens.prompt += spent.prompt;
-    asked.tokens.output += spent.output;
+    asked.tokens.prompt += past.spent.prompt;
+    asked.tokens.output += past.spent.output;
     const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
     checkEstimate(asked.result(s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
   }
@@ -462,7 +454,8 @@ async function collect<T>(
   let cached = 0;
   await withRows(deps, async (rows, dir) => {
     await download(s.ctx, round, batchId, { rows, dir });
-    for await (const { item, requests } of uncached(s, round + 1, { rows, dir })) {
+    const past = await openPastOutcomes(s.ctx, round + 1, s.position, { rows, dir });
+    for await (const { item, requests } of uncached(s, past)) {
       const states = requests.map((r) => r.state);
       const open = states.filter((st) => !st.done).length;
       if (open) pending += open;
