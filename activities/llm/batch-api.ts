@@ -40,73 +40,66 @@ export const batchLine = (i: BatchItem): string =>
   JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
 
 /**
- * Uploads `range` of the request file at `path`, read again on each try and streamed from the disk as it is sent: the
- * SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+ * The Batch API calls of a step, each through callBatchApi (outages waited out, errors named with `setting`, the
+ * step's batch mode).
  */
-export async function uploadBatchFile(
-  endpoint: LlmEndpoint,
-  path: string,
-  range: { start: number; end: number },
-  setting: string,
-): Promise<string> {
-  const file = await callBatchApi(endpoint, setting, 'POST /files', async (signal) => {
-    const blob = (await openAsBlob(path)).slice(range.start, range.end);
-    return endpoint.client.files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
-  });
-  return file.id;
-}
-
-export const createBatch = (
-  endpoint: LlmEndpoint,
-  inputFileId: string,
-  metadata: Record<string, string>,
-  setting: string,
-) =>
-  callBatchApi(endpoint, setting, 'POST /batches', (signal) =>
-    endpoint.client.batches.create(
-      { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
-      { signal },
-    ),
-  );
-
-/**
- * A batch this step created earlier and did not get to record (the attempt died between creating and storing it),
- * found by its metadata among the newest batches; undefined when there is none or the endpoint cannot list them.
- */
-export async function findBatch(
-  endpoint: LlmEndpoint,
-  metadata: Record<string, string>,
-  setting: string,
-): Promise<Batch | undefined> {
-  const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
-  try {
-    return await callBatchApi(endpoint, setting, 'GET /batches', async (signal) => {
-      let seen = 0;
-      for await (const b of endpoint.client.batches.list({ limit: 100 }, { signal })) {
-        if (matches(b)) return b;
-        if (++seen >= 1000) break;
+export function batchApi(endpoint: LlmEndpoint, setting: string) {
+  const call = <T>(request: string, send: (signal: AbortSignal) => Promise<T>) =>
+    callBatchApi(endpoint, setting, request, send);
+  const { files, batches } = endpoint.client;
+  return {
+    /**
+     * Uploads `range` of the request file at `path`, read again on each try and streamed from the disk as it is sent:
+     * the SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+     */
+    upload: async (path: string, range: { start: number; end: number }): Promise<string> => {
+      const file = await call('POST /files', async (signal) => {
+        const blob = (await openAsBlob(path)).slice(range.start, range.end);
+        return files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
+      });
+      return file.id;
+    },
+    create: (inputFileId: string, metadata: Record<string, string>) =>
+      call('POST /batches', (signal) =>
+        batches.create(
+          { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
+          { signal },
+        ),
+      ),
+    /**
+     * A batch this step created earlier and did not get to record (the attempt died between creating and storing
+     * it), found by its metadata among the newest batches; undefined when there is none or the endpoint cannot list
+     * them.
+     */
+    find: async (metadata: Record<string, string>): Promise<Batch | undefined> => {
+      const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
+      try {
+        return await call('GET /batches', async (signal) => {
+          let seen = 0;
+          for await (const b of batches.list({ limit: 100 }, { signal })) {
+            if (matches(b)) return b;
+            if (++seen >= 1000) break;
+          }
+          return undefined;
+        });
+      } catch (err) {
+        if (err instanceof InvalidDataError) return undefined;
+        throw err;
       }
-      return undefined;
-    });
-  } catch (err) {
-    if (err instanceof InvalidDataError) return undefined;
-    throw err;
-  }
+    },
+    retrieve: (batchId: string): Promise<Batch> =>
+      call(`GET /batches/${batchId}`, (signal) => batches.retrieve(batchId, { signal })),
+    /** Downloads a file of a batch to `path`, as it arrives. */
+    download: (fileId: string, path: string): Promise<void> =>
+      call(`GET /files/${fileId}/content`, async (signal) => {
+        const response = await files.content(fileId, { signal });
+        if (!response.body) return writeFile(path, '');
+        await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
+      }),
+  };
 }
 
-export const retrieveBatch = (endpoint: LlmEndpoint, batchId: string, setting: string): Promise<Batch> =>
-  callBatchApi(endpoint, setting, `GET /batches/${batchId}`, (signal) =>
-    endpoint.client.batches.retrieve(batchId, { signal }),
-  );
-
-/** Downloads a file of the batch to `path`, as it arrives. */
-async function downloadFile(endpoint: LlmEndpoint, fileId: string, path: string, setting: string): Promise<void> {
-  await callBatchApi(endpoint, setting, `GET /files/${fileId}/content`, async (signal) => {
-    const response = await endpoint.client.files.content(fileId, { signal });
-    if (!response.body) return writeFile(path, '');
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
-  });
-}
+export type BatchApi = ReturnType<typeof batchApi>;
 
 /** A line of an output or error file. */
 interface ResultLine {
@@ -124,17 +117,17 @@ interface ResultLine {
  * unique within a round, so the lines of all its batches are looked up together.
  */
 export async function batchOutcomes(
-  endpoint: LlmEndpoint,
+  api: BatchApi,
   batches: Array<{ batch: Batch; requests: number }>,
   requestsPath: string,
-  { rows, dir, setting }: { rows: Rows; dir: string; setting: string },
+  { rows, dir }: { rows: Rows; dir: string },
   write: (outcome: BatchOutcome) => Promise<void>,
 ): Promise<void> {
   const files: string[] = [];
   for (const fileId of batches.flatMap(({ batch }) => [batch.output_file_id, batch.error_file_id])) {
     if (!fileId) continue;
     files.push(join(dir, `${files.length}.jsonl`));
-    await downloadFile(endpoint, fileId, files.at(-1)!, setting);
+    await api.download(fileId, files.at(-1)!);
   }
   await withLongerLines(async (maxLine) => {
     // Each line's place: its file (in the order a later line wins), then its place in the file.

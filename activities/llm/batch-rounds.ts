@@ -9,17 +9,7 @@ import { streamJsonlChunks } from '../artifacts/jsonl';
 import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
-import {
-  batchFinished,
-  batchLine,
-  batchOutcomes,
-  createBatch,
-  findBatch,
-  retrieveBatch,
-  uploadBatchFile,
-  type BatchItem,
-  type BatchOutcome,
-} from './batch-api';
+import { batchApi, batchFinished, batchLine, batchOutcomes, type BatchItem, type BatchOutcome } from './batch-api';
 import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
@@ -91,7 +81,7 @@ export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promi
   }
   const batches: Batch[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) {
-    const batch = await retrieveBatch(endpoint, batchId, ref.setting);
+    const batch = await batchApi(endpoint, ref.setting).retrieve(batchId);
     if (batch.status === 'failed' || batch.status === 'cancelled') {
       // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
       log.warn('batch did not run', {
@@ -153,11 +143,6 @@ async function resultsBefore(store: ObjectStore, runId: string, step: RoundConte
   return keys.filter((_, round) => exists[round]);
 }
 
-/** Every outcome of the results files `keys`, in order, read a chunk at a time. */
-async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchOutcome) => unknown): Promise<void> {
-  for (const key of keys) for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) rows.forEach(visit);
-}
-
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
  * them (`position` gives that order): the rounds' outcomes, each after its request's position, are sorted by it in the
@@ -217,7 +202,7 @@ export async function openPastOutcomes(
 type PastOutcomes = Awaited<ReturnType<typeof openPastOutcomes>>;
 
 /** Where one request stands after the rounds so far; an open one that was asked has its `unparsed` last reply. */
-export type ItemState =
+type ItemState =
   | { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number }
   | { done: false; asks: number; unparsed?: string };
 
@@ -226,7 +211,7 @@ export type ItemState =
  * `parseRetries` + 1 times (the online path's re-ask rule); failures on the endpoint's side and expiries do not count
  * as asks.
  */
-export function itemState(
+function itemState(
   outcomes: BatchOutcome[] | undefined,
   parseRetries: number,
   parses: (content: string) => boolean,
@@ -247,7 +232,7 @@ export function itemState(
  * The entries the answer cache lacks, in order, looked up `width` at a time: one store round trip per entry would
  * make a million-row round take hours on S3.
  */
-export async function* notCached<T>(
+async function* notCached<T>(
   entries: Iterable<T> | AsyncIterable<T>,
   isCached: (entry: T) => Promise<boolean>,
   width = 64,
@@ -294,8 +279,8 @@ export interface BatchStep<T> {
 }
 
 /**
- * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
- * results are all read as streams, side by side.
+ * The items the cache lacks, each request with its state after the `past` rounds. The items and the rounds' outcomes
+ * are all read as streams, side by side.
  */
 async function* uncached<T>(s: BatchStep<T>, past: PastOutcomes) {
   for await (const item of notCached(s.items(), s.isCached)) {
@@ -375,6 +360,7 @@ async function submit<T>(s: BatchStep<T>, round: number, deps: ActivityDeps): Pr
     const path = join(dir, 'requests.jsonl');
     const parts = await writeRequests(s, round, path, { rows, dir });
     if (!parts.length) return { round, requests: 0 };
+    const api = batchApi(ctx.endpoint, ctx.setting);
     await ctx.store.putFile(keys.requests, path);
     const batches: NonNullable<StoredRound['batches']> = [];
     for (const [k, part] of parts.entries()) {
@@ -385,14 +371,12 @@ async function submit<T>(s: BatchStep<T>, round: number, deps: ActivityDeps): Pr
         pift_requests: part.hash.digest('hex').slice(0, 32),
       };
       const uploadKey = keys.uploadOfPart(k);
-      let batch = (await ctx.store.exists(uploadKey))
-        ? await findBatch(ctx.endpoint, metadata, ctx.setting)
-        : undefined;
+      let batch = (await ctx.store.exists(uploadKey)) ? await api.find(metadata) : undefined;
       if (!batch) {
         const range = { start: part.start, end: part.start + part.bytes };
-        const inputFileId = await uploadBatchFile(ctx.endpoint, path, range, ctx.setting);
+        const inputFileId = await api.upload(path, range);
         await ctx.store.put(uploadKey, JSON.stringify({ inputFileId, requests: part.requests }));
-        batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+        batch = await api.create(inputFileId, metadata);
       }
       batches.push({ batchId: batch.id, inputFileId: batch.input_file_id, requests: part.requests });
     }
@@ -416,9 +400,10 @@ async function download(ctx: RoundContext, round: number, batchId: string, { row
   if (await ctx.store.exists(keys.results)) return;
   const sent = await ctx.store.findText(keys.batch);
   const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
+  const api = batchApi(ctx.endpoint, ctx.setting);
   const batches = [];
   for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
-    const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
+    const batch = await api.retrieve(part.batchId);
     if (!batchFinished(batch.status)) {
       // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
       const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
@@ -431,9 +416,7 @@ async function download(ctx: RoundContext, round: number, batchId: string, { row
   const path = join(dir, 'results.jsonl');
   const writer = await LineWriter.create(path);
   try {
-    await batchOutcomes(ctx.endpoint, batches, requests, { rows, dir, setting: ctx.setting }, (o) =>
-      writer.text(JSON.stringify(o)),
-    );
+    await batchOutcomes(api, batches, requests, { rows, dir }, (o) => writer.text(JSON.stringify(o)));
   } finally {
     await writer.close();
   }
@@ -464,11 +447,14 @@ async function collect<T>(
   });
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
-    const kind =
-      'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
-    counts[kind] += 1;
-  });
+  const { results } = batchRoundKeys(s.ctx.runId, s.ctx.step, round);
+  for await (const outcomes of streamJsonlChunks<BatchOutcome>(s.ctx.store, results)) {
+    for (const o of outcomes) {
+      const kind =
+        'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
+      counts[kind] += 1;
+    }
+  }
   return { round, batchId, ...counts, pending, cached };
 }
 
