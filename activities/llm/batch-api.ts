@@ -1,13 +1,11 @@
 import { createWriteStream, openAsBlob } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
-import { linesOf, withLongerLines, type Rows } from '../rows/engine';
 import { callBatchApi, type LlmEndpoint } from './llm-client';
 
 /**
@@ -99,8 +97,6 @@ export function batchApi(endpoint: LlmEndpoint, setting: string) {
   };
 }
 
-export type BatchApi = ReturnType<typeof batchApi>;
-
 /** A line of an output or error file. */
 interface ResultLine {
   custom_id?: string;
@@ -108,58 +104,9 @@ interface ResultLine {
   error?: { code?: string; message?: string } | null;
 }
 
-/**
- * The outcome of every request of a round's request file (batchLine lines, at `requestsPath`), in its order, handed to
- * `write` one at a time, from the round's finished batches (consecutive runs of its requests, `requests` each): their
- * output and error files are downloaded to `dir` and joined with the requests in the row engine, so no file is held in
- * memory. A request's last line wins (the error file after the output file); a line that does not parse or names no
- * custom_id is passed over; a request no file names (a failed or cancelled batch) is to be asked again. Custom ids are
- * unique within a round, so the lines of all its batches are looked up together.
- */
-export async function batchOutcomes(
-  api: BatchApi,
-  batches: Array<{ batch: Batch; requests: number }>,
-  requestsPath: string,
-  { rows, dir }: { rows: Rows; dir: string },
-  write: (outcome: BatchOutcome) => Promise<void>,
-): Promise<void> {
-  const files: string[] = [];
-  for (const fileId of batches.flatMap(({ batch }) => [batch.output_file_id, batch.error_file_id])) {
-    if (!fileId) continue;
-    files.push(join(dir, `${files.length}.jsonl`));
-    await api.download(fileId, files.at(-1)!);
-  }
-  await withLongerLines(async (maxLine) => {
-    // Each line's place: its file (in the order a later line wins), then its place in the file.
-    const all: string[] = [];
-    for (const [f, path] of files.entries()) {
-      all.push(`SELECT ${f} * 4294967296 + pos AS place, line FROM ${await linesOf(rows, path, maxLine, `f${f}`)}`);
-    }
-    await rows.run(`CREATE OR REPLACE TABLE res AS
-      SELECT json_extract_string(line, '$.custom_id') AS id, arg_max(line, place) AS line
-      FROM (${[...all, 'SELECT 0 AS place, NULL AS line WHERE false'].join(' UNION ALL ')})
-      WHERE CASE WHEN json_valid(line) THEN json_type(line, '$.custom_id') = 'VARCHAR' ELSE false END
-      GROUP BY id`);
-    await rows.run(`CREATE OR REPLACE TABLE req AS
-      SELECT pos, json_extract_string(line, '$.custom_id') AS id FROM ${await linesOf(rows, requestsPath, maxLine)}`);
-  });
-  const joined = await rows.stream('SELECT req.id, res.line FROM req LEFT JOIN res USING (id) ORDER BY req.pos');
-  /** The batch of the `n`th request (from 0). */
-  const batchOf = (n: number, end = 0) => (batches.find((b) => n < (end += b.requests)) ?? batches.at(-1)!).batch;
-  let n = 0;
-  for await (const chunk of joined.yieldRowsJs()) {
-    for (const [customId, line] of chunk as Array<[string, string | null]>) {
-      const batch = batchOf(n++);
-      await write(
-        line === null
-          ? { customId, retry: `no result in batch ${batch.id} (${batch.status})` }
-          : outcomeOf(customId, JSON.parse(line) as ResultLine),
-      );
-    }
-  }
-}
-
-function outcomeOf(customId: string, line: ResultLine): BatchOutcome {
+/** What became of a request, from its line of a batch's output or error file (JSON text). */
+export function outcomeOf(customId: string, text: string): BatchOutcome {
+  const line = JSON.parse(text) as ResultLine;
   const status = line.response?.status_code;
   const body = line.response?.body as
     | {

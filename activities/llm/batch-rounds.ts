@@ -9,7 +9,7 @@ import { streamJsonlChunks } from '../artifacts/jsonl';
 import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
-import { batchApi, batchFinished, batchLine, batchOutcomes, type BatchItem, type BatchOutcome } from './batch-api';
+import { batchApi, batchFinished, batchLine, outcomeOf, type BatchItem, type BatchOutcome } from './batch-api';
 import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import type { AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
@@ -392,8 +392,33 @@ async function submit<T>(s: BatchStep<T>, round: number, deps: ActivityDeps): Pr
 }
 
 /**
- * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
- * written line by line in the order of the round's requests.
+ * Tables `req` (pos, id: the requests of the request file at `requests`, in order) and `res` (id, line: each request's
+ * last line in the batches' output and error `files`, a line that does not parse or names no custom_id passed over).
+ */
+async function loadResults(rows: Rows, files: string[], requests: string): Promise<void> {
+  await withLongerLines(async (maxLine) => {
+    // Each line's place: its file (in the order a later line wins), then its place in the file.
+    const all: string[] = [];
+    for (const [f, path] of files.entries()) {
+      all.push(`SELECT ${f} * 4294967296 + pos AS place, line FROM ${await linesOf(rows, path, maxLine, `f${f}`)}`);
+    }
+    await rows.run(`CREATE OR REPLACE TABLE res AS
+      SELECT json_extract_string(line, '$.custom_id') AS id, arg_max(line, place) AS line
+      FROM (${[...all, 'SELECT 0 AS place, NULL AS line WHERE false'].join(' UNION ALL ')})
+      WHERE CASE WHEN json_valid(line) THEN json_type(line, '$.custom_id') = 'VARCHAR' ELSE false END
+      GROUP BY id`);
+    await rows.run(`CREATE OR REPLACE TABLE req AS
+      SELECT pos, json_extract_string(line, '$.custom_id') AS id FROM ${await linesOf(rows, requests, maxLine)}`);
+  });
+}
+
+/**
+ * The outcome of every request of round `round`, downloaded once and kept in the store (a collect that runs again
+ * reads them), written in the order of the round's request file. The finished batches hold consecutive runs of its
+ * requests; their output and error files are downloaded to the scratch folder and joined with the requests in the row
+ * engine (see loadResults), so no file is held in memory. A request's last line wins (the error file after the output
+ * file); a request no file names (a failed or cancelled batch) is to be asked again. Custom ids are unique within a
+ * round, so the lines of all its batches are looked up together.
  */
 async function download(ctx: RoundContext, round: number, batchId: string, { rows, dir }: Engine): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
@@ -401,7 +426,8 @@ async function download(ctx: RoundContext, round: number, batchId: string, { row
   const sent = await ctx.store.findText(keys.batch);
   const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
   const api = batchApi(ctx.endpoint, ctx.setting);
-  const batches = [];
+  const batches: Array<{ batch: Batch; requests: number }> = [];
+  const files: string[] = [];
   for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
     const batch = await api.retrieve(part.batchId);
     if (!batchFinished(batch.status)) {
@@ -410,13 +436,30 @@ async function download(ctx: RoundContext, round: number, batchId: string, { row
       throw ApplicationFailure.retryable(message, 'BatchNotFinished');
     }
     batches.push({ batch, requests: part.requests });
+    for (const fileId of [batch.output_file_id, batch.error_file_id]) {
+      if (!fileId) continue;
+      files.push(join(dir, `${files.length}.jsonl`));
+      await api.download(fileId, files.at(-1)!);
+    }
   }
   const requests = join(dir, 'requests.jsonl');
   await ctx.store.getFile(keys.requests, requests);
+  await loadResults(rows, files, requests);
+  const joined = await rows.stream('SELECT req.id, res.line FROM req LEFT JOIN res USING (id) ORDER BY req.pos');
+  /** The batch of the `n`th request (from 0). */
+  const batchOf = (n: number, end = 0) => (batches.find((b) => n < (end += b.requests)) ?? batches.at(-1)!).batch;
   const path = join(dir, 'results.jsonl');
   const writer = await LineWriter.create(path);
   try {
-    await batchOutcomes(api, batches, requests, { rows, dir }, (o) => writer.text(JSON.stringify(o)));
+    let n = 0;
+    for await (const chunk of joined.yieldRowsJs()) {
+      for (const [customId, line] of chunk as Array<[string, string | null]>) {
+        const { id, status } = batchOf(n++);
+        const o =
+          line === null ? { customId, retry: `no result in batch ${id} (${status})` } : outcomeOf(customId, line);
+        await writer.text(JSON.stringify(o));
+      }
+    }
   } finally {
     await writer.close();
   }
