@@ -251,6 +251,29 @@ describe('scoring through the OpenAI Batch API', function () {
     );
   });
 
+  it("takes a request's last line in its batch's files, passing over lines that do not parse or name no custom_id", async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const failed = { custom_id: '1.0', response: { status_code: 500, body: { error: { message: 'later' } } } };
+    llm.batch.behave({
+      extraLines: (n) =>
+        n === 1
+          ? {
+              output: ['{"custom_id": "2.0", "resp', JSON.stringify({ custom_id: 3 })],
+              errors: [JSON.stringify(failed)],
+            }
+          : {},
+    });
+    const done = await rounds(inputFor({ mode: 'batch' }));
+    // Row 1's answer in the output file is overruled by its later line in the error file: asked again in round 1.
+    assert.deepEqual(
+      done.map((d) => [d.answered, d.retry, d.pending, d.cached]),
+      [
+        [ROWS - 1, 1, 1, ROWS - 1],
+        [1, 0, 0, 1],
+      ],
+    );
+  });
+
   it('asks online whatever the batches left, and no more', async () => {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     llm.batch.behave({ fate: (customId) => (Number(customId.split('.')[0]) < 3 ? 'expire' : 'answer') });
