@@ -258,18 +258,20 @@ describe('scoring through the OpenAI Batch API', function () {
       extraLines: (n) =>
         n === 1
           ? {
-              output: ['{"custom_id": "2.0", "resp', JSON.stringify({ custom_id: 3 })],
+              // Row 4's last line is JSON to the row engine (a trailing comma) but not to JSON.parse.
+              output: ['{"custom_id": "2.0", "resp', JSON.stringify({ custom_id: 3 }), '{"custom_id": "4.0",}'],
               errors: [JSON.stringify(failed)],
             }
           : {},
     });
     const done = await rounds(inputFor({ mode: 'batch' }));
-    // Row 1's answer in the output file is overruled by its later line in the error file: asked again in round 1.
+    // Row 1's answer in the output file is overruled by its later line in the error file, row 4's by an unreadable
+    // line: both are asked again in round 1.
     assert.deepEqual(
       done.map((d) => [d.answered, d.retry, d.pending, d.cached]),
       [
-        [ROWS - 1, 1, 1, ROWS - 1],
-        [1, 0, 0, 1],
+        [ROWS - 2, 2, 2, ROWS - 2],
+        [2, 0, 0, 2],
       ],
     );
   });

@@ -106,7 +106,13 @@ interface ResultLine {
 
 /** What became of a request, from its line of a batch's output or error file (JSON text). */
 export function outcomeOf(customId: string, text: string): BatchOutcome {
-  const line = JSON.parse(text) as ResultLine;
+  let line: ResultLine;
+  try {
+    line = JSON.parse(text) as ResultLine;
+  } catch {
+    // A line the row engine's JSON reader takes (it allows trailing commas, NaN) and JSON does not: asked again.
+    return { customId, retry: 'an unreadable result line' };
+  }
   const status = line.response?.status_code;
   const body = line.response?.body as
     | {

@@ -92,9 +92,11 @@ export class RateGate {
     // The next in line waits for this one and for everyone before it (this one may give up first).
     this.line = Promise.all([before, new Promise<void>((resolve) => (through = resolve))]);
     this.waiting += 1;
-    const aborted = new Promise<never>((_, reject) =>
-      signal?.addEventListener('abort', () => reject(signal.reason), { once: true }),
-    );
+    let onAbort = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
     try {
       await Promise.race([before, aborted]);
       // The head of the line: a pause or a limit learnt while it sleeps is seen when it wakes.
@@ -103,6 +105,7 @@ export class RateGate {
         await sleep(wait, undefined, { signal }).catch(() => aborted);
       }
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       this.waiting -= 1;
       through();
     }
