@@ -12,10 +12,10 @@ import { evaluate } from '../activities/evaluate/evaluate';
 import { judgeCacheMaterial } from '../activities/evaluate/judge-answers';
 import { buildJudgeRequest } from '../activities/evaluate/judge-prompt';
 import { cacheKey } from '../activities/llm/answer-cache';
-import { pollBatch, type BatchCollected } from '../activities/llm/batch-rounds';
+import { waitForBatch, type BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, EvaluateResult } from '../activities/types';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
-import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
+import { cleanUpFakeEndpoint, fakeEndpointEnv, untilFinished } from './helpers/endpoint-env';
 
 const PROMPTS = 12;
 const BENCHES = ['alpha', 'beta'];
@@ -95,7 +95,7 @@ describe('judging through the OpenAI Batch API', function () {
       const sent = await activity(() => submitJudgeBatch(deps(), { ...input, round }));
       if (!sent.batchId) break;
       const ref = { batchId: sent.batchId, setting: 'input.evaluation.mode' };
-      while (!(await activity(() => pollBatch(env, ref))).done);
+      await untilFinished(() => activity(() => waitForBatch(env, ref)));
       const collected = await activity(() => collectJudgeBatch(deps(), { ...input, round, batchId: sent.batchId! }));
       done.push(collected);
       if (!collected.pending) break;

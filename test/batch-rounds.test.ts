@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
 import type { BatchOutcome } from '../activities/llm/batch-api';
-import { openPastOutcomes, spentTokens } from '../activities/llm/batch-rounds';
+import { openPastOutcomes } from '../activities/llm/batch-rounds';
+import { withRows, type Rows } from '../activities/rows/engine';
 import { LocalStore } from '../store/local-store';
 
 /** The scoring rounds' custom ids, `<row>.<sample>`, in the order the rounds walk them. */
@@ -23,6 +24,8 @@ describe('earlier batch rounds read alongside the walk (openPastOutcomes)', () =
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
+  const withEngine = (use: (engine: { rows: Rows; dir: string }) => Promise<void>) =>
+    withRows({ env: {}, workDir: join(dir, 'work') }, (rows, scratch) => use({ rows, dir: scratch }));
   const put = (runId: string, round: number, outcomes: BatchOutcome[]) =>
     store.put(batchRoundKeys(runId, 'score', round).results, outcomes.map((o) => `${JSON.stringify(o)}\n`).join(''));
 
@@ -47,24 +50,25 @@ describe('earlier batch rounds read alongside the walk (openPastOutcomes)', () =
     for (const o of [...round0, ...round1, ...round2])
       expected.set(o.customId, [...(expected.get(o.customId) ?? []), o]);
 
-    const past = await openPastOutcomes(store, 'big', 'score', 3, position);
     let walked = 0;
-    for (const [i, id] of ids.entries()) {
-      if (i % 10 === 4) continue; // cached since: skipped by the walk
-      assert.deepEqual(await past.get(id, position(id)), expected.get(id), id);
-      walked += 1;
-    }
-    await past.close();
-    assert.equal(walked, 90_000);
-    assert.deepEqual(await spentTokens(store, 'big', 'score', 3), {
-      prompt: 2 * (ids.length - round1.length),
-      output: ids.length - round1.length,
+    await withEngine(async (engine) => {
+      const past = await openPastOutcomes({ store, runId: 'big', step: 'score' }, 3, position, engine);
+      for (const [i, id] of ids.entries()) {
+        if (i % 10 === 4) continue; // cached since: skipped by the walk
+        assert.deepEqual(await past.get(id, position(id)), expected.get(id), id);
+        walked += 1;
+      }
+      assert.deepEqual(past.spent, { prompt: 2 * (ids.length - round1.length), output: ids.length - round1.length });
     });
+    assert.equal(walked, 90_000);
     // Only the rounds before the one asked about count.
-    assert.deepEqual(await spentTokens(store, 'big', 'score', 0), { prompt: 0, output: 0 });
+    await withEngine(async (engine) => {
+      const none = await openPastOutcomes({ store, runId: 'big', step: 'score' }, 0, position, engine);
+      assert.deepEqual(none.spent, { prompt: 0, output: 0 });
+    });
   });
 
-  it('reads a results file that is not in walking order whole, to the same outcomes', async () => {
+  it('reads a results file that is not in walking order to the same outcomes', async () => {
     const ids = Array.from({ length: 50 }, (_, i) => `${i}.0`);
     const shuffled = [...ids.slice(25), ...ids.slice(0, 25)].map((customId): BatchOutcome => ({
       customId,
@@ -76,13 +80,14 @@ describe('earlier batch rounds read alongside the walk (openPastOutcomes)', () =
       1,
       ids.slice(10, 20).map((customId): BatchOutcome => ({ customId, retry: 'later' })),
     );
-    const past = await openPastOutcomes(store, 'shuffled', 'score', 2, position);
-    for (const id of ids) {
-      const expected: BatchOutcome[] = [{ customId: id, content: id }];
-      const n = Number(id.split('.')[0]);
-      if (n >= 10 && n < 20) expected.push({ customId: id, retry: 'later' });
-      assert.deepEqual(await past.get(id, position(id)), expected, id);
-    }
-    await past.close();
+    await withEngine(async (engine) => {
+      const past = await openPastOutcomes({ store, runId: 'shuffled', step: 'score' }, 2, position, engine);
+      for (const id of ids) {
+        const expected: BatchOutcome[] = [{ customId: id, content: id }];
+        const n = Number(id.split('.')[0]);
+        if (n >= 10 && n < 20) expected.push({ customId: id, retry: 'later' });
+        assert.deepEqual(await past.get(id, position(id)), expected, id);
+      }
+    });
   });
 });

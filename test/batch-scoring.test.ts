@@ -12,7 +12,7 @@ import { depsFromEnv } from '../activities/deps';
 import { sha256 } from '../activities/artifacts/hashing';
 import { batchRoundKeys } from '../activities/artifacts/run-keys';
 import { cacheKey } from '../activities/llm/answer-cache';
-import { pollBatch, type BatchCollected } from '../activities/llm/batch-rounds';
+import { waitForBatch, type BatchCollected } from '../activities/llm/batch-rounds';
 import { collectScoreBatch, submitScoreBatch } from '../activities/score/batch-scoring';
 import { scoreCacheMaterial } from '../activities/score/score-answers';
 import { scoreDifficulty } from '../activities/score/score-difficulty';
@@ -24,7 +24,7 @@ import { openStore } from '../store';
 import { startRun } from '../client';
 import { startHarness } from './helpers/pipeline-harness';
 import { startFakeOpenAI, type ChatRequest, type FakeOpenAI } from './helpers/fake-openai';
-import { cleanUpFakeEndpoint, fakeEndpointEnv } from './helpers/endpoint-env';
+import { cleanUpFakeEndpoint, fakeEndpointEnv, untilFinished } from './helpers/endpoint-env';
 import { sharedTemporal } from './helpers/temporal';
 
 const ROWS = 40;
@@ -80,7 +80,7 @@ describe('scoring through the OpenAI Batch API', function () {
       const sent = await activity(() => submitScoreBatch(deps(), { ...input, round }));
       if (!sent.batchId) break;
       const ref = { batchId: sent.batchId, batchIds: sent.batchIds, setting: 'input.scorer.mode' };
-      while (!(await activity(() => pollBatch(env, ref))).done);
+      await untilFinished(() => activity(() => waitForBatch(env, ref)));
       const collected = await activity(() => collectScoreBatch(deps(), { ...input, round, batchId: sent.batchId! }));
       done.push(collected);
       if (!collected.pending) break;
@@ -251,6 +251,31 @@ describe('scoring through the OpenAI Batch API', function () {
     );
   });
 
+  it("takes a request's last line in its batch's files, passing over lines that do not parse or name no custom_id", async () => {
+    llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
+    const failed = { custom_id: '1.0', response: { status_code: 500, body: { error: { message: 'later' } } } };
+    llm.batch.behave({
+      extraLines: (n) =>
+        n === 1
+          ? {
+              // Row 4's last line is JSON to the row engine (a trailing comma) but not to JSON.parse.
+              output: ['{"custom_id": "2.0", "resp', JSON.stringify({ custom_id: 3 }), '{"custom_id": "4.0",}'],
+              errors: [JSON.stringify(failed)],
+            }
+          : {},
+    });
+    const done = await rounds(inputFor({ mode: 'batch' }));
+    // Row 1's answer in the output file is overruled by its later line in the error file, row 4's by an unreadable
+    // line: both are asked again in round 1.
+    assert.deepEqual(
+      done.map((d) => [d.answered, d.retry, d.pending, d.cached]),
+      [
+        [ROWS - 2, 2, 2, ROWS - 2],
+        [2, 0, 0, 2],
+      ],
+    );
+  });
+
   it('asks online whatever the batches left, and no more', async () => {
     llm.handle((req) => ({ content: answerOf(rowOf(req)) }));
     llm.batch.behave({ fate: (customId) => (Number(customId.split('.')[0]) < 3 ? 'expire' : 'answer') });
@@ -308,7 +333,7 @@ describe('scoring through the OpenAI Batch API', function () {
     assert.equal(llm.batch.files.size, 1, 'the request file was not uploaded twice');
     // A collect that runs again reads its stored outcomes instead of downloading them again.
     const ref = { batchId: first.batchId!, setting: 'input.scorer.mode' };
-    while (!(await activity(() => pollBatch(env, ref))).done);
+    await untilFinished(() => activity(() => waitForBatch(env, ref)));
     await activity(() => collectScoreBatch(deps(), { ...batch, round: 0, batchId: first.batchId! }));
     const downloads = () => llm.requests.filter((r) => r.path.endsWith('/content')).length;
     const before = downloads();

@@ -1,14 +1,11 @@
-import { createReadStream, createWriteStream, openAsBlob } from 'node:fs';
-import { open, writeFile, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { createWriteStream, openAsBlob } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { Batch } from 'openai/resources/batches';
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { InvalidDataError } from '../../common/failures';
-import { inScratch } from '../artifacts/scratch';
-import { IdTable } from '../datasets/id-table';
 import { callBatchApi, type LlmEndpoint } from './llm-client';
 
 /**
@@ -41,72 +38,63 @@ export const batchLine = (i: BatchItem): string =>
   JSON.stringify({ custom_id: i.customId, method: 'POST', url: '/v1/chat/completions', body: i.request });
 
 /**
- * Uploads `range` of the request file at `path`, read again on each try and streamed from the disk as it is sent: the
- * SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+ * The Batch API calls of a step, each through callBatchApi (outages waited out, errors named with `setting`, the
+ * step's batch mode).
  */
-export async function uploadBatchFile(
-  endpoint: LlmEndpoint,
-  path: string,
-  range: { start: number; end: number },
-  setting: string,
-): Promise<string> {
-  const file = await callBatchApi(endpoint, setting, 'POST /files', async (signal) => {
-    const blob = (await openAsBlob(path)).slice(range.start, range.end);
-    return endpoint.client.files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
-  });
-  return file.id;
-}
-
-export const createBatch = (
-  endpoint: LlmEndpoint,
-  inputFileId: string,
-  metadata: Record<string, string>,
-  setting: string,
-) =>
-  callBatchApi(endpoint, setting, 'POST /batches', (signal) =>
-    endpoint.client.batches.create(
-      { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
-      { signal },
-    ),
-  );
-
-/**
- * A batch this step created earlier and did not get to record (the attempt died between creating and storing it),
- * found by its metadata among the newest batches; undefined when there is none or the endpoint cannot list them.
- */
-export async function findBatch(
-  endpoint: LlmEndpoint,
-  metadata: Record<string, string>,
-  setting: string,
-): Promise<Batch | undefined> {
-  const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
-  try {
-    return await callBatchApi(endpoint, setting, 'GET /batches', async (signal) => {
-      let seen = 0;
-      for await (const b of endpoint.client.batches.list({ limit: 100 }, { signal })) {
-        if (matches(b)) return b;
-        if (++seen >= 1000) break;
+export function batchApi(endpoint: LlmEndpoint, setting: string) {
+  const call = <T>(request: string, send: (signal: AbortSignal) => Promise<T>) =>
+    callBatchApi(endpoint, setting, request, send);
+  const { files, batches } = endpoint.client;
+  return {
+    /**
+     * Uploads `range` of the request file at `path`, read again on each try and streamed from the disk as it is sent:
+     * the SDK's toFile would first read all of it (up to a batch's 200 MB) into memory.
+     */
+    upload: async (path: string, range: { start: number; end: number }): Promise<string> => {
+      const file = await call('POST /files', async (signal) => {
+        const blob = (await openAsBlob(path)).slice(range.start, range.end);
+        return files.create({ file: new File([blob], 'batch.jsonl'), purpose: 'batch' }, { signal });
+      });
+      return file.id;
+    },
+    create: (inputFileId: string, metadata: Record<string, string>) =>
+      call('POST /batches', (signal) =>
+        batches.create(
+          { input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', metadata },
+          { signal },
+        ),
+      ),
+    /**
+     * A batch this step created earlier and did not get to record (the attempt died between creating and storing
+     * it), found by its metadata among the newest batches; undefined when there is none or the endpoint cannot list
+     * them.
+     */
+    find: async (metadata: Record<string, string>): Promise<Batch | undefined> => {
+      const matches = (b: Batch) => Object.entries(metadata).every(([k, v]) => b.metadata?.[k] === v);
+      try {
+        return await call('GET /batches', async (signal) => {
+          let seen = 0;
+          for await (const b of batches.list({ limit: 100 }, { signal })) {
+            if (matches(b)) return b;
+            if (++seen >= 1000) break;
+          }
+          return undefined;
+        });
+      } catch (err) {
+        if (err instanceof InvalidDataError) return undefined;
+        throw err;
       }
-      return undefined;
-    });
-  } catch (err) {
-    if (err instanceof InvalidDataError) return undefined;
-    throw err;
-  }
-}
-
-export const retrieveBatch = (endpoint: LlmEndpoint, batchId: string, setting: string): Promise<Batch> =>
-  callBatchApi(endpoint, setting, `GET /batches/${batchId}`, (signal) =>
-    endpoint.client.batches.retrieve(batchId, { signal }),
-  );
-
-/** Downloads a file of the batch to `path`, as it arrives. */
-async function downloadFile(endpoint: LlmEndpoint, fileId: string, path: string, setting: string): Promise<void> {
-  await callBatchApi(endpoint, setting, `GET /files/${fileId}/content`, async (signal) => {
-    const response = await endpoint.client.files.content(fileId, { signal });
-    if (!response.body) return writeFile(path, '');
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
-  });
+    },
+    retrieve: (batchId: string): Promise<Batch> =>
+      call(`GET /batches/${batchId}`, (signal) => batches.retrieve(batchId, { signal })),
+    /** Downloads a file of a batch to `path`, as it arrives. */
+    download: (fileId: string, path: string): Promise<void> =>
+      call(`GET /files/${fileId}/content`, async (signal) => {
+        const response = await files.content(fileId, { signal });
+        if (!response.body) return writeFile(path, '');
+        await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), createWriteStream(path));
+      }),
+  };
 }
 
 /** A line of an output or error file. */
@@ -116,83 +104,15 @@ interface ResultLine {
   error?: { code?: string; message?: string } | null;
 }
 
-/** Each line of a local file with the byte offset it starts at, read a chunk at a time. */
-async function* linesWithOffsets(path: string): AsyncGenerator<{ line: Buffer; offset: number }> {
-  let pending = Buffer.alloc(0);
-  let offset = 0;
-  for await (const chunk of createReadStream(path)) {
-    const data = pending.length ? Buffer.concat([pending, chunk as Buffer]) : (chunk as Buffer);
-    let from = 0;
-    for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a, from)) {
-      yield { line: data.subarray(from, nl), offset: offset + from };
-      from = nl + 1;
-    }
-    offset += from;
-    pending = Buffer.from(data.subarray(from));
-  }
-  if (pending.length) yield { line: pending, offset };
-}
-
-const parsedLine = (line: Buffer): ResultLine | undefined => {
+/** What became of a request, from its line of a batch's output or error file (JSON text). */
+export function outcomeOf(customId: string, text: string): BatchOutcome {
+  let line: ResultLine;
   try {
-    const parsed = JSON.parse(line.toString('utf8')) as ResultLine;
-    return typeof parsed.custom_id === 'string' ? parsed : undefined;
+    line = JSON.parse(text) as ResultLine;
   } catch {
-    return undefined; // an unreadable line names no request: that request is asked again
+    // A line the row engine's JSON reader takes (it allows trailing commas, NaN) and JSON does not: asked again.
+    return { customId, retry: 'an unreadable result line' };
   }
-};
-
-/**
- * The outcome of each of the next `count` lines of a round's request file (batchLine) read from `requests`, in order,
- * handed to `write` one at a time, from a finished batch: its output and error files are downloaded to `workDir` and
- * each custom_id is kept with where its line is (a later line for the same id wins, the error file after the output
- * file), so only one result line is in memory at a time. A request neither file names (a failed or cancelled batch) is
- * to be asked again.
- */
-export async function batchOutcomes(
-  endpoint: LlmEndpoint,
-  batch: Batch,
-  { requests, count }: { requests: AsyncIterator<{ custom_id: string }>; count: number },
-  setting: string,
-  workDir: string,
-  write: (outcome: BatchOutcome) => Promise<void>,
-): Promise<void> {
-  await inScratch(workDir, 'batch-results-', async (dir) => {
-    const handles: FileHandle[] = [];
-    try {
-      const ids = new IdTable();
-      // Where each request's line is: its file, its offset and its length.
-      const [fileOf, offsets, lengths]: number[][] = [[], [], []];
-      for (const fileId of [batch.output_file_id, batch.error_file_id]) {
-        if (!fileId) continue;
-        const path = join(dir, `${handles.length}.jsonl`);
-        await downloadFile(endpoint, fileId, path, setting);
-        for await (const { line, offset } of linesWithOffsets(path)) {
-          const parsed = parsedLine(line);
-          if (!parsed) continue;
-          const entry = ids.firstLine(parsed.custom_id!, offsets.length) ?? offsets.length;
-          [fileOf[entry], offsets[entry], lengths[entry]] = [handles.length, offset, line.length];
-        }
-        handles.push(await open(path, 'r'));
-      }
-      for (let n = 0, next; n < count && !(next = await requests.next()).done; n++) {
-        const id = next.value.custom_id;
-        const entry = ids.lineOf(id);
-        if (entry === undefined) {
-          await write({ customId: id, retry: `no result in batch ${batch.id} (${batch.status})` });
-          continue;
-        }
-        const bytes = Buffer.alloc(lengths[entry]);
-        await handles[fileOf[entry]].read(bytes, 0, bytes.length, offsets[entry]);
-        await write(outcomeOf(id, parsedLine(bytes)!));
-      }
-    } finally {
-      await Promise.all(handles.map((h) => h.close()));
-    }
-  });
-}
-
-function outcomeOf(customId: string, line: ResultLine): BatchOutcome {
   const status = line.response?.status_code;
   const body = line.response?.body as
     | {

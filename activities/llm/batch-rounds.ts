@@ -5,21 +5,11 @@ import type { Batch } from 'openai/resources/batches';
 import { ApplicationFailure } from '@temporalio/common';
 import { InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { allowedLocation, openStore, type ObjectStore } from '../../store';
-import { JsonlCursor, streamJsonl, streamJsonlChunks } from '../artifacts/jsonl';
-import { inScratch } from '../artifacts/scratch';
+import { streamJsonlChunks } from '../artifacts/jsonl';
+import { linesOf, withLongerLines, withRows, type Rows } from '../rows/engine';
 import { LineWriter } from '../rows/row-file';
 import { batchRoundKeys } from '../artifacts/run-keys';
-import {
-  batchFinished,
-  batchLine,
-  batchOutcomes,
-  createBatch,
-  findBatch,
-  retrieveBatch,
-  uploadBatchFile,
-  type BatchItem,
-  type BatchOutcome,
-} from './batch-api';
+import { batchApi, batchFinished, batchLine, outcomeOf, type BatchItem, type BatchOutcome } from './batch-api';
 import { checkEstimate, RequestCount, type CostLimits, type TokenCount } from './cost-estimate';
 import { answerCache, type AnswerCache } from './answer-cache';
 import { askAgain, llmEndpoint, type LlmEndpoint } from './llm-client';
@@ -42,13 +32,6 @@ export interface BatchSubmitted {
   /** Every batch of a round above the endpoint's caps on one batch (see batchCaps); absent for a single batch. */
   batchIds?: string[];
   requests: number;
-}
-
-export interface BatchPolled {
-  batchId: string;
-  status: string;
-  done: boolean;
-  counts?: { total: number; completed: number; failed: number };
 }
 
 /** A collected round: its requests' outcomes counted, and how many are still to be asked in another round. */
@@ -85,8 +68,12 @@ export const batchCaps = (env: NodeJS.ProcessEnv) => ({
   bytes: positiveIntegerSetting(env, 'PIFT_BATCH_MAX_BYTES', 190_000_000),
 });
 
-/** One look at each of the round's batches (a batch that did not run says why in the log). */
-export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
+/**
+ * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once at
+ * each batch and throws while one still runs, so the activity's retry policy, one look per `pollInterval`, is the poll
+ * loop and the history holds one activity however many looks a 24-hour batch takes.
+ */
+export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<void> {
   const endpoint = llmEndpoint(env, { maxRetries: 6, timeoutSeconds: 120 });
   if (!endpoint) {
     const message = `${ref.setting} is "batch" but the worker has no PIFT_OPENAI_BASE_URL / OPENAI_API_KEY`;
@@ -94,7 +81,7 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
   }
   const batches: Batch[] = [];
   for (const batchId of ref.batchIds ?? [ref.batchId]) {
-    const batch = await retrieveBatch(endpoint, batchId, ref.setting);
+    const batch = await batchApi(endpoint, ref.setting).retrieve(batchId);
     if (batch.status === 'failed' || batch.status === 'cancelled') {
       // Its requests are asked again in the next round; why it failed (e.g. a line the endpoint refused) is said here.
       log.warn('batch did not run', {
@@ -107,35 +94,21 @@ export async function pollBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<
     }
     batches.push(batch);
   }
+  if (batches.every((b) => batchFinished(b.status))) return;
   const counts = batches.map((b) => b.request_counts);
   const sum = (k: 'total' | 'completed' | 'failed') => counts.reduce((n, c) => n + c![k], 0);
-  return {
-    batchId: ref.batchId,
-    status: batches.map((b) => b.status).join(' '),
-    done: batches.every((b) => batchFinished(b.status)),
-    ...(counts.every(Boolean) && {
-      counts: { total: sum('total'), completed: sum('completed'), failed: sum('failed') },
-    }),
-  };
-}
-
-/**
- * The wait for a round's batches as one activity (samples-typescript `polling/infrequent`): each attempt looks once
- * and throws while a batch still runs, so the activity's retry policy, one look per `pollInterval`, is the poll loop
- * and the history holds one activity however many looks a 24-hour batch takes.
- */
-export async function waitForBatch(env: NodeJS.ProcessEnv, ref: BatchRef): Promise<BatchPolled> {
-  const polled = await pollBatch(env, ref);
-  if (polled.done) return polled;
-  const { counts } = polled;
+  const done = counts.every(Boolean) ? ` (${sum('completed') + sum('failed')}/${sum('total')} done)` : '';
   throw ApplicationFailure.create({
     // A look at a batch that is still running: retried by the activity's retry policy.
     type: 'BatchRunning',
-    message: `batch ${ref.batchId} is ${polled.status}${counts ? ` (${counts.completed + counts.failed}/${counts.total} done)` : ''}`,
+    message: `batch ${ref.batchId} is ${batches.map((b) => b.status).join(' ')}${done}`,
     // An expected state, not an error: logged at debug level and kept out of the failure metrics.
     category: 'BENIGN',
   });
 }
+
+/** The row engine's connection and its scratch folder (see withRows), for one activity's walks and files. */
+type Engine = { rows: Rows; dir: string };
 
 export interface RoundContext {
   endpoint: LlmEndpoint;
@@ -163,48 +136,6 @@ const submittedOf = (round: number, stored: StoredRound): BatchSubmitted => ({
   requests: stored.requests,
 });
 
-/** One earlier round's results: the outcome of a request at a position in walking order, or undefined. */
-interface RoundResults {
-  outcomeOf(customId: string, position: number): Promise<BatchOutcome | undefined>;
-  close(): Promise<void>;
-}
-
-/**
- * A round's results file read alongside the walk, which is the order every collect writes it in, one chunk at a time;
- * a file out of that order (none that this code writes) is held in a Map, as the first version held every round.
- */
-async function openRound(
-  store: ObjectStore,
-  key: string,
-  position: (customId: string) => number,
-): Promise<RoundResults> {
-  // Checked with a first read (a few fields a line), so a file out of order is never read past a request.
-  let last = -Infinity;
-  let inOrder = true;
-  await eachOutcome(store, [key], (o) => {
-    inOrder &&= position(o.customId) > last;
-    last = position(o.customId);
-  });
-  if (!inOrder) {
-    const byId = new Map<string, BatchOutcome>();
-    await eachOutcome(store, [key], (o) => byId.set(o.customId, o));
-    return { outcomeOf: async (customId) => byId.get(customId), close: async () => {} };
-  }
-  const results = new JsonlCursor<BatchOutcome>(store, key);
-  return {
-    async outcomeOf(customId, at) {
-      for (let o = await results.peek(); o !== undefined; o = await results.peek()) {
-        const here = position(o.customId);
-        if (here > at) return undefined;
-        await results.next();
-        if (here === at && o.customId === customId) return o;
-      }
-      return undefined;
-    },
-    close: () => results.close(),
-  };
-}
-
 /** The results files of the rounds before `before` (a round that asked nothing has none). */
 async function resultsBefore(store: ObjectStore, runId: string, step: RoundContext['step'], before: number) {
   const keys = Array.from({ length: before }, (_, round) => batchRoundKeys(runId, step, round).results);
@@ -212,56 +143,66 @@ async function resultsBefore(store: ObjectStore, runId: string, step: RoundConte
   return keys.filter((_, round) => exists[round]);
 }
 
-/** Every outcome of the results files `keys`, in order, read a chunk at a time. */
-async function eachOutcome(store: ObjectStore, keys: string[], visit: (o: BatchOutcome) => unknown): Promise<void> {
-  for (const key of keys) for await (const rows of streamJsonlChunks<BatchOutcome>(store, key)) rows.forEach(visit);
-}
-
 /**
  * Every earlier round's outcomes of each request, oldest first, for requests walked in the order the rounds asked
- * them (`position` gives that order): each round's results file is read alongside the walk instead of being held whole.
+ * them (`position` gives that order): the rounds' outcomes, each after its request's position, are sorted by it in the
+ * row engine, whatever order a results file is in, and read alongside the walk, so none is held whole. `spent`: the
+ * tokens the endpoint reported for their answers.
  */
 export async function openPastOutcomes(
-  store: ObjectStore,
-  runId: string,
-  step: RoundContext['step'],
+  { store, runId, step }: Pick<RoundContext, 'store' | 'runId' | 'step'>,
   before: number,
   position: (customId: string) => number,
+  { rows, dir }: Engine,
 ) {
-  const rounds: RoundResults[] = [];
-  for (const key of await resultsBefore(store, runId, step, before)) rounds.push(await openRound(store, key, position));
+  const path = join(dir, 'past-outcomes.tsv');
+  const writer = await LineWriter.create(path);
+  const spent: TokenCount = { prompt: 0, output: 0 };
+  try {
+    // JSON.stringify never writes a raw tab: the position ends at the first.
+    for (const key of await resultsBefore(store, runId, step, before)) {
+      for await (const outcomes of streamJsonlChunks<BatchOutcome>(store, key)) {
+        for (const o of outcomes) {
+          await writer.text(`${position(o.customId)}\t${JSON.stringify(o)}`);
+          spent.prompt += ('content' in o && o.usage?.prompt_tokens) || 0;
+          spent.output += ('content' in o && o.usage?.completion_tokens) || 0;
+        }
+      }
+    }
+  } finally {
+    await writer.close();
+  }
+  await withLongerLines(async (maxLine) => {
+    await rows.run(`CREATE OR REPLACE TABLE past AS SELECT CAST(split_part(line, chr(9), 1) AS DOUBLE) AS place, pos,
+      line[strpos(line, chr(9)) + 1:] AS outcome FROM ${await linesOf(rows, path, maxLine, 'past_lines')}`);
+  });
+  const sorted = (await rows.stream('SELECT place, outcome FROM past ORDER BY place, pos')).yieldRowsJs();
+  let [chunk, next] = [[] as unknown[][], 0];
   return {
+    spent,
     /** Call in walking order, each request once. */
     async get(customId: string, at: number): Promise<BatchOutcome[]> {
       const found: BatchOutcome[] = [];
-      for (const round of rounds) {
-        const o = await round.outcomeOf(customId, at);
-        if (o) found.push(o);
+      for (;;) {
+        if (next === chunk.length) {
+          const read = await sorted.next();
+          if (read.done) return found;
+          [chunk, next] = [read.value, 0];
+        }
+        const [here, text] = chunk[next] as [number, string];
+        if (here > at) return found;
+        next += 1;
+        const o = JSON.parse(text) as BatchOutcome;
+        if (here === at && o.customId === customId) found.push(o);
       }
-      return found;
     },
-    close: () => Promise.all(rounds.map((r) => r.close())),
   };
 }
 
-/** The tokens the endpoint reported for every answer of the rounds before `before`. */
-export async function spentTokens(
-  store: ObjectStore,
-  runId: string,
-  step: RoundContext['step'],
-  before: number,
-): Promise<TokenCount> {
-  const spent = { prompt: 0, output: 0 };
-  await eachOutcome(store, await resultsBefore(store, runId, step, before), (o) => {
-    if (!('content' in o) || !o.usage) return;
-    spent.prompt += o.usage.prompt_tokens ?? 0;
-    spent.output += o.usage.completion_tokens ?? 0;
-  });
-  return spent;
-}
+type PastOutcomes = Awaited<ReturnType<typeof openPastOutcomes>>;
 
 /** Where one request stands after the rounds so far; an open one that was asked has its `unparsed` last reply. */
-export type ItemState =
+type ItemState =
   | { done: true; outcome: Exclude<BatchOutcome, { retry: string }>; asks: number }
   | { done: false; asks: number; unparsed?: string };
 
@@ -270,7 +211,7 @@ export type ItemState =
  * `parseRetries` + 1 times (the online path's re-ask rule); failures on the endpoint's side and expiries do not count
  * as asks.
  */
-export function itemState(
+function itemState(
   outcomes: BatchOutcome[] | undefined,
   parseRetries: number,
   parses: (content: string) => boolean,
@@ -291,7 +232,7 @@ export function itemState(
  * The entries the answer cache lacks, in order, looked up `width` at a time: one store round trip per entry would
  * make a million-row round take hours on S3.
  */
-export async function* notCached<T>(
+async function* notCached<T>(
   entries: Iterable<T> | AsyncIterable<T>,
   isCached: (entry: T) => Promise<boolean>,
   width = 64,
@@ -317,7 +258,6 @@ export interface BatchStep<T> {
   ctx: RoundContext;
   /** The step's answer cache, flushed to disk: the online step finds the batches' answers only there. */
   cache: AnswerCache;
-  workDir: string;
   parseRetries: number;
   parses: (content: string) => boolean;
   /** The corrective turn a re-ask adds after the request's own unparseable reply (see askAgain). */
@@ -339,22 +279,17 @@ export interface BatchStep<T> {
 }
 
 /**
- * The items the cache lacks, each request with its state after the rounds before `round`. The items and the rounds'
- * results are all read as streams, side by side.
+ * The items the cache lacks, each request with its state after the `past` rounds. The items and the rounds' outcomes
+ * are all read as streams, side by side.
  */
-async function* uncached<T>(s: BatchStep<T>, round: number) {
-  const past = await openPastOutcomes(s.ctx.store, s.ctx.runId, s.ctx.step, round, s.position);
-  try {
-    for await (const item of notCached(s.items(), s.isCached)) {
-      const requests = [];
-      for (const r of s.requests(item)) {
-        const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
-        requests.push({ ...r, state });
-      }
-      yield { item, requests };
+async function* uncached<T>(s: BatchStep<T>, past: PastOutcomes) {
+  for await (const item of notCached(s.items(), s.isCached)) {
+    const requests = [];
+    for (const r of s.requests(item)) {
+      const state = itemState(await past.get(r.customId, s.position(r.customId)), s.parseRetries, s.parses);
+      requests.push({ ...r, state });
     }
-  } finally {
-    await past.close();
+    yield { item, requests };
   }
 }
 
@@ -371,13 +306,14 @@ interface BatchPart {
  * on one batch, and checks the step's limits before any is sent (a batch cannot be stopped halfway the way the online
  * pool stops before its next request): what earlier rounds reported plus this round's estimate.
  */
-async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): Promise<BatchPart[]> {
+async function writeRequests<T>(s: BatchStep<T>, round: number, path: string, engine: Engine): Promise<BatchPart[]> {
   const { caps } = s.ctx;
   const parts: BatchPart[] = [];
   const asked = new RequestCount(1, null);
+  const past = await openPastOutcomes(s.ctx, round, s.position, engine);
   const writer = await LineWriter.create(path);
   try {
-    for await (const { requests } of uncached(s, round)) {
+    for await (const { requests } of uncached(s, past)) {
       for (const { customId, request, state } of requests) {
         if (state.done) continue;
         const item = { customId, request: askAgain(request(), state.unparsed, s.correction) };
@@ -399,9 +335,8 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
     await writer.close();
   }
   if (asked.requests) {
-    const spent = await spentTokens(s.ctx.store, s.ctx.runId, s.ctx.step, round);
-    asked.tokens.prompt += spent.prompt;
-    asked.tokens.output += spent.output;
+    asked.tokens.prompt += past.spent.prompt;
+    asked.tokens.output += past.spent.output;
     const assumed = 'a batch of the requests the cache lacks, plus what earlier batches of this step reported';
     checkEstimate(asked.result(s.limits.pricePerMillionTokens, [assumed]), s.limits, s.name);
   }
@@ -415,16 +350,17 @@ async function writeRequests<T>(s: BatchStep<T>, round: number, path: string): P
  * round above the caps on one batch (see batchCaps) is cut into consecutive batches, each sent the same way; the
  * round's requests.jsonl keeps all of them, in order. No batch id when nothing is left to ask.
  */
-async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted> {
+async function submit<T>(s: BatchStep<T>, round: number, deps: ActivityDeps): Promise<BatchSubmitted> {
   const { ctx } = s;
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   const sent = await ctx.store.findText(keys.batch);
   if (sent !== undefined) return submittedOf(round, JSON.parse(sent) as StoredRound);
   // The request file is written line by line to the scratch folder, then stored and uploaded from there.
-  return inScratch(s.workDir, 'batch-requests-', async (dir) => {
+  return withRows(deps, async (rows, dir) => {
     const path = join(dir, 'requests.jsonl');
-    const parts = await writeRequests(s, round, path);
+    const parts = await writeRequests(s, round, path, { rows, dir });
     if (!parts.length) return { round, requests: 0 };
+    const api = batchApi(ctx.endpoint, ctx.setting);
     await ctx.store.putFile(keys.requests, path);
     const batches: NonNullable<StoredRound['batches']> = [];
     for (const [k, part] of parts.entries()) {
@@ -435,14 +371,12 @@ async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted
         pift_requests: part.hash.digest('hex').slice(0, 32),
       };
       const uploadKey = keys.uploadOfPart(k);
-      let batch = (await ctx.store.exists(uploadKey))
-        ? await findBatch(ctx.endpoint, metadata, ctx.setting)
-        : undefined;
+      let batch = (await ctx.store.exists(uploadKey)) ? await api.find(metadata) : undefined;
       if (!batch) {
         const range = { start: part.start, end: part.start + part.bytes };
-        const inputFileId = await uploadBatchFile(ctx.endpoint, path, range, ctx.setting);
+        const inputFileId = await api.upload(path, range);
         await ctx.store.put(uploadKey, JSON.stringify({ inputFileId, requests: part.requests }));
-        batch = await createBatch(ctx.endpoint, inputFileId, metadata, ctx.setting);
+        batch = await api.create(inputFileId, metadata);
       }
       batches.push({ batchId: batch.id, inputFileId: batch.input_file_id, requests: part.requests });
     }
@@ -458,60 +392,112 @@ async function submit<T>(s: BatchStep<T>, round: number): Promise<BatchSubmitted
 }
 
 /**
- * The finished batches' outcomes, downloaded once and kept in the store (a collect that runs again reads them),
- * written line by line in the order of the round's requests.
+ * Tables `req` (pos, id: the requests of the request file at `requests`, in order) and `res` (id, line: each request's
+ * last line in the batches' output and error `files`, a line that does not parse or names no custom_id passed over).
  */
-async function download(ctx: RoundContext, round: number, batchId: string, workDir: string): Promise<void> {
+async function loadResults(rows: Rows, files: string[], requests: string): Promise<void> {
+  await withLongerLines(async (maxLine) => {
+    // Each line's place: its file (in the order a later line wins), then its place in the file.
+    const all: string[] = [];
+    for (const [f, path] of files.entries()) {
+      all.push(`SELECT ${f} * 4294967296 + pos AS place, line FROM ${await linesOf(rows, path, maxLine, `f${f}`)}`);
+    }
+    await rows.run(`CREATE OR REPLACE TABLE res AS
+      SELECT json_extract_string(line, '$.custom_id') AS id, arg_max(line, place) AS line
+      FROM (${[...all, 'SELECT 0 AS place, NULL AS line WHERE false'].join(' UNION ALL ')})
+      WHERE CASE WHEN json_valid(line) THEN json_type(line, '$.custom_id') = 'VARCHAR' ELSE false END
+      GROUP BY id`);
+    await rows.run(`CREATE OR REPLACE TABLE req AS
+      SELECT pos, json_extract_string(line, '$.custom_id') AS id FROM ${await linesOf(rows, requests, maxLine)}`);
+  });
+}
+
+/**
+ * The outcome of every request of round `round`, downloaded once and kept in the store (a collect that runs again
+ * reads them), written in the order of the round's request file. The finished batches hold consecutive runs of its
+ * requests; their output and error files are downloaded to the scratch folder and joined with the requests in the row
+ * engine (see loadResults), so no file is held in memory. A request's last line wins (the error file after the output
+ * file); a request no file names (a failed or cancelled batch) is to be asked again. Custom ids are unique within a
+ * round, so the lines of all its batches are looked up together.
+ */
+async function download(ctx: RoundContext, round: number, batchId: string, { rows, dir }: Engine): Promise<void> {
   const keys = batchRoundKeys(ctx.runId, ctx.step, round);
   if (await ctx.store.exists(keys.results)) return;
   const sent = await ctx.store.findText(keys.batch);
   const stored = sent === undefined ? undefined : (JSON.parse(sent) as StoredRound);
-  // The batches hold consecutive runs of the round's requests: each takes its own from one walk of the file.
-  const requests = streamJsonl<{ custom_id: string }>(ctx.store, keys.requests);
-  await inScratch(workDir, 'batch-collect-', async (dir) => {
-    const path = join(dir, 'results.jsonl');
-    const writer = await LineWriter.create(path);
-    try {
-      for (const part of stored?.batches ?? [{ batchId, requests: Infinity }]) {
-        const batch = await retrieveBatch(ctx.endpoint, part.batchId, ctx.setting);
-        if (!batchFinished(batch.status)) {
-          // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
-          const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
-          throw ApplicationFailure.retryable(message, 'BatchNotFinished');
-        }
-        await batchOutcomes(ctx.endpoint, batch, { requests, count: part.requests }, ctx.setting, dir, (o) =>
-          writer.text(JSON.stringify(o)),
-        );
-      }
-    } finally {
-      await writer.close();
-      await requests.return(undefined);
+  const api = batchApi(ctx.endpoint, ctx.setting);
+  const batches: Array<{ batch: Batch; requests: number }> = [];
+  const files: string[] = [];
+  for (const part of stored?.batches ?? [{ batchId, requests: stored?.requests ?? 0 }]) {
+    const batch = await api.retrieve(part.batchId);
+    if (!batchFinished(batch.status)) {
+      // The workflow collects only after a poll saw the batch finished; a retry waits for the endpoint to agree.
+      const message = `batch ${part.batchId} is ${batch.status}, not finished yet`;
+      throw ApplicationFailure.retryable(message, 'BatchNotFinished');
     }
-    await ctx.store.putFile(keys.results, path);
-  });
+    batches.push({ batch, requests: part.requests });
+    for (const fileId of [batch.output_file_id, batch.error_file_id]) {
+      if (!fileId) continue;
+      files.push(join(dir, `${files.length}.jsonl`));
+      await api.download(fileId, files.at(-1)!);
+    }
+  }
+  const requests = join(dir, 'requests.jsonl');
+  await ctx.store.getFile(keys.requests, requests);
+  await loadResults(rows, files, requests);
+  const joined = await rows.stream('SELECT req.id, res.line FROM req LEFT JOIN res USING (id) ORDER BY req.pos');
+  /** The batch of the `n`th request (from 0). */
+  const batchOf = (n: number, end = 0) => (batches.find((b) => n < (end += b.requests)) ?? batches.at(-1)!).batch;
+  const path = join(dir, 'results.jsonl');
+  const writer = await LineWriter.create(path);
+  try {
+    let n = 0;
+    for await (const chunk of joined.yieldRowsJs()) {
+      for (const [customId, line] of chunk as Array<[string, string | null]>) {
+        const { id, status } = batchOf(n++);
+        const o =
+          line === null ? { customId, retry: `no result in batch ${id} (${status})` } : outcomeOf(customId, line);
+        await writer.text(JSON.stringify(o));
+      }
+    }
+  } finally {
+    await writer.close();
+  }
+  await ctx.store.putFile(keys.results, path);
 }
 
 /**
  * Reads round `round`'s finished batch, puts every item it completed into the answer cache, and counts the round's
  * outcomes for the workflow from the results the collect stored.
  */
-async function collect<T>(s: BatchStep<T>, round: number, batchId: string): Promise<BatchCollected> {
-  await download(s.ctx, round, batchId, s.workDir);
+async function collect<T>(
+  s: BatchStep<T>,
+  round: number,
+  batchId: string,
+  deps: ActivityDeps,
+): Promise<BatchCollected> {
   let pending = 0;
   let cached = 0;
-  for await (const { item, requests } of uncached(s, round + 1)) {
-    const states = requests.map((r) => r.state);
-    const open = states.filter((st) => !st.done).length;
-    if (open) pending += open;
-    else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
-  }
+  await withRows(deps, async (rows, dir) => {
+    await download(s.ctx, round, batchId, { rows, dir });
+    const past = await openPastOutcomes(s.ctx, round + 1, s.position, { rows, dir });
+    for await (const { item, requests } of uncached(s, past)) {
+      const states = requests.map((r) => r.state);
+      const open = states.filter((st) => !st.done).length;
+      if (open) pending += open;
+      else if (s.keep(item, states as Array<Extract<ItemState, { done: true }>>)) cached += 1;
+    }
+  });
   await s.cache.flush();
   const counts = { answered: 0, rejected: 0, unparseable: 0, retry: 0 };
-  await eachOutcome(s.ctx.store, [batchRoundKeys(s.ctx.runId, s.ctx.step, round).results], (o) => {
-    const kind =
-      'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
-    counts[kind] += 1;
-  });
+  const { results } = batchRoundKeys(s.ctx.runId, s.ctx.step, round);
+  for await (const outcomes of streamJsonlChunks<BatchOutcome>(s.ctx.store, results)) {
+    for (const o of outcomes) {
+      const kind =
+        'retry' in o ? 'retry' : 'rejected' in o ? 'rejected' : s.parses(o.content) ? 'answered' : 'unparseable';
+      counts[kind] += 1;
+    }
+  }
   return { round, batchId, ...counts, pending, cached };
 }
 
@@ -525,7 +511,7 @@ export function batchStepBase(
   step: RoundContext['step'],
   endpoint: LlmEndpoint,
   cache: boolean | undefined,
-): Pick<BatchStep<unknown>, 'ctx' | 'cache' | 'workDir'> {
+): Pick<BatchStep<unknown>, 'ctx' | 'cache'> {
   const section = step === 'score' ? 'input.scorer' : 'input.evaluation';
   const setting = `${section}.mode`;
   if (cache === false) {
@@ -536,7 +522,6 @@ export function batchStepBase(
   return {
     ctx: { endpoint, store, runId: input.runId, step, setting, caps: batchCaps(deps.env) },
     cache: answerCache(store, step === 'score' ? 'score' : 'judge', true, true),
-    workDir: deps.workDir,
   };
 }
 
@@ -552,12 +537,12 @@ export function batchActivities<I extends { round: number }, T>(
   return {
     submit: async (deps: ActivityDeps, input: I): Promise<BatchSubmitted> => {
       const s = await step(deps, input);
-      return s ? submit(s, input.round) : { round: input.round, requests: 0 };
+      return s ? submit(s, input.round, deps) : { round: input.round, requests: 0 };
     },
     collect: async (deps: ActivityDeps, input: I & { batchId: string }): Promise<BatchCollected> => {
       const s = await step(deps, input);
       if (!s) throw new Error(`a batch was submitted for ${asksNone}`);
-      return collect(s, input.round, input.batchId);
+      return collect(s, input.round, input.batchId, deps);
     },
   };
 }

@@ -2,9 +2,10 @@
  * A step's budget of requests and tokens per minute, shared by every request the step sends to one endpoint: token
  * buckets for what the input sets (`requestsPerMinute`, `tokensPerMinute`) and for what the endpoint announces in its
  * `x-ratelimit-limit-*` headers, and a pause for everyone after a 429's `Retry-After` (or `retry-after-ms`) or a
- * `x-ratelimit-remaining-*: 0`. Waiters are served first come, first served, by one timer, so a thousand rows waiting
- * for their turn cost one wake-up per request sent, not one per row.
+ * `x-ratelimit-remaining-*: 0`. Waiters are served first come, first served, and only the first of them waits on a
+ * timer, so a thousand rows waiting for their turn cost one wake-up per request sent, not one per row.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RateBudget {
   requestsPerMinute?: number;
@@ -65,9 +66,9 @@ export class RateGate {
   private readonly tokenBuckets: Bucket[] = [];
   private readonly announced: { requests?: Bucket; tokens?: Bucket } = {};
   private pausedUntil = 0;
-  /** Requests waiting for their turn, first come first served; `go` sends one. */
-  private readonly queue: Array<{ cost: number; go: () => void }> = [];
-  private timer: NodeJS.Timeout | undefined;
+  /** Settles once every request that asked so far is through or gave up: the next to ask waits for it. */
+  private line: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
   /** When the endpoint last answered a request (any status but 429 / 5xx): rate limits are waited out while it does. */
   lastAnswerAt: number;
 
@@ -82,26 +83,32 @@ export class RateGate {
   }
 
   /** Resolves when a request costing `cost` tokens may be sent; rejects with the signal's reason when it aborts. */
-  acquire(cost: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    // Nobody waiting and the budget allows it: through at once, with no waiter nor listener made for it.
-    if (!this.queue.length && this.turn(cost, this.now()) === 0) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.queue.indexOf(waiter);
-        if (i >= 0) this.queue.splice(i, 1);
-        reject(signal!.reason);
-        this.pump();
-      };
-      const go = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      const waiter = { cost, go };
+  async acquire(cost: number, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    // Nobody waiting and the budget allows it: through at once, with no timer nor listener made for it.
+    if (!this.waiting && this.turn(cost, this.now()) === 0) return;
+    const before = this.line;
+    let through!: () => void;
+    // The next in line waits for this one and for everyone before it (this one may give up first).
+    this.line = Promise.all([before, new Promise<void>((resolve) => (through = resolve))]);
+    this.waiting += 1;
+    let onAbort = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.queue.push(waiter);
-      this.pump();
     });
+    try {
+      await Promise.race([before, aborted]);
+      // The head of the line: a pause or a limit learnt while it sleeps is seen when it wakes.
+      for (let wait; (wait = this.turn(cost, this.now())) > 0;) {
+        // The timer rejects when the signal aborts: with the signal's reason, as a waiter in line does.
+        await sleep(wait, undefined, { signal }).catch(() => aborted);
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.waiting -= 1;
+      through();
+    }
   }
 
   /** Learns from one HTTP response: the endpoint's announced limits, what is left of them, and any Retry-After. */
@@ -135,7 +142,6 @@ export class RateGate {
         if (reset !== undefined) this.pauseUntil(now + (limit ? reset / limit : reset));
       }
     }
-    this.pump();
   }
 
   private pauseUntil(t: number): void {
@@ -151,24 +157,6 @@ export class RateGate {
     for (const b of this.requestBuckets) b.take(1);
     for (const b of this.tokenBuckets) b.take(cost);
     return 0;
-  }
-
-  /** Lets waiters through in order while the budget allows, then sleeps until the head's turn. */
-  private pump(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    while (this.queue.length) {
-      const head = this.queue[0];
-      const wait = this.turn(head.cost, this.now());
-      if (wait > 0) {
-        this.timer = setTimeout(() => this.pump(), wait);
-        return;
-      }
-      this.queue.shift();
-      head.go();
-    }
   }
 }
 

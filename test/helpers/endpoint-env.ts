@@ -24,3 +24,14 @@ export function cleanUpFakeEndpoint(current: () => { llm: FakeOpenAI; dir: strin
     rmSync(dir, { recursive: true, force: true });
   });
 }
+
+/** Looks at a round's batches until they are finished, as the waitForBatch activity's retry policy does. */
+export async function untilFinished(look: () => Promise<void>): Promise<void> {
+  for (;;) {
+    try {
+      return await look();
+    } catch (err) {
+      if ((err as { type?: string }).type !== 'BatchRunning') throw err;
+    }
+  }
+}

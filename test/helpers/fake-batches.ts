@@ -20,6 +20,8 @@ export interface BatchBehaviour {
   failBatch?: (batchNumber: number) => boolean;
   /** The endpoint's cap on requests in one batch: a larger one fails validation, as OpenAI's above 50,000. */
   maxRequests?: number;
+  /** Lines written after the batch's own in its output and error files (torn lines, another line for a custom_id). */
+  extraLines?: (batchNumber: number) => { output?: string[]; errors?: string[] };
 }
 
 export interface FakeBatch {
@@ -162,6 +164,9 @@ export function createFakeBatchApi(handler: () => Handler): FakeBatchApi {
     }
     b.counts.completed = output.length;
     b.counts.failed = errors.length;
+    const extra = behaviour.extraLines?.(b.number);
+    output.push(...(extra?.output ?? []));
+    errors.push(...(extra?.errors ?? []));
     if (output.length) b.outputFileId = addFile('batch_output', 'output.jsonl', `${output.join('\n')}\n`).id;
     if (errors.length) b.errorFileId = addFile('batch_output', 'errors.jsonl', `${errors.join('\n')}\n`).id;
     b.status = expired ? 'expired' : 'completed';
