@@ -13,7 +13,6 @@
  *
  * Other fields of a row are kept in `extra` while reading, and not written to the run's dataset.
  */
-import { InvalidDataError } from '../../common/failures';
 import type { DatasetColumns } from '../../common/settings/schema';
 import { IdTable } from './id-table';
 import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
@@ -95,10 +94,12 @@ export function detectLayout(source: string, rec: SourceRecord, columns: Dataset
   }
   if ((columns.instruction ?? 'instruction') in v) return 'alpaca';
   const mapping = Object.keys(columns).length ? ` with datasetColumns ${JSON.stringify(columns)}` : '';
-  throw new InvalidDataError(
-    `${source} ${rec.unit ?? 'line'} ${rec.line}: unknown row layout${mapping}: found ${keysFound(v)}; supported: ` +
-      `${SUPPORTED_LAYOUTS}, in JSONL, JSON, Parquet or CSV; map other field names with the input setting datasetColumns`,
-    { file: source, line: rec.line, field: 'datasetColumns' },
+  fail(
+    source,
+    rec,
+    `unknown row layout${mapping}: found ${keysFound(v)}; supported: ${SUPPORTED_LAYOUTS}, in JSONL, JSON, Parquet ` +
+      'or CSV; map other field names with the input setting datasetColumns',
+    'datasetColumns',
   );
 }
 
