@@ -7,8 +7,7 @@ import { allowedModel, checkLocalModelDir, checkStoredModel, parseModelRef } fro
 import { isHubDataset, parseHubDataset } from './hub-dataset';
 import { preflightProbeKey } from '../artifacts/run-keys';
 import { heldoutOf, heldoutSplit, servesModels } from '../../common/settings/derive';
-import type { BenchmarkPrompt } from '../datasets/parse';
-import { benchmarkPrompts } from '../datasets/benchmark-prompts';
+import { benchmarkPrompts, type BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import type { DatasetRow } from '../datasets/rows';
 import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';

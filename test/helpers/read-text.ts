@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../../activities/deps';
-import type { BenchmarkPrompt } from '../../activities/datasets/parse';
-import { benchmarkPrompts } from '../../activities/datasets/benchmark-prompts';
+import { benchmarkPrompts, type BenchmarkPrompt } from '../../activities/datasets/benchmark-prompts';
 import { readDatasetRows, type ReadDatasetOptions } from '../../activities/datasets/read-dataset';
 import type { AlpacaRow } from '../../activities/datasets/rows';
 
