@@ -1,5 +1,5 @@
 /**
- * The prompts of a benchmark file, built from its records as readDatasetRows hands them on (JSONL, a JSON array, CSV
+ * The prompts of a benchmark file, built from its records as DatasetRows hands them on (JSONL, a JSON array, CSV
  * or Parquet). Every error is an InvalidDataError naming the file and the line and the field at fault, and says what
  * kind of value was found (type, length), never the file's text: a file named by mistake (a key, an environment
  * dump) must not end up in a failure message.
@@ -7,7 +7,7 @@
 import type { BenchmarkRef } from '../../common/settings/schema';
 import type { ActivityDeps } from '../deps';
 import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
-import { readDatasetRows } from './read-dataset';
+import { DatasetRows } from './read-dataset';
 import { defaultId, givenId, optionalString, requiredString, ROLES, uniqueIds } from './rows';
 
 export interface BenchmarkPrompt {
@@ -152,7 +152,7 @@ export async function* benchmarkPrompts(
   [i, bench]: [number, BenchmarkRef],
   maxRowBytes: number | undefined,
 ): AsyncGenerator<BenchmarkPrompt> {
-  const file = readDatasetRows(deps, bench.uri, { field: `input.evaluation.benchmarks[${i}].uri`, maxRowBytes });
+  const file = new DatasetRows(deps, bench.uri, { field: `input.evaluation.benchmarks[${i}].uri`, maxRowBytes });
   const build = benchmarkPromptBuilder(file.source, bench.name);
   for await (const rec of file.records()) yield build(rec);
 }

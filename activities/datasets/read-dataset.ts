@@ -212,15 +212,6 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
   }
 }
 
-/** The rows of the dataset at `uri`, read as a stream (see DatasetRows). */
-export function readDatasetRows(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
-  uri: string,
-  options: ReadDatasetOptions = {},
-): DatasetRows {
-  return new DatasetRows(deps, uri, options);
-}
-
 /** CSV with a header line; records are named by the line they end on. A cell holding a list of turns is JSON text. */
 async function* csvRecords(text: AsyncIterable<string>, source: string, maxRowBytes: number) {
   const parser = csvParse({
