@@ -2,7 +2,7 @@ import { createHash, hash as digest } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import { SCORE_MAX, SCORE_MIN } from '../../common/constants';
 import { InvalidDataError } from '../../common/failures';
-import { openUserFile } from './read-user-file';
+import { openUserFile } from './read-dataset';
 import { IdTable } from './id-table';
 import { fail, jsonRecords, kindOf, placeOf, type Place } from './json-records';
 import { scoredText, type AlpacaRow } from './rows';

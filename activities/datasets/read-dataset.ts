@@ -12,7 +12,6 @@ import { InvalidDataError } from '../../common/failures';
 import { MAX_ROW_BYTES } from '../../common/settings/constants';
 import { DATASET_FORMATS } from '../../common/settings/schema';
 import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
-import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
@@ -42,6 +41,26 @@ export interface ReadDatasetOptions {
   maxRowBytes?: number;
   /** The input field that named the file, for messages (default `input.dataset`). */
   field?: string;
+}
+
+/**
+ * Opens a file the run's input names (dataset, benchmark, score file): only from the worker's allowed local folders or
+ * a remote store; a missing one is bad input naming `field`. `source` is the file's name, for messages.
+ */
+export async function openUserFile<T>(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
+  uri: string,
+  field: string,
+  read: (store: ObjectStore, key: string) => Promise<T>,
+): Promise<{ opened: T; source: string }> {
+  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env, { setting: field });
+  try {
+    return { opened: await read(store, key), source: basename(key) };
+  } catch (err) {
+    if (err instanceof NotFoundError)
+      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field, file: uri });
+    throw err;
+  }
 }
 
 /** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
