@@ -141,7 +141,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       const repeat = await ids?.firstRepeat();
       if (repeat) {
         this.sha256 = undefined;
-        duplicateId(this.source, { value: {}, line: repeat.line, index: -1, unit }, idFieldOf(columns), repeat.first);
+        duplicateId(this.source, { line: repeat.line, unit }, idFieldOf(columns), repeat.first);
       }
     } finally {
       await ids?.close();
