@@ -1,5 +1,5 @@
 import type { ResolvedInput } from '../common/input';
-import type { BenchmarkPrompt } from '../activities/datasets/parse';
+import type { BenchmarkPrompt } from '../activities/datasets/benchmark-prompts';
 import type { DatasetRow } from '../activities/datasets/rows';
 import { buildJudgeMessages, JUDGE_DECODING, judgeQuestion } from '../activities/evaluate/judge-prompt';
 import {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'mocha';
 import { countExactMatches, exactMatchAccuracy, isExactMatch } from '../activities/evaluate/accuracy';
-import type { BenchmarkPrompt } from '../activities/datasets/parse';
+import type { BenchmarkPrompt } from '../activities/datasets/benchmark-prompts';
 
 const prompts: BenchmarkPrompt[] = [
   { id: 'a', instruction: 'Reverse the word.', input: 'bako', reference: 'okab' },

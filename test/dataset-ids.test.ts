@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { readDatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
+import { DatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
 import { InvalidDataError } from '../common/failures';
 
 const dir = realpathSync(mkdtempSync(join(tmpdir(), 'pift-ids-')));
@@ -23,7 +23,7 @@ function jsonl(name: string, n: number, ids: Record<number, unknown> = {}): stri
 
 /** Reads every row; the count of rows handed on before the read ended or failed. */
 async function readAll(uri: string, options: ReadDatasetOptions = {}) {
-  const dataset = readDatasetRows(deps, uri, options);
+  const dataset = new DatasetRows(deps, uri, options);
   let handed = 0;
   try {
     for await (const _ of dataset) handed += 1;

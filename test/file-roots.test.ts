@@ -10,7 +10,7 @@ import { describe, it } from 'mocha';
 import { createCpuActivities } from '../activities/cpu';
 import { depsFromEnv } from '../activities/deps';
 import { localModel } from '../activities/artifacts/hand-off';
-import { readDatasetRows } from '../activities/datasets/read-dataset';
+import { DatasetRows } from '../activities/datasets/read-dataset';
 import type { ScoreInput } from '../activities/types';
 import type { PipelineInput } from '../common/input';
 import { FailureType, InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
@@ -82,7 +82,7 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     }
     // The plain-path spelling is the same location.
     await assert.rejects(
-      async () => readDatasetRows(deps, '/proc/self/environ'),
+      async () => new DatasetRows(deps, '/proc/self/environ'),
       (err: unknown) => err instanceof InvalidDataError && err.where.field === 'input.dataset',
     );
   });
@@ -107,7 +107,7 @@ describe('allowed local folders (PIFT_FILE_ROOTS)', () => {
     symlinkSync(join(outside, 'secret.jsonl'), join(allowed, 'train.jsonl'));
     const wider = { ...deps, fileRoots: fileRootsFromEnv({ PIFT_FILE_ROOTS: [allowed, outside].join(delimiter) }, []) };
     const rows = [];
-    for await (const row of readDatasetRows(wider, join(allowed, 'train.jsonl'))) rows.push(row);
+    for await (const row of new DatasetRows(wider, join(allowed, 'train.jsonl'))) rows.push(row);
     assert.equal(rows[0].instruction, CANARY);
   });
 

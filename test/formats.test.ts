@@ -23,7 +23,7 @@ import {
 } from '../activities/score/score-prompt';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import type { ScoreResult } from '../activities/types';
-import { readDatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
+import { DatasetRows, type ReadDatasetOptions } from '../activities/datasets/read-dataset';
 import { storedRow, type DatasetRow } from '../activities/datasets/rows';
 import { InvalidDataError, type Where } from '../common/failures';
 
@@ -48,7 +48,7 @@ const { deps } = tempRoot();
 
 async function readAll(uri: string, options: ReadDatasetOptions = {}, using = deps): Promise<DatasetRow[]> {
   const rows: DatasetRow[] = [];
-  for await (const row of readDatasetRows(using, uri, options)) rows.push(row);
+  for await (const row of new DatasetRows(using, uri, options)) rows.push(row);
   return rows;
 }
 
@@ -120,7 +120,7 @@ describe('dataset formats: every file type and layout reads into the same rows',
     writeFileSync(gz, gzipSync(toJsonl(ALPACA)));
     for (const uri of [plain, gz]) {
       const before = openFiles();
-      for await (const row of readDatasetRows(local, uri)) {
+      for await (const row of new DatasetRows(local, uri)) {
         assert.equal(row.id, 'a1');
         break;
       }
@@ -191,7 +191,7 @@ describe('dataset formats: every file type and layout reads into the same rows',
 
   it('the Alpaca JSONL and JSON paths give exactly the rows, ids and hash of the file', async () => {
     const text = readFileSync(demoTrain, 'utf8');
-    const reader = readDatasetRows(deps, demoTrain, {});
+    const reader = new DatasetRows(deps, demoTrain, {});
     const rows: DatasetRow[] = [];
     for await (const row of reader) rows.push(row);
     assert.deepEqual(rows, demoTrainRows());
@@ -202,7 +202,7 @@ describe('dataset formats: every file type and layout reads into the same rows',
     const { dir, deps: local } = tempRoot();
     const array = '\ufeff[\r\n' + text.trim().split('\n').join(',\r\n') + '\r\n]\r\n';
     writeFileSync(join(dir, 'train.json.gz'), gzipSync(array));
-    const gz = readDatasetRows(local, join(dir, 'train.json.gz'));
+    const gz = new DatasetRows(local, join(dir, 'train.json.gz'));
     const fromGz: DatasetRow[] = [];
     for await (const row of gz) fromGz.push(row);
     assert.deepEqual(fromGz, rows);

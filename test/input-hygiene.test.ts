@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
 import { readAlpaca, readBenchmark } from './helpers/read-text';
-import { readDatasetRows } from '../activities/datasets/read-dataset';
+import { DatasetRows } from '../activities/datasets/read-dataset';
 import { unpackedBytes, utf8Chunks } from '../activities/datasets/text-stream';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, type Where } from '../common/failures';
@@ -63,7 +63,7 @@ describe('user file decoding', () => {
     const plain = readFileSync(demoTrain);
     writeFileSync(join(dir, 'train.jsonl.gz'), gzipSync(plain));
     const rows = [];
-    for await (const row of readDatasetRows(deps, join(dir, 'train.jsonl.gz'))) rows.push(row);
+    for await (const row of new DatasetRows(deps, join(dir, 'train.jsonl.gz'))) rows.push(row);
     assert.deepEqual(rows, await readAlpaca(plain.toString('utf8'), 'train.jsonl'));
     const gz = gzipSync(plain);
     assert.equal(await decodeUserFile(gz, 'train.jsonl.gz'), plain.toString('utf8'));
@@ -92,7 +92,7 @@ describe('user file decoding', () => {
       writeFileSync(file, Buffer.concat([Buffer.from(magic), Buffer.from(SECRET)]));
       await assert.rejects(
         (async () => {
-          for await (const row of readDatasetRows(deps, file)) void row;
+          for await (const row of new DatasetRows(deps, file)) void row;
         })(),
         isInvalid(new RegExp(`^train\\.jsonl\\.${format}: the file is ${format}-compressed, which is not supported`), {
           file: `train.jsonl.${format}`,

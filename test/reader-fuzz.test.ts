@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'mocha';
 import { depsFromEnv } from '../activities/deps';
-import { readDatasetRows } from '../activities/datasets/read-dataset';
+import { DatasetRows } from '../activities/datasets/read-dataset';
 import { InvalidDataError } from '../common/failures';
 
 // No reader can hang: damaged copies of every fixture (truncations, byte flips, gzip or not) are read to the end under
@@ -20,7 +20,7 @@ const LIMIT_MS = 5_000;
 async function outcome(name: string, bytes: Uint8Array): Promise<InvalidDataError | undefined> {
   writeFileSync(join(dir, name), bytes);
   const read = (async () => {
-    for await (const row of readDatasetRows(deps, join(dir, name))) void row;
+    for await (const row of new DatasetRows(deps, join(dir, name))) void row;
   })();
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {

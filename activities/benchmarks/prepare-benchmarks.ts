@@ -1,6 +1,5 @@
 import { allowedLocation, openObject, openStore } from '../../store';
-import type { BenchmarkPrompt } from '../datasets/parse';
-import { benchmarkPrompts } from '../datasets/benchmark-prompts';
+import { benchmarkPrompts, type BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';

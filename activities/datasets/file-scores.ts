@@ -2,9 +2,9 @@ import { createHash, hash as digest } from 'node:crypto';
 import { log } from '@temporalio/activity';
 import { SCORE_MAX, SCORE_MIN } from '../../common/constants';
 import { InvalidDataError } from '../../common/failures';
-import { openUserFile } from './read-user-file';
+import { openUserFile } from './read-dataset';
 import { IdTable } from './id-table';
-import { jsonRecords, kindOf } from './json-records';
+import { fail, jsonRecords, kindOf, placeOf, type Place } from './json-records';
 import { scoredText, type AlpacaRow } from './rows';
 import { unpackedBytes, utf8Chunks } from './text-stream';
 import type { ActivityDeps } from '../deps';
@@ -44,15 +44,7 @@ const notAScore = (value: unknown) =>
 const scoreRow = (id: string, scorer: string, score: number | undefined, error: string): ScoreRow =>
   score === undefined ? { id, score: null, scorer, promptSha256: '', error } : { id, score, scorer, promptSha256: '' };
 
-type Where = { file: string; line?: number; item?: number };
-
-const at = (w: Where) => (w.line !== undefined ? `${w.file} line ${w.line}` : `${w.file} item ${w.item}`);
-
-function fail(w: Where, message: string, field?: string): never {
-  throw new InvalidDataError(`${at(w)}: ${message}`, { file: w.file, line: w.line, field });
-}
-
-type ScoreRecord = { value: Record<string, unknown>; where: Where };
+type ScoreRecord = Place & { value: Record<string, unknown> };
 
 /**
  * The objects of a score file with where each one is, for messages, split as a dataset's records are (jsonRecords):
@@ -71,17 +63,17 @@ async function* records(chunks: AsyncIterable<string>, file: string): AsyncGener
   const items: ScoreRecord[] = [];
   try {
     for await (const { value, line, index } of jsonRecords(sniffed(), file, Infinity)) {
-      if (array) items.push({ value, where: { file, item: index } });
-      else yield { value, where: { file, line } };
+      if (array) items.push({ value, line: index, unit: 'item' });
+      else yield { value, line };
     }
   } catch (err) {
     if (!(err instanceof InvalidDataError)) throw err;
     if (err.message.endsWith(': dataset is empty')) return;
     // jsonRecords' words for datasets, restated as score files always said them.
     const item = / item (\d+) must be a JSON object, (found .*)$/.exec(err.message);
-    if (item) fail({ file, item: Number(item[1]) }, `expected a JSON object, ${item[2]}`);
+    if (item) fail(file, { line: Number(item[1]), unit: 'item' }, `expected a JSON object, ${item[2]}`);
     if (array) throw new InvalidDataError(`${file}: not a valid JSON array of score objects`, { file });
-    if (err.message.includes(': invalid JSON (')) fail({ file, line: err.where.line }, 'invalid JSON');
+    if (err.message.includes(': invalid JSON (')) fail(file, { line: err.where.line! }, 'invalid JSON');
     throw err;
   }
   yield* items;
@@ -107,33 +99,34 @@ class ScoreIndex {
   private readonly scores: number[] = [];
   /** Entry i was given at line (or item) positions[i] of the last of `files` whose entries start at or before i. */
   private readonly positions: number[] = [];
-  private readonly files: Array<{ file: string; array: boolean; from: number }> = [];
+  private readonly files: Array<{ file: string; unit: Place['unit']; from: number }> = [];
   /** Released-format rows whose user text was given twice with different scores: the first one is used. */
   conflicts = 0;
 
-  add(where: Where, value: Record<string, unknown>): void {
-    if (!('score' in value)) fail(where, 'missing required field "score"', 'score');
+  add(file: string, rec: ScoreRecord): void {
+    const { value } = rec;
+    if (!('score' in value)) fail(file, rec, 'missing required field "score"', 'score');
     const score = scoreValue(value.score);
-    if (score === undefined) fail(where, notAScore(value.score), 'score');
+    if (score === undefined) fail(file, rec, notAScore(value.score), 'score');
     if ('data' in value) {
       const data = value.data;
       if (!Array.isArray(data) || typeof data[0] !== 'string')
-        fail(where, `field "data" must be an array [user, response] of strings, found ${kindOf(data)}`, 'data');
+        fail(file, rec, `field "data" must be an array [user, response] of strings, found ${kindOf(data)}`, 'data');
       const first = this.keys.firstLine(userTextKey(data[0] as string), this.scores.length);
-      if (first === undefined) this.record(where, score);
+      if (first === undefined) this.record(file, rec, score);
       else if (this.scores[first] !== score) this.conflicts += 1;
       return;
     }
     const id = value.id;
     if (typeof id !== 'string' && typeof id !== 'number')
-      fail(where, `field "id" must be a string or a number, found ${kindOf(id)}`, 'id');
+      fail(file, rec, `field "id" must be a string or a number, found ${kindOf(id)}`, 'id');
     const first = this.keys.firstLine(idKey(String(id)), this.scores.length);
     if (first !== undefined) {
-      const { file, array } = this.files.findLast((f) => f.from <= first)!;
-      const given = array ? { file, item: this.positions[first] } : { file, line: this.positions[first] };
-      fail(where, `duplicate id in field "id" (first given at ${at(given)})`, 'id');
+      const given = this.files.findLast((f) => f.from <= first)!;
+      const at = placeOf(given.file, { line: this.positions[first], unit: given.unit });
+      fail(file, rec, `duplicate id in field "id" (first given at ${at})`, 'id');
     }
-    this.record(where, score);
+    this.record(file, rec, score);
   }
 
   /** The score given for the row's id, else for its user text. */
@@ -142,13 +135,11 @@ class ScoreIndex {
     return entry === undefined ? undefined : this.scores[entry];
   }
 
-  private record(where: Where, score: number): void {
+  private record(file: string, { line, unit }: Place, score: number): void {
     const last = this.files.at(-1);
-    const array = where.line === undefined;
-    if (last?.file !== where.file || last.array !== array)
-      this.files.push({ file: where.file, array, from: this.scores.length });
+    if (last?.file !== file || last.unit !== unit) this.files.push({ file, unit, from: this.scores.length });
     this.scores.push(score);
-    this.positions.push(where.line ?? where.item!);
+    this.positions.push(line);
   }
 }
 
@@ -195,8 +186,8 @@ export async function fileScorer(
     // Gzip unpacked and UTF-8 checked on the way, `hash` fed the bytes.
     const hash = createHash('sha256');
     try {
-      for await (const { value, where } of records(utf8Chunks(unpackedBytes(stream, source), source, hash), source))
-        index.add(where, value);
+      for await (const rec of records(utf8Chunks(unpackedBytes(stream, source), source, hash), source))
+        index.add(source, rec);
     } finally {
       // Also when a bad entry stops the reading: the file handle or the S3 connection is released.
       stream.destroy();

@@ -15,15 +15,14 @@ export interface SourceRecord {
   unit?: 'line' | 'row';
 }
 
-/** Fails naming where the record sits: `train.jsonl line 7: ...`, `train.parquet row 3: ...`. */
-export function fail(
-  source: string,
-  rec: { line: number; unit?: 'line' | 'row' },
-  message: string,
-  field?: string,
-): never {
-  const at = `${source} ${rec.unit ?? 'line'} ${rec.line}`;
-  throw new InvalidDataError(`${at}: ${message}`, { file: source, line: rec.line, field });
+/** Where a record sits: `train.jsonl line 7`, `train.parquet row 3`, `scores.json item 2` (an array's entry). */
+export type Place = { line: number; unit?: 'line' | 'row' | 'item' };
+export const placeOf = (source: string, rec: Place) => `${source} ${rec.unit ?? 'line'} ${rec.line}`;
+
+/** Fails naming where the record sits; an item's number is not a line, so it is not given as one. */
+export function fail(source: string, rec: Place, message: string, field?: string): never {
+  const line = rec.unit === 'item' ? undefined : rec.line;
+  throw new InvalidDataError(`${placeOf(source, rec)}: ${message}`, { file: source, line, field });
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {

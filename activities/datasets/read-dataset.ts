@@ -12,7 +12,6 @@ import { InvalidDataError } from '../../common/failures';
 import { MAX_ROW_BYTES } from '../../common/settings/constants';
 import { DATASET_FORMATS } from '../../common/settings/schema';
 import { allowedLocation, localPathOf, NotFoundError, openObject, type ObjectStore } from '../../store';
-import { openUserFile } from './read-user-file';
 import { sha256File } from '../artifacts/hashing';
 import type { ActivityDeps } from '../deps';
 import { literal, openRows } from '../rows/engine';
@@ -42,6 +41,26 @@ export interface ReadDatasetOptions {
   maxRowBytes?: number;
   /** The input field that named the file, for messages (default `input.dataset`). */
   field?: string;
+}
+
+/**
+ * Opens a file the run's input names (dataset, benchmark, score file): only from the worker's allowed local folders or
+ * a remote store; a missing one is bad input naming `field`. `source` is the file's name, for messages.
+ */
+export async function openUserFile<T>(
+  deps: Pick<ActivityDeps, 'env' | 'fileRoots'>,
+  uri: string,
+  field: string,
+  read: (store: ObjectStore, key: string) => Promise<T>,
+): Promise<{ opened: T; source: string }> {
+  const { store, key } = openObject(allowedLocation(uri, deps.fileRoots, field), deps.env, { setting: field });
+  try {
+    return { opened: await read(store, key), source: basename(key) };
+  } catch (err) {
+    if (err instanceof NotFoundError)
+      throw new InvalidDataError(`${field}: ${uri} does not exist`, { field, file: uri });
+    throw err;
+  }
 }
 
 /** The file kind of a dataset: given by its format, else by its name, else (JSON or JSONL) by its content. */
@@ -122,7 +141,7 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       const repeat = await ids?.firstRepeat();
       if (repeat) {
         this.sha256 = undefined;
-        duplicateId(this.source, { value: {}, line: repeat.line, index: -1, unit }, idFieldOf(columns), repeat.first);
+        duplicateId(this.source, { line: repeat.line, unit }, idFieldOf(columns), repeat.first);
       }
     } finally {
       await ids?.close();
@@ -210,15 +229,6 @@ export class DatasetRows implements AsyncIterable<DatasetRow> {
       await close();
     }
   }
-}
-
-/** The rows of the dataset at `uri`, read as a stream (see DatasetRows). */
-export function readDatasetRows(
-  deps: Pick<ActivityDeps, 'env' | 'fileRoots' | 'workDir'>,
-  uri: string,
-  options: ReadDatasetOptions = {},
-): DatasetRows {
-  return new DatasetRows(deps, uri, options);
 }
 
 /** CSV with a header line; records are named by the line they end on. A cell holding a list of turns is JSON text. */

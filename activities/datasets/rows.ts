@@ -13,10 +13,9 @@
  *
  * Other fields of a row are kept in `extra` while reading, and not written to the run's dataset.
  */
-import { InvalidDataError } from '../../common/failures';
 import type { DatasetColumns } from '../../common/settings/schema';
 import { IdTable } from './id-table';
-import { fail, isPlainObject, kindOf, type SourceRecord } from './json-records';
+import { fail, isPlainObject, kindOf, type Place, type SourceRecord } from './json-records';
 
 export type DatasetLayout = 'alpaca' | 'sharegpt' | 'messages';
 
@@ -95,10 +94,12 @@ export function detectLayout(source: string, rec: SourceRecord, columns: Dataset
   }
   if ((columns.instruction ?? 'instruction') in v) return 'alpaca';
   const mapping = Object.keys(columns).length ? ` with datasetColumns ${JSON.stringify(columns)}` : '';
-  throw new InvalidDataError(
-    `${source} ${rec.unit ?? 'line'} ${rec.line}: unknown row layout${mapping}: found ${keysFound(v)}; supported: ` +
-      `${SUPPORTED_LAYOUTS}, in JSONL, JSON, Parquet or CSV; map other field names with the input setting datasetColumns`,
-    { file: source, line: rec.line, field: 'datasetColumns' },
+  fail(
+    source,
+    rec,
+    `unknown row layout${mapping}: found ${keysFound(v)}; supported: ${SUPPORTED_LAYOUTS}, in JSONL, JSON, Parquet ` +
+      'or CSV; map other field names with the input setting datasetColumns',
+    'datasetColumns',
   );
 }
 
@@ -123,9 +124,7 @@ function checkedString(source: string, rec: SourceRecord, value: unknown, field:
 /** An optional string field; absent or null reads as undefined. `label` names it in messages. */
 export function optionalString(source: string, rec: SourceRecord, field: string, label = field): string | undefined {
   const value = rec.value[field];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') fail(source, rec, `field "${label}" must be a string, found ${kindOf(value)}`, label);
-  return value;
+  return value === undefined || value === null ? undefined : checkedString(source, rec, value, label, false);
 }
 
 /** The row's own id (string or number), or undefined when it has none under `field`. */
@@ -146,7 +145,7 @@ export function defaultId(rec: SourceRecord): string {
 export const idFieldOf = (columns: DatasetColumns): string => columns.id ?? 'id';
 
 /** The error for an id used again at `rec`; the id itself is file content: the two lines say where to look. */
-export function duplicateId(source: string, rec: SourceRecord, field: string, first: number): never {
+export function duplicateId(source: string, rec: Place, field: string, first: number): never {
   fail(source, rec, `duplicate id in field "${field}" (first used on ${rec.unit ?? 'line'} ${first})`, field);
 }
 

@@ -90,18 +90,14 @@ async function* gunzipped(bytes: AsyncIterable<Buffer>, source: string): AsyncGe
   }
 }
 
-/** Where an incomplete UTF-8 sequence at the end of `bytes` starts (bytes.length when the end is complete). */
-function completeLength(bytes: Uint8Array): number {
+/**
+ * The bytes at the end of `bytes` from its last lead byte, when that is among its last four: a character the
+ * decoder may hold back for the next chunk (a complete one is harmless, it is valid and on the same line).
+ */
+function heldBytes(bytes: Buffer): Buffer {
   let i = bytes.length - 1;
-  let continuation = 0;
-  while (i >= 0 && continuation < 3 && (bytes[i] & 0xc0) === 0x80) {
-    i--;
-    continuation++;
-  }
-  if (i < 0) return bytes.length;
-  const lead = bytes[i];
-  const needs = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-  return bytes.length - i < needs ? i : bytes.length;
+  while (i >= Math.max(0, bytes.length - 3) && (bytes[i] & 0xc0) === 0x80) i--;
+  return i >= 0 && bytes[i] >= 0xc0 ? bytes.subarray(i) : Buffer.alloc(0);
 }
 
 const countNewlines = (bytes: Uint8Array): number => {
@@ -115,15 +111,18 @@ const countNewlines = (bytes: Uint8Array): number => {
  * such. A BOM is kept. `hash`, when given, is fed the bytes, so it ends as the sha256 of the whole text.
  */
 export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, hash?: Hash): AsyncGenerator<string> {
+  // Stream mode holds a character split between two chunks until the next one.
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-  let carry: Buffer = Buffer.alloc(0);
   let linesBefore = 0;
+  // What the decoder may hold: on a failure it is where the current line's bytes start.
+  let held: Buffer = Buffer.alloc(0);
   let first = true;
-  const decode = (part: Buffer): string => {
+  /** The text of `chunk`, or with none the end of the input; a failure names the line its bytes start on. */
+  const decode = (chunk?: Buffer): string => {
     try {
-      return decoder.decode(part);
+      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
     } catch {
-      const line = linesBefore + firstInvalidLine(part);
+      const line = linesBefore + firstInvalidLine(chunk ? Buffer.concat([held, chunk]) : held);
       throw new InvalidDataError(`${source} line ${line}: not valid UTF-8; save the file as UTF-8`, {
         file: source,
         line,
@@ -132,23 +131,21 @@ export async function* utf8Chunks(bytes: AsyncIterable<Buffer>, source: string, 
   };
   for await (const chunk of bytes) {
     hash?.update(chunk);
-    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
-    if (first && data.length >= 2) {
+    if (first && chunk.length >= 2) {
       first = false;
-      if ((data[0] === 0xff && data[1] === 0xfe) || (data[0] === 0xfe && data[1] === 0xff)) {
+      if ((chunk[0] === 0xff && chunk[1] === 0xfe) || (chunk[0] === 0xfe && chunk[1] === 0xff)) {
         throw new InvalidDataError(`${source}: the file is UTF-16 (it starts with a UTF-16 BOM); save it as UTF-8`, {
           file: source,
           line: 1,
         });
       }
     }
-    const cut = completeLength(data);
-    const whole = data.subarray(0, cut);
-    carry = Buffer.from(data.subarray(cut));
-    if (whole.length === 0) continue;
-    const text = decode(whole);
-    linesBefore += countNewlines(whole);
-    yield text;
+    const text = decode(chunk);
+    linesBefore += countNewlines(chunk);
+    // A chunk shorter than a character may end one begun in the chunk before.
+    held = heldBytes(chunk.length >= 4 ? chunk : Buffer.concat([held, chunk]));
+    if (text) yield text;
   }
-  if (carry.length) yield decode(carry);
+  const rest = decode();
+  if (rest) yield rest;
 }

@@ -4,7 +4,7 @@
  * different questions, and on prose benchmarks exact match says little. Answers and references are compared after
  * the offline judge's normalisation (NFKC, trimmed, whitespace runs collapsed, case kept).
  */
-import type { BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import { normaliseAnswer } from './offline-reference-judge';
 import type { AccuracyCount, ModelAccuracy } from '../types';
 

@@ -1,5 +1,5 @@
 import { hashInputs } from '../artifacts/hashing';
-import type { BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import type { ActivityDeps } from '../deps';
 import { batchActivities, batchStepBase, type BatchStep } from '../llm/batch-rounds';
 import { endpointFor, judgeModel } from '../llm/llm-client';

@@ -1,6 +1,6 @@
 import { Context } from '@temporalio/activity';
 import { allowedLocation, openStore } from '../../store';
-import type { BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import type { ActivityDeps } from '../deps';
 import { InvalidDataError } from '../../common/failures';
 import { hashInputs, sha256 } from '../artifacts/hashing';

@@ -5,7 +5,7 @@
 import { convergenceFlags, unreliableModels, type ConvergenceFlag } from '../../common/convergence';
 import { InvalidDataError } from '../../common/failures';
 import type { ObjectStore } from '../../store';
-import type { BenchmarkPrompt } from '../datasets/parse';
+import type { BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import { readJsonl, streamJsonl } from '../artifacts/jsonl';
 import { readJson, readManifest } from '../artifacts/manifest';
 import { lossRecord, trainingCurves, type TrainingCurve } from '../artifacts/training-curves';

@@ -1,6 +1,6 @@
 import type { ChatCompletionCreateParamsNonStreaming } from 'openai/resources/chat/completions';
 import { sha256 } from '../artifacts/hashing';
-import { readDatasetRows } from '../datasets/read-dataset';
+import { DatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
 import { parseScore } from './parse-score';
@@ -91,7 +91,7 @@ export const cachedScore = ({ id: _id, ...value }: ScoreRow): Omit<ScoreRow, 'id
 
 /** The dataset a score step reads, with the format, columns and row size limit its input names. */
 export const scoredDataset = (deps: ActivityDeps, input: ScoreInput) =>
-  readDatasetRows(deps, input.dataset, {
+  new DatasetRows(deps, input.dataset, {
     format: input.datasetFormat,
     columns: input.datasetColumns,
     maxRowBytes: input.maxRowBytes,

@@ -7,10 +7,9 @@ import { allowedModel, checkLocalModelDir, checkStoredModel, parseModelRef } fro
 import { isHubDataset, parseHubDataset } from './hub-dataset';
 import { preflightProbeKey } from '../artifacts/run-keys';
 import { heldoutOf, heldoutSplit, servesModels } from '../../common/settings/derive';
-import type { BenchmarkPrompt } from '../datasets/parse';
-import { benchmarkPrompts } from '../datasets/benchmark-prompts';
+import { benchmarkPrompts, type BenchmarkPrompt } from '../datasets/benchmark-prompts';
 import type { DatasetRow } from '../datasets/rows';
-import { readDatasetRows, type DatasetRows } from '../datasets/read-dataset';
+import { DatasetRows } from '../datasets/read-dataset';
 import type { ActivityDeps } from '../deps';
 import { fileScorer } from '../datasets/file-scores';
 
@@ -65,7 +64,7 @@ export async function checkInput(
       checked: 'a hub dataset: a CPU worker reads it (HF_HUB_OFFLINE, HF_TOKEN) and checks its rows as the run starts',
     });
   } else {
-    const dataset = readDatasetRows(deps, cfg.dataset, {
+    const dataset = new DatasetRows(deps, cfg.dataset, {
       format: cfg.datasetFormat,
       columns: cfg.datasetColumns,
       maxRowBytes: cfg.maxRowBytes,

@@ -2,9 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { depsFromEnv } from '../../activities/deps';
-import type { BenchmarkPrompt } from '../../activities/datasets/parse';
-import { benchmarkPrompts } from '../../activities/datasets/benchmark-prompts';
-import { readDatasetRows, type ReadDatasetOptions } from '../../activities/datasets/read-dataset';
+import { benchmarkPrompts, type BenchmarkPrompt } from '../../activities/datasets/benchmark-prompts';
+import { DatasetRows, type ReadDatasetOptions } from '../../activities/datasets/read-dataset';
 import type { AlpacaRow } from '../../activities/datasets/rows';
 
 /** Runs `read` on a file named `name` holding `text`, in a folder the reader is allowed, removed afterwards. */
@@ -29,7 +28,7 @@ export function readAlpaca(text: string, name: string, options: ReadDatasetOptio
   const format = /\.json(\.gz)?$/.test(name) ? 'alpaca-json' : 'alpaca-jsonl';
   return withFile(text, name, async (deps, path) => {
     const rows: AlpacaRow[] = [];
-    for await (const row of readDatasetRows(deps, path, { format, ...options })) rows.push(row as AlpacaRow);
+    for await (const row of new DatasetRows(deps, path, { format, ...options })) rows.push(row as AlpacaRow);
     return rows;
   });
 }
