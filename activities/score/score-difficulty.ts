@@ -22,9 +22,9 @@ import {
   scoreRowFromSamples,
   scoredDataset,
   scoreResult,
+  storedScoreRow,
   type Asked,
 } from './score-answers';
-import { storedScoreRow } from './score-rows';
 import { toJsonl } from '../artifacts/jsonl';
 import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
