@@ -83,7 +83,7 @@ describe('scoring in one continuous pool', function () {
       rows.map((r) => r.id),
       Array.from({ length: ROWS }, (_, i) => `r${i}`),
     );
-    // Who scored and with which prompt are said once, in the step's result (see score-rows.ts).
+    // Who scored and with which prompt are said once, in the step's result (see storedScoreRow in score-answers.ts).
     assert.deepEqual(Object.keys(rows[0]), ['id', 'score']);
     assert.equal(rows[3].score, Number(answerOf(3)));
   });

@@ -17,7 +17,7 @@ import {
   OFFLINE_SCORER_LABEL,
   offlineHeuristicScore,
 } from '../activities/score/offline-heuristic-scorer';
-import { parseScore } from '../activities/score/parse-score';
+import { parseScore } from '../activities/score/score-answers';
 import { scoredText } from '../activities/datasets/rows';
 import { scoreRequest } from '../activities/score/score-answers';
 

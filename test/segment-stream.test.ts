@@ -9,7 +9,7 @@ import { segmentStages } from '../activities/segment/segment-stages';
 import { seededOrder } from './helpers/seeded-order';
 import { rowsPerPart } from '../activities/artifacts/parts';
 import { StepOutputs } from '../activities/artifacts/step';
-import { storedScoreRow } from '../activities/score/score-rows';
+import { storedScoreRow } from '../activities/score/score-answers';
 import type { SegmentInput, SegmentResult } from '../activities/types';
 import { scoreRef } from './helpers/score-ref';
 import { LocalStore } from '../store';

@@ -3,9 +3,9 @@ import type { ActivityDeps } from '../deps';
 import { batchActivities, batchStepBase, type BatchStep } from '../llm/batch-rounds';
 import { endpointFor, scorerModel } from '../llm/llm-client';
 import type { ScoreInput } from '../types';
-import { parseScore } from './parse-score';
 import {
   cachedScore,
+  parseScore,
   sampleOf,
   scoreCacheMaterial,
   scoreRequest,

@@ -1,7 +1,7 @@
 import { allowedLocation, openObject, openStore } from '../../store';
 import type { ActivityDeps } from '../deps';
 import { hashInputs } from '../artifacts/hashing';
-import { JsonlCursor, streamJsonlChunks } from '../artifacts/jsonl';
+import { streamJsonlChunks } from '../artifacts/jsonl';
 import { IdTable } from '../datasets/id-table';
 import { scoreCompareKeys } from '../artifacts/run-keys';
 import { runStep } from '../artifacts/step';
@@ -30,12 +30,6 @@ class Paired {
   readonly secondary: number[] = [];
   readonly x: number[] = [];
   readonly y: number[] = [];
-
-  pair(score: number | null, other: number | undefined): void {
-    if (score === null || other === undefined || Number.isNaN(other)) return;
-    this.x.push(score);
-    this.y.push(other);
-  }
 }
 
 /** A column's scores with null for none, iterable again and again, as scoreHistogram needs for an open scale. */
@@ -46,57 +40,35 @@ const withNulls = (column: number[]): Iterable<number | null> => ({
 });
 
 /**
- * Both files read side by side, which is how two score steps over one dataset write them (in dataset order, each id
- * once); undefined as soon as a line's ids differ or one file ends first.
+ * The rows of the two score files paired by id, in the primary file's order (the two files need not share an order
+ * nor all their rows): the secondary's ids are kept in an IdTable (their bytes and 20 bytes each) pointing at their
+ * scores, which is what a Map of id to score gave, the last score of an id given twice in its first place.
  */
-async function pairedInOrder(primary: JsonlCursor<ScoreLine>, secondary: JsonlCursor<ScoreLine>) {
-  const paired = new Paired();
-  for (;;) {
-    const p = await primary.next();
-    const s = await secondary.next();
-    if (p === undefined || s === undefined) return p === s ? paired : undefined;
-    if (String(p.id) !== String(s.id)) return undefined;
-    paired.primary.push(p.score ?? NaN);
-    paired.secondary.push(s.score ?? NaN);
-    paired.pair(p.score, s.score ?? NaN);
-  }
-}
-
-/**
- * Files in different orders: the secondary's ids are kept in an IdTable (their bytes and 20 bytes each) pointing at
- * their scores, which is what a Map of id to score gave, the last score of an id given twice in its first place.
- */
-async function pairedById(primary: AsyncIterable<ScoreLine[]>, secondary: AsyncIterable<ScoreLine[]>) {
+async function paired(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv): Promise<Paired> {
+  const lines = (uri: string) => {
+    const { store, key } = openObject(uri, env);
+    return streamJsonlChunks<ScoreLine>(store, key);
+  };
   const paired = new Paired();
   const ids = new IdTable();
-  for await (const rows of secondary) {
+  for await (const rows of lines(secondaryUri)) {
     for (const s of rows) {
       const first = ids.firstLine(String(s.id), paired.secondary.length);
       if (first === undefined) paired.secondary.push(s.score ?? NaN);
       else paired.secondary[first] = s.score ?? NaN;
     }
   }
-  for await (const rows of primary) {
+  for await (const rows of lines(primaryUri)) {
     for (const p of rows) {
       paired.primary.push(p.score ?? NaN);
       const at = ids.lineOf(String(p.id));
-      paired.pair(p.score, at === undefined ? undefined : paired.secondary[at]);
+      const other = at === undefined ? NaN : paired.secondary[at];
+      if (p.score === null || Number.isNaN(other)) continue;
+      paired.x.push(p.score);
+      paired.y.push(other);
     }
   }
   return paired;
-}
-
-/** The rows of the two score files paired: side by side where they list the same ids in order, else by id. */
-async function paired(primaryUri: string, secondaryUri: string, env: NodeJS.ProcessEnv): Promise<Paired> {
-  const [p, s] = [openObject(primaryUri, env), openObject(secondaryUri, env)];
-  const cursors = [new JsonlCursor<ScoreLine>(p.store, p.key), new JsonlCursor<ScoreLine>(s.store, s.key)] as const;
-  try {
-    const inOrder = await pairedInOrder(...cursors);
-    if (inOrder) return inOrder;
-  } finally {
-    await Promise.all(cursors.map((c) => c.close()));
-  }
-  return pairedById(streamJsonlChunks<ScoreLine>(p.store, p.key), streamJsonlChunks<ScoreLine>(s.store, s.key));
 }
 
 /**

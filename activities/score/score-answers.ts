@@ -3,7 +3,7 @@ import { sha256 } from '../artifacts/hashing';
 import { DatasetRows } from '../datasets/read-dataset';
 import type { DatasetRow } from '../datasets/rows';
 import type { ActivityDeps } from '../deps';
-import { parseScore } from './parse-score';
+import { SCORE_MAX, SCORE_MIN } from '../../common/constants';
 import { SCORE_DECODING, scoreMessagesFor } from './score-prompt';
 import type { ObjectStore } from '../../store';
 import type { ScoreInput, ScoreResult, ScoreRow } from '../types';
@@ -40,6 +40,33 @@ export const scoreCacheMaterial = (
   samples,
   text: sha256(JSON.stringify(messages)),
 });
+
+/**
+ * Strict parsing of a difficulty score reply: after trimming surrounding whitespace/newlines and one trailing
+ * period, the reply must be a plain decimal number between 1 and 5 inclusive, with any number of decimals
+ * (`3`, `3.5`, `4.25`, `4.`, `4.125`, `4.166666666666667` are fine; `0.5`, `6`, `5.01`, `Score: 3`, `3/5`, `+3`,
+ * `.5`, `1e0` are not). Any number of decimals, because the released scores hold means of several ratings such as
+ * 3.5625 and 4.166666666666667.
+ */
+export type ParsedScore = { ok: true; score: number } | { ok: false; reason: string };
+
+/** Up to 20 decimals: more than a double holds, fewer than a runaway reply. */
+const SCORE = /^\d+(?:\.\d{1,20})?$/;
+
+export function parseScore(reply: string): ParsedScore {
+  let text = reply.trim();
+  if (text.endsWith('.')) text = text.slice(0, -1);
+  if (text === '') return { ok: false, reason: 'empty reply' };
+  if (!SCORE.test(text)) {
+    const shown = reply.length > 60 ? `${reply.slice(0, 60)}...` : reply;
+    return { ok: false, reason: `not a bare decimal number: ${JSON.stringify(shown)}` };
+  }
+  const score = Number(text);
+  if (score < SCORE_MIN || score > SCORE_MAX) {
+    return { ok: false, reason: `score ${text} is outside ${SCORE_MIN}-${SCORE_MAX}` };
+  }
+  return { ok: true, score };
+}
 
 /** One sample's outcome: a score, or why there is none; `raw` is the last answer seen. */
 export type Asked = { score: number; raw: string } | { score: null; raw?: string; error: string };
@@ -85,6 +112,17 @@ export function scoreRowFromSamples(id: string, model: string, promptSha256: str
   }
   return scoreRow(parsed.reduce((a, b) => a + b, 0) / parsed.length, { samples: scores, answers });
 }
+
+/**
+ * A line of scores.jsonl as runs write it now: `{"id", "score"}` (with `raw` and `error` when the answer failed).
+ * Who scored and with which prompt are the same for every row of a step, so they are said once, in the step's result
+ * (`scorer`, `promptSha256` in score/manifest.json), instead of on each of a million rows. Runs of the first version
+ * wrote them on every row too; readers take only `id` and `score`, so both formats read alike.
+ */
+export type StoredScoreRow = Omit<ScoreRow, 'scorer' | 'promptSha256'>;
+
+export const storedScoreRow = ({ scorer: _scorer, promptSha256: _prompt, ...stored }: ScoreRow): StoredScoreRow =>
+  stored;
 
 /** What the answer cache keeps of a scored row (only rows that got a score are kept). */
 export const cachedScore = ({ id: _id, ...value }: ScoreRow): Omit<ScoreRow, 'id'> => value;

@@ -22,9 +22,10 @@ import {
   scoreRowFromSamples,
   scoredDataset,
   scoreResult,
+  storedScoreRow,
   type Asked,
 } from './score-answers';
-import { OpenPartLines } from './part-lines';
+import { toJsonl } from '../artifacts/jsonl';
 import { countOnClosedScale } from '../results/histogram';
 import { answerCache } from '../llm/answer-cache';
 import { beforeFirstRequest, SpendMeter } from '../llm/cost-estimate';
@@ -184,39 +185,37 @@ export async function scoreIntoFile(o: {
   const { store, partKey, progress } = o;
   const tally: ScoreTally = { rows: 0, failed: 0, histogram: {}, failedParts: [] };
   const scoresFile = await LineWriter.create(o.scoresPath);
-  const answers = new OpenPartLines();
   try {
     // Parts only spare a retry work: scores.jsonl holds every row, so they are not outputs of the step.
-    await runPool<DatasetRow, number>({
+    await runPool<DatasetRow, ScoreRow>({
       parts: inParts(o.rows, o.partRows, o.firstPart),
       concurrency: o.concurrency,
-      load: async ({ index }) => {
-        const rows = Math.min(o.partRows, o.rowCount - (index - o.firstPart) * o.partRows);
-        return (await storedPart<ScoreRow>(store, partKey(index), rows))?.map((r) => answers.of(index).add(r));
-      },
-      work: async (row, { index }) => {
+      load: ({ index }) =>
+        storedPart<ScoreRow>(
+          store,
+          partKey(index),
+          Math.min(o.partRows, o.rowCount - (index - o.firstPart) * o.partRows),
+        ),
+      work: async (row) => {
         const s = await o.scorer.score(row);
         progress.answered += 1;
         heartbeat(progress);
-        return answers.of(index).add(s);
+        return s;
       },
-      save: async ({ index }, slots) => {
-        await store.put(partKey(index), answers.of(index).partJsonl(slots));
+      save: async ({ index }, rows) => {
+        await store.put(partKey(index), toJsonl(rows));
       },
-      emit: async ({ index }, slots) => {
-        const lines = answers.of(index);
-        for (const slot of slots) {
-          await scoresFile.text(lines.scoresLine(slot));
-          const score = lines.score(slot);
-          countOnClosedScale(tally.histogram, score);
-          if (score !== null) continue;
+      emit: async ({ index }, rows) => {
+        for (const row of rows) {
+          await scoresFile.text(JSON.stringify(storedScoreRow(row)));
+          countOnClosedScale(tally.histogram, row.score);
+          if (row.score !== null) continue;
           tally.failed += 1;
-          tally.firstFailure ??= (({ id, raw }) => ({ id, raw }))(lines.row(slot));
+          tally.firstFailure ??= { id: row.id, raw: row.raw };
           if (tally.failedParts.at(-1) !== index) tally.failedParts.push(index);
         }
-        answers.release(index);
-        tally.rows += slots.length;
-        progress.scored += slots.length;
+        tally.rows += rows.length;
+        progress.scored += rows.length;
       },
     });
   } finally {
