@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { badSetting, InvalidDataError } from '../common/failures';
 import { jsonProblem } from '../activities/datasets/json-records';
 

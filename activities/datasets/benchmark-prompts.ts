@@ -1,4 +1,4 @@
-import type { BenchmarkRef } from '../../common/input';
+import type { BenchmarkRef } from '../../common/settings/schema';
 import type { ActivityDeps } from '../deps';
 import { benchmarkPromptBuilder, type BenchmarkPrompt } from './parse';
 import { readDatasetRows } from './read-dataset';

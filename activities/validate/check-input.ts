@@ -1,6 +1,6 @@
 import ms, { type StringValue } from 'ms';
 import { allowedLocation, NotFoundError, openObject, openStore, parseObjectUri } from '../../store';
-import type { ResolvedInput } from '../../common/input';
+import type { ResolvedInput } from '../../common/settings/schema';
 import { badSetting, InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { allowedModel, checkLocalModelDir, checkStoredModel, parseModelRef } from '../python/model-ref';
