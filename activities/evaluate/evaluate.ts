@@ -25,8 +25,7 @@ import {
 import { buildWinRateReport, markdownRow, resultsMarkdown } from '../results/report';
 import { countOutcomes } from '../results/win-rate';
 import { OFFLINE_JUDGE_LABEL, offlineJudgeReply } from './offline-reference-judge';
-import { parseVerdict } from '../results/parse-verdict';
-import { verdictFromReplies, type PairVerdict } from '../results/verdict';
+import { parseVerdict, verdictFromReplies, type PairVerdict } from '../results/verdict';
 import { winRateStatistics } from '../results/statistics';
 import { askAgain, askUntilParsed, complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
