@@ -1,4 +1,4 @@
-import type { PipelineInput, ResolvedInput } from '../common/input';
+import type { PipelineInput, ResolvedInput } from '../common/settings/schema';
 import type { ActivityDeps } from './deps';
 import { withTypedFailures } from '../common/failures';
 import { Context } from '@temporalio/activity';

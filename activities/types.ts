@@ -1,6 +1,6 @@
 // Inputs and results of the activities: only small references (URIs, counts, hashes, metrics) cross into history.
 import type { ConvergenceFlag } from '../common/convergence';
-import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/input';
+import type { BenchmarkRef, ResolvedInput, ServingOptions } from '../common/settings/schema';
 import type { StepCost } from './llm/cost-estimate';
 
 export interface StepRef {

@@ -33,7 +33,7 @@ import type { ActivityDeps } from '../activities/deps';
 import { trainerConfig } from '../activities/train/trainer-config';
 import { trainStage } from '../activities/train/train-stage';
 import type { TrainInput } from '../activities/types';
-import { resolveTrainingDefaults } from '../common/input';
+import { resolveTrainingDefaults } from '../common/settings/derive';
 import { TrainingSchema, type TrainingOptions } from '../common/settings/schema';
 import { openStore } from '../store';
 import { startS3Server } from '../test/helpers/s3-server';

@@ -10,7 +10,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { buildRunReport } from '../activities/report/write-report';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { openStore } from '../store';
 import type { PipelineResult } from '../workflows';
 import { temporalConfigFromEnv } from '../workers/config';

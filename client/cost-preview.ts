@@ -1,4 +1,4 @@
-import type { ResolvedInput } from '../common/input';
+import type { ResolvedInput } from '../common/settings/schema';
 import type { BenchmarkPrompt } from '../activities/datasets/benchmark-prompts';
 import type { DatasetRow } from '../activities/datasets/rows';
 import { buildJudgeMessages, JUDGE_DECODING, judgeQuestion } from '../activities/evaluate/judge-prompt';

@@ -3,4 +3,4 @@ export { describeProgress, followProgress, runningWork, workProgress, type WorkP
 export { runProgress, type RunProgress, type RunningActivity } from './run-progress';
 export { runStatus, formatStatus, failureHint, runFailureOf, type RunStatus, type RunFailure } from './run-status';
 export { listRuns, formatRuns, type RunSummary } from './list-runs';
-export type { PipelineInput } from '../common/input';
+export type { PipelineInput } from '../common/settings/schema';

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { badSetting, InvalidDataError } from '../common/failures';
+import { schemeOf } from '../store/file-roots';
 import { jsonProblem } from '../activities/datasets/json-records';
 
 export interface InputOptions {
@@ -13,8 +14,7 @@ export interface InputOptions {
 }
 
 /** A local path becomes an absolute file URI, since the workers may run in another directory. */
-export const asUri = (pathOrUri: string) =>
-  /^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href;
+export const asUri = (pathOrUri: string) => (schemeOf(pathOrUri) ? pathOrUri : pathToFileURL(resolve(pathOrUri)).href);
 
 /** Reads an input file; a file that is not one JSON object is named, its content never echoed. */
 export function readInputFile(file: string): Partial<PipelineInput> {

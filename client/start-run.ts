@@ -1,7 +1,7 @@
 import { Client, WorkflowExecutionAlreadyStartedError, type WorkflowHandle } from '@temporalio/client';
 import { decodeArrayFromPayloads } from '@temporalio/common/lib/internal-non-workflow';
 import { CPU_TASK_QUEUE, PIFT_STEP, WORKFLOW_TYPE } from '../common/constants';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { checkInputHygiene } from '../common/settings/hygiene';
 import { phasedIftPipeline, type PipelineResult, type Progress } from '../workflows';
 

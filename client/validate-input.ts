@@ -13,7 +13,7 @@ import {
 } from '../activities/validate/check-input';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
 import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { FILE_ROOTS_SETTING } from '../store';
 
 export interface Validation {

@@ -11,7 +11,7 @@
  * fit for a pretrained model; slower on a CPU, meant for those with more time or a GPU.
  */
 import { join } from 'node:path';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 
 export const DEMO_MODELS = ['tiny', 'smollm2'] as const;
 export type DemoModel = (typeof DEMO_MODELS)[number];

@@ -15,7 +15,7 @@ import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { followProgress, startRun } from '../client';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { generateKeys } from '../activities/artifacts/run-keys';
 import { readJsonl } from '../activities/artifacts/jsonl';
 import { isExactMatch } from '../activities/evaluate/accuracy';

@@ -16,7 +16,7 @@ import { innermostMessage } from '../client/run-progress';
 import { startRun } from '../client/start-run';
 import { validateInput } from '../client/validate-input';
 import { failureTypeOf, InvalidDataError } from '../common/failures';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { createCpuWorkers } from '../workers/create-workers';
 import { badInputs, CANARY, type BadInput } from './helpers/bad-input-cases';
 import { startFakeOpenAI, type FakeOpenAI } from './helpers/fake-openai';

@@ -13,7 +13,7 @@ import { trainKeys } from '../activities/artifacts/run-keys';
 import { trainStage } from '../activities/train/train-stage';
 import type { ActivityDeps } from '../activities/deps';
 import type { TrainInput, TrainResult } from '../activities/types';
-import { resolveTrainingDefaults } from '../common/input';
+import { resolveTrainingDefaults } from '../common/settings/derive';
 import { TrainingSchema, type TrainingOptions } from '../common/settings/schema';
 import { LocalStore } from '../store';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'mocha';
 import { startRun } from '../client';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 import { stubTrainerEnv } from './helpers/stub-trainer';
 

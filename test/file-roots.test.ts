@@ -12,7 +12,7 @@ import { depsFromEnv } from '../activities/deps';
 import { localModel } from '../activities/artifacts/hand-off';
 import { DatasetRows } from '../activities/datasets/read-dataset';
 import type { ScoreInput } from '../activities/types';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { FailureType, InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { workerDefaults } from '../activities/worker-defaults';
 import { allowedLocation, fileRootsFromEnv, localPathOf } from '../store';

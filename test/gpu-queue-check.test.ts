@@ -11,7 +11,7 @@ import { Value } from '@sinclair/typebox/value';
 import type { WorkflowHandle } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { modelCheckQueue } from '../common/constants';
-import { resolveTrainingDefaults } from '../common/input';
+import { resolveTrainingDefaults } from '../common/settings/derive';
 import { TrainingSchema, type TrainingOptions } from '../common/settings/schema';
 import { depsFromEnv } from '../activities/deps';
 import { FailureType, failureTypeOf } from '../common/failures';

@@ -15,6 +15,7 @@ import { buildWinRateReport, formatWinRate, renderWinRateMarkdown } from '../act
 import {
   candidatePreference,
   decideOutcome,
+  parseVerdict,
   verdictFromReplies,
   type Outcome,
   type Preference,
@@ -26,7 +27,6 @@ import {
   offlineJudgeReply,
   referenceScore,
 } from '../activities/evaluate/offline-reference-judge';
-import { parseVerdict } from '../activities/results/parse-verdict';
 import { InvalidDataError } from '../common/failures';
 
 /** Judge replies for the two orders that make the candidate `p1` in order 1 and `p2` in order 2. */

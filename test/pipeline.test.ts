@@ -6,7 +6,7 @@ import { PIFT_STEP } from '../common/constants';
 import { repoRoot } from './helpers/temporal';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'mocha';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { resumeRun, runProgress, startRun } from '../client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { progressQuery } from '../workflows';

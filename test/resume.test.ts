@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'mocha';
 import { runProgress, startRun } from '../client';
 import type { TrainResult } from '../activities/types';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { replayAndRecord } from './helpers/histories';
 import { balancedDemo, startHarness, type Harness } from './helpers/pipeline-harness';
 import { stubTrainerEnv } from './helpers/stub-trainer';

@@ -9,7 +9,7 @@ import { segmentStages } from '../activities/segment/segment-stages';
 import type { SegmentInput } from '../activities/types';
 import { scoreRef } from './helpers/score-ref';
 import { LocalStore } from '../store';
-import { optimizerSteps } from '../common/input';
+import { optimizerSteps } from '../common/settings/derive';
 
 /** The ids of each stage file, in file order, and the thresholds, from segmentStages over rows scored `scores`. */
 async function segmentScores(

@@ -13,7 +13,7 @@ import { DefaultLogger } from '@temporalio/worker';
 import { after, before, describe, it } from 'mocha';
 import type { StepManifest } from '../activities/artifacts/manifest';
 import { generateKeys } from '../activities/artifacts/run-keys';
-import { completeAll } from '../activities/generate/served-completions';
+import { completeAll } from '../activities/generate/served-answers';
 import type { ActivityDeps } from '../activities/deps';
 import { createGpuActivities } from '../activities/gpu';
 import type { GenerateInput, GenerateResult } from '../activities/types';

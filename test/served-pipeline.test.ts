@@ -7,7 +7,7 @@ import type { StepManifest } from '../activities/artifacts/manifest';
 import { generateKeys, scoreKeys } from '../activities/artifacts/run-keys';
 import type { GenerateResult } from '../activities/types';
 import { startRun } from '../client';
-import type { PipelineInput } from '../common/input';
+import type { PipelineInput } from '../common/settings/schema';
 import { balancedDemo, demoRows, startHarness, type Harness } from './helpers/pipeline-harness';
 import { stubTrainerEnv } from './helpers/stub-trainer';
 

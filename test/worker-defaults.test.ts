@@ -6,6 +6,8 @@ import { describe, it } from 'mocha';
 import { CPU_TASK_QUEUE, GPU_TASK_QUEUE } from '../common/constants';
 import { workerDefaults } from '../activities/worker-defaults';
 import { resolvePipelineInput } from '../activities/validate/resolve-input';
+import { parseInputLocations } from '../activities/validate/check-input';
+import { InvalidDataError, WorkerMisconfiguredError } from '../common/failures';
 import { judgeModel, scorerModel } from '../activities/llm/llm-client';
 import { temporalConfigFromEnv } from '../workers/config';
 import { cpuWorkerNodeFlags } from './helpers/cpu-worker-flags';
@@ -59,6 +61,23 @@ describe('worker defaults', () => {
       resolvePipelineInput({ dataset: 'x', store: 's3://c' }, 'wf', { PIFT_STORE: 's3://b/p' }).store,
       's3://c',
     );
+  });
+
+  it("make a bad PIFT_STORE the worker's misconfiguration, and the same store named by the input the run's", () => {
+    for (const store of ['gs://b/runs', 'file://other-host/runs', '/outside/runs']) {
+      const env = { PIFT_STORE: store };
+      assert.throws(
+        () => parseInputLocations(resolvePipelineInput({ dataset: 's3://b/d.jsonl' }, 'wf', env), env, ['/allowed']),
+        (err: unknown) => err instanceof WorkerMisconfiguredError && err.setting === 'PIFT_STORE',
+        store,
+      );
+      const named = resolvePipelineInput({ dataset: 's3://b/d.jsonl', store }, 'wf', {});
+      assert.throws(
+        () => parseInputLocations(named, {}, ['/allowed']),
+        (err: unknown) => err instanceof InvalidDataError && err.where.field === 'input.store',
+        store,
+      );
+    }
   });
 
   it('bound the CPU worker heap below 2 GB, as `npm run worker:cpu` starts it', () => {

@@ -2,7 +2,7 @@ import { proxyActivities } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { BatchCollected } from '../activities/llm/batch-rounds';
 import type { EvaluateInput, ScoreInput } from '../activities/types';
-import type { ResolvedInput } from '../common/input';
+import type { ResolvedInput } from '../common/settings/schema';
 import { retrying, type CpuActivities } from './step-activities';
 
 /** Each step's setting (named in the activities' messages) and its submit and collect activities. */

@@ -1,7 +1,7 @@
 import type { EvaluateResult, GenerateResult, PreparedBenchmark } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
 import { ONE_OFF } from '../common/constants';
-import type { ResolvedInput } from '../common/input';
+import type { ResolvedInput } from '../common/settings/schema';
 import { answerInBatches } from './batch-answers';
 import { generationSettings } from './generation-input';
 import { withRecomputedProducers } from './recompute-producer';

@@ -1,7 +1,7 @@
 // Workflow-safe (types only): what the workflow hands every generateAnswers call. Kept out of workflows/index.ts,
 // whose every export would become a workflow type.
 import type { GenerateInput, PreparedBenchmark, StepRef } from '../activities/types';
-import type { ResolvedInput, ServingOptions } from '../common/input';
+import type { ResolvedInput, ServingOptions } from '../common/settings/schema';
 
 /** The settings every model's generation shares; each call adds the model's `name` and `modelUri`. */
 export function generationSettings(

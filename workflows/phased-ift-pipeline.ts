@@ -1,7 +1,8 @@
 import { proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { EvaluateResult, ExportResult, ScoreResult, SegmentResult, TrainResult } from '../activities/types';
 import type { ReportResult } from '../activities/report/write-report';
-import { heldoutSplit, type PipelineInput } from '../common/input';
+import { heldoutSplit } from '../common/settings/derive';
+import type { PipelineInput } from '../common/settings/schema';
 import { evaluateModels } from './evaluate-models';
 import { checkBeforeScoring } from './preflight';
 import { RunProgress } from './run-progress';

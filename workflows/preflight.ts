@@ -2,7 +2,8 @@ import { ActivityFailure, ApplicationFailure, proxyActivities, TimeoutFailure } 
 import { TimeoutType, type Duration } from '@temporalio/common';
 import { modelCheckQueue } from '../common/constants';
 import { FailureType } from '../common/failures';
-import { servesModels, type ResolvedInput } from '../common/input';
+import { servesModels } from '../common/settings/derive';
+import type { ResolvedInput } from '../common/settings/schema';
 import { gpuRetry, retrying, type CpuActivities, type GpuActivities } from './step-activities';
 
 const { preflight } = proxyActivities<CpuActivities>({

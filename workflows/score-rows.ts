@@ -1,6 +1,6 @@
 import type { ScoreInput, ScoreResult } from '../activities/types';
 import { HUB_DATASET_PREFIX, SHARDABLE_SCORERS } from '../common/constants';
-import type { ResolvedInput } from '../common/input';
+import type { ResolvedInput } from '../common/settings/schema';
 import { answerInBatches } from './batch-answers';
 import type { RunProgress } from './run-progress';
 import { scoreInShards } from './score-shards';

@@ -5,7 +5,7 @@ import type { createCpuActivities } from '../activities/cpu';
 import type { createGpuActivities } from '../activities/gpu';
 import { shardQueue } from '../common/constants';
 import { NON_RETRYABLE_FAILURES } from '../common/failures';
-import type { ResolvedInput } from '../common/input';
+import type { ResolvedInput } from '../common/settings/schema';
 import type { Producers } from './recompute-producer';
 
 export type CpuActivities = ReturnType<typeof createCpuActivities>;

@@ -1,7 +1,8 @@
 import { CancellationScope } from '@temporalio/workflow';
 import type { SegmentResult, TrainInput, TrainResult } from '../activities/types';
 import { ONE_OFF, stageName } from '../common/constants';
-import { optimizerSteps, type ResolvedInput } from '../common/input';
+import { optimizerSteps } from '../common/settings/derive';
+import type { ResolvedInput } from '../common/settings/schema';
 import { withRecomputedProducers } from './recompute-producer';
 import type { RunProgress } from './run-progress';
 import type { StepActivities } from './step-activities';

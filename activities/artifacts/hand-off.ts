@@ -15,6 +15,7 @@ import {
   storeDefaults,
   type ObjectStore,
 } from '../../store';
+import { schemeOf } from '../../store/file-roots';
 import { hashInputs, sha256File } from './hashing';
 import { outputsVerified, readManifest, type OutputEntry, type StepManifest } from './manifest';
 import { downloadPrefix, downloadVerified, localPathUnder } from './transfer';
@@ -56,7 +57,6 @@ function damaged(
 const MANIFEST = 'manifest.json';
 /** How far above an object its producer's manifest may be: `train/<name>/final/<file>` is the deepest. */
 const MANIFEST_LEVELS = 3;
-const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\/./i.test(s);
 
 /**
  * The hand-off a store URI names, when a step of ours committed it: the nearest `manifest.json` above it that lists
@@ -65,11 +65,11 @@ const isUri = (s: string) => /^[a-z][a-z0-9+.-]*:\/\/./i.test(s);
  */
 export async function handOffAt(uri: string, env: NodeJS.ProcessEnv): Promise<HandOff | undefined> {
   const target = uri.replace(/\/+$/, '');
-  if (!isUri(target)) return undefined;
+  if (!schemeOf(target)) return undefined;
   let folder = target;
   for (let level = 0; level < MANIFEST_LEVELS && folder.includes('/'); level++) {
     folder = folder.slice(0, folder.lastIndexOf('/'));
-    if (!isUri(folder) || folder.endsWith('/')) return undefined;
+    if (!schemeOf(folder) || folder.endsWith('/')) return undefined;
     const { store: holder, key } = openObject(`${folder}/${MANIFEST}`, env);
     const manifest = await readManifest<unknown>(holder, key).catch(() => null);
     const stepFolder = manifest && stepFolderOf(folder, manifest);
@@ -233,7 +233,7 @@ export async function localModel(
   // The trainer resolves these itself, from its model cache (filled by the model check on this worker).
   if (model.startsWith('builtin:') || model.startsWith('hf://')) return model;
   allowedLocation(model, deps.fileRoots, setting);
-  if (!isUri(model)) {
+  if (!schemeOf(model)) {
     // The path that was checked: given as is, `link/..` would make the kernel climb from the link's target instead.
     const dir = resolve(model);
     if (!existsSync(dir)) throw badSetting(setting, `model directory ${model} does not exist on this worker`);

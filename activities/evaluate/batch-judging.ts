@@ -14,7 +14,7 @@ import {
   type CachedReply,
 } from './judge-answers';
 import { JUDGE_CORRECTION, judgeQuestion } from './judge-prompt';
-import { parseVerdict } from '../results/parse-verdict';
+import { parseVerdict } from '../results/verdict';
 
 /**
  * `evaluation.mode: "batch"`: every (model, benchmark, prompt, order) judgment the evaluate step would ask and the

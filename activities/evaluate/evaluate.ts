@@ -22,11 +22,10 @@ import {
   judgeQuestion,
   JUDGE_PROMPT_VERSION,
 } from './judge-prompt';
-import { buildWinRateReport, markdownRow, resultsMarkdown } from '../results/report';
+import { buildWinRateReport, markdownRow, orderingCurves, resultsMarkdown } from '../results/report';
 import { countOutcomes } from '../results/win-rate';
 import { OFFLINE_JUDGE_LABEL, offlineJudgeReply } from './offline-reference-judge';
-import { parseVerdict } from '../results/parse-verdict';
-import { verdictFromReplies, type PairVerdict } from '../results/verdict';
+import { parseVerdict, verdictFromReplies, type PairVerdict } from '../results/verdict';
 import { winRateStatistics } from '../results/statistics';
 import { askAgain, askUntilParsed, complete, endpointFor, judgeModel } from '../llm/llm-client';
 import { heartbeatEvery } from '../heartbeat';
@@ -36,7 +35,6 @@ import { beforeFirstRequest, estimateJudging, SpendMeter, type CostLimits, type 
 import { convergenceFlags, unreliableModels } from '../../common/convergence';
 import { lossRecord, trainingCurves } from '../artifacts/training-curves';
 import { exactMatchAccuracy } from './accuracy';
-import { orderingCurves } from './orderings';
 import type { EvaluateInput, EvaluateResult, GenerateResult } from '../types';
 
 /** One judged prompt, kept for audit: both raw replies, how they parsed, and the outcome. */

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openObject } from '../../store';
-import { allowedLocation, isAllowedLocation } from '../../store/file-roots';
+import { allowedLocation, isAllowedLocation, schemeOf } from '../../store/file-roots';
 import { badSetting, InvalidDataError } from '../../common/failures';
 
 /**
@@ -24,7 +24,6 @@ export const cachedByTrainer = (value: string): boolean =>
 /** `hf://org/name[@revision]`: a Hugging Face hub model; the revision (branch, tag or commit) defaults to main. */
 const HUB_URI = /^hf:\/\/([A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@([^@\s/]+))?$/;
 
-const SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
 const STORE_SCHEMES = ['file', 's3'];
 /** `org/name` as the Hugging Face Hub spells model ids. */
 const HUB_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -37,7 +36,7 @@ export function parseModelRef(value: string, field: string): ModelRef {
     }
     return { kind: 'builtin', name: value };
   }
-  const scheme = SCHEME.exec(value)?.[1]?.toLowerCase();
+  const scheme = schemeOf(value);
   if (scheme === undefined) return { kind: 'local', path: value };
   if (scheme === 'hf') {
     const hub = HUB_URI.exec(value);

@@ -6,6 +6,7 @@ import { convergenceMarkdown, type ConvergenceFlag } from '../../common/converge
 import { InvalidDataError } from '../../common/failures';
 import type { CellStatistics, WinRateInterval, WinRateStatistics } from './statistics';
 import { summariseWinRates, type BenchmarkWinRate, type OutcomeCounts } from './win-rate';
+import type { OrderingPoint } from '../types';
 
 export const WIN_RATE_RULE =
   'two orders per prompt (baseline shown first, then candidate shown first); ' +
@@ -78,6 +79,29 @@ export function buildWinRateReport(input: WinRateReportInput): WinRateReport {
   };
   if (input.judgePromptVersion !== undefined) report.judgePromptVersion = input.judgePromptVersion;
   return report;
+}
+
+/**
+ * Per-ordering win-rate curves (`evaluation.controls`): the paper's ascending stages beside the random-difficulty
+ * control and the descending order, each stage's model against the same baseline. Built from the report's rows, so
+ * the numbers are the table's numbers, regrouped.
+ */
+export function orderingCurves(
+  report: WinRateReport,
+  orderings: Readonly<Record<string, readonly string[]>>,
+): Record<string, OrderingPoint[]> {
+  const rows = new Map(report.comparisons.map((c) => [c.model, c]));
+  return Object.fromEntries(
+    Object.entries(orderings).map(([ordering, models]) => [
+      ordering,
+      models.flatMap((model, index) => {
+        const row = rows.get(model);
+        if (row === undefined) return [];
+        const benchmarks = Object.fromEntries(row.benchmarks.map((b) => [b.benchmark, b.winRate]));
+        return [{ stage: index + 1, model, average: row.average, benchmarks }];
+      }),
+    ]),
+  );
 }
 
 /** Signed, one decimal: `+3.8`, `-1.2`, `+0.0` (never `-0.0`). */

@@ -13,8 +13,7 @@
  *   out), two-sided exact binomial p-value under p = 1/2.
  */
 import { createHash } from 'node:crypto';
-import { parseVerdict } from './parse-verdict';
-import type { Outcome, Preference } from './verdict';
+import { parseVerdict, type Outcome, type Preference } from './verdict';
 
 /** The fields of a stored judgment these statistics read (evaluate.ts writes more). */
 export interface StoredVerdict {

@@ -1,6 +1,6 @@
 import ms, { type StringValue } from 'ms';
 import { allowedLocation, NotFoundError, openObject, openStore, parseObjectUri } from '../../store';
-import type { ResolvedInput } from '../../common/input';
+import type { ResolvedInput } from '../../common/settings/schema';
 import { badSetting, InvalidDataError, WorkerMisconfiguredError } from '../../common/failures';
 import { llmEndpoint, probeEndpoint } from '../llm/llm-client';
 import { allowedModel, checkLocalModelDir, checkStoredModel, parseModelRef } from '../python/model-ref';
@@ -162,15 +162,8 @@ export function parseInputLocations(cfg: ResolvedInput, env: NodeJS.ProcessEnv, 
   // The setting that chose the store: the worker's PIFT_STORE when the input named none. A wrong store there is the
   // operator's to fix, not the user's.
   const storeField = env.PIFT_STORE !== undefined && env.PIFT_STORE === cfg.store ? 'PIFT_STORE' : 'input.store';
-  try {
-    allowedLocation(cfg.store, fileRoots, storeField);
-    // The store names the setting in its own messages.
-    openStore(cfg.store, env, { setting: storeField });
-  } catch (err) {
-    if (storeField === 'PIFT_STORE' && err instanceof InvalidDataError)
-      throw new WorkerMisconfiguredError(err.message, 'PIFT_STORE', cfg.store);
-    throw err;
-  }
+  // The store names the setting in its own errors, a worker's misconfiguration for PIFT_STORE (settingError).
+  openStore(allowedLocation(cfg.store, fileRoots, storeField), env, { setting: storeField });
   // A hub dataset is read by a worker (fetchHubDataset) into the run's store; only its form is checked here.
   if (isHubDataset(cfg.dataset)) parseHubDataset(cfg.dataset, 'input.dataset');
   const objects = inputObjects(cfg);

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import type { PipelineInput } from '../../common/input';
+import type { PipelineInput } from '../../common/settings/schema';
 import { repoRoot } from './temporal';
 
 /** A canary that must never be repeated by any message. */
